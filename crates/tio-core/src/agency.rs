@@ -1,0 +1,123 @@
+//! Agencies: the systems that connect to the broker, and what each may do.
+
+use std::fmt;
+
+use crate::{CategorySet, FieldViolation, limits};
+
+/// An agency's id: 1 to 64 characters of `[a-z0-9-]`, not starting or ending with `-`.
+/// It is the `<id>` of the certificate identity `urn:tio:agency:<id>`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AgencyId(String);
+
+impl AgencyId {
+    /// Parses an id, naming `field` in the error.
+    pub fn parse(field: &str, input: &str) -> Result<AgencyId, FieldViolation> {
+        if !is_valid_name(input) {
+            return Err(FieldViolation::new(
+                field,
+                format!(
+                    "must be 1 to {} characters of a-z, 0-9 and '-', not starting or ending with '-'",
+                    limits::MAX_AGENCY_ID_BYTES
+                ),
+            ));
+        }
+        Ok(AgencyId(input.to_owned()))
+    }
+
+    /// Returns the id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Returns whether `input` is a valid agency, admin or auditor name.
+pub(crate) fn is_valid_name(input: &str) -> bool {
+    !input.is_empty()
+        && input.len() <= limits::MAX_AGENCY_ID_BYTES
+        && input.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-')
+        && !input.starts_with('-')
+        && !input.ends_with('-')
+}
+
+impl fmt::Display for AgencyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The sector an agency works in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Sector {
+    /// NHS trusts, GP practices, community health, CAMHS.
+    Health,
+    /// Schools and the council's SEND team.
+    Education,
+    /// The council's children's social care.
+    SocialCare,
+}
+
+impl Sector {
+    /// Returns the snake_case name used in configuration.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Sector::Health => "health",
+            Sector::Education => "education",
+            Sector::SocialCare => "social_care",
+        }
+    }
+
+    /// Parses a name produced by [`Sector::as_str`].
+    pub fn from_name(name: &str) -> Option<Sector> {
+        [Sector::Health, Sector::Education, Sector::SocialCare].into_iter().find(|sector| sector.as_str() == name)
+    }
+}
+
+impl fmt::Display for Sector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A registered agency and its permissions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agency {
+    /// The agency's id.
+    pub id: AgencyId,
+    /// Its name, for people (reports, the admin list).
+    pub name: String,
+    /// Its sector.
+    pub sector: Sector,
+    /// Categories it may publish.
+    pub may_publish: CategorySet,
+    /// Categories it may read (profile and deliveries).
+    pub may_read: CategorySet,
+    /// Whether its professionals may record and withdraw consent.
+    pub may_record_consent: bool,
+    /// A suspended agency is refused everywhere.
+    pub suspended: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn agency_ids() {
+        for good in ["rxx", "school-100000", "a", "send-team-202"] {
+            assert!(AgencyId::parse("id", good).is_ok(), "{good}");
+        }
+        let too_long = "a".repeat(65);
+        for bad in ["", "-rxx", "rxx-", "RXX", "r x", "r_x", "rxx/1", too_long.as_str()] {
+            let err = AgencyId::parse("agency.id", bad).unwrap_err();
+            assert_eq!(err.field, "agency.id", "{bad}");
+        }
+    }
+
+    #[test]
+    fn sector_names_round_trip() {
+        for sector in [Sector::Health, Sector::Education, Sector::SocialCare] {
+            assert_eq!(Sector::from_name(sector.as_str()), Some(sector));
+        }
+        assert_eq!(Sector::from_name("police"), None);
+    }
+}

@@ -1,0 +1,226 @@
+//! The access decision: one pure function that every check in the broker calls.
+
+use crate::consent::Coverage;
+use crate::{
+    Agency, CareRelationship, Category, Consent, ConsentGiverRole, ConsentId, ConsentState, RelationshipId, Timestamp,
+};
+
+/// What an agency wants to do with one category of one child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Publish a new value. Needs the publish permission only: publishing shares with
+    /// the broker, which discloses to nobody without consent.
+    Publish,
+    /// Read the current value (`GetProfile`).
+    Read,
+    /// Receive an update on a subscription, decided again at the moment of delivery.
+    Receive,
+}
+
+/// One question for [`decide`].
+#[derive(Debug, Clone, Copy)]
+pub struct AccessRequest<'a> {
+    /// The agency asking, as registered now.
+    pub agency: &'a Agency,
+    /// What it wants to do.
+    pub action: Action,
+    /// With which category.
+    pub category: Category,
+}
+
+/// What is known about the child being decided on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Facts<'a> {
+    /// Every care relationship of the child, any agency, active or ended.
+    pub relationships: &'a [CareRelationship],
+    /// The latest revision of every consent recorded for the child.
+    pub consents: &'a [Consent],
+}
+
+/// What allowed an access, so that the audit log can show it was authorised when it
+/// was made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// The consent and its revision (none for a publish).
+    pub consent: Option<(ConsentId, u32)>,
+    /// The care relationship (none for a publish).
+    pub relationship: Option<RelationshipId>,
+}
+
+/// Why an access was refused: a closed set, shared by the audit log and the broker's
+/// error mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DenyReason {
+    /// The agency is suspended.
+    AgencySuspended,
+    /// The agency may not publish or read this category.
+    NotPermittedForCategory,
+    /// The agency has no active care relationship with the child.
+    NotInvolved,
+    /// No consent covers this child, category and agency.
+    NoConsent,
+    /// The only consents naming the agency and category are parents', and the young
+    /// person now decides for themselves.
+    ConsentSuperseded,
+    /// A consent covering the access exists but has not begun.
+    ConsentNotYetValid,
+    /// A consent covering the access has expired.
+    ConsentExpired,
+    /// A consent covering the access was withdrawn.
+    ConsentWithdrawn,
+    /// A consent covering the category excludes this agency by name.
+    RecipientExcluded,
+}
+
+impl DenyReason {
+    /// Returns the stable snake_case code written to the audit log and error details.
+    pub const fn code(self) -> &'static str {
+        match self {
+            DenyReason::AgencySuspended => "agency_suspended",
+            DenyReason::NotPermittedForCategory => "not_permitted_for_category",
+            DenyReason::NotInvolved => "not_involved",
+            DenyReason::NoConsent => "no_consent",
+            DenyReason::ConsentSuperseded => "consent_superseded",
+            DenyReason::ConsentNotYetValid => "consent_not_yet_valid",
+            DenyReason::ConsentExpired => "consent_expired",
+            DenyReason::ConsentWithdrawn => "consent_withdrawn",
+            DenyReason::RecipientExcluded => "recipient_excluded",
+        }
+    }
+
+    /// Ranks the consent reasons so that, of several consents that each fail, the most
+    /// specific failure is reported (an exclusion says more than a mere absence).
+    const fn specificity(self) -> u8 {
+        match self {
+            DenyReason::RecipientExcluded => 5,
+            DenyReason::ConsentWithdrawn => 4,
+            DenyReason::ConsentExpired => 3,
+            DenyReason::ConsentNotYetValid => 2,
+            DenyReason::ConsentSuperseded => 1,
+            _ => 0,
+        }
+    }
+}
+
+/// The outcome of [`decide`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Allowed, and by what.
+    Allow(Grant),
+    /// Refused, and why.
+    Deny(DenyReason),
+}
+
+impl Decision {
+    /// Returns whether the access is allowed.
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, Decision::Allow(_))
+    }
+}
+
+/// Decides whether `request.agency` may do `request.action` with `request.category` of
+/// the child described by `facts`, at `now`.
+///
+/// Default deny: reading or receiving needs the agency not suspended, permitted for the
+/// category, actively involved with the child, and an active, current consent that
+/// names the category and covers the agency without excluding it. Publishing needs the
+/// agency not suspended and permitted. Checks run in that order, so the reason names
+/// the first thing missing.
+pub fn decide(request: &AccessRequest<'_>, facts: &Facts<'_>, now: Timestamp) -> Decision {
+    let agency = request.agency;
+    if agency.suspended {
+        return Decision::Deny(DenyReason::AgencySuspended);
+    }
+    let permitted = match request.action {
+        Action::Publish => agency.may_publish.contains(request.category),
+        Action::Read | Action::Receive => agency.may_read.contains(request.category),
+    };
+    if !permitted {
+        return Decision::Deny(DenyReason::NotPermittedForCategory);
+    }
+    if request.action == Action::Publish {
+        return Decision::Allow(Grant { consent: None, relationship: None });
+    }
+
+    let Some(relationship) = facts
+        .relationships
+        .iter()
+        .filter(|relationship| relationship.agency == agency.id && relationship.is_active_at(now))
+        .min_by(|a, b| (a.started_at, &a.id).cmp(&(b.started_at, &b.id)))
+    else {
+        return Decision::Deny(DenyReason::NotInvolved);
+    };
+
+    match covering_consent(agency, request.category, facts.consents, now) {
+        Ok(consent) => Decision::Allow(Grant {
+            consent: Some((consent.id.clone(), consent.revision)),
+            relationship: Some(relationship.id.clone()),
+        }),
+        Err(reason) => Decision::Deny(reason),
+    }
+}
+
+/// Returns the consent that covers the access (the most recently recorded, if several),
+/// or the most specific reason why none does.
+fn covering_consent<'a>(
+    agency: &Agency,
+    category: Category,
+    consents: &'a [Consent],
+    now: Timestamp,
+) -> Result<&'a Consent, DenyReason> {
+    // A young person's own decision, once made, supersedes every parent's.
+    let young_person_decides = consents
+        .iter()
+        .any(|consent| consent.giver_role == ConsentGiverRole::YoungPerson && consent.recorded_at <= now);
+
+    let mut best: Option<&Consent> = None;
+    let mut reason = DenyReason::NoConsent;
+    for consent in consents {
+        match evaluate(consent, agency, category, now, young_person_decides) {
+            Ok(()) => {
+                if best.is_none_or(|current| (consent.recorded_at, &consent.id) > (current.recorded_at, &current.id)) {
+                    best = Some(consent);
+                }
+            }
+            Err(candidate) if candidate.specificity() > reason.specificity() => reason = candidate,
+            Err(_) => {}
+        }
+    }
+    best.ok_or(reason)
+}
+
+/// Says whether one consent covers the access, or why not.
+fn evaluate(
+    consent: &Consent,
+    agency: &Agency,
+    category: Category,
+    now: Timestamp,
+    young_person_decides: bool,
+) -> Result<(), DenyReason> {
+    if !consent.categories.contains(category) {
+        return Err(DenyReason::NoConsent);
+    }
+    match consent.recipients.coverage(agency) {
+        Coverage::Excluded => return Err(DenyReason::RecipientExcluded),
+        Coverage::NotNamed => return Err(DenyReason::NoConsent),
+        Coverage::Covered => {}
+    }
+    if young_person_decides && consent.giver_role == ConsentGiverRole::ParentWithParentalResponsibility {
+        return Err(DenyReason::ConsentSuperseded);
+    }
+    if let ConsentState::Withdrawn { at } = consent.state
+        && at <= now
+    {
+        return Err(DenyReason::ConsentWithdrawn);
+    }
+    if now < consent.valid.from {
+        return Err(DenyReason::ConsentNotYetValid);
+    }
+    if consent.valid.until.is_some_and(|until| until <= now) {
+        return Err(DenyReason::ConsentExpired);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,430 @@
+use proptest::prelude::*;
+
+use super::*;
+use crate::{AgencyId, CategorySet, LawfulBasis, Recipients, RelationshipKind, Sector, Validity};
+
+const T0: Timestamp = Timestamp::from_unix_seconds(1_800_000_000);
+
+fn agency(id: &str, sector: Sector) -> Agency {
+    Agency {
+        id: AgencyId::parse("id", id).unwrap(),
+        name: id.to_owned(),
+        sector,
+        may_publish: CategorySet::all(),
+        may_read: CategorySet::all(),
+        may_record_consent: true,
+        suspended: false,
+    }
+}
+
+fn relationship(agency_id: &str, started: i64, ended: Option<i64>) -> CareRelationship {
+    CareRelationship {
+        id: RelationshipId(format!("rel-{agency_id}-{started}")),
+        agency: AgencyId::parse("id", agency_id).unwrap(),
+        kind: RelationshipKind::Enrolment,
+        started_at: T0.plus_seconds(started),
+        ended_at: ended.map(|seconds| T0.plus_seconds(seconds)),
+    }
+}
+
+fn consent(id: &str, categories: &[Category], recipients: Recipients) -> Consent {
+    Consent {
+        id: ConsentId(id.to_owned()),
+        revision: 1,
+        giver_role: ConsentGiverRole::ParentWithParentalResponsibility,
+        categories: categories.iter().copied().collect(),
+        recipients,
+        purpose: "coordinating support".to_owned(),
+        lawful_basis: LawfulBasis::PublicTask,
+        valid: Validity { from: T0, until: None },
+        state: ConsentState::Active,
+        recorded_at: T0,
+    }
+}
+
+fn to_agencies(ids: &[&str]) -> Recipients {
+    Recipients { agencies: ids.iter().map(|id| AgencyId::parse("id", id).unwrap()).collect(), ..Recipients::default() }
+}
+
+fn read(agency: &Agency, category: Category, facts: &Facts<'_>, now: Timestamp) -> Decision {
+    decide(&AccessRequest { agency, action: Action::Read, category }, facts, now)
+}
+
+#[test]
+fn allows_with_permission_involvement_and_consent_and_names_both() {
+    let school = agency("school", Sector::Education);
+    let relationships = [relationship("school", 0, None)];
+    let consents = [consent("c1", &[Category::CommunicationNeeds], to_agencies(&["school"]))];
+    let facts = Facts { relationships: &relationships, consents: &consents };
+    let decision = read(&school, Category::CommunicationNeeds, &facts, T0.plus_seconds(10));
+    assert_eq!(
+        decision,
+        Decision::Allow(Grant {
+            consent: Some((ConsentId("c1".into()), 1)),
+            relationship: Some(RelationshipId("rel-school-0".into())),
+        })
+    );
+}
+
+#[test]
+fn each_missing_condition_has_its_reason() {
+    let school = agency("school", Sector::Education);
+    let active = [relationship("school", 0, None)];
+    let later = T0.plus_seconds(100);
+    let covering = |edit: &dyn Fn(&mut Consent)| {
+        let mut c = consent("c1", &[Category::HealthSummary], to_agencies(&["school"]));
+        edit(&mut c);
+        c
+    };
+    struct Case(&'static str, Agency, Vec<CareRelationship>, Vec<Consent>, DenyReason);
+    let cases: Vec<Case> = vec![
+        Case(
+            "suspended",
+            Agency { suspended: true, ..school.clone() },
+            active.to_vec(),
+            vec![covering(&|_| {})],
+            DenyReason::AgencySuspended,
+        ),
+        Case(
+            "not permitted",
+            Agency { may_read: CategorySet::EMPTY, ..school.clone() },
+            active.to_vec(),
+            vec![covering(&|_| {})],
+            DenyReason::NotPermittedForCategory,
+        ),
+        Case("no relationship", school.clone(), vec![], vec![covering(&|_| {})], DenyReason::NotInvolved),
+        Case(
+            "ended relationship",
+            school.clone(),
+            vec![relationship("school", 0, Some(50))],
+            vec![covering(&|_| {})],
+            DenyReason::NotInvolved,
+        ),
+        Case(
+            "another agency's relationship",
+            school.clone(),
+            vec![relationship("gp", 0, None)],
+            vec![covering(&|_| {})],
+            DenyReason::NotInvolved,
+        ),
+        Case("no consent at all", school.clone(), active.to_vec(), vec![], DenyReason::NoConsent),
+        Case(
+            "consent for another category",
+            school.clone(),
+            active.to_vec(),
+            vec![covering(&|c| c.categories = [Category::SendSupport].into_iter().collect())],
+            DenyReason::NoConsent,
+        ),
+        Case(
+            "consent for another agency",
+            school.clone(),
+            active.to_vec(),
+            vec![covering(&|c| c.recipients = to_agencies(&["gp"]))],
+            DenyReason::NoConsent,
+        ),
+        Case(
+            "withdrawn",
+            school.clone(),
+            active.to_vec(),
+            vec![covering(&|c| c.state = ConsentState::Withdrawn { at: T0.plus_seconds(60) })],
+            DenyReason::ConsentWithdrawn,
+        ),
+        Case(
+            "expired",
+            school.clone(),
+            active.to_vec(),
+            vec![covering(&|c| c.valid.until = Some(T0.plus_seconds(100)))],
+            DenyReason::ConsentExpired,
+        ),
+        Case(
+            "not yet valid",
+            school.clone(),
+            active.to_vec(),
+            vec![covering(&|c| c.valid.from = T0.plus_seconds(101))],
+            DenyReason::ConsentNotYetValid,
+        ),
+        Case(
+            "sector consent with the agency excluded",
+            school.clone(),
+            active.to_vec(),
+            vec![covering(&|c| {
+                c.recipients = Recipients {
+                    sectors: vec![Sector::Education],
+                    excluded: vec![AgencyId::parse("id", "school").unwrap()],
+                    ..Recipients::default()
+                }
+            })],
+            DenyReason::RecipientExcluded,
+        ),
+    ];
+    for Case(name, agency, relationships, consents, expected) in cases {
+        let facts = Facts { relationships: &relationships, consents: &consents };
+        assert_eq!(read(&agency, Category::HealthSummary, &facts, later), Decision::Deny(expected), "{name}");
+    }
+}
+
+#[test]
+fn a_sector_consent_covers_every_agency_of_the_sector() {
+    let gp = agency("gp", Sector::Health);
+    let relationships = [relationship("gp", 0, None)];
+    let consents = [consent(
+        "c1",
+        &[Category::HealthSummary],
+        Recipients { sectors: vec![Sector::Health], ..Recipients::default() },
+    )];
+    let facts = Facts { relationships: &relationships, consents: &consents };
+    assert!(read(&gp, Category::HealthSummary, &facts, T0).is_allowed());
+    let school = agency("school", Sector::Education);
+    let relationships = [relationship("school", 0, None)];
+    let facts = Facts { relationships: &relationships, consents: &consents };
+    assert_eq!(read(&school, Category::HealthSummary, &facts, T0), Decision::Deny(DenyReason::NoConsent));
+}
+
+#[test]
+fn validity_bounds_are_inclusive_from_and_exclusive_until() {
+    let school = agency("school", Sector::Education);
+    let relationships = [relationship("school", 0, None)];
+    let mut bounded = consent("c1", &[Category::SendSupport], to_agencies(&["school"]));
+    bounded.valid = Validity { from: T0.plus_seconds(10), until: Some(T0.plus_seconds(20)) };
+    let consents = [bounded];
+    let facts = Facts { relationships: &relationships, consents: &consents };
+    let at = |seconds| read(&school, Category::SendSupport, &facts, T0.plus_seconds(seconds));
+    assert_eq!(at(9), Decision::Deny(DenyReason::ConsentNotYetValid));
+    assert!(at(10).is_allowed());
+    assert!(at(19).is_allowed());
+    assert_eq!(at(20), Decision::Deny(DenyReason::ConsentExpired));
+}
+
+#[test]
+fn a_young_persons_decision_supersedes_a_parents() {
+    let gp = agency("gp", Sector::Health);
+    let relationships = [relationship("gp", 0, None)];
+    let parent = consent("parent", &[Category::HealthSummary], to_agencies(&["gp"]));
+    let mut own = consent("own", &[Category::SendSupport], to_agencies(&["gp"]));
+    own.giver_role = ConsentGiverRole::YoungPerson;
+    own.recorded_at = T0.plus_seconds(50);
+    let consents = [parent, own];
+    let facts = Facts { relationships: &relationships, consents: &consents };
+    // Before the young person decided, the parent's consent applies.
+    assert!(read(&gp, Category::HealthSummary, &facts, T0.plus_seconds(10)).is_allowed());
+    // After, it no longer does; the young person's own consent covers only what it says.
+    assert_eq!(
+        read(&gp, Category::HealthSummary, &facts, T0.plus_seconds(60)),
+        Decision::Deny(DenyReason::ConsentSuperseded)
+    );
+    assert!(read(&gp, Category::SendSupport, &facts, T0.plus_seconds(60)).is_allowed());
+}
+
+#[test]
+fn publish_needs_permission_only() {
+    let hospital =
+        Agency { may_publish: [Category::HealthSummary].into_iter().collect(), ..agency("hospital", Sector::Health) };
+    let facts = Facts::default();
+    let publish =
+        |agency: &Agency, category| decide(&AccessRequest { agency, action: Action::Publish, category }, &facts, T0);
+    assert_eq!(
+        publish(&hospital, Category::HealthSummary),
+        Decision::Allow(Grant { consent: None, relationship: None })
+    );
+    assert_eq!(publish(&hospital, Category::SendSupport), Decision::Deny(DenyReason::NotPermittedForCategory));
+    let suspended = Agency { suspended: true, ..hospital };
+    assert_eq!(publish(&suspended, Category::HealthSummary), Decision::Deny(DenyReason::AgencySuspended));
+}
+
+#[test]
+fn of_several_covering_consents_the_latest_recorded_is_named() {
+    let school = agency("school", Sector::Education);
+    let relationships = [relationship("school", 0, None)];
+    let older = consent("a-older", &[Category::SendSupport], to_agencies(&["school"]));
+    let mut newer = consent("b-newer", &[Category::SendSupport], to_agencies(&["school"]));
+    newer.recorded_at = T0.plus_seconds(5);
+    newer.revision = 3;
+    let consents = [newer, older];
+    let facts = Facts { relationships: &relationships, consents: &consents };
+    let Decision::Allow(grant) = read(&school, Category::SendSupport, &facts, T0.plus_seconds(10)) else {
+        panic!("expected allow");
+    };
+    assert_eq!(grant.consent, Some((ConsentId("b-newer".into()), 3)));
+}
+
+#[test]
+fn reason_codes_are_distinct_snake_case() {
+    let all = [
+        DenyReason::AgencySuspended,
+        DenyReason::NotPermittedForCategory,
+        DenyReason::NotInvolved,
+        DenyReason::NoConsent,
+        DenyReason::ConsentSuperseded,
+        DenyReason::ConsentNotYetValid,
+        DenyReason::ConsentExpired,
+        DenyReason::ConsentWithdrawn,
+        DenyReason::RecipientExcluded,
+    ];
+    let codes: std::collections::HashSet<_> = all.iter().map(|reason| reason.code()).collect();
+    assert_eq!(codes.len(), all.len());
+    assert!(codes.iter().all(|code| code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')));
+}
+
+// ---- properties ----
+
+const AGENCIES: [(&str, Sector); 4] = [
+    ("hospital", Sector::Health),
+    ("gp", Sector::Health),
+    ("school", Sector::Education),
+    ("social-care", Sector::SocialCare),
+];
+
+fn arb_agency_id() -> impl Strategy<Value = AgencyId> {
+    (0..AGENCIES.len()).prop_map(|index| AgencyId::parse("id", AGENCIES[index].0).unwrap())
+}
+
+fn arb_category_set() -> impl Strategy<Value = CategorySet> {
+    proptest::collection::vec(0..Category::ALL.len(), 0..4)
+        .prop_map(|indexes| indexes.into_iter().map(|i| Category::ALL[i]).collect())
+}
+
+fn arb_agency() -> impl Strategy<Value = Agency> {
+    (0..AGENCIES.len(), arb_category_set(), any::<bool>()).prop_map(|(index, may_read, suspended)| Agency {
+        may_read,
+        suspended,
+        ..agency(AGENCIES[index].0, AGENCIES[index].1)
+    })
+}
+
+fn arb_relationship() -> impl Strategy<Value = CareRelationship> {
+    (arb_agency_id(), 0i64..100, proptest::option::of(0i64..100)).prop_map(|(agency_id, started, ended)| {
+        CareRelationship {
+            id: RelationshipId(format!("rel-{agency_id}-{started}")),
+            agency: agency_id,
+            kind: RelationshipKind::Referral,
+            started_at: T0.plus_seconds(started),
+            ended_at: ended.map(|seconds| T0.plus_seconds(started + seconds)),
+        }
+    })
+}
+
+fn arb_consent() -> impl Strategy<Value = Consent> {
+    let recipients = (
+        proptest::collection::vec(arb_agency_id(), 0..3),
+        proptest::collection::vec(
+            prop_oneof![Just(Sector::Health), Just(Sector::Education), Just(Sector::SocialCare)],
+            0..2,
+        ),
+        proptest::collection::vec(arb_agency_id(), 0..2),
+    )
+        .prop_map(|(agencies, sectors, excluded)| Recipients { agencies, sectors, excluded });
+    let role = prop_oneof![
+        Just(ConsentGiverRole::ParentWithParentalResponsibility),
+        Just(ConsentGiverRole::YoungPerson),
+        Just(ConsentGiverRole::CompetentChild)
+    ];
+    (
+        0u32..1000,
+        arb_category_set(),
+        recipients,
+        role,
+        0i64..100,
+        proptest::option::of(0i64..100),
+        proptest::option::of(0i64..100),
+        0i64..100,
+    )
+        .prop_map(|(id, categories, recipients, giver_role, from, length, withdrawn, recorded)| Consent {
+            id: ConsentId(format!("c{id}")),
+            revision: 1,
+            giver_role,
+            categories,
+            recipients,
+            purpose: String::new(),
+            lawful_basis: LawfulBasis::PublicTask,
+            valid: Validity { from: T0.plus_seconds(from), until: length.map(|length| T0.plus_seconds(from + length)) },
+            state: withdrawn.map_or(ConsentState::Active, |at| ConsentState::Withdrawn { at: T0.plus_seconds(at) }),
+            recorded_at: T0.plus_seconds(recorded),
+        })
+}
+
+fn arb_case() -> impl Strategy<Value = (Agency, Vec<CareRelationship>, Vec<Consent>, usize, i64, bool)> {
+    (
+        arb_agency(),
+        proptest::collection::vec(arb_relationship(), 0..4),
+        proptest::collection::vec(arb_consent(), 0..5),
+        0..Category::ALL.len(),
+        0i64..200,
+        any::<bool>(),
+    )
+}
+
+proptest! {
+    /// Nothing is read or received without permission, involvement and a named consent
+    /// that is active, current, and covers the category and the agency.
+    #[test]
+    fn nothing_allowed_without_permission_involvement_and_covering_consent(
+        (agency, relationships, consents, category_index, now, receive) in arb_case()
+    ) {
+        let category = Category::ALL[category_index];
+        let now = T0.plus_seconds(now);
+        let action = if receive { Action::Receive } else { Action::Read };
+        let facts = Facts { relationships: &relationships, consents: &consents };
+        if let Decision::Allow(grant) = decide(&AccessRequest { agency: &agency, action, category }, &facts, now) {
+            prop_assert!(!agency.suspended);
+            prop_assert!(agency.may_read.contains(category));
+            let relationship_id = grant.relationship.expect("a read names its relationship");
+            prop_assert!(relationships.iter().any(|r| r.id == relationship_id && r.agency == agency.id && r.is_active_at(now)));
+            let (consent_id, revision) = grant.consent.expect("a read names its consent");
+            let consent = consents.iter().find(|c| c.id == consent_id && c.revision == revision).expect("named consent exists");
+            prop_assert!(consent.categories.contains(category));
+            prop_assert!(!consent.recipients.excluded.contains(&agency.id));
+            prop_assert!(consent.recipients.agencies.contains(&agency.id) || consent.recipients.sectors.contains(&agency.sector));
+            let withdrawn = matches!(consent.state, ConsentState::Withdrawn { at } if at <= now);
+            prop_assert!(!withdrawn);
+            prop_assert!(consent.valid.from <= now);
+            prop_assert!(consent.valid.until.is_none_or(|until| now < until));
+        }
+    }
+
+    /// Withdrawing a consent, making it expire, or ending a relationship can only turn
+    /// allow into deny, never deny into allow.
+    #[test]
+    fn withdrawal_expiry_and_ending_only_turn_allow_into_deny(
+        (agency, relationships, consents, category_index, now, receive) in arb_case(),
+        pick in any::<prop::sample::Index>(),
+        change in 0u8..3,
+    ) {
+        let category = Category::ALL[category_index];
+        let now = T0.plus_seconds(now);
+        let action = if receive { Action::Receive } else { Action::Read };
+        let request = AccessRequest { agency: &agency, action, category };
+        let before = decide(&request, &Facts { relationships: &relationships, consents: &consents }, now);
+
+        let mut consents_after = consents.clone();
+        let mut relationships_after = relationships.clone();
+        match change {
+            0 if !consents_after.is_empty() => {
+                let index = pick.index(consents_after.len());
+                consents_after[index].state = ConsentState::Withdrawn { at: now };
+            }
+            1 if !consents_after.is_empty() => {
+                let index = pick.index(consents_after.len());
+                consents_after[index].valid.until = Some(now);
+            }
+            _ if !relationships_after.is_empty() => {
+                let index = pick.index(relationships_after.len());
+                relationships_after[index].ended_at = Some(now);
+            }
+            _ => {}
+        }
+        let after = decide(&request, &Facts { relationships: &relationships_after, consents: &consents_after }, now);
+        prop_assert!(!after.is_allowed() || before.is_allowed(), "a restriction allowed what was denied: {:?} -> {:?}", before, after);
+    }
+
+    /// Without any consent, or without any relationship, nothing is ever read.
+    #[test]
+    fn default_deny((agency, relationships, consents, category_index, now, _receive) in arb_case()) {
+        let category = Category::ALL[category_index];
+        let now = T0.plus_seconds(now);
+        let request = AccessRequest { agency: &agency, action: Action::Read, category };
+        let without_consent = Facts { relationships: &relationships, consents: &[] };
+        let without_relationship = Facts { relationships: &[], consents: &consents };
+        prop_assert!(!decide(&request, &without_consent, now).is_allowed());
+        prop_assert!(!decide(&request, &without_relationship, now).is_allowed());
+    }
+}

@@ -1,0 +1,145 @@
+//! Who is calling: the identity carried by a client certificate's URI SAN.
+
+use std::fmt;
+
+use crate::agency::is_valid_name;
+
+/// The role a certificate identity holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// An agency system: publishes, reads, subscribes, records consent.
+    Agency,
+    /// An administrator: registers agencies, revokes certificates.
+    Admin,
+    /// An auditor or Data Protection Officer: reads and verifies the audit log.
+    Auditor,
+}
+
+impl Role {
+    /// Returns the role's name as it appears in the URN.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Role::Agency => "agency",
+            Role::Admin => "admin",
+            Role::Auditor => "auditor",
+        }
+    }
+}
+
+/// A caller's identity: `urn:tio:<role>:<id>`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Identity {
+    /// The role.
+    pub role: Role,
+    /// The agency, admin or auditor name (same rules as an agency id).
+    pub id: String,
+}
+
+/// Why a certificate carries no usable identity.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityError {
+    /// No URI SAN starting `urn:tio:`.
+    #[error("certificate has no urn:tio: identity")]
+    Missing,
+    /// More than one `urn:tio:` URI SAN: ambiguous, so refused.
+    #[error("certificate has more than one urn:tio: identity")]
+    Ambiguous,
+    /// A `urn:tio:` URI that is not `urn:tio:<agency|admin|auditor>:<id>`.
+    #[error("certificate identity is not urn:tio:<agency|admin|auditor>:<id>")]
+    Malformed,
+}
+
+/// The prefix every identity URI starts with.
+pub const URN_PREFIX: &str = "urn:tio:";
+
+impl Identity {
+    /// Returns the identity of an agency.
+    pub fn agency(id: &str) -> Identity {
+        Identity { role: Role::Agency, id: id.to_owned() }
+    }
+
+    /// Parses one `urn:tio:` URI.
+    pub fn parse_uri(uri: &str) -> Result<Identity, IdentityError> {
+        let rest = uri.strip_prefix(URN_PREFIX).ok_or(IdentityError::Missing)?;
+        let (role, id) = rest.split_once(':').ok_or(IdentityError::Malformed)?;
+        let role = match role {
+            "agency" => Role::Agency,
+            "admin" => Role::Admin,
+            "auditor" => Role::Auditor,
+            _ => return Err(IdentityError::Malformed),
+        };
+        if !is_valid_name(id) {
+            return Err(IdentityError::Malformed);
+        }
+        Ok(Identity { role, id: id.to_owned() })
+    }
+
+    /// Picks the one `urn:tio:` identity among a certificate's URI SANs; other URIs are
+    /// ignored, so an agency may carry its own URIs beside ours.
+    pub fn from_uri_sans<'a>(uris: impl IntoIterator<Item = &'a str>) -> Result<Identity, IdentityError> {
+        let mut found = None;
+        for uri in uris.into_iter().filter(|uri| uri.starts_with(URN_PREFIX)) {
+            if found.is_some() {
+                return Err(IdentityError::Ambiguous);
+            }
+            found = Some(Identity::parse_uri(uri)?);
+        }
+        found.ok_or(IdentityError::Missing)
+    }
+
+    /// Returns the URI form, `urn:tio:<role>:<id>`.
+    pub fn to_uri(&self) -> String {
+        format!("{URN_PREFIX}{}:{}", self.role.as_str(), self.id)
+    }
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_uri())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parses_each_role() {
+        for (uri, role, id) in [
+            ("urn:tio:agency:hospital", Role::Agency, "hospital"),
+            ("urn:tio:admin:ops-1", Role::Admin, "ops-1"),
+            ("urn:tio:auditor:dpo", Role::Auditor, "dpo"),
+        ] {
+            let identity = Identity::parse_uri(uri).unwrap();
+            assert_eq!((identity.role, identity.id.as_str()), (role, id));
+            assert_eq!(identity.to_uri(), uri);
+        }
+    }
+
+    #[test]
+    fn refuses_malformed_and_missing() {
+        for uri in
+            ["urn:tio:agency:", "urn:tio:agency", "urn:tio:root:x", "urn:tio:agency:Hospital", "urn:tio:agency:a:b"]
+        {
+            assert_eq!(Identity::parse_uri(uri), Err(IdentityError::Malformed), "{uri}");
+        }
+        assert_eq!(Identity::from_uri_sans(["https://example.org/x"]), Err(IdentityError::Missing));
+        assert_eq!(Identity::from_uri_sans(std::iter::empty()), Err(IdentityError::Missing));
+    }
+
+    #[test]
+    fn picks_the_one_tio_uri_and_refuses_two() {
+        let identity = Identity::from_uri_sans(["https://example.org/x", "urn:tio:agency:gp"]).unwrap();
+        assert_eq!(identity, Identity::agency("gp"));
+        assert_eq!(Identity::from_uri_sans(["urn:tio:agency:gp", "urn:tio:admin:gp"]), Err(IdentityError::Ambiguous));
+    }
+
+    proptest! {
+        #[test]
+        fn parsing_never_panics(uri in "\\PC{0,40}") {
+            let _ = Identity::parse_uri(&uri);
+            let _ = Identity::parse_uri(&format!("urn:tio:{uri}"));
+        }
+    }
+}

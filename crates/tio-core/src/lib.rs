@@ -1,0 +1,36 @@
+//! The pure domain core of the Tell It Once broker.
+//!
+//! It holds the identifiers (`NhsNumber`, `Upn`, `AgencyId`), the closed set of record
+//! categories, agencies and their permissions, caller identities, consent and care
+//! relationships as plain values, the documented size limits, and one pure function,
+//! [`decide`], that says whether an agency may publish, read or receive a category of
+//! a child, and if not, why.
+//!
+//! It never does I/O, never reads a clock (the time is passed in as `now`), and knows
+//! nothing of protobuf, tonic or storage: the broker converts to and from these types
+//! at its edge. Every access check in the broker calls [`decide`].
+
+#![warn(missing_docs)]
+
+mod agency;
+mod care;
+mod category;
+mod consent;
+mod decision;
+mod field;
+mod identity;
+pub mod limits;
+mod nhs_number;
+mod time;
+mod upn;
+
+pub use agency::{Agency, AgencyId, Sector};
+pub use care::{CareRelationship, RelationshipId, RelationshipKind};
+pub use category::{Category, CategorySet};
+pub use consent::{Consent, ConsentGiverRole, ConsentId, ConsentState, LawfulBasis, Recipients, Validity};
+pub use decision::{AccessRequest, Action, Decision, DenyReason, Facts, Grant, decide};
+pub use field::FieldViolation;
+pub use identity::{Identity, IdentityError, Role, URN_PREFIX};
+pub use nhs_number::{NhsNumber, NhsNumberError, NhsNumberPolicy, NhsNumberRange};
+pub use time::Timestamp;
+pub use upn::{Upn, UpnError};
