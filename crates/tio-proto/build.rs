@@ -24,6 +24,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let encoded = prost::Message::encode_to_vec(&descriptors);
     std::fs::write(out_dir.join("tio_v1_descriptor.bin"), encoded)?;
 
-    tonic_prost_build::configure().build_server(true).build_client(true).compile_fds(descriptors)?;
+    // Services that later releases implement answer UNIMPLEMENTED until then; a
+    // handler that is implemented overrides its default.
+    tonic_prost_build::configure()
+        .generate_default_stubs(true)
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(descriptors)?;
     Ok(())
 }

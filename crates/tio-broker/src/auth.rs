@@ -1,0 +1,292 @@
+//! Who is calling: the caller's identity from its verified client certificate, checked
+//! against the registry on every request.
+//!
+//! rustls has already verified the chain to the configured CA, the validity period and
+//! the client-authentication usage when present; this module adds what rustls cannot
+//! know: the `urn:tio:` identity, that the usage is present at all, that the identity is
+//! registered and not suspended, and that the certificate is not revoked.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+
+use rustls_pki_types::CertificateDer;
+use sha2::{Digest, Sha256};
+use tio_core::{Agency, FieldViolation, Identity, IdentityError, Role, limits};
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+use crate::status::{ServiceError, into_status};
+
+/// The metadata key carrying the professional's id.
+pub const PROFESSIONAL_METADATA_KEY: &str = "x-tio-professional";
+
+/// The authenticated caller of one request, put in the request's extensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The certificate's `urn:tio:` identity.
+    pub identity: Identity,
+    /// SHA-256 of the certificate (DER), lowercase hex.
+    pub certificate_fingerprint: String,
+    /// The professional acting, from `x-tio-professional` metadata, if given.
+    pub professional_id: Option<String>,
+}
+
+/// Why a caller is refused. Messages name no person: only roles, ids and fingerprints.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No client certificate reached the server.
+    #[error("no client certificate")]
+    NoCertificate,
+    /// The certificate could not be parsed.
+    #[error("client certificate cannot be parsed")]
+    Unparseable,
+    /// The certificate lacks the client-authentication extended key usage.
+    #[error("client certificate lacks the client-authentication usage")]
+    NoClientAuthUsage,
+    /// No usable `urn:tio:` identity.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// The identity is not registered.
+    #[error("{role} `{id}` is not registered")]
+    Unknown {
+        /// The role claimed.
+        role: &'static str,
+        /// The id claimed.
+        id: String,
+    },
+    /// The agency is suspended.
+    #[error("agency `{0}` is suspended")]
+    Suspended(String),
+    /// The certificate's fingerprint has been revoked.
+    #[error("client certificate {0} has been revoked")]
+    Revoked(String),
+}
+
+/// Who may connect: agencies with their permissions, admins, auditors, and revoked
+/// certificate fingerprints. Shared by every connection.
+#[derive(Debug, Default)]
+pub struct Registry {
+    state: RwLock<RegistryState>,
+}
+
+#[derive(Debug, Default)]
+struct RegistryState {
+    agencies: HashMap<String, Agency>,
+    admins: HashSet<String>,
+    auditors: HashSet<String>,
+    revoked: HashSet<String>,
+}
+
+impl Registry {
+    /// Returns a registry holding exactly these entries.
+    pub fn new(
+        agencies: impl IntoIterator<Item = Agency>,
+        admins: impl IntoIterator<Item = String>,
+        auditors: impl IntoIterator<Item = String>,
+        revoked_fingerprints: impl IntoIterator<Item = String>,
+    ) -> Self {
+        let state = RegistryState {
+            agencies: agencies.into_iter().map(|agency| (agency.id.as_str().to_owned(), agency)).collect(),
+            admins: admins.into_iter().collect(),
+            auditors: auditors.into_iter().collect(),
+            revoked: revoked_fingerprints.into_iter().collect(),
+        };
+        Registry { state: RwLock::new(state) }
+    }
+
+    /// Returns the agency registered under `id`.
+    pub fn agency(&self, id: &str) -> Option<Agency> {
+        self.read().agencies.get(id).cloned()
+    }
+
+    /// Returns how many agencies are registered.
+    pub fn agency_count(&self) -> usize {
+        self.read().agencies.len()
+    }
+
+    /// Checks that `identity`, presenting a certificate with `fingerprint`, may connect.
+    pub fn admit(&self, identity: &Identity, fingerprint: &str) -> Result<(), AuthError> {
+        let state = self.read();
+        if state.revoked.contains(fingerprint) {
+            return Err(AuthError::Revoked(fingerprint.to_owned()));
+        }
+        let unknown = || AuthError::Unknown { role: identity.role.as_str(), id: identity.id.clone() };
+        match identity.role {
+            Role::Agency => match state.agencies.get(&identity.id) {
+                None => Err(unknown()),
+                Some(agency) if agency.suspended => Err(AuthError::Suspended(identity.id.clone())),
+                Some(_) => Ok(()),
+            },
+            Role::Admin if state.admins.contains(&identity.id) => Ok(()),
+            Role::Auditor if state.auditors.contains(&identity.id) => Ok(()),
+            Role::Admin | Role::Auditor => Err(unknown()),
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, RegistryState> {
+        // A panic while holding the lock cannot leave the maps half-updated (each
+        // change is one insert), so a poisoned lock is still consistent.
+        self.state.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Returns the `urn:tio:` identity of a certificate that rustls has verified, after
+/// checking that it carries the client-authentication usage.
+pub fn certificate_identity(cert: &CertificateDer<'_>) -> Result<Identity, AuthError> {
+    let (_, parsed) = X509Certificate::from_der(cert.as_ref()).map_err(|_| AuthError::Unparseable)?;
+    let client_auth = parsed
+        .extended_key_usage()
+        .map_err(|_| AuthError::Unparseable)?
+        .is_some_and(|eku| eku.value.client_auth || eku.value.any);
+    if !client_auth {
+        return Err(AuthError::NoClientAuthUsage);
+    }
+    let uris: Vec<&str> = match parsed.subject_alternative_name().map_err(|_| AuthError::Unparseable)? {
+        Some(san) => san
+            .value
+            .general_names
+            .iter()
+            .filter_map(|name| match name {
+                GeneralName::URI(uri) => Some(*uri),
+                _ => None,
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    Ok(Identity::from_uri_sans(uris)?)
+}
+
+/// Returns the SHA-256 fingerprint of a certificate, lowercase hex.
+pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
+    Sha256::digest(cert.as_ref()).iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// Authenticates one request: finds the peer certificate, checks it against the
+/// registry and puts the [`Caller`] in the request's extensions. Every service,
+/// including health and reflection, sits behind this.
+pub fn authenticate(registry: &Registry, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    let caller = caller_of(registry, &request).map_err(|err| {
+        tracing::info!(reason = %err, "request refused at authentication");
+        into_status(err)
+    })?;
+    request.extensions_mut().insert(caller);
+    Ok(request)
+}
+
+fn caller_of(registry: &Registry, request: &tonic::Request<()>) -> Result<Caller, ServiceError> {
+    let certs = request.peer_certs().ok_or(AuthError::NoCertificate)?;
+    let leaf = certs.first().ok_or(AuthError::NoCertificate)?;
+    let identity = certificate_identity(leaf)?;
+    let certificate_fingerprint = fingerprint(leaf);
+    registry.admit(&identity, &certificate_fingerprint)?;
+    let professional_id = professional_id(request.metadata())?;
+    Ok(Caller { identity, certificate_fingerprint, professional_id })
+}
+
+/// Reads `x-tio-professional`: printable ASCII, at most 128 bytes, if present.
+fn professional_id(metadata: &tonic::metadata::MetadataMap) -> Result<Option<String>, ServiceError> {
+    let Some(value) = metadata.get(PROFESSIONAL_METADATA_KEY) else {
+        return Ok(None);
+    };
+    let violation =
+        |reason: String| ServiceError::InvalidArgument(vec![FieldViolation::new(PROFESSIONAL_METADATA_KEY, reason)]);
+    let text = value.to_str().map_err(|_| violation("must be printable ASCII".to_owned()))?;
+    if text.is_empty() || !text.bytes().all(|byte| byte.is_ascii_graphic()) {
+        return Err(violation("must be 1 or more printable ASCII characters without spaces".to_owned()));
+    }
+    limits::check_len(PROFESSIONAL_METADATA_KEY, text, limits::MAX_PROFESSIONAL_ID_BYTES)
+        .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))?;
+    Ok(Some(text.to_owned()))
+}
+
+/// Returns a cheaply cloneable interceptor closure over `registry`.
+pub fn interceptor(
+    registry: Arc<Registry>,
+) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone + Send + Sync + 'static {
+    move |request| authenticate(&registry, request)
+}
+
+#[cfg(test)]
+mod tests {
+    use rustls_pki_types::pem::PemObject;
+    use tio_core::{AgencyId, CategorySet, Sector};
+
+    use super::*;
+    use crate::pki::{CertificateAuthority, LeafSpec, Usage};
+
+    fn der(pem: &str) -> CertificateDer<'static> {
+        CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()
+    }
+
+    fn registry() -> Registry {
+        let agency = |id: &str, suspended| Agency {
+            id: AgencyId::parse("id", id).unwrap(),
+            name: id.to_owned(),
+            sector: Sector::Health,
+            may_publish: CategorySet::all(),
+            may_read: CategorySet::all(),
+            may_record_consent: true,
+            suspended,
+        };
+        Registry::new(
+            [agency("gp", false), agency("closed", true)],
+            ["ops".to_owned()],
+            ["dpo".to_owned()],
+            ["ab".repeat(32)],
+        )
+    }
+
+    #[test]
+    fn admits_registered_identities_only() {
+        let registry = registry();
+        let fp = "00".repeat(32);
+        assert_eq!(registry.admit(&Identity::agency("gp"), &fp), Ok(()));
+        assert_eq!(registry.admit(&Identity { role: Role::Admin, id: "ops".into() }, &fp), Ok(()));
+        assert_eq!(registry.admit(&Identity { role: Role::Auditor, id: "dpo".into() }, &fp), Ok(()));
+        assert!(matches!(registry.admit(&Identity::agency("nobody"), &fp), Err(AuthError::Unknown { .. })));
+        assert!(matches!(
+            registry.admit(&Identity { role: Role::Admin, id: "dpo".into() }, &fp),
+            Err(AuthError::Unknown { .. })
+        ));
+        assert_eq!(registry.admit(&Identity::agency("closed"), &fp), Err(AuthError::Suspended("closed".into())));
+        assert_eq!(registry.admit(&Identity::agency("gp"), &"ab".repeat(32)), Err(AuthError::Revoked("ab".repeat(32))));
+    }
+
+    #[test]
+    fn certificate_identity_needs_client_auth_usage_and_one_urn() {
+        let ca = CertificateAuthority::generate("test CA").unwrap();
+        let mut spec = LeafSpec::client(&Identity::agency("gp"));
+        assert_eq!(certificate_identity(&der(&ca.issue(&spec).unwrap().cert_pem)), Ok(Identity::agency("gp")));
+
+        spec.usages = vec![Usage::ServerAuth];
+        assert_eq!(certificate_identity(&der(&ca.issue(&spec).unwrap().cert_pem)), Err(AuthError::NoClientAuthUsage));
+        spec.usages = Vec::new();
+        assert_eq!(certificate_identity(&der(&ca.issue(&spec).unwrap().cert_pem)), Err(AuthError::NoClientAuthUsage));
+
+        spec.usages = vec![Usage::ClientAuth];
+        spec.uris = vec!["https://example.org/agency".into()];
+        assert_eq!(
+            certificate_identity(&der(&ca.issue(&spec).unwrap().cert_pem)),
+            Err(AuthError::Identity(IdentityError::Missing))
+        );
+    }
+
+    #[test]
+    fn fingerprints_are_sha256_hex() {
+        let fp = fingerprint(&CertificateDer::from(b"abc".to_vec()));
+        assert_eq!(fp, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+
+    #[test]
+    fn professional_id_is_validated() {
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        assert_eq!(professional_id(&metadata).unwrap(), None);
+        metadata.insert(PROFESSIONAL_METADATA_KEY, "staff-0042".parse().unwrap());
+        assert_eq!(professional_id(&metadata).unwrap(), Some("staff-0042".into()));
+        metadata.insert(PROFESSIONAL_METADATA_KEY, "has space".parse().unwrap());
+        assert!(
+            matches!(professional_id(&metadata), Err(ServiceError::InvalidArgument(v)) if v[0].field == PROFESSIONAL_METADATA_KEY)
+        );
+        metadata.insert(PROFESSIONAL_METADATA_KEY, "x".repeat(129).parse().unwrap());
+        assert!(professional_id(&metadata).is_err());
+    }
+}

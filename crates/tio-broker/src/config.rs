@@ -1,0 +1,580 @@
+//! The server's configuration: a TOML file, overridden by `TIO_*` environment
+//! variables, overridden by command-line settings.
+//!
+//! Every layer is merged into one TOML table before it is deserialized once, so that
+//! precedence is a single mechanism and every error names the key at fault and the
+//! layer it came from.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use tio_core::{Agency, AgencyId, Category, CategorySet, NhsNumberPolicy, NhsNumberRange, Sector};
+
+/// The commented default configuration that `tio serve gen-config` prints. A test
+/// checks that it loads to exactly the built-in defaults.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("config/default.toml");
+
+/// The configuration format version this release reads.
+pub const CONFIG_VERSION: u32 = 1;
+
+/// The whole server configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The configuration format version; must be [`CONFIG_VERSION`].
+    pub version: u32,
+    /// The address to listen on.
+    pub listen: SocketAddr,
+    /// The data directory (store, development certificates).
+    pub data_dir: PathBuf,
+    /// Development mode: generated certificates, test NHS numbers, loopback only.
+    pub dev: bool,
+    /// Server certificate and the CA that client certificates must chain to.
+    pub tls: TlsConfig,
+    /// Sizes, concurrency, keepalive and timeouts.
+    pub limits: LimitsConfig,
+    /// Log format and level.
+    pub log: LogConfig,
+    /// OpenTelemetry export.
+    pub telemetry: TelemetryConfig,
+    /// Which identifiers are accepted.
+    pub identifiers: IdentifiersConfig,
+    /// Administrator ids (`urn:tio:admin:<id>`) allowed to connect.
+    pub admins: Vec<String>,
+    /// Auditor ids (`urn:tio:auditor:<id>`) allowed to connect.
+    pub auditors: Vec<String>,
+    /// SHA-256 fingerprints (lowercase hex) of client certificates refused from now on.
+    pub revoked_fingerprints: Vec<String>,
+    /// The agencies allowed to connect, with their permissions.
+    pub agencies: Vec<AgencyConfig>,
+}
+
+/// Where the server's TLS material lives.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM file of the CA(s) that client certificates must chain to.
+    pub ca_file: Option<PathBuf>,
+    /// PEM file of the server's certificate chain.
+    pub cert_file: Option<PathBuf>,
+    /// PEM file of the server's private key (mode 0600 or stricter).
+    pub key_file: Option<PathBuf>,
+}
+
+/// Bounds on what one client can make the server do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest gRPC message accepted or sent, in bytes.
+    pub max_message_bytes: usize,
+    /// Most concurrent HTTP/2 streams per connection.
+    pub max_concurrent_streams: u32,
+    /// Most requests served at once per connection.
+    pub max_concurrent_requests_per_connection: usize,
+    /// Most TLS handshakes in progress at once.
+    pub max_pending_handshakes: usize,
+    /// Seconds a TLS handshake may take.
+    pub handshake_timeout_seconds: u64,
+    /// Seconds between HTTP/2 keepalive pings.
+    pub keepalive_interval_seconds: u64,
+    /// Seconds to wait for a keepalive answer before closing the connection.
+    pub keepalive_timeout_seconds: u64,
+    /// Seconds open streams may take to finish after SIGTERM before they are closed.
+    pub drain_timeout_seconds: u64,
+}
+
+impl LimitsConfig {
+    /// Default for [`LimitsConfig::max_concurrent_streams`].
+    pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 256;
+    /// Default for [`LimitsConfig::max_concurrent_requests_per_connection`].
+    pub const DEFAULT_MAX_CONCURRENT_REQUESTS_PER_CONNECTION: usize = 256;
+    /// Default for [`LimitsConfig::max_pending_handshakes`].
+    pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 128;
+    /// Default for [`LimitsConfig::handshake_timeout_seconds`].
+    pub const DEFAULT_HANDSHAKE_TIMEOUT_SECONDS: u64 = 10;
+    /// Default for [`LimitsConfig::keepalive_interval_seconds`].
+    pub const DEFAULT_KEEPALIVE_INTERVAL_SECONDS: u64 = 30;
+    /// Default for [`LimitsConfig::keepalive_timeout_seconds`].
+    pub const DEFAULT_KEEPALIVE_TIMEOUT_SECONDS: u64 = 10;
+    /// Default for [`LimitsConfig::drain_timeout_seconds`].
+    pub const DEFAULT_DRAIN_TIMEOUT_SECONDS: u64 = 30;
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_message_bytes: tio_core::limits::DEFAULT_MAX_MESSAGE_BYTES,
+            max_concurrent_streams: Self::DEFAULT_MAX_CONCURRENT_STREAMS,
+            max_concurrent_requests_per_connection: Self::DEFAULT_MAX_CONCURRENT_REQUESTS_PER_CONNECTION,
+            max_pending_handshakes: Self::DEFAULT_MAX_PENDING_HANDSHAKES,
+            handshake_timeout_seconds: Self::DEFAULT_HANDSHAKE_TIMEOUT_SECONDS,
+            keepalive_interval_seconds: Self::DEFAULT_KEEPALIVE_INTERVAL_SECONDS,
+            keepalive_timeout_seconds: Self::DEFAULT_KEEPALIVE_TIMEOUT_SECONDS,
+            drain_timeout_seconds: Self::DEFAULT_DRAIN_TIMEOUT_SECONDS,
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// One readable line per event.
+    #[default]
+    Human,
+    /// One JSON object per event.
+    Json,
+}
+
+/// Logging.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `human` or `json`.
+    pub format: LogFormat,
+    /// A `tracing` filter (`info`, `tio_broker=debug,info`); `RUST_LOG` wins if set.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: LogFormat::Human, level: "info".to_owned() }
+    }
+}
+
+/// OpenTelemetry export.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// OTLP/gRPC collector endpoint (`http://127.0.0.1:4317`); none means no export.
+    pub otlp_endpoint: Option<String>,
+    /// The `service.name` resource attribute.
+    pub service_name: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig { otlp_endpoint: None, service_name: "tio".to_owned() }
+    }
+}
+
+/// Which NHS numbers are accepted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentifiersConfig {
+    /// Accept the `999` test range (always on in development mode).
+    pub allow_test_nhs_numbers: bool,
+    /// Accepted ranges as `[first, last]` ten-digit strings; empty means the English,
+    /// Welsh and Manx ranges.
+    pub nhs_number_ranges: Vec<[String; 2]>,
+}
+
+/// One agency as configured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgencyConfig {
+    /// The `<id>` of its certificate identity `urn:tio:agency:<id>`.
+    pub id: String,
+    /// Its name, for people.
+    pub name: String,
+    /// `health`, `education` or `social_care`.
+    pub sector: String,
+    /// Categories it may publish.
+    #[serde(default)]
+    pub may_publish: Vec<String>,
+    /// Categories it may read.
+    #[serde(default)]
+    pub may_read: Vec<String>,
+    /// Whether its professionals may record consent.
+    #[serde(default)]
+    pub may_record_consent: bool,
+    /// Whether it starts suspended.
+    #[serde(default)]
+    pub suspended: bool,
+}
+
+/// Why the configuration cannot be used. Each names the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read configuration file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML.
+    #[error("configuration file {path} is not valid TOML: {message}")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A key has the wrong type, an unknown name, or a value that cannot be used.
+    #[error("invalid configuration key `{key}` (from {source_layer}): {message}")]
+    Key {
+        /// The dotted key.
+        key: String,
+        /// Where the value came from: the file, an environment variable, or a flag.
+        source_layer: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Where one overriding value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Layer {
+    /// The configuration file.
+    File,
+    /// An environment variable, named.
+    Env(String),
+    /// A command-line flag.
+    Flag,
+}
+
+impl std::fmt::Display for Layer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Layer::File => f.write_str("the configuration file"),
+            Layer::Env(name) => write!(f, "environment variable {name}"),
+            Layer::Flag => f.write_str("the command line"),
+        }
+    }
+}
+
+/// The kind of a key settable from the environment or a flag.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Text,
+    Integer,
+    Boolean,
+    List,
+}
+
+/// Every scalar key that `TIO_*` environment variables and `--set` may override. The
+/// environment variable is `TIO_` and the key in upper case with `.` as `_`
+/// (`limits.max_message_bytes` is `TIO_LIMITS_MAX_MESSAGE_BYTES`).
+const SETTABLE_KEYS: &[(&str, Kind)] = &[
+    ("listen", Kind::Text),
+    ("data_dir", Kind::Text),
+    ("dev", Kind::Boolean),
+    ("tls.ca_file", Kind::Text),
+    ("tls.cert_file", Kind::Text),
+    ("tls.key_file", Kind::Text),
+    ("limits.max_message_bytes", Kind::Integer),
+    ("limits.max_concurrent_streams", Kind::Integer),
+    ("limits.max_concurrent_requests_per_connection", Kind::Integer),
+    ("limits.max_pending_handshakes", Kind::Integer),
+    ("limits.handshake_timeout_seconds", Kind::Integer),
+    ("limits.keepalive_interval_seconds", Kind::Integer),
+    ("limits.keepalive_timeout_seconds", Kind::Integer),
+    ("limits.drain_timeout_seconds", Kind::Integer),
+    ("log.format", Kind::Text),
+    ("log.level", Kind::Text),
+    ("telemetry.otlp_endpoint", Kind::Text),
+    ("telemetry.service_name", Kind::Text),
+    ("identifiers.allow_test_nhs_numbers", Kind::Boolean),
+    ("admins", Kind::List),
+    ("auditors", Kind::List),
+    ("revoked_fingerprints", Kind::List),
+];
+
+/// Returns the environment variable that overrides `key`.
+pub fn env_var_for(key: &str) -> String {
+    format!("TIO_{}", key.to_ascii_uppercase().replace('.', "_"))
+}
+
+/// Returns every settable key with its environment variable, for `--help` and docs.
+pub fn settable_keys() -> impl Iterator<Item = (&'static str, String)> {
+    SETTABLE_KEYS.iter().map(|(key, _)| (*key, env_var_for(key)))
+}
+
+/// The layers of one configuration, lowest precedence first after the defaults.
+#[derive(Debug, Default)]
+pub struct ConfigSources {
+    /// The configuration file, if any.
+    pub file: Option<PathBuf>,
+    /// Environment variables (usually `std::env::vars()`); only `TIO_*` names of
+    /// settable keys are read, so client variables like `TIO_SERVER` do not interfere.
+    pub env: BTreeMap<String, String>,
+    /// `key=value` settings from the command line, applied last, in order.
+    pub flags: Vec<(String, String)>,
+}
+
+impl Config {
+    /// Loads the configuration: defaults, then the file, then the environment, then the
+    /// flags, and validates the result.
+    pub fn load(sources: &ConfigSources) -> Result<Config, ConfigError> {
+        let mut table = default_table();
+        let mut origins: BTreeMap<String, Layer> = BTreeMap::new();
+        if let Some(path) = &sources.file {
+            let text =
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+            let file: toml::Table = text
+                .parse()
+                .map_err(|err: toml::de::Error| ConfigError::Syntax { path: path.clone(), message: err.to_string() })?;
+            merge(&mut table, file);
+        }
+        for (key, kind) in SETTABLE_KEYS {
+            let var = env_var_for(key);
+            if let Some(raw) = sources.env.get(&var) {
+                let layer = Layer::Env(var.clone());
+                set_key(&mut table, key, typed_value(key, *kind, raw, &layer)?);
+                origins.insert((*key).to_owned(), layer);
+            }
+        }
+        for (key, raw) in &sources.flags {
+            let Some((_, kind)) = SETTABLE_KEYS.iter().find(|(settable, _)| settable == key) else {
+                return Err(ConfigError::Key {
+                    key: key.clone(),
+                    source_layer: Layer::Flag.to_string(),
+                    message: "is not a key that can be set from the command line".to_owned(),
+                });
+            };
+            set_key(&mut table, key, typed_value(key, *kind, raw, &Layer::Flag)?);
+            origins.insert(key.clone(), Layer::Flag);
+        }
+
+        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|err| {
+            let key = err.path().to_string();
+            let layer = origins.get(&key).cloned().unwrap_or(Layer::File);
+            ConfigError::Key { key, source_layer: layer.to_string(), message: err.inner().to_string() }
+        })?;
+        config.validate(&origins)?;
+        Ok(config)
+    }
+
+    /// Checks what types alone cannot.
+    fn validate(&self, origins: &BTreeMap<String, Layer>) -> Result<(), ConfigError> {
+        let fail = |key: &str, message: String| ConfigError::Key {
+            key: key.to_owned(),
+            source_layer: origins.get(key).cloned().unwrap_or(Layer::File).to_string(),
+            message,
+        };
+        if self.version != CONFIG_VERSION {
+            return Err(fail("version", format!("must be {CONFIG_VERSION}, got {}", self.version)));
+        }
+        if self.dev && !self.listen.ip().is_loopback() {
+            return Err(fail("listen", "development mode listens on loopback addresses only".to_owned()));
+        }
+        if !self.dev {
+            for (key, value) in [
+                ("tls.ca_file", &self.tls.ca_file),
+                ("tls.cert_file", &self.tls.cert_file),
+                ("tls.key_file", &self.tls.key_file),
+            ] {
+                if value.is_none() {
+                    return Err(fail(key, "is required outside development mode".to_owned()));
+                }
+            }
+        }
+        let limits = &self.limits;
+        for (key, value) in [
+            ("limits.max_message_bytes", limits.max_message_bytes as u64),
+            ("limits.max_concurrent_streams", u64::from(limits.max_concurrent_streams)),
+            ("limits.max_concurrent_requests_per_connection", limits.max_concurrent_requests_per_connection as u64),
+            ("limits.max_pending_handshakes", limits.max_pending_handshakes as u64),
+            ("limits.handshake_timeout_seconds", limits.handshake_timeout_seconds),
+            ("limits.keepalive_interval_seconds", limits.keepalive_interval_seconds),
+            ("limits.keepalive_timeout_seconds", limits.keepalive_timeout_seconds),
+        ] {
+            if value == 0 {
+                return Err(fail(key, "must be greater than 0".to_owned()));
+            }
+        }
+        if limits.max_message_bytes < 64 * 1024 {
+            return Err(fail(
+                "limits.max_message_bytes",
+                "must be at least 65536 so that one category value fits".to_owned(),
+            ));
+        }
+        if let Some(endpoint) = &self.telemetry.otlp_endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return Err(fail("telemetry.otlp_endpoint", "must start with http:// or https://".to_owned()));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|err| fail("log.level", format!("is not a valid filter: {err}")))?;
+        self.nhs_number_policy()?;
+        for (index, agency) in self.agencies.iter().enumerate() {
+            agency.to_agency(index)?;
+        }
+        for (key, ids) in [("admins", &self.admins), ("auditors", &self.auditors)] {
+            for id in ids {
+                AgencyId::parse(key, id).map_err(|violation| fail(key, violation.reason))?;
+            }
+        }
+        for fingerprint in &self.revoked_fingerprints {
+            if fingerprint.len() != 64 || !fingerprint.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            {
+                return Err(fail("revoked_fingerprints", "each must be 64 lowercase hex digits (SHA-256)".to_owned()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Returns the NHS number policy this configuration asks for.
+    pub fn nhs_number_policy(&self) -> Result<NhsNumberPolicy, ConfigError> {
+        let mut policy = NhsNumberPolicy::production();
+        policy.allow_test_range = self.dev || self.identifiers.allow_test_nhs_numbers;
+        if !self.identifiers.nhs_number_ranges.is_empty() {
+            policy.ranges = self
+                .identifiers
+                .nhs_number_ranges
+                .iter()
+                .map(|[first, last]| {
+                    let parse = |text: &str| {
+                        text.parse::<u64>()
+                            .ok()
+                            .filter(|_| text.len() == 10 && text.bytes().all(|b| b.is_ascii_digit()))
+                    };
+                    match (parse(first), parse(last)) {
+                        (Some(first), Some(last)) if first <= last => Ok(NhsNumberRange { first, last }),
+                        _ => Err(ConfigError::Key {
+                            key: "identifiers.nhs_number_ranges".to_owned(),
+                            source_layer: Layer::File.to_string(),
+                            message: "each range must be [first, last] as ten-digit strings with first <= last"
+                                .to_owned(),
+                        }),
+                    }
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        Ok(policy)
+    }
+
+    /// Returns the configured agencies as domain values.
+    pub fn agencies(&self) -> Result<Vec<Agency>, ConfigError> {
+        self.agencies.iter().enumerate().map(|(index, agency)| agency.to_agency(index)).collect()
+    }
+
+    /// Returns the directory holding development certificates.
+    pub fn dev_pki_dir(&self) -> PathBuf {
+        self.data_dir.join("dev-pki")
+    }
+
+    /// Renders the configuration as TOML, for `--print-config`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|err| format!("# cannot render configuration: {err}\n"))
+    }
+}
+
+impl AgencyConfig {
+    /// Converts to a domain agency, naming `agencies[index].<field>` on error.
+    fn to_agency(&self, index: usize) -> Result<Agency, ConfigError> {
+        let fail = |field: &str, message: String| ConfigError::Key {
+            key: format!("agencies[{index}].{field}"),
+            source_layer: Layer::File.to_string(),
+            message,
+        };
+        let id = AgencyId::parse("id", &self.id).map_err(|violation| fail("id", violation.reason))?;
+        let sector = Sector::from_name(&self.sector)
+            .ok_or_else(|| fail("sector", "must be one of health, education, social_care".to_owned()))?;
+        let categories = |field: &str, names: &[String]| -> Result<CategorySet, ConfigError> {
+            names
+                .iter()
+                .map(|name| {
+                    Category::from_name(name).ok_or_else(|| {
+                        let known: Vec<&str> = Category::ALL.iter().map(|category| category.as_str()).collect();
+                        fail(field, format!("unknown category `{name}`; known: {}", known.join(", ")))
+                    })
+                })
+                .collect()
+        };
+        if self.name.trim().is_empty() {
+            return Err(fail("name", "is required".to_owned()));
+        }
+        Ok(Agency {
+            id,
+            name: self.name.clone(),
+            sector,
+            may_publish: categories("may_publish", &self.may_publish)?,
+            may_read: categories("may_read", &self.may_read)?,
+            may_record_consent: self.may_record_consent,
+            suspended: self.suspended,
+        })
+    }
+}
+
+/// The defaults as a TOML table, the lowest layer.
+fn default_table() -> toml::Table {
+    let defaults = Config {
+        version: CONFIG_VERSION,
+        listen: SocketAddr::from(([127, 0, 0, 1], 7443)),
+        data_dir: PathBuf::from("/var/lib/tio"),
+        dev: false,
+        tls: TlsConfig::default(),
+        limits: LimitsConfig::default(),
+        log: LogConfig::default(),
+        telemetry: TelemetryConfig::default(),
+        identifiers: IdentifiersConfig::default(),
+        admins: Vec::new(),
+        auditors: Vec::new(),
+        revoked_fingerprints: Vec::new(),
+        agencies: Vec::new(),
+    };
+    toml::Table::try_from(defaults).unwrap_or_default()
+}
+
+/// Merges `overlay` into `base`, table by table; other values are replaced.
+fn merge(base: &mut toml::Table, overlay: toml::Table) {
+    for (key, value) in overlay {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(base_table)), toml::Value::Table(overlay_table)) => {
+                merge(base_table, overlay_table)
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
+/// Sets a dotted `key` in `table`, creating tables on the way.
+fn set_key(table: &mut toml::Table, key: &str, value: toml::Value) {
+    let mut parts: Vec<&str> = key.split('.').collect();
+    let last = parts.pop().unwrap_or(key);
+    let mut current = table;
+    for part in parts {
+        let entry = current.entry(part.to_owned()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        let toml::Value::Table(next) = entry else { return };
+        current = next;
+    }
+    current.insert(last.to_owned(), value);
+}
+
+/// Parses a string from the environment or a flag as the key's kind.
+fn typed_value(key: &str, kind: Kind, raw: &str, layer: &Layer) -> Result<toml::Value, ConfigError> {
+    let fail = |message: &str| ConfigError::Key {
+        key: key.to_owned(),
+        source_layer: layer.to_string(),
+        message: message.to_owned(),
+    };
+    Ok(match kind {
+        Kind::Text => toml::Value::String(raw.to_owned()),
+        Kind::Integer => toml::Value::Integer(raw.trim().parse().map_err(|_| fail("must be a whole number"))?),
+        Kind::Boolean => toml::Value::Boolean(match raw.trim() {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" => false,
+            _ => return Err(fail("must be true or false")),
+        }),
+        Kind::List => toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| toml::Value::String(item.to_owned()))
+                .collect(),
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,156 @@
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use super::*;
+
+fn write_file(text: &str) -> tempfile::NamedTempFile {
+    let mut file = tempfile::NamedTempFile::new().unwrap();
+    file.write_all(text.as_bytes()).unwrap();
+    file
+}
+
+fn dev_sources(file: Option<&tempfile::NamedTempFile>) -> ConfigSources {
+    let mut env = BTreeMap::new();
+    env.insert("TIO_DEV".to_owned(), "true".to_owned());
+    ConfigSources { file: file.map(|f| f.path().to_owned()), env, flags: Vec::new() }
+}
+
+fn key_error(result: Result<Config, ConfigError>) -> (String, String, String) {
+    match result {
+        Err(ConfigError::Key { key, source_layer, message }) => (key, source_layer, message),
+        other => panic!("expected a key error, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_commented_default_loads_to_the_built_in_defaults() {
+    let file = write_file(DEFAULT_CONFIG_TOML);
+    let from_file = Config::load(&dev_sources(Some(&file))).unwrap();
+    let built_in = Config::load(&dev_sources(None)).unwrap();
+    assert_eq!(from_file, built_in);
+    assert_eq!(built_in.limits, LimitsConfig::default());
+}
+
+#[test]
+fn precedence_is_file_then_env_then_flag() {
+    let file = write_file("listen = \"127.0.0.1:1001\"\n[log]\nlevel = \"debug\"\nformat = \"json\"\n");
+    let mut sources = dev_sources(Some(&file));
+    let only_file = Config::load(&sources).unwrap();
+    assert_eq!(only_file.listen.port(), 1001);
+
+    sources.env.insert("TIO_LISTEN".into(), "127.0.0.1:1002".into());
+    sources.env.insert("TIO_LOG_LEVEL".into(), "warn".into());
+    let with_env = Config::load(&sources).unwrap();
+    assert_eq!((with_env.listen.port(), with_env.log.level.as_str()), (1002, "warn"));
+    assert_eq!(with_env.log.format, LogFormat::Json, "keys no layer overrides keep the file's value");
+
+    sources.flags.push(("listen".into(), "127.0.0.1:1003".into()));
+    let with_flag = Config::load(&sources).unwrap();
+    assert_eq!((with_flag.listen.port(), with_flag.log.level.as_str()), (1003, "warn"));
+}
+
+#[test]
+fn unrelated_tio_variables_are_ignored() {
+    let mut sources = dev_sources(None);
+    sources.env.insert("TIO_SERVER".into(), "https://localhost:7443".into());
+    sources.env.insert("TIO_CERT".into(), "hospital.crt".into());
+    assert!(Config::load(&sources).is_ok());
+}
+
+#[test]
+fn errors_name_the_key_and_the_layer() {
+    let file = write_file("[limits]\nmax_message_bytes = \"big\"\n");
+    let (key, layer, _) = key_error(Config::load(&dev_sources(Some(&file))));
+    assert_eq!((key.as_str(), layer.as_str()), ("limits.max_message_bytes", "the configuration file"));
+
+    let mut sources = dev_sources(None);
+    sources.env.insert("TIO_LIMITS_DRAIN_TIMEOUT_SECONDS".into(), "soon".into());
+    let (key, layer, message) = key_error(Config::load(&sources));
+    assert_eq!(key, "limits.drain_timeout_seconds");
+    assert_eq!(layer, "environment variable TIO_LIMITS_DRAIN_TIMEOUT_SECONDS");
+    assert_eq!(message, "must be a whole number");
+
+    let mut sources = dev_sources(None);
+    sources.flags.push(("listen".into(), "not an address".into()));
+    let (key, layer, _) = key_error(Config::load(&sources));
+    assert_eq!((key.as_str(), layer.as_str()), ("listen", "the command line"));
+
+    let mut sources = dev_sources(None);
+    sources.flags.push(("agencies".into(), "x".into()));
+    assert_eq!(key_error(Config::load(&sources)).0, "agencies");
+}
+
+#[test]
+fn unknown_keys_are_refused() {
+    let file = write_file("[limits]\nmax_mesage_bytes = 10\n");
+    let (key, _, message) = key_error(Config::load(&dev_sources(Some(&file))));
+    assert_eq!(key, "limits.max_mesage_bytes");
+    assert!(message.contains("unknown field"), "{message}");
+}
+
+#[test]
+fn semantic_checks_name_their_key() {
+    let cases = [
+        ("version = 2\n", "version"),
+        ("listen = \"0.0.0.0:7443\"\n", "listen"),
+        ("[limits]\nmax_message_bytes = 100\n", "limits.max_message_bytes"),
+        ("[limits]\nkeepalive_interval_seconds = 0\n", "limits.keepalive_interval_seconds"),
+        ("[telemetry]\notlp_endpoint = \"collector:4317\"\n", "telemetry.otlp_endpoint"),
+        ("[identifiers]\nnhs_number_ranges = [[\"5\", \"4\"]]\n", "identifiers.nhs_number_ranges"),
+        ("[[agencies]]\nid = \"Bad Id\"\nname = \"x\"\nsector = \"health\"\n", "agencies[0].id"),
+        ("[[agencies]]\nid = \"gp\"\nname = \"x\"\nsector = \"police\"\n", "agencies[0].sector"),
+        (
+            "[[agencies]]\nid = \"gp\"\nname = \"x\"\nsector = \"health\"\nmay_read = [\"case_notes\"]\n",
+            "agencies[0].may_read",
+        ),
+        ("revoked_fingerprints = [\"abc\"]\n", "revoked_fingerprints"),
+        ("admins = [\"Root\"]\n", "admins"),
+    ];
+    for (text, expected_key) in cases {
+        let file = write_file(text);
+        let (key, _, _) = key_error(Config::load(&dev_sources(Some(&file))));
+        assert_eq!(key, expected_key, "for {text:?}");
+    }
+}
+
+#[test]
+fn production_needs_tls_files() {
+    let sources = ConfigSources::default();
+    assert_eq!(key_error(Config::load(&sources)).0, "tls.ca_file");
+}
+
+#[test]
+fn lists_from_the_environment_are_comma_separated() {
+    let mut sources = dev_sources(None);
+    sources.env.insert("TIO_ADMINS".into(), "ops, ops-2".into());
+    assert_eq!(Config::load(&sources).unwrap().admins, vec!["ops".to_owned(), "ops-2".to_owned()]);
+}
+
+#[test]
+fn configured_agencies_become_domain_agencies() {
+    let file = write_file(
+        "[[agencies]]\nid = \"gp\"\nname = \"Example Practice\"\nsector = \"health\"\nmay_publish = [\"health_summary\"]\nmay_read = [\"send_support\"]\n",
+    );
+    let config = Config::load(&dev_sources(Some(&file))).unwrap();
+    let agencies = config.agencies().unwrap();
+    assert_eq!(agencies.len(), 1);
+    assert!(agencies[0].may_publish.contains(Category::HealthSummary));
+    assert!(agencies[0].may_read.contains(Category::SendSupport));
+    assert!(!agencies[0].may_read.contains(Category::HealthSummary));
+}
+
+#[test]
+fn every_settable_key_exists_in_the_defaults() {
+    let table = default_table();
+    for (key, _) in settable_keys() {
+        if key == "telemetry.otlp_endpoint" || key.starts_with("tls.") {
+            continue; // Optional keys, absent by default.
+        }
+        let mut current = &table;
+        let parts: Vec<&str> = key.split('.').collect();
+        for part in &parts[..parts.len() - 1] {
+            current = current[*part].as_table().unwrap();
+        }
+        assert!(current.contains_key(parts[parts.len() - 1]), "{key}");
+    }
+}

@@ -1,0 +1,26 @@
+//! The Tell It Once broker's gRPC server.
+//!
+//! It terminates mutual TLS (TLS 1.3, client certificate required), identifies each
+//! caller from its certificate's `urn:tio:` identity, mounts the `tio.v1` services with
+//! standard health and reflection, and drains on shutdown. It loads configuration,
+//! sets up logs and traces, and makes development certificates.
+//!
+//! It is the only crate that knows both the protobuf world (`tio-proto`) and the
+//! domain (`tio-core`), and the only one that builds a `tonic::Status`
+//! ([`status::into_status`]). Policy lives in `tio-core`, never here.
+
+#![warn(missing_docs)]
+
+pub mod auth;
+pub mod config;
+pub mod dev;
+pub mod pki;
+pub mod secret_file;
+pub mod server;
+pub mod services;
+pub mod status;
+pub mod telemetry;
+pub mod tls;
+
+pub use config::Config;
+pub use server::{ServeError, check, prepare_dev, serve};

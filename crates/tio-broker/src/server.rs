@@ -1,0 +1,277 @@
+//! Serving: TLS termination, the service stack, health, reflection and draining.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tio_proto::v1;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::auth::{self, Registry};
+use crate::config::{Config, ConfigError};
+use crate::pki::PkiError;
+use crate::services;
+use crate::tls::{self, TlsError};
+use crate::{dev, pki, telemetry};
+
+/// Why the server could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// TLS material is missing, unsafe or invalid.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// Development certificates could not be made.
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    /// Reflection could not be built from the descriptor set.
+    #[error("cannot build reflection service: {0}")]
+    Reflection(String),
+    /// The transport failed.
+    #[error("server transport failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// The serving task panicked.
+    #[error("server task failed: {0}")]
+    Task(String),
+}
+
+/// Fills in development mode's defaults: creates `data_dir/dev-pki` when absent, points
+/// TLS at it, and registers the development agencies, admin and auditor unless the
+/// configuration names its own. Does nothing outside development mode.
+pub fn prepare_dev(config: &mut Config) -> Result<(), ServeError> {
+    if !config.dev {
+        return Ok(());
+    }
+    let dir = config.dev_pki_dir();
+    if !dir.join("ca.crt").exists() {
+        tracing::info!(dir = %dir.display(), "generating development certificates");
+        pki::write_dev_pki(&dir)?;
+    }
+    config.tls.ca_file.get_or_insert_with(|| dir.join("ca.crt"));
+    config.tls.cert_file.get_or_insert_with(|| dir.join("server.crt"));
+    config.tls.key_file.get_or_insert_with(|| dir.join("server.key"));
+    if config.agencies.is_empty() {
+        config.agencies = dev::DEV_AGENCIES
+            .iter()
+            .map(|agency| crate::config::AgencyConfig {
+                id: agency.id.to_owned(),
+                name: agency.name.to_owned(),
+                sector: agency.sector.as_str().to_owned(),
+                may_publish: agency.may_publish.iter().map(|c| c.as_str().to_owned()).collect(),
+                may_read: agency.may_read.iter().map(|c| c.as_str().to_owned()).collect(),
+                may_record_consent: true,
+                suspended: false,
+            })
+            .collect();
+    }
+    if config.admins.is_empty() {
+        config.admins.push(dev::DEV_ADMIN.to_owned());
+    }
+    if config.auditors.is_empty() {
+        config.auditors.push(dev::DEV_AUDITOR.to_owned());
+    }
+    Ok(())
+}
+
+/// Checks what can be checked before binding: TLS material readable and safe, agencies
+/// valid. `tio serve` calls it so that a bad key file stops start-up with its message.
+pub fn check(config: &Config) -> Result<(), ServeError> {
+    tls_config(config)?;
+    config.agencies()?;
+    Ok(())
+}
+
+fn tls_config(config: &Config) -> Result<rustls::ServerConfig, ServeError> {
+    let missing = |key: &str| ConfigError::Key {
+        key: key.to_owned(),
+        source_layer: "the configuration".to_owned(),
+        message: "is required".to_owned(),
+    };
+    let ca = config.tls.ca_file.as_ref().ok_or_else(|| missing("tls.ca_file"))?;
+    let cert = config.tls.cert_file.as_ref().ok_or_else(|| missing("tls.cert_file"))?;
+    let key = config.tls.key_file.as_ref().ok_or_else(|| missing("tls.key_file"))?;
+    Ok(tls::server_config(ca, cert, key)?)
+}
+
+/// Serves every service on `listener` over mutual TLS until `shutdown` completes, then
+/// reports NOT_SERVING, stops accepting, lets open calls finish for up to
+/// `limits.drain_timeout_seconds`, closes what is left, and returns.
+pub async fn serve(
+    config: &Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let tls = Arc::new(tls_config(config)?);
+    let registry = Arc::new(Registry::new(
+        config.agencies()?,
+        config.admins.iter().cloned(),
+        config.auditors.iter().cloned(),
+        config.revoked_fingerprints.iter().cloned(),
+    ));
+    let limits = &config.limits;
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    set_health(&health_reporter, ServingStatus::Serving).await;
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(tio_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|err| ServeError::Reflection(err.to_string()))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(tio_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|err| ServeError::Reflection(err.to_string()))?;
+
+    let max = limits.max_message_bytes;
+    let router = Server::builder()
+        .trace_fn(telemetry::request_span)
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .concurrency_limit_per_connection(limits.max_concurrent_requests_per_connection)
+        .http2_keepalive_interval(Some(Duration::from_secs(limits.keepalive_interval_seconds)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(limits.keepalive_timeout_seconds)))
+        .layer(tonic::service::InterceptorLayer::new(auth::interceptor(registry.clone())))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(
+            v1::record_service_server::RecordServiceServer::new(services::Records)
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            v1::consent_service_server::ConsentServiceServer::new(services::Consents)
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            v1::care_relationship_service_server::CareRelationshipServiceServer::new(services::CareRelationships)
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            v1::subscription_service_server::SubscriptionServiceServer::new(services::Subscriptions)
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            v1::audit_service_server::AuditServiceServer::new(services::Audit)
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            v1::admin_service_server::AdminServiceServer::new(services::Admin)
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        );
+
+    let (stop_sender, stop_receiver) = watch::channel(false);
+    let (connections, incoming) =
+        mpsc::channel::<Result<TlsStream<TcpStream>, std::io::Error>>(limits.max_pending_handshakes);
+    let acceptor = AcceptLoop {
+        listener,
+        acceptor: TlsAcceptor::from(tls),
+        handshakes: Arc::new(Semaphore::new(limits.max_pending_handshakes)),
+        handshake_timeout: Duration::from_secs(limits.handshake_timeout_seconds),
+        connections,
+    };
+    let accept_task = tokio::spawn(acceptor.run(stop_receiver.clone()));
+
+    let mut stop_for_server = stop_receiver;
+    let mut server = tokio::spawn(router.serve_with_incoming_shutdown(ReceiverStream::new(incoming), async move {
+        let _ = stop_for_server.wait_for(|stopped| *stopped).await;
+    }));
+
+    tokio::select! {
+        () = shutdown => {}
+        result = &mut server => {
+            // The server stopped on its own: a transport failure.
+            accept_task.abort();
+            return result.map_err(|err| ServeError::Task(err.to_string()))?.map_err(ServeError::from);
+        }
+    }
+
+    let drain = Duration::from_secs(limits.drain_timeout_seconds);
+    tracing::info!(drain.seconds = drain.as_secs(), "draining: not serving, no new connections");
+    set_health(&health_reporter, ServingStatus::NotServing).await;
+    // Ignored error: every receiver gone means everything has stopped already.
+    let _ = stop_sender.send(true);
+    let result = match tokio::time::timeout(drain, &mut server).await {
+        Ok(joined) => joined.map_err(|err| ServeError::Task(err.to_string()))?.map_err(ServeError::from),
+        Err(_) => {
+            tracing::warn!(drain.seconds = drain.as_secs(), "drain deadline passed; closing open calls");
+            server.abort();
+            Ok(())
+        }
+    };
+    accept_task.abort();
+    tracing::info!("stopped");
+    result
+}
+
+/// Sets the overall status and every `tio.v1` service's status.
+async fn set_health(reporter: &HealthReporter, status: ServingStatus) {
+    reporter.set_service_status("", status).await;
+    for name in tio_proto::SERVICE_NAMES {
+        reporter.set_service_status(*name, status).await;
+    }
+}
+
+/// Accepts TCP connections, sets `TCP_NODELAY`, and completes TLS handshakes off the
+/// accept path, handing finished connections to the gRPC server.
+struct AcceptLoop {
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    handshakes: Arc<Semaphore>,
+    handshake_timeout: Duration,
+    connections: mpsc::Sender<Result<TlsStream<TcpStream>, std::io::Error>>,
+}
+
+impl AcceptLoop {
+    async fn run(self, mut stop: watch::Receiver<bool>) {
+        loop {
+            let accepted = tokio::select! {
+                _ = stop.wait_for(|stopped| *stopped) => break,
+                accepted = self.listener.accept() => accepted,
+            };
+            let stream = match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(err) => {
+                    // Usually running out of file descriptors: back off instead of spinning.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            // Without it, small gRPC frames wait on delayed ACKs (milliseconds each).
+            if let Err(err) = stream.set_nodelay(true) {
+                tracing::debug!(error = %err, "cannot set TCP_NODELAY");
+            }
+            let Ok(permit) = self.handshakes.clone().acquire_owned().await else { break };
+            let acceptor = self.acceptor.clone();
+            let connections = self.connections.clone();
+            let timeout = self.handshake_timeout;
+            tokio::spawn(async move {
+                let _permit = permit;
+                match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => {
+                        // Ignored error: the server has stopped and no longer wants connections.
+                        let _ = connections.send(Ok(tls)).await;
+                    }
+                    Ok(Err(err)) => tracing::debug!(error = %err, "TLS handshake failed"),
+                    Err(_) => tracing::debug!("TLS handshake timed out"),
+                }
+            });
+        }
+    }
+}

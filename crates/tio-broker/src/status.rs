@@ -1,0 +1,82 @@
+//! The one place that turns the broker's errors into `tonic::Status`.
+//!
+//! Every adapter and interceptor returns a [`ServiceError`] and calls [`into_status`];
+//! nobody else builds a `Status`. Messages are lowercase, name fields and reasons, and
+//! never contain personal data.
+
+use tio_core::FieldViolation;
+use tonic::Code;
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::auth::AuthError;
+
+/// Everything a service call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    // ---- CLIENT ERRORS ----
+    /// The caller could not be authenticated.
+    #[error(transparent)]
+    Unauthenticated(#[from] AuthError),
+    /// One or more fields are invalid.
+    #[error("invalid request: {}", summarise(.0))]
+    InvalidArgument(Vec<FieldViolation>),
+
+    // ---- INTERNAL ERRORS ----
+    /// Something failed inside the broker; details go to the log, not the client.
+    #[error("internal error")]
+    Internal(String),
+}
+
+fn summarise(violations: &[FieldViolation]) -> String {
+    violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+/// Converts a service error to the status sent to the client.
+pub fn into_status(error: impl Into<ServiceError>) -> tonic::Status {
+    let error = error.into();
+    match &error {
+        ServiceError::Unauthenticated(_) => tonic::Status::new(Code::Unauthenticated, error.to_string()),
+        ServiceError::InvalidArgument(violations) => {
+            let mut details = ErrorDetails::new();
+            for violation in violations {
+                details.add_bad_request_violation(violation.field.clone(), violation.reason.clone());
+            }
+            tonic::Status::with_error_details(Code::InvalidArgument, error.to_string(), details)
+        }
+        ServiceError::Internal(detail) => {
+            tracing::error!(error.detail = %detail, "internal error");
+            tonic::Status::new(Code::Internal, error.to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_arguments_carry_bad_request_details() {
+        let status = into_status(ServiceError::InvalidArgument(vec![FieldViolation::new(
+            "child.nhs_number",
+            "fails the check",
+        )]));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert_eq!(status.message(), "invalid request: child.nhs_number: fails the check");
+        let details = status.get_error_details();
+        let bad_request = details.bad_request().expect("bad request details");
+        assert_eq!(bad_request.field_violations[0].field, "child.nhs_number");
+        assert_eq!(bad_request.field_violations[0].description, "fails the check");
+    }
+
+    #[test]
+    fn authentication_failures_are_unauthenticated() {
+        let status = into_status(AuthError::NoCertificate);
+        assert_eq!((status.code(), status.message()), (Code::Unauthenticated, "no client certificate"));
+    }
+
+    #[test]
+    fn internal_errors_hide_their_detail() {
+        let status = into_status(ServiceError::Internal("disk on fire at /var/lib/tio".into()));
+        assert_eq!((status.code(), status.message()), (Code::Internal, "internal error"));
+    }
+}

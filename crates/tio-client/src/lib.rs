@@ -1,0 +1,208 @@
+//! A Rust client for the Tell It Once broker.
+//!
+//! [`ConnectionSettings`] holds what every client needs (the server URL, the CA, the
+//! agency's certificate and key, and the professional acting), the same settings the
+//! `tio` command line takes as flags. [`Client::connect`] opens one mutual-TLS channel
+//! that every typed call shares.
+//!
+//! It depends on the generated API only, never on the broker's internals.
+
+#![warn(missing_docs)]
+
+use std::path::{Path, PathBuf};
+
+use tio_proto::v1;
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+/// The metadata key that carries the professional's id on every call.
+pub const PROFESSIONAL_METADATA_KEY: &str = "x-tio-professional";
+
+/// The default server URL.
+pub const DEFAULT_SERVER: &str = "https://localhost:7443";
+
+/// How to reach and authenticate to a broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionSettings {
+    /// `https://HOST:PORT`.
+    pub server: String,
+    /// PEM file of the CA that signed the server's certificate.
+    pub ca: PathBuf,
+    /// PEM file of this client's certificate.
+    pub cert: PathBuf,
+    /// PEM file of this client's private key.
+    pub key: PathBuf,
+    /// The professional acting, sent as `x-tio-professional`.
+    pub professional: Option<String>,
+}
+
+impl ConnectionSettings {
+    /// Returns settings for the certificate `NAME` of a development PKI directory:
+    /// `DIR/ca.crt`, `DIR/NAME.crt`, `DIR/NAME.key`.
+    pub fn from_dev_pki(server: impl Into<String>, dir: &Path, name: &str) -> Self {
+        ConnectionSettings {
+            server: server.into(),
+            ca: dir.join("ca.crt"),
+            cert: dir.join(format!("{name}.crt")),
+            key: dir.join(format!("{name}.key")),
+            professional: None,
+        }
+    }
+}
+
+/// Why a connection or call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// A certificate or key file could not be read.
+    #[error("cannot read {path}: {source}")]
+    ReadFile {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The server URL is not `https://HOST:PORT`.
+    #[error("invalid server URL `{0}`: expected https://HOST:PORT")]
+    ServerUrl(String),
+    /// The professional id cannot be sent as metadata.
+    #[error("invalid professional id: must be printable ASCII")]
+    ProfessionalId,
+    /// The connection could not be made (TLS, DNS, refused).
+    #[error("cannot connect to {server}: {source}")]
+    Connect {
+        /// The server URL.
+        server: String,
+        /// The transport error.
+        source: tonic::transport::Error,
+    },
+    /// The server answered with an error status.
+    #[error("{}", describe_status(.0))]
+    Status(#[from] tonic::Status),
+}
+
+/// Renders a status as `CODE: message`, then one line per field at fault, from the
+/// `google.rpc.BadRequest` details the broker attaches.
+pub fn describe_status(status: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    let mut text = format!("{:?}: {}", status.code(), status.message());
+    if let Some(bad_request) = status.get_details_bad_request() {
+        for violation in &bad_request.field_violations {
+            text.push_str(&format!("\n  field {}: {}", violation.field, violation.description));
+        }
+    }
+    text
+}
+
+/// A connection to a broker, shared by every typed call.
+#[derive(Debug, Clone)]
+pub struct Client {
+    channel: Channel,
+    professional: Option<MetadataValue<tonic::metadata::Ascii>>,
+}
+
+impl Client {
+    /// Connects over mutual TLS.
+    pub async fn connect(settings: &ConnectionSettings) -> Result<Client, ClientError> {
+        let read =
+            |path: &Path| std::fs::read(path).map_err(|source| ClientError::ReadFile { path: path.to_owned(), source });
+        let host = host_of(&settings.server).ok_or_else(|| ClientError::ServerUrl(settings.server.clone()))?;
+        let tls = ClientTlsConfig::new()
+            .domain_name(host)
+            .ca_certificate(Certificate::from_pem(read(&settings.ca)?))
+            .identity(Identity::from_pem(read(&settings.cert)?, read(&settings.key)?));
+        let connect_error = |source| ClientError::Connect { server: settings.server.clone(), source };
+        let endpoint = Endpoint::from_shared(settings.server.clone())
+            .map_err(|_| ClientError::ServerUrl(settings.server.clone()))?
+            .tls_config(tls)
+            .map_err(connect_error)?
+            .tcp_nodelay(true);
+        let channel = endpoint.connect().await.map_err(connect_error)?;
+        let professional = match &settings.professional {
+            Some(id) => Some(id.parse().map_err(|_| ClientError::ProfessionalId)?),
+            None => None,
+        };
+        Ok(Client { channel, professional })
+    }
+
+    /// Returns the underlying channel, for calls this crate has no wrapper for yet.
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    /// Wraps a message in a request carrying the professional's id.
+    pub fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(professional) = &self.professional {
+            request.metadata_mut().insert(PROFESSIONAL_METADATA_KEY, professional.clone());
+        }
+        request
+    }
+
+    /// Asks the standard health service for `service` (`""` for the whole server).
+    pub async fn health(&self, service: &str) -> Result<ServingStatus, ClientError> {
+        let request = self.request(tonic_health::pb::HealthCheckRequest { service: service.to_owned() });
+        let response = HealthClient::new(self.channel()).check(request).await?;
+        Ok(response.into_inner().status())
+    }
+
+    /// Returns a client for `tio.v1.RecordService`.
+    pub fn records(&self) -> v1::record_service_client::RecordServiceClient<Channel> {
+        v1::record_service_client::RecordServiceClient::new(self.channel())
+    }
+}
+
+/// Returns the host of `https://HOST:PORT` (IPv6 literals without brackets).
+fn host_of(server: &str) -> Option<String> {
+    let rest = server.strip_prefix("https://")?;
+    let authority = rest.split('/').next()?;
+    let host = if let Some(bracketed) = authority.strip_prefix('[') {
+        bracketed.split(']').next()?
+    } else {
+        authority.rsplit_once(':').map_or(authority, |(host, _port)| host)
+    };
+    (!host.is_empty()).then(|| host.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_are_taken_from_https_urls_only() {
+        assert_eq!(host_of("https://localhost:7443"), Some("localhost".into()));
+        assert_eq!(host_of("https://127.0.0.1:7443/"), Some("127.0.0.1".into()));
+        assert_eq!(host_of("https://[::1]:7443"), Some("::1".into()));
+        assert_eq!(host_of("https://broker.example.nhs.uk"), Some("broker.example.nhs.uk".into()));
+        assert_eq!(host_of("http://localhost:7443"), None);
+        assert_eq!(host_of("https://:7443"), None);
+    }
+
+    #[test]
+    fn dev_pki_settings_name_the_three_files() {
+        let settings = ConnectionSettings::from_dev_pki("https://localhost:1", Path::new("pki"), "gp");
+        assert_eq!(settings.ca, Path::new("pki/ca.crt"));
+        assert_eq!(settings.cert, Path::new("pki/gp.crt"));
+        assert_eq!(settings.key, Path::new("pki/gp.key"));
+    }
+
+    #[test]
+    fn status_descriptions_list_the_fields_at_fault() {
+        use tonic_types::{ErrorDetails, StatusExt};
+        let details = ErrorDetails::with_bad_request_violation("child.nhs_number", "fails the check digit");
+        let status = tonic::Status::with_error_details(tonic::Code::InvalidArgument, "invalid request", details);
+        assert_eq!(
+            describe_status(&status),
+            "InvalidArgument: invalid request\n  field child.nhs_number: fails the check digit"
+        );
+    }
+
+    #[tokio::test]
+    async fn missing_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = ConnectionSettings::from_dev_pki("https://localhost:1", dir.path(), "gp");
+        let err = Client::connect(&settings).await.unwrap_err();
+        assert!(matches!(&err, ClientError::ReadFile { path, .. } if path.ends_with("ca.crt")), "{err}");
+    }
+}

@@ -1,0 +1,124 @@
+//! The command-line grammar. Doc comments here are the `--help` text.
+
+#![deny(missing_docs)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::connection::ConnectionArgs;
+
+/// Tell It Once: a consented, audited broker for updates about children with special
+/// educational needs and disabilities, between NHS, school and council systems.
+#[derive(Debug, Parser)]
+#[command(name = "tio", version, propagate_version = true, max_term_width = 100)]
+pub(crate) struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the broker server (mutual TLS, gRPC).
+    ///
+    /// Configuration layers, lowest precedence first: built-in defaults, --config FILE,
+    /// TIO_* environment variables, then flags. `tio serve gen-config` prints a
+    /// commented default configuration.
+    Serve(ServeArgs),
+    /// Write a throwaway development CA and certificates (server, admin, auditor and
+    /// one per development agency) into a directory. Keys are written mode 0600.
+    DevPki(DevPkiArgs),
+    /// Ask a broker's standard gRPC health service whether it is serving.
+    Health(HealthArgs),
+}
+
+/// `tio serve`.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub(crate) struct ServeArgs {
+    /// Serve-related helpers.
+    #[command(subcommand)]
+    pub(crate) command: Option<ServeCommand>,
+    /// TOML configuration file.
+    #[arg(long, short = 'c', env = "TIO_CONFIG", value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// Address to listen on (key `listen`).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) listen: Option<SocketAddr>,
+    /// Data directory (key `data_dir`).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Development mode: generated certificates under DATA_DIR/dev-pki, the
+    /// development agencies, test-range NHS numbers, loopback addresses only.
+    #[arg(long)]
+    pub(crate) dev: bool,
+    /// Log format: human or json (key `log.format`).
+    #[arg(long, value_name = "FORMAT")]
+    pub(crate) log_format: Option<String>,
+    /// Log level filter, e.g. info or tio_broker=debug (key `log.level`).
+    #[arg(long, value_name = "FILTER")]
+    pub(crate) log_level: Option<String>,
+    /// OTLP/gRPC collector endpoint for traces (key `telemetry.otlp_endpoint`).
+    #[arg(long, value_name = "URL")]
+    pub(crate) otlp_endpoint: Option<String>,
+    /// Set any scalar configuration key, e.g. --set limits.drain_timeout_seconds=5.
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub(crate) settings: Vec<(String, String)>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    pub(crate) print_config: bool,
+}
+
+/// `tio serve` helpers.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ServeCommand {
+    /// Print a commented default configuration file.
+    GenConfig,
+}
+
+/// `tio dev-pki`.
+#[derive(Debug, Args)]
+pub(crate) struct DevPkiArgs {
+    /// Directory to write into; created if absent. Existing files are never replaced.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out: PathBuf,
+}
+
+/// `tio health`.
+#[derive(Debug, Args)]
+pub(crate) struct HealthArgs {
+    /// Service to ask about, e.g. tio.v1.RecordService; empty for the whole server.
+    #[arg(long, default_value = "")]
+    pub(crate) service: String,
+    /// How to reach the broker.
+    #[command(flatten)]
+    pub(crate) connection: ConnectionArgs,
+}
+
+fn parse_key_value(input: &str) -> Result<(String, String), String> {
+    input
+        .split_once('=')
+        .map(|(key, value)| (key.trim().to_owned(), value.to_owned()))
+        .ok_or_else(|| format!("expected KEY=VALUE, got `{input}`"))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn key_values_split_at_the_first_equals_sign() {
+        assert_eq!(parse_key_value("log.level=tio=debug"), Ok(("log.level".into(), "tio=debug".into())));
+        assert!(parse_key_value("listen").is_err());
+    }
+}

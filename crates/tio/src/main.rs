@@ -1,0 +1,67 @@
+//! `tio`: the Tell It Once broker's command line.
+//!
+//! `tio serve` runs the broker; `tio dev-pki` makes development certificates; client
+//! commands (`tio health`, and more with later releases) share one set of connection
+//! flags. Errors are printed once, here, with `anyhow`; configuration errors exit 2.
+
+// A command line prints its results.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod cli;
+mod connection;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+/// Exit code for unusable configuration or command-line input.
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    tio_broker::tls::install_crypto_provider();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("tio: {err:#}");
+            if is_usage_error(&err) { ExitCode::from(EXIT_USAGE) } else { ExitCode::FAILURE }
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::DevPki(args) => {
+            tio_broker::pki::write_dev_pki(&args.out)?;
+            println!("wrote development certificates to {}", args.out.display());
+            println!("  ca.crt, and a .crt/.key pair for: {}", tio_broker::pki::dev_pki_names().join(", "));
+            Ok(())
+        }
+        Command::Health(args) => runtime()?.block_on(async {
+            let client = tio_client::Client::connect(&args.connection.settings()?).await?;
+            let status = client.health(&args.service).await?;
+            let name = if args.service.is_empty() { "server" } else { args.service.as_str() };
+            println!("{name}: {}", status.as_str_name());
+            anyhow::ensure!(status.as_str_name() == "SERVING", "{name} is not serving");
+            Ok(())
+        }),
+    }
+}
+
+/// Returns whether `err` comes from configuration or input the user must fix.
+fn is_usage_error(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause.downcast_ref::<tio_broker::config::ConfigError>().is_some()
+            || matches!(cause.downcast_ref::<tio_broker::ServeError>(), Some(tio_broker::ServeError::Config(_)))
+            || cause.downcast_ref::<connection::UsageError>().is_some()
+    })
+}
+
+/// Builds the multi-threaded Tokio runtime every command runs on.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}

@@ -1,0 +1,101 @@
+//! `tio serve`: loads the configuration, starts telemetry, and runs the broker until
+//! SIGTERM or SIGINT.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use tio_broker::config::{Config, ConfigSources, DEFAULT_CONFIG_TOML};
+
+use crate::cli::{ServeArgs, ServeCommand};
+
+/// Runs `tio serve` with its arguments.
+pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
+    if let Some(ServeCommand::GenConfig) = args.command {
+        print!("{DEFAULT_CONFIG_TOML}");
+        return Ok(());
+    }
+    let sources = ConfigSources {
+        file: args.config.clone(),
+        env: std::env::vars().collect::<BTreeMap<_, _>>(),
+        flags: flags(&args),
+    };
+    let mut config = Config::load(&sources)?;
+    if args.print_config {
+        print!("{}", config.to_toml());
+        return Ok(());
+    }
+
+    let runtime = crate::runtime()?;
+    let telemetry = runtime.block_on(async { tio_broker::telemetry::init(&config.log, &config.telemetry) })?;
+    let result = runtime.block_on(async {
+        tio_broker::prepare_dev(&mut config)?;
+        tio_broker::check(&config)?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let address = listener.local_addr()?;
+        announce(&config, address);
+        tio_broker::serve(&config, listener, shutdown_signal()).await?;
+        anyhow::Ok(())
+    });
+    // Flushing spans blocks; the runtime's tasks have finished by now.
+    telemetry.shutdown();
+    result
+}
+
+/// Turns the dedicated flags and `--set` pairs into configuration settings, in order.
+fn flags(args: &ServeArgs) -> Vec<(String, String)> {
+    let mut flags = Vec::new();
+    if let Some(listen) = args.listen {
+        flags.push(("listen".to_owned(), listen.to_string()));
+    }
+    if let Some(dir) = &args.data_dir {
+        flags.push(("data_dir".to_owned(), dir.display().to_string()));
+    }
+    if args.dev {
+        flags.push(("dev".to_owned(), "true".to_owned()));
+    }
+    if let Some(format) = &args.log_format {
+        flags.push(("log.format".to_owned(), format.clone()));
+    }
+    if let Some(level) = &args.log_level {
+        flags.push(("log.level".to_owned(), level.clone()));
+    }
+    if let Some(endpoint) = &args.otlp_endpoint {
+        flags.push(("telemetry.otlp_endpoint".to_owned(), endpoint.clone()));
+    }
+    flags.extend(args.settings.iter().cloned());
+    flags
+}
+
+/// Prints where the server listens and, in development mode, how to call it.
+fn announce(config: &Config, address: std::net::SocketAddr) {
+    println!("tio: listening on {address}");
+    if config.dev {
+        let pki = config.dev_pki_dir();
+        let pki = pki.display();
+        let host = if address.is_ipv6() { format!("[{}]", address.ip()) } else { address.ip().to_string() };
+        println!("tio: development mode; certificates in {pki}");
+        println!(
+            "tio: try: tio health --server https://{host}:{port} --dev-pki {pki} --as hospital",
+            port = address.port()
+        );
+        println!(
+            "tio:  or: grpcurl -cacert {pki}/ca.crt -cert {pki}/hospital.crt -key {pki}/hospital.key {host}:{port} grpc.health.v1.Health/Check",
+            port = address.port()
+        );
+    }
+}
+
+/// Completes on the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; stop the server with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutting down"),
+        _ = int.recv() => tracing::info!(signal = "SIGINT", "shutting down"),
+    }
+}
