@@ -1,1 +1,9 @@
-//! End-to-end tests.
+//! End-to-end tests: the real `tio` binary, started on a loopback port with real
+//! certificates, called as an agency's system would call it.
+
+mod config;
+mod lifecycle;
+mod mtls;
+mod otlp;
+mod reflection;
+mod support;

@@ -52,7 +52,8 @@ pub fn prepare_dev(config: &mut Config) -> Result<(), ServeError> {
         return Ok(());
     }
     let dir = config.dev_pki_dir();
-    if !dir.join("ca.crt").exists() {
+    let tls_given = config.tls.ca_file.is_some() && config.tls.cert_file.is_some() && config.tls.key_file.is_some();
+    if !tls_given && !dir.join("ca.crt").exists() {
         tracing::info!(dir = %dir.display(), "generating development certificates");
         pki::write_dev_pki(&dir)?;
     }

@@ -1,0 +1,75 @@
+//! Starting and stopping: refusal of unsafe keys, draining on SIGTERM.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use tokio_stream::StreamExt;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::support::{Options, Pki, Sandbox, spawn_server};
+
+#[test]
+fn a_world_readable_key_stops_start_up_with_the_fix() {
+    let root = tempfile::tempdir().unwrap();
+    let pki = Pki::create(&root.path().join("pki"));
+    let key = pki.dir.join("server.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let failure = spawn_server(root.path(), &pki.dir, &Options::default()).expect_err("start-up must fail");
+    assert!(failure.contains("exited with exit status: 1"), "{failure}");
+    assert!(failure.contains(&format!("chmod 600 {}", key.display())), "{failure}");
+    assert!(failure.contains("readable by group or others"), "{failure}");
+}
+
+/// Opens a health watch, sends SIGTERM, and returns the status the watch reports next.
+async fn watch_then_terminate(
+    sandbox: &Sandbox,
+) -> (tonic::Streaming<tonic_health::pb::HealthCheckResponse>, ServingStatus) {
+    let client = sandbox.client("hospital").await;
+    let mut watch = HealthClient::new(client.channel())
+        .watch(client.request(HealthCheckRequest { service: String::new() }))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = watch.next().await.expect("first watch message").unwrap();
+    assert_eq!(first.status(), ServingStatus::Serving);
+    sandbox.signal(Signal::SIGTERM);
+    let next = tokio::time::timeout(Duration::from_secs(10), watch.next())
+        .await
+        .expect("the watch reports the change promptly")
+        .expect("the watch is still open")
+        .unwrap();
+    (watch, next.status())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_reports_not_serving_waits_for_an_open_stream_then_exits_0() {
+    let mut sandbox = Sandbox::start_with(Options {
+        args: vec!["--set".into(), "limits.drain_timeout_seconds=60".into()],
+        ..Options::default()
+    });
+    let (watch, status) = watch_then_terminate(&sandbox).await;
+    assert_eq!(status, ServingStatus::NotServing);
+    // The open stream holds the server in its drain; closing it lets the server finish.
+    drop(watch);
+    let exit = tokio::task::block_in_place(|| sandbox.wait_exit(Duration::from_secs(30)));
+    assert!(exit.success(), "exit status {exit}; log:\n{}", sandbox.log_text());
+    let log = sandbox.log_text();
+    assert!(log.contains("draining"), "{log}");
+    assert!(!log.contains("drain deadline passed"), "the server should have finished before its deadline:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_closes_a_stream_still_open_at_the_drain_deadline_and_exits_0() {
+    let mut sandbox = Sandbox::start_with(Options {
+        args: vec!["--set".into(), "limits.drain_timeout_seconds=1".into()],
+        ..Options::default()
+    });
+    let (_watch, status) = watch_then_terminate(&sandbox).await;
+    assert_eq!(status, ServingStatus::NotServing);
+    let exit = tokio::task::block_in_place(|| sandbox.wait_exit(Duration::from_secs(30)));
+    assert!(exit.success(), "exit status {exit}; log:\n{}", sandbox.log_text());
+    assert!(sandbox.log_text().contains("drain deadline passed"), "{}", sandbox.log_text());
+}

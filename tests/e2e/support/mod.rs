@@ -1,0 +1,243 @@
+//! A sandbox for end-to-end tests: a test CA and certificates, and the real `tio`
+//! binary as a child process on a loopback port.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tio_broker::pki::{CertificateAuthority, LeafSpec};
+use tio_client::{Client, ConnectionSettings};
+use tio_core::{Identity, Role};
+
+/// How long a child may take to start listening before the test fails.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The client certificates every sandbox issues.
+pub(crate) const AGENCIES: &[&str] = &["hospital", "gp", "school", "send-team", "social-care"];
+
+/// Returns the `tio` binary, building it once per test run so that `cargo test -p
+/// tio-e2e` works on its own.
+pub(crate) fn tio_binary() -> &'static Path {
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let mut command = Command::new(cargo);
+        command.args(["build", "--quiet", "-p", "tio", "--bin", "tio"]);
+        // Cargo sets these for the running test; build scripts that watch them (ring
+        // watches CARGO_MANIFEST_DIR) would otherwise rebuild on every run.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            let set_for_tests = name.starts_with("CARGO_PKG_")
+                || matches!(
+                    name.as_ref(),
+                    "CARGO_MANIFEST_DIR"
+                        | "CARGO_MANIFEST_PATH"
+                        | "CARGO_CRATE_NAME"
+                        | "CARGO_PRIMARY_PACKAGE"
+                        | "CARGO_TARGET_TMPDIR"
+                );
+            if set_for_tests {
+                command.env_remove(name.as_ref());
+            }
+        }
+        let status = command.status().expect("cargo runs");
+        assert!(status.success(), "building the tio binary failed");
+        let exe = std::env::current_exe().expect("test binary path");
+        // target/<profile>/deps/e2e-<hash> -> target/<profile>/tio
+        let binary = exe.parent().and_then(Path::parent).expect("target dir").join("tio");
+        assert!(binary.exists(), "no tio binary at {}", binary.display());
+        binary
+    })
+}
+
+/// A test PKI on disk plus the CA that can issue more.
+pub(crate) struct Pki {
+    pub(crate) ca: CertificateAuthority,
+    pub(crate) dir: PathBuf,
+}
+
+impl Pki {
+    /// Writes `ca.crt`, `server.crt/.key` and a pair per agency, admin and auditor.
+    pub(crate) fn create(dir: &Path) -> Pki {
+        std::fs::create_dir_all(dir).unwrap();
+        let ca = CertificateAuthority::generate("e2e test CA").unwrap();
+        std::fs::write(dir.join("ca.crt"), ca.certificate_pem()).unwrap();
+        ca.issue(&LeafSpec::loopback_server()).unwrap().write(dir, "server").unwrap();
+        for agency in AGENCIES {
+            ca.issue(&LeafSpec::client(&Identity::agency(agency))).unwrap().write(dir, agency).unwrap();
+        }
+        ca.issue(&LeafSpec::client(&Identity { role: Role::Admin, id: "admin".into() }))
+            .unwrap()
+            .write(dir, "admin")
+            .unwrap();
+        ca.issue(&LeafSpec::client(&Identity { role: Role::Auditor, id: "auditor".into() }))
+            .unwrap()
+            .write(dir, "auditor")
+            .unwrap();
+        Pki { ca, dir: dir.to_owned() }
+    }
+
+    /// Returns the SHA-256 fingerprint of certificate `name`, as the server computes it.
+    pub(crate) fn fingerprint(&self, name: &str) -> String {
+        use rustls_pki_types::pem::PemObject;
+        let pem = std::fs::read(self.dir.join(format!("{name}.crt"))).unwrap();
+        tio_broker::auth::fingerprint(&rustls_pki_types::CertificateDer::from_pem_slice(&pem).unwrap())
+    }
+
+    /// Issues and writes a client certificate `name` from `spec`.
+    pub(crate) fn issue(&self, name: &str, spec: &LeafSpec) {
+        self.ca.issue(spec).unwrap().write(&self.dir, name).unwrap();
+    }
+}
+
+/// Options for starting a server.
+#[derive(Default)]
+pub(crate) struct Options {
+    /// Extra arguments after `tio serve`.
+    pub(crate) args: Vec<String>,
+    /// Extra environment variables.
+    pub(crate) env: Vec<(String, String)>,
+    /// Certificates of the sandbox PKI (by name) whose fingerprints the server revokes.
+    pub(crate) revoke: Vec<String>,
+}
+
+/// A running `tio serve` child process and its files.
+pub(crate) struct Sandbox {
+    /// Holds the sandbox's files until the sandbox is dropped.
+    _root: tempfile::TempDir,
+    pub(crate) pki: Pki,
+    pub(crate) address: SocketAddr,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Sandbox {
+    /// Starts a development-mode server using the sandbox's own PKI.
+    pub(crate) fn start() -> Sandbox {
+        Self::start_with(Options::default())
+    }
+
+    /// Starts a server with extra options; panics with its log if it does not come up.
+    pub(crate) fn start_with(mut options: Options) -> Sandbox {
+        let root = tempfile::tempdir().unwrap();
+        let pki = Pki::create(&root.path().join("pki"));
+        if !options.revoke.is_empty() {
+            let fingerprints: Vec<String> = options.revoke.iter().map(|name| pki.fingerprint(name)).collect();
+            options.args.push("--set".into());
+            options.args.push(format!("revoked_fingerprints={}", fingerprints.join(",")));
+        }
+        match spawn_server(root.path(), &pki.dir, &options) {
+            Ok((child, address, log)) => Sandbox { _root: root, pki, address, child, log },
+            Err(failure) => panic!("server did not start: {failure}"),
+        }
+    }
+
+    /// Returns connection settings for certificate `name` of the sandbox PKI.
+    pub(crate) fn settings(&self, name: &str) -> ConnectionSettings {
+        ConnectionSettings::from_dev_pki(format!("https://localhost:{}", self.address.port()), &self.pki.dir, name)
+    }
+
+    /// Connects as certificate `name`.
+    pub(crate) async fn client(&self, name: &str) -> Client {
+        Client::connect(&self.settings(name)).await.unwrap_or_else(|err| panic!("connect as {name}: {err}"))
+    }
+
+    /// Sends a signal to the server.
+    pub(crate) fn signal(&self, signal: Signal) {
+        kill(Pid::from_raw(self.child.id() as i32), signal).unwrap();
+    }
+
+    /// Waits for the server to exit, at most `timeout`.
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "server did not exit within {timeout:?}; log:\n{}", self.log_text());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Returns everything the server wrote to stderr so far.
+    pub(crate) fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Spawns `tio serve --dev` on `127.0.0.1:0` with the given PKI, and returns once it
+/// prints its address; `Err` holds the exit status and log if it exits first.
+pub(crate) fn spawn_server(root: &Path, pki: &Path, options: &Options) -> Result<(Child, SocketAddr, PathBuf), String> {
+    let log = root.join("server.log");
+    let mut command = Command::new(tio_binary());
+    command
+        .arg("serve")
+        .args(["--dev", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(root.join("data"))
+        .arg("--set")
+        .arg(format!("tls.ca_file={}", pki.join("ca.crt").display()))
+        .arg("--set")
+        .arg(format!("tls.cert_file={}", pki.join("server.crt").display()))
+        .arg("--set")
+        .arg(format!("tls.key_file={}", pki.join("server.key").display()))
+        .args(&options.args)
+        .env("RUST_LOG", "info")
+        .envs(options.env.iter().map(|(key, value)| (key.as_str(), value.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let mut child = command.spawn().expect("spawn tio");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(address) = line.strip_prefix("tio: listening on ") {
+                let _ = sender.send(address.parse::<SocketAddr>().expect("address"));
+            }
+        }
+    });
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Ok(address) = receiver.recv_timeout(Duration::from_millis(50)) {
+            return Ok((child, address, log));
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            return Err(format!("exited with {status}; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default()));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return Err(format!("no address within {START_TIMEOUT:?}"));
+        }
+    }
+}
+
+/// Runs the `tio` binary to completion with `args` and `env`, returning status,
+/// stdout and stderr.
+pub(crate) fn run_tio(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, String) {
+    let output = Command::new(tio_binary())
+        .args(args)
+        .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run tio");
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
