@@ -7,3 +7,4 @@ mod mtls;
 mod otlp;
 mod reflection;
 mod support;
+mod tidy;

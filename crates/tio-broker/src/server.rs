@@ -269,8 +269,8 @@ impl AcceptLoop {
                         // Ignored error: the server has stopped and no longer wants connections.
                         let _ = connections.send(Ok(tls)).await;
                     }
-                    Ok(Err(err)) => tracing::debug!(error = %err, "TLS handshake failed"),
-                    Err(_) => tracing::debug!("TLS handshake timed out"),
+                    Ok(Err(err)) => tracing::debug!(error = %err, "tls handshake failed"),
+                    Err(_) => tracing::debug!("tls handshake timed out"),
                 }
             });
         }
