@@ -1,7 +1,9 @@
 //! Development mode's seed: the agencies, admin and auditor that `tio dev-pki` issues
 //! certificates for and `tio serve --dev` registers.
 
-use tio_core::{Agency, AgencyId, Category, CategorySet, Sector};
+use tio_core::{Category, Sector};
+
+use crate::config::AgencyConfig;
 
 /// One development agency.
 pub struct DevAgency {
@@ -64,16 +66,17 @@ pub const DEV_ADMIN: &str = "admin";
 /// The development auditor's id.
 pub const DEV_AUDITOR: &str = "auditor";
 
-/// Returns the development agencies as domain values.
-pub fn dev_agencies() -> Vec<Agency> {
+/// Returns the development agencies as configuration entries, so that they pass the
+/// same validation as agencies an operator configures.
+pub fn dev_agency_configs() -> Vec<AgencyConfig> {
     DEV_AGENCIES
         .iter()
-        .map(|agency| Agency {
-            id: AgencyId::parse("id", agency.id).unwrap_or_else(|_| unreachable!("development ids are valid")),
+        .map(|agency| AgencyConfig {
+            id: agency.id.to_owned(),
             name: agency.name.to_owned(),
-            sector: agency.sector,
-            may_publish: agency.may_publish.iter().copied().collect::<CategorySet>(),
-            may_read: agency.may_read.iter().copied().collect::<CategorySet>(),
+            sector: agency.sector.as_str().to_owned(),
+            may_publish: agency.may_publish.iter().map(|category| category.as_str().to_owned()).collect(),
+            may_read: agency.may_read.iter().map(|category| category.as_str().to_owned()).collect(),
             may_record_consent: true,
             suspended: false,
         })
@@ -86,7 +89,13 @@ mod tests {
 
     #[test]
     fn development_agencies_are_valid_and_cover_every_sector() {
-        let agencies = dev_agencies();
+        let mut config = crate::config::Config::load(&crate::config::ConfigSources {
+            env: [("TIO_DEV".to_owned(), "true".to_owned())].into(),
+            ..Default::default()
+        })
+        .unwrap();
+        config.agencies = dev_agency_configs();
+        let agencies = config.agencies().unwrap();
         assert_eq!(agencies.len(), DEV_AGENCIES.len());
         for sector in [Sector::Health, Sector::Education, Sector::SocialCare] {
             assert!(agencies.iter().any(|agency| agency.sector == sector), "{sector}");

@@ -61,18 +61,7 @@ pub fn prepare_dev(config: &mut Config) -> Result<(), ServeError> {
     config.tls.cert_file.get_or_insert_with(|| dir.join("server.crt"));
     config.tls.key_file.get_or_insert_with(|| dir.join("server.key"));
     if config.agencies.is_empty() {
-        config.agencies = dev::DEV_AGENCIES
-            .iter()
-            .map(|agency| crate::config::AgencyConfig {
-                id: agency.id.to_owned(),
-                name: agency.name.to_owned(),
-                sector: agency.sector.as_str().to_owned(),
-                may_publish: agency.may_publish.iter().map(|c| c.as_str().to_owned()).collect(),
-                may_read: agency.may_read.iter().map(|c| c.as_str().to_owned()).collect(),
-                may_record_consent: true,
-                suspended: false,
-            })
-            .collect();
+        config.agencies = dev::dev_agency_configs();
     }
     if config.admins.is_empty() {
         config.admins.push(dev::DEV_ADMIN.to_owned());
@@ -134,7 +123,14 @@ pub async fn serve(
         .build_v1alpha()
         .map_err(|err| ServeError::Reflection(err.to_string()))?;
 
-    let max = limits.max_message_bytes;
+    // Every tio.v1 service gets the configured message bound both ways.
+    macro_rules! limited {
+        ($service:expr) => {
+            $service
+                .max_decoding_message_size(limits.max_message_bytes)
+                .max_encoding_message_size(limits.max_message_bytes)
+        };
+    }
     let router = Server::builder()
         .trace_fn(telemetry::request_span)
         .max_concurrent_streams(limits.max_concurrent_streams)
@@ -145,36 +141,14 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(
-            v1::record_service_server::RecordServiceServer::new(services::Records)
-                .max_decoding_message_size(max)
-                .max_encoding_message_size(max),
-        )
-        .add_service(
-            v1::consent_service_server::ConsentServiceServer::new(services::Consents)
-                .max_decoding_message_size(max)
-                .max_encoding_message_size(max),
-        )
-        .add_service(
-            v1::care_relationship_service_server::CareRelationshipServiceServer::new(services::CareRelationships)
-                .max_decoding_message_size(max)
-                .max_encoding_message_size(max),
-        )
-        .add_service(
-            v1::subscription_service_server::SubscriptionServiceServer::new(services::Subscriptions)
-                .max_decoding_message_size(max)
-                .max_encoding_message_size(max),
-        )
-        .add_service(
-            v1::audit_service_server::AuditServiceServer::new(services::Audit)
-                .max_decoding_message_size(max)
-                .max_encoding_message_size(max),
-        )
-        .add_service(
-            v1::admin_service_server::AdminServiceServer::new(services::Admin)
-                .max_decoding_message_size(max)
-                .max_encoding_message_size(max),
-        );
+        .add_service(limited!(v1::record_service_server::RecordServiceServer::new(services::Records)))
+        .add_service(limited!(v1::consent_service_server::ConsentServiceServer::new(services::Consents)))
+        .add_service(limited!(v1::care_relationship_service_server::CareRelationshipServiceServer::new(
+            services::CareRelationships
+        )))
+        .add_service(limited!(v1::subscription_service_server::SubscriptionServiceServer::new(services::Subscriptions)))
+        .add_service(limited!(v1::audit_service_server::AuditServiceServer::new(services::Audit)))
+        .add_service(limited!(v1::admin_service_server::AdminServiceServer::new(services::Admin)));
 
     let (stop_sender, stop_receiver) = watch::channel(false);
     let (connections, incoming) =

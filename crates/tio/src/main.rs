@@ -26,7 +26,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("tio: {err:#}");
+            eprintln!("tio: {}", render_error(&err));
             if is_usage_error(&err) { ExitCode::from(EXIT_USAGE) } else { ExitCode::FAILURE }
         }
     }
@@ -52,6 +52,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Renders an error and its causes on one line, skipping a cause whose text the
+/// message already includes (many errors show their source in their own message).
+fn render_error(err: &anyhow::Error) -> String {
+    let mut text = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
 /// Returns whether `err` comes from configuration or input the user must fix.
 fn is_usage_error(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
@@ -64,4 +78,18 @@ fn is_usage_error(err: &anyhow::Error) -> bool {
 /// Builds the multi-threaded Tokio runtime every command runs on.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_already_in_the_message_are_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let err = anyhow::Error::new(tio_client::ClientError::ReadFile { path: "gp.crt".into(), source: io });
+        assert_eq!(render_error(&err), "cannot read gp.crt: no such file");
+        let err = anyhow::anyhow!("inner cause").context("outer step");
+        assert_eq!(render_error(&err), "outer step: inner cause");
+    }
 }
