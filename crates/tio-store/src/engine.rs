@@ -1,0 +1,391 @@
+//! The narrow storage interface every engine implements.
+//!
+//! An engine stores bytes in a closed set of keyspaces, applies a [`Batch`] atomically
+//! (all of it or none of it, with optional preconditions), assigns each appended log
+//! record an opaque, ordered [`Position`], and makes everything applied so far durable
+//! on [`Engine::sync`]. It knows nothing of children, categories or encryption: the
+//! store above it only ever hands it blind indexes and ciphertext.
+//!
+//! sled is the production engine and [`memory::MemoryEngine`] the fast one for tests.
+//! A replicated engine joins by implementing this trait and passing
+//! [`conformance::run_all`]; nothing here assumes a counter, a file or a flush.
+
+pub mod conformance;
+pub mod memory;
+pub mod sled;
+
+use std::fmt;
+
+/// The keyspaces the store uses. Closed, so that an engine can map each to a table or
+/// tree once, and so that a ciphertext's associated data can name where it lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Keyspace {
+    /// Engine bookkeeping (log counters, format version).
+    Meta,
+    /// The log of stored updates, keyed by position.
+    Updates,
+    /// Child index and position: the updates of one child, in order.
+    UpdatesByChild,
+    /// Child index and category: the position of the latest value (the profile).
+    Latest,
+    /// Publisher and hashed idempotency key: the original position and content hash.
+    Idempotency,
+    /// Child index: the child's data key, wrapped by a key-encryption key.
+    ChildKeys,
+    /// Consent revisions.
+    Consents,
+    /// Care relationships.
+    Relationships,
+    /// The agency registry.
+    Agencies,
+    /// Subscription cursors.
+    Cursors,
+    /// The audit log, keyed by position (used by the audit log).
+    Audit,
+}
+
+impl Keyspace {
+    /// Every keyspace, in a fixed order engines may rely on.
+    pub const ALL: [Keyspace; 11] = [
+        Keyspace::Meta,
+        Keyspace::Updates,
+        Keyspace::UpdatesByChild,
+        Keyspace::Latest,
+        Keyspace::Idempotency,
+        Keyspace::ChildKeys,
+        Keyspace::Consents,
+        Keyspace::Relationships,
+        Keyspace::Agencies,
+        Keyspace::Cursors,
+        Keyspace::Audit,
+    ];
+
+    /// Returns the stable name (a table or tree name, and part of associated data).
+    /// Do not change: stored ciphertexts are bound to these names.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Keyspace::Meta => "meta",
+            Keyspace::Updates => "updates",
+            Keyspace::UpdatesByChild => "updates_by_child",
+            Keyspace::Latest => "latest",
+            Keyspace::Idempotency => "idempotency",
+            Keyspace::ChildKeys => "child_keys",
+            Keyspace::Consents => "consents",
+            Keyspace::Relationships => "relationships",
+            Keyspace::Agencies => "agencies",
+            Keyspace::Cursors => "cursors",
+            Keyspace::Audit => "audit",
+        }
+    }
+
+    /// Returns the keyspace's index in [`Keyspace::ALL`].
+    pub fn index(self) -> usize {
+        Keyspace::ALL.iter().position(|space| *space == self).unwrap_or_default()
+    }
+
+    /// Returns whether records are appended with engine-assigned positions.
+    pub const fn is_log(self) -> bool {
+        matches!(self, Keyspace::Updates | Keyspace::Audit)
+    }
+}
+
+/// A place in a log's order: opaque bytes, compared lexicographically. Clients and the
+/// store only hand positions back; they never do arithmetic on them.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position(Vec<u8>);
+
+impl Position {
+    /// Wraps bytes produced by an engine (or handed back by a client).
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        Position(bytes)
+    }
+
+    /// Returns the bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Position(")?;
+        for byte in &self.0 {
+            write!(f, "{byte:02x}")?;
+        }
+        write!(f, ")")
+    }
+}
+
+/// One change in a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    /// Sets `key` to `value`.
+    Put {
+        /// Where.
+        space: Keyspace,
+        /// The key.
+        key: Vec<u8>,
+        /// The value.
+        value: Vec<u8>,
+    },
+    /// Removes `key`.
+    Delete {
+        /// Where.
+        space: Keyspace,
+        /// The key.
+        key: Vec<u8>,
+    },
+    /// Appends `value` to a log keyspace at a position the engine assigns.
+    Append {
+        /// A log keyspace.
+        space: Keyspace,
+        /// The record.
+        value: Vec<u8>,
+    },
+    /// Sets `prefix ++ position` to `value`, where position is that of the batch's
+    /// `append`-th append (counting from 0).
+    PutAtPosition {
+        /// Where.
+        space: Keyspace,
+        /// The key before the position.
+        prefix: Vec<u8>,
+        /// Which append's position.
+        append: usize,
+        /// The value.
+        value: Vec<u8>,
+    },
+    /// Sets `key` to the position of the batch's `append`-th append.
+    PutPosition {
+        /// Where.
+        space: Keyspace,
+        /// The key.
+        key: Vec<u8>,
+        /// Which append's position.
+        append: usize,
+    },
+}
+
+/// A precondition checked inside the batch's atomic step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    /// `key` must not exist.
+    Absent {
+        /// Where.
+        space: Keyspace,
+        /// The key.
+        key: Vec<u8>,
+    },
+    /// `key` must hold exactly `value`.
+    Equals {
+        /// Where.
+        space: Keyspace,
+        /// The key.
+        key: Vec<u8>,
+        /// The expected value.
+        value: Vec<u8>,
+    },
+}
+
+/// Changes applied all together or not at all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Batch {
+    /// Checked first; if any fails, nothing is applied.
+    pub conditions: Vec<Condition>,
+    /// Applied in order.
+    pub ops: Vec<Op>,
+}
+
+impl Batch {
+    /// Returns an empty batch.
+    pub fn new() -> Self {
+        Batch::default()
+    }
+
+    /// Adds a precondition.
+    pub fn require(&mut self, condition: Condition) -> &mut Self {
+        self.conditions.push(condition);
+        self
+    }
+
+    /// Adds an operation.
+    pub fn push(&mut self, op: Op) -> &mut Self {
+        self.ops.push(op);
+        self
+    }
+
+    /// Returns the number of appends, which is the length of [`Applied::positions`].
+    pub fn append_count(&self) -> usize {
+        self.ops.iter().filter(|op| matches!(op, Op::Append { .. })).count()
+    }
+
+    /// Returns how many bytes of keys and values the batch carries.
+    pub fn payload_bytes(&self) -> usize {
+        self.ops
+            .iter()
+            .map(|op| match op {
+                Op::Put { key, value, .. } => key.len() + value.len(),
+                Op::Delete { key, .. } | Op::PutPosition { key, .. } => key.len(),
+                Op::Append { value, .. } => value.len(),
+                Op::PutAtPosition { prefix, value, .. } => prefix.len() + value.len(),
+            })
+            .sum()
+    }
+}
+
+/// What an applied batch produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The positions of the batch's appends, in order.
+    pub positions: Vec<Position>,
+}
+
+/// How a commit failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    /// A precondition did not hold; nothing was applied.
+    #[error("precondition {index} of the batch did not hold")]
+    Conflict {
+        /// Which condition.
+        index: usize,
+    },
+    /// The batch is malformed (an append in a non-log keyspace, a bad append index).
+    #[error("invalid batch: {0}")]
+    Invalid(String),
+    /// The engine failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// What kind of storage failure happened; callers match on this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageErrorKind {
+    /// The disk is full; nothing was acknowledged. Writes succeed again once space returns.
+    NoSpace,
+    /// Stored data failed an integrity check (a checksum, an authentication tag).
+    Corrupt,
+    /// Any other I/O failure.
+    Io,
+    /// The store is shutting down.
+    Closed,
+}
+
+/// A storage failure. Its message never contains stored values or identifiers.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("storage {kind:?}: {message}")]
+pub struct StorageError {
+    /// What kind of failure.
+    pub kind: StorageErrorKind,
+    /// A description without personal data.
+    pub message: String,
+}
+
+impl StorageError {
+    /// Returns an error of `kind`.
+    pub fn new(kind: StorageErrorKind, message: impl Into<String>) -> Self {
+        StorageError { kind, message: message.into() }
+    }
+
+    /// Classifies an I/O error: out of space, or other.
+    pub fn from_io(context: &str, err: &std::io::Error) -> Self {
+        let kind = if err.kind() == std::io::ErrorKind::StorageFull || err.raw_os_error() == Some(28) {
+            StorageErrorKind::NoSpace
+        } else {
+            StorageErrorKind::Io
+        };
+        StorageError::new(kind, format!("{context}: {err}"))
+    }
+}
+
+/// Key-value pairs in key order, as a scan returns them.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// A storage engine. Reads see every applied batch; [`Engine::sync`] makes every batch
+/// applied before it durable. Callers commit through [`crate::GroupCommit`], which
+/// applies a group of batches and syncs once for all of them.
+pub trait Engine: Send + Sync + 'static {
+    /// Reads one key.
+    fn get(&self, space: Keyspace, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
+
+    /// Reads up to `limit` entries with `start <= key < end` (no `end`: to the end of the
+    /// keyspace), in key order.
+    fn scan(&self, space: Keyspace, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Entries, StorageError>;
+
+    /// Applies `batch` atomically: checks its conditions, assigns positions to its
+    /// appends (later than every position assigned before), and applies its operations.
+    /// Not durable until [`Engine::sync`].
+    fn apply(&self, batch: &Batch) -> Result<Applied, CommitError>;
+
+    /// Makes every batch applied so far durable.
+    fn sync(&self) -> Result<(), StorageError>;
+
+    /// Returns the bytes the engine occupies on disk (0 for memory).
+    fn size_on_disk(&self) -> Result<u64, StorageError>;
+}
+
+/// Returns the smallest key strictly greater than every key starting with `prefix`,
+/// for a prefix scan's exclusive end; `None` if there is none (all `0xff`).
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+/// Returns the smallest key strictly greater than `key`.
+pub fn key_after(key: &[u8]) -> Vec<u8> {
+    let mut next = key.to_vec();
+    next.push(0);
+    next
+}
+
+/// Checks the shape of a batch before an engine applies it, so that every engine
+/// refuses the same mistakes.
+pub fn validate_batch(batch: &Batch) -> Result<(), CommitError> {
+    let appends = batch.append_count();
+    for op in &batch.ops {
+        match op {
+            Op::Append { space, .. } if !space.is_log() => {
+                return Err(CommitError::Invalid(format!("append to non-log keyspace {}", space.name())));
+            }
+            Op::Put { space, .. }
+            | Op::Delete { space, .. }
+            | Op::PutPosition { space, .. }
+            | Op::PutAtPosition { space, .. }
+                if space.is_log() =>
+            {
+                return Err(CommitError::Invalid(format!("direct write to log keyspace {}", space.name())));
+            }
+            Op::PutAtPosition { append, .. } | Op::PutPosition { append, .. } if *append >= appends => {
+                return Err(CommitError::Invalid(format!("append index {append} out of {appends}")));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_end_is_the_next_prefix() {
+        assert_eq!(prefix_end(b"ab"), Some(b"ac".to_vec()));
+        assert_eq!(prefix_end(&[1, 0xff]), Some(vec![2]));
+        assert_eq!(prefix_end(&[0xff, 0xff]), None);
+        assert_eq!(key_after(b"a"), b"a\0".to_vec());
+    }
+
+    #[test]
+    fn keyspace_names_are_distinct_and_indexes_match() {
+        let names: std::collections::HashSet<_> = Keyspace::ALL.iter().map(|space| space.name()).collect();
+        assert_eq!(names.len(), Keyspace::ALL.len());
+        for (index, space) in Keyspace::ALL.iter().enumerate() {
+            assert_eq!(space.index(), index);
+        }
+    }
+}

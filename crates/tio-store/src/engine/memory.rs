@@ -1,0 +1,123 @@
+//! An in-memory engine for fast tests. Same semantics as sled, minus durability.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use super::{
+    Applied, Batch, CommitError, Condition, Engine, Entries, Keyspace, Op, Position, StorageError, StorageErrorKind,
+    validate_batch,
+};
+
+/// Keyspaces as B-trees behind one lock, so that a batch is trivially atomic.
+#[derive(Debug, Default)]
+pub struct MemoryEngine {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    spaces: BTreeMap<Keyspace, BTreeMap<Vec<u8>, Vec<u8>>>,
+    next_position: BTreeMap<Keyspace, u64>,
+}
+
+impl MemoryEngine {
+    /// Returns an empty engine.
+    pub fn new() -> Self {
+        MemoryEngine::default()
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, State>, StorageError> {
+        self.state.lock().map_err(|_| StorageError::new(StorageErrorKind::Io, "memory engine lock poisoned"))
+    }
+}
+
+/// Encodes a dense log counter as a position: 8 bytes, big-endian, so that byte order
+/// is numeric order. Shared by the engines that count. Do not change: stored keys and
+/// client-held positions use it.
+pub(crate) fn counter_position(counter: u64) -> Position {
+    Position::from_bytes(counter.to_be_bytes().to_vec())
+}
+
+impl Engine for MemoryEngine {
+    fn get(&self, space: Keyspace, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.lock()?.spaces.get(&space).and_then(|tree| tree.get(key).cloned()))
+    }
+
+    fn scan(&self, space: Keyspace, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Entries, StorageError> {
+        let state = self.lock()?;
+        let Some(tree) = state.spaces.get(&space) else { return Ok(Vec::new()) };
+        let upper = match end {
+            Some(end) => std::ops::Bound::Excluded(end.to_vec()),
+            None => std::ops::Bound::Unbounded,
+        };
+        Ok(tree
+            .range((std::ops::Bound::Included(start.to_vec()), upper))
+            .take(limit)
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect())
+    }
+
+    fn apply(&self, batch: &Batch) -> Result<Applied, CommitError> {
+        validate_batch(batch)?;
+        let mut state = self.lock()?;
+        for (index, condition) in batch.conditions.iter().enumerate() {
+            let holds = match condition {
+                Condition::Absent { space, key } => state.spaces.get(space).is_none_or(|tree| !tree.contains_key(key)),
+                Condition::Equals { space, key, value } => {
+                    state.spaces.get(space).and_then(|tree| tree.get(key)) == Some(value)
+                }
+            };
+            if !holds {
+                return Err(CommitError::Conflict { index });
+            }
+        }
+        let mut positions = Vec::with_capacity(batch.append_count());
+        for op in &batch.ops {
+            match op {
+                Op::Put { space, key, value } => {
+                    state.spaces.entry(*space).or_default().insert(key.clone(), value.clone());
+                }
+                Op::Delete { space, key } => {
+                    if let Some(tree) = state.spaces.get_mut(space) {
+                        tree.remove(key);
+                    }
+                }
+                Op::Append { space, value } => {
+                    let counter = state.next_position.entry(*space).or_default();
+                    let position = counter_position(*counter);
+                    *counter += 1;
+                    state.spaces.entry(*space).or_default().insert(position.as_bytes().to_vec(), value.clone());
+                    positions.push(position);
+                }
+                Op::PutAtPosition { space, prefix, append, value } => {
+                    let mut key = prefix.clone();
+                    key.extend_from_slice(positions[*append].as_bytes());
+                    state.spaces.entry(*space).or_default().insert(key, value.clone());
+                }
+                Op::PutPosition { space, key, append } => {
+                    let value = positions[*append].as_bytes().to_vec();
+                    state.spaces.entry(*space).or_default().insert(key.clone(), value);
+                }
+            }
+        }
+        Ok(Applied { positions })
+    }
+
+    fn sync(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    fn size_on_disk(&self) -> Result<u64, StorageError> {
+        Ok(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passes_the_conformance_suite() {
+        super::super::conformance::run_all(&|| MemoryEngine::new());
+    }
+}

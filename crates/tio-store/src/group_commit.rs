@@ -1,0 +1,225 @@
+//! Group commit: concurrent writers share one durable sync.
+//!
+//! One thread (`tio::group_commit`) takes every batch already queued (up to a bound),
+//! applies each atomically, syncs the engine once, and only then answers every writer.
+//! It never waits to fill a group: a lone writer is synced at once, and under load the
+//! batches that arrive during one sync form the next group, so throughput grows with
+//! concurrency while each commit waits for at most one sync in progress and its own.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::engine::{Applied, Batch, CommitError, Engine, StorageError, StorageErrorKind};
+
+/// The most batches one sync covers.
+const MAX_GROUP: usize = 4096;
+
+/// How many commits may wait for the commit thread before writers wait to enqueue.
+const QUEUE_DEPTH: usize = 16 * 1024;
+
+struct Request {
+    batch: Batch,
+    reply: oneshot::Sender<Result<Applied, CommitError>>,
+}
+
+/// Counters for metrics and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    /// Batches committed durably.
+    pub commits: u64,
+    /// Syncs performed.
+    pub syncs: u64,
+    /// Total microseconds spent in syncs.
+    pub sync_micros: u64,
+    /// The largest group one sync covered.
+    pub largest_group: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    commits: AtomicU64,
+    syncs: AtomicU64,
+    sync_micros: AtomicU64,
+    largest_group: AtomicU64,
+}
+
+/// The commit path of a store: [`GroupCommit::commit`] returns only once the batch is
+/// applied and durable.
+pub struct GroupCommit {
+    sender: Option<mpsc::Sender<Request>>,
+    counters: Arc<Counters>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl GroupCommit {
+    /// Starts the commit thread over `engine`.
+    pub fn start(engine: Arc<dyn Engine>) -> std::io::Result<GroupCommit> {
+        let (sender, receiver) = mpsc::channel(QUEUE_DEPTH);
+        let counters = Arc::new(Counters::default());
+        let thread_counters = counters.clone();
+        let thread = std::thread::Builder::new()
+            .name("tio::group_commit".to_owned())
+            .spawn(move || run(engine.as_ref(), receiver, &thread_counters))?;
+        Ok(GroupCommit { sender: Some(sender), counters, thread: Some(thread) })
+    }
+
+    /// Applies `batch` atomically and returns once it is durable. On any error nothing
+    /// of the batch is acknowledged; after a sync failure its effect is unknown until a
+    /// later read (a retry with the same idempotency key settles it).
+    pub async fn commit(&self, batch: Batch) -> Result<Applied, CommitError> {
+        let closed = || CommitError::Storage(StorageError::new(StorageErrorKind::Closed, "store is shutting down"));
+        let sender = self.sender.as_ref().ok_or_else(closed)?;
+        let (reply, answer) = oneshot::channel();
+        sender.send(Request { batch, reply }).await.map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+
+    /// Returns the counters so far.
+    pub fn stats(&self) -> CommitStats {
+        CommitStats {
+            commits: self.counters.commits.load(Ordering::Relaxed),
+            syncs: self.counters.syncs.load(Ordering::Relaxed),
+            sync_micros: self.counters.sync_micros.load(Ordering::Relaxed),
+            largest_group: self.counters.largest_group.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops accepting commits, finishes those queued, and waits for the thread.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.sender.take();
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("group commit thread panicked");
+        }
+    }
+}
+
+impl Drop for GroupCommit {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn run(engine: &dyn Engine, mut receiver: mpsc::Receiver<Request>, counters: &Counters) {
+    let mut group: Vec<Request> = Vec::with_capacity(MAX_GROUP);
+    while let Some(first) = receiver.blocking_recv() {
+        group.push(first);
+        while group.len() < MAX_GROUP {
+            match receiver.try_recv() {
+                Ok(request) => group.push(request),
+                Err(_) => break,
+            }
+        }
+        let results: Vec<Result<Applied, CommitError>> =
+            group.iter().map(|request| engine.apply(&request.batch)).collect();
+        let sync = if results.iter().any(Result::is_ok) {
+            let started = Instant::now();
+            let synced = engine.sync();
+            counters.syncs.fetch_add(1, Ordering::Relaxed);
+            counters
+                .sync_micros
+                .fetch_add(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+            synced
+        } else {
+            Ok(())
+        };
+        if let Err(err) = &sync {
+            tracing::error!(error = %err, group.size = group.len(), "sync failed; commits in this group are not acknowledged");
+        }
+        let replies: Vec<Result<Applied, CommitError>> = results
+            .into_iter()
+            .map(|result| match (result, &sync) {
+                (Ok(applied), Ok(())) => Ok(applied),
+                (Ok(_), Err(err)) => Err(CommitError::Storage(err.clone())),
+                (Err(err), _) => Err(err),
+            })
+            .collect();
+        // Count before answering, so that a writer holding its answer sees it counted.
+        let committed = replies.iter().filter(|reply| reply.is_ok()).count() as u64;
+        counters.commits.fetch_add(committed, Ordering::Relaxed);
+        counters.largest_group.fetch_max(committed, Ordering::Relaxed);
+        for (request, reply) in group.drain(..).zip(replies) {
+            // Ignored error: the writer gave up waiting; its batch is durable regardless.
+            let _ = request.reply.send(reply);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::engine::memory::MemoryEngine;
+    use crate::engine::sled::SledEngine;
+    use crate::engine::{Keyspace, Op};
+
+    async fn concurrent_commits_share_syncs_and_get_dense_positions(engine: Arc<dyn Engine>) {
+        let commit = Arc::new(GroupCommit::start(engine.clone()).unwrap());
+        let mut tasks = Vec::new();
+        for writer in 0..32u32 {
+            let commit = commit.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut positions = Vec::new();
+                for item in 0..25u32 {
+                    let mut batch = Batch::new();
+                    batch.push(Op::Append { space: Keyspace::Updates, value: format!("{writer}/{item}").into_bytes() });
+                    positions.push(commit.commit(batch).await.unwrap().positions[0].clone());
+                }
+                positions
+            }));
+        }
+        let mut all = BTreeSet::new();
+        for task in tasks {
+            let positions = task.await.unwrap();
+            assert!(positions.windows(2).all(|pair| pair[0] < pair[1]), "one writer's commits are ordered");
+            all.extend(positions);
+        }
+        assert_eq!(all.len(), 800, "every commit got its own position");
+        let expected: BTreeSet<_> = (0..800u64).map(crate::engine::memory::counter_position).collect();
+        assert_eq!(all, expected, "positions are dense from 0");
+        let stats = commit.stats();
+        assert_eq!(stats.commits, 800);
+        assert!(stats.syncs <= 800);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn memory_engine_group_commit() {
+        concurrent_commits_share_syncs_and_get_dense_positions(Arc::new(MemoryEngine::new())).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sled_engine_group_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        concurrent_commits_share_syncs_and_get_dense_positions(Arc::new(SledEngine::open(dir.path()).unwrap())).await;
+    }
+
+    #[tokio::test]
+    async fn a_conflict_fails_alone_and_commit_after_shutdown_is_refused() {
+        let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
+        let commit = GroupCommit::start(engine.clone()).unwrap();
+        let mut conflicting = Batch::new();
+        conflicting
+            .require(crate::engine::Condition::Equals {
+                space: Keyspace::Cursors,
+                key: b"x".to_vec(),
+                value: b"1".to_vec(),
+            })
+            .push(Op::Put { space: Keyspace::Cursors, key: b"x".to_vec(), value: b"2".to_vec() });
+        assert!(matches!(commit.commit(conflicting).await, Err(CommitError::Conflict { index: 0 })));
+        let mut fine = Batch::new();
+        fine.push(Op::Put { space: Keyspace::Cursors, key: b"y".to_vec(), value: b"1".to_vec() });
+        commit.commit(fine.clone()).await.unwrap();
+        assert_eq!(engine.get(Keyspace::Cursors, b"y").unwrap(), Some(b"1".to_vec()));
+        commit.shutdown();
+    }
+}
