@@ -15,7 +15,6 @@ pub mod auth;
 pub mod config;
 pub mod dev;
 pub mod pki;
-pub mod secret_file;
 pub mod server;
 pub mod services;
 pub mod status;

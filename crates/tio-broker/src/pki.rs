@@ -2,9 +2,7 @@
 //! carrying `urn:tio:` identities. Production certificates come from the
 //! deployment's own CA; nothing here is used outside `--dev`, `tio dev-pki` and tests.
 
-use std::io::Write;
 use std::net::IpAddr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
@@ -13,6 +11,7 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 use tio_core::{Identity, Role};
+use tio_store::secret_file::SecretFileError;
 
 use crate::dev::DEV_AGENCIES;
 
@@ -195,10 +194,14 @@ pub fn write_dev_pki(dir: &Path) -> Result<(), PkiError> {
 
 /// Writes a new file with `mode`, refusing to replace an existing one.
 fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), PkiError> {
-    let fail = |source| PkiError::Write { path: path.to_owned(), source };
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(path).map_err(fail)?;
-    file.write_all(contents).map_err(fail)?;
-    file.sync_all().map_err(fail)
+    tio_store::secret_file::write_new_file(path, contents, mode).map_err(|err| match err {
+        SecretFileError::Write { path, source } | SecretFileError::Read { path, source } => {
+            PkiError::Write { path, source }
+        }
+        SecretFileError::TooOpen { path, .. } => {
+            PkiError::Write { path, source: std::io::Error::other("unexpected permission check") }
+        }
+    })
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::secret_file::{SecretFileError, read_secret_file};
+use tio_store::secret_file::{SecretFileError, read_secret_file};
 
 /// Why the TLS configuration cannot be built.
 #[derive(Debug, thiserror::Error)]

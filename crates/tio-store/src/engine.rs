@@ -154,12 +154,15 @@ pub enum Op {
         /// The value.
         value: Vec<u8>,
     },
-    /// Sets `key` to the position of the batch's `append`-th append.
+    /// Sets `key` to `prefix ++ position`, where position is that of the batch's
+    /// `append`-th append.
     PutPosition {
         /// Where.
         space: Keyspace,
         /// The key.
         key: Vec<u8>,
+        /// Bytes before the position in the value.
+        prefix: Vec<u8>,
         /// Which append's position.
         append: usize,
     },
@@ -224,7 +227,8 @@ impl Batch {
             .iter()
             .map(|op| match op {
                 Op::Put { key, value, .. } => key.len() + value.len(),
-                Op::Delete { key, .. } | Op::PutPosition { key, .. } => key.len(),
+                Op::Delete { key, .. } => key.len(),
+                Op::PutPosition { key, prefix, .. } => key.len() + prefix.len(),
                 Op::Append { value, .. } => value.len(),
                 Op::PutAtPosition { prefix, value, .. } => prefix.len() + value.len(),
             })

@@ -13,6 +13,11 @@
 
 pub mod engine;
 mod group_commit;
+pub mod keys;
+pub mod record;
+pub mod secret_file;
+mod store;
 
 pub use engine::{Batch, CommitError, Condition, Engine, Keyspace, Op, Position, StorageError, StorageErrorKind};
 pub use group_commit::{CommitStats, GroupCommit};
+pub use store::{Appended, ChildIndex, NewUpdate, Store, StoreError, StoredUpdate, UpdateContent, UpdateId};

@@ -147,18 +147,27 @@ fn positions_can_be_referenced_in_the_same_batch(engine: &dyn Engine) {
             append: 1,
             value: b"x".to_vec(),
         })
-        .push(Op::PutPosition { space: Keyspace::Latest, key: b"child/cat".to_vec(), append: 0 });
+        .push(Op::PutPosition { space: Keyspace::Latest, key: b"child/cat".to_vec(), prefix: Vec::new(), append: 0 })
+        .push(Op::PutPosition { space: Keyspace::Idempotency, key: b"k".to_vec(), prefix: b"id:".to_vec(), append: 1 });
     let positions = commit(engine, &batch);
     let mut by_child_key = b"child".to_vec();
     by_child_key.extend_from_slice(positions[1].as_bytes());
     assert_eq!(engine.get(Keyspace::UpdatesByChild, &by_child_key).unwrap(), Some(b"x".to_vec()));
     assert_eq!(engine.get(Keyspace::Latest, b"child/cat").unwrap(), Some(positions[0].as_bytes().to_vec()));
+    let mut prefixed = b"id:".to_vec();
+    prefixed.extend_from_slice(positions[1].as_bytes());
+    assert_eq!(engine.get(Keyspace::Idempotency, b"k").unwrap(), Some(prefixed));
 }
 
 fn malformed_batches_are_refused(engine: &dyn Engine) {
     let refused = |batch: &Batch| matches!(engine.apply(batch), Err(CommitError::Invalid(_)));
     assert!(refused(Batch::new().push(Op::Append { space: Keyspace::Agencies, value: b"x".to_vec() })));
     assert!(refused(Batch::new().push(put(Keyspace::Updates, b"k", b"v"))));
-    assert!(refused(Batch::new().push(Op::PutPosition { space: Keyspace::Latest, key: b"k".to_vec(), append: 0 })));
+    assert!(refused(Batch::new().push(Op::PutPosition {
+        space: Keyspace::Latest,
+        key: b"k".to_vec(),
+        prefix: Vec::new(),
+        append: 0
+    })));
     assert!(engine.get(Keyspace::Latest, b"k").unwrap().is_none());
 }

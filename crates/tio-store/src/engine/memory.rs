@@ -94,8 +94,9 @@ impl Engine for MemoryEngine {
                     key.extend_from_slice(positions[*append].as_bytes());
                     state.spaces.entry(*space).or_default().insert(key, value.clone());
                 }
-                Op::PutPosition { space, key, append } => {
-                    let value = positions[*append].as_bytes().to_vec();
+                Op::PutPosition { space, key, prefix, append } => {
+                    let mut value = prefix.clone();
+                    value.extend_from_slice(positions[*append].as_bytes());
                     state.spaces.entry(*space).or_default().insert(key.clone(), value);
                 }
             }

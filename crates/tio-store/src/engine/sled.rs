@@ -91,7 +91,8 @@ impl SledEngine {
         &self.dir
     }
 
-    fn tree(&self, space: Keyspace) -> &sled::Tree {
+    /// Returns the tree of a keyspace. Crate-internal: tests use it to damage records.
+    pub(crate) fn tree(&self, space: Keyspace) -> &sled::Tree {
         &self.trees[space.index()]
     }
 }
@@ -167,8 +168,10 @@ impl Engine for SledEngine {
                         key.extend_from_slice(positions[*append].as_bytes());
                         view(*space).insert(key, value.as_slice())?;
                     }
-                    Op::PutPosition { space, key, append } => {
-                        view(*space).insert(key.as_slice(), positions[*append].as_bytes())?;
+                    Op::PutPosition { space, key, prefix, append } => {
+                        let mut value = prefix.clone();
+                        value.extend_from_slice(positions[*append].as_bytes());
+                        view(*space).insert(key.as_slice(), value)?;
                     }
                 }
             }

@@ -1,6 +1,7 @@
-//! Reading secret files (private keys, later the store's key files) safely.
+//! Reading secret files (TLS private keys, the store's key ring) safely.
 
-use std::os::unix::fs::PermissionsExt;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Why a secret file cannot be used.
@@ -9,6 +10,14 @@ pub enum SecretFileError {
     /// The file could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A file could not be written.
+    #[error("cannot write {path}: {source}")]
+    Write {
         /// The file.
         path: PathBuf,
         /// The I/O error.
@@ -42,6 +51,15 @@ pub fn check_secret_file_mode(path: &Path) -> Result<(), SecretFileError> {
     Ok(())
 }
 
+/// Writes a new file with `mode` and syncs it, refusing to replace an existing one, so
+/// that a key is never written over and never readable by others even for a moment.
+pub fn write_new_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), SecretFileError> {
+    let fail = |source| SecretFileError::Write { path: path.to_owned(), source };
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(path).map_err(fail)?;
+    file.write_all(contents).map_err(fail)?;
+    file.sync_all().map_err(fail)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,6 +80,16 @@ mod tests {
                 assert!(message.contains(&format!("chmod 600 {}", path.display())), "{message}");
             }
         }
+    }
+
+    #[test]
+    fn new_files_get_their_mode_and_are_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys");
+        write_new_file(&path, b"one", 0o600).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert!(matches!(write_new_file(&path, b"two", 0o600), Err(SecretFileError::Write { .. })));
+        assert_eq!(std::fs::read(&path).unwrap(), b"one");
     }
 
     #[test]

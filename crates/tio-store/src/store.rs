@@ -1,0 +1,526 @@
+//! The typed store the broker uses: updates, profiles and the log, encrypted at rest.
+//!
+//! Keys are blind indexes and values are sealed under the child's data key, so nothing
+//! personal is written in plain text; one request's changes go in one atomic batch
+//! through group commit, so nothing is acknowledged before it is durable and a crash
+//! never leaves half of a request.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use tio_core::{AgencyId, Category, FieldViolation, NhsNumber, Timestamp, limits};
+
+use crate::engine::memory::MemoryEngine;
+use crate::engine::sled::SledEngine;
+use crate::engine::{
+    Batch, CommitError, Condition, Engine, Keyspace, Op, Position, StorageError, key_after, prefix_end,
+};
+use crate::keys::{KeyError, KeyRing, SecretKey, open_with, seal_with};
+use crate::record::{CHILD_INDEX_BYTES, UPDATE_ID_BYTES, UpdateRecord, category_code, decode_payload, encode_payload};
+use crate::{CommitStats, GroupCommit};
+
+/// Blind-index labels. Do not change: stored keys are derived with them.
+const NHS_NUMBER_LABEL: &str = "tio/nhs-number";
+const IDEMPOTENCY_LABEL: &str = "tio/idempotency";
+const CONTENT_LABEL: &str = "tio/content";
+
+/// How often a commit is retried after losing a race (another writer created the
+/// child's key, or used the idempotency key, first).
+const MAX_RACE_RETRIES: usize = 4;
+
+/// A child's keyed blind index: how the store finds a child without storing its NHS
+/// number. `Display` shows the first 8 bytes in hex, enough for a log line.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ChildIndex(pub [u8; CHILD_INDEX_BYTES]);
+
+impl fmt::Display for ChildIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for byte in &self.0[..8] {
+            write!(f, "{byte:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for ChildIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ChildIndex({self})")
+    }
+}
+
+/// The broker's id for an update: 128 random bits, shown as 32 hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UpdateId(pub [u8; UPDATE_ID_BYTES]);
+
+impl fmt::Display for UpdateId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|byte| write!(f, "{byte:02x}"))
+    }
+}
+
+impl fmt::Debug for UpdateId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "UpdateId({self})")
+    }
+}
+
+/// Why a store operation failed. Messages never contain personal data.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    // ---- CLIENT ERRORS ----
+    /// A field is out of bounds; nothing was written.
+    #[error("invalid input: {0}")]
+    InvalidInput(FieldViolation),
+    /// The idempotency key was used before with different content; nothing was written.
+    #[error("idempotency key was already used with different content")]
+    IdempotencyMismatch,
+
+    // ---- INTERNAL ERRORS ----
+    /// Stored data failed to decode or authenticate.
+    #[error("stored data is damaged: {0}")]
+    Corrupt(String),
+    /// A key operation failed.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The engine failed (including a full disk); nothing was acknowledged.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl From<CommitError> for StoreError {
+    fn from(err: CommitError) -> Self {
+        match err {
+            CommitError::Storage(storage) => StoreError::Storage(storage),
+            other => StoreError::Corrupt(format!("unexpected commit failure: {other}")),
+        }
+    }
+}
+
+/// One update to store.
+#[derive(Debug, Clone)]
+pub struct NewUpdate<'a> {
+    /// The child.
+    pub child: &'a NhsNumber,
+    /// The category.
+    pub category: Category,
+    /// The encoded category value (opaque to the store), 1 byte to 64 KiB.
+    pub value: &'a [u8],
+    /// The publisher's own reference, at most 256 bytes.
+    pub source_reference: &'a str,
+    /// The publishing agency.
+    pub publisher: &'a AgencyId,
+    /// The publisher's idempotency key, 1 to 128 bytes.
+    pub idempotency_key: &'a str,
+    /// The commit time to record.
+    pub committed_at: Timestamp,
+}
+
+/// The result of [`Store::append_update`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// The update's id.
+    pub update_id: UpdateId,
+    /// Its position.
+    pub position: Position,
+    /// True when this repeats an earlier append with the same idempotency key and content.
+    pub duplicate: bool,
+}
+
+/// A stored update, decrypted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredUpdate {
+    /// Its position.
+    pub position: Position,
+    /// Its id.
+    pub update_id: UpdateId,
+    /// The child.
+    pub child: ChildIndex,
+    /// The category.
+    pub category: Category,
+    /// The publishing agency's id.
+    pub publisher: String,
+    /// When it was committed.
+    pub committed_at: Timestamp,
+    /// The publisher's reference and the value; `None` once the child was erased.
+    pub content: Option<UpdateContent>,
+}
+
+/// The sealed part of an update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateContent {
+    /// The publisher's reference.
+    pub source_reference: String,
+    /// The encoded category value.
+    pub value: Vec<u8>,
+}
+
+/// The encrypted durable store.
+pub struct Store {
+    engine: Arc<dyn Engine>,
+    commit: GroupCommit,
+    keys: RwLock<KeyRing>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens the sled store in `dir` with `keys`.
+    pub fn open(dir: &Path, keys: KeyRing) -> Result<Store, StoreError> {
+        Store::with_engine(Arc::new(SledEngine::open(dir)?), keys)
+    }
+
+    /// Returns an empty in-memory store, for tests.
+    pub fn in_memory(keys: KeyRing) -> Result<Store, StoreError> {
+        Store::with_engine(Arc::new(MemoryEngine::new()), keys)
+    }
+
+    /// Returns a store over any engine.
+    pub fn with_engine(engine: Arc<dyn Engine>, keys: KeyRing) -> Result<Store, StoreError> {
+        let commit = GroupCommit::start(engine.clone())
+            .map_err(|err| StorageError::from_io("cannot start commit thread", &err))?;
+        Ok(Store { engine, commit, keys: RwLock::new(keys) })
+    }
+
+    /// Returns the engine, for checks and tools that read raw records.
+    pub fn engine(&self) -> &Arc<dyn Engine> {
+        &self.engine
+    }
+
+    /// Returns the group commit counters.
+    pub fn commit_stats(&self) -> CommitStats {
+        self.commit.stats()
+    }
+
+    /// Returns the child's blind index.
+    pub fn child_index(&self, child: &NhsNumber) -> ChildIndex {
+        ChildIndex(self.keys().blind_index(NHS_NUMBER_LABEL, child.digits().as_bytes()))
+    }
+
+    /// Stores one update: the sealed record, the child's index entry, the latest value
+    /// of the category and the idempotency record, plus the child's data key if it is
+    /// the first update about the child, in one atomic, durable commit.
+    ///
+    /// The same idempotency key (per publisher) with the same content returns the
+    /// original id and position; with different content it fails and writes nothing.
+    pub async fn append_update(&self, update: NewUpdate<'_>) -> Result<Appended, StoreError> {
+        validate(&update)?;
+        let child = self.child_index(update.child);
+        let (idempotency_key, content_mac) = {
+            let keys = self.keys();
+            let mut scoped = update.publisher.as_str().as_bytes().to_vec();
+            scoped.push(0);
+            scoped.extend_from_slice(&keys.blind_index(IDEMPOTENCY_LABEL, update.idempotency_key.as_bytes()));
+            let mut content = child.0.to_vec();
+            content.push(category_code(update.category));
+            content.extend_from_slice(&encode_payload(update.source_reference, update.value));
+            (scoped, keys.blind_index(CONTENT_LABEL, &content))
+        };
+
+        for _ in 0..MAX_RACE_RETRIES {
+            if let Some(existing) = self.engine.get(Keyspace::Idempotency, &idempotency_key)? {
+                return previous_append(&existing, &content_mac);
+            }
+            let (data_key, new_wrapped_key) = match self.engine.get(Keyspace::ChildKeys, &child.0)? {
+                Some(wrapped) => (self.keys().unwrap(&wrapped, &child.0)?, None),
+                None => {
+                    let key = SecretKey::generate()?;
+                    let wrapped = self.keys().wrap(&key, &child.0)?;
+                    (key, Some(wrapped))
+                }
+            };
+            let mut update_id = [0u8; UPDATE_ID_BYTES];
+            getrandom::fill(&mut update_id).map_err(|err| KeyError::Random(err.to_string()))?;
+            let mut record = UpdateRecord {
+                update_id,
+                child_index: child.0,
+                category: update.category,
+                committed_at_micros: update.committed_at.unix_micros(),
+                publisher: update.publisher.as_str().to_owned(),
+                sealed: Vec::new(),
+            };
+            record.sealed = seal_with(
+                &data_key,
+                &record.associated_data(),
+                &encode_payload(update.source_reference, update.value),
+            )?;
+
+            let mut latest_key = child.0.to_vec();
+            latest_key.push(category_code(update.category));
+            let mut idempotency_value = content_mac.to_vec();
+            idempotency_value.extend_from_slice(&update_id);
+            let mut batch = Batch::new();
+            batch.require(Condition::Absent { space: Keyspace::Idempotency, key: idempotency_key.clone() });
+            if let Some(wrapped) = &new_wrapped_key {
+                batch.require(Condition::Absent { space: Keyspace::ChildKeys, key: child.0.to_vec() });
+                batch.push(Op::Put { space: Keyspace::ChildKeys, key: child.0.to_vec(), value: wrapped.clone() });
+            }
+            batch
+                .push(Op::Append { space: Keyspace::Updates, value: record.encode() })
+                .push(Op::PutAtPosition {
+                    space: Keyspace::UpdatesByChild,
+                    prefix: child.0.to_vec(),
+                    append: 0,
+                    value: update_id.to_vec(),
+                })
+                .push(Op::PutPosition { space: Keyspace::Latest, key: latest_key, prefix: Vec::new(), append: 0 })
+                .push(Op::PutPosition {
+                    space: Keyspace::Idempotency,
+                    key: idempotency_key.clone(),
+                    prefix: idempotency_value,
+                    append: 0,
+                });
+            match self.commit.commit(batch).await {
+                Ok(applied) => {
+                    let position = applied
+                        .positions
+                        .into_iter()
+                        .next()
+                        .ok_or_else(|| StoreError::Corrupt("no position assigned".to_owned()))?;
+                    return Ok(Appended { update_id: UpdateId(update_id), position, duplicate: false });
+                }
+                // Lost a race: the idempotency key or the child's key appeared since we
+                // looked. Look again.
+                Err(CommitError::Conflict { .. }) => continue,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(StoreError::Corrupt("commit kept conflicting".to_owned()))
+    }
+
+    /// Returns the latest value of every category of the child, in category order;
+    /// empty if the child is unknown or erased.
+    pub fn profile(&self, child: &NhsNumber) -> Result<Vec<StoredUpdate>, StoreError> {
+        let index = self.child_index(child);
+        let end = prefix_end(&index.0);
+        let pointers = self.engine.scan(Keyspace::Latest, &index.0, end.as_deref(), 64)?;
+        let mut keys = DataKeys::default();
+        let mut profile = Vec::with_capacity(pointers.len());
+        for (_, position) in pointers {
+            let position = Position::from_bytes(position);
+            let stored = self.read_update(&position, Some(index), &mut keys)?;
+            if stored.content.is_some() {
+                profile.push(stored);
+            }
+        }
+        Ok(profile)
+    }
+
+    /// Returns up to `limit` updates after `after` (from the start if `None`), in order,
+    /// decrypted; erased children's updates come with no content.
+    pub fn updates_after(&self, after: Option<&Position>, limit: usize) -> Result<Vec<StoredUpdate>, StoreError> {
+        let start = after.map(|position| key_after(position.as_bytes())).unwrap_or_default();
+        let mut keys = DataKeys::default();
+        self.engine
+            .scan(Keyspace::Updates, &start, None, limit)?
+            .into_iter()
+            .map(|(position, record)| self.open_record(Position::from_bytes(position), &record, &mut keys))
+            .collect()
+    }
+
+    /// Returns up to `limit` of one child's updates, oldest first.
+    pub fn updates_for_child(&self, child: &NhsNumber, limit: usize) -> Result<Vec<StoredUpdate>, StoreError> {
+        let index = self.child_index(child);
+        let end = prefix_end(&index.0);
+        let mut keys = DataKeys::default();
+        self.engine
+            .scan(Keyspace::UpdatesByChild, &index.0, end.as_deref(), limit)?
+            .into_iter()
+            .map(|(key, _)| {
+                self.read_update(&Position::from_bytes(key[CHILD_INDEX_BYTES..].to_vec()), Some(index), &mut keys)
+            })
+            .collect()
+    }
+
+    /// Erases a child by destroying its data key: its records stay (the log and its
+    /// indexes remain consistent) but can no longer be read. Returns whether a key
+    /// existed. Durable when it returns.
+    pub async fn erase_child(&self, child: &NhsNumber) -> Result<bool, StoreError> {
+        let index = self.child_index(child);
+        if self.engine.get(Keyspace::ChildKeys, &index.0)?.is_none() {
+            return Ok(false);
+        }
+        let mut batch = Batch::new();
+        batch.push(Op::Delete { space: Keyspace::ChildKeys, key: index.0.to_vec() });
+        self.commit.commit(batch).await?;
+        Ok(true)
+    }
+
+    /// Replaces the key ring (after a KEK was added or retired). The new ring must hold
+    /// every version that any stored data key is wrapped under.
+    pub fn replace_keys(&self, keys: KeyRing) {
+        *self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
+    }
+
+    /// Re-wraps every child data key that is not under the current KEK version, while
+    /// the store stays in use, calling `progress(done, total)` as it goes. Repeats until
+    /// no key is left under an old version (keys created during a pass are caught by
+    /// the next), so that the old version can then be retired. Returns how many keys it
+    /// re-wrapped.
+    pub async fn rewrap_all(&self, mut progress: impl FnMut(u64, u64)) -> Result<u64, StoreError> {
+        const PAGE: usize = 512;
+        const MAX_PASSES: usize = 16;
+        let mut rewrapped = 0u64;
+        for _ in 0..MAX_PASSES {
+            let current = self.keys().current_version();
+            let stale = self.count_stale_keys(current)?;
+            if stale == 0 {
+                return Ok(rewrapped);
+            }
+            let mut done = 0u64;
+            let mut start = Vec::new();
+            loop {
+                let page = self.engine.scan(Keyspace::ChildKeys, &start, None, PAGE)?;
+                let Some((last, _)) = page.last() else { break };
+                start = key_after(last);
+                for (child, wrapped) in page {
+                    if KeyRing::wrapped_version(&wrapped) == Some(current) {
+                        continue;
+                    }
+                    let new_wrapped = {
+                        let keys = self.keys();
+                        keys.wrap(&keys.unwrap(&wrapped, &child)?, &child)?
+                    };
+                    let mut batch = Batch::new();
+                    // Only if unchanged since read: an erasure or another re-wrap wins.
+                    batch
+                        .require(Condition::Equals { space: Keyspace::ChildKeys, key: child.clone(), value: wrapped })
+                        .push(Op::Put { space: Keyspace::ChildKeys, key: child, value: new_wrapped });
+                    match self.commit.commit(batch).await {
+                        Ok(_) => rewrapped += 1,
+                        Err(CommitError::Conflict { .. }) => {}
+                        Err(other) => return Err(other.into()),
+                    }
+                    done += 1;
+                    progress(done, stale);
+                }
+            }
+        }
+        Err(StoreError::Corrupt("data keys kept appearing under an old key version".to_owned()))
+    }
+
+    /// Counts data keys not wrapped under `current`.
+    fn count_stale_keys(&self, current: u32) -> Result<u64, StoreError> {
+        let mut stale = 0;
+        let mut start = Vec::new();
+        loop {
+            let page = self.engine.scan(Keyspace::ChildKeys, &start, None, 1024)?;
+            let Some((last, _)) = page.last() else { return Ok(stale) };
+            start = key_after(last);
+            stale +=
+                page.iter().filter(|(_, wrapped)| KeyRing::wrapped_version(wrapped) != Some(current)).count() as u64;
+        }
+    }
+
+    /// Stops the commit thread after finishing queued commits.
+    pub fn shutdown(self) {
+        self.commit.shutdown();
+    }
+
+    fn keys(&self) -> std::sync::RwLockReadGuard<'_, KeyRing> {
+        // The ring is replaced whole under the write lock, so a poisoned lock still
+        // holds a complete ring.
+        self.keys.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Reads the update at `position`; when reached through a child's index, checks that
+    /// the record is that child's, so that a record moved under another child is refused.
+    fn read_update(
+        &self,
+        position: &Position,
+        expected: Option<ChildIndex>,
+        keys: &mut DataKeys,
+    ) -> Result<StoredUpdate, StoreError> {
+        let record = self
+            .engine
+            .get(Keyspace::Updates, position.as_bytes())?
+            .ok_or_else(|| StoreError::Corrupt("an index points at a missing update".to_owned()))?;
+        let stored = self.open_record(position.clone(), &record, keys)?;
+        if expected.is_some_and(|child| child != stored.child) {
+            return Err(StoreError::Corrupt("an index points at another child's update".to_owned()));
+        }
+        Ok(stored)
+    }
+
+    fn open_record(&self, position: Position, bytes: &[u8], keys: &mut DataKeys) -> Result<StoredUpdate, StoreError> {
+        let record = UpdateRecord::decode(bytes)
+            .ok_or_else(|| StoreError::Corrupt("an update record does not decode".to_owned()))?;
+        let child = ChildIndex(record.child_index);
+        let content = match keys.get(self, child)? {
+            None => None,
+            Some(data_key) => {
+                let plain = open_with(data_key, &record.associated_data(), &record.sealed)?;
+                let (source_reference, value) = decode_payload(&plain)
+                    .ok_or_else(|| StoreError::Corrupt("an update payload does not decode".to_owned()))?;
+                Some(UpdateContent { source_reference, value })
+            }
+        };
+        Ok(StoredUpdate {
+            position,
+            update_id: UpdateId(record.update_id),
+            child,
+            category: record.category,
+            publisher: record.publisher,
+            committed_at: Timestamp::from_unix_micros(record.committed_at_micros),
+            content,
+        })
+    }
+}
+
+/// Data keys unwrapped during one read, so each child's key is unwrapped once.
+#[derive(Default)]
+struct DataKeys(HashMap<ChildIndex, Option<SecretKey>>);
+
+impl DataKeys {
+    fn get(&mut self, store: &Store, child: ChildIndex) -> Result<Option<&SecretKey>, StoreError> {
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.0.entry(child) {
+            let key = match store.engine.get(Keyspace::ChildKeys, &child.0)? {
+                Some(wrapped) => Some(store.keys().unwrap(&wrapped, &child.0)?),
+                None => None,
+            };
+            slot.insert(key);
+        }
+        Ok(self.0.get(&child).and_then(Option::as_ref))
+    }
+}
+
+/// Answers a repeated idempotency key from its stored record.
+fn previous_append(existing: &[u8], content_mac: &[u8; 32]) -> Result<Appended, StoreError> {
+    let damaged = || StoreError::Corrupt("an idempotency record does not decode".to_owned());
+    let stored_mac = existing.get(..32).ok_or_else(damaged)?;
+    if stored_mac != content_mac {
+        return Err(StoreError::IdempotencyMismatch);
+    }
+    let update_id: [u8; UPDATE_ID_BYTES] =
+        existing.get(32..32 + UPDATE_ID_BYTES).and_then(|b| b.try_into().ok()).ok_or_else(damaged)?;
+    let position = Position::from_bytes(existing.get(32 + UPDATE_ID_BYTES..).ok_or_else(damaged)?.to_vec());
+    Ok(Appended { update_id: UpdateId(update_id), position, duplicate: true })
+}
+
+/// Checks the bounds the contract documents; nothing is written if one fails.
+fn validate(update: &NewUpdate<'_>) -> Result<(), StoreError> {
+    let invalid = StoreError::InvalidInput;
+    if update.value.is_empty() {
+        return Err(invalid(FieldViolation::new("value", "is required")));
+    }
+    if update.value.len() > limits::MAX_CATEGORY_VALUE_BYTES {
+        return Err(invalid(FieldViolation::new(
+            "value",
+            format!("must be at most {} bytes encoded, got {}", limits::MAX_CATEGORY_VALUE_BYTES, update.value.len()),
+        )));
+    }
+    limits::check_len("source_reference", update.source_reference, limits::MAX_SHORT_STRING_BYTES).map_err(invalid)?;
+    if update.idempotency_key.is_empty() {
+        return Err(invalid(FieldViolation::new("idempotency_key", "is required")));
+    }
+    limits::check_len("idempotency_key", update.idempotency_key, limits::MAX_IDEMPOTENCY_KEY_BYTES).map_err(invalid)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,348 @@
+use std::sync::Arc;
+
+use tio_core::{AgencyId, Category, NhsNumber, NhsNumberPolicy, Timestamp};
+
+use super::*;
+use crate::engine::sled::SledEngine;
+use crate::keys::{KeyRing, open_with};
+
+const T0: Timestamp = Timestamp::from_unix_seconds(1_800_000_000);
+
+fn child(digits: &str) -> NhsNumber {
+    NhsNumber::parse(digits, &NhsNumberPolicy::development()).unwrap()
+}
+
+fn agency(id: &str) -> AgencyId {
+    AgencyId::parse("id", id).unwrap()
+}
+
+fn update<'a>(
+    child: &'a NhsNumber,
+    category: Category,
+    value: &'a [u8],
+    key: &'a str,
+    publisher: &'a AgencyId,
+) -> NewUpdate<'a> {
+    NewUpdate { child, category, value, source_reference: "EPR-1", publisher, idempotency_key: key, committed_at: T0 }
+}
+
+fn count_updates(store: &Store) -> usize {
+    store.updates_after(None, 10_000).unwrap().len()
+}
+
+#[tokio::test]
+async fn appends_are_readable_by_profile_log_and_child() {
+    let store = Store::in_memory(KeyRing::generate().unwrap()).unwrap();
+    let (amy, ben) = (child("9990079196"), child("9990237573"));
+    let hospital = agency("hospital");
+    let first = store.append_update(update(&amy, Category::HealthSummary, b"v1", "k1", &hospital)).await.unwrap();
+    let second = store.append_update(update(&ben, Category::HealthSummary, b"other", "k2", &hospital)).await.unwrap();
+    let third = store.append_update(update(&amy, Category::HealthSummary, b"v2", "k3", &hospital)).await.unwrap();
+    store.append_update(update(&amy, Category::CommunicationNeeds, b"c1", "k4", &hospital)).await.unwrap();
+    assert!(first.position < second.position && second.position < third.position);
+    assert!(!first.duplicate);
+
+    let profile = store.profile(&amy).unwrap();
+    let summary: Vec<(Category, Vec<u8>)> =
+        profile.iter().map(|u| (u.category, u.content.as_ref().unwrap().value.clone())).collect();
+    assert_eq!(
+        summary,
+        vec![(Category::CommunicationNeeds, b"c1".to_vec()), (Category::HealthSummary, b"v2".to_vec())]
+    );
+    assert_eq!(profile[1].update_id, third.update_id, "the profile holds the latest value");
+    assert_eq!(profile[1].publisher, "hospital");
+    assert_eq!(profile[1].content.as_ref().unwrap().source_reference, "EPR-1");
+
+    let log = store.updates_after(None, 100).unwrap();
+    assert_eq!(log.len(), 4);
+    let after_first = store.updates_after(Some(&first.position), 100).unwrap();
+    assert_eq!(after_first.len(), 3);
+    assert_eq!(after_first[0].update_id, second.update_id);
+    let amys: Vec<UpdateId> = store.updates_for_child(&amy, 100).unwrap().iter().map(|u| u.update_id).collect();
+    assert_eq!(amys.len(), 3);
+    assert_eq!(amys[0], first.update_id);
+    assert!(store.profile(&child("9990316767")).unwrap().is_empty(), "an unknown child has an empty profile");
+}
+
+#[tokio::test]
+async fn idempotency_returns_the_original_or_refuses_different_content() {
+    let store = Store::in_memory(KeyRing::generate().unwrap()).unwrap();
+    let amy = child("9990079196");
+    let (gp, school) = (agency("gp"), agency("school"));
+    let original = store.append_update(update(&amy, Category::HealthSummary, b"v1", "same-key", &gp)).await.unwrap();
+    let again = store.append_update(update(&amy, Category::HealthSummary, b"v1", "same-key", &gp)).await.unwrap();
+    assert_eq!((again.update_id, &again.position, again.duplicate), (original.update_id, &original.position, true));
+    let different = store.append_update(update(&amy, Category::HealthSummary, b"v2", "same-key", &gp)).await;
+    assert!(matches!(different, Err(StoreError::IdempotencyMismatch)));
+    // Keys are scoped per publisher.
+    let other_publisher =
+        store.append_update(update(&amy, Category::HealthSummary, b"v2", "same-key", &school)).await.unwrap();
+    assert!(!other_publisher.duplicate);
+    assert_eq!(count_updates(&store), 2);
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_with_the_field_and_writes_nothing() {
+    let store = Store::in_memory(KeyRing::generate().unwrap()).unwrap();
+    let amy = child("9990079196");
+    let gp = agency("gp");
+    let big = vec![0u8; tio_core::limits::MAX_CATEGORY_VALUE_BYTES + 1];
+    let long_reference = "r".repeat(257);
+    let long_key = "k".repeat(129);
+    let cases: Vec<(NewUpdate<'_>, &str)> = vec![
+        (update(&amy, Category::HealthSummary, &big, "k", &gp), "value"),
+        (update(&amy, Category::HealthSummary, b"", "k", &gp), "value"),
+        (
+            NewUpdate { source_reference: &long_reference, ..update(&amy, Category::HealthSummary, b"v", "k", &gp) },
+            "source_reference",
+        ),
+        (update(&amy, Category::HealthSummary, b"v", "", &gp), "idempotency_key"),
+        (update(&amy, Category::HealthSummary, b"v", &long_key, &gp), "idempotency_key"),
+    ];
+    for (bad, field) in cases {
+        match store.append_update(bad).await {
+            Err(StoreError::InvalidInput(violation)) => assert_eq!(violation.field, field),
+            other => panic!("expected invalid {field}, got {other:?}"),
+        }
+    }
+    assert_eq!(count_updates(&store), 0);
+    assert!(store.engine().scan(Keyspace::ChildKeys, b"", None, 10).unwrap().is_empty(), "no data key was created");
+}
+
+/// Every file under `dir`, read whole.
+fn every_file(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(current) = pending.pop() {
+        for entry in std::fs::read_dir(current).unwrap().map(Result::unwrap) {
+            if entry.path().is_dir() {
+                pending.push(entry.path());
+            } else {
+                files.push((entry.path(), std::fs::read(entry.path()).unwrap()));
+            }
+        }
+    }
+    files
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|window| window == needle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_personal_is_stored_in_plain_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let children = ["9990079196", "9990237573", "9990316767", "9990395950"];
+    let name = "Zofia Kowalczyk-Brennan";
+    let free_text = "Needs a Polish interpreter; calms with the blue weighted blanket";
+    {
+        let store = Store::open(dir.path(), KeyRing::generate().unwrap()).unwrap();
+        let publisher = agency("hospital");
+        for (index, digits) in children.iter().enumerate() {
+            let nhs = child(digits);
+            let value = format!("{name} {digits} {free_text}");
+            let key = format!("key-{index}");
+            let reference = format!("EPR/{digits}");
+            let update = NewUpdate {
+                source_reference: &reference,
+                ..update(&nhs, Category::CommunicationNeeds, value.as_bytes(), &key, &publisher)
+            };
+            store.append_update(update).await.unwrap();
+        }
+        assert_eq!(store.profile(&child(children[0])).unwrap().len(), 1, "it is all still readable");
+        // A control: a marker written in the clear must be found by the same scan.
+        let mut batch = Batch::new();
+        batch.push(Op::Put {
+            space: Keyspace::Agencies,
+            key: b"control".to_vec(),
+            value: b"PLAINTEXT-CONTROL-MARKER".to_vec(),
+        });
+        store.commit.commit(batch).await.unwrap();
+        store.shutdown();
+    }
+    let mut needles: Vec<Vec<u8>> =
+        vec![name.as_bytes().to_vec(), free_text.as_bytes().to_vec(), b"Kowalczyk".to_vec(), b"interpreter".to_vec()];
+    for digits in children {
+        needles.push(digits.as_bytes().to_vec());
+        needles.push(format!("{} {} {}", &digits[..3], &digits[3..6], &digits[6..]).into_bytes());
+        needles.push(format!("EPR/{digits}").into_bytes());
+    }
+    let files = every_file(dir.path());
+    assert!(
+        files.iter().any(|(_, bytes)| contains(bytes, b"PLAINTEXT-CONTROL-MARKER")),
+        "the scan sees what is stored"
+    );
+    for (path, bytes) in &files {
+        for needle in &needles {
+            assert!(!contains(bytes, needle), "{} contains {:?}", path.display(), String::from_utf8_lossy(needle));
+        }
+    }
+}
+
+/// Opens a sled store whose engine the test can also reach directly.
+fn sled_store(dir: &std::path::Path, keys: KeyRing) -> (Store, Arc<SledEngine>) {
+    let engine = Arc::new(SledEngine::open(dir).unwrap());
+    (Store::with_engine(engine.clone(), keys).unwrap(), engine)
+}
+
+#[tokio::test]
+async fn tampered_or_moved_ciphertext_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, engine) = sled_store(dir.path(), KeyRing::generate().unwrap());
+    let (amy, ben) = (child("9990079196"), child("9990237573"));
+    let gp = agency("gp");
+    let a = store.append_update(update(&amy, Category::HealthSummary, b"amy's value", "a", &gp)).await.unwrap();
+    let b = store.append_update(update(&ben, Category::HealthSummary, b"ben's value", "b", &gp)).await.unwrap();
+    let updates = engine.tree(Keyspace::Updates);
+    let original_a = updates.get(a.position.as_bytes()).unwrap().unwrap().to_vec();
+    let original_b = updates.get(b.position.as_bytes()).unwrap().unwrap().to_vec();
+
+    // One flipped bit in the sealed payload.
+    let mut flipped = original_a.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0x01;
+    updates.insert(a.position.as_bytes(), flipped).unwrap();
+    assert!(matches!(store.profile(&amy), Err(StoreError::Key(KeyError::Authentication))));
+
+    // Ben's sealed payload under Amy's record header (same lengths: same layout).
+    let header_len = original_a.len() - UpdateRecord::decode(&original_a).unwrap().sealed.len();
+    let mut swapped = original_a[..header_len].to_vec();
+    swapped.extend_from_slice(&UpdateRecord::decode(&original_b).unwrap().sealed);
+    updates.insert(a.position.as_bytes(), swapped).unwrap();
+    assert!(matches!(store.profile(&amy), Err(StoreError::Key(KeyError::Authentication))));
+
+    // Ben's whole record moved to Amy's position: Amy's index now points at Ben's record.
+    updates.insert(a.position.as_bytes(), original_b.clone()).unwrap();
+    assert!(matches!(store.profile(&amy), Err(StoreError::Corrupt(_))));
+
+    // Amy's data key swapped for Ben's: the wrapping is bound to the child.
+    updates.insert(a.position.as_bytes(), original_a).unwrap();
+    assert_eq!(store.profile(&amy).unwrap().len(), 1, "restored");
+    let keys = engine.tree(Keyspace::ChildKeys);
+    let bens_key = keys.get(store.child_index(&ben).0).unwrap().unwrap();
+    keys.insert(store.child_index(&amy).0, bens_key).unwrap();
+    assert!(matches!(store.profile(&amy), Err(StoreError::Key(KeyError::Authentication))));
+}
+
+#[tokio::test]
+async fn an_erased_child_cannot_be_read_with_any_key_the_store_holds() {
+    let ring = KeyRing::generate().unwrap();
+    let store = Store::in_memory(ring.clone()).unwrap();
+    let (amy, ben) = (child("9990079196"), child("9990237573"));
+    let gp = agency("gp");
+    store.append_update(update(&amy, Category::HealthSummary, b"amy 1", "a1", &gp)).await.unwrap();
+    store.append_update(update(&amy, Category::SendSupport, b"amy 2", "a2", &gp)).await.unwrap();
+    store.append_update(update(&ben, Category::HealthSummary, b"ben 1", "b1", &gp)).await.unwrap();
+
+    assert!(store.erase_child(&amy).await.unwrap());
+    assert!(!store.erase_child(&amy).await.unwrap(), "erasing twice finds nothing");
+    assert!(store.profile(&amy).unwrap().is_empty());
+    assert_eq!(store.profile(&ben).unwrap().len(), 1, "other children are untouched");
+    let log = store.updates_after(None, 100).unwrap();
+    assert_eq!(log.len(), 3, "the log keeps its records");
+    let amy_index = store.child_index(&amy);
+    let amys: Vec<&StoredUpdate> = log.iter().filter(|u| u.child == amy_index).collect();
+    assert_eq!(amys.len(), 2);
+    assert!(amys.iter().all(|u| u.content.is_none()));
+
+    // Try every key the store still holds: the KEKs, the index key, every remaining
+    // child's data key.
+    let mut candidates = ring.all_keys();
+    for (child, wrapped) in store.engine().scan(Keyspace::ChildKeys, b"", None, 100).unwrap() {
+        candidates.push(ring.unwrap(&wrapped, &child).unwrap());
+    }
+    assert_eq!(candidates.len(), 3, "two ring keys and ben's data key");
+    for (position, bytes) in store.engine().scan(Keyspace::Updates, b"", None, 100).unwrap() {
+        let record = UpdateRecord::decode(&bytes).unwrap();
+        if record.child_index != amy_index.0 {
+            continue;
+        }
+        for key in &candidates {
+            assert!(open_with(key, &record.associated_data(), &record.sealed).is_err(), "opened {position:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_writes_for_one_child_create_one_key() {
+    let store = Arc::new(Store::in_memory(KeyRing::generate().unwrap()).unwrap());
+    let mut tasks = Vec::new();
+    for writer in 0..16 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let amy = child("9990079196");
+            let publisher = agency("gp");
+            let key = format!("writer-{writer}");
+            store.append_update(update(&amy, Category::HealthSummary, b"v", &key, &publisher)).await.unwrap()
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(store.engine().scan(Keyspace::ChildKeys, b"", None, 10).unwrap().len(), 1);
+    let all = store.updates_after(None, 100).unwrap();
+    assert_eq!(all.len(), 16);
+    assert!(all.iter().all(|u| u.content.is_some()), "every record opens with the one key");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_rotation_under_concurrent_writes_loses_and_corrupts_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let ring = KeyRing::generate().unwrap();
+    let store = Arc::new(Store::open(dir.path(), ring.clone()).unwrap());
+    // A first set of children exists before rotation.
+    let test_numbers: Vec<NhsNumber> = (0..400u64)
+        .filter_map(|n| {
+            let nine = format!("{:09}", 999_000_000 + n * 2477);
+            (0..10)
+                .map(|d| format!("{nine}{d}"))
+                .find_map(|digits| NhsNumber::parse(&digits, &NhsNumberPolicy::development()).ok())
+        })
+        .take(120)
+        .collect();
+    let numbers = Arc::new(test_numbers);
+    for (index, nhs) in numbers.iter().take(60).enumerate() {
+        let key = format!("before-{index}");
+        store.append_update(update(nhs, Category::SendSupport, b"before", &key, &agency("school"))).await.unwrap();
+    }
+
+    let mut rotated = ring.clone();
+    rotated.add_version().unwrap();
+    let writers: Vec<_> = (0..4)
+        .map(|writer| {
+            let store = store.clone();
+            let numbers = numbers.clone();
+            tokio::spawn(async move {
+                for round in 0..30 {
+                    let nhs = &numbers[(writer * 30 + round) % numbers.len()];
+                    let key = format!("during-{writer}-{round}");
+                    store
+                        .append_update(update(nhs, Category::HealthSummary, b"during", &key, &agency("gp")))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    store.replace_keys(rotated.clone());
+    let mut last_progress = (0, 0);
+    let rewrapped = store.rewrap_all(|done, total| last_progress = (done, total)).await.unwrap();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    // Catch keys created by writers that read the ring just before it was replaced.
+    store.rewrap_all(|_, _| {}).await.unwrap();
+    assert!(rewrapped >= 60, "rewrapped {rewrapped}");
+    assert!(last_progress.0 > 0 && last_progress.0 <= last_progress.1, "progress {last_progress:?}");
+
+    let mut retired = rotated;
+    retired.retire(1).unwrap();
+    store.replace_keys(retired.clone());
+    let all = store.updates_after(None, 10_000).unwrap();
+    assert_eq!(all.len(), 60 + 4 * 30, "nothing lost");
+    assert!(all.iter().all(|u| u.content.is_some()), "everything opens without the retired version");
+    Arc::try_unwrap(store).unwrap().shutdown();
+
+    let reopened = Store::open(dir.path(), retired).unwrap();
+    assert_eq!(reopened.updates_after(None, 10_000).unwrap().iter().filter(|u| u.content.is_some()).count(), 180);
+}
