@@ -2,6 +2,7 @@
 //! certificates, called as an agency's system would call it.
 
 mod config;
+mod crash;
 mod lifecycle;
 mod mtls;
 mod otlp;

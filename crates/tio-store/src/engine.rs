@@ -319,6 +319,14 @@ pub trait Engine: Send + Sync + 'static {
     /// Not durable until [`Engine::sync`].
     fn apply(&self, batch: &Batch) -> Result<Applied, CommitError>;
 
+    /// Applies several batches in order, each atomically and on its own terms (a batch
+    /// whose precondition fails applies nothing and does not affect the others). An
+    /// engine may apply the group in one step when that is cheaper; results come back in
+    /// batch order.
+    fn apply_group(&self, batches: &[&Batch]) -> Vec<Result<Applied, CommitError>> {
+        batches.iter().map(|batch| self.apply(batch)).collect()
+    }
+
     /// Makes every batch applied so far durable.
     fn sync(&self) -> Result<(), StorageError>;
 

@@ -37,6 +37,10 @@ pub struct CommitStats {
     pub sync_micros: u64,
     /// The largest group one sync covered.
     pub largest_group: u64,
+    /// Total microseconds spent applying batches.
+    pub apply_micros: u64,
+    /// Groups applied.
+    pub groups: u64,
 }
 
 #[derive(Default)]
@@ -45,6 +49,8 @@ struct Counters {
     syncs: AtomicU64,
     sync_micros: AtomicU64,
     largest_group: AtomicU64,
+    apply_micros: AtomicU64,
+    groups: AtomicU64,
 }
 
 /// The commit path of a store: [`GroupCommit::commit`] returns only once the batch is
@@ -85,6 +91,8 @@ impl GroupCommit {
             syncs: self.counters.syncs.load(Ordering::Relaxed),
             sync_micros: self.counters.sync_micros.load(Ordering::Relaxed),
             largest_group: self.counters.largest_group.load(Ordering::Relaxed),
+            apply_micros: self.counters.apply_micros.load(Ordering::Relaxed),
+            groups: self.counters.groups.load(Ordering::Relaxed),
         }
     }
 
@@ -119,8 +127,13 @@ fn run(engine: &dyn Engine, mut receiver: mpsc::Receiver<Request>, counters: &Co
                 Err(_) => break,
             }
         }
-        let results: Vec<Result<Applied, CommitError>> =
-            group.iter().map(|request| engine.apply(&request.batch)).collect();
+        let batches: Vec<&Batch> = group.iter().map(|request| &request.batch).collect();
+        let applying = Instant::now();
+        let results = engine.apply_group(&batches);
+        counters
+            .apply_micros
+            .fetch_add(u64::try_from(applying.elapsed().as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        counters.groups.fetch_add(1, Ordering::Relaxed);
         let sync = if results.iter().any(Result::is_ok) {
             let started = Instant::now();
             let synced = engine.sync();

@@ -1,0 +1,133 @@
+//! Durable commits of 1 KiB values through the real store (sled, encryption, group
+//! commit, fdatasync) at 1, 8 and 64 concurrent writers.
+//!
+//!   cargo bench -p tio-store --bench durable_commit
+//!
+//! Environment: TIO_BENCH_SECONDS (default 5) per scenario, TIO_BENCH_DIR (default the
+//! system temporary directory; it must be on a real disk, not tmpfs, or syncs are free).
+
+// A benchmark reports on stdout.
+#![allow(clippy::print_stdout)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tio_core::{AgencyId, Category, NhsNumber, NhsNumberPolicy, Timestamp};
+use tio_store::keys::KeyRing;
+use tio_store::{NewUpdate, Store};
+
+const VALUE_BYTES: usize = 1024;
+
+fn main() {
+    let seconds: u64 = std::env::var("TIO_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let base = std::env::var_os("TIO_BENCH_DIR").map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    println!(
+        "durable commits of {VALUE_BYTES} B values, {seconds} s per scenario, {} cores",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "{:>8} {:>12} {:>10} {:>10} {:>10} {:>14} {:>12}",
+        "writers", "commits/s", "p50 ms", "p99 ms", "max ms", "disk B/record", "commits/sync"
+    );
+    for writers in [1usize, 8, 64] {
+        let dir = tempfile::tempdir_in(&base).expect("bench directory");
+        let result = runtime.block_on(run(dir.path(), writers, Duration::from_secs(seconds)));
+        println!(
+            "{writers:>8} {:>12.0} {:>10.3} {:>10.3} {:>10.3} {:>14.0} {:>12.1} {:>12.3}",
+            result.commits as f64 / result.elapsed.as_secs_f64(),
+            result.percentile(0.50),
+            result.percentile(0.99),
+            result.percentile(1.0),
+            result.disk_bytes as f64 / result.commits.max(1) as f64,
+            result.commits as f64 / result.syncs.max(1) as f64,
+            result.sync_micros as f64 / result.syncs.max(1) as f64 / 1000.0,
+        );
+    }
+}
+
+struct Outcome {
+    commits: u64,
+    elapsed: Duration,
+    latencies_micros: Vec<u64>,
+    disk_bytes: u64,
+    syncs: u64,
+    sync_micros: u64,
+}
+
+impl Outcome {
+    /// Returns the latency at quantile `q`, in milliseconds.
+    fn percentile(&self, q: f64) -> f64 {
+        if self.latencies_micros.is_empty() {
+            return 0.0;
+        }
+        let index = ((self.latencies_micros.len() - 1) as f64 * q).round() as usize;
+        self.latencies_micros[index] as f64 / 1000.0
+    }
+}
+
+async fn run(dir: &std::path::Path, writers: usize, duration: Duration) -> Outcome {
+    let store = Arc::new(Store::open(dir, KeyRing::generate().expect("keys")).expect("store"));
+    let children: Arc<Vec<NhsNumber>> = Arc::new(
+        (0..20_000u64)
+            .filter_map(|n| {
+                let nine = format!("{:09}", 999_200_000 + n * 13);
+                (0..10).find_map(|d| NhsNumber::parse(&format!("{nine}{d}"), &NhsNumberPolicy::development()).ok())
+            })
+            .take(1000)
+            .collect(),
+    );
+    let deadline = Instant::now() + duration;
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..writers)
+        .map(|writer| {
+            let (store, children) = (store.clone(), children.clone());
+            tokio::spawn(async move {
+                let publisher = AgencyId::parse("id", "hospital").expect("id");
+                let value = vec![b'v'; VALUE_BYTES];
+                let mut latencies = Vec::new();
+                let mut seq = 0usize;
+                while Instant::now() < deadline {
+                    let key = format!("{writer}-{seq}");
+                    let update = NewUpdate {
+                        child: &children[(writer * 31 + seq) % children.len()],
+                        category: Category::ALL[seq % Category::ALL.len()],
+                        value: &value,
+                        source_reference: "bench",
+                        publisher: &publisher,
+                        idempotency_key: &key,
+                        committed_at: Timestamp::from_unix_seconds(1_800_000_000),
+                    };
+                    let began = Instant::now();
+                    store.append_update(update).await.expect("append");
+                    latencies.push(began.elapsed().as_micros() as u64);
+                    seq += 1;
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies_micros = Vec::new();
+    for task in tasks {
+        latencies_micros.extend(task.await.expect("writer"));
+    }
+    let elapsed = started.elapsed();
+    latencies_micros.sort_unstable();
+    let stats = store.commit_stats();
+    println!(
+        "    groups {} apply ms/group {:.3} sync ms/group {:.3} group period ms {:.3}",
+        stats.groups,
+        stats.apply_micros as f64 / stats.groups.max(1) as f64 / 1000.0,
+        stats.sync_micros as f64 / stats.syncs.max(1) as f64 / 1000.0,
+        elapsed.as_secs_f64() * 1000.0 / stats.groups.max(1) as f64
+    );
+    let disk_bytes = store.engine().size_on_disk().expect("size");
+    Outcome {
+        commits: latencies_micros.len() as u64,
+        elapsed,
+        latencies_micros,
+        disk_bytes,
+        syncs: stats.syncs,
+        sync_micros: stats.sync_micros,
+    }
+}
