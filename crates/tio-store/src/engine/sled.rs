@@ -34,6 +34,11 @@ const SEGMENT_SIZE: usize = 8 * 1024 * 1024;
 pub struct SledEngine {
     db: sled::Db,
     trees: Vec<sled::Tree>,
+    /// The next position of each log keyspace, in [`Keyspace::ALL`] order (unused for
+    /// others). Held in memory and recovered at open from each log's last key: batches
+    /// are atomic, so the last key present is the last append committed. The lock also
+    /// serialises `apply_group`, so positions follow commit order.
+    next_positions: Mutex<[u64; Keyspace::ALL.len()]>,
     data_file: Mutex<File>,
     dir: PathBuf,
 }
@@ -81,7 +86,23 @@ impl SledEngine {
         }
         let data_file =
             File::open(dir.join("db")).map_err(|err| StorageError::from_io("cannot open database file", &err))?;
-        let engine = SledEngine { db, trees, data_file: Mutex::new(data_file), dir: dir.to_owned() };
+        let mut next_positions = [0u64; Keyspace::ALL.len()];
+        for space in Keyspace::ALL.into_iter().filter(|space| space.is_log()) {
+            let last = trees[space.index()].last().map_err(|err| storage_error("cannot read log end", &err))?;
+            if let Some((key, _)) = last {
+                let counter: [u8; 8] = key.as_ref().try_into().map_err(|_| {
+                    StorageError::new(StorageErrorKind::Corrupt, format!("a {} key is not a position", space.name()))
+                })?;
+                next_positions[space.index()] = u64::from_be_bytes(counter) + 1;
+            }
+        }
+        let engine = SledEngine {
+            db,
+            trees,
+            next_positions: Mutex::new(next_positions),
+            data_file: Mutex::new(data_file),
+            dir: dir.to_owned(),
+        };
         engine.sync()?;
         Ok(engine)
     }
@@ -107,6 +128,7 @@ enum Never {}
 fn apply_in_transaction(
     views: &[TransactionalTree],
     batch: &Batch,
+    next_positions: &mut [u64; Keyspace::ALL.len()],
 ) -> Result<Result<Vec<Position>, usize>, ConflictableTransactionError<Never>> {
     let view = |space: Keyspace| &views[space.index()];
     for (index, condition) in batch.conditions.iter().enumerate() {
@@ -130,14 +152,8 @@ fn apply_in_transaction(
                 view(*space).remove(key.as_slice())?;
             }
             Op::Append { space, value } => {
-                let meta = view(Keyspace::Meta);
-                let key = counter_key(*space);
-                let next = match meta.get(&key)? {
-                    Some(bytes) => u64::from_be_bytes(bytes.as_ref().try_into().unwrap_or([0xff; 8])),
-                    None => 0,
-                };
-                let position = counter_position(next);
-                meta.insert(key, &(next + 1).to_be_bytes())?;
+                let position = counter_position(next_positions[space.index()]);
+                next_positions[space.index()] += 1;
                 view(*space).insert(position.as_bytes(), value.as_slice())?;
                 positions.push(position);
             }
@@ -154,11 +170,6 @@ fn apply_in_transaction(
         }
     }
     Ok(Ok(positions))
-}
-
-/// Meta key of a log's next position.
-fn counter_key(space: Keyspace) -> Vec<u8> {
-    format!("next/{}", space.name()).into_bytes()
 }
 
 impl Engine for SledEngine {
@@ -194,16 +205,25 @@ impl Engine for SledEngine {
         let mut outcomes: Vec<Option<Result<Applied, CommitError>>> =
             batches.iter().map(|batch| validate_batch(batch).err().map(Err)).collect();
         let valid: Vec<usize> = (0..batches.len()).filter(|index| outcomes[*index].is_none()).collect();
+        let mut next_positions = match self.next_positions.lock() {
+            Ok(guard) => guard,
+            Err(_) => {
+                let error = StorageError::new(StorageErrorKind::Io, "position counter lock poisoned");
+                return batches.iter().map(|_| Err(CommitError::Storage(error.clone()))).collect();
+            }
+        };
         let result = self.trees.as_slice().transaction(|views: &Vec<TransactionalTree>| {
             // The closure may run again after a conflict: it starts from scratch each time.
+            let mut next = *next_positions;
             let mut applied: Vec<Result<Vec<Position>, usize>> = Vec::with_capacity(valid.len());
             for index in &valid {
-                applied.push(apply_in_transaction(views, batches[*index])?);
+                applied.push(apply_in_transaction(views, batches[*index], &mut next)?);
             }
-            Ok(applied)
+            Ok((applied, next))
         });
         match result {
-            Ok(applied) => {
+            Ok((applied, next)) => {
+                *next_positions = next;
                 for (index, outcome) in valid.iter().zip(applied) {
                     outcomes[*index] = Some(match outcome {
                         Ok(positions) => Ok(Applied { positions }),
