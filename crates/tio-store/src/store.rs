@@ -522,5 +522,9 @@ fn validate(update: &NewUpdate<'_>) -> Result<(), StoreError> {
     Ok(())
 }
 
+mod check;
+
+pub use check::CheckReport;
+
 #[cfg(test)]
 mod tests;

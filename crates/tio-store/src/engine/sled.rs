@@ -6,8 +6,11 @@
 //! on the database file, so that an acknowledged commit is on the disk.
 
 use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+use sha2::{Digest, Sha256};
 
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
@@ -40,8 +43,21 @@ pub struct SledEngine {
     /// serialises `apply_group`, so positions follow commit order.
     next_positions: Mutex<[u64; Keyspace::ALL.len()]>,
     data_file: Mutex<File>,
+    /// The log ends made durable by the last sync, kept outside sled's log (see
+    /// [`LOG_END_FILE`]).
+    log_end_file: Mutex<File>,
     dir: PathBuf,
 }
+
+/// The file holding the log ends made durable by the last sync.
+///
+/// sled's recovery treats a damaged log message as the torn end of its log and
+/// silently drops everything after it: a store damaged in the middle reopens
+/// consistent but shorter. This mark, written after every sync, lets [`SledEngine::open`]
+/// see that more was acknowledged than was recovered, and refuse to start. It is not
+/// synced itself (that would cost a second sync per group): after a power cut it may lag,
+/// which weakens the check but never makes it fail a healthy store.
+pub const LOG_END_FILE: &str = "log-end";
 
 impl std::fmt::Debug for SledEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -86,6 +102,13 @@ impl SledEngine {
         }
         let data_file =
             File::open(dir.join("db")).map_err(|err| StorageError::from_io("cannot open database file", &err))?;
+        let log_end_file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(dir.join(LOG_END_FILE))
+            .map_err(|err| StorageError::from_io("cannot open log-end file", &err))?;
         let mut next_positions = [0u64; Keyspace::ALL.len()];
         for space in Keyspace::ALL.into_iter().filter(|space| space.is_log()) {
             let last = trees[space.index()].last().map_err(|err| storage_error("cannot read log end", &err))?;
@@ -96,11 +119,13 @@ impl SledEngine {
                 next_positions[space.index()] = u64::from_be_bytes(counter) + 1;
             }
         }
+        check_log_end(dir, &next_positions)?;
         let engine = SledEngine {
             db,
             trees,
             next_positions: Mutex::new(next_positions),
             data_file: Mutex::new(data_file),
+            log_end_file: Mutex::new(log_end_file),
             dir: dir.to_owned(),
         };
         engine.sync()?;
@@ -116,6 +141,51 @@ impl SledEngine {
     pub(crate) fn tree(&self, space: Keyspace) -> &sled::Tree {
         &self.trees[space.index()]
     }
+}
+
+/// Encodes the log ends with a checksum, padded to a fixed length so that a rewrite in
+/// place never leaves a longer old tail. Do not change: it is read back at open.
+fn encode_log_end(next_positions: &[u64; Keyspace::ALL.len()]) -> String {
+    let body = format!(
+        "tio-log-end 1 {} {}",
+        next_positions[Keyspace::Updates.index()],
+        next_positions[Keyspace::Audit.index()]
+    );
+    format!("{:<80}\n", format!("{body} {}", log_end_digest(&body)))
+}
+
+fn log_end_digest(body: &str) -> String {
+    Sha256::digest(body.as_bytes())[..8].iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// Refuses to open a store whose logs recovered shorter than the last sync made them.
+fn check_log_end(dir: &Path, recovered: &[u64; Keyspace::ALL.len()]) -> Result<(), StorageError> {
+    let Ok(text) = std::fs::read_to_string(dir.join(LOG_END_FILE)) else {
+        return Ok(()); // A new store, or one that never synced.
+    };
+    if text.trim().is_empty() {
+        return Ok(()); // Created, never written: the store never synced.
+    }
+    let damaged = || StorageError::new(StorageErrorKind::Corrupt, "the log-end file is damaged");
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    let ["tio-log-end", "1", updates, audit, digest] = fields.as_slice() else { return Err(damaged()) };
+    if *digest != log_end_digest(&format!("tio-log-end 1 {updates} {audit}")) {
+        return Err(damaged());
+    }
+    let (Ok(updates), Ok(audit)) = (updates.parse::<u64>(), audit.parse::<u64>()) else { return Err(damaged()) };
+    for (space, acknowledged) in [(Keyspace::Updates, updates), (Keyspace::Audit, audit)] {
+        let found = recovered[space.index()];
+        if found < acknowledged {
+            return Err(StorageError::new(
+                StorageErrorKind::Corrupt,
+                format!(
+                    "the {} log recovered {found} records but {acknowledged} were acknowledged: the data file is damaged",
+                    space.name()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A group transaction never aborts on its own: a batch whose precondition fails is
@@ -246,10 +316,15 @@ impl Engine for SledEngine {
     }
 
     fn sync(&self) -> Result<(), StorageError> {
+        let poisoned = || StorageError::new(StorageErrorKind::Io, "engine lock poisoned");
+        // What this sync will cover: everything applied before the flush starts.
+        let covered = *self.next_positions.lock().map_err(|_| poisoned())?;
         self.db.flush().map_err(|err| storage_error("cannot flush store", &err))?;
-        let file =
-            self.data_file.lock().map_err(|_| StorageError::new(StorageErrorKind::Io, "data file lock poisoned"))?;
-        file.sync_data().map_err(|err| StorageError::from_io("cannot sync database file", &err))
+        let file = self.data_file.lock().map_err(|_| poisoned())?;
+        file.sync_data().map_err(|err| StorageError::from_io("cannot sync database file", &err))?;
+        let mark = self.log_end_file.lock().map_err(|_| poisoned())?;
+        mark.write_all_at(encode_log_end(&covered).as_bytes(), 0)
+            .map_err(|err| StorageError::from_io("cannot write log-end file", &err))
     }
 
     fn size_on_disk(&self) -> Result<u64, StorageError> {

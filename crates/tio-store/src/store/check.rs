@@ -1,0 +1,154 @@
+//! The integrity check behind `tio store check`: reads everything, changes nothing.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use super::{ChildIndex, DataKeys, Store, StoreError};
+use crate::engine::{Keyspace, key_after};
+use crate::keys::open_with;
+use crate::record::{CHILD_INDEX_BYTES, UPDATE_ID_BYTES, UpdateRecord, category_code};
+
+/// The most problems a report lists one by one (the count is always complete).
+const MAX_LISTED: usize = 50;
+
+/// What a check found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckReport {
+    /// Update records read.
+    pub updates: u64,
+    /// Of those, records of erased children (present, unreadable by design).
+    pub erased: u64,
+    /// Children with a data key.
+    pub children: u64,
+    /// Index entries checked (per child, latest value, idempotency).
+    pub index_entries: u64,
+    /// How many problems were found.
+    pub problem_count: u64,
+    /// The first problems, in plain words without personal data.
+    pub problems: Vec<String>,
+}
+
+impl CheckReport {
+    /// Returns whether the store is healthy.
+    pub fn is_healthy(&self) -> bool {
+        self.problem_count == 0
+    }
+
+    fn problem(&mut self, text: String) {
+        self.problem_count += 1;
+        if self.problems.len() < MAX_LISTED {
+            self.problems.push(text);
+        }
+    }
+}
+
+/// Reads every entry of a keyspace, page by page.
+fn scan_all(store: &Store, space: Keyspace, mut each: impl FnMut(Vec<u8>, Vec<u8>)) -> Result<(), StoreError> {
+    let mut start = Vec::new();
+    loop {
+        let page = store.engine.scan(space, &start, None, 4096)?;
+        let Some((last, _)) = page.last() else { return Ok(()) };
+        start = key_after(last);
+        for (key, value) in page {
+            each(key, value);
+        }
+    }
+}
+
+impl Store {
+    /// Checks the whole store: every record decodes and authenticates, positions are
+    /// dense, and the per-child index, latest values and idempotency records agree with
+    /// the records. Reports problems instead of stopping at the first; never writes.
+    pub fn check(&self) -> Result<CheckReport, StoreError> {
+        let mut report = CheckReport::default();
+        let mut keys = DataKeys::default();
+        // (child, category) -> highest position; position -> (child, update id)
+        let mut latest_expected: BTreeMap<(ChildIndex, u8), Vec<u8>> = BTreeMap::new();
+        let mut records: HashMap<Vec<u8>, (ChildIndex, [u8; UPDATE_ID_BYTES])> = HashMap::new();
+
+        let mut expected_counter = 0u64;
+        let mut log = Vec::new();
+        scan_all(self, Keyspace::Updates, |position, bytes| log.push((position, bytes)))?;
+        for (position, bytes) in log {
+            report.updates += 1;
+            let counter = <[u8; 8]>::try_from(position.as_slice()).map(u64::from_be_bytes);
+            match counter {
+                Ok(counter) if counter == expected_counter => {}
+                Ok(counter) => report.problem(format!("positions jump from {expected_counter} to {counter}")),
+                Err(_) => report.problem("an update is stored under a key that is not a position".to_owned()),
+            }
+            expected_counter = counter.map_or(expected_counter + 1, |counter| counter + 1);
+            let Some(record) = UpdateRecord::decode(&bytes) else {
+                report.problem(format!("update at position {} does not decode", expected_counter - 1));
+                continue;
+            };
+            let child = ChildIndex(record.child_index);
+            match keys.get(self, child) {
+                Ok(None) => report.erased += 1,
+                Ok(Some(data_key)) => {
+                    if open_with(data_key, &record.associated_data(), &record.sealed).is_err() {
+                        report.problem(format!("update at position {} fails authentication", expected_counter - 1));
+                    }
+                }
+                Err(err) => report.problem(format!("data key of child {child} cannot be used: {err}")),
+            }
+            latest_expected.insert((child, category_code(record.category)), position.clone());
+            records.insert(position, (child, record.update_id));
+        }
+
+        let mut by_child_seen = HashSet::new();
+        scan_all(self, Keyspace::UpdatesByChild, |key, value| {
+            report.index_entries += 1;
+            let (child, position) = key.split_at(CHILD_INDEX_BYTES.min(key.len()));
+            match records.get(position) {
+                Some((record_child, update_id))
+                    if record_child.0 == child && update_id.as_slice() == value.as_slice() =>
+                {
+                    by_child_seen.insert(position.to_vec());
+                }
+                Some(_) => report.problem("a per-child index entry disagrees with its update".to_owned()),
+                None => report.problem("a per-child index entry points at a missing update".to_owned()),
+            }
+        })?;
+        let unindexed = records.len() - by_child_seen.len();
+        if unindexed > 0 {
+            report.problem(format!("{unindexed} updates are missing from the per-child index"));
+        }
+
+        let mut latest_found: BTreeMap<(ChildIndex, u8), Vec<u8>> = BTreeMap::new();
+        scan_all(self, Keyspace::Latest, |key, position| {
+            report.index_entries += 1;
+            match <[u8; CHILD_INDEX_BYTES]>::try_from(&key[..CHILD_INDEX_BYTES.min(key.len())]) {
+                Ok(child) if key.len() == CHILD_INDEX_BYTES + 1 => {
+                    latest_found.insert((ChildIndex(child), key[CHILD_INDEX_BYTES]), position);
+                }
+                _ => report.problem("a latest-value entry has a malformed key".to_owned()),
+            }
+        })?;
+        if latest_found != latest_expected {
+            let wrong =
+                latest_expected.iter().filter(|(key, position)| latest_found.get(*key) != Some(*position)).count()
+                    + latest_found.keys().filter(|key| !latest_expected.contains_key(*key)).count();
+            report.problem(format!("{wrong} latest-value entries disagree with the updates"));
+        }
+
+        scan_all(self, Keyspace::Idempotency, |_, value| {
+            report.index_entries += 1;
+            let update_id = value.get(32..32 + UPDATE_ID_BYTES);
+            let position = value.get(32 + UPDATE_ID_BYTES..).unwrap_or_default();
+            match (update_id, records.get(position)) {
+                (Some(id), Some((_, stored))) if id == stored.as_slice() => {}
+                _ => report.problem("an idempotency record points at a missing or different update".to_owned()),
+            }
+        })?;
+
+        let mut child_keys = Vec::new();
+        scan_all(self, Keyspace::ChildKeys, |child, wrapped| child_keys.push((child, wrapped)))?;
+        for (child, wrapped) in child_keys {
+            report.children += 1;
+            if let Err(err) = self.keys().unwrap(&wrapped, &child) {
+                report.problem(format!("a child's data key cannot be unwrapped: {err}"));
+            }
+        }
+        Ok(report)
+    }
+}
