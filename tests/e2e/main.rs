@@ -7,5 +7,6 @@ mod lifecycle;
 mod mtls;
 mod otlp;
 mod reflection;
+mod store_cli;
 mod support;
 mod tidy;

@@ -41,6 +41,8 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// Which identifiers are accepted.
     pub identifiers: IdentifiersConfig,
+    /// The encrypted store.
+    pub store: StoreConfig,
     /// Administrator ids (`urn:tio:admin:<id>`) allowed to connect.
     pub admins: Vec<String>,
     /// Auditor ids (`urn:tio:auditor:<id>`) allowed to connect.
@@ -158,6 +160,17 @@ impl Default for TelemetryConfig {
     fn default() -> Self {
         TelemetryConfig { otlp_endpoint: None, service_name: "tio".to_owned() }
     }
+}
+
+/// The encrypted store.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// The key ring file (mode 0600). Required outside development mode, and outside
+    /// the data directory, so that a copy of the data directory cannot be read. In
+    /// development mode it defaults to `DATA_DIR/dev-keys/tio.keys`, created if absent.
+    /// The `TIO_KEYS` environment variable may hold the ring's text instead.
+    pub keys_file: Option<PathBuf>,
 }
 
 /// Which NHS numbers are accepted.
@@ -279,6 +292,7 @@ const SETTABLE_KEYS: &[(&str, Kind)] = &[
     ("telemetry.otlp_endpoint", Kind::Text),
     ("telemetry.service_name", Kind::Text),
     ("identifiers.allow_test_nhs_numbers", Kind::Boolean),
+    ("store.keys_file", Kind::Text),
     ("admins", Kind::List),
     ("auditors", Kind::List),
     ("revoked_fingerprints", Kind::List),
@@ -373,6 +387,16 @@ impl Config {
                 }
             }
         }
+        if let Some(keys_file) = &self.store.keys_file
+            && !self.dev
+            && keys_file.starts_with(&self.data_dir)
+        {
+            return Err(fail(
+                "store.keys_file",
+                "must be outside data_dir: a copy of the data directory must not carry the keys that read it"
+                    .to_owned(),
+            ));
+        }
         let limits = &self.limits;
         for (key, value) in [
             ("limits.max_message_bytes", limits.max_message_bytes as u64),
@@ -453,6 +477,16 @@ impl Config {
         self.agencies.iter().enumerate().map(|(index, agency)| agency.to_agency(index)).collect()
     }
 
+    /// Returns the directory of the store's database.
+    pub fn store_dir(&self) -> PathBuf {
+        self.data_dir.join("store")
+    }
+
+    /// Returns the development key ring file.
+    pub fn dev_keys_file(&self) -> PathBuf {
+        self.data_dir.join("dev-keys").join("tio.keys")
+    }
+
     /// Returns the directory holding development certificates.
     pub fn dev_pki_dir(&self) -> PathBuf {
         self.data_dir.join("dev-pki")
@@ -513,6 +547,7 @@ fn default_table() -> toml::Table {
         log: LogConfig::default(),
         telemetry: TelemetryConfig::default(),
         identifiers: IdentifiersConfig::default(),
+        store: StoreConfig::default(),
         admins: Vec::new(),
         auditors: Vec::new(),
         revoked_fingerprints: Vec::new(),

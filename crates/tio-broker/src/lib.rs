@@ -18,6 +18,7 @@ pub mod pki;
 pub mod server;
 pub mod services;
 pub mod status;
+pub mod storage;
 pub mod telemetry;
 pub mod tls;
 

@@ -39,6 +39,9 @@ pub enum ServeError {
     /// The transport failed.
     #[error("server transport failed: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageSetupError),
     /// The serving task panicked.
     #[error("server task failed: {0}")]
     Task(String),

@@ -201,6 +201,21 @@ impl KeyRing {
         Ok(write_new_file(path, self.to_text().as_bytes(), 0o600)?)
     }
 
+    /// Replaces a key ring file atomically: writes a new file (mode 0600) beside it,
+    /// syncs it, renames it over the old one and syncs the directory, so that a crash
+    /// leaves either the old ring or the new one, never a mix.
+    pub fn replace_file(&self, path: &Path) -> Result<(), KeyError> {
+        let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let temporary =
+            dir.join(format!(".{}.new", path.file_name().and_then(|name| name.to_str()).unwrap_or("tio.keys")));
+        // A leftover from an interrupted replace holds a ring that was never in use.
+        let _ = std::fs::remove_file(&temporary);
+        write_new_file(&temporary, self.to_text().as_bytes(), 0o600)?;
+        let io = |source| KeyError::File(SecretFileError::Write { path: path.to_owned(), source });
+        std::fs::rename(&temporary, path).map_err(io)?;
+        std::fs::File::open(dir).and_then(|dir| dir.sync_all()).map_err(io)
+    }
+
     /// Returns the KEK versions held, oldest first.
     pub fn versions(&self) -> Vec<u32> {
         self.keks.keys().copied().collect()

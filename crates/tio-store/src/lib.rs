@@ -11,6 +11,7 @@
 
 #![warn(missing_docs)]
 
+pub mod backup;
 pub mod engine;
 mod group_commit;
 pub mod keys;

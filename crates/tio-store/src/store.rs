@@ -404,6 +404,19 @@ impl Store {
         Err(StoreError::Corrupt("data keys kept appearing under an old key version".to_owned()))
     }
 
+    /// Counts data keys wrapped under KEK `version`; a version can be retired at 0.
+    pub fn keys_under_version(&self, version: u32) -> Result<u64, StoreError> {
+        let mut count = 0;
+        let mut start = Vec::new();
+        loop {
+            let page = self.engine.scan(Keyspace::ChildKeys, &start, None, 1024)?;
+            let Some((last, _)) = page.last() else { return Ok(count) };
+            start = key_after(last);
+            count +=
+                page.iter().filter(|(_, wrapped)| KeyRing::wrapped_version(wrapped) == Some(version)).count() as u64;
+        }
+    }
+
     /// Counts data keys not wrapped under `current`.
     fn count_stale_keys(&self, current: u32) -> Result<u64, StoreError> {
         let mut stale = 0;

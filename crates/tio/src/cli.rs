@@ -33,6 +33,75 @@ pub(crate) enum Command {
     DevPki(DevPkiArgs),
     /// Ask a broker's standard gRPC health service whether it is serving.
     Health(HealthArgs),
+    /// Manage the key ring: create it, rotate the key-encryption key, retire old versions.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Check, back up and restore a stopped store.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+/// `tio keys`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeysCommand {
+    /// Create a new key ring file (mode 0600): a key-encryption key and a blind-index
+    /// key. Keep it outside the data directory and back it up separately.
+    Init {
+        /// Where to write it; never overwritten.
+        #[arg(long, env = "TIO_KEYS_FILE", value_name = "FILE")]
+        keys_file: PathBuf,
+    },
+    /// Add a new key-encryption key version and re-wrap every child's data key under it
+    /// (the store must be stopped). The old version stays in the ring until retired.
+    Rotate(KeysStoreArgs),
+    /// Remove a key-encryption key version once no data key uses it.
+    Retire {
+        /// Which store and ring.
+        #[command(flatten)]
+        store: KeysStoreArgs,
+        /// The key-encryption key version to remove.
+        #[arg(long, value_name = "VERSION")]
+        kek_version: u32,
+    },
+}
+
+/// A key ring and the stopped store it belongs to.
+#[derive(Debug, Args)]
+pub(crate) struct KeysStoreArgs {
+    /// The key ring file.
+    #[arg(long, env = "TIO_KEYS_FILE", value_name = "FILE")]
+    pub(crate) keys_file: Option<PathBuf>,
+    /// The data directory (the store is DATA_DIR/store).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) data_dir: PathBuf,
+}
+
+/// `tio store`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum StoreCommand {
+    /// Check a stopped store without modifying it (it works on a copy): every record
+    /// decrypts and authenticates, positions are contiguous, indexes agree. Exits 1 on
+    /// any damage.
+    Check(KeysStoreArgs),
+    /// Write a backup of a stopped store to a new file (ciphertext only; back up the key
+    /// ring separately).
+    Backup {
+        /// The data directory.
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// The backup file to create.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Restore a backup into a new data directory.
+    Restore {
+        /// The backup file.
+        #[arg(long = "in", value_name = "FILE")]
+        input: PathBuf,
+        /// The data directory to create the store in (DATA_DIR/store must not exist).
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+    },
 }
 
 /// `tio serve`.

@@ -10,6 +10,7 @@
 mod cli;
 mod connection;
 mod serve;
+mod store_commands;
 
 use std::process::ExitCode;
 
@@ -49,6 +50,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             anyhow::ensure!(status.as_str_name() == "SERVING", "{name} is not serving");
             Ok(())
         }),
+        Command::Keys(command) => store_commands::keys(command),
+        Command::Store(command) => store_commands::store(command),
     }
 }
 

@@ -30,12 +30,18 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let result = runtime.block_on(async {
         tio_broker::prepare_dev(&mut config)?;
         tio_broker::check(&config)?;
+        let keys =
+            tio_broker::storage::load_key_ring(&config, std::env::var(tio_broker::storage::KEYS_ENV).ok().as_deref())?;
+        let store = tio_broker::storage::open_store(&config, keys)?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let address = listener.local_addr()?;
         announce(&config, address);
-        tio_broker::serve(&config, listener, shutdown_signal()).await?;
+        let served = tio_broker::serve(&config, listener, shutdown_signal()).await;
+        // Finish queued commits before exit, whatever happened to the server.
+        store.shutdown();
+        served?;
         anyhow::Ok(())
     });
     // Flushing spans blocks; the runtime's tasks have finished by now.

@@ -109,7 +109,7 @@ pub(crate) struct Options {
 /// A running `tio serve` child process and its files.
 pub(crate) struct Sandbox {
     /// Holds the sandbox's files until the sandbox is dropped.
-    _root: tempfile::TempDir,
+    root: tempfile::TempDir,
     pub(crate) pki: Pki,
     pub(crate) address: SocketAddr,
     child: Child,
@@ -132,9 +132,14 @@ impl Sandbox {
             options.args.push(format!("revoked_fingerprints={}", fingerprints.join(",")));
         }
         match spawn_server(root.path(), &pki.dir, &options) {
-            Ok((child, address, log)) => Sandbox { _root: root, pki, address, child, log },
+            Ok((child, address, log)) => Sandbox { root, pki, address, child, log },
             Err(failure) => panic!("server did not start: {failure}"),
         }
+    }
+
+    /// Returns the server's data directory.
+    pub(crate) fn data_dir(&self) -> PathBuf {
+        self.root.path().join("data")
     }
 
     /// Returns connection settings for certificate `name` of the sandbox PKI.

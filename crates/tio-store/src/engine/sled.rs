@@ -132,6 +132,27 @@ impl SledEngine {
         Ok(engine)
     }
 
+    /// Writes entries exactly as given, log keyspaces included, for restoring a backup
+    /// into a new store. Not part of [`Engine`]: normal writes go through batches.
+    pub fn import(&self, space: Keyspace, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<(), StorageError> {
+        let mut batch = sled::Batch::default();
+        for (key, value) in entries {
+            batch.insert(key.as_slice(), value.as_slice());
+        }
+        self.tree(space).apply_batch(batch).map_err(|err| storage_error("cannot import", &err))?;
+        if space.is_log()
+            && let Some((last, _)) = entries.last()
+            && let Ok(counter) = <[u8; 8]>::try_from(last.as_slice())
+        {
+            let mut next = self
+                .next_positions
+                .lock()
+                .map_err(|_| StorageError::new(StorageErrorKind::Io, "engine lock poisoned"))?;
+            next[space.index()] = next[space.index()].max(u64::from_be_bytes(counter) + 1);
+        }
+        Ok(())
+    }
+
     /// Returns the directory the database lives in.
     pub fn dir(&self) -> &Path {
         &self.dir

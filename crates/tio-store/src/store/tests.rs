@@ -499,3 +499,49 @@ async fn a_damaged_log_end_mark_is_reported_not_trusted() {
     std::fs::remove_file(&mark).unwrap();
     assert!(Store::open(dir.path(), ring).is_ok(), "without a mark (a store from before it existed) the store opens");
 }
+
+#[tokio::test]
+async fn a_backup_restores_to_the_same_store_and_a_damaged_one_restores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live");
+    let (ring, before) = {
+        let (store, _, ring) = populated_sled_store(&live).await;
+        let before = store.updates_after(None, 1000).unwrap();
+        store.shutdown();
+        (ring, before)
+    };
+    let backup = dir.path().join("store.backup");
+    {
+        let engine = SledEngine::open(&live).unwrap();
+        let mut seen = 0;
+        let summary = crate::backup::write_backup(&engine, &backup, |entries| seen = entries).unwrap();
+        assert_eq!(seen, summary.entries);
+        assert!(summary.entries > 80);
+        assert!(crate::backup::write_backup(&engine, &backup, |_| {}).is_err(), "never overwrites a backup");
+    }
+    let restored_dir = dir.path().join("restored");
+    crate::backup::restore_backup(&backup, &restored_dir, |_| {}).unwrap();
+    let restored = Store::open(&restored_dir, ring.clone()).unwrap();
+    assert_eq!(restored.updates_after(None, 1000).unwrap(), before);
+    assert!(restored.check().unwrap().is_healthy());
+    let appended = restored
+        .append_update(update(&child("9990079196"), Category::SendSupport, b"after", "after-restore", &agency("gp")))
+        .await
+        .unwrap();
+    assert_eq!(
+        appended.position,
+        Position::from_bytes(40u64.to_be_bytes().to_vec()),
+        "positions continue after a restore"
+    );
+
+    let mut damaged = std::fs::read(&backup).unwrap();
+    let middle = damaged.len() / 2;
+    damaged[middle] ^= 1;
+    let damaged_path = dir.path().join("damaged.backup");
+    std::fs::write(&damaged_path, damaged).unwrap();
+    let target = dir.path().join("from-damaged");
+    let err = crate::backup::restore_backup(&damaged_path, &target, |_| {}).unwrap_err();
+    assert_eq!(err.kind, StorageErrorKind::Corrupt, "{err}");
+    assert!(!target.exists() && !target.with_extension("restoring").exists(), "a failed restore leaves nothing");
+    assert!(crate::backup::restore_backup(&backup, &restored_dir, |_| {}).is_err(), "never restores over a store");
+}

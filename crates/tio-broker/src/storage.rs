@@ -1,0 +1,75 @@
+//! Opening the encrypted store for the server: finding the key ring, and refusing to
+//! start on a damaged store with the steps that recover it.
+
+use std::path::{Path, PathBuf};
+
+use tio_store::keys::{KeyError, KeyRing};
+use tio_store::{Store, StoreError};
+
+use crate::config::Config;
+
+/// The environment variable that may hold the key ring's text instead of a file.
+pub const KEYS_ENV: &str = "TIO_KEYS";
+
+/// Why the store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageSetupError {
+    /// No key ring configured outside development mode.
+    #[error("no key ring: set store.keys_file (create one with `tio keys init --keys-file FILE`) or TIO_KEYS")]
+    NoKeys,
+    /// The key ring could not be read.
+    #[error("cannot load the key ring: {0}")]
+    Keys(#[from] KeyError),
+    /// The store failed to open or failed its integrity checks.
+    #[error(
+        "cannot open the store in {dir}: {source}\n\
+         The broker did not start. To recover:\n\
+         1. keep a copy of {dir} as it is now, for investigation;\n\
+         2. run `tio store check --data-dir DATA_DIR` to see what is damaged (it works on a copy);\n\
+         3. restore the latest backup with `tio store restore --in BACKUP --data-dir NEW_DATA_DIR`, \
+         then point data_dir at NEW_DATA_DIR."
+    )]
+    Open {
+        /// The store directory.
+        dir: PathBuf,
+        /// What failed.
+        source: StoreError,
+    },
+}
+
+/// Returns the key ring: `TIO_KEYS` if set in `env`, else `store.keys_file`, else (in
+/// development mode only) the development ring, created on first use.
+pub fn load_key_ring(config: &Config, env_keys: Option<&str>) -> Result<KeyRing, StorageSetupError> {
+    if let Some(text) = env_keys {
+        return Ok(KeyRing::parse(text)?);
+    }
+    if let Some(path) = &config.store.keys_file {
+        return Ok(KeyRing::load_file(path)?);
+    }
+    if !config.dev {
+        return Err(StorageSetupError::NoKeys);
+    }
+    let path = config.dev_keys_file();
+    if !path.exists() {
+        create_private_dir(path.parent().unwrap_or(Path::new(".")))?;
+        KeyRing::generate()?.write_new_file(&path)?;
+        tracing::info!(file = %path.display(), "created development key ring");
+    }
+    Ok(KeyRing::load_file(&path)?)
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), StorageSetupError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|source| {
+        StorageSetupError::Keys(KeyError::File(tio_store::secret_file::SecretFileError::Write {
+            path: dir.to_owned(),
+            source,
+        }))
+    })
+}
+
+/// Opens the store under `data_dir/store` with `keys`.
+pub fn open_store(config: &Config, keys: KeyRing) -> Result<Store, StorageSetupError> {
+    let dir = config.store_dir();
+    Store::open(&dir, keys).map_err(|source| StorageSetupError::Open { dir, source })
+}

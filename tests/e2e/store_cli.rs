@@ -1,0 +1,134 @@
+//! The store's tools through the real binaries: `tio store check|backup|restore`,
+//! `tio keys init|rotate|retire`, and `tio serve` refusing a damaged store.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::support::{Options, Pki, run_tio, spawn_server};
+
+/// Fills `DATA_DIR/store` through the real store for about `millis`, then SIGKILLs the
+/// writer; returns how many writes it acknowledged.
+fn fill_store(data_dir: &Path, keys: &Path, millis: u64) -> usize {
+    let mut writer = Command::new(env!("CARGO_BIN_EXE_tio-crash-writer"))
+        .arg(data_dir.join("store"))
+        .arg(keys)
+        .arg("0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(millis));
+    writer.kill().unwrap();
+    let output = writer.wait_with_output().unwrap();
+    String::from_utf8_lossy(&output.stdout).lines().filter(|line| line.starts_with("ack ")).count()
+}
+
+/// Every file under `dir` with its contents, to prove that nothing changed.
+fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(current) = pending.pop() {
+        for entry in std::fs::read_dir(current).unwrap().map(Result::unwrap) {
+            if entry.path().is_dir() {
+                pending.push(entry.path());
+            } else {
+                files.push((entry.path(), std::fs::read(entry.path()).unwrap()));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+fn arg(path: &Path) -> String {
+    path.display().to_string()
+}
+
+#[test]
+fn check_backup_restore_rotate_and_retire_through_the_cli() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let keys = root.path().join("tio.keys");
+    let (status, stdout, stderr) = run_tio(&["keys", "init", "--keys-file", &arg(&keys)], &[]);
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("mode 0600"));
+    assert!(fill_store(&data, &keys, 400) > 0);
+
+    let check = |data: &Path| run_tio(&["store", "check", "--data-dir", &arg(data), "--keys-file", &arg(&keys)], &[]);
+    let (status, original_report, stderr) = check(&data);
+    assert!(status.success(), "{original_report}{stderr}");
+    assert!(original_report.contains("OK: every record decrypts"), "{original_report}");
+
+    let backup = root.path().join("store.backup");
+    let (status, stdout, stderr) =
+        run_tio(&["store", "backup", "--data-dir", &arg(&data), "--out", &arg(&backup)], &[]);
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("ciphertext only"), "{stdout}");
+    let restored = root.path().join("restored");
+    let (status, _, stderr) = run_tio(&["store", "restore", "--in", &arg(&backup), "--data-dir", &arg(&restored)], &[]);
+    assert!(status.success(), "{stderr}");
+    let (status, restored_report, _) = check(&restored);
+    assert!(status.success(), "{restored_report}");
+    let counts = |report: &str| report.lines().find(|line| line.contains(" updates (")).map(str::to_owned);
+    assert_eq!(counts(&restored_report), counts(&original_report), "the restore holds what was backed up");
+
+    let (status, stdout, stderr) =
+        run_tio(&["keys", "rotate", "--keys-file", &arg(&keys), "--data-dir", &arg(&data)], &[]);
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("version 2 is current"), "{stdout}");
+    let retire = |version: &str| {
+        run_tio(
+            &["keys", "retire", "--keys-file", &arg(&keys), "--data-dir", &arg(&data), "--kek-version", version],
+            &[],
+        )
+    };
+    let (status, _, stderr) = retire("2");
+    assert!(!status.success() && stderr.contains("is current"), "{stderr}");
+    let (status, _, stderr) = retire("1");
+    assert!(status.success(), "{stderr}");
+    let (status, stdout, _) = check(&data);
+    assert!(status.success(), "everything still reads after rotating and retiring:\n{stdout}");
+}
+
+#[test]
+fn a_damaged_store_fails_the_check_unchanged_and_stops_the_server() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let keys = root.path().join("tio.keys");
+    run_tio(&["keys", "init", "--keys-file", &arg(&keys)], &[]);
+    assert!(fill_store(&data, &keys, 400) > 0);
+    let db = data.join("store").join("db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    let half = bytes.len() / 2;
+    bytes[half..].fill(0xa5);
+    std::fs::write(&db, bytes).unwrap();
+
+    let before = snapshot(&data);
+    let (status, stdout, stderr) =
+        run_tio(&["store", "check", "--data-dir", &arg(&data), "--keys-file", &arg(&keys)], &[]);
+    assert_eq!(status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("DAMAGED"), "{stdout}");
+    assert!(stderr.contains("nothing was changed"), "{stderr}");
+    assert!(snapshot(&data) == before, "the check changed the store it looked at");
+
+    // The server refuses to start on it, and says how to recover.
+    let pki = Pki::create(&root.path().join("pki"));
+    let options =
+        Options { args: vec!["--set".into(), format!("store.keys_file={}", arg(&keys))], ..Options::default() };
+    let failure = spawn_server(root.path(), &pki.dir, &options).expect_err("a damaged store must stop start-up");
+    assert!(failure.contains("cannot open the store"), "{failure}");
+    assert!(failure.contains("tio store check --data-dir"), "{failure}");
+    assert!(failure.contains("tio store restore"), "{failure}");
+}
+
+#[test]
+fn development_mode_creates_a_private_key_ring_and_store() {
+    use std::os::unix::fs::PermissionsExt;
+    let sandbox = crate::support::Sandbox::start();
+    let data = sandbox.data_dir();
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data.join("dev-keys")), 0o700);
+    assert_eq!(mode(&data.join("dev-keys").join("tio.keys")), 0o600);
+    assert!(data.join("store").join("db").exists());
+}
