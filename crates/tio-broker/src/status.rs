@@ -8,6 +8,8 @@ use tio_core::FieldViolation;
 use tonic::Code;
 use tonic_types::{ErrorDetails, StatusExt};
 
+use tio_store::{StorageErrorKind, StoreError};
+
 use crate::auth::AuthError;
 
 /// Everything a service call can fail with.
@@ -20,6 +22,10 @@ pub enum ServiceError {
     /// One or more fields are invalid.
     #[error("invalid request: {}", summarise(.0))]
     InvalidArgument(Vec<FieldViolation>),
+
+    /// The store refused or failed the operation.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 
     // ---- INTERNAL ERRORS ----
     /// Something failed inside the broker; details go to the log, not the client.
@@ -43,11 +49,26 @@ pub fn into_status(error: impl Into<ServiceError>) -> tonic::Status {
             }
             tonic::Status::with_error_details(Code::InvalidArgument, error.to_string(), details)
         }
-        ServiceError::Internal(detail) => {
-            tracing::error!(error.detail = %detail, "internal error");
-            tonic::Status::new(Code::Internal, error.to_string())
-        }
+        ServiceError::Internal(detail) => internal(detail),
+        ServiceError::Store(store) => match store {
+            StoreError::InvalidInput(violation) => into_status(ServiceError::InvalidArgument(vec![violation.clone()])),
+            StoreError::IdempotencyMismatch => tonic::Status::new(Code::AlreadyExists, store.to_string()),
+            StoreError::Storage(storage) if storage.kind == StorageErrorKind::NoSpace => {
+                tracing::error!(error = %storage, "store is out of space");
+                tonic::Status::new(Code::ResourceExhausted, "the broker's store is out of space; nothing was written")
+            }
+            StoreError::Storage(storage) if storage.kind == StorageErrorKind::Closed => {
+                tonic::Status::new(Code::Unavailable, "the broker is shutting down")
+            }
+            StoreError::Storage(_) | StoreError::Corrupt(_) | StoreError::Key(_) => internal(&store.to_string()),
+        },
     }
+}
+
+/// Logs an internal failure once, here, and hides its detail from the client.
+fn internal(detail: &str) -> tonic::Status {
+    tracing::error!(error.detail = %detail, "internal error");
+    tonic::Status::new(Code::Internal, "internal error")
 }
 
 #[cfg(test)]
@@ -72,6 +93,29 @@ mod tests {
     fn authentication_failures_are_unauthenticated() {
         let status = into_status(AuthError::NoCertificate);
         assert_eq!((status.code(), status.message()), (Code::Unauthenticated, "no client certificate"));
+    }
+
+    #[test]
+    fn store_errors_map_to_their_codes() {
+        use tio_store::StorageError;
+        let cases = [
+            (StoreError::InvalidInput(FieldViolation::new("value", "too big")), Code::InvalidArgument),
+            (StoreError::IdempotencyMismatch, Code::AlreadyExists),
+            (StoreError::Storage(StorageError::new(StorageErrorKind::NoSpace, "disk full")), Code::ResourceExhausted),
+            (StoreError::Storage(StorageError::new(StorageErrorKind::Closed, "closing")), Code::Unavailable),
+            (StoreError::Storage(StorageError::new(StorageErrorKind::Io, "i/o")), Code::Internal),
+            (StoreError::Corrupt("bad record".into()), Code::Internal),
+        ];
+        for (error, code) in cases {
+            let status = into_status(error);
+            assert_eq!(status.code(), code, "{status:?}");
+            assert!(
+                !status.message().contains("bad record") && !status.message().contains("i/o"),
+                "internal detail leaked"
+            );
+        }
+        let status = into_status(StoreError::InvalidInput(FieldViolation::new("value", "too big")));
+        assert_eq!(status.get_error_details().bad_request().unwrap().field_violations[0].field, "value");
     }
 
     #[test]
