@@ -52,6 +52,15 @@ fn invalid_configuration_exits_2_naming_the_key() {
 }
 
 #[test]
+fn the_example_production_configuration_loads() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/tio.toml");
+    let (status, stdout, stderr) = run_tio(&["serve", "--config", example, "--print-config"], &[]);
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("keys_file = \"/etc/tio/keys/tio.keys\""), "{stdout}");
+    assert!(stdout.contains("dev = false"), "{stdout}");
+}
+
+#[test]
 fn gen_config_prints_a_commented_configuration_that_loads() {
     let (status, stdout, _) = run_tio(&["serve", "gen-config"], &[]);
     assert!(status.success());
