@@ -10,5 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod checkpoint;
+pub mod entry;
+pub mod export;
 pub mod merkle;
 pub mod note;
