@@ -406,28 +406,18 @@ impl Store {
 
     /// Counts data keys wrapped under KEK `version`; a version can be retired at 0.
     pub fn keys_under_version(&self, version: u32) -> Result<u64, StoreError> {
-        let mut count = 0;
-        let mut start = Vec::new();
-        loop {
-            let page = self.engine.scan(Keyspace::ChildKeys, &start, None, 1024)?;
-            let Some((last, _)) = page.last() else { return Ok(count) };
-            start = key_after(last);
-            count +=
-                page.iter().filter(|(_, wrapped)| KeyRing::wrapped_version(wrapped) == Some(version)).count() as u64;
-        }
+        self.count_child_keys(|wrapped| KeyRing::wrapped_version(wrapped) == Some(version))
     }
 
     /// Counts data keys not wrapped under `current`.
     fn count_stale_keys(&self, current: u32) -> Result<u64, StoreError> {
-        let mut stale = 0;
-        let mut start = Vec::new();
-        loop {
-            let page = self.engine.scan(Keyspace::ChildKeys, &start, None, 1024)?;
-            let Some((last, _)) = page.last() else { return Ok(stale) };
-            start = key_after(last);
-            stale +=
-                page.iter().filter(|(_, wrapped)| KeyRing::wrapped_version(wrapped) != Some(current)).count() as u64;
-        }
+        self.count_child_keys(|wrapped| KeyRing::wrapped_version(wrapped) != Some(current))
+    }
+
+    fn count_child_keys(&self, matches: impl Fn(&[u8]) -> bool) -> Result<u64, StoreError> {
+        let mut count = 0;
+        check::scan_all(self, Keyspace::ChildKeys, |_, wrapped| count += u64::from(matches(&wrapped)))?;
+        Ok(count)
     }
 
     /// Stops the commit thread after finishing queued commits.

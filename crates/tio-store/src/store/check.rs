@@ -42,7 +42,11 @@ impl CheckReport {
 }
 
 /// Reads every entry of a keyspace, page by page.
-fn scan_all(store: &Store, space: Keyspace, mut each: impl FnMut(Vec<u8>, Vec<u8>)) -> Result<(), StoreError> {
+pub(super) fn scan_all(
+    store: &Store,
+    space: Keyspace,
+    mut each: impl FnMut(Vec<u8>, Vec<u8>),
+) -> Result<(), StoreError> {
     let mut start = Vec::new();
     loop {
         let page = store.engine.scan(space, &start, None, 4096)?;
