@@ -50,7 +50,8 @@ fn check_backup_restore_rotate_and_retire_through_the_cli() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
     let keys = root.path().join("tio.keys");
-    let (status, stdout, stderr) = run_tio(&["keys", "init", "--keys-file", &arg(&keys)], &[]);
+    let (status, stdout, stderr) =
+        run_tio(&["keys", "init", "--keys-file", &arg(&keys), "--audit-origin", "tio.test/audit"], &[]);
     assert!(status.success(), "{stderr}");
     assert!(stdout.contains("mode 0600"));
     assert!(fill_store(&data, &keys, 400) > 0);
@@ -96,7 +97,7 @@ fn a_damaged_store_fails_the_check_unchanged_and_stops_the_server() {
     let root = tempfile::tempdir().unwrap();
     let data = root.path().join("data");
     let keys = root.path().join("tio.keys");
-    run_tio(&["keys", "init", "--keys-file", &arg(&keys)], &[]);
+    run_tio(&["keys", "init", "--keys-file", &arg(&keys), "--audit-origin", "tio.test/audit"], &[]);
     assert!(fill_store(&data, &keys, 400) > 0);
     let db = data.join("store").join("db");
     let mut bytes = std::fs::read(&db).unwrap();
@@ -131,4 +132,8 @@ fn development_mode_creates_a_private_key_ring_and_store() {
     assert_eq!(mode(&data.join("dev-keys")), 0o700);
     assert_eq!(mode(&data.join("dev-keys").join("tio.keys")), 0o600);
     assert!(data.join("store").join("db").exists());
+    let ring = tio_store::keys::KeyRing::load_file(&data.join("dev-keys").join("tio.keys")).unwrap();
+    let signer =
+        tio_audit::note::Signer::from_private_key(ring.audit_signing_key().expect("an audit signing key")).unwrap();
+    assert!(signer.verifier().to_string().starts_with("tio.dev.local/audit+"));
 }

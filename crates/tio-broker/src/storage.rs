@@ -8,6 +8,9 @@ use tio_store::{Store, StoreError};
 
 use crate::config::Config;
 
+/// The audit log origin of development key rings.
+pub const DEV_AUDIT_ORIGIN: &str = "tio.dev.local/audit";
+
 /// The environment variable that may hold the key ring's text instead of a file.
 pub const KEYS_ENV: &str = "TIO_KEYS";
 
@@ -52,7 +55,11 @@ pub fn load_key_ring(config: &Config, env_keys: Option<&str>) -> Result<KeyRing,
     let path = config.dev_keys_file();
     if !path.exists() {
         create_private_dir(path.parent().unwrap_or(Path::new(".")))?;
-        KeyRing::generate()?.write_new_file(&path)?;
+        let mut ring = KeyRing::generate()?;
+        let signer = tio_audit::note::Signer::generate(DEV_AUDIT_ORIGIN)
+            .map_err(|err| KeyError::Refused(format!("cannot create the audit signing key: {err}")))?;
+        ring.set_audit_signing_key(signer.private_key());
+        ring.write_new_file(&path)?;
         tracing::info!(file = %path.display(), "created development key ring");
     }
     Ok(KeyRing::load_file(&path)?)

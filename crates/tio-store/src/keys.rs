@@ -104,6 +104,10 @@ pub struct KeyRing {
     keks: BTreeMap<u32, SecretKey>,
     current: u32,
     index_key: SecretKey,
+    /// The audit log's checkpoint signing key, in its own text form (the signed-note
+    /// `PRIVATE+KEY+...` encoding). Kept here so that it is created and stored like the
+    /// other keys; the ring does not interpret it.
+    audit_signing_key: Option<Zeroizing<String>>,
 }
 
 impl fmt::Debug for KeyRing {
@@ -119,6 +123,7 @@ impl KeyRing {
             keks: BTreeMap::from([(1, SecretKey::generate()?)]),
             current: 1,
             index_key: SecretKey::generate()?,
+            audit_signing_key: None,
         })
     }
 
@@ -138,6 +143,7 @@ impl KeyRing {
         let mut keks = BTreeMap::new();
         let mut current = None;
         let mut index_key = None;
+        let mut audit_signing_key = None;
         for (number, line) in lines {
             let fields: Vec<&str> = line.split_whitespace().collect();
             match fields.as_slice() {
@@ -156,6 +162,12 @@ impl KeyRing {
                     current =
                         Some(version.parse::<u32>().map_err(|_| fail(number, "current-kek must be a version number"))?);
                 }
+                ["audit-signing-key", key] => {
+                    if !key.starts_with("PRIVATE+KEY+") {
+                        return Err(fail(number, "audit-signing-key must be a PRIVATE+KEY+... signing key"));
+                    }
+                    audit_signing_key = Some(Zeroizing::new((*key).to_owned()));
+                }
                 ["index-key", hex] => {
                     index_key =
                         Some(SecretKey::from_hex(hex).ok_or_else(|| fail(number, "index-key must be 64 hex digits"))?);
@@ -168,7 +180,7 @@ impl KeyRing {
             return Err(fail(0, "current-kek names a version that is not in the ring"));
         }
         let index_key = index_key.ok_or_else(|| fail(0, "no index-key line"))?;
-        Ok(KeyRing { keks, current, index_key })
+        Ok(KeyRing { keks, current, index_key, audit_signing_key })
     }
 
     /// Returns the text form. Handle it as the keys themselves.
@@ -183,6 +195,9 @@ impl KeyRing {
         }
         text.push_str(&format!("current-kek {}\n", self.current));
         text.push_str(&format!("index-key {}\n", self.index_key.to_hex().as_str()));
+        if let Some(key) = &self.audit_signing_key {
+            text.push_str(&format!("audit-signing-key {}\n", key.as_str()));
+        }
         text
     }
 
@@ -214,6 +229,16 @@ impl KeyRing {
         let io = |source| KeyError::File(SecretFileError::Write { path: path.to_owned(), source });
         std::fs::rename(&temporary, path).map_err(io)?;
         std::fs::File::open(dir).and_then(|dir| dir.sync_all()).map_err(io)
+    }
+
+    /// Returns the audit log's signing key text, if the ring holds one.
+    pub fn audit_signing_key(&self) -> Option<&str> {
+        self.audit_signing_key.as_ref().map(|key| key.as_str())
+    }
+
+    /// Sets the audit log's signing key text (`PRIVATE+KEY+...`).
+    pub fn set_audit_signing_key(&mut self, key: Zeroizing<String>) {
+        self.audit_signing_key = Some(key);
     }
 
     /// Returns the KEK versions held, oldest first.
@@ -331,7 +356,9 @@ mod tests {
     fn the_text_form_round_trips_and_hides_nothing_it_should_keep() {
         let mut ring = KeyRing::generate().unwrap();
         ring.add_version().unwrap();
+        ring.set_audit_signing_key(Zeroizing::new("PRIVATE+KEY+log+01020304+AQID".to_owned()));
         let parsed = KeyRing::parse(&ring.to_text()).unwrap();
+        assert_eq!(parsed.audit_signing_key(), Some("PRIVATE+KEY+log+01020304+AQID"));
         assert_eq!(parsed.versions(), vec![1, 2]);
         assert_eq!(parsed.current_version(), 2);
         assert_eq!(parsed.blind_index("nhs", b"9990079196"), ring.blind_index("nhs", b"9990079196"));

@@ -39,6 +39,35 @@ pub(crate) enum Command {
     /// Check, back up and restore a stopped store.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Audit log tools: the checkpoint public key, and offline verification of an export.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// `tio audit`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuditCommand {
+    /// Print the audit log's checkpoint verifier key (signed-note format), for auditors.
+    PublicKey {
+        /// The key ring holding the signing key.
+        #[arg(long, env = "TIO_KEYS_FILE", value_name = "FILE")]
+        keys_file: PathBuf,
+    },
+    /// Verify an export offline (no server needed): every entry against its leaf hash, the
+    /// tree against the signed checkpoint, and with --against an older checkpoint, that
+    /// the log extends it (a log cut back, rolled back or forked fails). Names the first
+    /// bad entry and exits 1 on any failure.
+    Verify {
+        /// The export directory: entries.jsonl and checkpoint.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// The log's verifier key (as printed by `tio audit public-key`), in a file.
+        #[arg(long, value_name = "FILE")]
+        public_key: PathBuf,
+        /// An older checkpoint you hold (a signed note, in a file).
+        #[arg(long, value_name = "CHECKPOINT")]
+        against: Option<PathBuf>,
+    },
 }
 
 /// `tio keys`.
@@ -50,6 +79,11 @@ pub(crate) enum KeysCommand {
         /// Where to write it; never overwritten.
         #[arg(long, env = "TIO_KEYS_FILE", value_name = "FILE")]
         keys_file: PathBuf,
+        /// The audit log's origin: a unique name for this deployment's log, by
+        /// convention a host name and path (e.g. tio.example-council.gov.uk/audit).
+        /// Checkpoints carry it; the checkpoint signing key is named after it.
+        #[arg(long, value_name = "ORIGIN")]
+        audit_origin: String,
     },
     /// Add a new key-encryption key version and re-wrap every child's data key under it
     /// (the store must be stopped). The old version stays in the ring until retired.

@@ -7,6 +7,7 @@
 // A command line prints its results.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod audit_commands;
 mod cli;
 mod connection;
 mod serve;
@@ -52,6 +53,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }),
         Command::Keys(command) => store_commands::keys(command),
         Command::Store(command) => store_commands::store(command),
+        Command::Audit(command) => audit_commands::run(command),
     }
 }
 

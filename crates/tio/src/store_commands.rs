@@ -13,9 +13,14 @@ use crate::cli::{KeysCommand, KeysStoreArgs, StoreCommand};
 /// Runs a `tio keys` command.
 pub(crate) fn keys(command: KeysCommand) -> anyhow::Result<()> {
     match command {
-        KeysCommand::Init { keys_file } => {
-            KeyRing::generate()?.write_new_file(&keys_file)?;
+        KeysCommand::Init { keys_file, audit_origin } => {
+            let mut ring = KeyRing::generate()?;
+            let signer = tio_audit::note::Signer::generate(&audit_origin)
+                .with_context(|| format!("invalid --audit-origin `{audit_origin}`"))?;
+            ring.set_audit_signing_key(signer.private_key());
+            ring.write_new_file(&keys_file)?;
             println!("created key ring {} (mode 0600)", keys_file.display());
+            println!("audit checkpoint verifier key (give it to auditors): {}", signer.verifier());
             println!(
                 "keep it outside the data directory and back it up separately: without it nothing stored can be read"
             );
