@@ -1,5 +1,5 @@
-//! Writes updates through the real store as fast as it can and prints one line per
-//! acknowledged write (`ack <cycle> <writer> <seq> <position-hex> <update-id>`), until
+//! Writes updates, each with its audit entry in the same commit, through the real
+//! store as fast as it can and prints one line per acknowledged write (`ack <cycle> <writer> <seq> <position-hex> <update-id>`), until
 //! it is killed. Used by the crash tests; not a tool for people.
 //!
 //! Usage: tio-crash-writer DATA_DIR KEYS_FILE CYCLE
@@ -54,7 +54,17 @@ async fn main() -> std::process::ExitCode {
                         idempotency_key: &key,
                         committed_at: Timestamp::from_unix_seconds(1_800_000_000),
                     };
-                    let appended = store.append_update(update).await.expect("append succeeds");
+                    // The publish and its audit entry commit together or not at all.
+                    let entry = tio_audit::entry::AuditEntry {
+                        action: "publish".to_owned(),
+                        outcome: "allowed".to_owned(),
+                        request_id: key.clone(),
+                        ..Default::default()
+                    };
+                    let appended = store
+                        .append_update_with(update, &[tio_audit::log::entry_op(&entry)])
+                        .await
+                        .expect("append succeeds");
                     let position: String = appended.position.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
                     let mut out = stdout.lock().expect("stdout lock");
                     // One write per line, so that a kill never leaves a line that looks whole.

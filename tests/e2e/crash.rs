@@ -1,6 +1,7 @@
-//! Crash safety: a real child process writes through the real store and is killed with
-//! SIGKILL at random moments; after every restart each acknowledged write is present,
-//! decrypts, and positions are contiguous.
+//! Crash safety: a real child process writes through the real store, each update with
+//! its audit entry, and is killed with SIGKILL at random moments; after every restart
+//! each acknowledged write is present, decrypts, positions are contiguous, updates and
+//! audit entries match one to one, and at the end the audit log verifies.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
@@ -8,6 +9,9 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use tio_audit::export::verify_export;
+use tio_audit::log::AuditLog;
+use tio_audit::note::Signer;
 use tio_store::keys::KeyRing;
 use tio_store::{Position, Store};
 
@@ -40,6 +44,10 @@ fn every_acknowledged_write_survives_sigkill() {
     let keys_file = root.path().join("tio.keys");
     let ring = KeyRing::generate().unwrap();
     ring.write_new_file(&keys_file).unwrap();
+    let audit_signer = Signer::generate("tio.test/audit").unwrap();
+    let audit_key = audit_signer.private_key();
+    let verifier = audit_signer.verifier();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let seed = 0x7105_2026;
     let mut rng = Lcg(seed);
     let mut acked: BTreeMap<Vec<u8>, Ack> = BTreeMap::new();
@@ -109,7 +117,28 @@ fn every_acknowledged_write_survives_sigkill() {
                 "cycle {cycle}: gap"
             );
         }
-        store.shutdown();
+        // Every update has exactly its audit entry, and no entry lacks its update.
+        let store = std::sync::Arc::new(store);
+        let signer = Signer::from_private_key(&audit_key).unwrap();
+        let log = AuditLog::new(store.clone(), signer);
+        let mut audited: Vec<String> =
+            log.entries(0, u64::MAX).unwrap().into_iter().map(|entry| entry.request_id).collect();
+        let mut published: Vec<String> =
+            stored.iter().map(|update| update.content.as_ref().expect("decrypts").source_reference.clone()).collect();
+        audited.sort();
+        published.sort();
+        assert_eq!(audited, published, "cycle {cycle}: actions and audit entries differ (seed {seed:#x})");
+        if cycle == CYCLES - 1 {
+            // And the log verifies, offline, from its export.
+            let export = root.path().join("export");
+            runtime.block_on(log.export(&export, |_, _| {})).unwrap();
+            let entries = std::io::BufReader::new(std::fs::File::open(export.join("entries.jsonl")).unwrap());
+            let checkpoint = std::fs::read_to_string(export.join("checkpoint")).unwrap();
+            let verified = verify_export(entries, &checkpoint, &verifier, None).unwrap();
+            assert_eq!(verified.entries, stored.len() as u64);
+        }
+        drop(log);
+        std::sync::Arc::try_unwrap(store).unwrap_or_else(|_| panic!("the store is still shared")).shutdown();
     }
     assert!(acked.len() as u64 >= CYCLES, "only {} acknowledged writes over {CYCLES} cycles", acked.len());
 }

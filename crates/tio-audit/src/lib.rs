@@ -1,16 +1,17 @@
 //! The cryptography of the Tell It Once audit log: RFC 6962 Merkle trees with inclusion
 //! and consistency proofs, and C2SP signed-note checkpoints with Ed25519.
 //!
-//! Pure functions and small values: it stores nothing and knows nothing of the broker.
-//! The audit log appends its entries' leaf hashes through [`merkle::Frontier`] and
-//! proves them with [`merkle::inclusion_proof`] over its stored subtrees; an auditor
-//! verifies offline with [`merkle::verify_inclusion`], [`merkle::verify_consistency`]
-//! and [`note::Verifier`].
+//! [`merkle`], [`note`], [`checkpoint`], [`entry`] and [`export`] are pure: an auditor's
+//! offline verifier runs exactly the code the broker runs. [`log`] keeps the log in the
+//! encrypted store: entries commit in the same batch as the action they record, and a
+//! tree builder extends the Merkle tree from the log in order and signs checkpoints.
+//! It knows nothing of gRPC.
 
 #![warn(missing_docs)]
 
 pub mod checkpoint;
 pub mod entry;
 pub mod export;
+pub mod log;
 pub mod merkle;
 pub mod note;

@@ -53,6 +53,7 @@ pub fn into_status(error: impl Into<ServiceError>) -> tonic::Status {
         ServiceError::Store(store) => match store {
             StoreError::InvalidInput(violation) => into_status(ServiceError::InvalidArgument(vec![violation.clone()])),
             StoreError::IdempotencyMismatch => tonic::Status::new(Code::AlreadyExists, store.to_string()),
+            StoreError::Conflict { .. } => tonic::Status::new(Code::Aborted, "a concurrent change came first; retry"),
             StoreError::Storage(storage) if storage.kind == StorageErrorKind::NoSpace => {
                 tracing::error!(error = %storage, "store is out of space");
                 tonic::Status::new(Code::ResourceExhausted, "the broker's store is out of space; nothing was written")

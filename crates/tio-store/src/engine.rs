@@ -42,11 +42,13 @@ pub enum Keyspace {
     Cursors,
     /// The audit log, keyed by position (used by the audit log).
     Audit,
+    /// The audit log's Merkle tree: complete subtree hashes, the frontier, checkpoints.
+    AuditTree,
 }
 
 impl Keyspace {
     /// Every keyspace, in a fixed order engines may rely on.
-    pub const ALL: [Keyspace; 11] = [
+    pub const ALL: [Keyspace; 12] = [
         Keyspace::Meta,
         Keyspace::Updates,
         Keyspace::UpdatesByChild,
@@ -58,6 +60,7 @@ impl Keyspace {
         Keyspace::Agencies,
         Keyspace::Cursors,
         Keyspace::Audit,
+        Keyspace::AuditTree,
     ];
 
     /// Returns the stable name (a table or tree name, and part of associated data).
@@ -75,6 +78,7 @@ impl Keyspace {
             Keyspace::Agencies => "agencies",
             Keyspace::Cursors => "cursors",
             Keyspace::Audit => "audit",
+            Keyspace::AuditTree => "audit_tree",
         }
     }
 

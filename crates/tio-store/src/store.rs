@@ -76,6 +76,13 @@ pub enum StoreError {
     /// The idempotency key was used before with different content; nothing was written.
     #[error("idempotency key was already used with different content")]
     IdempotencyMismatch,
+    /// A precondition of a committed batch did not hold (a concurrent change); nothing
+    /// of the batch was written.
+    #[error("a concurrent change came first (precondition {index} of the batch)")]
+    Conflict {
+        /// Which precondition failed.
+        index: usize,
+    },
 
     // ---- INTERNAL ERRORS ----
     /// Stored data failed to decode or authenticate.
@@ -93,7 +100,8 @@ impl From<CommitError> for StoreError {
     fn from(err: CommitError) -> Self {
         match err {
             CommitError::Storage(storage) => StoreError::Storage(storage),
-            other => StoreError::Corrupt(format!("unexpected commit failure: {other}")),
+            CommitError::Conflict { index } => StoreError::Conflict { index },
+            CommitError::Invalid(reason) => StoreError::Corrupt(format!("invalid batch: {reason}")),
         }
     }
 }
@@ -209,6 +217,14 @@ impl Store {
     /// The same idempotency key (per publisher) with the same content returns the
     /// original id and position; with different content it fails and writes nothing.
     pub async fn append_update(&self, update: NewUpdate<'_>) -> Result<Appended, StoreError> {
+        self.append_update_with(update, &[]).await
+    }
+
+    /// Like [`Store::append_update`], with `extra` operations committed in the same
+    /// atomic batch (the audit entry that records the publish). Extra appends take
+    /// append indexes from 1 on; index 0 is the update itself. A repeated idempotency
+    /// key commits nothing, extra operations included.
+    pub async fn append_update_with(&self, update: NewUpdate<'_>, extra: &[Op]) -> Result<Appended, StoreError> {
         validate(&update)?;
         let child = self.child_index(update.child);
         let (idempotency_key, content_mac) = {
@@ -275,6 +291,7 @@ impl Store {
                     prefix: idempotency_value,
                     append: 0,
                 });
+            batch.ops.extend_from_slice(extra);
             match self.commit.commit(batch).await {
                 Ok(applied) => {
                     let position = applied
@@ -335,6 +352,12 @@ impl Store {
                 self.read_update(&Position::from_bytes(key[CHILD_INDEX_BYTES..].to_vec()), Some(index), &mut keys)
             })
             .collect()
+    }
+
+    /// Commits any batch durably, for records that are not updates (audit entries of
+    /// reads and refusals, the audit tree). Returns the positions of its appends.
+    pub async fn commit(&self, batch: Batch) -> Result<Vec<Position>, StoreError> {
+        Ok(self.commit.commit(batch).await?.positions)
     }
 
     /// Erases a child by destroying its data key: its records stay (the log and its

@@ -1,0 +1,290 @@
+//! The audit log kept in the store.
+//!
+//! Entries go in the store's `audit` log keyspace, in the same atomic batch as the
+//! action they record (see [`entry_op`]), so no action exists without its entry; the
+//! engine's position is the entry's leaf index. The Merkle tree is derived state:
+//! [`AuditLog::build`] reads entries in log order, extends the frontier and stores the
+//! complete subtrees; [`AuditLog::checkpoint`] signs the result. Hashing stays off the
+//! commit path.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use tio_store::engine::{Keyspace, key_after};
+use tio_store::{Batch, Condition, Op, Store, StoreError};
+
+use crate::checkpoint::Checkpoint;
+use crate::entry::AuditEntry;
+use crate::export::ExportLine;
+use crate::merkle::{self, Frontier, Hash, ProofError, SubtreeSource};
+use crate::note::Signer;
+
+/// Key of the frontier record in the `audit_tree` keyspace. Do not change.
+const FRONTIER_KEY: &[u8] = b"frontier";
+
+/// Key of the latest signed checkpoint. Do not change.
+const CHECKPOINT_KEY: &[u8] = b"checkpoint";
+
+/// Prefix of complete subtree keys (`s`, level byte, big-endian index). Do not change.
+const SUBTREE_PREFIX: u8 = b's';
+
+/// How many entries one build step reads and hashes before it commits.
+const BUILD_PAGE: usize = 4096;
+
+/// Why the audit log failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored entry or tree record is damaged.
+    #[error("audit log is damaged: {0}")]
+    Corrupt(String),
+    /// Signing failed.
+    #[error("cannot sign checkpoint: {0}")]
+    Sign(String),
+    /// A proof was asked for sizes the log does not have.
+    #[error("{0}")]
+    Range(String),
+}
+
+impl From<tio_store::StorageError> for AuditError {
+    fn from(err: tio_store::StorageError) -> Self {
+        AuditError::Store(StoreError::Storage(err))
+    }
+}
+
+/// Returns the operation that appends `entry` to the log, to put in the batch of the
+/// action it records. Its leaf index is assigned by the commit (its position).
+pub fn entry_op(entry: &AuditEntry) -> Op {
+    let stored = AuditEntry { leaf_index: 0, ..entry.clone() };
+    Op::Append { space: Keyspace::Audit, value: stored.canonical_bytes() }
+}
+
+/// The audit log of one store.
+pub struct AuditLog {
+    store: Arc<Store>,
+    signer: Signer,
+    origin: String,
+}
+
+impl AuditLog {
+    /// Returns the log of `store`, signing checkpoints with `signer` under its name.
+    pub fn new(store: Arc<Store>, signer: Signer) -> AuditLog {
+        let origin = signer.verifier().name().to_owned();
+        AuditLog { store, signer, origin }
+    }
+
+    /// Records entries that go with no other change (reads, refusals) in one commit;
+    /// returns their leaf indexes.
+    pub async fn record(&self, entries: &[AuditEntry]) -> Result<Vec<u64>, AuditError> {
+        let mut batch = Batch::new();
+        for entry in entries {
+            batch.push(entry_op(entry));
+        }
+        let positions = self.store.commit(batch).await?;
+        positions.iter().map(|position| position_index(position.as_bytes())).collect()
+    }
+
+    /// Returns the entries with leaf indexes in `[from, to)`, in order.
+    pub fn entries(&self, from: u64, to: u64) -> Result<Vec<AuditEntry>, AuditError> {
+        let mut entries = Vec::new();
+        let mut start = from.to_be_bytes().to_vec();
+        let end = to.to_be_bytes();
+        while (entries.len() as u64) < to.saturating_sub(from) {
+            let page = self.store.engine().scan(Keyspace::Audit, &start, Some(&end), BUILD_PAGE)?;
+            let Some((last, _)) = page.last() else { break };
+            start = key_after(last);
+            for (position, bytes) in page {
+                entries.push(decode_entry(&position, &bytes)?);
+            }
+        }
+        Ok(entries)
+    }
+
+    /// Extends the tree to the end of the log; returns its size. Safe to call from
+    /// several tasks: a step that lost a race to another builder changes nothing.
+    pub async fn build(&self) -> Result<u64, AuditError> {
+        loop {
+            let (stored, mut frontier) = self.frontier()?;
+            let start = frontier.size().to_be_bytes();
+            let page = self.store.engine().scan(Keyspace::Audit, &start, None, BUILD_PAGE)?;
+            if page.is_empty() {
+                return Ok(frontier.size());
+            }
+            let mut batch = Batch::new();
+            match stored {
+                Some(bytes) => batch.require(Condition::Equals {
+                    space: Keyspace::AuditTree,
+                    key: FRONTIER_KEY.to_vec(),
+                    value: bytes,
+                }),
+                None => batch.require(Condition::Absent { space: Keyspace::AuditTree, key: FRONTIER_KEY.to_vec() }),
+            };
+            for (position, bytes) in &page {
+                let entry = decode_entry(position, bytes)?;
+                if entry.leaf_index != frontier.size() {
+                    return Err(AuditError::Corrupt(format!(
+                        "entry {} follows tree size {}",
+                        entry.leaf_index,
+                        frontier.size()
+                    )));
+                }
+                for (level, index, hash) in frontier.append(entry.leaf_hash()) {
+                    batch.push(Op::Put {
+                        space: Keyspace::AuditTree,
+                        key: subtree_key(level, index),
+                        value: hash.to_vec(),
+                    });
+                }
+            }
+            batch.push(Op::Put {
+                space: Keyspace::AuditTree,
+                key: FRONTIER_KEY.to_vec(),
+                value: encode_frontier(&frontier),
+            });
+            match self.store.commit(batch).await {
+                Ok(_) => {}
+                // Another builder extended the tree first; read its work and go on.
+                Err(StoreError::Conflict { .. }) => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+
+    /// Builds the tree to the end of the log, signs a checkpoint of it, stores it as the
+    /// latest, and returns the signed note.
+    pub async fn checkpoint(&self) -> Result<String, AuditError> {
+        self.build().await?;
+        let (_, frontier) = self.frontier()?;
+        let checkpoint = Checkpoint { origin: self.origin.clone(), size: frontier.size(), root: frontier.root() };
+        let note = checkpoint.sign(&self.signer).map_err(|err| AuditError::Sign(err.to_string()))?;
+        let mut batch = Batch::new();
+        batch.push(Op::Put {
+            space: Keyspace::AuditTree,
+            key: CHECKPOINT_KEY.to_vec(),
+            value: note.clone().into_bytes(),
+        });
+        self.store.commit(batch).await?;
+        Ok(note)
+    }
+
+    /// Returns the latest signed checkpoint, if one was made.
+    pub fn latest_checkpoint(&self) -> Result<Option<String>, AuditError> {
+        let note = self.store.engine().get(Keyspace::AuditTree, CHECKPOINT_KEY)?;
+        note.map(|bytes| String::from_utf8(bytes).map_err(|_| AuditError::Corrupt("checkpoint is not text".into())))
+            .transpose()
+    }
+
+    /// Writes `DIR/entries.jsonl` (the entries the latest checkpoint covers) and
+    /// `DIR/checkpoint`, making a checkpoint first; calls `progress(done, total)`.
+    pub async fn export(&self, dir: &Path, mut progress: impl FnMut(u64, u64)) -> Result<u64, AuditError> {
+        let note = self.checkpoint().await?;
+        let size = self.frontier()?.1.size();
+        std::fs::create_dir_all(dir)
+            .map_err(|err| AuditError::Corrupt(format!("cannot create {}: {err}", dir.display())))?;
+        let io = |err: std::io::Error| AuditError::Corrupt(format!("cannot write the export: {err}"));
+        let mut out = std::io::BufWriter::new(std::fs::File::create(dir.join("entries.jsonl")).map_err(io)?);
+        let mut done = 0;
+        while done < size {
+            let page = self.entries(done, size.min(done + BUILD_PAGE as u64))?;
+            for entry in page {
+                writeln!(out, "{}", ExportLine::new(entry).to_json()).map_err(io)?;
+                done += 1;
+            }
+            progress(done, size);
+        }
+        out.flush().map_err(io)?;
+        std::fs::write(dir.join("checkpoint"), note).map_err(io)?;
+        Ok(size)
+    }
+
+    /// Returns the inclusion proof of leaf `index` in the tree of `size` entries.
+    pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, AuditError> {
+        self.check_size(size)?;
+        merkle::inclusion_proof(&Subtrees(&self.store), index, size).map_err(proof_error)
+    }
+
+    /// Returns the consistency proof between the trees of `old_size` and `new_size`.
+    pub fn consistency_proof(&self, old_size: u64, new_size: u64) -> Result<Vec<Hash>, AuditError> {
+        self.check_size(new_size)?;
+        merkle::consistency_proof(&Subtrees(&self.store), old_size, new_size).map_err(proof_error)
+    }
+
+    fn check_size(&self, size: u64) -> Result<(), AuditError> {
+        let built = self.frontier()?.1.size();
+        if size > built {
+            return Err(AuditError::Range(format!("the tree has {built} entries, not {size}")));
+        }
+        Ok(())
+    }
+
+    /// Returns the stored frontier record and the frontier.
+    fn frontier(&self) -> Result<(Option<Vec<u8>>, Frontier), AuditError> {
+        match self.store.engine().get(Keyspace::AuditTree, FRONTIER_KEY)? {
+            None => Ok((None, Frontier::new())),
+            Some(bytes) => {
+                let frontier = decode_frontier(&bytes).ok_or_else(|| AuditError::Corrupt("frontier record".into()))?;
+                Ok((Some(bytes), frontier))
+            }
+        }
+    }
+}
+
+/// Reads complete subtrees from the `audit_tree` keyspace.
+struct Subtrees<'a>(&'a Store);
+
+impl SubtreeSource for Subtrees<'_> {
+    type Error = String;
+
+    fn subtree(&self, level: u32, index: u64) -> Result<Hash, String> {
+        let bytes =
+            self.0.engine().get(Keyspace::AuditTree, &subtree_key(level, index)).map_err(|err| err.to_string())?;
+        bytes.and_then(|bytes| bytes.try_into().ok()).ok_or_else(|| format!("no subtree {level}/{index}"))
+    }
+}
+
+fn proof_error(err: ProofError<String>) -> AuditError {
+    match err {
+        ProofError::Range(reason) => AuditError::Range(reason.to_owned()),
+        ProofError::Source(reason) => AuditError::Corrupt(reason),
+    }
+}
+
+fn subtree_key(level: u32, index: u64) -> Vec<u8> {
+    let mut key = vec![SUBTREE_PREFIX, u8::try_from(level).unwrap_or(u8::MAX)];
+    key.extend_from_slice(&index.to_be_bytes());
+    key
+}
+
+fn position_index(position: &[u8]) -> Result<u64, AuditError> {
+    <[u8; 8]>::try_from(position)
+        .map(u64::from_be_bytes)
+        .map_err(|_| AuditError::Corrupt("an audit key is not a position".into()))
+}
+
+fn decode_entry(position: &[u8], bytes: &[u8]) -> Result<AuditEntry, AuditError> {
+    let leaf_index = position_index(position)?;
+    let entry: AuditEntry = serde_json::from_slice(bytes)
+        .map_err(|err| AuditError::Corrupt(format!("entry {leaf_index} does not decode: {err}")))?;
+    Ok(AuditEntry { leaf_index, ..entry })
+}
+
+/// Encodes the frontier: size (8 bytes, big-endian) and the peaks. Do not change.
+fn encode_frontier(frontier: &Frontier) -> Vec<u8> {
+    let mut bytes = frontier.size().to_be_bytes().to_vec();
+    for peak in frontier.peaks() {
+        bytes.extend_from_slice(peak);
+    }
+    bytes
+}
+
+fn decode_frontier(bytes: &[u8]) -> Option<Frontier> {
+    let size = u64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
+    let peaks = bytes.get(8..)?.chunks(32).map(|chunk| chunk.try_into().ok()).collect::<Option<Vec<Hash>>>()?;
+    Frontier::from_parts(size, peaks)
+}
+
+#[cfg(test)]
+mod tests;
