@@ -4,7 +4,9 @@
 //!   cargo bench -p tio-store --bench durable_commit
 //!
 //! Environment: TIO_BENCH_SECONDS (default 5) per scenario, TIO_BENCH_DIR (default the
-//! system temporary directory; it must be on a real disk, not tmpfs, or syncs are free).
+//! system temporary directory; it must be on a real disk, not tmpfs, or syncs are free),
+//! TIO_BENCH_AUDIT=1 to commit a 600-byte audit entry with every update, as the broker
+//! will (the audit log's hashing runs later, off the commit path).
 
 // A benchmark reports on stdout.
 #![allow(clippy::print_stdout)]
@@ -14,13 +16,15 @@ use std::time::{Duration, Instant};
 
 use tio_core::{AgencyId, Category, NhsNumber, NhsNumberPolicy, Timestamp};
 use tio_store::keys::KeyRing;
-use tio_store::{NewUpdate, Store};
+use tio_store::{Keyspace, NewUpdate, Op, Store};
 
 const VALUE_BYTES: usize = 1024;
 
 fn main() {
     let seconds: u64 = std::env::var("TIO_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
     let base = std::env::var_os("TIO_BENCH_DIR").map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let audit = std::env::var("TIO_BENCH_AUDIT").is_ok_and(|value| value == "1");
+    println!("audit entry with every commit: {audit}");
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     println!(
         "durable commits of {VALUE_BYTES} B values, {seconds} s per scenario, {} cores",
@@ -32,7 +36,7 @@ fn main() {
     );
     for writers in [1usize, 8, 64] {
         let dir = tempfile::tempdir_in(&base).expect("bench directory");
-        let result = runtime.block_on(run(dir.path(), writers, Duration::from_secs(seconds)));
+        let result = runtime.block_on(run(dir.path(), writers, Duration::from_secs(seconds), audit));
         println!(
             "{writers:>8} {:>12.0} {:>10.3} {:>10.3} {:>10.3} {:>14.0} {:>12.1} {:>12.3}",
             result.commits as f64 / result.elapsed.as_secs_f64(),
@@ -66,7 +70,7 @@ impl Outcome {
     }
 }
 
-async fn run(dir: &std::path::Path, writers: usize, duration: Duration) -> Outcome {
+async fn run(dir: &std::path::Path, writers: usize, duration: Duration, audit: bool) -> Outcome {
     let store = Arc::new(Store::open(dir, KeyRing::generate().expect("keys")).expect("store"));
     let children: Arc<Vec<NhsNumber>> = Arc::new(
         (0..20_000u64)
@@ -99,7 +103,12 @@ async fn run(dir: &std::path::Path, writers: usize, duration: Duration) -> Outco
                         committed_at: Timestamp::from_unix_seconds(1_800_000_000),
                     };
                     let began = Instant::now();
-                    store.append_update(update).await.expect("append");
+                    if audit {
+                        let entry = Op::Append { space: Keyspace::Audit, value: vec![b'a'; 600] };
+                        store.append_update_with(update, &[entry]).await.expect("append");
+                    } else {
+                        store.append_update(update).await.expect("append");
+                    }
                     latencies.push(began.elapsed().as_micros() as u64);
                     seq += 1;
                 }
