@@ -43,6 +43,8 @@ pub struct Config {
     pub identifiers: IdentifiersConfig,
     /// The encrypted store.
     pub store: StoreConfig,
+    /// The audit log.
+    pub audit: AuditConfig,
     /// Administrator ids (`urn:tio:admin:<id>`) allowed to connect.
     pub admins: Vec<String>,
     /// Auditor ids (`urn:tio:auditor:<id>`) allowed to connect.
@@ -173,6 +175,32 @@ pub struct StoreConfig {
     pub keys_file: Option<PathBuf>,
 }
 
+/// The audit log's checkpoints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Sign a checkpoint once this many entries have been added since the last one.
+    pub checkpoint_every_entries: u64,
+    /// Sign a checkpoint at most this many seconds after the first entry it will cover.
+    pub checkpoint_interval_seconds: u64,
+}
+
+impl AuditConfig {
+    /// Default for [`AuditConfig::checkpoint_every_entries`].
+    pub const DEFAULT_CHECKPOINT_EVERY_ENTRIES: u64 = 10_000;
+    /// Default for [`AuditConfig::checkpoint_interval_seconds`].
+    pub const DEFAULT_CHECKPOINT_INTERVAL_SECONDS: u64 = 60;
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            checkpoint_every_entries: Self::DEFAULT_CHECKPOINT_EVERY_ENTRIES,
+            checkpoint_interval_seconds: Self::DEFAULT_CHECKPOINT_INTERVAL_SECONDS,
+        }
+    }
+}
+
 /// Which NHS numbers are accepted.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -293,6 +321,8 @@ const SETTABLE_KEYS: &[(&str, Kind)] = &[
     ("telemetry.service_name", Kind::Text),
     ("identifiers.allow_test_nhs_numbers", Kind::Boolean),
     ("store.keys_file", Kind::Text),
+    ("audit.checkpoint_every_entries", Kind::Integer),
+    ("audit.checkpoint_interval_seconds", Kind::Integer),
     ("admins", Kind::List),
     ("auditors", Kind::List),
     ("revoked_fingerprints", Kind::List),
@@ -406,6 +436,8 @@ impl Config {
             ("limits.handshake_timeout_seconds", limits.handshake_timeout_seconds),
             ("limits.keepalive_interval_seconds", limits.keepalive_interval_seconds),
             ("limits.keepalive_timeout_seconds", limits.keepalive_timeout_seconds),
+            ("audit.checkpoint_every_entries", self.audit.checkpoint_every_entries),
+            ("audit.checkpoint_interval_seconds", self.audit.checkpoint_interval_seconds),
         ] {
             if value == 0 {
                 return Err(fail(key, "must be greater than 0".to_owned()));
@@ -548,6 +580,7 @@ fn default_table() -> toml::Table {
         telemetry: TelemetryConfig::default(),
         identifiers: IdentifiersConfig::default(),
         store: StoreConfig::default(),
+        audit: AuditConfig::default(),
         admins: Vec::new(),
         auditors: Vec::new(),
         revoked_fingerprints: Vec::new(),

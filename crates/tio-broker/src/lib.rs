@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod checkpoints;
 pub mod config;
 pub mod dev;
 pub mod pki;

@@ -23,6 +23,11 @@ pub enum StorageSetupError {
     /// The key ring could not be read.
     #[error("cannot load the key ring: {0}")]
     Keys(#[from] KeyError),
+    /// The key ring holds no usable audit signing key.
+    #[error(
+        "the key ring holds no usable audit checkpoint signing key ({0}); create rings with `tio keys init --audit-origin NAME`"
+    )]
+    AuditKey(String),
     /// The store failed to open or failed its integrity checks.
     #[error(
         "cannot open the store in {dir}: {source}\n\
@@ -73,6 +78,12 @@ fn create_private_dir(dir: &Path) -> Result<(), StorageSetupError> {
             source,
         }))
     })
+}
+
+/// Returns the audit log's checkpoint signer from the key ring.
+pub fn audit_signer(keys: &KeyRing) -> Result<tio_audit::note::Signer, StorageSetupError> {
+    let text = keys.audit_signing_key().ok_or_else(|| StorageSetupError::AuditKey("none".to_owned()))?;
+    tio_audit::note::Signer::from_private_key(text).map_err(|err| StorageSetupError::AuditKey(err.to_string()))
 }
 
 /// Opens the store under `data_dir/store` with `keys`.

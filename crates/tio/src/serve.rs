@@ -32,16 +32,28 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         tio_broker::check(&config)?;
         let keys =
             tio_broker::storage::load_key_ring(&config, std::env::var(tio_broker::storage::KEYS_ENV).ok().as_deref())?;
-        let store = tio_broker::storage::open_store(&config, keys)?;
+        let signer = tio_broker::storage::audit_signer(&keys)?;
+        let store = std::sync::Arc::new(tio_broker::storage::open_store(&config, keys)?);
+        let audit = std::sync::Arc::new(tio_audit::log::AuditLog::new(store.clone(), signer));
+        let (stop_checkpoints, checkpoints_stopped) = tokio::sync::watch::channel(false);
+        let checkpoints =
+            tokio::spawn(tio_broker::checkpoints::run(audit.clone(), config.audit.clone(), checkpoints_stopped));
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let address = listener.local_addr()?;
         announce(&config, address);
         let served = tio_broker::serve(&config, listener, shutdown_signal()).await;
-        // Finish queued commits before exit, whatever happened to the server.
-        store.shutdown();
+        // Sign a last checkpoint, then finish queued commits, whatever happened to the server.
+        let _ = stop_checkpoints.send(true);
+        let checkpointed = checkpoints.await.context("checkpoint task failed")?;
+        drop(audit);
+        match std::sync::Arc::try_unwrap(store) {
+            Ok(store) => store.shutdown(),
+            Err(_) => tracing::error!("store still in use at shutdown; its commit thread stops on exit"),
+        }
         served?;
+        checkpointed.context("cannot sign the audit checkpoint")?;
         anyhow::Ok(())
     });
     // Flushing spans blocks; the runtime's tasks have finished by now.
