@@ -10,7 +10,7 @@ use tio_audit::merkle::MemoryTree;
 use tio_audit::note::Signer;
 use tio_store::keys::KeyRing;
 
-use crate::support::run_tio;
+use crate::support::{arg, run_tio};
 
 const ORIGIN: &str = "tio.test/audit";
 
@@ -41,10 +41,6 @@ fn write_export(dir: &Path, signer: &Signer, size: u64) -> String {
     std::fs::write(dir.join("entries.jsonl"), lines).unwrap();
     std::fs::write(dir.join("checkpoint"), &checkpoint).unwrap();
     checkpoint
-}
-
-fn arg(path: &Path) -> String {
-    path.display().to_string()
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{Options, Pki, run_tio, spawn_server};
+use crate::support::{Options, Pki, arg, run_tio, spawn_server, walk_files};
 
 /// Fills `DATA_DIR/store` through the real store for about `millis`, then SIGKILLs the
 /// writer; returns how many writes it acknowledged.
@@ -26,23 +26,13 @@ fn fill_store(data_dir: &Path, keys: &Path, millis: u64) -> usize {
 
 /// Every file under `dir` with its contents, to prove that nothing changed.
 fn snapshot(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    let mut files = Vec::new();
-    let mut pending = vec![dir.to_owned()];
-    while let Some(current) = pending.pop() {
-        for entry in std::fs::read_dir(current).unwrap().map(Result::unwrap) {
-            if entry.path().is_dir() {
-                pending.push(entry.path());
-            } else {
-                files.push((entry.path(), std::fs::read(entry.path()).unwrap()));
-            }
-        }
-    }
-    files.sort();
-    files
-}
-
-fn arg(path: &Path) -> String {
-    path.display().to_string()
+    walk_files(dir, |_| false)
+        .into_iter()
+        .map(|path| {
+            let bytes = std::fs::read(&path).unwrap();
+            (path, bytes)
+        })
+        .collect()
 }
 
 #[test]

@@ -8,23 +8,12 @@ fn repo_root() -> PathBuf {
 
 /// Every file under `dir` whose name ends with one of `extensions`, skipping `target`.
 fn files(dir: &Path, extensions: &[&str]) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut pending = vec![dir.to_owned()];
-    while let Some(current) = pending.pop() {
-        for entry in std::fs::read_dir(&current).unwrap().map(Result::unwrap) {
-            let path = entry.path();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if path.is_dir() {
-                if name != "target" && !name.starts_with('.') {
-                    pending.push(path);
-                }
-            } else if extensions.iter().any(|extension| name.ends_with(extension)) {
-                found.push(path);
-            }
-        }
-    }
-    found.sort();
-    found
+    crate::support::walk_files(dir, |name| name == "target" || name.starts_with('.'))
+        .into_iter()
+        .filter(|path| {
+            path.file_name().is_some_and(|name| extensions.iter().any(|ext| name.to_string_lossy().ends_with(ext)))
+        })
+        .collect()
 }
 
 #[test]

@@ -170,6 +170,17 @@ impl AuditLog {
         Ok(note)
     }
 
+    /// Returns the latest checkpoint, opened with this log's own key (so a damaged or
+    /// foreign one is an error), if one was made.
+    pub fn latest_checkpoint_opened(&self) -> Result<Option<Checkpoint>, AuditError> {
+        self.latest_checkpoint()?
+            .map(|note| {
+                Checkpoint::open(&note, &self.signer.verifier())
+                    .map_err(|err| AuditError::Corrupt(format!("latest checkpoint: {err}")))
+            })
+            .transpose()
+    }
+
     /// Returns the latest signed checkpoint, if one was made.
     pub fn latest_checkpoint(&self) -> Result<Option<String>, AuditError> {
         let note = self.store.engine().get(Keyspace::AuditTree, CHECKPOINT_KEY)?;

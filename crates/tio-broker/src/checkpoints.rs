@@ -51,12 +51,7 @@ pub async fn run(log: Arc<AuditLog>, config: AuditConfig, mut stop: watch::Recei
 
 /// Returns how many entries the latest checkpoint covers.
 fn checkpoint_size(log: &AuditLog) -> Result<u64, AuditError> {
-    let Some(note) = log.latest_checkpoint()? else { return Ok(0) };
-    // The second line of a checkpoint body is its tree size.
-    note.lines()
-        .nth(1)
-        .and_then(|size| size.parse().ok())
-        .ok_or_else(|| AuditError::Corrupt("latest checkpoint".into()))
+    Ok(log.latest_checkpoint_opened()?.map_or(0, |checkpoint| checkpoint.size))
 }
 
 #[cfg(test)]

@@ -111,7 +111,8 @@ fn restore_into(input: &Path, staging: &Path, progress: &mut impl FnMut(u64)) ->
     }
     let engine = SledEngine::open(staging)?;
     let mut summary = BackupSummary { entries: 0, bytes };
-    let mut pending: Vec<(Keyspace, Entries)> = Vec::new();
+    // Entries are imported a chunk at a time; a chunk holds one keyspace.
+    let mut chunk: Option<(Keyspace, Entries)> = None;
     loop {
         let mut tag = [0u8; 1];
         reader.read_exact(&mut tag).map_err(|_| damaged("truncated"))?;
@@ -133,15 +134,15 @@ fn restore_into(input: &Path, staging: &Path, progress: &mut impl FnMut(u64)) ->
         }
         let value = fields.pop().unwrap_or_default();
         let key = fields.pop().unwrap_or_default();
-        match pending.last_mut() {
-            Some((last_space, entries)) if *last_space == space && entries.len() < 4096 => entries.push((key, value)),
-            _ => pending.push((space, vec![(key, value)])),
-        }
         summary.entries += 1;
-        if pending.len() > 1 {
-            let (space, entries) = pending.remove(0);
-            engine.import(space, &entries)?;
-            progress(summary.entries);
+        match &mut chunk {
+            Some((current, entries)) if *current == space && entries.len() < 4096 => entries.push((key, value)),
+            _ => {
+                if let Some((full, entries)) = chunk.replace((space, vec![(key, value)])) {
+                    engine.import(full, &entries)?;
+                    progress(summary.entries);
+                }
+            }
         }
     }
     let expected = reader.hasher.clone().finalize();
@@ -150,7 +151,7 @@ fn restore_into(input: &Path, staging: &Path, progress: &mut impl FnMut(u64)) ->
     if stored.as_slice() != expected.as_slice() {
         return Err(damaged("checksum does not match"));
     }
-    for (space, entries) in pending {
+    if let Some((space, entries)) = chunk {
         engine.import(space, &entries)?;
     }
     engine.sync()?;

@@ -230,6 +230,32 @@ pub(crate) fn spawn_server(root: &Path, pki: &Path, options: &Options) -> Result
     }
 }
 
+/// Returns every file below `dir`, sorted, not descending into directories whose name
+/// `skip` accepts.
+pub(crate) fn walk_files(dir: &Path, skip: impl Fn(&str) -> bool) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(current) = pending.pop() {
+        for entry in std::fs::read_dir(&current).unwrap().map(Result::unwrap) {
+            let path = entry.path();
+            if path.is_dir() {
+                if !skip(&entry.file_name().to_string_lossy()) {
+                    pending.push(path);
+                }
+            } else {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Returns a path as a command-line argument.
+pub(crate) fn arg(path: &Path) -> String {
+    path.display().to_string()
+}
+
 /// Runs the `tio` binary to completion with `args` and `env`, returning status,
 /// stdout and stderr.
 pub(crate) fn run_tio(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, String) {
