@@ -18,6 +18,15 @@ pub struct Checkpoint {
     pub root: Hash,
 }
 
+/// A checkpoint with the signed note that states it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedCheckpoint {
+    /// What the note states.
+    pub checkpoint: Checkpoint,
+    /// The C2SP signed note, verbatim.
+    pub note: String,
+}
+
 /// Why a checkpoint was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CheckpointError {

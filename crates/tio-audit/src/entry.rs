@@ -8,6 +8,127 @@ use serde::{Deserialize, Serialize};
 
 use crate::merkle::{Hash, leaf_hash};
 
+/// What an entry records. Its code is what the entry stores. Do not change the codes:
+/// they are hashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Action {
+    /// An update was published (or refused).
+    Publish,
+    /// A child's profile was read.
+    ProfileRead,
+    /// An update was delivered to a subscriber.
+    Delivery,
+    /// A queued update was not delivered, because the decision at delivery refused it.
+    DeliverySkipped,
+    /// A consent was recorded.
+    ConsentRecorded,
+    /// A consent was withdrawn.
+    ConsentWithdrawn,
+    /// A consent was read.
+    ConsentRead,
+    /// A care relationship was declared.
+    RelationshipDeclared,
+    /// A care relationship was ended.
+    RelationshipEnded,
+    /// A subscription was created, changed or deleted.
+    SubscriptionChanged,
+    /// An administrative change to the registry.
+    Admin,
+    /// The audit log was read (queried, exported, proved, reported on).
+    AuditRead,
+    /// A caller was refused at authentication.
+    Authentication,
+}
+
+impl Action {
+    /// Every action, in code order.
+    pub const ALL: [Action; 13] = [
+        Action::Publish,
+        Action::ProfileRead,
+        Action::Delivery,
+        Action::DeliverySkipped,
+        Action::ConsentRecorded,
+        Action::ConsentWithdrawn,
+        Action::ConsentRead,
+        Action::RelationshipDeclared,
+        Action::RelationshipEnded,
+        Action::SubscriptionChanged,
+        Action::Admin,
+        Action::AuditRead,
+        Action::Authentication,
+    ];
+
+    /// Returns the code stored in entries.
+    pub const fn code(self) -> &'static str {
+        match self {
+            Action::Publish => "publish",
+            Action::ProfileRead => "profile_read",
+            Action::Delivery => "delivery",
+            Action::DeliverySkipped => "delivery_skipped",
+            Action::ConsentRecorded => "consent_recorded",
+            Action::ConsentWithdrawn => "consent_withdrawn",
+            Action::ConsentRead => "consent_read",
+            Action::RelationshipDeclared => "relationship_declared",
+            Action::RelationshipEnded => "relationship_ended",
+            Action::SubscriptionChanged => "subscription_changed",
+            Action::Admin => "admin",
+            Action::AuditRead => "audit_read",
+            Action::Authentication => "authentication",
+        }
+    }
+
+    /// Returns the action with this code.
+    pub fn from_code(code: &str) -> Option<Action> {
+        Action::ALL.into_iter().find(|action| action.code() == code)
+    }
+
+    /// Returns the action in plain words, for reports a family's caseworker reads.
+    pub const fn plain_words(self) -> &'static str {
+        match self {
+            Action::Publish => "shared an update",
+            Action::ProfileRead => "read the profile",
+            Action::Delivery => "received an update",
+            Action::DeliverySkipped => "was not sent an update",
+            Action::ConsentRecorded => "recorded a consent",
+            Action::ConsentWithdrawn => "recorded a withdrawal of consent",
+            Action::ConsentRead => "read the consent record",
+            Action::RelationshipDeclared => "declared its involvement",
+            Action::RelationshipEnded => "ended its involvement",
+            Action::SubscriptionChanged => "changed a subscription",
+            Action::Admin => "made an administrative change",
+            Action::AuditRead => "read the audit log",
+            Action::Authentication => "was refused at sign-in",
+        }
+    }
+}
+
+/// How an action ended. Do not change the codes: they are hashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// It was allowed and done.
+    Allowed,
+    /// It was refused by policy.
+    Denied,
+    /// It was allowed but failed.
+    Failed,
+}
+
+impl Outcome {
+    /// Returns the code stored in entries.
+    pub const fn code(self) -> &'static str {
+        match self {
+            Outcome::Allowed => "allowed",
+            Outcome::Denied => "denied",
+            Outcome::Failed => "failed",
+        }
+    }
+
+    /// Returns the outcome with this code.
+    pub fn from_code(code: &str) -> Option<Outcome> {
+        [Outcome::Allowed, Outcome::Denied, Outcome::Failed].into_iter().find(|outcome| outcome.code() == code)
+    }
+}
+
 /// Who acted.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -79,6 +200,18 @@ impl AuditEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn action_and_outcome_codes_round_trip_and_are_distinct() {
+        let codes: std::collections::HashSet<_> = Action::ALL.iter().map(|action| action.code()).collect();
+        assert_eq!(codes.len(), Action::ALL.len());
+        for action in Action::ALL {
+            assert_eq!(Action::from_code(action.code()), Some(action));
+        }
+        assert_eq!(Action::from_code("Publish"), None);
+        assert_eq!(Outcome::from_code("denied"), Some(Outcome::Denied));
+        assert_eq!(Outcome::from_code(""), None);
+    }
 
     /// Guards the canonical form: direct serialisation equals the key-sorted form.
     #[test]

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use tio_store::engine::{Keyspace, key_after};
 use tio_store::{Batch, Condition, Op, Store, StoreError};
 
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, SignedCheckpoint};
 use crate::entry::AuditEntry;
 use crate::export::ExportLine;
 use crate::merkle::{self, Frontier, Hash, ProofError, SubtreeSource};
@@ -103,6 +103,13 @@ impl AuditLog {
         Ok(entries)
     }
 
+    /// Returns up to `limit` entries from leaf index `from` on, in order, including
+    /// entries the tree does not cover yet; fewer than `limit` means the end of the log.
+    pub fn entries_from(&self, from: u64, limit: usize) -> Result<Vec<AuditEntry>, AuditError> {
+        let page = self.store.engine().scan(Keyspace::Audit, &from.to_be_bytes(), None, limit)?;
+        page.iter().map(|(position, bytes)| decode_entry(position, bytes)).collect()
+    }
+
     /// Extends the tree to the end of the log; returns its size. Safe to call from
     /// several tasks: a step that lost a race to another builder changes nothing.
     pub async fn build(&self) -> Result<u64, AuditError> {
@@ -154,30 +161,60 @@ impl AuditLog {
     }
 
     /// Builds the tree to the end of the log, signs a checkpoint of it, stores it as the
-    /// latest, and returns the signed note.
-    pub async fn checkpoint(&self) -> Result<String, AuditError> {
+    /// latest, and returns it. The stored latest checkpoint never goes back: if another
+    /// task stored a checkpoint at least as large meanwhile, that one is returned.
+    pub async fn checkpoint(&self) -> Result<SignedCheckpoint, AuditError> {
         self.build().await?;
         let (_, frontier) = self.frontier()?;
         let checkpoint = Checkpoint { origin: self.origin.clone(), size: frontier.size(), root: frontier.root() };
         let note = checkpoint.sign(&self.signer).map_err(|err| AuditError::Sign(err.to_string()))?;
-        let mut batch = Batch::new();
-        batch.push(Op::Put {
-            space: Keyspace::AuditTree,
-            key: CHECKPOINT_KEY.to_vec(),
-            value: note.clone().into_bytes(),
-        });
-        self.store.commit(batch).await?;
-        Ok(note)
+        loop {
+            let previous = self.latest_checkpoint()?;
+            let mut batch = Batch::new();
+            match &previous {
+                Some(stored) => {
+                    let opened = self.open_checkpoint(stored)?;
+                    if opened.size >= checkpoint.size {
+                        return Ok(SignedCheckpoint { checkpoint: opened, note: stored.clone() });
+                    }
+                    batch.require(Condition::Equals {
+                        space: Keyspace::AuditTree,
+                        key: CHECKPOINT_KEY.to_vec(),
+                        value: stored.clone().into_bytes(),
+                    })
+                }
+                None => batch.require(Condition::Absent { space: Keyspace::AuditTree, key: CHECKPOINT_KEY.to_vec() }),
+            };
+            batch.push(Op::Put {
+                space: Keyspace::AuditTree,
+                key: CHECKPOINT_KEY.to_vec(),
+                value: note.clone().into_bytes(),
+            });
+            match self.store.commit(batch).await {
+                Ok(_) => return Ok(SignedCheckpoint { checkpoint, note }),
+                // Another checkpoint was stored first; compare with it.
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+
+    fn open_checkpoint(&self, note: &str) -> Result<Checkpoint, AuditError> {
+        Checkpoint::open(note, &self.signer.verifier())
+            .map_err(|err| AuditError::Corrupt(format!("latest checkpoint: {err}")))
     }
 
     /// Returns the latest checkpoint, opened with this log's own key (so a damaged or
     /// foreign one is an error), if one was made.
     pub fn latest_checkpoint_opened(&self) -> Result<Option<Checkpoint>, AuditError> {
+        self.latest_checkpoint()?.map(|note| self.open_checkpoint(&note)).transpose()
+    }
+
+    /// Returns the latest checkpoint with its signed note, opened with this log's own
+    /// key, if one was made.
+    pub fn latest_signed_checkpoint(&self) -> Result<Option<SignedCheckpoint>, AuditError> {
         self.latest_checkpoint()?
-            .map(|note| {
-                Checkpoint::open(&note, &self.signer.verifier())
-                    .map_err(|err| AuditError::Corrupt(format!("latest checkpoint: {err}")))
-            })
+            .map(|note| Ok(SignedCheckpoint { checkpoint: self.open_checkpoint(&note)?, note }))
             .transpose()
     }
 
@@ -191,8 +228,8 @@ impl AuditLog {
     /// Writes `DIR/entries.jsonl` (the entries the latest checkpoint covers) and
     /// `DIR/checkpoint`, making a checkpoint first; calls `progress(done, total)`.
     pub async fn export(&self, dir: &Path, mut progress: impl FnMut(u64, u64)) -> Result<u64, AuditError> {
-        let note = self.checkpoint().await?;
-        let size = self.frontier()?.1.size();
+        let SignedCheckpoint { checkpoint, note } = self.checkpoint().await?;
+        let size = checkpoint.size;
         std::fs::create_dir_all(dir)
             .map_err(|err| AuditError::Corrupt(format!("cannot create {}: {err}", dir.display())))?;
         let io = |err: std::io::Error| AuditError::Corrupt(format!("cannot write the export: {err}"));

@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use tio_core::{Agency, FieldViolation, Identity, IdentityError, Role, limits};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
+use crate::request::RequestMeta;
 use crate::status::{ServiceError, into_status};
 
 /// The metadata key carrying the professional's id.
@@ -161,14 +162,16 @@ pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
 }
 
 /// Authenticates one request: finds the peer certificate, checks it against the
-/// registry and puts the [`Caller`] in the request's extensions. Every service,
+/// registry and puts the [`Caller`] and its [`RequestMeta`] in the request's extensions. Every service,
 /// including health and reflection, sits behind this.
 pub fn authenticate(registry: &Registry, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
     let caller = caller_of(registry, &request).map_err(|err| {
         tracing::info!(reason = %err, "request refused at authentication");
         into_status(err)
     })?;
+    let meta = RequestMeta::from_metadata(request.metadata()).map_err(into_status)?;
     request.extensions_mut().insert(caller);
+    request.extensions_mut().insert(meta);
     Ok(request)
 }
 

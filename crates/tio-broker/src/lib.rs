@@ -11,11 +11,15 @@
 
 #![warn(missing_docs)]
 
+pub mod audit_reads;
 pub mod auth;
+pub mod broker;
 pub mod checkpoints;
 pub mod config;
+pub mod convert;
 pub mod dev;
 pub mod pki;
+pub mod request;
 pub mod server;
 pub mod services;
 pub mod status;

@@ -14,7 +14,8 @@ use tonic::transport::Server;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-use crate::auth::{self, Registry};
+use crate::auth;
+use crate::broker::Broker;
 use crate::config::{Config, ConfigError};
 use crate::pki::PkiError;
 use crate::services;
@@ -100,16 +101,12 @@ fn tls_config(config: &Config) -> Result<rustls::ServerConfig, ServeError> {
 /// `limits.drain_timeout_seconds`, closes what is left, and returns.
 pub async fn serve(
     config: &Config,
+    broker: Arc<Broker>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
     let tls = Arc::new(tls_config(config)?);
-    let registry = Arc::new(Registry::new(
-        config.agencies()?,
-        config.admins.iter().cloned(),
-        config.auditors.iter().cloned(),
-        config.revoked_fingerprints.iter().cloned(),
-    ));
+    let registry = broker.registry().clone();
     let limits = &config.limits;
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -150,7 +147,9 @@ pub async fn serve(
             services::CareRelationships
         )))
         .add_service(limited!(v1::subscription_service_server::SubscriptionServiceServer::new(services::Subscriptions)))
-        .add_service(limited!(v1::audit_service_server::AuditServiceServer::new(services::Audit)))
+        .add_service(limited!(v1::audit_service_server::AuditServiceServer::new(services::Audit {
+            broker: broker.clone()
+        })))
         .add_service(limited!(v1::admin_service_server::AdminServiceServer::new(services::Admin)));
 
     let (stop_sender, stop_receiver) = watch::channel(false);

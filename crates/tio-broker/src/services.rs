@@ -5,7 +5,21 @@
 //! [`crate::status::into_status`]. Methods whose behaviour belongs to a later release
 //! keep the generated default and answer UNIMPLEMENTED.
 
+use std::sync::Arc;
+
+use tio_audit::checkpoint::SignedCheckpoint;
+use tio_core::{Category, FieldViolation};
 use tio_proto::v1;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::audit_reads::{DEFAULT_PAGE_SIZE, EntryFilter};
+use crate::broker::Broker;
+use crate::convert::{
+    action_filter, action_to_proto, category_to_proto, entry_to_proto, optional_timestamp, outcome_filter,
+    outcome_to_proto, timestamp_to_proto,
+};
+use crate::status::{ServiceError, into_status};
 
 /// `tio.v1.RecordService`.
 #[derive(Debug, Clone, Copy)]
@@ -35,12 +49,192 @@ pub struct Subscriptions;
 #[tonic::async_trait]
 impl v1::subscription_service_server::SubscriptionService for Subscriptions {}
 
-/// `tio.v1.AuditService`.
-#[derive(Debug, Clone, Copy)]
-pub struct Audit;
+/// `tio.v1.AuditService`: see [`crate::audit_reads`].
+#[derive(Clone)]
+pub struct Audit {
+    /// The broker.
+    pub broker: Arc<Broker>,
+}
+
+/// Entries an export reads from the store at a time; the stream's channel holds one
+/// page more, so a slow reader holds back reading rather than filling memory.
+const EXPORT_PAGE: u64 = 1024;
 
 #[tonic::async_trait]
-impl v1::audit_service_server::AuditService for Audit {}
+impl v1::audit_service_server::AuditService for Audit {
+    async fn query_entries(
+        &self,
+        request: Request<v1::QueryEntriesRequest>,
+    ) -> Result<Response<v1::QueryEntriesResponse>, Status> {
+        let call = self.broker.call(&request).map_err(into_status)?;
+        let reader = self.broker.audit_reader(&call).await.map_err(into_status)?;
+        let message = request.into_inner();
+        let query = async {
+            let filter = EntryFilter {
+                from: optional_timestamp("from_time", message.from_time.as_ref())?,
+                until: optional_timestamp("until_time", message.until_time.as_ref())?,
+                agency_id: Some(message.agency_id).filter(|id| !id.is_empty()),
+                action: action_filter("action", message.action)?,
+                outcome: outcome_filter("outcome", message.outcome)?,
+                child_index: None,
+            };
+            let child = match &message.child {
+                Some(child) => Some(self.broker.parse_nhs_number("child.nhs_number", &child.nhs_number)?),
+                None => None,
+            };
+            let page = message.page.unwrap_or_default();
+            let start = match page.page_token.as_str() {
+                "" => 0,
+                token => token.parse::<u64>().map_err(|_| {
+                    ServiceError::InvalidArgument(vec![FieldViolation::new(
+                        "page.page_token",
+                        "is not a token this service returned",
+                    )])
+                })?,
+            };
+            let size = if page.page_size == 0 { DEFAULT_PAGE_SIZE } else { page.page_size as usize };
+            reader.query(filter, child.as_ref(), start, size).await
+        };
+        let page = query.await.map_err(into_status)?;
+        Ok(Response::new(v1::QueryEntriesResponse {
+            entries: page.entries.iter().map(entry_to_proto).collect(),
+            page: Some(v1::PageResponse {
+                next_page_token: page.next_leaf.map(|next| next.to_string()).unwrap_or_default(),
+            }),
+        }))
+    }
+
+    async fn export_entries(
+        &self,
+        request: Request<v1::ExportEntriesRequest>,
+    ) -> Result<Response<tonic::codegen::BoxStream<v1::ExportEntriesResponse>>, Status> {
+        let call = self.broker.call(&request).map_err(into_status)?;
+        let reader = self.broker.audit_reader(&call).await.map_err(into_status)?;
+        let message = request.into_inner();
+        let plan = reader.export(message.from_index, message.to_index).await.map_err(into_status)?;
+        let (sender, receiver) = tokio::sync::mpsc::channel(EXPORT_PAGE as usize);
+        let broker = self.broker.clone();
+        tokio::spawn(async move {
+            let range = v1::ExportRange { from_index: plan.from, to_index: plan.to };
+            let item = v1::export_entries_response::Item::Range(range);
+            if sender.send(Ok(v1::ExportEntriesResponse { item: Some(item) })).await.is_err() {
+                return;
+            }
+            let mut next = plan.from;
+            while next < plan.to {
+                let end = plan.to.min(next + EXPORT_PAGE);
+                let page = match broker.audit().entries(next, end) {
+                    Ok(page) if page.len() as u64 == end - next => page,
+                    read => {
+                        let error = match read {
+                            Err(err) => ServiceError::from(err),
+                            Ok(_) => ServiceError::Internal("audit entries missing below the checkpoint".into()),
+                        };
+                        // Ignored error: the client has gone, and so has the stream.
+                        let _ = sender.send(Err(into_status(error))).await;
+                        return;
+                    }
+                };
+                for entry in &page {
+                    let item = v1::export_entries_response::Item::Entry(entry_to_proto(entry));
+                    if sender.send(Ok(v1::ExportEntriesResponse { item: Some(item) })).await.is_err() {
+                        return;
+                    }
+                }
+                next = end;
+            }
+            let item = v1::export_entries_response::Item::Checkpoint(checkpoint_to_proto(&plan.checkpoint));
+            let _ = sender.send(Ok(v1::ExportEntriesResponse { item: Some(item) })).await;
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+
+    async fn get_checkpoint(
+        &self,
+        request: Request<v1::GetCheckpointRequest>,
+    ) -> Result<Response<v1::Checkpoint>, Status> {
+        let call = self.broker.call(&request).map_err(into_status)?;
+        let reader = self.broker.audit_reader(&call).await.map_err(into_status)?;
+        let signed = reader.checkpoint().await.map_err(into_status)?;
+        Ok(Response::new(checkpoint_to_proto(&signed)))
+    }
+
+    async fn get_inclusion_proof(
+        &self,
+        request: Request<v1::GetInclusionProofRequest>,
+    ) -> Result<Response<v1::InclusionProof>, Status> {
+        let call = self.broker.call(&request).map_err(into_status)?;
+        let reader = self.broker.audit_reader(&call).await.map_err(into_status)?;
+        let message = request.into_inner();
+        let proof = reader.inclusion_proof(message.leaf_index, message.tree_size).await.map_err(into_status)?;
+        Ok(Response::new(v1::InclusionProof {
+            leaf_index: message.leaf_index,
+            tree_size: message.tree_size,
+            hashes: proof.iter().map(|hash| hash.to_vec()).collect(),
+        }))
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        request: Request<v1::GetConsistencyProofRequest>,
+    ) -> Result<Response<v1::ConsistencyProof>, Status> {
+        let call = self.broker.call(&request).map_err(into_status)?;
+        let reader = self.broker.audit_reader(&call).await.map_err(into_status)?;
+        let message = request.into_inner();
+        let proof = reader.consistency_proof(message.old_size, message.new_size).await.map_err(into_status)?;
+        Ok(Response::new(v1::ConsistencyProof {
+            old_size: message.old_size,
+            new_size: message.new_size,
+            hashes: proof.iter().map(|hash| hash.to_vec()).collect(),
+        }))
+    }
+
+    async fn subject_access_report(
+        &self,
+        request: Request<v1::SubjectAccessReportRequest>,
+    ) -> Result<Response<v1::SubjectAccessReportResponse>, Status> {
+        let call = self.broker.call(&request).map_err(into_status)?;
+        let reader = self.broker.audit_reader(&call).await.map_err(into_status)?;
+        let message = request.into_inner();
+        let report = async {
+            let child = message.child.as_ref().map(|child| child.nhs_number.as_str()).unwrap_or_default();
+            let child = self.broker.parse_nhs_number("child.nhs_number", child)?;
+            let from = optional_timestamp("from_time", message.from_time.as_ref())?;
+            let until = optional_timestamp("until_time", message.until_time.as_ref())?;
+            reader.subject_access_report(&child, from, until).await
+        };
+        let lines = report.await.map_err(into_status)?;
+        Ok(Response::new(v1::SubjectAccessReportResponse {
+            lines: lines
+                .into_iter()
+                .map(|line| v1::SubjectAccessLine {
+                    time: Some(timestamp_to_proto(line.time)),
+                    agency_id: line.agency_id,
+                    agency_name: line.agency_name,
+                    professional_id: line.professional_id,
+                    action: action_to_proto(line.action) as i32,
+                    outcome: outcome_to_proto(line.outcome) as i32,
+                    categories: line
+                        .categories
+                        .iter()
+                        .filter_map(|name| Category::from_name(name))
+                        .map(|category| category_to_proto(category) as i32)
+                        .collect(),
+                    why: line.why,
+                    leaf_index: line.leaf_index,
+                })
+                .collect(),
+        }))
+    }
+}
+
+fn checkpoint_to_proto(signed: &SignedCheckpoint) -> v1::Checkpoint {
+    v1::Checkpoint {
+        signed_note: signed.note.clone(),
+        tree_size: signed.checkpoint.size,
+        root_hash: signed.checkpoint.root.to_vec(),
+    }
+}
 
 /// `tio.v1.AdminService`.
 #[derive(Debug, Clone, Copy)]

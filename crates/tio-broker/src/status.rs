@@ -10,6 +10,8 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use tio_store::{StorageErrorKind, StoreError};
 
+use tio_audit::log::AuditError;
+
 use crate::auth::AuthError;
 
 /// Everything a service call can fail with.
@@ -22,10 +24,16 @@ pub enum ServiceError {
     /// One or more fields are invalid.
     #[error("invalid request: {}", summarise(.0))]
     InvalidArgument(Vec<FieldViolation>),
+    /// The caller may not do this; the refusal has been audited.
+    #[error("{0}")]
+    PermissionDenied(String),
 
     /// The store refused or failed the operation.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The audit log failed.
+    #[error(transparent)]
+    Audit(#[from] AuditError),
 
     // ---- INTERNAL ERRORS ----
     /// Something failed inside the broker; details go to the log, not the client.
@@ -39,7 +47,11 @@ fn summarise(violations: &[FieldViolation]) -> String {
 
 /// Converts a service error to the status sent to the client.
 pub fn into_status(error: impl Into<ServiceError>) -> tonic::Status {
-    let error = error.into();
+    let error = match error.into() {
+        // A store failure inside the audit log is reported like any store failure.
+        ServiceError::Audit(AuditError::Store(store)) => ServiceError::Store(store),
+        other => other,
+    };
     match &error {
         ServiceError::Unauthenticated(_) => tonic::Status::new(Code::Unauthenticated, error.to_string()),
         ServiceError::InvalidArgument(violations) => {
@@ -49,7 +61,9 @@ pub fn into_status(error: impl Into<ServiceError>) -> tonic::Status {
             }
             tonic::Status::with_error_details(Code::InvalidArgument, error.to_string(), details)
         }
+        ServiceError::PermissionDenied(reason) => tonic::Status::new(Code::PermissionDenied, reason.clone()),
         ServiceError::Internal(detail) => internal(detail),
+        ServiceError::Audit(audit) => internal(&audit.to_string()),
         ServiceError::Store(store) => match store {
             StoreError::InvalidInput(violation) => into_status(ServiceError::InvalidArgument(vec![violation.clone()])),
             StoreError::IdempotencyMismatch => tonic::Status::new(Code::AlreadyExists, store.to_string()),

@@ -147,6 +147,11 @@ impl Client {
         Ok(response.into_inner().status())
     }
 
+    /// Returns a client for `tio.v1.AuditService` (admin and auditor certificates only).
+    pub fn audit(&self) -> v1::audit_service_client::AuditServiceClient<Channel> {
+        v1::audit_service_client::AuditServiceClient::new(self.channel())
+    }
+
     /// Returns a client for `tio.v1.RecordService`.
     pub fn records(&self) -> v1::record_service_client::RecordServiceClient<Channel> {
         v1::record_service_client::RecordServiceClient::new(self.channel())

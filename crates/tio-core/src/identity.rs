@@ -26,6 +26,40 @@ impl Role {
     }
 }
 
+/// The broker's API surfaces, for deciding which role may call which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Service {
+    /// Publishing and reading records.
+    Records,
+    /// Recording, withdrawing and reading consent.
+    Consent,
+    /// Declaring and ending care relationships.
+    CareRelationships,
+    /// Subscriptions and their delivery streams.
+    Subscriptions,
+    /// The audit log: queries, exports, proofs, subject-access reports.
+    Audit,
+    /// The registry: agencies and certificates.
+    Admin,
+}
+
+/// The reason code audited when a role calls a service it may not use.
+pub const ROLE_NOT_PERMITTED: &str = "role_not_permitted";
+
+impl Role {
+    /// Whether this role may call `service` at all. Agencies handle children's records
+    /// and never read the audit log; admins run the registry and may read the log;
+    /// auditors only read the log. Default deny: anything not named is refused.
+    pub const fn may_call(self, service: Service) -> bool {
+        matches!(
+            (self, service),
+            (Role::Agency, Service::Records | Service::Consent | Service::CareRelationships | Service::Subscriptions)
+                | (Role::Admin, Service::Admin | Service::Audit)
+                | (Role::Auditor, Service::Audit)
+        )
+    }
+}
+
 /// A caller's identity: `urn:tio:<role>:<id>`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Identity {
@@ -133,6 +167,25 @@ mod tests {
         let identity = Identity::from_uri_sans(["https://example.org/x", "urn:tio:agency:gp"]).unwrap();
         assert_eq!(identity, Identity::agency("gp"));
         assert_eq!(Identity::from_uri_sans(["urn:tio:agency:gp", "urn:tio:admin:gp"]), Err(IdentityError::Ambiguous));
+    }
+
+    #[test]
+    fn only_admins_and_auditors_read_the_audit_log_and_only_agencies_handle_records() {
+        let services = [
+            Service::Records,
+            Service::Consent,
+            Service::CareRelationships,
+            Service::Subscriptions,
+            Service::Audit,
+            Service::Admin,
+        ];
+        let allowed = |role: Role| services.iter().copied().filter(|s| role.may_call(*s)).collect::<Vec<_>>();
+        assert_eq!(
+            allowed(Role::Agency),
+            [Service::Records, Service::Consent, Service::CareRelationships, Service::Subscriptions]
+        );
+        assert_eq!(allowed(Role::Admin), [Service::Audit, Service::Admin]);
+        assert_eq!(allowed(Role::Auditor), [Service::Audit]);
     }
 
     proptest! {

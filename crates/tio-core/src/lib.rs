@@ -30,7 +30,7 @@ pub use category::{Category, CategorySet};
 pub use consent::{Consent, ConsentGiverRole, ConsentId, ConsentState, LawfulBasis, Recipients, Validity};
 pub use decision::{AccessRequest, Action, Decision, DenyReason, Facts, Grant, decide};
 pub use field::FieldViolation;
-pub use identity::{Identity, IdentityError, Role, URN_PREFIX};
+pub use identity::{Identity, IdentityError, ROLE_NOT_PERMITTED, Role, Service, URN_PREFIX};
 pub use nhs_number::{NhsNumber, NhsNumberError, NhsNumberPolicy, NhsNumberRange};
 pub use time::Timestamp;
 pub use upn::{Upn, UpnError};

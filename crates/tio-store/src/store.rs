@@ -44,6 +44,13 @@ impl fmt::Display for ChildIndex {
     }
 }
 
+impl ChildIndex {
+    /// Returns the whole index as 64 lowercase hex digits, as audit entries hold it.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|byte| format!("{byte:02x}")).collect()
+    }
+}
+
 impl fmt::Debug for ChildIndex {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "ChildIndex({self})")
@@ -208,6 +215,28 @@ impl Store {
     /// Returns the child's blind index.
     pub fn child_index(&self, child: &NhsNumber) -> ChildIndex {
         ChildIndex(self.keys().blind_index(NHS_NUMBER_LABEL, child.digits().as_bytes()))
+    }
+
+    /// Returns the child's NHS number sealed under its data key, for an audit entry:
+    /// readable while the child's key exists, unreadable once the child is erased.
+    /// `None` when the store holds no key for the child (nothing was ever published
+    /// about it); the entry then names the child by blind index alone.
+    pub fn seal_child_reference(&self, child: &NhsNumber) -> Result<Option<Vec<u8>>, StoreError> {
+        let index = self.child_index(child);
+        let mut keys = DataKeys::default();
+        let Some(data_key) = keys.get(self, index)? else { return Ok(None) };
+        Ok(Some(seal_with(data_key, &child_reference_context(index), child.digits().as_bytes())?))
+    }
+
+    /// Opens a reference made by [`Store::seal_child_reference`]: the NHS number's ten
+    /// digits, or `None` once the child has been erased.
+    pub fn open_child_reference(&self, index: ChildIndex, sealed: &[u8]) -> Result<Option<String>, StoreError> {
+        let mut keys = DataKeys::default();
+        let Some(data_key) = keys.get(self, index)? else { return Ok(None) };
+        let digits = open_with(data_key, &child_reference_context(index), sealed)?;
+        String::from_utf8(digits)
+            .map(Some)
+            .map_err(|_| StoreError::Corrupt("a sealed child reference does not decode".to_owned()))
     }
 
     /// Stores one update: the sealed record, the child's index entry, the latest value
@@ -513,6 +542,14 @@ impl DataKeys {
         }
         Ok(self.0.get(&child).and_then(Option::as_ref))
     }
+}
+
+/// The associated data of a sealed child reference: what it is and whose it is, so it
+/// cannot pass for an update's payload or another child's reference. Do not change.
+fn child_reference_context(index: ChildIndex) -> Vec<u8> {
+    let mut context = b"tio/audit-child-reference".to_vec();
+    context.extend_from_slice(&index.0);
+    context
 }
 
 /// Answers a repeated idempotency key from its stored record.

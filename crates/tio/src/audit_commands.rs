@@ -1,4 +1,5 @@
-//! `tio audit`: the checkpoint public key and offline verification of an export.
+//! `tio audit`: the checkpoint public key and offline verification of an export here;
+//! the commands that read a broker's log in [`crate::audit_remote`].
 
 use std::io::BufReader;
 
@@ -8,11 +9,18 @@ use tio_audit::export::verify_export;
 use tio_audit::note::{Signer, Verifier};
 use tio_store::keys::KeyRing;
 
+use crate::audit_remote;
 use crate::cli::AuditCommand;
 
 /// Runs a `tio audit` command.
 pub(crate) fn run(command: AuditCommand) -> anyhow::Result<()> {
     match command {
+        AuditCommand::Query(args) => crate::runtime()?.block_on(audit_remote::query(args)),
+        AuditCommand::Export { out, connection } => crate::runtime()?.block_on(audit_remote::export(&out, &connection)),
+        AuditCommand::Checkpoint { out, connection } => {
+            crate::runtime()?.block_on(audit_remote::checkpoint(out.as_deref(), &connection))
+        }
+        AuditCommand::Report(args) => crate::runtime()?.block_on(audit_remote::report(args)),
         AuditCommand::PublicKey { keys_file } => {
             let ring = KeyRing::load_file(&keys_file)?;
             let key = ring

@@ -39,7 +39,8 @@ pub(crate) enum Command {
     /// Check, back up and restore a stopped store.
     #[command(subcommand)]
     Store(StoreCommand),
-    /// Audit log tools: the checkpoint public key, and offline verification of an export.
+    /// The audit log: query it, export it, verify an export offline, print the
+    /// checkpoint key, and report on one child for a subject-access request.
     #[command(subcommand)]
     Audit(AuditCommand),
 }
@@ -47,6 +48,34 @@ pub(crate) enum Command {
 /// `tio audit`.
 #[derive(Debug, Subcommand)]
 pub(crate) enum AuditCommand {
+    /// Query a broker's audit log (admin or auditor certificate): entries matching every
+    /// filter given, oldest first.
+    Query(AuditQueryArgs),
+    /// Export a broker's whole audit log (admin or auditor certificate) into a new
+    /// directory: DIR/entries.jsonl, one entry per line in log order, and DIR/checkpoint,
+    /// the signed checkpoint covering them. Check it with `tio audit verify DIR`.
+    Export {
+        /// The directory to write into; created if absent, must not hold an export.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// How to reach the broker.
+        #[command(flatten)]
+        connection: ConnectionArgs,
+    },
+    /// Print a broker's latest signed checkpoint (admin or auditor certificate). Keep it:
+    /// `tio audit verify --against` proves later exports extend it.
+    Checkpoint {
+        /// Write it to this file instead of printing it.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// How to reach the broker.
+        #[command(flatten)]
+        connection: ConnectionArgs,
+    },
+    /// The subject-access report for one child (admin or auditor certificate): every
+    /// access, sharing and refusal, with when, which agency and professional, what
+    /// information and why. Times are shown in the local time zone.
+    Report(AuditReportArgs),
     /// Print the audit log's checkpoint verifier key (signed-note format), for auditors.
     PublicKey {
         /// The key ring holding the signing key.
@@ -68,6 +97,81 @@ pub(crate) enum AuditCommand {
         #[arg(long, value_name = "CHECKPOINT")]
         against: Option<PathBuf>,
     },
+}
+
+/// `tio audit query`.
+#[derive(Debug, Args)]
+pub(crate) struct AuditQueryArgs {
+    /// Entries at or after this time: a date (2026-11-23, local midnight) or an RFC 3339
+    /// time (2026-11-23T09:30:00Z).
+    #[arg(long, value_name = "TIME")]
+    pub(crate) from: Option<String>,
+    /// Entries before this time (same forms as --from).
+    #[arg(long, value_name = "TIME")]
+    pub(crate) until: Option<String>,
+    /// Entries where this agency acted or received.
+    #[arg(long, value_name = "ID")]
+    pub(crate) agency: Option<String>,
+    /// Entries of this action: publish, profile_read, delivery, delivery_skipped,
+    /// consent_recorded, consent_withdrawn, consent_read, relationship_declared,
+    /// relationship_ended, subscription_changed, admin, audit_read, authentication.
+    #[arg(long, value_name = "ACTION")]
+    pub(crate) action: Option<String>,
+    /// Entries with this outcome: allowed, denied or failed.
+    #[arg(long, value_name = "OUTCOME")]
+    pub(crate) outcome: Option<String>,
+    /// Entries about this child (turned into its blind index by the server).
+    #[arg(long, value_name = "NHS_NUMBER")]
+    pub(crate) nhs_number: Option<String>,
+    /// The most entries to print.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub(crate) limit: usize,
+    /// Output: a table, or JSON lines (each entry exactly as the log hashed it).
+    #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
+    pub(crate) format: QueryFormat,
+    /// How to reach the broker.
+    #[command(flatten)]
+    pub(crate) connection: ConnectionArgs,
+}
+
+/// How `tio audit query` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum QueryFormat {
+    /// A readable table.
+    Table,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `tio audit report`.
+#[derive(Debug, Args)]
+pub(crate) struct AuditReportArgs {
+    /// The child's NHS number (943 476 5919, 943-476-5919 or 9434765919).
+    #[arg(long, value_name = "NHS_NUMBER")]
+    pub(crate) nhs_number: String,
+    /// Only entries at or after this time (a date or an RFC 3339 time).
+    #[arg(long, value_name = "TIME")]
+    pub(crate) from: Option<String>,
+    /// Only entries before this time.
+    #[arg(long, value_name = "TIME")]
+    pub(crate) until: Option<String>,
+    /// Output: text for reading, json or csv for other tools.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub(crate) format: ReportFormat,
+    /// How to reach the broker.
+    #[command(flatten)]
+    pub(crate) connection: ConnectionArgs,
+}
+
+/// How `tio audit report` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ReportFormat {
+    /// A readable table in plain words.
+    Text,
+    /// A JSON array of lines.
+    Json,
+    /// Comma-separated values with a header row, safe to open in a spreadsheet.
+    Csv,
 }
 
 /// `tio keys`.

@@ -38,6 +38,13 @@ pub(crate) struct ConnectionArgs {
 #[error("{0}")]
 pub(crate) struct UsageError(String);
 
+impl UsageError {
+    /// Returns the error with this message, which names the flag at fault.
+    pub(crate) fn new(message: impl Into<String>) -> UsageError {
+        UsageError(message.into())
+    }
+}
+
 impl ConnectionArgs {
     /// Resolves the flags into settings.
     pub(crate) fn settings(&self) -> Result<ConnectionSettings, UsageError> {

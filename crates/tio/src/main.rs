@@ -8,6 +8,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod audit_commands;
+mod audit_remote;
 mod cli;
 mod connection;
 mod serve;

@@ -38,16 +38,19 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         let (stop_checkpoints, checkpoints_stopped) = tokio::sync::watch::channel(false);
         let checkpoints =
             tokio::spawn(tio_broker::checkpoints::run(audit.clone(), config.audit.clone(), checkpoints_stopped));
+        let broker =
+            std::sync::Arc::new(tio_broker::broker::Broker::from_config(&config, store.clone(), audit.clone())?);
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let address = listener.local_addr()?;
         announce(&config, address);
-        let served = tio_broker::serve(&config, listener, shutdown_signal()).await;
+        let served = tio_broker::serve(&config, broker.clone(), listener, shutdown_signal()).await;
         // Sign a last checkpoint, then finish queued commits, whatever happened to the server.
         let _ = stop_checkpoints.send(true);
         let checkpointed = checkpoints.await.context("checkpoint task failed")?;
         drop(audit);
+        drop(broker);
         match std::sync::Arc::try_unwrap(store) {
             Ok(store) => store.shutdown(),
             Err(_) => tracing::error!("store still in use at shutdown; its commit thread stops on exit"),

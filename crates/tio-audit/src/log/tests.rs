@@ -125,3 +125,79 @@ async fn the_tree_survives_reopening_and_keeps_growing() {
     let proof = log.consistency_proof(3, 4).unwrap();
     assert_eq!(verify_consistency(3, 4, &proof, &first_root, &log.frontier().unwrap().1.root()), Ok(()));
 }
+
+/// Erasing a child (destroying its data key) leaves every entry and the whole log
+/// verifiable, while no entry can any longer reveal the child's NHS number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_crypto_shredding_the_log_verifies_and_no_entry_reveals_the_child() {
+    use base64::Engine as _;
+    let base64 = base64::engine::general_purpose::STANDARD;
+    let dir = tempfile::tempdir().unwrap();
+    let ring = KeyRing::generate().unwrap();
+    let (store, log) = open(dir.path(), &ring);
+    let policy = NhsNumberPolicy::development();
+    let (amy, ben) =
+        (NhsNumber::parse("9990079196", &policy).unwrap(), NhsNumber::parse("9990237573", &policy).unwrap());
+    let gp = AgencyId::parse("id", "gp").unwrap();
+    for (key, child) in [("k-amy", &amy), ("k-ben", &ben)] {
+        let update = NewUpdate {
+            child,
+            category: Category::CommunicationNeeds,
+            value: b"uses Makaton signs",
+            source_reference: "EPR-7",
+            publisher: &gp,
+            idempotency_key: key,
+            committed_at: Timestamp::from_unix_seconds(1_800_000_000),
+        };
+        let mut published = entry("publish", 1);
+        published.child_index = store.child_index(child).to_hex();
+        store.append_update_with(update, &[entry_op(&published)]).await.unwrap();
+        // Later entries carry the number sealed under the child's key as well.
+        let mut read = entry("profile_read", 2);
+        read.child_index = store.child_index(child).to_hex();
+        read.child_sealed = base64.encode(store.seal_child_reference(child).unwrap().unwrap());
+        log.record(&[read]).await.unwrap();
+    }
+    let verifier = log.signer.verifier();
+    let before = dir.path().join("before");
+    log.export(&before, |_, _| {}).await.unwrap();
+    let sealed_of = |entries: &[AuditEntry], child: &NhsNumber| -> Vec<Vec<u8>> {
+        let index = store.child_index(child).to_hex();
+        entries
+            .iter()
+            .filter(|entry| entry.child_index == index && !entry.child_sealed.is_empty())
+            .map(|entry| base64.decode(&entry.child_sealed).unwrap())
+            .collect()
+    };
+    let entries = log.entries(0, 4).unwrap();
+    let amy_sealed = sealed_of(&entries, &amy);
+    assert_eq!(amy_sealed.len(), 1);
+    assert_eq!(store.open_child_reference(store.child_index(&amy), &amy_sealed[0]).unwrap(), Some(amy.digits()));
+
+    assert!(store.erase_child(&amy).await.unwrap());
+    log.record(&[entry("admin", 3)]).await.unwrap();
+    let after = dir.path().join("after");
+    log.export(&after, |_, _| {}).await.unwrap();
+
+    // The whole log verifies, and extends the checkpoint made before the erasure.
+    let older = std::fs::read_to_string(before.join("checkpoint")).unwrap();
+    let verified = verify_export(
+        std::io::BufReader::new(std::fs::File::open(after.join("entries.jsonl")).unwrap()),
+        &std::fs::read_to_string(after.join("checkpoint")).unwrap(),
+        &verifier,
+        Some(&older),
+    )
+    .unwrap();
+    assert_eq!(verified.entries, 5);
+    // Amy's reference no longer opens; Ben's still does; no export holds either number.
+    assert_eq!(store.open_child_reference(store.child_index(&amy), &amy_sealed[0]).unwrap(), None);
+    let ben_sealed = sealed_of(&log.entries(0, 5).unwrap(), &ben);
+    assert_eq!(store.open_child_reference(store.child_index(&ben), &ben_sealed[0]).unwrap(), Some(ben.digits()));
+    for export in [&before, &after] {
+        let text = std::fs::read_to_string(export.join("entries.jsonl")).unwrap();
+        for child in [&amy, &ben] {
+            assert!(!text.contains(&child.digits()), "an export holds an NHS number in plain text");
+        }
+        assert!(text.contains(&store.child_index(&amy).to_hex()), "control: the child's entries are there");
+    }
+}

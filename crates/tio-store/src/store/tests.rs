@@ -695,3 +695,23 @@ async fn a_real_full_filesystem_fails_cleanly_and_a_reopened_store_writes_again(
     reopened.append_update(update(&child("9990079196"), Category::HealthSummary, &value, "after", &gp)).await.unwrap();
     reopened.shutdown();
 }
+
+#[tokio::test]
+async fn a_sealed_child_reference_opens_for_its_child_only_and_never_after_erasure() {
+    let store = Store::in_memory(KeyRing::generate().unwrap()).unwrap();
+    let (amy, ben) = (child("9990079196"), child("9990237573"));
+    assert_eq!(store.seal_child_reference(&amy).unwrap(), None, "no key, no reference");
+    let hospital = agency("hospital");
+    store.append_update(update(&amy, Category::HealthSummary, b"v1", "k1", &hospital)).await.unwrap();
+    store.append_update(update(&ben, Category::HealthSummary, b"v1", "k2", &hospital)).await.unwrap();
+
+    let sealed = store.seal_child_reference(&amy).unwrap().expect("amy has a key");
+    assert!(!contains(&sealed, amy.digits().as_bytes()));
+    let amy_index = store.child_index(&amy);
+    assert_eq!(store.open_child_reference(amy_index, &sealed).unwrap(), Some(amy.digits()));
+    assert!(matches!(store.open_child_reference(store.child_index(&ben), &sealed), Err(StoreError::Key(_))));
+
+    assert!(store.erase_child(&amy).await.unwrap());
+    assert_eq!(store.open_child_reference(amy_index, &sealed).unwrap(), None);
+    assert_eq!(store.seal_child_reference(&amy).unwrap(), None);
+}

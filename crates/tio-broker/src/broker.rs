@@ -1,0 +1,168 @@
+//! The broker's shared state, and what every call begins with: who is calling, the
+//! request's ids, one reading of the clock, and the audit entry it will write.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use tio_audit::entry::{Action, AuditEntry, Outcome};
+use tio_audit::log::AuditLog;
+use tio_core::{FieldViolation, NhsNumber, NhsNumberPolicy, ROLE_NOT_PERMITTED, Service, Timestamp};
+use tio_store::Store;
+
+use crate::auth::{Caller, Registry};
+use crate::config::{Config, ConfigError};
+use crate::request::RequestMeta;
+use crate::status::ServiceError;
+
+/// Where the broker reads the time. Read once per call, so that every decision in a
+/// call sees the same `now`; tests put in their own.
+pub trait Clock: Send + Sync {
+    /// Returns the current time.
+    fn now(&self) -> Timestamp;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX));
+        Timestamp::from_unix_micros(micros)
+    }
+}
+
+/// Everything the services share: the store, the audit log, the registry, the NHS
+/// number policy and the clock.
+pub struct Broker {
+    store: Arc<Store>,
+    audit: Arc<AuditLog>,
+    registry: Arc<Registry>,
+    nhs_numbers: NhsNumberPolicy,
+    clock: Arc<dyn Clock>,
+}
+
+/// One call: its caller, its ids and the time it started.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// Who is calling.
+    pub caller: Caller,
+    /// The request id and trace id.
+    pub meta: RequestMeta,
+    /// The time, read once when the call started.
+    pub now: Timestamp,
+}
+
+impl Broker {
+    /// Returns a broker over these parts.
+    pub fn new(
+        store: Arc<Store>,
+        audit: Arc<AuditLog>,
+        registry: Arc<Registry>,
+        nhs_numbers: NhsNumberPolicy,
+        clock: Arc<dyn Clock>,
+    ) -> Broker {
+        Broker { store, audit, registry, nhs_numbers, clock }
+    }
+
+    /// Returns a broker with the registry and NHS number policy of `config`, on the
+    /// system clock.
+    pub fn from_config(config: &Config, store: Arc<Store>, audit: Arc<AuditLog>) -> Result<Broker, ConfigError> {
+        let registry = Arc::new(Registry::new(
+            config.agencies()?,
+            config.admins.iter().cloned(),
+            config.auditors.iter().cloned(),
+            config.revoked_fingerprints.iter().cloned(),
+        ));
+        Ok(Broker::new(store, audit, registry, config.nhs_number_policy()?, Arc::new(SystemClock)))
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// The audit log.
+    pub fn audit(&self) -> &Arc<AuditLog> {
+        &self.audit
+    }
+
+    /// The registry of who may connect.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Starts a call: takes the caller and ids the authentication interceptor put in
+    /// the request, and reads the clock.
+    pub fn call<T>(&self, request: &tonic::Request<T>) -> Result<Call, ServiceError> {
+        let caller = request
+            .extensions()
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| ServiceError::Internal("request reached a service unauthenticated".to_owned()))?;
+        let meta = request
+            .extensions()
+            .get::<RequestMeta>()
+            .cloned()
+            .ok_or_else(|| ServiceError::Internal("request reached a service without its ids".to_owned()))?;
+        Ok(Call { caller, meta, now: self.clock.now() })
+    }
+
+    /// Returns the audit entry of `call` doing `action` with `outcome`; the caller fills
+    /// in what else applies (child, categories, reason, consent, relationship).
+    pub fn entry(&self, call: &Call, action: Action, outcome: Outcome) -> AuditEntry {
+        AuditEntry {
+            action: action.code().to_owned(),
+            actor: tio_audit::entry::Actor {
+                certificate_fingerprint: call.caller.certificate_fingerprint.clone(),
+                id: call.caller.identity.id.clone(),
+                professional_id: call.caller.professional_id.clone().unwrap_or_default(),
+                role: call.caller.identity.role.as_str().to_owned(),
+            },
+            outcome: outcome.code().to_owned(),
+            request_id: call.meta.request_id.clone(),
+            time_micros: call.now.unix_micros(),
+            trace_id: call.meta.trace_id.clone(),
+            ..AuditEntry::default()
+        }
+    }
+
+    /// Fills in the child of an entry: its blind index, and its NHS number sealed under
+    /// its data key when the store holds one.
+    pub fn name_child(&self, entry: &mut AuditEntry, child: &NhsNumber) -> Result<(), ServiceError> {
+        entry.child_index = self.store.child_index(child).to_hex();
+        entry.child_sealed = match self.store.seal_child_reference(child)? {
+            Some(sealed) => base64::engine::general_purpose::STANDARD.encode(sealed),
+            None => String::new(),
+        };
+        Ok(())
+    }
+
+    /// Checks that the caller's role may use `service`. A refusal is recorded as a
+    /// denied `action` before PERMISSION_DENIED is returned.
+    pub async fn admit(&self, call: &Call, service: Service, action: Action) -> Result<(), ServiceError> {
+        let role = call.caller.identity.role;
+        if role.may_call(service) {
+            return Ok(());
+        }
+        let mut entry = self.entry(call, action, Outcome::Denied);
+        entry.reason = ROLE_NOT_PERMITTED.to_owned();
+        self.record(&[entry]).await?;
+        tracing::info!(role = role.as_str(), service = ?service, "refused: role may not use this service");
+        Err(ServiceError::PermissionDenied(format!("the {} role may not use this service", role.as_str())))
+    }
+
+    /// Records entries that go with no other change (reads, refusals), durably.
+    pub async fn record(&self, entries: &[AuditEntry]) -> Result<(), ServiceError> {
+        self.audit.record(entries).await?;
+        Ok(())
+    }
+
+    /// Parses an NHS number under the configured policy; a failure names `field`.
+    pub fn parse_nhs_number(&self, field: &str, text: &str) -> Result<NhsNumber, ServiceError> {
+        NhsNumber::parse(text, &self.nhs_numbers)
+            .map_err(|err| ServiceError::InvalidArgument(vec![FieldViolation::new(field, err.to_string())]))
+    }
+}

@@ -1,0 +1,211 @@
+//! Conversions between the contract's messages and the domain's values, so that each
+//! mapping (a category, an action, a time) is written once.
+
+use tio_audit::entry::{Action, AuditEntry, Outcome};
+use tio_core::{Category, FieldViolation, Role, Timestamp};
+use tio_proto::v1;
+
+use crate::status::ServiceError;
+
+/// Returns the contract's timestamp of `time`.
+pub fn timestamp_to_proto(time: Timestamp) -> prost_types::Timestamp {
+    let micros = time.unix_micros();
+    prost_types::Timestamp {
+        seconds: micros.div_euclid(1_000_000),
+        // Below 10^9 by construction.
+        nanos: i32::try_from(micros.rem_euclid(1_000_000) * 1_000).unwrap_or(0),
+    }
+}
+
+/// Returns the time of a contract timestamp, to the microsecond; a malformed one names
+/// `field`.
+pub fn timestamp_from_proto(field: &str, time: &prost_types::Timestamp) -> Result<Timestamp, ServiceError> {
+    if !(0..1_000_000_000).contains(&time.nanos) {
+        return Err(invalid(field, "nanos must be 0 to 999,999,999"));
+    }
+    let micros = time
+        .seconds
+        .checked_mul(1_000_000)
+        .and_then(|micros| micros.checked_add(i64::from(time.nanos / 1_000)))
+        .ok_or_else(|| invalid(field, "is out of range"))?;
+    Ok(Timestamp::from_unix_micros(micros))
+}
+
+/// Returns the time of an optional contract timestamp.
+pub fn optional_timestamp(
+    field: &str,
+    time: Option<&prost_types::Timestamp>,
+) -> Result<Option<Timestamp>, ServiceError> {
+    time.map(|time| timestamp_from_proto(field, time)).transpose()
+}
+
+/// Returns the contract's value of a category.
+pub fn category_to_proto(category: Category) -> v1::Category {
+    match category {
+        Category::IdentityAndContacts => v1::Category::IdentityAndContacts,
+        Category::CommunicationNeeds => v1::Category::CommunicationNeeds,
+        Category::HealthSummary => v1::Category::HealthSummary,
+        Category::SendSupport => v1::Category::SendSupport,
+        Category::EducationPlacement => v1::Category::EducationPlacement,
+        Category::SocialCareInvolvement => v1::Category::SocialCareInvolvement,
+        Category::TransitionToAdulthood => v1::Category::TransitionToAdulthood,
+    }
+}
+
+/// Returns the category of a contract value; unspecified or unknown values name `field`.
+pub fn category_from_proto(field: &str, value: i32) -> Result<Category, ServiceError> {
+    Category::ALL
+        .into_iter()
+        .find(|category| category_to_proto(*category) as i32 == value)
+        .ok_or_else(|| invalid(field, "must be a known category"))
+}
+
+/// Returns the contract's value of a stored category name (unspecified if unknown).
+fn category_name_to_proto(name: &str) -> i32 {
+    Category::from_name(name).map_or(v1::Category::Unspecified as i32, |category| category_to_proto(category) as i32)
+}
+
+/// Returns the contract's value of an audit action.
+pub fn action_to_proto(action: Action) -> v1::AuditAction {
+    match action {
+        Action::Publish => v1::AuditAction::Publish,
+        Action::ProfileRead => v1::AuditAction::ProfileRead,
+        Action::Delivery => v1::AuditAction::Delivery,
+        Action::DeliverySkipped => v1::AuditAction::DeliverySkipped,
+        Action::ConsentRecorded => v1::AuditAction::ConsentRecorded,
+        Action::ConsentWithdrawn => v1::AuditAction::ConsentWithdrawn,
+        Action::ConsentRead => v1::AuditAction::ConsentRead,
+        Action::RelationshipDeclared => v1::AuditAction::RelationshipDeclared,
+        Action::RelationshipEnded => v1::AuditAction::RelationshipEnded,
+        Action::SubscriptionChanged => v1::AuditAction::SubscriptionChanged,
+        Action::Admin => v1::AuditAction::Admin,
+        Action::AuditRead => v1::AuditAction::AuditRead,
+        Action::Authentication => v1::AuditAction::Authentication,
+    }
+}
+
+/// Returns the action a filter asks for: `None` for unspecified (any action).
+pub fn action_filter(field: &str, value: i32) -> Result<Option<Action>, ServiceError> {
+    if value == v1::AuditAction::Unspecified as i32 {
+        return Ok(None);
+    }
+    Action::ALL
+        .into_iter()
+        .find(|action| action_to_proto(*action) as i32 == value)
+        .map(Some)
+        .ok_or_else(|| invalid(field, "must be a known audit action"))
+}
+
+/// Returns the contract's value of an outcome.
+pub fn outcome_to_proto(outcome: Outcome) -> v1::AuditOutcome {
+    match outcome {
+        Outcome::Allowed => v1::AuditOutcome::Allowed,
+        Outcome::Denied => v1::AuditOutcome::Denied,
+        Outcome::Failed => v1::AuditOutcome::Failed,
+    }
+}
+
+/// Returns the outcome a filter asks for: `None` for unspecified (any outcome).
+pub fn outcome_filter(field: &str, value: i32) -> Result<Option<Outcome>, ServiceError> {
+    if value == v1::AuditOutcome::Unspecified as i32 {
+        return Ok(None);
+    }
+    [Outcome::Allowed, Outcome::Denied, Outcome::Failed]
+        .into_iter()
+        .find(|outcome| outcome_to_proto(*outcome) as i32 == value)
+        .map(Some)
+        .ok_or_else(|| invalid(field, "must be a known audit outcome"))
+}
+
+/// Returns an audit entry as the contract shows it, with its canonical bytes.
+pub fn entry_to_proto(entry: &AuditEntry) -> v1::AuditEntry {
+    use base64::Engine as _;
+    let role = match entry.actor.role.as_str() {
+        role if role == Role::Agency.as_str() => v1::Role::Agency,
+        role if role == Role::Admin.as_str() => v1::Role::Admin,
+        role if role == Role::Auditor.as_str() => v1::Role::Auditor,
+        _ => v1::Role::Unspecified,
+    };
+    v1::AuditEntry {
+        leaf_index: entry.leaf_index,
+        time: Some(timestamp_to_proto(Timestamp::from_unix_micros(entry.time_micros))),
+        actor: Some(v1::Actor {
+            id: entry.actor.id.clone(),
+            role: role as i32,
+            certificate_fingerprint: entry.actor.certificate_fingerprint.clone(),
+            professional_id: entry.actor.professional_id.clone(),
+        }),
+        action: Action::from_code(&entry.action).map_or(v1::AuditAction::Unspecified, action_to_proto) as i32,
+        outcome: Outcome::from_code(&entry.outcome).map_or(v1::AuditOutcome::Unspecified, outcome_to_proto) as i32,
+        reason: entry.reason.clone(),
+        child_index: entry.child_index.clone(),
+        child_sealed: base64::engine::general_purpose::STANDARD.decode(&entry.child_sealed).unwrap_or_default(),
+        categories: entry.categories.iter().map(|name| category_name_to_proto(name)).collect(),
+        request_id: entry.request_id.clone(),
+        trace_id: entry.trace_id.clone(),
+        consent_id: entry.consent_id.clone(),
+        consent_revision: entry.consent_revision,
+        relationship_id: entry.relationship_id.clone(),
+        update_id: entry.update_id.clone(),
+        recipient_agency_id: entry.recipient_agency_id.clone(),
+        canonical_json: entry.canonical_bytes(),
+    }
+}
+
+fn invalid(field: &str, reason: &str) -> ServiceError {
+    ServiceError::InvalidArgument(vec![FieldViolation::new(field, reason)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_round_trip_to_the_microsecond_and_refuse_bad_nanos() {
+        for micros in [0, 1, 1_800_000_000_123_456, -1, -1_500_000] {
+            let time = Timestamp::from_unix_micros(micros);
+            assert_eq!(timestamp_from_proto("t", &timestamp_to_proto(time)).unwrap(), time, "{micros}");
+        }
+        let bad = prost_types::Timestamp { seconds: 0, nanos: 1_000_000_000 };
+        assert!(matches!(timestamp_from_proto("from_time", &bad),
+            Err(ServiceError::InvalidArgument(v)) if v[0].field == "from_time"));
+        let huge = prost_types::Timestamp { seconds: i64::MAX, nanos: 0 };
+        assert!(timestamp_from_proto("t", &huge).is_err());
+    }
+
+    #[test]
+    fn every_category_action_and_outcome_maps_both_ways() {
+        for category in Category::ALL {
+            assert_eq!(category_from_proto("c", category_to_proto(category) as i32).unwrap(), category);
+            assert_eq!(category_name_to_proto(category.as_str()), category_to_proto(category) as i32);
+        }
+        assert!(category_from_proto("c", 0).is_err());
+        assert!(category_from_proto("c", 99).is_err());
+        for action in Action::ALL {
+            assert_eq!(action_filter("a", action_to_proto(action) as i32).unwrap(), Some(action));
+            // The contract's names follow the stored codes.
+            assert_eq!(action_to_proto(action).as_str_name(), format!("AUDIT_ACTION_{}", action.code().to_uppercase()));
+        }
+        assert_eq!(action_filter("a", 0).unwrap(), None);
+        assert!(action_filter("a", 99).is_err());
+        assert_eq!(outcome_filter("o", v1::AuditOutcome::Denied as i32).unwrap(), Some(Outcome::Denied));
+        assert!(outcome_filter("o", 7).is_err());
+    }
+
+    #[test]
+    fn entries_carry_their_canonical_bytes() {
+        let entry = AuditEntry {
+            leaf_index: 7,
+            action: "delivery".into(),
+            outcome: "allowed".into(),
+            categories: vec!["health_summary".into()],
+            child_sealed: "c2VhbGVk".into(),
+            ..AuditEntry::default()
+        };
+        let proto = entry_to_proto(&entry);
+        assert_eq!(proto.canonical_json, entry.canonical_bytes());
+        assert_eq!(proto.action, v1::AuditAction::Delivery as i32);
+        assert_eq!(proto.categories, vec![v1::Category::HealthSummary as i32]);
+        assert_eq!(proto.child_sealed, b"sealed");
+    }
+}
