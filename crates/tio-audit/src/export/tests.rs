@@ -250,3 +250,16 @@ proptest! {
         prop_assert!(verify(&lines, &checkpoint, &signer.verifier(), None).is_err());
     }
 }
+
+#[test]
+fn the_leaf_index_is_read_from_canonical_entries_and_never_from_inside_a_string() {
+    for index in [0, 7, 1_234_567, u64::MAX / 10_000] {
+        let entry = AuditEntry { reason: ",\"leaf_index\":99,".into(), ..entry(index) };
+        let json = String::from_utf8(entry.canonical_bytes()).unwrap();
+        assert_eq!(canonical_leaf_index(&json), Some(index), "{json}");
+    }
+    // Any other form falls back to a full parse.
+    for other in ["{\"leaf_index\":3}", "{\"a\":1,\"leaf_index\": 3}", "{\"a\":1,\"leaf_index\":-3}", "{}"] {
+        assert_eq!(canonical_leaf_index(other), None, "{other}");
+    }
+}
