@@ -115,12 +115,14 @@ fn an_auditor_exports_and_verifies_and_tampering_or_rollback_fails() {
     let first = work.path().join("first");
     let (ok, stdout, stderr) = tio_as(&sandbox, "auditor", &["audit", "export", "--out", &arg(&first)]);
     assert!(ok, "{stderr}");
-    assert!(stdout.contains("exported 2 entries"), "{stdout}");
+    // The registry's seed, the refusal, and this export's own read.
+    assert!(stdout.contains("exported 3 entries"), "{stdout}");
     let (ok, report) = verify(&first, None);
     assert!(ok, "{report}");
     let entries = read_entries(&first);
-    assert_eq!(entries[0].outcome, "denied");
-    assert_eq!((entries[1].action.as_str(), entries[1].actor.id.as_str()), ("audit_read", "auditor"));
+    assert_eq!(entries[0].detail, "seed_registry 5 agencies");
+    assert_eq!((entries[1].actor.id.as_str(), entries[1].outcome.as_str()), ("gp", "denied"));
+    assert_eq!((entries[2].action.as_str(), entries[2].actor.id.as_str()), ("audit_read", "auditor"));
 
     // Exporting into the same directory again is refused rather than overwriting it.
     let (ok, _, stderr) = tio_as(&sandbox, "auditor", &["audit", "export", "--out", &arg(&first)]);
@@ -143,8 +145,8 @@ fn an_auditor_exports_and_verifies_and_tampering_or_rollback_fails() {
     let tampered: Vec<(&str, Vec<String>)> = vec![
         ("edited", {
             let mut copy = lines.clone();
-            copy[1] = copy[1].replace("\"auditor\"", "\"auditer\"");
-            assert_ne!(copy[1], lines[1]);
+            copy[2] = copy[2].replace("\"auditor\"", "\"auditer\"");
+            assert_ne!(copy[2], lines[2]);
             copy
         }),
         ("deleted", lines[1..].to_vec()),

@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `tio` binary, started on a loopback port with real
 //! certificates, called as an agency's system would call it.
 
+mod admin;
 mod audit_cli;
 mod audit_service;
 mod config;

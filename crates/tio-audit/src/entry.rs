@@ -162,6 +162,11 @@ pub struct AuditEntry {
     pub consent_id: String,
     /// The consent revision, 0 if none.
     pub consent_revision: u32,
+    /// For admin actions, what changed (`register_agency school-x`); never personal
+    /// data. Left out of the canonical form when empty, so entries without it keep
+    /// their hashes.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
     /// Dense from 0: the leaf's index.
     pub leaf_index: u64,
     /// `allowed`, `denied` or `failed`.

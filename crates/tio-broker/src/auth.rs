@@ -104,6 +104,16 @@ impl Registry {
         self.read().agencies.len()
     }
 
+    /// Adds or replaces an agency; the next request sees the change.
+    pub fn set_agency(&self, agency: Agency) {
+        self.write().agencies.insert(agency.id.as_str().to_owned(), agency);
+    }
+
+    /// Refuses the certificate with `fingerprint` from the next request on.
+    pub fn revoke(&self, fingerprint: String) {
+        self.write().revoked.insert(fingerprint);
+    }
+
     /// Checks that `identity`, presenting a certificate with `fingerprint`, may connect.
     pub fn admit(&self, identity: &Identity, fingerprint: &str) -> Result<(), AuthError> {
         let state = self.read();
@@ -121,6 +131,11 @@ impl Registry {
             Role::Auditor if state.auditors.contains(&identity.id) => Ok(()),
             Role::Admin | Role::Auditor => Err(unknown()),
         }
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, RegistryState> {
+        // As for `read`: every change is one insert, so a poisoned lock is consistent.
+        self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, RegistryState> {

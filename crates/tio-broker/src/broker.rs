@@ -9,9 +9,11 @@ use tio_audit::log::AuditLog;
 use tio_core::{FieldViolation, NhsNumber, NhsNumberPolicy, ROLE_NOT_PERMITTED, Service, Timestamp};
 use tio_store::Store;
 
+use crate::admin;
 use crate::auth::{Caller, Registry};
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
 use crate::request::RequestMeta;
+use crate::server::ServeError;
 use crate::status::ServiceError;
 
 /// Where the broker reads the time. Read once per call, so that every decision in a
@@ -67,16 +69,22 @@ impl Broker {
         Broker { store, audit, registry, nhs_numbers, clock }
     }
 
-    /// Returns a broker with the registry and NHS number policy of `config`, on the
-    /// system clock.
-    pub fn from_config(config: &Config, store: Arc<Store>, audit: Arc<AuditLog>) -> Result<Broker, ConfigError> {
-        let registry = Arc::new(Registry::new(
-            config.agencies()?,
-            config.admins.iter().cloned(),
-            config.auditors.iter().cloned(),
-            config.revoked_fingerprints.iter().cloned(),
-        ));
-        Ok(Broker::new(store, audit, registry, config.nhs_number_policy()?, Arc::new(SystemClock)))
+    /// Opens the broker of `config` over its store and audit log, on the system clock:
+    /// seeds an empty registry from the configuration (or the development seed), then
+    /// loads the registry from the store.
+    pub async fn open(config: &Config, store: Arc<Store>, audit: Arc<AuditLog>) -> Result<Broker, ServeError> {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let seeded = admin::seed_registry(&store, &config.agencies()?, &config.revoked_fingerprints, clock.now())
+            .await
+            .map_err(|err| ServeError::Registry(err.to_string()))?;
+        if seeded > 0 {
+            tracing::info!(agencies = seeded, "registry seeded from the configuration");
+        } else if !config.agencies.is_empty() && !config.dev {
+            tracing::info!("registry already in the store; configured agencies are not applied (use the admin API)");
+        }
+        let registry = admin::load_registry(&store, &config.admins, &config.auditors, &config.revoked_fingerprints)
+            .map_err(|err| ServeError::Registry(err.to_string()))?;
+        Ok(Broker::new(store, audit, Arc::new(registry), config.nhs_number_policy()?, clock))
     }
 
     /// The store.

@@ -51,7 +51,8 @@ pub struct Config {
     pub auditors: Vec<String>,
     /// SHA-256 fingerprints (lowercase hex) of client certificates refused from now on.
     pub revoked_fingerprints: Vec<String>,
-    /// The agencies allowed to connect, with their permissions.
+    /// The agencies that seed an empty registry at first start, with their permissions;
+    /// afterwards the registry lives in the store and the AdminService changes it.
     pub agencies: Vec<AgencyConfig>,
 }
 

@@ -2,7 +2,9 @@
 //! mapping (a category, an action, a time) is written once.
 
 use tio_audit::entry::{Action, AuditEntry, Outcome};
-use tio_core::{Category, FieldViolation, Role, Timestamp};
+use tio_core::{
+    Agency, AgencyId, Category, CategorySet, FieldViolation, OrganisationCodeKind, Role, Sector, Timestamp, limits,
+};
 use tio_proto::v1;
 
 use crate::status::ServiceError;
@@ -149,6 +151,97 @@ pub fn entry_to_proto(entry: &AuditEntry) -> v1::AuditEntry {
         update_id: entry.update_id.clone(),
         recipient_agency_id: entry.recipient_agency_id.clone(),
         canonical_json: entry.canonical_bytes(),
+        detail: entry.detail.clone(),
+    }
+}
+
+/// Returns the contract's value of a sector.
+pub fn sector_to_proto(sector: Sector) -> v1::Sector {
+    match sector {
+        Sector::Health => v1::Sector::Health,
+        Sector::Education => v1::Sector::Education,
+        Sector::SocialCare => v1::Sector::SocialCare,
+    }
+}
+
+/// Returns the sector of a contract value; unspecified or unknown values name `field`.
+pub fn sector_from_proto(field: &str, value: i32) -> Result<Sector, ServiceError> {
+    [Sector::Health, Sector::Education, Sector::SocialCare]
+        .into_iter()
+        .find(|sector| sector_to_proto(*sector) as i32 == value)
+        .ok_or_else(|| invalid(field, "must be health, education or social care"))
+}
+
+/// Returns the categories of a contract list, refusing unknown values and repeats.
+pub fn categories_from_proto(field: &str, values: &[i32]) -> Result<CategorySet, ServiceError> {
+    limits::check_items(field, values, Category::ALL.len())
+        .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))?;
+    let mut set = CategorySet::EMPTY;
+    for (index, value) in values.iter().enumerate() {
+        let category = category_from_proto(&format!("{field}[{index}]"), *value)?;
+        if set.contains(category) {
+            return Err(invalid(&format!("{field}[{index}]"), "is listed twice"));
+        }
+        set.insert(category);
+    }
+    Ok(set)
+}
+
+/// Returns the contract's list of a category set, in category order.
+pub fn categories_to_proto(set: CategorySet) -> Vec<i32> {
+    set.iter().map(|category| category_to_proto(category) as i32).collect()
+}
+
+/// Returns the organisation code kind of a contract value (`None` for unspecified).
+pub fn code_kind_from_proto(field: &str, value: i32) -> Result<Option<OrganisationCodeKind>, ServiceError> {
+    match v1::OrganisationCodeKind::try_from(value) {
+        Ok(v1::OrganisationCodeKind::Unspecified) => Ok(None),
+        Ok(v1::OrganisationCodeKind::Ods) => Ok(Some(OrganisationCodeKind::Ods)),
+        Ok(v1::OrganisationCodeKind::SchoolUrn) => Ok(Some(OrganisationCodeKind::SchoolUrn)),
+        Ok(v1::OrganisationCodeKind::LocalAuthority) => Ok(Some(OrganisationCodeKind::LocalAuthority)),
+        Err(_) => Err(invalid(field, "must be a known organisation code kind")),
+    }
+}
+
+/// Validates an agency as an admin sends it (fields named `agency.<field>`) and returns
+/// the domain agency. The suspension flag is the registry's, not the request's.
+pub fn agency_from_proto(agency: &v1::Agency) -> Result<Agency, ServiceError> {
+    let one = |violation: FieldViolation| ServiceError::InvalidArgument(vec![violation]);
+    let id = AgencyId::parse("agency.id", &agency.id).map_err(one)?;
+    if agency.name.trim().is_empty() {
+        return Err(invalid("agency.name", "is required"));
+    }
+    limits::check_len("agency.name", &agency.name, limits::MAX_SHORT_STRING_BYTES).map_err(one)?;
+    let sector = sector_from_proto("agency.sector", agency.sector)?;
+    match code_kind_from_proto("agency.code_kind", agency.code_kind)? {
+        Some(kind) => kind.validate("agency.code", &agency.code).map_err(one)?,
+        None if agency.code.is_empty() => {}
+        None => return Err(invalid("agency.code_kind", "is required when agency.code is given")),
+    }
+    Ok(Agency {
+        id,
+        name: agency.name.clone(),
+        sector,
+        may_publish: categories_from_proto("agency.may_publish", &agency.may_publish)?,
+        may_read: categories_from_proto("agency.may_read", &agency.may_read)?,
+        may_record_consent: agency.may_record_consent,
+        suspended: agency.suspended,
+    })
+}
+
+/// Returns the contract form of a domain agency (no organisation code, no registration time).
+pub fn agency_to_proto(agency: &Agency) -> v1::Agency {
+    v1::Agency {
+        id: agency.id.as_str().to_owned(),
+        name: agency.name.clone(),
+        sector: sector_to_proto(agency.sector) as i32,
+        code_kind: v1::OrganisationCodeKind::Unspecified as i32,
+        code: String::new(),
+        may_publish: categories_to_proto(agency.may_publish),
+        may_read: categories_to_proto(agency.may_read),
+        may_record_consent: agency.may_record_consent,
+        suspended: agency.suspended,
+        registered_at: None,
     }
 }
 
@@ -190,6 +283,43 @@ mod tests {
         assert!(action_filter("a", 99).is_err());
         assert_eq!(outcome_filter("o", v1::AuditOutcome::Denied as i32).unwrap(), Some(Outcome::Denied));
         assert!(outcome_filter("o", 7).is_err());
+    }
+
+    #[test]
+    fn agencies_are_validated_field_by_field_and_round_trip() {
+        let good = v1::Agency {
+            id: "school-100000".into(),
+            name: "Meadow Primary".into(),
+            sector: v1::Sector::Education as i32,
+            code_kind: v1::OrganisationCodeKind::SchoolUrn as i32,
+            code: "100000".into(),
+            may_publish: vec![v1::Category::SendSupport as i32],
+            may_read: vec![v1::Category::HealthSummary as i32, v1::Category::CommunicationNeeds as i32],
+            may_record_consent: true,
+            ..Default::default()
+        };
+        let agency = agency_from_proto(&good).unwrap();
+        let back = agency_to_proto(&agency);
+        assert_eq!((back.id.as_str(), back.sector), ("school-100000", good.sector));
+        assert_eq!(back.may_read, vec![v1::Category::CommunicationNeeds as i32, v1::Category::HealthSummary as i32]);
+        type Change = fn(&mut v1::Agency);
+        let cases: [(&str, Change); 7] = [
+            ("agency.id", |a| a.id = "School".into()),
+            ("agency.name", |a| a.name = " ".into()),
+            ("agency.sector", |a| a.sector = 0),
+            ("agency.code", |a| a.code = "12345".into()),
+            ("agency.code_kind", |a| a.code_kind = 0),
+            ("agency.may_publish[0]", |a| a.may_publish = vec![0]),
+            ("agency.may_read[1]", |a| a.may_read = vec![3, 3]),
+        ];
+        for (field, change) in cases {
+            let mut bad = good.clone();
+            change(&mut bad);
+            match agency_from_proto(&bad) {
+                Err(ServiceError::InvalidArgument(v)) => assert_eq!(v[0].field, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
     }
 
     #[test]

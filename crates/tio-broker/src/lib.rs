@@ -11,6 +11,7 @@
 
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod audit_reads;
 pub mod auth;
 pub mod broker;

@@ -43,6 +43,9 @@ pub enum ServeError {
     /// The store could not be opened.
     #[error(transparent)]
     Storage(#[from] crate::storage::StorageSetupError),
+    /// The registry could not be seeded or loaded from the store.
+    #[error("cannot load the agency registry: {0}")]
+    Registry(String),
     /// The serving task panicked.
     #[error("server task failed: {0}")]
     Task(String),
@@ -150,7 +153,9 @@ pub async fn serve(
         .add_service(limited!(v1::audit_service_server::AuditServiceServer::new(services::Audit {
             broker: broker.clone()
         })))
-        .add_service(limited!(v1::admin_service_server::AdminServiceServer::new(services::Admin)));
+        .add_service(limited!(v1::admin_service_server::AdminServiceServer::new(services::Admin {
+            broker: broker.clone()
+        })));
 
     let (stop_sender, stop_receiver) = watch::channel(false);
     let (connections, incoming) =

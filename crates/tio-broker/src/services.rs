@@ -236,9 +236,70 @@ fn checkpoint_to_proto(signed: &SignedCheckpoint) -> v1::Checkpoint {
     }
 }
 
-/// `tio.v1.AdminService`.
-#[derive(Debug, Clone, Copy)]
-pub struct Admin;
+/// `tio.v1.AdminService`: see [`crate::admin`].
+#[derive(Clone)]
+pub struct Admin {
+    /// The broker.
+    pub broker: Arc<Broker>,
+}
 
 #[tonic::async_trait]
-impl v1::admin_service_server::AdminService for Admin {}
+impl v1::admin_service_server::AdminService for Admin {
+    async fn register_agency(
+        &self,
+        request: Request<v1::RegisterAgencyRequest>,
+    ) -> Result<Response<v1::Agency>, Status> {
+        let call = self.broker.call(&request).map_err(into_status)?;
+        let admin = self.broker.administrator(&call).await.map_err(into_status)?;
+        let agency = request.into_inner().agency.ok_or_else(|| into_status(required("agency")))?;
+        Ok(Response::new(admin.register(&agency).await.map_err(into_status)?))
+    }
+
+    async fn update_agency(&self, request: Request<v1::UpdateAgencyRequest>) -> Result<Response<v1::Agency>, Status> {
+        let call = self.broker.call(&request).map_err(into_status)?;
+        let admin = self.broker.administrator(&call).await.map_err(into_status)?;
+        let agency = request.into_inner().agency.ok_or_else(|| into_status(required("agency")))?;
+        Ok(Response::new(admin.update(&agency).await.map_err(into_status)?))
+    }
+
+    async fn suspend_agency(&self, request: Request<v1::SuspendAgencyRequest>) -> Result<Response<v1::Agency>, Status> {
+        let call = self.broker.call(&request).map_err(into_status)?;
+        let admin = self.broker.administrator(&call).await.map_err(into_status)?;
+        let message = request.into_inner();
+        Ok(Response::new(admin.suspend(&message.agency_id, &message.reason).await.map_err(into_status)?))
+    }
+
+    async fn reinstate_agency(
+        &self,
+        request: Request<v1::ReinstateAgencyRequest>,
+    ) -> Result<Response<v1::Agency>, Status> {
+        let call = self.broker.call(&request).map_err(into_status)?;
+        let admin = self.broker.administrator(&call).await.map_err(into_status)?;
+        Ok(Response::new(admin.reinstate(&request.into_inner().agency_id).await.map_err(into_status)?))
+    }
+
+    async fn list_agencies(
+        &self,
+        request: Request<v1::ListAgenciesRequest>,
+    ) -> Result<Response<v1::ListAgenciesResponse>, Status> {
+        let call = self.broker.call(&request).map_err(into_status)?;
+        let admin = self.broker.administrator(&call).await.map_err(into_status)?;
+        Ok(Response::new(v1::ListAgenciesResponse { agencies: admin.list().map_err(into_status)? }))
+    }
+
+    async fn revoke_certificate(
+        &self,
+        request: Request<v1::RevokeCertificateRequest>,
+    ) -> Result<Response<v1::RevokeCertificateResponse>, Status> {
+        let call = self.broker.call(&request).map_err(into_status)?;
+        let admin = self.broker.administrator(&call).await.map_err(into_status)?;
+        let message = request.into_inner();
+        admin.revoke(&message.fingerprint, &message.reason).await.map_err(into_status)?;
+        Ok(Response::new(v1::RevokeCertificateResponse {}))
+    }
+}
+
+/// The error for a required message field left out.
+fn required(field: &str) -> ServiceError {
+    ServiceError::InvalidArgument(vec![FieldViolation::new(field, "is required")])
+}

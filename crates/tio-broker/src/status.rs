@@ -27,6 +27,12 @@ pub enum ServiceError {
     /// The caller may not do this; the refusal has been audited.
     #[error("{0}")]
     PermissionDenied(String),
+    /// What the request names does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// What the request would create exists already.
+    #[error("{0}")]
+    AlreadyExists(String),
 
     /// The store refused or failed the operation.
     #[error(transparent)]
@@ -39,6 +45,12 @@ pub enum ServiceError {
     /// Something failed inside the broker; details go to the log, not the client.
     #[error("internal error")]
     Internal(String),
+}
+
+impl From<tio_store::StorageError> for ServiceError {
+    fn from(err: tio_store::StorageError) -> Self {
+        ServiceError::Store(StoreError::Storage(err))
+    }
 }
 
 fn summarise(violations: &[FieldViolation]) -> String {
@@ -62,6 +74,8 @@ pub fn into_status(error: impl Into<ServiceError>) -> tonic::Status {
             tonic::Status::with_error_details(Code::InvalidArgument, error.to_string(), details)
         }
         ServiceError::PermissionDenied(reason) => tonic::Status::new(Code::PermissionDenied, reason.clone()),
+        ServiceError::NotFound(what) => tonic::Status::new(Code::NotFound, what.clone()),
+        ServiceError::AlreadyExists(what) => tonic::Status::new(Code::AlreadyExists, what.clone()),
         ServiceError::Internal(detail) => internal(detail),
         ServiceError::Audit(audit) => internal(&audit.to_string()),
         ServiceError::Store(store) => match store {

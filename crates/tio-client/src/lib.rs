@@ -147,6 +147,11 @@ impl Client {
         Ok(response.into_inner().status())
     }
 
+    /// Returns a client for `tio.v1.AdminService` (admin certificates only).
+    pub fn admin(&self) -> v1::admin_service_client::AdminServiceClient<Channel> {
+        v1::admin_service_client::AdminServiceClient::new(self.channel())
+    }
+
     /// Returns a client for `tio.v1.AuditService` (admin and auditor certificates only).
     pub fn audit(&self) -> v1::audit_service_client::AuditServiceClient<Channel> {
         v1::audit_service_client::AuditServiceClient::new(self.channel())

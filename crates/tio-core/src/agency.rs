@@ -78,6 +78,35 @@ impl fmt::Display for Sector {
     }
 }
 
+/// The kind of code an agency is known by outside the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OrganisationCodeKind {
+    /// An NHS Organisation Data Service code: 3 to 6 upper-case letters and digits
+    /// (`RXX`, `RXX01`, `A12345`).
+    Ods,
+    /// A school's unique reference number: 6 digits.
+    SchoolUrn,
+    /// A council's DfE local-authority code: 3 digits.
+    LocalAuthority,
+}
+
+impl OrganisationCodeKind {
+    /// Checks that `code` has this kind's form, naming `field` if not.
+    pub fn validate(self, field: &str, code: &str) -> Result<(), FieldViolation> {
+        let digits = |len: usize| code.len() == len && code.bytes().all(|byte| byte.is_ascii_digit());
+        let (valid, form) = match self {
+            OrganisationCodeKind::Ods => (
+                (3..=6).contains(&code.len())
+                    && code.bytes().all(|byte| byte.is_ascii_uppercase() || byte.is_ascii_digit()),
+                "an ODS code is 3 to 6 upper-case letters and digits",
+            ),
+            OrganisationCodeKind::SchoolUrn => (digits(6), "a school URN is 6 digits"),
+            OrganisationCodeKind::LocalAuthority => (digits(3), "a local-authority code is 3 digits"),
+        };
+        if valid { Ok(()) } else { Err(FieldViolation::new(field, form)) }
+    }
+}
+
 /// A registered agency and its permissions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Agency {
@@ -110,6 +139,28 @@ mod tests {
         for bad in ["", "-rxx", "rxx-", "RXX", "r x", "r_x", "rxx/1", too_long.as_str()] {
             let err = AgencyId::parse("agency.id", bad).unwrap_err();
             assert_eq!(err.field, "agency.id", "{bad}");
+        }
+    }
+
+    #[test]
+    fn organisation_codes_have_their_kinds_form() {
+        use OrganisationCodeKind::*;
+        for (kind, good) in
+            [(Ods, "RXX"), (Ods, "RXX01"), (Ods, "A12345"), (SchoolUrn, "100000"), (LocalAuthority, "202")]
+        {
+            assert_eq!(kind.validate("code", good), Ok(()), "{good}");
+        }
+        for (kind, bad) in [
+            (Ods, "rxx"),
+            (Ods, "RX"),
+            (Ods, "RXX0123"),
+            (Ods, "RX-1"),
+            (SchoolUrn, "10000"),
+            (SchoolUrn, "10000A"),
+            (LocalAuthority, "2020"),
+            (LocalAuthority, ""),
+        ] {
+            assert_eq!(kind.validate("agency.code", bad).unwrap_err().field, "agency.code", "{bad}");
         }
     }
 

@@ -24,7 +24,7 @@ mod nhs_number;
 mod time;
 mod upn;
 
-pub use agency::{Agency, AgencyId, Sector};
+pub use agency::{Agency, AgencyId, OrganisationCodeKind, Sector};
 pub use care::{CareRelationship, RelationshipId, RelationshipKind};
 pub use category::{Category, CategorySet};
 pub use consent::{Consent, ConsentGiverRole, ConsentId, ConsentState, LawfulBasis, Recipients, Validity};

@@ -13,6 +13,7 @@ use tio_proto::v1;
 
 use crate::cli::{AuditQueryArgs, AuditReportArgs, QueryFormat, ReportFormat};
 use crate::connection::{ConnectionArgs, UsageError};
+use crate::output::write_table;
 
 /// Entries asked for per query page.
 const QUERY_PAGE: u32 = 500;
@@ -370,26 +371,6 @@ fn outcome_value(code: &str) -> Result<i32, UsageError> {
         .ok_or_else(|| UsageError::new(format!("--outcome `{code}`: expected allowed, denied or failed")))
 }
 
-/// Prints rows under a header, each column as wide as its widest cell.
-fn write_table<const N: usize>(out: &mut impl Write, header: [&str; N], rows: &[[String; N]]) -> std::io::Result<()> {
-    let mut widths = header.map(|title| title.chars().count());
-    for row in rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let padded: Vec<String> =
-            cells.iter().zip(&widths).map(|(cell, width)| format!("{cell:<width$}", width = *width)).collect();
-        padded.join("  ").trim_end().to_owned()
-    };
-    writeln!(out, "{}", line(header.to_vec()))?;
-    for row in rows {
-        writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
-    }
-    Ok(())
-}
-
 /// Stops a spreadsheet from reading a cell as a formula (CSV injection): a cell that
 /// starts with `=`, `+`, `-`, `@`, tab or carriage return gets a leading apostrophe.
 fn spreadsheet_safe(cell: &str) -> String {
@@ -415,14 +396,6 @@ mod tests {
         assert!(action_value("PROFILE_READ").unwrap_err().to_string().contains("audit_read"));
         assert_eq!(outcome_value("denied").unwrap(), v1::AuditOutcome::Denied as i32);
         assert!(outcome_value("unspecified").is_err());
-    }
-
-    #[test]
-    fn tables_align_columns() {
-        let mut out = Vec::new();
-        let rows = [["1".to_owned(), "long value".to_owned()], ["22".to_owned(), String::new()]];
-        write_table(&mut out, ["A", "B"], &rows).unwrap();
-        assert_eq!(String::from_utf8(out).unwrap(), "A   B\n1   long value\n22\n");
     }
 
     #[test]

@@ -39,6 +39,10 @@ pub(crate) enum Command {
     /// Check, back up and restore a stopped store.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Administer the agency registry (admin certificate): register, update, suspend,
+    /// reinstate and list agencies, and revoke certificates.
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// The audit log: query it, export it, verify an export offline, print the
     /// checkpoint key, and report on one child for a subject-access request.
     #[command(subcommand)]
@@ -97,6 +101,102 @@ pub(crate) enum AuditCommand {
         #[arg(long, value_name = "CHECKPOINT")]
         against: Option<PathBuf>,
     },
+}
+
+/// `tio admin`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum AdminCommand {
+    /// Agencies: the systems that may connect, and what each may publish and read.
+    #[command(subcommand)]
+    Agency(AgencyCommand),
+    /// Refuse a client certificate from now on, by its SHA-256 fingerprint.
+    Revoke {
+        /// The certificate's SHA-256 fingerprint, 64 hex digits (e.g. from
+        /// `openssl x509 -in CERT -noout -fingerprint -sha256`, colons removed).
+        #[arg(long, value_name = "HEX")]
+        fingerprint: String,
+        /// Why, for the audit log.
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// How to reach the broker.
+        #[command(flatten)]
+        connection: ConnectionArgs,
+    },
+}
+
+/// `tio admin agency`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum AgencyCommand {
+    /// Register a new agency. Its systems then connect with a certificate for
+    /// urn:tio:agency:ID.
+    Register(AgencyArgs),
+    /// Replace an agency's name, sector, code and permissions (its suspension stays).
+    Update(AgencyArgs),
+    /// Suspend an agency: refused everywhere from its next call.
+    Suspend {
+        /// The agency's id.
+        #[arg(long, value_name = "ID")]
+        id: String,
+        /// Why, for the audit log.
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// How to reach the broker.
+        #[command(flatten)]
+        connection: ConnectionArgs,
+    },
+    /// Lift an agency's suspension.
+    Reinstate {
+        /// The agency's id.
+        #[arg(long, value_name = "ID")]
+        id: String,
+        /// How to reach the broker.
+        #[command(flatten)]
+        connection: ConnectionArgs,
+    },
+    /// List every registered agency.
+    List {
+        /// Output: a table, or JSON lines.
+        #[arg(long, value_enum, default_value_t = QueryFormat::Table)]
+        format: QueryFormat,
+        /// How to reach the broker.
+        #[command(flatten)]
+        connection: ConnectionArgs,
+    },
+}
+
+/// An agency's registration.
+#[derive(Debug, Args)]
+pub(crate) struct AgencyArgs {
+    /// The id: 1 to 64 characters of a-z, 0-9 and '-' (the ID of urn:tio:agency:ID).
+    #[arg(long, value_name = "ID")]
+    pub(crate) id: String,
+    /// The name people see (reports, lists).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) name: String,
+    /// The sector: health, education or social-care.
+    #[arg(long, value_name = "SECTOR")]
+    pub(crate) sector: String,
+    /// The NHS ODS code (health).
+    #[arg(long, value_name = "CODE", conflicts_with_all = ["school_urn", "la_code"])]
+    pub(crate) ods: Option<String>,
+    /// The school's 6-digit URN.
+    #[arg(long, value_name = "URN", conflicts_with = "la_code")]
+    pub(crate) school_urn: Option<String>,
+    /// The council's 3-digit local-authority code.
+    #[arg(long, value_name = "CODE")]
+    pub(crate) la_code: Option<String>,
+    /// Categories it may publish, comma-separated (e.g. health_summary,communication_needs).
+    #[arg(long, value_name = "CATEGORIES", value_delimiter = ',')]
+    pub(crate) may_publish: Vec<String>,
+    /// Categories it may read, comma-separated.
+    #[arg(long, value_name = "CATEGORIES", value_delimiter = ',')]
+    pub(crate) may_read: Vec<String>,
+    /// Its professionals may record and withdraw consent.
+    #[arg(long)]
+    pub(crate) may_record_consent: bool,
+    /// How to reach the broker.
+    #[command(flatten)]
+    pub(crate) connection: ConnectionArgs,
 }
 
 /// `tio audit query`.

@@ -7,10 +7,12 @@
 // A command line prints its results.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod admin_commands;
 mod audit_commands;
 mod audit_remote;
 mod cli;
 mod connection;
+mod output;
 mod serve;
 mod store_commands;
 
@@ -55,6 +57,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(command) => store_commands::keys(command),
         Command::Store(command) => store_commands::store(command),
         Command::Audit(command) => audit_commands::run(command),
+        Command::Admin(command) => runtime()?.block_on(admin_commands::run(command)),
     }
 }
 

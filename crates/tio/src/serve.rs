@@ -39,7 +39,7 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         let checkpoints =
             tokio::spawn(tio_broker::checkpoints::run(audit.clone(), config.audit.clone(), checkpoints_stopped));
         let broker =
-            std::sync::Arc::new(tio_broker::broker::Broker::from_config(&config, store.clone(), audit.clone())?);
+            std::sync::Arc::new(tio_broker::broker::Broker::open(&config, store.clone(), audit.clone()).await?);
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;

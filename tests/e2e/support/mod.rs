@@ -114,6 +114,7 @@ pub(crate) struct Sandbox {
     pub(crate) address: SocketAddr,
     child: Child,
     log: PathBuf,
+    options: Options,
 }
 
 impl Sandbox {
@@ -132,9 +133,20 @@ impl Sandbox {
             options.args.push(format!("revoked_fingerprints={}", fingerprints.join(",")));
         }
         match spawn_server(root.path(), &pki.dir, &options) {
-            Ok((child, address, log)) => Sandbox { root, pki, address, child, log },
+            Ok((child, address, log)) => Sandbox { root, pki, address, child, log, options },
             Err(failure) => panic!("server did not start: {failure}"),
         }
+    }
+
+    /// Stops the server with SIGTERM and starts it again on the same data directory
+    /// (and a new port), as an operator's restart would.
+    pub(crate) fn restart(&mut self) {
+        self.signal(Signal::SIGTERM);
+        let status = self.wait_exit(Duration::from_secs(20));
+        assert!(status.success(), "server exited with {status}; log:\n{}", self.log_text());
+        let (child, address, log) = spawn_server(self.root.path(), &self.pki.dir, &self.options)
+            .unwrap_or_else(|failure| panic!("server did not restart: {failure}"));
+        (self.child, self.address, self.log) = (child, address, log);
     }
 
     /// Returns the server's data directory.

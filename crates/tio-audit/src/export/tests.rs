@@ -33,6 +33,7 @@ fn entry(index: u64) -> AuditEntry {
         relationship_id: "rel-1".to_owned(),
         update_id: format!("{:032x}", index),
         recipient_agency_id: String::new(),
+        detail: String::new(),
     }
 }
 
@@ -118,6 +119,7 @@ fn changing_any_one_field_names_the_entry() {
         ("relationship", |e| e.relationship_id.push('x')),
         ("update id", |e| e.update_id.replace_range(0..1, "f")),
         ("recipient", |e| e.recipient_agency_id = "school".into()),
+        ("detail", |e| e.detail = "register_agency gp".into()),
     ];
     for (name, change) in changes {
         let mut lines = log.lines.clone();

@@ -1,0 +1,148 @@
+//! The AdminService and `tio admin` over real mutual TLS: agencies registered,
+//! suspended, reinstated and certificates revoked take effect at the next call, are
+//! refused to anyone but an admin, survive a restart, and are in the audit log.
+
+use tio_broker::pki::LeafSpec;
+use tio_core::Identity;
+use tio_proto::v1;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+use crate::support::{Sandbox, arg, run_tio};
+
+fn tio_as(sandbox: &Sandbox, name: &str, args: &[&str]) -> (bool, String, String) {
+    let server = format!("https://localhost:{}", sandbox.address.port());
+    let pki = arg(&sandbox.pki.dir);
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--server", &server, "--dev-pki", &pki, "--as", name]);
+    let (status, stdout, stderr) = run_tio(&all, &[]);
+    (status.success(), stdout, stderr)
+}
+
+fn health(sandbox: &Sandbox, name: &str) -> Result<(), String> {
+    let (ok, stdout, stderr) = tio_as(sandbox, name, &["health"]);
+    if ok { Ok(()) } else { Err(format!("{stdout}{stderr}")) }
+}
+
+const CLINIC: [&str; 14] = [
+    "admin",
+    "agency",
+    "register",
+    "--id",
+    "clinic-rxx01",
+    "--name",
+    "Riverside Community Clinic",
+    "--sector",
+    "health",
+    "--ods",
+    "RXX01",
+    "--may-publish",
+    "health_summary,communication_needs",
+    "--may-record-consent",
+];
+
+#[test]
+fn admins_manage_the_registry_and_every_change_takes_effect_persists_and_is_audited() {
+    let mut sandbox = Sandbox::start();
+    // The development seed filled the empty registry.
+    let (ok, stdout, stderr) = tio_as(&sandbox, "admin", &["admin", "agency", "list"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("5 agencies") && stdout.contains("Meadow Primary School"), "{stdout}");
+
+    // Register a new agency; its certificate works at once.
+    let (ok, stdout, stderr) = tio_as(&sandbox, "admin", &CLINIC);
+    assert!(ok, "{stderr}");
+    assert_eq!(stdout.trim(), "registered agency clinic-rxx01 (Riverside Community Clinic, health)");
+    let (ok, _, stderr) = tio_as(&sandbox, "admin", &CLINIC);
+    assert!(!ok && stderr.contains("AlreadyExists: agency `clinic-rxx01` is already registered"), "{stderr}");
+    sandbox.pki.issue("clinic-rxx01", &LeafSpec::client(&Identity::agency("clinic-rxx01")));
+    health(&sandbox, "clinic-rxx01").unwrap();
+
+    // Suspension refuses the agency everywhere at its next call; reinstatement lifts it.
+    let (ok, stdout, stderr) =
+        tio_as(&sandbox, "admin", &["admin", "agency", "suspend", "--id", "school", "--reason", "certificate lost"]);
+    assert!(ok && stdout.contains("suspended agency school"), "{stdout}{stderr}");
+    let refused = health(&sandbox, "school").unwrap_err();
+    assert!(refused.contains("Unauthenticated: agency `school` is suspended"), "{refused}");
+    let (ok, _, stderr) = tio_as(&sandbox, "admin", &["admin", "agency", "reinstate", "--id", "school"]);
+    assert!(ok, "{stderr}");
+    health(&sandbox, "school").unwrap();
+    let (ok, _, stderr) = tio_as(&sandbox, "admin", &["admin", "agency", "suspend", "--id", "nobody"]);
+    assert!(!ok && stderr.contains("NotFound: agency `nobody` is not registered"), "{stderr}");
+
+    // Revoking a certificate refuses it at its next call.
+    let gp = sandbox.pki.fingerprint("gp");
+    let (ok, _, stderr) =
+        tio_as(&sandbox, "admin", &["admin", "revoke", "--fingerprint", &gp, "--reason", "key leaked"]);
+    assert!(ok, "{stderr}");
+    assert!(health(&sandbox, "gp").unwrap_err().contains("has been revoked"));
+
+    // Only admins: an agency and an auditor are refused, and bad input names its field.
+    for name in ["hospital", "auditor"] {
+        let (ok, _, stderr) = tio_as(&sandbox, name, &["admin", "agency", "list"]);
+        assert!(!ok && stderr.contains("PermissionDenied"), "{name}: {stderr}");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let admin = sandbox.client("admin").await;
+        let agency = v1::Agency {
+            id: "school-2".into(),
+            name: "Hillside School".into(),
+            sector: v1::Sector::Education as i32,
+            code_kind: v1::OrganisationCodeKind::SchoolUrn as i32,
+            code: "12345".into(),
+            ..Default::default()
+        };
+        let request = v1::RegisterAgencyRequest { agency: Some(agency) };
+        let status = admin.admin().register_agency(admin.request(request)).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let violation = &status.get_details_bad_request().unwrap().field_violations[0];
+        assert_eq!(
+            (violation.field.as_str(), violation.description.as_str()),
+            ("agency.code", "a school URN is 6 digits")
+        );
+    });
+
+    // Everything survives a restart: the registry is in the store, not the configuration.
+    sandbox.restart();
+    health(&sandbox, "clinic-rxx01").unwrap();
+    health(&sandbox, "school").unwrap();
+    assert!(health(&sandbox, "gp").unwrap_err().contains("has been revoked"));
+    let (ok, stdout, _) = tio_as(&sandbox, "admin", &["admin", "agency", "list", "--format", "json"]);
+    assert!(ok);
+    let clinic = stdout.lines().find(|line| line.contains("clinic-rxx01")).expect("clinic listed");
+    let clinic: serde_json::Value = serde_json::from_str(clinic).unwrap();
+    assert_eq!(clinic["code"], "RXX01");
+    assert_eq!(clinic["may_publish"], serde_json::json!(["communication_needs", "health_summary"]));
+
+    // And every change is in the audit log, with what changed.
+    let (ok, stdout, stderr) = tio_as(
+        &sandbox,
+        "auditor",
+        &["audit", "query", "--action", "admin", "--outcome", "allowed", "--format", "json"],
+    );
+    assert!(ok, "{stderr}");
+    let details: Vec<String> = stdout
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).unwrap()["detail"].as_str().unwrap_or("").to_owned()
+        })
+        .collect();
+    assert_eq!(
+        details,
+        [
+            "seed_registry 5 agencies".to_owned(),
+            "register_agency clinic-rxx01".to_owned(),
+            "suspend_agency school (certificate lost)".to_owned(),
+            "reinstate_agency school".to_owned(),
+            format!("revoke_certificate {gp} (key leaked)"),
+        ]
+    );
+    let (ok, stdout, _) = tio_as(
+        &sandbox,
+        "auditor",
+        &["audit", "query", "--action", "admin", "--outcome", "denied", "--format", "json"],
+    );
+    assert!(ok);
+    assert_eq!(stdout.lines().count(), 2, "the agency's and the auditor's refusals: {stdout}");
+}
