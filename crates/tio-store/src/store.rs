@@ -171,6 +171,17 @@ pub struct UpdateContent {
     pub value: Vec<u8>,
 }
 
+/// A sealed per-child record, opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedRecord {
+    /// Its key after the child's blind index.
+    pub suffix: Vec<u8>,
+    /// What was sealed.
+    pub plaintext: Vec<u8>,
+    /// The stored bytes, for a precondition that it is unchanged.
+    pub raw: Vec<u8>,
+}
+
 /// The encrypted durable store.
 pub struct Store {
     engine: Arc<dyn Engine>,
@@ -237,6 +248,84 @@ impl Store {
         String::from_utf8(digits)
             .map(Some)
             .map_err(|_| StoreError::Corrupt("a sealed child reference does not decode".to_owned()))
+    }
+
+    /// Makes sure the store holds a data key for the child, creating one (durably) if
+    /// not, so that records about the child can be sealed before its first update.
+    /// After an erasure this makes a new key; the erased records stay unreadable.
+    pub async fn ensure_child_key(&self, child: &NhsNumber) -> Result<(), StoreError> {
+        let index = self.child_index(child);
+        if self.engine.get(Keyspace::ChildKeys, &index.0)?.is_some() {
+            return Ok(());
+        }
+        let wrapped = self.keys().wrap(&SecretKey::generate()?, &index.0)?;
+        let mut batch = Batch::new();
+        batch.require(Condition::Absent { space: Keyspace::ChildKeys, key: index.0.to_vec() }).push(Op::Put {
+            space: Keyspace::ChildKeys,
+            key: index.0.to_vec(),
+            value: wrapped,
+        });
+        match self.commit.commit(batch).await {
+            // Another writer created it first: theirs is as good.
+            Ok(_) | Err(CommitError::Conflict { .. }) => Ok(()),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// Returns the full store key of a per-child record: the child's blind index, then
+    /// `suffix`. For preconditions on records written with [`Store::sealed_put`].
+    pub fn child_record_key(&self, child: &NhsNumber, suffix: &[u8]) -> Vec<u8> {
+        [&self.child_index(child).0[..], suffix].concat()
+    }
+
+    /// Returns the operation that stores `plaintext` about `child` in `space` (consents
+    /// or care relationships) under the child's blind index and `suffix`, sealed under
+    /// the child's data key and bound to where it lives. The child must have a key
+    /// ([`Store::ensure_child_key`]).
+    pub fn sealed_put(
+        &self,
+        child: &NhsNumber,
+        space: Keyspace,
+        suffix: &[u8],
+        plaintext: &[u8],
+    ) -> Result<Op, StoreError> {
+        check_sealed_space(space)?;
+        let index = self.child_index(child);
+        let mut keys = DataKeys::default();
+        let data_key = keys
+            .get(self, index)?
+            .ok_or_else(|| StoreError::Corrupt("no data key for the child; ensure_child_key first".to_owned()))?;
+        let key = [&index.0[..], suffix].concat();
+        let value = seal_with(data_key, &sealed_record_context(space, &key), plaintext)?;
+        Ok(Op::Put { space, key, value })
+    }
+
+    /// Returns the records about `child` in `space` whose suffix starts with `prefix`, in
+    /// key order, opened; empty once the child is erased.
+    pub fn read_sealed(
+        &self,
+        child: &NhsNumber,
+        space: Keyspace,
+        prefix: &[u8],
+    ) -> Result<Vec<SealedRecord>, StoreError> {
+        check_sealed_space(space)?;
+        let index = self.child_index(child);
+        let mut keys = DataKeys::default();
+        let Some(data_key) = keys.get(self, index)? else { return Ok(Vec::new()) };
+        let start = [&index.0[..], prefix].concat();
+        let end = prefix_end(&start);
+        let mut records = Vec::new();
+        let mut from = start.clone();
+        loop {
+            let page = self.engine.scan(space, &from, end.as_deref(), 1024)?;
+            let Some((last, _)) = page.last() else { break };
+            from = key_after(last);
+            for (key, raw) in page {
+                let plaintext = open_with(data_key, &sealed_record_context(space, &key), &raw)?;
+                records.push(SealedRecord { suffix: key[index.0.len()..].to_vec(), plaintext, raw });
+            }
+        }
+        Ok(records)
     }
 
     /// Stores one update: the sealed record, the child's index entry, the latest value
@@ -542,6 +631,20 @@ impl DataKeys {
         }
         Ok(self.0.get(&child).and_then(Option::as_ref))
     }
+}
+
+/// The keyspaces that hold sealed per-child records.
+fn check_sealed_space(space: Keyspace) -> Result<(), StoreError> {
+    match space {
+        Keyspace::Consents | Keyspace::Relationships => Ok(()),
+        other => Err(StoreError::Corrupt(format!("keyspace {} does not hold sealed child records", other.name()))),
+    }
+}
+
+/// The associated data of a sealed per-child record: its keyspace and full key, so it
+/// cannot be moved to another child, record or keyspace. Do not change.
+fn sealed_record_context(space: Keyspace, key: &[u8]) -> Vec<u8> {
+    [b"tio/sealed-record/", space.name().as_bytes(), b"/", key].concat()
 }
 
 /// The associated data of a sealed child reference: what it is and whose it is, so it

@@ -142,8 +142,8 @@ fn check(args: &KeysStoreArgs) -> anyhow::Result<()> {
     store.shutdown();
     let report = report?;
     println!(
-        "{} updates ({} of erased children), {} children, {} index entries",
-        report.updates, report.erased, report.children, report.index_entries
+        "{} updates ({} of erased children), {} children, {} index entries, {} consent and relationship records",
+        report.updates, report.erased, report.children, report.index_entries, report.sealed_records
     );
     if report.is_healthy() {
         println!("OK: every record decrypts and authenticates, positions are contiguous, indexes agree");

@@ -21,6 +21,8 @@ pub struct CheckReport {
     pub children: u64,
     /// Index entries checked (per child, latest value, idempotency).
     pub index_entries: u64,
+    /// Sealed consent and care relationship records checked.
+    pub sealed_records: u64,
     /// How many problems were found.
     pub problem_count: u64,
     /// The first problems, in plain words without personal data.
@@ -144,6 +146,28 @@ impl Store {
                 _ => report.problem("an idempotency record points at a missing or different update".to_owned()),
             }
         })?;
+
+        for space in [Keyspace::Consents, Keyspace::Relationships] {
+            let mut sealed = Vec::new();
+            scan_all(self, space, |key, value| sealed.push((key, value)))?;
+            for (key, value) in sealed {
+                report.sealed_records += 1;
+                let Ok(child) = <[u8; CHILD_INDEX_BYTES]>::try_from(&key[..CHILD_INDEX_BYTES.min(key.len())]) else {
+                    report.problem(format!("a {} record has a malformed key", space.name()));
+                    continue;
+                };
+                match keys.get(self, ChildIndex(child)) {
+                    Ok(Some(data_key)) => {
+                        if open_with(data_key, &super::sealed_record_context(space, &key), &value).is_err() {
+                            report.problem(format!("a {} record fails authentication", space.name()));
+                        }
+                    }
+                    // An erased child's records stay, unreadable by design.
+                    Ok(None) => {}
+                    Err(err) => report.problem(format!("a child's data key cannot be unwrapped: {err}")),
+                }
+            }
+        }
 
         let mut child_keys = Vec::new();
         scan_all(self, Keyspace::ChildKeys, |child, wrapped| child_keys.push((child, wrapped)))?;

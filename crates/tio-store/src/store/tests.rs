@@ -715,3 +715,39 @@ async fn a_sealed_child_reference_opens_for_its_child_only_and_never_after_erasu
     assert_eq!(store.open_child_reference(amy_index, &sealed).unwrap(), None);
     assert_eq!(store.seal_child_reference(&amy).unwrap(), None);
 }
+
+#[tokio::test]
+async fn sealed_child_records_open_in_place_only_and_vanish_with_the_child() {
+    let store = Store::in_memory(KeyRing::generate().unwrap()).unwrap();
+    let (amy, ben) = (child("9990079196"), child("9990237573"));
+    assert!(store.sealed_put(&amy, Keyspace::Consents, b"c-1", b"x").is_err(), "no key yet");
+    store.ensure_child_key(&amy).await.unwrap();
+    store.ensure_child_key(&amy).await.unwrap();
+    store.ensure_child_key(&ben).await.unwrap();
+    assert!(store.sealed_put(&amy, Keyspace::Updates, b"c-1", b"x").is_err(), "only consents and relationships");
+
+    let mut batch = Batch::new();
+    for (suffix, text) in [(&b"c-1/1"[..], &b"first"[..]), (b"c-1/2", b"second"), (b"c-2/1", b"other")] {
+        batch.push(store.sealed_put(&amy, Keyspace::Consents, suffix, text).unwrap());
+    }
+    batch.push(store.sealed_put(&ben, Keyspace::Consents, b"c-1/1", b"ben's").unwrap());
+    store.commit(batch).await.unwrap();
+
+    let amy_c1 = store.read_sealed(&amy, Keyspace::Consents, b"c-1/").unwrap();
+    let texts: Vec<&[u8]> = amy_c1.iter().map(|record| record.plaintext.as_slice()).collect();
+    assert_eq!(texts, [&b"first"[..], b"second"]);
+    assert_eq!(amy_c1[1].suffix, b"c-1/2");
+    assert_eq!(store.read_sealed(&amy, Keyspace::Consents, b"").unwrap().len(), 3);
+    assert!(store.read_sealed(&amy, Keyspace::Relationships, b"").unwrap().is_empty());
+    let raw = &amy_c1[0].raw;
+    assert!(!contains(raw, b"first"));
+
+    // Moved to the other child's key, the ciphertext no longer opens.
+    let mut batch = Batch::new();
+    batch.push(Op::Put { space: Keyspace::Consents, key: store.child_record_key(&ben, b"c-9/1"), value: raw.clone() });
+    store.commit(batch).await.unwrap();
+    assert!(matches!(store.read_sealed(&ben, Keyspace::Consents, b"c-9/"), Err(StoreError::Key(_))));
+
+    assert!(store.erase_child(&amy).await.unwrap());
+    assert!(store.read_sealed(&amy, Keyspace::Consents, b"").unwrap().is_empty());
+}
