@@ -228,14 +228,16 @@ async fn a_plaintext_http2_client_is_refused() {
 #[tokio::test]
 async fn services_of_later_releases_answer_unimplemented_after_authentication() {
     let sandbox = Sandbox::start();
+    use tio_proto::v1::subscription_service_client::SubscriptionServiceClient;
+    let list = || tio_proto::v1::ListSubscriptionsRequest::default();
     let client = sandbox.client("hospital").await;
-    let status = client.records().publish(client.request(tio_proto::v1::PublishRequest::default())).await.unwrap_err();
+    let status = SubscriptionServiceClient::new(client.channel()).list_subscriptions(list()).await.unwrap_err();
     assert_eq!(status.code(), Code::Unimplemented);
 
     // Authentication comes first: an unknown identity never learns what is implemented.
     sandbox.pki.issue("police", &LeafSpec::client(&Identity::agency("police")));
     let police = Client::connect(&sandbox.settings("police")).await.unwrap();
-    let status = police.records().publish(police.request(tio_proto::v1::PublishRequest::default())).await.unwrap_err();
+    let status = SubscriptionServiceClient::new(police.channel()).list_subscriptions(list()).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated);
 }
 

@@ -57,6 +57,9 @@ pub enum AuthError {
     /// The agency is suspended.
     #[error("agency `{0}` is suspended")]
     Suspended(String),
+    /// The call needs the professional's id and has none.
+    #[error("x-tio-professional metadata is required: name the professional acting")]
+    NoProfessional,
     /// The certificate's fingerprint has been revoked.
     #[error("client certificate {0} has been revoked")]
     Revoked(String),

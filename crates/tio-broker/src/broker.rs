@@ -6,11 +6,11 @@ use std::sync::Arc;
 use base64::Engine as _;
 use tio_audit::entry::{Action, AuditEntry, Outcome};
 use tio_audit::log::AuditLog;
-use tio_core::{FieldViolation, NhsNumber, NhsNumberPolicy, ROLE_NOT_PERMITTED, Service, Timestamp};
+use tio_core::{Agency, FieldViolation, NhsNumber, NhsNumberPolicy, ROLE_NOT_PERMITTED, Service, Timestamp};
 use tio_store::Store;
 
 use crate::admin;
-use crate::auth::{Caller, Registry};
+use crate::auth::{AuthError, Caller, Registry};
 use crate::config::Config;
 use crate::request::RequestMeta;
 use crate::server::ServeError;
@@ -87,6 +87,11 @@ impl Broker {
         Ok(Broker::new(store, audit, Arc::new(registry), config.nhs_number_policy()?, clock))
     }
 
+    /// Reads the clock (for each item of a stream, which is one call of many items).
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
     /// The store.
     pub fn store(&self) -> &Arc<Store> {
         &self.store
@@ -160,6 +165,29 @@ impl Broker {
         self.record(&[entry]).await?;
         tracing::info!(role = role.as_str(), service = ?service, "refused: role may not use this service");
         Err(ServiceError::PermissionDenied(format!("the {} role may not use this service", role.as_str())))
+    }
+
+    /// Admits an agency's call to `service`: the role must be an agency's, the call must
+    /// name its professional, and the agency must be registered. Returns the agency as
+    /// registered now. A refused role is audited as a denied `action`.
+    pub async fn agency_call(&self, call: &Call, service: Service, action: Action) -> Result<Agency, ServiceError> {
+        self.admit(call, service, action).await?;
+        if call.caller.professional_id.is_none() {
+            return Err(ServiceError::Unauthenticated(AuthError::NoProfessional));
+        }
+        self.registry.agency(&call.caller.identity.id).ok_or_else(|| {
+            ServiceError::Unauthenticated(AuthError::Unknown { role: "agency", id: call.caller.identity.id.clone() })
+        })
+    }
+
+    /// Returns a new random id with `prefix` (`c-` consents, `r-` relationships).
+    pub fn new_id(prefix: &str) -> Result<String, ServiceError> {
+        let mut bytes = [0u8; 12];
+        getrandom::fill(&mut bytes).map_err(|err| ServiceError::Internal(format!("no randomness: {err}")))?;
+        Ok(bytes.iter().fold(prefix.to_owned(), |mut id, byte| {
+            id.push_str(&format!("{byte:02x}"));
+            id
+        }))
     }
 
     /// Records entries that go with no other change (reads, refusals), durably.

@@ -144,10 +144,14 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(limited!(v1::record_service_server::RecordServiceServer::new(services::Records)))
-        .add_service(limited!(v1::consent_service_server::ConsentServiceServer::new(services::Consents)))
+        .add_service(limited!(v1::record_service_server::RecordServiceServer::new(services::Records {
+            broker: broker.clone()
+        })))
+        .add_service(limited!(v1::consent_service_server::ConsentServiceServer::new(services::Consents {
+            broker: broker.clone()
+        })))
         .add_service(limited!(v1::care_relationship_service_server::CareRelationshipServiceServer::new(
-            services::CareRelationships
+            services::CareRelationships { broker: broker.clone() }
         )))
         .add_service(limited!(v1::subscription_service_server::SubscriptionServiceServer::new(services::Subscriptions)))
         .add_service(limited!(v1::audit_service_server::AuditServiceServer::new(services::Audit {

@@ -14,33 +14,227 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::audit_reads::{DEFAULT_PAGE_SIZE, EntryFilter};
-use crate::broker::Broker;
+use crate::broker::{Broker, Call};
 use crate::convert::{
     action_filter, action_to_proto, category_to_proto, entry_to_proto, optional_timestamp, outcome_filter,
     outcome_to_proto, timestamp_to_proto,
 };
 use crate::status::{ServiceError, into_status};
 
-/// `tio.v1.RecordService`.
-#[derive(Debug, Clone, Copy)]
-pub struct Records;
+/// `tio.v1.RecordService`: see [`crate::records`].
+#[derive(Clone)]
+pub struct Records {
+    /// The broker.
+    pub broker: Arc<Broker>,
+}
+
+/// How many items of one publish stream are in flight at once: enough for them to
+/// share group commits, few enough to bound the memory one stream holds.
+const PUBLISH_STREAM_IN_FLIGHT: usize = 256;
 
 #[tonic::async_trait]
-impl v1::record_service_server::RecordService for Records {}
+impl v1::record_service_server::RecordService for Records {
+    async fn publish(&self, request: Request<v1::PublishRequest>) -> Result<Response<v1::PublishResponse>, Status> {
+        let call = self.broker.call(&request).map_err(into_status)?;
+        Ok(Response::new(self.broker.publish(&call, request.get_ref()).await.map_err(into_status)?))
+    }
 
-/// `tio.v1.ConsentService`.
-#[derive(Debug, Clone, Copy)]
-pub struct Consents;
+    async fn publish_stream(
+        &self,
+        request: Request<tonic::Streaming<v1::PublishRequest>>,
+    ) -> Result<Response<tonic::codegen::BoxStream<v1::PublishStreamResult>>, Status> {
+        use futures_util::StreamExt;
+        let call = self.broker.call(&request).map_err(into_status)?;
+        // A caller that may not publish at all is refused once, for the whole stream.
+        self.broker
+            .agency_call(&call, tio_core::Service::Records, tio_audit::entry::Action::Publish)
+            .await
+            .map_err(into_status)?;
+        let mut inbound = request.into_inner();
+        let (sender, receiver) = tokio::sync::mpsc::channel(PUBLISH_STREAM_IN_FLIGHT);
+        let broker = self.broker.clone();
+        tokio::spawn(async move {
+            let mut pending = futures_util::stream::FuturesOrdered::new();
+            let mut next_index = 0u64;
+            let mut inbound_open = true;
+            loop {
+                tokio::select! {
+                    item = inbound.message(), if inbound_open && pending.len() < PUBLISH_STREAM_IN_FLIGHT => {
+                        match item {
+                            Ok(Some(item)) => {
+                                let (broker, index) = (broker.clone(), next_index);
+                                let call = Call { now: broker.now(), ..call.clone() };
+                                next_index += 1;
+                                pending.push_back(async move { (index, broker.publish(&call, &item).await) });
+                            }
+                            Ok(None) => inbound_open = false,
+                            // The client broke the stream: nothing more can be answered.
+                            Err(_) => return,
+                        }
+                    }
+                    Some((index, outcome)) = pending.next(), if !pending.is_empty() => {
+                        let outcome = match outcome {
+                            Ok(published) => v1::publish_stream_result::Outcome::Published(published),
+                            Err(err) => v1::publish_stream_result::Outcome::Error(item_error(err)),
+                        };
+                        let result = v1::PublishStreamResult { index, outcome: Some(outcome) };
+                        if sender.send(Ok(result)).await.is_err() {
+                            return;
+                        }
+                    }
+                    else => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+
+    async fn get_profile(
+        &self,
+        request: Request<v1::GetProfileRequest>,
+    ) -> Result<Response<v1::GetProfileResponse>, Status> {
+        let call = self.broker.call(&request).map_err(into_status)?;
+        let entries = self.broker.profile(&call, request.get_ref()).await.map_err(into_status)?;
+        Ok(Response::new(v1::GetProfileResponse { entries }))
+    }
+}
+
+/// Turns one failed stream item into its error, with the status the unary call would
+/// have returned (mapped in the one place statuses are made).
+fn item_error(err: ServiceError) -> v1::ItemError {
+    use tonic_types::StatusExt;
+    let status = into_status(err);
+    let field_violations = status
+        .get_details_bad_request()
+        .map(|bad| {
+            bad.field_violations
+                .into_iter()
+                .map(|v| v1::FieldViolation { field: v.field, description: v.description })
+                .collect()
+        })
+        .unwrap_or_default();
+    v1::ItemError { code: status.code() as i32, message: status.message().to_owned(), field_violations }
+}
+
+/// Parses the child of a request, naming `child.nhs_number`.
+fn child_of(broker: &Broker, child: Option<&v1::ChildRef>) -> Result<tio_core::NhsNumber, Status> {
+    let text = child.map(|child| child.nhs_number.as_str()).unwrap_or_default();
+    broker.parse_nhs_number("child.nhs_number", text).map_err(into_status)
+}
+
+/// `tio.v1.ConsentService`: see [`crate::consents`].
+#[derive(Clone)]
+pub struct Consents {
+    /// The broker.
+    pub broker: Arc<Broker>,
+}
 
 #[tonic::async_trait]
-impl v1::consent_service_server::ConsentService for Consents {}
+impl v1::consent_service_server::ConsentService for Consents {
+    async fn record_consent(
+        &self,
+        request: Request<v1::RecordConsentRequest>,
+    ) -> Result<Response<v1::ConsentRecord>, Status> {
+        let call = self.broker.call(&request).map_err(into_status)?;
+        let child = child_of(&self.broker, request.get_ref().child.as_ref())?;
+        Ok(Response::new(self.broker.record_consent(&call, &child, request.get_ref()).await.map_err(into_status)?))
+    }
 
-/// `tio.v1.CareRelationshipService`.
-#[derive(Debug, Clone, Copy)]
-pub struct CareRelationships;
+    async fn withdraw_consent(
+        &self,
+        request: Request<v1::WithdrawConsentRequest>,
+    ) -> Result<Response<v1::ConsentRecord>, Status> {
+        let call = self.broker.call(&request).map_err(into_status)?;
+        let child = child_of(&self.broker, request.get_ref().child.as_ref())?;
+        Ok(Response::new(self.broker.withdraw_consent(&call, &child, request.get_ref()).await.map_err(into_status)?))
+    }
+
+    async fn get_consent(
+        &self,
+        request: Request<v1::GetConsentRequest>,
+    ) -> Result<Response<v1::ConsentRecord>, Status> {
+        let call = self.broker.call(&request).map_err(into_status)?;
+        let child = child_of(&self.broker, request.get_ref().child.as_ref())?;
+        let mut revisions =
+            self.broker.consent_history(&call, &child, &request.get_ref().consent_id).await.map_err(into_status)?;
+        let latest = revisions.pop().ok_or_else(|| into_status(ServiceError::NotFound("no such consent".into())))?;
+        Ok(Response::new(latest))
+    }
+
+    async fn list_consent_revisions(
+        &self,
+        request: Request<v1::ListConsentRevisionsRequest>,
+    ) -> Result<Response<v1::ListConsentRevisionsResponse>, Status> {
+        let call = self.broker.call(&request).map_err(into_status)?;
+        let child = child_of(&self.broker, request.get_ref().child.as_ref())?;
+        let revisions =
+            self.broker.consent_history(&call, &child, &request.get_ref().consent_id).await.map_err(into_status)?;
+        Ok(Response::new(v1::ListConsentRevisionsResponse { revisions }))
+    }
+
+    async fn list_consents(
+        &self,
+        request: Request<v1::ListConsentsRequest>,
+    ) -> Result<Response<v1::ListConsentsResponse>, Status> {
+        let call = self.broker.call(&request).map_err(into_status)?;
+        let child = child_of(&self.broker, request.get_ref().child.as_ref())?;
+        let consents = self.broker.list_consents(&call, &child).await.map_err(into_status)?;
+        // A child has few consents: one page holds them all.
+        Ok(Response::new(v1::ListConsentsResponse { consents, page: Some(v1::PageResponse::default()) }))
+    }
+}
+
+/// `tio.v1.CareRelationshipService`: see [`crate::relationships`].
+#[derive(Clone)]
+pub struct CareRelationships {
+    /// The broker.
+    pub broker: Arc<Broker>,
+}
 
 #[tonic::async_trait]
-impl v1::care_relationship_service_server::CareRelationshipService for CareRelationships {}
+impl v1::care_relationship_service_server::CareRelationshipService for CareRelationships {
+    async fn declare_relationship(
+        &self,
+        request: Request<v1::DeclareRelationshipRequest>,
+    ) -> Result<Response<v1::CareRelationship>, Status> {
+        let call = self.broker.call(&request).map_err(into_status)?;
+        let message = request.get_ref();
+        let child = child_of(&self.broker, message.child.as_ref())?;
+        let relationship = self
+            .broker
+            .declare_relationship(&call, &child, message.kind, &message.reference)
+            .await
+            .map_err(into_status)?;
+        Ok(Response::new(relationship))
+    }
+
+    async fn end_relationship(
+        &self,
+        request: Request<v1::EndRelationshipRequest>,
+    ) -> Result<Response<v1::CareRelationship>, Status> {
+        let call = self.broker.call(&request).map_err(into_status)?;
+        let message = request.get_ref();
+        let child = child_of(&self.broker, message.child.as_ref())?;
+        let relationship = self
+            .broker
+            .end_relationship(&call, &child, &message.relationship_id, &message.reason)
+            .await
+            .map_err(into_status)?;
+        Ok(Response::new(relationship))
+    }
+
+    async fn list_relationships(
+        &self,
+        request: Request<v1::ListRelationshipsRequest>,
+    ) -> Result<Response<v1::ListRelationshipsResponse>, Status> {
+        let call = self.broker.call(&request).map_err(into_status)?;
+        let message = request.get_ref();
+        let child = child_of(&self.broker, message.child.as_ref())?;
+        let relationships =
+            self.broker.list_relationships(&call, &child, message.include_ended).await.map_err(into_status)?;
+        Ok(Response::new(v1::ListRelationshipsResponse { relationships }))
+    }
+}
 
 /// `tio.v1.SubscriptionService`.
 #[derive(Debug, Clone, Copy)]

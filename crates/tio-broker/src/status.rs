@@ -33,6 +33,9 @@ pub enum ServiceError {
     /// What the request would create exists already.
     #[error("{0}")]
     AlreadyExists(String),
+    /// The request is valid but the state it acts on does not allow it.
+    #[error("{0}")]
+    FailedPrecondition(String),
 
     /// The store refused or failed the operation.
     #[error(transparent)]
@@ -76,6 +79,7 @@ pub fn into_status(error: impl Into<ServiceError>) -> tonic::Status {
         ServiceError::PermissionDenied(reason) => tonic::Status::new(Code::PermissionDenied, reason.clone()),
         ServiceError::NotFound(what) => tonic::Status::new(Code::NotFound, what.clone()),
         ServiceError::AlreadyExists(what) => tonic::Status::new(Code::AlreadyExists, what.clone()),
+        ServiceError::FailedPrecondition(what) => tonic::Status::new(Code::FailedPrecondition, what.clone()),
         ServiceError::Internal(detail) => internal(detail),
         ServiceError::Audit(audit) => internal(&audit.to_string()),
         ServiceError::Store(store) => match store {

@@ -161,6 +161,16 @@ impl Client {
     pub fn records(&self) -> v1::record_service_client::RecordServiceClient<Channel> {
         v1::record_service_client::RecordServiceClient::new(self.channel())
     }
+
+    /// Returns a client for `tio.v1.ConsentService`.
+    pub fn consents(&self) -> v1::consent_service_client::ConsentServiceClient<Channel> {
+        v1::consent_service_client::ConsentServiceClient::new(self.channel())
+    }
+
+    /// Returns a client for `tio.v1.CareRelationshipService`.
+    pub fn relationships(&self) -> v1::care_relationship_service_client::CareRelationshipServiceClient<Channel> {
+        v1::care_relationship_service_client::CareRelationshipServiceClient::new(self.channel())
+    }
 }
 
 /// Returns the host of `https://HOST:PORT` (IPv6 literals without brackets).

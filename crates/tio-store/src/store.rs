@@ -171,6 +171,15 @@ pub struct UpdateContent {
     pub value: Vec<u8>,
 }
 
+/// Preconditions and operations to commit with an update, in the same batch.
+#[derive(Debug, Clone, Default)]
+pub struct Extra {
+    /// Further preconditions; if one fails, nothing is written.
+    pub conditions: Vec<Condition>,
+    /// Further operations; appends take append indexes from 1 on.
+    pub ops: Vec<Op>,
+}
+
 /// A sealed per-child record, opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SealedRecord {
@@ -343,6 +352,17 @@ impl Store {
     /// append indexes from 1 on; index 0 is the update itself. A repeated idempotency
     /// key commits nothing, extra operations included.
     pub async fn append_update_with(&self, update: NewUpdate<'_>, extra: &[Op]) -> Result<Appended, StoreError> {
+        self.append_update_and(update, |_| Extra { conditions: Vec::new(), ops: extra.to_vec() }).await
+    }
+
+    /// Like [`Store::append_update_with`], with the extra preconditions and operations
+    /// made from the update's id (an audit entry names the update it records). `extra`
+    /// runs once per attempt; a repeated idempotency key commits none of it.
+    pub async fn append_update_and(
+        &self,
+        update: NewUpdate<'_>,
+        extra: impl Fn(&UpdateId) -> Extra,
+    ) -> Result<Appended, StoreError> {
         validate(&update)?;
         let child = self.child_index(update.child);
         let (idempotency_key, content_mac) = {
@@ -409,7 +429,9 @@ impl Store {
                     prefix: idempotency_value,
                     append: 0,
                 });
-            batch.ops.extend_from_slice(extra);
+            let extra = extra(&UpdateId(update_id));
+            batch.conditions.extend(extra.conditions);
+            batch.ops.extend(extra.ops);
             match self.commit.commit(batch).await {
                 Ok(applied) => {
                     let position = applied

@@ -1,0 +1,317 @@
+//! The broker flows over real mutual TLS: publish (idempotent, in bulk), consent and
+//! care relationships, and profile reads decided at the moment of reading, every step
+//! in the audit log; and a table of bad input, each refused with its status and field
+//! and nothing written.
+
+use tio_client::{Client, ConnectionSettings};
+use tio_proto::v1;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+use crate::support::Sandbox;
+
+/// Test-range NHS numbers.
+const AMY: &str = "9990079196";
+const BEN: &str = "9990237573";
+
+async fn as_professional(sandbox: &Sandbox, name: &str) -> Client {
+    let settings = ConnectionSettings { professional: Some(format!("{name}-staff-1")), ..sandbox.settings(name) };
+    Client::connect(&settings).await.unwrap()
+}
+
+fn child(nhs_number: &str) -> Option<v1::ChildRef> {
+    Some(v1::ChildRef { nhs_number: nhs_number.into() })
+}
+
+fn communication_needs(text: &str) -> v1::CategoryValue {
+    v1::CategoryValue {
+        value: Some(v1::category_value::Value::CommunicationNeeds(v1::CommunicationNeeds {
+            how_i_communicate: text.into(),
+            things_you_must_know: vec!["Family speaks Polish; book an interpreter".into()],
+            ..Default::default()
+        })),
+    }
+}
+
+fn health_summary(condition: &str) -> v1::CategoryValue {
+    v1::CategoryValue {
+        value: Some(v1::category_value::Value::HealthSummary(v1::HealthSummary {
+            conditions: vec![v1::Condition { description: condition.into(), ..Default::default() }],
+            ..Default::default()
+        })),
+    }
+}
+
+fn publish_request(
+    nhs_number: &str,
+    category: v1::Category,
+    value: v1::CategoryValue,
+    key: &str,
+) -> v1::PublishRequest {
+    v1::PublishRequest {
+        child: child(nhs_number),
+        category: category as i32,
+        value: Some(value),
+        source_reference: "EPR-42".into(),
+        idempotency_key: key.into(),
+        recorded_at: None,
+    }
+}
+
+async fn publish(client: &Client, request: v1::PublishRequest) -> Result<v1::PublishResponse, tonic::Status> {
+    client.records().publish(client.request(request)).await.map(tonic::Response::into_inner)
+}
+
+async fn profile(client: &Client, nhs_number: &str) -> Vec<v1::Category> {
+    let request = v1::GetProfileRequest { child: child(nhs_number), categories: Vec::new() };
+    let response = client.records().get_profile(client.request(request)).await.unwrap().into_inner();
+    response.entries.iter().map(|entry| entry.category()).collect()
+}
+
+fn consent_request(categories: &[v1::Category]) -> v1::RecordConsentRequest {
+    v1::RecordConsentRequest {
+        child: child(AMY),
+        giver_role: v1::ConsentGiverRole::ParentWithParentalResponsibility as i32,
+        giver_name: "Anna Nowak".into(),
+        categories: categories.iter().map(|c| *c as i32).collect(),
+        recipients: Some(v1::Recipients { sectors: vec![v1::Sector::Education as i32], ..Default::default() }),
+        purpose: "So that school and the SEND team know how to support Amy".into(),
+        lawful_basis: v1::LawfulBasis::PublicTask as i32,
+        special_category_condition: v1::SpecialCategoryCondition::HealthOrSocialCare as i32,
+        valid: None,
+        evidence: Some(v1::ConsentEvidence {
+            method: v1::ConsentMethod::InPerson as i32,
+            reference: "form-7".into(),
+            language: "pl".into(),
+            interpreter_present: true,
+            notes: String::new(),
+        }),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
+}
+
+#[test]
+fn told_once_read_by_the_involved_and_consented_only_and_every_step_audited() {
+    let sandbox = Sandbox::start();
+    runtime().block_on(async {
+        let hospital = as_professional(&sandbox, "hospital").await;
+        let school = as_professional(&sandbox, "school").await;
+        let social_care = as_professional(&sandbox, "social-care").await;
+        use v1::Category::{CommunicationNeeds, HealthSummary};
+
+        // Publish, and replay: the same key and content gives the same update.
+        let first = publish(&hospital, publish_request(AMY, CommunicationNeeds, communication_needs("Makaton"), "k1"))
+            .await
+            .unwrap();
+        assert!(!first.duplicate);
+        let again = publish(&hospital, publish_request(AMY, CommunicationNeeds, communication_needs("Makaton"), "k1"))
+            .await
+            .unwrap();
+        assert!(again.duplicate);
+        assert_eq!(
+            (again.update_id.as_str(), again.position.clone()),
+            (first.update_id.as_str(), first.position.clone())
+        );
+        let status = publish(&hospital, publish_request(AMY, CommunicationNeeds, communication_needs("PECS"), "k1"))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::AlreadyExists, "{status:?}");
+
+        // The publisher sees its own update: it became involved; a consent is still needed.
+        assert_eq!(profile(&hospital, AMY).await, Vec::<v1::Category>::new());
+        // Nobody else sees anything yet: no involvement, no consent.
+        assert_eq!(profile(&school, AMY).await, Vec::<v1::Category>::new());
+
+        // The parent's consent, recorded by the hospital, to the education sector.
+        let consent = hospital
+            .consents()
+            .record_consent(hospital.request(consent_request(&[CommunicationNeeds, HealthSummary])))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!((consent.revision, consent.child_masked.as_str()), (1, "*** *** 9196"));
+        // Consented but not involved: still nothing.
+        assert_eq!(profile(&school, AMY).await, Vec::<v1::Category>::new());
+        let declare = v1::DeclareRelationshipRequest {
+            child: child(AMY),
+            kind: v1::RelationshipKind::Enrolment as i32,
+            reference: "roll-2026".into(),
+        };
+        let enrolment = school.relationships().declare_relationship(school.request(declare.clone())).await.unwrap();
+        let enrolment = enrolment.into_inner();
+        let repeated = school.relationships().declare_relationship(school.request(declare)).await.unwrap();
+        assert_eq!(repeated.into_inner().relationship_id, enrolment.relationship_id, "declaring again changes nothing");
+        assert_eq!(profile(&school, AMY).await, [CommunicationNeeds]);
+        publish(&hospital, publish_request(AMY, HealthSummary, health_summary("Epilepsy"), "k2")).await.unwrap();
+        assert_eq!(profile(&school, AMY).await, [CommunicationNeeds, HealthSummary]);
+        // Social care, neither involved nor consented, sees nothing.
+        assert_eq!(profile(&social_care, AMY).await, Vec::<v1::Category>::new());
+
+        // The parent withdraws, and consents again without the health summary.
+        let withdraw = v1::WithdrawConsentRequest {
+            child: child(AMY),
+            consent_id: consent.consent_id.clone(),
+            reason: "Parent asked that school not see health details".into(),
+            evidence: consent_request(&[]).evidence,
+        };
+        let withdrawn = hospital.consents().withdraw_consent(hospital.request(withdraw.clone())).await.unwrap();
+        assert_eq!((withdrawn.get_ref().revision, withdrawn.get_ref().state()), (2, v1::ConsentState::Withdrawn));
+        assert_eq!(profile(&school, AMY).await, Vec::<v1::Category>::new(), "effective at once");
+        let status = hospital.consents().withdraw_consent(hospital.request(withdraw)).await.unwrap_err();
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        hospital.consents().record_consent(hospital.request(consent_request(&[CommunicationNeeds]))).await.unwrap();
+        assert_eq!(profile(&school, AMY).await, [CommunicationNeeds]);
+
+        // Revisions are kept; only agencies that may record consent or are involved read them.
+        let history = v1::ListConsentRevisionsRequest { child: child(AMY), consent_id: consent.consent_id.clone() };
+        let revisions = school.consents().list_consent_revisions(school.request(history.clone())).await.unwrap();
+        let states: Vec<v1::ConsentState> = revisions.into_inner().revisions.iter().map(|r| r.state()).collect();
+        assert_eq!(states, [v1::ConsentState::Active, v1::ConsentState::Withdrawn]);
+
+        // Ending the enrolment stops the school's reads at once.
+        let end = v1::EndRelationshipRequest {
+            child: child(AMY),
+            relationship_id: enrolment.relationship_id.clone(),
+            reason: "left the school".into(),
+        };
+        school.relationships().end_relationship(school.request(end.clone())).await.unwrap();
+        assert_eq!(profile(&school, AMY).await, Vec::<v1::Category>::new());
+        let status = school.relationships().end_relationship(school.request(end)).await.unwrap_err();
+        assert_eq!(status.code(), Code::NotFound);
+        let list = v1::ListRelationshipsRequest { child: child(AMY), include_ended: true };
+        let mine = school.relationships().list_relationships(school.request(list)).await.unwrap().into_inner();
+        assert_eq!(mine.relationships.len(), 1);
+        assert!(mine.relationships[0].ended_at.is_some());
+
+        // The subject-access report tells the story: who read what, why, and what was refused.
+        let auditor = sandbox.client("auditor").await;
+        let report = v1::SubjectAccessReportRequest { child: child(AMY), ..Default::default() };
+        let lines = auditor.audit().subject_access_report(auditor.request(report)).await.unwrap().into_inner().lines;
+        let school_reads: Vec<&v1::SubjectAccessLine> = lines
+            .iter()
+            .filter(|line| line.agency_id == "school" && line.action() == v1::AuditAction::ProfileRead)
+            .collect();
+        assert!(
+            school_reads.iter().any(|line| line.outcome() == v1::AuditOutcome::Allowed
+                && line.why.starts_with(&format!(
+                    "allowed by consent {} (revision 1) and care relationship",
+                    consent.consent_id
+                ))
+                && line.categories.len() == 2),
+            "{school_reads:#?}"
+        );
+        assert!(school_reads.iter().any(|line| line.why == "refused: the consent was withdrawn"), "{school_reads:#?}");
+        assert!(
+            lines.iter().any(|line| line.agency_id == "social-care"
+                && line.why == "refused: the agency is not involved in the child's care"),
+            "{lines:#?}"
+        );
+        assert!(
+            lines.iter().any(|line| line.agency_id == "hospital" && line.action() == v1::AuditAction::ConsentWithdrawn)
+        );
+        assert!(lines.iter().all(|line| !line.professional_id.is_empty() || line.agency_id == "auditor"));
+    });
+}
+
+#[test]
+fn bad_input_is_refused_with_its_status_and_field_and_writes_nothing() {
+    let sandbox = Sandbox::start();
+    runtime().block_on(async {
+        let hospital = as_professional(&sandbox, "hospital").await;
+        let good = || publish_request(BEN, v1::Category::CommunicationNeeds, communication_needs("Signs"), "key-1");
+        type Change = fn(&mut v1::PublishRequest);
+        let cases: Vec<(&str, Change, &str)> = vec![
+            ("bad check digit", |r| r.child = child("9990079197"), "child.nhs_number"),
+            ("no child", |r| r.child = None, "child.nhs_number"),
+            ("unknown category", |r| r.category = 99, "category"),
+            ("mismatched category", |r| r.category = v1::Category::HealthSummary as i32, "value"),
+            ("no value", |r| r.value = None, "value"),
+            ("oversize value", |r| r.value = Some(communication_needs(&"x".repeat(70 * 1024))), "value"),
+            ("no idempotency key", |r| r.idempotency_key.clear(), "idempotency_key"),
+            ("long source reference", |r| r.source_reference = "r".repeat(300), "source_reference"),
+        ];
+        for (name, change, field) in cases {
+            let mut request = good();
+            change(&mut request);
+            let status = publish(&hospital, request).await.unwrap_err();
+            assert_eq!(status.code(), Code::InvalidArgument, "{name}: {status:?}");
+            let violation = &status.get_details_bad_request().expect(name).field_violations[0];
+            assert_eq!(violation.field, field, "{name}");
+        }
+        // The school may not publish health summaries: refused and audited.
+        let school = as_professional(&sandbox, "school").await;
+        let request = publish_request(BEN, v1::Category::HealthSummary, health_summary("Asthma"), "s-1");
+        let status = publish(&school, request).await.unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied);
+        assert_eq!(status.message(), "this agency may not publish health_summary: not_permitted_for_category");
+        // Wrong role, and no professional named.
+        let auditor = sandbox.client("auditor").await;
+        let status = publish(&auditor, good()).await.unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied);
+        let anonymous = sandbox.client("hospital").await;
+        let status = publish(&anonymous, good()).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated);
+        assert!(status.message().contains("x-tio-professional"), "{status:?}");
+
+        // Nothing was written: the good request is the first publish for this child.
+        let published = publish(&hospital, good()).await.unwrap();
+        assert!(!published.duplicate);
+        let auditor = sandbox.client("auditor").await;
+        let query = v1::QueryEntriesRequest {
+            action: v1::AuditAction::Publish as i32,
+            child: child(BEN),
+            ..Default::default()
+        };
+        let entries = auditor.audit().query_entries(auditor.request(query)).await.unwrap().into_inner().entries;
+        let outcomes: Vec<(String, v1::AuditOutcome)> =
+            entries.iter().map(|e| (e.actor.clone().unwrap().id, e.outcome())).collect();
+        assert_eq!(
+            outcomes,
+            [("school".to_owned(), v1::AuditOutcome::Denied), ("hospital".to_owned(), v1::AuditOutcome::Allowed)]
+        );
+    });
+}
+
+#[test]
+fn a_bulk_stream_answers_every_item_in_order_and_a_bad_item_fails_alone() {
+    let sandbox = Sandbox::start();
+    runtime().block_on(async {
+        let school = as_professional(&sandbox, "school").await;
+        let numbers = [AMY, BEN, "9990079197", "9990316767", "9990395950"];
+        let requests: Vec<v1::PublishRequest> = numbers
+            .iter()
+            .enumerate()
+            .map(|(index, number)| v1::PublishRequest {
+                child: child(number),
+                category: v1::Category::CommunicationNeeds as i32,
+                value: Some(communication_needs("Uses a communication book")),
+                source_reference: format!("roll-{index}"),
+                idempotency_key: format!("roll-2026-{index}"),
+                recorded_at: None,
+            })
+            .collect();
+        let mut results =
+            school.records().publish_stream(school.request(tokio_stream::iter(requests))).await.unwrap().into_inner();
+        let mut seen = Vec::new();
+        while let Some(result) = results.message().await.unwrap() {
+            seen.push(result);
+        }
+        let indexes: Vec<u64> = seen.iter().map(|result| result.index).collect();
+        assert_eq!(indexes, [0, 1, 2, 3, 4]);
+        for result in &seen {
+            match (&result.outcome, result.index) {
+                (Some(v1::publish_stream_result::Outcome::Error(error)), 2) => {
+                    assert_eq!(error.code, Code::InvalidArgument as i32);
+                    assert_eq!(error.field_violations[0].field, "child.nhs_number");
+                }
+                (Some(v1::publish_stream_result::Outcome::Published(published)), _) => {
+                    assert!(!published.update_id.is_empty());
+                }
+                other => panic!("unexpected result {other:?}"),
+            }
+        }
+    });
+}
