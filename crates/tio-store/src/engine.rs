@@ -32,6 +32,9 @@ pub enum Keyspace {
     Idempotency,
     /// Child index: the child's data key, wrapped by a key-encryption key.
     ChildKeys,
+    /// Child index: the child's NHS number, sealed under its data key (for deliveries,
+    /// which name the child to a recipient entitled to it).
+    Children,
     /// Consent revisions.
     Consents,
     /// Care relationships.
@@ -48,13 +51,14 @@ pub enum Keyspace {
 
 impl Keyspace {
     /// Every keyspace, in a fixed order engines may rely on.
-    pub const ALL: [Keyspace; 12] = [
+    pub const ALL: [Keyspace; 13] = [
         Keyspace::Meta,
         Keyspace::Updates,
         Keyspace::UpdatesByChild,
         Keyspace::Latest,
         Keyspace::Idempotency,
         Keyspace::ChildKeys,
+        Keyspace::Children,
         Keyspace::Consents,
         Keyspace::Relationships,
         Keyspace::Agencies,
@@ -73,6 +77,7 @@ impl Keyspace {
             Keyspace::Latest => "latest",
             Keyspace::Idempotency => "idempotency",
             Keyspace::ChildKeys => "child_keys",
+            Keyspace::Children => "children",
             Keyspace::Consents => "consents",
             Keyspace::Relationships => "relationships",
             Keyspace::Agencies => "agencies",
@@ -317,6 +322,10 @@ pub trait Engine: Send + Sync + 'static {
     /// Reads up to `limit` entries with `start <= key < end` (no `end`: to the end of the
     /// keyspace), in key order.
     fn scan(&self, space: Keyspace, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Entries, StorageError>;
+
+    /// Returns the entry with the greatest key in `space` (for a log, the latest
+    /// record), if any.
+    fn last(&self, space: Keyspace) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError>;
 
     /// Applies `batch` atomically: checks its conditions, assigns positions to its
     /// appends (later than every position assigned before), and applies its operations.

@@ -267,18 +267,54 @@ impl Store {
         if self.engine.get(Keyspace::ChildKeys, &index.0)?.is_some() {
             return Ok(());
         }
-        let wrapped = self.keys().wrap(&SecretKey::generate()?, &index.0)?;
+        let key = SecretKey::generate()?;
+        let wrapped = self.keys().wrap(&key, &index.0)?;
         let mut batch = Batch::new();
-        batch.require(Condition::Absent { space: Keyspace::ChildKeys, key: index.0.to_vec() }).push(Op::Put {
-            space: Keyspace::ChildKeys,
-            key: index.0.to_vec(),
-            value: wrapped,
-        });
+        batch
+            .require(Condition::Absent { space: Keyspace::ChildKeys, key: index.0.to_vec() })
+            .push(Op::Put { space: Keyspace::ChildKeys, key: index.0.to_vec(), value: wrapped })
+            .push(child_number_op(&key, child, index)?);
         match self.commit.commit(batch).await {
             // Another writer created it first: theirs is as good.
             Ok(_) | Err(CommitError::Conflict { .. }) => Ok(()),
             Err(other) => Err(other.into()),
         }
+    }
+
+    /// Returns the NHS number (ten digits) of the child with blind index `index`, for a
+    /// delivery to a recipient entitled to it; `None` once the child is erased.
+    pub fn child_nhs_number(&self, index: ChildIndex) -> Result<Option<String>, StoreError> {
+        let mut keys = DataKeys::default();
+        let Some(data_key) = keys.get(self, index)? else { return Ok(None) };
+        let Some(sealed) = self.engine.get(Keyspace::Children, &index.0)? else { return Ok(None) };
+        let digits = open_with(data_key, &sealed_record_context(Keyspace::Children, &index.0), &sealed)?;
+        String::from_utf8(digits)
+            .map(Some)
+            .map_err(|_| StoreError::Corrupt("a sealed NHS number does not decode".to_owned()))
+    }
+
+    /// Returns the position of the latest stored update, if any.
+    pub fn last_update_position(&self) -> Result<Option<Position>, StoreError> {
+        Ok(self.engine.last(Keyspace::Updates)?.map(|(key, _)| Position::from_bytes(key)))
+    }
+
+    /// Returns up to `limit` latest-value pointers after `after` (exclusive), in key
+    /// order: each child's latest update of each category, across all children.
+    pub fn latest_after(&self, after: Option<&[u8]>, limit: usize) -> Result<Vec<(Vec<u8>, Position)>, StoreError> {
+        let start = after.map(key_after).unwrap_or_default();
+        Ok(self
+            .engine
+            .scan(Keyspace::Latest, &start, None, limit)?
+            .into_iter()
+            .map(|(key, position)| (key, Position::from_bytes(position)))
+            .collect())
+    }
+
+    /// Returns the update at `position`, opened (its content `None` once the child is
+    /// erased), or `None` if there is none.
+    pub fn update_at(&self, position: &Position) -> Result<Option<StoredUpdate>, StoreError> {
+        let Some(record) = self.engine.get(Keyspace::Updates, position.as_bytes())? else { return Ok(None) };
+        Ok(Some(self.open_record(position.clone(), &record, &mut DataKeys::default())?))
     }
 
     /// Returns the full store key of a per-child record: the child's blind index, then
@@ -413,6 +449,7 @@ impl Store {
             if let Some(wrapped) = &new_wrapped_key {
                 batch.require(Condition::Absent { space: Keyspace::ChildKeys, key: child.0.to_vec() });
                 batch.push(Op::Put { space: Keyspace::ChildKeys, key: child.0.to_vec(), value: wrapped.clone() });
+                batch.push(child_number_op(&data_key, update.child, child)?);
             }
             batch
                 .push(Op::Append { space: Keyspace::Updates, value: record.encode() })
@@ -653,6 +690,13 @@ impl DataKeys {
         }
         Ok(self.0.get(&child).and_then(Option::as_ref))
     }
+}
+
+/// Returns the operation that stores the child's NHS number sealed under its new data
+/// key, written with the key.
+fn child_number_op(data_key: &SecretKey, child: &NhsNumber, index: ChildIndex) -> Result<Op, StoreError> {
+    let value = seal_with(data_key, &sealed_record_context(Keyspace::Children, &index.0), child.digits().as_bytes())?;
+    Ok(Op::Put { space: Keyspace::Children, key: index.0.to_vec(), value })
 }
 
 /// The keyspaces that hold sealed per-child records.

@@ -134,6 +134,10 @@ fn appends_get_increasing_positions(engine: &dyn Engine) {
     assert_eq!(stored_positions, expected, "records are keyed by their positions, in order");
     assert_eq!(stored[4].1, vec![1, 1]);
     assert_eq!(engine.scan(Keyspace::Audit, b"", None, 1000).unwrap().len(), 20, "each log has its own order");
+    let last = engine.last(Keyspace::Updates).unwrap().expect("a last record");
+    assert_eq!(last.0, seen.last().unwrap().as_bytes(), "the last record is the latest appended");
+    assert_eq!(last.1, vec![19, 2]);
+    assert_eq!(engine.last(Keyspace::Consents).unwrap(), None, "an empty keyspace has no last entry");
 }
 
 fn positions_can_be_referenced_in_the_same_batch(engine: &dyn Engine) {

@@ -57,6 +57,11 @@ impl Engine for MemoryEngine {
             .collect())
     }
 
+    fn last(&self, space: Keyspace) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError> {
+        let state = self.lock()?;
+        Ok(state.spaces.get(&space).and_then(|tree| tree.last_key_value()).map(|(k, v)| (k.clone(), v.clone())))
+    }
+
     fn apply(&self, batch: &Batch) -> Result<Applied, CommitError> {
         validate_batch(batch)?;
         let mut state = self.lock()?;

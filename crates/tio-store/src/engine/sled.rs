@@ -284,6 +284,13 @@ impl Engine for SledEngine {
             .collect()
     }
 
+    fn last(&self, space: Keyspace) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError> {
+        self.tree(space)
+            .last()
+            .map(|entry| entry.map(|(key, value)| (key.to_vec(), value.to_vec())))
+            .map_err(|err| storage_error("cannot read the last entry", &err))
+    }
+
     fn apply(&self, batch: &Batch) -> Result<Applied, CommitError> {
         self.apply_group(&[batch]).pop().unwrap_or_else(|| Err(CommitError::Invalid("empty group".to_owned())))
     }

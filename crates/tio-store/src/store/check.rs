@@ -147,7 +147,7 @@ impl Store {
             }
         })?;
 
-        for space in [Keyspace::Consents, Keyspace::Relationships] {
+        for space in [Keyspace::Children, Keyspace::Consents, Keyspace::Relationships] {
             let mut sealed = Vec::new();
             scan_all(self, space, |key, value| sealed.push((key, value)))?;
             for (key, value) in sealed {

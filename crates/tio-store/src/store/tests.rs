@@ -566,6 +566,9 @@ impl Engine for FullDisk {
     ) -> Result<crate::engine::Entries, StorageError> {
         self.inner.scan(space, start, end, limit)
     }
+    fn last(&self, space: Keyspace) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError> {
+        self.inner.last(space)
+    }
     fn apply(&self, batch: &Batch) -> Result<crate::engine::Applied, CommitError> {
         if self.full_on_apply.load(std::sync::atomic::Ordering::SeqCst) {
             let enospc = std::io::Error::from_raw_os_error(28);
@@ -750,4 +753,31 @@ async fn sealed_child_records_open_in_place_only_and_vanish_with_the_child() {
 
     assert!(store.erase_child(&amy).await.unwrap());
     assert!(store.read_sealed(&amy, Keyspace::Consents, b"").unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn the_child_s_number_is_kept_sealed_for_deliveries_and_the_latest_positions_are_listed() {
+    let store = Store::in_memory(KeyRing::generate().unwrap()).unwrap();
+    let (amy, ben) = (child("9990079196"), child("9990237573"));
+    assert_eq!(store.last_update_position().unwrap(), None);
+    let hospital = agency("hospital");
+    let first = store.append_update(update(&amy, Category::HealthSummary, b"v1", "k1", &hospital)).await.unwrap();
+    store.ensure_child_key(&ben).await.unwrap();
+    let second = store.append_update(update(&ben, Category::SendSupport, b"v2", "k2", &hospital)).await.unwrap();
+    let third = store.append_update(update(&amy, Category::HealthSummary, b"v3", "k3", &hospital)).await.unwrap();
+    assert_eq!(store.last_update_position().unwrap(), Some(third.position.clone()));
+
+    for (child, index) in [(&amy, store.child_index(&amy)), (&ben, store.child_index(&ben))] {
+        assert_eq!(store.child_nhs_number(index).unwrap(), Some(child.digits()));
+    }
+    let latest = store.latest_after(None, 10).unwrap();
+    let mut positions: Vec<Position> = latest.iter().map(|(_, position)| position.clone()).collect();
+    positions.sort();
+    assert_eq!(positions, [second.position.clone(), third.position.clone()], "one per child and category");
+    assert_eq!(store.latest_after(Some(&latest[0].0), 10).unwrap().len(), 1);
+    let stored = store.update_at(&first.position).unwrap().unwrap();
+    assert_eq!(stored.content.unwrap().value, b"v1");
+
+    assert!(store.erase_child(&amy).await.unwrap());
+    assert_eq!(store.child_nhs_number(store.child_index(&amy)).unwrap(), None);
 }
