@@ -312,6 +312,9 @@ impl StorageError {
 /// Key-value pairs in key order, as a scan returns them.
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 
+/// One key and its value.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
 /// A storage engine. Reads see every applied batch; [`Engine::sync`] makes every batch
 /// applied before it durable. Callers commit through [`crate::GroupCommit`], which
 /// applies a group of batches and syncs once for all of them.
@@ -325,7 +328,7 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Returns the entry with the greatest key in `space` (for a log, the latest
     /// record), if any.
-    fn last(&self, space: Keyspace) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError>;
+    fn last(&self, space: Keyspace) -> Result<Option<Entry>, StorageError>;
 
     /// Applies `batch` atomically: checks its conditions, assigns positions to its
     /// appends (later than every position assigned before), and applies its operations.

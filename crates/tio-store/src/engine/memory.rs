@@ -57,7 +57,7 @@ impl Engine for MemoryEngine {
             .collect())
     }
 
-    fn last(&self, space: Keyspace) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError> {
+    fn last(&self, space: Keyspace) -> Result<Option<crate::engine::Entry>, StorageError> {
         let state = self.lock()?;
         Ok(state.spaces.get(&space).and_then(|tree| tree.last_key_value()).map(|(k, v)| (k.clone(), v.clone())))
     }

@@ -284,7 +284,7 @@ impl Engine for SledEngine {
             .collect()
     }
 
-    fn last(&self, space: Keyspace) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError> {
+    fn last(&self, space: Keyspace) -> Result<Option<crate::engine::Entry>, StorageError> {
         self.tree(space)
             .last()
             .map(|entry| entry.map(|(key, value)| (key.to_vec(), value.to_vec())))

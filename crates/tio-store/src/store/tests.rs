@@ -566,7 +566,7 @@ impl Engine for FullDisk {
     ) -> Result<crate::engine::Entries, StorageError> {
         self.inner.scan(space, start, end, limit)
     }
-    fn last(&self, space: Keyspace) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError> {
+    fn last(&self, space: Keyspace) -> Result<Option<crate::engine::Entry>, StorageError> {
         self.inner.last(space)
     }
     fn apply(&self, batch: &Batch) -> Result<crate::engine::Applied, CommitError> {
