@@ -12,5 +12,6 @@ mod mtls;
 mod otlp;
 mod reflection;
 mod store_cli;
+mod subscriptions;
 mod support;
 mod tidy;

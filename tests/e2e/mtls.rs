@@ -226,19 +226,19 @@ async fn a_plaintext_http2_client_is_refused() {
 }
 
 #[tokio::test]
-async fn services_of_later_releases_answer_unimplemented_after_authentication() {
+async fn authentication_comes_before_any_service_and_agency_calls_need_a_professional() {
     let sandbox = Sandbox::start();
-    use tio_proto::v1::subscription_service_client::SubscriptionServiceClient;
     let list = || tio_proto::v1::ListSubscriptionsRequest::default();
     let client = sandbox.client("hospital").await;
-    let status = SubscriptionServiceClient::new(client.channel()).list_subscriptions(list()).await.unwrap_err();
-    assert_eq!(status.code(), Code::Unimplemented);
+    let status = client.subscriptions().list_subscriptions(list()).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert!(status.message().contains("x-tio-professional"), "{status:?}");
 
-    // Authentication comes first: an unknown identity never learns what is implemented.
+    // An unknown identity is refused before any service runs.
     sandbox.pki.issue("police", &LeafSpec::client(&Identity::agency("police")));
     let police = Client::connect(&sandbox.settings("police")).await.unwrap();
-    let status = SubscriptionServiceClient::new(police.channel()).list_subscriptions(list()).await.unwrap_err();
-    assert_eq!(status.code(), Code::Unauthenticated);
+    let status = police.subscriptions().list_subscriptions(list()).await.unwrap_err();
+    assert_eq!((status.code(), status.message()), (Code::Unauthenticated, "agency `police` is not registered"));
 }
 
 #[tokio::test]

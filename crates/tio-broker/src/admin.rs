@@ -242,6 +242,8 @@ impl Administrator<'_> {
         };
         self.write(key, condition, &record, detail).await?;
         self.broker.registry().set_agency(agency);
+        // A suspension closes the agency's open streams; any change re-decides deliveries.
+        self.broker.notify_change();
         Ok(record)
     }
 

@@ -44,6 +44,11 @@ pub struct Broker {
     registry: Arc<Registry>,
     nhs_numbers: NhsNumberPolicy,
     clock: Arc<dyn Clock>,
+    /// Bumped after every change that can alter a delivery (a publish, a consent or
+    /// relationship change, a registry change), to wake open subscription streams.
+    changes: tokio::sync::watch::Sender<u64>,
+    /// The subscriptions open on a stream now (`agency/name`): one stream each.
+    open_streams: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// One call: its caller, its ids and the time it started.
@@ -66,7 +71,15 @@ impl Broker {
         nhs_numbers: NhsNumberPolicy,
         clock: Arc<dyn Clock>,
     ) -> Broker {
-        Broker { store, audit, registry, nhs_numbers, clock }
+        Broker {
+            store,
+            audit,
+            registry,
+            nhs_numbers,
+            clock,
+            changes: tokio::sync::watch::Sender::new(0),
+            open_streams: std::sync::Mutex::default(),
+        }
     }
 
     /// Opens the broker of `config` over its store and audit log, on the system clock:
@@ -85,6 +98,31 @@ impl Broker {
         let registry = admin::load_registry(&store, &config.admins, &config.auditors, &config.revoked_fingerprints)
             .map_err(|err| ServeError::Registry(err.to_string()))?;
         Ok(Broker::new(store, audit, Arc::new(registry), config.nhs_number_policy()?, clock))
+    }
+
+    /// Wakes open subscription streams: something that can change a delivery committed.
+    pub fn notify_change(&self) {
+        self.changes.send_modify(|count| *count = count.wrapping_add(1));
+    }
+
+    /// Returns a receiver that sees every [`Broker::notify_change`].
+    pub fn watch_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Marks subscription `key` open; false if a stream has it open already.
+    pub fn claim_stream(&self, key: &str) -> bool {
+        self.open_streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key.to_owned())
+    }
+
+    /// Marks subscription `key` closed.
+    pub fn release_stream(&self, key: &str) {
+        self.open_streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(key);
+    }
+
+    /// Whether subscription `key` is open on a stream now.
+    pub fn stream_is_open(&self, key: &str) -> bool {
+        self.open_streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(key)
     }
 
     /// Reads the clock (for each item of a stream, which is one call of many items).

@@ -214,6 +214,7 @@ impl Broker {
         batch.push(entry_op(&entry));
         // A concurrent change to the same consent makes this ABORTED: the client retries.
         self.store().commit(batch).await?;
+        self.notify_change();
         Ok(())
     }
 

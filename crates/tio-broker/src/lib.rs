@@ -29,6 +29,7 @@ pub mod server;
 pub mod services;
 pub mod status;
 pub mod storage;
+pub mod subscriptions;
 pub mod telemetry;
 pub mod tls;
 

@@ -137,6 +137,7 @@ impl Broker {
                 extra
             })
             .await?;
+        self.notify_change();
         if appended.duplicate {
             // Nothing new was stored; the replay itself is still on the record.
             let replay = AuditEntry {

@@ -43,6 +43,7 @@ impl Broker {
         }
         let (record, batch) = self.new_relationship(call, &agency, child, kind, reference)?;
         self.store().commit(batch).await?;
+        self.notify_change();
         Ok(record)
     }
 
@@ -133,6 +134,7 @@ impl Broker {
         entry.relationship_id = record.relationship_id.clone();
         batch.push(entry_op(&entry));
         self.store().commit(batch).await?;
+        self.notify_change();
         Ok(record)
     }
 

@@ -153,7 +153,9 @@ pub async fn serve(
         .add_service(limited!(v1::care_relationship_service_server::CareRelationshipServiceServer::new(
             services::CareRelationships { broker: broker.clone() }
         )))
-        .add_service(limited!(v1::subscription_service_server::SubscriptionServiceServer::new(services::Subscriptions)))
+        .add_service(limited!(v1::subscription_service_server::SubscriptionServiceServer::new(
+            services::Subscriptions { broker: broker.clone() }
+        )))
         .add_service(limited!(v1::audit_service_server::AuditServiceServer::new(services::Audit {
             broker: broker.clone()
         })))

@@ -236,12 +236,78 @@ impl v1::care_relationship_service_server::CareRelationshipService for CareRelat
     }
 }
 
-/// `tio.v1.SubscriptionService`.
-#[derive(Debug, Clone, Copy)]
-pub struct Subscriptions;
+/// `tio.v1.SubscriptionService`: see [`crate::subscriptions`].
+#[derive(Clone)]
+pub struct Subscriptions {
+    /// The broker.
+    pub broker: Arc<Broker>,
+}
+
+/// Messages a delivery stream holds for a slow client before it waits for it.
+const SUBSCRIBE_BUFFER: usize = 64;
 
 #[tonic::async_trait]
-impl v1::subscription_service_server::SubscriptionService for Subscriptions {}
+impl v1::subscription_service_server::SubscriptionService for Subscriptions {
+    async fn create_subscription(
+        &self,
+        request: Request<v1::CreateSubscriptionRequest>,
+    ) -> Result<Response<v1::Subscription>, Status> {
+        let call = self.broker.call(&request).map_err(into_status)?;
+        Ok(Response::new(self.broker.create_subscription(&call, request.get_ref()).await.map_err(into_status)?))
+    }
+
+    async fn delete_subscription(
+        &self,
+        request: Request<v1::DeleteSubscriptionRequest>,
+    ) -> Result<Response<v1::DeleteSubscriptionResponse>, Status> {
+        let call = self.broker.call(&request).map_err(into_status)?;
+        self.broker.delete_subscription(&call, &request.get_ref().name).await.map_err(into_status)?;
+        Ok(Response::new(v1::DeleteSubscriptionResponse {}))
+    }
+
+    async fn list_subscriptions(
+        &self,
+        request: Request<v1::ListSubscriptionsRequest>,
+    ) -> Result<Response<v1::ListSubscriptionsResponse>, Status> {
+        let call = self.broker.call(&request).map_err(into_status)?;
+        let subscriptions = self.broker.list_subscriptions(&call).await.map_err(into_status)?;
+        Ok(Response::new(v1::ListSubscriptionsResponse { subscriptions }))
+    }
+
+    async fn get_subscription_status(
+        &self,
+        request: Request<v1::GetSubscriptionStatusRequest>,
+    ) -> Result<Response<v1::SubscriptionStatus>, Status> {
+        let call = self.broker.call(&request).map_err(into_status)?;
+        Ok(Response::new(self.broker.subscription_status(&call, &request.get_ref().name).await.map_err(into_status)?))
+    }
+
+    async fn subscribe(
+        &self,
+        request: Request<tonic::Streaming<v1::SubscribeRequest>>,
+    ) -> Result<Response<tonic::codegen::BoxStream<v1::SubscribeResponse>>, Status> {
+        use crate::subscriptions::{DeliveryStream, StreamEnd};
+        let call = self.broker.call(&request).map_err(into_status)?;
+        let mut inbound = request.into_inner();
+        let open = match inbound.message().await?.and_then(|first| first.message) {
+            Some(v1::subscribe_request::Message::Open(open)) => open,
+            _ => {
+                return Err(into_status(ServiceError::FailedPrecondition(
+                    "the first message on a delivery stream must be `open`".to_owned(),
+                )));
+            }
+        };
+        let stream = DeliveryStream::open(self.broker.clone(), call, &open).await.map_err(into_status)?;
+        let (sender, receiver) = tokio::sync::mpsc::channel(SUBSCRIBE_BUFFER);
+        tokio::spawn(async move {
+            if let StreamEnd::Error(err) = stream.run(inbound, sender.clone()).await {
+                // Ignored error: the client has gone already.
+                let _ = sender.send(Err(into_status(err))).await;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+}
 
 /// `tio.v1.AuditService`: see [`crate::audit_reads`].
 #[derive(Clone)]

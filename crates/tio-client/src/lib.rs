@@ -162,6 +162,11 @@ impl Client {
         v1::record_service_client::RecordServiceClient::new(self.channel())
     }
 
+    /// Returns a client for `tio.v1.SubscriptionService`.
+    pub fn subscriptions(&self) -> v1::subscription_service_client::SubscriptionServiceClient<Channel> {
+        v1::subscription_service_client::SubscriptionServiceClient::new(self.channel())
+    }
+
     /// Returns a client for `tio.v1.ConsentService`.
     pub fn consents(&self) -> v1::consent_service_client::ConsentServiceClient<Channel> {
         v1::consent_service_client::ConsentServiceClient::new(self.channel())

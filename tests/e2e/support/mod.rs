@@ -8,6 +8,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub(crate) mod records;
+
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tio_broker::pki::{CertificateAuthority, LeafSpec};

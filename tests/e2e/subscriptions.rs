@@ -1,0 +1,316 @@
+//! Subscriptions over real mutual TLS: live delivery in order with acks and credit,
+//! redelivery after a reconnect, a withdrawal stopping queued deliveries, a profile
+//! then live without a gap or a duplicate, one copy per agency, and a suspension
+//! closing the stream.
+
+use std::time::Duration;
+
+use tio_client::Client;
+use tio_proto::v1;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Code;
+
+use crate::support::Sandbox;
+use crate::support::records::*;
+
+/// How long a test waits for one expected message.
+const WAIT: Duration = Duration::from_secs(15);
+
+/// An open delivery stream, as a client holds it.
+struct Stream {
+    requests: mpsc::Sender<v1::SubscribeRequest>,
+    responses: tonic::Streaming<v1::SubscribeResponse>,
+}
+
+impl Stream {
+    async fn open(client: &Client, name: &str, credit: u32) -> Result<Stream, tonic::Status> {
+        let (requests, receiver) = mpsc::channel(16);
+        let open = v1::OpenSubscription { name: name.into(), credit };
+        requests
+            .send(v1::SubscribeRequest { message: Some(v1::subscribe_request::Message::Open(open)) })
+            .await
+            .unwrap();
+        let responses = client.subscriptions().subscribe(client.request(ReceiverStream::new(receiver))).await?;
+        Ok(Stream { requests, responses: responses.into_inner() })
+    }
+
+    /// The next delivery, skipping heartbeats; panics after `WAIT`.
+    async fn delivery(&mut self) -> v1::Delivery {
+        loop {
+            let message = tokio::time::timeout(WAIT, self.responses.message())
+                .await
+                .expect("a delivery in time")
+                .expect("the stream is healthy")
+                .expect("the stream is open");
+            if let Some(v1::subscribe_response::Message::Delivery(delivery)) = message.message {
+                return delivery;
+            }
+        }
+    }
+
+    /// Whether a delivery arrives within `wait` (heartbeats do not count).
+    async fn delivery_within(&mut self, wait: Duration) -> Option<v1::Delivery> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let message = tokio::time::timeout_at(deadline, self.responses.message()).await.ok()?;
+            match message.expect("the stream is healthy")?.message {
+                Some(v1::subscribe_response::Message::Delivery(delivery)) => return Some(delivery),
+                _ => continue,
+            }
+        }
+    }
+
+    async fn ack(&self, numbers: &[u64]) {
+        let ack = v1::Ack { delivery_numbers: numbers.to_vec() };
+        self.requests
+            .send(v1::SubscribeRequest { message: Some(v1::subscribe_request::Message::Ack(ack)) })
+            .await
+            .unwrap();
+    }
+
+    /// The status the stream ends with.
+    async fn end(&mut self) -> tonic::Status {
+        loop {
+            match tokio::time::timeout(WAIT, self.responses.message()).await.expect("the stream ends in time") {
+                Err(status) => return status,
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("the stream ended without a status"),
+            }
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
+}
+
+async fn create(client: &Client, name: &str, categories: &[v1::Category], start: Option<v1::start_from::From>) {
+    let request = v1::CreateSubscriptionRequest {
+        name: name.into(),
+        categories: categories.iter().map(|c| *c as i32).collect(),
+        start: start.map(|from| v1::StartFrom { from: Some(from) }),
+        max_in_flight: 0,
+    };
+    client.subscriptions().create_subscription(client.request(request)).await.unwrap();
+}
+
+/// Consent for the education sector to see communication needs and health, and the
+/// SEND team involved.
+async fn consent_and_involve(hospital: &Client, send_team: &Client) -> v1::ConsentRecord {
+    let consent = hospital
+        .consents()
+        .record_consent(
+            hospital.request(consent_request(&[v1::Category::CommunicationNeeds, v1::Category::HealthSummary])),
+        )
+        .await
+        .unwrap()
+        .into_inner();
+    let declare = v1::DeclareRelationshipRequest {
+        child: child(AMY),
+        kind: v1::RelationshipKind::Allocation as i32,
+        reference: "caseworker".into(),
+    };
+    send_team.relationships().declare_relationship(send_team.request(declare)).await.unwrap();
+    consent
+}
+
+#[test]
+fn live_deliveries_arrive_in_order_and_unacked_ones_come_again_after_a_reconnect() {
+    let sandbox = Sandbox::start();
+    runtime().block_on(async {
+        let hospital = as_professional(&sandbox, "hospital").await;
+        let send_team = as_professional(&sandbox, "send-team").await;
+        publish(&hospital, publish_request(AMY, v1::Category::CommunicationNeeds, communication_needs("before"), "k0"))
+            .await
+            .unwrap();
+        consent_and_involve(&hospital, &send_team).await;
+        create(&send_team, "main", &[v1::Category::CommunicationNeeds, v1::Category::HealthSummary], None).await;
+        let mut stream = Stream::open(&send_team, "main", 0).await.unwrap();
+
+        let first =
+            publish(&hospital, publish_request(AMY, v1::Category::HealthSummary, health_summary("Epilepsy"), "k1"))
+                .await
+                .unwrap();
+        publish(&hospital, publish_request(AMY, v1::Category::CommunicationNeeds, communication_needs("after"), "k2"))
+            .await
+            .unwrap();
+        let one = stream.delivery().await;
+        assert_eq!((one.delivery_number, one.redelivery, one.update_id.as_str()), (1, false, first.update_id.as_str()));
+        assert_eq!(one.child.as_ref().unwrap().nhs_number, AMY, "the recipient is entitled to the number");
+        assert_eq!(one.category(), v1::Category::HealthSummary);
+        assert_eq!(one.source_reference, "EPR-42");
+        let two = stream.delivery().await;
+        assert_eq!(two.delivery_number, 2);
+        match two.value.unwrap().value.unwrap() {
+            v1::category_value::Value::CommunicationNeeds(needs) => assert_eq!(needs.how_i_communicate, "after"),
+            other => panic!("wrong value {other:?}"),
+        }
+        stream.ack(&[1]).await;
+
+        // A second stream on the same subscription is refused while the first is open.
+        let mut second = Stream::open(&send_team, "main", 0).await.unwrap();
+        assert_eq!(second.end().await.code(), Code::FailedPrecondition);
+
+        let status_request = || send_team.request(v1::GetSubscriptionStatusRequest { name: "main".into() });
+        let mut status =
+            send_team.subscriptions().get_subscription_status(status_request()).await.unwrap().into_inner();
+        for _ in 0..100 {
+            if status.last_acked_number == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            status = send_team.subscriptions().get_subscription_status(status_request()).await.unwrap().into_inner();
+        }
+        assert_eq!(
+            (status.last_delivered_number, status.last_acked_number, status.unacked, status.open),
+            (2, 1, 1, true)
+        );
+
+        // Reconnect: the unacked delivery comes again, with its number. The server may
+        // take a moment to see the old stream go; until then the subscription is busy.
+        drop(stream);
+        let mut again = None;
+        for _ in 0..100 {
+            let mut stream = Stream::open(&send_team, "main", 0).await.unwrap();
+            match tokio::time::timeout(WAIT, stream.responses.message()).await.expect("an answer in time") {
+                Ok(Some(v1::SubscribeResponse { message: Some(v1::subscribe_response::Message::Delivery(d)) })) => {
+                    again = Some((stream, d));
+                    break;
+                }
+                Err(status) if status.code() == Code::FailedPrecondition => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let (stream, redelivered) = again.expect("the unacked delivery again");
+        assert_eq!((redelivered.delivery_number, redelivered.redelivery), (2, true));
+        stream.ack(&[2]).await;
+        let mut stream = stream;
+        publish(&hospital, publish_request(AMY, v1::Category::HealthSummary, health_summary("Asthma"), "k3"))
+            .await
+            .unwrap();
+        assert_eq!(stream.delivery().await.delivery_number, 3);
+    });
+}
+
+#[test]
+fn a_withdrawal_stops_deliveries_already_queued_and_the_skips_are_audited() {
+    let sandbox = Sandbox::start();
+    runtime().block_on(async {
+        let hospital = as_professional(&sandbox, "hospital").await;
+        let send_team = as_professional(&sandbox, "send-team").await;
+        let consent = consent_and_involve(&hospital, &send_team).await;
+        create(&send_team, "main", &[v1::Category::CommunicationNeeds], None).await;
+        // One credit: one delivery in flight, the rest queued in the store.
+        let mut stream = Stream::open(&send_team, "main", 1).await.unwrap();
+        for index in 0..5 {
+            let value = communication_needs(&format!("note {index}"));
+            publish(&hospital, publish_request(AMY, v1::Category::CommunicationNeeds, value, &format!("q{index}")))
+                .await
+                .unwrap();
+        }
+        let first = stream.delivery().await;
+        assert_eq!(first.delivery_number, 1);
+        let withdraw = v1::WithdrawConsentRequest {
+            child: child(AMY),
+            consent_id: consent.consent_id.clone(),
+            reason: "Parent withdrew".into(),
+            evidence: consent_request(&[]).evidence,
+        };
+        hospital.consents().withdraw_consent(hospital.request(withdraw)).await.unwrap();
+        stream.ack(&[1]).await;
+        assert!(stream.delivery_within(Duration::from_secs(2)).await.is_none(), "nothing after the withdrawal");
+
+        // The four queued updates were skipped, each on the record with its reason.
+        let auditor = sandbox.client("auditor").await;
+        let mut skipped = Vec::new();
+        for _ in 0..100 {
+            let query = v1::QueryEntriesRequest {
+                action: v1::AuditAction::DeliverySkipped as i32,
+                agency_id: "send-team".into(),
+                ..Default::default()
+            };
+            skipped = auditor.audit().query_entries(auditor.request(query)).await.unwrap().into_inner().entries;
+            if skipped.len() == 4 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(skipped.len(), 4);
+        assert!(skipped.iter().all(|entry| entry.reason == "consent_withdrawn"));
+        let query = v1::QueryEntriesRequest { action: v1::AuditAction::Delivery as i32, ..Default::default() };
+        let delivered = auditor.audit().query_entries(auditor.request(query)).await.unwrap().into_inner().entries;
+        assert_eq!(delivered.len(), 1);
+        assert_eq!((delivered[0].consent_id.as_str(), delivered[0].consent_revision), (consent.consent_id.as_str(), 1));
+        assert!(!delivered[0].relationship_id.is_empty());
+        assert_eq!(delivered[0].recipient_agency_id, "send-team");
+    });
+}
+
+#[test]
+fn a_profile_then_live_start_has_no_gap_and_no_duplicate_and_each_agency_gets_one_copy() {
+    let sandbox = Sandbox::start();
+    runtime().block_on(async {
+        let hospital = as_professional(&sandbox, "hospital").await;
+        let send_team = as_professional(&sandbox, "send-team").await;
+        consent_and_involve(&hospital, &send_team).await;
+        publish(&hospital, publish_request(AMY, v1::Category::CommunicationNeeds, communication_needs("old"), "p1"))
+            .await
+            .unwrap();
+        let latest_comms = publish(
+            &hospital,
+            publish_request(AMY, v1::Category::CommunicationNeeds, communication_needs("new"), "p2"),
+        )
+        .await
+        .unwrap();
+        let health =
+            publish(&hospital, publish_request(AMY, v1::Category::HealthSummary, health_summary("Epilepsy"), "p3"))
+                .await
+                .unwrap();
+        // Ben has no consent: nothing of his is sent.
+        publish(&hospital, publish_request(BEN, v1::Category::CommunicationNeeds, communication_needs("ben"), "p4"))
+            .await
+            .unwrap();
+        let start = v1::start_from::From::ProfileThenLive(v1::ProfileThenLive {});
+        create(&send_team, "a-profile", &[v1::Category::CommunicationNeeds, v1::Category::HealthSummary], Some(start))
+            .await;
+        // A second subscription taking health summaries too: the earlier name delivers them.
+        create(&send_team, "b-health", &[v1::Category::HealthSummary], None).await;
+        let mut stream = Stream::open(&send_team, "a-profile", 0).await.unwrap();
+        let mut profile = [stream.delivery().await, stream.delivery().await];
+        profile.sort_by_key(|delivery| delivery.category);
+        assert!(profile.iter().all(|delivery| delivery.from_profile));
+        assert_eq!(profile[0].update_id, latest_comms.update_id, "the current value, not its history");
+        assert_eq!(profile[1].update_id, health.update_id);
+        let live =
+            publish(&hospital, publish_request(AMY, v1::Category::HealthSummary, health_summary("Asthma"), "p5"))
+                .await
+                .unwrap();
+        let next = stream.delivery().await;
+        assert_eq!(
+            (next.update_id.as_str(), next.from_profile, next.delivery_number),
+            (live.update_id.as_str(), false, 3)
+        );
+        assert!(stream.delivery_within(Duration::from_millis(500)).await.is_none(), "no duplicate at the seam");
+        let mut other = Stream::open(&send_team, "b-health", 0).await.unwrap();
+        assert!(other.delivery_within(Duration::from_millis(700)).await.is_none(), "one copy per agency");
+    });
+}
+
+#[test]
+fn suspending_an_agency_closes_its_open_stream() {
+    let sandbox = Sandbox::start();
+    runtime().block_on(async {
+        let send_team = as_professional(&sandbox, "send-team").await;
+        create(&send_team, "main", &[v1::Category::SendSupport], None).await;
+        let mut stream = Stream::open(&send_team, "main", 0).await.unwrap();
+        let admin = sandbox.client("admin").await;
+        let suspend = v1::SuspendAgencyRequest { agency_id: "send-team".into(), reason: "test".into() };
+        admin.admin().suspend_agency(admin.request(suspend)).await.unwrap();
+        let status = stream.end().await;
+        assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+        assert!(status.message().contains("suspended"), "{status:?}");
+    });
+}
