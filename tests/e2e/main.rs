@@ -6,6 +6,7 @@ mod audit_cli;
 mod audit_service;
 mod config;
 mod crash;
+mod demo;
 mod flows;
 mod lifecycle;
 mod mtls;

@@ -307,6 +307,13 @@ fn why(entry: &AuditEntry, action: Action, outcome: Outcome) -> String {
         Outcome::Failed => {
             format!("failed: {}", if entry.reason.is_empty() { "an error in the broker" } else { &entry.reason })
         }
+        Outcome::Allowed if matches!(action, Action::RelationshipDeclared | Action::RelationshipEnded) => {
+            format!("the agency's own declaration (care relationship {})", entry.relationship_id)
+        }
+        Outcome::Allowed if matches!(action, Action::ConsentRecorded | Action::ConsentWithdrawn) => format!(
+            "recorded on the family's instruction (consent {}, revision {})",
+            entry.consent_id, entry.consent_revision
+        ),
         Outcome::Allowed => {
             let mut grounds = Vec::new();
             if !entry.consent_id.is_empty() {
@@ -321,7 +328,6 @@ fn why(entry: &AuditEntry, action: Action, outcome: Outcome) -> String {
             match action {
                 Action::Publish => "the agency may share these categories".to_owned(),
                 Action::AuditRead => "an audit or subject-access request".to_owned(),
-                Action::ConsentRecorded | Action::ConsentWithdrawn => "recorded on the family's instruction".to_owned(),
                 _ => "allowed".to_owned(),
             }
         }

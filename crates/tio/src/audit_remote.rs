@@ -199,29 +199,7 @@ pub(crate) async fn report(args: AuditReportArgs) -> anyhow::Result<()> {
     let rows: Vec<ReportRow> = lines.iter().map(ReportRow::from_line).collect();
     let mut out = std::io::stdout().lock();
     match args.format {
-        ReportFormat::Text => {
-            writeln!(out, "Subject-access report for the child with NHS number {}", child.reveal())?;
-            writeln!(out, "Every access to, sharing of and refusal about this child's information in the audit log.")?;
-            writeln!(out)?;
-            if rows.is_empty() {
-                writeln!(out, "Nothing is recorded about this child.")?;
-            } else {
-                let table: Vec<[String; 5]> = rows
-                    .iter()
-                    .map(|row| {
-                        let who = if row.professional_id.is_empty() {
-                            row.agency_name.clone()
-                        } else {
-                            format!("{} (professional {})", row.agency_name, row.professional_id)
-                        };
-                        [row.time.clone(), who, row.what.clone(), row.categories.join(", "), row.why.clone()]
-                    })
-                    .collect();
-                write_table(&mut out, ["WHEN", "WHO", "WHAT", "INFORMATION", "WHY"], &table)?;
-                writeln!(out)?;
-                writeln!(out, "{} entries. Times are local ({}).", rows.len(), local_zone_name())?;
-            }
-        }
+        ReportFormat::Text => write_text_report(&mut out, &child, &lines)?,
         ReportFormat::Json => {
             let json: Vec<serde_json::Value> = rows.iter().map(ReportRow::to_json).collect();
             writeln!(out, "{}", serde_json::to_string_pretty(&json)?)?;
@@ -259,6 +237,35 @@ pub(crate) async fn report(args: AuditReportArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Writes the subject-access report in plain words, as a family's caseworker reads it.
+pub(crate) fn write_text_report(
+    out: &mut impl Write,
+    child: &NhsNumber,
+    lines: &[v1::SubjectAccessLine],
+) -> std::io::Result<()> {
+    let rows: Vec<ReportRow> = lines.iter().map(ReportRow::from_line).collect();
+    writeln!(out, "Subject-access report for the child with NHS number {}", child.reveal())?;
+    writeln!(out, "Every access to, sharing of and refusal about this child's information in the audit log.")?;
+    writeln!(out)?;
+    if rows.is_empty() {
+        return writeln!(out, "Nothing is recorded about this child.");
+    }
+    let table: Vec<[String; 5]> = rows
+        .iter()
+        .map(|row| {
+            let who = if row.professional_id.is_empty() {
+                row.agency_name.clone()
+            } else {
+                format!("{} (professional {})", row.agency_name, row.professional_id)
+            };
+            [row.time.clone(), who, row.what.clone(), row.categories.join(", "), row.why.clone()]
+        })
+        .collect();
+    write_table(out, ["WHEN", "WHO", "WHAT", "INFORMATION", "WHY"], &table)?;
+    writeln!(out)?;
+    writeln!(out, "{} entries. Times are local ({}).", rows.len(), local_zone_name())
 }
 
 /// One report line, ready to print.
@@ -322,13 +329,13 @@ fn canonical_entry(message: &v1::AuditEntry) -> anyhow::Result<AuditEntry> {
 
 /// Checks an NHS number's form and check digit before anything is sent; the server
 /// applies its own range policy.
-fn parse_nhs_number(text: &str) -> Result<NhsNumber, UsageError> {
+pub(crate) fn parse_nhs_number(text: &str) -> Result<NhsNumber, UsageError> {
     NhsNumber::parse_checked(text).map_err(|err| UsageError::new(format!("--nhs-number {err}")))
 }
 
 /// Parses an RFC 3339 time (`2026-11-23T09:30:00Z`) or a date (`2026-11-23`, midnight
 /// local time).
-fn parse_time(flag: &str, text: &str) -> Result<prost_types::Timestamp, UsageError> {
+pub(crate) fn parse_time(flag: &str, text: &str) -> Result<prost_types::Timestamp, UsageError> {
     let bad = || UsageError::new(format!("{flag} `{text}`: expected a date (2026-11-23) or an RFC 3339 time"));
     let timestamp = match text.parse::<jiff::Timestamp>() {
         Ok(timestamp) => timestamp,

@@ -39,6 +39,21 @@ pub(crate) enum Command {
     /// Check, back up and restore a stopped store.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Publish the new whole value of one category for one child (agency certificate).
+    Publish(PublishArgs),
+    /// Read a child's profile: the latest value of each category this agency may see now.
+    Profile(ProfileArgs),
+    /// Record, withdraw and show a family's consent (agency certificate).
+    #[command(subcommand)]
+    Consent(ConsentCommand),
+    /// Declare, end and list this agency's care relationships with a child.
+    #[command(subcommand)]
+    Relationship(RelationshipCommand),
+    /// Receive deliveries on a subscription, printed as JSON lines and acknowledged.
+    Subscribe(SubscribeArgs),
+    /// Tell the Tell It Once story end to end against a real server, checking every
+    /// outcome: by default on its own server on a loopback port.
+    Demo(DemoArgs),
     /// Administer the agency registry (admin certificate): register, update, suspend,
     /// reinstate and list agencies, and revoke certificates.
     #[command(subcommand)]
@@ -101,6 +116,233 @@ pub(crate) enum AuditCommand {
         #[arg(long, value_name = "CHECKPOINT")]
         against: Option<PathBuf>,
     },
+}
+
+/// `tio publish`.
+#[derive(Debug, Args)]
+pub(crate) struct PublishArgs {
+    /// The child's NHS number.
+    #[arg(long, value_name = "NHS_NUMBER")]
+    pub(crate) nhs_number: String,
+    /// The category, e.g. communication_needs.
+    #[arg(long, value_name = "CATEGORY")]
+    pub(crate) category: String,
+    /// The value as JSON (the category's message, protobuf JSON mapping), from a file or
+    /// `-` for stdin, e.g. {"how_i_communicate": "Makaton signs"}.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) value: std::path::PathBuf,
+    /// A key unique to this update, so a retry is not stored twice (a UUID is ideal).
+    #[arg(long, value_name = "KEY")]
+    pub(crate) idempotency_key: String,
+    /// Your own reference for the record (case or episode id).
+    #[arg(long, default_value = "", value_name = "REF")]
+    pub(crate) source_reference: String,
+    /// How to reach the broker.
+    #[command(flatten)]
+    pub(crate) connection: ConnectionArgs,
+}
+
+/// `tio profile`.
+#[derive(Debug, Args)]
+pub(crate) struct ProfileArgs {
+    /// The child's NHS number.
+    #[arg(long, value_name = "NHS_NUMBER")]
+    pub(crate) nhs_number: String,
+    /// Only these categories, comma-separated (default all).
+    #[arg(long, value_name = "CATEGORIES", value_delimiter = ',')]
+    pub(crate) categories: Vec<String>,
+    /// How to reach the broker.
+    #[command(flatten)]
+    pub(crate) connection: ConnectionArgs,
+}
+
+/// `tio consent`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConsentCommand {
+    /// Record a consent given by a parent, the young person or a competent child.
+    Record(ConsentRecordArgs),
+    /// Withdraw a consent: in force at once, including for updates already queued.
+    Withdraw {
+        /// The child's NHS number.
+        #[arg(long, value_name = "NHS_NUMBER")]
+        nhs_number: String,
+        /// The consent's id.
+        #[arg(long, value_name = "ID")]
+        consent_id: String,
+        /// Why, in the family's words.
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// How the withdrawal was given.
+        #[command(flatten)]
+        evidence: EvidenceArgs,
+        /// How to reach the broker.
+        #[command(flatten)]
+        connection: ConnectionArgs,
+    },
+    /// Show a child's consents, or every revision of one with --consent-id.
+    Show {
+        /// The child's NHS number.
+        #[arg(long, value_name = "NHS_NUMBER")]
+        nhs_number: String,
+        /// One consent's revisions.
+        #[arg(long, value_name = "ID")]
+        consent_id: Option<String>,
+        /// How to reach the broker.
+        #[command(flatten)]
+        connection: ConnectionArgs,
+    },
+}
+
+/// `tio consent record`.
+#[derive(Debug, Args)]
+pub(crate) struct ConsentRecordArgs {
+    /// The child's NHS number.
+    #[arg(long, value_name = "NHS_NUMBER")]
+    pub(crate) nhs_number: String,
+    /// Who gave it: parent, young-person or competent-child.
+    #[arg(long, value_name = "ROLE")]
+    pub(crate) giver_role: String,
+    /// Their name as they gave it (encrypted at rest).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) giver_name: String,
+    /// Categories it covers, comma-separated.
+    #[arg(long, value_name = "CATEGORIES", value_delimiter = ',', required = true)]
+    pub(crate) categories: Vec<String>,
+    /// Recipient agencies, comma-separated.
+    #[arg(long, value_name = "IDS", value_delimiter = ',')]
+    pub(crate) agencies: Vec<String>,
+    /// Recipient sectors, comma-separated: health, education, social-care.
+    #[arg(long, value_name = "SECTORS", value_delimiter = ',')]
+    pub(crate) sectors: Vec<String>,
+    /// Agencies excluded, whatever the lists above say.
+    #[arg(long, value_name = "IDS", value_delimiter = ',')]
+    pub(crate) exclude: Vec<String>,
+    /// Why the information is shared, in plain words.
+    #[arg(long)]
+    pub(crate) purpose: String,
+    /// The lawful basis: consent, legal-obligation, vital-interests or public-task.
+    #[arg(long, value_name = "BASIS")]
+    pub(crate) lawful_basis: String,
+    /// For health or social-care information, the Article 9 condition:
+    /// explicit-consent, vital-interests, health-or-social-care or
+    /// substantial-public-interest.
+    #[arg(long, value_name = "CONDITION")]
+    pub(crate) special_category_condition: Option<String>,
+    /// When it ends (a date or an RFC 3339 time); open-ended if not given.
+    #[arg(long, value_name = "TIME")]
+    pub(crate) valid_until: Option<String>,
+    /// How it was given.
+    #[command(flatten)]
+    pub(crate) evidence: EvidenceArgs,
+    /// How to reach the broker.
+    #[command(flatten)]
+    pub(crate) connection: ConnectionArgs,
+}
+
+/// Evidence of how a consent or withdrawal was given.
+#[derive(Debug, Args)]
+pub(crate) struct EvidenceArgs {
+    /// in-person, telephone, signed-form or video-call.
+    #[arg(long, value_name = "METHOD")]
+    pub(crate) evidence_method: String,
+    /// E.g. the reference of a scanned signed form.
+    #[arg(long, default_value = "", value_name = "REF")]
+    pub(crate) evidence_reference: String,
+    /// ISO 639 code of the language it was given in, e.g. pl.
+    #[arg(long, default_value = "", value_name = "CODE")]
+    pub(crate) language: String,
+    /// An interpreter was present.
+    #[arg(long)]
+    pub(crate) interpreter_present: bool,
+}
+
+/// `tio relationship`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum RelationshipCommand {
+    /// Declare this agency's involvement with a child.
+    Declare {
+        /// The child's NHS number.
+        #[arg(long, value_name = "NHS_NUMBER")]
+        nhs_number: String,
+        /// referral, enrolment, allocation or registration.
+        #[arg(long, value_name = "KIND")]
+        kind: String,
+        /// Your reference for it.
+        #[arg(long, default_value = "", value_name = "REF")]
+        reference: String,
+        /// How to reach the broker.
+        #[command(flatten)]
+        connection: ConnectionArgs,
+    },
+    /// End this agency's relationship with a child.
+    End {
+        /// The child's NHS number.
+        #[arg(long, value_name = "NHS_NUMBER")]
+        nhs_number: String,
+        /// The relationship's id.
+        #[arg(long, value_name = "ID")]
+        relationship_id: String,
+        /// Why.
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// How to reach the broker.
+        #[command(flatten)]
+        connection: ConnectionArgs,
+    },
+    /// List this agency's relationships with a child.
+    List {
+        /// The child's NHS number.
+        #[arg(long, value_name = "NHS_NUMBER")]
+        nhs_number: String,
+        /// Include ended relationships.
+        #[arg(long)]
+        include_ended: bool,
+        /// How to reach the broker.
+        #[command(flatten)]
+        connection: ConnectionArgs,
+    },
+}
+
+/// `tio subscribe`.
+#[derive(Debug, Args)]
+pub(crate) struct SubscribeArgs {
+    /// The subscription's name.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) name: String,
+    /// Create the subscription first (it must not exist), with --categories and --start.
+    #[arg(long)]
+    pub(crate) create: bool,
+    /// With --create: the categories, comma-separated.
+    #[arg(long, value_name = "CATEGORIES", value_delimiter = ',', requires = "create")]
+    pub(crate) categories: Vec<String>,
+    /// With --create: live, profile (the current profile, then live), a time (a date or
+    /// RFC 3339), or position:HEX.
+    #[arg(long, default_value = "live", value_name = "START", requires = "create")]
+    pub(crate) start: String,
+    /// Stop after this many deliveries.
+    #[arg(long, value_name = "N")]
+    pub(crate) count: Option<u64>,
+    /// Do not acknowledge deliveries (they come again on the next connection).
+    #[arg(long)]
+    pub(crate) no_ack: bool,
+    /// How to reach the broker.
+    #[command(flatten)]
+    pub(crate) connection: ConnectionArgs,
+}
+
+/// `tio demo`.
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// Keep the demo server's data in this directory (default: a temporary one).
+    #[arg(long, value_name = "DIR", conflicts_with = "server")]
+    pub(crate) data_dir: Option<std::path::PathBuf>,
+    /// Run against this running development server instead of starting one (needs
+    /// --dev-pki).
+    #[arg(long, value_name = "URL", requires = "dev_pki")]
+    pub(crate) server: Option<String>,
+    /// The running development server's certificate directory (DATA_DIR/dev-pki).
+    #[arg(long, value_name = "DIR", requires = "server")]
+    pub(crate) dev_pki: Option<std::path::PathBuf>,
 }
 
 /// `tio admin`.

@@ -11,7 +11,10 @@ mod admin_commands;
 mod audit_commands;
 mod audit_remote;
 mod cli;
+mod client_commands;
 mod connection;
+mod demo;
+mod json;
 mod output;
 mod serve;
 mod store_commands;
@@ -58,6 +61,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Store(command) => store_commands::store(command),
         Command::Audit(command) => audit_commands::run(command),
         Command::Admin(command) => runtime()?.block_on(admin_commands::run(command)),
+        Command::Publish(args) => runtime()?.block_on(client_commands::publish(args)),
+        Command::Profile(args) => runtime()?.block_on(client_commands::profile(args)),
+        Command::Consent(command) => runtime()?.block_on(client_commands::consent(command)),
+        Command::Relationship(command) => runtime()?.block_on(client_commands::relationship(command)),
+        Command::Subscribe(args) => runtime()?.block_on(client_commands::subscribe(args)),
+        Command::Demo(args) => demo::run(args),
     }
 }
 

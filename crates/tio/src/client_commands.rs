@@ -1,0 +1,352 @@
+//! The agency commands: `tio publish`, `tio profile`, `tio consent`, `tio relationship`
+//! and `tio subscribe`. Results print as JSON lines (the protobuf JSON mapping, with the
+//! `.proto` field names), so they read well and pipe into other tools.
+
+use std::io::{Read, Write};
+
+use anyhow::Context;
+use tio_client::{Client, ClientError};
+use tio_proto::v1;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::admin_commands::category_values;
+use crate::audit_remote::{parse_nhs_number, parse_time};
+use crate::cli::{ConsentCommand, ConsentRecordArgs, EvidenceArgs, PublishArgs, RelationshipCommand, SubscribeArgs};
+use crate::connection::{ConnectionArgs, UsageError};
+use crate::json::{from_json, to_json};
+
+async fn connect(connection: &ConnectionArgs) -> anyhow::Result<Client> {
+    Ok(Client::connect(&connection.settings()?).await?)
+}
+
+fn child(nhs_number: &str) -> Result<Option<v1::ChildRef>, UsageError> {
+    Ok(Some(v1::ChildRef { nhs_number: parse_nhs_number(nhs_number)?.digits() }))
+}
+
+/// Prints a contract message as one JSON line.
+fn print_json<M: prost::Message>(full_name: &str, message: &M) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", to_json(full_name, message)?)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Returns the contract value named `text` (`in-person`, `in_person`), given the enum's
+/// prefix (`CONSENT_METHOD_`) and its `from_str_name`.
+fn named<T: PartialEq + Copy>(
+    flag: &str,
+    text: &str,
+    prefix: &str,
+    from_str_name: fn(&str) -> Option<T>,
+    unspecified: T,
+    choices: &str,
+) -> Result<T, UsageError> {
+    from_str_name(&format!("{prefix}{}", text.replace('-', "_").to_uppercase()))
+        .filter(|value| *value != unspecified)
+        .ok_or_else(|| UsageError::new(format!("{flag} `{text}`: expected {choices}")))
+}
+
+/// `tio publish`.
+pub(crate) async fn publish(args: PublishArgs) -> anyhow::Result<()> {
+    let category = category_values("--category", std::slice::from_ref(&args.category))?
+        .first()
+        .copied()
+        .context("--category is required")?;
+    let mut text = String::new();
+    if args.value.as_os_str() == "-" {
+        std::io::stdin().read_to_string(&mut text).context("cannot read the value from stdin")?;
+    } else {
+        text = std::fs::read_to_string(&args.value).with_context(|| format!("cannot read {}", args.value.display()))?;
+    }
+    // The file holds the category's own message; wrap it in the oneof by category name.
+    let category_name = args.category.replace('-', "_");
+    let wrapped = format!("{{\"{category_name}\": {text}}}");
+    let value: v1::CategoryValue = from_json("tio.v1.CategoryValue", &wrapped)
+        .map_err(|err| UsageError::new(format!("--value: not a valid {category_name} value: {err}")))?;
+    let request = v1::PublishRequest {
+        child: child(&args.nhs_number)?,
+        category,
+        value: Some(value),
+        source_reference: args.source_reference,
+        idempotency_key: args.idempotency_key,
+        recorded_at: None,
+    };
+    let client = connect(&args.connection).await?;
+    let response = client.records().publish(client.request(request)).await.map_err(ClientError::from)?;
+    print_json("tio.v1.PublishResponse", response.get_ref())
+}
+
+/// `tio profile`.
+pub(crate) async fn profile(args: crate::cli::ProfileArgs) -> anyhow::Result<()> {
+    let request = v1::GetProfileRequest {
+        child: child(&args.nhs_number)?,
+        categories: category_values("--categories", &args.categories)?,
+    };
+    let client = connect(&args.connection).await?;
+    let response = client.records().get_profile(client.request(request)).await.map_err(ClientError::from)?;
+    for entry in &response.get_ref().entries {
+        print_json("tio.v1.ProfileEntry", entry)?;
+    }
+    Ok(())
+}
+
+fn evidence(args: &EvidenceArgs) -> Result<v1::ConsentEvidence, UsageError> {
+    let method = named(
+        "--evidence-method",
+        &args.evidence_method,
+        "CONSENT_METHOD_",
+        v1::ConsentMethod::from_str_name,
+        v1::ConsentMethod::Unspecified,
+        "in-person, telephone, signed-form or video-call",
+    )?;
+    Ok(v1::ConsentEvidence {
+        method: method as i32,
+        reference: args.evidence_reference.clone(),
+        language: args.language.clone(),
+        interpreter_present: args.interpreter_present,
+        notes: String::new(),
+    })
+}
+
+fn consent_request(args: &ConsentRecordArgs) -> Result<v1::RecordConsentRequest, UsageError> {
+    let giver_role = match args.giver_role.as_str() {
+        "parent" => v1::ConsentGiverRole::ParentWithParentalResponsibility,
+        other => named(
+            "--giver-role",
+            other,
+            "CONSENT_GIVER_ROLE_",
+            v1::ConsentGiverRole::from_str_name,
+            v1::ConsentGiverRole::Unspecified,
+            "parent, young-person or competent-child",
+        )?,
+    };
+    let sectors = args
+        .sectors
+        .iter()
+        .map(|sector| {
+            named(
+                "--sectors",
+                sector,
+                "SECTOR_",
+                v1::Sector::from_str_name,
+                v1::Sector::Unspecified,
+                "health, education or social-care",
+            )
+            .map(|sector| sector as i32)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let lawful_basis = named(
+        "--lawful-basis",
+        &args.lawful_basis,
+        "LAWFUL_BASIS_",
+        v1::LawfulBasis::from_str_name,
+        v1::LawfulBasis::Unspecified,
+        "consent, legal-obligation, vital-interests or public-task",
+    )?;
+    let special = match &args.special_category_condition {
+        None => v1::SpecialCategoryCondition::Unspecified,
+        Some(text) => named(
+            "--special-category-condition",
+            text,
+            "SPECIAL_CATEGORY_CONDITION_",
+            v1::SpecialCategoryCondition::from_str_name,
+            v1::SpecialCategoryCondition::Unspecified,
+            "explicit-consent, vital-interests, health-or-social-care or substantial-public-interest",
+        )?,
+    };
+    Ok(v1::RecordConsentRequest {
+        child: child(&args.nhs_number)?,
+        giver_role: giver_role as i32,
+        giver_name: args.giver_name.clone(),
+        categories: category_values("--categories", &args.categories)?,
+        recipients: Some(v1::Recipients {
+            agency_ids: args.agencies.clone(),
+            sectors,
+            excluded_agency_ids: args.exclude.clone(),
+        }),
+        purpose: args.purpose.clone(),
+        lawful_basis: lawful_basis as i32,
+        special_category_condition: special as i32,
+        valid: Some(v1::Validity {
+            from: None,
+            until: args.valid_until.as_deref().map(|text| parse_time("--valid-until", text)).transpose()?,
+        }),
+        evidence: Some(evidence(&args.evidence)?),
+    })
+}
+
+/// `tio consent`.
+pub(crate) async fn consent(command: ConsentCommand) -> anyhow::Result<()> {
+    match command {
+        ConsentCommand::Record(args) => {
+            let request = consent_request(&args)?;
+            let client = connect(&args.connection).await?;
+            let record = client.consents().record_consent(client.request(request)).await.map_err(ClientError::from)?;
+            print_json("tio.v1.ConsentRecord", record.get_ref())
+        }
+        ConsentCommand::Withdraw { nhs_number, consent_id, reason, evidence: how, connection } => {
+            let request = v1::WithdrawConsentRequest {
+                child: child(&nhs_number)?,
+                consent_id,
+                reason,
+                evidence: Some(evidence(&how)?),
+            };
+            let client = connect(&connection).await?;
+            let record =
+                client.consents().withdraw_consent(client.request(request)).await.map_err(ClientError::from)?;
+            print_json("tio.v1.ConsentRecord", record.get_ref())
+        }
+        ConsentCommand::Show { nhs_number, consent_id, connection } => {
+            let client = connect(&connection).await?;
+            let records = match consent_id {
+                Some(consent_id) => {
+                    let request = v1::ListConsentRevisionsRequest { child: child(&nhs_number)?, consent_id };
+                    let response = client.consents().list_consent_revisions(client.request(request)).await;
+                    response.map_err(ClientError::from)?.into_inner().revisions
+                }
+                None => {
+                    let request = v1::ListConsentsRequest { child: child(&nhs_number)?, page: None };
+                    let response = client.consents().list_consents(client.request(request)).await;
+                    response.map_err(ClientError::from)?.into_inner().consents
+                }
+            };
+            for record in &records {
+                print_json("tio.v1.ConsentRecord", record)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `tio relationship`.
+pub(crate) async fn relationship(command: RelationshipCommand) -> anyhow::Result<()> {
+    match command {
+        RelationshipCommand::Declare { nhs_number, kind, reference, connection } => {
+            let kind = named(
+                "--kind",
+                &kind,
+                "RELATIONSHIP_KIND_",
+                v1::RelationshipKind::from_str_name,
+                v1::RelationshipKind::Unspecified,
+                "referral, enrolment, allocation or registration",
+            )?;
+            let request = v1::DeclareRelationshipRequest { child: child(&nhs_number)?, kind: kind as i32, reference };
+            let client = connect(&connection).await?;
+            let declared = client
+                .relationships()
+                .declare_relationship(client.request(request))
+                .await
+                .map_err(ClientError::from)?;
+            print_json("tio.v1.CareRelationship", declared.get_ref())
+        }
+        RelationshipCommand::End { nhs_number, relationship_id, reason, connection } => {
+            let request = v1::EndRelationshipRequest { child: child(&nhs_number)?, relationship_id, reason };
+            let client = connect(&connection).await?;
+            let ended =
+                client.relationships().end_relationship(client.request(request)).await.map_err(ClientError::from)?;
+            print_json("tio.v1.CareRelationship", ended.get_ref())
+        }
+        RelationshipCommand::List { nhs_number, include_ended, connection } => {
+            let request = v1::ListRelationshipsRequest { child: child(&nhs_number)?, include_ended };
+            let client = connect(&connection).await?;
+            let listed = client.relationships().list_relationships(client.request(request)).await;
+            for relationship in &listed.map_err(ClientError::from)?.get_ref().relationships {
+                print_json("tio.v1.CareRelationship", relationship)?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Returns where a new subscription starts.
+fn start_from(text: &str) -> Result<v1::StartFrom, UsageError> {
+    use v1::start_from::From;
+    let from = match text {
+        "live" => From::Live(v1::Live {}),
+        "profile" => From::ProfileThenLive(v1::ProfileThenLive {}),
+        other => match other.strip_prefix("position:") {
+            Some(hex) => {
+                let token = (0..hex.len())
+                    .step_by(2)
+                    .map(|index| hex.get(index..index + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()))
+                    .collect::<Option<Vec<u8>>>()
+                    .filter(|token| !token.is_empty())
+                    .ok_or_else(|| UsageError::new(format!("--start `{other}`: the position must be hex")))?;
+                From::AfterPosition(v1::Position { token })
+            }
+            None => From::Since(parse_time("--start", other).map_err(|_| {
+                UsageError::new(format!("--start `{other}`: expected live, profile, a date or time, or position:HEX"))
+            })?),
+        },
+    };
+    Ok(v1::StartFrom { from: Some(from) })
+}
+
+/// `tio subscribe`: prints each delivery as a JSON line, then acks it.
+pub(crate) async fn subscribe(args: SubscribeArgs) -> anyhow::Result<()> {
+    let client = connect(&args.connection).await?;
+    if args.create {
+        let request = v1::CreateSubscriptionRequest {
+            name: args.name.clone(),
+            categories: category_values("--categories", &args.categories)?,
+            start: Some(start_from(&args.start)?),
+            max_in_flight: 0,
+        };
+        client.subscriptions().create_subscription(client.request(request)).await.map_err(ClientError::from)?;
+        eprintln!("created subscription {}", args.name);
+    }
+    let (requests, outgoing) = tokio::sync::mpsc::channel(64);
+    let open = v1::OpenSubscription { name: args.name.clone(), credit: 0 };
+    requests.send(v1::SubscribeRequest { message: Some(v1::subscribe_request::Message::Open(open)) }).await?;
+    let mut responses = client
+        .subscriptions()
+        .subscribe(client.request(ReceiverStream::new(outgoing)))
+        .await
+        .map_err(ClientError::from)?
+        .into_inner();
+    let mut received = 0u64;
+    while args.count.is_none_or(|count| received < count) {
+        let Some(message) = responses.message().await.map_err(ClientError::from)? else { break };
+        let Some(v1::subscribe_response::Message::Delivery(delivery)) = message.message else { continue };
+        print_json("tio.v1.Delivery", &delivery)?;
+        received += 1;
+        if !args.no_ack {
+            let ack = v1::Ack { delivery_numbers: vec![delivery.delivery_number] };
+            requests.send(v1::SubscribeRequest { message: Some(v1::subscribe_request::Message::Ack(ack)) }).await?;
+        }
+    }
+    // Let the last ack reach the server before the stream closes.
+    drop(requests);
+    while let Ok(Some(_)) = responses.message().await {}
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starts_are_live_profile_a_time_or_a_position() {
+        use v1::start_from::From;
+        assert!(matches!(start_from("live").unwrap().from, Some(From::Live(_))));
+        assert!(matches!(start_from("profile").unwrap().from, Some(From::ProfileThenLive(_))));
+        assert!(matches!(start_from("2026-11-23").unwrap().from, Some(From::Since(_))));
+        match start_from("position:000000000000000a").unwrap().from {
+            Some(From::AfterPosition(position)) => assert_eq!(position.token, [0, 0, 0, 0, 0, 0, 0, 10]),
+            other => panic!("{other:?}"),
+        }
+        assert!(start_from("position:xyz").is_err());
+        assert!(start_from("tomorrow").unwrap_err().to_string().contains("expected live, profile"));
+    }
+
+    #[test]
+    fn enum_flags_take_kebab_or_snake_case() {
+        let method = |text| {
+            named("--m", text, "CONSENT_METHOD_", v1::ConsentMethod::from_str_name, v1::ConsentMethod::Unspecified, "x")
+        };
+        assert_eq!(method("in-person").unwrap(), v1::ConsentMethod::InPerson);
+        assert_eq!(method("signed_form").unwrap(), v1::ConsentMethod::SignedForm);
+        assert!(method("unspecified").is_err());
+        assert!(method("carrier-pigeon").unwrap_err().to_string().starts_with("--m `carrier-pigeon`"));
+    }
+}

@@ -1,0 +1,488 @@
+//! `tio demo`: the Tell It Once story, told against a real server over mutual TLS and
+//! checked step by step. It is the quickest way to see the broker work, and a smoke test:
+//! any outcome that differs from the story stops it with exit status 1.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail, ensure};
+use tio_client::{Client, ConnectionSettings};
+use tio_core::NhsNumber;
+use tio_proto::v1;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::cli::{AuditCommand, DemoArgs};
+use crate::connection::ConnectionArgs;
+
+/// Amelia Nowak: fictional, with a test-range NHS number.
+const AMELIA: &str = "9990079196";
+
+/// How long the story waits for a delivery that should come.
+const DELIVERY_WAIT: Duration = Duration::from_secs(15);
+
+/// How long it watches for a delivery that should not come.
+const SILENCE_WAIT: Duration = Duration::from_millis(1500);
+
+/// Runs `tio demo`.
+pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let runtime = crate::runtime()?;
+    let (server, pki, keys, _own) = match (&args.server, &args.dev_pki) {
+        (Some(server), Some(pki)) => {
+            let keys = pki.parent().unwrap_or(Path::new(".")).join("dev-keys").join("tio.keys");
+            (server.clone(), pki.clone(), keys, None)
+        }
+        _ => {
+            let own = OwnServer::start(args.data_dir.as_deref())?;
+            (
+                own.url.clone(),
+                own.data_dir().join("dev-pki"),
+                own.data_dir().join("dev-keys").join("tio.keys"),
+                Some(own),
+            )
+        }
+    };
+    let outcome = runtime.block_on(async {
+        let story = Story::connect(&server, &pki, &keys).await?;
+        story.tell().await
+    });
+    match outcome {
+        Ok(()) => {
+            println!("\nThe story checked out: every outcome was as it should be.");
+            Ok(())
+        }
+        Err(err) => {
+            println!("\nThe story did NOT check out.");
+            Err(err)
+        }
+    }
+}
+
+/// A `tio serve --dev` child process on a loopback port, stopped with SIGTERM on drop.
+struct OwnServer {
+    child: Child,
+    url: String,
+    _temporary: Option<tempfile::TempDir>,
+    data_dir: PathBuf,
+}
+
+impl OwnServer {
+    fn start(data_dir: Option<&Path>) -> anyhow::Result<OwnServer> {
+        let (temporary, data_dir) = match data_dir {
+            Some(dir) => (None, dir.to_owned()),
+            None => {
+                let temporary = tempfile::tempdir().context("cannot make a temporary directory")?;
+                let dir = temporary.path().to_owned();
+                (Some(temporary), dir)
+            }
+        };
+        std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+        let log_path = data_dir.join("demo-server.log");
+        let log = std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
+        let exe = std::env::current_exe().context("cannot find the tio binary")?;
+        println!("Starting a development server (data in {}, log in {})...", data_dir.display(), log_path.display());
+        let mut child = Command::new(exe)
+            .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .context("cannot start tio serve")?;
+        let stdout = child.stdout.take().context("no stdout from tio serve")?;
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(address) = line.strip_prefix("tio: listening on ") {
+                    let _ = sender.send(address.to_owned());
+                }
+            }
+        });
+        let mut server = OwnServer { child, url: String::new(), _temporary: temporary, data_dir };
+        let address = receiver
+            .recv_timeout(Duration::from_secs(60))
+            .with_context(|| format!("the server did not start; see {}", log_path.display()))?;
+        let port = address.rsplit_once(':').map(|(_, port)| port.to_owned()).context("no port in the address")?;
+        server.url = format!("https://localhost:{port}");
+        Ok(server)
+    }
+
+    fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        // SIGTERM, so the server drains and signs its last checkpoint.
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap_or(0));
+        if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).is_ok() {
+            for _ in 0..200 {
+                if matches!(self.child.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The people of the story, each connected as their organisation's system.
+struct Story {
+    server: String,
+    pki: PathBuf,
+    keys: PathBuf,
+    child: NhsNumber,
+    run: String,
+    hospital: Client,
+    school: Client,
+    send_team: Client,
+    social_care: Client,
+    auditor: Client,
+}
+
+fn step(number: u32, text: &str) {
+    println!("\n{number}. {text}");
+}
+
+fn ok(text: &str) {
+    println!("   ok: {text}");
+}
+
+/// The categories of a profile, by name.
+fn names(categories: &[v1::Category]) -> String {
+    if categories.is_empty() {
+        return "nothing".to_owned();
+    }
+    categories
+        .iter()
+        .map(|c| c.as_str_name().trim_start_matches("CATEGORY_").to_lowercase().replace('_', " "))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Story {
+    async fn connect(server: &str, pki: &Path, keys: &Path) -> anyhow::Result<Story> {
+        let client = |name: &'static str, professional: &str| {
+            let settings = ConnectionSettings {
+                professional: Some(professional.to_owned()),
+                ..ConnectionSettings::from_dev_pki(server, pki, name)
+            };
+            async move { Client::connect(&settings).await.with_context(|| format!("cannot connect as {name}")) }
+        };
+        let mut run = [0u8; 4];
+        getrandom::fill(&mut run).map_err(|err| anyhow::anyhow!("no randomness: {err}"))?;
+        Ok(Story {
+            server: server.to_owned(),
+            pki: pki.to_owned(),
+            keys: keys.to_owned(),
+            child: NhsNumber::parse_checked(AMELIA)?,
+            run: run.iter().map(|b| format!("{b:02x}")).collect(),
+            hospital: client("hospital", "dr-okafor").await?,
+            school: client("school", "senco-patel").await?,
+            send_team: client("send-team", "caseworker-jones").await?,
+            social_care: client("social-care", "sw-hughes").await?,
+            auditor: client("auditor", "dpo-evans").await?,
+        })
+    }
+
+    fn child_ref(&self) -> Option<v1::ChildRef> {
+        Some(v1::ChildRef { nhs_number: self.child.digits() })
+    }
+
+    async fn publish(
+        &self,
+        category: v1::Category,
+        value: v1::category_value::Value,
+        key: &str,
+    ) -> anyhow::Result<v1::PublishResponse> {
+        let request = v1::PublishRequest {
+            child: self.child_ref(),
+            category: category as i32,
+            value: Some(v1::CategoryValue { value: Some(value) }),
+            source_reference: format!("EPR-{}", self.run),
+            idempotency_key: format!("demo-{}-{key}", self.run),
+            recorded_at: None,
+        };
+        let response = self.hospital.records().publish(self.hospital.request(request)).await;
+        Ok(response.map_err(tio_client::ClientError::from)?.into_inner())
+    }
+
+    async fn profile(&self, client: &Client) -> anyhow::Result<Vec<v1::Category>> {
+        let request = v1::GetProfileRequest { child: self.child_ref(), categories: Vec::new() };
+        let response =
+            client.records().get_profile(client.request(request)).await.map_err(tio_client::ClientError::from)?;
+        Ok(response.get_ref().entries.iter().map(|entry| entry.category()).collect())
+    }
+
+    fn consent(
+        &self,
+        categories: &[v1::Category],
+        recipients: v1::Recipients,
+        purpose: &str,
+    ) -> v1::RecordConsentRequest {
+        v1::RecordConsentRequest {
+            child: self.child_ref(),
+            giver_role: v1::ConsentGiverRole::ParentWithParentalResponsibility as i32,
+            giver_name: "Anna Nowak".into(),
+            categories: categories.iter().map(|c| *c as i32).collect(),
+            recipients: Some(recipients),
+            purpose: purpose.into(),
+            lawful_basis: v1::LawfulBasis::PublicTask as i32,
+            special_category_condition: v1::SpecialCategoryCondition::HealthOrSocialCare as i32,
+            valid: None,
+            evidence: Some(evidence()),
+        }
+    }
+
+    async fn record_consent(&self, request: v1::RecordConsentRequest) -> anyhow::Result<v1::ConsentRecord> {
+        let response = self.hospital.consents().record_consent(self.hospital.request(request)).await;
+        Ok(response.map_err(tio_client::ClientError::from)?.into_inner())
+    }
+
+    async fn declare(&self, client: &Client, kind: v1::RelationshipKind, reference: &str) -> anyhow::Result<()> {
+        let request =
+            v1::DeclareRelationshipRequest { child: self.child_ref(), kind: kind as i32, reference: reference.into() };
+        client
+            .relationships()
+            .declare_relationship(client.request(request))
+            .await
+            .map_err(tio_client::ClientError::from)?;
+        Ok(())
+    }
+
+    async fn subscribe(&self, client: &Client, name: &str, categories: &[v1::Category]) -> anyhow::Result<Deliveries> {
+        let name = format!("{name}-{}", self.run);
+        let request = v1::CreateSubscriptionRequest {
+            name: name.clone(),
+            categories: categories.iter().map(|c| *c as i32).collect(),
+            start: Some(v1::StartFrom { from: Some(v1::start_from::From::Live(v1::Live {})) }),
+            max_in_flight: 0,
+        };
+        client
+            .subscriptions()
+            .create_subscription(client.request(request))
+            .await
+            .map_err(tio_client::ClientError::from)?;
+        let (requests, outgoing) = tokio::sync::mpsc::channel(16);
+        let open = v1::OpenSubscription { name, credit: 0 };
+        requests.send(v1::SubscribeRequest { message: Some(v1::subscribe_request::Message::Open(open)) }).await?;
+        let responses = client
+            .subscriptions()
+            .subscribe(client.request(ReceiverStream::new(outgoing)))
+            .await
+            .map_err(tio_client::ClientError::from)?
+            .into_inner();
+        Ok(Deliveries { requests, responses })
+    }
+
+    async fn tell(&self) -> anyhow::Result<()> {
+        use v1::Category::{CommunicationNeeds, HealthSummary};
+        println!("Tell It Once: the story of Amelia Nowak, aged 7, NHS number {}", self.child.reveal());
+        println!("(fictional people; a test-range NHS number; server {})", self.server);
+
+        step(1, "Riverside Children's Hospital records how Amelia communicates, and what everyone must know.");
+        let needs = v1::CommunicationNeeds {
+            how_i_communicate: "Amelia uses Makaton signs and a picture book; she understands short sentences.".into(),
+            how_i_show_pain: "She goes quiet and holds her ears.".into(),
+            things_you_must_know: vec![
+                "Amelia's family speaks Polish at home; her mother Anna needs a Polish interpreter.".into(),
+                "Loud rooms overwhelm her: offer a quiet space.".into(),
+            ],
+            ..Default::default()
+        };
+        let first = self
+            .publish(CommunicationNeeds, v1::category_value::Value::CommunicationNeeds(needs.clone()), "needs-1")
+            .await?;
+        ok(&format!("stored durably as update {}", first.update_id));
+
+        step(2, "The hospital records her health summary.");
+        let health = v1::HealthSummary {
+            conditions: vec![v1::Condition { description: "Epilepsy (focal seizures)".into(), ..Default::default() }],
+            medications: vec![v1::Medication {
+                name: "Lamotrigine".into(),
+                dose: "25 mg twice a day".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        self.publish(HealthSummary, v1::category_value::Value::HealthSummary(health.clone()), "health-1").await?;
+        ok("stored durably");
+
+        step(3, "Anna, Amelia's mother, consents to her school and the council SEND team seeing both.");
+        let education = v1::Recipients { sectors: vec![v1::Sector::Education as i32], ..Default::default() };
+        let purpose = "So that Amelia's school and SEND caseworker can support her without asking again.";
+        let consent =
+            self.record_consent(self.consent(&[CommunicationNeeds, HealthSummary], education.clone(), purpose)).await?;
+        ok(&format!(
+            "consent {} recorded by the hospital: in person, in Polish with an interpreter; lawful basis public task, Article 9(2)(h)",
+            consent.consent_id
+        ));
+
+        step(4, "Meadow Primary School enrols Amelia and reads her profile instead of asking the family again.");
+        self.declare(&self.school, v1::RelationshipKind::Enrolment, "reception class").await?;
+        let seen = self.profile(&self.school).await?;
+        ensure!(
+            seen == [CommunicationNeeds, HealthSummary],
+            "the school should see both categories, saw {}",
+            names(&seen)
+        );
+        ok(&format!("the school sees: {}", names(&seen)));
+
+        step(5, "The council SEND team is allocated and subscribes; the hospital shares an update; it arrives live.");
+        self.declare(&self.send_team, v1::RelationshipKind::Allocation, "EHC needs assessment").await?;
+        let mut send_team = self.subscribe(&self.send_team, "demo-send", &[CommunicationNeeds, HealthSummary]).await?;
+        let mut school = self.subscribe(&self.school, "demo-school", &[HealthSummary]).await?;
+        let mut social_care =
+            self.subscribe(&self.social_care, "demo-sc", &[CommunicationNeeds, HealthSummary]).await?;
+        let mut updated = needs.clone();
+        updated.things_you_must_know.push("She now uses a communication app on a tablet.".into());
+        let second =
+            self.publish(CommunicationNeeds, v1::category_value::Value::CommunicationNeeds(updated), "needs-2").await?;
+        let delivery = send_team.next(DELIVERY_WAIT).await?.context("the SEND team received nothing")?;
+        ensure!(delivery.update_id == second.update_id, "the SEND team received another update");
+        ensure!(
+            delivery.child.as_ref().map(|c| c.nhs_number.as_str()) == Some(AMELIA),
+            "the delivery names another child"
+        );
+        send_team.ack(delivery.delivery_number).await?;
+        ok(&format!(
+            "the SEND team received delivery {} (communication needs) and acknowledged it",
+            delivery.delivery_number
+        ));
+
+        step(6, "Children's social care, neither involved nor consented, asks for Amelia's profile.");
+        let seen = self.profile(&self.social_care).await?;
+        ensure!(seen.is_empty(), "social care should see nothing, saw {}", names(&seen));
+        ensure!(social_care.next(SILENCE_WAIT).await?.is_none(), "social care received an update");
+        ok("it is shown nothing, exactly as if nothing were recorded, and received nothing");
+
+        step(
+            7,
+            "Anna withdraws consent for the school to see Amelia's health summary; the next one reaches the SEND team only.",
+        );
+        let withdraw = v1::WithdrawConsentRequest {
+            child: self.child_ref(),
+            consent_id: consent.consent_id.clone(),
+            reason: "Anna would rather the school did not see health details".into(),
+            evidence: Some(evidence()),
+        };
+        self.hospital
+            .consents()
+            .withdraw_consent(self.hospital.request(withdraw))
+            .await
+            .map_err(tio_client::ClientError::from)?;
+        self.record_consent(self.consent(&[CommunicationNeeds], education, purpose)).await?;
+        let send_team_only = v1::Recipients { agency_ids: vec!["send-team".into()], ..Default::default() };
+        let health_purpose = "So that the SEND caseworker can plan for Amelia's epilepsy.";
+        self.record_consent(self.consent(&[HealthSummary], send_team_only, health_purpose)).await?;
+        let mut changed = health.clone();
+        changed.medications[0].dose = "50 mg twice a day".into();
+        let third = self.publish(HealthSummary, v1::category_value::Value::HealthSummary(changed), "health-2").await?;
+        let delivery = send_team.next(DELIVERY_WAIT).await?.context("the SEND team received nothing")?;
+        ensure!(delivery.update_id == third.update_id, "the SEND team received another update");
+        send_team.ack(delivery.delivery_number).await?;
+        ensure!(
+            school.next(SILENCE_WAIT).await?.is_none(),
+            "the school received the health summary after the withdrawal"
+        );
+        let seen = self.profile(&self.school).await?;
+        ensure!(
+            seen == [CommunicationNeeds],
+            "the school should now see communication needs only, saw {}",
+            names(&seen)
+        );
+        ok(
+            "the SEND team received the new health summary; the school received nothing and now sees communication needs only",
+        );
+
+        step(8, "The auditor answers Anna's question: who saw Amelia's information, when, and why?");
+        let request = v1::SubjectAccessReportRequest { child: self.child_ref(), ..Default::default() };
+        let lines = self.auditor.audit().subject_access_report(self.auditor.request(request)).await;
+        let lines = lines.map_err(tio_client::ClientError::from)?.into_inner().lines;
+        ensure!(
+            lines.iter().any(|l| l.agency_id == "social-care" && l.outcome() == v1::AuditOutcome::Denied),
+            "the refusal of social care is not in the report"
+        );
+        ensure!(
+            lines.iter().any(|l| l.agency_id == "send-team" && l.action() == v1::AuditAction::Delivery),
+            "the delivery to the SEND team is not in the report"
+        );
+        println!();
+        let mut out = std::io::stdout().lock();
+        crate::audit_remote::write_text_report(&mut out, &self.child, &lines)?;
+        out.flush()?;
+        drop(out);
+
+        step(9, "The auditor exports the audit log and verifies it offline, with the log's public key.");
+        drop((send_team, school, social_care));
+        self.verify_log().await?;
+        Ok(())
+    }
+
+    async fn verify_log(&self) -> anyhow::Result<()> {
+        let work = tempfile::tempdir()?;
+        let export = work.path().join("audit-export");
+        let connection = ConnectionArgs {
+            server: self.server.clone(),
+            ca: None,
+            cert: None,
+            key: None,
+            dev_pki: Some(self.pki.clone()),
+            as_name: Some("auditor".into()),
+            professional: Some("dpo-evans".into()),
+        };
+        crate::audit_remote::export(&export, &connection).await?;
+        let ring = tio_store::keys::KeyRing::load_file(&self.keys).with_context(|| {
+            format!("cannot read the development key ring {} to get the log's public key", self.keys.display())
+        })?;
+        let private = ring.audit_signing_key().context("the key ring has no audit signing key")?;
+        let public_key = work.path().join("tio-audit.pub");
+        std::fs::write(&public_key, tio_audit::note::Signer::from_private_key(private)?.verifier().to_string())?;
+        crate::audit_commands::run(AuditCommand::Verify { dir: export, public_key, against: None })
+    }
+}
+
+fn evidence() -> v1::ConsentEvidence {
+    v1::ConsentEvidence {
+        method: v1::ConsentMethod::InPerson as i32,
+        reference: "consent form 2026-11 (scanned)".into(),
+        language: "pl".into(),
+        interpreter_present: true,
+        notes: String::new(),
+    }
+}
+
+/// One open delivery stream.
+struct Deliveries {
+    requests: tokio::sync::mpsc::Sender<v1::SubscribeRequest>,
+    responses: tonic::Streaming<v1::SubscribeResponse>,
+}
+
+impl Deliveries {
+    /// The next delivery within `wait`, skipping heartbeats; `None` if none came.
+    async fn next(&mut self, wait: Duration) -> anyhow::Result<Option<v1::Delivery>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let Ok(message) = tokio::time::timeout_at(deadline, self.responses.message()).await else {
+                return Ok(None);
+            };
+            match message.map_err(tio_client::ClientError::from)? {
+                None => bail!("the delivery stream closed"),
+                Some(v1::SubscribeResponse { message: Some(v1::subscribe_response::Message::Delivery(delivery)) }) => {
+                    return Ok(Some(delivery));
+                }
+                Some(_) => continue,
+            }
+        }
+    }
+
+    async fn ack(&self, number: u64) -> anyhow::Result<()> {
+        let ack = v1::Ack { delivery_numbers: vec![number] };
+        self.requests.send(v1::SubscribeRequest { message: Some(v1::subscribe_request::Message::Ack(ack)) }).await?;
+        Ok(())
+    }
+}
