@@ -3,11 +3,14 @@
 //! [`ConnectionSettings`] holds what every client needs (the server URL, the CA, the
 //! agency's certificate and key, and the professional acting), the same settings the
 //! `tio` command line takes as flags. [`Client::connect`] opens one mutual-TLS channel
-//! that every typed call shares.
+//! that every typed call shares; [`Subscriber`] keeps a delivery stream open across
+//! failures. `examples/subscribe.rs` shows an agency system receiving updates.
 //!
 //! It depends on the generated API only, never on the broker's internals.
 
 #![warn(missing_docs)]
+
+mod subscriber;
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +19,8 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+
+pub use subscriber::Subscriber;
 
 /// The metadata key that carries the professional's id on every call.
 pub const PROFESSIONAL_METADATA_KEY: &str = "x-tio-professional";

@@ -146,7 +146,22 @@ impl Sandbox {
         self.signal(Signal::SIGTERM);
         let status = self.wait_exit(Duration::from_secs(20));
         assert!(status.success(), "server exited with {status}; log:\n{}", self.log_text());
-        let (child, address, log) = spawn_server(self.root.path(), &self.pki.dir, &self.options)
+        self.start_again(&self.options.args.clone());
+    }
+
+    /// Kills the server with SIGKILL at whatever it was doing, and starts it again on
+    /// the same data directory and the same port, so connected clients can reconnect.
+    pub(crate) fn crash_and_restart(&mut self) {
+        self.signal(Signal::SIGKILL);
+        self.wait_exit(Duration::from_secs(20));
+        let mut args = self.options.args.clone();
+        args.extend(["--set".to_owned(), format!("listen=127.0.0.1:{}", self.address.port())]);
+        self.start_again(&args);
+    }
+
+    fn start_again(&mut self, args: &[String]) {
+        let options = Options { args: args.to_vec(), env: self.options.env.clone(), revoke: Vec::new() };
+        let (child, address, log) = spawn_server(self.root.path(), &self.pki.dir, &options)
             .unwrap_or_else(|failure| panic!("server did not restart: {failure}"));
         (self.child, self.address, self.log) = (child, address, log);
     }

@@ -1,0 +1,178 @@
+//! A subscriber that keeps its delivery stream open across broker restarts and network
+//! failures, resuming where its acknowledgements left off.
+
+use std::time::Duration;
+
+use tio_proto::v1;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Code;
+
+use crate::{Client, ClientError};
+
+/// The first wait before reconnecting; it doubles on each failure up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The longest wait between reconnection attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Receives deliveries on one subscription, reconnecting when the stream breaks.
+///
+/// The broker keeps every delivery not yet acknowledged and sends it again, with its
+/// number, on the next connection; deliveries are at least once, so this subscriber
+/// also drops any it has already acknowledged. Errors that a reconnect cannot cure
+/// (no such subscription, the agency suspended, a bad certificate) are returned.
+///
+/// ```no_run
+/// # async fn run(client: tio_client::Client) -> Result<(), tio_client::ClientError> {
+/// let mut subscriber = tio_client::Subscriber::new(client, "main");
+/// loop {
+///     let delivery = subscriber.next().await?;
+///     // ... store it in the agency's own system, then:
+///     subscriber.ack(delivery.delivery_number).await?;
+/// }
+/// # }
+/// ```
+pub struct Subscriber {
+    client: Client,
+    name: String,
+    credit: u32,
+    max_attempts: u32,
+    last_acked: u64,
+    stream: Option<OpenStream>,
+}
+
+struct OpenStream {
+    requests: mpsc::Sender<v1::SubscribeRequest>,
+    responses: tonic::Streaming<v1::SubscribeResponse>,
+}
+
+impl Subscriber {
+    /// Returns a subscriber for subscription `name` (which must exist) over `client`.
+    pub fn new(client: Client, name: impl Into<String>) -> Subscriber {
+        Subscriber { client, name: name.into(), credit: 0, max_attempts: 20, last_acked: 0, stream: None }
+    }
+
+    /// Sets the initial credit asked for on each connection (0, the default, means the
+    /// subscription's `max_in_flight`).
+    #[must_use]
+    pub fn with_credit(mut self, credit: u32) -> Subscriber {
+        self.credit = credit;
+        self
+    }
+
+    /// Sets how many reconnection attempts in a row may fail before `next` gives up.
+    #[must_use]
+    pub fn with_max_attempts(mut self, attempts: u32) -> Subscriber {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// Returns the next delivery, connecting or reconnecting as needed. Heartbeats are
+    /// consumed here; redeliveries of what this subscriber already acknowledged are
+    /// dropped.
+    pub async fn next(&mut self) -> Result<v1::Delivery, ClientError> {
+        let mut failures = 0u32;
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            if self.stream.is_none() {
+                match self.open().await {
+                    Ok(stream) => self.stream = Some(stream),
+                    Err(err) if failures + 1 < self.max_attempts && retryable(&err) => {
+                        failures += 1;
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
+                        continue;
+                    }
+                    Err(err) => return Err(err),
+                }
+            }
+            let Some(stream) = self.stream.as_mut() else { continue };
+            match stream.responses.message().await {
+                Ok(Some(v1::SubscribeResponse {
+                    message: Some(v1::subscribe_response::Message::Delivery(delivery)),
+                })) => {
+                    if delivery.redelivery && delivery.delivery_number <= self.last_acked {
+                        continue;
+                    }
+                    return Ok(delivery);
+                }
+                Ok(Some(_)) => continue,
+                // The broker closed the stream (a restart, a drain): connect again.
+                Ok(None) => self.stream = None,
+                Err(status) => {
+                    self.stream = None;
+                    let err = ClientError::Status(status);
+                    if !retryable(&err) || failures + 1 >= self.max_attempts {
+                        return Err(err);
+                    }
+                    failures += 1;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// Acknowledges a delivery. If the stream has broken, the ack is lost with it and
+    /// the delivery comes again on the next connection (and is dropped there).
+    pub async fn ack(&mut self, delivery_number: u64) -> Result<(), ClientError> {
+        self.last_acked = self.last_acked.max(delivery_number);
+        if let Some(stream) = &self.stream {
+            let ack = v1::Ack { delivery_numbers: vec![delivery_number] };
+            let message = v1::SubscribeRequest { message: Some(v1::subscribe_request::Message::Ack(ack)) };
+            if stream.requests.send(message).await.is_err() {
+                self.stream = None;
+            }
+        }
+        Ok(())
+    }
+
+    async fn open(&self) -> Result<OpenStream, ClientError> {
+        let (requests, outgoing) = mpsc::channel(64);
+        let open = v1::OpenSubscription { name: self.name.clone(), credit: self.credit };
+        // The receiver is alive: the send cannot fail.
+        let _ = requests.send(v1::SubscribeRequest { message: Some(v1::subscribe_request::Message::Open(open)) }).await;
+        let responses = self
+            .client
+            .subscriptions()
+            .subscribe(self.client.request(ReceiverStream::new(outgoing)))
+            .await?
+            .into_inner();
+        Ok(OpenStream { requests, responses })
+    }
+}
+
+/// Whether a reconnect may cure `err`: the broker unreachable or restarting, or the
+/// subscription still held by a stream the broker has not yet seen close.
+fn retryable(err: &ClientError) -> bool {
+    match err {
+        ClientError::Status(status) => matches!(
+            status.code(),
+            Code::Unavailable
+                | Code::Unknown
+                | Code::Internal
+                | Code::Aborted
+                | Code::FailedPrecondition
+                | Code::Cancelled
+        ),
+        ClientError::Connect { .. } => true,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_transient_failures_are_retried() {
+        let status = |code| ClientError::Status(tonic::Status::new(code, "x"));
+        assert!(retryable(&status(Code::Unavailable)));
+        assert!(retryable(&status(Code::FailedPrecondition)), "the old stream may not have closed yet");
+        assert!(!retryable(&status(Code::NotFound)));
+        assert!(!retryable(&status(Code::PermissionDenied)));
+        assert!(!retryable(&status(Code::Unauthenticated)));
+        assert!(!retryable(&ClientError::ProfessionalId));
+    }
+}
