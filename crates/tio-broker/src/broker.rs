@@ -240,3 +240,6 @@ impl Broker {
             .map_err(|err| ServiceError::InvalidArgument(vec![FieldViolation::new(field, err.to_string())]))
     }
 }
+
+#[cfg(test)]
+mod tests;
