@@ -9,6 +9,7 @@ mod crash;
 mod demo;
 mod flows;
 mod lifecycle;
+mod metrics;
 mod mtls;
 mod otlp;
 mod reflection;

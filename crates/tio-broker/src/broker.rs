@@ -12,6 +12,7 @@ use tio_store::Store;
 use crate::admin;
 use crate::auth::{AuthError, Caller, Registry};
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::request::RequestMeta;
 use crate::server::ServeError;
 use crate::status::ServiceError;
@@ -49,6 +50,7 @@ pub struct Broker {
     changes: tokio::sync::watch::Sender<u64>,
     /// The subscriptions open on a stream now (`agency/name`): one stream each.
     open_streams: std::sync::Mutex<std::collections::HashSet<String>>,
+    metrics: Arc<Metrics>,
 }
 
 /// One call: its caller, its ids and the time it started.
@@ -71,7 +73,10 @@ impl Broker {
         nhs_numbers: NhsNumberPolicy,
         clock: Arc<dyn Clock>,
     ) -> Broker {
+        let metrics = Arc::new(Metrics::new());
+        store.set_commit_observer(metrics.clone());
         Broker {
+            metrics,
             store,
             audit,
             registry,
@@ -112,12 +117,19 @@ impl Broker {
 
     /// Marks subscription `key` open; false if a stream has it open already.
     pub fn claim_stream(&self, key: &str) -> bool {
-        self.open_streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key.to_owned())
+        let claimed =
+            self.open_streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key.to_owned());
+        if claimed {
+            self.metrics.stream(1);
+        }
+        claimed
     }
 
     /// Marks subscription `key` closed.
     pub fn release_stream(&self, key: &str) {
-        self.open_streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(key);
+        if self.open_streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(key) {
+            self.metrics.stream(-1);
+        }
     }
 
     /// Whether subscription `key` is open on a stream now.
@@ -128,6 +140,11 @@ impl Broker {
     /// Reads the clock (for each item of a stream, which is one call of many items).
     pub fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+
+    /// The metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The store.
@@ -201,6 +218,7 @@ impl Broker {
         let mut entry = self.entry(call, action, Outcome::Denied);
         entry.reason = ROLE_NOT_PERMITTED.to_owned();
         self.record(&[entry]).await?;
+        self.metrics.denied(action.code(), ROLE_NOT_PERMITTED);
         tracing::info!(role = role.as_str(), service = ?service, "refused: role may not use this service");
         Err(ServiceError::PermissionDenied(format!("the {} role may not use this service", role.as_str())))
     }

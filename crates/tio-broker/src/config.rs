@@ -157,11 +157,32 @@ pub struct TelemetryConfig {
     pub otlp_endpoint: Option<String>,
     /// The `service.name` resource attribute.
     pub service_name: String,
+    /// Where to serve Prometheus metrics (`GET /metrics`, plain HTTP: keep it on
+    /// loopback or a private interface), or `off`. Development mode uses port 0 (any
+    /// free port) unless set.
+    pub metrics_listen: String,
+}
+
+impl TelemetryConfig {
+    /// Default for [`TelemetryConfig::metrics_listen`].
+    pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
+
+    /// Returns the metrics address, or `None` when metrics are off.
+    pub fn metrics_address(&self) -> Result<Option<SocketAddr>, String> {
+        match self.metrics_listen.as_str() {
+            "off" => Ok(None),
+            text => text.parse().map(Some).map_err(|_| format!("`{text}` is not HOST:PORT or `off`")),
+        }
+    }
 }
 
 impl Default for TelemetryConfig {
     fn default() -> Self {
-        TelemetryConfig { otlp_endpoint: None, service_name: "tio".to_owned() }
+        TelemetryConfig {
+            otlp_endpoint: None,
+            service_name: "tio".to_owned(),
+            metrics_listen: TelemetryConfig::DEFAULT_METRICS_LISTEN.to_owned(),
+        }
     }
 }
 
@@ -320,6 +341,7 @@ const SETTABLE_KEYS: &[(&str, Kind)] = &[
     ("log.level", Kind::Text),
     ("telemetry.otlp_endpoint", Kind::Text),
     ("telemetry.service_name", Kind::Text),
+    ("telemetry.metrics_listen", Kind::Text),
     ("identifiers.allow_test_nhs_numbers", Kind::Boolean),
     ("store.keys_file", Kind::Text),
     ("audit.checkpoint_every_entries", Kind::Integer),
@@ -454,6 +476,10 @@ impl Config {
             && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
         {
             return Err(fail("telemetry.otlp_endpoint", "must start with http:// or https://".to_owned()));
+        }
+        let metrics = self.telemetry.metrics_address().map_err(|reason| fail("telemetry.metrics_listen", reason))?;
+        if self.dev && metrics.is_some_and(|address| !address.ip().is_loopback()) {
+            return Err(fail("telemetry.metrics_listen", "must be a loopback address in development mode".to_owned()));
         }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|err| fail("log.level", format!("is not a valid filter: {err}")))?;

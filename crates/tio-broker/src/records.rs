@@ -100,6 +100,8 @@ impl Broker {
             entry.categories = vec![publication.category.as_str().to_owned()];
             entry.reason = reason.code().to_owned();
             self.record(&[entry]).await?;
+            self.metrics().publish(Outcome::Denied.code());
+            self.metrics().denied(AuditAction::Publish.code(), reason.code());
             return Err(ServiceError::PermissionDenied(format!(
                 "this agency may not publish {}: {}",
                 publication.category,
@@ -136,7 +138,9 @@ impl Broker {
                 extra.ops.push(entry_op(&AuditEntry { update_id: update_id.to_string(), ..entry.clone() }));
                 extra
             })
-            .await?;
+            .await
+            .inspect_err(|_| self.metrics().publish(Outcome::Failed.code()))?;
+        self.metrics().publish(Outcome::Allowed.code());
         self.notify_change();
         if appended.duplicate {
             // Nothing new was stored; the replay itself is still on the record.
@@ -197,7 +201,10 @@ impl Broker {
                         committed_at: Some(timestamp_to_proto(stored.committed_at)),
                     });
                 }
-                Decision::Deny(reason) => withheld.entry(reason.code()).or_default().push(stored.category),
+                Decision::Deny(reason) => {
+                    self.metrics().denied(AuditAction::ProfileRead.code(), reason.code());
+                    withheld.entry(reason.code()).or_default().push(stored.category);
+                }
             }
         }
 

@@ -676,9 +676,12 @@ impl DeliveryStream {
                     self.dirty = false;
                     self.unacked.insert(number, unacked);
                     send(outbound, delivery(number, false, &update, &child, from_profile)?).await?;
+                    let lag = self.broker.now().unix_micros().saturating_sub(update.committed_at.unix_micros());
+                    self.broker.metrics().delivered(Duration::from_micros(u64::try_from(lag).unwrap_or(0)));
                     return Ok(Attempt::Sent);
                 }
                 Decision::Deny(reason) => {
+                    self.broker.metrics().denied(AuditAction::Delivery.code(), reason.code());
                     if auditable_skip(*reason, &facts, &self.agency) {
                         let mut entry = self.delivery_entry(&update, &child, Outcome::Denied)?;
                         entry.action = AuditAction::DeliverySkipped.code().to_owned();

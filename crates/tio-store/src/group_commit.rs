@@ -43,8 +43,16 @@ pub struct CommitStats {
     pub groups: u64,
 }
 
+/// Told of every group commit, for metrics: how many batches it durably committed and
+/// how long its sync took.
+pub trait CommitObserver: Send + Sync {
+    /// A group was applied and synced.
+    fn group_committed(&self, batches: u64, sync: std::time::Duration);
+}
+
 #[derive(Default)]
 struct Counters {
+    observer: std::sync::OnceLock<Arc<dyn CommitObserver>>,
     commits: AtomicU64,
     syncs: AtomicU64,
     sync_micros: AtomicU64,
@@ -82,6 +90,11 @@ impl GroupCommit {
         let (reply, answer) = oneshot::channel();
         sender.send(Request { batch, reply }).await.map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
+    }
+
+    /// Sets the observer told of every group commit; only the first call takes effect.
+    pub fn set_observer(&self, observer: Arc<dyn CommitObserver>) -> bool {
+        self.counters.observer.set(observer).is_ok()
     }
 
     /// Returns the counters so far.
@@ -134,13 +147,13 @@ fn run(engine: &dyn Engine, mut receiver: mpsc::Receiver<Request>, counters: &Co
             .apply_micros
             .fetch_add(u64::try_from(applying.elapsed().as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
         counters.groups.fetch_add(1, Ordering::Relaxed);
+        let mut sync_time = std::time::Duration::ZERO;
         let sync = if results.iter().any(Result::is_ok) {
             let started = Instant::now();
             let synced = engine.sync();
+            sync_time = started.elapsed();
             counters.syncs.fetch_add(1, Ordering::Relaxed);
-            counters
-                .sync_micros
-                .fetch_add(u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+            counters.sync_micros.fetch_add(u64::try_from(sync_time.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
             synced
         } else {
             Ok(())
@@ -160,6 +173,11 @@ fn run(engine: &dyn Engine, mut receiver: mpsc::Receiver<Request>, counters: &Co
         let committed = replies.iter().filter(|reply| reply.is_ok()).count() as u64;
         counters.commits.fetch_add(committed, Ordering::Relaxed);
         counters.largest_group.fetch_max(committed, Ordering::Relaxed);
+        if committed > 0
+            && let Some(observer) = counters.observer.get()
+        {
+            observer.group_committed(committed, sync_time);
+        }
         for (request, reply) in group.drain(..).zip(replies) {
             // Ignored error: the writer gave up waiting; its batch is durable regardless.
             let _ = request.reply.send(reply);

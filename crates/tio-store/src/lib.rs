@@ -20,7 +20,7 @@ pub mod secret_file;
 mod store;
 
 pub use engine::{Batch, CommitError, Condition, Engine, Keyspace, Op, Position, StorageError, StorageErrorKind};
-pub use group_commit::{CommitStats, GroupCommit};
+pub use group_commit::{CommitObserver, CommitStats, GroupCommit};
 pub use store::{
     Appended, CheckReport, ChildIndex, Extra, NewUpdate, SealedRecord, Store, StoreError, StoredUpdate, UpdateContent,
     UpdateId,

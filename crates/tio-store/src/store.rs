@@ -227,6 +227,11 @@ impl Store {
         &self.engine
     }
 
+    /// Sets the observer told of every group commit (for metrics); the first call wins.
+    pub fn set_commit_observer(&self, observer: Arc<dyn crate::CommitObserver>) -> bool {
+        self.commit.set_observer(observer)
+    }
+
     /// Returns the group commit counters.
     pub fn commit_stats(&self) -> CommitStats {
         self.commit.stats()

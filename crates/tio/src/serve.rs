@@ -44,8 +44,26 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let address = listener.local_addr()?;
-        announce(&config, address);
+        let (stop_metrics, metrics_stopped) = tokio::sync::watch::channel(false);
+        let metrics_address = match metrics_address(&config)? {
+            Some(wanted) => {
+                let metrics_listener = tokio::net::TcpListener::bind(wanted)
+                    .await
+                    .with_context(|| format!("cannot serve metrics on {wanted} (telemetry.metrics_listen)"))?;
+                let bound = metrics_listener.local_addr()?;
+                tokio::spawn(tio_broker::metrics::serve(
+                    metrics_listener,
+                    broker.metrics().clone(),
+                    store.clone(),
+                    metrics_stopped,
+                ));
+                Some(bound)
+            }
+            None => None,
+        };
+        announce(&config, address, metrics_address);
         let served = tio_broker::serve(&config, broker.clone(), listener, shutdown_signal()).await;
+        let _ = stop_metrics.send(true);
         // Sign a last checkpoint, then finish queued commits, whatever happened to the server.
         let _ = stop_checkpoints.send(true);
         let checkpointed = checkpoints.await.context("checkpoint task failed")?;
@@ -89,8 +107,25 @@ fn flags(args: &ServeArgs) -> Vec<(String, String)> {
     flags
 }
 
+/// Returns where to serve metrics: the configured address, or in development mode with
+/// the default left alone, any free loopback port (so several development servers can
+/// run at once).
+fn metrics_address(config: &Config) -> anyhow::Result<Option<std::net::SocketAddr>> {
+    use tio_broker::config::TelemetryConfig;
+    let address =
+        config.telemetry.metrics_address().map_err(|reason| anyhow::anyhow!("telemetry.metrics_listen: {reason}"))?;
+    if config.dev && config.telemetry.metrics_listen == TelemetryConfig::DEFAULT_METRICS_LISTEN {
+        return Ok(Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))));
+    }
+    Ok(address)
+}
+
 /// Prints where the server listens and, in development mode, how to call it.
-fn announce(config: &Config, address: std::net::SocketAddr) {
+fn announce(config: &Config, address: std::net::SocketAddr, metrics: Option<std::net::SocketAddr>) {
+    // Metrics first: a supervisor waiting for "listening on" then knows both.
+    if let Some(metrics) = metrics {
+        println!("tio: metrics on http://{metrics}/metrics");
+    }
     println!("tio: listening on {address}");
     if config.dev {
         let pki = config.dev_pki_dir();

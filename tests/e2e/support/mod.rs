@@ -114,6 +114,8 @@ pub(crate) struct Sandbox {
     root: tempfile::TempDir,
     pub(crate) pki: Pki,
     pub(crate) address: SocketAddr,
+    /// Where the server serves metrics, if it does.
+    pub(crate) metrics: Option<SocketAddr>,
     child: Child,
     log: PathBuf,
     options: Options,
@@ -135,7 +137,9 @@ impl Sandbox {
             options.args.push(format!("revoked_fingerprints={}", fingerprints.join(",")));
         }
         match spawn_server(root.path(), &pki.dir, &options) {
-            Ok((child, address, log)) => Sandbox { root, pki, address, child, log, options },
+            Ok(Started { child, address, metrics, log }) => {
+                Sandbox { root, pki, address, metrics, child, log, options }
+            }
             Err(failure) => panic!("server did not start: {failure}"),
         }
     }
@@ -161,9 +165,10 @@ impl Sandbox {
 
     fn start_again(&mut self, args: &[String]) {
         let options = Options { args: args.to_vec(), env: self.options.env.clone(), revoke: Vec::new() };
-        let (child, address, log) = spawn_server(self.root.path(), &self.pki.dir, &options)
+        let started = spawn_server(self.root.path(), &self.pki.dir, &options)
             .unwrap_or_else(|failure| panic!("server did not restart: {failure}"));
-        (self.child, self.address, self.log) = (child, address, log);
+        (self.child, self.address, self.metrics, self.log) =
+            (started.child, started.address, started.metrics, started.log);
     }
 
     /// Returns the server's data directory.
@@ -215,7 +220,7 @@ impl Drop for Sandbox {
 
 /// Spawns `tio serve --dev` on `127.0.0.1:0` with the given PKI, and returns once it
 /// prints its address; `Err` holds the exit status and log if it exits first.
-pub(crate) fn spawn_server(root: &Path, pki: &Path, options: &Options) -> Result<(Child, SocketAddr, PathBuf), String> {
+pub(crate) fn spawn_server(root: &Path, pki: &Path, options: &Options) -> Result<Started, String> {
     let log = root.join("server.log");
     let mut command = Command::new(tio_binary());
     command
@@ -238,16 +243,21 @@ pub(crate) fn spawn_server(root: &Path, pki: &Path, options: &Options) -> Result
     let stdout = child.stdout.take().expect("piped stdout");
     let (sender, receiver) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
+        // The server prints its metrics address, then the one it listens on.
+        let mut metrics = None;
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("tio: metrics on http://") {
+                metrics = Some(url.trim_end_matches("/metrics").parse::<SocketAddr>().expect("metrics address"));
+            }
             if let Some(address) = line.strip_prefix("tio: listening on ") {
-                let _ = sender.send(address.parse::<SocketAddr>().expect("address"));
+                let _ = sender.send((address.parse::<SocketAddr>().expect("address"), metrics));
             }
         }
     });
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
-        if let Ok(address) = receiver.recv_timeout(Duration::from_millis(50)) {
-            return Ok((child, address, log));
+        if let Ok((address, metrics)) = receiver.recv_timeout(Duration::from_millis(50)) {
+            return Ok(Started { child, address, metrics, log });
         }
         if let Some(status) = child.try_wait().unwrap() {
             return Err(format!("exited with {status}; log:\n{}", std::fs::read_to_string(&log).unwrap_or_default()));
@@ -256,6 +266,20 @@ pub(crate) fn spawn_server(root: &Path, pki: &Path, options: &Options) -> Result
             let _ = child.kill();
             return Err(format!("no address within {START_TIMEOUT:?}"));
         }
+    }
+}
+
+/// A server that came up.
+pub(crate) struct Started {
+    child: Child,
+    address: SocketAddr,
+    metrics: Option<SocketAddr>,
+    log: PathBuf,
+}
+
+impl std::fmt::Debug for Started {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "server on {}", self.address)
     }
 }
 
