@@ -8,16 +8,7 @@ use tio_proto::v1;
 use tonic::Code;
 use tonic_types::StatusExt;
 
-use crate::support::{Sandbox, arg, run_tio};
-
-fn tio_as(sandbox: &Sandbox, name: &str, args: &[&str]) -> (bool, String, String) {
-    let server = format!("https://localhost:{}", sandbox.address.port());
-    let pki = arg(&sandbox.pki.dir);
-    let mut all: Vec<&str> = args.to_vec();
-    all.extend(["--server", &server, "--dev-pki", &pki, "--as", name]);
-    let (status, stdout, stderr) = run_tio(&all, &[]);
-    (status.success(), stdout, stderr)
-}
+use crate::support::{Sandbox, tio_as};
 
 fn health(sandbox: &Sandbox, name: &str) -> Result<(), String> {
     let (ok, stdout, stderr) = tio_as(sandbox, name, &["health"]);

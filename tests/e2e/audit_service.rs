@@ -13,23 +13,13 @@ use tio_proto::v1;
 use tonic::Code;
 use tonic_types::StatusExt;
 
-use crate::support::{Sandbox, arg, run_tio};
+use crate::support::{Sandbox, arg, run_tio, tio_as};
 
 /// A test-range NHS number.
 const CHILD: &str = "9990079196";
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
-}
-
-/// Runs `tio` with the sandbox's connection flags for certificate `name` appended.
-fn tio_as(sandbox: &Sandbox, name: &str, args: &[&str]) -> (bool, String, String) {
-    let server = format!("https://localhost:{}", sandbox.address.port());
-    let pki = arg(&sandbox.pki.dir);
-    let mut all: Vec<&str> = args.to_vec();
-    all.extend(["--server", &server, "--dev-pki", &pki, "--as", name]);
-    let (status, stdout, stderr) = run_tio(&all, &[]);
-    (status.success(), stdout, stderr)
 }
 
 fn read_entries(dir: &Path) -> Vec<AuditEntry> {

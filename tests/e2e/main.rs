@@ -4,6 +4,7 @@
 mod admin;
 mod audit_cli;
 mod audit_service;
+mod bench;
 mod config;
 mod crash;
 mod demo;

@@ -425,18 +425,7 @@ mod tests {
 
     #[test]
     fn every_deny_reason_has_plain_words() {
-        use DenyReason::*;
-        for reason in [
-            AgencySuspended,
-            NotPermittedForCategory,
-            NotInvolved,
-            NoConsent,
-            ConsentSuperseded,
-            ConsentNotYetValid,
-            ConsentExpired,
-            ConsentWithdrawn,
-            RecipientExcluded,
-        ] {
+        for reason in DenyReason::ALL {
             assert_ne!(reason_in_plain_words(reason.code()), reason.code(), "{reason:?}");
         }
     }

@@ -527,10 +527,7 @@ impl DeliveryStream {
                     if let Some((update, child, Decision::Deny(reason), facts)) = other
                         && auditable_skip(reason, &facts, &self.agency)
                     {
-                        let mut entry = self.delivery_entry(&update, &child, Outcome::Denied)?;
-                        entry.action = AuditAction::DeliverySkipped.code().to_owned();
-                        entry.reason = reason.code().to_owned();
-                        batch.push(entry_op(&entry));
+                        batch.push(entry_op(&self.skip_entry(&update, &child, reason)?));
                     }
                     batch.push(self.head_op());
                     self.broker.store().commit(batch).await.map_err(|err| StreamEnd::Error(err.into()))?;
@@ -583,15 +580,24 @@ impl DeliveryStream {
         if page.is_empty() {
             return Ok(false);
         }
+        let since_micros = self.head.since_micros;
+        let wanted = move |update: &StoredUpdate| {
+            categories.contains(&update.category)
+                && !shadowed.contains(&update.category)
+                && since_micros.is_none_or(|since| update.committed_at.unix_micros() >= since)
+        };
+        // Fast path: the whole page decided and committed as one batch, then sent.
+        if self.deliver_page(agency, &page, &wanted, outbound).await? {
+            return Ok(true);
+        }
+        // Something that allowed a delivery changed while the page was decided: go one
+        // update at a time, each decided again.
         for update in page {
             if (self.unacked.len() as u64) >= u64::from(self.window) {
                 break;
             }
             let position = update.position.as_bytes().to_vec();
-            let wanted = categories.contains(&update.category)
-                && !shadowed.contains(&update.category)
-                && self.head.since_micros.is_none_or(|since| update.committed_at.unix_micros() >= since);
-            if wanted {
+            if wanted(&update) {
                 // The cursor moves with the delivery's own commit.
                 self.head.cursor = Some(position);
                 self.attempt(agency, update, false, outbound).await?;
@@ -599,6 +605,76 @@ impl DeliveryStream {
                 self.head.cursor = Some(position);
                 self.dirty = true;
             }
+        }
+        Ok(true)
+    }
+
+    /// Decides a page of live updates and commits every delivery and audited skip of it
+    /// in one batch (the head, the unacked records, the audit entries, and the
+    /// preconditions of every grant), then sends the deliveries in order. Returns false,
+    /// having changed nothing, if a precondition failed.
+    async fn deliver_page(
+        &mut self,
+        agency: &Agency,
+        page: &[StoredUpdate],
+        wanted: &(dyn Fn(&StoredUpdate) -> bool + Sync),
+        outbound: &tokio::sync::mpsc::Sender<Result<v1::SubscribeResponse, tonic::Status>>,
+    ) -> Result<bool, StreamEnd> {
+        let mut head = self.head.clone();
+        let mut batch = Batch::new();
+        let mut sends = Vec::new();
+        let mut denials = Vec::new();
+        for update in page {
+            if (self.unacked.len() + sends.len()) as u64 >= u64::from(self.window) {
+                break;
+            }
+            head.cursor = Some(update.position.as_bytes().to_vec());
+            if !wanted(update) {
+                continue;
+            }
+            let Some((update, child, decision, facts)) = self.decide(agency, update).map_err(StreamEnd::Error)? else {
+                continue;
+            };
+            match decision {
+                Decision::Allow(grant) => {
+                    let number = head.next_number;
+                    head.next_number += 1;
+                    let mut entry = self.delivery_entry(&update, &child, Outcome::Allowed)?;
+                    fill_grant(&mut entry, &grant);
+                    add_grant_conditions(&self.broker, &mut batch, &child, &grant, &facts);
+                    let unacked = Unacked { position: update.position.as_bytes().to_vec(), from_profile: false };
+                    batch.push(Op::Put {
+                        space: Keyspace::Cursors,
+                        key: unacked_key(&self.agency, &head.name, number),
+                        value: encode(&unacked),
+                    });
+                    batch.push(entry_op(&entry));
+                    sends.push((number, unacked, update, child));
+                }
+                Decision::Deny(reason) => {
+                    denials.push(reason);
+                    if auditable_skip(reason, &facts, &self.agency) {
+                        batch.push(entry_op(&self.skip_entry(&update, &child, reason)?));
+                    }
+                }
+            }
+        }
+        batch.push(Op::Put { space: Keyspace::Cursors, key: head_key(&self.agency, &head.name), value: encode(&head) });
+        match self.broker.store().commit(batch).await {
+            Ok(_) => {}
+            Err(tio_store::StoreError::Conflict { .. }) => return Ok(false),
+            Err(err) => return Err(StreamEnd::Error(err.into())),
+        }
+        self.head = head;
+        self.dirty = false;
+        for reason in denials {
+            self.broker.metrics().denied(AuditAction::Delivery.code(), reason.code());
+        }
+        for (number, unacked, update, child) in sends {
+            self.unacked.insert(number, unacked);
+            send(outbound, delivery(number, false, &update, &child, false)?).await?;
+            let lag = self.broker.now().unix_micros().saturating_sub(update.committed_at.unix_micros());
+            self.broker.metrics().delivered(Duration::from_micros(u64::try_from(lag).unwrap_or(0)));
         }
         Ok(true)
     }
@@ -683,10 +759,7 @@ impl DeliveryStream {
                 Decision::Deny(reason) => {
                     self.broker.metrics().denied(AuditAction::Delivery.code(), reason.code());
                     if auditable_skip(*reason, &facts, &self.agency) {
-                        let mut entry = self.delivery_entry(&update, &child, Outcome::Denied)?;
-                        entry.action = AuditAction::DeliverySkipped.code().to_owned();
-                        entry.reason = reason.code().to_owned();
-                        batch.push(entry_op(&entry));
+                        batch.push(entry_op(&self.skip_entry(&update, &child, *reason)?));
                         batch.push(self.head_op());
                         self.broker.store().commit(batch).await.map_err(|err| StreamEnd::Error(err.into()))?;
                         self.dirty = false;
@@ -712,6 +785,19 @@ impl DeliveryStream {
         entry.categories = vec![update.category.as_str().to_owned()];
         entry.update_id = update.update_id.to_string();
         entry.recipient_agency_id = self.agency.clone();
+        Ok(entry)
+    }
+
+    /// The audit entry of a delivery refused at the moment of sending.
+    fn skip_entry(
+        &self,
+        update: &StoredUpdate,
+        child: &NhsNumber,
+        reason: DenyReason,
+    ) -> Result<AuditEntry, StreamEnd> {
+        let mut entry = self.delivery_entry(update, child, Outcome::Denied)?;
+        entry.action = AuditAction::DeliverySkipped.code().to_owned();
+        entry.reason = reason.code().to_owned();
         Ok(entry)
     }
 

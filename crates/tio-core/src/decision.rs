@@ -73,6 +73,19 @@ pub enum DenyReason {
 }
 
 impl DenyReason {
+    /// Every reason.
+    pub const ALL: [DenyReason; 9] = [
+        DenyReason::AgencySuspended,
+        DenyReason::NotPermittedForCategory,
+        DenyReason::NotInvolved,
+        DenyReason::NoConsent,
+        DenyReason::ConsentSuperseded,
+        DenyReason::ConsentNotYetValid,
+        DenyReason::ConsentExpired,
+        DenyReason::ConsentWithdrawn,
+        DenyReason::RecipientExcluded,
+    ];
+
     /// Returns the stable snake_case code written to the audit log and error details.
     pub const fn code(self) -> &'static str {
         match self {

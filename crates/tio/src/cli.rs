@@ -54,6 +54,10 @@ pub(crate) enum Command {
     /// Tell the Tell It Once story end to end against a real server, checking every
     /// outcome: by default on its own server on a loopback port.
     Demo(DemoArgs),
+    /// Measure throughput and latency against a real server over mutual TLS: by default
+    /// a fresh development server per scenario, on a loopback port with a temporary data
+    /// directory. Build with --release for meaningful figures.
+    Bench(BenchArgs),
     /// Administer the agency registry (admin certificate): register, update, suspend,
     /// reinstate and list agencies, and revoke certificates.
     #[command(subcommand)]
@@ -328,6 +332,36 @@ pub(crate) struct SubscribeArgs {
     /// How to reach the broker.
     #[command(flatten)]
     pub(crate) connection: ConnectionArgs,
+}
+
+/// `tio bench`.
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    /// Scenarios, comma-separated, or `all`: publish-unary, publish-stream,
+    /// fanout-latency, catch-up, profile-read, stalled-subscriber.
+    #[arg(long, value_delimiter = ',', default_value = "all", value_name = "NAMES")]
+    pub(crate) scenario: Vec<String>,
+    /// How long each scenario's measured phase runs, in seconds.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    pub(crate) duration: u64,
+    /// Concurrent publishers for publish-unary (and readers for profile-read).
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub(crate) publishers: usize,
+    /// Publishes per second for fanout-latency.
+    #[arg(long, default_value_t = 1000, value_name = "R")]
+    pub(crate) rate: u64,
+    /// Stored updates a new subscriber replays in catch-up.
+    #[arg(long, default_value_t = 20_000, value_name = "N")]
+    pub(crate) catch_up_updates: usize,
+    /// Print one JSON object per scenario instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Run against this running development server instead (needs --dev-pki).
+    #[arg(long, value_name = "URL", requires = "dev_pki")]
+    pub(crate) server: Option<String>,
+    /// The running development server's certificate directory.
+    #[arg(long, value_name = "DIR", requires = "server")]
+    pub(crate) dev_pki: Option<std::path::PathBuf>,
 }
 
 /// `tio demo`.

@@ -10,12 +10,14 @@
 mod admin_commands;
 mod audit_commands;
 mod audit_remote;
+mod bench;
 mod cli;
 mod client_commands;
 mod connection;
 mod demo;
 mod json;
 mod output;
+mod own_server;
 mod serve;
 mod store_commands;
 
@@ -67,6 +69,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Relationship(command) => runtime()?.block_on(client_commands::relationship(command)),
         Command::Subscribe(args) => runtime()?.block_on(client_commands::subscribe(args)),
         Command::Demo(args) => demo::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }
 

@@ -309,6 +309,17 @@ pub(crate) fn arg(path: &Path) -> String {
     path.display().to_string()
 }
 
+/// Runs `tio` with the sandbox's connection flags for certificate `name` appended;
+/// returns whether it succeeded, and its stdout and stderr.
+pub(crate) fn tio_as(sandbox: &Sandbox, name: &str, args: &[&str]) -> (bool, String, String) {
+    let server = format!("https://localhost:{}", sandbox.address.port());
+    let pki = arg(&sandbox.pki.dir);
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--server", &server, "--dev-pki", &pki, "--as", name]);
+    let (status, stdout, stderr) = run_tio(&all, &[]);
+    (status.success(), stdout, stderr)
+}
+
 /// Runs the `tio` binary to completion with `args` and `env`, returning status,
 /// stdout and stderr.
 pub(crate) fn run_tio(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, String) {

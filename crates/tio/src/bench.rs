@@ -1,0 +1,632 @@
+//! `tio bench`: throughput and latency of the broker's flows, measured from a client
+//! over mutual TLS against a real server (by default a fresh development server per
+//! scenario, on a loopback port with a temporary data directory), with 1 KiB values.
+//!
+//! Every loop is bounded by `--duration` and by counts; every request goes to loopback
+//! or to the `--server` given.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures_util::StreamExt;
+use tio_client::{Client, ConnectionSettings};
+use tio_core::{NhsNumber, NhsNumberPolicy};
+use tio_proto::v1;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::cli::BenchArgs;
+use crate::own_server::OwnServer;
+
+/// Every scenario, in the order `all` runs them.
+const SCENARIOS: [&str; 6] =
+    ["publish-unary", "publish-stream", "fanout-latency", "catch-up", "profile-read", "stalled-subscriber"];
+
+/// Children the scenarios spread their updates over.
+const CHILDREN: usize = 200;
+
+/// The size of each category value.
+const VALUE_BYTES: usize = 1024;
+
+/// What one scenario measured.
+#[derive(Debug, Default, Clone)]
+struct Outcome {
+    scenario: String,
+    ops: u64,
+    seconds: f64,
+    latencies_us: Vec<u64>,
+    missing: u64,
+    errors: u64,
+    rss_bytes: Option<u64>,
+    note: String,
+}
+
+impl Outcome {
+    fn percentile(&self, fraction: f64) -> u64 {
+        if self.latencies_us.is_empty() {
+            return 0;
+        }
+        let mut sorted = self.latencies_us.clone();
+        sorted.sort_unstable();
+        let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
+        sorted[index.min(sorted.len() - 1)]
+    }
+
+    fn ops_per_s(&self) -> f64 {
+        if self.seconds > 0.0 { self.ops as f64 / self.seconds } else { 0.0 }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "scenario": self.scenario,
+            "ops": self.ops,
+            "seconds": (self.seconds * 1000.0).round() / 1000.0,
+            "ops_per_s": self.ops_per_s().round(),
+            "p50_us": self.percentile(0.50),
+            "p99_us": self.percentile(0.99),
+            "p999_us": self.percentile(0.999),
+            "missing": self.missing,
+            "errors": self.errors,
+            "rss_bytes": self.rss_bytes,
+        })
+    }
+}
+
+/// Where the scenario runs: the server and the certificates to reach it.
+struct Target {
+    url: String,
+    pki: PathBuf,
+    own: Option<OwnServer>,
+}
+
+impl Target {
+    async fn client(&self, name: &str) -> anyhow::Result<Client> {
+        let settings = ConnectionSettings {
+            professional: Some(format!("bench-{name}")),
+            ..ConnectionSettings::from_dev_pki(self.url.clone(), &self.pki, name)
+        };
+        Client::connect(&settings).await.with_context(|| format!("cannot connect as {name}"))
+    }
+}
+
+/// Runs `tio bench`.
+pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let names: Vec<String> = if args.scenario.iter().any(|name| name == "all") {
+        SCENARIOS.iter().map(|name| (*name).to_owned()).collect()
+    } else {
+        args.scenario.clone()
+    };
+    for name in &names {
+        if !SCENARIOS.contains(&name.as_str()) {
+            bail!("--scenario `{name}`: expected one of {} or all", SCENARIOS.join(", "));
+        }
+    }
+    if cfg!(debug_assertions) {
+        eprintln!("tio bench: this is a debug build; run `cargo run --release -p tio -- bench` for real figures");
+    }
+    let runtime = crate::runtime()?;
+    let mut outcomes = Vec::new();
+    for name in &names {
+        let target = match (&args.server, &args.dev_pki) {
+            (Some(url), Some(pki)) => Target { url: url.clone(), pki: pki.clone(), own: None },
+            _ => {
+                let own = OwnServer::start(None, false)?;
+                Target { url: own.url.clone(), pki: own.data_dir().join("dev-pki"), own: Some(own) }
+            }
+        };
+        eprintln!("tio bench: {name} ({} s)...", args.duration);
+        let outcome = runtime.block_on(scenario(name, &target, &args)).with_context(|| format!("scenario {name}"))?;
+        if args.json {
+            println!("{}", outcome.json());
+        }
+        outcomes.push(outcome);
+        drop(target);
+    }
+    if !args.json {
+        println!(
+            "{:<20} {:>9} {:>8} {:>10} {:>9} {:>9} {:>9} {:>8} {:>7} {:>10}",
+            "scenario", "ops", "seconds", "ops/s", "p50 us", "p99 us", "p99.9 us", "missing", "errors", "rss MiB"
+        );
+        for outcome in &outcomes {
+            println!(
+                "{:<20} {:>9} {:>8.2} {:>10.0} {:>9} {:>9} {:>9} {:>8} {:>7} {:>10}",
+                outcome.scenario,
+                outcome.ops,
+                outcome.seconds,
+                outcome.ops_per_s(),
+                outcome.percentile(0.5),
+                outcome.percentile(0.99),
+                outcome.percentile(0.999),
+                outcome.missing,
+                outcome.errors,
+                outcome.rss_bytes.map_or("-".to_owned(), |bytes| format!("{:.1}", bytes as f64 / 1_048_576.0)),
+            );
+            if !outcome.note.is_empty() {
+                println!("    {}", outcome.note);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn scenario(name: &str, target: &Target, args: &BenchArgs) -> anyhow::Result<Outcome> {
+    let duration = Duration::from_secs(args.duration.max(1));
+    let mut outcome = match name {
+        "publish-unary" => publish_unary(target, args.publishers.max(1), duration).await?,
+        "publish-stream" => publish_stream(target, duration).await?,
+        "fanout-latency" => fanout_latency(target, args.rate.max(1), duration).await?,
+        "catch-up" => catch_up(target, args.catch_up_updates.max(1), duration).await?,
+        "profile-read" => profile_read(target, args.publishers.max(1), duration).await?,
+        "stalled-subscriber" => stalled_subscriber(target, duration).await?,
+        other => bail!("unknown scenario {other}"),
+    };
+    outcome.scenario = name.to_owned();
+    Ok(outcome)
+}
+
+/// Test-range NHS numbers with valid check digits.
+fn children(count: usize) -> Vec<NhsNumber> {
+    let policy = NhsNumberPolicy::development();
+    (0..100_000u32)
+        .flat_map(|n| (0..10).map(move |digit| format!("999{n:06}{digit}")))
+        .filter_map(|digits| NhsNumber::parse(&digits, &policy).ok())
+        .take(count)
+        .collect()
+}
+
+/// A 1 KiB communication-needs value.
+fn value(sequence: u64) -> v1::CategoryValue {
+    let text = format!("bench value {sequence} ");
+    let padding = "x".repeat(VALUE_BYTES.saturating_sub(text.len()));
+    v1::CategoryValue {
+        value: Some(v1::category_value::Value::CommunicationNeeds(v1::CommunicationNeeds {
+            how_i_communicate: format!("{text}{padding}"),
+            ..Default::default()
+        })),
+    }
+}
+
+fn publish_request(child: &NhsNumber, key: String, sequence: u64) -> v1::PublishRequest {
+    v1::PublishRequest {
+        child: Some(v1::ChildRef { nhs_number: child.digits() }),
+        category: v1::Category::CommunicationNeeds as i32,
+        value: Some(value(sequence)),
+        source_reference: String::new(),
+        idempotency_key: key,
+        recorded_at: None,
+    }
+}
+
+/// Prints a progress line on stderr each second until `stop` is dropped.
+fn progress(counter: Arc<AtomicU64>) -> tokio::sync::oneshot::Sender<()> {
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let started = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = &mut stopped => break,
+                _ = tick.tick() => {
+                    let done = counter.load(Ordering::Relaxed);
+                    eprint!("\r  {done} ops in {:.0} s ({:.0}/s)   ", started.elapsed().as_secs_f64(), done as f64 / started.elapsed().as_secs_f64());
+                }
+            }
+        }
+        eprintln!();
+    });
+    stop
+}
+
+async fn publish_unary(target: &Target, publishers: usize, duration: Duration) -> anyhow::Result<Outcome> {
+    let client = target.client("hospital").await?;
+    let children = Arc::new(children(CHILDREN));
+    let counter = Arc::new(AtomicU64::new(0));
+    let stop_progress = progress(counter.clone());
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for publisher in 0..publishers {
+        let (client, children, counter) = (client.clone(), children.clone(), counter.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut latencies, mut errors) = (Vec::new(), 0u64);
+            let mut records = client.records();
+            for sequence in 0u64.. {
+                if Instant::now() >= deadline {
+                    break;
+                }
+                let child = &children[(publisher + sequence as usize * 7) % children.len()];
+                let request = publish_request(child, format!("u-{publisher}-{sequence}"), sequence);
+                let sent = Instant::now();
+                match records.publish(client.request(request)).await {
+                    Ok(_) => latencies.push(sent.elapsed().as_micros() as u64),
+                    Err(_) => errors += 1,
+                }
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut outcome = Outcome::default();
+    for task in tasks {
+        let (latencies, errors) = task.await?;
+        outcome.ops += latencies.len() as u64;
+        outcome.latencies_us.extend(latencies);
+        outcome.errors += errors;
+    }
+    outcome.seconds = started.elapsed().as_secs_f64();
+    drop(stop_progress);
+    outcome.note = format!("{publishers} publishers, durable unary publishes");
+    Ok(outcome)
+}
+
+async fn publish_stream(target: &Target, duration: Duration) -> anyhow::Result<Outcome> {
+    let client = target.client("hospital").await?;
+    let children = children(CHILDREN);
+    let counter = Arc::new(AtomicU64::new(0));
+    let stop_progress = progress(counter.clone());
+    let started = Instant::now();
+    let deadline = started + duration;
+    let (sender, receiver) = tokio::sync::mpsc::channel::<v1::PublishRequest>(1024);
+    let mut results =
+        client.records().publish_stream(client.request(ReceiverStream::new(receiver))).await?.into_inner();
+    let sent_at: Arc<std::sync::Mutex<HashMap<u64, Instant>>> = Arc::default();
+    let feeder_sent = sent_at.clone();
+    let feeder = tokio::spawn(async move {
+        for sequence in 0u64.. {
+            if Instant::now() >= deadline {
+                break;
+            }
+            let request =
+                publish_request(&children[sequence as usize % children.len()], format!("s-{sequence}"), sequence);
+            feeder_sent.lock().map(|mut map| map.insert(sequence, Instant::now())).ok();
+            if sender.send(request).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut outcome = Outcome::default();
+    while let Some(result) = results.message().await? {
+        let sent = sent_at.lock().ok().and_then(|mut map| map.remove(&result.index));
+        match result.outcome {
+            Some(v1::publish_stream_result::Outcome::Published(_)) => {
+                outcome.ops += 1;
+                if let Some(sent) = sent {
+                    outcome.latencies_us.push(sent.elapsed().as_micros() as u64);
+                }
+            }
+            _ => outcome.errors += 1,
+        }
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+    feeder.await?;
+    outcome.seconds = started.elapsed().as_secs_f64();
+    drop(stop_progress);
+    outcome.note = "one bulk stream; latency is from sending an item to its durable result".to_owned();
+    Ok(outcome)
+}
+
+/// Consents to the education and social-care sectors for `children`, and the named
+/// agencies involved with each.
+async fn prepare_children(target: &Target, children: &[NhsNumber], agencies: &[&str]) -> anyhow::Result<()> {
+    let hospital = target.client("hospital").await?;
+    let mut clients = Vec::new();
+    for agency in agencies {
+        clients.push(target.client(agency).await?);
+    }
+    let work = children.iter().flat_map(|child| {
+        let consent = {
+            let hospital = hospital.clone();
+            let child = child.digits();
+            async move {
+                let request = v1::RecordConsentRequest {
+                    child: Some(v1::ChildRef { nhs_number: child }),
+                    giver_role: v1::ConsentGiverRole::ParentWithParentalResponsibility as i32,
+                    giver_name: "Bench Parent".into(),
+                    categories: vec![v1::Category::CommunicationNeeds as i32],
+                    recipients: Some(v1::Recipients {
+                        sectors: vec![v1::Sector::Education as i32, v1::Sector::SocialCare as i32],
+                        ..Default::default()
+                    }),
+                    purpose: "benchmark".into(),
+                    lawful_basis: v1::LawfulBasis::PublicTask as i32,
+                    special_category_condition: v1::SpecialCategoryCondition::HealthOrSocialCare as i32,
+                    valid: None,
+                    evidence: Some(v1::ConsentEvidence {
+                        method: v1::ConsentMethod::InPerson as i32,
+                        ..Default::default()
+                    }),
+                };
+                hospital.consents().record_consent(hospital.request(request)).await.map(|_| ())
+            }
+        };
+        let declares = clients.iter().map(|client| {
+            let client = client.clone();
+            let child = child.digits();
+            async move {
+                let request = v1::DeclareRelationshipRequest {
+                    child: Some(v1::ChildRef { nhs_number: child }),
+                    kind: v1::RelationshipKind::Allocation as i32,
+                    reference: String::new(),
+                };
+                client.relationships().declare_relationship(client.request(request)).await.map(|_| ())
+            }
+        });
+        let consent: futures_util::future::BoxFuture<'static, Result<(), tonic::Status>> = Box::pin(consent);
+        std::iter::once(consent).chain(declares.map(|d| Box::pin(d) as futures_util::future::BoxFuture<'static, _>))
+    });
+    let results: Vec<Result<(), tonic::Status>> = futures_util::stream::iter(work).buffer_unordered(32).collect().await;
+    if let Some(Err(status)) = results.into_iter().find(Result::is_err) {
+        bail!("preparing the children failed: {}", tio_client::describe_status(&status));
+    }
+    Ok(())
+}
+
+/// Opens a live subscription `name` for `client`, returning its request sender and
+/// response stream.
+async fn open_subscription(
+    client: &Client,
+    name: &str,
+    start: v1::start_from::From,
+    credit: u32,
+) -> anyhow::Result<(tokio::sync::mpsc::Sender<v1::SubscribeRequest>, tonic::Streaming<v1::SubscribeResponse>)> {
+    let request = v1::CreateSubscriptionRequest {
+        name: name.into(),
+        categories: vec![v1::Category::CommunicationNeeds as i32],
+        start: Some(v1::StartFrom { from: Some(start) }),
+        max_in_flight: 10_000,
+    };
+    client.subscriptions().create_subscription(client.request(request)).await?;
+    let (requests, outgoing) = tokio::sync::mpsc::channel(1024);
+    let open = v1::OpenSubscription { name: name.into(), credit };
+    requests.send(v1::SubscribeRequest { message: Some(v1::subscribe_request::Message::Open(open)) }).await?;
+    let responses = client.subscriptions().subscribe(client.request(ReceiverStream::new(outgoing))).await?.into_inner();
+    Ok((requests, responses))
+}
+
+fn ack(numbers: Vec<u64>) -> v1::SubscribeRequest {
+    v1::SubscribeRequest { message: Some(v1::subscribe_request::Message::Ack(v1::Ack { delivery_numbers: numbers })) }
+}
+
+async fn fanout_latency(target: &Target, rate: u64, duration: Duration) -> anyhow::Result<Outcome> {
+    let children = children(CHILDREN);
+    let agencies = ["school", "send-team", "social-care"];
+    prepare_children(target, &children, &agencies).await?;
+    let sent_at: Arc<std::sync::Mutex<HashMap<String, Instant>>> = Arc::default();
+    let mut receivers = Vec::new();
+    let expected = Arc::new(AtomicU64::new(0));
+    let (done_publishing, done_watch) = tokio::sync::watch::channel(false);
+    for agency in agencies {
+        let client = target.client(agency).await?;
+        let (requests, mut responses) =
+            open_subscription(&client, "bench", v1::start_from::From::Live(v1::Live {}), 0).await?;
+        let (sent_at, expected, mut done) = (sent_at.clone(), expected.clone(), done_watch.clone());
+        receivers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut finished = false;
+            loop {
+                let wait = if finished { Duration::from_secs(5) } else { Duration::from_secs(3600) };
+                let message = tokio::select! {
+                    message = tokio::time::timeout(wait, responses.message()) => message,
+                    _ = done.wait_for(|done| *done), if !finished => {
+                        finished = true;
+                        if latencies.len() as u64 >= expected.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        continue;
+                    }
+                };
+                let Ok(Ok(Some(message))) = message else { break };
+                if let Some(v1::subscribe_response::Message::Delivery(delivery)) = message.message {
+                    if let Some(sent) = sent_at.lock().ok().and_then(|map| map.get(&delivery.update_id).copied()) {
+                        latencies.push(sent.elapsed().as_micros() as u64);
+                    }
+                    let _ = requests.send(ack(vec![delivery.delivery_number])).await;
+                    if finished && latencies.len() as u64 >= expected.load(Ordering::Relaxed) {
+                        break;
+                    }
+                }
+            }
+            latencies
+        }));
+    }
+    let hospital = target.client("hospital").await?;
+    let counter = Arc::new(AtomicU64::new(0));
+    let stop_progress = progress(counter.clone());
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut publishes = Vec::new();
+    let mut errors = 0u64;
+    for sequence in 0u64.. {
+        if started.elapsed() >= duration {
+            break;
+        }
+        tick.tick().await;
+        let request = publish_request(&children[sequence as usize % children.len()], format!("f-{sequence}"), sequence);
+        let (hospital, sent_at, counter) = (hospital.clone(), sent_at.clone(), counter.clone());
+        publishes.push(tokio::spawn(async move {
+            let sent = Instant::now();
+            let result = hospital.records().publish(hospital.request(request)).await;
+            counter.fetch_add(1, Ordering::Relaxed);
+            result.map(|response| {
+                // Latency runs from the send of the publish to receipt by each subscriber.
+                sent_at.lock().map(|mut map| map.insert(response.into_inner().update_id, sent)).ok();
+            })
+        }));
+    }
+    for publish in publishes {
+        if publish.await?.is_err() {
+            errors += 1;
+        }
+    }
+    let published = counter.load(Ordering::Relaxed) - errors;
+    expected.store(published, Ordering::Relaxed);
+    let _ = done_publishing.send(true);
+    let seconds = started.elapsed().as_secs_f64();
+    let mut outcome = Outcome { seconds, errors, ..Outcome::default() };
+    for receiver in receivers {
+        let latencies = receiver.await?;
+        outcome.missing += published.saturating_sub(latencies.len() as u64);
+        outcome.latencies_us.extend(latencies);
+    }
+    outcome.ops = published;
+    drop(stop_progress);
+    outcome.note =
+        format!("{rate}/s offered, three subscribing agencies; latency from publish sent to delivery received");
+    Ok(outcome)
+}
+
+async fn catch_up(target: &Target, updates: usize, duration: Duration) -> anyhow::Result<Outcome> {
+    let children = children(CHILDREN);
+    prepare_children(target, &children, &["send-team"]).await?;
+    // Store the backlog with one bulk stream.
+    let hospital = target.client("hospital").await?;
+    let requests: Vec<v1::PublishRequest> = (0..updates as u64)
+        .map(|sequence| {
+            publish_request(&children[sequence as usize % children.len()], format!("c-{sequence}"), sequence)
+        })
+        .collect();
+    let mut results =
+        hospital.records().publish_stream(hospital.request(tokio_stream::iter(requests))).await?.into_inner();
+    let mut stored = 0u64;
+    while let Some(result) = results.message().await? {
+        if matches!(result.outcome, Some(v1::publish_stream_result::Outcome::Published(_))) {
+            stored += 1;
+        }
+    }
+    let send_team = target.client("send-team").await?;
+    let epoch = prost_types::Timestamp { seconds: 0, nanos: 0 };
+    let counter = Arc::new(AtomicU64::new(0));
+    let stop_progress = progress(counter.clone());
+    let started = Instant::now();
+    let (requests, mut responses) =
+        open_subscription(&send_team, "catch-up", v1::start_from::From::Since(epoch), 0).await?;
+    let deadline = started + duration.max(Duration::from_secs(60));
+    let mut received = 0u64;
+    let mut pending = Vec::new();
+    while received < stored && Instant::now() < deadline {
+        let Ok(Ok(Some(message))) = tokio::time::timeout(Duration::from_secs(10), responses.message()).await else {
+            break;
+        };
+        if let Some(v1::subscribe_response::Message::Delivery(delivery)) = message.message {
+            received += 1;
+            counter.fetch_add(1, Ordering::Relaxed);
+            pending.push(delivery.delivery_number);
+            if pending.len() >= 256 {
+                requests.send(ack(std::mem::take(&mut pending))).await?;
+            }
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    drop(stop_progress);
+    Ok(Outcome {
+        ops: received,
+        seconds,
+        missing: stored - received,
+        note: format!("a new subscriber replays {stored} stored updates (acks in batches of 256)"),
+        ..Outcome::default()
+    })
+}
+
+async fn profile_read(target: &Target, readers: usize, duration: Duration) -> anyhow::Result<Outcome> {
+    let children = Arc::new(children(CHILDREN));
+    prepare_children(target, &children, &["school"]).await?;
+    let hospital = target.client("hospital").await?;
+    let requests: Vec<v1::PublishRequest> = (0..children.len() as u64)
+        .map(|sequence| publish_request(&children[sequence as usize], format!("p-{sequence}"), sequence))
+        .collect();
+    let mut results =
+        hospital.records().publish_stream(hospital.request(tokio_stream::iter(requests))).await?.into_inner();
+    while results.message().await?.is_some() {}
+    let school = target.client("school").await?;
+    let counter = Arc::new(AtomicU64::new(0));
+    let stop_progress = progress(counter.clone());
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for reader in 0..readers {
+        let (school, children, counter) = (school.clone(), children.clone(), counter.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut latencies, mut errors, mut empty) = (Vec::new(), 0u64, 0u64);
+            for sequence in 0usize.. {
+                if Instant::now() >= deadline {
+                    break;
+                }
+                let child = &children[(reader * 31 + sequence) % children.len()];
+                let request = v1::GetProfileRequest {
+                    child: Some(v1::ChildRef { nhs_number: child.digits() }),
+                    categories: Vec::new(),
+                };
+                let sent = Instant::now();
+                match school.records().get_profile(school.request(request)).await {
+                    Ok(response) => {
+                        latencies.push(sent.elapsed().as_micros() as u64);
+                        if response.get_ref().entries.is_empty() {
+                            empty += 1;
+                        }
+                    }
+                    Err(_) => errors += 1,
+                }
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            (latencies, errors, empty)
+        }));
+    }
+    let mut outcome = Outcome::default();
+    for task in tasks {
+        let (latencies, errors, empty) = task.await?;
+        outcome.ops += latencies.len() as u64;
+        outcome.latencies_us.extend(latencies);
+        outcome.errors += errors;
+        outcome.missing += empty;
+    }
+    outcome.seconds = started.elapsed().as_secs_f64();
+    drop(stop_progress);
+    outcome.note = format!("{readers} concurrent readers; each read is decided and audited");
+    Ok(outcome)
+}
+
+async fn stalled_subscriber(target: &Target, duration: Duration) -> anyhow::Result<Outcome> {
+    let children = Arc::new(children(CHILDREN));
+    prepare_children(target, &children, &["school", "send-team"]).await?;
+    // The school opens a subscription and never acks: at most max_in_flight wait for it.
+    let school = target.client("school").await?;
+    let (_stalled_requests, _stalled_responses) =
+        open_subscription(&school, "stalled", v1::start_from::From::Live(v1::Live {}), 0).await?;
+    // The SEND team keeps up.
+    let send_team = target.client("send-team").await?;
+    let (requests, mut responses) =
+        open_subscription(&send_team, "healthy", v1::start_from::From::Live(v1::Live {}), 0).await?;
+    let healthy = tokio::spawn(async move {
+        let mut received = 0u64;
+        while let Ok(Ok(Some(message))) = tokio::time::timeout(Duration::from_secs(10), responses.message()).await {
+            if let Some(v1::subscribe_response::Message::Delivery(delivery)) = message.message {
+                received += 1;
+                if requests.send(ack(vec![delivery.delivery_number])).await.is_err() {
+                    break;
+                }
+            }
+        }
+        received
+    });
+    let rss_at_start = target.own.as_ref().and_then(OwnServer::rss_bytes);
+    let outcome = publish_unary(target, 16, duration).await?;
+    let rss_at_end = target.own.as_ref().and_then(OwnServer::rss_bytes);
+    drop(healthy);
+    Ok(Outcome {
+        rss_bytes: rss_at_end,
+        note: match (rss_at_start, rss_at_end) {
+            (Some(start), Some(end)) => format!(
+                "one subscriber never acks while 16 publishers run; server RSS {:.1} MiB at start, {:.1} MiB at end",
+                start as f64 / 1_048_576.0,
+                end as f64 / 1_048_576.0
+            ),
+            _ => "server RSS not measurable (not a local child process)".to_owned(),
+        },
+        ..outcome
+    })
+}

@@ -1,0 +1,38 @@
+//! `tio bench` runs its scenarios against its own loopback server and reports every
+//! field the JSON format promises (the figures themselves are for the README, not here).
+
+use crate::support::run_tio;
+
+#[test]
+fn the_bench_reports_each_scenario_as_one_json_object() {
+    let (status, stdout, stderr) = run_tio(
+        &[
+            "bench",
+            "--scenario",
+            "publish-unary,catch-up",
+            "--duration",
+            "1",
+            "--publishers",
+            "2",
+            "--catch-up-updates",
+            "50",
+            "--json",
+        ],
+        &[],
+    );
+    assert!(status.success(), "{stdout}\n{stderr}");
+    let lines: Vec<serde_json::Value> = stdout.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    for (line, scenario) in lines.iter().zip(["publish-unary", "catch-up"]) {
+        assert_eq!(line["scenario"], scenario);
+        for field in ["ops", "seconds", "ops_per_s", "p50_us", "p99_us", "p999_us", "missing", "errors"] {
+            assert!(line.get(field).is_some(), "{field} missing in {line}");
+        }
+        assert!(line["ops"].as_u64().unwrap() > 0, "{line}");
+        assert_eq!(line["errors"], 0, "{line}");
+        assert_eq!(line["missing"], 0, "{line}");
+    }
+    assert_eq!(lines[1]["ops"], 50, "catch-up replays every stored update");
+    let (status, _, stderr) = run_tio(&["bench", "--scenario", "nonsense"], &[]);
+    assert!(!status.success() && stderr.contains("expected one of publish-unary"), "{stderr}");
+}
