@@ -403,9 +403,10 @@ async fn fanout_latency(target: &Target, rate: u64, duration: Duration) -> anyho
         let client = target.client(agency).await?;
         let (requests, mut responses) =
             open_subscription(&client, "bench", v1::start_from::From::Live(v1::Live {}), 0).await?;
-        let (sent_at, expected, mut done) = (sent_at.clone(), expected.clone(), done_watch.clone());
+        let (expected, mut done) = (expected.clone(), done_watch.clone());
         receivers.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
+            // Receipts by update id: a delivery can arrive before its publish's reply.
+            let mut receipts: HashMap<String, Instant> = HashMap::new();
             let mut finished = false;
             loop {
                 let wait = if finished { Duration::from_secs(5) } else { Duration::from_secs(3600) };
@@ -413,7 +414,7 @@ async fn fanout_latency(target: &Target, rate: u64, duration: Duration) -> anyho
                     message = tokio::time::timeout(wait, responses.message()) => message,
                     _ = done.wait_for(|done| *done), if !finished => {
                         finished = true;
-                        if latencies.len() as u64 >= expected.load(Ordering::Relaxed) {
+                        if receipts.len() as u64 >= expected.load(Ordering::Relaxed) {
                             break;
                         }
                         continue;
@@ -421,16 +422,14 @@ async fn fanout_latency(target: &Target, rate: u64, duration: Duration) -> anyho
                 };
                 let Ok(Ok(Some(message))) = message else { break };
                 if let Some(v1::subscribe_response::Message::Delivery(delivery)) = message.message {
-                    if let Some(sent) = sent_at.lock().ok().and_then(|map| map.get(&delivery.update_id).copied()) {
-                        latencies.push(sent.elapsed().as_micros() as u64);
-                    }
+                    receipts.entry(delivery.update_id).or_insert_with(Instant::now);
                     let _ = requests.send(ack(vec![delivery.delivery_number])).await;
-                    if finished && latencies.len() as u64 >= expected.load(Ordering::Relaxed) {
+                    if finished && receipts.len() as u64 >= expected.load(Ordering::Relaxed) {
                         break;
                     }
                 }
             }
-            latencies
+            receipts
         }));
     }
     let hospital = target.client("hospital").await?;
@@ -468,10 +467,17 @@ async fn fanout_latency(target: &Target, rate: u64, duration: Duration) -> anyho
     let _ = done_publishing.send(true);
     let seconds = started.elapsed().as_secs_f64();
     let mut outcome = Outcome { seconds, errors, ..Outcome::default() };
+    let sent_at = sent_at.lock().map(|map| map.clone()).unwrap_or_default();
     for receiver in receivers {
-        let latencies = receiver.await?;
-        outcome.missing += published.saturating_sub(latencies.len() as u64);
-        outcome.latencies_us.extend(latencies);
+        let receipts = receiver.await?;
+        for (update_id, sent) in &sent_at {
+            match receipts.get(update_id) {
+                Some(received) => {
+                    outcome.latencies_us.push(received.saturating_duration_since(*sent).as_micros() as u64)
+                }
+                None => outcome.missing += 1,
+            }
+        }
     }
     outcome.ops = published;
     drop(stop_progress);
