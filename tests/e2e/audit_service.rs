@@ -242,3 +242,45 @@ fn the_subject_access_report_names_who_looked_and_why_and_needs_a_valid_nhs_numb
     let (ok, _, stderr) = tio_as(&sandbox, "auditor", &["audit", "report", "--nhs-number", "123"]);
     assert!(!ok && stderr.contains("--nhs-number"), "{stderr}");
 }
+
+#[test]
+fn refusals_at_authentication_are_in_the_audit_log() {
+    let sandbox = Sandbox::start();
+    sandbox.pki.issue("police", &tio_broker::pki::LeafSpec::client(&tio_core::Identity::agency("police")));
+    runtime().block_on(async {
+        let police = tio_client::Client::connect(&sandbox.settings("police")).await.unwrap();
+        assert_eq!(police.health("").await.unwrap_err().to_string().split(':').next(), Some("Unauthenticated"));
+        // An agency call without the professional's id is refused, and recorded too.
+        let hospital = sandbox.client("hospital").await;
+        let status =
+            hospital.subscriptions().list_subscriptions(v1::ListSubscriptionsRequest::default()).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated);
+
+        let auditor = sandbox.client("auditor").await;
+        let mut reasons = Vec::new();
+        for _ in 0..100 {
+            let query =
+                v1::QueryEntriesRequest { action: v1::AuditAction::Authentication as i32, ..Default::default() };
+            let entries = auditor.audit().query_entries(auditor.request(query)).await.unwrap().into_inner().entries;
+            reasons = entries
+                .iter()
+                .map(|entry| {
+                    let actor = entry.actor.clone().unwrap();
+                    (actor.id, entry.reason.clone(), actor.certificate_fingerprint.len(), entry.outcome())
+                })
+                .collect();
+            if reasons.len() == 2 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        reasons.sort();
+        assert_eq!(
+            reasons,
+            [
+                ("hospital".to_owned(), "no_professional".to_owned(), 64, v1::AuditOutcome::Denied),
+                ("police".to_owned(), "unknown_identity".to_owned(), 64, v1::AuditOutcome::Denied),
+            ]
+        );
+    });
+}

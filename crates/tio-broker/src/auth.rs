@@ -182,9 +182,16 @@ pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
 /// Authenticates one request: finds the peer certificate, checks it against the
 /// registry and puts the [`Caller`] and its [`RequestMeta`] in the request's extensions. Every service,
 /// including health and reflection, sits behind this.
-pub fn authenticate(registry: &Registry, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+pub fn authenticate(
+    registry: &Registry,
+    refusals: &tokio::sync::mpsc::Sender<Refusal>,
+    mut request: tonic::Request<()>,
+) -> Result<tonic::Request<()>, tonic::Status> {
     let caller = caller_of(registry, &request).map_err(|err| {
         tracing::info!(reason = %err, "request refused at authentication");
+        if let ServiceError::Unauthenticated(auth) = &err {
+            report_refusal(refusals, &request, auth);
+        }
         into_status(err)
     })?;
     let meta = RequestMeta::from_metadata(request.metadata()).map_err(into_status)?;
@@ -219,11 +226,58 @@ fn professional_id(metadata: &tonic::metadata::MetadataMap) -> Result<Option<Str
     Ok(Some(text.to_owned()))
 }
 
-/// Returns a cheaply cloneable interceptor closure over `registry`.
+/// A caller refused at authentication, for the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The identity the certificate claims, if it carries a usable one.
+    pub identity: Option<Identity>,
+    /// SHA-256 of the certificate, lowercase hex.
+    pub certificate_fingerprint: String,
+    /// Why, as a stable code.
+    pub reason: &'static str,
+}
+
+/// How many refusals may wait to be written to the audit log before more are dropped
+/// (and counted); a flood of bad certificates must not exhaust memory.
+pub const REFUSAL_QUEUE: usize = 4096;
+
+/// Queues a refusal for the audit log without waiting. A full queue drops it with a
+/// warning: the refusal itself still happens.
+fn report_refusal(refusals: &tokio::sync::mpsc::Sender<Refusal>, request: &tonic::Request<()>, err: &AuthError) {
+    let Some(leaf) = request.peer_certs().and_then(|certs| certs.first().cloned()) else { return };
+    let refusal = Refusal {
+        identity: certificate_identity(&leaf).ok(),
+        certificate_fingerprint: fingerprint(&leaf),
+        reason: err.code(),
+    };
+    if refusals.try_send(refusal).is_err() {
+        tracing::warn!("authentication refusals are arriving faster than they can be audited; one was not recorded");
+    }
+}
+
+impl AuthError {
+    /// Returns the stable reason code written to the audit log.
+    pub const fn code(&self) -> &'static str {
+        match self {
+            AuthError::NoCertificate => "no_certificate",
+            AuthError::Unparseable => "certificate_unparseable",
+            AuthError::NoClientAuthUsage => "no_client_auth_usage",
+            AuthError::Identity(_) => "no_identity",
+            AuthError::Unknown { .. } => "unknown_identity",
+            AuthError::Suspended(_) => "agency_suspended",
+            AuthError::NoProfessional => "no_professional",
+            AuthError::Revoked(_) => "certificate_revoked",
+        }
+    }
+}
+
+/// Returns a cheaply cloneable interceptor closure over `registry`, queueing refusals on
+/// `refusals` for the audit log.
 pub fn interceptor(
     registry: Arc<Registry>,
+    refusals: tokio::sync::mpsc::Sender<Refusal>,
 ) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone + Send + Sync + 'static {
-    move |request| authenticate(&registry, request)
+    move |request| authenticate(&registry, &refusals, request)
 }
 
 #[cfg(test)]

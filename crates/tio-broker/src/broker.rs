@@ -229,6 +229,10 @@ impl Broker {
     pub async fn agency_call(&self, call: &Call, service: Service, action: Action) -> Result<Agency, ServiceError> {
         self.admit(call, service, action).await?;
         if call.caller.professional_id.is_none() {
+            let mut entry = self.entry(call, Action::Authentication, Outcome::Denied);
+            entry.reason = AuthError::NoProfessional.code().to_owned();
+            self.record(&[entry]).await?;
+            self.metrics.denied(Action::Authentication.code(), AuthError::NoProfessional.code());
             return Err(ServiceError::Unauthenticated(AuthError::NoProfessional));
         }
         self.registry.agency(&call.caller.identity.id).ok_or_else(|| {
@@ -244,6 +248,41 @@ impl Broker {
             id.push_str(&format!("{byte:02x}"));
             id
         }))
+    }
+
+    /// Writes authentication refusals to the audit log as they come, in batches, until
+    /// every sender is gone.
+    pub async fn record_refusals(self: Arc<Self>, mut refused: tokio::sync::mpsc::Receiver<crate::auth::Refusal>) {
+        const BATCH: usize = 256;
+        let mut pending = Vec::with_capacity(BATCH);
+        while refused.recv_many(&mut pending, BATCH).await > 0 {
+            let now = self.now();
+            let entries: Vec<AuditEntry> = pending
+                .drain(..)
+                .map(|refusal| {
+                    self.metrics.denied(Action::Authentication.code(), refusal.reason);
+                    let (id, role) = refusal.identity.map_or((String::new(), String::new()), |identity| {
+                        (identity.id, identity.role.as_str().to_owned())
+                    });
+                    AuditEntry {
+                        action: Action::Authentication.code().to_owned(),
+                        actor: tio_audit::entry::Actor {
+                            certificate_fingerprint: refusal.certificate_fingerprint,
+                            id,
+                            professional_id: String::new(),
+                            role,
+                        },
+                        outcome: Outcome::Denied.code().to_owned(),
+                        reason: refusal.reason.to_owned(),
+                        time_micros: now.unix_micros(),
+                        ..AuditEntry::default()
+                    }
+                })
+                .collect();
+            if let Err(err) = self.record(&entries).await {
+                tracing::error!(error = %err, refusals = entries.len(), "cannot audit authentication refusals");
+            }
+        }
     }
 
     /// Records entries that go with no other change (reads, refusals), durably.

@@ -110,6 +110,8 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let tls = Arc::new(tls_config(config)?);
     let registry = broker.registry().clone();
+    let (refusals, refused) = mpsc::channel(auth::REFUSAL_QUEUE);
+    let audit_refusals = tokio::spawn(broker.clone().record_refusals(refused));
     let limits = &config.limits;
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -140,7 +142,7 @@ pub async fn serve(
         .concurrency_limit_per_connection(limits.max_concurrent_requests_per_connection)
         .http2_keepalive_interval(Some(Duration::from_secs(limits.keepalive_interval_seconds)))
         .http2_keepalive_timeout(Some(Duration::from_secs(limits.keepalive_timeout_seconds)))
-        .layer(tonic::service::InterceptorLayer::new(auth::interceptor(registry.clone())))
+        .layer(tonic::service::InterceptorLayer::new(auth::interceptor(registry.clone(), refusals)))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -203,6 +205,10 @@ pub async fn serve(
         }
     };
     accept_task.abort();
+    // The interceptor's sender is gone with the server: the recorder drains and ends.
+    if tokio::time::timeout(Duration::from_secs(5), audit_refusals).await.is_err() {
+        tracing::warn!("authentication refusals still queued at shutdown were not audited");
+    }
     tracing::info!("stopped");
     result
 }
