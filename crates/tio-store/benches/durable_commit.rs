@@ -5,8 +5,9 @@
 //!
 //! Environment: TIO_BENCH_SECONDS (default 5) per scenario, TIO_BENCH_DIR (default the
 //! system temporary directory; it must be on a real disk, not tmpfs, or syncs are free),
-//! TIO_BENCH_AUDIT=1 to commit a 600-byte audit entry with every update, as the broker
-//! will (the audit log's hashing runs later, off the commit path).
+//! TIO_BENCH_AUDIT=1 to commit an audit entry with every update, as the broker does
+//! (TIO_BENCH_AUDIT_BYTES long, default 600; the audit log's hashing runs later, off the
+//! commit path).
 
 // A benchmark reports on stdout.
 #![allow(clippy::print_stdout)]
@@ -71,6 +72,7 @@ impl Outcome {
 }
 
 async fn run(dir: &std::path::Path, writers: usize, duration: Duration, audit: bool) -> Outcome {
+    let audit_bytes: usize = std::env::var("TIO_BENCH_AUDIT_BYTES").ok().and_then(|s| s.parse().ok()).unwrap_or(600);
     let store = Arc::new(Store::open(dir, KeyRing::generate().expect("keys")).expect("store"));
     let children: Arc<Vec<NhsNumber>> = Arc::new(
         (0..20_000u64)
@@ -104,7 +106,7 @@ async fn run(dir: &std::path::Path, writers: usize, duration: Duration, audit: b
                     };
                     let began = Instant::now();
                     if audit {
-                        let entry = Op::Append { space: Keyspace::Audit, value: vec![b'a'; 600] };
+                        let entry = Op::Append { space: Keyspace::Audit, value: vec![b'a'; audit_bytes] };
                         store.append_update_with(update, &[entry]).await.expect("append");
                     } else {
                         store.append_update(update).await.expect("append");
