@@ -314,6 +314,17 @@ impl Drop for Claim {
     }
 }
 
+/// A child's facts as read for decisions: `None` once the child is erased.
+struct Loaded {
+    child: NhsNumber,
+    facts: ChildFacts,
+    relationships: Vec<tio_core::CareRelationship>,
+    consents: Vec<tio_core::Consent>,
+}
+
+/// Children's facts read while deciding one page.
+type FactsCache = std::collections::HashMap<tio_store::ChildIndex, Option<Loaded>>;
+
 /// What one delivery attempt came to.
 enum Attempt {
     Sent,
@@ -624,6 +635,7 @@ impl DeliveryStream {
         let mut batch = Batch::new();
         let mut sends = Vec::new();
         let mut denials = Vec::new();
+        let mut cache = FactsCache::new();
         for update in page {
             if (self.unacked.len() + sends.len()) as u64 >= u64::from(self.window) {
                 break;
@@ -632,7 +644,9 @@ impl DeliveryStream {
             if !wanted(update) {
                 continue;
             }
-            let Some((update, child, decision, facts)) = self.decide(agency, update).map_err(StreamEnd::Error)? else {
+            let Some((update, child, decision, facts)) =
+                self.decide_with(agency, update, &mut cache).map_err(StreamEnd::Error)?
+            else {
                 continue;
             };
             match decision {
@@ -693,17 +707,42 @@ impl DeliveryStream {
         agency: &Agency,
         update: &StoredUpdate,
     ) -> Result<Option<(StoredUpdate, NhsNumber, Decision, ChildFacts)>, ServiceError> {
+        self.decide_with(agency, update, &mut FactsCache::new())
+    }
+
+    /// Like [`DeliveryStream::decide`], reading each child's facts once per `cache`. A
+    /// page's deliveries commit under preconditions on what allowed them, so facts that
+    /// changed meanwhile fail the commit rather than slip through.
+    #[allow(clippy::type_complexity)]
+    fn decide_with(
+        &self,
+        agency: &Agency,
+        update: &StoredUpdate,
+        cache: &mut FactsCache,
+    ) -> Result<Option<(StoredUpdate, NhsNumber, Decision, ChildFacts)>, ServiceError> {
         if update.content.is_none() {
             return Ok(None);
         }
-        let Some(digits) = self.broker.store().child_nhs_number(update.child)? else { return Ok(None) };
-        let child = NhsNumber::parse_checked(&digits).map_err(|_| corrupt("NHS number"))?;
-        let facts = load_facts(self.broker.store(), &child)?;
-        let (relationships, consents) = facts.domain()?;
+        let loaded = match cache.entry(update.child) {
+            std::collections::hash_map::Entry::Occupied(slot) => slot.into_mut(),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                let loaded = match self.broker.store().child_nhs_number(update.child)? {
+                    None => None,
+                    Some(digits) => {
+                        let child = NhsNumber::parse_checked(&digits).map_err(|_| corrupt("NHS number"))?;
+                        let facts = load_facts(self.broker.store(), &child)?;
+                        let (relationships, consents) = facts.domain()?;
+                        Some(Loaded { child, facts, relationships, consents })
+                    }
+                };
+                slot.insert(loaded)
+            }
+        };
+        let Some(loaded) = loaded else { return Ok(None) };
         let question = AccessRequest { agency, action: Action::Receive, category: update.category };
-        let decision =
-            decide(&question, &Facts { relationships: &relationships, consents: &consents }, self.broker.now());
-        Ok(Some((update.clone(), child, decision, facts)))
+        let facts = Facts { relationships: &loaded.relationships, consents: &loaded.consents };
+        let decision = decide(&question, &facts, self.broker.now());
+        Ok(Some((update.clone(), loaded.child, decision, loaded.facts.clone())))
     }
 
     /// Decides one update and delivers it, or skips it (auditing the skip if the agency
