@@ -298,8 +298,11 @@ pub struct DeliveryStream {
     head: Head,
     unacked: BTreeMap<u64, Unacked>,
     window: u32,
-    /// Whether the head has changes not yet stored (a cursor moved past skipped updates).
+    /// Whether the head has changes not yet stored (a cursor moved past skipped updates,
+    /// acks).
     dirty: bool,
+    /// Delivery numbers acked since the state was last stored.
+    acked: Vec<u64>,
 }
 
 /// Releases the subscription's open-stream claim however the stream ends.
@@ -345,7 +348,16 @@ impl DeliveryStream {
             0 => head.max_in_flight,
             credit => credit.min(head.max_in_flight),
         };
-        Ok(DeliveryStream { broker, call, agency: agency.id.as_str().to_owned(), head, unacked, window, dirty: false })
+        Ok(DeliveryStream {
+            broker,
+            call,
+            agency: agency.id.as_str().to_owned(),
+            head,
+            unacked,
+            window,
+            dirty: false,
+            acked: Vec::new(),
+        })
     }
 
     /// Runs the stream: redelivers what is unacked, then delivers as credit allows,
@@ -410,6 +422,12 @@ impl DeliveryStream {
                 quiet_since = tokio::time::Instant::now();
                 continue;
             }
+            // Nothing to send now: store what is pending (acks, a moved cursor) first.
+            if self.dirty
+                && let Err(err) = self.store_head().await
+            {
+                return StreamEnd::Error(err);
+            }
             let heartbeat_at = quiet_since + HEARTBEAT_INTERVAL;
             tokio::select! {
                 message = inbound.next() => {
@@ -468,21 +486,18 @@ impl DeliveryStream {
                         format!("at most {MAX_ACKS_PER_MESSAGE} per message"),
                     )));
                 }
-                let mut batch = Batch::new();
                 for number in ack.delivery_numbers {
                     // An ack of a number not in flight (acked already, or never sent) is ignored.
                     if self.unacked.remove(&number).is_some() {
-                        batch.push(Op::Delete {
-                            space: Keyspace::Cursors,
-                            key: unacked_key(&self.agency, &self.head.name, number),
-                        });
+                        self.acked.push(number);
                         self.head.last_acked = self.head.last_acked.max(number);
+                        self.dirty = true;
                     }
                 }
-                if !batch.ops.is_empty() {
-                    batch.push(self.head_op());
-                    self.dirty = false;
-                    self.broker.store().commit(batch).await.map_err(|err| StreamEnd::Error(err.into()))?;
+                // Acks are stored with the next commit, or when the stream goes quiet: an
+                // ack lost to a crash only means one more redelivery (at least once).
+                if self.acked.len() >= MAX_ACKS_PER_MESSAGE {
+                    self.store_head().await.map_err(StreamEnd::Error)?;
                 }
                 Ok(())
             }
@@ -540,8 +555,9 @@ impl DeliveryStream {
                     {
                         batch.push(entry_op(&self.skip_entry(&update, &child, reason)?));
                     }
-                    batch.push(self.head_op());
+                    batch.ops.extend(self.state_ops(&self.head));
                     self.broker.store().commit(batch).await.map_err(|err| StreamEnd::Error(err.into()))?;
+                    self.stored();
                 }
             }
         }
@@ -673,14 +689,14 @@ impl DeliveryStream {
                 }
             }
         }
-        batch.push(Op::Put { space: Keyspace::Cursors, key: head_key(&self.agency, &head.name), value: encode(&head) });
+        batch.ops.extend(self.state_ops(&head));
         match self.broker.store().commit(batch).await {
             Ok(_) => {}
             Err(tio_store::StoreError::Conflict { .. }) => return Ok(false),
             Err(err) => return Err(StreamEnd::Error(err.into())),
         }
         self.head = head;
-        self.dirty = false;
+        self.stored();
         for reason in denials {
             self.broker.metrics().denied(AuditAction::Delivery.code(), reason.code());
         }
@@ -776,11 +792,7 @@ impl DeliveryStream {
                         key: unacked_key(&self.agency, &self.head.name, number),
                         value: encode(&unacked),
                     });
-                    batch.push(Op::Put {
-                        space: Keyspace::Cursors,
-                        key: head_key(&self.agency, &head.name),
-                        value: encode(&head),
-                    });
+                    batch.ops.extend(self.state_ops(&head));
                     batch.push(entry_op(&entry));
                     match self.broker.store().commit(batch).await {
                         Ok(_) => {}
@@ -788,7 +800,7 @@ impl DeliveryStream {
                         Err(err) => return Err(StreamEnd::Error(err.into())),
                     }
                     self.head = head;
-                    self.dirty = false;
+                    self.stored();
                     self.unacked.insert(number, unacked);
                     send(outbound, delivery(number, false, &update, &child, from_profile)?).await?;
                     let lag = self.broker.now().unix_micros().saturating_sub(update.committed_at.unix_micros());
@@ -799,9 +811,9 @@ impl DeliveryStream {
                     self.broker.metrics().denied(AuditAction::Delivery.code(), reason.code());
                     if auditable_skip(*reason, &facts, &self.agency) {
                         batch.push(entry_op(&self.skip_entry(&update, &child, *reason)?));
-                        batch.push(self.head_op());
+                        batch.ops.extend(self.state_ops(&self.head));
                         self.broker.store().commit(batch).await.map_err(|err| StreamEnd::Error(err.into()))?;
-                        self.dirty = false;
+                        self.stored();
                     } else {
                         self.dirty = true;
                     }
@@ -840,15 +852,28 @@ impl DeliveryStream {
         Ok(entry)
     }
 
-    fn head_op(&self) -> Op {
-        Op::Put { space: Keyspace::Cursors, key: head_key(&self.agency, &self.head.name), value: encode(&self.head) }
+    /// The operations that store the stream's state: `head`, and the acks not yet stored.
+    fn state_ops(&self, head: &Head) -> Vec<Op> {
+        let mut ops: Vec<Op> = self
+            .acked
+            .iter()
+            .map(|number| Op::Delete { space: Keyspace::Cursors, key: unacked_key(&self.agency, &head.name, *number) })
+            .collect();
+        ops.push(Op::Put { space: Keyspace::Cursors, key: head_key(&self.agency, &head.name), value: encode(head) });
+        ops
+    }
+
+    /// Notes that the state (head and acks) has been stored.
+    fn stored(&mut self) {
+        self.acked.clear();
+        self.dirty = false;
     }
 
     async fn store_head(&mut self) -> Result<(), ServiceError> {
         let mut batch = Batch::new();
-        batch.push(self.head_op());
+        batch.ops.extend(self.state_ops(&self.head));
         self.broker.store().commit(batch).await?;
-        self.dirty = false;
+        self.stored();
         Ok(())
     }
 }
