@@ -15,3 +15,4 @@ pub mod export;
 pub mod log;
 pub mod merkle;
 pub mod note;
+mod stored;

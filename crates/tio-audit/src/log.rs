@@ -58,8 +58,7 @@ impl From<tio_store::StorageError> for AuditError {
 /// Returns the operation that appends `entry` to the log, to put in the batch of the
 /// action it records. Its leaf index is assigned by the commit (its position).
 pub fn entry_op(entry: &AuditEntry) -> Op {
-    let stored = AuditEntry { leaf_index: 0, ..entry.clone() };
-    Op::Append { space: Keyspace::Audit, value: stored.canonical_bytes() }
+    Op::Append { space: Keyspace::Audit, value: crate::stored::encode(entry) }
 }
 
 /// The audit log of one store.
@@ -314,9 +313,8 @@ fn position_index(position: &[u8]) -> Result<u64, AuditError> {
 
 fn decode_entry(position: &[u8], bytes: &[u8]) -> Result<AuditEntry, AuditError> {
     let leaf_index = position_index(position)?;
-    let entry: AuditEntry = serde_json::from_slice(bytes)
-        .map_err(|err| AuditError::Corrupt(format!("entry {leaf_index} does not decode: {err}")))?;
-    Ok(AuditEntry { leaf_index, ..entry })
+    crate::stored::decode(leaf_index, bytes)
+        .map_err(|err| AuditError::Corrupt(format!("entry {leaf_index} does not decode: {err}")))
 }
 
 /// Encodes the frontier: size (8 bytes, big-endian) and the peaks. Do not change.
