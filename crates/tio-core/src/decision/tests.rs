@@ -249,17 +249,7 @@ fn of_several_covering_consents_the_latest_recorded_is_named() {
 
 #[test]
 fn reason_codes_are_distinct_snake_case() {
-    let all = [
-        DenyReason::AgencySuspended,
-        DenyReason::NotPermittedForCategory,
-        DenyReason::NotInvolved,
-        DenyReason::NoConsent,
-        DenyReason::ConsentSuperseded,
-        DenyReason::ConsentNotYetValid,
-        DenyReason::ConsentExpired,
-        DenyReason::ConsentWithdrawn,
-        DenyReason::RecipientExcluded,
-    ];
+    let all = DenyReason::ALL;
     let codes: std::collections::HashSet<_> = all.iter().map(|reason| reason.code()).collect();
     assert_eq!(codes.len(), all.len());
     assert!(codes.iter().all(|code| code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')));
