@@ -187,7 +187,7 @@ impl Default for TelemetryConfig {
 }
 
 /// The encrypted store.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// The key ring file (mode 0600). Required outside development mode, and outside
@@ -195,6 +195,14 @@ pub struct StoreConfig {
     /// development mode it defaults to `DATA_DIR/dev-keys/tio.keys`, created if absent.
     /// The `TIO_KEYS` environment variable may hold the ring's text instead.
     pub keys_file: Option<PathBuf>,
+    /// About how much memory the store's page cache may use, in bytes.
+    pub cache_bytes: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig { keys_file: None, cache_bytes: tio_store::engine::sled::DEFAULT_CACHE_BYTES }
+    }
 }
 
 /// The audit log's checkpoints.
@@ -344,6 +352,7 @@ const SETTABLE_KEYS: &[(&str, Kind)] = &[
     ("telemetry.metrics_listen", Kind::Text),
     ("identifiers.allow_test_nhs_numbers", Kind::Boolean),
     ("store.keys_file", Kind::Text),
+    ("store.cache_bytes", Kind::Integer),
     ("audit.checkpoint_every_entries", Kind::Integer),
     ("audit.checkpoint_interval_seconds", Kind::Integer),
     ("admins", Kind::List),
@@ -459,6 +468,7 @@ impl Config {
             ("limits.handshake_timeout_seconds", limits.handshake_timeout_seconds),
             ("limits.keepalive_interval_seconds", limits.keepalive_interval_seconds),
             ("limits.keepalive_timeout_seconds", limits.keepalive_timeout_seconds),
+            ("store.cache_bytes", self.store.cache_bytes),
             ("audit.checkpoint_every_entries", self.audit.checkpoint_every_entries),
             ("audit.checkpoint_interval_seconds", self.audit.checkpoint_interval_seconds),
         ] {

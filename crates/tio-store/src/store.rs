@@ -210,6 +210,11 @@ impl Store {
         Store::with_engine(Arc::new(SledEngine::open(dir)?), keys)
     }
 
+    /// Like [`Store::open`], with the engine's page cache bounded to about `cache_bytes`.
+    pub fn open_with_cache(dir: &Path, keys: KeyRing, cache_bytes: u64) -> Result<Store, StoreError> {
+        Store::with_engine(Arc::new(SledEngine::open_with_cache(dir, cache_bytes)?), keys)
+    }
+
     /// Returns an empty in-memory store, for tests.
     pub fn in_memory(keys: KeyRing) -> Result<Store, StoreError> {
         Store::with_engine(Arc::new(MemoryEngine::new()), keys)

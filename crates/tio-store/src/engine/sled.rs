@@ -74,15 +74,25 @@ fn storage_error(context: &str, err: &sled::Error) -> StorageError {
     }
 }
 
+/// The page cache a store gets unless configured otherwise.
+pub const DEFAULT_CACHE_BYTES: u64 = 256 * 1024 * 1024;
+
 impl SledEngine {
     /// Opens (or creates) the database in `dir`. Refuses a directory written by another
     /// format, and reports a database that fails sled's integrity checks as corrupt,
     /// never repairing or deleting anything.
     pub fn open(dir: &Path) -> Result<SledEngine, StorageError> {
+        SledEngine::open_with_cache(dir, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Like [`SledEngine::open`], with sled's page cache bounded to about `cache_bytes`
+    /// (sled's own default, 1 GiB, lets a busy server's memory grow for a long while).
+    pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<SledEngine, StorageError> {
         std::fs::create_dir_all(dir).map_err(|err| StorageError::from_io("cannot create store directory", &err))?;
         let db = sled::Config::new()
             .path(dir)
             .segment_size(SEGMENT_SIZE)
+            .cache_capacity(cache_bytes)
             .open()
             .map_err(|err| storage_error("cannot open store", &err))?;
         let trees = Keyspace::ALL
