@@ -283,7 +283,11 @@ struct ReportRow {
 
 impl ReportRow {
     fn from_line(line: &v1::SubjectAccessLine) -> ReportRow {
-        let micros = line.time.as_ref().map_or(0, |time| time.seconds * 1_000_000 + i64::from(time.nanos / 1_000));
+        // Saturating: a time out of range prints as a wrong time, never a crash.
+        let micros = line
+            .time
+            .as_ref()
+            .map_or(0, |time| time.seconds.saturating_mul(1_000_000).saturating_add(i64::from(time.nanos / 1_000)));
         let action = line.action().as_str_name().trim_start_matches("AUDIT_ACTION_").to_lowercase();
         ReportRow {
             time: local_time(micros),
