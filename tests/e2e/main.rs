@@ -10,6 +10,7 @@ mod crash;
 mod demo;
 mod flows;
 mod lifecycle;
+mod maintenance;
 mod metrics;
 mod mtls;
 mod otlp;

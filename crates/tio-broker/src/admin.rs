@@ -127,8 +127,8 @@ fn normalised(request: &v1::Agency, agency: &Agency) -> v1::Agency {
 
 /// The registry as an admitted admin changes it.
 pub struct Administrator<'a> {
-    broker: &'a Broker,
-    call: &'a Call,
+    pub(crate) broker: &'a Broker,
+    pub(crate) call: &'a Call,
 }
 
 impl Broker {
@@ -262,7 +262,8 @@ impl Administrator<'_> {
         Ok(())
     }
 
-    fn entry(&self, detail: String) -> AuditEntry {
+    /// Returns an allowed admin entry for this call with `detail`.
+    pub(crate) fn entry(&self, detail: String) -> AuditEntry {
         AuditEntry { detail, ..self.broker.entry(self.call, Action::Admin, Outcome::Allowed) }
     }
 }

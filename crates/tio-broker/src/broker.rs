@@ -51,6 +51,8 @@ pub struct Broker {
     /// The subscriptions open on a stream now (`agency/name`): one stream each.
     open_streams: std::sync::Mutex<std::collections::HashSet<String>>,
     metrics: Arc<Metrics>,
+    /// Where backups spool and where the key ring lives, for store maintenance.
+    maintenance: crate::maintenance::Maintenance,
 }
 
 /// One call: its caller, its ids and the time it started.
@@ -84,7 +86,25 @@ impl Broker {
             clock,
             changes: tokio::sync::watch::Sender::new(0),
             open_streams: std::sync::Mutex::default(),
+            maintenance: crate::maintenance::Maintenance::new(std::env::temp_dir(), None),
         }
+    }
+
+    /// Sets where backups spool their index copy and the key ring file that key
+    /// rotation rewrites (`None`: the ring came from the environment and cannot be
+    /// rotated by the server).
+    pub fn with_maintenance(
+        mut self,
+        spool_dir: std::path::PathBuf,
+        key_ring_file: Option<std::path::PathBuf>,
+    ) -> Self {
+        self.maintenance = crate::maintenance::Maintenance::new(spool_dir, key_ring_file);
+        self
+    }
+
+    /// Returns the store maintenance settings.
+    pub(crate) fn maintenance(&self) -> &crate::maintenance::Maintenance {
+        &self.maintenance
     }
 
     /// Opens the broker of `config` over its store and audit log, on the system clock:

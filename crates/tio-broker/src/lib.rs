@@ -21,6 +21,7 @@ pub mod config;
 pub mod consents;
 pub mod convert;
 pub mod dev;
+pub mod maintenance;
 pub mod metrics;
 pub mod pki;
 pub mod records;

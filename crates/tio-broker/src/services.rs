@@ -557,6 +557,67 @@ impl v1::admin_service_server::AdminService for Admin {
         admin.revoke(&message.fingerprint, &message.reason).await.map_err(into_status)?;
         Ok(Response::new(v1::RevokeCertificateResponse {}))
     }
+
+    async fn backup_store(
+        &self,
+        request: Request<v1::BackupStoreRequest>,
+    ) -> Result<Response<tonic::codegen::BoxStream<v1::BackupChunk>>, Status> {
+        let call = self.broker.call(&request).map_err(into_status)?;
+        let admin = self.broker.administrator(&call).await.map_err(into_status)?;
+        let pieces = admin.backup().await.map_err(into_status)?;
+        use futures_util::StreamExt;
+        let stream =
+            ReceiverStream::new(pieces).map(|piece| piece.map(|data| v1::BackupChunk { data }).map_err(into_status));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn rotate_keys(
+        &self,
+        request: Request<v1::RotateKeysRequest>,
+    ) -> Result<Response<tonic::codegen::BoxStream<v1::RotateKeysProgress>>, Status> {
+        let call = self.broker.call(&request).map_err(into_status)?;
+        // Refused callers are answered before the stream starts.
+        self.broker.administrator(&call).await.map_err(into_status)?;
+        let (sender, receiver) = tokio::sync::mpsc::channel(16);
+        let broker = self.broker.clone();
+        tokio::spawn(async move {
+            let admin = crate::admin::Administrator { broker: &broker, call: &call };
+            let progress_sender = sender.clone();
+            let outcome = admin
+                .rotate_keys(|step| {
+                    // A full channel drops a step: progress is advisory, the end is not.
+                    let _ = progress_sender.try_send(Ok(v1::RotateKeysProgress {
+                        version: step.version,
+                        done: step.done,
+                        total: step.total,
+                        ..Default::default()
+                    }));
+                })
+                .await;
+            let last = outcome
+                .map(|outcome| v1::RotateKeysProgress {
+                    version: outcome.version,
+                    finished: true,
+                    rewrapped: outcome.rewrapped,
+                    versions: outcome.versions,
+                    ..Default::default()
+                })
+                .map_err(into_status);
+            // Ignored error: the caller has gone; the rotation itself has finished.
+            let _ = sender.send(last).await;
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+
+    async fn retire_key(
+        &self,
+        request: Request<v1::RetireKeyRequest>,
+    ) -> Result<Response<v1::RetireKeyResponse>, Status> {
+        let call = self.broker.call(&request).map_err(into_status)?;
+        let admin = self.broker.administrator(&call).await.map_err(into_status)?;
+        let versions = admin.retire_key(request.get_ref().kek_version).await.map_err(into_status)?;
+        Ok(Response::new(v1::RetireKeyResponse { versions }))
+    }
 }
 
 /// The error for a required message field left out.

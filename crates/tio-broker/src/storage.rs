@@ -70,6 +70,18 @@ pub fn load_key_ring(config: &Config, env_keys: Option<&str>) -> Result<KeyRing,
     Ok(KeyRing::load_file(&path)?)
 }
 
+/// Returns the key ring file [`load_key_ring`] reads, which key rotation on the running
+/// server rewrites; `None` when the ring comes from the environment.
+pub fn key_ring_file(config: &Config, env_keys: Option<&str>) -> Option<PathBuf> {
+    if env_keys.is_some() {
+        return None;
+    }
+    match &config.store.keys_file {
+        Some(path) => Some(path.clone()),
+        None => config.dev.then(|| config.dev_keys_file()),
+    }
+}
+
 fn create_private_dir(dir: &Path) -> Result<(), StorageSetupError> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|source| {

@@ -4,13 +4,18 @@
 //! the key ring: back the ring up separately, and keep the two apart. Format, version 1
 //! (do not change; add a version): the line `tio-backup 1`, then for each entry a
 //! keyspace byte, a 4-byte big-endian key length, the key, a 4-byte value length and
-//! the value; then a 0xff byte; then the SHA-256 of everything before it.
+//! the value, in any order of keyspaces; then a 0xff byte; then the SHA-256 of
+//! everything before it.
+//!
+//! A backup of a running store is consistent without stopping it for long: see
+//! [`write_backup_to`].
 
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
+use crate::GroupCommit;
 use crate::engine::sled::SledEngine;
 use crate::engine::{Engine, Entries, Keyspace, StorageError, StorageErrorKind, key_after};
 
@@ -30,45 +35,117 @@ fn io(context: &str) -> impl Fn(std::io::Error) -> StorageError + '_ {
     move |err| StorageError::from_io(context, &err)
 }
 
-/// Writes every entry of `engine` to a new file `out`, calling `progress(entries)` as
-/// it goes. Consistent when the engine has no writer during the backup (a stopped
-/// store). Refuses to overwrite `out`.
+/// Writes a backup of the store behind `commit` to a new file `out` (never overwriting
+/// one), synced before it returns. See [`write_backup_to`].
 pub fn write_backup(
+    commit: &GroupCommit,
     engine: &dyn Engine,
     out: &Path,
-    mut progress: impl FnMut(u64),
+    progress: impl FnMut(u64),
 ) -> Result<BackupSummary, StorageError> {
     let file =
         std::fs::OpenOptions::new().write(true).create_new(true).open(out).map_err(io("cannot create backup"))?;
-    let mut writer = HashingWriter { inner: BufWriter::new(file), hasher: Sha256::new(), bytes: 0 };
+    let spool_dir = out.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut writer = BufWriter::new(file);
+    let summary = write_backup_to(commit, engine, spool_dir, &mut writer, progress);
+    let summary = match summary {
+        Ok(summary) => summary,
+        Err(err) => {
+            drop(writer);
+            // A partial backup must not be mistaken for one: it fails its checksum anyway.
+            let _ = std::fs::remove_file(out);
+            return Err(err);
+        }
+    };
+    let file = writer.into_inner().map_err(|err| StorageError::from_io("cannot write backup", err.error()))?;
+    file.sync_all().map_err(io("cannot sync backup"))?;
+    Ok(summary)
+}
+
+/// Writes a consistent backup of the store behind `commit` (its engine is `engine`) to
+/// `out`, calling `progress(entries)` as it goes. The store may be in use.
+///
+/// Two steps, so that writers wait only for the first. While no commit can change the
+/// engine ([`GroupCommit::exclusive_blocking`]), every keyspace that is not a log is
+/// copied to an unnamed spool file in `spool_dir` and the last key of each log is
+/// noted. Then, with writers running again, each log is copied up to that key. Log
+/// records never change once appended, so the result is the store as it was at one
+/// instant, with every index and latest value pointing at records it holds.
+pub fn write_backup_to(
+    commit: &GroupCommit,
+    engine: &dyn Engine,
+    spool_dir: &Path,
+    out: impl Write,
+    mut progress: impl FnMut(u64),
+) -> Result<BackupSummary, StorageError> {
+    let spool = tempfile::tempfile_in(spool_dir).map_err(io("cannot create a spool file for the backup"))?;
+    let (spool, mut entries, log_ends) = commit.exclusive_blocking(move |engine| snapshot(engine, spool))??;
+    let mut writer = HashingWriter { inner: out, hasher: Sha256::new(), bytes: 0 };
     writer.write_all(MAGIC).map_err(io("cannot write backup"))?;
-    let mut summary = BackupSummary::default();
+    let mut spool = spool.into_inner().map_err(|err| StorageError::from_io("cannot write spool", err.error()))?;
+    std::io::Seek::rewind(&mut spool).map_err(io("cannot read spool"))?;
+    std::io::copy(&mut BufReader::new(spool), &mut writer).map_err(io("cannot write backup"))?;
+    progress(entries);
+    for (space, last) in log_ends {
+        let Some(last) = last else { continue };
+        let end = key_after(&last);
+        let mut start = Vec::new();
+        loop {
+            let page = engine.scan(space, &start, Some(&end), 4096)?;
+            let Some((page_last, _)) = page.last() else { break };
+            start = key_after(page_last);
+            for (key, value) in &page {
+                write_entry(&mut writer, space, key, value)?;
+            }
+            entries += page.len() as u64;
+            progress(entries);
+        }
+    }
+    writer.write_all(&[END]).map_err(io("cannot write backup"))?;
+    let digest = writer.hasher.clone().finalize();
+    writer.inner.write_all(&digest).map_err(io("cannot write backup"))?;
+    writer.inner.flush().map_err(io("cannot write backup"))?;
+    Ok(BackupSummary { entries, bytes: writer.bytes + digest.len() as u64 })
+}
+
+/// The first step of a backup, run while no commit can change the engine: every entry
+/// of every keyspace that is not a log, into `spool`, and the last key of each log.
+#[allow(clippy::type_complexity)]
+fn snapshot(
+    engine: &dyn Engine,
+    spool: std::fs::File,
+) -> Result<(BufWriter<std::fs::File>, u64, Vec<(Keyspace, Option<Vec<u8>>)>), StorageError> {
+    let mut spool = BufWriter::new(spool);
+    let mut entries = 0u64;
+    let mut log_ends = Vec::new();
     for space in Keyspace::ALL {
+        if space.is_log() {
+            log_ends.push((space, engine.last(space)?.map(|(key, _)| key)));
+            continue;
+        }
         let mut start = Vec::new();
         loop {
             let page = engine.scan(space, &start, None, 4096)?;
             let Some((last, _)) = page.last() else { break };
             start = key_after(last);
             for (key, value) in &page {
-                writer.write_all(&[space.index() as u8]).map_err(io("cannot write backup"))?;
-                for field in [key, value] {
-                    let len = u32::try_from(field.len())
-                        .map_err(|_| StorageError::new(StorageErrorKind::Io, "entry too large"))?;
-                    writer.write_all(&len.to_be_bytes()).map_err(io("cannot write backup"))?;
-                    writer.write_all(field).map_err(io("cannot write backup"))?;
-                }
-                summary.entries += 1;
+                write_entry(&mut spool, space, key, value)?;
             }
-            progress(summary.entries);
+            entries += page.len() as u64;
         }
     }
-    writer.write_all(&[END]).map_err(io("cannot write backup"))?;
-    let digest = writer.hasher.clone().finalize();
-    writer.inner.write_all(&digest).map_err(io("cannot write backup"))?;
-    summary.bytes = writer.bytes + digest.len() as u64;
-    let file = writer.inner.into_inner().map_err(|err| StorageError::from_io("cannot write backup", err.error()))?;
-    file.sync_all().map_err(io("cannot sync backup"))?;
-    Ok(summary)
+    Ok((spool, entries, log_ends))
+}
+
+/// Writes one entry in the backup format.
+fn write_entry(out: &mut impl Write, space: Keyspace, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
+    out.write_all(&[space.index() as u8]).map_err(io("cannot write backup"))?;
+    for field in [key, value] {
+        let len = u32::try_from(field.len()).map_err(|_| StorageError::new(StorageErrorKind::Io, "entry too large"))?;
+        out.write_all(&len.to_be_bytes()).map_err(io("cannot write backup"))?;
+        out.write_all(field).map_err(io("cannot write backup"))?;
+    }
+    Ok(())
 }
 
 /// Restores a backup into `dir`, which must not exist: it is built beside `dir` and
@@ -100,6 +177,42 @@ pub fn restore_backup(input: &Path, dir: &Path, mut progress: impl FnMut(u64)) -
 }
 
 fn restore_into(input: &Path, staging: &Path, progress: &mut impl FnMut(u64)) -> Result<BackupSummary, StorageError> {
+    let engine = SledEngine::open(staging)?;
+    // Entries are imported a chunk at a time; a chunk holds one keyspace. Whatever was
+    // imported before a damage is found goes with the staging directory.
+    let mut chunk: Option<(Keyspace, Entries)> = None;
+    let summary = read_backup(input, |space, key, value, entries| {
+        match &mut chunk {
+            Some((current, pending)) if *current == space && pending.len() < 4096 => pending.push((key, value)),
+            _ => {
+                if let Some((full, pending)) = chunk.replace((space, vec![(key, value)])) {
+                    engine.import(full, &pending)?;
+                    progress(entries);
+                }
+            }
+        }
+        Ok(())
+    })?;
+    if let Some((space, pending)) = chunk {
+        engine.import(space, &pending)?;
+    }
+    engine.sync()?;
+    progress(summary.entries);
+    Ok(summary)
+}
+
+/// Reads a backup file through and checks its format and checksum, without restoring
+/// it: for a backup just taken, or one about to be relied on.
+pub fn verify_backup(input: &Path) -> Result<BackupSummary, StorageError> {
+    read_backup(input, |_, _, _, _| Ok(()))
+}
+
+/// Reads every entry of a backup, calling `each(keyspace, key, value, entries so far)`,
+/// then checks the checksum (so `each` may have seen entries of a damaged backup).
+fn read_backup(
+    input: &Path,
+    mut each: impl FnMut(Keyspace, Vec<u8>, Vec<u8>, u64) -> Result<(), StorageError>,
+) -> Result<BackupSummary, StorageError> {
     let damaged = |what: &str| StorageError::new(StorageErrorKind::Corrupt, format!("backup is damaged: {what}"));
     let file = std::fs::File::open(input).map_err(io("cannot open backup"))?;
     let bytes = file.metadata().map_err(io("cannot read backup"))?.len();
@@ -109,10 +222,7 @@ fn restore_into(input: &Path, staging: &Path, progress: &mut impl FnMut(u64)) ->
     if magic != MAGIC {
         return Err(damaged("not a tio backup, or an unknown version"));
     }
-    let engine = SledEngine::open(staging)?;
     let mut summary = BackupSummary { entries: 0, bytes };
-    // Entries are imported a chunk at a time; a chunk holds one keyspace.
-    let mut chunk: Option<(Keyspace, Entries)> = None;
     loop {
         let mut tag = [0u8; 1];
         reader.read_exact(&mut tag).map_err(|_| damaged("truncated"))?;
@@ -135,15 +245,7 @@ fn restore_into(input: &Path, staging: &Path, progress: &mut impl FnMut(u64)) ->
         let value = fields.pop().unwrap_or_default();
         let key = fields.pop().unwrap_or_default();
         summary.entries += 1;
-        match &mut chunk {
-            Some((current, entries)) if *current == space && entries.len() < 4096 => entries.push((key, value)),
-            _ => {
-                if let Some((full, entries)) = chunk.replace((space, vec![(key, value)])) {
-                    engine.import(full, &entries)?;
-                    progress(summary.entries);
-                }
-            }
-        }
+        each(space, key, value, summary.entries)?;
     }
     let expected = reader.hasher.clone().finalize();
     let mut stored = [0u8; 32];
@@ -151,11 +253,10 @@ fn restore_into(input: &Path, staging: &Path, progress: &mut impl FnMut(u64)) ->
     if stored.as_slice() != expected.as_slice() {
         return Err(damaged("checksum does not match"));
     }
-    if let Some((space, entries)) = chunk {
-        engine.import(space, &entries)?;
+    let mut rest = [0u8; 1];
+    if reader.inner.read(&mut rest).map_err(io("cannot read backup"))? != 0 {
+        return Err(damaged("bytes after the checksum"));
     }
-    engine.sync()?;
-    progress(summary.entries);
     Ok(summary)
 }
 

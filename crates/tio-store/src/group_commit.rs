@@ -26,6 +26,17 @@ struct Request {
     reply: oneshot::Sender<Result<Applied, CommitError>>,
 }
 
+/// Work that must see the engine with no commit in progress.
+type ExclusiveJob = Box<dyn FnOnce(&dyn Engine) + Send>;
+
+/// What the commit thread is asked to do.
+enum Job {
+    Commit(Request),
+    /// Runs between groups: every commit queued before it is applied and synced first,
+    /// and none queued after it starts until it returns.
+    Exclusive(ExclusiveJob),
+}
+
 /// Counters for metrics and benchmarks.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CommitStats {
@@ -64,7 +75,7 @@ struct Counters {
 /// The commit path of a store: [`GroupCommit::commit`] returns only once the batch is
 /// applied and durable.
 pub struct GroupCommit {
-    sender: Option<mpsc::Sender<Request>>,
+    sender: Option<mpsc::Sender<Job>>,
     counters: Arc<Counters>,
     thread: Option<JoinHandle<()>>,
 }
@@ -88,8 +99,27 @@ impl GroupCommit {
         let closed = || CommitError::Storage(StorageError::new(StorageErrorKind::Closed, "store is shutting down"));
         let sender = self.sender.as_ref().ok_or_else(closed)?;
         let (reply, answer) = oneshot::channel();
-        sender.send(Request { batch, reply }).await.map_err(|_| closed())?;
+        sender.send(Job::Commit(Request { batch, reply })).await.map_err(|_| closed())?;
         answer.await.map_err(|_| closed())?
+    }
+
+    /// Runs `job` on the engine while no commit can change it, once every commit queued
+    /// before it is durable, and returns its result. Commits wait meanwhile (they queue,
+    /// then writers wait to enqueue), so keep `job` short. Blocks the calling thread:
+    /// call it from a blocking task, never from an async one.
+    pub fn exclusive_blocking<T: Send + 'static>(
+        &self,
+        job: impl FnOnce(&dyn Engine) -> T + Send + 'static,
+    ) -> Result<T, StorageError> {
+        let closed = || StorageError::new(StorageErrorKind::Closed, "store is shutting down");
+        let sender = self.sender.as_ref().ok_or_else(closed)?;
+        let (reply, answer) = oneshot::channel();
+        let job: ExclusiveJob = Box::new(move |engine| {
+            // Ignored error: the caller gave up waiting.
+            let _ = reply.send(job(engine));
+        });
+        sender.blocking_send(Job::Exclusive(job)).map_err(|_| closed())?;
+        answer.blocking_recv().map_err(|_| closed())
     }
 
     /// Sets the observer told of every group commit; only the first call takes effect.
@@ -130,58 +160,74 @@ impl Drop for GroupCommit {
     }
 }
 
-fn run(engine: &dyn Engine, mut receiver: mpsc::Receiver<Request>, counters: &Counters) {
+fn run(engine: &dyn Engine, mut receiver: mpsc::Receiver<Job>, counters: &Counters) {
     let mut group: Vec<Request> = Vec::with_capacity(MAX_GROUP);
     while let Some(first) = receiver.blocking_recv() {
-        group.push(first);
-        while group.len() < MAX_GROUP {
+        // An exclusive job ends the group: it runs once the commits before it are durable.
+        let mut exclusive = None;
+        match first {
+            Job::Commit(request) => group.push(request),
+            Job::Exclusive(job) => exclusive = Some(job),
+        }
+        while exclusive.is_none() && group.len() < MAX_GROUP {
             match receiver.try_recv() {
-                Ok(request) => group.push(request),
+                Ok(Job::Commit(request)) => group.push(request),
+                Ok(Job::Exclusive(job)) => exclusive = Some(job),
                 Err(_) => break,
             }
         }
-        let batches: Vec<&Batch> = group.iter().map(|request| &request.batch).collect();
-        let applying = Instant::now();
-        let results = engine.apply_group(&batches);
-        counters
-            .apply_micros
-            .fetch_add(u64::try_from(applying.elapsed().as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
-        counters.groups.fetch_add(1, Ordering::Relaxed);
-        let mut sync_time = std::time::Duration::ZERO;
-        let sync = if results.iter().any(Result::is_ok) {
-            let started = Instant::now();
-            let synced = engine.sync();
-            sync_time = started.elapsed();
-            counters.syncs.fetch_add(1, Ordering::Relaxed);
-            counters.sync_micros.fetch_add(u64::try_from(sync_time.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
-            synced
-        } else {
-            Ok(())
-        };
-        if let Err(err) = &sync {
-            tracing::error!(error = %err, group.size = group.len(), "sync failed; commits in this group are not acknowledged");
+        if !group.is_empty() {
+            commit_group(engine, &mut group, counters);
         }
-        let replies: Vec<Result<Applied, CommitError>> = results
-            .into_iter()
-            .map(|result| match (result, &sync) {
-                (Ok(applied), Ok(())) => Ok(applied),
-                (Ok(_), Err(err)) => Err(CommitError::Storage(err.clone())),
-                (Err(err), _) => Err(err),
-            })
-            .collect();
-        // Count before answering, so that a writer holding its answer sees it counted.
-        let committed = replies.iter().filter(|reply| reply.is_ok()).count() as u64;
-        counters.commits.fetch_add(committed, Ordering::Relaxed);
-        counters.largest_group.fetch_max(committed, Ordering::Relaxed);
-        if committed > 0
-            && let Some(observer) = counters.observer.get()
-        {
-            observer.group_committed(committed, sync_time);
+        if let Some(job) = exclusive {
+            job(engine);
         }
-        for (request, reply) in group.drain(..).zip(replies) {
-            // Ignored error: the writer gave up waiting; its batch is durable regardless.
-            let _ = request.reply.send(reply);
-        }
+    }
+}
+
+/// Applies `group`, syncs once, and answers every writer.
+fn commit_group(engine: &dyn Engine, group: &mut Vec<Request>, counters: &Counters) {
+    let batches: Vec<&Batch> = group.iter().map(|request| &request.batch).collect();
+    let applying = Instant::now();
+    let results = engine.apply_group(&batches);
+    counters
+        .apply_micros
+        .fetch_add(u64::try_from(applying.elapsed().as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    counters.groups.fetch_add(1, Ordering::Relaxed);
+    let mut sync_time = std::time::Duration::ZERO;
+    let sync = if results.iter().any(Result::is_ok) {
+        let started = Instant::now();
+        let synced = engine.sync();
+        sync_time = started.elapsed();
+        counters.syncs.fetch_add(1, Ordering::Relaxed);
+        counters.sync_micros.fetch_add(u64::try_from(sync_time.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        synced
+    } else {
+        Ok(())
+    };
+    if let Err(err) = &sync {
+        tracing::error!(error = %err, group.size = group.len(), "sync failed; commits in this group are not acknowledged");
+    }
+    let replies: Vec<Result<Applied, CommitError>> = results
+        .into_iter()
+        .map(|result| match (result, &sync) {
+            (Ok(applied), Ok(())) => Ok(applied),
+            (Ok(_), Err(err)) => Err(CommitError::Storage(err.clone())),
+            (Err(err), _) => Err(err),
+        })
+        .collect();
+    // Count before answering, so that a writer holding its answer sees it counted.
+    let committed = replies.iter().filter(|reply| reply.is_ok()).count() as u64;
+    counters.commits.fetch_add(committed, Ordering::Relaxed);
+    counters.largest_group.fetch_max(committed, Ordering::Relaxed);
+    if committed > 0
+        && let Some(observer) = counters.observer.get()
+    {
+        observer.group_committed(committed, sync_time);
+    }
+    for (request, reply) in group.drain(..).zip(replies) {
+        // Ignored error: the writer gave up waiting; its batch is durable regardless.
+        let _ = request.reply.send(reply);
     }
 }
 
@@ -232,6 +278,42 @@ mod tests {
     async fn sled_engine_group_commit() {
         let dir = tempfile::tempdir().unwrap();
         concurrent_commits_share_syncs_and_get_dense_positions(Arc::new(SledEngine::open(dir.path()).unwrap())).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_exclusive_job_sees_every_earlier_commit_and_no_later_one() {
+        let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
+        let commit = Arc::new(GroupCommit::start(engine.clone()).unwrap());
+        let append = |n: u32| {
+            let mut batch = Batch::new();
+            batch.push(Op::Append { space: Keyspace::Updates, value: n.to_be_bytes().to_vec() });
+            batch
+        };
+        for n in 0..10 {
+            commit.commit(append(n)).await.unwrap();
+        }
+        // The job holds the engine until told to go on; a commit sent meanwhile waits.
+        let (go_on, wait) = std::sync::mpsc::channel::<()>();
+        let (started, job_started) = tokio::sync::oneshot::channel::<()>();
+        let job_commit = commit.clone();
+        let job = tokio::task::spawn_blocking(move || {
+            job_commit.exclusive_blocking(move |engine| {
+                let _ = started.send(());
+                let before = engine.scan(Keyspace::Updates, &[], None, 100).unwrap().len();
+                wait.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+                let after = engine.scan(Keyspace::Updates, &[], None, 100).unwrap().len();
+                (before, after)
+            })
+        });
+        job_started.await.unwrap();
+        let writer_commit = commit.clone();
+        let writer = tokio::spawn(async move { writer_commit.commit(append(10)).await });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!writer.is_finished(), "a commit waits while an exclusive job runs");
+        go_on.send(()).unwrap();
+        assert_eq!(job.await.unwrap().unwrap(), (10, 10), "no commit changed the engine under the job");
+        writer.await.unwrap().unwrap();
+        assert_eq!(engine.scan(Keyspace::Updates, &[], None, 100).unwrap().len(), 11);
     }
 
     #[tokio::test]

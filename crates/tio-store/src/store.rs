@@ -561,6 +561,12 @@ impl Store {
         Ok(true)
     }
 
+    /// Returns a copy of the key ring in use, to change and hand back to
+    /// [`Store::replace_keys`].
+    pub fn key_ring(&self) -> KeyRing {
+        self.keys().clone()
+    }
+
     /// Replaces the key ring (after a KEK was added or retired). The new ring must hold
     /// every version that any stored data key is wrapped under.
     pub fn replace_keys(&self, keys: KeyRing) {
@@ -628,6 +634,19 @@ impl Store {
         let mut count = 0;
         check::scan_all(self, Keyspace::ChildKeys, |_, wrapped| count += u64::from(matches(&wrapped)))?;
         Ok(count)
+    }
+
+    /// Writes a consistent backup of the store, which stays in use, to `out` (see
+    /// [`crate::backup::write_backup_to`]; `spool_dir` holds a temporary file of the
+    /// indexes). Commits wait only while the indexes are copied. Blocks: call it from a
+    /// blocking task.
+    pub fn backup_to(
+        &self,
+        spool_dir: &Path,
+        out: impl std::io::Write,
+        progress: impl FnMut(u64),
+    ) -> Result<crate::backup::BackupSummary, StoreError> {
+        Ok(crate::backup::write_backup_to(&self.commit, self.engine.as_ref(), spool_dir, out, progress)?)
     }
 
     /// Stops the commit thread after finishing queued commits.

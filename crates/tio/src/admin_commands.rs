@@ -7,45 +7,45 @@ use tio_client::ClientError;
 use tio_proto::v1;
 
 use crate::cli::{AdminCommand, AgencyArgs, AgencyCommand, QueryFormat};
-use crate::connection::{ConnectionArgs, UsageError};
+use crate::connection::UsageError;
 use crate::output::write_table;
 
 /// Runs a `tio admin` command.
 pub(crate) async fn run(command: AdminCommand) -> anyhow::Result<()> {
     match command {
         AdminCommand::Revoke { fingerprint, reason, connection } => {
-            let client = connect(&connection).await?;
+            let client = connection.connect().await?;
             let fingerprint = fingerprint.replace(':', "").to_lowercase();
             let request = v1::RevokeCertificateRequest { fingerprint: fingerprint.clone(), reason };
             client.admin().revoke_certificate(client.request(request)).await.map_err(ClientError::from)?;
             println!("revoked certificate {fingerprint}");
         }
         AdminCommand::Agency(AgencyCommand::Register(args)) => {
-            let client = connect(&args.connection).await?;
+            let client = args.connection.connect().await?;
             let request = v1::RegisterAgencyRequest { agency: Some(agency_message(&args)?) };
             let agency = client.admin().register_agency(client.request(request)).await.map_err(ClientError::from)?;
             println!("registered {}", describe(&agency.into_inner()));
         }
         AdminCommand::Agency(AgencyCommand::Update(args)) => {
-            let client = connect(&args.connection).await?;
+            let client = args.connection.connect().await?;
             let request = v1::UpdateAgencyRequest { agency: Some(agency_message(&args)?) };
             let agency = client.admin().update_agency(client.request(request)).await.map_err(ClientError::from)?;
             println!("updated {}", describe(&agency.into_inner()));
         }
         AdminCommand::Agency(AgencyCommand::Suspend { id, reason, connection }) => {
-            let client = connect(&connection).await?;
+            let client = connection.connect().await?;
             let request = v1::SuspendAgencyRequest { agency_id: id, reason };
             let agency = client.admin().suspend_agency(client.request(request)).await.map_err(ClientError::from)?;
             println!("suspended {}", describe(&agency.into_inner()));
         }
         AdminCommand::Agency(AgencyCommand::Reinstate { id, connection }) => {
-            let client = connect(&connection).await?;
+            let client = connection.connect().await?;
             let request = v1::ReinstateAgencyRequest { agency_id: id };
             let agency = client.admin().reinstate_agency(client.request(request)).await.map_err(ClientError::from)?;
             println!("reinstated {}", describe(&agency.into_inner()));
         }
         AdminCommand::Agency(AgencyCommand::List { format, connection }) => {
-            let client = connect(&connection).await?;
+            let client = connection.connect().await?;
             let agencies = client
                 .admin()
                 .list_agencies(client.request(v1::ListAgenciesRequest {}))
@@ -81,10 +81,6 @@ pub(crate) async fn run(command: AdminCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-async fn connect(connection: &ConnectionArgs) -> anyhow::Result<tio_client::Client> {
-    Ok(tio_client::Client::connect(&connection.settings()?).await?)
 }
 
 /// Builds the registration message from the flags; the server validates it again.

@@ -18,11 +18,6 @@ use crate::output::write_table;
 /// Entries asked for per query page.
 const QUERY_PAGE: u32 = 500;
 
-/// Connects with the shared flags.
-async fn connect(connection: &ConnectionArgs) -> anyhow::Result<tio_client::Client> {
-    Ok(tio_client::Client::connect(&connection.settings()?).await?)
-}
-
 /// `tio audit query`: entries matching the filters, as a table or JSON lines.
 pub(crate) async fn query(args: AuditQueryArgs) -> anyhow::Result<()> {
     let child = args.nhs_number.as_deref().map(parse_nhs_number).transpose()?;
@@ -41,7 +36,7 @@ pub(crate) async fn query(args: AuditQueryArgs) -> anyhow::Result<()> {
         child: child.map(|child| v1::ChildRef { nhs_number: child.digits() }),
         page: None,
     };
-    let client = connect(&args.connection).await?;
+    let client = args.connection.connect().await?;
     let mut audit = client.audit();
     let mut entries = Vec::new();
     loop {
@@ -102,7 +97,7 @@ pub(crate) async fn export(out: &Path, connection: &ConnectionArgs) -> anyhow::R
         }
     }
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let client = connect(connection).await?;
+    let client = connection.connect().await?;
     let mut stream = client
         .audit()
         .export_entries(client.request(v1::ExportEntriesRequest { from_index: 0, to_index: 0 }))
@@ -163,7 +158,7 @@ pub(crate) async fn export(out: &Path, connection: &ConnectionArgs) -> anyhow::R
 
 /// `tio audit checkpoint`: prints (or writes) the latest signed checkpoint.
 pub(crate) async fn checkpoint(out: Option<&Path>, connection: &ConnectionArgs) -> anyhow::Result<()> {
-    let client = connect(connection).await?;
+    let client = connection.connect().await?;
     let signed = client
         .audit()
         .get_checkpoint(client.request(v1::GetCheckpointRequest {}))
@@ -188,7 +183,7 @@ pub(crate) async fn report(args: AuditReportArgs) -> anyhow::Result<()> {
         from_time: args.from.as_deref().map(|text| parse_time("--from", text)).transpose()?,
         until_time: args.until.as_deref().map(|text| parse_time("--until", text)).transpose()?,
     };
-    let client = connect(&args.connection).await?;
+    let client = args.connection.connect().await?;
     let lines = client
         .audit()
         .subject_access_report(client.request(request))

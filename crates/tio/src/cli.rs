@@ -565,14 +565,17 @@ pub(crate) enum KeysCommand {
         #[arg(long, value_name = "ORIGIN")]
         audit_origin: String,
     },
-    /// Add a new key-encryption key version and re-wrap every child's data key under it
-    /// (the store must be stopped). The old version stays in the ring until retired.
-    Rotate(KeysStoreArgs),
-    /// Remove a key-encryption key version once no data key uses it.
+    /// Add a new key-encryption key version and re-wrap every child's data key under it.
+    /// With --data-dir, on a stopped store; otherwise through the running server (an
+    /// admin certificate), which rewrites its own ring file while traffic flows. The old
+    /// version stays in the ring until retired.
+    Rotate(KeyRotationArgs),
+    /// Remove a key-encryption key version once no data key uses it (with --data-dir on
+    /// a stopped store; otherwise through the running server).
     Retire {
-        /// Which store and ring.
+        /// Which store and ring, or which server.
         #[command(flatten)]
-        store: KeysStoreArgs,
+        store: KeyRotationArgs,
         /// The key-encryption key version to remove.
         #[arg(long, value_name = "VERSION")]
         kek_version: u32,
@@ -590,6 +593,21 @@ pub(crate) struct KeysStoreArgs {
     pub(crate) data_dir: PathBuf,
 }
 
+/// A key ring and its stopped store (`--data-dir`), or a running server to ask.
+#[derive(Debug, Args)]
+pub(crate) struct KeyRotationArgs {
+    /// The key ring file of a stopped store (default: the development ring in
+    /// --data-dir).
+    #[arg(long, env = "TIO_KEYS_FILE", value_name = "FILE", requires = "data_dir")]
+    pub(crate) keys_file: Option<PathBuf>,
+    /// The data directory of a stopped store. Leave out to ask the running server.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["dev_pki", "cert", "key"])]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// How to reach a running server (when --data-dir is not given).
+    #[command(flatten)]
+    pub(crate) connection: ConnectionArgs,
+}
+
 /// `tio store`.
 #[derive(Debug, Subcommand)]
 pub(crate) enum StoreCommand {
@@ -597,15 +615,19 @@ pub(crate) enum StoreCommand {
     /// decrypts and authenticates, positions are contiguous, indexes agree. Exits 1 on
     /// any damage.
     Check(KeysStoreArgs),
-    /// Write a backup of a stopped store to a new file (ciphertext only; back up the key
-    /// ring separately).
+    /// Write a consistent backup to a new file: of a stopped store with --data-dir, or
+    /// of the running server's store (an admin certificate; writes pause only while the
+    /// indexes are copied). Ciphertext only: back up the key ring separately.
     Backup {
-        /// The data directory.
-        #[arg(long, value_name = "DIR")]
-        data_dir: PathBuf,
-        /// The backup file to create.
+        /// The data directory of a stopped store. Leave out to back up the running server.
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["dev_pki", "cert", "key"])]
+        data_dir: Option<PathBuf>,
+        /// The backup file to create; never overwritten.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// How to reach a running server (when --data-dir is not given).
+        #[command(flatten)]
+        connection: ConnectionArgs,
     },
     /// Restore a backup into a new data directory.
     Restore {

@@ -5,19 +5,15 @@
 use std::io::{Read, Write};
 
 use anyhow::Context;
-use tio_client::{Client, ClientError};
+use tio_client::ClientError;
 use tio_proto::v1;
 use tokio_stream::wrappers::ReceiverStream;
 
 use crate::admin_commands::category_values;
 use crate::audit_remote::{parse_nhs_number, parse_time};
 use crate::cli::{ConsentCommand, ConsentRecordArgs, EvidenceArgs, PublishArgs, RelationshipCommand, SubscribeArgs};
-use crate::connection::{ConnectionArgs, UsageError};
+use crate::connection::UsageError;
 use crate::json::{from_json, to_json};
-
-async fn connect(connection: &ConnectionArgs) -> anyhow::Result<Client> {
-    Ok(Client::connect(&connection.settings()?).await?)
-}
 
 fn child(nhs_number: &str) -> Result<Option<v1::ChildRef>, UsageError> {
     Ok(Some(v1::ChildRef { nhs_number: parse_nhs_number(nhs_number)?.digits() }))
@@ -71,7 +67,7 @@ pub(crate) async fn publish(args: PublishArgs) -> anyhow::Result<()> {
         idempotency_key: args.idempotency_key,
         recorded_at: None,
     };
-    let client = connect(&args.connection).await?;
+    let client = args.connection.connect().await?;
     let response = client.records().publish(client.request(request)).await.map_err(ClientError::from)?;
     print_json("tio.v1.PublishResponse", response.get_ref())
 }
@@ -82,7 +78,7 @@ pub(crate) async fn profile(args: crate::cli::ProfileArgs) -> anyhow::Result<()>
         child: child(&args.nhs_number)?,
         categories: category_values("--categories", &args.categories)?,
     };
-    let client = connect(&args.connection).await?;
+    let client = args.connection.connect().await?;
     let response = client.records().get_profile(client.request(request)).await.map_err(ClientError::from)?;
     for entry in &response.get_ref().entries {
         print_json("tio.v1.ProfileEntry", entry)?;
@@ -180,7 +176,7 @@ pub(crate) async fn consent(command: ConsentCommand) -> anyhow::Result<()> {
     match command {
         ConsentCommand::Record(args) => {
             let request = consent_request(&args)?;
-            let client = connect(&args.connection).await?;
+            let client = args.connection.connect().await?;
             let record = client.consents().record_consent(client.request(request)).await.map_err(ClientError::from)?;
             print_json("tio.v1.ConsentRecord", record.get_ref())
         }
@@ -191,13 +187,13 @@ pub(crate) async fn consent(command: ConsentCommand) -> anyhow::Result<()> {
                 reason,
                 evidence: Some(evidence(&how)?),
             };
-            let client = connect(&connection).await?;
+            let client = connection.connect().await?;
             let record =
                 client.consents().withdraw_consent(client.request(request)).await.map_err(ClientError::from)?;
             print_json("tio.v1.ConsentRecord", record.get_ref())
         }
         ConsentCommand::Show { nhs_number, consent_id, connection } => {
-            let client = connect(&connection).await?;
+            let client = connection.connect().await?;
             let records = match consent_id {
                 Some(consent_id) => {
                     let request = v1::ListConsentRevisionsRequest { child: child(&nhs_number)?, consent_id };
@@ -231,7 +227,7 @@ pub(crate) async fn relationship(command: RelationshipCommand) -> anyhow::Result
                 "referral, enrolment, allocation or registration",
             )?;
             let request = v1::DeclareRelationshipRequest { child: child(&nhs_number)?, kind: kind as i32, reference };
-            let client = connect(&connection).await?;
+            let client = connection.connect().await?;
             let declared = client
                 .relationships()
                 .declare_relationship(client.request(request))
@@ -241,14 +237,14 @@ pub(crate) async fn relationship(command: RelationshipCommand) -> anyhow::Result
         }
         RelationshipCommand::End { nhs_number, relationship_id, reason, connection } => {
             let request = v1::EndRelationshipRequest { child: child(&nhs_number)?, relationship_id, reason };
-            let client = connect(&connection).await?;
+            let client = connection.connect().await?;
             let ended =
                 client.relationships().end_relationship(client.request(request)).await.map_err(ClientError::from)?;
             print_json("tio.v1.CareRelationship", ended.get_ref())
         }
         RelationshipCommand::List { nhs_number, include_ended, connection } => {
             let request = v1::ListRelationshipsRequest { child: child(&nhs_number)?, include_ended };
-            let client = connect(&connection).await?;
+            let client = connection.connect().await?;
             let listed = client.relationships().list_relationships(client.request(request)).await;
             for relationship in &listed.map_err(ClientError::from)?.get_ref().relationships {
                 print_json("tio.v1.CareRelationship", relationship)?;
@@ -284,7 +280,7 @@ fn start_from(text: &str) -> Result<v1::StartFrom, UsageError> {
 
 /// `tio subscribe`: prints each delivery as a JSON line, then acks it.
 pub(crate) async fn subscribe(args: SubscribeArgs) -> anyhow::Result<()> {
-    let client = connect(&args.connection).await?;
+    let client = args.connection.connect().await?;
     if args.create {
         let request = v1::CreateSubscriptionRequest {
             name: args.name.clone(),

@@ -46,6 +46,11 @@ impl UsageError {
 }
 
 impl ConnectionArgs {
+    /// Connects over mutual TLS with these flags.
+    pub(crate) async fn connect(&self) -> anyhow::Result<tio_client::Client> {
+        Ok(tio_client::Client::connect(&self.settings()?).await?)
+    }
+
     /// Resolves the flags into settings.
     pub(crate) fn settings(&self) -> Result<ConnectionSettings, UsageError> {
         let mut settings = match (&self.dev_pki, &self.as_name) {

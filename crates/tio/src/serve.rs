@@ -30,16 +30,20 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let result = runtime.block_on(async {
         tio_broker::prepare_dev(&mut config)?;
         tio_broker::check(&config)?;
-        let keys =
-            tio_broker::storage::load_key_ring(&config, std::env::var(tio_broker::storage::KEYS_ENV).ok().as_deref())?;
+        let env_keys = std::env::var(tio_broker::storage::KEYS_ENV).ok();
+        let keys = tio_broker::storage::load_key_ring(&config, env_keys.as_deref())?;
+        let key_ring_file = tio_broker::storage::key_ring_file(&config, env_keys.as_deref());
         let signer = tio_broker::storage::audit_signer(&keys)?;
         let store = std::sync::Arc::new(tio_broker::storage::open_store(&config, keys)?);
         let audit = std::sync::Arc::new(tio_audit::log::AuditLog::new(store.clone(), signer));
         let (stop_checkpoints, checkpoints_stopped) = tokio::sync::watch::channel(false);
         let checkpoints =
             tokio::spawn(tio_broker::checkpoints::run(audit.clone(), config.audit.clone(), checkpoints_stopped));
-        let broker =
-            std::sync::Arc::new(tio_broker::broker::Broker::open(&config, store.clone(), audit.clone()).await?);
+        let broker = std::sync::Arc::new(
+            tio_broker::broker::Broker::open(&config, store.clone(), audit.clone())
+                .await?
+                .with_maintenance(config.data_dir.clone(), key_ring_file),
+        );
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;

@@ -1,4 +1,5 @@
-//! `tio keys` and `tio store`: key management and store maintenance, on a stopped store.
+//! `tio keys` and `tio store`: key management and store maintenance, on a stopped store
+//! (`--data-dir`) or through the running server's admin service.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -8,7 +9,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tio_store::Store;
 use tio_store::keys::KeyRing;
 
-use crate::cli::{KeysCommand, KeysStoreArgs, StoreCommand};
+use tio_client::ClientError;
+use tio_proto::v1;
+
+use crate::cli::{KeyRotationArgs, KeysCommand, KeysStoreArgs, StoreCommand};
+use crate::connection::ConnectionArgs;
 
 /// Runs a `tio keys` command.
 pub(crate) fn keys(command: KeysCommand) -> anyhow::Result<()> {
@@ -26,8 +31,14 @@ pub(crate) fn keys(command: KeysCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        KeysCommand::Rotate(args) => crate::runtime()?.block_on(rotate(&args)),
-        KeysCommand::Retire { store, kek_version } => crate::runtime()?.block_on(retire(&store, kek_version)),
+        KeysCommand::Rotate(args) => match offline(&args) {
+            Some(store) => crate::runtime()?.block_on(rotate(&store)),
+            None => crate::runtime()?.block_on(rotate_online(&args.connection)),
+        },
+        KeysCommand::Retire { store, kek_version } => match offline(&store) {
+            Some(offline) => crate::runtime()?.block_on(retire(&offline, kek_version)),
+            None => crate::runtime()?.block_on(retire_online(&store.connection, kek_version)),
+        },
     }
 }
 
@@ -35,15 +46,24 @@ pub(crate) fn keys(command: KeysCommand) -> anyhow::Result<()> {
 pub(crate) fn store(command: StoreCommand) -> anyhow::Result<()> {
     match command {
         StoreCommand::Check(args) => check(&args),
-        StoreCommand::Backup { data_dir, out } => {
-            let engine = tio_store::engine::sled::SledEngine::open(&store_dir(&data_dir))
-                .context("cannot open the store (is the server still running?)")?;
+        StoreCommand::Backup { data_dir: Some(data_dir), out, .. } => {
+            let engine: std::sync::Arc<dyn tio_store::Engine> =
+                std::sync::Arc::new(tio_store::engine::sled::SledEngine::open(&store_dir(&data_dir)).context(
+                    "cannot open the store (if the server is running, leave out --data-dir to back it up through the server)",
+                )?);
+            let commit = tio_store::GroupCommit::start(engine.clone())?;
             let bar = spinner("backing up");
-            let summary = tio_store::backup::write_backup(&engine, &out, |entries| bar.set_position(entries))?;
+            let summary =
+                tio_store::backup::write_backup(&commit, engine.as_ref(), &out, |entries| bar.set_position(entries));
             bar.finish_and_clear();
+            commit.shutdown();
+            let summary = summary?;
             println!("wrote {} entries ({} bytes) to {}", summary.entries, summary.bytes, out.display());
             println!("the backup holds ciphertext only: keep the key ring's own backup to read it");
             Ok(())
+        }
+        StoreCommand::Backup { data_dir: None, out, connection } => {
+            crate::runtime()?.block_on(backup_online(&out, &connection))
         }
         StoreCommand::Restore { input, data_dir } => {
             let bar = spinner("restoring");
@@ -54,6 +74,115 @@ pub(crate) fn store(command: StoreCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The stopped store's ring and data directory, or `None` to ask the running server.
+fn offline(args: &KeyRotationArgs) -> Option<KeysStoreArgs> {
+    args.data_dir
+        .as_ref()
+        .map(|data_dir| KeysStoreArgs { keys_file: args.keys_file.clone(), data_dir: data_dir.clone() })
+}
+
+/// Backs up the running server's store into a new file `out`: written under a
+/// temporary name, checked against its own checksum, then moved into place.
+async fn backup_online(out: &Path, connection: &ConnectionArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(!out.exists(), "{} already exists; a backup never overwrites a file", out.display());
+    let partial = partial_path(out);
+    let client = connection.connect().await?;
+    let mut stream = client
+        .admin()
+        .backup_store(client.request(v1::BackupStoreRequest {}))
+        .await
+        .map_err(ClientError::from)?
+        .into_inner();
+    let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&partial).with_context(|| {
+        format!("cannot create {} (remove it if an earlier backup was cut short)", partial.display())
+    })?;
+    let mut writer = std::io::BufWriter::new(file);
+    let bar = ProgressBar::new_spinner().with_message("backing up");
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {bytes} ({bytes_per_sec})")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    let received = async {
+        while let Some(chunk) = stream.message().await.map_err(ClientError::from)? {
+            std::io::Write::write_all(&mut writer, &chunk.data)?;
+            bar.inc(chunk.data.len() as u64);
+        }
+        let file = writer.into_inner().map_err(|err| err.into_error())?;
+        file.sync_all()?;
+        anyhow::Ok(())
+    };
+    let received = received.await;
+    bar.finish_and_clear();
+    let checked = received.and_then(|()| {
+        tio_store::backup::verify_backup(&partial).context("the backup received is not whole; nothing was kept")
+    });
+    let summary = match checked {
+        Ok(summary) => summary,
+        Err(err) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(err);
+        }
+    };
+    // A hard link fails if `out` appeared meanwhile, where a rename would replace it.
+    std::fs::hard_link(&partial, out).with_context(|| format!("cannot create {}", out.display()))?;
+    std::fs::remove_file(&partial)?;
+    println!("wrote {} entries ({} bytes) to {}, checksum verified", summary.entries, summary.bytes, out.display());
+    println!("the backup holds ciphertext only: keep the key ring's own backup to read it");
+    Ok(())
+}
+
+/// `FILE.partial` beside `out`.
+fn partial_path(out: &Path) -> PathBuf {
+    let mut name = out.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
+    name.push(".partial");
+    out.with_file_name(name)
+}
+
+/// Rotates the running server's key-encryption key, showing its progress.
+async fn rotate_online(connection: &ConnectionArgs) -> anyhow::Result<()> {
+    let client = connection.connect().await?;
+    let mut stream = client
+        .admin()
+        .rotate_keys(client.request(v1::RotateKeysRequest {}))
+        .await
+        .map_err(ClientError::from)?
+        .into_inner();
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("re-wrapping data keys {bar:40} {pos}/{len} ({eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut finished = None;
+    while let Some(step) = stream.message().await.map_err(ClientError::from)? {
+        if step.finished {
+            finished = Some(step);
+            break;
+        }
+        bar.set_length(step.total);
+        bar.set_position(step.done);
+    }
+    bar.finish_and_clear();
+    let done = finished.context("the server ended the rotation without saying how it went")?;
+    println!("key-encryption key version {} is current; re-wrapped {} data keys", done.version, done.rewrapped);
+    for old in done.versions.iter().filter(|version| **version != done.version) {
+        println!("retire version {old} with: tio keys retire --kek-version {old} (and the same connection flags)");
+    }
+    Ok(())
+}
+
+/// Retires a key-encryption key version of the running server's ring.
+async fn retire_online(connection: &ConnectionArgs, version: u32) -> anyhow::Result<()> {
+    let client = connection.connect().await?;
+    let response = client
+        .admin()
+        .retire_key(client.request(v1::RetireKeyRequest { kek_version: version }))
+        .await
+        .map_err(ClientError::from)?
+        .into_inner();
+    println!("retired key-encryption key version {version}; the ring now holds {:?}", response.versions);
+    Ok(())
 }
 
 fn store_dir(data_dir: &Path) -> PathBuf {
@@ -78,8 +207,9 @@ async fn rotate(args: &KeysStoreArgs) -> anyhow::Result<()> {
     // The new version is saved before any data key uses it: a crash now leaves a ring
     // that still opens everything.
     ring.replace_file(&file)?;
-    let store = Store::open(&store_dir(&args.data_dir), ring)
-        .context("cannot open the store (is the server still running?)")?;
+    let store = Store::open(&store_dir(&args.data_dir), ring).context(
+        "cannot open the store (if the server is running, leave out --data-dir to do this through the server)",
+    )?;
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("re-wrapping data keys {bar:40} {pos}/{len} ({eta})")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -109,8 +239,9 @@ async fn retire(args: &KeysStoreArgs, version: u32) -> anyhow::Result<()> {
         version != ring.current_version(),
         "version {version} is current: rotate to a new version before retiring it"
     );
-    let store = Store::open(&store_dir(&args.data_dir), ring.clone())
-        .context("cannot open the store (is the server still running?)")?;
+    let store = Store::open(&store_dir(&args.data_dir), ring.clone()).context(
+        "cannot open the store (if the server is running, leave out --data-dir to do this through the server)",
+    )?;
     let still_used = store.keys_under_version(version)?;
     store.shutdown();
     anyhow::ensure!(still_used == 0, "{still_used} data keys still use version {version}: run `tio keys rotate` first");

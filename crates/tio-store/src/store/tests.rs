@@ -511,14 +511,24 @@ async fn a_backup_restores_to_the_same_store_and_a_damaged_one_restores_nothing(
         (ring, before)
     };
     let backup = dir.path().join("store.backup");
-    {
-        let engine = SledEngine::open(&live).unwrap();
+    let backup_copy = backup.clone();
+    tokio::task::spawn_blocking(move || {
+        let engine: Arc<dyn Engine> = Arc::new(SledEngine::open(&live).unwrap());
+        let commit = crate::GroupCommit::start(engine.clone()).unwrap();
         let mut seen = 0;
-        let summary = crate::backup::write_backup(&engine, &backup, |entries| seen = entries).unwrap();
+        let summary =
+            crate::backup::write_backup(&commit, engine.as_ref(), &backup_copy, |entries| seen = entries).unwrap();
         assert_eq!(seen, summary.entries);
         assert!(summary.entries > 80);
-        assert!(crate::backup::write_backup(&engine, &backup, |_| {}).is_err(), "never overwrites a backup");
-    }
+        assert_eq!(crate::backup::verify_backup(&backup_copy).unwrap(), summary, "verifies as written");
+        assert!(
+            crate::backup::write_backup(&commit, engine.as_ref(), &backup_copy, |_| {}).is_err(),
+            "never overwrites a backup"
+        );
+        commit.shutdown();
+    })
+    .await
+    .unwrap();
     let restored_dir = dir.path().join("restored");
     crate::backup::restore_backup(&backup, &restored_dir, |_| {}).unwrap();
     let restored = Store::open(&restored_dir, ring.clone()).unwrap();
@@ -542,8 +552,61 @@ async fn a_backup_restores_to_the_same_store_and_a_damaged_one_restores_nothing(
     let target = dir.path().join("from-damaged");
     let err = crate::backup::restore_backup(&damaged_path, &target, |_| {}).unwrap_err();
     assert_eq!(err.kind, StorageErrorKind::Corrupt, "{err}");
+    assert_eq!(crate::backup::verify_backup(&damaged_path).unwrap_err().kind, StorageErrorKind::Corrupt);
     assert!(!target.exists() && !target.with_extension("restoring").exists(), "a failed restore leaves nothing");
     assert!(crate::backup::restore_backup(&backup, &restored_dir, |_| {}).is_err(), "never restores over a store");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_while_writers_run_restores_a_consistent_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let ring = KeyRing::generate().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("live"), ring.clone()).unwrap());
+    let gp = agency("gp");
+    let children = ["9990079196", "9990237573", "9990316767"];
+    // Writers run before, during and after the backup: each appends until told to stop.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut writers = Vec::new();
+    for (writer, nhs) in children.iter().enumerate() {
+        let (store, stop, gp) = (store.clone(), stop.clone(), gp.clone());
+        let nhs = child(nhs);
+        writers.push(tokio::spawn(async move {
+            let mut written = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && written < 2000 {
+                let key = format!("w{writer}-{written}");
+                let category = Category::ALL[written as usize % Category::ALL.len()];
+                store.append_update(update(&nhs, category, key.as_bytes(), &key, &gp)).await.unwrap();
+                written += 1;
+            }
+            written
+        }));
+    }
+    while store.last_update_position().unwrap().is_none() {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let backup = dir.path().join("live.backup");
+    let (backup_store, spool, out) = (store.clone(), dir.path().to_owned(), backup.clone());
+    let summary = tokio::task::spawn_blocking(move || {
+        let file = std::fs::File::create_new(&out).unwrap();
+        backup_store.backup_to(&spool, std::io::BufWriter::new(file), |_| {}).unwrap()
+    })
+    .await
+    .unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut written = 0;
+    for writer in writers {
+        written += writer.await.unwrap();
+    }
+    let restored_dir = dir.path().join("restored");
+    crate::backup::restore_backup(&backup, &restored_dir, |_| {}).unwrap();
+    let restored = Store::open(&restored_dir, ring).unwrap();
+    let report = restored.check().unwrap();
+    assert!(report.is_healthy(), "indexes and latest values agree with the records: {:?}", report.problems);
+    assert!(summary.entries > 0 && report.updates > 0, "the backup holds updates");
+    assert!(report.updates < u64::from(written), "writers went on during and after the backup");
+    let live_updates = store.updates_after(None, 100_000).unwrap();
+    let restored_updates = restored.updates_after(None, 100_000).unwrap();
+    assert_eq!(live_updates[..restored_updates.len()], restored_updates[..], "a prefix of the live log, unchanged");
 }
 
 /// Wraps an engine and fails its writes with "no space" while `full` is set.
