@@ -4,11 +4,17 @@
 //! sled 0.34's flush uses `sync_file_range` on Linux, which survives a process kill but
 //! not necessarily a power cut; [`SledEngine::sync`] therefore also calls `sync_data`
 //! on the database file, so that an acknowledged commit is on the disk.
+//!
+//! sled also keeps its first I/O error: after the disk fills, every later write fails
+//! until the database is opened again. The engine does that itself: after a failed
+//! write it reopens sled before the next commit, once the filesystem has room again, so
+//! that a server recovers when space is freed, without a restart.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, RwLock};
 
 use sha2::{Digest, Sha256};
 
@@ -33,16 +39,30 @@ const FORMAT_KEY: &[u8] = b"format";
 /// 64 KiB) inside the database file that [`SledEngine::sync`] syncs.
 const SEGMENT_SIZE: usize = 8 * 1024 * 1024;
 
-/// A sled database under one directory.
-pub struct SledEngine {
+/// Free bytes the filesystem must have before a failed engine reopens sled: enough for
+/// a few of its segments, so that the reopened database does not fail at once again.
+const REOPEN_FREE_BYTES: u64 = 4 * SEGMENT_SIZE as u64;
+
+/// An open sled database and what is opened with it.
+struct Open {
     db: sled::Db,
     trees: Vec<sled::Tree>,
+    data_file: File,
+}
+
+/// A sled database under one directory.
+pub struct SledEngine {
+    /// The open database: `None` only while it is being reopened after a failed write
+    /// (or when that reopening failed; the next commit tries again).
+    open: RwLock<Option<Open>>,
+    /// Set when a write or sync failed: sled must be reopened before the next commit.
+    failed: AtomicBool,
+    cache_bytes: u64,
     /// The next position of each log keyspace, in [`Keyspace::ALL`] order (unused for
     /// others). Held in memory and recovered at open from each log's last key: batches
     /// are atomic, so the last key present is the last append committed. The lock also
     /// serialises `apply_group`, so positions follow commit order.
     next_positions: Mutex<[u64; Keyspace::ALL.len()]>,
-    data_file: Mutex<File>,
     /// The log ends made durable by the last sync, kept outside sled's log (see
     /// [`LOG_END_FILE`]).
     log_end_file: Mutex<File>,
@@ -89,29 +109,7 @@ impl SledEngine {
     /// (sled's own default, 1 GiB, lets a busy server's memory grow for a long while).
     pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<SledEngine, StorageError> {
         std::fs::create_dir_all(dir).map_err(|err| StorageError::from_io("cannot create store directory", &err))?;
-        let db = sled::Config::new()
-            .path(dir)
-            .segment_size(SEGMENT_SIZE)
-            .cache_capacity(cache_bytes)
-            .open()
-            .map_err(|err| storage_error("cannot open store", &err))?;
-        let trees = Keyspace::ALL
-            .iter()
-            .map(|space| db.open_tree(space.name()))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|err| storage_error("cannot open keyspace", &err))?;
-        let meta = &trees[Keyspace::Meta.index()];
-        match meta.get(FORMAT_KEY).map_err(|err| storage_error("cannot read format", &err))? {
-            Some(format) if format.as_ref() == STORE_FORMAT => {}
-            Some(_) => {
-                return Err(StorageError::new(StorageErrorKind::Corrupt, "store was written by an unknown format"));
-            }
-            None => {
-                meta.insert(FORMAT_KEY, STORE_FORMAT).map_err(|err| storage_error("cannot write format", &err))?;
-            }
-        }
-        let data_file =
-            File::open(dir.join("db")).map_err(|err| StorageError::from_io("cannot open database file", &err))?;
+        let (open, next_positions) = open_sled(dir, cache_bytes)?;
         let log_end_file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -119,27 +117,52 @@ impl SledEngine {
             .write(true)
             .open(dir.join(LOG_END_FILE))
             .map_err(|err| StorageError::from_io("cannot open log-end file", &err))?;
-        let mut next_positions = [0u64; Keyspace::ALL.len()];
-        for space in Keyspace::ALL.into_iter().filter(|space| space.is_log()) {
-            let last = trees[space.index()].last().map_err(|err| storage_error("cannot read log end", &err))?;
-            if let Some((key, _)) = last {
-                let counter: [u8; 8] = key.as_ref().try_into().map_err(|_| {
-                    StorageError::new(StorageErrorKind::Corrupt, format!("a {} key is not a position", space.name()))
-                })?;
-                next_positions[space.index()] = u64::from_be_bytes(counter) + 1;
-            }
-        }
-        check_log_end(dir, &next_positions)?;
         let engine = SledEngine {
-            db,
-            trees,
+            open: RwLock::new(Some(open)),
+            failed: AtomicBool::new(false),
+            cache_bytes,
             next_positions: Mutex::new(next_positions),
-            data_file: Mutex::new(data_file),
             log_end_file: Mutex::new(log_end_file),
             dir: dir.to_owned(),
         };
         engine.sync()?;
         Ok(engine)
+    }
+
+    /// Runs `read` on the open database.
+    fn with_open<T>(&self, read: impl FnOnce(&Open) -> Result<T, StorageError>) -> Result<T, StorageError> {
+        let guard = self.open.read().map_err(|_| poisoned())?;
+        match guard.as_ref() {
+            Some(open) => read(open),
+            None => Err(StorageError::new(
+                StorageErrorKind::Io,
+                "the store is unavailable: it failed to reopen after a write failure",
+            )),
+        }
+    }
+
+    /// Reopens sled after a failed write, if the filesystem has room again (otherwise
+    /// fails with `NoSpace`, leaving the database open for reads). The positions are
+    /// recovered again from what sled recovers: a failed group may or may not be there.
+    fn reopen(&self, next_positions: &mut [u64; Keyspace::ALL.len()]) -> Result<(), StorageError> {
+        let free = rustix::fs::statvfs(&self.dir)
+            .map(|stats| stats.f_bavail.saturating_mul(stats.f_frsize))
+            .map_err(|err| StorageError::from_io("cannot measure free space", &err.into()))?;
+        if free < REOPEN_FREE_BYTES {
+            return Err(StorageError::new(
+                StorageErrorKind::NoSpace,
+                format!("the store's filesystem has {free} bytes free; writes resume once it has {REOPEN_FREE_BYTES}"),
+            ));
+        }
+        let mut guard = self.open.write().map_err(|_| poisoned())?;
+        // sled holds a lock on its files until every handle is dropped.
+        drop(guard.take());
+        let (open, positions) = open_sled(&self.dir, self.cache_bytes)?;
+        *guard = Some(open);
+        *next_positions = positions;
+        self.failed.store(false, Ordering::SeqCst);
+        tracing::warn!("the store was reopened after a write failure and accepts writes again");
+        Ok(())
     }
 
     /// Writes entries exactly as given, log keyspaces included, for restoring a backup
@@ -149,7 +172,9 @@ impl SledEngine {
         for (key, value) in entries {
             batch.insert(key.as_slice(), value.as_slice());
         }
-        self.tree(space).apply_batch(batch).map_err(|err| storage_error("cannot import", &err))?;
+        self.with_open(|open| {
+            open.trees[space.index()].apply_batch(batch).map_err(|err| storage_error("cannot import", &err))
+        })?;
         if space.is_log()
             && let Some((last, _)) = entries.last()
             && let Ok(counter) = <[u8; 8]>::try_from(last.as_slice())
@@ -169,9 +194,54 @@ impl SledEngine {
     }
 
     /// Returns the tree of a keyspace. Crate-internal: tests use it to damage records.
-    pub(crate) fn tree(&self, space: Keyspace) -> &sled::Tree {
-        &self.trees[space.index()]
+    #[cfg(test)]
+    pub(crate) fn tree(&self, space: Keyspace) -> sled::Tree {
+        self.with_open(|open| Ok(open.trees[space.index()].clone())).expect("the store is open")
     }
+}
+
+fn poisoned() -> StorageError {
+    StorageError::new(StorageErrorKind::Io, "engine lock poisoned")
+}
+
+/// Opens sled in `dir`, checks its format and log ends, and returns it with the next
+/// position of each log.
+fn open_sled(dir: &Path, cache_bytes: u64) -> Result<(Open, [u64; Keyspace::ALL.len()]), StorageError> {
+    let db = sled::Config::new()
+        .path(dir)
+        .segment_size(SEGMENT_SIZE)
+        .cache_capacity(cache_bytes)
+        .open()
+        .map_err(|err| storage_error("cannot open store", &err))?;
+    let trees = Keyspace::ALL
+        .iter()
+        .map(|space| db.open_tree(space.name()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| storage_error("cannot open keyspace", &err))?;
+    let meta = &trees[Keyspace::Meta.index()];
+    match meta.get(FORMAT_KEY).map_err(|err| storage_error("cannot read format", &err))? {
+        Some(format) if format.as_ref() == STORE_FORMAT => {}
+        Some(_) => {
+            return Err(StorageError::new(StorageErrorKind::Corrupt, "store was written by an unknown format"));
+        }
+        None => {
+            meta.insert(FORMAT_KEY, STORE_FORMAT).map_err(|err| storage_error("cannot write format", &err))?;
+        }
+    }
+    let data_file =
+        File::open(dir.join("db")).map_err(|err| StorageError::from_io("cannot open database file", &err))?;
+    let mut next_positions = [0u64; Keyspace::ALL.len()];
+    for space in Keyspace::ALL.into_iter().filter(|space| space.is_log()) {
+        let last = trees[space.index()].last().map_err(|err| storage_error("cannot read log end", &err))?;
+        if let Some((key, _)) = last {
+            let counter: [u8; 8] = key.as_ref().try_into().map_err(|_| {
+                StorageError::new(StorageErrorKind::Corrupt, format!("a {} key is not a position", space.name()))
+            })?;
+            next_positions[space.index()] = u64::from_be_bytes(counter) + 1;
+        }
+    }
+    check_log_end(dir, &next_positions)?;
+    Ok((Open { db, trees, data_file }, next_positions))
 }
 
 /// Encodes the log ends with a checksum, padded to a fixed length so that a rewrite in
@@ -273,32 +343,46 @@ fn apply_in_transaction(
     Ok(Ok(positions))
 }
 
+/// Turns a group's outcomes into results (every batch has one by now).
+fn finish(outcomes: Vec<Option<Result<Applied, CommitError>>>) -> Vec<Result<Applied, CommitError>> {
+    outcomes
+        .into_iter()
+        .map(|outcome| outcome.unwrap_or_else(|| Err(CommitError::Invalid("batch skipped".to_owned()))))
+        .collect()
+}
+
 impl Engine for SledEngine {
     fn get(&self, space: Keyspace, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        let value = self.tree(space).get(key).map_err(|err| storage_error("cannot read", &err))?;
-        Ok(value.map(|value| value.to_vec()))
+        self.with_open(|open| {
+            let value = open.trees[space.index()].get(key).map_err(|err| storage_error("cannot read", &err))?;
+            Ok(value.map(|value| value.to_vec()))
+        })
     }
 
     fn scan(&self, space: Keyspace, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Entries, StorageError> {
-        let tree = self.tree(space);
-        let iter = match end {
-            Some(end) => tree.range(start..end),
-            None => tree.range(start..),
-        };
-        iter.take(limit)
-            .map(|entry| {
-                entry
-                    .map(|(key, value)| (key.to_vec(), value.to_vec()))
-                    .map_err(|err| storage_error("cannot scan", &err))
-            })
-            .collect()
+        self.with_open(|open| {
+            let tree = &open.trees[space.index()];
+            let iter = match end {
+                Some(end) => tree.range(start..end),
+                None => tree.range(start..),
+            };
+            iter.take(limit)
+                .map(|entry| {
+                    entry
+                        .map(|(key, value)| (key.to_vec(), value.to_vec()))
+                        .map_err(|err| storage_error("cannot scan", &err))
+                })
+                .collect()
+        })
     }
 
     fn last(&self, space: Keyspace) -> Result<Option<crate::engine::Entry>, StorageError> {
-        self.tree(space)
-            .last()
-            .map(|entry| entry.map(|(key, value)| (key.to_vec(), value.to_vec())))
-            .map_err(|err| storage_error("cannot read the last entry", &err))
+        self.with_open(|open| {
+            open.trees[space.index()]
+                .last()
+                .map(|entry| entry.map(|(key, value)| (key.to_vec(), value.to_vec())))
+                .map_err(|err| storage_error("cannot read the last entry", &err))
+        })
     }
 
     fn apply(&self, batch: &Batch) -> Result<Applied, CommitError> {
@@ -313,6 +397,11 @@ impl Engine for SledEngine {
         let mut outcomes: Vec<Option<Result<Applied, CommitError>>> =
             batches.iter().map(|batch| validate_batch(batch).err().map(Err)).collect();
         let valid: Vec<usize> = (0..batches.len()).filter(|index| outcomes[*index].is_none()).collect();
+        let fail = |outcomes: &mut Vec<Option<Result<Applied, CommitError>>>, error: StorageError| {
+            for index in &valid {
+                outcomes[*index] = Some(Err(CommitError::Storage(error.clone())));
+            }
+        };
         let mut next_positions = match self.next_positions.lock() {
             Ok(guard) => guard,
             Err(_) => {
@@ -320,17 +409,26 @@ impl Engine for SledEngine {
                 return batches.iter().map(|_| Err(CommitError::Storage(error.clone()))).collect();
             }
         };
-        let result = self.trees.as_slice().transaction(|views: &Vec<TransactionalTree>| {
-            // The closure may run again after a conflict: it starts from scratch each time.
-            let mut next = *next_positions;
-            let mut applied: Vec<Result<Vec<Position>, usize>> = Vec::with_capacity(valid.len());
-            for index in &valid {
-                applied.push(apply_in_transaction(views, batches[*index], &mut next)?);
-            }
-            Ok((applied, next))
+        if self.failed.load(Ordering::SeqCst)
+            && let Err(error) = self.reopen(&mut next_positions)
+        {
+            fail(&mut outcomes, error);
+            return finish(outcomes);
+        }
+        let result = self.with_open(|open| {
+            Ok(open.trees.as_slice().transaction(|views: &Vec<TransactionalTree>| {
+                // The closure may run again after a conflict: it starts from scratch each time.
+                let mut next = *next_positions;
+                let mut applied: Vec<Result<Vec<Position>, usize>> = Vec::with_capacity(valid.len());
+                for index in &valid {
+                    applied.push(apply_in_transaction(views, batches[*index], &mut next)?);
+                }
+                Ok((applied, next))
+            }))
         });
         match result {
-            Ok((applied, next)) => {
+            Err(error) => fail(&mut outcomes, error),
+            Ok(Ok((applied, next))) => {
                 *next_positions = next;
                 for (index, outcome) in valid.iter().zip(applied) {
                     outcomes[*index] = Some(match outcome {
@@ -339,34 +437,33 @@ impl Engine for SledEngine {
                     });
                 }
             }
-            Err(TransactionError::Abort(never)) => match never {},
-            Err(TransactionError::Storage(err)) => {
-                let error = storage_error("cannot apply batch", &err);
-                for index in &valid {
-                    outcomes[*index] = Some(Err(CommitError::Storage(error.clone())));
-                }
+            Ok(Err(TransactionError::Abort(never))) => match never {},
+            Ok(Err(TransactionError::Storage(err))) => {
+                self.failed.store(true, Ordering::SeqCst);
+                fail(&mut outcomes, storage_error("cannot apply batch", &err));
             }
         }
-        outcomes
-            .into_iter()
-            .map(|outcome| outcome.unwrap_or_else(|| Err(CommitError::Invalid("batch skipped".to_owned()))))
-            .collect()
+        finish(outcomes)
     }
 
     fn sync(&self) -> Result<(), StorageError> {
-        let poisoned = || StorageError::new(StorageErrorKind::Io, "engine lock poisoned");
         // What this sync will cover: everything applied before the flush starts.
         let covered = *self.next_positions.lock().map_err(|_| poisoned())?;
-        self.db.flush().map_err(|err| storage_error("cannot flush store", &err))?;
-        let file = self.data_file.lock().map_err(|_| poisoned())?;
-        file.sync_data().map_err(|err| StorageError::from_io("cannot sync database file", &err))?;
+        let synced = self.with_open(|open| {
+            open.db.flush().map_err(|err| storage_error("cannot flush store", &err))?;
+            open.data_file.sync_data().map_err(|err| StorageError::from_io("cannot sync database file", &err))
+        });
+        if synced.is_err() {
+            self.failed.store(true, Ordering::SeqCst);
+        }
+        synced?;
         let mark = self.log_end_file.lock().map_err(|_| poisoned())?;
         mark.write_all_at(encode_log_end(&covered).as_bytes(), 0)
             .map_err(|err| StorageError::from_io("cannot write log-end file", &err))
     }
 
     fn size_on_disk(&self) -> Result<u64, StorageError> {
-        self.db.size_on_disk().map_err(|err| storage_error("cannot measure store", &err))
+        self.with_open(|open| open.db.size_on_disk().map_err(|err| storage_error("cannot measure store", &err)))
     }
 }
 

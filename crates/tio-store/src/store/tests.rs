@@ -723,15 +723,17 @@ impl Drop for SmallFilesystem {
     }
 }
 
-/// sled 0.34 keeps its first I/O error: after ENOSPC later calls that reach the disk fail
-/// too, until the store is reopened (for the server: restarted by its supervisor). What must
-/// hold is that nothing acknowledged is lost, nothing is half-written, and a reopened
-/// store writes again once space has returned.
+/// sled 0.34 keeps its first I/O error: after ENOSPC every later write fails until the
+/// database is reopened, which the engine does itself once the filesystem has room. What
+/// must hold: nothing acknowledged is lost, nothing is half-written, writes fail as
+/// `NoSpace` while the disk is full and succeed again, in the same process, once space
+/// returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_real_full_filesystem_fails_cleanly_and_a_reopened_store_writes_again() {
+async fn a_real_full_filesystem_fails_cleanly_and_the_store_writes_again_once_space_returns() {
     let Some(filesystem) = SmallFilesystem::mount(24) else {
         eprintln!(
-            "SKIPPED a_real_full_filesystem_fails_cleanly_and_a_reopened_store_writes_again: cannot mount a tmpfs here"
+            "SKIPPED a_real_full_filesystem_fails_cleanly_and_the_store_writes_again_once_space_returns: \
+             cannot mount a tmpfs here"
         );
         return;
     };
@@ -741,24 +743,39 @@ async fn a_real_full_filesystem_fails_cleanly_and_a_reopened_store_writes_again(
     let gp = agency("gp");
     let value = vec![b'v'; 1024];
     let mut acknowledged = 0u64;
+    let append = async |key: String| {
+        store.append_update(update(&child("9990079196"), Category::HealthSummary, &value, &key, &gp)).await
+    };
     let error = loop {
         assert!(acknowledged < 200_000, "the filesystem never filled");
-        let key = format!("k{acknowledged}");
-        match store.append_update(update(&child("9990079196"), Category::HealthSummary, &value, &key, &gp)).await {
+        match append(format!("k{acknowledged}")).await {
             Ok(_) => acknowledged += 1,
             Err(err) => break err,
         }
     };
     assert!(matches!(&error, StoreError::Storage(err) if err.kind == StorageErrorKind::NoSpace), "{error}");
     assert!(acknowledged > 100);
-    store.shutdown();
+    // Still full: refused again as NoSpace, and reads still work meanwhile.
+    let again = append("still-full".to_owned()).await.unwrap_err();
+    assert!(matches!(&again, StoreError::Storage(err) if err.kind == StorageErrorKind::NoSpace), "{again}");
+    assert!(!store.profile(&child("9990079196")).unwrap().is_empty(), "reads work while the disk is full");
 
     filesystem.resize(200);
+    append("after".to_owned()).await.expect("writes resume once space returns, without a restart");
+    acknowledged += 1;
+    let report = store.check().unwrap();
+    assert!(report.is_healthy(), "{:?}", report.problems);
+    store.shutdown();
+
     let reopened = Store::open(&dir, ring).unwrap();
     let report = reopened.check().unwrap();
     assert!(report.is_healthy(), "{:?}", report.problems);
-    assert_eq!(report.updates, acknowledged, "every acknowledged write is there, and nothing else");
-    reopened.append_update(update(&child("9990079196"), Category::HealthSummary, &value, "after", &gp)).await.unwrap();
+    // A group whose sync failed is not acknowledged, but may have reached the disk.
+    assert!(
+        (acknowledged..=acknowledged + 1).contains(&report.updates),
+        "every acknowledged write is there: {} of {acknowledged}",
+        report.updates
+    );
     reopened.shutdown();
 }
 
