@@ -147,6 +147,23 @@ fn bad_input_is_refused_with_its_status_and_field_and_writes_nothing() {
             ("mismatched category", |r| r.category = v1::Category::HealthSummary as i32, "value"),
             ("no value", |r| r.value = None, "value"),
             ("oversize value", |r| r.value = Some(communication_needs(&"x".repeat(70 * 1024))), "value"),
+            (
+                "long free text",
+                |r| r.value = Some(communication_needs(&"x".repeat(5000))),
+                "value.communication_needs.how_i_communicate",
+            ),
+            (
+                "too many entries",
+                |r| {
+                    let Some(v1::CategoryValue { value: Some(v1::category_value::Value::CommunicationNeeds(needs)) }) =
+                        &mut r.value
+                    else {
+                        unreachable!("the good request holds communication needs")
+                    };
+                    needs.likes = vec!["trains".into(); 65];
+                },
+                "value.communication_needs.likes",
+            ),
             ("no idempotency key", |r| r.idempotency_key.clear(), "idempotency_key"),
             ("long source reference", |r| r.source_reference = "r".repeat(300), "source_reference"),
         ];

@@ -34,6 +34,7 @@ pub mod storage;
 pub mod subscriptions;
 pub mod telemetry;
 pub mod tls;
+pub mod value_limits;
 
 pub use config::Config;
 pub use server::{ServeError, check, prepare_dev, serve};

@@ -69,6 +69,9 @@ impl Broker {
                 format!("must be at most {} bytes encoded, got {}", limits::MAX_CATEGORY_VALUE_BYTES, encoded.len()),
             ));
         }
+        if let Some(value) = &request.value {
+            crate::value_limits::check_category_value(value).map_err(ServiceError::InvalidArgument)?;
+        }
         limits::check_len("source_reference", &request.source_reference, limits::MAX_SHORT_STRING_BYTES)
             .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))?;
         if request.idempotency_key.is_empty() {

@@ -1,0 +1,212 @@
+//! The documented bounds inside a category value: every string and list of every
+//! category message, checked field by field so that an integration team is told which
+//! field is too long (`value.health_summary.conditions[2].description`), not only that
+//! the whole value is.
+//!
+//! The rules (stated in `categories.proto`): free-text fields at most
+//! [`limits::MAX_FREE_TEXT_BYTES`], every other string at most
+//! [`limits::MAX_SHORT_STRING_BYTES`], every list at most [`limits::MAX_LIST_ITEMS`]
+//! unless listed in [`LIST_LIMITS`]. The walk is generic over the contract's
+//! descriptors, so a field added to a category is bounded without a change here; only
+//! a new free-text field must be named in [`FREE_TEXT`].
+
+use std::sync::OnceLock;
+
+use prost::Message;
+use prost_reflect::{DescriptorPool, DynamicMessage, FieldDescriptor, MapKey, Value};
+use tio_core::{FieldViolation, limits};
+use tio_proto::v1;
+
+/// Fields holding free text (4 KiB); for a map, its values.
+pub const FREE_TEXT: &[&str] = &[
+    "tio.v1.CommunicationNeeds.how_i_communicate",
+    "tio.v1.CommunicationNeeds.how_i_show_pain",
+    "tio.v1.CommunicationNeeds.things_you_must_know",
+    "tio.v1.CommunicationNeeds.important_to_me",
+    "tio.v1.CommunicationNeeds.likes",
+    "tio.v1.CommunicationNeeds.dislikes",
+    "tio.v1.CommunicationNeeds.reasonable_adjustments",
+    "tio.v1.CommunicationNeeds.risks",
+    "tio.v1.Condition.description",
+    "tio.v1.Medication.how_taken",
+    "tio.v1.Allergy.reaction",
+    "tio.v1.EhcPlan.section_summaries",
+    "tio.v1.TransitionToAdulthood.outcomes",
+];
+
+/// Lists and maps with a bound of their own.
+pub const LIST_LIMITS: &[(&str, usize)] = &[("tio.v1.EhcPlan.section_summaries", 12)];
+
+/// The most violations one answer lists: enough to fix a value, few enough to bound
+/// the error's size.
+const MAX_VIOLATIONS: usize = 20;
+
+fn pool() -> Result<&'static DescriptorPool, FieldViolation> {
+    static POOL: OnceLock<Option<DescriptorPool>> = OnceLock::new();
+    POOL.get_or_init(|| DescriptorPool::decode(tio_proto::FILE_DESCRIPTOR_SET).ok())
+        .as_ref()
+        .ok_or_else(|| FieldViolation::new("value", "cannot be checked: the contract's descriptors do not load"))
+}
+
+/// Checks every string and list inside `value`, naming each field out of bounds
+/// (paths start at `value`).
+pub fn check_category_value(value: &v1::CategoryValue) -> Result<(), Vec<FieldViolation>> {
+    let pool = pool().map_err(|violation| vec![violation])?;
+    let descriptor = pool
+        .get_message_by_name("tio.v1.CategoryValue")
+        .ok_or_else(|| vec![FieldViolation::new("value", "cannot be checked: CategoryValue is not in the contract")])?;
+    let message = DynamicMessage::decode(descriptor, value.encode_to_vec().as_slice())
+        .map_err(|err| vec![FieldViolation::new("value", format!("does not decode: {err}"))])?;
+    let mut violations = Vec::new();
+    check_message(&message, "value", &mut violations);
+    if violations.is_empty() { Ok(()) } else { Err(violations) }
+}
+
+fn check_message(message: &DynamicMessage, path: &str, violations: &mut Vec<FieldViolation>) {
+    for (field, value) in message.fields() {
+        let path = format!("{path}.{}", field.name());
+        check_value(&field, value, &path, violations);
+    }
+}
+
+fn check_value(field: &FieldDescriptor, value: &Value, path: &str, violations: &mut Vec<FieldViolation>) {
+    if violations.len() >= MAX_VIOLATIONS {
+        return;
+    }
+    match value {
+        Value::String(text) => check_string(field, text, path, violations),
+        Value::Message(message) => check_message(message, path, violations),
+        Value::List(items) => {
+            check_count(field, items.len(), path, violations);
+            for (index, item) in items.iter().enumerate() {
+                check_value(field, item, &format!("{path}[{index}]"), violations);
+            }
+        }
+        Value::Map(entries) => {
+            check_count(field, entries.len(), path, violations);
+            for (key, item) in entries {
+                let key_text = match key {
+                    MapKey::String(text) => text.clone(),
+                    other => format!("{other:?}"),
+                };
+                if let Err(violation) =
+                    limits::check_len(&format!("{path} key"), &key_text, limits::MAX_SHORT_STRING_BYTES)
+                {
+                    violations.push(violation);
+                    continue;
+                }
+                check_value(field, item, &format!("{path}[{key_text}]"), violations);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn check_string(field: &FieldDescriptor, text: &str, path: &str, violations: &mut Vec<FieldViolation>) {
+    let max = if FREE_TEXT.contains(&field.full_name()) {
+        limits::MAX_FREE_TEXT_BYTES
+    } else {
+        limits::MAX_SHORT_STRING_BYTES
+    };
+    if let Err(violation) = limits::check_len(path, text, max) {
+        violations.push(violation);
+    }
+}
+
+fn check_count(field: &FieldDescriptor, count: usize, path: &str, violations: &mut Vec<FieldViolation>) {
+    let max =
+        LIST_LIMITS.iter().find(|(name, _)| *name == field.full_name()).map_or(limits::MAX_LIST_ITEMS, |(_, max)| *max);
+    if count > max {
+        violations.push(FieldViolation::new(path, format!("must have at most {max} items, got {count}")));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn passport(needs: v1::CommunicationNeeds) -> v1::CategoryValue {
+        v1::CategoryValue { value: Some(v1::category_value::Value::CommunicationNeeds(needs)) }
+    }
+
+    #[test]
+    fn free_text_fields_take_four_kib_and_other_strings_a_short_string() {
+        let fine = passport(v1::CommunicationNeeds {
+            how_i_communicate: "a".repeat(limits::MAX_FREE_TEXT_BYTES),
+            things_you_must_know: vec!["b".repeat(limits::MAX_FREE_TEXT_BYTES); 3],
+            ..Default::default()
+        });
+        assert_eq!(check_category_value(&fine), Ok(()));
+        let too_long = passport(v1::CommunicationNeeds {
+            how_i_communicate: "a".repeat(limits::MAX_FREE_TEXT_BYTES + 1),
+            things_you_must_know: vec!["fine".into(), "b".repeat(limits::MAX_FREE_TEXT_BYTES + 1)],
+            ..Default::default()
+        });
+        let fields: Vec<String> =
+            check_category_value(&too_long).unwrap_err().into_iter().map(|violation| violation.field).collect();
+        assert_eq!(
+            fields,
+            ["value.communication_needs.how_i_communicate", "value.communication_needs.things_you_must_know[1]"]
+        );
+
+        let long_name = v1::CategoryValue {
+            value: Some(v1::category_value::Value::HealthSummary(v1::HealthSummary {
+                medications: vec![v1::Medication {
+                    name: "m".repeat(limits::MAX_SHORT_STRING_BYTES + 1),
+                    how_taken: "crushed in yoghurt ".repeat(100),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })),
+        };
+        let violations = check_category_value(&long_name).unwrap_err();
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert_eq!(violations[0].field, "value.health_summary.medications[0].name");
+        assert_eq!(violations[0].reason, "must be at most 256 bytes, got 257");
+    }
+
+    #[test]
+    fn lists_take_sixty_four_items_unless_their_field_says_otherwise() {
+        let many = v1::CategoryValue {
+            value: Some(v1::category_value::Value::HealthSummary(v1::HealthSummary {
+                allergies: vec![v1::Allergy::default(); limits::MAX_LIST_ITEMS + 1],
+                ..Default::default()
+            })),
+        };
+        let violations = check_category_value(&many).unwrap_err();
+        assert_eq!(violations[0].field, "value.health_summary.allergies");
+        assert_eq!(violations[0].reason, "must have at most 64 items, got 65");
+
+        let plan = |sections: usize| v1::CategoryValue {
+            value: Some(v1::category_value::Value::SendSupport(v1::SendSupport {
+                ehc_plan: Some(v1::EhcPlan {
+                    section_summaries: (0..sections).map(|n| (format!("S{n}"), "x".repeat(4000))).collect(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })),
+        };
+        assert_eq!(check_category_value(&plan(12)), Ok(()), "12 sections of nearly 4 KiB each");
+        let violations = check_category_value(&plan(13)).unwrap_err();
+        assert_eq!(violations[0].field, "value.send_support.ehc_plan.section_summaries");
+    }
+
+    #[test]
+    fn every_named_field_exists_in_the_contract() {
+        let pool = pool().unwrap();
+        for name in FREE_TEXT.iter().chain(LIST_LIMITS.iter().map(|(name, _)| name)) {
+            let (message, field) = name.rsplit_once('.').unwrap();
+            let descriptor = pool.get_message_by_name(message).unwrap_or_else(|| panic!("{message}"));
+            assert!(descriptor.get_field_by_name(field).is_some(), "{name} is not a field of the contract");
+        }
+    }
+
+    #[test]
+    fn the_violations_listed_are_bounded() {
+        let many = passport(v1::CommunicationNeeds {
+            likes: vec!["x".repeat(limits::MAX_FREE_TEXT_BYTES + 1); 60],
+            ..Default::default()
+        });
+        assert_eq!(check_category_value(&many).unwrap_err().len(), MAX_VIOLATIONS);
+    }
+}
