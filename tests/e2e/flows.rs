@@ -122,6 +122,12 @@ fn told_once_read_by_the_involved_and_consented_only_and_every_step_audited() {
         );
         assert!(school_reads.iter().any(|line| line.why == "refused: the consent was withdrawn"), "{school_reads:#?}");
         assert!(
+            lines.iter().any(|line| line.agency_id == "school"
+                && line.action() == v1::AuditAction::RelationshipRead
+                && line.why == "the agency's own records of its involvement"),
+            "listing its own relationships is in the report: {lines:#?}"
+        );
+        assert!(
             lines.iter().any(|line| line.agency_id == "social-care"
                 && line.why == "refused: the agency is not involved in the child's care"),
             "{lines:#?}"

@@ -30,6 +30,8 @@ pub enum Action {
     RelationshipDeclared,
     /// A care relationship was ended.
     RelationshipEnded,
+    /// An agency listed its own care relationships with a child.
+    RelationshipRead,
     /// A subscription was created, changed or deleted.
     SubscriptionChanged,
     /// An administrative change to the registry.
@@ -42,7 +44,7 @@ pub enum Action {
 
 impl Action {
     /// Every action, in code order.
-    pub const ALL: [Action; 13] = [
+    pub const ALL: [Action; 14] = [
         Action::Publish,
         Action::ProfileRead,
         Action::Delivery,
@@ -52,6 +54,7 @@ impl Action {
         Action::ConsentRead,
         Action::RelationshipDeclared,
         Action::RelationshipEnded,
+        Action::RelationshipRead,
         Action::SubscriptionChanged,
         Action::Admin,
         Action::AuditRead,
@@ -70,6 +73,7 @@ impl Action {
             Action::ConsentRead => "consent_read",
             Action::RelationshipDeclared => "relationship_declared",
             Action::RelationshipEnded => "relationship_ended",
+            Action::RelationshipRead => "relationship_read",
             Action::SubscriptionChanged => "subscription_changed",
             Action::Admin => "admin",
             Action::AuditRead => "audit_read",
@@ -94,6 +98,7 @@ impl Action {
             Action::ConsentRead => "read the consent record",
             Action::RelationshipDeclared => "declared its involvement",
             Action::RelationshipEnded => "ended its involvement",
+            Action::RelationshipRead => "looked up its own involvement",
             Action::SubscriptionChanged => "changed a subscription",
             Action::Admin => "made an administrative change",
             Action::AuditRead => "read the audit log",

@@ -307,6 +307,9 @@ fn why(entry: &AuditEntry, action: Action, outcome: Outcome) -> String {
         Outcome::Failed => {
             format!("failed: {}", if entry.reason.is_empty() { "an error in the broker" } else { &entry.reason })
         }
+        Outcome::Allowed if action == Action::RelationshipRead => {
+            "the agency's own records of its involvement".to_owned()
+        }
         Outcome::Allowed if matches!(action, Action::RelationshipDeclared | Action::RelationshipEnded) => {
             format!("the agency's own declaration (care relationship {})", entry.relationship_id)
         }

@@ -79,6 +79,7 @@ pub fn action_to_proto(action: Action) -> v1::AuditAction {
         Action::ConsentRead => v1::AuditAction::ConsentRead,
         Action::RelationshipDeclared => v1::AuditAction::RelationshipDeclared,
         Action::RelationshipEnded => v1::AuditAction::RelationshipEnded,
+        Action::RelationshipRead => v1::AuditAction::RelationshipRead,
         Action::SubscriptionChanged => v1::AuditAction::SubscriptionChanged,
         Action::Admin => v1::AuditAction::Admin,
         Action::AuditRead => v1::AuditAction::AuditRead,

@@ -1,6 +1,7 @@
 //! Care relationships: an agency declares it is involved with a child, ends that
 //! involvement, and lists its own relationships. Each change commits with its audit
-//! entry; only involved agencies read a child's profile or receive its updates.
+//! entry, and so does each listing (it reads the child's sealed records); only involved
+//! agencies read a child's profile or receive its updates.
 
 use tio_audit::entry::{Action, Outcome};
 use tio_audit::log::entry_op;
@@ -145,12 +146,20 @@ impl Broker {
         child: &NhsNumber,
         include_ended: bool,
     ) -> Result<Vec<v1::CareRelationship>, ServiceError> {
-        let agency = self.agency_call(call, Service::CareRelationships, Action::RelationshipDeclared).await?;
-        Ok(load_facts(self.store(), child)?
+        let agency = self.agency_call(call, Service::CareRelationships, Action::RelationshipRead).await?;
+        let own: Vec<v1::CareRelationship> = load_facts(self.store(), child)?
             .relationships
             .into_iter()
             .map(|stored| stored.record)
             .filter(|record| record.agency_id == agency.id.as_str() && (include_ended || record.ended_at.is_none()))
-            .collect())
+            .collect();
+        // Recorded before the answer, like every read of a child's records.
+        let mut entry = self.entry(call, Action::RelationshipRead, Outcome::Allowed);
+        self.name_child(&mut entry, child)?;
+        entry.detail = format!("{} relationships listed", own.len());
+        let mut batch = Batch::new();
+        batch.push(entry_op(&entry));
+        self.store().commit(batch).await?;
+        Ok(own)
     }
 }
