@@ -170,6 +170,17 @@ fn bad_input_is_refused_with_its_status_and_field_and_writes_nothing() {
                 },
                 "value.communication_needs.likes",
             ),
+            (
+                "wrong UPN check letter",
+                |r| {
+                    r.category = v1::Category::IdentityAndContacts as i32;
+                    let identity = v1::IdentityAndContacts { upn: "B801200005002".into(), ..Default::default() };
+                    r.value = Some(v1::CategoryValue {
+                        value: Some(v1::category_value::Value::IdentityAndContacts(identity)),
+                    });
+                },
+                "value.identity_and_contacts.upn",
+            ),
             ("no idempotency key", |r| r.idempotency_key.clear(), "idempotency_key"),
             ("long source reference", |r| r.source_reference = "r".repeat(300), "source_reference"),
         ];

@@ -72,6 +72,13 @@ impl Broker {
         if let Some(value) = &request.value {
             crate::value_limits::check_category_value(value).map_err(ServiceError::InvalidArgument)?;
         }
+        // A UPN travels only inside the sealed value, but a wrong one must not travel.
+        if let v1::category_value::Value::IdentityAndContacts(identity) = value
+            && !identity.upn.is_empty()
+        {
+            tio_core::Upn::parse(&identity.upn)
+                .map_err(|err| invalid("value.identity_and_contacts.upn", err.to_string()))?;
+        }
         limits::check_len("source_reference", &request.source_reference, limits::MAX_SHORT_STRING_BYTES)
             .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))?;
         if request.idempotency_key.is_empty() {
