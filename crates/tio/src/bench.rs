@@ -160,7 +160,7 @@ async fn scenario(name: &str, target: &Target, args: &BenchArgs) -> anyhow::Resu
         "fanout-latency" => fanout_latency(target, args.rate.max(1), duration).await?,
         "catch-up" => catch_up(target, args.catch_up_updates.max(1), duration).await?,
         "profile-read" => profile_read(target, args.publishers.max(1), duration).await?,
-        "stalled-subscriber" => stalled_subscriber(target, duration).await?,
+        "stalled-subscriber" => stalled_subscriber(target, duration, !args.without_stall).await?,
         other => bail!("unknown scenario {other}"),
     };
     outcome.scenario = name.to_owned();
@@ -596,13 +596,16 @@ async fn profile_read(target: &Target, readers: usize, duration: Duration) -> an
     Ok(outcome)
 }
 
-async fn stalled_subscriber(target: &Target, duration: Duration) -> anyhow::Result<Outcome> {
+async fn stalled_subscriber(target: &Target, duration: Duration, stall: bool) -> anyhow::Result<Outcome> {
     let children = Arc::new(children(CHILDREN));
     prepare_children(target, &children, &["school", "send-team"]).await?;
     // The school opens a subscription and never acks: at most max_in_flight wait for it.
     let school = target.client("school").await?;
-    let (_stalled_requests, _stalled_responses) =
-        open_subscription(&school, "stalled", v1::start_from::From::Live(v1::Live {}), 0).await?;
+    let _stalled = if stall {
+        Some(open_subscription(&school, "stalled", v1::start_from::From::Live(v1::Live {}), 0).await?)
+    } else {
+        None
+    };
     // The SEND team keeps up.
     let send_team = target.client("send-team").await?;
     let (requests, mut responses) =
@@ -638,7 +641,8 @@ async fn stalled_subscriber(target: &Target, duration: Duration) -> anyhow::Resu
         rss_bytes: rss_at_end,
         note: match (rss_at_start, rss_half_way, rss_at_end) {
             (Some(start), Some(half), Some(end)) => format!(
-                "one subscriber never acks while 16 publishers run; server RSS {:.1} MiB at start, {:.1} half way, {:.1} at end",
+                "{} while 16 publishers run; server RSS {:.1} MiB at start, {:.1} half way, {:.1} at end",
+                if stall { "one subscriber never acks" } else { "control: no stalled subscriber" },
                 mib(start),
                 mib(half),
                 mib(end)

@@ -353,6 +353,10 @@ pub(crate) struct BenchArgs {
     /// Stored updates a new subscriber replays in catch-up.
     #[arg(long, default_value_t = 20_000, value_name = "N")]
     pub(crate) catch_up_updates: usize,
+    /// Run stalled-subscriber without its stalled subscription: the same load, as a
+    /// control for its memory figures.
+    #[arg(long)]
+    pub(crate) without_stall: bool,
     /// Print one JSON object per scenario instead of a table.
     #[arg(long)]
     pub(crate) json: bool,

@@ -150,10 +150,7 @@ async fn rotate_online(connection: &ConnectionArgs) -> anyhow::Result<()> {
         .await
         .map_err(ClientError::from)?
         .into_inner();
-    let bar = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template("re-wrapping data keys {bar:40} {pos}/{len} ({eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = rewrap_bar();
     let mut finished = None;
     while let Some(step) = stream.message().await.map_err(ClientError::from)? {
         if step.finished {
@@ -185,6 +182,14 @@ async fn retire_online(connection: &ConnectionArgs, version: u32) -> anyhow::Res
     Ok(())
 }
 
+/// The progress bar of a key rotation.
+fn rewrap_bar() -> ProgressBar {
+    ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("re-wrapping data keys {bar:40} {pos}/{len} ({eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    )
+}
+
 fn store_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("store")
 }
@@ -210,10 +215,7 @@ async fn rotate(args: &KeysStoreArgs) -> anyhow::Result<()> {
     let store = Store::open(&store_dir(&args.data_dir), ring).context(
         "cannot open the store (if the server is running, leave out --data-dir to do this through the server)",
     )?;
-    let bar = ProgressBar::new(0).with_style(
-        ProgressStyle::with_template("re-wrapping data keys {bar:40} {pos}/{len} ({eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = rewrap_bar();
     let rewrapped = store.rewrap_all(|done, total| {
         bar.set_length(total);
         bar.set_position(done);
