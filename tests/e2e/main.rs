@@ -9,6 +9,7 @@ mod config;
 mod crash;
 mod demo;
 mod flows;
+mod full_disk;
 mod lifecycle;
 mod maintenance;
 mod metrics;

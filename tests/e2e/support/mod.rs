@@ -110,6 +110,9 @@ pub(crate) struct Options {
 
 /// A running `tio serve` child process and its files.
 pub(crate) struct Sandbox {
+    /// A small filesystem under the data directory, if asked for; unmounted (after the
+    /// server is stopped) before `root` is removed.
+    mount: Option<SmallFilesystem>,
     /// Holds the sandbox's files until the sandbox is dropped.
     root: tempfile::TempDir,
     pub(crate) pki: Pki,
@@ -128,8 +131,19 @@ impl Sandbox {
     }
 
     /// Starts a server with extra options; panics with its log if it does not come up.
-    pub(crate) fn start_with(mut options: Options) -> Sandbox {
+    pub(crate) fn start_with(options: Options) -> Sandbox {
+        Self::start_in(tempfile::tempdir().unwrap(), None, options)
+    }
+
+    /// Starts a development server whose data directory is a tmpfs of `megabytes`;
+    /// `None` where this machine does not let the tests mount one.
+    pub(crate) fn start_on_small_filesystem(megabytes: u32) -> Option<Sandbox> {
         let root = tempfile::tempdir().unwrap();
+        let mount = SmallFilesystem::mount(&root.path().join("data"), megabytes)?;
+        Some(Self::start_in(root, Some(mount), Options::default()))
+    }
+
+    fn start_in(root: tempfile::TempDir, mount: Option<SmallFilesystem>, mut options: Options) -> Sandbox {
         let pki = Pki::create(&root.path().join("pki"));
         if !options.revoke.is_empty() {
             let fingerprints: Vec<String> = options.revoke.iter().map(|name| pki.fingerprint(name)).collect();
@@ -138,7 +152,7 @@ impl Sandbox {
         }
         match spawn_server(root.path(), &pki.dir, &options) {
             Ok(Started { child, address, metrics, log }) => {
-                Sandbox { root, pki, address, metrics, child, log, options }
+                Sandbox { mount, root, pki, address, metrics, child, log, options }
             }
             Err(failure) => panic!("server did not start: {failure}"),
         }
@@ -203,6 +217,17 @@ impl Sandbox {
         }
     }
 
+    /// Resizes the small filesystem under the data directory, as an operator freeing
+    /// space would.
+    pub(crate) fn resize_filesystem(&self, megabytes: u32) {
+        self.mount.as_ref().expect("started on a small filesystem").resize(megabytes);
+    }
+
+    /// Whether the server process is still running.
+    pub(crate) fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Returns everything the server wrote to stderr so far.
     pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -215,6 +240,35 @@ impl Drop for Sandbox {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// A tmpfs mounted on a directory, unmounted on drop.
+pub(crate) struct SmallFilesystem(PathBuf);
+
+impl SmallFilesystem {
+    /// Mounts a tmpfs of `megabytes` on `dir` (created); `None` if mounting is refused.
+    fn mount(dir: &Path, megabytes: u32) -> Option<SmallFilesystem> {
+        std::fs::create_dir_all(dir).ok()?;
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m,mode=0700"), "tmpfs"])
+            .arg(dir)
+            .stderr(Stdio::null())
+            .status()
+            .ok()?;
+        status.success().then(|| SmallFilesystem(dir.to_owned()))
+    }
+
+    fn resize(&self, megabytes: u32) {
+        let status =
+            Command::new("mount").args(["-o", &format!("remount,size={megabytes}m")]).arg(&self.0).status().unwrap();
+        assert!(status.success(), "cannot resize the test filesystem");
+    }
+}
+
+impl Drop for SmallFilesystem {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
     }
 }
 

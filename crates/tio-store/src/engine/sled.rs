@@ -39,6 +39,9 @@ const FORMAT_KEY: &[u8] = b"format";
 /// 64 KiB) inside the database file that [`SledEngine::sync`] syncs.
 const SEGMENT_SIZE: usize = 8 * 1024 * 1024;
 
+/// How many times an open waits 20 ms for sled's file lock to be released.
+const LOCK_ATTEMPTS: u32 = 100;
+
 /// Free bytes the filesystem must have before a failed engine reopens sled: enough for
 /// a few of its segments, so that the reopened database does not fail at once again.
 const REOPEN_FREE_BYTES: u64 = 4 * SEGMENT_SIZE as u64;
@@ -207,12 +210,24 @@ fn poisoned() -> StorageError {
 /// Opens sled in `dir`, checks its format and log ends, and returns it with the next
 /// position of each log.
 fn open_sled(dir: &Path, cache_bytes: u64) -> Result<(Open, [u64; Keyspace::ALL.len()]), StorageError> {
-    let db = sled::Config::new()
-        .path(dir)
-        .segment_size(SEGMENT_SIZE)
-        .cache_capacity(cache_bytes)
-        .open()
-        .map_err(|err| storage_error("cannot open store", &err))?;
+    let config = sled::Config::new().path(dir).segment_size(SEGMENT_SIZE).cache_capacity(cache_bytes);
+    // sled's background threads may hold the file lock for a moment after the last
+    // handle of a database is dropped, so an open right after a close (a reopen after a
+    // failure, a test, a restore) waits for it briefly. Another process holding it
+    // fails after the wait, as it should.
+    let mut attempts = 0;
+    let db = loop {
+        match config.open() {
+            // sled 0.34.7 (pinned) reports it only in the message of an `Other` error.
+            Err(sled::Error::Io(err))
+                if err.to_string().starts_with("could not acquire lock") && attempts < LOCK_ATTEMPTS =>
+            {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            opened => break opened.map_err(|err| storage_error("cannot open store", &err))?,
+        }
+    };
     let trees = Keyspace::ALL
         .iter()
         .map(|space| db.open_tree(space.name()))
