@@ -5,10 +5,11 @@
 //! not necessarily a power cut; [`SledEngine::sync`] therefore also calls `sync_data`
 //! on the database file, so that an acknowledged commit is on the disk.
 //!
-//! sled also keeps its first I/O error: after the disk fills, every later write fails
-//! until the database is opened again. The engine does that itself: after a failed
-//! write it reopens sled before the next commit, once the filesystem has room again, so
-//! that a server recovers when space is freed, without a restart.
+//! sled also keeps its first I/O error: after the disk fills, every later operation
+//! fails until the database is opened again. The engine does that itself: after a
+//! failed write or read it reopens sled at the next commit or read, once the filesystem
+//! has room again (and never between a group's apply and its sync), so that a server
+//! recovers when space is freed, without a restart.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -60,6 +61,9 @@ pub struct SledEngine {
     open: RwLock<Option<Open>>,
     /// Set when a write or sync failed: sled must be reopened before the next commit.
     failed: AtomicBool,
+    /// Set from a group's apply until its sync returns: a reopen then would drop applied
+    /// writes that the sync is about to acknowledge, so none happens meanwhile.
+    unsynced: AtomicBool,
     cache_bytes: u64,
     /// The next position of each log keyspace, in [`Keyspace::ALL`] order (unused for
     /// others). Held in memory and recovered at open from each log's last key: batches
@@ -123,6 +127,7 @@ impl SledEngine {
         let engine = SledEngine {
             open: RwLock::new(Some(open)),
             failed: AtomicBool::new(false),
+            unsynced: AtomicBool::new(false),
             cache_bytes,
             next_positions: Mutex::new(next_positions),
             log_end_file: Mutex::new(log_end_file),
@@ -130,6 +135,27 @@ impl SledEngine {
         };
         engine.sync()?;
         Ok(engine)
+    }
+
+    /// Runs `read` on the open database; if it fails after a failed write (sled then
+    /// refuses every operation with its first error), reopens sled if the filesystem has
+    /// room again and runs `read` once more. Never called with `next_positions` held.
+    fn read_open<T>(&self, read: impl Fn(&Open) -> Result<T, StorageError>) -> Result<T, StorageError> {
+        match self.with_open(&read) {
+            // sled's background flusher may have met the error first: a read is then the
+            // first to see it, and must count as the failure that calls for a reopen.
+            Err(err) if matches!(err.kind, StorageErrorKind::NoSpace | StorageErrorKind::Io) => {
+                self.failed.store(true, Ordering::SeqCst);
+                let mut next_positions = self.next_positions.lock().map_err(|_| poisoned())?;
+                // Another caller may have reopened it meanwhile.
+                if self.failed.load(Ordering::SeqCst) && self.reopen(&mut next_positions).is_err() {
+                    return Err(err);
+                }
+                drop(next_positions);
+                self.with_open(read)
+            }
+            other => other,
+        }
     }
 
     /// Runs `read` on the open database.
@@ -145,9 +171,13 @@ impl SledEngine {
     }
 
     /// Reopens sled after a failed write, if the filesystem has room again (otherwise
-    /// fails with `NoSpace`, leaving the database open for reads). The positions are
+    /// fails with `NoSpace`, leaving the old database open: sled may refuse its reads too,
+    /// with the same error, until then). The positions are
     /// recovered again from what sled recovers: a failed group may or may not be there.
     fn reopen(&self, next_positions: &mut [u64; Keyspace::ALL.len()]) -> Result<(), StorageError> {
+        if self.unsynced.load(Ordering::SeqCst) {
+            return Err(StorageError::new(StorageErrorKind::Io, "the store is finishing a commit; try again"));
+        }
         let free = rustix::fs::statvfs(&self.dir)
             .map(|stats| stats.f_bavail.saturating_mul(stats.f_frsize))
             .map_err(|err| StorageError::from_io("cannot measure free space", &err.into()))?;
@@ -368,14 +398,14 @@ fn finish(outcomes: Vec<Option<Result<Applied, CommitError>>>) -> Vec<Result<App
 
 impl Engine for SledEngine {
     fn get(&self, space: Keyspace, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        self.with_open(|open| {
+        self.read_open(|open| {
             let value = open.trees[space.index()].get(key).map_err(|err| storage_error("cannot read", &err))?;
             Ok(value.map(|value| value.to_vec()))
         })
     }
 
     fn scan(&self, space: Keyspace, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Entries, StorageError> {
-        self.with_open(|open| {
+        self.read_open(|open| {
             let tree = &open.trees[space.index()];
             let iter = match end {
                 Some(end) => tree.range(start..end),
@@ -392,7 +422,7 @@ impl Engine for SledEngine {
     }
 
     fn last(&self, space: Keyspace) -> Result<Option<crate::engine::Entry>, StorageError> {
-        self.with_open(|open| {
+        self.read_open(|open| {
             open.trees[space.index()]
                 .last()
                 .map(|entry| entry.map(|(key, value)| (key.to_vec(), value.to_vec())))
@@ -445,6 +475,10 @@ impl Engine for SledEngine {
             Err(error) => fail(&mut outcomes, error),
             Ok(Ok((applied, next))) => {
                 *next_positions = next;
+                if applied.iter().any(Result::is_ok) {
+                    // Cleared by the sync the group commit now owes these writes.
+                    self.unsynced.store(true, Ordering::SeqCst);
+                }
                 for (index, outcome) in valid.iter().zip(applied) {
                     outcomes[*index] = Some(match outcome {
                         Ok(positions) => Ok(Applied { positions }),
@@ -471,6 +505,7 @@ impl Engine for SledEngine {
         if synced.is_err() {
             self.failed.store(true, Ordering::SeqCst);
         }
+        self.unsynced.store(false, Ordering::SeqCst);
         synced?;
         let mark = self.log_end_file.lock().map_err(|_| poisoned())?;
         mark.write_all_at(encode_log_end(&covered).as_bytes(), 0)
@@ -478,7 +513,7 @@ impl Engine for SledEngine {
     }
 
     fn size_on_disk(&self) -> Result<u64, StorageError> {
-        self.with_open(|open| open.db.size_on_disk().map_err(|err| storage_error("cannot measure store", &err)))
+        self.read_open(|open| open.db.size_on_disk().map_err(|err| storage_error("cannot measure store", &err)))
     }
 }
 
