@@ -54,7 +54,8 @@ async fn main() -> std::process::ExitCode {
                         idempotency_key: &key,
                         committed_at: Timestamp::from_unix_seconds(1_800_000_000),
                     };
-                    // The publish and its audit entry commit together or not at all.
+                    // The publish and its audit entry, naming the update as the broker's
+                    // does, commit together or not at all.
                     let entry = tio_audit::entry::AuditEntry {
                         action: "publish".to_owned(),
                         outcome: "allowed".to_owned(),
@@ -62,7 +63,13 @@ async fn main() -> std::process::ExitCode {
                         ..Default::default()
                     };
                     let appended = store
-                        .append_update_with(update, &[tio_audit::log::entry_op(&entry)])
+                        .append_update_and(update, |update_id| {
+                            let named =
+                                tio_audit::entry::AuditEntry { update_id: update_id.to_string(), ..entry.clone() };
+                            let mut extra = tio_store::Extra::default();
+                            extra.ops.push(tio_audit::log::entry_op(&named));
+                            extra
+                        })
                         .await
                         .expect("append succeeds");
                     let position: String = appended.position.as_bytes().iter().map(|b| format!("{b:02x}")).collect();

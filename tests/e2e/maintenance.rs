@@ -134,6 +134,8 @@ fn a_running_server_is_backed_up_and_rotated_while_agencies_publish() {
     assert!(status.success(), "{stderr}");
     let (status, restored_report, stderr) = check(&restored, &ring_copy);
     assert!(status.success(), "the backup restores into a consistent store:\n{restored_report}{stderr}");
+    // Consistent means the audit log too: every update in the backup has its entry.
+    assert!(restored_report.contains("the audit log matches its tree, its checkpoint and the stored updates"));
     let updates = |report: &str| -> u64 {
         let line = report.lines().find(|line| line.contains(" updates (")).unwrap_or_else(|| panic!("{report}"));
         line.split_whitespace().find_map(|word| word.parse().ok()).unwrap_or_else(|| panic!("{line}"))

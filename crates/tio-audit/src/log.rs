@@ -332,5 +332,9 @@ fn decode_frontier(bytes: &[u8]) -> Option<Frontier> {
     Frontier::from_parts(size, peaks)
 }
 
+mod check;
+
+pub use check::{AuditCheckReport, check_log};
+
 #[cfg(test)]
 mod tests;

@@ -262,6 +262,8 @@ fn check(args: &KeysStoreArgs) -> anyhow::Result<()> {
     let copy = scratch.path().join("store");
     copy_dir(&source, &copy).context("cannot copy the store")?;
     println!("checking a copy of {}", source.display());
+    // The audit log's checkpoints are checked under the ring's own checkpoint key.
+    let verifier = tio_broker::storage::audit_signer(&ring).ok().map(|signer| signer.verifier());
     let store = match Store::open(&copy, ring) {
         Ok(store) => store,
         Err(err) => {
@@ -271,19 +273,32 @@ fn check(args: &KeysStoreArgs) -> anyhow::Result<()> {
     };
     let bar = spinner("checking");
     let report = store.check();
+    let audit = tio_audit::log::check_log(&store, verifier.as_ref());
     bar.finish_and_clear();
     store.shutdown();
-    let report = report?;
+    let (report, audit) = (report?, audit?);
     println!(
         "{} updates ({} of erased children), {} children, {} index entries, {} consent and relationship records",
         report.updates, report.erased, report.children, report.index_entries, report.sealed_records
     );
-    if report.is_healthy() {
-        println!("OK: every record decrypts and authenticates, positions are contiguous, indexes agree");
+    let checkpoint = match (audit.checkpoint_size, &verifier) {
+        (Some(size), _) => format!("the latest signed checkpoint covers {size}"),
+        (None, Some(_)) => "no checkpoint yet".to_owned(),
+        (None, None) => "checkpoints not checked (the ring holds no checkpoint key)".to_owned(),
+    };
+    println!(
+        "audit log: {} entries, the stored tree covers {}, {checkpoint}; {} updates matched to their publish entries",
+        audit.entries, audit.tree_size, audit.updates_matched
+    );
+    if report.is_healthy() && audit.is_healthy() {
+        println!(
+            "OK: every record decrypts and authenticates, positions are contiguous, indexes agree, \
+             and the audit log matches its tree, its checkpoint and the stored updates"
+        );
         return Ok(());
     }
-    println!("DAMAGED: {} problems", report.problem_count);
-    for problem in &report.problems {
+    println!("DAMAGED: {} problems", report.problem_count + audit.problem_count);
+    for problem in report.problems.iter().chain(&audit.problems) {
         println!("  - {problem}");
     }
     anyhow::bail!("the store is damaged; nothing was changed")

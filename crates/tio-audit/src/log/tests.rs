@@ -201,3 +201,65 @@ async fn after_crypto_shredding_the_log_verifies_and_no_entry_reveals_the_child(
         assert!(text.contains(&store.child_index(&amy).to_hex()), "control: the child's entries are there");
     }
 }
+
+/// `tio store check`'s audit half: a healthy log passes; an update without its entry, a
+/// checkpoint under another key and an altered entry are each named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_check_passes_a_healthy_log_and_names_each_kind_of_damage() {
+    use tio_store::engine::sled::SledEngine;
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(SledEngine::open(dir.path()).unwrap());
+    let store = Arc::new(Store::with_engine(engine.clone(), KeyRing::generate().unwrap()).unwrap());
+    let signer = Signer::generate(ORIGIN).unwrap();
+    let verifier = signer.verifier();
+    let log = AuditLog::new(store.clone(), signer);
+    let child = NhsNumber::parse("9990079196", &NhsNumberPolicy::development()).unwrap();
+    let gp = AgencyId::parse("id", "gp").unwrap();
+    fn update<'a>(child: &'a NhsNumber, gp: &'a AgencyId, key: &'a str) -> NewUpdate<'a> {
+        NewUpdate {
+            child,
+            category: Category::HealthSummary,
+            value: b"value",
+            source_reference: "EPR-1",
+            publisher: gp,
+            idempotency_key: key,
+            committed_at: Timestamp::from_unix_seconds(1_800_000_000),
+        }
+    }
+    for n in 0..20u64 {
+        let key = format!("k{n}");
+        store
+            .append_update_and(update(&child, &gp, &key), |id| {
+                let mut extra = tio_store::Extra::default();
+                extra.ops.push(entry_op(&AuditEntry { update_id: id.to_string(), ..entry("publish", n) }));
+                extra
+            })
+            .await
+            .unwrap();
+        log.record(&[entry("profile_read", 100 + n)]).await.unwrap();
+    }
+    log.checkpoint().await.unwrap();
+    let report = check_log(&store, Some(&verifier)).unwrap();
+    assert!(report.is_healthy(), "{:?}", report.problems);
+    assert_eq!((report.entries, report.tree_size, report.checkpoint_size), (40, 40, Some(40)));
+    assert_eq!(report.updates_matched, 20);
+
+    // An update stored without its entry.
+    store.append_update(update(&child, &gp, "lonely")).await.unwrap();
+    let report = check_log(&store, Some(&verifier)).unwrap();
+    assert_eq!(report.problems, ["1 stored updates have no publish entry in the audit log"]);
+
+    // The checkpoint under another key.
+    let stranger = Signer::generate(ORIGIN).unwrap().verifier();
+    let report = check_log(&store, Some(&stranger)).unwrap();
+    assert!(report.problems.iter().any(|problem| problem.starts_with("the latest checkpoint does not open")));
+
+    // One entry altered in place (as a tamperer with the files would): the stored tree
+    // and the signed checkpoint no longer match the entries.
+    let mut altered = log.entries(3, 4).unwrap().remove(0);
+    altered.actor.id = "hospital".into();
+    engine.import(Keyspace::Audit, &[(3u64.to_be_bytes().to_vec(), crate::stored::encode(&altered))]).unwrap();
+    let report = check_log(&store, Some(&verifier)).unwrap();
+    assert!(report.problems.iter().any(|problem| problem.contains("is not what the entries hash to")), "{report:?}");
+    assert!(report.problems.iter().any(|problem| problem.contains("the log was altered")), "{report:?}");
+}

@@ -1,0 +1,195 @@
+//! The audit half of `tio store check`: reads the whole log and changes nothing.
+//!
+//! Every entry decodes and sits at its own leaf index with no gap; the stored Merkle
+//! tree (its frontier and every complete subtree hash) is what the entries hash to; the
+//! latest signed checkpoint opens under the log's key and its root is the entries'
+//! root at its size; and entries and actions match: every stored update has the
+//! allowed `publish` entry that names it, and every such entry names a stored update.
+
+use std::collections::HashSet;
+
+use tio_store::Store;
+use tio_store::engine::{Keyspace, key_after};
+use tio_store::record::UpdateRecord;
+
+use super::{AuditError, BUILD_PAGE, CHECKPOINT_KEY, decode_entry, decode_frontier, subtree_key};
+use crate::checkpoint::Checkpoint;
+use crate::entry::{Action, Outcome};
+use crate::merkle::Frontier;
+use crate::note::Verifier;
+
+/// The most problems a report lists one by one (the count is always complete).
+const MAX_LISTED: usize = 50;
+
+/// What a check of the audit log found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditCheckReport {
+    /// Entries read.
+    pub entries: u64,
+    /// Entries the stored tree covers.
+    pub tree_size: u64,
+    /// Entries the latest signed checkpoint covers, if there is one.
+    pub checkpoint_size: Option<u64>,
+    /// Stored updates matched with their publish entry.
+    pub updates_matched: u64,
+    /// How many problems were found.
+    pub problem_count: u64,
+    /// The first problems, in plain words without personal data.
+    pub problems: Vec<String>,
+}
+
+impl AuditCheckReport {
+    /// Returns whether the log is healthy.
+    pub fn is_healthy(&self) -> bool {
+        self.problem_count == 0
+    }
+
+    fn problem(&mut self, text: String) {
+        self.problem_count += 1;
+        if self.problems.len() < MAX_LISTED {
+            self.problems.push(text);
+        }
+    }
+}
+
+/// Checks the audit log of `store`. With `verifier` (the log's checkpoint key), the
+/// latest checkpoint is opened and checked against the entries too; without (a ring
+/// with no checkpoint key), it is left out.
+pub fn check_log(store: &Store, verifier: Option<&Verifier>) -> Result<AuditCheckReport, AuditError> {
+    let engine = store.engine();
+    let mut report = AuditCheckReport::default();
+    let stored_tree = match engine.get(Keyspace::AuditTree, super::FRONTIER_KEY)? {
+        None => Frontier::new(),
+        Some(bytes) => decode_frontier(&bytes).unwrap_or_else(|| {
+            report.problem("the stored tree frontier does not decode".to_owned());
+            Frontier::new()
+        }),
+    };
+    report.tree_size = stored_tree.size();
+    let checkpoint = latest_checkpoint(store, verifier, &mut report)?;
+    report.checkpoint_size = checkpoint.as_ref().map(|checkpoint| checkpoint.size);
+
+    let mut tree = Frontier::new();
+    let mut published: HashSet<String> = HashSet::new();
+    let mut start = Vec::new();
+    loop {
+        let page = engine.scan(Keyspace::Audit, &start, None, BUILD_PAGE)?;
+        let Some((last, _)) = page.last() else { break };
+        start = key_after(last);
+        for (position, bytes) in page {
+            let entry = match decode_entry(&position, &bytes) {
+                Ok(entry) => entry,
+                Err(err) => {
+                    report.problem(err.to_string());
+                    return Ok(report); // The tree cannot be followed past a damaged entry.
+                }
+            };
+            if entry.leaf_index != tree.size() {
+                report.problem(format!("entry positions jump from {} to {}", tree.size(), entry.leaf_index));
+                return Ok(report);
+            }
+            report.entries += 1;
+            if entry.action == Action::Publish.code()
+                && entry.outcome == Outcome::Allowed.code()
+                && !entry.update_id.is_empty()
+            {
+                published.insert(entry.update_id.clone());
+            }
+            for (level, index, hash) in tree.append(entry.leaf_hash()) {
+                if tree.size() > stored_tree.size() {
+                    continue; // Not built yet: nothing stored to compare.
+                }
+                let stored = engine.get(Keyspace::AuditTree, &subtree_key(level, index))?;
+                if stored.as_deref() != Some(hash.as_slice()) {
+                    report.problem(format!("stored subtree {level}/{index} is not what the entries hash to"));
+                }
+            }
+            if tree.size() == stored_tree.size() && tree.root() != stored_tree.root() {
+                report.problem(format!("the stored tree root at size {} is not the entries' root", tree.size()));
+            }
+            if let Some(checkpoint) = &checkpoint
+                && tree.size() == checkpoint.size
+                && tree.root() != checkpoint.root
+            {
+                report.problem(format!(
+                    "the latest checkpoint's root at size {} is not the entries' root: the log was altered",
+                    checkpoint.size
+                ));
+            }
+        }
+    }
+    if stored_tree.size() > report.entries {
+        report.problem(format!(
+            "the stored tree covers {} entries but the log holds {}",
+            stored_tree.size(),
+            report.entries
+        ));
+    }
+    if let Some(checkpoint) = &checkpoint
+        && checkpoint.size > report.entries
+    {
+        report.problem(format!(
+            "the latest checkpoint covers {} entries but the log holds {}: the log was cut short",
+            checkpoint.size, report.entries
+        ));
+    }
+    match_updates(store, published, &mut report)?;
+    Ok(report)
+}
+
+/// Reads and opens the latest signed checkpoint, noting a problem if it fails.
+fn latest_checkpoint(
+    store: &Store,
+    verifier: Option<&Verifier>,
+    report: &mut AuditCheckReport,
+) -> Result<Option<Checkpoint>, AuditError> {
+    let Some(verifier) = verifier else { return Ok(None) };
+    let Some(bytes) = store.engine().get(Keyspace::AuditTree, CHECKPOINT_KEY)? else { return Ok(None) };
+    let Ok(note) = String::from_utf8(bytes) else {
+        report.problem("the latest checkpoint is not text".to_owned());
+        return Ok(None);
+    };
+    match Checkpoint::open(&note, verifier) {
+        Ok(checkpoint) => Ok(Some(checkpoint)),
+        Err(err) => {
+            report.problem(format!("the latest checkpoint does not open: {err}"));
+            Ok(None)
+        }
+    }
+}
+
+/// Matches stored updates with the publish entries that name them. A store with no
+/// audit entries at all (written by the store alone, never by the broker) is skipped.
+fn match_updates(
+    store: &Store,
+    mut published: HashSet<String>,
+    report: &mut AuditCheckReport,
+) -> Result<(), AuditError> {
+    if report.entries == 0 {
+        return Ok(());
+    }
+    let mut unaudited = 0u64;
+    let mut start = Vec::new();
+    loop {
+        let page = store.engine().scan(Keyspace::Updates, &start, None, BUILD_PAGE)?;
+        let Some((last, _)) = page.last() else { break };
+        start = key_after(last);
+        for (_, bytes) in page {
+            // A record that does not decode is the store check's to report.
+            let Some(record) = UpdateRecord::decode(&bytes) else { continue };
+            let id: String = record.update_id.iter().map(|byte| format!("{byte:02x}")).collect();
+            if published.remove(&id) {
+                report.updates_matched += 1;
+            } else {
+                unaudited += 1;
+            }
+        }
+    }
+    if unaudited > 0 {
+        report.problem(format!("{unaudited} stored updates have no publish entry in the audit log"));
+    }
+    if !published.is_empty() {
+        report.problem(format!("{} publish entries name an update that is not stored", published.len()));
+    }
+    Ok(())
+}
