@@ -22,6 +22,6 @@ mod store;
 pub use engine::{Batch, CommitError, Condition, Engine, Keyspace, Op, Position, StorageError, StorageErrorKind};
 pub use group_commit::{CommitObserver, CommitStats, GroupCommit};
 pub use store::{
-    Appended, CheckReport, ChildIndex, Extra, NewUpdate, SealedRecord, Store, StoreError, StoredUpdate, UpdateContent,
-    UpdateId,
+    Appended, CheckReport, ChildIndex, Extra, NewUpdate, Problems, SealedRecord, Store, StoreError, StoredUpdate,
+    UpdateContent, UpdateId,
 };

@@ -785,7 +785,7 @@ fn validate(update: &NewUpdate<'_>) -> Result<(), StoreError> {
 
 mod check;
 
-pub use check::CheckReport;
+pub use check::{CheckReport, Problems};
 
 #[cfg(test)]
 mod tests;

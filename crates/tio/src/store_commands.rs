@@ -297,8 +297,8 @@ fn check(args: &KeysStoreArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    println!("DAMAGED: {} problems", report.problem_count + audit.problem_count);
-    for problem in report.problems.iter().chain(&audit.problems) {
+    println!("DAMAGED: {} problems", report.problems.count() + audit.problems.count());
+    for problem in report.problems.iter().chain(audit.problems.iter()) {
         println!("  - {problem}");
     }
     anyhow::bail!("the store is damaged; nothing was changed")

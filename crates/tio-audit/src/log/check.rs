@@ -8,18 +8,15 @@
 
 use std::collections::HashSet;
 
-use tio_store::Store;
 use tio_store::engine::{Keyspace, key_after};
 use tio_store::record::UpdateRecord;
+use tio_store::{Problems, Store};
 
 use super::{AuditError, BUILD_PAGE, CHECKPOINT_KEY, decode_entry, decode_frontier, subtree_key};
 use crate::checkpoint::Checkpoint;
 use crate::entry::{Action, Outcome};
 use crate::merkle::Frontier;
 use crate::note::Verifier;
-
-/// The most problems a report lists one by one (the count is always complete).
-const MAX_LISTED: usize = 50;
 
 /// What a check of the audit log found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -32,23 +29,18 @@ pub struct AuditCheckReport {
     pub checkpoint_size: Option<u64>,
     /// Stored updates matched with their publish entry.
     pub updates_matched: u64,
-    /// How many problems were found.
-    pub problem_count: u64,
-    /// The first problems, in plain words without personal data.
-    pub problems: Vec<String>,
+    /// What was found wrong.
+    pub problems: Problems,
 }
 
 impl AuditCheckReport {
     /// Returns whether the log is healthy.
     pub fn is_healthy(&self) -> bool {
-        self.problem_count == 0
+        self.problems.count() == 0
     }
 
     fn problem(&mut self, text: String) {
-        self.problem_count += 1;
-        if self.problems.len() < MAX_LISTED {
-            self.problems.push(text);
-        }
+        self.problems.add(text);
     }
 }
 

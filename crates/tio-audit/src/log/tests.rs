@@ -247,7 +247,7 @@ async fn the_check_passes_a_healthy_log_and_names_each_kind_of_damage() {
     // An update stored without its entry.
     store.append_update(update(&child, &gp, "lonely")).await.unwrap();
     let report = check_log(&store, Some(&verifier)).unwrap();
-    assert_eq!(report.problems, ["1 stored updates have no publish entry in the audit log"]);
+    assert_eq!(report.problems.listed(), ["1 stored updates have no publish entry in the audit log"]);
 
     // The checkpoint under another key.
     let stranger = Signer::generate(ORIGIN).unwrap().verifier();

@@ -23,23 +23,51 @@ pub struct CheckReport {
     pub index_entries: u64,
     /// Sealed consent and care relationship records checked.
     pub sealed_records: u64,
-    /// How many problems were found.
-    pub problem_count: u64,
-    /// The first problems, in plain words without personal data.
-    pub problems: Vec<String>,
+    /// What was found wrong.
+    pub problems: Problems,
 }
 
 impl CheckReport {
     /// Returns whether the store is healthy.
     pub fn is_healthy(&self) -> bool {
-        self.problem_count == 0
+        self.problems.count() == 0
     }
 
     fn problem(&mut self, text: String) {
-        self.problem_count += 1;
-        if self.problems.len() < MAX_LISTED {
-            self.problems.push(text);
+        self.problems.add(text);
+    }
+}
+
+/// The problems a check found: every one counted, the first [`MAX_LISTED`] kept in
+/// plain words without personal data.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Problems {
+    count: u64,
+    listed: Vec<String>,
+}
+
+impl Problems {
+    /// Records a problem.
+    pub fn add(&mut self, text: String) {
+        self.count += 1;
+        if self.listed.len() < MAX_LISTED {
+            self.listed.push(text);
         }
+    }
+
+    /// Returns how many problems were found.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Returns the problems kept, in the order found.
+    pub fn listed(&self) -> &[String] {
+        &self.listed
+    }
+
+    /// Iterates over the problems kept.
+    pub fn iter(&self) -> std::slice::Iter<'_, String> {
+        self.listed.iter()
     }
 }
 
