@@ -21,6 +21,10 @@ use tio_store::{Keyspace, NewUpdate, Op, Store};
 
 const VALUE_BYTES: usize = 1024;
 
+/// The allocator the `tio` binary uses, so that the figures are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let seconds: u64 = std::env::var("TIO_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
     let base = std::env::var_os("TIO_BENCH_DIR").map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
