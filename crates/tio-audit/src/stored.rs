@@ -79,20 +79,12 @@ struct StoredEntry {
     update_id: Option<Text>,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.is_empty() || !text.len().is_multiple_of(2) {
+    if text.is_empty() {
         return None;
     }
-    let bytes: Option<Vec<u8>> = (0..text.len())
-        .step_by(2)
-        .map(|index| text.get(index..index + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()))
-        .collect();
     // Only lowercase spellings, so that spelling the bytes again gives the same text.
-    bytes.filter(|bytes| hex(bytes) == text)
+    hex::decode(text).ok().filter(|bytes| hex::encode(bytes) == text)
 }
 
 fn compact(text: &str) -> Option<Text> {
@@ -113,7 +105,7 @@ fn compact(text: &str) -> Option<Text> {
 fn expand(text: Option<Text>) -> String {
     match text.and_then(|text| text.form) {
         None => String::new(),
-        Some(Form::Hex(bytes)) => hex(&bytes),
+        Some(Form::Hex(bytes)) => hex::encode(&bytes),
         Some(Form::Base64(bytes)) => STANDARD.encode(bytes),
         Some(Form::Plain(text)) => text,
     }

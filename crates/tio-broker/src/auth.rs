@@ -176,7 +176,7 @@ pub fn certificate_identity(cert: &CertificateDer<'_>) -> Result<Identity, AuthE
 
 /// Returns the SHA-256 fingerprint of a certificate, lowercase hex.
 pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
-    Sha256::digest(cert.as_ref()).iter().map(|byte| format!("{byte:02x}")).collect()
+    hex::encode(Sha256::digest(cert.as_ref()))
 }
 
 /// Authenticates one request: finds the peer certificate, checks it against the

@@ -264,10 +264,7 @@ impl Broker {
     pub fn new_id(prefix: &str) -> Result<String, ServiceError> {
         let mut bytes = [0u8; 12];
         getrandom::fill(&mut bytes).map_err(|err| ServiceError::Internal(format!("no randomness: {err}")))?;
-        Ok(bytes.iter().fold(prefix.to_owned(), |mut id, byte| {
-            id.push_str(&format!("{byte:02x}"));
-            id
-        }))
+        Ok(format!("{prefix}{}", hex::encode(bytes)))
     }
 
     /// Writes authentication refusals to the audit log as they come, in batches, until

@@ -47,7 +47,7 @@ impl fmt::Display for ChildIndex {
 impl ChildIndex {
     /// Returns the whole index as 64 lowercase hex digits, as audit entries hold it.
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|byte| format!("{byte:02x}")).collect()
+        hex::encode(self.0)
     }
 }
 

@@ -109,7 +109,7 @@ impl Story {
             pki: pki.to_owned(),
             keys: keys.to_owned(),
             child: NhsNumber::parse_checked(AMELIA)?,
-            run: run.iter().map(|b| format!("{b:02x}")).collect(),
+            run: hex::encode(run),
             hospital: client("hospital", "dr-okafor").await?,
             school: client("school", "senco-patel").await?,
             send_team: client("send-team", "caseworker-jones").await?,

@@ -169,7 +169,7 @@ fn match_updates(
         for (_, bytes) in page {
             // A record that does not decode is the store check's to report.
             let Some(record) = UpdateRecord::decode(&bytes) else { continue };
-            let id: String = record.update_id.iter().map(|byte| format!("{byte:02x}")).collect();
+            let id = hex::encode(record.update_id);
             if published.remove(&id) {
                 report.updates_matched += 1;
             } else {

@@ -301,7 +301,7 @@ fn encode_log_end(next_positions: &[u64; Keyspace::ALL.len()]) -> String {
 }
 
 fn log_end_digest(body: &str) -> String {
-    Sha256::digest(body.as_bytes())[..8].iter().map(|byte| format!("{byte:02x}")).collect()
+    hex::encode(&Sha256::digest(body.as_bytes())[..8])
 }
 
 /// Refuses to open a store whose logs recovered shorter than the last sync made them.
