@@ -8,6 +8,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 
+use tio_audit::entry::Outcome;
 use tio_store::keys::KeyRing;
 use tio_store::{Batch, StoreError};
 
@@ -103,7 +104,7 @@ impl Administrator<'_> {
     /// order, then ends; an error ends it early (the caller's copy then fails its
     /// checksum, so a cut-short backup can never be taken for a whole one).
     pub async fn backup(&self) -> Result<tokio::sync::mpsc::Receiver<BackupPiece>, ServiceError> {
-        self.commit_entry("backup_store".to_owned()).await?;
+        self.commit_entry("backup_store".to_owned(), Outcome::Allowed).await?;
         let (sender, receiver) = tokio::sync::mpsc::channel(BACKUP_CHUNKS_BUFFERED);
         let store = self.broker.store().clone();
         let spool_dir = self.broker.maintenance().spool_dir.clone();
@@ -137,15 +138,35 @@ impl Administrator<'_> {
         let store = self.broker.store();
         let mut ring = store.key_ring();
         let version = ring.add_version().map_err(StoreError::from)?;
+        // On the record before anything changes; a rotation that then fails says so too.
+        self.commit_entry(format!("rotate_keys to version {version}"), Outcome::Allowed).await?;
         // Saved before any data key uses it: a crash from here on leaves a ring that
         // still opens everything.
-        save_ring(&ring, &file).await?;
+        if let Err(err) = save_ring(&ring, &file).await {
+            self.commit_entry(
+                format!("rotate_keys to version {version}: the ring file was not saved"),
+                Outcome::Failed,
+            )
+            .await?;
+            return Err(err);
+        }
         store.replace_keys(ring);
-        self.commit_entry(format!("rotate_keys to version {version}")).await?;
         tracing::info!(kek.version = version, "key-encryption key rotation started");
-        let rewrapped = store.rewrap_all(|done, total| progress(RotationProgress { version, done, total })).await?;
+        let rewrapped = match store.rewrap_all(|done, total| progress(RotationProgress { version, done, total })).await
+        {
+            Ok(rewrapped) => rewrapped,
+            Err(err) => {
+                let detail = format!("rotate_keys to version {version}: re-wrapping stopped; run it again to finish");
+                self.commit_entry(detail, Outcome::Failed).await?;
+                return Err(err.into());
+            }
+        };
         let versions = store.key_ring().versions();
-        self.commit_entry(format!("rotate_keys finished: version {version}, {rewrapped} data keys re-wrapped")).await?;
+        self.commit_entry(
+            format!("rotate_keys finished: version {version}, {rewrapped} data keys re-wrapped"),
+            Outcome::Allowed,
+        )
+        .await?;
         tracing::info!(kek.version = version, rewrapped, "key-encryption key rotation finished");
         Ok(RotationOutcome { version, rewrapped, versions })
     }
@@ -173,10 +194,14 @@ impl Administrator<'_> {
             )));
         }
         ring.retire(version).map_err(StoreError::from)?;
-        save_ring(&ring, &file).await?;
+        if let Err(err) = save_ring(&ring, &file).await {
+            self.commit_entry(format!("retire_key version {version}: the ring file was not saved"), Outcome::Failed)
+                .await?;
+            return Err(err);
+        }
         let versions = ring.versions();
         store.replace_keys(ring);
-        self.commit_entry(format!("retire_key version {version}")).await?;
+        self.commit_entry(format!("retire_key version {version}"), Outcome::Allowed).await?;
         tracing::info!(kek.version = version, "key-encryption key version retired");
         Ok(versions)
     }
@@ -197,10 +222,11 @@ impl Administrator<'_> {
         Ok((busy, file))
     }
 
-    /// Commits one allowed admin entry on its own.
-    async fn commit_entry(&self, detail: String) -> Result<(), ServiceError> {
+    /// Commits one admin entry on its own.
+    async fn commit_entry(&self, detail: String, outcome: Outcome) -> Result<(), ServiceError> {
+        let entry = tio_audit::entry::AuditEntry { outcome: outcome.code().to_owned(), ..self.entry(detail) };
         let mut batch = Batch::new();
-        batch.push(tio_audit::log::entry_op(&self.entry(detail)));
+        batch.push(tio_audit::log::entry_op(&entry));
         self.broker.store().commit(batch).await?;
         Ok(())
     }

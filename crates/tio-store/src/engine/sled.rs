@@ -56,10 +56,11 @@ struct Open {
 
 /// A sled database under one directory.
 pub struct SledEngine {
-    /// The open database: `None` only while it is being reopened after a failed write
-    /// (or when that reopening failed; the next commit tries again).
+    /// The open database: `None` only while it is being reopened after a failure (or
+    /// when that reopening failed; the next commit or read tries again).
     open: RwLock<Option<Open>>,
-    /// Set when a write or sync failed: sled must be reopened before the next commit.
+    /// Set when a write, sync or read failed: sled must be reopened before it serves
+    /// again.
     failed: AtomicBool,
     /// Set from a group's apply until its sync returns: a reopen then would drop applied
     /// writes that the sync is about to acknowledge, so none happens meanwhile.
