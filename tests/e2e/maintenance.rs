@@ -144,3 +144,46 @@ fn a_running_server_is_backed_up_and_rotated_while_agencies_publish() {
     assert!(in_backup >= published_at_backup.min(40), "the backup holds what was published before it: {in_backup}");
     assert!(in_backup < in_live && in_live >= total, "the live store went on: {in_backup} then {in_live} of {total}");
 }
+
+/// Where the filesystem allows it (`chattr`, as root on ext4), a ring file the server
+/// cannot rewrite: the rotation fails without changing anything, says so in the audit
+/// log, and succeeds once the file can be written again.
+#[test]
+fn a_rotation_that_cannot_save_the_ring_changes_nothing_and_is_audited_as_failed() {
+    let sandbox = Sandbox::start();
+    let keys_dir = sandbox.data_dir().join("dev-keys");
+    let chattr = |flag: &str| {
+        std::process::Command::new("chattr")
+            .arg(flag)
+            .arg(&keys_dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    if !chattr("+i") {
+        eprintln!("SKIPPED a_rotation_that_cannot_save_the_ring...: chattr is not available here");
+        return;
+    }
+    let (ok, stdout, stderr) = tio_as(&sandbox, "admin", &["keys", "rotate"]);
+    let unlocked = chattr("-i");
+    assert!(unlocked, "the test must leave the directory writable");
+    assert!(!ok && stderr.contains("Internal"), "{stdout}{stderr}");
+
+    let runtime = runtime();
+    runtime.block_on(async {
+        let auditor = sandbox.client("auditor").await;
+        let request = v1::QueryEntriesRequest {
+            action: v1::AuditAction::Admin as i32,
+            outcome: v1::AuditOutcome::Failed as i32,
+            ..Default::default()
+        };
+        let entries = auditor.audit().query_entries(auditor.request(request)).await.unwrap().into_inner().entries;
+        let details: Vec<&str> = entries.iter().map(|entry| entry.detail.as_str()).collect();
+        assert_eq!(details, ["rotate_keys to version 2: the ring file was not saved"]);
+    });
+
+    // Nothing changed: the same rotation goes through once the file can be written.
+    let (ok, stdout, stderr) = tio_as(&sandbox, "admin", &["keys", "rotate"]);
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains("version 2 is current"), "{stdout}");
+}
