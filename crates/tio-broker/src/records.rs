@@ -69,9 +69,7 @@ impl Broker {
                 format!("must be at most {} bytes encoded, got {}", limits::MAX_CATEGORY_VALUE_BYTES, encoded.len()),
             ));
         }
-        if let Some(value) = &request.value {
-            crate::value_limits::check_category_value(value).map_err(ServiceError::InvalidArgument)?;
-        }
+        crate::value_limits::check_category_value(&encoded).map_err(ServiceError::InvalidArgument)?;
         // A UPN travels only inside the sealed value, but a wrong one must not travel.
         if let v1::category_value::Value::IdentityAndContacts(identity) = value
             && !identity.upn.is_empty()

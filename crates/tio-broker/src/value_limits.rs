@@ -12,10 +12,8 @@
 
 use std::sync::OnceLock;
 
-use prost::Message;
 use prost_reflect::{DescriptorPool, DynamicMessage, FieldDescriptor, MapKey, Value};
 use tio_core::{FieldViolation, limits};
-use tio_proto::v1;
 
 /// Fields holding free text (4 KiB); for a map, its values.
 pub const FREE_TEXT: &[&str] = &[
@@ -48,14 +46,15 @@ fn pool() -> Result<&'static DescriptorPool, FieldViolation> {
         .ok_or_else(|| FieldViolation::new("value", "cannot be checked: the contract's descriptors do not load"))
 }
 
-/// Checks every string and list inside `value`, naming each field out of bounds
+/// Checks every string and list inside an encoded `CategoryValue` (the bytes the
+/// publish stores, so the value is not encoded twice), naming each field out of bounds
 /// (paths start at `value`).
-pub fn check_category_value(value: &v1::CategoryValue) -> Result<(), Vec<FieldViolation>> {
+pub fn check_category_value(encoded: &[u8]) -> Result<(), Vec<FieldViolation>> {
     let pool = pool().map_err(|violation| vec![violation])?;
     let descriptor = pool
         .get_message_by_name("tio.v1.CategoryValue")
         .ok_or_else(|| vec![FieldViolation::new("value", "cannot be checked: CategoryValue is not in the contract")])?;
-    let message = DynamicMessage::decode(descriptor, value.encode_to_vec().as_slice())
+    let message = DynamicMessage::decode(descriptor, encoded)
         .map_err(|err| vec![FieldViolation::new("value", format!("does not decode: {err}"))])?;
     let mut violations = Vec::new();
     check_message(&message, "value", &mut violations);
@@ -123,7 +122,14 @@ fn check_count(field: &FieldDescriptor, count: usize, path: &str, violations: &m
 
 #[cfg(test)]
 mod tests {
+    use prost::Message;
+    use tio_proto::v1;
+
     use super::*;
+
+    fn check(value: &v1::CategoryValue) -> Result<(), Vec<FieldViolation>> {
+        check_category_value(&value.encode_to_vec())
+    }
 
     fn passport(needs: v1::CommunicationNeeds) -> v1::CategoryValue {
         v1::CategoryValue { value: Some(v1::category_value::Value::CommunicationNeeds(needs)) }
@@ -136,14 +142,13 @@ mod tests {
             things_you_must_know: vec!["b".repeat(limits::MAX_FREE_TEXT_BYTES); 3],
             ..Default::default()
         });
-        assert_eq!(check_category_value(&fine), Ok(()));
+        assert_eq!(check(&fine), Ok(()));
         let too_long = passport(v1::CommunicationNeeds {
             how_i_communicate: "a".repeat(limits::MAX_FREE_TEXT_BYTES + 1),
             things_you_must_know: vec!["fine".into(), "b".repeat(limits::MAX_FREE_TEXT_BYTES + 1)],
             ..Default::default()
         });
-        let fields: Vec<String> =
-            check_category_value(&too_long).unwrap_err().into_iter().map(|violation| violation.field).collect();
+        let fields: Vec<String> = check(&too_long).unwrap_err().into_iter().map(|violation| violation.field).collect();
         assert_eq!(
             fields,
             ["value.communication_needs.how_i_communicate", "value.communication_needs.things_you_must_know[1]"]
@@ -159,7 +164,7 @@ mod tests {
                 ..Default::default()
             })),
         };
-        let violations = check_category_value(&long_name).unwrap_err();
+        let violations = check(&long_name).unwrap_err();
         assert_eq!(violations.len(), 1, "{violations:?}");
         assert_eq!(violations[0].field, "value.health_summary.medications[0].name");
         assert_eq!(violations[0].reason, "must be at most 256 bytes, got 257");
@@ -173,7 +178,7 @@ mod tests {
                 ..Default::default()
             })),
         };
-        let violations = check_category_value(&many).unwrap_err();
+        let violations = check(&many).unwrap_err();
         assert_eq!(violations[0].field, "value.health_summary.allergies");
         assert_eq!(violations[0].reason, "must have at most 64 items, got 65");
 
@@ -186,8 +191,8 @@ mod tests {
                 ..Default::default()
             })),
         };
-        assert_eq!(check_category_value(&plan(12)), Ok(()), "12 sections of nearly 4 KiB each");
-        let violations = check_category_value(&plan(13)).unwrap_err();
+        assert_eq!(check(&plan(12)), Ok(()), "12 sections of nearly 4 KiB each");
+        let violations = check(&plan(13)).unwrap_err();
         assert_eq!(violations[0].field, "value.send_support.ehc_plan.section_summaries");
     }
 
@@ -207,6 +212,6 @@ mod tests {
             likes: vec!["x".repeat(limits::MAX_FREE_TEXT_BYTES + 1); 60],
             ..Default::default()
         });
-        assert_eq!(check_category_value(&many).unwrap_err().len(), MAX_VIOLATIONS);
+        assert_eq!(check(&many).unwrap_err().len(), MAX_VIOLATIONS);
     }
 }
