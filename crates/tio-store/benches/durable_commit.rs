@@ -7,7 +7,7 @@
 //! system temporary directory; it must be on a real disk, not tmpfs, or syncs are free),
 //! TIO_BENCH_AUDIT=1 to commit an audit entry with every update, as the broker does
 //! (TIO_BENCH_AUDIT_BYTES long, default 600; the audit log's hashing runs later, off the
-//! commit path).
+//! commit path), TIO_BENCH_WRITERS=N to run only the scenario with N writers.
 
 // A benchmark reports on stdout.
 #![allow(clippy::print_stdout)]
@@ -36,14 +36,23 @@ fn main() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
-        "{:>8} {:>12} {:>10} {:>10} {:>10} {:>14} {:>12}",
-        "writers", "commits/s", "p50 ms", "p99 ms", "max ms", "disk B/record", "commits/sync"
+        "{:>8} {:>12} {:>10} {:>10} {:>10} {:>14} {:>12} {:>12} {:>14}",
+        "writers",
+        "commits/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "disk B/record",
+        "commits/sync",
+        "ms/sync",
+        "CPU us/commit"
     );
-    for writers in [1usize, 8, 64] {
+    let only: Option<usize> = std::env::var("TIO_BENCH_WRITERS").ok().and_then(|s| s.parse().ok());
+    for writers in [1usize, 8, 64].into_iter().filter(|writers| only.is_none_or(|only| only == *writers)) {
         let dir = tempfile::tempdir_in(&base).expect("bench directory");
         let result = runtime.block_on(run(dir.path(), writers, Duration::from_secs(seconds), audit));
         println!(
-            "{writers:>8} {:>12.0} {:>10.3} {:>10.3} {:>10.3} {:>14.0} {:>12.1} {:>12.3}",
+            "{writers:>8} {:>12.0} {:>10.3} {:>10.3} {:>10.3} {:>14.0} {:>12.1} {:>12.3} {:>14.1}",
             result.commits as f64 / result.elapsed.as_secs_f64(),
             result.percentile(0.50),
             result.percentile(0.99),
@@ -51,6 +60,7 @@ fn main() {
             result.disk_bytes as f64 / result.commits.max(1) as f64,
             result.commits as f64 / result.syncs.max(1) as f64,
             result.sync_micros as f64 / result.syncs.max(1) as f64 / 1000.0,
+            result.cpu.as_secs_f64() * 1e6 / result.commits.max(1) as f64,
         );
     }
 }
@@ -58,6 +68,9 @@ fn main() {
 struct Outcome {
     commits: u64,
     elapsed: Duration,
+    /// CPU time of the whole process (sled's threads included) over the scenario: less
+    /// disturbed than the rate by other work on a shared machine.
+    cpu: Duration,
     latencies_micros: Vec<u64>,
     disk_bytes: u64,
     syncs: u64,
@@ -89,6 +102,7 @@ async fn run(dir: &std::path::Path, writers: usize, duration: Duration, audit: b
     );
     let deadline = Instant::now() + duration;
     let started = Instant::now();
+    let cpu_started = process_cpu_time();
     let tasks: Vec<_> = (0..writers)
         .map(|writer| {
             let (store, children) = (store.clone(), children.clone());
@@ -127,6 +141,7 @@ async fn run(dir: &std::path::Path, writers: usize, duration: Duration, audit: b
         latencies_micros.extend(task.await.expect("writer"));
     }
     let elapsed = started.elapsed();
+    let cpu = process_cpu_time().saturating_sub(cpu_started);
     latencies_micros.sort_unstable();
     let stats = store.commit_stats();
     println!(
@@ -140,9 +155,15 @@ async fn run(dir: &std::path::Path, writers: usize, duration: Duration, audit: b
     Outcome {
         commits: latencies_micros.len() as u64,
         elapsed,
+        cpu,
         latencies_micros,
         disk_bytes,
         syncs: stats.syncs,
         sync_micros: stats.sync_micros,
     }
+}
+
+fn process_cpu_time() -> Duration {
+    let time = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(u64::try_from(time.tv_sec).unwrap_or(0), u32::try_from(time.tv_nsec).unwrap_or(0))
 }

@@ -374,6 +374,12 @@ pub fn key_after(key: &[u8]) -> Vec<u8> {
 /// refuses the same mistakes.
 pub fn validate_batch(batch: &Batch) -> Result<(), CommitError> {
     let appends = batch.append_count();
+    for condition in &batch.conditions {
+        let (Condition::Absent { space, .. } | Condition::Equals { space, .. }) = condition;
+        if space.is_log() {
+            return Err(CommitError::Invalid(format!("condition on log keyspace {}", space.name())));
+        }
+    }
     for op in &batch.ops {
         match op {
             Op::Append { space, .. } if !space.is_log() => {

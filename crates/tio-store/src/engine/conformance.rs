@@ -8,7 +8,7 @@ use super::{Batch, CommitError, Condition, Engine, Keyspace, Op, Position, key_a
 /// Runs every case against fresh engines from `make`.
 pub fn run_all<E: Engine>(make: &dyn Fn() -> E) {
     type Case = fn(&dyn Engine);
-    let cases: [(&str, Case); 7] = [
+    let cases: [(&str, Case); 8] = [
         ("put, get and delete", put_get_delete),
         ("scans honour bounds and limits", scans_honour_bounds_and_limits),
         ("a failed condition applies nothing", a_failed_condition_applies_nothing),
@@ -16,6 +16,7 @@ pub fn run_all<E: Engine>(make: &dyn Fn() -> E) {
         ("appends get increasing positions", appends_get_increasing_positions),
         ("positions can be referenced in the same batch", positions_can_be_referenced_in_the_same_batch),
         ("malformed batches are refused", malformed_batches_are_refused),
+        ("a group's appends read back from any position", a_groups_appends_read_back_from_any_position),
     ];
     for (name, case) in cases {
         let engine = make();
@@ -173,5 +174,64 @@ fn malformed_batches_are_refused(engine: &dyn Engine) {
         prefix: Vec::new(),
         append: 0
     })));
+    let mut conditioned = Batch::new();
+    conditioned.require(Condition::Absent { space: Keyspace::Updates, key: vec![0; 8] });
+    assert!(refused(&conditioned), "a log is read by position, not conditioned on");
     assert!(engine.get(Keyspace::Latest, b"k").unwrap().is_none());
+}
+
+/// Groups of batches of several sizes (engines may store a group's appends together),
+/// a skipped batch among them, and records up to 64 KiB: every record reads back alone
+/// and in scans that start, end and stop anywhere.
+fn a_groups_appends_read_back_from_any_position(engine: &dyn Engine) {
+    let record = |n: usize| -> Vec<u8> {
+        let len = if n.is_multiple_of(17) { 64 * 1024 } else { n % 300 };
+        (0..len).map(|i| (n + i) as u8).collect()
+    };
+    let mut expected: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut n = 0;
+    for group_size in [1usize, 5, 64, 2, 130, 1] {
+        let mut batches = Vec::new();
+        for index in 0..group_size {
+            let mut batch = Batch::new();
+            if index == 1 {
+                batch.require(Condition::Absent { space: Keyspace::Meta, key: b"never-absent".to_vec() });
+            }
+            batch.push(Op::Append { space: Keyspace::Audit, value: record(n) });
+            batches.push((batch, record(n)));
+            n += 1;
+        }
+        let mut present = Batch::new();
+        present.push(put(Keyspace::Meta, b"never-absent", b""));
+        engine.apply(&present).expect("applies");
+        let refs: Vec<&Batch> = batches.iter().map(|(batch, _)| batch).collect();
+        let results = engine.apply_group(&refs);
+        engine.sync().expect("sync succeeds");
+        for (index, (result, (_, value))) in results.into_iter().zip(&batches).enumerate() {
+            match result {
+                Ok(applied) => expected.push((applied.positions[0].as_bytes().to_vec(), value.clone())),
+                Err(CommitError::Conflict { .. }) => assert_eq!(index, 1, "only the conditioned batch is skipped"),
+                Err(other) => panic!("batch {index} failed: {other}"),
+            }
+        }
+    }
+    assert!(expected.windows(2).all(|pair| pair[0].0 < pair[1].0), "positions increase");
+    assert_eq!(engine.scan(Keyspace::Audit, b"", None, usize::MAX).unwrap(), expected, "the whole log");
+    assert_eq!(engine.last(Keyspace::Audit).unwrap().as_ref(), expected.last(), "the last record");
+    for (index, (key, value)) in expected.iter().enumerate() {
+        assert_eq!(engine.get(Keyspace::Audit, key).unwrap().as_ref(), Some(value), "record {index} alone");
+        let from_here = engine.scan(Keyspace::Audit, key, None, 3).unwrap();
+        assert_eq!(from_here, expected[index..(index + 3).min(expected.len())], "a scan from record {index}");
+        let after = engine.scan(Keyspace::Audit, &key_after(key), None, 1).unwrap();
+        assert_eq!(after, expected[index + 1..(index + 2).min(expected.len())], "a scan after record {index}");
+        let before = engine.scan(Keyspace::Audit, b"", Some(key), usize::MAX).unwrap();
+        assert_eq!(before, expected[..index], "a scan that ends at record {index}");
+    }
+    let mut missing = expected.last().map(|(key, _)| key.clone()).unwrap_or_default();
+    if let Some(byte) = missing.last_mut() {
+        *byte = byte.wrapping_add(1);
+    }
+    assert_eq!(engine.get(Keyspace::Audit, &missing).unwrap(), None, "no record after the last");
+    assert_eq!(engine.get(Keyspace::Audit, b"not-a-position").unwrap(), None);
+    assert_eq!(engine.get(Keyspace::Updates, &expected[0].0).unwrap(), None, "the other log is empty");
 }

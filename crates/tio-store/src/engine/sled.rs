@@ -1,5 +1,8 @@
-//! The production engine: sled, one tree per keyspace, one transaction per batch, and
-//! a real `fdatasync` after sled's flush.
+//! The production engine: sled, one tree per keyspace, one transaction per group of
+//! batches, and a real `fdatasync` after sled's flush.
+//!
+//! A log keyspace stores each group's appends as one run (see [`runs`]), because every
+//! sled write costs several microseconds whatever its size.
 //!
 //! sled 0.34's flush uses `sync_file_range` on Linux, which survives a process kill but
 //! not necessarily a power cut; [`SledEngine::sync`] therefore also calls `sync_data`
@@ -22,6 +25,8 @@ use sha2::{Digest, Sha256};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
+mod runs;
+
 use super::memory::counter_position;
 use super::{
     Applied, Batch, CommitError, Condition, Engine, Entries, Keyspace, Op, Position, StorageError, StorageErrorKind,
@@ -30,7 +35,10 @@ use super::{
 
 /// The store format this release writes, recorded on first open.
 /// Do not change without a migration: it marks every file under the data directory.
-pub const STORE_FORMAT: &[u8] = b"tio-store/1";
+pub const STORE_FORMAT: &[u8] = b"tio-store/2";
+
+/// The format before logs were stored in runs; this release cannot read it.
+const OLDER_FORMAT: &[u8] = b"tio-store/1";
 
 /// Meta key of the store format marker.
 const FORMAT_KEY: &[u8] = b"format";
@@ -201,23 +209,48 @@ impl SledEngine {
 
     /// Writes entries exactly as given, log keyspaces included, for restoring a backup
     /// into a new store. Not part of [`Engine`]: normal writes go through batches.
+    /// A log's entries must come in position order (a backup's do) and are stored in
+    /// runs of consecutive positions. The format marker is the engine's own and is not
+    /// imported: a restored store is in this release's format.
     pub fn import(&self, space: Keyspace, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<(), StorageError> {
         let mut batch = sled::Batch::default();
-        for (key, value) in entries {
-            batch.insert(key.as_slice(), value.as_slice());
+        if space.is_log() {
+            let mut positioned = Vec::with_capacity(entries.len());
+            for (key, value) in entries {
+                positioned.push((runs::position(key)?, value.as_slice()));
+            }
+            if positioned.windows(2).any(|pair| pair[0].0 >= pair[1].0) {
+                return Err(StorageError::new(
+                    StorageErrorKind::Corrupt,
+                    format!("the {} entries to import are not in position order", space.name()),
+                ));
+            }
+            // Consecutive positions share runs; a gap starts a new one.
+            for consecutive in positioned.chunk_by(|a, b| a.0 + 1 == b.0) {
+                let records: Vec<&[u8]> = consecutive.iter().map(|(_, value)| *value).collect();
+                let mut first = consecutive[0].0;
+                for run in runs::split(&records) {
+                    batch.insert(&first.to_be_bytes(), runs::encode(&run));
+                    first += run.len() as u64;
+                }
+            }
+        } else {
+            for (key, value) in entries {
+                if space == Keyspace::Meta && key.as_slice() == FORMAT_KEY {
+                    continue;
+                }
+                batch.insert(key.as_slice(), value.as_slice());
+            }
         }
         self.with_open(|open| {
             open.trees[space.index()].apply_batch(batch).map_err(|err| storage_error("cannot import", &err))
         })?;
         if space.is_log()
             && let Some((last, _)) = entries.last()
-            && let Ok(counter) = <[u8; 8]>::try_from(last.as_slice())
         {
-            let mut next = self
-                .next_positions
-                .lock()
-                .map_err(|_| StorageError::new(StorageErrorKind::Io, "engine lock poisoned"))?;
-            next[space.index()] = next[space.index()].max(u64::from_be_bytes(counter) + 1);
+            let last = runs::position(last)?;
+            let mut next = self.next_positions.lock().map_err(|_| poisoned())?;
+            next[space.index()] = next[space.index()].max(last + 1);
         }
         Ok(())
     }
@@ -227,11 +260,87 @@ impl SledEngine {
         &self.dir
     }
 
-    /// Returns the tree of a keyspace. Crate-internal: tests use it to damage records.
+    /// Returns the tree of a keyspace that is not a log. Crate-internal: tests use it to
+    /// damage records.
     #[cfg(test)]
     pub(crate) fn tree(&self, space: Keyspace) -> sled::Tree {
+        assert!(!space.is_log(), "a log is stored in runs: damage it with replace_log_record");
         self.with_open(|open| Ok(open.trees[space.index()].clone())).expect("the store is open")
     }
+
+    /// Replaces the log record at `position` with `value`, or removes it (only a record
+    /// alone in its run, so that a gap appears). Crate-internal: tests use it to damage
+    /// records.
+    #[cfg(test)]
+    pub(crate) fn replace_log_record(&self, space: Keyspace, position: u64, value: Option<&[u8]>) {
+        let tree = self.with_open(|open| Ok(open.trees[space.index()].clone())).expect("the store is open");
+        let (key, run) = tree.range(..=position.to_be_bytes()).next_back().expect("a run").expect("readable");
+        let mut records: Vec<Vec<u8>> =
+            runs::decode(&key, &run).expect("a whole run").into_iter().map(|(_, record)| record.to_vec()).collect();
+        let first = runs::position(&key).expect("a position");
+        let index = usize::try_from(position - first).expect("small");
+        match value {
+            Some(value) => {
+                records[index] = value.to_vec();
+                let slices: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+                tree.insert(key, runs::encode(&slices)).expect("writable");
+            }
+            None => {
+                assert_eq!(records.len(), 1, "only a record alone in its run can be removed");
+                tree.remove(key).expect("writable");
+            }
+        }
+    }
+}
+
+/// Returns the log record at `key` (a position) from the run that holds it.
+fn log_get(tree: &sled::Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+    let Ok(position) = runs::position(key) else { return Ok(None) };
+    let Some((run_key, run)) =
+        tree.range(..=key).next_back().transpose().map_err(|err| storage_error("cannot read", &err))?
+    else {
+        return Ok(None);
+    };
+    let first = runs::position(&run_key)?;
+    let records = runs::decode(&run_key, &run)?;
+    let index = usize::try_from(position - first).unwrap_or(usize::MAX);
+    Ok(records.get(index).map(|(_, record)| record.to_vec()))
+}
+
+/// Returns up to `limit` log records with `start <= position < end`, reading runs from
+/// the one that holds `start`.
+fn log_scan(tree: &sled::Tree, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Entries, StorageError> {
+    let read_error = |err: sled::Error| storage_error("cannot scan", &err);
+    let from = match tree.range(..=start).next_back().transpose().map_err(read_error)? {
+        Some((run_key, _)) => run_key.to_vec(),
+        None => start.to_vec(),
+    };
+    let mut entries = Vec::new();
+    for run in tree.range(from..) {
+        let (run_key, run) = run.map_err(read_error)?;
+        if end.is_some_and(|end| run_key.as_ref() >= end) {
+            break;
+        }
+        for (position, record) in runs::decode(&run_key, &run)? {
+            let key = position.to_be_bytes();
+            if key.as_slice() < start {
+                continue;
+            }
+            if entries.len() >= limit || end.is_some_and(|end| key.as_slice() >= end) {
+                return Ok(entries);
+            }
+            entries.push((key.to_vec(), record.to_vec()));
+        }
+    }
+    Ok(entries)
+}
+
+/// Returns the last log record, with its position.
+fn last_record(tree: &sled::Tree) -> Result<Option<(u64, Vec<u8>)>, StorageError> {
+    let Some((run_key, run)) = tree.last().map_err(|err| storage_error("cannot read the log end", &err))? else {
+        return Ok(None);
+    };
+    Ok(runs::decode(&run_key, &run)?.pop().map(|(position, record)| (position, record.to_vec())))
 }
 
 fn poisoned() -> StorageError {
@@ -267,6 +376,14 @@ fn open_sled(dir: &Path, cache_bytes: u64) -> Result<(Open, [u64; Keyspace::ALL.
     let meta = &trees[Keyspace::Meta.index()];
     match meta.get(FORMAT_KEY).map_err(|err| storage_error("cannot read format", &err))? {
         Some(format) if format.as_ref() == STORE_FORMAT => {}
+        Some(format) if format.as_ref() == OLDER_FORMAT => {
+            return Err(StorageError::new(
+                StorageErrorKind::Corrupt,
+                "the store was written in format tio-store/1, which this release does not read: take a \
+                 backup with the release that wrote it (`tio store backup`) and restore it with this one \
+                 (`tio store restore`)",
+            ));
+        }
         Some(_) => {
             return Err(StorageError::new(StorageErrorKind::Corrupt, "store was written by an unknown format"));
         }
@@ -278,12 +395,8 @@ fn open_sled(dir: &Path, cache_bytes: u64) -> Result<(Open, [u64; Keyspace::ALL.
         File::open(dir.join("db")).map_err(|err| StorageError::from_io("cannot open database file", &err))?;
     let mut next_positions = [0u64; Keyspace::ALL.len()];
     for space in Keyspace::ALL.into_iter().filter(|space| space.is_log()) {
-        let last = trees[space.index()].last().map_err(|err| storage_error("cannot read log end", &err))?;
-        if let Some((key, _)) = last {
-            let counter: [u8; 8] = key.as_ref().try_into().map_err(|_| {
-                StorageError::new(StorageErrorKind::Corrupt, format!("a {} key is not a position", space.name()))
-            })?;
-            next_positions[space.index()] = u64::from_be_bytes(counter) + 1;
+        if let Some((position, _)) = last_record(&trees[space.index()])? {
+            next_positions[space.index()] = position + 1;
         }
     }
     check_log_end(dir, &next_positions)?;
@@ -342,10 +455,13 @@ enum Never {}
 
 /// Applies one batch inside a group's transaction: `Ok(Err(index))` when its condition
 /// `index` fails (nothing of it applied), `Ok(Ok(positions))` when applied.
-fn apply_in_transaction(
+/// Appends are collected in `appended` (per keyspace, in [`Keyspace::ALL`] order) and
+/// written as runs once the whole group is through.
+fn apply_in_transaction<'a>(
     views: &[TransactionalTree],
-    batch: &Batch,
+    batch: &'a Batch,
     next_positions: &mut [u64; Keyspace::ALL.len()],
+    appended: &mut [Vec<&'a [u8]>],
 ) -> Result<Result<Vec<Position>, usize>, ConflictableTransactionError<Never>> {
     let view = |space: Keyspace| &views[space.index()];
     for (index, condition) in batch.conditions.iter().enumerate() {
@@ -371,7 +487,7 @@ fn apply_in_transaction(
             Op::Append { space, value } => {
                 let position = counter_position(next_positions[space.index()]);
                 next_positions[space.index()] += 1;
-                view(*space).insert(position.as_bytes(), value.as_slice())?;
+                appended[space.index()].push(value.as_slice());
                 positions.push(position);
             }
             Op::PutAtPosition { space, prefix, append, value } => {
@@ -400,7 +516,11 @@ fn finish(outcomes: Vec<Option<Result<Applied, CommitError>>>) -> Vec<Result<App
 impl Engine for SledEngine {
     fn get(&self, space: Keyspace, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         self.read_open(|open| {
-            let value = open.trees[space.index()].get(key).map_err(|err| storage_error("cannot read", &err))?;
+            let tree = &open.trees[space.index()];
+            if space.is_log() {
+                return log_get(tree, key);
+            }
+            let value = tree.get(key).map_err(|err| storage_error("cannot read", &err))?;
             Ok(value.map(|value| value.to_vec()))
         })
     }
@@ -408,6 +528,9 @@ impl Engine for SledEngine {
     fn scan(&self, space: Keyspace, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Entries, StorageError> {
         self.read_open(|open| {
             let tree = &open.trees[space.index()];
+            if space.is_log() {
+                return log_scan(tree, start, end, limit);
+            }
             let iter = match end {
                 Some(end) => tree.range(start..end),
                 None => tree.range(start..),
@@ -424,8 +547,11 @@ impl Engine for SledEngine {
 
     fn last(&self, space: Keyspace) -> Result<Option<crate::engine::Entry>, StorageError> {
         self.read_open(|open| {
-            open.trees[space.index()]
-                .last()
+            let tree = &open.trees[space.index()];
+            if space.is_log() {
+                return Ok(last_record(tree)?.map(|(position, record)| (position.to_be_bytes().to_vec(), record)));
+            }
+            tree.last()
                 .map(|entry| entry.map(|(key, value)| (key.to_vec(), value.to_vec())))
                 .map_err(|err| storage_error("cannot read the last entry", &err))
         })
@@ -465,9 +591,17 @@ impl Engine for SledEngine {
             Ok(open.trees.as_slice().transaction(|views: &Vec<TransactionalTree>| {
                 // The closure may run again after a conflict: it starts from scratch each time.
                 let mut next = *next_positions;
+                let mut appended: Vec<Vec<&[u8]>> = vec![Vec::new(); Keyspace::ALL.len()];
                 let mut applied: Vec<Result<Vec<Position>, usize>> = Vec::with_capacity(valid.len());
                 for index in &valid {
-                    applied.push(apply_in_transaction(views, batches[*index], &mut next)?);
+                    applied.push(apply_in_transaction(views, batches[*index], &mut next, &mut appended)?);
+                }
+                for space in Keyspace::ALL.into_iter().filter(|space| space.is_log()) {
+                    let mut first = next_positions[space.index()];
+                    for run in runs::split(&appended[space.index()]) {
+                        views[space.index()].insert(&first.to_be_bytes(), runs::encode(&run))?;
+                        first += run.len() as u64;
+                    }
                 }
                 Ok((applied, next))
             }))
@@ -587,6 +721,59 @@ mod tests {
         );
         let third = append(b"after the reopen");
         assert!(third > second, "positions go on after a reopen");
+    }
+
+    #[test]
+    fn a_damaged_run_is_reported_as_corruption_by_every_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = SledEngine::open(dir.path()).unwrap();
+        let mut batch = Batch::new();
+        batch.push(Op::Append { space: Keyspace::Audit, value: b"entry".to_vec() });
+        engine.apply(&batch).unwrap();
+        engine.sync().unwrap();
+        let tree = engine.with_open(|open| Ok(open.trees[Keyspace::Audit.index()].clone())).unwrap();
+        tree.insert(0u64.to_be_bytes(), &[0, 0, 0, 1, 0, 0, 0, 9, b'x'][..]).unwrap();
+        let corrupt = |result: Result<(), StorageError>| {
+            let err = result.unwrap_err();
+            assert_eq!(err.kind, StorageErrorKind::Corrupt);
+            assert!(err.message.contains("log run at position 0"), "{}", err.message);
+        };
+        corrupt(engine.get(Keyspace::Audit, &0u64.to_be_bytes()).map(drop));
+        corrupt(engine.scan(Keyspace::Audit, &[], None, 10).map(drop));
+        corrupt(engine.last(Keyspace::Audit).map(drop));
+        assert!(!engine.failed.load(Ordering::SeqCst), "damage is not a write failure: no reopen");
+    }
+
+    #[test]
+    fn a_store_of_the_older_format_is_refused_with_the_way_forward() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let engine = SledEngine::open(dir.path()).unwrap();
+            engine.tree(Keyspace::Meta).insert(FORMAT_KEY, OLDER_FORMAT).unwrap();
+            engine.sync().unwrap();
+        }
+        let err = SledEngine::open(dir.path()).unwrap_err();
+        assert!(err.message.contains("tio store restore"), "{}", err.message);
+    }
+
+    #[test]
+    fn an_imported_log_keeps_its_positions_and_gaps_and_the_format_marker_stays_ours() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = SledEngine::open(dir.path()).unwrap();
+        let entries: Vec<(Vec<u8>, Vec<u8>)> =
+            [3u64, 4, 5, 9, 10].iter().map(|n| (n.to_be_bytes().to_vec(), vec![*n as u8; 40_000])).collect();
+        engine.import(Keyspace::Updates, &entries).unwrap();
+        engine.import(Keyspace::Meta, &[(FORMAT_KEY.to_vec(), OLDER_FORMAT.to_vec())]).unwrap();
+        assert_eq!(engine.scan(Keyspace::Updates, &[], None, 100).unwrap(), entries);
+        assert_eq!(engine.get(Keyspace::Updates, &7u64.to_be_bytes()).unwrap(), None, "the gap stays a gap");
+        let mut batch = Batch::new();
+        batch.push(Op::Append { space: Keyspace::Updates, value: b"next".to_vec() });
+        assert_eq!(engine.apply(&batch).unwrap().positions[0].as_bytes(), 11u64.to_be_bytes());
+        engine.sync().unwrap();
+        let unordered = [entries[1].clone(), entries[0].clone()];
+        assert_eq!(engine.import(Keyspace::Audit, &unordered).unwrap_err().kind, StorageErrorKind::Corrupt);
+        drop(engine);
+        SledEngine::open(dir.path()).expect("still this release's format");
     }
 
     #[test]

@@ -194,30 +194,31 @@ async fn tampered_or_moved_ciphertext_is_detected() {
     let gp = agency("gp");
     let a = store.append_update(update(&amy, Category::HealthSummary, b"amy's value", "a", &gp)).await.unwrap();
     let b = store.append_update(update(&ben, Category::HealthSummary, b"ben's value", "b", &gp)).await.unwrap();
-    let updates = engine.tree(Keyspace::Updates);
-    let original_a = updates.get(a.position.as_bytes()).unwrap().unwrap().to_vec();
-    let original_b = updates.get(b.position.as_bytes()).unwrap().unwrap().to_vec();
+    let original_a = engine.get(Keyspace::Updates, a.position.as_bytes()).unwrap().unwrap();
+    let original_b = engine.get(Keyspace::Updates, b.position.as_bytes()).unwrap().unwrap();
+    let position_a = u64::from_be_bytes(a.position.as_bytes().try_into().unwrap());
+    let replace_a = |value: &[u8]| engine.replace_log_record(Keyspace::Updates, position_a, Some(value));
 
     // One flipped bit in the sealed payload.
     let mut flipped = original_a.clone();
     let last = flipped.len() - 1;
     flipped[last] ^= 0x01;
-    updates.insert(a.position.as_bytes(), flipped).unwrap();
+    replace_a(&flipped);
     assert!(matches!(store.profile(&amy), Err(StoreError::Key(KeyError::Authentication))));
 
     // Ben's sealed payload under Amy's record header (same lengths: same layout).
     let header_len = original_a.len() - UpdateRecord::decode(&original_a).unwrap().sealed.len();
     let mut swapped = original_a[..header_len].to_vec();
     swapped.extend_from_slice(&UpdateRecord::decode(&original_b).unwrap().sealed);
-    updates.insert(a.position.as_bytes(), swapped).unwrap();
+    replace_a(&swapped);
     assert!(matches!(store.profile(&amy), Err(StoreError::Key(KeyError::Authentication))));
 
     // Ben's whole record moved to Amy's position: Amy's index now points at Ben's record.
-    updates.insert(a.position.as_bytes(), original_b.clone()).unwrap();
+    replace_a(&original_b);
     assert!(matches!(store.profile(&amy), Err(StoreError::Corrupt(_))));
 
     // Amy's data key swapped for Ben's: the wrapping is bound to the child.
-    updates.insert(a.position.as_bytes(), original_a).unwrap();
+    replace_a(&original_a);
     assert_eq!(store.profile(&amy).unwrap().len(), 1, "restored");
     let keys = engine.tree(Keyspace::ChildKeys);
     let bens_key = keys.get(store.child_index(&ben).0).unwrap().unwrap();
@@ -382,11 +383,10 @@ async fn check_reports_each_kind_of_damage() {
         (
             "flipped ciphertext",
             |engine, _| {
-                let tree = engine.tree(Keyspace::Updates);
-                let (key, mut value) = tree.iter().nth(5).unwrap().map(|(k, v)| (k, v.to_vec())).unwrap();
+                let mut value = engine.get(Keyspace::Updates, &5u64.to_be_bytes()).unwrap().unwrap();
                 let last = value.len() - 1;
                 value[last] ^= 0x40;
-                tree.insert(key, value).unwrap();
+                engine.replace_log_record(Keyspace::Updates, 5, Some(&value));
             },
             "fails authentication",
         ),
@@ -411,7 +411,7 @@ async fn check_reports_each_kind_of_damage() {
         (
             "a gap in the log",
             |engine, _| {
-                engine.tree(Keyspace::Updates).remove(7u64.to_be_bytes()).unwrap();
+                engine.replace_log_record(Keyspace::Updates, 7, None);
             },
             "positions jump from 7 to 8",
         ),
@@ -443,7 +443,7 @@ async fn bytes_overwritten_in_the_middle_of_the_data_file_are_caught() {
         let (store, engine, ring) = populated_sled_store(dir.path()).await;
         // A record from the middle of the log; its sealed bytes are random, so they occur
         // in the file only where sled wrote this record.
-        let record = engine.tree(Keyspace::Updates).get(20u64.to_be_bytes()).unwrap().unwrap();
+        let record = engine.get(Keyspace::Updates, &20u64.to_be_bytes()).unwrap().unwrap();
         let sealed = UpdateRecord::decode(&record).unwrap().sealed;
         store.shutdown();
         (ring, sealed[sealed.len() - 200..].to_vec())
