@@ -93,6 +93,29 @@ fn canonical_leaf_index(entry: &str) -> Option<u64> {
     std::str::from_utf8(&rest[..digits]).ok()?.parse().ok()
 }
 
+/// Splits a line written by [`ExportLine::to_json`] into the entry's bytes, its
+/// recorded leaf hash and its leaf index, without parsing the entry: the layout is
+/// `{"entry":` ENTRY `,"leaf_hash":"` 64 hex digits `"}`. `None` for any other layout,
+/// which the caller then parses in full.
+///
+/// Skipping the parse is sound because the bytes are then hashed: they verify only if
+/// they are exactly an entry the log hashed into its signed tree, and every such entry
+/// is a canonical JSON object, so the line is valid JSON whose `entry` is those bytes.
+/// Anything else inside the slice (a second `entry` key, stray text) changes the bytes
+/// and fails as an altered entry.
+fn split_canonical_line(line: &str) -> Option<(&str, &str, u64)> {
+    const PREFIX: &str = "{\"entry\":";
+    const BETWEEN: &str = ",\"leaf_hash\":\"";
+    const HASH_DIGITS: usize = 64;
+    let rest = line.strip_prefix(PREFIX)?.strip_suffix("\"}")?;
+    let (before, leaf_hash) = rest.split_at_checked(rest.len().checked_sub(HASH_DIGITS)?)?;
+    let entry = before.strip_suffix(BETWEEN)?;
+    if !(entry.starts_with('{') && entry.ends_with('}')) {
+        return None;
+    }
+    Some((entry, leaf_hash, canonical_leaf_index(entry)?))
+}
+
 /// What a successful verification established.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
@@ -186,17 +209,23 @@ pub fn verify_export(
         let malformed = |reason: String| ExportError::Malformed { line: line_number, reason };
         // One UTF-8 check of the whole line lets the parser skip its own per string.
         let line = std::str::from_utf8(line).map_err(|_| malformed("not UTF-8".to_owned()))?;
-        let raw: RawLine<'_> = serde_json::from_str(line).map_err(|err| malformed(err.to_string()))?;
-        let index = match canonical_leaf_index(raw.entry.get()) {
-            Some(leaf_index) => LeafIndex { leaf_index },
-            None => serde_json::from_str(raw.entry.get()).map_err(|err| malformed(err.to_string()))?,
+        let (entry, leaf_hash, index) = match split_canonical_line(line) {
+            Some(split) => split,
+            None => {
+                let raw: RawLine<'_> = serde_json::from_str(line).map_err(|err| malformed(err.to_string()))?;
+                let index = match canonical_leaf_index(raw.entry.get()) {
+                    Some(leaf_index) => LeafIndex { leaf_index },
+                    None => serde_json::from_str(raw.entry.get()).map_err(|err| malformed(err.to_string()))?,
+                };
+                (raw.entry.get(), raw.leaf_hash, index.leaf_index)
+            }
         };
-        let recorded = unhex(raw.leaf_hash).ok_or_else(|| malformed("leaf_hash is not 64 hex digits".to_owned()))?;
+        let recorded = unhex(leaf_hash).ok_or_else(|| malformed("leaf_hash is not 64 hex digits".to_owned()))?;
         let expected = frontier.size();
-        if index.leaf_index != expected {
-            return Err(ExportError::Sequence { line: line_number, expected, found: index.leaf_index });
+        if index != expected {
+            return Err(ExportError::Sequence { line: line_number, expected, found: index });
         }
-        let leaf = crate::merkle::leaf_hash(raw.entry.get().as_bytes());
+        let leaf = crate::merkle::leaf_hash(entry.as_bytes());
         if leaf != recorded {
             return Err(ExportError::Altered { line: line_number, leaf_index: expected });
         }

@@ -232,6 +232,28 @@ fn malformed_lines_name_their_line() {
     );
 }
 
+#[test]
+fn lines_in_another_layout_take_the_full_parse_and_a_smuggled_entry_is_caught() {
+    let (signer, log, checkpoint) = setup();
+    let verifier = signer.verifier();
+    let (entry_json, leaf_hash, index) = split_canonical_line(&log.lines[7]).expect("the exporter's own layout");
+    assert_eq!(index, 7);
+    // The same fields in another order: not the exporter's layout, still the same entry.
+    let mut lines = log.lines.clone();
+    lines[7] = format!("{{\"leaf_hash\":\"{leaf_hash}\",\"entry\":{entry_json}}}");
+    assert!(split_canonical_line(&lines[7]).is_none());
+    assert!(verify(&lines, &checkpoint, &verifier, None).is_ok(), "a reordered line verifies");
+    // A second entry after the logged one: a JSON reader would show the second.
+    let forged = String::from_utf8(AuditEntry { outcome: "denied".into(), ..entry(7) }.canonical_bytes()).unwrap();
+    let mut lines = log.lines.clone();
+    lines[7] = lines[7].replacen(",\"leaf_hash\"", &format!(",\"entry\":{forged},\"leaf_hash\""), 1);
+    assert!(matches!(verify(&lines, &checkpoint, &verifier, None), Err(ExportError::Altered { line: 8, .. })));
+    // The same, with the forged entry first.
+    let mut lines = log.lines.clone();
+    lines[7] = lines[7].replacen("{\"entry\":", &format!("{{\"entry\":{forged},\"entry\":"), 1);
+    assert!(verify(&lines, &checkpoint, &verifier, None).is_err());
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
