@@ -41,11 +41,23 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // A reader that stopped reading (`tio audit report ... | head`) is not a failure
+        // to report; end as a process stopped by SIGPIPE would, quietly.
+        Err(err) if is_broken_pipe(&err) => ExitCode::from(EXIT_BROKEN_PIPE),
         Err(err) => {
             eprintln!("tio: {}", render_error(&err));
             if is_usage_error(&err) { ExitCode::from(EXIT_USAGE) } else { ExitCode::FAILURE }
         }
     }
+}
+
+/// The status a shell gives a process stopped by SIGPIPE (128 + 13).
+const EXIT_BROKEN_PIPE: u8 = 141;
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -118,5 +130,13 @@ mod tests {
         assert_eq!(render_error(&err), "cannot read gp.crt: no such file");
         let err = anyhow::anyhow!("inner cause").context("outer step");
         assert_eq!(render_error(&err), "outer step: inner cause");
+    }
+
+    #[test]
+    fn a_closed_pipe_anywhere_in_the_chain_is_recognised() {
+        let pipe = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "Broken pipe");
+        assert!(is_broken_pipe(&anyhow::Error::new(pipe).context("cannot write the report")));
+        let other = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+        assert!(!is_broken_pipe(&anyhow::Error::new(other).context("cannot write the report")));
     }
 }
