@@ -30,6 +30,9 @@ const CONTENT_LABEL: &str = "tio/content";
 /// child's key, or used the idempotency key, first).
 const MAX_RACE_RETRIES: usize = 4;
 
+/// The index of an append's precondition that its idempotency key is new: the first.
+const IDEMPOTENCY_CONDITION: usize = 0;
+
 /// A child's keyed blind index: how the store finds a child without storing its NHS
 /// number. `Display` shows the first 8 bytes in hex, enough for a log line.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -422,10 +425,9 @@ impl Store {
             (scoped, keys.blind_index(CONTENT_LABEL, &content))
         };
 
+        // A repeated key is found by the batch's first precondition rather than by a read
+        // before it: repeats are rare, and the read cost every publish a sled lookup.
         for _ in 0..MAX_RACE_RETRIES {
-            if let Some(existing) = self.engine.get(Keyspace::Idempotency, &idempotency_key)? {
-                return previous_append(&existing, &content_mac);
-            }
             let (data_key, new_wrapped_key) = match self.engine.get(Keyspace::ChildKeys, &child.0)? {
                 Some(wrapped) => (self.keys().unwrap(&wrapped, &child.0)?, None),
                 None => {
@@ -456,6 +458,7 @@ impl Store {
             idempotency_value.extend_from_slice(&update_id);
             let mut batch = Batch::new();
             batch.require(Condition::Absent { space: Keyspace::Idempotency, key: idempotency_key.clone() });
+            debug_assert_eq!(batch.conditions.len() - 1, IDEMPOTENCY_CONDITION);
             if let Some(wrapped) = &new_wrapped_key {
                 batch.require(Condition::Absent { space: Keyspace::ChildKeys, key: child.0.to_vec() });
                 batch.push(Op::Put { space: Keyspace::ChildKeys, key: child.0.to_vec(), value: wrapped.clone() });
@@ -488,8 +491,14 @@ impl Store {
                         .ok_or_else(|| StoreError::Corrupt("no position assigned".to_owned()))?;
                     return Ok(Appended { update_id: UpdateId(update_id), position, duplicate: false });
                 }
-                // Lost a race: the idempotency key or the child's key appeared since we
-                // looked. Look again.
+                Err(CommitError::Conflict { index: IDEMPOTENCY_CONDITION }) => {
+                    match self.engine.get(Keyspace::Idempotency, &idempotency_key)? {
+                        Some(existing) => return previous_append(&existing, &content_mac),
+                        None => continue,
+                    }
+                }
+                // Lost a race: the child's key (or what `extra` depends on) changed since
+                // we looked. Look again.
                 Err(CommitError::Conflict { .. }) => continue,
                 Err(other) => return Err(other.into()),
             }
