@@ -4,7 +4,8 @@
 //!   cargo bench -p tio-store --bench sled_ceiling
 //!
 //! A publish writes its record and three index entries (per child, latest value,
-//! idempotency key) under blind-index keys. The store's durable commit rate at 64
+//! idempotency key) under blind-index keys, after checking inside the commit that its
+//! idempotency key is new. The store's durable commit rate at 64
 //! writers cannot exceed these figures, whatever the group commit does, because one
 //! thread applies every group. Environment: TIO_BENCH_COMMITS (default 100000),
 //! TIO_BENCH_DIR (default the system temporary directory).
@@ -57,8 +58,11 @@ fn main() {
                         }
                     }
                 }
-                Layout::RecordPerInsertInTransaction | Layout::RunPerGroupInTransaction => {
-                    let runs = matches!(layout, Layout::RunPerGroupInTransaction);
+                Layout::RecordPerInsertInTransaction
+                | Layout::RunPerGroupInTransaction
+                | Layout::RunPerGroupWithPrecondition => {
+                    let runs = !matches!(layout, Layout::RecordPerInsertInTransaction);
+                    let precondition = matches!(layout, Layout::RunPerGroupWithPrecondition);
                     trees
                         .as_slice()
                         .transaction(|views| {
@@ -69,7 +73,11 @@ fn main() {
                                 } else {
                                     views[0].insert(&n.to_be_bytes(), record.as_slice())?;
                                 }
-                                for (view, key) in views[1..].iter().zip(index_keys(n)) {
+                                let keys = index_keys(n);
+                                if precondition && views[3].get(&keys[2])?.is_some() {
+                                    continue;
+                                }
+                                for (view, key) in views[1..].iter().zip(keys) {
                                     view.insert(key, &n.to_be_bytes())?;
                                 }
                             }
@@ -92,17 +100,23 @@ enum Layout {
     RecordPerInsert,
     RecordPerInsertInTransaction,
     RunPerGroupInTransaction,
+    RunPerGroupWithPrecondition,
 }
 
 impl Layout {
-    const ALL: [Layout; 3] =
-        [Layout::RecordPerInsert, Layout::RecordPerInsertInTransaction, Layout::RunPerGroupInTransaction];
+    const ALL: [Layout; 4] = [
+        Layout::RecordPerInsert,
+        Layout::RecordPerInsertInTransaction,
+        Layout::RunPerGroupInTransaction,
+        Layout::RunPerGroupWithPrecondition,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Layout::RecordPerInsert => "record per insert, no transaction",
             Layout::RecordPerInsertInTransaction => "record per insert, one transaction per group",
             Layout::RunPerGroupInTransaction => "records in one run per group (the engine's)",
+            Layout::RunPerGroupWithPrecondition => "the same, reading the idempotency key first",
         }
     }
 }
