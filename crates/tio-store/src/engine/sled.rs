@@ -745,6 +745,31 @@ mod tests {
     }
 
     #[test]
+    fn the_largest_runs_stay_in_the_data_file_that_sync_covers() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = SledEngine::open(dir.path()).unwrap();
+        // Groups of the largest values the store accepts, enough for sled to split and
+        // consolidate the log's nodes many times over.
+        for group in 0..40u8 {
+            let batches: Vec<Batch> = (0..8u8)
+                .map(|index| {
+                    let mut batch = Batch::new();
+                    batch.push(Op::Append { space: Keyspace::Updates, value: vec![group ^ index; 64 * 1024 + 200] });
+                    batch
+                })
+                .collect();
+            let refs: Vec<&Batch> = batches.iter().collect();
+            for result in engine.apply_group(&refs) {
+                result.unwrap();
+            }
+            engine.sync().unwrap();
+        }
+        let blobs = std::fs::read_dir(dir.path().join("blobs")).map(Iterator::count).unwrap_or(0);
+        assert_eq!(blobs, 0, "sled wrote blob files, which the engine's sync does not cover");
+        assert_eq!(engine.scan(Keyspace::Updates, &[], None, 1000).unwrap().len(), 320);
+    }
+
+    #[test]
     fn a_store_of_the_older_format_is_refused_with_the_way_forward() {
         let dir = tempfile::tempdir().unwrap();
         {
