@@ -114,6 +114,47 @@ fn a_damaged_store_fails_the_check_unchanged_and_stops_the_server() {
 }
 
 #[test]
+fn a_store_in_an_older_format_is_left_alone_with_the_way_forward() {
+    use tio_store::Engine;
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let keys = root.path().join("tio.keys");
+    run_tio(&["keys", "init", "--keys-file", &arg(&keys), "--audit-origin", "tio.test/audit"], &[]);
+    assert!(fill_store(&data, &keys, 300) > 0);
+    {
+        // As a store written before logs were kept in runs.
+        let engine = tio_store::engine::sled::SledEngine::open(&data.join("store")).unwrap();
+        let mut batch = tio_store::Batch::new();
+        batch.push(tio_store::Op::Put {
+            space: tio_store::Keyspace::Meta,
+            key: b"format".to_vec(),
+            value: b"tio-store/1".to_vec(),
+        });
+        engine.apply(&batch).unwrap();
+        engine.sync().unwrap();
+    }
+    // That release wrote no format file beside sled's.
+    std::fs::remove_file(data.join("store").join(tio_store::engine::sled::FORMAT_FILE)).unwrap();
+    let before = snapshot(&data);
+    let (status, stdout, stderr) =
+        run_tio(&["store", "check", "--data-dir", &arg(&data), "--keys-file", &arg(&keys)], &[]);
+    assert_eq!(status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("NOT CHECKED") && stdout.contains("tio store restore"), "{stdout}");
+    assert!(stderr.contains("another format; nothing was changed"), "{stderr}");
+    assert!(snapshot(&data) == before, "the check changed the store it looked at");
+
+    let pki = Pki::create(&root.path().join("pki"));
+    let options =
+        Options { args: vec!["--set".into(), format!("store.keys_file={}", arg(&keys))], ..Options::default() };
+    let failure = spawn_server(root.path(), &pki.dir, &options).expect_err("an older format must stop start-up");
+    assert!(failure.contains("tio-store/1") && failure.contains("tio store restore"), "{failure}");
+    assert!(!failure.contains("keep a copy"), "not the recovery steps for damage: {failure}");
+    let after = snapshot(&data);
+    let changed: Vec<_> = after.iter().filter(|entry| !before.contains(entry)).map(|(path, _)| path.clone()).collect();
+    assert!(changed.is_empty(), "the refused start changed the store: {changed:?}");
+}
+
+#[test]
 fn development_mode_creates_a_private_key_ring_and_store() {
     use std::os::unix::fs::PermissionsExt;
     let sandbox = crate::support::Sandbox::start();

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use tio_store::keys::{KeyError, KeyRing};
-use tio_store::{Store, StoreError};
+use tio_store::{StorageErrorKind, Store, StoreError};
 
 use crate::config::Config;
 
@@ -41,6 +41,15 @@ pub enum StorageSetupError {
         /// The store directory.
         dir: PathBuf,
         /// What failed.
+        source: StoreError,
+    },
+    /// The store is in a format this release does not read: not damaged, so the recovery
+    /// steps for damage do not apply.
+    #[error("cannot open the store in {dir}: {source}\nThe broker did not start; the store was not changed.")]
+    Format {
+        /// The store directory.
+        dir: PathBuf,
+        /// What the engine said, with the way forward.
         source: StoreError,
     },
 }
@@ -101,6 +110,10 @@ pub fn audit_signer(keys: &KeyRing) -> Result<tio_audit::note::Signer, StorageSe
 /// Opens the store under `data_dir/store` with `keys`.
 pub fn open_store(config: &Config, keys: KeyRing) -> Result<Store, StorageSetupError> {
     let dir = config.store_dir();
-    Store::open_with_cache(&dir, keys, config.store.cache_bytes)
-        .map_err(|source| StorageSetupError::Open { dir, source })
+    Store::open_with_cache(&dir, keys, config.store.cache_bytes).map_err(|source| match &source {
+        StoreError::Storage(storage) if storage.kind == StorageErrorKind::Format => {
+            StorageSetupError::Format { dir, source }
+        }
+        _ => StorageSetupError::Open { dir, source },
+    })
 }

@@ -276,6 +276,9 @@ pub enum StorageErrorKind {
     NoSpace,
     /// Stored data failed an integrity check (a checksum, an authentication tag).
     Corrupt,
+    /// The store was written in a format this release does not read: intact, but to be
+    /// moved with a backup and a restore, not repaired.
+    Format,
     /// Any other I/O failure.
     Io,
     /// The store is shutting down.

@@ -45,7 +45,16 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     let outcome = runtime.block_on(async {
         let story = Story::connect(&server, &pki, &keys).await?;
-        story.tell().await
+        story.clear_earlier_runs().await?;
+        let told = story.tell().await;
+        // Durable subscriptions outlive the story; left behind, an agency's one copy of
+        // the next run's updates would go to them instead of the next run's own. Best
+        // effort: the next run clears whatever this leaves, and the story's own outcome
+        // is what this run reports.
+        if let Err(err) = story.delete_subscriptions().await {
+            println!("(could not delete the story's subscriptions: {err}; the next run will)");
+        }
+        told
     });
     match outcome {
         Ok(()) => {
@@ -116,6 +125,81 @@ impl Story {
             social_care: client("social-care", "sw-hughes").await?,
             auditor: client("auditor", "dpo-evans").await?,
         })
+    }
+
+    /// Puts a server that has told the story before back where the story starts: no
+    /// subscriptions of the story's agencies left over, and no consent for Amelia still
+    /// active (a run that stopped half way leaves one, and the story checks that a
+    /// withdrawal stops the school seeing her health summary). Both are audited, as
+    /// any such change is. A fresh server has neither, and nothing is said.
+    async fn clear_earlier_runs(&self) -> anyhow::Result<()> {
+        let subscriptions = self.delete_subscriptions().await?;
+        let mut withdrawn = 0;
+        let mut page_token = String::new();
+        loop {
+            let request = v1::ListConsentsRequest {
+                child: self.child_ref(),
+                page: Some(v1::PageRequest { page_size: 100, page_token: page_token.clone() }),
+            };
+            let response = self
+                .hospital
+                .consents()
+                .list_consents(self.hospital.request(request))
+                .await
+                .map_err(tio_client::ClientError::from)?
+                .into_inner();
+            for consent in response.consents {
+                if consent.state() != v1::ConsentState::Active || consent.recorded_by_agency_id != "hospital" {
+                    continue;
+                }
+                let withdraw = v1::WithdrawConsentRequest {
+                    child: self.child_ref(),
+                    consent_id: consent.consent_id,
+                    reason: "the demo story starts again".into(),
+                    evidence: Some(evidence()),
+                };
+                self.hospital
+                    .consents()
+                    .withdraw_consent(self.hospital.request(withdraw))
+                    .await
+                    .map_err(tio_client::ClientError::from)?;
+                withdrawn += 1;
+            }
+            page_token = response.page.map(|page| page.next_page_token).unwrap_or_default();
+            if page_token.is_empty() {
+                break;
+            }
+        }
+        if subscriptions + withdrawn > 0 {
+            println!(
+                "(this server has told the story before: deleted {subscriptions} subscriptions and withdrew \
+                 {withdrawn} consents left by earlier runs)\n"
+            );
+        }
+        Ok(())
+    }
+
+    /// Deletes every subscription of the story's agencies that the story made (named
+    /// `demo-...`); returns how many.
+    async fn delete_subscriptions(&self) -> anyhow::Result<usize> {
+        let mut deleted = 0;
+        for client in [&self.send_team, &self.school, &self.social_care] {
+            let listed = client
+                .subscriptions()
+                .list_subscriptions(client.request(v1::ListSubscriptionsRequest {}))
+                .await
+                .map_err(tio_client::ClientError::from)?
+                .into_inner();
+            for subscription in listed.subscriptions.into_iter().filter(|s| s.name.starts_with("demo-")) {
+                client
+                    .subscriptions()
+                    .delete_subscription(client.request(v1::DeleteSubscriptionRequest { name: subscription.name }))
+                    .await
+                    .map_err(tio_client::ClientError::from)?;
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
     }
 
     fn child_ref(&self) -> Option<v1::ChildRef> {

@@ -266,6 +266,10 @@ fn check(args: &KeysStoreArgs) -> anyhow::Result<()> {
     let verifier = tio_broker::storage::audit_signer(&ring).ok().map(|signer| signer.verifier());
     let store = match Store::open(&copy, ring) {
         Ok(store) => store,
+        Err(tio_store::StoreError::Storage(err)) if err.kind == tio_store::StorageErrorKind::Format => {
+            println!("NOT CHECKED: {}", err.message);
+            anyhow::bail!("the store is in another format; nothing was changed");
+        }
         Err(err) => {
             println!("DAMAGED: the store does not open: {err}");
             anyhow::bail!("the store is damaged; nothing was changed");

@@ -43,6 +43,55 @@ const OLDER_FORMAT: &[u8] = b"tio-store/1";
 /// Meta key of the store format marker.
 const FORMAT_KEY: &[u8] = b"format";
 
+/// The file beside sled's that names the store's format too. sled writes a snapshot
+/// file as it opens a database, so a store of another format is recognised from this
+/// file (or, for a `tio-store/1` store, from its absence) before sled touches anything.
+pub const FORMAT_FILE: &str = "format";
+
+fn older_format() -> StorageError {
+    StorageError::new(
+        StorageErrorKind::Format,
+        "the store was written in format tio-store/1, which this release does not read: take a \
+         backup with the release that wrote it (`tio store backup`) and restore it with this one \
+         (`tio store restore`)",
+    )
+}
+
+fn unknown_format() -> StorageError {
+    StorageError::new(
+        StorageErrorKind::Format,
+        "the store was written in a format this release does not know (by a newer release?)",
+    )
+}
+
+/// Refuses a store of another format from its format file alone; a new directory
+/// passes. Changes nothing.
+fn check_format_file(dir: &Path) -> Result<(), StorageError> {
+    match std::fs::read(dir.join(FORMAT_FILE)) {
+        Ok(content) if content.trim_ascii_end() == STORE_FORMAT => Ok(()),
+        Ok(content) if content.trim_ascii_end() == OLDER_FORMAT => Err(older_format()),
+        Ok(_) => Err(unknown_format()),
+        // tio-store/1 wrote no format file.
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound && dir.join("db").exists() => Err(older_format()),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(err) => Err(StorageError::from_io("cannot read the store's format file", &err)),
+    }
+}
+
+/// Writes the format file of a store that has none yet (a new one), durably.
+fn write_format_file(dir: &Path) -> Result<(), StorageError> {
+    let path = dir.join(FORMAT_FILE);
+    if path.exists() {
+        return Ok(());
+    }
+    let failed = |err: std::io::Error| StorageError::from_io("cannot write the store's format file", &err);
+    let mut content = STORE_FORMAT.to_vec();
+    content.push(b'\n');
+    std::fs::write(&path, content).map_err(failed)?;
+    File::open(&path).and_then(|file| file.sync_all()).map_err(failed)?;
+    File::open(dir).and_then(|dir| dir.sync_all()).map_err(failed)
+}
+
 /// sled writes a page larger than a quarter segment to a separate blob file that its
 /// flush does not cover; 8 MiB segments keep every page we write (values are at most
 /// 64 KiB) inside the database file that [`SledEngine::sync`] syncs.
@@ -125,7 +174,9 @@ impl SledEngine {
     /// (sled's own default, 1 GiB, lets a busy server's memory grow for a long while).
     pub fn open_with_cache(dir: &Path, cache_bytes: u64) -> Result<SledEngine, StorageError> {
         std::fs::create_dir_all(dir).map_err(|err| StorageError::from_io("cannot create store directory", &err))?;
+        check_format_file(dir)?;
         let (open, next_positions) = open_sled(dir, cache_bytes)?;
+        write_format_file(dir)?;
         let log_end_file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -376,17 +427,8 @@ fn open_sled(dir: &Path, cache_bytes: u64) -> Result<(Open, [u64; Keyspace::ALL.
     let meta = &trees[Keyspace::Meta.index()];
     match meta.get(FORMAT_KEY).map_err(|err| storage_error("cannot read format", &err))? {
         Some(format) if format.as_ref() == STORE_FORMAT => {}
-        Some(format) if format.as_ref() == OLDER_FORMAT => {
-            return Err(StorageError::new(
-                StorageErrorKind::Corrupt,
-                "the store was written in format tio-store/1, which this release does not read: take a \
-                 backup with the release that wrote it (`tio store backup`) and restore it with this one \
-                 (`tio store restore`)",
-            ));
-        }
-        Some(_) => {
-            return Err(StorageError::new(StorageErrorKind::Corrupt, "store was written by an unknown format"));
-        }
+        Some(format) if format.as_ref() == OLDER_FORMAT => return Err(older_format()),
+        Some(_) => return Err(unknown_format()),
         None => {
             meta.insert(FORMAT_KEY, STORE_FORMAT).map_err(|err| storage_error("cannot write format", &err))?;
         }
@@ -778,6 +820,18 @@ mod tests {
             engine.sync().unwrap();
         }
         let err = SledEngine::open(dir.path()).unwrap_err();
+        assert_eq!(err.kind, StorageErrorKind::Format, "from the marker inside sled");
+        // A tio-store/1 store has no format file: refused before sled opens it.
+        std::fs::remove_file(dir.path().join(FORMAT_FILE)).unwrap();
+        let files = |dir: &Path| {
+            let mut names: Vec<_> = std::fs::read_dir(dir).unwrap().map(|entry| entry.unwrap().file_name()).collect();
+            names.sort();
+            names
+        };
+        let before = files(dir.path());
+        let err = SledEngine::open(dir.path()).unwrap_err();
+        assert_eq!(files(dir.path()), before, "sled never opened it, so wrote no snapshot");
+        assert_eq!(err.kind, StorageErrorKind::Format);
         assert!(err.message.contains("tio store restore"), "{}", err.message);
     }
 
@@ -810,6 +864,6 @@ mod tests {
             engine.sync().unwrap();
         }
         let err = SledEngine::open(dir.path()).unwrap_err();
-        assert_eq!(err.kind, StorageErrorKind::Corrupt);
+        assert_eq!(err.kind, StorageErrorKind::Format);
     }
 }
