@@ -142,3 +142,59 @@ fn every_acknowledged_write_survives_sigkill() {
     }
     assert!(acked.len() as u64 >= CYCLES, "only {} acknowledged writes over {CYCLES} cycles", acked.len());
 }
+
+/// The README's durability check, where the machine has `strace` (and allows tracing)
+/// and `python3`: the crash writer runs under strace, and the repository's checker
+/// finds every acknowledged update written and then synced before its ack.
+#[test]
+fn every_ack_follows_a_write_and_a_real_sync_under_strace() {
+    let available = |program: &str| {
+        Command::new(program).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+    };
+    if !available("strace") || !available("python3") {
+        eprintln!("SKIPPED every_ack_follows_a_write_and_a_real_sync_under_strace: needs strace and python3");
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let keys_file = root.path().join("tio.keys");
+    KeyRing::generate().unwrap().write_new_file(&keys_file).unwrap();
+    let (trace, acks) = (root.path().join("trace.txt"), root.path().join("acks.txt"));
+    let mut strace = Command::new("strace")
+        .args(["-f", "-ttt", "-xx", "-s", "200000", "-e", "trace=pwrite64,write,fdatasync,fsync", "-o"])
+        .arg(&trace)
+        .arg(env!("CARGO_BIN_EXE_tio-crash-writer"))
+        .arg(root.path().join("store"))
+        .arg(&keys_file)
+        .arg("0")
+        .stdout(std::fs::File::create(&acks).unwrap())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Let it acknowledge for a while (bounded), then kill the writer itself: strace
+    // would leave it running if it were killed first.
+    let started = std::time::Instant::now();
+    let acked = || std::fs::read_to_string(&acks).map(|text| text.lines().count()).unwrap_or(0);
+    while acked() < 200 && started.elapsed() < Duration::from_secs(20) {
+        if strace.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let children = format!("/proc/{0}/task/{0}/children", strace.id());
+    let writer = std::fs::read_to_string(children).unwrap_or_default();
+    for pid in writer.split_whitespace() {
+        Command::new("kill").args(["-KILL", pid]).status().unwrap();
+    }
+    let output = strace.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if stderr.contains("Operation not permitted") {
+        eprintln!("SKIPPED every_ack_follows_a_write_and_a_real_sync_under_strace: tracing is not allowed here");
+        return;
+    }
+    assert!(acked() > 0, "the writer acknowledged nothing under strace: {stderr}");
+    let checker = concat!(env!("CARGO_MANIFEST_DIR"), "/tools/check_sync_before_ack.py");
+    let check = Command::new("python3").arg(checker).arg(&trace).arg(&acks).output().unwrap();
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{report}");
+    assert!(report.contains("acked without a prior write+sync: 0"), "{report}");
+}

@@ -11,7 +11,7 @@ trace, acks = sys.argv[1], sys.argv[2]
 events = []  # (time, kind, payload)
 pending = {}
 for line in open(trace):
-    m = re.match(r"(\d+) (\d+\.\d+) (.*)", line)
+    m = re.match(r"(\d+)\s+(\d+\.\d+) (.*)", line)
     if not m: continue
     pid, t, rest = m.group(1), float(m.group(2)), m.group(3)
     if "<unfinished ...>" in rest:
