@@ -160,7 +160,7 @@ fn every_ack_follows_a_write_and_a_real_sync_under_strace() {
     KeyRing::generate().unwrap().write_new_file(&keys_file).unwrap();
     let (trace, acks) = (root.path().join("trace.txt"), root.path().join("acks.txt"));
     let mut strace = Command::new("strace")
-        .args(["-f", "-ttt", "-xx", "-s", "200000", "-e", "trace=pwrite64,write,fdatasync,fsync", "-o"])
+        .args(["-f", "-ttt", "-xx", "-s", "16777216", "-e", "trace=pwrite64,write,fdatasync,fsync", "-o"])
         .arg(&trace)
         .arg(env!("CARGO_BIN_EXE_tio-crash-writer"))
         .arg(root.path().join("store"))
@@ -197,4 +197,5 @@ fn every_ack_follows_a_write_and_a_real_sync_under_strace() {
     let report = String::from_utf8_lossy(&check.stdout);
     assert!(check.status.success(), "{report}");
     assert!(report.contains("acked without a prior write+sync: 0"), "{report}");
+    assert!(!report.contains("cut short"), "{report}");
 }
