@@ -373,6 +373,10 @@ pub fn key_after(key: &[u8]) -> Vec<u8> {
     next
 }
 
+/// The largest `child_keys` value (a wrapped data key is 77 bytes): an engine may keep
+/// these apart, in fixed places it can overwrite.
+pub const MAX_CHILD_KEY_BYTES: usize = 126;
+
 /// Checks the shape of a batch before an engine applies it, so that every engine
 /// refuses the same mistakes.
 pub fn validate_batch(batch: &Batch) -> Result<(), CommitError> {
@@ -395,6 +399,12 @@ pub fn validate_batch(batch: &Batch) -> Result<(), CommitError> {
                 if space.is_log() =>
             {
                 return Err(CommitError::Invalid(format!("direct write to log keyspace {}", space.name())));
+            }
+            Op::Put { space: Keyspace::ChildKeys, value, .. } if value.len() > MAX_CHILD_KEY_BYTES => {
+                return Err(CommitError::Invalid(format!(
+                    "a child_keys value of {} bytes is over {MAX_CHILD_KEY_BYTES}",
+                    value.len()
+                )));
             }
             Op::PutAtPosition { append, .. } | Op::PutPosition { append, .. } if *append >= appends => {
                 return Err(CommitError::Invalid(format!("append index {append} out of {appends}")));

@@ -8,7 +8,7 @@ use super::{Batch, CommitError, Condition, Engine, Keyspace, Op, Position, key_a
 /// Runs every case against fresh engines from `make`.
 pub fn run_all<E: Engine>(make: &dyn Fn() -> E) {
     type Case = fn(&dyn Engine);
-    let cases: [(&str, Case); 8] = [
+    let cases: [(&str, Case); 9] = [
         ("put, get and delete", put_get_delete),
         ("scans honour bounds and limits", scans_honour_bounds_and_limits),
         ("a failed condition applies nothing", a_failed_condition_applies_nothing),
@@ -17,6 +17,7 @@ pub fn run_all<E: Engine>(make: &dyn Fn() -> E) {
         ("positions can be referenced in the same batch", positions_can_be_referenced_in_the_same_batch),
         ("malformed batches are refused", malformed_batches_are_refused),
         ("a group's appends read back from any position", a_groups_appends_read_back_from_any_position),
+        ("child keys are values like any other", child_keys_are_values_like_any_other),
     ];
     for (name, case) in cases {
         let engine = make();
@@ -234,4 +235,47 @@ fn a_groups_appends_read_back_from_any_position(engine: &dyn Engine) {
     assert_eq!(engine.get(Keyspace::Audit, &missing).unwrap(), None, "no record after the last");
     assert_eq!(engine.get(Keyspace::Audit, b"not-a-position").unwrap(), None);
     assert_eq!(engine.get(Keyspace::Updates, &expected[0].0).unwrap(), None, "the other log is empty");
+}
+
+/// `child_keys` (which an engine may store apart, see [`super::MAX_CHILD_KEY_BYTES`])
+/// behaves as any keyspace: puts, replacements, deletes, both conditions, scans, and
+/// groups in which a skipped batch's key never appears.
+fn child_keys_are_values_like_any_other(engine: &dyn Engine) {
+    let space = Keyspace::ChildKeys;
+    let key = |n: u8| vec![n; 32];
+    let mut batch = Batch::new();
+    for n in 0..5u8 {
+        batch.push(put(space, &key(n), &[n; 77]));
+    }
+    commit(engine, &batch);
+    let mut replace = Batch::new();
+    replace
+        .require(Condition::Equals { space, key: key(1), value: vec![1; 77] })
+        .push(put(space, &key(1), &[9; 77]))
+        .push(Op::Delete { space, key: key(2) });
+    commit(engine, &replace);
+    assert_eq!(engine.get(space, &key(1)).unwrap(), Some(vec![9; 77]), "replaced");
+    assert_eq!(engine.get(space, &key(2)).unwrap(), None, "deleted");
+    let mut stale = Batch::new();
+    stale.require(Condition::Equals { space, key: key(1), value: vec![1; 77] }).push(put(space, &key(1), &[7; 77]));
+    let mut fresh = Batch::new();
+    fresh.require(Condition::Absent { space, key: key(7) }).push(put(space, &key(7), &[7; 10]));
+    let results = engine.apply_group(&[&stale, &fresh]);
+    engine.sync().unwrap();
+    assert!(matches!(results[0], Err(CommitError::Conflict { index: 0 })), "a stale value is not equal");
+    assert!(results[1].is_ok());
+    let all = engine.scan(space, b"", None, 100).unwrap();
+    let expected: Vec<(Vec<u8>, Vec<u8>)> = vec![
+        (key(0), vec![0; 77]),
+        (key(1), vec![9; 77]),
+        (key(3), vec![3; 77]),
+        (key(4), vec![4; 77]),
+        (key(7), vec![7; 10]),
+    ];
+    assert_eq!(all, expected);
+    assert_eq!(engine.last(space).unwrap(), expected.last().cloned());
+    assert_eq!(engine.scan(space, &key(3), Some(&key(5)), 100).unwrap(), expected[2..4]);
+    let oversized = put(space, &key(8), &[0; super::MAX_CHILD_KEY_BYTES + 1]);
+    assert!(matches!(engine.apply(Batch::new().push(oversized)), Err(CommitError::Invalid(_))));
+    assert_eq!(engine.get(space, &key(8)).unwrap(), None);
 }

@@ -2,7 +2,9 @@
 //! batches, and a real `fdatasync` after sled's flush.
 //!
 //! A log keyspace stores each group's appends as one run (see [`runs`]), because every
-//! sled write costs several microseconds whatever its size.
+//! sled write costs several microseconds whatever its size. The `child_keys` keyspace
+//! keeps its values in slots outside sled, overwritten in place (see [`slots`]), because
+//! sled keeps replaced values in its files and erasure must leave no wrapped key behind.
 //!
 //! sled 0.34's flush uses `sync_file_range` on Linux, which survives a process kill but
 //! not necessarily a power cut; [`SledEngine::sync`] therefore also calls `sync_data`
@@ -26,6 +28,9 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
 mod runs;
+mod slots;
+
+pub use slots::SLOTS_FILE;
 
 use super::memory::counter_position;
 use super::{
@@ -109,6 +114,22 @@ struct Open {
     db: sled::Db,
     trees: Vec<sled::Tree>,
     data_file: File,
+    /// The values of `child_keys`; the tree holds slot numbers.
+    slots: Mutex<slots::Slots>,
+}
+
+impl Open {
+    fn slots(&self) -> Result<std::sync::MutexGuard<'_, slots::Slots>, StorageError> {
+        self.slots.lock().map_err(|_| poisoned())
+    }
+
+    /// Returns the value a `child_keys` tree entry names.
+    fn child_key_value(&self, slots: &slots::Slots, named: &[u8]) -> Result<Vec<u8>, StorageError> {
+        let slot = slots::decode_slot(named)?;
+        slots.read(slot)?.ok_or_else(|| {
+            StorageError::new(StorageErrorKind::Corrupt, format!("a child key entry names slot {slot}, which is empty"))
+        })
+    }
 }
 
 /// A sled database under one directory.
@@ -285,6 +306,14 @@ impl SledEngine {
                     first += run.len() as u64;
                 }
             }
+        } else if space == Keyspace::ChildKeys {
+            self.with_open(|open| {
+                let mut slots = open.slots()?;
+                for (key, value) in entries {
+                    batch.insert(key.as_slice(), &slots::encode_slot(slots.write_new(value)?));
+                }
+                slots.sync()
+            })?;
         } else {
             for (key, value) in entries {
                 if space == Keyspace::Meta && key.as_slice() == FORMAT_KEY {
@@ -316,7 +345,22 @@ impl SledEngine {
     #[cfg(test)]
     pub(crate) fn tree(&self, space: Keyspace) -> sled::Tree {
         assert!(!space.is_log(), "a log is stored in runs: damage it with replace_log_record");
+        assert!(space != Keyspace::ChildKeys, "child keys live in slots: damage them with replace_child_key");
         self.with_open(|open| Ok(open.trees[space.index()].clone())).expect("the store is open")
+    }
+
+    /// Sets a `child_keys` value directly, in a new slot, bypassing every check.
+    /// Crate-internal: tests use it to damage data keys.
+    #[cfg(test)]
+    pub(crate) fn replace_child_key(&self, key: &[u8], value: &[u8]) {
+        self.with_open(|open| {
+            let mut slots = open.slots()?;
+            let slot = slots.write_new(value)?;
+            slots.sync()?;
+            open.trees[Keyspace::ChildKeys.index()].insert(key, &slots::encode_slot(slot)).expect("writable");
+            Ok(())
+        })
+        .expect("the store is open");
     }
 
     /// Replaces the log record at `position` with `value`, or removes it (only a record
@@ -442,7 +486,13 @@ fn open_sled(dir: &Path, cache_bytes: u64) -> Result<(Open, [u64; Keyspace::ALL.
         }
     }
     check_log_end(dir, &next_positions)?;
-    Ok((Open { db, trees, data_file }, next_positions))
+    let mut named = std::collections::BTreeSet::new();
+    for entry in trees[Keyspace::ChildKeys.index()].iter() {
+        let (_, value) = entry.map_err(|err| storage_error("cannot read the child keys", &err))?;
+        named.insert(slots::decode_slot(&value)?);
+    }
+    let slots = Mutex::new(slots::Slots::open(dir, &named)?);
+    Ok((Open { db, trees, data_file, slots }, next_positions))
 }
 
 /// Encodes the log ends with a checksum, padded to a fixed length so that a rewrite in
@@ -490,10 +540,19 @@ fn check_log_end(dir: &Path, recovered: &[u64; Keyspace::ALL.len()]) -> Result<(
     Ok(())
 }
 
-/// A group transaction never aborts on its own: a batch whose precondition fails is
-/// skipped inside it.
-#[derive(Debug, Clone, Copy)]
-enum Never {}
+/// A group transaction aborts only on a damaged `child_keys` entry or slot: a batch
+/// whose precondition fails is skipped inside it.
+type Abort = ConflictableTransactionError<StorageError>;
+
+/// What one batch's `child_keys` writes use inside a group's transaction.
+struct ChildKeyWrites<'s> {
+    /// The slots (read only: a transaction may run again, so it changes nothing outside).
+    slots: &'s slots::Slots,
+    /// The slots already written for this batch's puts, in order.
+    new: &'s [u64],
+    /// Slots whose entries this attempt replaced or removed.
+    released: Vec<u64>,
+}
 
 /// Applies one batch inside a group's transaction: `Ok(Err(index))` when its condition
 /// `index` fails (nothing of it applied), `Ok(Ok(positions))` when applied.
@@ -504,11 +563,20 @@ fn apply_in_transaction<'a>(
     batch: &'a Batch,
     next_positions: &mut [u64; Keyspace::ALL.len()],
     appended: &mut [Vec<&'a [u8]>],
-) -> Result<Result<Vec<Position>, usize>, ConflictableTransactionError<Never>> {
+    child_keys: &mut ChildKeyWrites<'_>,
+) -> Result<Result<Vec<Position>, usize>, Abort> {
     let view = |space: Keyspace| &views[space.index()];
+    let slot_of = |named: &[u8]| slots::decode_slot(named).map_err(ConflictableTransactionError::Abort);
     for (index, condition) in batch.conditions.iter().enumerate() {
         let holds = match condition {
             Condition::Absent { space, key } => view(*space).get(key)?.is_none(),
+            Condition::Equals { space: Keyspace::ChildKeys, key, value } => match view(Keyspace::ChildKeys).get(key)? {
+                Some(named) => {
+                    let found = child_keys.slots.read(slot_of(&named)?).map_err(ConflictableTransactionError::Abort)?;
+                    found.as_deref() == Some(value.as_slice())
+                }
+                None => false,
+            },
             Condition::Equals { space, key, value } => {
                 view(*space).get(key)?.is_some_and(|found| found.as_ref() == value.as_slice())
             }
@@ -518,8 +586,25 @@ fn apply_in_transaction<'a>(
         }
     }
     let mut positions = Vec::with_capacity(batch.append_count());
+    let mut new_slots = child_keys.new.iter();
     for op in &batch.ops {
         match op {
+            Op::Put { space: Keyspace::ChildKeys, key, .. } => {
+                let slot = new_slots.next().copied().ok_or_else(|| {
+                    ConflictableTransactionError::Abort(StorageError::new(
+                        StorageErrorKind::Io,
+                        "a child key has no slot",
+                    ))
+                })?;
+                if let Some(old) = view(Keyspace::ChildKeys).insert(key.as_slice(), &slots::encode_slot(slot))? {
+                    child_keys.released.push(slot_of(&old)?);
+                }
+            }
+            Op::Delete { space: Keyspace::ChildKeys, key } => {
+                if let Some(old) = view(Keyspace::ChildKeys).remove(key.as_slice())? {
+                    child_keys.released.push(slot_of(&old)?);
+                }
+            }
             Op::Put { space, key, value } => {
                 view(*space).insert(key.as_slice(), value.as_slice())?;
             }
@@ -563,7 +648,10 @@ impl Engine for SledEngine {
                 return log_get(tree, key);
             }
             let value = tree.get(key).map_err(|err| storage_error("cannot read", &err))?;
-            Ok(value.map(|value| value.to_vec()))
+            match value {
+                Some(named) if space == Keyspace::ChildKeys => Ok(Some(open.child_key_value(&*open.slots()?, &named)?)),
+                other => Ok(other.map(|value| value.to_vec())),
+            }
         })
     }
 
@@ -577,11 +665,15 @@ impl Engine for SledEngine {
                 Some(end) => tree.range(start..end),
                 None => tree.range(start..),
             };
+            let slots = if space == Keyspace::ChildKeys { Some(open.slots()?) } else { None };
             iter.take(limit)
                 .map(|entry| {
-                    entry
-                        .map(|(key, value)| (key.to_vec(), value.to_vec()))
-                        .map_err(|err| storage_error("cannot scan", &err))
+                    let (key, value) = entry.map_err(|err| storage_error("cannot scan", &err))?;
+                    let value = match &slots {
+                        Some(slots) => open.child_key_value(slots, &value)?,
+                        None => value.to_vec(),
+                    };
+                    Ok((key.to_vec(), value))
                 })
                 .collect()
         })
@@ -593,9 +685,13 @@ impl Engine for SledEngine {
             if space.is_log() {
                 return Ok(last_record(tree)?.map(|(position, record)| (position.to_be_bytes().to_vec(), record)));
             }
-            tree.last()
-                .map(|entry| entry.map(|(key, value)| (key.to_vec(), value.to_vec())))
-                .map_err(|err| storage_error("cannot read the last entry", &err))
+            let last = tree.last().map_err(|err| storage_error("cannot read the last entry", &err))?;
+            match last {
+                Some((key, named)) if space == Keyspace::ChildKeys => {
+                    Ok(Some((key.to_vec(), open.child_key_value(&*open.slots()?, &named)?)))
+                }
+                other => Ok(other.map(|(key, value)| (key.to_vec(), value.to_vec()))),
+            }
         })
     }
 
@@ -630,13 +726,47 @@ impl Engine for SledEngine {
             return finish(outcomes);
         }
         let result = self.with_open(|open| {
-            Ok(open.trees.as_slice().transaction(|views: &Vec<TransactionalTree>| {
+            let mut slots = open.slots()?;
+            // A new child key value goes to a fresh slot, durable before any commit names
+            // it; the transaction then only points the child's entry at it.
+            let mut new_slots: Vec<Vec<u64>> = Vec::with_capacity(valid.len());
+            let mut written = Vec::new();
+            for index in &valid {
+                let mut batch_slots = Vec::new();
+                for op in &batches[*index].ops {
+                    if let Op::Put { space: Keyspace::ChildKeys, value, .. } = op {
+                        match slots.write_new(value) {
+                            Ok(slot) => batch_slots.push(slot),
+                            Err(err) => {
+                                slots.release(written.iter().chain(&batch_slots).copied());
+                                return Err(err);
+                            }
+                        }
+                    }
+                }
+                written.extend_from_slice(&batch_slots);
+                new_slots.push(batch_slots);
+            }
+            if !written.is_empty()
+                && let Err(err) = slots.sync()
+            {
+                slots.release(written);
+                return Err(err);
+            }
+            let outcome = open.trees.as_slice().transaction(|views: &Vec<TransactionalTree>| {
                 // The closure may run again after a conflict: it starts from scratch each time.
                 let mut next = *next_positions;
                 let mut appended: Vec<Vec<&[u8]>> = vec![Vec::new(); Keyspace::ALL.len()];
                 let mut applied: Vec<Result<Vec<Position>, usize>> = Vec::with_capacity(valid.len());
-                for index in &valid {
-                    applied.push(apply_in_transaction(views, batches[*index], &mut next, &mut appended)?);
+                let mut released = Vec::new();
+                for (index, batch_slots) in valid.iter().zip(&new_slots) {
+                    let mut child_keys = ChildKeyWrites { slots: &slots, new: batch_slots, released: Vec::new() };
+                    let outcome =
+                        apply_in_transaction(views, batches[*index], &mut next, &mut appended, &mut child_keys)?;
+                    if outcome.is_ok() {
+                        released.extend(child_keys.released);
+                    }
+                    applied.push(outcome);
                 }
                 for space in Keyspace::ALL.into_iter().filter(|space| space.is_log()) {
                     let mut first = next_positions[space.index()];
@@ -645,12 +775,26 @@ impl Engine for SledEngine {
                         first += run.len() as u64;
                     }
                 }
-                Ok((applied, next))
-            }))
+                Ok((applied, next, released))
+            });
+            // Slots nothing will name (a skipped batch's, a failed group's) and slots let
+            // go of are zeroed by the sync that makes this group durable.
+            match &outcome {
+                Ok((applied, _, released)) => {
+                    for (outcome, batch_slots) in applied.iter().zip(&new_slots) {
+                        if outcome.is_err() {
+                            slots.release(batch_slots.iter().copied());
+                        }
+                    }
+                    slots.release(released.iter().copied());
+                }
+                Err(_) => slots.release(written),
+            }
+            Ok(outcome)
         });
         match result {
             Err(error) => fail(&mut outcomes, error),
-            Ok(Ok((applied, next))) => {
+            Ok(Ok((applied, next, _))) => {
                 *next_positions = next;
                 if applied.iter().any(Result::is_ok) {
                     // Cleared by the sync the group commit now owes these writes.
@@ -663,7 +807,7 @@ impl Engine for SledEngine {
                     });
                 }
             }
-            Ok(Err(TransactionError::Abort(never))) => match never {},
+            Ok(Err(TransactionError::Abort(error))) => fail(&mut outcomes, error),
             Ok(Err(TransactionError::Storage(err))) => {
                 self.failed.store(true, Ordering::SeqCst);
                 fail(&mut outcomes, storage_error("cannot apply batch", &err));
@@ -676,8 +820,21 @@ impl Engine for SledEngine {
         // What this sync will cover: everything applied before the flush starts.
         let covered = *self.next_positions.lock().map_err(|_| poisoned())?;
         let synced = self.with_open(|open| {
-            open.db.flush().map_err(|err| storage_error("cannot flush store", &err))?;
-            open.data_file.sync_data().map_err(|err| StorageError::from_io("cannot sync database file", &err))
+            // Slots let go of by commits applied before this flush: zeroed once those
+            // commits are durable, never before (a crash would then lose a live key).
+            let released = open.slots()?.take_released();
+            let durable = open.db.flush().map_err(|err| storage_error("cannot flush store", &err)).and_then(|_| {
+                open.data_file.sync_data().map_err(|err| StorageError::from_io("cannot sync database file", &err))
+            });
+            let mut slots = open.slots()?;
+            match durable {
+                Ok(()) if released.is_empty() => Ok(()),
+                Ok(()) => slots.zero(&released),
+                Err(err) => {
+                    slots.release(released);
+                    Err(err)
+                }
+            }
         });
         if synced.is_err() {
             self.failed.store(true, Ordering::SeqCst);
@@ -690,7 +847,10 @@ impl Engine for SledEngine {
     }
 
     fn size_on_disk(&self) -> Result<u64, StorageError> {
-        self.read_open(|open| open.db.size_on_disk().map_err(|err| storage_error("cannot measure store", &err)))
+        self.read_open(|open| {
+            let slots = std::fs::metadata(self.dir.join(SLOTS_FILE)).map_or(0, |metadata| metadata.len());
+            Ok(open.db.size_on_disk().map_err(|err| storage_error("cannot measure store", &err))? + slots)
+        })
     }
 }
 

@@ -220,9 +220,8 @@ async fn tampered_or_moved_ciphertext_is_detected() {
     // Amy's data key swapped for Ben's: the wrapping is bound to the child.
     replace_a(&original_a);
     assert_eq!(store.profile(&amy).unwrap().len(), 1, "restored");
-    let keys = engine.tree(Keyspace::ChildKeys);
-    let bens_key = keys.get(store.child_index(&ben).0).unwrap().unwrap();
-    keys.insert(store.child_index(&amy).0, bens_key).unwrap();
+    let bens_key = engine.get(Keyspace::ChildKeys, &store.child_index(&ben).0).unwrap().unwrap();
+    engine.replace_child_key(&store.child_index(&amy).0, &bens_key);
     assert!(matches!(store.profile(&amy), Err(StoreError::Key(KeyError::Authentication))));
 }
 
@@ -418,10 +417,9 @@ async fn check_reports_each_kind_of_damage() {
         (
             "a damaged data key",
             |engine, _| {
-                let tree = engine.tree(Keyspace::ChildKeys);
-                let (key, mut value) = tree.iter().next().unwrap().map(|(k, v)| (k, v.to_vec())).unwrap();
+                let (key, mut value) = engine.scan(Keyspace::ChildKeys, &[], None, 1).unwrap().remove(0);
                 value[10] ^= 1;
-                tree.insert(key, value).unwrap();
+                engine.replace_child_key(&key, &value);
             },
             "cannot be unwrapped",
         ),
@@ -860,4 +858,61 @@ async fn the_child_s_number_is_kept_sealed_for_deliveries_and_the_latest_positio
 
     assert!(store.erase_child(&amy).await.unwrap());
     assert_eq!(store.child_nhs_number(store.child_index(&amy)).unwrap(), None);
+}
+
+/// Erasure as a data-protection officer would check it: afterwards the child's wrapped
+/// data key (which the key-encryption key the store still holds would unwrap) is in no
+/// file under the data directory, nor is any wrapping a key rotation replaced.
+#[tokio::test]
+async fn after_erasure_no_file_under_the_store_holds_the_childs_wrapped_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let ring = KeyRing::generate().unwrap();
+    let (store, engine) = sled_store(dir.path(), ring.clone());
+    let (amy, ben) = (child("9990079196"), child("9990237573"));
+    let gp = agency("gp");
+    store.append_update(update(&amy, Category::HealthSummary, b"amy 1", "a1", &gp)).await.unwrap();
+    let amy_index = store.child_index(&amy);
+    let first_wrapping = engine.get(Keyspace::ChildKeys, &amy_index.0).unwrap().unwrap();
+    let mut rotated = ring.clone();
+    rotated.add_version().unwrap();
+    store.replace_keys(rotated.clone());
+    assert_eq!(store.rewrap_all(|_, _| {}).await.unwrap(), 1);
+    let second_wrapping = engine.get(Keyspace::ChildKeys, &amy_index.0).unwrap().unwrap();
+    assert_ne!(first_wrapping, second_wrapping);
+    for n in 0..100 {
+        store.append_update(update(&ben, Category::HealthSummary, b"ben", &format!("b{n}"), &gp)).await.unwrap();
+    }
+    let copies = |wrapped: &[u8]| -> usize {
+        walk(dir.path())
+            .iter()
+            .map(|path| std::fs::read(path).unwrap().windows(wrapped.len()).filter(|w| *w == wrapped).count())
+            .sum()
+    };
+    assert_eq!(copies(&first_wrapping), 0, "the wrapping the rotation replaced is gone");
+    assert!(copies(&second_wrapping) > 0, "the live wrapping is on disk: the search can find it");
+
+    assert!(store.erase_child(&amy).await.unwrap());
+    for n in 0..100 {
+        store.append_update(update(&ben, Category::HealthSummary, b"ben", &format!("c{n}"), &gp)).await.unwrap();
+    }
+    drop(engine);
+    store.shutdown();
+    assert_eq!(copies(&second_wrapping), 0, "a copy of the erased child's wrapped key is still on disk");
+    let (store, _) = sled_store(dir.path(), rotated);
+    assert_eq!(store.profile(&ben).unwrap().len(), 1, "the other child reads after reopening");
+    assert!(store.check().unwrap().is_healthy());
+}
+
+/// Every file under `dir`, recursively.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }
