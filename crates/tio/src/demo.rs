@@ -152,17 +152,7 @@ impl Story {
                 if consent.state() != v1::ConsentState::Active || consent.recorded_by_agency_id != "hospital" {
                     continue;
                 }
-                let withdraw = v1::WithdrawConsentRequest {
-                    child: self.child_ref(),
-                    consent_id: consent.consent_id,
-                    reason: "the demo story starts again".into(),
-                    evidence: Some(evidence()),
-                };
-                self.hospital
-                    .consents()
-                    .withdraw_consent(self.hospital.request(withdraw))
-                    .await
-                    .map_err(tio_client::ClientError::from)?;
+                self.withdraw_consent(consent.consent_id, "the demo story starts again").await?;
                 withdrawn += 1;
             }
             page_token = response.page.map(|page| page.next_page_token).unwrap_or_default();
@@ -176,6 +166,22 @@ impl Story {
                  {withdrawn} consents left by earlier runs)\n"
             );
         }
+        Ok(())
+    }
+
+    /// The hospital withdraws a consent for Amelia on the family's instruction.
+    async fn withdraw_consent(&self, consent_id: String, reason: &str) -> anyhow::Result<()> {
+        let withdraw = v1::WithdrawConsentRequest {
+            child: self.child_ref(),
+            consent_id,
+            reason: reason.into(),
+            evidence: Some(evidence()),
+        };
+        self.hospital
+            .consents()
+            .withdraw_consent(self.hospital.request(withdraw))
+            .await
+            .map_err(tio_client::ClientError::from)?;
         Ok(())
     }
 
@@ -377,17 +383,8 @@ impl Story {
             7,
             "Anna withdraws consent for the school to see Amelia's health summary; the next one reaches the SEND team only.",
         );
-        let withdraw = v1::WithdrawConsentRequest {
-            child: self.child_ref(),
-            consent_id: consent.consent_id.clone(),
-            reason: "Anna would rather the school did not see health details".into(),
-            evidence: Some(evidence()),
-        };
-        self.hospital
-            .consents()
-            .withdraw_consent(self.hospital.request(withdraw))
-            .await
-            .map_err(tio_client::ClientError::from)?;
+        self.withdraw_consent(consent.consent_id.clone(), "Anna would rather the school did not see health details")
+            .await?;
         self.record_consent(self.consent(&[CommunicationNeeds], education, purpose)).await?;
         let send_team_only = v1::Recipients { agency_ids: vec!["send-team".into()], ..Default::default() };
         let health_purpose = "So that the SEND caseworker can plan for Amelia's epilepsy.";
