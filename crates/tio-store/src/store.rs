@@ -457,8 +457,8 @@ impl Store {
             let mut idempotency_value = content_mac.to_vec();
             idempotency_value.extend_from_slice(&update_id);
             let mut batch = Batch::new();
+            // First, so that its index is IDEMPOTENCY_CONDITION.
             batch.require(Condition::Absent { space: Keyspace::Idempotency, key: idempotency_key.clone() });
-            debug_assert_eq!(batch.conditions.len() - 1, IDEMPOTENCY_CONDITION);
             if let Some(wrapped) = &new_wrapped_key {
                 batch.require(Condition::Absent { space: Keyspace::ChildKeys, key: child.0.to_vec() });
                 batch.push(Op::Put { space: Keyspace::ChildKeys, key: child.0.to_vec(), value: wrapped.clone() });

@@ -133,10 +133,13 @@ impl Story {
     /// withdrawal stops the school seeing her health summary). Both are audited, as
     /// any such change is. A fresh server has neither, and nothing is said.
     async fn clear_earlier_runs(&self) -> anyhow::Result<()> {
+        /// Pages of 100 consents read at most: far more than any run of the story leaves.
+        const MAX_CONSENT_PAGES: usize = 100;
         let subscriptions = self.delete_subscriptions().await?;
         let mut withdrawn = 0;
         let mut page_token = String::new();
-        loop {
+        // Bounded, should a server hand back pages without end.
+        for _ in 0..MAX_CONSENT_PAGES {
             let request = v1::ListConsentsRequest {
                 child: self.child_ref(),
                 page: Some(v1::PageRequest { page_size: 100, page_token: page_token.clone() }),
