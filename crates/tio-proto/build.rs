@@ -26,7 +26,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Services that later releases implement answer UNIMPLEMENTED until then; a
     // handler that is implemented overrides its default.
+    // Requests that do not decode are the caller's fault: see `src/codec.rs`.
     tonic_prost_build::configure()
+        .codec_path("crate::codec::ContractCodec")
         .generate_default_stubs(true)
         .build_server(true)
         .build_client(true)

@@ -76,7 +76,7 @@ fn agencies_are_refused_the_audit_log_and_the_refusal_is_in_it() {
     });
     let (ok, _, stderr) = tio_as(&sandbox, "hospital", &["audit", "query"]);
     assert!(!ok);
-    assert!(stderr.contains("PermissionDenied: the agency role may not use this service"), "{stderr}");
+    assert!(stderr.contains("PERMISSION_DENIED: the agency role may not use this service"), "{stderr}");
 }
 
 #[test]
@@ -249,7 +249,7 @@ fn refusals_at_authentication_are_in_the_audit_log() {
     sandbox.pki.issue("police", &tio_broker::pki::LeafSpec::client(&tio_core::Identity::agency("police")));
     runtime().block_on(async {
         let police = tio_client::Client::connect(&sandbox.settings("police")).await.unwrap();
-        assert_eq!(police.health("").await.unwrap_err().to_string().split(':').next(), Some("Unauthenticated"));
+        assert_eq!(police.health("").await.unwrap_err().to_string().split(':').next(), Some("UNAUTHENTICATED"));
         // An agency call without the professional's id is refused, and recorded too.
         let hospital = sandbox.client("hospital").await;
         let status =

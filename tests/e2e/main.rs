@@ -6,6 +6,7 @@ mod audit_cli;
 mod audit_service;
 mod bench;
 mod config;
+mod contract;
 mod crash;
 mod demo;
 mod flows;

@@ -144,7 +144,7 @@ async fn a_certificate_without_a_tio_identity_is_unauthenticated() {
 }
 
 #[tokio::test]
-async fn unknown_suspended_and_revoked_identities_are_unauthenticated() {
+async fn unknown_and_revoked_identities_are_unauthenticated_and_suspended_ones_denied() {
     let root = tempfile::tempdir().unwrap();
     let config = root.path().join("tio.toml");
     std::fs::write(
@@ -186,7 +186,11 @@ sector = "education"
         }
     };
     expect_unauthenticated("police", "agency `police` is not registered").await;
-    expect_unauthenticated("hospital", "agency `hospital` is suspended").await;
+    let outcome = health_as(&sandbox.settings("hospital")).await;
+    assert!(
+        matches!(&outcome, Outcome::Status(Code::PermissionDenied, message) if message.contains("agency `hospital` is suspended")),
+        "{outcome:?}"
+    );
     expect_unauthenticated("school", "has been revoked").await;
     assert!(matches!(health_as(&sandbox.settings("gp")).await, Outcome::Serving));
 }
@@ -251,5 +255,5 @@ async fn a_malformed_professional_id_is_an_invalid_argument_naming_the_metadata_
     let tio_client::ClientError::Status(status) = &err else { panic!("{err}") };
     assert_eq!(status.code(), Code::InvalidArgument);
     let described = tio_client::describe_status(status);
-    assert!(described.contains("field x-tio-professional"), "{described}");
+    assert!(described.contains("x-tio-professional: must be"), "{described}");
 }

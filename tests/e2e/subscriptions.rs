@@ -327,6 +327,49 @@ fn suspending_an_agency_closes_its_open_stream() {
         let status = stream.end().await;
         assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
         assert!(status.message().contains("suspended"), "{status:?}");
+        // A new call gets the same code as the open stream did (issue 12, item 6).
+        let request = send_team.request(v1::ListSubscriptionsRequest {});
+        let status = send_team.subscriptions().list_subscriptions(request).await.unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    });
+}
+
+/// Issue 12, item 10: an ack of a number never sent and a credit of 0 were silently
+/// ignored; each now ends the stream with INVALID_ARGUMENT naming its field, while an
+/// ack repeated after a reconnect is still fine.
+#[test]
+fn an_ack_never_sent_and_a_zero_credit_are_refused_and_repeated_acks_are_not() {
+    let sandbox = Sandbox::start();
+    runtime().block_on(async {
+        use tonic_types::StatusExt;
+        let hospital = as_professional(&sandbox, "hospital").await;
+        let send_team = as_professional(&sandbox, "send-team").await;
+        consent_and_involve(&hospital, &send_team).await;
+        create(&send_team, "main", &[v1::Category::CommunicationNeeds], None).await;
+        let mut stream = Stream::open(&send_team, "main", 0).await.unwrap();
+        publish(&hospital, publish_request(AMY, v1::Category::CommunicationNeeds, communication_needs("one"), "k1"))
+            .await
+            .unwrap();
+        let delivery = stream.delivery().await;
+        assert_eq!(delivery.delivery_number, 1);
+        stream.ack(&[1]).await;
+        stream.ack(&[1]).await;
+        stream.ack(&[2]).await;
+        let status = stream.end().await;
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert_eq!(status.get_details_bad_request().unwrap().field_violations[0].field, "ack.delivery_numbers");
+        assert!(status.message().contains("never sent"), "{status:?}");
+
+        let mut stream = Stream::open(&send_team, "main", 0).await.unwrap();
+        let credit = v1::Credit { additional: 0 };
+        stream
+            .requests
+            .send(v1::SubscribeRequest { message: Some(v1::subscribe_request::Message::Credit(credit)) })
+            .await
+            .unwrap();
+        let status = stream.end().await;
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        assert_eq!(status.get_details_bad_request().unwrap().field_violations[0].field, "credit.additional");
     });
 }
 
@@ -504,7 +547,7 @@ fn a_withdrawal_raced_against_queued_deliveries_always_comes_after_every_deliver
             // In the log, every delivery this consent allowed comes before its withdrawal.
             let query = v1::QueryEntriesRequest {
                 child: child(AMY),
-                page: Some(v1::PageRequest { page_size: 1000, page_token: String::new() }),
+                page: Some(v1::PageRequest { page_size: 500, page_token: String::new() }),
                 ..Default::default()
             };
             let entries = auditor.audit().query_entries(auditor.request(query)).await.unwrap().into_inner().entries;

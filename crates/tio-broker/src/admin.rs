@@ -150,9 +150,12 @@ impl Administrator<'_> {
         let condition = Condition::Absent { space: Keyspace::Agencies, key: key.clone() };
         self.write(key, condition, &record, format!("register_agency {}", agency.id)).await.map_err(
             |err| match err {
-                ServiceError::Store(StoreError::Conflict { .. }) => {
-                    ServiceError::AlreadyExists(format!("agency `{}` is already registered", agency.id))
-                }
+                ServiceError::Store(StoreError::Conflict { .. }) => ServiceError::already_exists(
+                    "tio.v1.Agency",
+                    "AGENCY_EXISTS",
+                    agency.id.as_str(),
+                    format!("agency `{}` is already registered", agency.id),
+                ),
                 other => other,
             },
         )?;
@@ -228,7 +231,9 @@ impl Administrator<'_> {
         change: impl FnOnce(&v1::Agency) -> v1::Agency,
     ) -> Result<v1::Agency, ServiceError> {
         let key = agency_key(id);
-        let not_found = || ServiceError::NotFound(format!("agency `{id}` is not registered"));
+        let not_found = || {
+            ServiceError::not_found("tio.v1.Agency", "AGENCY_NOT_FOUND", id, format!("agency `{id}` is not registered"))
+        };
         if id.is_empty() {
             return Err(ServiceError::InvalidArgument(vec![FieldViolation::new("agency_id", "is required")]));
         }

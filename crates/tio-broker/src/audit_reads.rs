@@ -13,12 +13,6 @@ use tio_core::{DenyReason, FieldViolation, NhsNumber, ROLE_NOT_PERMITTED, Role, 
 use crate::broker::{Broker, Call};
 use crate::status::ServiceError;
 
-/// Entries per query page when the caller does not say.
-pub const DEFAULT_PAGE_SIZE: usize = 100;
-
-/// The most entries one query page returns.
-pub const MAX_PAGE_SIZE: usize = 1000;
-
 /// The most entries one query call examines. A rare filter over a long log returns
 /// what it found so far and a page token to go on, instead of holding the call open.
 pub const MAX_SCANNED_PER_CALL: u64 = 200_000;
@@ -136,7 +130,8 @@ impl AuditReader<'_> {
     }
 
     /// Returns up to `page_size` entries from leaf `start` on that match `filter` (and
-    /// `child`, turned into its blind index here).
+    /// `child`, turned into its blind index here). `page_size` is one
+    /// [`crate::paging::page_size`] allowed.
     pub async fn query(
         &self,
         mut filter: EntryFilter,
@@ -145,12 +140,7 @@ impl AuditReader<'_> {
         page_size: usize,
     ) -> Result<QueryPage, ServiceError> {
         filter.validate("from_time", "until_time")?;
-        if !(1..=MAX_PAGE_SIZE).contains(&page_size) {
-            return Err(ServiceError::InvalidArgument(vec![FieldViolation::new(
-                "page.page_size",
-                format!("must be 1 to {MAX_PAGE_SIZE}"),
-            )]));
-        }
+        debug_assert!((1..=crate::paging::MAX_PAGE_SIZE).contains(&page_size), "checked by paging::page_size");
         filter.child_index = child.map(|child| self.broker.store().child_index(child).to_hex());
         self.record_read(child).await?;
         let mut entries = Vec::new();

@@ -240,7 +240,7 @@ impl Broker {
         self.record(&[entry]).await?;
         self.metrics.denied(action.code(), ROLE_NOT_PERMITTED);
         tracing::info!(role = role.as_str(), service = ?service, "refused: role may not use this service");
-        Err(ServiceError::PermissionDenied(format!("the {} role may not use this service", role.as_str())))
+        Err(ServiceError::denied(ROLE_NOT_PERMITTED, format!("the {} role may not use this service", role.as_str())))
     }
 
     /// Admits an agency's call to `service`: the role must be an agency's, the call must

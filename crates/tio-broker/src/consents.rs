@@ -57,7 +57,10 @@ impl Broker {
             self.name_child(&mut entry, child)?;
             entry.reason = NOT_PERMITTED_FOR_CONSENT.to_owned();
             self.record(&[entry]).await?;
-            return Err(ServiceError::PermissionDenied("this agency may not record or withdraw consent".to_owned()));
+            return Err(ServiceError::denied(
+                "MAY_NOT_RECORD_CONSENT",
+                "this agency may not record or withdraw consent",
+            ));
         }
         Ok(agency)
     }
@@ -160,12 +163,13 @@ impl Broker {
         let evidence = check_evidence("evidence", request.evidence.as_ref())?;
         let latest = consent_revisions(self.store(), child, &request.consent_id)?
             .pop()
-            .ok_or_else(|| ServiceError::NotFound(format!("no consent `{}` for this child", request.consent_id)))?;
+            .ok_or_else(|| consent_not_found(&request.consent_id))?;
         if latest.state() == v1::ConsentState::Withdrawn {
-            return Err(ServiceError::FailedPrecondition(format!(
-                "consent `{}` is already withdrawn",
-                request.consent_id
-            )));
+            return Err(ServiceError::failed_precondition(
+                "CONSENT_ALREADY_WITHDRAWN",
+                format!("consent/{}", request.consent_id),
+                format!("consent `{}` is already withdrawn", request.consent_id),
+            ));
         }
         let record = v1::ConsentRecord {
             revision: latest.revision + 1,
@@ -234,9 +238,9 @@ impl Broker {
         if allowed {
             Ok(())
         } else {
-            Err(ServiceError::PermissionDenied(
-                "only agencies involved with the child, or permitted to record consent, may read its consents"
-                    .to_owned(),
+            Err(ServiceError::denied(
+                tio_core::DenyReason::NotInvolved.code(),
+                "only agencies involved with the child, or permitted to record consent, may read its consents",
             ))
         }
     }
@@ -254,7 +258,7 @@ impl Broker {
         self.consent_reader(call, child, consent_id).await?;
         let revisions = consent_revisions(self.store(), child, consent_id)?;
         if revisions.is_empty() {
-            return Err(ServiceError::NotFound(format!("no consent `{consent_id}` for this child")));
+            return Err(consent_not_found(consent_id));
         }
         Ok(revisions)
     }
@@ -264,4 +268,14 @@ impl Broker {
         self.consent_reader(call, child, "").await?;
         Ok(load_facts(self.store(), child)?.consents)
     }
+}
+
+/// Returns the NOT_FOUND for a consent id the child has no consent under.
+pub(crate) fn consent_not_found(consent_id: &str) -> ServiceError {
+    ServiceError::not_found(
+        "tio.v1.ConsentRecord",
+        "CONSENT_NOT_FOUND",
+        consent_id,
+        format!("no consent `{consent_id}` for this child"),
+    )
 }

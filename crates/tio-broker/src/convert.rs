@@ -22,15 +22,8 @@ pub fn timestamp_to_proto(time: Timestamp) -> prost_types::Timestamp {
 /// Returns the time of a contract timestamp, to the microsecond; a malformed one names
 /// `field`.
 pub fn timestamp_from_proto(field: &str, time: &prost_types::Timestamp) -> Result<Timestamp, ServiceError> {
-    if !(0..1_000_000_000).contains(&time.nanos) {
-        return Err(invalid(field, "nanos must be 0 to 999,999,999"));
-    }
-    let micros = time
-        .seconds
-        .checked_mul(1_000_000)
-        .and_then(|micros| micros.checked_add(i64::from(time.nanos / 1_000)))
-        .ok_or_else(|| invalid(field, "is out of range"))?;
-    Ok(Timestamp::from_unix_micros(micros))
+    tio_core::calendar::timestamp(field, time.seconds, time.nanos)
+        .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))
 }
 
 /// Returns the time of an optional contract timestamp.
@@ -262,7 +255,7 @@ mod tests {
         }
         let bad = prost_types::Timestamp { seconds: 0, nanos: 1_000_000_000 };
         assert!(matches!(timestamp_from_proto("from_time", &bad),
-            Err(ServiceError::InvalidArgument(v)) if v[0].field == "from_time"));
+            Err(ServiceError::InvalidArgument(v)) if v[0].field == "from_time.nanos"));
         let huge = prost_types::Timestamp { seconds: i64::MAX, nanos: 0 };
         assert!(timestamp_from_proto("t", &huge).is_err());
     }

@@ -23,6 +23,7 @@ pub mod convert;
 pub mod dev;
 pub mod maintenance;
 pub mod metrics;
+pub mod paging;
 pub mod pki;
 pub mod records;
 pub mod relationships;
@@ -34,6 +35,7 @@ pub mod storage;
 pub mod subscriptions;
 pub mod telemetry;
 pub mod tls;
+pub mod transport_status;
 pub mod value_limits;
 
 pub use config::Config;

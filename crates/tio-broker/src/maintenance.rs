@@ -177,21 +177,27 @@ impl Administrator<'_> {
         let store = self.broker.store();
         let mut ring = store.key_ring();
         if !ring.versions().contains(&version) {
-            return Err(ServiceError::NotFound(format!(
-                "key-encryption key version {version} is not in the ring (it holds {:?})",
-                ring.versions()
-            )));
+            return Err(ServiceError::not_found(
+                "key-encryption key version",
+                "KEK_VERSION_NOT_FOUND",
+                version.to_string(),
+                format!("key-encryption key version {version} is not in the ring (it holds {:?})", ring.versions()),
+            ));
         }
         if version == ring.current_version() {
-            return Err(ServiceError::FailedPrecondition(format!(
-                "version {version} is current: rotate to a new version before retiring it"
-            )));
+            return Err(ServiceError::failed_precondition(
+                "KEK_VERSION_CURRENT",
+                format!("kek_version/{version}"),
+                format!("version {version} is current: rotate to a new version before retiring it"),
+            ));
         }
         let still_used = store.keys_under_version(version)?;
         if still_used > 0 {
-            return Err(ServiceError::FailedPrecondition(format!(
-                "{still_used} data keys still use version {version}: rotate first"
-            )));
+            return Err(ServiceError::failed_precondition(
+                "KEK_VERSION_IN_USE",
+                format!("kek_version/{version}"),
+                format!("{still_used} data keys still use version {version}: rotate first"),
+            ));
         }
         ring.retire(version).map_err(StoreError::from)?;
         if let Err(err) = save_ring(&ring, &file).await {
@@ -210,14 +216,19 @@ impl Administrator<'_> {
     fn key_ring_lock(&self) -> Result<(tokio::sync::MutexGuard<'_, ()>, PathBuf), ServiceError> {
         let maintenance = self.broker.maintenance();
         let file = maintenance.key_ring_file.clone().ok_or_else(|| {
-            ServiceError::FailedPrecondition(
+            ServiceError::failed_precondition(
+                "KEY_RING_FROM_ENVIRONMENT",
+                "key_ring",
                 "the key ring was given in the environment (TIO_KEYS), which the server cannot rewrite: \
-                 rotate it with `tio keys rotate --data-dir` while the server is stopped"
-                    .to_owned(),
+                 rotate it with `tio keys rotate --data-dir` while the server is stopped",
             )
         })?;
         let busy = maintenance.keys_busy.try_lock().map_err(|_| {
-            ServiceError::FailedPrecondition("a key rotation or retirement is already running".to_owned())
+            ServiceError::failed_precondition(
+                "KEY_OPERATION_RUNNING",
+                "key_ring",
+                "a key rotation or retirement is already running",
+            )
         })?;
         Ok((busy, file))
     }

@@ -77,13 +77,15 @@ impl Broker {
             tio_core::Upn::parse(&identity.upn)
                 .map_err(|err| invalid("value.identity_and_contacts.upn", err.to_string()))?;
         }
-        limits::check_len("source_reference", &request.source_reference, limits::MAX_SHORT_STRING_BYTES)
+        limits::check_identifier("source_reference", &request.source_reference, limits::MAX_SHORT_STRING_BYTES)
             .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))?;
         if request.idempotency_key.is_empty() {
             return Err(invalid("idempotency_key", "is required"));
         }
-        limits::check_len("idempotency_key", &request.idempotency_key, limits::MAX_IDEMPOTENCY_KEY_BYTES)
+        limits::check_identifier("idempotency_key", &request.idempotency_key, limits::MAX_IDEMPOTENCY_KEY_BYTES)
             .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))?;
+        // Informative only, but a time that is not a time must not pass as one.
+        crate::convert::optional_timestamp("recorded_at", request.recorded_at.as_ref())?;
         Ok(Publication { child, category, value: encoded })
     }
 
@@ -110,11 +112,10 @@ impl Broker {
             self.record(&[entry]).await?;
             self.metrics().publish(Outcome::Denied.code());
             self.metrics().denied(AuditAction::Publish.code(), reason.code());
-            return Err(ServiceError::PermissionDenied(format!(
-                "this agency may not publish {}: {}",
-                publication.category,
-                reason.code()
-            )));
+            return Err(ServiceError::denied(
+                reason.code(),
+                format!("this agency may not publish {}: {}", publication.category, reason.code()),
+            ));
         }
 
         self.store().ensure_child_key(child).await?;
@@ -150,7 +151,13 @@ impl Broker {
             .inspect_err(|_| self.metrics().publish(Outcome::Failed.code()))?;
         self.metrics().publish(Outcome::Allowed.code());
         self.notify_change();
+        let mut committed_at = call.now;
         if appended.duplicate {
+            // The reply repeats the original's, its commit time included.
+            committed_at =
+                self.store().update_at(&appended.position)?.map(|original| original.committed_at).ok_or_else(|| {
+                    ServiceError::Internal("a repeated idempotency key names no stored update".into())
+                })?;
             // Nothing new was stored; the replay itself is still on the record.
             let replay = AuditEntry {
                 update_id: appended.update_id.to_string(),
@@ -162,7 +169,7 @@ impl Broker {
         Ok(v1::PublishResponse {
             update_id: appended.update_id.to_string(),
             position: Some(v1::Position { token: appended.position.as_bytes().to_vec() }),
-            committed_at: Some(timestamp_to_proto(call.now)),
+            committed_at: Some(timestamp_to_proto(committed_at)),
             duplicate: appended.duplicate,
         })
     }

@@ -36,11 +36,11 @@ impl Broker {
             }
             Some(_) => {}
         }
-        limits::check_len("reference", reference, limits::MAX_SHORT_STRING_BYTES)
+        limits::check_identifier("reference", reference, limits::MAX_SHORT_STRING_BYTES)
             .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))?;
         self.store().ensure_child_key(child).await?;
         if let Some(active) = load_facts(self.store(), child)?.active_relationship(agency.id.as_str(), call.now) {
-            return Ok(active.record.clone());
+            return Ok(v1::CareRelationship { already_active: true, ..active.record.clone() });
         }
         let (record, batch) = self.new_relationship(call, &agency, child, kind, reference)?;
         self.store().commit(batch).await?;
@@ -67,6 +67,7 @@ impl Broker {
             ended_at: None,
             declared_by_professional_id: call.caller.professional_id.clone().unwrap_or_default(),
             end_reason: String::new(),
+            already_active: false,
         };
         let suffix = relationship_suffix(&record.relationship_id);
         let mut batch = Batch::new();
@@ -111,9 +112,12 @@ impl Broker {
                     && stored.record.ended_at.is_none()
             })
             .ok_or_else(|| {
-                ServiceError::NotFound(format!(
-                    "no active relationship `{relationship_id}` of this agency with this child"
-                ))
+                ServiceError::not_found(
+                    "tio.v1.CareRelationship",
+                    "RELATIONSHIP_NOT_FOUND",
+                    relationship_id,
+                    format!("no active relationship `{relationship_id}` of this agency with this child"),
+                )
             })?;
         let mut record = stored.record.clone();
         record.ended_at = Some(timestamp_to_proto(call.now));

@@ -99,6 +99,14 @@ fn tls_config(config: &Config) -> Result<rustls::ServerConfig, ServeError> {
     Ok(tls::server_config(ca, cert, key)?)
 }
 
+/// The largest header block a request may carry. Far above any real request's (the
+/// professional id is at most 128 bytes), so that an oversized header reaches the
+/// interceptor and is refused with INVALID_ARGUMENT on its own call; HTTP/2's default
+/// (16 KiB) answered 431, and a block past it by a few times closed the whole
+/// connection with the caller's other streams. A block larger than this still closes
+/// the connection: that is HTTP/2's own defence against header floods.
+pub const MAX_HEADER_LIST_BYTES: u32 = 256 * 1024;
+
 /// Serves every service on `listener` over mutual TLS until `shutdown` completes, then
 /// reports NOT_SERVING, stops accepting, lets open calls finish for up to
 /// `limits.drain_timeout_seconds`, closes what is left, and returns.
@@ -142,6 +150,8 @@ pub async fn serve(
         .concurrency_limit_per_connection(limits.max_concurrent_requests_per_connection)
         .http2_keepalive_interval(Some(Duration::from_secs(limits.keepalive_interval_seconds)))
         .http2_keepalive_timeout(Some(Duration::from_secs(limits.keepalive_timeout_seconds)))
+        .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
+        .layer(crate::transport_status::ContractStatusLayer)
         .layer(tonic::service::InterceptorLayer::new(auth::interceptor(registry.clone(), refusals)))
         .add_service(health_service)
         .add_service(reflection_v1)

@@ -13,13 +13,15 @@ use tio_proto::v1;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::audit_reads::{DEFAULT_PAGE_SIZE, EntryFilter};
+use crate::audit_reads::EntryFilter;
 use crate::broker::{Broker, Call};
 use crate::convert::{
     action_filter, action_to_proto, category_to_proto, entry_to_proto, optional_timestamp, outcome_filter,
     outcome_to_proto, timestamp_to_proto,
 };
+use crate::paging;
 use crate::status::{ServiceError, into_status};
+use crate::transport_status::inbound_status;
 
 /// `tio.v1.RecordService`: see [`crate::records`].
 #[derive(Clone)]
@@ -68,8 +70,12 @@ impl v1::record_service_server::RecordService for Records {
                                 pending.push_back(async move { (index, broker.publish(&call, &item).await) });
                             }
                             Ok(None) => inbound_open = false,
-                            // The client broke the stream: nothing more can be answered.
-                            Err(_) => return,
+                            // The client's stream failed (a message over the size
+                            // limit, or one that does not decode): say why, then stop.
+                            Err(status) => {
+                                let _ = sender.send(Err(inbound_status(status))).await;
+                                return;
+                            }
                         }
                     }
                     Some((index, outcome)) = pending.next(), if !pending.is_empty() => {
@@ -113,7 +119,8 @@ fn item_error(err: ServiceError) -> v1::ItemError {
                 .collect()
         })
         .unwrap_or_default();
-    v1::ItemError { code: status.code() as i32, message: status.message().to_owned(), field_violations }
+    let reason = status.get_details_error_info().map(|info| info.reason).unwrap_or_default();
+    v1::ItemError { code: status.code() as i32, message: status.message().to_owned(), field_violations, reason }
 }
 
 /// Parses the child of a request, naming `child.nhs_number`.
@@ -157,7 +164,9 @@ impl v1::consent_service_server::ConsentService for Consents {
         let child = child_of(&self.broker, request.get_ref().child.as_ref())?;
         let mut revisions =
             self.broker.consent_history(&call, &child, &request.get_ref().consent_id).await.map_err(into_status)?;
-        let latest = revisions.pop().ok_or_else(|| into_status(ServiceError::NotFound("no such consent".into())))?;
+        let latest = revisions
+            .pop()
+            .ok_or_else(|| into_status(crate::consents::consent_not_found(&request.get_ref().consent_id)))?;
         Ok(Response::new(latest))
     }
 
@@ -178,10 +187,31 @@ impl v1::consent_service_server::ConsentService for Consents {
     ) -> Result<Response<v1::ListConsentsResponse>, Status> {
         let call = self.broker.call(&request).map_err(into_status)?;
         let child = child_of(&self.broker, request.get_ref().child.as_ref())?;
+        let message = request.get_ref();
+        let scope = page_scope("ListConsents", &call, v1::ListConsentsRequest { page: None, ..message.clone() });
+        let page = message.page.clone().unwrap_or_default();
+        let store = self.broker.store();
+        let size = paging::page_size("page.page_size", page.page_size).map_err(into_status)?;
+        let start = paging::open_token(store, "page.page_token", &scope, &page.page_token).map_err(into_status)?;
         let consents = self.broker.list_consents(&call, &child).await.map_err(into_status)?;
-        // A child has few consents: one page holds them all.
-        Ok(Response::new(v1::ListConsentsResponse { consents, page: Some(v1::PageResponse::default()) }))
+        let start = usize::try_from(start).unwrap_or(usize::MAX).min(consents.len());
+        let end = start.saturating_add(size).min(consents.len());
+        let next_page_token =
+            if end < consents.len() { paging::issue_token(store, &scope, end as u64) } else { String::new() };
+        let consents = consents.into_iter().skip(start).take(end - start).collect();
+        Ok(Response::new(v1::ListConsentsResponse { consents, page: Some(v1::PageResponse { next_page_token }) }))
     }
+}
+
+/// Returns what a page token of `method` for `request` (its page cleared) is bound to:
+/// the method, the caller and the query, so a token continues only its own query.
+fn page_scope(method: &str, call: &Call, request: impl prost::Message) -> Vec<u8> {
+    let mut scope = method.as_bytes().to_vec();
+    scope.push(0);
+    scope.extend_from_slice(call.caller.certificate_fingerprint.as_bytes());
+    scope.push(0);
+    scope.extend_from_slice(&request.encode_to_vec());
+    scope
 }
 
 /// `tio.v1.CareRelationshipService`: see [`crate::relationships`].
@@ -289,21 +319,20 @@ impl v1::subscription_service_server::SubscriptionService for Subscriptions {
         use crate::subscriptions::{DeliveryStream, StreamEnd};
         let call = self.broker.call(&request).map_err(into_status)?;
         let mut inbound = request.into_inner();
-        let open = match inbound.message().await?.and_then(|first| first.message) {
+        let open = match inbound.message().await.map_err(inbound_status)?.and_then(|first| first.message) {
             Some(v1::subscribe_request::Message::Open(open)) => open,
-            _ => {
-                return Err(into_status(ServiceError::FailedPrecondition(
-                    "the first message on a delivery stream must be `open`".to_owned(),
-                )));
-            }
+            _ => return Err(into_status(crate::subscriptions::open_first())),
         };
         let stream = DeliveryStream::open(self.broker.clone(), call, &open).await.map_err(into_status)?;
         let (sender, receiver) = tokio::sync::mpsc::channel(SUBSCRIBE_BUFFER);
         tokio::spawn(async move {
-            if let StreamEnd::Error(err) = stream.run(inbound, sender.clone()).await {
-                // Ignored error: the client has gone already.
-                let _ = sender.send(Err(into_status(err))).await;
-            }
+            let status = match stream.run(inbound, sender.clone()).await {
+                StreamEnd::ClientGone => return,
+                StreamEnd::Error(err) => into_status(err),
+                StreamEnd::Refused(status) => status,
+            };
+            // Ignored error: the client has gone already.
+            let _ = sender.send(Err(status)).await;
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
@@ -329,6 +358,7 @@ impl v1::audit_service_server::AuditService for Audit {
         let call = self.broker.call(&request).map_err(into_status)?;
         let reader = self.broker.audit_reader(&call).await.map_err(into_status)?;
         let message = request.into_inner();
+        let scope = page_scope("QueryEntries", &call, v1::QueryEntriesRequest { page: None, ..message.clone() });
         let query = async {
             let filter = EntryFilter {
                 from: optional_timestamp("from_time", message.from_time.as_ref())?,
@@ -342,24 +372,19 @@ impl v1::audit_service_server::AuditService for Audit {
                 Some(child) => Some(self.broker.parse_nhs_number("child.nhs_number", &child.nhs_number)?),
                 None => None,
             };
-            let page = message.page.unwrap_or_default();
-            let start = match page.page_token.as_str() {
-                "" => 0,
-                token => token.parse::<u64>().map_err(|_| {
-                    ServiceError::InvalidArgument(vec![FieldViolation::new(
-                        "page.page_token",
-                        "is not a token this service returned",
-                    )])
-                })?,
-            };
-            let size = if page.page_size == 0 { DEFAULT_PAGE_SIZE } else { page.page_size as usize };
+            let page = message.page.clone().unwrap_or_default();
+            let size = paging::page_size("page.page_size", page.page_size)?;
+            let start = paging::open_token(self.broker.store(), "page.page_token", &scope, &page.page_token)?;
             reader.query(filter, child.as_ref(), start, size).await
         };
         let page = query.await.map_err(into_status)?;
         Ok(Response::new(v1::QueryEntriesResponse {
             entries: page.entries.iter().map(entry_to_proto).collect(),
             page: Some(v1::PageResponse {
-                next_page_token: page.next_leaf.map(|next| next.to_string()).unwrap_or_default(),
+                next_page_token: page
+                    .next_leaf
+                    .map(|next| paging::issue_token(self.broker.store(), &scope, next))
+                    .unwrap_or_default(),
             }),
         }))
     }

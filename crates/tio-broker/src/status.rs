@@ -3,6 +3,12 @@
 //! Every adapter and interceptor returns a [`ServiceError`] and calls [`into_status`];
 //! nobody else builds a `Status`. Messages are lowercase, name fields and reasons, and
 //! never contain personal data.
+//!
+//! Every status a client can act on carries `google.rpc` details (`common.proto` lists
+//! them): `BadRequest` for bad fields, `ResourceInfo` for what was not found or exists
+//! already, `PreconditionFailure` for the state that refused a call, and an `ErrorInfo`
+//! with a stable reason code in the domain [`ERROR_DOMAIN`] on each of those and on
+//! every refusal, so that a client can branch on a code rather than on a message.
 
 use tio_core::FieldViolation;
 use tonic::Code;
@@ -13,6 +19,33 @@ use tio_store::{StorageErrorKind, StoreError};
 use tio_audit::log::AuditError;
 
 use crate::auth::AuthError;
+
+/// The `ErrorInfo` domain of every reason code the broker sends.
+pub const ERROR_DOMAIN: &str = "tio.v1";
+
+/// What a NOT_FOUND or ALREADY_EXISTS answer is about (`google.rpc.ResourceInfo`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resource {
+    /// The contract's message for the resource, e.g. `tio.v1.Subscription`.
+    pub kind: &'static str,
+    /// The resource's name or id as the caller gave it; never personal data.
+    pub name: String,
+    /// The stable reason code, e.g. `SUBSCRIPTION_NOT_FOUND`.
+    pub reason: &'static str,
+    /// The message, in plain words.
+    pub message: String,
+}
+
+/// A state that refused a call (`google.rpc.PreconditionFailure`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Precondition {
+    /// The stable reason code, also the violation's type, e.g. `STREAM_ALREADY_OPEN`.
+    pub reason: &'static str,
+    /// What the condition is about, e.g. `subscription/main`; never personal data.
+    pub subject: String,
+    /// The message, in plain words.
+    pub message: String,
+}
 
 /// Everything a service call can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -25,17 +58,22 @@ pub enum ServiceError {
     #[error("invalid request: {}", summarise(.0))]
     InvalidArgument(Vec<FieldViolation>),
     /// The caller may not do this; the refusal has been audited.
-    #[error("{0}")]
-    PermissionDenied(String),
+    #[error("{message}")]
+    PermissionDenied {
+        /// The stable reason code, e.g. `NOT_PERMITTED_FOR_CATEGORY`.
+        reason: String,
+        /// The message, in plain words.
+        message: String,
+    },
     /// What the request names does not exist.
-    #[error("{0}")]
-    NotFound(String),
+    #[error("{}", .0.message)]
+    NotFound(Resource),
     /// What the request would create exists already.
-    #[error("{0}")]
-    AlreadyExists(String),
+    #[error("{}", .0.message)]
+    AlreadyExists(Resource),
     /// The request is valid but the state it acts on does not allow it.
-    #[error("{0}")]
-    FailedPrecondition(String),
+    #[error("{}", .0.message)]
+    FailedPrecondition(Precondition),
 
     /// The store refused or failed the operation.
     #[error(transparent)]
@@ -56,6 +94,39 @@ impl From<tio_store::StorageError> for ServiceError {
     }
 }
 
+impl ServiceError {
+    /// Returns a refusal with a stable reason code (upper-cased if given as an audit
+    /// log's lowercase code).
+    pub fn denied(reason: &str, message: impl Into<String>) -> Self {
+        ServiceError::PermissionDenied { reason: reason.to_ascii_uppercase(), message: message.into() }
+    }
+
+    /// Returns a NOT_FOUND about `kind` named `name`.
+    pub fn not_found(
+        kind: &'static str,
+        reason: &'static str,
+        name: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        ServiceError::NotFound(Resource { kind, name: name.into(), reason, message: message.into() })
+    }
+
+    /// Returns an ALREADY_EXISTS about `kind` named `name`.
+    pub fn already_exists(
+        kind: &'static str,
+        reason: &'static str,
+        name: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        ServiceError::AlreadyExists(Resource { kind, name: name.into(), reason, message: message.into() })
+    }
+
+    /// Returns a FAILED_PRECONDITION: `reason` about `subject`.
+    pub fn failed_precondition(reason: &'static str, subject: impl Into<String>, message: impl Into<String>) -> Self {
+        ServiceError::FailedPrecondition(Precondition { reason, subject: subject.into(), message: message.into() })
+    }
+}
+
 fn summarise(violations: &[FieldViolation]) -> String {
     violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }
@@ -68,7 +139,20 @@ pub fn into_status(error: impl Into<ServiceError>) -> tonic::Status {
         other => other,
     };
     match &error {
-        ServiceError::Unauthenticated(_) => tonic::Status::new(Code::Unauthenticated, error.to_string()),
+        // A suspended agency's certificate is valid and its identity known: it is not
+        // unauthenticated but not permitted, on a new call and an open stream alike.
+        ServiceError::Unauthenticated(auth @ AuthError::Suspended(_)) => with_reason(
+            Code::PermissionDenied,
+            error.to_string(),
+            &auth.code().to_ascii_uppercase(),
+            ErrorDetails::new(),
+        ),
+        ServiceError::Unauthenticated(auth) => with_reason(
+            Code::Unauthenticated,
+            error.to_string(),
+            &auth.code().to_ascii_uppercase(),
+            ErrorDetails::new(),
+        ),
         ServiceError::InvalidArgument(violations) => {
             let mut details = ErrorDetails::new();
             for violation in violations {
@@ -76,26 +160,65 @@ pub fn into_status(error: impl Into<ServiceError>) -> tonic::Status {
             }
             tonic::Status::with_error_details(Code::InvalidArgument, error.to_string(), details)
         }
-        ServiceError::PermissionDenied(reason) => tonic::Status::new(Code::PermissionDenied, reason.clone()),
-        ServiceError::NotFound(what) => tonic::Status::new(Code::NotFound, what.clone()),
-        ServiceError::AlreadyExists(what) => tonic::Status::new(Code::AlreadyExists, what.clone()),
-        ServiceError::FailedPrecondition(what) => tonic::Status::new(Code::FailedPrecondition, what.clone()),
+        ServiceError::PermissionDenied { reason, message } => {
+            with_reason(Code::PermissionDenied, message.clone(), reason, ErrorDetails::new())
+        }
+        ServiceError::NotFound(resource) => resource_status(Code::NotFound, resource),
+        ServiceError::AlreadyExists(resource) => resource_status(Code::AlreadyExists, resource),
+        ServiceError::FailedPrecondition(condition) => {
+            let mut details = ErrorDetails::new();
+            details.add_precondition_failure_violation(
+                condition.reason,
+                condition.subject.clone(),
+                condition.message.clone(),
+            );
+            with_reason(Code::FailedPrecondition, condition.message.clone(), condition.reason, details)
+        }
         ServiceError::Internal(detail) => internal(detail),
         ServiceError::Audit(audit) => internal(&audit.to_string()),
         ServiceError::Store(store) => match store {
             StoreError::InvalidInput(violation) => into_status(ServiceError::InvalidArgument(vec![violation.clone()])),
-            StoreError::IdempotencyMismatch => tonic::Status::new(Code::AlreadyExists, store.to_string()),
-            StoreError::Conflict { .. } => tonic::Status::new(Code::Aborted, "a concurrent change came first; retry"),
+            StoreError::IdempotencyMismatch => {
+                let mut details = ErrorDetails::new();
+                details.set_resource_info("tio.v1.PublishRequest", "idempotency_key", "", store.to_string());
+                with_reason(Code::AlreadyExists, store.to_string(), "IDEMPOTENCY_KEY_REUSED", details)
+            }
+            StoreError::Conflict { .. } => with_reason(
+                Code::Aborted,
+                "a concurrent change came first; retry".to_owned(),
+                "CONCURRENT_CHANGE",
+                ErrorDetails::new(),
+            ),
             StoreError::Storage(storage) if storage.kind == StorageErrorKind::NoSpace => {
                 tracing::error!(error = %storage, "store is out of space");
-                tonic::Status::new(Code::ResourceExhausted, "the broker's store is out of space; nothing was written")
+                with_reason(
+                    Code::ResourceExhausted,
+                    "the broker's store is out of space; nothing was written".to_owned(),
+                    "STORE_FULL",
+                    ErrorDetails::new(),
+                )
             }
-            StoreError::Storage(storage) if storage.kind == StorageErrorKind::Closed => {
-                tonic::Status::new(Code::Unavailable, "the broker is shutting down")
-            }
+            StoreError::Storage(storage) if storage.kind == StorageErrorKind::Closed => with_reason(
+                Code::Unavailable,
+                "the broker is shutting down".to_owned(),
+                "SHUTTING_DOWN",
+                ErrorDetails::new(),
+            ),
             StoreError::Storage(_) | StoreError::Corrupt(_) | StoreError::Key(_) => internal(&store.to_string()),
         },
     }
+}
+
+/// Returns a status carrying `details` and an `ErrorInfo` with `reason`.
+fn with_reason(code: Code, message: String, reason: &str, mut details: ErrorDetails) -> tonic::Status {
+    details.set_error_info(reason, ERROR_DOMAIN, std::collections::HashMap::new());
+    tonic::Status::with_error_details(code, message, details)
+}
+
+fn resource_status(code: Code, resource: &Resource) -> tonic::Status {
+    let mut details = ErrorDetails::new();
+    details.set_resource_info(resource.kind, resource.name.clone(), "", resource.message.clone());
+    with_reason(code, resource.message.clone(), resource.reason, details)
 }
 
 /// Logs an internal failure once, here, and hides its detail from the client.
@@ -149,6 +272,48 @@ mod tests {
         }
         let status = into_status(StoreError::InvalidInput(FieldViolation::new("value", "too big")));
         assert_eq!(status.get_error_details().bad_request().unwrap().field_violations[0].field, "value");
+    }
+
+    /// Issue 12: only INVALID_ARGUMENT carried details.
+    #[test]
+    fn refusals_carry_a_reason_and_what_they_are_about() {
+        let status = into_status(ServiceError::denied("not_permitted_for_category", "may not publish"));
+        assert_eq!(status.code(), Code::PermissionDenied);
+        let info = status.get_details_error_info().unwrap();
+        assert_eq!((info.reason.as_str(), info.domain.as_str()), ("NOT_PERMITTED_FOR_CATEGORY", ERROR_DOMAIN));
+
+        let status = into_status(ServiceError::not_found(
+            "tio.v1.Subscription",
+            "SUBSCRIPTION_NOT_FOUND",
+            "main",
+            "no subscription `main`",
+        ));
+        assert_eq!(status.code(), Code::NotFound);
+        let resource = status.get_details_resource_info().unwrap();
+        assert_eq!((resource.resource_type.as_str(), resource.resource_name.as_str()), ("tio.v1.Subscription", "main"));
+        assert_eq!(status.get_details_error_info().unwrap().reason, "SUBSCRIPTION_NOT_FOUND");
+
+        let status =
+            into_status(ServiceError::failed_precondition("STREAM_ALREADY_OPEN", "subscription/main", "already open"));
+        let failure = status.get_details_precondition_failure().unwrap();
+        assert_eq!(failure.violations[0].r#type, "STREAM_ALREADY_OPEN");
+        assert_eq!(failure.violations[0].subject, "subscription/main");
+
+        let status = into_status(StoreError::IdempotencyMismatch);
+        assert_eq!(status.get_details_error_info().unwrap().reason, "IDEMPOTENCY_KEY_REUSED");
+        assert_eq!(status.get_details_resource_info().unwrap().resource_name, "idempotency_key");
+    }
+
+    /// Issue 12: suspension was PERMISSION_DENIED on a stream and UNAUTHENTICATED on a
+    /// new call; it is PERMISSION_DENIED everywhere.
+    #[test]
+    fn a_suspended_agency_is_denied_and_an_unknown_one_unauthenticated() {
+        let status = into_status(AuthError::Suspended("school".into()));
+        assert_eq!(status.code(), Code::PermissionDenied);
+        assert_eq!(status.get_details_error_info().unwrap().reason, "AGENCY_SUSPENDED");
+        let status = into_status(AuthError::Revoked("ab".into()));
+        assert_eq!(status.code(), Code::Unauthenticated);
+        assert_eq!(status.get_details_error_info().unwrap().reason, "CERTIFICATE_REVOKED");
     }
 
     #[test]

@@ -98,6 +98,9 @@ fn invalid(field: &str, reason: impl Into<String>) -> ServiceError {
     ServiceError::InvalidArgument(vec![FieldViolation::new(field, reason)])
 }
 
+/// The longest position token the contract allows (`common.proto`).
+const MAX_POSITION_BYTES: usize = 64;
+
 fn corrupt(what: &str) -> ServiceError {
     ServiceError::Store(tio_store::StoreError::Corrupt(format!("a stored {what} does not decode")))
 }
@@ -191,8 +194,17 @@ impl Broker {
         let (cursor, since_micros, profile) = match request.start.as_ref().and_then(|start| start.from.as_ref()) {
             None | Some(From::Live(_)) => (live_cursor()?, None, ProfilePhase::Done),
             Some(From::AfterPosition(position)) => {
+                let field = "start.after_position.token";
                 if position.token.is_empty() {
-                    return Err(invalid("start.after_position.token", "is required"));
+                    return Err(invalid(field, "is required"));
+                }
+                if position.token.len() > MAX_POSITION_BYTES {
+                    return Err(invalid(field, format!("must be at most {MAX_POSITION_BYTES} bytes")));
+                }
+                // Only a position this broker gave out (a publish's reply, a delivery, a
+                // profile entry) names a place in its order.
+                if !self.store().holds_update(&Position::from_bytes(position.token.clone()))? {
+                    return Err(invalid(field, "is not a position this broker issued"));
                 }
                 (Some(position.token.clone()), None, ProfilePhase::Done)
             }
@@ -220,9 +232,12 @@ impl Broker {
         batch.push(Op::Put { space: Keyspace::Cursors, key, value: encode(&head) });
         batch.push(entry_op(&self.subscription_entry(call, format!("create_subscription {}", request.name))));
         self.store().commit(batch).await.map_err(|err| match err {
-            tio_store::StoreError::Conflict { .. } => {
-                ServiceError::AlreadyExists(format!("this agency already has a subscription `{}`", request.name))
-            }
+            tio_store::StoreError::Conflict { .. } => ServiceError::already_exists(
+                "tio.v1.Subscription",
+                "SUBSCRIPTION_EXISTS",
+                request.name.clone(),
+                format!("this agency already has a subscription `{}`", request.name),
+            ),
             other => other.into(),
         })?;
         Ok(head.to_proto())
@@ -233,9 +248,11 @@ impl Broker {
         let agency = self.agency_call(call, Service::Subscriptions, AuditAction::SubscriptionChanged).await?;
         let (_, raw) = self.read_head(agency.id.as_str(), name)?.ok_or_else(|| not_found(name))?;
         if self.stream_is_open(&stream_key(agency.id.as_str(), name)) {
-            return Err(ServiceError::FailedPrecondition(format!(
-                "subscription `{name}` is open; close its stream first"
-            )));
+            return Err(ServiceError::failed_precondition(
+                "STREAM_OPEN",
+                format!("subscription/{name}"),
+                format!("subscription `{name}` is open; close its stream first"),
+            ));
         }
         let key = head_key(agency.id.as_str(), name);
         let mut batch = Batch::new();
@@ -274,7 +291,22 @@ impl Broker {
 }
 
 fn not_found(name: &str) -> ServiceError {
-    ServiceError::NotFound(format!("this agency has no subscription `{name}`"))
+    ServiceError::not_found(
+        "tio.v1.Subscription",
+        "SUBSCRIPTION_NOT_FOUND",
+        name,
+        format!("this agency has no subscription `{name}`"),
+    )
+}
+
+/// Returns the refusal of a delivery stream whose first message is not `open`, or
+/// that sends `open` again.
+pub(crate) fn open_first() -> ServiceError {
+    ServiceError::failed_precondition(
+        "OPEN_FIRST",
+        "subscribe",
+        "the first message on a delivery stream must be `open`, and only the first",
+    )
 }
 
 /// The key of a subscription in the open-stream set.
@@ -288,6 +320,9 @@ pub enum StreamEnd {
     ClientGone,
     /// The stream must end with this error sent to the client.
     Error(ServiceError),
+    /// The client's own stream failed (a message over the size limit, or one that
+    /// does not decode): this status, already in the contract's terms, is sent.
+    Refused(tonic::Status),
 }
 
 /// One open delivery stream.
@@ -370,18 +405,21 @@ impl DeliveryStream {
     ) -> StreamEnd {
         let key = stream_key(&self.agency, &self.head.name);
         if !self.broker.claim_stream(&key) {
-            return StreamEnd::Error(ServiceError::FailedPrecondition(format!(
-                "subscription `{}` is already open on another stream",
-                self.head.name
-            )));
+            return StreamEnd::Error(ServiceError::failed_precondition(
+                "STREAM_ALREADY_OPEN",
+                format!("subscription/{}", self.head.name),
+                format!("subscription `{}` is already open on another stream", self.head.name),
+            ));
         }
         let _claim = Claim { broker: self.broker.clone(), key };
         let mut changes = self.broker.watch_changes();
         let end = self.serve(&mut inbound, &outbound, &mut changes).await;
-        if let StreamEnd::Error(err) = &end {
-            self.head.last_error = err.to_string();
-            self.dirty = true;
+        match &end {
+            StreamEnd::Error(err) => self.head.last_error = err.to_string(),
+            StreamEnd::Refused(status) => self.head.last_error = status.message().to_owned(),
+            StreamEnd::ClientGone => {}
         }
+        self.dirty |= !matches!(end, StreamEnd::ClientGone);
         // Keep the cursor moved past skipped updates, and the last error.
         if self.dirty {
             let _ = self.store_head().await;
@@ -464,10 +502,14 @@ impl DeliveryStream {
     fn current_agency(&self) -> Result<Agency, StreamEnd> {
         let registry = self.broker.registry();
         if let Err(refused) = registry.admit(&self.call.caller.identity, &self.call.caller.certificate_fingerprint) {
-            return Err(StreamEnd::Error(ServiceError::PermissionDenied(refused.to_string())));
+            // The same status a new call would get (suspended: PERMISSION_DENIED).
+            return Err(StreamEnd::Error(ServiceError::Unauthenticated(refused)));
         }
         registry.agency(&self.agency).ok_or_else(|| {
-            StreamEnd::Error(ServiceError::PermissionDenied("the agency is no longer registered".into()))
+            StreamEnd::Error(ServiceError::Unauthenticated(crate::auth::AuthError::Unknown {
+                role: "agency",
+                id: self.agency.clone(),
+            }))
         })
     }
 
@@ -475,7 +517,16 @@ impl DeliveryStream {
     async fn handle(&mut self, message: Option<Result<v1::SubscribeRequest, tonic::Status>>) -> Result<(), StreamEnd> {
         use v1::subscribe_request::Message;
         let message = match message {
-            None | Some(Err(_)) => return Err(StreamEnd::ClientGone),
+            None => return Err(StreamEnd::ClientGone),
+            Some(Err(status)) => {
+                let status = crate::transport_status::inbound_status(status);
+                // A message too large or that does not decode is told to the client;
+                // anything else is a reset or closed connection, with nobody to tell.
+                return Err(match status.code() {
+                    tonic::Code::ResourceExhausted | tonic::Code::InvalidArgument => StreamEnd::Refused(status),
+                    _ => StreamEnd::ClientGone,
+                });
+            }
             Some(Ok(message)) => message,
         };
         match message.message {
@@ -486,8 +537,17 @@ impl DeliveryStream {
                         format!("at most {MAX_ACKS_PER_MESSAGE} per message"),
                     )));
                 }
+                // A number never sent is a client fault, said at once; a number acked
+                // already, or no longer in flight, is ignored, so that acks may be sent
+                // again after a reconnect.
+                let latest = self.head.next_number - 1;
+                if let Some(never_sent) = ack.delivery_numbers.iter().find(|&&number| number == 0 || number > latest) {
+                    return Err(StreamEnd::Error(invalid(
+                        "ack.delivery_numbers",
+                        format!("delivery number {never_sent} was never sent on this subscription (latest: {latest})"),
+                    )));
+                }
                 for number in ack.delivery_numbers {
-                    // An ack of a number not in flight (acked already, or never sent) is ignored.
                     if self.unacked.remove(&number).is_some() {
                         self.acked.push(number);
                         self.head.last_acked = self.head.last_acked.max(number);
@@ -502,12 +562,13 @@ impl DeliveryStream {
                 Ok(())
             }
             Some(Message::Credit(credit)) => {
+                if credit.additional == 0 {
+                    return Err(StreamEnd::Error(invalid("credit.additional", "must be at least 1")));
+                }
                 self.window = self.window.saturating_add(credit.additional).min(self.head.max_in_flight);
                 Ok(())
             }
-            Some(Message::Open(_)) | None => Err(StreamEnd::Error(ServiceError::FailedPrecondition(
-                "send `open` once, first; then only acks and credit".to_owned(),
-            ))),
+            Some(Message::Open(_)) | None => Err(StreamEnd::Error(open_first())),
         }
     }
 

@@ -12,7 +12,7 @@
 
 use std::sync::OnceLock;
 
-use prost_reflect::{DescriptorPool, DynamicMessage, FieldDescriptor, MapKey, Value};
+use prost_reflect::{DescriptorPool, DynamicMessage, FieldDescriptor, MapKey, ReflectMessage, Value};
 use tio_core::{FieldViolation, limits};
 
 /// Fields holding free text (4 KiB); for a map, its values.
@@ -74,6 +74,9 @@ fn check_value(field: &FieldDescriptor, value: &Value, path: &str, violations: &
     }
     match value {
         Value::String(text) => check_string(field, text, path, violations),
+        Value::Message(message) if message.descriptor().full_name() == "tio.v1.Date" => {
+            check_date(message, path, violations);
+        }
         Value::Message(message) => check_message(message, path, violations),
         Value::List(items) => {
             check_count(field, items.len(), path, violations);
@@ -108,6 +111,15 @@ fn check_string(field: &FieldDescriptor, text: &str, path: &str, violations: &mu
         limits::MAX_SHORT_STRING_BYTES
     };
     if let Err(violation) = limits::check_len(path, text, max) {
+        violations.push(violation);
+    }
+}
+
+/// Checks a `tio.v1.Date` against the calendar (a date of birth of 30 February is not
+/// a date).
+fn check_date(date: &DynamicMessage, path: &str, violations: &mut Vec<FieldViolation>) {
+    let part = |name: &str| date.get_field_by_name(name).and_then(|value| value.as_i32()).unwrap_or_default();
+    if let Err(violation) = tio_core::calendar::check_date(path, part("year"), part("month"), part("day")) {
         violations.push(violation);
     }
 }
@@ -194,6 +206,37 @@ mod tests {
         assert_eq!(check(&plan(12)), Ok(()), "12 sections of nearly 4 KiB each");
         let violations = check(&plan(13)).unwrap_err();
         assert_eq!(violations[0].field, "value.send_support.ehc_plan.section_summaries");
+    }
+
+    /// Issue 12: a month 13 was stored, shown and audited as a date.
+    #[test]
+    fn every_date_is_a_calendar_date() {
+        let with_dob = |year, month, day| v1::CategoryValue {
+            value: Some(v1::category_value::Value::IdentityAndContacts(v1::IdentityAndContacts {
+                date_of_birth: Some(v1::Date { year, month, day }),
+                ..Default::default()
+            })),
+        };
+        assert_eq!(check(&with_dob(2016, 2, 29)), Ok(()));
+        for ((year, month, day), field) in [
+            ((2016, 13, 1), "value.identity_and_contacts.date_of_birth.month"),
+            ((2017, 2, 29), "value.identity_and_contacts.date_of_birth.day"),
+            ((2016, 1, 32), "value.identity_and_contacts.date_of_birth.day"),
+            ((0, 0, 0), "value.identity_and_contacts.date_of_birth.year"),
+        ] {
+            let violations = check(&with_dob(year, month, day)).unwrap_err();
+            assert_eq!(violations[0].field, field, "{year}-{month}-{day}");
+        }
+        let diagnosed = v1::CategoryValue {
+            value: Some(v1::category_value::Value::HealthSummary(v1::HealthSummary {
+                conditions: vec![v1::Condition {
+                    diagnosed_on: Some(v1::Date { year: 2020, month: 4, day: 31 }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })),
+        };
+        assert_eq!(check(&diagnosed).unwrap_err()[0].field, "value.health_summary.conditions[0].diagnosed_on.day");
     }
 
     #[test]

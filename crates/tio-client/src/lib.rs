@@ -87,17 +87,46 @@ pub enum ClientError {
     Status(#[from] tonic::Status),
 }
 
-/// Renders a status as `CODE: message`, then one line per field at fault, from the
-/// `google.rpc.BadRequest` details the broker attaches.
+/// Renders a status once, plainly: `CODE: message` with the code's canonical gRPC
+/// name, then one line per field at fault from the `google.rpc.BadRequest` details the
+/// broker attaches.
 pub fn describe_status(status: &tonic::Status) -> String {
     use tonic_types::StatusExt;
-    let mut text = format!("{:?}: {}", status.code(), status.message());
+    let mut text = format!("{}: {}", code_name(status.code()), status.message());
     if let Some(bad_request) = status.get_details_bad_request() {
         for violation in &bad_request.field_violations {
+            // The message already names a single violation.
+            if bad_request.field_violations.len() == 1 && status.message().contains(&violation.description) {
+                break;
+            }
             text.push_str(&format!("\n  field {}: {}", violation.field, violation.description));
         }
     }
     text
+}
+
+/// Returns a status code's canonical name, as gRPC documents it (`PERMISSION_DENIED`).
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code;
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
 }
 
 /// A connection to a broker, shared by every typed call.
@@ -224,8 +253,13 @@ mod tests {
         let status = tonic::Status::with_error_details(tonic::Code::InvalidArgument, "invalid request", details);
         assert_eq!(
             describe_status(&status),
-            "InvalidArgument: invalid request\n  field child.nhs_number: fails the check digit"
+            "INVALID_ARGUMENT: invalid request\n  field child.nhs_number: fails the check digit"
         );
+        // One violation the message already states is not said twice.
+        let details = ErrorDetails::with_bad_request_violation("child.nhs_number", "fails the check digit");
+        let message = "invalid request: child.nhs_number: fails the check digit";
+        let status = tonic::Status::with_error_details(tonic::Code::InvalidArgument, message, details);
+        assert_eq!(describe_status(&status), format!("INVALID_ARGUMENT: {message}"));
     }
 
     #[tokio::test]

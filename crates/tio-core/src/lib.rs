@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 mod agency;
+pub mod calendar;
 mod care;
 mod category;
 mod consent;

@@ -36,6 +36,19 @@ pub fn check_len(field: &str, value: &str, max: usize) -> Result<(), crate::Fiel
     Ok(())
 }
 
+/// Checks an identifier or reference a client chose (an idempotency key, a source
+/// reference): at most `max` bytes, and no white space or control character at either
+/// end, so that what is stored and matched is exactly what was meant (`" key-1"` and
+/// `"key-1"` would otherwise be two keys).
+pub fn check_identifier(field: &str, value: &str, max: usize) -> Result<(), crate::FieldViolation> {
+    check_len(field, value, max)?;
+    let padded = |c: Option<char>| c.is_some_and(|c| c.is_whitespace() || c.is_control());
+    if padded(value.chars().next()) || padded(value.chars().next_back()) {
+        return Err(crate::FieldViolation::new(field, "must not begin or end with white space"));
+    }
+    Ok(())
+}
+
 /// Checks that `items` has at most `max` entries, naming `field` if not.
 pub fn check_items<T>(field: &str, items: &[T], max: usize) -> Result<(), crate::FieldViolation> {
     if items.len() > max {
@@ -47,6 +60,17 @@ pub fn check_items<T>(field: &str, items: &[T], max: usize) -> Result<(), crate:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identifiers_carry_no_padding() {
+        assert!(check_identifier("k", "key-1", 8).is_ok());
+        assert!(check_identifier("k", "", 8).is_ok());
+        assert!(check_identifier("k", "a b", 8).is_ok());
+        for padded in [" key", "key ", "\tkey", "key\n", "\u{a0}key"] {
+            assert_eq!(check_identifier("k", padded, 8).unwrap_err().reason, "must not begin or end with white space");
+        }
+        assert!(check_identifier("k", "123456789", 8).is_err());
+    }
 
     #[test]
     fn check_len_names_the_field_and_sizes() {

@@ -4,6 +4,8 @@
 //! descriptor set that server reflection serves. It never holds server logic,
 //! validation or policy: those live in `tio-core` and `tio-broker`.
 
+pub mod codec;
+
 /// Generated types of the `tio.v1` package.
 #[allow(
     // Generated code: its style is prost's and tonic's, not ours.

@@ -25,6 +25,7 @@ use crate::{CommitStats, GroupCommit};
 const NHS_NUMBER_LABEL: &str = "tio/nhs-number";
 const IDEMPOTENCY_LABEL: &str = "tio/idempotency";
 const CONTENT_LABEL: &str = "tio/content";
+const TOKEN_LABEL: &str = "tio/token";
 
 /// How often a commit is retried after losing a race (another writer created the
 /// child's key, or used the idempotency key, first).
@@ -245,6 +246,13 @@ impl Store {
         self.commit.stats()
     }
 
+    /// Returns a keyed tag (HMAC-SHA-256 under the ring's index key, apart from every
+    /// blind index by its label) of `payload`, for the tokens the broker hands out and
+    /// must later recognise as its own, such as page tokens.
+    pub fn token_tag(&self, payload: &[u8]) -> [u8; 32] {
+        self.keys().blind_index(TOKEN_LABEL, payload)
+    }
+
     /// Returns the child's blind index.
     pub fn child_index(&self, child: &NhsNumber) -> ChildIndex {
         ChildIndex(self.keys().blind_index(NHS_NUMBER_LABEL, child.digits().as_bytes()))
@@ -328,6 +336,12 @@ impl Store {
     pub fn update_at(&self, position: &Position) -> Result<Option<StoredUpdate>, StoreError> {
         let Some(record) = self.engine.get(Keyspace::Updates, position.as_bytes())? else { return Ok(None) };
         Ok(Some(self.open_record(position.clone(), &record, &mut DataKeys::default())?))
+    }
+
+    /// Returns whether `position` is the position of a stored update: true for every
+    /// position the store handed out, false for bytes it never did.
+    pub fn holds_update(&self, position: &Position) -> Result<bool, StoreError> {
+        Ok(self.engine.get(Keyspace::Updates, position.as_bytes())?.is_some())
     }
 
     /// Returns the full store key of a per-child record: the child's blind index, then

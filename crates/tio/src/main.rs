@@ -96,6 +96,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 fn render_error(err: &anyhow::Error) -> String {
     let mut text = err.to_string();
     for cause in err.chain().skip(1) {
+        // A status was rendered, once and plainly, by the error that carries it; its
+        // own text is tonic's raw form of the same thing.
+        if cause.downcast_ref::<tonic::Status>().is_some() {
+            break;
+        }
         let cause = cause.to_string();
         if !text.contains(&cause) {
             text.push_str(": ");
