@@ -194,12 +194,17 @@ fn the_subject_access_report_names_who_looked_and_why_and_needs_a_valid_nhs_numb
     let (ok, stdout, stderr) = tio_as(&sandbox, "auditor", &["audit", "report", "--nhs-number", "999 007 9196"]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("Subject-access report for the child with NHS number 999 007 9196"), "{stdout}");
-    assert!(stdout.contains("auditor auditor") && stdout.contains("read the audit log"), "{stdout}");
+    assert!(
+        stdout.contains("auditor or data protection officer (auditor)")
+            && !stdout.contains("auditor auditor")
+            && stdout.contains("read the audit log"),
+        "{stdout}"
+    );
     assert!(stdout.contains("an audit or subject-access request"), "{stdout}");
     assert!(stdout.contains("\n1 entries."), "{stdout}");
     let (ok, stdout, stderr) = tio_as(&sandbox, "admin", &["audit", "report", "--nhs-number", CHILD]);
     assert!(ok, "{stderr}");
-    assert!(stdout.contains("broker administrator admin"), "{stdout}");
+    assert!(stdout.contains("broker administrator (admin)"), "{stdout}");
     assert!(stdout.contains("\n2 entries."), "{stdout}");
 
     let (ok, csv, stderr) = tio_as(&sandbox, "auditor", &["audit", "report", "--nhs-number", CHILD, "--format", "csv"]);

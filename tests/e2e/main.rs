@@ -5,6 +5,7 @@ mod admin;
 mod audit_cli;
 mod audit_service;
 mod bench;
+mod cli;
 mod config;
 mod contract;
 mod crash;

@@ -69,6 +69,11 @@ pub struct AuditLog {
 }
 
 impl AuditLog {
+    /// Returns the key that verifies this log's checkpoints.
+    pub fn verifier(&self) -> crate::note::Verifier {
+        self.signer.verifier()
+    }
+
     /// Returns the log of `store`, signing checkpoints with `signer` under its name.
     pub fn new(store: Arc<Store>, signer: Signer) -> AuditLog {
         let origin = signer.verifier().name().to_owned();

@@ -188,6 +188,13 @@ impl Verifier {
         &self.name
     }
 
+    /// Returns the SHA-256 of the key as written (`NAME+HASH+BASE64`), lowercase hex,
+    /// for comparing a key fetched from a server with one published out of band.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(self.to_string().as_bytes()))
+    }
+
     /// Checks that `note` carries a valid signature by this key and returns its text.
     /// Signatures by other keys are ignored (a checkpoint may carry witnesses'); a
     /// signature that claims this key and fails is an error.

@@ -180,6 +180,12 @@ impl AuditReader<'_> {
         Ok(ExportPlan { from, to, checkpoint })
     }
 
+    /// Returns the key that verifies the log's checkpoints.
+    pub async fn public_key(&self) -> Result<tio_audit::note::Verifier, ServiceError> {
+        self.record_read(None).await?;
+        Ok(self.broker.audit().verifier())
+    }
+
     /// Returns the latest signed checkpoint, making the first one if there is none.
     pub async fn checkpoint(&self) -> Result<SignedCheckpoint, ServiceError> {
         self.record_read(None).await?;
@@ -266,8 +272,10 @@ impl AuditReader<'_> {
                 .registry()
                 .agency(&agency_id)
                 .map_or_else(|| format!("agency {agency_id} (no longer registered)"), |agency| agency.name),
-            "admin" => format!("broker administrator {agency_id}"),
-            "auditor" => format!("auditor {agency_id}"),
+            // The id of a person's certificate is often the role's own name ("auditor"),
+            // so the role is said in words and the id kept apart.
+            "admin" => format!("broker administrator ({agency_id})"),
+            "auditor" => format!("auditor or data protection officer ({agency_id})"),
             other => format!("{other} {agency_id}"),
         };
         let why = why(&entry, action, outcome);

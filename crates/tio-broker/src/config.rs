@@ -300,6 +300,8 @@ pub enum ConfigError {
 /// Where one overriding value came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Layer {
+    /// The built-in defaults, when no configuration file was given.
+    Defaults,
     /// The configuration file.
     File,
     /// An environment variable, named.
@@ -311,6 +313,7 @@ pub enum Layer {
 impl std::fmt::Display for Layer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Layer::Defaults => f.write_str("the built-in defaults: no configuration file was given"),
             Layer::File => f.write_str("the configuration file"),
             Layer::Env(name) => write!(f, "environment variable {name}"),
             Layer::Flag => f.write_str("the command line"),
@@ -416,20 +419,22 @@ impl Config {
             origins.insert(key.clone(), Layer::Flag);
         }
 
+        // A key no layer set comes from the file if there is one, else the defaults.
+        let unset = if sources.file.is_some() { Layer::File } else { Layer::Defaults };
         let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|err| {
             let key = err.path().to_string();
-            let layer = origins.get(&key).cloned().unwrap_or(Layer::File);
+            let layer = origins.get(&key).cloned().unwrap_or_else(|| unset.clone());
             ConfigError::Key { key, source_layer: layer.to_string(), message: err.inner().to_string() }
         })?;
-        config.validate(&origins)?;
+        config.validate(&origins, &unset)?;
         Ok(config)
     }
 
     /// Checks what types alone cannot.
-    fn validate(&self, origins: &BTreeMap<String, Layer>) -> Result<(), ConfigError> {
+    fn validate(&self, origins: &BTreeMap<String, Layer>, unset: &Layer) -> Result<(), ConfigError> {
         let fail = |key: &str, message: String| ConfigError::Key {
             key: key.to_owned(),
-            source_layer: origins.get(key).cloned().unwrap_or(Layer::File).to_string(),
+            source_layer: origins.get(key).cloned().unwrap_or_else(|| unset.clone()).to_string(),
             message,
         };
         if self.version != CONFIG_VERSION {
@@ -445,7 +450,13 @@ impl Config {
                 ("tls.key_file", &self.tls.key_file),
             ] {
                 if value.is_none() {
-                    return Err(fail(key, "is required outside development mode".to_owned()));
+                    return Err(fail(
+                        key,
+                        "is required outside development mode: give `--config FILE` (`tio serve gen-config` \
+                         prints one to start from), or try the broker with `tio serve --dev`, which makes \
+                         throwaway certificates"
+                            .to_owned(),
+                    ));
                 }
             }
         }

@@ -444,6 +444,20 @@ impl v1::audit_service_server::AuditService for Audit {
         Ok(Response::new(checkpoint_to_proto(&signed)))
     }
 
+    async fn get_public_key(
+        &self,
+        request: Request<v1::GetPublicKeyRequest>,
+    ) -> Result<Response<v1::PublicKey>, Status> {
+        let call = self.broker.call(&request).map_err(into_status)?;
+        let reader = self.broker.audit_reader(&call).await.map_err(into_status)?;
+        let verifier = reader.public_key().await.map_err(into_status)?;
+        Ok(Response::new(v1::PublicKey {
+            verifier_key: verifier.to_string(),
+            origin: verifier.name().to_owned(),
+            fingerprint: verifier.fingerprint(),
+        }))
+    }
+
     async fn get_inclusion_proof(
         &self,
         request: Request<v1::GetInclusionProofRequest>,

@@ -57,6 +57,19 @@ pub fn check_category_value(encoded: &[u8]) -> Result<(), Vec<FieldViolation>> {
     let message = DynamicMessage::decode(descriptor, encoded)
         .map_err(|err| vec![FieldViolation::new("value", format!("does not decode: {err}"))])?;
     let mut violations = Vec::new();
+    // A value is the category's whole state, so an empty one would wipe what agencies
+    // see (a hospital passport gone on a slip of a script); that is a retraction, not
+    // a publish, and is refused.
+    for (field, value) in message.fields() {
+        if let Value::Message(member) = value
+            && member.fields().next().is_none()
+        {
+            violations.push(FieldViolation::new(
+                format!("value.{}", field.name()),
+                "is empty: a value must set at least one field (it replaces the whole category)",
+            ));
+        }
+    }
     check_message(&message, "value", &mut violations);
     if violations.is_empty() { Ok(()) } else { Err(violations) }
 }
@@ -206,6 +219,17 @@ mod tests {
         assert_eq!(check(&plan(12)), Ok(()), "12 sections of nearly 4 KiB each");
         let violations = check(&plan(13)).unwrap_err();
         assert_eq!(violations[0].field, "value.send_support.ehc_plan.section_summaries");
+    }
+
+    /// Issue 12: `{}` was accepted as a whole communication-needs value.
+    #[test]
+    fn an_empty_value_is_refused() {
+        let violations = check(&passport(v1::CommunicationNeeds::default())).unwrap_err();
+        assert_eq!(violations[0].field, "value.communication_needs");
+        assert_eq!(
+            check(&passport(v1::CommunicationNeeds { likes: vec!["trains".into()], ..Default::default() })),
+            Ok(())
+        );
     }
 
     /// Issue 12: a month 13 was stored, shown and audited as a date.

@@ -75,7 +75,7 @@ pub enum ClientError {
     #[error("invalid professional id: must be printable ASCII")]
     ProfessionalId,
     /// The connection could not be made (TLS, DNS, refused).
-    #[error("cannot connect to {server}: {source}")]
+    #[error("cannot connect to {server}: {}{}", chain_text(source), tls_hint(source).unwrap_or_default())]
     Connect {
         /// The server URL.
         server: String,
@@ -93,6 +93,7 @@ pub enum ClientError {
 pub fn describe_status(status: &tonic::Status) -> String {
     use tonic_types::StatusExt;
     let mut text = format!("{}: {}", code_name(status.code()), status.message());
+    text.push_str(&tls_hint(status).unwrap_or_default());
     if let Some(bad_request) = status.get_details_bad_request() {
         for violation in &bad_request.field_violations {
             // The message already names a single violation.
@@ -103,6 +104,50 @@ pub fn describe_status(status: &tonic::Status) -> String {
         }
     }
     text
+}
+
+/// Returns an error and its causes on one line, each said once.
+fn chain_text(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        next = cause.source();
+    }
+    text
+}
+
+/// Says which side's certificate a failed TLS handshake refused, and what to check,
+/// when `error` (or what caused it) is such a failure; rustls's own words
+/// (`invalid peer certificate: BadSignature`) name neither.
+fn tls_hint(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut chain = String::new();
+    let mut next = Some(error);
+    while let Some(cause) = next {
+        chain.push_str(&cause.to_string());
+        chain.push('\n');
+        next = cause.source();
+    }
+    if chain.contains("invalid peer certificate") {
+        return Some(
+            "\n  the broker's certificate was refused by this client: it is not signed by the CA given with --ca \
+             (or has expired, or is not for this host name); check that --ca names the CA that issued the broker's \
+             certificate"
+                .to_owned(),
+        );
+    }
+    let refused_by_peer = chain.contains("received fatal alert")
+        || (chain.contains("transport error") && !chain.contains("Connection refused") && !chain.contains("dns"));
+    refused_by_peer.then(|| {
+        "\n  the TLS connection failed after it was opened: the broker most likely refused this client's \
+         certificate; check that --cert and --key were issued by the CA the broker trusts (its tls.ca_file), \
+         have not expired and are not revoked"
+            .to_owned()
+    })
 }
 
 /// Returns a status code's canonical name, as gRPC documents it (`PERMISSION_DENIED`).

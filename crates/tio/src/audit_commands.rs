@@ -16,18 +16,25 @@ use crate::cli::AuditCommand;
 pub(crate) fn run(command: AuditCommand) -> anyhow::Result<()> {
     match command {
         AuditCommand::Query(args) => crate::runtime()?.block_on(audit_remote::query(args)),
-        AuditCommand::Export { out, connection } => crate::runtime()?.block_on(audit_remote::export(&out, &connection)),
+        AuditCommand::Export { out, connection } => {
+            crate::runtime()?.block_on(audit_remote::export(&out, &connection, true))
+        }
         AuditCommand::Checkpoint { out, connection } => {
             crate::runtime()?.block_on(audit_remote::checkpoint(out.as_deref(), &connection))
         }
         AuditCommand::Report(args) => crate::runtime()?.block_on(audit_remote::report(args)),
-        AuditCommand::PublicKey { keys_file } => {
+        AuditCommand::PublicKey { keys_file: Some(keys_file), .. } => {
             let ring = KeyRing::load_file(&keys_file)?;
             let key = ring
                 .audit_signing_key()
                 .context("the key ring holds no audit signing key (created by `tio keys init`)")?;
-            println!("{}", Signer::from_private_key(key)?.verifier());
+            let verifier = Signer::from_private_key(key)?.verifier();
+            println!("{verifier}");
+            eprintln!("fingerprint: sha256:{}", verifier.fingerprint());
             Ok(())
+        }
+        AuditCommand::PublicKey { keys_file: None, connection } => {
+            crate::runtime()?.block_on(audit_remote::public_key(&connection))
         }
         AuditCommand::Verify { dir, public_key, against } => {
             let read = |path: &std::path::Path| {

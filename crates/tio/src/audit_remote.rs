@@ -88,7 +88,7 @@ pub(crate) async fn query(args: AuditQueryArgs) -> anyhow::Result<()> {
 
 /// `tio audit export --out DIR`: every entry the export's checkpoint covers, and the
 /// checkpoint, written so that `tio audit verify DIR` can check them offline.
-pub(crate) async fn export(out: &Path, connection: &ConnectionArgs) -> anyhow::Result<()> {
+pub(crate) async fn export(out: &Path, connection: &ConnectionArgs, say_how_to_verify: bool) -> anyhow::Result<()> {
     let entries_path = out.join("entries.jsonl");
     let checkpoint_path = out.join("checkpoint");
     for path in [&entries_path, &checkpoint_path] {
@@ -152,7 +152,33 @@ pub(crate) async fn export(out: &Path, connection: &ConnectionArgs) -> anyhow::R
         checkpoint.tree_size,
         out.display()
     );
-    println!("verify with: tio audit verify {} --public-key FILE", out.display());
+    if say_how_to_verify {
+        println!(
+            "verify with: tio audit public-key{} > tio-audit.pub && tio audit verify {} --public-key tio-audit.pub",
+            connection.describe(),
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+/// `tio audit public-key` against a broker: prints the verifier key on stdout and its
+/// fingerprint on stderr, after checking that the two agree.
+pub(crate) async fn public_key(connection: &ConnectionArgs) -> anyhow::Result<()> {
+    let client = connection.connect().await?;
+    let key = client
+        .audit()
+        .get_public_key(client.request(v1::GetPublicKeyRequest {}))
+        .await
+        .map_err(tio_client::ClientError::from)?
+        .into_inner();
+    let verifier = tio_audit::note::Verifier::parse(&key.verifier_key)
+        .map_err(|err| anyhow::anyhow!("the broker sent a key that does not parse: {err}"))?;
+    if verifier.fingerprint() != key.fingerprint {
+        bail!("the broker's fingerprint does not match its key");
+    }
+    println!("{verifier}");
+    eprintln!("fingerprint: sha256:{} (compare it with the one your deployment published)", key.fingerprint);
     Ok(())
 }
 

@@ -36,7 +36,9 @@ pub(crate) enum Command {
     /// Manage the key ring: create it, rotate the key-encryption key, retire old versions.
     #[command(subcommand)]
     Keys(KeysCommand),
-    /// Check, back up and restore a stopped store.
+    /// Check, back up and restore a store: backups of a running server through its
+    /// admin service, or of a stopped store with --data-dir; checks and restores on a
+    /// stopped store.
     #[command(subcommand)]
     Store(StoreCommand),
     /// Publish the new whole value of one category for one child (agency certificate).
@@ -99,11 +101,17 @@ pub(crate) enum AuditCommand {
     /// access, sharing and refusal, with when, which agency and professional, what
     /// information and why. Times are shown in the local time zone.
     Report(AuditReportArgs),
-    /// Print the audit log's checkpoint verifier key (signed-note format), for auditors.
+    /// Print the audit log's checkpoint verifier key (signed-note format) on stdout and
+    /// its SHA-256 fingerprint on stderr: from a running broker (admin or auditor
+    /// certificate), or from the key ring with --keys-file. Compare the fingerprint with
+    /// the one your deployment published before trusting a key fetched from a server.
     PublicKey {
-        /// The key ring holding the signing key.
+        /// Read the key from this key ring instead of asking the broker.
         #[arg(long, env = "TIO_KEYS_FILE", value_name = "FILE")]
-        keys_file: PathBuf,
+        keys_file: Option<PathBuf>,
+        /// How to reach the broker (without --keys-file).
+        #[command(flatten)]
+        connection: ConnectionArgs,
     },
     /// Verify an export offline (no server needed): every entry against its leaf hash, the
     /// tree against the signed checkpoint, and with --against an older checkpoint, that
@@ -136,8 +144,9 @@ pub(crate) struct PublishArgs {
     #[arg(long, value_name = "FILE")]
     pub(crate) value: std::path::PathBuf,
     /// A key unique to this update, so a retry is not stored twice (a UUID is ideal).
+    /// Left out, a new one is made and printed on stderr.
     #[arg(long, value_name = "KEY")]
-    pub(crate) idempotency_key: String,
+    pub(crate) idempotency_key: Option<String>,
     /// Your own reference for the record (case or episode id).
     #[arg(long, default_value = "", value_name = "REF")]
     pub(crate) source_reference: String,

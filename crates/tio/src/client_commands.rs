@@ -13,7 +13,7 @@ use crate::admin_commands::category_values;
 use crate::audit_remote::{parse_nhs_number, parse_time};
 use crate::cli::{ConsentCommand, ConsentRecordArgs, EvidenceArgs, PublishArgs, RelationshipCommand, SubscribeArgs};
 use crate::connection::UsageError;
-use crate::json::{from_json, to_json};
+use crate::json::to_json;
 
 fn child(nhs_number: &str) -> Result<Option<v1::ChildRef>, UsageError> {
     Ok(Some(v1::ChildRef { nhs_number: parse_nhs_number(nhs_number)?.digits() }))
@@ -54,22 +54,46 @@ pub(crate) async fn publish(args: PublishArgs) -> anyhow::Result<()> {
     } else {
         text = std::fs::read_to_string(&args.value).with_context(|| format!("cannot read {}", args.value.display()))?;
     }
-    // The file holds the category's own message; wrap it in the oneof by category name.
+    // The file holds the category's own message, parsed as typed so that positions in
+    // errors are the user's.
     let category_name = args.category.replace('-', "_");
-    let wrapped = format!("{{\"{category_name}\": {text}}}");
-    let value: v1::CategoryValue = from_json("tio.v1.CategoryValue", &wrapped)
+    let value = crate::json::category_value_from_json(&category_name, &text)
         .map_err(|err| UsageError::new(format!("--value: not a valid {category_name} value: {err}")))?;
     let request = v1::PublishRequest {
         child: child(&args.nhs_number)?,
         category,
         value: Some(value),
         source_reference: args.source_reference,
-        idempotency_key: args.idempotency_key,
+        idempotency_key: idempotency_key(args.idempotency_key)?,
         recorded_at: None,
     };
-    let client = args.connection.connect().await?;
+    let client = args.connection.connect_agency().await?;
     let response = client.records().publish(client.request(request)).await.map_err(ClientError::from)?;
     print_json("tio.v1.PublishResponse", response.get_ref())
+}
+
+/// Returns the key to publish under: the one given, which must not be empty, or a new
+/// random one (a UUID), printed on stderr so that a retry can reuse it.
+fn idempotency_key(given: Option<String>) -> anyhow::Result<String> {
+    match given {
+        Some(key) if key.trim().is_empty() => Err(UsageError::new(
+            "--idempotency-key is empty: give a key unique to this update, or leave the flag out to have one made",
+        )
+        .into()),
+        Some(key) => Ok(key),
+        None => {
+            let mut bytes = [0u8; 16];
+            getrandom::fill(&mut bytes)
+                .map_err(|err| anyhow::anyhow!("no randomness for an idempotency key: {err}"))?;
+            // A version 4 UUID: the form integration teams expect.
+            bytes[6] = (bytes[6] & 0x0f) | 0x40;
+            bytes[8] = (bytes[8] & 0x3f) | 0x80;
+            let hex = hex::encode(bytes);
+            let key = format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..]);
+            eprintln!("idempotency key: {key} (pass it as --idempotency-key to retry this publish safely)");
+            Ok(key)
+        }
+    }
 }
 
 /// `tio profile`.
@@ -78,7 +102,7 @@ pub(crate) async fn profile(args: crate::cli::ProfileArgs) -> anyhow::Result<()>
         child: child(&args.nhs_number)?,
         categories: category_values("--categories", &args.categories)?,
     };
-    let client = args.connection.connect().await?;
+    let client = args.connection.connect_agency().await?;
     let response = client.records().get_profile(client.request(request)).await.map_err(ClientError::from)?;
     for entry in &response.get_ref().entries {
         print_json("tio.v1.ProfileEntry", entry)?;
@@ -176,7 +200,7 @@ pub(crate) async fn consent(command: ConsentCommand) -> anyhow::Result<()> {
     match command {
         ConsentCommand::Record(args) => {
             let request = consent_request(&args)?;
-            let client = args.connection.connect().await?;
+            let client = args.connection.connect_agency().await?;
             let record = client.consents().record_consent(client.request(request)).await.map_err(ClientError::from)?;
             print_json("tio.v1.ConsentRecord", record.get_ref())
         }
@@ -187,13 +211,13 @@ pub(crate) async fn consent(command: ConsentCommand) -> anyhow::Result<()> {
                 reason,
                 evidence: Some(evidence(&how)?),
             };
-            let client = connection.connect().await?;
+            let client = connection.connect_agency().await?;
             let record =
                 client.consents().withdraw_consent(client.request(request)).await.map_err(ClientError::from)?;
             print_json("tio.v1.ConsentRecord", record.get_ref())
         }
         ConsentCommand::Show { nhs_number, consent_id, connection } => {
-            let client = connection.connect().await?;
+            let client = connection.connect_agency().await?;
             let records = match consent_id {
                 Some(consent_id) => {
                     let request = v1::ListConsentRevisionsRequest { child: child(&nhs_number)?, consent_id };
@@ -227,24 +251,30 @@ pub(crate) async fn relationship(command: RelationshipCommand) -> anyhow::Result
                 "referral, enrolment, allocation or registration",
             )?;
             let request = v1::DeclareRelationshipRequest { child: child(&nhs_number)?, kind: kind as i32, reference };
-            let client = connection.connect().await?;
+            let client = connection.connect_agency().await?;
             let declared = client
                 .relationships()
                 .declare_relationship(client.request(request))
                 .await
                 .map_err(ClientError::from)?;
+            if declared.get_ref().already_active {
+                eprintln!(
+                    "already declared: this agency's relationship {} with the child is active; nothing was changed",
+                    declared.get_ref().relationship_id
+                );
+            }
             print_json("tio.v1.CareRelationship", declared.get_ref())
         }
         RelationshipCommand::End { nhs_number, relationship_id, reason, connection } => {
             let request = v1::EndRelationshipRequest { child: child(&nhs_number)?, relationship_id, reason };
-            let client = connection.connect().await?;
+            let client = connection.connect_agency().await?;
             let ended =
                 client.relationships().end_relationship(client.request(request)).await.map_err(ClientError::from)?;
             print_json("tio.v1.CareRelationship", ended.get_ref())
         }
         RelationshipCommand::List { nhs_number, include_ended, connection } => {
             let request = v1::ListRelationshipsRequest { child: child(&nhs_number)?, include_ended };
-            let client = connection.connect().await?;
+            let client = connection.connect_agency().await?;
             let listed = client.relationships().list_relationships(client.request(request)).await;
             for relationship in &listed.map_err(ClientError::from)?.get_ref().relationships {
                 print_json("tio.v1.CareRelationship", relationship)?;
@@ -280,7 +310,7 @@ fn start_from(text: &str) -> Result<v1::StartFrom, UsageError> {
 
 /// `tio subscribe`: prints each delivery as a JSON line, then acks it.
 pub(crate) async fn subscribe(args: SubscribeArgs) -> anyhow::Result<()> {
-    let client = args.connection.connect().await?;
+    let client = args.connection.connect_agency().await?;
     if args.create {
         let request = v1::CreateSubscriptionRequest {
             name: args.name.clone(),
@@ -291,6 +321,10 @@ pub(crate) async fn subscribe(args: SubscribeArgs) -> anyhow::Result<()> {
         client.subscriptions().create_subscription(client.request(request)).await.map_err(ClientError::from)?;
         eprintln!("created subscription {}", args.name);
     }
+    eprintln!(
+        "waiting for updates on subscription {} (each is printed as a JSON line and acked); press Ctrl-C to stop",
+        args.name
+    );
     let (requests, outgoing) = tokio::sync::mpsc::channel(64);
     let open = v1::OpenSubscription { name: args.name.clone(), credit: 0 };
     requests.send(v1::SubscribeRequest { message: Some(v1::subscribe_request::Message::Open(open)) }).await?;

@@ -45,16 +45,73 @@ impl UsageError {
     }
 }
 
+/// Checks that `dir` holds a certificate for `name`, listing the names it holds if not.
+fn check_dev_pki_name(dir: &std::path::Path, name: &str) -> Result<(), UsageError> {
+    if dir.join(format!("{name}.crt")).is_file() {
+        return Ok(());
+    }
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map_err(|err| UsageError::new(format!("--dev-pki {}: cannot read it: {err}", dir.display())))?
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.strip_suffix(".crt").map(str::to_owned))
+        .filter(|found| found != "ca" && found != "server")
+        .collect();
+    names.sort();
+    if names.is_empty() {
+        return Err(UsageError::new(format!(
+            "--dev-pki {}: holds no client certificates (make them with `tio dev-pki --out DIR`)",
+            dir.display()
+        )));
+    }
+    Err(UsageError::new(format!(
+        "--as {name}: {} holds no certificate for `{name}`; it has: {}",
+        dir.display(),
+        names.join(", ")
+    )))
+}
+
 impl ConnectionArgs {
     /// Connects over mutual TLS with these flags.
     pub(crate) async fn connect(&self) -> anyhow::Result<tio_client::Client> {
         Ok(tio_client::Client::connect(&self.settings()?).await?)
     }
 
+    /// Connects for a call an agency makes on behalf of a professional, who must be
+    /// named: the broker would refuse the call, naming its header rather than the flag.
+    pub(crate) async fn connect_agency(&self) -> anyhow::Result<tio_client::Client> {
+        let settings = self.settings()?;
+        if self.professional.as_deref().is_none_or(str::is_empty) {
+            return Err(UsageError::new(
+                "--professional is required: name the professional acting (your staff id), or set TIO_PROFESSIONAL",
+            )
+            .into());
+        }
+        Ok(tio_client::Client::connect(&settings).await?)
+    }
+
+    /// Returns these flags as they would be typed again (with a leading space), for a
+    /// command printed as a hint.
+    pub(crate) fn describe(&self) -> String {
+        let mut flags = format!(" --server {}", self.server);
+        match (&self.dev_pki, &self.as_name) {
+            (Some(dir), Some(name)) => flags.push_str(&format!(" --dev-pki {} --as {name}", dir.display())),
+            _ => {
+                for (flag, value) in [("--ca", &self.ca), ("--cert", &self.cert), ("--key", &self.key)] {
+                    if let Some(path) = value {
+                        flags.push_str(&format!(" {flag} {}", path.display()));
+                    }
+                }
+            }
+        }
+        flags
+    }
+
     /// Resolves the flags into settings.
     pub(crate) fn settings(&self) -> Result<ConnectionSettings, UsageError> {
         let mut settings = match (&self.dev_pki, &self.as_name) {
-            (Some(dir), Some(name)) => ConnectionSettings::from_dev_pki(self.server.clone(), dir, name),
+            (Some(dir), Some(name)) => {
+                check_dev_pki_name(dir, name)?;
+                ConnectionSettings::from_dev_pki(self.server.clone(), dir, name)
+            }
             _ => {
                 let need = |value: &Option<PathBuf>, flag: &str| {
                     value

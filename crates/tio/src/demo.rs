@@ -28,23 +28,18 @@ const SILENCE_WAIT: Duration = Duration::from_millis(1500);
 /// Runs `tio demo`.
 pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
     let runtime = crate::runtime()?;
-    let (server, pki, keys, _own) = match (&args.server, &args.dev_pki) {
-        (Some(server), Some(pki)) => {
-            let keys = pki.parent().unwrap_or(Path::new(".")).join("dev-keys").join("tio.keys");
-            (server.clone(), pki.clone(), keys, None)
-        }
+    let (server, pki, own) = match (&args.server, &args.dev_pki) {
+        (Some(server), Some(pki)) => (server.clone(), pki.clone(), None),
         _ => {
             let own = OwnServer::start(args.data_dir.as_deref(), true)?;
-            (
-                own.url.clone(),
-                own.data_dir().join("dev-pki"),
-                own.data_dir().join("dev-keys").join("tio.keys"),
-                Some(own),
-            )
+            (own.url.clone(), own.data_dir().join("dev-pki"), Some(own))
         }
     };
+    // The auditor's export is kept only where the user asked for a data directory;
+    // anything else is temporary, and no path to it is printed.
+    let keep = args.data_dir.clone().filter(|_| own.is_some());
     let outcome = runtime.block_on(async {
-        let story = Story::connect(&server, &pki, &keys).await?;
+        let story = Story::connect(&server, &pki, keep).await?;
         story.clear_earlier_runs().await?;
         let told = story.tell().await;
         // Durable subscriptions outlive the story; left behind, an agency's one copy of
@@ -56,6 +51,13 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
         told
     });
+    if own.is_some() && args.data_dir.is_none() {
+        println!(
+            "\n(The development server stops now, and its temporary data directory and log go with it; \
+             `tio demo --data-dir DIR` keeps them.)"
+        );
+    }
+    drop(own);
     match outcome {
         Ok(()) => {
             println!("\nThe story checked out: every outcome was as it should be.");
@@ -72,7 +74,8 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
 struct Story {
     server: String,
     pki: PathBuf,
-    keys: PathBuf,
+    /// Where to keep the auditor's export and the log's key, if anywhere.
+    keep: Option<PathBuf>,
     child: NhsNumber,
     run: String,
     hospital: Client,
@@ -103,7 +106,7 @@ fn names(categories: &[v1::Category]) -> String {
 }
 
 impl Story {
-    async fn connect(server: &str, pki: &Path, keys: &Path) -> anyhow::Result<Story> {
+    async fn connect(server: &str, pki: &Path, keep: Option<PathBuf>) -> anyhow::Result<Story> {
         let client = |name: &'static str, professional: &str| {
             let settings = ConnectionSettings {
                 professional: Some(professional.to_owned()),
@@ -116,7 +119,7 @@ impl Story {
         Ok(Story {
             server: server.to_owned(),
             pki: pki.to_owned(),
-            keys: keys.to_owned(),
+            keep,
             child: NhsNumber::parse_checked(AMELIA)?,
             run: hex::encode(run),
             hospital: client("hospital", "dr-okafor").await?,
@@ -438,7 +441,8 @@ impl Story {
 
     async fn verify_log(&self) -> anyhow::Result<()> {
         let work = tempfile::tempdir()?;
-        let export = work.path().join("audit-export");
+        let dir = self.keep.clone().unwrap_or_else(|| work.path().to_owned());
+        let export = dir.join(format!("audit-export-{}", self.run));
         let connection = ConnectionArgs {
             server: self.server.clone(),
             ca: None,
@@ -448,14 +452,32 @@ impl Story {
             as_name: Some("auditor".into()),
             professional: Some("dpo-evans".into()),
         };
-        crate::audit_remote::export(&export, &connection).await?;
-        let ring = tio_store::keys::KeyRing::load_file(&self.keys).with_context(|| {
-            format!("cannot read the development key ring {} to get the log's public key", self.keys.display())
+        crate::audit_remote::export(&export, &connection, false).await?;
+        // As an auditor would: the key from the server, its fingerprint to compare.
+        let key = self
+            .auditor
+            .audit()
+            .get_public_key(self.auditor.request(v1::GetPublicKeyRequest {}))
+            .await
+            .map_err(tio_client::ClientError::from)?
+            .into_inner();
+        println!("   the log's public key has fingerprint sha256:{}", key.fingerprint);
+        let public_key = dir.join("tio-audit.pub");
+        std::fs::write(&public_key, format!("{}\n", key.verifier_key))
+            .with_context(|| format!("cannot write {}", public_key.display()))?;
+        crate::audit_commands::run(AuditCommand::Verify {
+            dir: export.clone(),
+            public_key: public_key.clone(),
+            against: None,
         })?;
-        let private = ring.audit_signing_key().context("the key ring has no audit signing key")?;
-        let public_key = work.path().join("tio-audit.pub");
-        std::fs::write(&public_key, tio_audit::note::Signer::from_private_key(private)?.verifier().to_string())?;
-        crate::audit_commands::run(AuditCommand::Verify { dir: export, public_key, against: None })
+        if self.keep.is_some() {
+            println!(
+                "   kept; verify it again with: tio audit verify {} --public-key {}",
+                export.display(),
+                public_key.display()
+            );
+        }
+        Ok(())
     }
 }
 

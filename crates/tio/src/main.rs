@@ -54,10 +54,17 @@ fn main() -> ExitCode {
 /// The status a shell gives a process stopped by SIGPIPE (128 + 13).
 const EXIT_BROKEN_PIPE: u8 = 141;
 
+/// Returns whether `err` is our own output pipe closing (`tio ... | head`). A broken
+/// pipe inside a connection to the broker (the broker closed it, e.g. refusing the
+/// client's certificate) is a failure to report, not a reader that went away.
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain().any(|cause| {
-        cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
+    let from_the_broker = err.chain().any(|cause| {
+        cause.downcast_ref::<tio_client::ClientError>().is_some() || cause.downcast_ref::<tonic::Status>().is_some()
+    });
+    !from_the_broker
+        && err.chain().any(|cause| {
+            cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        })
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -141,6 +148,9 @@ mod tests {
     fn a_closed_pipe_anywhere_in_the_chain_is_recognised() {
         let pipe = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "Broken pipe");
         assert!(is_broken_pipe(&anyhow::Error::new(pipe).context("cannot write the report")));
+        // Issue 12: a connection the broker closed is reported, not taken for `| head`.
+        let status = tonic::Status::from_error(Box::new(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "pipe")));
+        assert!(!is_broken_pipe(&anyhow::Error::new(tio_client::ClientError::Status(status))));
         let other = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
         assert!(!is_broken_pipe(&anyhow::Error::new(other).context("cannot write the report")));
     }

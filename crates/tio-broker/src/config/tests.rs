@@ -115,8 +115,15 @@ fn semantic_checks_name_their_key() {
 
 #[test]
 fn production_needs_tls_files() {
+    // Issue 12: with no file given, the error blamed "the configuration file".
     let sources = ConfigSources::default();
-    assert_eq!(key_error(Config::load(&sources)).0, "tls.ca_file");
+    let (key, layer, message) = key_error(Config::load(&sources));
+    assert_eq!(key, "tls.ca_file");
+    assert_eq!(layer, "the built-in defaults: no configuration file was given");
+    assert!(message.contains("tio serve --dev"), "{message}");
+    let file = write_file("version = 1\n");
+    let sources = ConfigSources { file: Some(file.path().to_owned()), ..ConfigSources::default() };
+    assert_eq!(key_error(Config::load(&sources)).1, "the configuration file");
 }
 
 #[test]
