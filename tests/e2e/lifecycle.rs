@@ -36,7 +36,7 @@ async fn watch_then_terminate(
     let first = watch.next().await.expect("first watch message").unwrap();
     assert_eq!(first.status(), ServingStatus::Serving);
     sandbox.signal(Signal::SIGTERM);
-    let next = tokio::time::timeout(Duration::from_secs(10), watch.next())
+    let next = tokio::time::timeout(Duration::from_secs(60), watch.next())
         .await
         .expect("the watch reports the change promptly")
         .expect("the watch is still open")

@@ -17,6 +17,8 @@ mod maintenance;
 mod metrics;
 mod mtls;
 mod otlp;
+mod python_example;
+mod readme;
 mod reflection;
 mod store_cli;
 mod subscriptions;

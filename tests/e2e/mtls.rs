@@ -72,7 +72,7 @@ async fn every_registered_identity_gets_serving_for_the_server_and_each_service(
 async fn health_over(
     endpoint: Endpoint,
 ) -> Result<tonic::Response<tonic_health::pb::HealthCheckResponse>, Box<dyn std::error::Error>> {
-    let channel = endpoint.connect_timeout(Duration::from_secs(5)).timeout(Duration::from_secs(10)).connect().await?;
+    let channel = endpoint.connect_timeout(Duration::from_secs(30)).timeout(Duration::from_secs(60)).connect().await?;
     let request = tonic_health::pb::HealthCheckRequest { service: String::new() };
     Ok(tonic_health::pb::health_client::HealthClient::new(channel).check(request).await?)
 }
@@ -212,7 +212,7 @@ async fn a_tls_1_2_only_client_is_refused_in_the_handshake() {
     let tcp = tokio::net::TcpStream::connect(sandbox.address).await.unwrap();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let result = tokio::time::timeout(
-        Duration::from_secs(10),
+        Duration::from_secs(60),
         connector.connect(ServerName::try_from("localhost").unwrap(), tcp),
     )
     .await

@@ -711,6 +711,10 @@ pub(crate) struct HealthArgs {
     /// Service to ask about, e.g. tio.v1.RecordService; empty for the whole server.
     #[arg(long, default_value = "")]
     pub(crate) service: String,
+    /// Keep asking for up to this many seconds until the answer is SERVING (for a
+    /// server just started); 0 asks once.
+    #[arg(long, default_value_t = 0, value_name = "SECONDS")]
+    pub(crate) wait: u64,
     /// How to reach the broker.
     #[command(flatten)]
     pub(crate) connection: ConnectionArgs,

@@ -76,14 +76,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("  ca.crt, and a .crt/.key pair for: {}", tio_broker::pki::dev_pki_names().join(", "));
             Ok(())
         }
-        Command::Health(args) => runtime()?.block_on(async {
-            let client = tio_client::Client::connect(&args.connection.settings()?).await?;
-            let status = client.health(&args.service).await?;
-            let name = if args.service.is_empty() { "server" } else { args.service.as_str() };
-            println!("{name}: {}", status.as_str_name());
-            anyhow::ensure!(status.as_str_name() == "SERVING", "{name} is not serving");
-            Ok(())
-        }),
+        Command::Health(args) => runtime()?.block_on(health(args)),
         Command::Keys(command) => store_commands::keys(command),
         Command::Store(command) => store_commands::store(command),
         Command::Audit(command) => audit_commands::run(command),
@@ -95,6 +88,36 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Subscribe(args) => runtime()?.block_on(client_commands::subscribe(args)),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
+    }
+}
+
+/// `tio health`: asks once, or with --wait until the server answers SERVING (a server
+/// just started in the background is not listening yet).
+async fn health(args: cli::HealthArgs) -> anyhow::Result<()> {
+    let name = if args.service.is_empty() { "server" } else { args.service.as_str() };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(args.wait);
+    loop {
+        // The certificates too may not exist yet: a development server makes them as
+        // it starts.
+        let answer = match args.connection.settings() {
+            Ok(settings) => match tio_client::Client::connect(&settings).await {
+                Ok(client) => client.health(&args.service).await.map_err(anyhow::Error::from),
+                Err(err) => Err(err.into()),
+            },
+            Err(err) => Err(err.into()),
+        };
+        match answer {
+            Ok(status) if status.as_str_name() == "SERVING" => {
+                println!("{name}: SERVING");
+                return Ok(());
+            }
+            Ok(status) if std::time::Instant::now() >= deadline => {
+                println!("{name}: {}", status.as_str_name());
+                anyhow::bail!("{name} is not serving");
+            }
+            Err(err) if std::time::Instant::now() >= deadline => return Err(err),
+            _ => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+        }
     }
 }
 

@@ -102,8 +102,10 @@ fn write_format_file(dir: &Path) -> Result<(), StorageError> {
 /// 64 KiB) inside the database file that [`SledEngine::sync`] syncs.
 const SEGMENT_SIZE: usize = 8 * 1024 * 1024;
 
-/// How many times an open waits 20 ms for sled's file lock to be released.
-const LOCK_ATTEMPTS: u32 = 100;
+/// How many times an open waits 20 ms for sled's file lock to be released: up to 10 s.
+/// sled's background threads let go of the lock moments after a close, but on a busy
+/// two-core machine "moments" has been more than the 2 s this once allowed.
+const LOCK_ATTEMPTS: u32 = 500;
 
 /// Free bytes the filesystem must have before a failed engine reopens sled: enough for
 /// a few of its segments, so that the reopened database does not fail at once again.
