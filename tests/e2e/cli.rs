@@ -3,6 +3,7 @@
 //! plainly, a waiting subscriber that says so, and an auditor who needs no key ring.
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -232,4 +233,37 @@ fn a_certificate_from_another_ca_is_explained_for_the_side_that_refused_it() {
     assert!(!status.success());
     assert!(stderr.contains("the broker most likely refused this client's certificate"), "{stderr}");
     assert!(stderr.contains("--cert and --key"), "{stderr}");
+}
+
+/// Issue 12: the development server's hint assumed `tio` on the PATH.
+#[test]
+fn the_development_server_s_hint_works_as_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(tio_binary())
+        .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir", &arg(&dir.path().join("data"))])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // Reads to the end: a server whose stdout is closed cannot print.
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(hint) = line.strip_prefix("tio: try: ") {
+                let _ = sender.send(hint.to_owned());
+            }
+        }
+    });
+    let hint = receiver.recv_timeout(Duration::from_secs(60)).expect("a hint in time");
+    let words: Vec<&str> = hint.split(' ').collect();
+    // The test's PATH has no `tio`, so the hint must name the binary by its path.
+    assert_eq!(Path::new(words[0]).canonicalize().unwrap(), tio_binary().canonicalize().unwrap(), "{hint}");
+    let output = Command::new(words[0]).args(&words[1..]).current_dir(dir.path()).output().unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(output.status.success(), "{hint}: {}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "server: SERVING");
 }

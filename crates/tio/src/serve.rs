@@ -137,7 +137,8 @@ fn announce(config: &Config, address: std::net::SocketAddr, metrics: Option<std:
         let host = if address.is_ipv6() { format!("[{}]", address.ip()) } else { address.ip().to_string() };
         println!("tio: development mode; certificates in {pki}");
         println!(
-            "tio: try: tio health --server https://{host}:{port} --dev-pki {pki} --as hospital",
+            "tio: try: {tio} health --server https://{host}:{port} --dev-pki {pki} --as hospital",
+            tio = this_command(),
             port = address.port()
         );
         println!(
@@ -145,6 +146,20 @@ fn announce(config: &Config, address: std::net::SocketAddr, metrics: Option<std:
             port = address.port()
         );
     }
+}
+
+/// Returns how to run this binary from a shell: `tio` when that name on the `PATH` is
+/// this binary, else its full path (a hint must work when pasted, and `tio` is often
+/// not on the `PATH` of someone who ran `cargo run`).
+fn this_command() -> String {
+    let Ok(this) = std::env::current_exe().and_then(std::fs::canonicalize) else { return "tio".to_owned() };
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path)
+            .filter_map(|dir| std::fs::canonicalize(dir.join("tio")).ok())
+            .next()
+            .is_some_and(|found| found == this)
+    });
+    if on_path { "tio".to_owned() } else { this.display().to_string() }
 }
 
 /// Completes on the first SIGTERM or SIGINT.
