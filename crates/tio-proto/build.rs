@@ -24,12 +24,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let encoded = prost::Message::encode_to_vec(&descriptors);
     std::fs::write(out_dir.join("tio_v1_descriptor.bin"), encoded)?;
 
-    // Services that later releases implement answer UNIMPLEMENTED until then; a
-    // handler that is implemented overrides its default.
-    // Requests that do not decode are the caller's fault: see `src/codec.rs`.
+    // No default stubs: an RPC added to the contract does not compile until the broker
+    // implements it, rather than answering UNIMPLEMENTED. Requests that do not decode
+    // are the caller's fault: see `src/codec.rs`.
     tonic_prost_build::configure()
         .codec_path("crate::codec::ContractCodec")
-        .generate_default_stubs(true)
         .build_server(true)
         .build_client(true)
         .compile_fds(descriptors)?;

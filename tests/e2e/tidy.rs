@@ -123,3 +123,102 @@ fn the_nhs_number_finder_finds_what_it_should() {
     assert_eq!(nhs_number_like("see 943 476 5919 and 999-007-9196."), vec!["9434765919", "9990079196"]);
     assert_eq!(nhs_number_like("id 9990079196x and 1234567890"), Vec::<String>::new());
 }
+
+/// The crate graph's rules (ARCHITECTURE.md, "The crate graph"), read from `cargo
+/// metadata`: what each crate may never depend on, directly or through another crate.
+/// Normal dependencies only: a test may use anything.
+#[test]
+fn no_crate_depends_on_what_its_boundary_forbids() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let output = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
+        .args(["metadata", "--format-version", "1", "--locked"])
+        .current_dir(repo_root())
+        .output()
+        .expect("cargo metadata runs");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let name_of: BTreeMap<&str, &str> = metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|package| (package["id"].as_str().unwrap(), package["name"].as_str().unwrap()))
+        .collect();
+    // Each package's normal (and build) dependencies, by name.
+    let mut edges: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for node in metadata["resolve"]["nodes"].as_array().unwrap() {
+        let from = name_of[node["id"].as_str().unwrap()];
+        for dep in node["deps"].as_array().unwrap() {
+            let normal = dep["dep_kinds"].as_array().unwrap().iter().any(|kind| kind["kind"].as_str() != Some("dev"));
+            if normal {
+                edges.entry(from).or_default().insert(name_of[dep["pkg"].as_str().unwrap()]);
+            }
+        }
+    }
+    let closure = |start: &str| {
+        let mut seen = BTreeSet::new();
+        let mut next = vec![start.to_owned()];
+        while let Some(name) = next.pop() {
+            for dep in edges.get(name.as_str()).into_iter().flatten() {
+                if seen.insert(dep.to_string()) {
+                    next.push(dep.to_string());
+                }
+            }
+        }
+        seen
+    };
+    let direct = |start: &str| edges.get(start).into_iter().flatten().map(|d| d.to_string()).collect::<BTreeSet<_>>();
+
+    let internal = ["tio-proto", "tio-core", "tio-store", "tio-audit", "tio-broker", "tio-client", "tio"];
+    let io_and_runtimes = ["tokio", "mio", "tonic", "hyper", "prost", "sled", "fjall", "tokio-postgres", "tempfile"];
+    let engines = ["sled", "fjall", "tokio-postgres"];
+    // (crate, what it may not reach, through its whole graph or only directly, why)
+    let rules: &[(&str, Vec<&str>, bool, &str)] = &[
+        (
+            "tio-core",
+            io_and_runtimes.iter().chain(&internal).copied().filter(|name| *name != "tio-core").collect(),
+            true,
+            "the domain core does no I/O, runs on no runtime and knows no wire format or store",
+        ),
+        (
+            "tio-proto",
+            internal.iter().copied().filter(|name| *name != "tio-proto").collect(),
+            true,
+            "the contract is a leaf",
+        ),
+        (
+            "tio-store",
+            vec!["tonic", "hyper", "tio-proto", "tio-broker", "tio-client"],
+            true,
+            "the store knows no transport or broker",
+        ),
+        (
+            "tio-audit",
+            vec!["tonic", "hyper", "tio-proto", "tio-broker", "tio-client"],
+            true,
+            "the audit log knows no transport or broker",
+        ),
+        (
+            "tio-client",
+            vec!["tio-core", "tio-store", "tio-audit", "tio-broker", "sled", "fjall"],
+            true,
+            "a client needs the contract only",
+        ),
+        ("tio", engines.to_vec(), false, "the binary reaches storage engines only through the store"),
+    ];
+    // The walk itself must see edges, or every rule would pass: the store reaches its
+    // engine through its own graph, and the binary reaches tokio through the broker.
+    assert!(
+        closure("tio-store").contains("sled") && closure("tio").contains("tokio") && !direct("tio").contains("sled")
+    );
+    let mut broken = Vec::new();
+    for (krate, forbidden, transitive, why) in rules {
+        let reached = if *transitive { closure(krate) } else { direct(krate) };
+        assert!(edges.contains_key(krate), "{krate} is not in the graph");
+        for name in forbidden {
+            if reached.contains(*name) {
+                broken.push(format!("{krate} -> {name}: {why}"));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "forbidden dependency edges:\n{}", broken.join("\n"));
+}

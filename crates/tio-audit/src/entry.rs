@@ -197,8 +197,11 @@ impl AuditEntry {
     /// space, so that the same fields always hash the same way.
     pub fn canonical_bytes(&self) -> Vec<u8> {
         // Fields are declared in sorted order, so serde's order is the canonical one; a
-        // test checks this against a sorted-map serialisation.
-        serde_json::to_vec(self).unwrap_or_default()
+        // test checks this against a sorted-map serialisation. serde_json fails only on
+        // a map with non-string keys or a failing writer; an entry has strings, integers
+        // and lists of strings, written to memory, so it cannot fail. An empty fallback
+        // would have hashed every entry alike, so a failure is not papered over.
+        serde_json::to_vec(self).expect("an audit entry of strings and integers always serialises")
     }
 
     /// Returns the entry's leaf hash.

@@ -135,7 +135,8 @@ pub(crate) fn encode(entry: &AuditEntry) -> Vec<u8> {
         update_id: compact(&entry.update_id),
     };
     let mut bytes = vec![COMPACT_FORMAT];
-    stored.encode(&mut bytes).unwrap_or_default();
+    // prost fails only when the buffer has no room, and a Vec grows.
+    stored.encode(&mut bytes).expect("encoding into a Vec cannot run out of room");
     bytes
 }
 

@@ -2,8 +2,8 @@
 //!
 //! Each is a thin adapter: it takes the [`crate::auth::Caller`] from the request,
 //! converts the request, calls the broker and maps the error with
-//! [`crate::status::into_status`]. Methods whose behaviour belongs to a later release
-//! keep the generated default and answer UNIMPLEMENTED.
+//! [`crate::status::into_status`]. Every RPC of the contract is implemented here: the
+//! generated traits have no defaults, so a new RPC does not compile until it is.
 
 use std::sync::Arc;
 
@@ -36,6 +36,8 @@ const PUBLISH_STREAM_IN_FLIGHT: usize = 256;
 
 #[tonic::async_trait]
 impl v1::record_service_server::RecordService for Records {
+    type PublishStreamStream = tonic::codegen::BoxStream<v1::PublishStreamResult>;
+
     async fn publish(&self, request: Request<v1::PublishRequest>) -> Result<Response<v1::PublishResponse>, Status> {
         let call = self.broker.call(&request).map_err(into_status)?;
         Ok(Response::new(self.broker.publish(&call, request.get_ref()).await.map_err(into_status)?))
@@ -44,7 +46,7 @@ impl v1::record_service_server::RecordService for Records {
     async fn publish_stream(
         &self,
         request: Request<tonic::Streaming<v1::PublishRequest>>,
-    ) -> Result<Response<tonic::codegen::BoxStream<v1::PublishStreamResult>>, Status> {
+    ) -> Result<Response<Self::PublishStreamStream>, Status> {
         use futures_util::StreamExt;
         let call = self.broker.call(&request).map_err(into_status)?;
         // A caller that may not publish at all is refused once, for the whole stream.
@@ -278,6 +280,8 @@ const SUBSCRIBE_BUFFER: usize = 64;
 
 #[tonic::async_trait]
 impl v1::subscription_service_server::SubscriptionService for Subscriptions {
+    type SubscribeStream = tonic::codegen::BoxStream<v1::SubscribeResponse>;
+
     async fn create_subscription(
         &self,
         request: Request<v1::CreateSubscriptionRequest>,
@@ -315,7 +319,7 @@ impl v1::subscription_service_server::SubscriptionService for Subscriptions {
     async fn subscribe(
         &self,
         request: Request<tonic::Streaming<v1::SubscribeRequest>>,
-    ) -> Result<Response<tonic::codegen::BoxStream<v1::SubscribeResponse>>, Status> {
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
         use crate::subscriptions::{DeliveryStream, StreamEnd};
         let call = self.broker.call(&request).map_err(into_status)?;
         let mut inbound = request.into_inner();
@@ -351,6 +355,8 @@ const EXPORT_PAGE: u64 = 1024;
 
 #[tonic::async_trait]
 impl v1::audit_service_server::AuditService for Audit {
+    type ExportEntriesStream = tonic::codegen::BoxStream<v1::ExportEntriesResponse>;
+
     async fn query_entries(
         &self,
         request: Request<v1::QueryEntriesRequest>,
@@ -392,7 +398,7 @@ impl v1::audit_service_server::AuditService for Audit {
     async fn export_entries(
         &self,
         request: Request<v1::ExportEntriesRequest>,
-    ) -> Result<Response<tonic::codegen::BoxStream<v1::ExportEntriesResponse>>, Status> {
+    ) -> Result<Response<Self::ExportEntriesStream>, Status> {
         let call = self.broker.call(&request).map_err(into_status)?;
         let reader = self.broker.audit_reader(&call).await.map_err(into_status)?;
         let message = request.into_inner();
@@ -544,6 +550,9 @@ pub struct Admin {
 
 #[tonic::async_trait]
 impl v1::admin_service_server::AdminService for Admin {
+    type BackupStoreStream = tonic::codegen::BoxStream<v1::BackupChunk>;
+    type RotateKeysStream = tonic::codegen::BoxStream<v1::RotateKeysProgress>;
+
     async fn register_agency(
         &self,
         request: Request<v1::RegisterAgencyRequest>,
@@ -600,7 +609,7 @@ impl v1::admin_service_server::AdminService for Admin {
     async fn backup_store(
         &self,
         request: Request<v1::BackupStoreRequest>,
-    ) -> Result<Response<tonic::codegen::BoxStream<v1::BackupChunk>>, Status> {
+    ) -> Result<Response<Self::BackupStoreStream>, Status> {
         let call = self.broker.call(&request).map_err(into_status)?;
         let admin = self.broker.administrator(&call).await.map_err(into_status)?;
         let pieces = admin.backup().await.map_err(into_status)?;
@@ -613,7 +622,7 @@ impl v1::admin_service_server::AdminService for Admin {
     async fn rotate_keys(
         &self,
         request: Request<v1::RotateKeysRequest>,
-    ) -> Result<Response<tonic::codegen::BoxStream<v1::RotateKeysProgress>>, Status> {
+    ) -> Result<Response<Self::RotateKeysStream>, Status> {
         let call = self.broker.call(&request).map_err(into_status)?;
         // Refused callers are answered before the stream starts.
         self.broker.administrator(&call).await.map_err(into_status)?;

@@ -439,6 +439,7 @@ impl Store {
             (scoped, keys.blind_index(CONTENT_LABEL, &content))
         };
 
+        let mut last_conflict = 0;
         // A repeated key is found by the batch's first precondition rather than by a read
         // before it: repeats are rare, and the read cost every publish a sled lookup.
         for _ in 0..MAX_RACE_RETRIES {
@@ -513,11 +514,13 @@ impl Store {
                 }
                 // Lost a race: the child's key (or what `extra` depends on) changed since
                 // we looked. Look again.
-                Err(CommitError::Conflict { .. }) => continue,
+                Err(CommitError::Conflict { index }) => last_conflict = index,
                 Err(other) => return Err(other.into()),
             }
         }
-        Err(StoreError::Corrupt("commit kept conflicting".to_owned()))
+        // Contention, not damage: the caller is told to retry (ABORTED), as for any
+        // concurrent change that came first.
+        Err(StoreError::Conflict { index: last_conflict })
     }
 
     /// Returns the latest value of every category of the child, in category order;
@@ -550,8 +553,10 @@ impl Store {
             .collect()
     }
 
-    /// Returns up to `limit` of one child's updates, oldest first.
-    pub fn updates_for_child(&self, child: &NhsNumber, limit: usize) -> Result<Vec<StoredUpdate>, StoreError> {
+    /// Returns up to `limit` of one child's updates, oldest first: the by-child index
+    /// as erasure reads it, for the tests that check that index.
+    #[cfg(test)]
+    pub(crate) fn updates_for_child(&self, child: &NhsNumber, limit: usize) -> Result<Vec<StoredUpdate>, StoreError> {
         let index = self.child_index(child);
         let end = prefix_end(&index.0);
         let mut keys = DataKeys::default();
