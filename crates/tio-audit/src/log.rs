@@ -1,11 +1,12 @@
 //! The audit log kept in the store.
 //!
 //! Entries go in the store's `audit` log keyspace, in the same atomic batch as the
-//! action they record (see [`entry_op`]), so no action exists without its entry; the
-//! engine's position is the entry's leaf index. The Merkle tree is derived state:
-//! [`AuditLog::build`] reads entries in log order, extends the frontier and stores the
-//! complete subtrees; [`AuditLog::checkpoint`] signs the result. Hashing stays off the
-//! commit path.
+//! action they record (see [`entry_op`]), so no action exists without its entry. The
+//! engine's positions are opaque (an engine need not count densely), so the log keeps
+//! its own dense index: [`AuditLog::build`] sequences entries in position order, giving
+//! each the next leaf index and storing which position holds it, extends the frontier
+//! and stores the complete subtrees; [`AuditLog::checkpoint`] signs the result. Hashing
+//! and sequencing stay off the commit path.
 
 use std::io::Write;
 use std::path::Path;
@@ -28,6 +29,14 @@ const CHECKPOINT_KEY: &[u8] = b"checkpoint";
 
 /// Prefix of complete subtree keys (`s`, level byte, big-endian index). Do not change.
 const SUBTREE_PREFIX: u8 = b's';
+
+/// Prefix of leaf keys (`l`, big-endian leaf index), whose value is the position of
+/// the entry at that leaf. Do not change.
+const LEAF_PREFIX: u8 = b'l';
+
+/// Key of the position of the last entry in the tree, where sequencing resumes. Do not
+/// change.
+const SEQUENCED_KEY: &[u8] = b"sequenced";
 
 /// How many entries one build step reads and hashes before it commits.
 const BUILD_PAGE: usize = 4096;
@@ -80,28 +89,49 @@ impl AuditLog {
         AuditLog { store, signer, origin }
     }
 
-    /// Records entries that go with no other change (reads, refusals) in one commit;
-    /// returns their leaf indexes.
-    pub async fn record(&self, entries: &[AuditEntry]) -> Result<Vec<u64>, AuditError> {
+    /// Records entries that go with no other change (reads, refusals) in one commit.
+    /// Their leaf indexes come when the tree is next built.
+    pub async fn record(&self, entries: &[AuditEntry]) -> Result<(), AuditError> {
         let mut batch = Batch::new();
         for entry in entries {
             batch.push(entry_op(entry));
         }
-        let positions = self.store.commit(batch).await?;
-        positions.iter().map(|position| position_index(position.as_bytes())).collect()
+        self.store.commit(batch).await?;
+        Ok(())
     }
 
-    /// Returns the entries with leaf indexes in `[from, to)`, in order.
+    /// Returns the entries with leaf indexes in `[from, to)`, in order. Entries past the
+    /// tree (committed, not yet sequenced) get the indexes they will have: the tree
+    /// takes them in position order.
     pub fn entries(&self, from: u64, to: u64) -> Result<Vec<AuditEntry>, AuditError> {
+        let wanted = usize::try_from(to.saturating_sub(from)).unwrap_or(usize::MAX);
         let mut entries = Vec::new();
-        let mut start = from.to_be_bytes().to_vec();
-        let end = to.to_be_bytes();
-        while (entries.len() as u64) < to.saturating_sub(from) {
-            let page = self.store.engine().scan(Keyspace::Audit, &start, Some(&end), BUILD_PAGE)?;
+        if wanted == 0 {
+            return Ok(entries);
+        }
+        let (_, frontier) = self.frontier()?;
+        let (mut start, mut skip) = if from < frontier.size() {
+            let position = self.leaf_position(from, &frontier)?;
+            (position, 0)
+        } else {
+            let after = self.sequenced(&frontier)?.map(|last| key_after(&last)).unwrap_or_default();
+            (after, from - frontier.size())
+        };
+        let mut next = from;
+        while entries.len() < wanted {
+            let page = self.store.engine().scan(Keyspace::Audit, &start, None, BUILD_PAGE)?;
             let Some((last, _)) = page.last() else { break };
             start = key_after(last);
-            for (position, bytes) in page {
-                entries.push(decode_entry(&position, &bytes)?);
+            for (_, bytes) in page {
+                if skip > 0 {
+                    skip -= 1;
+                    continue;
+                }
+                if entries.len() == wanted {
+                    break;
+                }
+                entries.push(decode_entry(next, &bytes)?);
+                next += 1;
             }
         }
         Ok(entries)
@@ -110,16 +140,94 @@ impl AuditLog {
     /// Returns up to `limit` entries from leaf index `from` on, in order, including
     /// entries the tree does not cover yet; fewer than `limit` means the end of the log.
     pub fn entries_from(&self, from: u64, limit: usize) -> Result<Vec<AuditEntry>, AuditError> {
-        let page = self.store.engine().scan(Keyspace::Audit, &from.to_be_bytes(), None, limit)?;
-        page.iter().map(|(position, bytes)| decode_entry(position, bytes)).collect()
+        self.entries(from, from.saturating_add(limit as u64))
+    }
+
+    /// Returns the position of the entry at leaf `index`, below the tree's size.
+    fn leaf_position(&self, index: u64, frontier: &Frontier) -> Result<Vec<u8>, AuditError> {
+        match self.store.engine().get(Keyspace::AuditTree, &leaf_key(index))? {
+            Some(position) => Ok(position),
+            // A tree built before leaves were indexed (store format tio-store/2) until
+            // the next build indexes them: found by order.
+            None if self.legacy(frontier)? => self.nth_position(index),
+            None => Err(AuditError::Corrupt(format!("leaf {index} of the tree has no position"))),
+        }
+    }
+
+    /// Returns the position of the last entry in the tree, if the tree has any.
+    fn sequenced(&self, frontier: &Frontier) -> Result<Option<Vec<u8>>, AuditError> {
+        if frontier.size() == 0 {
+            return Ok(None);
+        }
+        match self.store.engine().get(Keyspace::AuditTree, SEQUENCED_KEY)? {
+            Some(position) => Ok(Some(position)),
+            None => self.nth_position(frontier.size() - 1).map(Some),
+        }
+    }
+
+    /// Returns whether the tree was built before leaves were indexed.
+    fn legacy(&self, frontier: &Frontier) -> Result<bool, AuditError> {
+        Ok(frontier.size() > 0 && self.store.engine().get(Keyspace::AuditTree, SEQUENCED_KEY)?.is_none())
+    }
+
+    /// Returns the position of the `n`-th entry of the log (from 0), by reading in order.
+    fn nth_position(&self, n: u64) -> Result<Vec<u8>, AuditError> {
+        let mut start = Vec::new();
+        let mut seen = 0u64;
+        loop {
+            let page = self.store.engine().scan(Keyspace::Audit, &start, None, BUILD_PAGE)?;
+            let Some((last, _)) = page.last() else {
+                return Err(AuditError::Corrupt(format!("the log has no entry {n}")));
+            };
+            if n < seen + page.len() as u64 {
+                let index = usize::try_from(n - seen).unwrap_or(usize::MAX);
+                return Ok(page[index].0.clone());
+            }
+            seen += page.len() as u64;
+            start = key_after(last);
+        }
+    }
+
+    /// Gives the leaves of a tree built before leaves were indexed their positions, in
+    /// pages, so that later reads find them directly. Idempotent.
+    async fn index_legacy_leaves(&self) -> Result<(), AuditError> {
+        let (_, frontier) = self.frontier()?;
+        if !self.legacy(&frontier)? {
+            return Ok(());
+        }
+        let mut start = Vec::new();
+        let mut leaf = 0u64;
+        let mut last = Vec::new();
+        while leaf < frontier.size() {
+            let page = self.store.engine().scan(Keyspace::Audit, &start, None, BUILD_PAGE)?;
+            if page.is_empty() {
+                return Err(AuditError::Corrupt(format!("the tree has {} entries, the log fewer", frontier.size())));
+            }
+            let mut batch = Batch::new();
+            for (position, _) in page {
+                if leaf == frontier.size() {
+                    break;
+                }
+                batch.push(Op::Put { space: Keyspace::AuditTree, key: leaf_key(leaf), value: position.clone() });
+                start = key_after(&position);
+                last = position;
+                leaf += 1;
+            }
+            self.store.commit(batch).await?;
+        }
+        let mut batch = Batch::new();
+        batch.push(Op::Put { space: Keyspace::AuditTree, key: SEQUENCED_KEY.to_vec(), value: last });
+        self.store.commit(batch).await?;
+        Ok(())
     }
 
     /// Extends the tree to the end of the log; returns its size. Safe to call from
     /// several tasks: a step that lost a race to another builder changes nothing.
     pub async fn build(&self) -> Result<u64, AuditError> {
+        self.index_legacy_leaves().await?;
         loop {
             let (stored, mut frontier) = self.frontier()?;
-            let start = frontier.size().to_be_bytes();
+            let start = self.sequenced(&frontier)?.map(|last| key_after(&last)).unwrap_or_default();
             let page = self.store.engine().scan(Keyspace::Audit, &start, None, BUILD_PAGE)?;
             if page.is_empty() {
                 return Ok(frontier.size());
@@ -134,14 +242,9 @@ impl AuditLog {
                 None => batch.require(Condition::Absent { space: Keyspace::AuditTree, key: FRONTIER_KEY.to_vec() }),
             };
             for (position, bytes) in &page {
-                let entry = decode_entry(position, bytes)?;
-                if entry.leaf_index != frontier.size() {
-                    return Err(AuditError::Corrupt(format!(
-                        "entry {} follows tree size {}",
-                        entry.leaf_index,
-                        frontier.size()
-                    )));
-                }
+                let leaf = frontier.size();
+                let entry = decode_entry(leaf, bytes)?;
+                batch.push(Op::Put { space: Keyspace::AuditTree, key: leaf_key(leaf), value: position.clone() });
                 for (level, index, hash) in frontier.append(entry.leaf_hash()) {
                     batch.push(Op::Put {
                         space: Keyspace::AuditTree,
@@ -149,6 +252,9 @@ impl AuditLog {
                         value: hash.to_vec(),
                     });
                 }
+            }
+            if let Some((last, _)) = page.last() {
+                batch.push(Op::Put { space: Keyspace::AuditTree, key: SEQUENCED_KEY.to_vec(), value: last.clone() });
             }
             batch.push(Op::Put {
                 space: Keyspace::AuditTree,
@@ -310,14 +416,13 @@ fn subtree_key(level: u32, index: u64) -> Vec<u8> {
     key
 }
 
-fn position_index(position: &[u8]) -> Result<u64, AuditError> {
-    <[u8; 8]>::try_from(position)
-        .map(u64::from_be_bytes)
-        .map_err(|_| AuditError::Corrupt("an audit key is not a position".into()))
+fn leaf_key(index: u64) -> Vec<u8> {
+    let mut key = vec![LEAF_PREFIX];
+    key.extend_from_slice(&index.to_be_bytes());
+    key
 }
 
-fn decode_entry(position: &[u8], bytes: &[u8]) -> Result<AuditEntry, AuditError> {
-    let leaf_index = position_index(position)?;
+fn decode_entry(leaf_index: u64, bytes: &[u8]) -> Result<AuditEntry, AuditError> {
     crate::stored::decode(leaf_index, bytes)
         .map_err(|err| AuditError::Corrupt(format!("entry {leaf_index} does not decode: {err}")))
 }

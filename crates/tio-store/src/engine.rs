@@ -351,6 +351,15 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Returns the bytes the engine occupies on disk (0 for memory).
     fn size_on_disk(&self) -> Result<u64, StorageError>;
+
+    /// Describes the holes in log `space` that this engine can tell are damage (a dense
+    /// counter that skips), for `tio store check`. Positions are opaque above the
+    /// engine, so only the engine can say whether a gap is missing data; an engine
+    /// whose positions have gaps by design, or that cannot lose a record, reports none.
+    fn log_holes(&self, space: Keyspace) -> Result<Vec<String>, StorageError> {
+        let _ = space;
+        Ok(Vec::new())
+    }
 }
 
 /// Returns the smallest key strictly greater than every key starting with `prefix`,

@@ -625,7 +625,7 @@ pub(crate) struct KeyRotationArgs {
 #[derive(Debug, Subcommand)]
 pub(crate) enum StoreCommand {
     /// Check a stopped store without modifying it (it works on a copy): every record
-    /// decrypts and authenticates, positions are contiguous, indexes agree. Exits 1 on
+    /// decrypts and authenticates, no record is missing from the logs, indexes agree. Exits 1 on
     /// any damage.
     Check(KeysStoreArgs),
     /// Write a consistent backup to a new file: of a stopped store with --data-dir, or

@@ -1,6 +1,7 @@
 //! The audit half of `tio store check`: reads the whole log and changes nothing.
 //!
-//! Every entry decodes and sits at its own leaf index with no gap; the stored Merkle
+//! Every entry decodes; the leaves are the entries in position order, and each leaf the
+//! tree covers is indexed at the position that holds it; the stored Merkle
 //! tree (its frontier and every complete subtree hash) is what the entries hash to; the
 //! latest signed checkpoint opens under the log's key and its root is the entries'
 //! root at its size; and entries and actions match: every stored update has the
@@ -12,7 +13,9 @@ use tio_store::engine::{Keyspace, key_after};
 use tio_store::record::UpdateRecord;
 use tio_store::{Problems, Store};
 
-use super::{AuditError, BUILD_PAGE, CHECKPOINT_KEY, decode_entry, decode_frontier, subtree_key};
+use super::{
+    AuditError, BUILD_PAGE, CHECKPOINT_KEY, SEQUENCED_KEY, decode_entry, decode_frontier, leaf_key, subtree_key,
+};
 use crate::checkpoint::Checkpoint;
 use crate::entry::{Action, Outcome};
 use crate::merkle::Frontier;
@@ -50,6 +53,10 @@ impl AuditCheckReport {
 pub fn check_log(store: &Store, verifier: Option<&Verifier>) -> Result<AuditCheckReport, AuditError> {
     let engine = store.engine();
     let mut report = AuditCheckReport::default();
+    // Positions are opaque: only the engine can tell a gap that is a lost entry.
+    for hole in engine.log_holes(Keyspace::Audit)? {
+        report.problem(hole);
+    }
     let stored_tree = match engine.get(Keyspace::AuditTree, super::FRONTIER_KEY)? {
         None => Frontier::new(),
         Some(bytes) => decode_frontier(&bytes).unwrap_or_else(|| {
@@ -61,6 +68,10 @@ pub fn check_log(store: &Store, verifier: Option<&Verifier>) -> Result<AuditChec
     let checkpoint = latest_checkpoint(store, verifier, &mut report)?;
     report.checkpoint_size = checkpoint.as_ref().map(|checkpoint| checkpoint.size);
 
+    // Where the tree's leaves are (absent in a tree built before leaves were indexed,
+    // whose leaves are then simply the first entries in order).
+    let sequenced = engine.get(Keyspace::AuditTree, SEQUENCED_KEY)?;
+    let legacy = sequenced.is_none();
     let mut tree = Frontier::new();
     let mut published: HashSet<String> = HashSet::new();
     let mut start = Vec::new();
@@ -69,16 +80,23 @@ pub fn check_log(store: &Store, verifier: Option<&Verifier>) -> Result<AuditChec
         let Some((last, _)) = page.last() else { break };
         start = key_after(last);
         for (position, bytes) in page {
-            let entry = match decode_entry(&position, &bytes) {
+            let leaf = tree.size();
+            let entry = match decode_entry(leaf, &bytes) {
                 Ok(entry) => entry,
                 Err(err) => {
                     report.problem(err.to_string());
                     return Ok(report); // The tree cannot be followed past a damaged entry.
                 }
             };
-            if entry.leaf_index != tree.size() {
-                report.problem(format!("entry positions jump from {} to {}", tree.size(), entry.leaf_index));
-                return Ok(report);
+            if leaf < stored_tree.size() && !legacy {
+                let indexed = engine.get(Keyspace::AuditTree, &leaf_key(leaf))?;
+                if indexed.as_deref() != Some(position.as_slice()) {
+                    report.problem(format!("leaf {leaf} of the tree is not indexed at the entry that holds it"));
+                    return Ok(report);
+                }
+                if leaf + 1 == stored_tree.size() && sequenced.as_deref() != Some(position.as_slice()) {
+                    report.problem(format!("the tree's last leaf ({leaf}) is not where sequencing resumes"));
+                }
             }
             report.entries += 1;
             if entry.action == Action::Publish.code()

@@ -263,3 +263,79 @@ async fn the_check_passes_a_healthy_log_and_names_each_kind_of_damage() {
     assert!(report.problems.iter().any(|problem| problem.contains("is not what the entries hash to")), "{report:?}");
     assert!(report.problems.iter().any(|problem| problem.contains("the log was altered")), "{report:?}");
 }
+
+/// Issue 13: the log keeps its own dense leaf index, so an engine whose positions are
+/// not counters (an epoch, then a sequence with gaps) gives the same tree, proofs,
+/// export and check; entries not yet in the tree are read with the indexes they get.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_is_dense_over_an_engine_whose_positions_are_not_counters() {
+    use tio_store::engine::memory::MemoryEngine;
+    let engine = Arc::new(MemoryEngine::sparse());
+    let store = Arc::new(Store::with_engine(engine, KeyRing::generate().unwrap()).unwrap());
+    let signer = Signer::generate(ORIGIN).unwrap();
+    let verifier = signer.verifier();
+    let log = AuditLog::new(store.clone(), signer);
+    for n in 0..10 {
+        log.record(&[entry("admin", 2 * n), entry("profile_read", 2 * n + 1)]).await.unwrap();
+    }
+    let positions = store.engine().scan(Keyspace::Audit, &[], None, 100).unwrap();
+    assert_eq!(positions[0].0.len(), 12, "control: positions are not 8-byte counters");
+
+    assert_eq!(log.build().await.unwrap(), 20);
+    log.record(&[entry("admin", 90), entry("admin", 91)]).await.unwrap();
+    // 20 in the tree, 2 after it: read across the seam, and from past it.
+    let entries = log.entries(0, 100).unwrap();
+    assert_eq!(entries.len(), 22);
+    assert!(entries.iter().enumerate().all(|(index, entry)| entry.leaf_index == index as u64));
+    assert_eq!(entries[21].request_id, "req-91");
+    let tail = log.entries_from(21, 10).unwrap();
+    assert_eq!((tail.len(), tail[0].leaf_index, tail[0].request_id.as_str()), (1, 21, "req-91"));
+    let middle = log.entries(5, 8).unwrap();
+    assert_eq!(middle.iter().map(|entry| entry.request_id.as_str()).collect::<Vec<_>>(), ["req-5", "req-6", "req-7"]);
+
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(log.export(&dir.path().join("export"), |_, _| {}).await.unwrap(), 22);
+    let checkpoint = std::fs::read_to_string(dir.path().join("export/checkpoint")).unwrap();
+    let lines = std::io::BufReader::new(std::fs::File::open(dir.path().join("export/entries.jsonl")).unwrap());
+    let verified = verify_export(lines, &checkpoint, &verifier, None).unwrap();
+    let mut reference = MemoryTree::new();
+    for entry in log.entries(0, 22).unwrap() {
+        reference.append(entry.leaf_hash());
+    }
+    assert_eq!(verified.checkpoint.root, reference.root());
+    let proof = log.inclusion_proof(13, 22).unwrap();
+    assert_eq!(verify_inclusion(&entries[13].leaf_hash(), 13, 22, &proof, &reference.root()), Ok(()));
+    let report = check_log(&store, Some(&verifier)).unwrap();
+    assert!(report.is_healthy(), "{:?}", report.problems);
+    assert_eq!((report.entries, report.tree_size), (22, 22));
+}
+
+/// A tree built before leaves were indexed (store format tio-store/2) is read by order
+/// and checks clean, and the next build indexes its leaves.
+#[tokio::test]
+async fn a_tree_built_before_leaves_were_indexed_is_read_and_then_indexed() {
+    let store = Arc::new(Store::in_memory(KeyRing::generate().unwrap()).unwrap());
+    let signer = Signer::generate(ORIGIN).unwrap();
+    let verifier = signer.verifier();
+    let log = AuditLog::new(store.clone(), signer);
+    for n in 0..5 {
+        log.record(&[entry("admin", n)]).await.unwrap();
+    }
+    log.checkpoint().await.unwrap();
+    // What the previous release stored: the frontier and subtrees, no leaf index.
+    let mut batch = Batch::new();
+    batch.push(Op::Delete { space: Keyspace::AuditTree, key: SEQUENCED_KEY.to_vec() });
+    for leaf in 0..5 {
+        batch.push(Op::Delete { space: Keyspace::AuditTree, key: leaf_key(leaf) });
+    }
+    store.commit(batch).await.unwrap();
+    assert!(check_log(&store, Some(&verifier)).unwrap().is_healthy());
+    let requests = |entries: Vec<AuditEntry>| entries.into_iter().map(|entry| entry.request_id).collect::<Vec<_>>();
+    assert_eq!(requests(log.entries(3, 5).unwrap()), ["req-3", "req-4"]);
+
+    log.record(&[entry("admin", 5)]).await.unwrap();
+    assert_eq!(log.build().await.unwrap(), 6);
+    assert!(store.engine().get(Keyspace::AuditTree, &leaf_key(2)).unwrap().is_some(), "old leaves are indexed");
+    assert_eq!(requests(log.entries(4, 6).unwrap()), ["req-4", "req-5"]);
+    assert!(check_log(&store, Some(&verifier)).unwrap().is_healthy());
+}

@@ -1,4 +1,9 @@
 //! An in-memory engine for fast tests. Same semantics as sled, minus durability.
+//!
+//! It can also hand out positions that are not counters ([`MemoryEngine::sparse`]), in
+//! the shape a replicated engine gives (an epoch, then a sequence with gaps), so that
+//! the conformance suite and the store's and audit log's tests prove that nothing
+//! above the engine reads a position as a dense counter.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -12,6 +17,18 @@ use super::{
 #[derive(Debug, Default)]
 pub struct MemoryEngine {
     state: Mutex<State>,
+    shape: PositionShape,
+}
+
+/// How an engine's positions look.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum PositionShape {
+    /// A dense counter, 8 bytes big-endian: sled's shape.
+    #[default]
+    Counter,
+    /// `(epoch, sequence)`: 4 + 8 bytes big-endian, the sequence starting high and
+    /// stepping by more than one, so that positions have gaps and are not 8 bytes.
+    Sparse,
 }
 
 #[derive(Debug, Default)]
@@ -21,9 +38,25 @@ struct State {
 }
 
 impl MemoryEngine {
-    /// Returns an empty engine.
+    /// Returns an empty engine whose positions are dense counters.
     pub fn new() -> Self {
         MemoryEngine::default()
+    }
+
+    /// Returns an empty engine whose positions are `(epoch, sequence)` pairs with gaps.
+    pub fn sparse() -> Self {
+        MemoryEngine { shape: PositionShape::Sparse, ..MemoryEngine::default() }
+    }
+
+    fn position(&self, counter: u64) -> Position {
+        match self.shape {
+            PositionShape::Counter => counter_position(counter),
+            PositionShape::Sparse => {
+                const EPOCH: u32 = 7;
+                let sequence = 1_000 + counter * 3;
+                Position::from_bytes([&EPOCH.to_be_bytes()[..], &sequence.to_be_bytes()[..]].concat())
+            }
+        }
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, State>, StorageError> {
@@ -89,7 +122,7 @@ impl Engine for MemoryEngine {
                 }
                 Op::Append { space, value } => {
                     let counter = state.next_position.entry(*space).or_default();
-                    let position = counter_position(*counter);
+                    let position = self.position(*counter);
                     *counter += 1;
                     state.spaces.entry(*space).or_default().insert(position.as_bytes().to_vec(), value.clone());
                     positions.push(position);
@@ -125,5 +158,11 @@ mod tests {
     #[test]
     fn passes_the_conformance_suite() {
         super::super::conformance::run_all(&|| MemoryEngine::new());
+    }
+
+    /// Issue 13: positions that are not counters pass the same suite.
+    #[test]
+    fn passes_the_conformance_suite_with_positions_that_are_not_counters() {
+        super::super::conformance::run_all(&MemoryEngine::sparse);
     }
 }

@@ -33,7 +33,19 @@ fn count_updates(store: &Store) -> usize {
 
 #[tokio::test]
 async fn appends_are_readable_by_profile_log_and_child() {
-    let store = Store::in_memory(KeyRing::generate().unwrap()).unwrap();
+    appends_are_readable_on(Store::in_memory(KeyRing::generate().unwrap()).unwrap()).await;
+}
+
+/// Issue 13: nothing in the store reads a position as a dense counter; the same reads,
+/// and the check, hold over an engine whose positions have gaps and another shape.
+#[tokio::test]
+async fn appends_are_readable_and_check_clean_over_positions_that_are_not_counters() {
+    let engine = Arc::new(crate::engine::memory::MemoryEngine::sparse());
+    let store = Store::with_engine(engine, KeyRing::generate().unwrap()).unwrap();
+    appends_are_readable_on(store).await;
+}
+
+async fn appends_are_readable_on(store: Store) {
     let (amy, ben) = (child("9990079196"), child("9990237573"));
     let hospital = agency("hospital");
     let first = store.append_update(update(&amy, Category::HealthSummary, b"v1", "k1", &hospital)).await.unwrap();
@@ -63,6 +75,13 @@ async fn appends_are_readable_by_profile_log_and_child() {
     assert_eq!(amys.len(), 3);
     assert_eq!(amys[0], first.update_id);
     assert!(store.profile(&child("9990316767")).unwrap().is_empty(), "an unknown child has an empty profile");
+    assert!(
+        store.holds_update(&third.position).unwrap()
+            && !store.holds_update(&Position::from_bytes(b"x".to_vec())).unwrap()
+    );
+    let report = store.check().unwrap();
+    assert!(report.is_healthy(), "{:?}", report.problems);
+    assert_eq!(report.updates, 4);
 }
 
 #[tokio::test]
