@@ -275,39 +275,44 @@ async fn the_log_is_dense_over_an_engine_whose_positions_are_not_counters() {
     let signer = Signer::generate(ORIGIN).unwrap();
     let verifier = signer.verifier();
     let log = AuditLog::new(store.clone(), signer);
-    for n in 0..10 {
+    // More than one leaf-index stride, so that reads start between indexed leaves.
+    for n in 0..150 {
         log.record(&[entry("admin", 2 * n), entry("profile_read", 2 * n + 1)]).await.unwrap();
     }
     let positions = store.engine().scan(Keyspace::Audit, &[], None, 100).unwrap();
     assert_eq!(positions[0].0.len(), 12, "control: positions are not 8-byte counters");
 
-    assert_eq!(log.build().await.unwrap(), 20);
-    log.record(&[entry("admin", 90), entry("admin", 91)]).await.unwrap();
-    // 20 in the tree, 2 after it: read across the seam, and from past it.
-    let entries = log.entries(0, 100).unwrap();
-    assert_eq!(entries.len(), 22);
+    assert_eq!(log.build().await.unwrap(), 300);
+    log.record(&[entry("admin", 900), entry("admin", 901)]).await.unwrap();
+    // 300 in the tree, 2 after it: read across the seam, and from past it.
+    let entries = log.entries(0, 1000).unwrap();
+    assert_eq!(entries.len(), 302);
     assert!(entries.iter().enumerate().all(|(index, entry)| entry.leaf_index == index as u64));
-    assert_eq!(entries[21].request_id, "req-91");
-    let tail = log.entries_from(21, 10).unwrap();
-    assert_eq!((tail.len(), tail[0].leaf_index, tail[0].request_id.as_str()), (1, 21, "req-91"));
-    let middle = log.entries(5, 8).unwrap();
-    assert_eq!(middle.iter().map(|entry| entry.request_id.as_str()).collect::<Vec<_>>(), ["req-5", "req-6", "req-7"]);
+    assert_eq!(entries[301].request_id, "req-901");
+    let tail = log.entries_from(301, 10).unwrap();
+    assert_eq!((tail.len(), tail[0].leaf_index, tail[0].request_id.as_str()), (1, 301, "req-901"));
+    let middle = log.entries(254, 258).unwrap();
+    assert_eq!(
+        middle.iter().map(|entry| entry.request_id.as_str()).collect::<Vec<_>>(),
+        ["req-254", "req-255", "req-256", "req-257"]
+    );
+    assert_eq!(log.entries(260, 262).unwrap()[0].leaf_index, 260);
 
     let dir = tempfile::tempdir().unwrap();
-    assert_eq!(log.export(&dir.path().join("export"), |_, _| {}).await.unwrap(), 22);
+    assert_eq!(log.export(&dir.path().join("export"), |_, _| {}).await.unwrap(), 302);
     let checkpoint = std::fs::read_to_string(dir.path().join("export/checkpoint")).unwrap();
     let lines = std::io::BufReader::new(std::fs::File::open(dir.path().join("export/entries.jsonl")).unwrap());
     let verified = verify_export(lines, &checkpoint, &verifier, None).unwrap();
     let mut reference = MemoryTree::new();
-    for entry in log.entries(0, 22).unwrap() {
+    for entry in log.entries(0, 302).unwrap() {
         reference.append(entry.leaf_hash());
     }
     assert_eq!(verified.checkpoint.root, reference.root());
-    let proof = log.inclusion_proof(13, 22).unwrap();
-    assert_eq!(verify_inclusion(&entries[13].leaf_hash(), 13, 22, &proof, &reference.root()), Ok(()));
+    let proof = log.inclusion_proof(283, 302).unwrap();
+    assert_eq!(verify_inclusion(&entries[283].leaf_hash(), 283, 302, &proof, &reference.root()), Ok(()));
     let report = check_log(&store, Some(&verifier)).unwrap();
     assert!(report.is_healthy(), "{:?}", report.problems);
-    assert_eq!((report.entries, report.tree_size), (22, 22));
+    assert_eq!((report.entries, report.tree_size), (302, 302));
 }
 
 /// A tree built before leaves were indexed (store format tio-store/2) is read by order
@@ -335,7 +340,7 @@ async fn a_tree_built_before_leaves_were_indexed_is_read_and_then_indexed() {
 
     log.record(&[entry("admin", 5)]).await.unwrap();
     assert_eq!(log.build().await.unwrap(), 6);
-    assert!(store.engine().get(Keyspace::AuditTree, &leaf_key(2)).unwrap().is_some(), "old leaves are indexed");
+    assert!(store.engine().get(Keyspace::AuditTree, &leaf_key(0)).unwrap().is_some(), "old leaves are indexed");
     assert_eq!(requests(log.entries(4, 6).unwrap()), ["req-4", "req-5"]);
     assert!(check_log(&store, Some(&verifier)).unwrap().is_healthy());
 }
