@@ -1,9 +1,8 @@
 //! The Tell It Once broker's encrypted durable store.
 //!
-//! An [`engine::Engine`] stores bytes in a closed set of keyspaces and applies batches
-//! atomically; [`GroupCommit`] gathers concurrent batches into one durable sync. sled
-//! is the production engine, [`engine::memory::MemoryEngine`] the test one, and one
-//! conformance suite runs against both.
+//! It runs over a `tio-kv` engine (re-exported here as [`engine`]): an
+//! [`engine::Engine`] stores bytes in a closed set of keyspaces and applies batches
+//! atomically, and [`GroupCommit`] gathers concurrent batches into one durable sync.
 //!
 //! The store never sees a raw NHS number in a key and never writes a personal value in
 //! plain text: keys are keyed blind indexes and values are sealed under per-child data
@@ -12,16 +11,20 @@
 #![warn(missing_docs)]
 
 pub mod backup;
-pub mod engine;
-mod group_commit;
+
 pub mod keys;
 pub mod record;
 pub mod secret_file;
 mod store;
 
-pub use engine::{Batch, CommitError, Condition, Engine, Keyspace, Op, Position, StorageError, StorageErrorKind};
-pub use group_commit::{CommitObserver, CommitStats, GroupCommit};
 pub use store::{
     Appended, CheckReport, ChildIndex, Extra, NewUpdate, Problems, SealedRecord, Store, StoreError, StoredUpdate,
     UpdateContent, UpdateId,
+};
+/// The engines, re-exported so that the store's users name one crate; the store is the
+/// only crate that depends on `tio-kv`.
+pub use tio_kv::engine;
+pub use tio_kv::{
+    Batch, CommitError, CommitObserver, CommitStats, Condition, Engine, GroupCommit, Keyspace, Op, Position,
+    StorageError, StorageErrorKind,
 };

@@ -342,19 +342,19 @@ impl SledEngine {
         &self.dir
     }
 
-    /// Returns the tree of a keyspace that is not a log. Crate-internal: tests use it to
-    /// damage records.
-    #[cfg(test)]
-    pub(crate) fn tree(&self, space: Keyspace) -> sled::Tree {
+    /// Returns the tree of a keyspace that is not a log. For tests (feature `test-support`), which use it
+    /// to damage records.
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn tree(&self, space: Keyspace) -> sled::Tree {
         assert!(!space.is_log(), "a log is stored in runs: damage it with replace_log_record");
         assert!(space != Keyspace::ChildKeys, "child keys live in slots: damage them with replace_child_key");
         self.with_open(|open| Ok(open.trees[space.index()].clone())).expect("the store is open")
     }
 
     /// Sets a `child_keys` value directly, in a new slot, bypassing every check.
-    /// Crate-internal: tests use it to damage data keys.
-    #[cfg(test)]
-    pub(crate) fn replace_child_key(&self, key: &[u8], value: &[u8]) {
+    /// For tests (feature `test-support`), which use it to damage data keys.
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn replace_child_key(&self, key: &[u8], value: &[u8]) {
         self.with_open(|open| {
             let mut slots = open.slots()?;
             let slot = slots.write_new(value)?;
@@ -366,10 +366,10 @@ impl SledEngine {
     }
 
     /// Replaces the log record at `position` with `value`, or removes it (only a record
-    /// alone in its run, so that a gap appears). Crate-internal: tests use it to damage
-    /// records.
-    #[cfg(test)]
-    pub(crate) fn replace_log_record(&self, space: Keyspace, position: u64, value: Option<&[u8]>) {
+    /// alone in its run, so that a gap appears). For tests (feature `test-support`), which use it
+    /// to damage records.
+    #[cfg(any(test, feature = "test-support"))]
+    pub fn replace_log_record(&self, space: Keyspace, position: u64, value: Option<&[u8]>) {
         let tree = self.with_open(|open| Ok(open.trees[space.index()].clone())).expect("the store is open");
         let (key, run) = tree.range(..=position.to_be_bytes()).next_back().expect("a run").expect("readable");
         let mut records: Vec<Vec<u8>> =
