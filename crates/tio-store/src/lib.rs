@@ -13,7 +13,7 @@
 pub mod backup;
 
 pub mod keys;
-pub mod record;
+mod record;
 pub mod secret_file;
 mod store;
 

@@ -7,17 +7,17 @@
 use tio_core::Category;
 
 /// Format of an update record in the `updates` log.
-pub const UPDATE_RECORD_V1: u8 = 1;
+pub(crate) const UPDATE_RECORD_V1: u8 = 1;
 
 /// Bytes of an update id.
-pub const UPDATE_ID_BYTES: usize = 16;
+pub(crate) const UPDATE_ID_BYTES: usize = 16;
 
 /// Bytes of a child's blind index.
-pub const CHILD_INDEX_BYTES: usize = 32;
+pub(crate) const CHILD_INDEX_BYTES: usize = 32;
 
 /// The stored code of a category. Do not change: codes are in stored keys and
 /// associated data.
-pub fn category_code(category: Category) -> u8 {
+pub(crate) fn category_code(category: Category) -> u8 {
     match category {
         Category::IdentityAndContacts => 1,
         Category::CommunicationNeeds => 2,
@@ -30,32 +30,32 @@ pub fn category_code(category: Category) -> u8 {
 }
 
 /// The category of a stored code.
-pub fn category_from_code(code: u8) -> Option<Category> {
+pub(crate) fn category_from_code(code: u8) -> Option<Category> {
     Category::ALL.into_iter().find(|category| category_code(*category) == code)
 }
 
 /// An update record as stored: identifiers in the clear (blind index, category,
 /// publisher, time), the value and source reference sealed.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpdateRecord {
+pub(crate) struct UpdateRecord {
     /// The broker's id for the update.
-    pub update_id: [u8; UPDATE_ID_BYTES],
+    pub(crate) update_id: [u8; UPDATE_ID_BYTES],
     /// The child's blind index.
-    pub child_index: [u8; CHILD_INDEX_BYTES],
+    pub(crate) child_index: [u8; CHILD_INDEX_BYTES],
     /// The category.
-    pub category: Category,
+    pub(crate) category: Category,
     /// When it was committed, microseconds since the Unix epoch.
-    pub committed_at_micros: i64,
+    pub(crate) committed_at_micros: i64,
     /// The publishing agency's id.
-    pub publisher: String,
+    pub(crate) publisher: String,
     /// The sealed source reference and value.
-    pub sealed: Vec<u8>,
+    pub(crate) sealed: Vec<u8>,
 }
 
 impl UpdateRecord {
     /// Encodes: version, id, child index, category, time, publisher (length-prefixed),
     /// sealed payload (the rest).
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(64 + self.publisher.len() + self.sealed.len());
         bytes.push(UPDATE_RECORD_V1);
         bytes.extend_from_slice(&self.update_id);
@@ -70,7 +70,7 @@ impl UpdateRecord {
     }
 
     /// Decodes a record of any known version; `None` if it is not one.
-    pub fn decode(bytes: &[u8]) -> Option<UpdateRecord> {
+    pub(crate) fn decode(bytes: &[u8]) -> Option<UpdateRecord> {
         let (&version, rest) = bytes.split_first()?;
         if version != UPDATE_RECORD_V1 {
             return None;
@@ -90,7 +90,7 @@ impl UpdateRecord {
     /// The associated data that binds the sealed payload to this record: the keyspace,
     /// the child, the category, the update id and the format version. Moving a sealed
     /// payload to another record makes it fail authentication.
-    pub fn associated_data(&self) -> Vec<u8> {
+    pub(crate) fn associated_data(&self) -> Vec<u8> {
         let mut associated = b"tio/updates/".to_vec();
         associated.push(UPDATE_RECORD_V1);
         associated.extend_from_slice(&self.child_index);
@@ -102,7 +102,7 @@ impl UpdateRecord {
 
 /// Encodes the plaintext sealed in an update record: the source reference
 /// (length-prefixed) and the value.
-pub fn encode_payload(source_reference: &str, value: &[u8]) -> Vec<u8> {
+pub(crate) fn encode_payload(source_reference: &str, value: &[u8]) -> Vec<u8> {
     let mut bytes = Vec::with_capacity(2 + source_reference.len() + value.len());
     bytes.extend_from_slice(&u16::try_from(source_reference.len()).unwrap_or(u16::MAX).to_be_bytes());
     bytes.extend_from_slice(source_reference.as_bytes());
@@ -111,7 +111,7 @@ pub fn encode_payload(source_reference: &str, value: &[u8]) -> Vec<u8> {
 }
 
 /// Decodes what [`encode_payload`] encoded.
-pub fn decode_payload(bytes: &[u8]) -> Option<(String, Vec<u8>)> {
+pub(crate) fn decode_payload(bytes: &[u8]) -> Option<(String, Vec<u8>)> {
     let len = usize::from(u16::from_be_bytes(bytes.get(..2)?.try_into().ok()?));
     let source = std::str::from_utf8(bytes.get(2..2 + len)?).ok()?.to_owned();
     Some((source, bytes.get(2 + len..)?.to_vec()))

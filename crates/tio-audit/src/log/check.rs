@@ -10,7 +10,6 @@
 use std::collections::HashSet;
 
 use tio_store::engine::{Keyspace, key_after};
-use tio_store::record::UpdateRecord;
 use tio_store::{Problems, Store};
 
 use super::{
@@ -182,22 +181,14 @@ fn match_updates(
         return Ok(());
     }
     let mut unaudited = 0u64;
-    let mut start = Vec::new();
-    loop {
-        let page = store.engine().scan(Keyspace::Updates, &start, None, BUILD_PAGE)?;
-        let Some((last, _)) = page.last() else { break };
-        start = key_after(last);
-        for (_, bytes) in page {
-            // A record that does not decode is the store check's to report.
-            let Some(record) = UpdateRecord::decode(&bytes) else { continue };
-            let id = hex::encode(record.update_id);
-            if published.remove(&id) {
-                report.updates_matched += 1;
-            } else {
-                unaudited += 1;
-            }
+    // The store enumerates its updates; how a record is laid out is its own business.
+    store.for_each_update_id(|id| {
+        if published.remove(&id.to_string()) {
+            report.updates_matched += 1;
+        } else {
+            unaudited += 1;
         }
-    }
+    })?;
     if unaudited > 0 {
         report.problem(format!("{unaudited} stored updates have no publish entry in the audit log"));
     }

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use super::{ChildIndex, DataKeys, Store, StoreError};
+use super::{ChildIndex, DataKeys, Store, StoreError, UpdateId};
 use crate::engine::{Keyspace, key_after};
 use crate::keys::open_with;
 use crate::record::{CHILD_INDEX_BYTES, UPDATE_ID_BYTES, UpdateRecord, category_code};
@@ -89,6 +89,17 @@ pub(super) fn scan_all(
 }
 
 impl Store {
+    /// Calls `visit` with the id of every stored update, in log order, so that a check
+    /// above the store (the audit log's) can match updates without knowing how a record
+    /// is laid out. A record that does not decode is skipped: [`Store::check`] reports it.
+    pub fn for_each_update_id(&self, mut visit: impl FnMut(UpdateId)) -> Result<(), StoreError> {
+        scan_all(self, Keyspace::Updates, |_, bytes| {
+            if let Some(record) = UpdateRecord::decode(&bytes) {
+                visit(UpdateId(record.update_id));
+            }
+        })
+    }
+
     /// Checks the whole store: every record decodes and authenticates, positions are
     /// dense, and the per-child index, latest values and idempotency records agree with
     /// the records. Reports problems instead of stopping at the first; never writes.
