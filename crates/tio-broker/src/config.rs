@@ -600,9 +600,7 @@ impl AgencyConfig {
                 })
                 .collect()
         };
-        if self.name.trim().is_empty() {
-            return Err(fail("name", "is required".to_owned()));
-        }
+        Agency::check_name("name", &self.name).map_err(|violation| fail("name", violation.reason))?;
         Ok(Agency {
             id,
             name: self.name.clone(),

@@ -202,10 +202,7 @@ pub fn code_kind_from_proto(field: &str, value: i32) -> Result<Option<Organisati
 pub fn agency_from_proto(agency: &v1::Agency) -> Result<Agency, ServiceError> {
     let one = |violation: FieldViolation| ServiceError::InvalidArgument(vec![violation]);
     let id = AgencyId::parse("agency.id", &agency.id).map_err(one)?;
-    if agency.name.trim().is_empty() {
-        return Err(invalid("agency.name", "is required"));
-    }
-    limits::check_len("agency.name", &agency.name, limits::MAX_SHORT_STRING_BYTES).map_err(one)?;
+    Agency::check_name("agency.name", &agency.name).map_err(one)?;
     let sector = sector_from_proto("agency.sector", agency.sector)?;
     match code_kind_from_proto("agency.code_kind", agency.code_kind)? {
         Some(kind) => kind.validate("agency.code", &agency.code).map_err(one)?,

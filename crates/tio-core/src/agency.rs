@@ -126,9 +126,28 @@ pub struct Agency {
     pub suspended: bool,
 }
 
+impl Agency {
+    /// Checks an agency's name, the one rule for every way an agency is registered (the
+    /// configuration's first-start list and the admin service): present, not blank, at
+    /// most a short string.
+    pub fn check_name(field: &str, name: &str) -> Result<(), FieldViolation> {
+        if name.trim().is_empty() {
+            return Err(FieldViolation::new(field, "is required"));
+        }
+        limits::check_len(field, name, limits::MAX_SHORT_STRING_BYTES)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn agency_names_are_required_and_short() {
+        assert!(Agency::check_name("name", "Meadow Primary School").is_ok());
+        assert_eq!(Agency::check_name("name", "  ").unwrap_err().reason, "is required");
+        assert_eq!(Agency::check_name("agency.name", &"n".repeat(257)).unwrap_err().field, "agency.name");
+    }
 
     #[test]
     fn agency_ids() {
