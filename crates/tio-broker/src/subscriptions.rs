@@ -15,7 +15,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tio_audit::entry::{Action as AuditAction, AuditEntry, Outcome};
 use tio_audit::log::entry_op;
 use tio_core::{
@@ -23,6 +22,7 @@ use tio_core::{
     decide,
 };
 use tio_proto::v1;
+use tio_store::cursors::{self, ProfilePhase, StoredHead, SubscriptionHead as Head, UnackedDelivery as Unacked};
 use tio_store::{Batch, Condition, Keyspace, Op, Position, StoredUpdate};
 
 use crate::broker::{Broker, Call};
@@ -48,51 +48,8 @@ const MAX_ACKS_PER_MESSAGE: usize = 1024;
 /// How far `lag` counts before it reports "at least this many".
 const MAX_LAG_COUNTED: usize = 100_000;
 
-/// Where a subscription's profile-then-live start has got to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-enum ProfilePhase {
-    /// Not a profile-then-live subscription, or its profile has been sent.
-    Done,
-    /// Sending the profile: the latest-value key after which to go on.
-    Sending { after: Option<Vec<u8>> },
-}
-
-/// A subscription's head record. Stored as JSON; holds no personal data.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Head {
-    name: String,
-    categories: Vec<String>,
-    max_in_flight: u32,
-    created_at_micros: i64,
-    /// The live cursor: the position after which updates are still to be considered.
-    cursor: Option<Vec<u8>>,
-    /// Updates committed before this time are passed over (a `since` start).
-    since_micros: Option<i64>,
-    profile: ProfilePhase,
-    /// The number the next delivery gets (dense, from 1).
-    next_number: u64,
-    last_acked: u64,
-    last_error: String,
-}
-
-/// One unacked delivery, kept until acked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Unacked {
-    position: Vec<u8>,
-    from_profile: bool,
-}
-
-fn head_key(agency: &str, name: &str) -> Vec<u8> {
-    format!("h/{agency}/{name}").into_bytes()
-}
-
-fn unacked_prefix(agency: &str, name: &str) -> Vec<u8> {
-    format!("u/{agency}/{name}/").into_bytes()
-}
-
-fn unacked_key(agency: &str, name: &str, number: u64) -> Vec<u8> {
-    [unacked_prefix(agency, name), number.to_be_bytes().to_vec()].concat()
-}
+/// The most subscriptions of one agency read at once (listing, and the one-copy rule).
+const MAX_SUBSCRIPTIONS_READ: usize = 10_000;
 
 fn invalid(field: &str, reason: impl Into<String>) -> ServiceError {
     ServiceError::InvalidArgument(vec![FieldViolation::new(field, reason)])
@@ -105,55 +62,32 @@ fn corrupt(what: &str) -> ServiceError {
     ServiceError::Store(tio_store::StoreError::Corrupt(format!("a stored {what} does not decode")))
 }
 
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    serde_json::to_vec(value).unwrap_or_default()
+/// Returns the categories a head takes.
+fn head_categories(head: &Head) -> Vec<Category> {
+    head.categories.iter().filter_map(|name| Category::from_name(name)).collect()
 }
 
-impl Head {
-    fn categories(&self) -> Vec<Category> {
-        self.categories.iter().filter_map(|name| Category::from_name(name)).collect()
-    }
-
-    fn to_proto(&self) -> v1::Subscription {
-        v1::Subscription {
-            name: self.name.clone(),
-            categories: self.categories().into_iter().map(|category| category_to_proto(category) as i32).collect(),
-            max_in_flight: self.max_in_flight,
-            created_at: Some(timestamp_to_proto(tio_core::Timestamp::from_unix_micros(self.created_at_micros))),
-        }
+/// Returns the contract form of a head.
+fn head_to_proto(head: &Head) -> v1::Subscription {
+    v1::Subscription {
+        name: head.name.clone(),
+        categories: head_categories(head).into_iter().map(|category| category_to_proto(category) as i32).collect(),
+        max_in_flight: head.max_in_flight,
+        created_at: Some(timestamp_to_proto(tio_core::Timestamp::from_unix_micros(head.created_at_micros))),
     }
 }
 
 impl Broker {
-    fn read_head(&self, agency: &str, name: &str) -> Result<Option<(Head, Vec<u8>)>, ServiceError> {
-        match self.store().engine().get(Keyspace::Cursors, &head_key(agency, name))? {
-            None => Ok(None),
-            Some(raw) => Ok(Some((serde_json::from_slice(&raw).map_err(|_| corrupt("subscription"))?, raw))),
-        }
+    fn read_head(&self, agency: &str, name: &str) -> Result<Option<StoredHead>, ServiceError> {
+        Ok(self.store().subscription_head(agency, name)?)
     }
 
     fn agency_heads(&self, agency: &str) -> Result<Vec<Head>, ServiceError> {
-        let prefix = format!("h/{agency}/").into_bytes();
-        let end = tio_store::engine::prefix_end(&prefix);
-        self.store()
-            .engine()
-            .scan(Keyspace::Cursors, &prefix, end.as_deref(), 10_000)?
-            .iter()
-            .map(|(_, raw)| serde_json::from_slice(raw).map_err(|_| corrupt("subscription")))
-            .collect()
+        Ok(self.store().subscription_heads(agency, MAX_SUBSCRIPTIONS_READ)?)
     }
 
     fn unacked(&self, agency: &str, name: &str) -> Result<BTreeMap<u64, Unacked>, ServiceError> {
-        let prefix = unacked_prefix(agency, name);
-        let end = tio_store::engine::prefix_end(&prefix);
-        let rows =
-            self.store().engine().scan(Keyspace::Cursors, &prefix, end.as_deref(), MAX_MAX_IN_FLIGHT as usize + 1)?;
-        rows.iter()
-            .map(|(key, raw)| {
-                let number = key[prefix.len()..].try_into().map(u64::from_be_bytes).map_err(|_| corrupt("delivery"))?;
-                Ok((number, serde_json::from_slice(raw).map_err(|_| corrupt("delivery"))?))
-            })
-            .collect()
+        Ok(self.store().unacked_deliveries(agency, name, MAX_MAX_IN_FLIGHT as usize + 1)?)
     }
 
     fn subscription_entry(&self, call: &Call, detail: String) -> AuditEntry {
@@ -226,10 +160,9 @@ impl Broker {
             last_acked: 0,
             last_error: String::new(),
         };
-        let key = head_key(agency.id.as_str(), &request.name);
         let mut batch = Batch::new();
-        batch.require(Condition::Absent { space: Keyspace::Cursors, key: key.clone() });
-        batch.push(Op::Put { space: Keyspace::Cursors, key, value: encode(&head) });
+        batch.require(cursors::head_absent(agency.id.as_str(), &request.name));
+        batch.push(cursors::put_head(agency.id.as_str(), &head));
         batch.push(entry_op(&self.subscription_entry(call, format!("create_subscription {}", request.name))));
         self.store().commit(batch).await.map_err(|err| match err {
             tio_store::StoreError::Conflict { .. } => ServiceError::already_exists(
@@ -240,13 +173,13 @@ impl Broker {
             ),
             other => other.into(),
         })?;
-        Ok(head.to_proto())
+        Ok(head_to_proto(&head))
     }
 
     /// Deletes a subscription and its unacked deliveries; it must not be open.
     pub async fn delete_subscription(&self, call: &Call, name: &str) -> Result<(), ServiceError> {
         let agency = self.agency_call(call, Service::Subscriptions, AuditAction::SubscriptionChanged).await?;
-        let (_, raw) = self.read_head(agency.id.as_str(), name)?.ok_or_else(|| not_found(name))?;
+        let stored = self.read_head(agency.id.as_str(), name)?.ok_or_else(|| not_found(name))?;
         if self.stream_is_open(&stream_key(agency.id.as_str(), name)) {
             return Err(ServiceError::failed_precondition(
                 "STREAM_OPEN",
@@ -254,12 +187,11 @@ impl Broker {
                 format!("subscription `{name}` is open; close its stream first"),
             ));
         }
-        let key = head_key(agency.id.as_str(), name);
         let mut batch = Batch::new();
-        batch.require(Condition::Equals { space: Keyspace::Cursors, key: key.clone(), value: raw });
-        batch.push(Op::Delete { space: Keyspace::Cursors, key });
+        batch.require(stored.unchanged());
+        batch.push(cursors::delete_head(agency.id.as_str(), name));
         for number in self.unacked(agency.id.as_str(), name)?.keys() {
-            batch.push(Op::Delete { space: Keyspace::Cursors, key: unacked_key(agency.id.as_str(), name, *number) });
+            batch.push(cursors::delete_unacked(agency.id.as_str(), name, *number));
         }
         batch.push(entry_op(&self.subscription_entry(call, format!("delete_subscription {name}"))));
         self.store().commit(batch).await?;
@@ -269,17 +201,16 @@ impl Broker {
     /// Lists the calling agency's subscriptions.
     pub async fn list_subscriptions(&self, call: &Call) -> Result<Vec<v1::Subscription>, ServiceError> {
         let agency = self.agency_call(call, Service::Subscriptions, AuditAction::SubscriptionChanged).await?;
-        Ok(self.agency_heads(agency.id.as_str())?.iter().map(Head::to_proto).collect())
+        Ok(self.agency_heads(agency.id.as_str())?.iter().map(head_to_proto).collect())
     }
 
     /// Returns a subscription's lag, unacked count, numbers, last error and whether it is open.
     pub async fn subscription_status(&self, call: &Call, name: &str) -> Result<v1::SubscriptionStatus, ServiceError> {
         let agency = self.agency_call(call, Service::Subscriptions, AuditAction::SubscriptionChanged).await?;
-        let (head, _) = self.read_head(agency.id.as_str(), name)?.ok_or_else(|| not_found(name))?;
-        let start = head.cursor.as_deref().map(tio_store::engine::key_after).unwrap_or_default();
-        let lag = self.store().engine().scan(Keyspace::Updates, &start, None, MAX_LAG_COUNTED)?.len() as u64;
+        let head = self.read_head(agency.id.as_str(), name)?.ok_or_else(|| not_found(name))?.head;
+        let lag = self.store().count_updates_after(head.cursor.as_deref(), MAX_LAG_COUNTED)?;
         Ok(v1::SubscriptionStatus {
-            subscription: Some(head.to_proto()),
+            subscription: Some(head_to_proto(&head)),
             lag,
             unacked: u32::try_from(self.unacked(agency.id.as_str(), name)?.len()).unwrap_or(u32::MAX),
             last_delivered_number: head.next_number - 1,
@@ -377,7 +308,7 @@ impl DeliveryStream {
         open: &v1::OpenSubscription,
     ) -> Result<DeliveryStream, ServiceError> {
         let agency = broker.agency_call(&call, Service::Subscriptions, AuditAction::Delivery).await?;
-        let (head, _) = broker.read_head(agency.id.as_str(), &open.name)?.ok_or_else(|| not_found(&open.name))?;
+        let head = broker.read_head(agency.id.as_str(), &open.name)?.ok_or_else(|| not_found(&open.name))?.head;
         let unacked = broker.unacked(agency.id.as_str(), &open.name)?;
         let window = match open.credit {
             0 => head.max_in_flight,
@@ -607,10 +538,7 @@ impl DeliveryStream {
                     // No longer allowed (or gone): it leaves the window, and a refusal is audited.
                     self.unacked.remove(&number);
                     let mut batch = Batch::new();
-                    batch.push(Op::Delete {
-                        space: Keyspace::Cursors,
-                        key: unacked_key(&self.agency, &self.head.name, number),
-                    });
+                    batch.push(cursors::delete_unacked(&self.agency, &self.head.name, number));
                     if let Some((update, child, Decision::Deny(reason), facts)) = other
                         && auditable_skip(reason, &facts, &self.agency)
                     {
@@ -632,7 +560,7 @@ impl DeliveryStream {
         agency: &Agency,
         outbound: &tokio::sync::mpsc::Sender<Result<v1::SubscribeResponse, tonic::Status>>,
     ) -> Result<bool, StreamEnd> {
-        let categories = self.head.categories();
+        let categories = head_categories(&self.head);
         let shadowed = self.shadowed_categories().map_err(StreamEnd::Error)?;
         let store = self.broker.store().clone();
         if let ProfilePhase::Sending { after } = &self.head.profile {
@@ -734,11 +662,7 @@ impl DeliveryStream {
                     fill_grant(&mut entry, &grant);
                     add_grant_conditions(&self.broker, &mut batch, &child, &grant, &facts);
                     let unacked = Unacked { position: update.position.as_bytes().to_vec(), from_profile: false };
-                    batch.push(Op::Put {
-                        space: Keyspace::Cursors,
-                        key: unacked_key(&self.agency, &head.name, number),
-                        value: encode(&unacked),
-                    });
+                    batch.push(cursors::put_unacked(&self.agency, &head.name, number, &unacked));
                     batch.push(entry_op(&entry));
                     sends.push((number, unacked, update, child));
                 }
@@ -774,7 +698,7 @@ impl DeliveryStream {
     /// the earlier one delivers them, so the agency gets one copy.
     fn shadowed_categories(&self) -> Result<Vec<Category>, ServiceError> {
         let heads = self.broker.agency_heads(&self.agency)?;
-        Ok(heads.iter().filter(|head| head.name < self.head.name).flat_map(Head::categories).collect())
+        Ok(heads.iter().filter(|head| head.name < self.head.name).flat_map(head_categories).collect())
     }
 
     /// Decides one update for this agency now; `None` if its child was erased.
@@ -848,11 +772,7 @@ impl DeliveryStream {
                     let unacked = Unacked { position: update.position.as_bytes().to_vec(), from_profile };
                     let mut head = self.head.clone();
                     head.next_number += 1;
-                    batch.push(Op::Put {
-                        space: Keyspace::Cursors,
-                        key: unacked_key(&self.agency, &self.head.name, number),
-                        value: encode(&unacked),
-                    });
+                    batch.push(cursors::put_unacked(&self.agency, &self.head.name, number, &unacked));
                     batch.ops.extend(self.state_ops(&head));
                     batch.push(entry_op(&entry));
                     match self.broker.store().commit(batch).await {
@@ -915,12 +835,9 @@ impl DeliveryStream {
 
     /// The operations that store the stream's state: `head`, and the acks not yet stored.
     fn state_ops(&self, head: &Head) -> Vec<Op> {
-        let mut ops: Vec<Op> = self
-            .acked
-            .iter()
-            .map(|number| Op::Delete { space: Keyspace::Cursors, key: unacked_key(&self.agency, &head.name, *number) })
-            .collect();
-        ops.push(Op::Put { space: Keyspace::Cursors, key: head_key(&self.agency, &head.name), value: encode(head) });
+        let mut ops: Vec<Op> =
+            self.acked.iter().map(|number| cursors::delete_unacked(&self.agency, &head.name, *number)).collect();
+        ops.push(cursors::put_head(&self.agency, head));
         ops
     }
 
@@ -1023,18 +940,7 @@ mod tests {
     use crate::convert::categories_to_proto;
 
     #[test]
-    fn keys_keep_subscriptions_and_their_deliveries_apart() {
-        assert_eq!(head_key("school", "main"), b"h/school/main");
-        let key = unacked_key("school", "main", 258);
-        assert!(key.starts_with(&unacked_prefix("school", "main")));
-        assert_eq!(&key[key.len() - 8..], &258u64.to_be_bytes());
-        // Delivery numbers sort numerically.
-        assert!(unacked_key("school", "main", 9) < unacked_key("school", "main", 10));
-        assert!(!unacked_key("school", "main-2", 1).starts_with(&unacked_prefix("school", "main")));
-    }
-
-    #[test]
-    fn heads_round_trip_through_their_stored_form() {
+    fn heads_show_in_the_contract_with_their_categories() {
         let head = Head {
             name: "main".into(),
             categories: vec!["health_summary".into()],
@@ -1047,7 +953,9 @@ mod tests {
             last_acked: 2,
             last_error: String::new(),
         };
-        assert_eq!(serde_json::from_slice::<Head>(&encode(&head)).unwrap(), head);
-        assert_eq!(head.to_proto().categories, categories_to_proto([Category::HealthSummary].into_iter().collect()));
+        assert_eq!(
+            head_to_proto(&head).categories,
+            categories_to_proto([Category::HealthSummary].into_iter().collect())
+        );
     }
 }

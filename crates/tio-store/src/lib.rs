@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod backup;
+pub mod cursors;
 
 pub mod keys;
 mod record;

@@ -1,0 +1,267 @@
+//! Subscriptions' records: each subscription's head (its cursor and counters) and its
+//! unacked deliveries, in the `cursors` keyspace. This module owns their key layout and
+//! their encoding; the broker builds no key and parses no byte of them.
+//!
+//! Keys: `h/{agency}/{name}` for a head, `u/{agency}/{name}/` and the big-endian
+//! delivery number for an unacked delivery (so that a subscription's unacked deliveries
+//! scan in number order). Values: a version byte, then JSON. Neither holds personal
+//! data: a head names categories and counters, an unacked delivery a position. A value
+//! written before the version byte existed (JSON alone) still reads.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{Keyspace, prefix_end};
+use crate::{Condition, Op, Store, StoreError};
+
+/// The version byte of head and unacked-delivery values. Do not change; a new layout
+/// is a new version, and the old one still reads.
+const CURSOR_RECORD_V1: u8 = 1;
+
+/// Where a subscription's profile-then-live start has got to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProfilePhase {
+    /// Not a profile-then-live subscription, or its profile has been sent.
+    Done,
+    /// Sending the profile: the latest-value key after which to go on.
+    Sending {
+        /// The last latest-value key sent, if any.
+        after: Option<Vec<u8>>,
+    },
+}
+
+/// A subscription's head: what it takes, where its cursor stands and its counters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionHead {
+    /// The subscription's name, unique per agency.
+    pub name: String,
+    /// The categories it takes, by name.
+    pub categories: Vec<String>,
+    /// Deliveries sent but not acked, at most.
+    pub max_in_flight: u32,
+    /// When it was created, in microseconds since the Unix epoch.
+    pub created_at_micros: i64,
+    /// The live cursor: the position after which updates are still to be considered.
+    pub cursor: Option<Vec<u8>>,
+    /// Updates committed before this time are passed over (a `since` start).
+    pub since_micros: Option<i64>,
+    /// Where a profile-then-live start has got to.
+    pub profile: ProfilePhase,
+    /// The number the next delivery gets (dense, from 1).
+    pub next_number: u64,
+    /// The highest delivery number acked.
+    pub last_acked: u64,
+    /// The most recent error on its stream, in plain words.
+    pub last_error: String,
+}
+
+/// One delivery sent and not yet acked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnackedDelivery {
+    /// The position of the update delivered.
+    pub position: Vec<u8>,
+    /// Whether it was sent from the profile at the start of a profile-then-live start.
+    pub from_profile: bool,
+}
+
+/// A head as read, with the bytes it was read as, so that a change can be made on
+/// condition that nobody changed it meanwhile.
+#[derive(Debug, Clone)]
+pub struct StoredHead {
+    /// The head.
+    pub head: SubscriptionHead,
+    agency: String,
+    bytes: Vec<u8>,
+}
+
+impl StoredHead {
+    /// Returns the precondition that the head is still as read.
+    pub fn unchanged(&self) -> Condition {
+        Condition::Equals {
+            space: Keyspace::Cursors,
+            key: head_key(&self.agency, &self.head.name),
+            value: self.bytes.clone(),
+        }
+    }
+}
+
+/// Returns the operation that stores `head` of `agency`'s subscription.
+pub fn put_head(agency: &str, head: &SubscriptionHead) -> Op {
+    Op::Put { space: Keyspace::Cursors, key: head_key(agency, &head.name), value: encode(head) }
+}
+
+/// Returns the precondition that `agency` has no subscription `name`.
+pub fn head_absent(agency: &str, name: &str) -> Condition {
+    Condition::Absent { space: Keyspace::Cursors, key: head_key(agency, name) }
+}
+
+/// Returns the operation that deletes the head of `agency`'s subscription `name`.
+pub fn delete_head(agency: &str, name: &str) -> Op {
+    Op::Delete { space: Keyspace::Cursors, key: head_key(agency, name) }
+}
+
+/// Returns the operation that stores unacked delivery `number` of a subscription.
+pub fn put_unacked(agency: &str, name: &str, number: u64, delivery: &UnackedDelivery) -> Op {
+    Op::Put { space: Keyspace::Cursors, key: unacked_key(agency, name, number), value: encode(delivery) }
+}
+
+/// Returns the operation that deletes unacked delivery `number` of a subscription.
+pub fn delete_unacked(agency: &str, name: &str, number: u64) -> Op {
+    Op::Delete { space: Keyspace::Cursors, key: unacked_key(agency, name, number) }
+}
+
+impl Store {
+    /// Returns the head of `agency`'s subscription `name`, if there is one.
+    pub fn subscription_head(&self, agency: &str, name: &str) -> Result<Option<StoredHead>, StoreError> {
+        let Some(bytes) = self.engine().get(Keyspace::Cursors, &head_key(agency, name))? else { return Ok(None) };
+        let head = decode(&bytes, "subscription head")?;
+        Ok(Some(StoredHead { head, agency: agency.to_owned(), bytes }))
+    }
+
+    /// Returns the heads of `agency`'s subscriptions, in name order (at most `limit`).
+    pub fn subscription_heads(&self, agency: &str, limit: usize) -> Result<Vec<SubscriptionHead>, StoreError> {
+        let prefix = format!("h/{agency}/").into_bytes();
+        let end = prefix_end(&prefix);
+        self.engine()
+            .scan(Keyspace::Cursors, &prefix, end.as_deref(), limit)?
+            .iter()
+            .map(|(_, bytes)| decode(bytes, "subscription head"))
+            .collect()
+    }
+
+    /// Returns a subscription's unacked deliveries by number (at most `limit`).
+    pub fn unacked_deliveries(
+        &self,
+        agency: &str,
+        name: &str,
+        limit: usize,
+    ) -> Result<BTreeMap<u64, UnackedDelivery>, StoreError> {
+        let prefix = unacked_prefix(agency, name);
+        let end = prefix_end(&prefix);
+        self.engine()
+            .scan(Keyspace::Cursors, &prefix, end.as_deref(), limit)?
+            .iter()
+            .map(|(key, bytes)| {
+                let number = key[prefix.len()..]
+                    .try_into()
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| StoreError::Corrupt("an unacked delivery's key has no number".to_owned()))?;
+                Ok((number, decode(bytes, "unacked delivery")?))
+            })
+            .collect()
+    }
+
+    /// Counts the updates stored after `cursor` (all of them without one), up to `max`.
+    pub fn count_updates_after(&self, cursor: Option<&[u8]>, max: usize) -> Result<u64, StoreError> {
+        let start = cursor.map(crate::engine::key_after).unwrap_or_default();
+        Ok(self.engine().scan(Keyspace::Updates, &start, None, max)?.len() as u64)
+    }
+}
+
+fn head_key(agency: &str, name: &str) -> Vec<u8> {
+    format!("h/{agency}/{name}").into_bytes()
+}
+
+fn unacked_prefix(agency: &str, name: &str) -> Vec<u8> {
+    format!("u/{agency}/{name}/").into_bytes()
+}
+
+fn unacked_key(agency: &str, name: &str, number: u64) -> Vec<u8> {
+    [unacked_prefix(agency, name), number.to_be_bytes().to_vec()].concat()
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut bytes = vec![CURSOR_RECORD_V1];
+    // Strings, integers, byte lists and an enum, written to memory: serde_json cannot
+    // fail on them.
+    serde_json::to_writer(&mut bytes, value).expect("a cursor record always serialises");
+    bytes
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T, StoreError> {
+    let json = match bytes.first() {
+        Some(&CURSOR_RECORD_V1) => &bytes[1..],
+        // Written before the version byte: JSON alone, which starts with `{`.
+        Some(b'{') => bytes,
+        _ => return Err(StoreError::Corrupt(format!("a stored {what} has an unknown format"))),
+    };
+    serde_json::from_slice(json).map_err(|_| StoreError::Corrupt(format!("a stored {what} does not decode")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head() -> SubscriptionHead {
+        SubscriptionHead {
+            name: "main".into(),
+            categories: vec!["send_support".into()],
+            max_in_flight: 256,
+            created_at_micros: 1_800_000_000_000_000,
+            cursor: Some(vec![0, 7]),
+            since_micros: None,
+            profile: ProfilePhase::Sending { after: Some(vec![1, 2]) },
+            next_number: 3,
+            last_acked: 2,
+            last_error: String::new(),
+        }
+    }
+
+    #[test]
+    fn keys_keep_subscriptions_apart_and_deliveries_in_number_order() {
+        assert_eq!(head_key("school", "main"), b"h/school/main");
+        let key = unacked_key("school", "main", 258);
+        assert!(key.starts_with(&unacked_prefix("school", "main")));
+        assert_eq!(&key[key.len() - 8..], &258u64.to_be_bytes());
+        assert!(unacked_key("school", "main", 9) < unacked_key("school", "main", 10));
+        assert!(!unacked_key("school", "main-2", 1).starts_with(&unacked_prefix("school", "main")));
+    }
+
+    /// The bytes this release writes, and the bytes the previous release wrote (JSON
+    /// without a version byte): both read. Do not change these fixtures.
+    #[test]
+    fn golden_bytes_of_this_and_the_previous_format_read() {
+        let golden: &[u8] = b"\x01{\"name\":\"main\",\"categories\":[\"send_support\"],\"max_in_flight\":256,\
+\"created_at_micros\":1800000000000000,\"cursor\":[0,7],\"since_micros\":null,\"profile\":{\"Sending\":{\"after\":[1,2]}},\
+\"next_number\":3,\"last_acked\":2,\"last_error\":\"\"}";
+        assert_eq!(encode(&head()), golden);
+        assert_eq!(decode::<SubscriptionHead>(golden, "head").unwrap(), head());
+        let previous = &golden[1..];
+        assert_eq!(decode::<SubscriptionHead>(previous, "head").unwrap(), head());
+        let delivery = UnackedDelivery { position: vec![0, 0, 0, 9], from_profile: true };
+        let previous_delivery: &[u8] = b"{\"position\":[0,0,0,9],\"from_profile\":true}";
+        assert_eq!(decode::<UnackedDelivery>(previous_delivery, "delivery").unwrap(), delivery);
+        assert_eq!(decode::<UnackedDelivery>(&encode(&delivery), "delivery").unwrap(), delivery);
+        assert!(matches!(decode::<SubscriptionHead>(b"\x09{}", "head"), Err(StoreError::Corrupt(_))));
+        assert!(matches!(decode::<SubscriptionHead>(b"", "head"), Err(StoreError::Corrupt(_))));
+    }
+
+    #[tokio::test]
+    async fn heads_and_deliveries_are_read_back_and_changed_on_condition() {
+        let store = Store::in_memory(crate::keys::KeyRing::generate().unwrap()).unwrap();
+        let mut batch = crate::Batch::new();
+        batch.require(head_absent("school", "main"));
+        batch.push(put_head("school", &head()));
+        batch.push(put_unacked("school", "main", 2, &UnackedDelivery { position: vec![5], from_profile: false }));
+        store.commit(batch).await.unwrap();
+        let stored = store.subscription_head("school", "main").unwrap().unwrap();
+        assert_eq!(stored.head, head());
+        assert_eq!(store.subscription_heads("school", 10).unwrap(), [head()]);
+        assert!(store.subscription_heads("gp", 10).unwrap().is_empty());
+        assert_eq!(store.unacked_deliveries("school", "main", 10).unwrap().keys().copied().collect::<Vec<_>>(), [2]);
+
+        // A change on condition that the head is unchanged: the first goes, a stale one fails.
+        let mut changed = head();
+        changed.last_acked = 3;
+        let mut batch = crate::Batch::new();
+        batch.require(stored.unchanged());
+        batch.push(put_head("school", &changed));
+        store.commit(batch).await.unwrap();
+        let mut stale = crate::Batch::new();
+        stale.require(stored.unchanged());
+        stale.push(delete_head("school", "main"));
+        assert!(matches!(store.commit(stale).await, Err(StoreError::Conflict { .. })));
+        assert_eq!(store.subscription_head("school", "main").unwrap().unwrap().head.last_acked, 3);
+    }
+}
