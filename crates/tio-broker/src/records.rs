@@ -151,13 +151,7 @@ impl Broker {
             .inspect_err(|_| self.metrics().publish(Outcome::Failed.code()))?;
         self.metrics().publish(Outcome::Allowed.code());
         self.notify_change();
-        let mut committed_at = call.now;
         if appended.duplicate {
-            // The reply repeats the original's, its commit time included.
-            committed_at =
-                self.store().update_at(&appended.position)?.map(|original| original.committed_at).ok_or_else(|| {
-                    ServiceError::Internal("a repeated idempotency key names no stored update".into())
-                })?;
             // Nothing new was stored; the replay itself is still on the record.
             let replay = AuditEntry {
                 update_id: appended.update_id.to_string(),
@@ -169,7 +163,8 @@ impl Broker {
         Ok(v1::PublishResponse {
             update_id: appended.update_id.to_string(),
             position: Some(v1::Position { token: appended.position.as_bytes().to_vec() }),
-            committed_at: Some(timestamp_to_proto(committed_at)),
+            // For a repeat, the original's: the reply repeats the original reply.
+            committed_at: Some(timestamp_to_proto(appended.committed_at)),
             duplicate: appended.duplicate,
         })
     }

@@ -151,12 +151,6 @@ impl Store {
             })
             .collect()
     }
-
-    /// Counts the updates stored after `cursor` (all of them without one), up to `max`.
-    pub fn count_updates_after(&self, cursor: Option<&[u8]>, max: usize) -> Result<u64, StoreError> {
-        let start = cursor.map(crate::engine::key_after).unwrap_or_default();
-        Ok(self.engine().scan(Keyspace::Updates, &start, None, max)?.len() as u64)
-    }
 }
 
 fn head_key(agency: &str, name: &str) -> Vec<u8> {

@@ -145,6 +145,8 @@ pub struct Appended {
     pub position: Position,
     /// True when this repeats an earlier append with the same idempotency key and content.
     pub duplicate: bool,
+    /// When it was committed: for a repeat, when the original was.
+    pub committed_at: Timestamp,
 }
 
 /// A stored update, decrypted.
@@ -253,6 +255,25 @@ impl Store {
         self.keys().blind_index(TOKEN_LABEL, payload)
     }
 
+    /// Returns the original append that an idempotency record names, with the original
+    /// commit time (read from the record's plain header, nothing decrypted), or
+    /// `IdempotencyMismatch` if the content differs.
+    fn previous_append(&self, existing: &[u8], content_mac: &[u8; 32]) -> Result<Appended, StoreError> {
+        let damaged = || StoreError::Corrupt("an idempotency record does not decode".to_owned());
+        let stored_mac = existing.get(..32).ok_or_else(damaged)?;
+        if stored_mac != content_mac {
+            return Err(StoreError::IdempotencyMismatch);
+        }
+        let update_id: [u8; UPDATE_ID_BYTES] =
+            existing.get(32..32 + UPDATE_ID_BYTES).and_then(|b| b.try_into().ok()).ok_or_else(damaged)?;
+        let position = Position::from_bytes(existing.get(32 + UPDATE_ID_BYTES..).ok_or_else(damaged)?.to_vec());
+        let record = self.engine.get(Keyspace::Updates, position.as_bytes())?.ok_or_else(damaged)?;
+        let record = UpdateRecord::decode(&record)
+            .ok_or_else(|| StoreError::Corrupt("an update record does not decode".to_owned()))?;
+        let committed_at = Timestamp::from_unix_micros(record.committed_at_micros);
+        Ok(Appended { update_id: UpdateId(update_id), position, duplicate: true, committed_at })
+    }
+
     /// Returns the child's blind index.
     pub fn child_index(&self, child: &NhsNumber) -> ChildIndex {
         ChildIndex(self.keys().blind_index(NHS_NUMBER_LABEL, child.digits().as_bytes()))
@@ -336,6 +357,13 @@ impl Store {
     pub fn update_at(&self, position: &Position) -> Result<Option<StoredUpdate>, StoreError> {
         let Some(record) = self.engine.get(Keyspace::Updates, position.as_bytes())? else { return Ok(None) };
         Ok(Some(self.open_record(position.clone(), &record, &mut DataKeys::default())?))
+    }
+
+    /// Counts the updates stored after `cursor` (all of them without one), up to `max`:
+    /// a subscription's lag.
+    pub fn count_updates_after(&self, cursor: Option<&[u8]>, max: usize) -> Result<u64, StoreError> {
+        let start = cursor.map(key_after).unwrap_or_default();
+        Ok(self.engine.scan(Keyspace::Updates, &start, None, max)?.len() as u64)
     }
 
     /// Returns whether `position` is the position of a stored update: true for every
@@ -504,11 +532,16 @@ impl Store {
                         .into_iter()
                         .next()
                         .ok_or_else(|| StoreError::Corrupt("no position assigned".to_owned()))?;
-                    return Ok(Appended { update_id: UpdateId(update_id), position, duplicate: false });
+                    return Ok(Appended {
+                        update_id: UpdateId(update_id),
+                        position,
+                        duplicate: false,
+                        committed_at: update.committed_at,
+                    });
                 }
                 Err(CommitError::Conflict { index: IDEMPOTENCY_CONDITION }) => {
                     match self.engine.get(Keyspace::Idempotency, &idempotency_key)? {
-                        Some(existing) => return previous_append(&existing, &content_mac),
+                        Some(existing) => return self.previous_append(&existing, &content_mac),
                         None => continue,
                     }
                 }
@@ -776,19 +809,6 @@ fn child_reference_context(index: ChildIndex) -> Vec<u8> {
     let mut context = b"tio/audit-child-reference".to_vec();
     context.extend_from_slice(&index.0);
     context
-}
-
-/// Answers a repeated idempotency key from its stored record.
-fn previous_append(existing: &[u8], content_mac: &[u8; 32]) -> Result<Appended, StoreError> {
-    let damaged = || StoreError::Corrupt("an idempotency record does not decode".to_owned());
-    let stored_mac = existing.get(..32).ok_or_else(damaged)?;
-    if stored_mac != content_mac {
-        return Err(StoreError::IdempotencyMismatch);
-    }
-    let update_id: [u8; UPDATE_ID_BYTES] =
-        existing.get(32..32 + UPDATE_ID_BYTES).and_then(|b| b.try_into().ok()).ok_or_else(damaged)?;
-    let position = Position::from_bytes(existing.get(32 + UPDATE_ID_BYTES..).ok_or_else(damaged)?.to_vec());
-    Ok(Appended { update_id: UpdateId(update_id), position, duplicate: true })
 }
 
 /// Checks the bounds the contract documents; nothing is written if one fails.

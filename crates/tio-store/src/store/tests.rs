@@ -90,8 +90,15 @@ async fn idempotency_returns_the_original_or_refuses_different_content() {
     let amy = child("9990079196");
     let (gp, school) = (agency("gp"), agency("school"));
     let original = store.append_update(update(&amy, Category::HealthSummary, b"v1", "same-key", &gp)).await.unwrap();
-    let again = store.append_update(update(&amy, Category::HealthSummary, b"v1", "same-key", &gp)).await.unwrap();
+    // A retry an hour later: the repeat carries the original's commit time, not its own.
+    let later = NewUpdate {
+        committed_at: Timestamp::from_unix_seconds(1_800_003_600),
+        ..update(&amy, Category::HealthSummary, b"v1", "same-key", &gp)
+    };
+    let again = store.append_update(later).await.unwrap();
     assert_eq!((again.update_id, &again.position, again.duplicate), (original.update_id, &original.position, true));
+    assert_eq!(again.committed_at, original.committed_at);
+    assert_ne!(again.committed_at, Timestamp::from_unix_seconds(1_800_003_600));
     let different = store.append_update(update(&amy, Category::HealthSummary, b"v2", "same-key", &gp)).await;
     assert!(matches!(different, Err(StoreError::IdempotencyMismatch)));
     // Keys are scoped per publisher.
