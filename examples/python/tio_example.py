@@ -83,7 +83,9 @@ class DeliveryStream:
     def __init__(self, agency, name, credit):
         self.requests = queue.Queue()
         self.requests.put(subscriptions_pb2.SubscribeRequest(open=subscriptions_pb2.OpenSubscription(name=name, credit=credit)))
-        self.call = agency.subscriptions.Subscribe(self._outgoing(), metadata=agency.metadata)
+        # A deadline on the whole stream, so that a delivery that never comes ends the
+        # example with an error instead of waiting for ever.
+        self.call = agency.subscriptions.Subscribe(self._outgoing(), metadata=agency.metadata, timeout=WAIT)
         self.responses = iter(self.call)
 
     def _outgoing(self):
@@ -94,11 +96,14 @@ class DeliveryStream:
             yield message
 
     def next_delivery(self):
-        """The next delivery, skipping heartbeats."""
-        for response in self.responses:
-            if response.HasField("delivery"):
-                return response.delivery
-        raise RuntimeError("the stream ended")
+        """The next delivery, skipping heartbeats; fails the example if none comes in time."""
+        try:
+            for response in self.responses:
+                if response.HasField("delivery"):
+                    return response.delivery
+        except grpc.RpcError as error:
+            check(False, f"a delivery within {WAIT} s (the stream ended: {error.code().name})")
+        check(False, "a delivery (the stream ended)")
 
     def ack(self, *numbers):
         self.requests.put(subscriptions_pb2.SubscribeRequest(ack=subscriptions_pb2.Ack(delivery_numbers=list(numbers))))
@@ -187,7 +192,15 @@ def main():
     check(shown == ["Makaton signs"], f"the school's profile shows {shown}")
 
     # 5. A durable subscription, live from now, with at most 10 deliveries unacked.
-    name = f"python-example-{uuid.uuid4().hex[:8]}"
+    # An agency gets one copy of each update: of its subscriptions taking a category,
+    # the one whose name sorts first delivers it. The name starts with "0" so that this
+    # one sorts before the usual names; one sorting earlier still would take the updates.
+    name = f"0-python-example-{uuid.uuid4().hex[:8]}"
+    existing = school.subscriptions.ListSubscriptions(
+        subscriptions_pb2.ListSubscriptionsRequest(), metadata=school.metadata
+    ).subscriptions
+    earlier = [s.name for s in existing if s.name < name and common_pb2.CATEGORY_COMMUNICATION_NEEDS in s.categories]
+    check(not earlier, f"no subscription of the school sorting before {name} takes communication needs ({earlier})")
     school.subscriptions.CreateSubscription(
         subscriptions_pb2.CreateSubscriptionRequest(
             name=name,

@@ -15,8 +15,22 @@ fn the_python_example_publishes_reads_and_subscribes_with_acks_and_a_reconnect()
         "the Python example needs python3 with venv: apt-get install python3 python3-venv (.ci/run does it)"
     );
     let sandbox = Sandbox::start();
+    // The README's own subscription, made first: the example must not wait for ever for
+    // updates that this one takes (one copy per agency, to the name that sorts first).
+    crate::support::records::runtime().block_on(async {
+        let school = crate::support::records::as_professional(&sandbox, "school").await;
+        let request = tio_proto::v1::CreateSubscriptionRequest {
+            name: "main".into(),
+            categories: vec![tio_proto::v1::Category::CommunicationNeeds as i32],
+            start: None,
+            max_in_flight: 0,
+        };
+        school.subscriptions().create_subscription(school.request(request)).await.unwrap();
+    });
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/python/run.sh");
-    let output = Command::new("bash")
+    // Bounded: the example fails a wait of its own after 30 s; this is the backstop.
+    let output = Command::new("timeout")
+        .args(["300", "bash"])
         .arg(&script)
         .args(["--server", &format!("localhost:{}", sandbox.address.port()), "--pki", &arg(&sandbox.pki.dir)])
         .output()
