@@ -12,8 +12,8 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use tio_store::engine::{Keyspace, key_after};
-use tio_store::{Batch, Condition, Op, Store, StoreError};
+use tio_store::audit_records::{EntriesFrom, TreeRecord, append_entry, put_tree, tree_unchanged};
+use tio_store::{Batch, Op, Store, StoreError};
 
 use crate::checkpoint::{Checkpoint, SignedCheckpoint};
 use crate::entry::AuditEntry;
@@ -21,27 +21,10 @@ use crate::export::ExportLine;
 use crate::merkle::{self, Frontier, Hash, ProofError, SubtreeSource};
 use crate::note::Signer;
 
-/// Key of the frontier record in the `audit_tree` keyspace. Do not change.
-const FRONTIER_KEY: &[u8] = b"frontier";
-
-/// Key of the latest signed checkpoint. Do not change.
-const CHECKPOINT_KEY: &[u8] = b"checkpoint";
-
-/// Prefix of complete subtree keys (`s`, level byte, big-endian index). Do not change.
-const SUBTREE_PREFIX: u8 = b's';
-
-/// Prefix of leaf keys (`l`, big-endian leaf index), whose value is the position of
-/// the entry at that leaf. Do not change.
-const LEAF_PREFIX: u8 = b'l';
-
 /// Every how many leaves a leaf key is stored: a read starts at the nearest one below
 /// and steps over the rest in order. One key per leaf doubled what a build writes, and
 /// the longer build commits showed in the publishes' tail latency. Do not change.
 const LEAF_STRIDE: u64 = 256;
-
-/// Key of the position of the last entry in the tree, where sequencing resumes. Do not
-/// change.
-const SEQUENCED_KEY: &[u8] = b"sequenced";
 
 /// How many entries one build step reads and hashes before it commits.
 const BUILD_PAGE: usize = 4096;
@@ -72,7 +55,7 @@ impl From<tio_store::StorageError> for AuditError {
 /// Returns the operation that appends `entry` to the log, to put in the batch of the
 /// action it records. Its leaf index is assigned by the commit (its position).
 pub fn entry_op(entry: &AuditEntry) -> Op {
-    Op::Append { space: Keyspace::Audit, value: crate::stored::encode(entry) }
+    append_entry(crate::stored::encode(entry))
 }
 
 /// The audit log of one store.
@@ -115,18 +98,24 @@ impl AuditLog {
             return Ok(entries);
         }
         let (_, frontier) = self.frontier()?;
-        let (mut start, mut skip) = if from < frontier.size() {
+        // Where to read from: at the nearest indexed leaf inside the tree, or after
+        // the tree's last entry past it; then after each page's last entry.
+        let (mut at, mut after, mut skip) = if from < frontier.size() {
             let indexed = from - from % LEAF_STRIDE;
-            (self.leaf_position(indexed, &frontier)?, from - indexed)
+            (Some(self.leaf_position(indexed, &frontier)?), None, from - indexed)
         } else {
-            let after = self.sequenced(&frontier)?.map(|last| key_after(&last)).unwrap_or_default();
-            (after, from - frontier.size())
+            (None, self.sequenced(&frontier)?, from - frontier.size())
         };
         let mut next = from;
         while entries.len() < wanted {
-            let page = self.store.engine().scan(Keyspace::Audit, &start, None, BUILD_PAGE)?;
+            let from = match (&at, &after) {
+                (Some(position), _) => EntriesFrom::At(position),
+                (None, Some(last)) => EntriesFrom::After(last),
+                (None, None) => EntriesFrom::Start,
+            };
+            let page = self.store.audit_entries(from, BUILD_PAGE)?;
             let Some((last, _)) = page.last() else { break };
-            start = key_after(last);
+            (at, after) = (None, Some(last.clone()));
             for (_, bytes) in page {
                 if skip > 0 {
                     skip -= 1;
@@ -151,7 +140,7 @@ impl AuditLog {
     /// Returns the position of the entry at leaf `index` (a multiple of
     /// [`LEAF_STRIDE`]), below the tree's size.
     fn leaf_position(&self, index: u64, frontier: &Frontier) -> Result<Vec<u8>, AuditError> {
-        match self.store.engine().get(Keyspace::AuditTree, &leaf_key(index))? {
+        match self.store.audit_tree(TreeRecord::Leaf(index))? {
             Some(position) => Ok(position),
             // A tree built before leaves were indexed (store format tio-store/2) until
             // the next build indexes them: found by order.
@@ -165,7 +154,7 @@ impl AuditLog {
         if frontier.size() == 0 {
             return Ok(None);
         }
-        match self.store.engine().get(Keyspace::AuditTree, SEQUENCED_KEY)? {
+        match self.store.audit_tree(TreeRecord::Sequenced)? {
             Some(position) => Ok(Some(position)),
             None => self.nth_position(frontier.size() - 1).map(Some),
         }
@@ -173,15 +162,16 @@ impl AuditLog {
 
     /// Returns whether the tree was built before leaves were indexed.
     fn legacy(&self, frontier: &Frontier) -> Result<bool, AuditError> {
-        Ok(frontier.size() > 0 && self.store.engine().get(Keyspace::AuditTree, SEQUENCED_KEY)?.is_none())
+        Ok(frontier.size() > 0 && self.store.audit_tree(TreeRecord::Sequenced)?.is_none())
     }
 
     /// Returns the position of the `n`-th entry of the log (from 0), by reading in order.
     fn nth_position(&self, n: u64) -> Result<Vec<u8>, AuditError> {
-        let mut start = Vec::new();
+        let mut after: Option<Vec<u8>> = None;
         let mut seen = 0u64;
         loop {
-            let page = self.store.engine().scan(Keyspace::Audit, &start, None, BUILD_PAGE)?;
+            let from = after.as_deref().map_or(EntriesFrom::Start, EntriesFrom::After);
+            let page = self.store.audit_entries(from, BUILD_PAGE)?;
             let Some((last, _)) = page.last() else {
                 return Err(AuditError::Corrupt(format!("the log has no entry {n}")));
             };
@@ -190,7 +180,7 @@ impl AuditLog {
                 return Ok(page[index].0.clone());
             }
             seen += page.len() as u64;
-            start = key_after(last);
+            after = Some(last.clone());
         }
     }
 
@@ -201,11 +191,11 @@ impl AuditLog {
         if !self.legacy(&frontier)? {
             return Ok(());
         }
-        let mut start = Vec::new();
         let mut leaf = 0u64;
-        let mut last = Vec::new();
+        let mut last: Option<Vec<u8>> = None;
         while leaf < frontier.size() {
-            let page = self.store.engine().scan(Keyspace::Audit, &start, None, BUILD_PAGE)?;
+            let from = last.as_deref().map_or(EntriesFrom::Start, EntriesFrom::After);
+            let page = self.store.audit_entries(from, BUILD_PAGE)?;
             if page.is_empty() {
                 return Err(AuditError::Corrupt(format!("the tree has {} entries, the log fewer", frontier.size())));
             }
@@ -215,16 +205,15 @@ impl AuditLog {
                     break;
                 }
                 if leaf.is_multiple_of(LEAF_STRIDE) {
-                    batch.push(Op::Put { space: Keyspace::AuditTree, key: leaf_key(leaf), value: position.clone() });
+                    batch.push(put_tree(TreeRecord::Leaf(leaf), position.clone()));
                 }
-                start = key_after(&position);
-                last = position;
+                last = Some(position);
                 leaf += 1;
             }
             self.store.commit(batch).await?;
         }
         let mut batch = Batch::new();
-        batch.push(Op::Put { space: Keyspace::AuditTree, key: SEQUENCED_KEY.to_vec(), value: last });
+        batch.push(put_tree(TreeRecord::Sequenced, last.unwrap_or_default()));
         self.store.commit(batch).await?;
         Ok(())
     }
@@ -235,42 +224,28 @@ impl AuditLog {
         self.index_legacy_leaves().await?;
         loop {
             let (stored, mut frontier) = self.frontier()?;
-            let start = self.sequenced(&frontier)?.map(|last| key_after(&last)).unwrap_or_default();
-            let page = self.store.engine().scan(Keyspace::Audit, &start, None, BUILD_PAGE)?;
+            let sequenced = self.sequenced(&frontier)?;
+            let from = sequenced.as_deref().map_or(EntriesFrom::Start, EntriesFrom::After);
+            let page = self.store.audit_entries(from, BUILD_PAGE)?;
             if page.is_empty() {
                 return Ok(frontier.size());
             }
             let mut batch = Batch::new();
-            match stored {
-                Some(bytes) => batch.require(Condition::Equals {
-                    space: Keyspace::AuditTree,
-                    key: FRONTIER_KEY.to_vec(),
-                    value: bytes,
-                }),
-                None => batch.require(Condition::Absent { space: Keyspace::AuditTree, key: FRONTIER_KEY.to_vec() }),
-            };
+            batch.require(tree_unchanged(TreeRecord::Frontier, stored));
             for (position, bytes) in &page {
                 let leaf = frontier.size();
                 let entry = decode_entry(leaf, bytes)?;
                 if leaf.is_multiple_of(LEAF_STRIDE) {
-                    batch.push(Op::Put { space: Keyspace::AuditTree, key: leaf_key(leaf), value: position.clone() });
+                    batch.push(put_tree(TreeRecord::Leaf(leaf), position.clone()));
                 }
                 for (level, index, hash) in frontier.append(entry.leaf_hash()) {
-                    batch.push(Op::Put {
-                        space: Keyspace::AuditTree,
-                        key: subtree_key(level, index),
-                        value: hash.to_vec(),
-                    });
+                    batch.push(put_tree(TreeRecord::Subtree { level, index }, hash.to_vec()));
                 }
             }
             if let Some((last, _)) = page.last() {
-                batch.push(Op::Put { space: Keyspace::AuditTree, key: SEQUENCED_KEY.to_vec(), value: last.clone() });
+                batch.push(put_tree(TreeRecord::Sequenced, last.clone()));
             }
-            batch.push(Op::Put {
-                space: Keyspace::AuditTree,
-                key: FRONTIER_KEY.to_vec(),
-                value: encode_frontier(&frontier),
-            });
+            batch.push(put_tree(TreeRecord::Frontier, encode_frontier(&frontier)));
             match self.store.commit(batch).await {
                 Ok(_) => {}
                 // Another builder extended the tree first; read its work and go on.
@@ -290,26 +265,15 @@ impl AuditLog {
         let note = checkpoint.sign(&self.signer).map_err(|err| AuditError::Sign(err.to_string()))?;
         loop {
             let previous = self.latest_checkpoint()?;
-            let mut batch = Batch::new();
-            match &previous {
-                Some(stored) => {
-                    let opened = self.open_checkpoint(stored)?;
-                    if opened.size >= checkpoint.size {
-                        return Ok(SignedCheckpoint { checkpoint: opened, note: stored.clone() });
-                    }
-                    batch.require(Condition::Equals {
-                        space: Keyspace::AuditTree,
-                        key: CHECKPOINT_KEY.to_vec(),
-                        value: stored.clone().into_bytes(),
-                    })
+            if let Some(stored) = &previous {
+                let opened = self.open_checkpoint(stored)?;
+                if opened.size >= checkpoint.size {
+                    return Ok(SignedCheckpoint { checkpoint: opened, note: stored.clone() });
                 }
-                None => batch.require(Condition::Absent { space: Keyspace::AuditTree, key: CHECKPOINT_KEY.to_vec() }),
-            };
-            batch.push(Op::Put {
-                space: Keyspace::AuditTree,
-                key: CHECKPOINT_KEY.to_vec(),
-                value: note.clone().into_bytes(),
-            });
+            }
+            let mut batch = Batch::new();
+            batch.require(tree_unchanged(TreeRecord::Checkpoint, previous.map(String::into_bytes)));
+            batch.push(put_tree(TreeRecord::Checkpoint, note.clone().into_bytes()));
             match self.store.commit(batch).await {
                 Ok(_) => return Ok(SignedCheckpoint { checkpoint, note }),
                 // Another checkpoint was stored first; compare with it.
@@ -340,7 +304,7 @@ impl AuditLog {
 
     /// Returns the latest signed checkpoint, if one was made.
     pub fn latest_checkpoint(&self) -> Result<Option<String>, AuditError> {
-        let note = self.store.engine().get(Keyspace::AuditTree, CHECKPOINT_KEY)?;
+        let note = self.store.audit_tree(TreeRecord::Checkpoint)?;
         note.map(|bytes| String::from_utf8(bytes).map_err(|_| AuditError::Corrupt("checkpoint is not text".into())))
             .transpose()
     }
@@ -390,7 +354,7 @@ impl AuditLog {
 
     /// Returns the stored frontier record and the frontier.
     fn frontier(&self) -> Result<(Option<Vec<u8>>, Frontier), AuditError> {
-        match self.store.engine().get(Keyspace::AuditTree, FRONTIER_KEY)? {
+        match self.store.audit_tree(TreeRecord::Frontier)? {
             None => Ok((None, Frontier::new())),
             Some(bytes) => {
                 let frontier = decode_frontier(&bytes).ok_or_else(|| AuditError::Corrupt("frontier record".into()))?;
@@ -407,8 +371,7 @@ impl SubtreeSource for Subtrees<'_> {
     type Error = String;
 
     fn subtree(&self, level: u32, index: u64) -> Result<Hash, String> {
-        let bytes =
-            self.0.engine().get(Keyspace::AuditTree, &subtree_key(level, index)).map_err(|err| err.to_string())?;
+        let bytes = self.0.audit_tree(TreeRecord::Subtree { level, index }).map_err(|err| err.to_string())?;
         bytes.and_then(|bytes| bytes.try_into().ok()).ok_or_else(|| format!("no subtree {level}/{index}"))
     }
 }
@@ -418,18 +381,6 @@ fn proof_error(err: ProofError<String>) -> AuditError {
         ProofError::Range(reason) => AuditError::Range(reason.to_owned()),
         ProofError::Source(reason) => AuditError::Corrupt(reason),
     }
-}
-
-fn subtree_key(level: u32, index: u64) -> Vec<u8> {
-    let mut key = vec![SUBTREE_PREFIX, u8::try_from(level).unwrap_or(u8::MAX)];
-    key.extend_from_slice(&index.to_be_bytes());
-    key
-}
-
-fn leaf_key(index: u64) -> Vec<u8> {
-    let mut key = vec![LEAF_PREFIX];
-    key.extend_from_slice(&index.to_be_bytes());
-    key
 }
 
 fn decode_entry(leaf_index: u64, bytes: &[u8]) -> Result<AuditEntry, AuditError> {

@@ -6,57 +6,15 @@
 //! precondition on the record as it was read, and only then applied to the in-memory
 //! [`Registry`] every request is checked against.
 
-use prost::Message;
 use tio_audit::entry::{Action, AuditEntry, Outcome};
 use tio_audit::log::entry_op;
 use tio_core::{Agency, FieldViolation, Service, Timestamp, limits};
-use tio_proto::v1;
-use tio_store::{Batch, Condition, Keyspace, Op, Store, StoreError};
+use tio_store::agencies::{AgencyRecord, StoredAgency, agency_absent, put_agency, put_revoked};
+use tio_store::{Batch, Condition, Store, StoreError};
 
 use crate::auth::Registry;
 use crate::broker::{Broker, Call};
-use crate::convert::{agency_from_proto, agency_to_proto, timestamp_to_proto};
 use crate::status::ServiceError;
-
-/// Key prefixes in the `agencies` keyspace. Do not change.
-const AGENCY_PREFIX: &[u8] = b"agency/";
-const REVOKED_PREFIX: &[u8] = b"revoked/";
-
-/// The most agencies the registry lists or loads.
-const MAX_AGENCIES: usize = 100_000;
-
-fn agency_key(id: &str) -> Vec<u8> {
-    [AGENCY_PREFIX, id.as_bytes()].concat()
-}
-
-fn revoked_key(fingerprint: &str) -> Vec<u8> {
-    [REVOKED_PREFIX, fingerprint.as_bytes()].concat()
-}
-
-/// Returns every stored agency record, in id order.
-pub fn stored_agencies(store: &Store) -> Result<Vec<v1::Agency>, ServiceError> {
-    let end = tio_store::engine::prefix_end(AGENCY_PREFIX);
-    let rows = store.engine().scan(Keyspace::Agencies, AGENCY_PREFIX, end.as_deref(), MAX_AGENCIES)?;
-    rows.iter().map(|(_, bytes)| decode_agency(bytes)).collect()
-}
-
-/// Returns every stored revoked fingerprint.
-pub fn stored_revocations(store: &Store) -> Result<Vec<String>, ServiceError> {
-    let end = tio_store::engine::prefix_end(REVOKED_PREFIX);
-    let rows = store.engine().scan(Keyspace::Agencies, REVOKED_PREFIX, end.as_deref(), MAX_AGENCIES)?;
-    rows.iter()
-        .map(|(key, _)| {
-            std::str::from_utf8(&key[REVOKED_PREFIX.len()..])
-                .map(str::to_owned)
-                .map_err(|_| ServiceError::Store(StoreError::Corrupt("a revoked fingerprint is not text".into())))
-        })
-        .collect()
-}
-
-fn decode_agency(bytes: &[u8]) -> Result<v1::Agency, ServiceError> {
-    v1::Agency::decode(bytes)
-        .map_err(|_| ServiceError::Store(StoreError::Corrupt("an agency record does not decode".into())))
-}
 
 /// Fills an empty registry from the configuration (or development seed) and records
 /// it in the audit log, in one commit. Does nothing once the registry holds an agency:
@@ -67,19 +25,16 @@ pub async fn seed_registry(
     revoked: &[String],
     now: Timestamp,
 ) -> Result<usize, ServiceError> {
-    if !stored_agencies(store)?.is_empty() || agencies.is_empty() {
+    if !store.agencies()?.is_empty() || agencies.is_empty() {
         return Ok(0);
     }
     let mut batch = Batch::new();
     for agency in agencies {
-        let key = agency_key(agency.id.as_str());
-        let mut record = agency_to_proto(agency);
-        record.registered_at = Some(timestamp_to_proto(now));
-        batch.require(Condition::Absent { space: Keyspace::Agencies, key: key.clone() });
-        batch.push(Op::Put { space: Keyspace::Agencies, key, value: record.encode_to_vec() });
+        batch.require(agency_absent(&agency.id));
+        batch.push(put_agency(&AgencyRecord { agency: agency.clone(), code: None, registered_at: Some(now) }));
     }
     for fingerprint in revoked {
-        batch.push(Op::Put { space: Keyspace::Agencies, key: revoked_key(fingerprint), value: Vec::new() });
+        batch.push(put_revoked(fingerprint, ""));
     }
     let entry = AuditEntry {
         action: Action::Admin.code().to_owned(),
@@ -106,23 +61,10 @@ pub fn load_registry(
     auditors: &[String],
     config_revoked: &[String],
 ) -> Result<Registry, ServiceError> {
-    let agencies = stored_agencies(store)?
-        .iter()
-        .map(|record| {
-            agency_from_proto(record).map_err(|err| {
-                ServiceError::Store(StoreError::Corrupt(format!("stored agency `{}` is invalid: {err}", record.id)))
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut revoked = stored_revocations(store)?;
+    let agencies = store.agencies()?.into_iter().map(|record| record.agency);
+    let mut revoked = store.revoked_certificates()?;
     revoked.extend(config_revoked.iter().cloned());
     Ok(Registry::new(agencies, admins.iter().cloned(), auditors.iter().cloned(), revoked))
-}
-
-/// Returns the record to store for a validated request: the domain's form (categories
-/// in contract order) with the request's organisation code.
-fn normalised(request: &v1::Agency, agency: &Agency) -> v1::Agency {
-    v1::Agency { code_kind: request.code_kind, code: request.code.clone(), ..agency_to_proto(agency) }
 }
 
 /// The registry as an admitted admin changes it.
@@ -141,56 +83,56 @@ impl Broker {
 }
 
 impl Administrator<'_> {
-    /// Registers a new agency. ALREADY_EXISTS if the id is taken.
-    pub async fn register(&self, request: &v1::Agency) -> Result<v1::Agency, ServiceError> {
-        let agency = Agency { suspended: false, ..agency_from_proto(request)? };
-        let record =
-            v1::Agency { registered_at: Some(timestamp_to_proto(self.call.now)), ..normalised(request, &agency) };
-        let key = agency_key(agency.id.as_str());
-        let condition = Condition::Absent { space: Keyspace::Agencies, key: key.clone() };
-        self.write(key, condition, &record, format!("register_agency {}", agency.id)).await.map_err(
-            |err| match err {
-                ServiceError::Store(StoreError::Conflict { .. }) => ServiceError::already_exists(
-                    "tio.v1.Agency",
-                    "AGENCY_EXISTS",
-                    agency.id.as_str(),
-                    format!("agency `{}` is already registered", agency.id),
-                ),
-                other => other,
-            },
-        )?;
-        self.broker.registry().set_agency(agency);
+    /// Registers a new agency (not suspended, registered now). ALREADY_EXISTS if the id
+    /// is taken.
+    pub async fn register(&self, request: AgencyRecord) -> Result<AgencyRecord, ServiceError> {
+        let record = AgencyRecord {
+            agency: Agency { suspended: false, ..request.agency },
+            registered_at: Some(self.call.now),
+            ..request
+        };
+        let id = record.agency.id.clone();
+        self.write(agency_absent(&id), &record, format!("register_agency {id}")).await.map_err(|err| match err {
+            ServiceError::Store(StoreError::Conflict { .. }) => ServiceError::already_exists(
+                "tio.v1.Agency",
+                "AGENCY_EXISTS",
+                id.as_str(),
+                format!("agency `{id}` is already registered"),
+            ),
+            other => other,
+        })?;
+        self.broker.registry().set_agency(record.agency.clone());
         Ok(record)
     }
 
     /// Replaces an agency's name, sector, code and permissions; keeps its suspension
     /// and registration time.
-    pub async fn update(&self, request: &v1::Agency) -> Result<v1::Agency, ServiceError> {
-        let record = normalised(request, &agency_from_proto(request)?);
-        self.change(&request.id, "update_agency", |stored| v1::Agency {
-            suspended: stored.suspended,
+    pub async fn update(&self, request: AgencyRecord) -> Result<AgencyRecord, ServiceError> {
+        let id = request.agency.id.clone();
+        self.change(id.as_str(), "update_agency", |stored| AgencyRecord {
+            agency: Agency { suspended: stored.agency.suspended, ..request.agency },
+            code: request.code,
             registered_at: stored.registered_at,
-            ..record
         })
         .await
     }
 
     /// Suspends an agency: refused everywhere from its next request on.
-    pub async fn suspend(&self, id: &str, reason: &str) -> Result<v1::Agency, ServiceError> {
+    pub async fn suspend(&self, id: &str, reason: &str) -> Result<AgencyRecord, ServiceError> {
         limits::check_len("reason", reason, limits::MAX_SHORT_STRING_BYTES)
             .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))?;
         let action = if reason.is_empty() { "suspend_agency".to_owned() } else { format!("suspend_agency ({reason})") };
-        self.change(id, &action, |stored| v1::Agency { suspended: true, ..stored.clone() }).await
+        self.change(id, &action, |stored| suspended(stored, true)).await
     }
 
     /// Lifts an agency's suspension.
-    pub async fn reinstate(&self, id: &str) -> Result<v1::Agency, ServiceError> {
-        self.change(id, "reinstate_agency", |stored| v1::Agency { suspended: false, ..stored.clone() }).await
+    pub async fn reinstate(&self, id: &str) -> Result<AgencyRecord, ServiceError> {
+        self.change(id, "reinstate_agency", |stored| suspended(stored, false)).await
     }
 
     /// Lists every agency, in id order.
-    pub fn list(&self) -> Result<Vec<v1::Agency>, ServiceError> {
-        stored_agencies(self.broker.store())
+    pub fn list(&self) -> Result<Vec<AgencyRecord>, ServiceError> {
+        Ok(self.broker.store().agencies()?)
     }
 
     /// Refuses a certificate by its SHA-256 fingerprint from the next request on.
@@ -206,11 +148,7 @@ impl Administrator<'_> {
         limits::check_len("reason", reason, limits::MAX_SHORT_STRING_BYTES)
             .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))?;
         let mut batch = Batch::new();
-        batch.push(Op::Put {
-            space: Keyspace::Agencies,
-            key: revoked_key(fingerprint),
-            value: reason.as_bytes().to_vec(),
-        });
+        batch.push(put_revoked(fingerprint, reason));
         let mut entry = self.entry(format!("revoke_certificate {fingerprint}"));
         if !reason.is_empty() {
             entry.detail.push_str(&format!(" ({reason})"));
@@ -228,40 +166,31 @@ impl Administrator<'_> {
         &self,
         id: &str,
         what: &str,
-        change: impl FnOnce(&v1::Agency) -> v1::Agency,
-    ) -> Result<v1::Agency, ServiceError> {
-        let key = agency_key(id);
-        let not_found = || {
-            ServiceError::not_found("tio.v1.Agency", "AGENCY_NOT_FOUND", id, format!("agency `{id}` is not registered"))
-        };
+        change: impl FnOnce(&AgencyRecord) -> AgencyRecord,
+    ) -> Result<AgencyRecord, ServiceError> {
         if id.is_empty() {
             return Err(ServiceError::InvalidArgument(vec![FieldViolation::new("agency_id", "is required")]));
         }
-        let stored_bytes = self.broker.store().engine().get(Keyspace::Agencies, &key)?.ok_or_else(not_found)?;
-        let record = change(&decode_agency(&stored_bytes)?);
-        let agency = agency_from_proto(&record)?;
-        let condition = Condition::Equals { space: Keyspace::Agencies, key: key.clone(), value: stored_bytes };
+        let not_found = || {
+            ServiceError::not_found("tio.v1.Agency", "AGENCY_NOT_FOUND", id, format!("agency `{id}` is not registered"))
+        };
+        let stored: StoredAgency = self.broker.store().agency(id)?.ok_or_else(not_found)?;
+        let record = change(&stored.record);
         let detail = match what.split_once(' ') {
             Some((verb, rest)) => format!("{verb} {id} {rest}"),
             None => format!("{what} {id}"),
         };
-        self.write(key, condition, &record, detail).await?;
-        self.broker.registry().set_agency(agency);
+        self.write(stored.unchanged(), &record, detail).await?;
+        self.broker.registry().set_agency(record.agency.clone());
         // A suspension closes the agency's open streams; any change re-decides deliveries.
         self.broker.notify_change();
         Ok(record)
     }
 
-    async fn write(
-        &self,
-        key: Vec<u8>,
-        condition: Condition,
-        record: &v1::Agency,
-        detail: String,
-    ) -> Result<(), ServiceError> {
+    async fn write(&self, condition: Condition, record: &AgencyRecord, detail: String) -> Result<(), ServiceError> {
         let mut batch = Batch::new();
         batch.require(condition);
-        batch.push(Op::Put { space: Keyspace::Agencies, key, value: record.encode_to_vec() });
+        batch.push(put_agency(record));
         batch.push(entry_op(&self.entry(detail)));
         self.broker.store().commit(batch).await?;
         Ok(())
@@ -271,4 +200,9 @@ impl Administrator<'_> {
     pub(crate) fn entry(&self, detail: String) -> AuditEntry {
         AuditEntry { detail, ..self.broker.entry(self.call, Action::Admin, Outcome::Allowed) }
     }
+}
+
+/// Returns `record` with its suspension set to `suspended`.
+fn suspended(record: &AgencyRecord, suspended: bool) -> AgencyRecord {
+    AgencyRecord { agency: Agency { suspended, ..record.agency.clone() }, ..record.clone() }
 }

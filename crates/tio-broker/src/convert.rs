@@ -6,6 +6,7 @@ use tio_core::{
     Agency, AgencyId, Category, CategorySet, FieldViolation, OrganisationCodeKind, Role, Sector, Timestamp, limits,
 };
 use tio_proto::v1;
+use tio_store::agencies::AgencyRecord;
 
 use crate::status::ServiceError;
 
@@ -198,18 +199,21 @@ pub fn code_kind_from_proto(field: &str, value: i32) -> Result<Option<Organisati
 }
 
 /// Validates an agency as an admin sends it (fields named `agency.<field>`) and returns
-/// the domain agency. The suspension flag is the registry's, not the request's.
-pub fn agency_from_proto(agency: &v1::Agency) -> Result<Agency, ServiceError> {
+/// the registry's record of it (no registration time: the registry sets it).
+pub fn agency_from_proto(agency: &v1::Agency) -> Result<AgencyRecord, ServiceError> {
     let one = |violation: FieldViolation| ServiceError::InvalidArgument(vec![violation]);
     let id = AgencyId::parse("agency.id", &agency.id).map_err(one)?;
     Agency::check_name("agency.name", &agency.name).map_err(one)?;
     let sector = sector_from_proto("agency.sector", agency.sector)?;
-    match code_kind_from_proto("agency.code_kind", agency.code_kind)? {
-        Some(kind) => kind.validate("agency.code", &agency.code).map_err(one)?,
-        None if agency.code.is_empty() => {}
+    let code = match code_kind_from_proto("agency.code_kind", agency.code_kind)? {
+        Some(kind) => {
+            kind.validate("agency.code", &agency.code).map_err(one)?;
+            Some((kind, agency.code.clone()))
+        }
+        None if agency.code.is_empty() => None,
         None => return Err(invalid("agency.code_kind", "is required when agency.code is given")),
-    }
-    Ok(Agency {
+    };
+    let agency = Agency {
         id,
         name: agency.name.clone(),
         sector,
@@ -217,22 +221,30 @@ pub fn agency_from_proto(agency: &v1::Agency) -> Result<Agency, ServiceError> {
         may_read: categories_from_proto("agency.may_read", &agency.may_read)?,
         may_record_consent: agency.may_record_consent,
         suspended: agency.suspended,
-    })
+    };
+    Ok(AgencyRecord { agency, code, registered_at: None })
 }
 
-/// Returns the contract form of a domain agency (no organisation code, no registration time).
-pub fn agency_to_proto(agency: &Agency) -> v1::Agency {
+/// Returns the contract form of a registry record.
+pub fn agency_to_proto(record: &AgencyRecord) -> v1::Agency {
+    let agency = &record.agency;
+    let code_kind = match record.code.as_ref().map(|(kind, _)| *kind) {
+        None => v1::OrganisationCodeKind::Unspecified,
+        Some(OrganisationCodeKind::Ods) => v1::OrganisationCodeKind::Ods,
+        Some(OrganisationCodeKind::SchoolUrn) => v1::OrganisationCodeKind::SchoolUrn,
+        Some(OrganisationCodeKind::LocalAuthority) => v1::OrganisationCodeKind::LocalAuthority,
+    };
     v1::Agency {
         id: agency.id.as_str().to_owned(),
         name: agency.name.clone(),
         sector: sector_to_proto(agency.sector) as i32,
-        code_kind: v1::OrganisationCodeKind::Unspecified as i32,
-        code: String::new(),
+        code_kind: code_kind as i32,
+        code: record.code.as_ref().map(|(_, code)| code.clone()).unwrap_or_default(),
         may_publish: categories_to_proto(agency.may_publish),
         may_read: categories_to_proto(agency.may_read),
         may_record_consent: agency.may_record_consent,
         suspended: agency.suspended,
-        registered_at: None,
+        registered_at: record.registered_at.map(timestamp_to_proto),
     }
 }
 
@@ -289,9 +301,10 @@ mod tests {
             may_record_consent: true,
             ..Default::default()
         };
-        let agency = agency_from_proto(&good).unwrap();
-        let back = agency_to_proto(&agency);
+        let record = agency_from_proto(&good).unwrap();
+        let back = agency_to_proto(&record);
         assert_eq!((back.id.as_str(), back.sector), ("school-100000", good.sector));
+        assert_eq!((back.code_kind, back.code.as_str()), (good.code_kind, "100000"));
         assert_eq!(back.may_read, vec![v1::Category::CommunicationNeeds as i32, v1::Category::HealthSummary as i32]);
         type Change = fn(&mut v1::Agency);
         let cases: [(&str, Change); 7] = [

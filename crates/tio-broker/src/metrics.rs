@@ -103,7 +103,7 @@ impl Metrics {
 
     /// Returns the metrics in the Prometheus text format, with the store's size now.
     pub fn render(&self, store: &Store) -> String {
-        if let Ok(bytes) = store.engine().size_on_disk() {
+        if let Ok(bytes) = store.size_on_disk() {
             self.store_bytes.set(bytes);
         }
         let mut text = String::new();

@@ -16,8 +16,8 @@ use tonic::{Request, Response, Status};
 use crate::audit_reads::EntryFilter;
 use crate::broker::{Broker, Call};
 use crate::convert::{
-    action_filter, action_to_proto, category_to_proto, entry_to_proto, optional_timestamp, outcome_filter,
-    outcome_to_proto, timestamp_to_proto,
+    action_filter, action_to_proto, agency_from_proto, agency_to_proto, category_to_proto, entry_to_proto,
+    optional_timestamp, outcome_filter, outcome_to_proto, timestamp_to_proto,
 };
 use crate::paging;
 use crate::status::{ServiceError, into_status};
@@ -560,21 +560,25 @@ impl v1::admin_service_server::AdminService for Admin {
         let call = self.broker.call(&request).map_err(into_status)?;
         let admin = self.broker.administrator(&call).await.map_err(into_status)?;
         let agency = request.into_inner().agency.ok_or_else(|| into_status(required("agency")))?;
-        Ok(Response::new(admin.register(&agency).await.map_err(into_status)?))
+        let record = agency_from_proto(&agency).map_err(into_status)?;
+        Ok(Response::new(agency_to_proto(&admin.register(record).await.map_err(into_status)?)))
     }
 
     async fn update_agency(&self, request: Request<v1::UpdateAgencyRequest>) -> Result<Response<v1::Agency>, Status> {
         let call = self.broker.call(&request).map_err(into_status)?;
         let admin = self.broker.administrator(&call).await.map_err(into_status)?;
         let agency = request.into_inner().agency.ok_or_else(|| into_status(required("agency")))?;
-        Ok(Response::new(admin.update(&agency).await.map_err(into_status)?))
+        let record = agency_from_proto(&agency).map_err(into_status)?;
+        Ok(Response::new(agency_to_proto(&admin.update(record).await.map_err(into_status)?)))
     }
 
     async fn suspend_agency(&self, request: Request<v1::SuspendAgencyRequest>) -> Result<Response<v1::Agency>, Status> {
         let call = self.broker.call(&request).map_err(into_status)?;
         let admin = self.broker.administrator(&call).await.map_err(into_status)?;
         let message = request.into_inner();
-        Ok(Response::new(admin.suspend(&message.agency_id, &message.reason).await.map_err(into_status)?))
+        Ok(Response::new(agency_to_proto(
+            &admin.suspend(&message.agency_id, &message.reason).await.map_err(into_status)?,
+        )))
     }
 
     async fn reinstate_agency(
@@ -583,7 +587,8 @@ impl v1::admin_service_server::AdminService for Admin {
     ) -> Result<Response<v1::Agency>, Status> {
         let call = self.broker.call(&request).map_err(into_status)?;
         let admin = self.broker.administrator(&call).await.map_err(into_status)?;
-        Ok(Response::new(admin.reinstate(&request.into_inner().agency_id).await.map_err(into_status)?))
+        let record = admin.reinstate(&request.into_inner().agency_id).await.map_err(into_status)?;
+        Ok(Response::new(agency_to_proto(&record)))
     }
 
     async fn list_agencies(
@@ -592,7 +597,8 @@ impl v1::admin_service_server::AdminService for Admin {
     ) -> Result<Response<v1::ListAgenciesResponse>, Status> {
         let call = self.broker.call(&request).map_err(into_status)?;
         let admin = self.broker.administrator(&call).await.map_err(into_status)?;
-        Ok(Response::new(v1::ListAgenciesResponse { agencies: admin.list().map_err(into_status)? }))
+        let agencies = admin.list().map_err(into_status)?.iter().map(agency_to_proto).collect();
+        Ok(Response::new(v1::ListAgenciesResponse { agencies }))
     }
 
     async fn revoke_certificate(

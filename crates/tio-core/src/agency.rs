@@ -91,6 +91,24 @@ pub enum OrganisationCodeKind {
 }
 
 impl OrganisationCodeKind {
+    /// Every kind, in contract order.
+    pub const ALL: [OrganisationCodeKind; 3] =
+        [OrganisationCodeKind::Ods, OrganisationCodeKind::SchoolUrn, OrganisationCodeKind::LocalAuthority];
+
+    /// Returns the stable snake_case name used in stored records.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OrganisationCodeKind::Ods => "ods",
+            OrganisationCodeKind::SchoolUrn => "school_urn",
+            OrganisationCodeKind::LocalAuthority => "local_authority",
+        }
+    }
+
+    /// Parses a name produced by [`OrganisationCodeKind::as_str`].
+    pub fn from_name(name: &str) -> Option<OrganisationCodeKind> {
+        OrganisationCodeKind::ALL.into_iter().find(|kind| kind.as_str() == name)
+    }
+
     /// Checks that `code` has this kind's form, naming `field` if not.
     pub fn validate(self, field: &str, code: &str) -> Result<(), FieldViolation> {
         let digits = |len: usize| code.len() == len && code.bytes().all(|byte| byte.is_ascii_digit());
@@ -181,6 +199,14 @@ mod tests {
         ] {
             assert_eq!(kind.validate("agency.code", bad).unwrap_err().field, "agency.code", "{bad}");
         }
+    }
+
+    #[test]
+    fn code_kind_names_round_trip() {
+        for kind in OrganisationCodeKind::ALL {
+            assert_eq!(OrganisationCodeKind::from_name(kind.as_str()), Some(kind));
+        }
+        assert_eq!(OrganisationCodeKind::from_name("ods "), None);
     }
 
     #[test]

@@ -151,7 +151,7 @@ async fn run(dir: &std::path::Path, writers: usize, duration: Duration, audit: b
         stats.sync_micros as f64 / stats.syncs.max(1) as f64 / 1000.0,
         elapsed.as_secs_f64() * 1000.0 / stats.groups.max(1) as f64
     );
-    let disk_bytes = store.engine().size_on_disk().expect("size");
+    let disk_bytes = store.size_on_disk().expect("size");
     Outcome {
         commits: latencies_micros.len() as u64,
         elapsed,

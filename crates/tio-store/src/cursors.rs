@@ -13,11 +13,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{Keyspace, prefix_end};
+use crate::versioned::{JSON_V1, encode};
 use crate::{Condition, Op, Store, StoreError};
-
-/// The version byte of head and unacked-delivery values. Do not change; a new layout
-/// is a new version, and the old one still reads.
-const CURSOR_RECORD_V1: u8 = 1;
 
 /// Where a subscription's profile-then-live start has got to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,7 +111,7 @@ pub fn delete_unacked(agency: &str, name: &str, number: u64) -> Op {
 impl Store {
     /// Returns the head of `agency`'s subscription `name`, if there is one.
     pub fn subscription_head(&self, agency: &str, name: &str) -> Result<Option<StoredHead>, StoreError> {
-        let Some(bytes) = self.engine().get(Keyspace::Cursors, &head_key(agency, name))? else { return Ok(None) };
+        let Some(bytes) = self.engine.get(Keyspace::Cursors, &head_key(agency, name))? else { return Ok(None) };
         let head = decode(&bytes, "subscription head")?;
         Ok(Some(StoredHead { head, agency: agency.to_owned(), bytes }))
     }
@@ -123,7 +120,7 @@ impl Store {
     pub fn subscription_heads(&self, agency: &str, limit: usize) -> Result<Vec<SubscriptionHead>, StoreError> {
         let prefix = format!("h/{agency}/").into_bytes();
         let end = prefix_end(&prefix);
-        self.engine()
+        self.engine
             .scan(Keyspace::Cursors, &prefix, end.as_deref(), limit)?
             .iter()
             .map(|(_, bytes)| decode(bytes, "subscription head"))
@@ -139,7 +136,7 @@ impl Store {
     ) -> Result<BTreeMap<u64, UnackedDelivery>, StoreError> {
         let prefix = unacked_prefix(agency, name);
         let end = prefix_end(&prefix);
-        self.engine()
+        self.engine
             .scan(Keyspace::Cursors, &prefix, end.as_deref(), limit)?
             .iter()
             .map(|(key, bytes)| {
@@ -165,22 +162,14 @@ fn unacked_key(agency: &str, name: &str, number: u64) -> Vec<u8> {
     [unacked_prefix(agency, name), number.to_be_bytes().to_vec()].concat()
 }
 
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    let mut bytes = vec![CURSOR_RECORD_V1];
-    // Strings, integers, byte lists and an enum, written to memory: serde_json cannot
-    // fail on them.
-    serde_json::to_writer(&mut bytes, value).expect("a cursor record always serialises");
-    bytes
-}
-
 fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T, StoreError> {
     let json = match bytes.first() {
-        Some(&CURSOR_RECORD_V1) => &bytes[1..],
+        Some(&JSON_V1) => &bytes[1..],
         // Written before the version byte: JSON alone, which starts with `{`.
         Some(b'{') => bytes,
         _ => return Err(StoreError::Corrupt(format!("a stored {what} has an unknown format"))),
     };
-    serde_json::from_slice(json).map_err(|_| StoreError::Corrupt(format!("a stored {what} does not decode")))
+    crate::versioned::decode_json(json, what)
 }
 
 #[cfg(test)]

@@ -10,6 +10,8 @@
 
 #![warn(missing_docs)]
 
+pub mod agencies;
+pub mod audit_records;
 pub mod backup;
 pub mod cursors;
 
@@ -17,6 +19,7 @@ pub mod keys;
 mod record;
 pub mod secret_file;
 mod store;
+mod versioned;
 
 pub use store::{
     Appended, CheckReport, ChildIndex, Extra, NewUpdate, Problems, SealedRecord, Store, StoreError, StoredUpdate,

@@ -199,7 +199,7 @@ pub struct SealedRecord {
 
 /// The encrypted durable store.
 pub struct Store {
-    engine: Arc<dyn Engine>,
+    pub(crate) engine: Arc<dyn Engine>,
     commit: GroupCommit,
     keys: RwLock<KeyRing>,
 }
@@ -233,9 +233,9 @@ impl Store {
         Ok(Store { engine, commit, keys: RwLock::new(keys) })
     }
 
-    /// Returns the engine, for checks and tools that read raw records.
-    pub fn engine(&self) -> &Arc<dyn Engine> {
-        &self.engine
+    /// Returns the bytes the store occupies on disk (0 for a store in memory).
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.engine.size_on_disk()?)
     }
 
     /// Sets the observer told of every group commit (for metrics); the first call wins.

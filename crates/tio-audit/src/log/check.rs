@@ -9,13 +9,10 @@
 
 use std::collections::HashSet;
 
-use tio_store::engine::{Keyspace, key_after};
+use tio_store::audit_records::{EntriesFrom, TreeRecord};
 use tio_store::{Problems, Store};
 
-use super::{
-    AuditError, BUILD_PAGE, CHECKPOINT_KEY, LEAF_STRIDE, SEQUENCED_KEY, decode_entry, decode_frontier, leaf_key,
-    subtree_key,
-};
+use super::{AuditError, BUILD_PAGE, LEAF_STRIDE, decode_entry, decode_frontier};
 use crate::checkpoint::Checkpoint;
 use crate::entry::{Action, Outcome};
 use crate::merkle::Frontier;
@@ -51,13 +48,12 @@ impl AuditCheckReport {
 /// latest checkpoint is opened and checked against the entries too; without (a ring
 /// with no checkpoint key), it is left out.
 pub fn check_log(store: &Store, verifier: Option<&Verifier>) -> Result<AuditCheckReport, AuditError> {
-    let engine = store.engine();
     let mut report = AuditCheckReport::default();
-    // Positions are opaque: only the engine can tell a gap that is a lost entry.
-    for hole in engine.log_holes(Keyspace::Audit)? {
+    // Positions are opaque: only the store's engine can tell a gap that is a lost entry.
+    for hole in store.audit_log_holes()? {
         report.problem(hole);
     }
-    let stored_tree = match engine.get(Keyspace::AuditTree, super::FRONTIER_KEY)? {
+    let stored_tree = match store.audit_tree(TreeRecord::Frontier)? {
         None => Frontier::new(),
         Some(bytes) => decode_frontier(&bytes).unwrap_or_else(|| {
             report.problem("the stored tree frontier does not decode".to_owned());
@@ -70,15 +66,16 @@ pub fn check_log(store: &Store, verifier: Option<&Verifier>) -> Result<AuditChec
 
     // Where the tree's leaves are (absent in a tree built before leaves were indexed,
     // whose leaves are then simply the first entries in order).
-    let sequenced = engine.get(Keyspace::AuditTree, SEQUENCED_KEY)?;
+    let sequenced = store.audit_tree(TreeRecord::Sequenced)?;
     let legacy = sequenced.is_none();
     let mut tree = Frontier::new();
     let mut published: HashSet<String> = HashSet::new();
-    let mut start = Vec::new();
+    let mut after: Option<Vec<u8>> = None;
     loop {
-        let page = engine.scan(Keyspace::Audit, &start, None, BUILD_PAGE)?;
+        let from = after.as_deref().map_or(EntriesFrom::Start, EntriesFrom::After);
+        let page = store.audit_entries(from, BUILD_PAGE)?;
         let Some((last, _)) = page.last() else { break };
-        start = key_after(last);
+        after = Some(last.clone());
         for (position, bytes) in page {
             let leaf = tree.size();
             let entry = match decode_entry(leaf, &bytes) {
@@ -90,7 +87,7 @@ pub fn check_log(store: &Store, verifier: Option<&Verifier>) -> Result<AuditChec
             };
             if leaf < stored_tree.size() && !legacy {
                 if leaf.is_multiple_of(LEAF_STRIDE) {
-                    let indexed = engine.get(Keyspace::AuditTree, &leaf_key(leaf))?;
+                    let indexed = store.audit_tree(TreeRecord::Leaf(leaf))?;
                     if indexed.as_deref() != Some(position.as_slice()) {
                         report.problem(format!("leaf {leaf} of the tree is not indexed at the entry that holds it"));
                         return Ok(report);
@@ -111,7 +108,7 @@ pub fn check_log(store: &Store, verifier: Option<&Verifier>) -> Result<AuditChec
                 if tree.size() > stored_tree.size() {
                     continue; // Not built yet: nothing stored to compare.
                 }
-                let stored = engine.get(Keyspace::AuditTree, &subtree_key(level, index))?;
+                let stored = store.audit_tree(TreeRecord::Subtree { level, index })?;
                 if stored.as_deref() != Some(hash.as_slice()) {
                     report.problem(format!("stored subtree {level}/{index} is not what the entries hash to"));
                 }
@@ -156,7 +153,7 @@ fn latest_checkpoint(
     report: &mut AuditCheckReport,
 ) -> Result<Option<Checkpoint>, AuditError> {
     let Some(verifier) = verifier else { return Ok(None) };
-    let Some(bytes) = store.engine().get(Keyspace::AuditTree, CHECKPOINT_KEY)? else { return Ok(None) };
+    let Some(bytes) = store.audit_tree(TreeRecord::Checkpoint)? else { return Ok(None) };
     let Ok(note) = String::from_utf8(bytes) else {
         report.problem("the latest checkpoint is not text".to_owned());
         return Ok(None);

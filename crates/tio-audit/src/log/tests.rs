@@ -1,6 +1,7 @@
 use std::sync::Arc;
 
 use tio_core::{AgencyId, Category, NhsNumber, NhsNumberPolicy, Timestamp};
+use tio_store::engine::{Engine, Keyspace};
 use tio_store::keys::KeyRing;
 use tio_store::{NewUpdate, Store, StoreError};
 
@@ -271,7 +272,7 @@ async fn the_check_passes_a_healthy_log_and_names_each_kind_of_damage() {
 async fn the_log_is_dense_over_an_engine_whose_positions_are_not_counters() {
     use tio_store::engine::memory::MemoryEngine;
     let engine = Arc::new(MemoryEngine::sparse());
-    let store = Arc::new(Store::with_engine(engine, KeyRing::generate().unwrap()).unwrap());
+    let store = Arc::new(Store::with_engine(engine.clone(), KeyRing::generate().unwrap()).unwrap());
     let signer = Signer::generate(ORIGIN).unwrap();
     let verifier = signer.verifier();
     let log = AuditLog::new(store.clone(), signer);
@@ -279,7 +280,7 @@ async fn the_log_is_dense_over_an_engine_whose_positions_are_not_counters() {
     for n in 0..150 {
         log.record(&[entry("admin", 2 * n), entry("profile_read", 2 * n + 1)]).await.unwrap();
     }
-    let positions = store.engine().scan(Keyspace::Audit, &[], None, 100).unwrap();
+    let positions = engine.scan(Keyspace::Audit, &[], None, 100).unwrap();
     assert_eq!(positions[0].0.len(), 12, "control: positions are not 8-byte counters");
 
     assert_eq!(log.build().await.unwrap(), 300);
@@ -319,7 +320,9 @@ async fn the_log_is_dense_over_an_engine_whose_positions_are_not_counters() {
 /// and checks clean, and the next build indexes its leaves.
 #[tokio::test]
 async fn a_tree_built_before_leaves_were_indexed_is_read_and_then_indexed() {
-    let store = Arc::new(Store::in_memory(KeyRing::generate().unwrap()).unwrap());
+    use tio_store::engine::memory::MemoryEngine;
+    let engine = Arc::new(MemoryEngine::new());
+    let store = Arc::new(Store::with_engine(engine.clone(), KeyRing::generate().unwrap()).unwrap());
     let signer = Signer::generate(ORIGIN).unwrap();
     let verifier = signer.verifier();
     let log = AuditLog::new(store.clone(), signer);
@@ -327,20 +330,20 @@ async fn a_tree_built_before_leaves_were_indexed_is_read_and_then_indexed() {
         log.record(&[entry("admin", n)]).await.unwrap();
     }
     log.checkpoint().await.unwrap();
-    // What the previous release stored: the frontier and subtrees, no leaf index.
+    // What the previous release stored: the frontier and subtrees, no leaf index (the
+    // keys of the sequencing record and of leaf 0, the one indexed leaf of five).
     let mut batch = Batch::new();
-    batch.push(Op::Delete { space: Keyspace::AuditTree, key: SEQUENCED_KEY.to_vec() });
-    for leaf in 0..5 {
-        batch.push(Op::Delete { space: Keyspace::AuditTree, key: leaf_key(leaf) });
-    }
-    store.commit(batch).await.unwrap();
+    batch.push(Op::Delete { space: Keyspace::AuditTree, key: b"sequenced".to_vec() });
+    batch.push(Op::Delete { space: Keyspace::AuditTree, key: [&b"l"[..], &0u64.to_be_bytes()].concat() });
+    engine.apply(&batch).unwrap();
+    assert!(store.audit_tree(TreeRecord::Leaf(0)).unwrap().is_none(), "control: the leaf index is gone");
     assert!(check_log(&store, Some(&verifier)).unwrap().is_healthy());
     let requests = |entries: Vec<AuditEntry>| entries.into_iter().map(|entry| entry.request_id).collect::<Vec<_>>();
     assert_eq!(requests(log.entries(3, 5).unwrap()), ["req-3", "req-4"]);
 
     log.record(&[entry("admin", 5)]).await.unwrap();
     assert_eq!(log.build().await.unwrap(), 6);
-    assert!(store.engine().get(Keyspace::AuditTree, &leaf_key(0)).unwrap().is_some(), "old leaves are indexed");
+    assert!(store.audit_tree(TreeRecord::Leaf(0)).unwrap().is_some(), "old leaves are indexed");
     assert_eq!(requests(log.entries(4, 6).unwrap()), ["req-4", "req-5"]);
     assert!(check_log(&store, Some(&verifier)).unwrap().is_healthy());
 }

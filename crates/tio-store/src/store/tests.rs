@@ -133,7 +133,7 @@ async fn bad_input_is_refused_with_the_field_and_writes_nothing() {
         }
     }
     assert_eq!(count_updates(&store), 0);
-    assert!(store.engine().scan(Keyspace::ChildKeys, b"", None, 10).unwrap().is_empty(), "no data key was created");
+    assert!(store.engine.scan(Keyspace::ChildKeys, b"", None, 10).unwrap().is_empty(), "no data key was created");
 }
 
 /// Every file under `dir`, read whole.
@@ -275,11 +275,11 @@ async fn an_erased_child_cannot_be_read_with_any_key_the_store_holds() {
     // Try every key the store still holds: the KEKs, the index key, every remaining
     // child's data key.
     let mut candidates = ring.all_keys();
-    for (child, wrapped) in store.engine().scan(Keyspace::ChildKeys, b"", None, 100).unwrap() {
+    for (child, wrapped) in store.engine.scan(Keyspace::ChildKeys, b"", None, 100).unwrap() {
         candidates.push(ring.unwrap(&wrapped, &child).unwrap());
     }
     assert_eq!(candidates.len(), 3, "two ring keys and ben's data key");
-    for (position, bytes) in store.engine().scan(Keyspace::Updates, b"", None, 100).unwrap() {
+    for (position, bytes) in store.engine.scan(Keyspace::Updates, b"", None, 100).unwrap() {
         let record = UpdateRecord::decode(&bytes).unwrap();
         if record.child_index != amy_index.0 {
             continue;
@@ -306,7 +306,7 @@ async fn concurrent_first_writes_for_one_child_create_one_key() {
     for task in tasks {
         task.await.unwrap();
     }
-    assert_eq!(store.engine().scan(Keyspace::ChildKeys, b"", None, 10).unwrap().len(), 1);
+    assert_eq!(store.engine.scan(Keyspace::ChildKeys, b"", None, 10).unwrap().len(), 1);
     let all = store.updates_after(None, 100).unwrap();
     assert_eq!(all.len(), 16);
     assert!(all.iter().all(|u| u.content.is_some()), "every record opens with the one key");
