@@ -25,7 +25,7 @@ async fn main() -> std::process::ExitCode {
         return std::process::ExitCode::from(2);
     };
     let keys = KeyRing::load_file(&PathBuf::from(keys)).expect("key ring loads");
-    let store = Arc::new(Store::open(&PathBuf::from(dir), keys).expect("store opens"));
+    let store = Arc::new(Store::open(&PathBuf::from(dir), &Default::default(), keys).expect("store opens"));
     let children: Arc<Vec<NhsNumber>> = Arc::new(
         (0..2000u64)
             .filter_map(|n| {

@@ -97,7 +97,7 @@ fn every_acknowledged_write_survives_sigkill() {
         assert!(count > 0, "cycle {cycle} acknowledged nothing");
 
         // Restart: reopen the store and check everything acknowledged so far.
-        let store = Store::open(&data, KeyRing::load_file(&keys_file).unwrap())
+        let store = Store::open(&data, &Default::default(), KeyRing::load_file(&keys_file).unwrap())
             .unwrap_or_else(|err| panic!("cycle {cycle}: store does not reopen after SIGKILL (seed {seed:#x}): {err}"));
         let stored = store.updates_after(None, usize::MAX).unwrap();
         let by_position: BTreeMap<&[u8], _> = stored.iter().map(|u| (u.position.as_bytes(), u)).collect();

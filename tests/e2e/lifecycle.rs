@@ -65,7 +65,7 @@ async fn sigterm_reports_not_serving_waits_for_an_open_stream_then_exits_0() {
     let ring = tio_store::keys::KeyRing::load_file(&data.join("dev-keys").join("tio.keys")).unwrap();
     let signer = tio_audit::note::Signer::from_private_key(ring.audit_signing_key().unwrap()).unwrap();
     let verifier = signer.verifier();
-    let store = std::sync::Arc::new(tio_store::Store::open(&data.join("store"), ring).unwrap());
+    let store = std::sync::Arc::new(tio_store::Store::open(&data.join("store"), &Default::default(), ring).unwrap());
     let audit = tio_audit::log::AuditLog::new(store, signer);
     let note = audit.latest_checkpoint().unwrap().expect("a checkpoint signed at shutdown");
     let checkpoint = tio_audit::checkpoint::Checkpoint::open(&note, &verifier).unwrap();

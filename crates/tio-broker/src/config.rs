@@ -11,6 +11,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use tio_core::{Agency, AgencyId, Category, CategorySet, NhsNumberPolicy, NhsNumberRange, Sector};
+use tio_store::{EngineKind, StoreOptions};
 
 /// The commented default configuration that `tio serve gen-config` prints. A test
 /// checks that it loads to exactly the built-in defaults.
@@ -195,13 +196,22 @@ pub struct StoreConfig {
     /// development mode it defaults to `DATA_DIR/dev-keys/tio.keys`, created if absent.
     /// The `TIO_KEYS` environment variable may hold the ring's text instead.
     pub keys_file: Option<PathBuf>,
+    /// The storage engine: `sled` (embedded, the default).
+    pub engine: EngineKind,
     /// About how much memory the store's page cache may use, in bytes.
     pub cache_bytes: u64,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { keys_file: None, cache_bytes: tio_store::engine::sled::DEFAULT_CACHE_BYTES }
+        StoreConfig { keys_file: None, engine: EngineKind::default(), cache_bytes: StoreOptions::DEFAULT_CACHE_BYTES }
+    }
+}
+
+impl StoreConfig {
+    /// Returns how to open the store.
+    pub fn options(&self) -> StoreOptions {
+        StoreOptions { engine: self.engine, cache_bytes: self.cache_bytes }
     }
 }
 
@@ -355,6 +365,7 @@ const SETTABLE_KEYS: &[(&str, Kind)] = &[
     ("telemetry.metrics_listen", Kind::Text),
     ("identifiers.allow_test_nhs_numbers", Kind::Boolean),
     ("store.keys_file", Kind::Text),
+    ("store.engine", Kind::Text),
     ("store.cache_bytes", Kind::Integer),
     ("audit.checkpoint_every_entries", Kind::Integer),
     ("audit.checkpoint_interval_seconds", Kind::Integer),

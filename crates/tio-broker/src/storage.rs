@@ -110,7 +110,7 @@ pub fn audit_signer(keys: &KeyRing) -> Result<tio_audit::note::Signer, StorageSe
 /// Opens the store under `data_dir/store` with `keys`.
 pub fn open_store(config: &Config, keys: KeyRing) -> Result<Store, StorageSetupError> {
     let dir = config.store_dir();
-    Store::open_with_cache(&dir, keys, config.store.cache_bytes).map_err(|source| match &source {
+    Store::open(&dir, &config.store.options(), keys).map_err(|source| match &source {
         StoreError::Storage(storage) if storage.kind == StorageErrorKind::Format => {
             StorageSetupError::Format { dir, source }
         }

@@ -90,7 +90,7 @@ impl Outcome {
 
 async fn run(dir: &std::path::Path, writers: usize, duration: Duration, audit: bool) -> Outcome {
     let audit_bytes: usize = std::env::var("TIO_BENCH_AUDIT_BYTES").ok().and_then(|s| s.parse().ok()).unwrap_or(600);
-    let store = Arc::new(Store::open(dir, KeyRing::generate().expect("keys")).expect("store"));
+    let store = Arc::new(Store::open(dir, &Default::default(), KeyRing::generate().expect("keys")).expect("store"));
     let children: Arc<Vec<NhsNumber>> = Arc::new(
         (0..20_000u64)
             .filter_map(|n| {

@@ -100,6 +100,18 @@ impl Store {
     }
 }
 
+/// Returns a tree record of a backup with the entry position it holds (an indexed
+/// leaf's, or where sequencing resumes) translated by `audit`, for a restore onto
+/// another engine.
+pub(crate) fn restored_tree_entry(
+    key: Vec<u8>,
+    value: Vec<u8>,
+    audit: &crate::backup::PositionMap,
+) -> Result<(Vec<u8>, Vec<u8>), String> {
+    let holds_position = key == TreeRecord::Sequenced.key() || (key.len() == 9 && key[0] == b'l');
+    if holds_position { Ok((key, audit.get(&value)?)) } else { Ok((key, value)) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,4 @@
-//! Backups: every keyspace of a store in one file, and back.
+//! Backups: every keyspace of a store in one file, and back, onto any engine.
 //!
 //! A backup holds exactly what the engine holds (blind indexes and ciphertext), never
 //! the key ring: back the ring up separately, and keep the two apart. Format, version 1
@@ -9,15 +9,20 @@
 //!
 //! A backup of a running store is consistent without stopping it for long: see
 //! [`write_backup_to`].
+//!
+//! A restore is logical, so that a store moves between engines: log positions are the
+//! source engine's and opaque, so the logs are appended afresh (in their order) to the
+//! target engine, and every stored position (in the indexes, the cursors and the audit
+//! tree) is translated to the position its record now has, by the module that owns
+//! that record's layout. The engine's own bookkeeping (`meta`) is not restored.
 
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use crate::GroupCommit;
-use crate::engine::sled::SledEngine;
-use crate::engine::{Engine, Entries, Keyspace, StorageError, StorageErrorKind, key_after};
+use crate::engine::{Batch, Engine, Keyspace, Op, StorageError, StorageErrorKind, key_after};
+use crate::{GroupCommit, StoreOptions};
 
 const MAGIC: &[u8] = b"tio-backup 1\n";
 const END: u8 = 0xff;
@@ -60,6 +65,21 @@ pub fn write_backup(
     let file = writer.into_inner().map_err(|err| StorageError::from_io("cannot write backup", err.error()))?;
     file.sync_all().map_err(io("cannot sync backup"))?;
     Ok(summary)
+}
+
+/// Writes a backup of the stopped store in `dir` (opened on the engine `options` names,
+/// without its key ring: a backup is ciphertext) to a new file `out`.
+pub fn backup_stopped_store(
+    dir: &Path,
+    options: &StoreOptions,
+    out: &Path,
+    progress: impl FnMut(u64),
+) -> Result<BackupSummary, StorageError> {
+    let engine = options.open_engine(dir)?;
+    let commit = GroupCommit::start(engine.clone()).map_err(io("cannot start the commit thread"))?;
+    let summary = write_backup(&commit, engine.as_ref(), out, progress);
+    commit.shutdown();
+    summary
 }
 
 /// Writes a consistent backup of the store behind `commit` (its engine is `engine`) to
@@ -148,10 +168,15 @@ fn write_entry(out: &mut impl Write, space: Keyspace, key: &[u8], value: &[u8]) 
     Ok(())
 }
 
-/// Restores a backup into `dir`, which must not exist: it is built beside `dir` and
-/// renamed into place only once the whole file has been read and its checksum matched,
-/// so a damaged backup leaves nothing behind.
-pub fn restore_backup(input: &Path, dir: &Path, mut progress: impl FnMut(u64)) -> Result<BackupSummary, StorageError> {
+/// Restores a backup into `dir`, which must not exist, on the engine `options` names:
+/// it is built beside `dir` and renamed into place only once the whole file has been
+/// read and its checksum matched, so a damaged backup leaves nothing behind.
+pub fn restore_backup(
+    input: &Path,
+    dir: &Path,
+    options: &StoreOptions,
+    mut progress: impl FnMut(u64),
+) -> Result<BackupSummary, StorageError> {
     if dir.exists() {
         return Err(StorageError::new(
             StorageErrorKind::Io,
@@ -162,7 +187,11 @@ pub fn restore_backup(input: &Path, dir: &Path, mut progress: impl FnMut(u64)) -
     if staging.exists() {
         std::fs::remove_dir_all(&staging).map_err(io("cannot clear an interrupted restore"))?;
     }
-    let result = restore_into(input, &staging, &mut progress);
+    let result = options.open_engine(&staging).and_then(|engine| {
+        let summary = restore_into(input, engine.as_ref(), &mut progress)?;
+        drop(engine);
+        Ok(summary)
+    });
     match result {
         Ok(summary) => {
             std::fs::rename(&staging, dir).map_err(io("cannot move restored store into place"))?;
@@ -176,29 +205,138 @@ pub fn restore_backup(input: &Path, dir: &Path, mut progress: impl FnMut(u64)) -
     }
 }
 
-fn restore_into(input: &Path, staging: &Path, progress: &mut impl FnMut(u64)) -> Result<BackupSummary, StorageError> {
-    let engine = SledEngine::open(staging)?;
-    // Entries are imported a chunk at a time; a chunk holds one keyspace. Whatever was
-    // imported before a damage is found goes with the staging directory.
-    let mut chunk: Option<(Keyspace, Entries)> = None;
-    let summary = read_backup(input, |space, key, value, entries| {
-        match &mut chunk {
-            Some((current, pending)) if *current == space && pending.len() < 4096 => pending.push((key, value)),
-            _ => {
-                if let Some((full, pending)) = chunk.replace((space, vec![(key, value)])) {
-                    engine.import(full, &pending)?;
-                    progress(entries);
-                }
-            }
+/// Restores a backup into `engine`, which must be empty, and syncs it; calls
+/// `progress(entries)` as it goes. Reads the file twice: the logs first, appended in
+/// order to learn each record's new position, then everything else, translated.
+/// Whatever was written before a damage is found is the caller's to throw away.
+pub fn restore_into(
+    input: &Path,
+    engine: &dyn Engine,
+    progress: &mut impl FnMut(u64),
+) -> Result<BackupSummary, StorageError> {
+    let mut maps = Positions::default();
+    let mut pending: Vec<(Keyspace, Vec<u8>, Vec<u8>)> = Vec::new();
+    let mut done = 0u64;
+    let flush_logs = |pending: &mut Vec<(Keyspace, Vec<u8>, Vec<u8>)>, maps: &mut Positions| {
+        let mut batch = Batch::new();
+        for (space, _, value) in pending.iter() {
+            batch.push(Op::Append { space: *space, value: value.clone() });
+        }
+        let applied = engine.apply(&batch).map_err(commit_error)?;
+        if applied.positions.len() != pending.len() {
+            return Err(StorageError::new(StorageErrorKind::Corrupt, "the engine gave fewer positions than appends"));
+        }
+        for ((space, old, _), new) in pending.drain(..).zip(applied.positions) {
+            maps.of(space)?.push(old, new.as_bytes().to_vec())?;
+        }
+        Ok(())
+    };
+    read_backup(input, |space, key, value, _| {
+        if !space.is_log() {
+            return Ok(());
+        }
+        pending.push((space, key, value));
+        done += 1;
+        if pending.len() == RESTORE_CHUNK {
+            flush_logs(&mut pending, &mut maps)?;
+            progress(done);
         }
         Ok(())
     })?;
-    if let Some((space, pending)) = chunk {
-        engine.import(space, &pending)?;
-    }
+    flush_logs(&mut pending, &mut maps)?;
+    let mut chunk = Batch::new();
+    let summary = read_backup(input, |space, key, value, _| {
+        if space.is_log() || space == Keyspace::Meta {
+            return Ok(());
+        }
+        let (key, value) = translate(space, key, value, &maps)?;
+        chunk.push(Op::Put { space, key, value });
+        done += 1;
+        if chunk.ops.len() == RESTORE_CHUNK {
+            engine.apply(&std::mem::take(&mut chunk)).map_err(commit_error)?;
+            progress(done);
+        }
+        Ok(())
+    })?;
+    engine.apply(&chunk).map_err(commit_error)?;
     engine.sync()?;
     progress(summary.entries);
     Ok(summary)
+}
+
+/// How many entries a restore writes in one batch.
+const RESTORE_CHUNK: usize = 4096;
+
+fn commit_error(err: crate::engine::CommitError) -> StorageError {
+    match err {
+        crate::engine::CommitError::Storage(storage) => storage,
+        other => StorageError::new(StorageErrorKind::Corrupt, format!("cannot restore: {other}")),
+    }
+}
+
+/// Returns a non-log entry as the target engine must hold it: its stored positions
+/// translated by the module that owns its layout.
+fn translate(
+    space: Keyspace,
+    key: Vec<u8>,
+    value: Vec<u8>,
+    maps: &Positions,
+) -> Result<(Vec<u8>, Vec<u8>), StorageError> {
+    let translated = match space {
+        Keyspace::UpdatesByChild | Keyspace::Latest | Keyspace::Idempotency => {
+            crate::store::restored_index_entry(space, key, value, &maps.updates)
+        }
+        Keyspace::Cursors => crate::cursors::restored_entry(key, value, &maps.updates),
+        Keyspace::AuditTree => crate::audit_records::restored_tree_entry(key, value, &maps.audit),
+        _ => Ok((key, value)),
+    };
+    translated.map_err(|err| StorageError::new(StorageErrorKind::Corrupt, format!("backup is damaged: {err}")))
+}
+
+/// The positions each log's records had in the backup and have now.
+#[derive(Default)]
+struct Positions {
+    updates: PositionMap,
+    audit: PositionMap,
+}
+
+impl Positions {
+    fn of(&mut self, space: Keyspace) -> Result<&mut PositionMap, StorageError> {
+        match space {
+            Keyspace::Updates => Ok(&mut self.updates),
+            Keyspace::Audit => Ok(&mut self.audit),
+            other => Err(StorageError::new(StorageErrorKind::Corrupt, format!("{} is not a log", other.name()))),
+        }
+    }
+}
+
+/// The positions of one log's records in the backup and in the restored store, in log
+/// order. Two flat lists, not a hash map: a log in order is sorted both ways, so a
+/// binary search finds a position, at two small allocations per record.
+#[derive(Default)]
+pub(crate) struct PositionMap {
+    old: Vec<Box<[u8]>>,
+    new: Vec<Box<[u8]>>,
+}
+
+impl PositionMap {
+    fn push(&mut self, old: Vec<u8>, new: Vec<u8>) -> Result<(), StorageError> {
+        if self.old.last().is_some_and(|last| **last >= *old) {
+            return Err(StorageError::new(StorageErrorKind::Corrupt, "backup is damaged: a log is out of order"));
+        }
+        self.old.push(old.into_boxed_slice());
+        self.new.push(new.into_boxed_slice());
+        Ok(())
+    }
+
+    /// Returns the restored position of the record at `old` in the backup.
+    pub(crate) fn get(&self, old: &[u8]) -> Result<Vec<u8>, String> {
+        let index = self
+            .old
+            .binary_search_by(|probe| (**probe).cmp(old))
+            .map_err(|_| "a stored position names no record of the backup".to_owned())?;
+        Ok(self.new[index].to_vec())
+    }
 }
 
 /// Reads a backup file through and checks its format and checksum, without restoring

@@ -172,6 +172,26 @@ fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8], what: &str) -> Result<T, S
     crate::versioned::decode_json(json, what)
 }
 
+/// Returns a cursor entry of a backup with the update positions it holds translated by
+/// `updates`, for a restore onto another engine; written in this release's encoding.
+pub(crate) fn restored_entry(
+    key: Vec<u8>,
+    value: Vec<u8>,
+    updates: &crate::backup::PositionMap,
+) -> Result<(Vec<u8>, Vec<u8>), String> {
+    if key.starts_with(b"h/") {
+        let mut head: SubscriptionHead = decode(&value, "subscription head").map_err(|err| err.to_string())?;
+        head.cursor = head.cursor.map(|cursor| updates.get(&cursor)).transpose()?;
+        Ok((key, encode(&head)))
+    } else if key.starts_with(b"u/") {
+        let mut delivery: UnackedDelivery = decode(&value, "unacked delivery").map_err(|err| err.to_string())?;
+        delivery.position = updates.get(&delivery.position)?;
+        Ok((key, encode(&delivery)))
+    } else {
+        Err("a cursor entry of an unknown kind".to_owned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

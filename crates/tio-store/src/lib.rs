@@ -16,11 +16,13 @@ pub mod backup;
 pub mod cursors;
 
 pub mod keys;
+mod options;
 mod record;
 pub mod secret_file;
 mod store;
 mod versioned;
 
+pub use options::{EngineKind, StoreOptions};
 pub use store::{
     Appended, CheckReport, ChildIndex, Extra, NewUpdate, Problems, SealedRecord, Store, StoreError, StoredUpdate,
     UpdateContent, UpdateId,

@@ -13,7 +13,6 @@ use std::sync::{Arc, RwLock};
 use tio_core::{AgencyId, Category, FieldViolation, NhsNumber, Timestamp, limits};
 
 use crate::engine::memory::MemoryEngine;
-use crate::engine::sled::SledEngine;
 use crate::engine::{
     Batch, CommitError, Condition, Engine, Keyspace, Op, Position, StorageError, key_after, prefix_end,
 };
@@ -211,14 +210,10 @@ impl fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens the sled store in `dir` with `keys`.
-    pub fn open(dir: &Path, keys: KeyRing) -> Result<Store, StoreError> {
-        Store::with_engine(Arc::new(SledEngine::open(dir)?), keys)
-    }
-
-    /// Like [`Store::open`], with the engine's page cache bounded to about `cache_bytes`.
-    pub fn open_with_cache(dir: &Path, keys: KeyRing, cache_bytes: u64) -> Result<Store, StoreError> {
-        Store::with_engine(Arc::new(SledEngine::open_with_cache(dir, cache_bytes)?), keys)
+    /// Opens (creating if need be) the store in `dir` on the engine `options` names,
+    /// with `keys`.
+    pub fn open(dir: &Path, options: &crate::StoreOptions, keys: KeyRing) -> Result<Store, StoreError> {
+        Store::with_engine(options.open_engine(dir)?, keys)
     }
 
     /// Returns an empty in-memory store, for tests.
@@ -834,6 +829,33 @@ fn validate(update: &NewUpdate<'_>) -> Result<(), StoreError> {
 mod check;
 
 pub use check::{CheckReport, Problems};
+
+/// Returns an index entry of a backup (by child, latest value, idempotency) with the
+/// update position it holds translated by `updates`, for a restore onto another
+/// engine. The layouts are [`Store::append_update_and`]'s.
+pub(crate) fn restored_index_entry(
+    space: Keyspace,
+    key: Vec<u8>,
+    value: Vec<u8>,
+    updates: &crate::backup::PositionMap,
+) -> Result<(Vec<u8>, Vec<u8>), String> {
+    match space {
+        // The child's index, then the position; the value is the update id.
+        Keyspace::UpdatesByChild => {
+            let (child, position) = key.split_at_checked(CHILD_INDEX_BYTES).ok_or("a child index entry is short")?;
+            Ok(([child, &updates.get(position)?].concat(), value))
+        }
+        // The position alone.
+        Keyspace::Latest => Ok((key, updates.get(&value)?)),
+        // The content tag and the update id, then the position.
+        Keyspace::Idempotency => {
+            let (head, position) =
+                value.split_at_checked(32 + UPDATE_ID_BYTES).ok_or("an idempotency record is short")?;
+            Ok((key.clone(), [head, &updates.get(position)?].concat()))
+        }
+        other => Err(format!("{} holds no update positions", other.name())),
+    }
+}
 
 #[cfg(test)]
 mod tests;

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use tio_store::EngineKind;
 
 use crate::connection::ConnectionArgs;
 
@@ -604,6 +605,9 @@ pub(crate) struct KeysStoreArgs {
     /// The data directory (the store is DATA_DIR/store).
     #[arg(long, value_name = "DIR")]
     pub(crate) data_dir: PathBuf,
+    /// The store's engine (the configuration's `store.engine`).
+    #[arg(long, value_name = "ENGINE", default_value = "sled", value_parser = parse_engine)]
+    pub(crate) engine: EngineKind,
 }
 
 /// A key ring and its stopped store (`--data-dir`), or a running server to ask.
@@ -616,6 +620,9 @@ pub(crate) struct KeyRotationArgs {
     /// The data directory of a stopped store. Leave out to ask the running server.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["dev_pki", "cert", "key"])]
     pub(crate) data_dir: Option<PathBuf>,
+    /// The stopped store's engine (the configuration's `store.engine`).
+    #[arg(long, value_name = "ENGINE", default_value = "sled", value_parser = parse_engine, requires = "data_dir")]
+    pub(crate) engine: EngineKind,
     /// How to reach a running server (when --data-dir is not given).
     #[command(flatten)]
     pub(crate) connection: ConnectionArgs,
@@ -635,6 +642,9 @@ pub(crate) enum StoreCommand {
         /// The data directory of a stopped store. Leave out to back up the running server.
         #[arg(long, value_name = "DIR", conflicts_with_all = ["dev_pki", "cert", "key"])]
         data_dir: Option<PathBuf>,
+        /// The stopped store's engine (the configuration's `store.engine`).
+        #[arg(long, value_name = "ENGINE", default_value = "sled", value_parser = parse_engine, requires = "data_dir")]
+        engine: EngineKind,
         /// The backup file to create; never overwritten.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
@@ -642,7 +652,9 @@ pub(crate) enum StoreCommand {
         #[command(flatten)]
         connection: ConnectionArgs,
     },
-    /// Restore a backup into a new data directory.
+    /// Restore a backup into a new data directory, on any engine: a store moves
+    /// between engines this way (log positions are the engine's own, so the restore
+    /// gives the records new ones; positions clients were given before do not carry over).
     Restore {
         /// The backup file.
         #[arg(long = "in", value_name = "FILE")]
@@ -650,6 +662,9 @@ pub(crate) enum StoreCommand {
         /// The data directory to create the store in (DATA_DIR/store must not exist).
         #[arg(long, value_name = "DIR")]
         data_dir: PathBuf,
+        /// The engine to restore onto (set the same `store.engine` in the configuration).
+        #[arg(long, value_name = "ENGINE", default_value = "sled", value_parser = parse_engine)]
+        engine: EngineKind,
     },
 }
 
@@ -718,6 +733,14 @@ pub(crate) struct HealthArgs {
     /// How to reach the broker.
     #[command(flatten)]
     pub(crate) connection: ConnectionArgs,
+}
+
+/// Parses an engine name, listing the known ones if it is not one.
+fn parse_engine(name: &str) -> Result<EngineKind, String> {
+    EngineKind::from_name(name).ok_or_else(|| {
+        let known: Vec<&str> = EngineKind::ALL.iter().map(|kind| kind.name()).collect();
+        format!("unknown engine `{name}`; known: {}", known.join(", "))
+    })
 }
 
 fn parse_key_value(input: &str) -> Result<(String, String), String> {

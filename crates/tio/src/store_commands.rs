@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use tio_store::Store;
 use tio_store::keys::KeyRing;
+use tio_store::{Store, StoreOptions};
 
 use tio_client::ClientError;
 use tio_proto::v1;
@@ -46,29 +46,29 @@ pub(crate) fn keys(command: KeysCommand) -> anyhow::Result<()> {
 pub(crate) fn store(command: StoreCommand) -> anyhow::Result<()> {
     match command {
         StoreCommand::Check(args) => check(&args),
-        StoreCommand::Backup { data_dir: Some(data_dir), out, .. } => {
-            let engine: std::sync::Arc<dyn tio_store::Engine> =
-                std::sync::Arc::new(tio_store::engine::sled::SledEngine::open(&store_dir(&data_dir)).context(
-                    "cannot open the store (if the server is running, leave out --data-dir to back it up through the server)",
-                )?);
-            let commit = tio_store::GroupCommit::start(engine.clone())?;
+        StoreCommand::Backup { data_dir: Some(data_dir), engine, out, .. } => {
+            let options = StoreOptions { engine, ..StoreOptions::default() };
             let bar = spinner("backing up");
-            let summary =
-                tio_store::backup::write_backup(&commit, engine.as_ref(), &out, |entries| bar.set_position(entries));
+            let summary = tio_store::backup::backup_stopped_store(&store_dir(&data_dir), &options, &out, |entries| {
+                bar.set_position(entries)
+            });
             bar.finish_and_clear();
-            commit.shutdown();
-            let summary = summary?;
+            let summary = summary.context(
+                "cannot back up the store (if the server is running, leave out --data-dir to back it up through the server)",
+            )?;
             println!("wrote {} entries ({} bytes) to {}", summary.entries, summary.bytes, out.display());
             println!("the backup holds ciphertext only: keep the key ring's own backup to read it");
             Ok(())
         }
-        StoreCommand::Backup { data_dir: None, out, connection } => {
+        StoreCommand::Backup { data_dir: None, out, connection, .. } => {
             crate::runtime()?.block_on(backup_online(&out, &connection))
         }
-        StoreCommand::Restore { input, data_dir } => {
+        StoreCommand::Restore { input, data_dir, engine } => {
+            let options = StoreOptions { engine, ..StoreOptions::default() };
             let bar = spinner("restoring");
-            let summary =
-                tio_store::backup::restore_backup(&input, &store_dir(&data_dir), |entries| bar.set_position(entries))?;
+            let summary = tio_store::backup::restore_backup(&input, &store_dir(&data_dir), &options, |entries| {
+                bar.set_position(entries)
+            })?;
             bar.finish_and_clear();
             println!("restored {} entries into {}", summary.entries, store_dir(&data_dir).display());
             Ok(())
@@ -78,9 +78,18 @@ pub(crate) fn store(command: StoreCommand) -> anyhow::Result<()> {
 
 /// The stopped store's ring and data directory, or `None` to ask the running server.
 fn offline(args: &KeyRotationArgs) -> Option<KeysStoreArgs> {
-    args.data_dir
-        .as_ref()
-        .map(|data_dir| KeysStoreArgs { keys_file: args.keys_file.clone(), data_dir: data_dir.clone() })
+    args.data_dir.as_ref().map(|data_dir| KeysStoreArgs {
+        keys_file: args.keys_file.clone(),
+        data_dir: data_dir.clone(),
+        engine: args.engine,
+    })
+}
+
+impl KeysStoreArgs {
+    /// How to open the stopped store.
+    fn options(&self) -> StoreOptions {
+        StoreOptions { engine: self.engine, ..StoreOptions::default() }
+    }
 }
 
 /// Backs up the running server's store into a new file `out`: written under a
@@ -212,7 +221,7 @@ async fn rotate(args: &KeysStoreArgs) -> anyhow::Result<()> {
     // The new version is saved before any data key uses it: a crash now leaves a ring
     // that still opens everything.
     ring.replace_file(&file)?;
-    let store = Store::open(&store_dir(&args.data_dir), ring).context(
+    let store = Store::open(&store_dir(&args.data_dir), &args.options(), ring).context(
         "cannot open the store (if the server is running, leave out --data-dir to do this through the server)",
     )?;
     let bar = rewrap_bar();
@@ -241,7 +250,7 @@ async fn retire(args: &KeysStoreArgs, version: u32) -> anyhow::Result<()> {
         version != ring.current_version(),
         "version {version} is current: rotate to a new version before retiring it"
     );
-    let store = Store::open(&store_dir(&args.data_dir), ring.clone()).context(
+    let store = Store::open(&store_dir(&args.data_dir), &args.options(), ring.clone()).context(
         "cannot open the store (if the server is running, leave out --data-dir to do this through the server)",
     )?;
     let still_used = store.keys_under_version(version)?;
@@ -264,7 +273,7 @@ fn check(args: &KeysStoreArgs) -> anyhow::Result<()> {
     println!("checking a copy of {}", source.display());
     // The audit log's checkpoints are checked under the ring's own checkpoint key.
     let verifier = tio_broker::storage::audit_signer(&ring).ok().map(|signer| signer.verifier());
-    let store = match Store::open(&copy, ring) {
+    let store = match Store::open(&copy, &args.options(), ring) {
         Ok(store) => store,
         Err(tio_store::StoreError::Storage(err)) if err.kind == tio_store::StorageErrorKind::Format => {
             println!("NOT CHECKED: {}", err.message);

@@ -23,7 +23,7 @@ fn entry(action: &str, request: u64) -> AuditEntry {
 }
 
 fn open(dir: &std::path::Path, ring: &KeyRing) -> (Arc<Store>, AuditLog) {
-    let store = Arc::new(Store::open(dir, ring.clone()).unwrap());
+    let store = Arc::new(Store::open(dir, &Default::default(), ring.clone()).unwrap());
     let log = AuditLog::new(store.clone(), Signer::generate(ORIGIN).unwrap());
     (store, log)
 }
@@ -346,4 +346,50 @@ async fn a_tree_built_before_leaves_were_indexed_is_read_and_then_indexed() {
     assert!(store.audit_tree(TreeRecord::Leaf(0)).unwrap().is_some(), "old leaves are indexed");
     assert_eq!(requests(log.entries(4, 6).unwrap()), ["req-4", "req-5"]);
     assert!(check_log(&store, Some(&verifier)).unwrap().is_healthy());
+}
+
+/// Issue 13: a store moved to an engine with other positions (backup, then restore onto
+/// it) keeps its audit log: the same entries at the same leaves, the same signed
+/// checkpoint, a clean check, and sequencing goes on from where it stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_survives_a_move_to_an_engine_with_other_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live");
+    let ring = KeyRing::generate().unwrap();
+    let signer = Signer::generate(ORIGIN).unwrap();
+    let verifier = signer.verifier();
+    let (before, checkpoint) = {
+        let store = Arc::new(Store::open(&live, &Default::default(), ring.clone()).unwrap());
+        let log = AuditLog::new(store.clone(), Signer::from_private_key(&signer.private_key()).unwrap());
+        for n in 0..300 {
+            log.record(&[entry("admin", n)]).await.unwrap();
+        }
+        let checkpoint = log.checkpoint().await.unwrap();
+        log.record(&[entry("admin", 300)]).await.unwrap(); // committed, not yet in the tree
+        let before = log.entries(0, 1000).unwrap();
+        drop(log);
+        Arc::into_inner(store).unwrap().shutdown();
+        (before, checkpoint)
+    };
+    let backup = dir.path().join("audit.backup");
+    let (from, to) = (live.clone(), backup.clone());
+    tokio::task::spawn_blocking(move || {
+        tio_store::backup::backup_stopped_store(&from, &Default::default(), &to, |_| {}).unwrap()
+    })
+    .await
+    .unwrap();
+    let engine = Arc::new(tio_store::engine::memory::MemoryEngine::sparse());
+    tio_store::backup::restore_into(&backup, engine.as_ref(), &mut |_| {}).unwrap();
+    let store = Arc::new(Store::with_engine(engine, ring).unwrap());
+    let log = AuditLog::new(store.clone(), signer);
+
+    assert_eq!(log.entries(0, 1000).unwrap(), before);
+    assert_eq!(log.latest_signed_checkpoint().unwrap().unwrap().note, checkpoint.note);
+    assert!(check_log(&store, Some(&verifier)).unwrap().is_healthy());
+    let proof = log.inclusion_proof(257, 300).unwrap();
+    assert_eq!(verify_inclusion(&before[257].leaf_hash(), 257, 300, &proof, &checkpoint.checkpoint.root), Ok(()));
+    assert_eq!(log.build().await.unwrap(), 301, "sequencing resumes after the restored tree");
+    let later = log.checkpoint().await.unwrap();
+    let consistency = log.consistency_proof(300, 301).unwrap();
+    assert_eq!(verify_consistency(300, 301, &consistency, &checkpoint.checkpoint.root, &later.checkpoint.root), Ok(()));
 }

@@ -163,7 +163,7 @@ async fn nothing_personal_is_stored_in_plain_text() {
     let name = "Zofia Kowalczyk-Brennan";
     let free_text = "Needs a Polish interpreter; calms with the blue weighted blanket";
     {
-        let store = Store::open(dir.path(), KeyRing::generate().unwrap()).unwrap();
+        let store = Store::open(dir.path(), &Default::default(), KeyRing::generate().unwrap()).unwrap();
         let publisher = agency("hospital");
         for (index, digits) in children.iter().enumerate() {
             let nhs = child(digits);
@@ -316,7 +316,7 @@ async fn concurrent_first_writes_for_one_child_create_one_key() {
 async fn key_rotation_under_concurrent_writes_loses_and_corrupts_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let ring = KeyRing::generate().unwrap();
-    let store = Arc::new(Store::open(dir.path(), ring.clone()).unwrap());
+    let store = Arc::new(Store::open(dir.path(), &Default::default(), ring.clone()).unwrap());
     // A first set of children exists before rotation.
     let test_numbers: Vec<NhsNumber> = (0..400u64)
         .filter_map(|n| {
@@ -370,7 +370,7 @@ async fn key_rotation_under_concurrent_writes_loses_and_corrupts_nothing() {
     assert!(all.iter().all(|u| u.content.is_some()), "everything opens without the retired version");
     Arc::try_unwrap(store).unwrap().shutdown();
 
-    let reopened = Store::open(dir.path(), retired).unwrap();
+    let reopened = Store::open(dir.path(), &Default::default(), retired).unwrap();
     assert_eq!(reopened.updates_after(None, 10_000).unwrap().iter().filter(|u| u.content.is_some()).count(), 180);
 }
 
@@ -492,7 +492,7 @@ async fn bytes_overwritten_in_the_middle_of_the_data_file_are_caught() {
     std::fs::write(&data_file, &bytes).unwrap();
     // sled recovers up to the damaged record and drops the rest as a torn tail; the
     // log-end mark shows that more was acknowledged, so the store refuses to open.
-    match Store::open(dir.path(), ring) {
+    match Store::open(dir.path(), &Default::default(), ring) {
         Err(StoreError::Storage(err)) => {
             assert_eq!(err.kind, StorageErrorKind::Corrupt, "{err}");
             assert!(err.message.contains("recovered 20 records but 40 were acknowledged"), "{err}");
@@ -518,10 +518,13 @@ async fn a_damaged_log_end_mark_is_reported_not_trusted() {
     let text = std::fs::read_to_string(&mark).unwrap();
     assert!(text.starts_with("tio-log-end 1 40 0 "), "{text:?}");
     std::fs::write(&mark, text.replace(" 40 ", " 41 ")).unwrap();
-    let err = Store::open(dir.path(), ring.clone()).unwrap_err();
+    let err = Store::open(dir.path(), &Default::default(), ring.clone()).unwrap_err();
     assert!(err.to_string().contains("log-end file is damaged"), "{err}");
     std::fs::remove_file(&mark).unwrap();
-    assert!(Store::open(dir.path(), ring).is_ok(), "without a mark (a store from before it existed) the store opens");
+    assert!(
+        Store::open(dir.path(), &Default::default(), ring).is_ok(),
+        "without a mark (a store from before it existed) the store opens"
+    );
 }
 
 #[tokio::test]
@@ -554,8 +557,8 @@ async fn a_backup_restores_to_the_same_store_and_a_damaged_one_restores_nothing(
     .await
     .unwrap();
     let restored_dir = dir.path().join("restored");
-    crate::backup::restore_backup(&backup, &restored_dir, |_| {}).unwrap();
-    let restored = Store::open(&restored_dir, ring.clone()).unwrap();
+    crate::backup::restore_backup(&backup, &restored_dir, &Default::default(), |_| {}).unwrap();
+    let restored = Store::open(&restored_dir, &Default::default(), ring.clone()).unwrap();
     assert_eq!(restored.updates_after(None, 1000).unwrap(), before);
     assert!(restored.check().unwrap().is_healthy());
     let appended = restored
@@ -574,18 +577,21 @@ async fn a_backup_restores_to_the_same_store_and_a_damaged_one_restores_nothing(
     let damaged_path = dir.path().join("damaged.backup");
     std::fs::write(&damaged_path, damaged).unwrap();
     let target = dir.path().join("from-damaged");
-    let err = crate::backup::restore_backup(&damaged_path, &target, |_| {}).unwrap_err();
+    let err = crate::backup::restore_backup(&damaged_path, &target, &Default::default(), |_| {}).unwrap_err();
     assert_eq!(err.kind, StorageErrorKind::Corrupt, "{err}");
     assert_eq!(crate::backup::verify_backup(&damaged_path).unwrap_err().kind, StorageErrorKind::Corrupt);
     assert!(!target.exists() && !target.with_extension("restoring").exists(), "a failed restore leaves nothing");
-    assert!(crate::backup::restore_backup(&backup, &restored_dir, |_| {}).is_err(), "never restores over a store");
+    assert!(
+        crate::backup::restore_backup(&backup, &restored_dir, &Default::default(), |_| {}).is_err(),
+        "never restores over a store"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_taken_while_writers_run_restores_a_consistent_store() {
     let dir = tempfile::tempdir().unwrap();
     let ring = KeyRing::generate().unwrap();
-    let store = Arc::new(Store::open(&dir.path().join("live"), ring.clone()).unwrap());
+    let store = Arc::new(Store::open(&dir.path().join("live"), &Default::default(), ring.clone()).unwrap());
     let gp = agency("gp");
     let children = ["9990079196", "9990237573", "9990316767"];
     // Writers run before, during and after the backup: each appends until told to stop.
@@ -627,8 +633,8 @@ async fn a_backup_taken_while_writers_run_restores_a_consistent_store() {
         written += writer.await.unwrap();
     }
     let restored_dir = dir.path().join("restored");
-    crate::backup::restore_backup(&backup, &restored_dir, |_| {}).unwrap();
-    let restored = Store::open(&restored_dir, ring).unwrap();
+    crate::backup::restore_backup(&backup, &restored_dir, &Default::default(), |_| {}).unwrap();
+    let restored = Store::open(&restored_dir, &Default::default(), ring).unwrap();
     let report = restored.check().unwrap();
     assert!(report.is_healthy(), "indexes and latest values agree with the records: {:?}", report.problems);
     assert!(summary.entries > 0 && report.updates > 0, "the backup holds updates");
@@ -769,7 +775,7 @@ async fn a_real_full_filesystem_fails_cleanly_and_the_store_writes_again_once_sp
     };
     let dir = filesystem.0.path().join("store");
     let ring = KeyRing::generate().unwrap();
-    let store = Store::open(&dir, ring.clone()).unwrap();
+    let store = Store::open(&dir, &Default::default(), ring.clone()).unwrap();
     let gp = agency("gp");
     let value = vec![b'v'; 1024];
     let mut acknowledged = 0u64;
@@ -797,7 +803,7 @@ async fn a_real_full_filesystem_fails_cleanly_and_the_store_writes_again_once_sp
     assert!(report.is_healthy(), "{:?}", report.problems);
     store.shutdown();
 
-    let reopened = Store::open(&dir, ring).unwrap();
+    let reopened = Store::open(&dir, &Default::default(), ring).unwrap();
     let report = reopened.check().unwrap();
     assert!(report.is_healthy(), "{:?}", report.problems);
     // A group whose sync failed is not acknowledged, but may have reached the disk.
@@ -947,4 +953,89 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         }
     }
     files
+}
+
+/// Issue 13: a backup restores onto an engine whose positions are not counters. Every
+/// record is there; every stored position (indexes, cursors, the audit tree's) names the
+/// same record as before; a repeated idempotency key still finds its original.
+#[tokio::test]
+async fn a_backup_restores_onto_an_engine_with_other_positions() {
+    use crate::audit_records::{EntriesFrom, TreeRecord, append_entry, put_tree};
+    use crate::cursors::{ProfilePhase, SubscriptionHead, UnackedDelivery, put_head, put_unacked};
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live");
+    let (store, _, ring) = populated_sled_store(&live).await;
+    let before = store.updates_after(None, 1000).unwrap();
+    let mut batch = Batch::new();
+    for n in 0..5u8 {
+        batch.push(append_entry(vec![b'e', n]));
+    }
+    store.commit(batch).await.unwrap();
+    let entries = store.audit_entries(EntriesFrom::Start, 10).unwrap();
+    let head = SubscriptionHead {
+        name: "main".into(),
+        categories: vec!["send_support".into()],
+        max_in_flight: 8,
+        created_at_micros: 0,
+        cursor: Some(before[6].position.as_bytes().to_vec()),
+        since_micros: None,
+        profile: ProfilePhase::Done,
+        next_number: 2,
+        last_acked: 0,
+        last_error: String::new(),
+    };
+    let mut batch = Batch::new();
+    batch.push(put_head("school", &head));
+    let unacked = UnackedDelivery { position: before[5].position.as_bytes().to_vec(), from_profile: false };
+    batch.push(put_unacked("school", "main", 1, &unacked));
+    batch.push(put_tree(TreeRecord::Leaf(0), entries[0].0.clone()));
+    batch.push(put_tree(TreeRecord::Sequenced, entries[4].0.clone()));
+    store.commit(batch).await.unwrap();
+    store.shutdown();
+
+    let backup = dir.path().join("store.backup");
+    let (from, to) = (live.clone(), backup.clone());
+    tokio::task::spawn_blocking(move || crate::backup::backup_stopped_store(&from, &Default::default(), &to, |_| {}))
+        .await
+        .unwrap()
+        .unwrap();
+    let engine = Arc::new(crate::engine::memory::MemoryEngine::sparse());
+    crate::backup::restore_into(&backup, engine.as_ref(), &mut |_| {}).unwrap();
+    let restored = Store::with_engine(engine, ring).unwrap();
+
+    let after = restored.updates_after(None, 1000).unwrap();
+    assert_ne!(after[0].position, before[0].position, "control: the engine gave other positions");
+    let without_position = |updates: &[StoredUpdate]| {
+        updates.iter().map(|u| (u.update_id, u.category, u.content.clone())).collect::<Vec<_>>()
+    };
+    assert_eq!(without_position(&after), without_position(&before));
+    let report = restored.check().unwrap();
+    assert!(report.is_healthy(), "indexes point at the records: {:?}", report.problems);
+    assert_eq!(restored.profile(&child("9990079196")).unwrap().len(), 3);
+
+    let head = restored.subscription_head("school", "main").unwrap().unwrap().head;
+    let cursor = Position::from_bytes(head.cursor.unwrap());
+    assert_eq!(restored.update_at(&cursor).unwrap().unwrap().update_id, before[6].update_id);
+    let unacked = restored.unacked_deliveries("school", "main", 10).unwrap();
+    let delivered = Position::from_bytes(unacked[&1].position.clone());
+    assert_eq!(restored.update_at(&delivered).unwrap().unwrap().update_id, before[5].update_id);
+    let restored_entries = restored.audit_entries(EntriesFrom::Start, 10).unwrap();
+    assert_eq!(
+        restored_entries.iter().map(|(_, e)| e.clone()).collect::<Vec<_>>(),
+        [b"e\0", b"e\x01", b"e\x02", b"e\x03", b"e\x04"]
+    );
+    assert_eq!(restored.audit_tree(TreeRecord::Leaf(0)).unwrap(), Some(restored_entries[0].0.clone()));
+    assert_eq!(restored.audit_tree(TreeRecord::Sequenced).unwrap(), Some(restored_entries[4].0.clone()));
+
+    // The idempotency record names the restored position: a repeat finds the original.
+    let repeat =
+        restored.append_update(update(&child("9990079196"), Category::ALL[0], b"value 0 ", "k0", &agency("gp"))).await;
+    assert!(matches!(repeat, Err(StoreError::IdempotencyMismatch)), "k0 was used with other content");
+    let original = format!("value 0 {}", "x".repeat(700));
+    let repeat = restored
+        .append_update(update(&child("9990079196"), Category::ALL[0], original.as_bytes(), "k0", &agency("gp")))
+        .await
+        .unwrap();
+    assert!(repeat.duplicate);
+    assert_eq!((repeat.update_id, repeat.position), (after[0].update_id, after[0].position.clone()));
 }
