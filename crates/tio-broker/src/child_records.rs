@@ -1,34 +1,22 @@
-//! What the broker keeps about a child besides its updates: consent revisions and care
-//! relationships, sealed under the child's data key in the store, and the domain
-//! [`Facts`](tio_core::Facts) every decision is made on.
-//!
-//! Both are stored in their contract form (`v1::ConsentRecord`, `v1::CareRelationship`),
-//! so what a client reads back is exactly what was recorded, and converted to the
-//! domain's plain values here, in one place.
+//! What the broker reads about a child besides its updates: consent revisions and care
+//! relationships, kept by the store (`tio_store::relationships`, and the store's
+//! consent methods) as the domain's values, and their contract forms, converted here in
+//! one place.
 
-use std::collections::BTreeMap;
-
-use prost::Message;
 use tio_core::{
-    AgencyId, CareRelationship, Consent, ConsentGiverRole, ConsentId, ConsentState, LawfulBasis, NhsNumber, Recipients,
-    RelationshipId, RelationshipKind, Sector, Timestamp, Validity,
+    AgencyId, CareRelationship, Consent, ConsentEvidence, ConsentGiverRole, ConsentMethod, ConsentRevision,
+    ConsentState, LawfulBasis, NhsNumber, Recipients, RelationshipKind, RelationshipRecord, Sector,
+    SpecialCategoryCondition, Timestamp, recording::NewConsent,
 };
 use tio_proto::v1;
-use tio_store::{Keyspace, Store, StoreError};
+use tio_store::Store;
+use tio_store::relationships::StoredRelationship;
 
-use crate::convert::{categories_from_proto, sector_from_proto, timestamp_from_proto};
+use crate::convert::{
+    categories_from_proto, categories_to_proto, optional_timestamp, sector_from_proto, sector_to_proto,
+    timestamp_to_proto,
+};
 use crate::status::ServiceError;
-
-/// A stored care relationship and its stored bytes (for a precondition on ending it).
-#[derive(Debug, Clone)]
-pub struct StoredRelationship {
-    /// The relationship as recorded.
-    pub record: v1::CareRelationship,
-    /// Its store key suffix.
-    pub suffix: Vec<u8>,
-    /// The sealed bytes as stored.
-    pub raw: Vec<u8>,
-}
 
 /// Everything recorded about one child that decisions use.
 #[derive(Debug, Clone, Default)]
@@ -36,135 +24,179 @@ pub struct ChildFacts {
     /// Every care relationship, active and ended.
     pub relationships: Vec<StoredRelationship>,
     /// The latest revision of every consent, in id order.
-    pub consents: Vec<v1::ConsentRecord>,
-}
-
-/// Returns the store key suffix of a consent revision: the id, `/`, the revision
-/// (4 bytes, big-endian, so revisions sort in order). Do not change.
-pub fn consent_suffix(consent_id: &str, revision: u32) -> Vec<u8> {
-    [consent_id.as_bytes(), b"/", &revision.to_be_bytes()].concat()
-}
-
-/// Returns the store key suffix of a care relationship: its id. Do not change.
-pub fn relationship_suffix(relationship_id: &str) -> Vec<u8> {
-    relationship_id.as_bytes().to_vec()
-}
-
-fn corrupt(what: &str) -> ServiceError {
-    ServiceError::Store(StoreError::Corrupt(format!("a stored {what} does not decode")))
+    pub consents: Vec<ConsentRevision>,
 }
 
 /// Reads every relationship and the latest revision of every consent of `child`.
 pub fn load_facts(store: &Store, child: &NhsNumber) -> Result<ChildFacts, ServiceError> {
-    let relationships = store
-        .read_sealed(child, Keyspace::Relationships, b"")?
-        .into_iter()
-        .map(|sealed| {
-            let record =
-                v1::CareRelationship::decode(sealed.plaintext.as_slice()).map_err(|_| corrupt("relationship"))?;
-            Ok(StoredRelationship { record, suffix: sealed.suffix, raw: sealed.raw })
-        })
-        .collect::<Result<Vec<_>, ServiceError>>()?;
-    let mut latest: BTreeMap<String, v1::ConsentRecord> = BTreeMap::new();
-    for sealed in store.read_sealed(child, Keyspace::Consents, b"")? {
-        let record = v1::ConsentRecord::decode(sealed.plaintext.as_slice()).map_err(|_| corrupt("consent"))?;
-        // Revisions of one consent sort in order, so the last one read is the latest.
-        latest.insert(record.consent_id.clone(), record);
-    }
-    Ok(ChildFacts { relationships, consents: latest.into_values().collect() })
-}
-
-/// Returns every revision of one consent of `child`, oldest first.
-pub fn consent_revisions(
-    store: &Store,
-    child: &NhsNumber,
-    consent_id: &str,
-) -> Result<Vec<v1::ConsentRecord>, ServiceError> {
-    let prefix = [consent_id.as_bytes(), b"/"].concat();
-    store
-        .read_sealed(child, Keyspace::Consents, &prefix)?
-        .into_iter()
-        .map(|sealed| v1::ConsentRecord::decode(sealed.plaintext.as_slice()).map_err(|_| corrupt("consent")))
-        .collect()
+    Ok(ChildFacts { relationships: store.relationships(child)?, consents: store.latest_consents(child)? })
 }
 
 impl ChildFacts {
-    /// Returns the facts as the domain core takes them.
-    pub fn domain(&self) -> Result<(Vec<CareRelationship>, Vec<Consent>), ServiceError> {
-        let relationships =
-            self.relationships.iter().map(|stored| relationship_to_domain(&stored.record)).collect::<Result<_, _>>()?;
-        let consents = self.consents.iter().map(consent_to_domain).collect::<Result<_, _>>()?;
-        Ok((relationships, consents))
+    /// Returns the facts as the domain core decides on them.
+    pub fn domain(&self) -> (Vec<CareRelationship>, Vec<Consent>) {
+        let relationships = self.relationships.iter().map(|stored| stored.record.relationship.clone()).collect();
+        let consents = self.consents.iter().map(|revision| revision.consent.clone()).collect();
+        (relationships, consents)
     }
 
     /// Returns the active relationship of `agency` at `now`, if any.
-    pub fn active_relationship(&self, agency: &str, now: Timestamp) -> Option<&StoredRelationship> {
+    pub fn active_relationship(&self, agency: &AgencyId, now: Timestamp) -> Option<&StoredRelationship> {
         self.relationships.iter().find(|stored| {
-            stored.record.agency_id == agency
-                && relationship_to_domain(&stored.record).is_ok_and(|relationship| relationship.is_active_at(now))
+            let relationship = &stored.record.relationship;
+            &relationship.agency == agency && relationship.is_active_at(now)
         })
     }
 }
 
-fn stored_time(time: Option<&prost_types::Timestamp>, what: &str) -> Result<Timestamp, ServiceError> {
-    let time = time.ok_or_else(|| corrupt(what))?;
-    timestamp_from_proto(what, time).map_err(|_| corrupt(what))
+fn invalid(field: &str, reason: &str) -> ServiceError {
+    ServiceError::InvalidArgument(vec![tio_core::FieldViolation::new(field, reason)])
 }
 
-/// Converts a stored relationship to the domain's.
-pub fn relationship_to_domain(record: &v1::CareRelationship) -> Result<CareRelationship, ServiceError> {
-    Ok(CareRelationship {
-        id: RelationshipId(record.relationship_id.clone()),
-        agency: AgencyId::parse("agency_id", &record.agency_id).map_err(|_| corrupt("relationship"))?,
-        kind: relationship_kind_from_proto(record.kind).ok_or_else(|| corrupt("relationship"))?,
-        started_at: stored_time(record.started_at.as_ref(), "relationship")?,
-        ended_at: record.ended_at.as_ref().map(|time| stored_time(Some(time), "relationship")).transpose()?,
+/// Parses a consent as a client asks to record it; the rules of what it must say are
+/// the domain's (`tio_core::recording`).
+pub fn new_consent_from_proto(request: &v1::RecordConsentRequest) -> Result<NewConsent, ServiceError> {
+    let giver_role = giver_role_from_proto(request.giver_role)
+        .ok_or_else(|| invalid("giver_role", "must be a parent, the young person or a competent child"))?;
+    let categories = categories_from_proto("categories", &request.categories)?;
+    let recipients = recipients_from_proto(&request.recipients.clone().unwrap_or_default())?;
+    let lawful_basis = lawful_basis_from_proto(request.lawful_basis)
+        .ok_or_else(|| invalid("lawful_basis", "must be consent, legal obligation, vital interests or public task"))?;
+    let special_category_condition = match v1::SpecialCategoryCondition::try_from(request.special_category_condition) {
+        Ok(condition) => condition_from_proto(condition),
+        Err(_) => return Err(invalid("special_category_condition", "must be a known condition")),
+    };
+    let valid = request.valid.unwrap_or_default();
+    Ok(NewConsent {
+        giver_role,
+        giver_name: request.giver_name.clone(),
+        categories,
+        recipients,
+        purpose: request.purpose.clone(),
+        lawful_basis,
+        special_category_condition,
+        valid_from: optional_timestamp("valid.from", valid.from.as_ref())?,
+        valid_until: optional_timestamp("valid.until", valid.until.as_ref())?,
+        evidence: evidence_from_proto("evidence", request.evidence.as_ref())?,
     })
+}
+
+/// Parses evidence of how an agreement or withdrawal was given (`field` names it).
+pub fn evidence_from_proto(
+    field: &str,
+    evidence: Option<&v1::ConsentEvidence>,
+) -> Result<ConsentEvidence, ServiceError> {
+    let evidence = evidence.ok_or_else(|| invalid(field, "is required: how was it given?"))?;
+    let method = match v1::ConsentMethod::try_from(evidence.method) {
+        Ok(v1::ConsentMethod::InPerson) => ConsentMethod::InPerson,
+        Ok(v1::ConsentMethod::Telephone) => ConsentMethod::Telephone,
+        Ok(v1::ConsentMethod::SignedForm) => ConsentMethod::SignedForm,
+        Ok(v1::ConsentMethod::VideoCall) => ConsentMethod::VideoCall,
+        Ok(v1::ConsentMethod::Unspecified) | Err(_) => {
+            return Err(invalid(&format!("{field}.method"), "must be in person, telephone, signed form or video call"));
+        }
+    };
+    Ok(ConsentEvidence {
+        method,
+        reference: evidence.reference.clone(),
+        language: evidence.language.clone(),
+        interpreter_present: evidence.interpreter_present,
+        notes: evidence.notes.clone(),
+    })
+}
+
+/// Returns the contract form of a consent revision about `child` (shown masked).
+pub fn consent_to_proto(revision: &ConsentRevision, child: &NhsNumber) -> v1::ConsentRecord {
+    let consent = &revision.consent;
+    let evidence = &revision.evidence;
+    let method = match evidence.method {
+        ConsentMethod::InPerson => v1::ConsentMethod::InPerson,
+        ConsentMethod::Telephone => v1::ConsentMethod::Telephone,
+        ConsentMethod::SignedForm => v1::ConsentMethod::SignedForm,
+        ConsentMethod::VideoCall => v1::ConsentMethod::VideoCall,
+    };
+    let condition = match revision.special_category_condition {
+        None => v1::SpecialCategoryCondition::Unspecified,
+        Some(SpecialCategoryCondition::ExplicitConsent) => v1::SpecialCategoryCondition::ExplicitConsent,
+        Some(SpecialCategoryCondition::VitalInterests) => v1::SpecialCategoryCondition::VitalInterests,
+        Some(SpecialCategoryCondition::HealthOrSocialCare) => v1::SpecialCategoryCondition::HealthOrSocialCare,
+        Some(SpecialCategoryCondition::SubstantialPublicInterest) => {
+            v1::SpecialCategoryCondition::SubstantialPublicInterest
+        }
+    };
+    let ids = |ids: &[AgencyId]| ids.iter().map(|id| id.as_str().to_owned()).collect();
+    v1::ConsentRecord {
+        consent_id: consent.id.0.clone(),
+        revision: consent.revision,
+        state: match consent.state {
+            ConsentState::Active => v1::ConsentState::Active,
+            ConsentState::Withdrawn { .. } => v1::ConsentState::Withdrawn,
+        } as i32,
+        child_masked: child.to_string(),
+        giver_role: giver_role_to_proto(consent.giver_role) as i32,
+        giver_name: revision.giver_name.clone(),
+        categories: categories_to_proto(consent.categories),
+        recipients: Some(v1::Recipients {
+            agency_ids: ids(&consent.recipients.agencies),
+            sectors: consent.recipients.sectors.iter().map(|sector| sector_to_proto(*sector) as i32).collect(),
+            excluded_agency_ids: ids(&consent.recipients.excluded),
+        }),
+        purpose: consent.purpose.clone(),
+        lawful_basis: lawful_basis_to_proto(consent.lawful_basis) as i32,
+        special_category_condition: condition as i32,
+        valid: Some(v1::Validity {
+            from: Some(timestamp_to_proto(consent.valid.from)),
+            until: consent.valid.until.map(timestamp_to_proto),
+        }),
+        evidence: Some(v1::ConsentEvidence {
+            method: method as i32,
+            reference: evidence.reference.clone(),
+            language: evidence.language.clone(),
+            interpreter_present: evidence.interpreter_present,
+            notes: evidence.notes.clone(),
+        }),
+        recorded_by_agency_id: revision.recorded_by.as_str().to_owned(),
+        recorded_by_professional_id: revision.recorded_by_professional.clone(),
+        recorded_at: Some(timestamp_to_proto(revision.recorded_at)),
+        withdrawal_reason: revision.withdrawal_reason.clone(),
+        first_recorded_at: Some(timestamp_to_proto(consent.recorded_at)),
+    }
+}
+
+/// Returns the contract form of a relationship; `already_active` says a declaration
+/// found it rather than made it.
+pub fn relationship_to_proto(record: &RelationshipRecord, already_active: bool) -> v1::CareRelationship {
+    let relationship = &record.relationship;
+    v1::CareRelationship {
+        relationship_id: relationship.id.0.clone(),
+        agency_id: relationship.agency.as_str().to_owned(),
+        kind: relationship_kind_to_proto(relationship.kind) as i32,
+        reference: record.reference.clone(),
+        started_at: Some(timestamp_to_proto(relationship.started_at)),
+        ended_at: relationship.ended_at.map(timestamp_to_proto),
+        declared_by_professional_id: record.declared_by_professional.clone(),
+        end_reason: record.end_reason.clone(),
+        already_active,
+    }
 }
 
 /// Returns the domain kind of a contract value (`None` for unspecified or unknown).
 pub fn relationship_kind_from_proto(value: i32) -> Option<RelationshipKind> {
-    match v1::RelationshipKind::try_from(value).ok()? {
-        v1::RelationshipKind::Unspecified => None,
-        v1::RelationshipKind::Referral => Some(RelationshipKind::Referral),
-        v1::RelationshipKind::Enrolment => Some(RelationshipKind::Enrolment),
-        v1::RelationshipKind::Allocation => Some(RelationshipKind::Allocation),
-        v1::RelationshipKind::Registration => Some(RelationshipKind::Registration),
-        v1::RelationshipKind::Publisher => Some(RelationshipKind::Publisher),
+    RelationshipKind::ALL.into_iter().find(|kind| relationship_kind_to_proto(*kind) as i32 == value)
+}
+
+fn relationship_kind_to_proto(kind: RelationshipKind) -> v1::RelationshipKind {
+    match kind {
+        RelationshipKind::Referral => v1::RelationshipKind::Referral,
+        RelationshipKind::Enrolment => v1::RelationshipKind::Enrolment,
+        RelationshipKind::Allocation => v1::RelationshipKind::Allocation,
+        RelationshipKind::Registration => v1::RelationshipKind::Registration,
+        RelationshipKind::Publisher => v1::RelationshipKind::Publisher,
     }
 }
 
-/// Converts the latest stored revision of a consent to the domain's.
-pub fn consent_to_domain(record: &v1::ConsentRecord) -> Result<Consent, ServiceError> {
-    let bad = |_| corrupt("consent");
-    let recipients = record.recipients.clone().unwrap_or_default();
-    let valid = record.valid.unwrap_or_default();
-    let recorded_at = stored_time(record.recorded_at.as_ref(), "consent")?;
-    Ok(Consent {
-        id: ConsentId(record.consent_id.clone()),
-        revision: record.revision,
-        giver_role: giver_role_from_proto(record.giver_role).ok_or_else(|| corrupt("consent"))?,
-        categories: categories_from_proto("categories", &record.categories).map_err(bad)?,
-        recipients: recipients_to_domain(&recipients).map_err(bad)?,
-        purpose: record.purpose.clone(),
-        lawful_basis: lawful_basis_from_proto(record.lawful_basis).ok_or_else(|| corrupt("consent"))?,
-        valid: Validity {
-            from: stored_time(valid.from.as_ref(), "consent")?,
-            until: valid.until.as_ref().map(|time| stored_time(Some(time), "consent")).transpose()?,
-        },
-        state: match record.state() {
-            v1::ConsentState::Withdrawn => ConsentState::Withdrawn { at: recorded_at },
-            _ => ConsentState::Active,
-        },
-        recorded_at: record
-            .first_recorded_at
-            .as_ref()
-            .map_or(Ok(recorded_at), |time| stored_time(Some(time), "consent"))?,
-    })
-}
-
-/// Validates recipients as a client sends them (fields named `recipients.<field>`).
-pub fn recipients_to_domain(recipients: &v1::Recipients) -> Result<Recipients, ServiceError> {
+/// Parses recipients as a client sends them (fields named `recipients.<field>`).
+pub fn recipients_from_proto(recipients: &v1::Recipients) -> Result<Recipients, ServiceError> {
     let ids = |field: &str, ids: &[String]| -> Result<Vec<AgencyId>, ServiceError> {
         tio_core::limits::check_items(field, ids, tio_core::limits::MAX_LIST_ITEMS)
             .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))?;
@@ -189,25 +221,64 @@ pub fn recipients_to_domain(recipients: &v1::Recipients) -> Result<Recipients, S
     })
 }
 
+fn giver_role_to_proto(role: ConsentGiverRole) -> v1::ConsentGiverRole {
+    match role {
+        ConsentGiverRole::ParentWithParentalResponsibility => v1::ConsentGiverRole::ParentWithParentalResponsibility,
+        ConsentGiverRole::YoungPerson => v1::ConsentGiverRole::YoungPerson,
+        ConsentGiverRole::CompetentChild => v1::ConsentGiverRole::CompetentChild,
+    }
+}
+
 /// Returns the domain giver role of a contract value (`None` for unspecified).
-pub fn giver_role_from_proto(value: i32) -> Option<ConsentGiverRole> {
-    match v1::ConsentGiverRole::try_from(value).ok()? {
-        v1::ConsentGiverRole::Unspecified => None,
-        v1::ConsentGiverRole::ParentWithParentalResponsibility => {
-            Some(ConsentGiverRole::ParentWithParentalResponsibility)
-        }
-        v1::ConsentGiverRole::YoungPerson => Some(ConsentGiverRole::YoungPerson),
-        v1::ConsentGiverRole::CompetentChild => Some(ConsentGiverRole::CompetentChild),
+fn giver_role_from_proto(value: i32) -> Option<ConsentGiverRole> {
+    ConsentGiverRole::ALL.into_iter().find(|role| giver_role_to_proto(*role) as i32 == value)
+}
+
+fn lawful_basis_to_proto(basis: LawfulBasis) -> v1::LawfulBasis {
+    match basis {
+        LawfulBasis::Consent => v1::LawfulBasis::Consent,
+        LawfulBasis::LegalObligation => v1::LawfulBasis::LegalObligation,
+        LawfulBasis::VitalInterests => v1::LawfulBasis::VitalInterests,
+        LawfulBasis::PublicTask => v1::LawfulBasis::PublicTask,
     }
 }
 
 /// Returns the domain lawful basis of a contract value (`None` for unspecified).
-pub fn lawful_basis_from_proto(value: i32) -> Option<LawfulBasis> {
-    match v1::LawfulBasis::try_from(value).ok()? {
-        v1::LawfulBasis::Unspecified => None,
-        v1::LawfulBasis::Consent => Some(LawfulBasis::Consent),
-        v1::LawfulBasis::LegalObligation => Some(LawfulBasis::LegalObligation),
-        v1::LawfulBasis::VitalInterests => Some(LawfulBasis::VitalInterests),
-        v1::LawfulBasis::PublicTask => Some(LawfulBasis::PublicTask),
+fn lawful_basis_from_proto(value: i32) -> Option<LawfulBasis> {
+    LawfulBasis::ALL.into_iter().find(|basis| lawful_basis_to_proto(*basis) as i32 == value)
+}
+
+fn condition_from_proto(condition: v1::SpecialCategoryCondition) -> Option<SpecialCategoryCondition> {
+    match condition {
+        v1::SpecialCategoryCondition::Unspecified => None,
+        v1::SpecialCategoryCondition::ExplicitConsent => Some(SpecialCategoryCondition::ExplicitConsent),
+        v1::SpecialCategoryCondition::VitalInterests => Some(SpecialCategoryCondition::VitalInterests),
+        v1::SpecialCategoryCondition::HealthOrSocialCare => Some(SpecialCategoryCondition::HealthOrSocialCare),
+        v1::SpecialCategoryCondition::SubstantialPublicInterest => {
+            Some(SpecialCategoryCondition::SubstantialPublicInterest)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_enum_maps_both_ways_and_unspecified_is_none() {
+        for kind in RelationshipKind::ALL {
+            assert_eq!(relationship_kind_from_proto(relationship_kind_to_proto(kind) as i32), Some(kind));
+        }
+        for role in ConsentGiverRole::ALL {
+            assert_eq!(giver_role_from_proto(giver_role_to_proto(role) as i32), Some(role));
+        }
+        for basis in LawfulBasis::ALL {
+            assert_eq!(lawful_basis_from_proto(lawful_basis_to_proto(basis) as i32), Some(basis));
+        }
+        assert_eq!(
+            (relationship_kind_from_proto(0), giver_role_from_proto(0), lawful_basis_from_proto(0)),
+            (None, None, None)
+        );
+        assert_eq!(condition_from_proto(v1::SpecialCategoryCondition::Unspecified), None);
     }
 }

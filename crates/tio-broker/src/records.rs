@@ -120,9 +120,9 @@ impl Broker {
 
         self.store().ensure_child_key(child).await?;
         let facts = load_facts(self.store(), child)?;
-        let involvement = match facts.active_relationship(agency.id.as_str(), call.now) {
+        let involvement = match facts.active_relationship(&agency.id, call.now) {
             Some(_) => None,
-            None => Some(self.new_relationship(call, &agency, child, v1::RelationshipKind::Publisher as i32, "")?),
+            None => Some(self.new_relationship(call, &agency, child, tio_core::RelationshipKind::Publisher, "")?),
         };
         let mut entry = self.entry(call, AuditAction::Publish, Outcome::Allowed);
         self.name_child(&mut entry, child)?;
@@ -182,7 +182,7 @@ impl Broker {
         )?;
         let wanted = crate::convert::categories_from_proto("categories", &request.categories)?;
         let facts = load_facts(self.store(), &child)?;
-        let (relationships, consents) = facts.domain()?;
+        let (relationships, consents) = facts.domain();
         let facts = Facts { relationships: &relationships, consents: &consents };
 
         let mut shown = Vec::new();

@@ -5,13 +5,14 @@
 
 use tio_audit::entry::{Action, Outcome};
 use tio_audit::log::entry_op;
-use tio_core::{Agency, FieldViolation, NhsNumber, RelationshipKind, Service, limits};
-use tio_proto::v1;
-use tio_store::{Batch, Condition, Keyspace};
+use tio_core::{
+    Agency, CareRelationship, FieldViolation, NhsNumber, RelationshipId, RelationshipKind, RelationshipRecord, Service,
+    limits,
+};
+use tio_store::Batch;
 
 use crate::broker::{Broker, Call};
-use crate::child_records::{load_facts, relationship_kind_from_proto, relationship_suffix};
-use crate::convert::timestamp_to_proto;
+use crate::child_records::load_facts;
 use crate::status::ServiceError;
 
 fn invalid(field: &str, reason: impl Into<String>) -> ServiceError {
@@ -19,33 +20,34 @@ fn invalid(field: &str, reason: impl Into<String>) -> ServiceError {
 }
 
 impl Broker {
-    /// Declares the calling agency's involvement with `child`; an active relationship
-    /// of the agency is returned unchanged instead of a second one.
+    /// Declares the calling agency's involvement with `child` (`kind` as the request
+    /// gave it: `None` if unspecified or unknown); an active relationship of the agency
+    /// is returned unchanged instead of a second one, with `true`.
     pub async fn declare_relationship(
         &self,
         call: &Call,
         child: &NhsNumber,
-        kind: i32,
+        kind: Option<RelationshipKind>,
         reference: &str,
-    ) -> Result<v1::CareRelationship, ServiceError> {
+    ) -> Result<(RelationshipRecord, bool), ServiceError> {
         let agency = self.agency_call(call, Service::CareRelationships, Action::RelationshipDeclared).await?;
-        match relationship_kind_from_proto(kind) {
+        let kind = match kind {
             None => return Err(invalid("kind", "must be referral, enrolment, allocation or registration")),
             Some(RelationshipKind::Publisher) => {
                 return Err(invalid("kind", "publisher relationships are made by the broker"));
             }
-            Some(_) => {}
-        }
+            Some(kind) => kind,
+        };
         limits::check_identifier("reference", reference, limits::MAX_SHORT_STRING_BYTES)
             .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))?;
         self.store().ensure_child_key(child).await?;
-        if let Some(active) = load_facts(self.store(), child)?.active_relationship(agency.id.as_str(), call.now) {
-            return Ok(v1::CareRelationship { already_active: true, ..active.record.clone() });
+        if let Some(active) = load_facts(self.store(), child)?.active_relationship(&agency.id, call.now) {
+            return Ok((active.record.clone(), true));
         }
         let (record, batch) = self.new_relationship(call, &agency, child, kind, reference)?;
         self.store().commit(batch).await?;
         self.notify_change();
-        Ok(record)
+        Ok((record, false))
     }
 
     /// Returns a new relationship of the calling agency and the batch that stores it
@@ -55,35 +57,28 @@ impl Broker {
         call: &Call,
         agency: &Agency,
         child: &NhsNumber,
-        kind: i32,
+        kind: RelationshipKind,
         reference: &str,
-    ) -> Result<(v1::CareRelationship, Batch), ServiceError> {
-        let record = v1::CareRelationship {
-            relationship_id: Broker::new_id("r-")?,
-            agency_id: agency.id.as_str().to_owned(),
-            kind,
+    ) -> Result<(RelationshipRecord, Batch), ServiceError> {
+        let record = RelationshipRecord {
+            relationship: CareRelationship {
+                id: RelationshipId(Broker::new_id("r-")?),
+                agency: agency.id.clone(),
+                kind,
+                started_at: call.now,
+                ended_at: None,
+            },
             reference: reference.to_owned(),
-            started_at: Some(timestamp_to_proto(call.now)),
-            ended_at: None,
-            declared_by_professional_id: call.caller.professional_id.clone().unwrap_or_default(),
+            declared_by_professional: call.caller.professional_id.clone().unwrap_or_default(),
             end_reason: String::new(),
-            already_active: false,
         };
-        let suffix = relationship_suffix(&record.relationship_id);
+        let (is_new, put) = self.store().put_new_relationship(child, &record)?;
         let mut batch = Batch::new();
-        batch.require(Condition::Absent {
-            space: Keyspace::Relationships,
-            key: self.store().child_record_key(child, &suffix),
-        });
-        batch.push(self.store().sealed_put(
-            child,
-            Keyspace::Relationships,
-            &suffix,
-            &prost::Message::encode_to_vec(&record),
-        )?);
+        batch.require(is_new);
+        batch.push(put);
         let mut entry = self.entry(call, Action::RelationshipDeclared, Outcome::Allowed);
         self.name_child(&mut entry, child)?;
-        entry.relationship_id = record.relationship_id.clone();
+        entry.relationship_id = record.relationship.id.0.clone();
         batch.push(entry_op(&entry));
         Ok((record, batch))
     }
@@ -95,7 +90,7 @@ impl Broker {
         child: &NhsNumber,
         relationship_id: &str,
         reason: &str,
-    ) -> Result<v1::CareRelationship, ServiceError> {
+    ) -> Result<RelationshipRecord, ServiceError> {
         let agency = self.agency_call(call, Service::CareRelationships, Action::RelationshipEnded).await?;
         if relationship_id.is_empty() {
             return Err(invalid("relationship_id", "is required"));
@@ -107,9 +102,10 @@ impl Broker {
             .relationships
             .iter()
             .find(|stored| {
-                stored.record.relationship_id == relationship_id
-                    && stored.record.agency_id == agency.id.as_str()
-                    && stored.record.ended_at.is_none()
+                let relationship = &stored.record.relationship;
+                relationship.id.0 == relationship_id
+                    && relationship.agency == agency.id
+                    && relationship.ended_at.is_none()
             })
             .ok_or_else(|| {
                 ServiceError::not_found(
@@ -120,23 +116,14 @@ impl Broker {
                 )
             })?;
         let mut record = stored.record.clone();
-        record.ended_at = Some(timestamp_to_proto(call.now));
+        record.relationship.ended_at = Some(call.now);
         record.end_reason = reason.to_owned();
         let mut batch = Batch::new();
-        batch.require(Condition::Equals {
-            space: Keyspace::Relationships,
-            key: self.store().child_record_key(child, &stored.suffix),
-            value: stored.raw.clone(),
-        });
-        batch.push(self.store().sealed_put(
-            child,
-            Keyspace::Relationships,
-            &stored.suffix,
-            &prost::Message::encode_to_vec(&record),
-        )?);
+        batch.require(stored.unchanged());
+        batch.push(self.store().put_relationship(child, &record)?);
         let mut entry = self.entry(call, Action::RelationshipEnded, Outcome::Allowed);
         self.name_child(&mut entry, child)?;
-        entry.relationship_id = record.relationship_id.clone();
+        entry.relationship_id = record.relationship.id.0.clone();
         batch.push(entry_op(&entry));
         self.store().commit(batch).await?;
         self.notify_change();
@@ -149,13 +136,15 @@ impl Broker {
         call: &Call,
         child: &NhsNumber,
         include_ended: bool,
-    ) -> Result<Vec<v1::CareRelationship>, ServiceError> {
+    ) -> Result<Vec<RelationshipRecord>, ServiceError> {
         let agency = self.agency_call(call, Service::CareRelationships, Action::RelationshipRead).await?;
-        let own: Vec<v1::CareRelationship> = load_facts(self.store(), child)?
+        let own: Vec<RelationshipRecord> = load_facts(self.store(), child)?
             .relationships
             .into_iter()
             .map(|stored| stored.record)
-            .filter(|record| record.agency_id == agency.id.as_str() && (include_ended || record.ended_at.is_none()))
+            .filter(|record| {
+                record.relationship.agency == agency.id && (include_ended || record.relationship.ended_at.is_none())
+            })
             .collect();
         // Recorded before the answer, like every read of a child's records.
         let mut entry = self.entry(call, Action::RelationshipRead, Outcome::Allowed);

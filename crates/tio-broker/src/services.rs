@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use tio_audit::checkpoint::SignedCheckpoint;
+use tio_audit::entry::Action;
 use tio_core::{Category, FieldViolation};
 use tio_proto::v1;
 use tokio_stream::wrappers::ReceiverStream;
@@ -15,6 +16,9 @@ use tonic::{Request, Response, Status};
 
 use crate::audit_reads::EntryFilter;
 use crate::broker::{Broker, Call};
+use crate::child_records::{
+    consent_to_proto, evidence_from_proto, new_consent_from_proto, relationship_kind_from_proto, relationship_to_proto,
+};
 use crate::convert::{
     action_filter, action_to_proto, agency_from_proto, agency_to_proto, category_to_proto, entry_to_proto,
     optional_timestamp, outcome_filter, outcome_to_proto, timestamp_to_proto,
@@ -146,7 +150,11 @@ impl v1::consent_service_server::ConsentService for Consents {
     ) -> Result<Response<v1::ConsentRecord>, Status> {
         let call = self.broker.call(&request).map_err(into_status)?;
         let child = child_of(&self.broker, request.get_ref().child.as_ref())?;
-        Ok(Response::new(self.broker.record_consent(&call, &child, request.get_ref()).await.map_err(into_status)?))
+        let recorder =
+            self.broker.consent_recorder(&call, Action::ConsentRecorded, &child).await.map_err(into_status)?;
+        let new = new_consent_from_proto(request.get_ref()).map_err(into_status)?;
+        let revision = recorder.record(new).await.map_err(into_status)?;
+        Ok(Response::new(consent_to_proto(&revision, &child)))
     }
 
     async fn withdraw_consent(
@@ -154,8 +162,13 @@ impl v1::consent_service_server::ConsentService for Consents {
         request: Request<v1::WithdrawConsentRequest>,
     ) -> Result<Response<v1::ConsentRecord>, Status> {
         let call = self.broker.call(&request).map_err(into_status)?;
-        let child = child_of(&self.broker, request.get_ref().child.as_ref())?;
-        Ok(Response::new(self.broker.withdraw_consent(&call, &child, request.get_ref()).await.map_err(into_status)?))
+        let message = request.get_ref();
+        let child = child_of(&self.broker, message.child.as_ref())?;
+        let recorder =
+            self.broker.consent_recorder(&call, Action::ConsentWithdrawn, &child).await.map_err(into_status)?;
+        let evidence = evidence_from_proto("evidence", message.evidence.as_ref()).map_err(into_status)?;
+        let revision = recorder.withdraw(&message.consent_id, &message.reason, evidence).await.map_err(into_status)?;
+        Ok(Response::new(consent_to_proto(&revision, &child)))
     }
 
     async fn get_consent(
@@ -169,7 +182,7 @@ impl v1::consent_service_server::ConsentService for Consents {
         let latest = revisions
             .pop()
             .ok_or_else(|| into_status(crate::consents::consent_not_found(&request.get_ref().consent_id)))?;
-        Ok(Response::new(latest))
+        Ok(Response::new(consent_to_proto(&latest, &child)))
     }
 
     async fn list_consent_revisions(
@@ -180,6 +193,7 @@ impl v1::consent_service_server::ConsentService for Consents {
         let child = child_of(&self.broker, request.get_ref().child.as_ref())?;
         let revisions =
             self.broker.consent_history(&call, &child, &request.get_ref().consent_id).await.map_err(into_status)?;
+        let revisions = revisions.iter().map(|revision| consent_to_proto(revision, &child)).collect();
         Ok(Response::new(v1::ListConsentRevisionsResponse { revisions }))
     }
 
@@ -200,7 +214,7 @@ impl v1::consent_service_server::ConsentService for Consents {
         let end = start.saturating_add(size).min(consents.len());
         let next_page_token =
             if end < consents.len() { paging::issue_token(store, &scope, end as u64) } else { String::new() };
-        let consents = consents.into_iter().skip(start).take(end - start).collect();
+        let consents = consents[start..end].iter().map(|revision| consent_to_proto(revision, &child)).collect();
         Ok(Response::new(v1::ListConsentsResponse { consents, page: Some(v1::PageResponse { next_page_token }) }))
     }
 }
@@ -232,12 +246,12 @@ impl v1::care_relationship_service_server::CareRelationshipService for CareRelat
         let call = self.broker.call(&request).map_err(into_status)?;
         let message = request.get_ref();
         let child = child_of(&self.broker, message.child.as_ref())?;
-        let relationship = self
+        let (relationship, already_active) = self
             .broker
-            .declare_relationship(&call, &child, message.kind, &message.reference)
+            .declare_relationship(&call, &child, relationship_kind_from_proto(message.kind), &message.reference)
             .await
             .map_err(into_status)?;
-        Ok(Response::new(relationship))
+        Ok(Response::new(relationship_to_proto(&relationship, already_active)))
     }
 
     async fn end_relationship(
@@ -252,7 +266,7 @@ impl v1::care_relationship_service_server::CareRelationshipService for CareRelat
             .end_relationship(&call, &child, &message.relationship_id, &message.reason)
             .await
             .map_err(into_status)?;
-        Ok(Response::new(relationship))
+        Ok(Response::new(relationship_to_proto(&relationship, false)))
     }
 
     async fn list_relationships(
@@ -264,6 +278,7 @@ impl v1::care_relationship_service_server::CareRelationshipService for CareRelat
         let child = child_of(&self.broker, message.child.as_ref())?;
         let relationships =
             self.broker.list_relationships(&call, &child, message.include_ended).await.map_err(into_status)?;
+        let relationships = relationships.iter().map(|record| relationship_to_proto(record, false)).collect();
         Ok(Response::new(v1::ListRelationshipsResponse { relationships }))
     }
 }

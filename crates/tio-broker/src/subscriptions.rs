@@ -23,10 +23,10 @@ use tio_core::{
 };
 use tio_proto::v1;
 use tio_store::cursors::{self, ProfilePhase, StoredHead, SubscriptionHead as Head, UnackedDelivery as Unacked};
-use tio_store::{Batch, Condition, Keyspace, Op, Position, StoredUpdate};
+use tio_store::{Batch, Op, Position, StoredUpdate};
 
 use crate::broker::{Broker, Call};
-use crate::child_records::{ChildFacts, consent_suffix, load_facts};
+use crate::child_records::{ChildFacts, load_facts};
 use crate::convert::{categories_from_proto, category_to_proto, optional_timestamp, timestamp_to_proto};
 use crate::status::ServiceError;
 
@@ -732,7 +732,7 @@ impl DeliveryStream {
                     Some(digits) => {
                         let child = NhsNumber::parse_checked(&digits).map_err(|_| corrupt("NHS number"))?;
                         let facts = load_facts(self.broker.store(), &child)?;
-                        let (relationships, consents) = facts.domain()?;
+                        let (relationships, consents) = facts.domain();
                         Some(Loaded { child, facts, relationships, consents })
                     }
                 };
@@ -860,7 +860,8 @@ impl DeliveryStream {
 /// never been involved with the child (then the update was never its business, and
 /// logging it for every agency would swamp the log).
 fn auditable_skip(reason: DenyReason, facts: &ChildFacts, agency: &str) -> bool {
-    reason != DenyReason::NotInvolved || facts.relationships.iter().any(|stored| stored.record.agency_id == agency)
+    reason != DenyReason::NotInvolved
+        || facts.relationships.iter().any(|stored| stored.record.relationship.agency.as_str() == agency)
 }
 
 fn fill_grant(entry: &mut AuditEntry, grant: &tio_core::Grant) {
@@ -883,20 +884,12 @@ fn add_grant_conditions(
     facts: &ChildFacts,
 ) {
     if let Some((consent, revision)) = &grant.consent {
-        let next = consent_suffix(&consent.0, revision + 1);
-        batch.require(Condition::Absent {
-            space: Keyspace::Consents,
-            key: broker.store().child_record_key(child, &next),
-        });
+        batch.require(broker.store().consent_unrevised(child, consent, *revision));
     }
     if let Some(relationship) = &grant.relationship
-        && let Some(stored) = facts.relationships.iter().find(|stored| stored.record.relationship_id == relationship.0)
+        && let Some(stored) = facts.relationships.iter().find(|stored| &stored.record.relationship.id == relationship)
     {
-        batch.require(Condition::Equals {
-            space: Keyspace::Relationships,
-            key: broker.store().child_record_key(child, &stored.suffix),
-            value: stored.raw.clone(),
-        });
+        batch.require(stored.unchanged());
     }
 }
 

@@ -31,6 +31,29 @@ pub enum ConsentGiverRole {
     CompetentChild,
 }
 
+impl ConsentGiverRole {
+    /// Every role, in contract order.
+    pub const ALL: [ConsentGiverRole; 3] = [
+        ConsentGiverRole::ParentWithParentalResponsibility,
+        ConsentGiverRole::YoungPerson,
+        ConsentGiverRole::CompetentChild,
+    ];
+
+    /// Returns the stable snake_case name used in stored records.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ConsentGiverRole::ParentWithParentalResponsibility => "parent_with_parental_responsibility",
+            ConsentGiverRole::YoungPerson => "young_person",
+            ConsentGiverRole::CompetentChild => "competent_child",
+        }
+    }
+
+    /// Parses a name produced by [`ConsentGiverRole::as_str`].
+    pub fn from_name(name: &str) -> Option<ConsentGiverRole> {
+        ConsentGiverRole::ALL.into_iter().find(|role| role.as_str() == name)
+    }
+}
+
 /// The UK GDPR Article 6 basis for sharing, recorded apart from the family's agreement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LawfulBasis {
@@ -42,6 +65,115 @@ pub enum LawfulBasis {
     VitalInterests,
     /// Art. 6(1)(e): the usual basis for public bodies.
     PublicTask,
+}
+
+impl LawfulBasis {
+    /// Every basis, in contract order.
+    pub const ALL: [LawfulBasis; 4] =
+        [LawfulBasis::Consent, LawfulBasis::LegalObligation, LawfulBasis::VitalInterests, LawfulBasis::PublicTask];
+
+    /// Returns the stable snake_case name used in stored records.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LawfulBasis::Consent => "consent",
+            LawfulBasis::LegalObligation => "legal_obligation",
+            LawfulBasis::VitalInterests => "vital_interests",
+            LawfulBasis::PublicTask => "public_task",
+        }
+    }
+
+    /// Parses a name produced by [`LawfulBasis::as_str`].
+    pub fn from_name(name: &str) -> Option<LawfulBasis> {
+        LawfulBasis::ALL.into_iter().find(|basis| basis.as_str() == name)
+    }
+}
+
+/// The UK GDPR Article 9 condition for sharing special-category data (health, and
+/// social care), recorded beside the Article 6 basis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SpecialCategoryCondition {
+    /// Art. 9(2)(a).
+    ExplicitConsent,
+    /// Art. 9(2)(c).
+    VitalInterests,
+    /// Art. 9(2)(h).
+    HealthOrSocialCare,
+    /// Art. 9(2)(g).
+    SubstantialPublicInterest,
+}
+
+impl SpecialCategoryCondition {
+    /// Every condition, in contract order.
+    pub const ALL: [SpecialCategoryCondition; 4] = [
+        SpecialCategoryCondition::ExplicitConsent,
+        SpecialCategoryCondition::VitalInterests,
+        SpecialCategoryCondition::HealthOrSocialCare,
+        SpecialCategoryCondition::SubstantialPublicInterest,
+    ];
+
+    /// Returns the stable snake_case name used in stored records.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SpecialCategoryCondition::ExplicitConsent => "explicit_consent",
+            SpecialCategoryCondition::VitalInterests => "vital_interests",
+            SpecialCategoryCondition::HealthOrSocialCare => "health_or_social_care",
+            SpecialCategoryCondition::SubstantialPublicInterest => "substantial_public_interest",
+        }
+    }
+
+    /// Parses a name produced by [`SpecialCategoryCondition::as_str`].
+    pub fn from_name(name: &str) -> Option<SpecialCategoryCondition> {
+        SpecialCategoryCondition::ALL.into_iter().find(|condition| condition.as_str() == name)
+    }
+}
+
+/// How an agreement, or its withdrawal, was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConsentMethod {
+    /// Face to face.
+    InPerson,
+    /// On the telephone.
+    Telephone,
+    /// On a signed form.
+    SignedForm,
+    /// On a video call.
+    VideoCall,
+}
+
+impl ConsentMethod {
+    /// Every method, in contract order.
+    pub const ALL: [ConsentMethod; 4] =
+        [ConsentMethod::InPerson, ConsentMethod::Telephone, ConsentMethod::SignedForm, ConsentMethod::VideoCall];
+
+    /// Returns the stable snake_case name used in stored records.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ConsentMethod::InPerson => "in_person",
+            ConsentMethod::Telephone => "telephone",
+            ConsentMethod::SignedForm => "signed_form",
+            ConsentMethod::VideoCall => "video_call",
+        }
+    }
+
+    /// Parses a name produced by [`ConsentMethod::as_str`].
+    pub fn from_name(name: &str) -> Option<ConsentMethod> {
+        ConsentMethod::ALL.into_iter().find(|method| method.as_str() == name)
+    }
+}
+
+/// Evidence of how an agreement, or its withdrawal, was given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentEvidence {
+    /// How it was given.
+    pub method: ConsentMethod,
+    /// A reference to the record of it (a form number, a call log), at most a short string.
+    pub reference: String,
+    /// The ISO 639 code of the language it was given in, if not English (`pl`).
+    pub language: String,
+    /// Whether an interpreter was present.
+    pub interpreter_present: bool,
+    /// Anything else, in free text.
+    pub notes: String,
 }
 
 /// Who may receive: named agencies or whole sectors, less named exclusions.
@@ -121,4 +253,50 @@ pub struct Consent {
     pub state: ConsentState,
     /// When this consent was first recorded.
     pub recorded_at: Timestamp,
+}
+
+/// One revision of a consent as recorded: the decision's part ([`Consent`]) and what
+/// the record keeps besides, for the family, the professionals and the auditor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentRevision {
+    /// The consent as [`crate::decide`] sees it, at this revision.
+    pub consent: Consent,
+    /// The name of the person who gave it.
+    pub giver_name: String,
+    /// The Article 9 condition, required when the categories are special-category data.
+    pub special_category_condition: Option<SpecialCategoryCondition>,
+    /// How this revision's agreement or withdrawal was given.
+    pub evidence: ConsentEvidence,
+    /// The agency that recorded this revision.
+    pub recorded_by: AgencyId,
+    /// The professional who recorded it.
+    pub recorded_by_professional: String,
+    /// When this revision was recorded.
+    pub recorded_at: Timestamp,
+    /// Why it was withdrawn (a withdrawal's revision), in free text.
+    pub withdrawal_reason: String,
+}
+
+pub mod recording;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for role in ConsentGiverRole::ALL {
+            assert_eq!(ConsentGiverRole::from_name(role.as_str()), Some(role));
+        }
+        for basis in LawfulBasis::ALL {
+            assert_eq!(LawfulBasis::from_name(basis.as_str()), Some(basis));
+        }
+        for condition in SpecialCategoryCondition::ALL {
+            assert_eq!(SpecialCategoryCondition::from_name(condition.as_str()), Some(condition));
+        }
+        for method in ConsentMethod::ALL {
+            assert_eq!(ConsentMethod::from_name(method.as_str()), Some(method));
+        }
+        assert_eq!(LawfulBasis::from_name("Consent"), None);
+    }
 }

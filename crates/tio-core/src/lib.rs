@@ -26,9 +26,12 @@ mod time;
 mod upn;
 
 pub use agency::{Agency, AgencyId, OrganisationCodeKind, Sector};
-pub use care::{CareRelationship, RelationshipId, RelationshipKind};
+pub use care::{CareRelationship, RelationshipId, RelationshipKind, RelationshipRecord};
 pub use category::{Category, CategorySet};
-pub use consent::{Consent, ConsentGiverRole, ConsentId, ConsentState, LawfulBasis, Recipients, Validity};
+pub use consent::{
+    Consent, ConsentEvidence, ConsentGiverRole, ConsentId, ConsentMethod, ConsentRevision, ConsentState, LawfulBasis,
+    Recipients, SpecialCategoryCondition, Validity, recording,
+};
 pub use decision::{AccessRequest, Action, Decision, DenyReason, Facts, Grant, decide};
 pub use field::FieldViolation;
 pub use identity::{Identity, IdentityError, ROLE_NOT_PERMITTED, Role, Service, URN_PREFIX};

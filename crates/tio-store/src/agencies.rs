@@ -185,7 +185,7 @@ fn decode_record(bytes: &[u8]) -> Result<AgencyRecord, StoreError> {
 mod previous {
     use super::AgencyV1;
     use crate::StoreError;
-    use crate::record::category_from_code;
+    use crate::previous::{SECTORS, Timestamp, category_names, micros, name_of};
 
     /// Field 1 (the id), length-delimited: how every such record starts.
     pub(super) const FIRST_BYTE: u8 = 0x0a;
@@ -214,56 +214,26 @@ mod previous {
         registered_at: Option<Timestamp>,
     }
 
-    #[derive(Clone, Copy, PartialEq, prost::Message)]
-    struct Timestamp {
-        #[prost(int64, tag = "1")]
-        seconds: i64,
-        #[prost(int32, tag = "2")]
-        nanos: i32,
-    }
+    const CODE_KINDS: [&str; 3] = ["ods", "school_urn", "local_authority"];
 
     pub(super) fn decode(bytes: &[u8]) -> Result<AgencyV1, StoreError> {
         let corrupt = || StoreError::Corrupt("a stored agency record of the previous format does not decode".into());
         let old = <Agency as prost::Message>::decode(bytes).map_err(|_| corrupt())?;
-        let sector = match old.sector {
-            1 => "health",
-            2 => "education",
-            3 => "social_care",
-            _ => return Err(corrupt()),
-        };
         let code_kind = match old.code_kind {
             0 => None,
-            1 => Some("ods"),
-            2 => Some("school_urn"),
-            3 => Some("local_authority"),
-            _ => return Err(corrupt()),
-        };
-        // The contract's category numbers were the store's category codes.
-        let names = |codes: &[i32]| {
-            codes
-                .iter()
-                .map(|code| {
-                    u8::try_from(*code)
-                        .ok()
-                        .and_then(category_from_code)
-                        .map(|category| category.as_str().to_owned())
-                        .ok_or_else(corrupt)
-                })
-                .collect::<Result<Vec<_>, _>>()
+            number => Some(name_of(&CODE_KINDS, number).ok_or_else(corrupt)?),
         };
         Ok(AgencyV1 {
-            may_publish: names(&old.may_publish)?,
-            may_read: names(&old.may_read)?,
+            sector: name_of(&SECTORS, old.sector).ok_or_else(corrupt)?,
+            may_publish: category_names(&old.may_publish).ok_or_else(corrupt)?,
+            may_read: category_names(&old.may_read).ok_or_else(corrupt)?,
             id: old.id,
             name: old.name,
-            sector: sector.to_owned(),
             may_record_consent: old.may_record_consent,
             suspended: old.suspended,
-            code_kind: code_kind.map(str::to_owned),
+            code_kind,
             code: old.code,
-            registered_at_micros: old
-                .registered_at
-                .map(|at| at.seconds.saturating_mul(1_000_000).saturating_add(i64::from(at.nanos / 1_000))),
+            registered_at_micros: micros(old.registered_at),
         })
     }
 }

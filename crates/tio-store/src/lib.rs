@@ -13,11 +13,14 @@
 pub mod agencies;
 pub mod audit_records;
 pub mod backup;
+mod consents;
 pub mod cursors;
 
 pub mod keys;
 mod options;
+mod previous;
 mod record;
+pub mod relationships;
 pub mod secret_file;
 mod store;
 mod versioned;

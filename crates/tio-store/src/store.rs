@@ -369,7 +369,7 @@ impl Store {
 
     /// Returns the full store key of a per-child record: the child's blind index, then
     /// `suffix`. For preconditions on records written with [`Store::sealed_put`].
-    pub fn child_record_key(&self, child: &NhsNumber, suffix: &[u8]) -> Vec<u8> {
+    pub(crate) fn child_record_key(&self, child: &NhsNumber, suffix: &[u8]) -> Vec<u8> {
         [&self.child_index(child).0[..], suffix].concat()
     }
 
@@ -377,7 +377,7 @@ impl Store {
     /// or care relationships) under the child's blind index and `suffix`, sealed under
     /// the child's data key and bound to where it lives. The child must have a key
     /// ([`Store::ensure_child_key`]).
-    pub fn sealed_put(
+    pub(crate) fn sealed_put(
         &self,
         child: &NhsNumber,
         space: Keyspace,
@@ -397,7 +397,7 @@ impl Store {
 
     /// Returns the records about `child` in `space` whose suffix starts with `prefix`, in
     /// key order, opened; empty once the child is erased.
-    pub fn read_sealed(
+    pub(crate) fn read_sealed(
         &self,
         child: &NhsNumber,
         space: Keyspace,

@@ -107,9 +107,11 @@ async fn consent_validity_is_enforced_by_the_clock_at_every_decision() {
         }),
         evidence: Some(v1::ConsentEvidence { method: v1::ConsentMethod::InPerson as i32, ..Default::default() }),
     };
-    broker.record_consent(&call(&broker, "hospital"), &amy, &consent).await.unwrap();
+    let hospital = call(&broker, "hospital");
+    let recorder = broker.consent_recorder(&hospital, Action::ConsentRecorded, &amy).await.unwrap();
+    recorder.record(crate::child_records::new_consent_from_proto(&consent).unwrap()).await.unwrap();
     broker
-        .declare_relationship(&call(&broker, "school"), &amy, v1::RelationshipKind::Enrolment as i32, "")
+        .declare_relationship(&call(&broker, "school"), &amy, Some(tio_core::RelationshipKind::Enrolment), "")
         .await
         .unwrap();
 
