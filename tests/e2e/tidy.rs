@@ -27,6 +27,30 @@ fn every_crate_is_in_the_architecture_code_map() {
     }
 }
 
+/// The store owns its records' layout: above it, no code (tests aside, which damage
+/// records on purpose) names a keyspace or reaches into the engines.
+#[test]
+fn only_the_store_names_its_keyspaces_and_engines() {
+    let root = repo_root();
+    let mut found = Vec::new();
+    for krate in ["tio-broker", "tio-audit", "tio", "tio-client"] {
+        for path in files(&root.join("crates").join(krate).join("src"), &[".rs"]) {
+            if path.file_name().is_some_and(|name| name == "tests.rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            // A file's own unit tests sit at its end, after `#[cfg(test)]`.
+            let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or_default();
+            for (number, line) in code.lines().enumerate() {
+                if ["Keyspace", "tio_store::engine", "tio_kv"].iter().any(|name| line.contains(name)) {
+                    found.push(format!("{}:{}: {}", path.strip_prefix(&root).unwrap().display(), number + 1, line.trim()));
+                }
+            }
+        }
+    }
+    assert!(found.is_empty(), "names the store's keyspaces or engines:\n{}", found.join("\n"));
+}
+
 /// Log and span messages are lowercase and have no trailing period (see the style
 /// notes); a capitalised message usually means a sentence that may interpolate data.
 #[test]
