@@ -43,7 +43,12 @@ fn only_the_store_names_its_keyspaces_and_engines() {
             let code = text.split("#[cfg(test)]\nmod tests").next().unwrap_or_default();
             for (number, line) in code.lines().enumerate() {
                 if ["Keyspace", "tio_store::engine", "tio_kv"].iter().any(|name| line.contains(name)) {
-                    found.push(format!("{}:{}: {}", path.strip_prefix(&root).unwrap().display(), number + 1, line.trim()));
+                    found.push(format!(
+                        "{}:{}: {}",
+                        path.strip_prefix(&root).unwrap().display(),
+                        number + 1,
+                        line.trim()
+                    ));
                 }
             }
         }

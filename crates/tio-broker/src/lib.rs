@@ -1,42 +1,25 @@
-//! The Tell It Once broker's gRPC server.
+//! The Tell It Once broker: a node that serves the `tio.v1` contract over mutual TLS.
 //!
-//! It terminates mutual TLS (TLS 1.3, client certificate required), identifies each
-//! caller from its certificate's `urn:tio:` identity, mounts the `tio.v1` services with
-//! standard health and reflection, and drains on shutdown. It loads configuration,
-//! sets up logs and traces, and makes development certificates.
+//! Three rooms, each with one kind of work:
+//! - [`app`]: the use cases (publish, profile, consent, relationships, subscriptions,
+//!   the registry, audit reads, maintenance) over the domain (`tio-core`), the store and
+//!   the audit log. It decides nothing itself: policy lives in `tio-core`.
+//! - [`grpc`]: the adapters from the contract (`tio-proto`) to the use cases: the
+//!   services, the conversions, caller authentication, page tokens, and the one place
+//!   that turns an error into a `tonic::Status` ([`grpc::status::into_status`]).
+//! - [`runtime`]: configuration, TLS, telemetry, metrics, development certificates,
+//!   opening the store, and [`Node`], which starts everything and stops it in order.
 //!
-//! It is the only crate that knows both the protobuf world (`tio-proto`) and the
-//! domain (`tio-core`), and the only one that builds a `tonic::Status`
-//! ([`status::into_status`]). Policy lives in `tio-core`, never here.
+//! It is the only crate that knows both the protobuf world and the domain.
 
 #![warn(missing_docs)]
 
-pub mod admin;
-pub mod audit_reads;
-pub mod auth;
-pub mod broker;
-pub mod checkpoints;
-pub mod child_records;
-pub mod config;
-pub mod consents;
-pub mod convert;
-pub mod dev;
-pub mod maintenance;
-pub mod metrics;
-pub mod paging;
-pub mod pki;
-pub mod records;
-pub mod relationships;
-pub mod request;
-pub mod server;
-pub mod services;
-pub mod status;
-pub mod storage;
-pub mod subscriptions;
-pub mod telemetry;
-pub mod tls;
-pub mod transport_status;
-pub mod value_limits;
+mod app;
+mod grpc;
+pub mod runtime;
 
-pub use config::Config;
-pub use server::{ServeError, check, prepare_dev, serve};
+pub use grpc::auth::fingerprint;
+pub use grpc::server::ServeError;
+pub use runtime::config::{self, Config};
+pub use runtime::node::{Node, NodeError};
+pub use runtime::{pki, telemetry, tls};

@@ -145,6 +145,10 @@ fn is_usage_error(err: &anyhow::Error) -> bool {
     err.chain().any(|cause| {
         cause.downcast_ref::<tio_broker::config::ConfigError>().is_some()
             || matches!(cause.downcast_ref::<tio_broker::ServeError>(), Some(tio_broker::ServeError::Config(_)))
+            || matches!(
+                cause.downcast_ref::<tio_broker::NodeError>(),
+                Some(tio_broker::NodeError::Serve(tio_broker::ServeError::Config(_)))
+            )
             || cause.downcast_ref::<connection::UsageError>().is_some()
     })
 }

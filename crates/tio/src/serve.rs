@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::Context;
 use tio_broker::config::{Config, ConfigSources, DEFAULT_CONFIG_TOML};
 
 use crate::cli::{ServeArgs, ServeCommand};
@@ -19,66 +18,19 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
         env: std::env::vars().collect::<BTreeMap<_, _>>(),
         flags: flags(&args),
     };
-    let mut config = Config::load(&sources)?;
+    let config = Config::load(&sources)?;
     if args.print_config {
         print!("{}", config.to_toml());
         return Ok(());
     }
 
     let runtime = crate::runtime()?;
-    let telemetry = runtime.block_on(async { tio_broker::telemetry::init(&config.log, &config.telemetry) })?;
+    let telemetry = runtime.block_on(async { tio_broker::runtime::telemetry::init(&config.log, &config.telemetry) })?;
     let result = runtime.block_on(async {
-        tio_broker::prepare_dev(&mut config)?;
-        tio_broker::check(&config)?;
-        let env_keys = std::env::var(tio_broker::storage::KEYS_ENV).ok();
-        let keys = tio_broker::storage::load_key_ring(&config, env_keys.as_deref())?;
-        let key_ring_file = tio_broker::storage::key_ring_file(&config, env_keys.as_deref());
-        let signer = tio_broker::storage::audit_signer(&keys)?;
-        let store = std::sync::Arc::new(tio_broker::storage::open_store(&config, keys)?);
-        let audit = std::sync::Arc::new(tio_audit::log::AuditLog::new(store.clone(), signer));
-        let (stop_checkpoints, checkpoints_stopped) = tokio::sync::watch::channel(false);
-        let checkpoints =
-            tokio::spawn(tio_broker::checkpoints::run(audit.clone(), config.audit.clone(), checkpoints_stopped));
-        let broker = std::sync::Arc::new(
-            tio_broker::broker::Broker::open(&config, store.clone(), audit.clone())
-                .await?
-                .with_maintenance(config.data_dir.clone(), key_ring_file),
-        );
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
-        let address = listener.local_addr()?;
-        let (stop_metrics, metrics_stopped) = tokio::sync::watch::channel(false);
-        let metrics_address = match metrics_address(&config)? {
-            Some(wanted) => {
-                let metrics_listener = tokio::net::TcpListener::bind(wanted)
-                    .await
-                    .with_context(|| format!("cannot serve metrics on {wanted} (telemetry.metrics_listen)"))?;
-                let bound = metrics_listener.local_addr()?;
-                tokio::spawn(tio_broker::metrics::serve(
-                    metrics_listener,
-                    broker.metrics().clone(),
-                    store.clone(),
-                    metrics_stopped,
-                ));
-                Some(bound)
-            }
-            None => None,
-        };
-        announce(&config, address, metrics_address);
-        let served = tio_broker::serve(&config, broker.clone(), listener, shutdown_signal()).await;
-        let _ = stop_metrics.send(true);
-        // Sign a last checkpoint, then finish queued commits, whatever happened to the server.
-        let _ = stop_checkpoints.send(true);
-        let checkpointed = checkpoints.await.context("checkpoint task failed")?;
-        drop(audit);
-        drop(broker);
-        match std::sync::Arc::try_unwrap(store) {
-            Ok(store) => store.shutdown(),
-            Err(_) => tracing::error!("store still in use at shutdown; its commit thread stops on exit"),
-        }
-        served?;
-        checkpointed.context("cannot sign the audit checkpoint")?;
+        let env_keys = std::env::var(tio_broker::runtime::storage::KEYS_ENV).ok();
+        let node = tio_broker::Node::start(config, env_keys.as_deref()).await?;
+        announce(node.config(), node.address(), node.metrics_address());
+        node.run_until(shutdown_signal()).await?;
         anyhow::Ok(())
     });
     // Flushing spans blocks; the runtime's tasks have finished by now.
@@ -109,19 +61,6 @@ fn flags(args: &ServeArgs) -> Vec<(String, String)> {
     }
     flags.extend(args.settings.iter().cloned());
     flags
-}
-
-/// Returns where to serve metrics: the configured address, or in development mode with
-/// the default left alone, any free loopback port (so several development servers can
-/// run at once).
-fn metrics_address(config: &Config) -> anyhow::Result<Option<std::net::SocketAddr>> {
-    use tio_broker::config::TelemetryConfig;
-    let address =
-        config.telemetry.metrics_address().map_err(|reason| anyhow::anyhow!("telemetry.metrics_listen: {reason}"))?;
-    if config.dev && config.telemetry.metrics_listen == TelemetryConfig::DEFAULT_METRICS_LISTEN {
-        return Ok(Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))));
-    }
-    Ok(address)
 }
 
 /// Prints where the server listens and, in development mode, how to call it.

@@ -272,7 +272,7 @@ fn check(args: &KeysStoreArgs) -> anyhow::Result<()> {
     copy_dir(&source, &copy).context("cannot copy the store")?;
     println!("checking a copy of {}", source.display());
     // The audit log's checkpoints are checked under the ring's own checkpoint key.
-    let verifier = tio_broker::storage::audit_signer(&ring).ok().map(|signer| signer.verifier());
+    let verifier = tio_broker::runtime::storage::audit_signer(&ring).ok().map(|signer| signer.verifier());
     let store = match Store::open(&copy, &args.options(), ring) {
         Ok(store) => store,
         Err(tio_store::StoreError::Storage(err)) if err.kind == tio_store::StorageErrorKind::Format => {

@@ -88,7 +88,7 @@ impl Pki {
     pub(crate) fn fingerprint(&self, name: &str) -> String {
         use rustls_pki_types::pem::PemObject;
         let pem = std::fs::read(self.dir.join(format!("{name}.crt"))).unwrap();
-        tio_broker::auth::fingerprint(&rustls_pki_types::CertificateDer::from_pem_slice(&pem).unwrap())
+        tio_broker::fingerprint(&rustls_pki_types::CertificateDer::from_pem_slice(&pem).unwrap())
     }
 
     /// Issues and writes a client certificate `name` from `spec`.

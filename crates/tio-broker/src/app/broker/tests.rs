@@ -12,9 +12,9 @@ use tio_store::Store;
 use tio_store::keys::KeyRing;
 
 use super::*;
-use crate::auth::{Caller, Registry};
-use crate::convert::timestamp_to_proto;
-use crate::request::RequestMeta;
+use crate::app::registry::{Caller, Registry};
+use crate::grpc::convert::timestamp_to_proto;
+use crate::grpc::request::RequestMeta;
 
 const T0: i64 = 1_800_000_000;
 const AMY: &str = "9990079196";
@@ -109,7 +109,7 @@ async fn consent_validity_is_enforced_by_the_clock_at_every_decision() {
     };
     let hospital = call(&broker, "hospital");
     let recorder = broker.consent_recorder(&hospital, Action::ConsentRecorded, &amy).await.unwrap();
-    recorder.record(crate::child_records::new_consent_from_proto(&consent).unwrap()).await.unwrap();
+    recorder.record(crate::grpc::care::new_consent_from_proto(&consent).unwrap()).await.unwrap();
     broker
         .declare_relationship(&call(&broker, "school"), &amy, Some(tio_core::RelationshipKind::Enrolment), "")
         .await

@@ -1,8 +1,8 @@
 //! The `tio.v1` service adapters.
 //!
-//! Each is a thin adapter: it takes the [`crate::auth::Caller`] from the request,
+//! Each is a thin adapter: it takes the [`crate::app::registry::Caller`] from the request,
 //! converts the request, calls the broker and maps the error with
-//! [`crate::status::into_status`]. Every RPC of the contract is implemented here: the
+//! [`crate::grpc::status::into_status`]. Every RPC of the contract is implemented here: the
 //! generated traits have no defaults, so a new RPC does not compile until it is.
 
 use std::sync::Arc;
@@ -14,24 +14,25 @@ use tio_proto::v1;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::audit_reads::EntryFilter;
-use crate::broker::{Broker, Call};
-use crate::child_records::{
+use crate::app::audit_reads::EntryFilter;
+use crate::app::broker::{Broker, Call};
+use crate::app::error::ServiceError;
+use crate::grpc::care::{
     consent_to_proto, evidence_from_proto, new_consent_from_proto, relationship_kind_from_proto, relationship_to_proto,
 };
-use crate::convert::{
+use crate::grpc::convert::{
     action_filter, action_to_proto, agency_from_proto, agency_to_proto, category_to_proto, entry_to_proto,
     optional_timestamp, outcome_filter, outcome_to_proto, timestamp_to_proto,
 };
-use crate::paging;
-use crate::status::{ServiceError, into_status};
-use crate::transport_status::inbound_status;
+use crate::grpc::paging;
+use crate::grpc::status::into_status;
+use crate::grpc::transport_status::inbound_status;
 
 /// `tio.v1.RecordService`: see [`crate::records`].
 #[derive(Clone)]
-pub struct Records {
+pub(crate) struct Records {
     /// The broker.
-    pub broker: Arc<Broker>,
+    pub(crate) broker: Arc<Broker>,
 }
 
 /// How many items of one publish stream are in flight at once: enough for them to
@@ -137,9 +138,9 @@ fn child_of(broker: &Broker, child: Option<&v1::ChildRef>) -> Result<tio_core::N
 
 /// `tio.v1.ConsentService`: see [`crate::consents`].
 #[derive(Clone)]
-pub struct Consents {
+pub(crate) struct Consents {
     /// The broker.
-    pub broker: Arc<Broker>,
+    pub(crate) broker: Arc<Broker>,
 }
 
 #[tonic::async_trait]
@@ -181,7 +182,7 @@ impl v1::consent_service_server::ConsentService for Consents {
             self.broker.consent_history(&call, &child, &request.get_ref().consent_id).await.map_err(into_status)?;
         let latest = revisions
             .pop()
-            .ok_or_else(|| into_status(crate::consents::consent_not_found(&request.get_ref().consent_id)))?;
+            .ok_or_else(|| into_status(crate::app::consents::consent_not_found(&request.get_ref().consent_id)))?;
         Ok(Response::new(consent_to_proto(&latest, &child)))
     }
 
@@ -232,9 +233,9 @@ fn page_scope(method: &str, call: &Call, request: impl prost::Message) -> Vec<u8
 
 /// `tio.v1.CareRelationshipService`: see [`crate::relationships`].
 #[derive(Clone)]
-pub struct CareRelationships {
+pub(crate) struct CareRelationships {
     /// The broker.
-    pub broker: Arc<Broker>,
+    pub(crate) broker: Arc<Broker>,
 }
 
 #[tonic::async_trait]
@@ -285,9 +286,9 @@ impl v1::care_relationship_service_server::CareRelationshipService for CareRelat
 
 /// `tio.v1.SubscriptionService`: see [`crate::subscriptions`].
 #[derive(Clone)]
-pub struct Subscriptions {
+pub(crate) struct Subscriptions {
     /// The broker.
-    pub broker: Arc<Broker>,
+    pub(crate) broker: Arc<Broker>,
 }
 
 /// Messages a delivery stream holds for a slow client before it waits for it.
@@ -335,12 +336,12 @@ impl v1::subscription_service_server::SubscriptionService for Subscriptions {
         &self,
         request: Request<tonic::Streaming<v1::SubscribeRequest>>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        use crate::subscriptions::{DeliveryStream, StreamEnd};
+        use crate::app::subscriptions::{DeliveryStream, StreamEnd};
         let call = self.broker.call(&request).map_err(into_status)?;
         let mut inbound = request.into_inner();
         let open = match inbound.message().await.map_err(inbound_status)?.and_then(|first| first.message) {
             Some(v1::subscribe_request::Message::Open(open)) => open,
-            _ => return Err(into_status(crate::subscriptions::open_first())),
+            _ => return Err(into_status(crate::app::subscriptions::open_first())),
         };
         let stream = DeliveryStream::open(self.broker.clone(), call, &open).await.map_err(into_status)?;
         let (sender, receiver) = tokio::sync::mpsc::channel(SUBSCRIBE_BUFFER);
@@ -359,9 +360,9 @@ impl v1::subscription_service_server::SubscriptionService for Subscriptions {
 
 /// `tio.v1.AuditService`: see [`crate::audit_reads`].
 #[derive(Clone)]
-pub struct Audit {
+pub(crate) struct Audit {
     /// The broker.
-    pub broker: Arc<Broker>,
+    pub(crate) broker: Arc<Broker>,
 }
 
 /// Entries an export reads from the store at a time; the stream's channel holds one
@@ -558,9 +559,9 @@ fn checkpoint_to_proto(signed: &SignedCheckpoint) -> v1::Checkpoint {
 
 /// `tio.v1.AdminService`: see [`crate::admin`].
 #[derive(Clone)]
-pub struct Admin {
+pub(crate) struct Admin {
     /// The broker.
-    pub broker: Arc<Broker>,
+    pub(crate) broker: Arc<Broker>,
 }
 
 #[tonic::async_trait]
@@ -650,7 +651,7 @@ impl v1::admin_service_server::AdminService for Admin {
         let (sender, receiver) = tokio::sync::mpsc::channel(16);
         let broker = self.broker.clone();
         tokio::spawn(async move {
-            let admin = crate::admin::Administrator { broker: &broker, call: &call };
+            let admin = crate::app::admin::Administrator { broker: &broker, call: &call };
             let progress_sender = sender.clone();
             let outcome = admin
                 .rotate_keys(|step| {

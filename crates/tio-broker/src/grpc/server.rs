@@ -14,13 +14,13 @@ use tonic::transport::Server;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-use crate::auth;
-use crate::broker::Broker;
-use crate::config::{Config, ConfigError};
-use crate::pki::PkiError;
-use crate::services;
-use crate::tls::{self, TlsError};
-use crate::{dev, pki, telemetry};
+use crate::app::broker::Broker;
+use crate::grpc::auth;
+use crate::grpc::services;
+use crate::runtime::config::{Config, ConfigError};
+use crate::runtime::pki::PkiError;
+use crate::runtime::tls::{self, TlsError};
+use crate::runtime::{dev, pki, telemetry};
 
 /// Why the server could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +42,7 @@ pub enum ServeError {
     Transport(#[from] tonic::transport::Error),
     /// The store could not be opened.
     #[error(transparent)]
-    Storage(#[from] crate::storage::StorageSetupError),
+    Storage(#[from] crate::runtime::storage::StorageSetupError),
     /// The registry could not be seeded or loaded from the store.
     #[error("cannot load the agency registry: {0}")]
     Registry(String),
@@ -54,7 +54,7 @@ pub enum ServeError {
 /// Fills in development mode's defaults: creates `data_dir/dev-pki` when absent, points
 /// TLS at it, and registers the development agencies, admin and auditor unless the
 /// configuration names its own. Does nothing outside development mode.
-pub fn prepare_dev(config: &mut Config) -> Result<(), ServeError> {
+pub(crate) fn prepare_dev(config: &mut Config) -> Result<(), ServeError> {
     if !config.dev {
         return Ok(());
     }
@@ -81,7 +81,7 @@ pub fn prepare_dev(config: &mut Config) -> Result<(), ServeError> {
 
 /// Checks what can be checked before binding: TLS material readable and safe, agencies
 /// valid. `tio serve` calls it so that a bad key file stops start-up with its message.
-pub fn check(config: &Config) -> Result<(), ServeError> {
+pub(crate) fn check(config: &Config) -> Result<(), ServeError> {
     tls_config(config)?;
     config.agencies()?;
     Ok(())
@@ -105,12 +105,12 @@ fn tls_config(config: &Config) -> Result<rustls::ServerConfig, ServeError> {
 /// (16 KiB) answered 431, and a block past it by a few times closed the whole
 /// connection with the caller's other streams. A block larger than this still closes
 /// the connection: that is HTTP/2's own defence against header floods.
-pub const MAX_HEADER_LIST_BYTES: u32 = 256 * 1024;
+pub(crate) const MAX_HEADER_LIST_BYTES: u32 = 256 * 1024;
 
 /// Serves every service on `listener` over mutual TLS until `shutdown` completes, then
 /// reports NOT_SERVING, stops accepting, lets open calls finish for up to
 /// `limits.drain_timeout_seconds`, closes what is left, and returns.
-pub async fn serve(
+pub(crate) async fn serve(
     config: &Config,
     broker: Arc<Broker>,
     listener: TcpListener,
@@ -151,7 +151,7 @@ pub async fn serve(
         .http2_keepalive_interval(Some(Duration::from_secs(limits.keepalive_interval_seconds)))
         .http2_keepalive_timeout(Some(Duration::from_secs(limits.keepalive_timeout_seconds)))
         .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
-        .layer(crate::transport_status::ContractStatusLayer)
+        .layer(crate::grpc::transport_status::ContractStatusLayer)
         .layer(tonic::service::InterceptorLayer::new(auth::interceptor(registry.clone(), refusals)))
         .add_service(health_service)
         .add_service(reflection_v1)

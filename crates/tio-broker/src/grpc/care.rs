@@ -1,53 +1,17 @@
-//! What the broker reads about a child besides its updates: consent revisions and care
-//! relationships, kept by the store (`tio_store::relationships`, and the store's
-//! consent methods) as the domain's values, and their contract forms, converted here in
-//! one place.
+//! The contract forms of consent revisions and care relationships, converted to and
+//! from the domain's values here, in one place.
 
 use tio_core::{
-    AgencyId, CareRelationship, Consent, ConsentEvidence, ConsentGiverRole, ConsentMethod, ConsentRevision,
-    ConsentState, LawfulBasis, NhsNumber, Recipients, RelationshipKind, RelationshipRecord, Sector,
-    SpecialCategoryCondition, Timestamp, recording::NewConsent,
+    AgencyId, ConsentEvidence, ConsentGiverRole, ConsentMethod, ConsentRevision, ConsentState, LawfulBasis, NhsNumber,
+    Recipients, RelationshipKind, RelationshipRecord, Sector, SpecialCategoryCondition, recording::NewConsent,
 };
 use tio_proto::v1;
-use tio_store::Store;
-use tio_store::relationships::StoredRelationship;
 
-use crate::convert::{
+use crate::app::error::ServiceError;
+use crate::grpc::convert::{
     categories_from_proto, categories_to_proto, optional_timestamp, sector_from_proto, sector_to_proto,
     timestamp_to_proto,
 };
-use crate::status::ServiceError;
-
-/// Everything recorded about one child that decisions use.
-#[derive(Debug, Clone, Default)]
-pub struct ChildFacts {
-    /// Every care relationship, active and ended.
-    pub relationships: Vec<StoredRelationship>,
-    /// The latest revision of every consent, in id order.
-    pub consents: Vec<ConsentRevision>,
-}
-
-/// Reads every relationship and the latest revision of every consent of `child`.
-pub fn load_facts(store: &Store, child: &NhsNumber) -> Result<ChildFacts, ServiceError> {
-    Ok(ChildFacts { relationships: store.relationships(child)?, consents: store.latest_consents(child)? })
-}
-
-impl ChildFacts {
-    /// Returns the facts as the domain core decides on them.
-    pub fn domain(&self) -> (Vec<CareRelationship>, Vec<Consent>) {
-        let relationships = self.relationships.iter().map(|stored| stored.record.relationship.clone()).collect();
-        let consents = self.consents.iter().map(|revision| revision.consent.clone()).collect();
-        (relationships, consents)
-    }
-
-    /// Returns the active relationship of `agency` at `now`, if any.
-    pub fn active_relationship(&self, agency: &AgencyId, now: Timestamp) -> Option<&StoredRelationship> {
-        self.relationships.iter().find(|stored| {
-            let relationship = &stored.record.relationship;
-            &relationship.agency == agency && relationship.is_active_at(now)
-        })
-    }
-}
 
 fn invalid(field: &str, reason: &str) -> ServiceError {
     ServiceError::InvalidArgument(vec![tio_core::FieldViolation::new(field, reason)])
@@ -55,7 +19,7 @@ fn invalid(field: &str, reason: &str) -> ServiceError {
 
 /// Parses a consent as a client asks to record it; the rules of what it must say are
 /// the domain's (`tio_core::recording`).
-pub fn new_consent_from_proto(request: &v1::RecordConsentRequest) -> Result<NewConsent, ServiceError> {
+pub(crate) fn new_consent_from_proto(request: &v1::RecordConsentRequest) -> Result<NewConsent, ServiceError> {
     let giver_role = giver_role_from_proto(request.giver_role)
         .ok_or_else(|| invalid("giver_role", "must be a parent, the young person or a competent child"))?;
     let categories = categories_from_proto("categories", &request.categories)?;
@@ -82,7 +46,7 @@ pub fn new_consent_from_proto(request: &v1::RecordConsentRequest) -> Result<NewC
 }
 
 /// Parses evidence of how an agreement or withdrawal was given (`field` names it).
-pub fn evidence_from_proto(
+pub(crate) fn evidence_from_proto(
     field: &str,
     evidence: Option<&v1::ConsentEvidence>,
 ) -> Result<ConsentEvidence, ServiceError> {
@@ -106,7 +70,7 @@ pub fn evidence_from_proto(
 }
 
 /// Returns the contract form of a consent revision about `child` (shown masked).
-pub fn consent_to_proto(revision: &ConsentRevision, child: &NhsNumber) -> v1::ConsentRecord {
+pub(crate) fn consent_to_proto(revision: &ConsentRevision, child: &NhsNumber) -> v1::ConsentRecord {
     let consent = &revision.consent;
     let evidence = &revision.evidence;
     let method = match evidence.method {
@@ -165,7 +129,7 @@ pub fn consent_to_proto(revision: &ConsentRevision, child: &NhsNumber) -> v1::Co
 
 /// Returns the contract form of a relationship; `already_active` says a declaration
 /// found it rather than made it.
-pub fn relationship_to_proto(record: &RelationshipRecord, already_active: bool) -> v1::CareRelationship {
+pub(crate) fn relationship_to_proto(record: &RelationshipRecord, already_active: bool) -> v1::CareRelationship {
     let relationship = &record.relationship;
     v1::CareRelationship {
         relationship_id: relationship.id.0.clone(),
@@ -181,7 +145,7 @@ pub fn relationship_to_proto(record: &RelationshipRecord, already_active: bool) 
 }
 
 /// Returns the domain kind of a contract value (`None` for unspecified or unknown).
-pub fn relationship_kind_from_proto(value: i32) -> Option<RelationshipKind> {
+pub(crate) fn relationship_kind_from_proto(value: i32) -> Option<RelationshipKind> {
     RelationshipKind::ALL.into_iter().find(|kind| relationship_kind_to_proto(*kind) as i32 == value)
 }
 
@@ -196,7 +160,7 @@ fn relationship_kind_to_proto(kind: RelationshipKind) -> v1::RelationshipKind {
 }
 
 /// Parses recipients as a client sends them (fields named `recipients.<field>`).
-pub fn recipients_from_proto(recipients: &v1::Recipients) -> Result<Recipients, ServiceError> {
+pub(crate) fn recipients_from_proto(recipients: &v1::Recipients) -> Result<Recipients, ServiceError> {
     let ids = |field: &str, ids: &[String]| -> Result<Vec<AgencyId>, ServiceError> {
         tio_core::limits::check_items(field, ids, tio_core::limits::MAX_LIST_ITEMS)
             .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))?;

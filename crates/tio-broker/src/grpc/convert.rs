@@ -8,10 +8,10 @@ use tio_core::{
 use tio_proto::v1;
 use tio_store::agencies::AgencyRecord;
 
-use crate::status::ServiceError;
+use crate::app::error::ServiceError;
 
 /// Returns the contract's timestamp of `time`.
-pub fn timestamp_to_proto(time: Timestamp) -> prost_types::Timestamp {
+pub(crate) fn timestamp_to_proto(time: Timestamp) -> prost_types::Timestamp {
     let micros = time.unix_micros();
     prost_types::Timestamp {
         seconds: micros.div_euclid(1_000_000),
@@ -22,13 +22,13 @@ pub fn timestamp_to_proto(time: Timestamp) -> prost_types::Timestamp {
 
 /// Returns the time of a contract timestamp, to the microsecond; a malformed one names
 /// `field`.
-pub fn timestamp_from_proto(field: &str, time: &prost_types::Timestamp) -> Result<Timestamp, ServiceError> {
+pub(crate) fn timestamp_from_proto(field: &str, time: &prost_types::Timestamp) -> Result<Timestamp, ServiceError> {
     tio_core::calendar::timestamp(field, time.seconds, time.nanos)
         .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))
 }
 
 /// Returns the time of an optional contract timestamp.
-pub fn optional_timestamp(
+pub(crate) fn optional_timestamp(
     field: &str,
     time: Option<&prost_types::Timestamp>,
 ) -> Result<Option<Timestamp>, ServiceError> {
@@ -36,7 +36,7 @@ pub fn optional_timestamp(
 }
 
 /// Returns the contract's value of a category.
-pub fn category_to_proto(category: Category) -> v1::Category {
+pub(crate) fn category_to_proto(category: Category) -> v1::Category {
     match category {
         Category::IdentityAndContacts => v1::Category::IdentityAndContacts,
         Category::CommunicationNeeds => v1::Category::CommunicationNeeds,
@@ -49,7 +49,7 @@ pub fn category_to_proto(category: Category) -> v1::Category {
 }
 
 /// Returns the category of a contract value; unspecified or unknown values name `field`.
-pub fn category_from_proto(field: &str, value: i32) -> Result<Category, ServiceError> {
+pub(crate) fn category_from_proto(field: &str, value: i32) -> Result<Category, ServiceError> {
     Category::ALL
         .into_iter()
         .find(|category| category_to_proto(*category) as i32 == value)
@@ -62,7 +62,7 @@ fn category_name_to_proto(name: &str) -> i32 {
 }
 
 /// Returns the contract's value of an audit action.
-pub fn action_to_proto(action: Action) -> v1::AuditAction {
+pub(crate) fn action_to_proto(action: Action) -> v1::AuditAction {
     match action {
         Action::Publish => v1::AuditAction::Publish,
         Action::ProfileRead => v1::AuditAction::ProfileRead,
@@ -82,7 +82,7 @@ pub fn action_to_proto(action: Action) -> v1::AuditAction {
 }
 
 /// Returns the action a filter asks for: `None` for unspecified (any action).
-pub fn action_filter(field: &str, value: i32) -> Result<Option<Action>, ServiceError> {
+pub(crate) fn action_filter(field: &str, value: i32) -> Result<Option<Action>, ServiceError> {
     if value == v1::AuditAction::Unspecified as i32 {
         return Ok(None);
     }
@@ -94,7 +94,7 @@ pub fn action_filter(field: &str, value: i32) -> Result<Option<Action>, ServiceE
 }
 
 /// Returns the contract's value of an outcome.
-pub fn outcome_to_proto(outcome: Outcome) -> v1::AuditOutcome {
+pub(crate) fn outcome_to_proto(outcome: Outcome) -> v1::AuditOutcome {
     match outcome {
         Outcome::Allowed => v1::AuditOutcome::Allowed,
         Outcome::Denied => v1::AuditOutcome::Denied,
@@ -103,7 +103,7 @@ pub fn outcome_to_proto(outcome: Outcome) -> v1::AuditOutcome {
 }
 
 /// Returns the outcome a filter asks for: `None` for unspecified (any outcome).
-pub fn outcome_filter(field: &str, value: i32) -> Result<Option<Outcome>, ServiceError> {
+pub(crate) fn outcome_filter(field: &str, value: i32) -> Result<Option<Outcome>, ServiceError> {
     if value == v1::AuditOutcome::Unspecified as i32 {
         return Ok(None);
     }
@@ -115,7 +115,7 @@ pub fn outcome_filter(field: &str, value: i32) -> Result<Option<Outcome>, Servic
 }
 
 /// Returns an audit entry as the contract shows it, with its canonical bytes.
-pub fn entry_to_proto(entry: &AuditEntry) -> v1::AuditEntry {
+pub(crate) fn entry_to_proto(entry: &AuditEntry) -> v1::AuditEntry {
     use base64::Engine as _;
     let role = match entry.actor.role.as_str() {
         role if role == Role::Agency.as_str() => v1::Role::Agency,
@@ -151,7 +151,7 @@ pub fn entry_to_proto(entry: &AuditEntry) -> v1::AuditEntry {
 }
 
 /// Returns the contract's value of a sector.
-pub fn sector_to_proto(sector: Sector) -> v1::Sector {
+pub(crate) fn sector_to_proto(sector: Sector) -> v1::Sector {
     match sector {
         Sector::Health => v1::Sector::Health,
         Sector::Education => v1::Sector::Education,
@@ -160,7 +160,7 @@ pub fn sector_to_proto(sector: Sector) -> v1::Sector {
 }
 
 /// Returns the sector of a contract value; unspecified or unknown values name `field`.
-pub fn sector_from_proto(field: &str, value: i32) -> Result<Sector, ServiceError> {
+pub(crate) fn sector_from_proto(field: &str, value: i32) -> Result<Sector, ServiceError> {
     [Sector::Health, Sector::Education, Sector::SocialCare]
         .into_iter()
         .find(|sector| sector_to_proto(*sector) as i32 == value)
@@ -168,7 +168,7 @@ pub fn sector_from_proto(field: &str, value: i32) -> Result<Sector, ServiceError
 }
 
 /// Returns the categories of a contract list, refusing unknown values and repeats.
-pub fn categories_from_proto(field: &str, values: &[i32]) -> Result<CategorySet, ServiceError> {
+pub(crate) fn categories_from_proto(field: &str, values: &[i32]) -> Result<CategorySet, ServiceError> {
     limits::check_items(field, values, Category::ALL.len())
         .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))?;
     let mut set = CategorySet::EMPTY;
@@ -183,12 +183,12 @@ pub fn categories_from_proto(field: &str, values: &[i32]) -> Result<CategorySet,
 }
 
 /// Returns the contract's list of a category set, in category order.
-pub fn categories_to_proto(set: CategorySet) -> Vec<i32> {
+pub(crate) fn categories_to_proto(set: CategorySet) -> Vec<i32> {
     set.iter().map(|category| category_to_proto(category) as i32).collect()
 }
 
 /// Returns the organisation code kind of a contract value (`None` for unspecified).
-pub fn code_kind_from_proto(field: &str, value: i32) -> Result<Option<OrganisationCodeKind>, ServiceError> {
+pub(crate) fn code_kind_from_proto(field: &str, value: i32) -> Result<Option<OrganisationCodeKind>, ServiceError> {
     match v1::OrganisationCodeKind::try_from(value) {
         Ok(v1::OrganisationCodeKind::Unspecified) => Ok(None),
         Ok(v1::OrganisationCodeKind::Ods) => Ok(Some(OrganisationCodeKind::Ods)),
@@ -200,7 +200,7 @@ pub fn code_kind_from_proto(field: &str, value: i32) -> Result<Option<Organisati
 
 /// Validates an agency as an admin sends it (fields named `agency.<field>`) and returns
 /// the registry's record of it (no registration time: the registry sets it).
-pub fn agency_from_proto(agency: &v1::Agency) -> Result<AgencyRecord, ServiceError> {
+pub(crate) fn agency_from_proto(agency: &v1::Agency) -> Result<AgencyRecord, ServiceError> {
     let one = |violation: FieldViolation| ServiceError::InvalidArgument(vec![violation]);
     let id = AgencyId::parse("agency.id", &agency.id).map_err(one)?;
     Agency::check_name("agency.name", &agency.name).map_err(one)?;
@@ -226,7 +226,7 @@ pub fn agency_from_proto(agency: &v1::Agency) -> Result<AgencyRecord, ServiceErr
 }
 
 /// Returns the contract form of a registry record.
-pub fn agency_to_proto(record: &AgencyRecord) -> v1::Agency {
+pub(crate) fn agency_to_proto(record: &AgencyRecord) -> v1::Agency {
     let agency = &record.agency;
     let code_kind = match record.code.as_ref().map(|(kind, _)| *kind) {
         None => v1::OrganisationCodeKind::Unspecified,

@@ -12,18 +12,18 @@ use tio_audit::entry::Outcome;
 use tio_store::keys::KeyRing;
 use tio_store::{Batch, StoreError};
 
-use crate::admin::Administrator;
-use crate::status::ServiceError;
+use crate::app::admin::Administrator;
+use crate::app::error::ServiceError;
 
 /// Bytes per backup chunk sent to the caller.
-pub const BACKUP_CHUNK_BYTES: usize = 64 * 1024;
+pub(crate) const BACKUP_CHUNK_BYTES: usize = 64 * 1024;
 
 /// Chunks buffered between the backup and a slow caller before the backup waits.
 const BACKUP_CHUNKS_BUFFERED: usize = 16;
 
 /// Where maintenance finds what it needs on this server.
 #[derive(Debug)]
-pub struct Maintenance {
+pub(crate) struct Maintenance {
     /// A directory on the store's disk for a backup's temporary copy of the indexes.
     spool_dir: PathBuf,
     /// The key ring file rotation rewrites; `None` when the ring came from the
@@ -35,34 +35,34 @@ pub struct Maintenance {
 
 impl Maintenance {
     /// Returns maintenance settings.
-    pub fn new(spool_dir: PathBuf, key_ring_file: Option<PathBuf>) -> Self {
+    pub(crate) fn new(spool_dir: PathBuf, key_ring_file: Option<PathBuf>) -> Self {
         Maintenance { spool_dir, key_ring_file, keys_busy: tokio::sync::Mutex::new(()) }
     }
 }
 
 /// A piece of a backup as it streams, or why it stopped.
-pub type BackupPiece = Result<Vec<u8>, ServiceError>;
+pub(crate) type BackupPiece = Result<Vec<u8>, ServiceError>;
 
 /// One step of a rotation, as it goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RotationProgress {
+pub(crate) struct RotationProgress {
     /// The new current version.
-    pub version: u32,
+    pub(crate) version: u32,
     /// Data keys looked at in this pass.
-    pub done: u64,
+    pub(crate) done: u64,
     /// Data keys found under older versions in this pass.
-    pub total: u64,
+    pub(crate) total: u64,
 }
 
 /// How a rotation ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RotationOutcome {
+pub(crate) struct RotationOutcome {
     /// The new current version.
-    pub version: u32,
+    pub(crate) version: u32,
     /// Data keys re-wrapped.
-    pub rewrapped: u64,
+    pub(crate) rewrapped: u64,
     /// The versions the ring holds now.
-    pub versions: Vec<u32>,
+    pub(crate) versions: Vec<u32>,
 }
 
 /// Sends a backup's bytes to the caller in chunks, from a blocking task.
@@ -103,7 +103,7 @@ impl Administrator<'_> {
     /// Audits a backup, then starts it: the receiver yields the backup file's bytes in
     /// order, then ends; an error ends it early (the caller's copy then fails its
     /// checksum, so a cut-short backup can never be taken for a whole one).
-    pub async fn backup(&self) -> Result<tokio::sync::mpsc::Receiver<BackupPiece>, ServiceError> {
+    pub(crate) async fn backup(&self) -> Result<tokio::sync::mpsc::Receiver<BackupPiece>, ServiceError> {
         self.commit_entry("backup_store".to_owned(), Outcome::Allowed).await?;
         let (sender, receiver) = tokio::sync::mpsc::channel(BACKUP_CHUNKS_BUFFERED);
         let store = self.broker.store().clone();
@@ -130,7 +130,7 @@ impl Administrator<'_> {
     /// under it, telling `progress` as it goes. Traffic continues throughout: a data key
     /// created meanwhile is wrapped under the new version already, or caught by the
     /// next pass.
-    pub async fn rotate_keys(
+    pub(crate) async fn rotate_keys(
         &self,
         mut progress: impl FnMut(RotationProgress),
     ) -> Result<RotationOutcome, ServiceError> {
@@ -172,7 +172,7 @@ impl Administrator<'_> {
     }
 
     /// Removes key-encryption key `version` once no data key is wrapped under it.
-    pub async fn retire_key(&self, version: u32) -> Result<Vec<u32>, ServiceError> {
+    pub(crate) async fn retire_key(&self, version: u32) -> Result<Vec<u32>, ServiceError> {
         let (_busy, file) = self.key_ring_lock()?;
         let store = self.broker.store();
         let mut ring = store.key_ring();

@@ -7,21 +7,25 @@ use std::time::{Duration, Instant};
 use tio_audit::log::{AuditError, AuditLog};
 use tokio::sync::watch;
 
-use crate::config::AuditConfig;
+use crate::runtime::config::AuditConfig;
 
 /// How often the task looks at the log; a checkpoint is at most this late.
 const POLL: Duration = Duration::from_millis(500);
 
 /// Decides when a checkpoint is due: `pending` entries not yet covered, the first of
 /// which has waited `waited`.
-pub fn checkpoint_due(config: &AuditConfig, pending: u64, waited: Duration) -> bool {
+pub(crate) fn checkpoint_due(config: &AuditConfig, pending: u64, waited: Duration) -> bool {
     pending > 0
         && (pending >= config.checkpoint_every_entries
             || waited >= Duration::from_secs(config.checkpoint_interval_seconds))
 }
 
 /// Runs until `stop` turns true, then signs a last checkpoint covering everything.
-pub async fn run(log: Arc<AuditLog>, config: AuditConfig, mut stop: watch::Receiver<bool>) -> Result<(), AuditError> {
+pub(crate) async fn run(
+    log: Arc<AuditLog>,
+    config: AuditConfig,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), AuditError> {
     let mut covered = checkpoint_size(&log)?;
     let mut pending_since: Option<Instant> = None;
     loop {

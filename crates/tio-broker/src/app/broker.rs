@@ -9,24 +9,24 @@ use tio_audit::log::AuditLog;
 use tio_core::{Agency, FieldViolation, NhsNumber, NhsNumberPolicy, ROLE_NOT_PERMITTED, Service, Timestamp};
 use tio_store::Store;
 
-use crate::admin;
-use crate::auth::{AuthError, Caller, Registry};
-use crate::config::Config;
-use crate::metrics::Metrics;
-use crate::request::RequestMeta;
-use crate::server::ServeError;
-use crate::status::ServiceError;
+use crate::app::admin;
+use crate::app::error::ServiceError;
+use crate::app::registry::{AuthError, Caller, Registry};
+use crate::grpc::request::RequestMeta;
+use crate::grpc::server::ServeError;
+use crate::runtime::config::Config;
+use crate::runtime::metrics::Metrics;
 
 /// Where the broker reads the time. Read once per call, so that every decision in a
 /// call sees the same `now`; tests put in their own.
-pub trait Clock: Send + Sync {
+pub(crate) trait Clock: Send + Sync {
     /// Returns the current time.
     fn now(&self) -> Timestamp;
 }
 
 /// The system clock.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
+pub(crate) struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
@@ -39,7 +39,7 @@ impl Clock for SystemClock {
 
 /// Everything the services share: the store, the audit log, the registry, the NHS
 /// number policy and the clock.
-pub struct Broker {
+pub(crate) struct Broker {
     store: Arc<Store>,
     audit: Arc<AuditLog>,
     registry: Arc<Registry>,
@@ -52,23 +52,23 @@ pub struct Broker {
     open_streams: std::sync::Mutex<std::collections::HashSet<String>>,
     metrics: Arc<Metrics>,
     /// Where backups spool and where the key ring lives, for store maintenance.
-    maintenance: crate::maintenance::Maintenance,
+    maintenance: crate::app::maintenance::Maintenance,
 }
 
 /// One call: its caller, its ids and the time it started.
 #[derive(Debug, Clone)]
-pub struct Call {
+pub(crate) struct Call {
     /// Who is calling.
-    pub caller: Caller,
+    pub(crate) caller: Caller,
     /// The request id and trace id.
-    pub meta: RequestMeta,
+    pub(crate) meta: RequestMeta,
     /// The time, read once when the call started.
-    pub now: Timestamp,
+    pub(crate) now: Timestamp,
 }
 
 impl Broker {
     /// Returns a broker over these parts.
-    pub fn new(
+    pub(crate) fn new(
         store: Arc<Store>,
         audit: Arc<AuditLog>,
         registry: Arc<Registry>,
@@ -86,31 +86,31 @@ impl Broker {
             clock,
             changes: tokio::sync::watch::Sender::new(0),
             open_streams: std::sync::Mutex::default(),
-            maintenance: crate::maintenance::Maintenance::new(std::env::temp_dir(), None),
+            maintenance: crate::app::maintenance::Maintenance::new(std::env::temp_dir(), None),
         }
     }
 
     /// Sets where backups spool their index copy and the key ring file that key
     /// rotation rewrites (`None`: the ring came from the environment and cannot be
     /// rotated by the server).
-    pub fn with_maintenance(
+    pub(crate) fn with_maintenance(
         mut self,
         spool_dir: std::path::PathBuf,
         key_ring_file: Option<std::path::PathBuf>,
     ) -> Self {
-        self.maintenance = crate::maintenance::Maintenance::new(spool_dir, key_ring_file);
+        self.maintenance = crate::app::maintenance::Maintenance::new(spool_dir, key_ring_file);
         self
     }
 
     /// Returns the store maintenance settings.
-    pub(crate) fn maintenance(&self) -> &crate::maintenance::Maintenance {
+    pub(crate) fn maintenance(&self) -> &crate::app::maintenance::Maintenance {
         &self.maintenance
     }
 
     /// Opens the broker of `config` over its store and audit log, on the system clock:
     /// seeds an empty registry from the configuration (or the development seed), then
     /// loads the registry from the store.
-    pub async fn open(config: &Config, store: Arc<Store>, audit: Arc<AuditLog>) -> Result<Broker, ServeError> {
+    pub(crate) async fn open(config: &Config, store: Arc<Store>, audit: Arc<AuditLog>) -> Result<Broker, ServeError> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let seeded = admin::seed_registry(&store, &config.agencies()?, &config.revoked_fingerprints, clock.now())
             .await
@@ -126,17 +126,17 @@ impl Broker {
     }
 
     /// Wakes open subscription streams: something that can change a delivery committed.
-    pub fn notify_change(&self) {
+    pub(crate) fn notify_change(&self) {
         self.changes.send_modify(|count| *count = count.wrapping_add(1));
     }
 
     /// Returns a receiver that sees every [`Broker::notify_change`].
-    pub fn watch_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+    pub(crate) fn watch_changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.changes.subscribe()
     }
 
     /// Marks subscription `key` open; false if a stream has it open already.
-    pub fn claim_stream(&self, key: &str) -> bool {
+    pub(crate) fn claim_stream(&self, key: &str) -> bool {
         let claimed =
             self.open_streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key.to_owned());
         if claimed {
@@ -146,45 +146,45 @@ impl Broker {
     }
 
     /// Marks subscription `key` closed.
-    pub fn release_stream(&self, key: &str) {
+    pub(crate) fn release_stream(&self, key: &str) {
         if self.open_streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(key) {
             self.metrics.stream(-1);
         }
     }
 
     /// Whether subscription `key` is open on a stream now.
-    pub fn stream_is_open(&self, key: &str) -> bool {
+    pub(crate) fn stream_is_open(&self, key: &str) -> bool {
         self.open_streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(key)
     }
 
     /// Reads the clock (for each item of a stream, which is one call of many items).
-    pub fn now(&self) -> Timestamp {
+    pub(crate) fn now(&self) -> Timestamp {
         self.clock.now()
     }
 
     /// The metrics.
-    pub fn metrics(&self) -> &Arc<Metrics> {
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
 
     /// The store.
-    pub fn store(&self) -> &Arc<Store> {
+    pub(crate) fn store(&self) -> &Arc<Store> {
         &self.store
     }
 
     /// The audit log.
-    pub fn audit(&self) -> &Arc<AuditLog> {
+    pub(crate) fn audit(&self) -> &Arc<AuditLog> {
         &self.audit
     }
 
     /// The registry of who may connect.
-    pub fn registry(&self) -> &Arc<Registry> {
+    pub(crate) fn registry(&self) -> &Arc<Registry> {
         &self.registry
     }
 
     /// Starts a call: takes the caller and ids the authentication interceptor put in
     /// the request, and reads the clock.
-    pub fn call<T>(&self, request: &tonic::Request<T>) -> Result<Call, ServiceError> {
+    pub(crate) fn call<T>(&self, request: &tonic::Request<T>) -> Result<Call, ServiceError> {
         let caller = request
             .extensions()
             .get::<Caller>()
@@ -200,7 +200,7 @@ impl Broker {
 
     /// Returns the audit entry of `call` doing `action` with `outcome`; the caller fills
     /// in what else applies (child, categories, reason, consent, relationship).
-    pub fn entry(&self, call: &Call, action: Action, outcome: Outcome) -> AuditEntry {
+    pub(crate) fn entry(&self, call: &Call, action: Action, outcome: Outcome) -> AuditEntry {
         AuditEntry {
             action: action.code().to_owned(),
             actor: tio_audit::entry::Actor {
@@ -219,7 +219,7 @@ impl Broker {
 
     /// Fills in the child of an entry: its blind index, and its NHS number sealed under
     /// its data key when the store holds one.
-    pub fn name_child(&self, entry: &mut AuditEntry, child: &NhsNumber) -> Result<(), ServiceError> {
+    pub(crate) fn name_child(&self, entry: &mut AuditEntry, child: &NhsNumber) -> Result<(), ServiceError> {
         entry.child_index = self.store.child_index(child).to_hex();
         entry.child_sealed = match self.store.seal_child_reference(child)? {
             Some(sealed) => base64::engine::general_purpose::STANDARD.encode(sealed),
@@ -230,7 +230,7 @@ impl Broker {
 
     /// Checks that the caller's role may use `service`. A refusal is recorded as a
     /// denied `action` before PERMISSION_DENIED is returned.
-    pub async fn admit(&self, call: &Call, service: Service, action: Action) -> Result<(), ServiceError> {
+    pub(crate) async fn admit(&self, call: &Call, service: Service, action: Action) -> Result<(), ServiceError> {
         let role = call.caller.identity.role;
         if role.may_call(service) {
             return Ok(());
@@ -246,7 +246,12 @@ impl Broker {
     /// Admits an agency's call to `service`: the role must be an agency's, the call must
     /// name its professional, and the agency must be registered. Returns the agency as
     /// registered now. A refused role is audited as a denied `action`.
-    pub async fn agency_call(&self, call: &Call, service: Service, action: Action) -> Result<Agency, ServiceError> {
+    pub(crate) async fn agency_call(
+        &self,
+        call: &Call,
+        service: Service,
+        action: Action,
+    ) -> Result<Agency, ServiceError> {
         self.admit(call, service, action).await?;
         if call.caller.professional_id.is_none() {
             let mut entry = self.entry(call, Action::Authentication, Outcome::Denied);
@@ -261,7 +266,7 @@ impl Broker {
     }
 
     /// Returns a new random id with `prefix` (`c-` consents, `r-` relationships).
-    pub fn new_id(prefix: &str) -> Result<String, ServiceError> {
+    pub(crate) fn new_id(prefix: &str) -> Result<String, ServiceError> {
         let mut bytes = [0u8; 12];
         getrandom::fill(&mut bytes).map_err(|err| ServiceError::Internal(format!("no randomness: {err}")))?;
         Ok(format!("{prefix}{}", hex::encode(bytes)))
@@ -269,7 +274,10 @@ impl Broker {
 
     /// Writes authentication refusals to the audit log as they come, in batches, until
     /// every sender is gone.
-    pub async fn record_refusals(self: Arc<Self>, mut refused: tokio::sync::mpsc::Receiver<crate::auth::Refusal>) {
+    pub(crate) async fn record_refusals(
+        self: Arc<Self>,
+        mut refused: tokio::sync::mpsc::Receiver<crate::grpc::auth::Refusal>,
+    ) {
         const BATCH: usize = 256;
         let mut pending = Vec::with_capacity(BATCH);
         while refused.recv_many(&mut pending, BATCH).await > 0 {
@@ -303,13 +311,13 @@ impl Broker {
     }
 
     /// Records entries that go with no other change (reads, refusals), durably.
-    pub async fn record(&self, entries: &[AuditEntry]) -> Result<(), ServiceError> {
+    pub(crate) async fn record(&self, entries: &[AuditEntry]) -> Result<(), ServiceError> {
         self.audit.record(entries).await?;
         Ok(())
     }
 
     /// Parses an NHS number under the configured policy; a failure names `field`.
-    pub fn parse_nhs_number(&self, field: &str, text: &str) -> Result<NhsNumber, ServiceError> {
+    pub(crate) fn parse_nhs_number(&self, field: &str, text: &str) -> Result<NhsNumber, ServiceError> {
         NhsNumber::parse(text, &self.nhs_numbers)
             .map_err(|err| ServiceError::InvalidArgument(vec![FieldViolation::new(field, err.to_string())]))
     }

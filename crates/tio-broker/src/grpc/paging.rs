@@ -10,20 +10,20 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tio_core::FieldViolation;
 use tio_store::Store;
 
-use crate::status::ServiceError;
+use crate::app::error::ServiceError;
 
 /// The page size when a request leaves it at 0 (`common.proto`).
-pub const DEFAULT_PAGE_SIZE: usize = 100;
+pub(crate) const DEFAULT_PAGE_SIZE: usize = 100;
 
 /// The largest page size a request may ask for (`common.proto`).
-pub const MAX_PAGE_SIZE: usize = 500;
+pub(crate) const MAX_PAGE_SIZE: usize = 500;
 
 /// Bytes of the tag kept in a token: enough that guessing one is hopeless.
 const TAG_BYTES: usize = 16;
 
 /// Returns the page size a request asks for: 1 to [`MAX_PAGE_SIZE`], 0 meaning
 /// [`DEFAULT_PAGE_SIZE`].
-pub fn page_size(field: &str, requested: u32) -> Result<usize, ServiceError> {
+pub(crate) fn page_size(field: &str, requested: u32) -> Result<usize, ServiceError> {
     match usize::try_from(requested) {
         Ok(0) => Ok(DEFAULT_PAGE_SIZE),
         Ok(size) if size <= MAX_PAGE_SIZE => Ok(size),
@@ -36,7 +36,7 @@ pub fn page_size(field: &str, requested: u32) -> Result<usize, ServiceError> {
 /// Returns the token for the page that starts at `offset` of the query `scope` (the
 /// call's name and the request without its page, so a token continues only the query
 /// it came from).
-pub fn issue_token(store: &Store, scope: &[u8], offset: u64) -> String {
+pub(crate) fn issue_token(store: &Store, scope: &[u8], offset: u64) -> String {
     let mut token = offset.to_be_bytes().to_vec();
     token.extend_from_slice(&tag(store, scope, offset)[..TAG_BYTES]);
     URL_SAFE_NO_PAD.encode(token)
@@ -44,7 +44,7 @@ pub fn issue_token(store: &Store, scope: &[u8], offset: u64) -> String {
 
 /// Returns the offset a page token names: 0 for an empty token, an error naming
 /// `field` for one this broker did not issue for this query.
-pub fn open_token(store: &Store, field: &str, scope: &[u8], token: &str) -> Result<u64, ServiceError> {
+pub(crate) fn open_token(store: &Store, field: &str, scope: &[u8], token: &str) -> Result<u64, ServiceError> {
     if token.is_empty() {
         return Ok(0);
     }

@@ -6,151 +6,24 @@
 //! know: the `urn:tio:` identity, that the usage is present at all, that the identity is
 //! registered and not suspended, and that the certificate is not revoked.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use rustls_pki_types::CertificateDer;
 use sha2::{Digest, Sha256};
-use tio_core::{Agency, FieldViolation, Identity, IdentityError, Role, limits};
+use tio_core::{FieldViolation, Identity, limits};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
-use crate::request::RequestMeta;
-use crate::status::{ServiceError, into_status};
+use crate::app::error::ServiceError;
+use crate::app::registry::{AuthError, Caller, Registry};
+use crate::grpc::request::RequestMeta;
+use crate::grpc::status::into_status;
 
 /// The metadata key carrying the professional's id.
-pub const PROFESSIONAL_METADATA_KEY: &str = "x-tio-professional";
-
-/// The authenticated caller of one request, put in the request's extensions.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Caller {
-    /// The certificate's `urn:tio:` identity.
-    pub identity: Identity,
-    /// SHA-256 of the certificate (DER), lowercase hex.
-    pub certificate_fingerprint: String,
-    /// The professional acting, from `x-tio-professional` metadata, if given.
-    pub professional_id: Option<String>,
-}
-
-/// Why a caller is refused. Messages name no person: only roles, ids and fingerprints.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum AuthError {
-    /// No client certificate reached the server.
-    #[error("no client certificate")]
-    NoCertificate,
-    /// The certificate could not be parsed.
-    #[error("client certificate cannot be parsed")]
-    Unparseable,
-    /// The certificate lacks the client-authentication extended key usage.
-    #[error("client certificate lacks the client-authentication usage")]
-    NoClientAuthUsage,
-    /// No usable `urn:tio:` identity.
-    #[error(transparent)]
-    Identity(#[from] IdentityError),
-    /// The identity is not registered.
-    #[error("{role} `{id}` is not registered")]
-    Unknown {
-        /// The role claimed.
-        role: &'static str,
-        /// The id claimed.
-        id: String,
-    },
-    /// The agency is suspended.
-    #[error("agency `{0}` is suspended")]
-    Suspended(String),
-    /// The call needs the professional's id and has none.
-    #[error("x-tio-professional metadata is required: name the professional acting")]
-    NoProfessional,
-    /// The certificate's fingerprint has been revoked.
-    #[error("client certificate {0} has been revoked")]
-    Revoked(String),
-}
-
-/// Who may connect: agencies with their permissions, admins, auditors, and revoked
-/// certificate fingerprints. Shared by every connection.
-#[derive(Debug, Default)]
-pub struct Registry {
-    state: RwLock<RegistryState>,
-}
-
-#[derive(Debug, Default)]
-struct RegistryState {
-    agencies: HashMap<String, Agency>,
-    admins: HashSet<String>,
-    auditors: HashSet<String>,
-    revoked: HashSet<String>,
-}
-
-impl Registry {
-    /// Returns a registry holding exactly these entries.
-    pub fn new(
-        agencies: impl IntoIterator<Item = Agency>,
-        admins: impl IntoIterator<Item = String>,
-        auditors: impl IntoIterator<Item = String>,
-        revoked_fingerprints: impl IntoIterator<Item = String>,
-    ) -> Self {
-        let state = RegistryState {
-            agencies: agencies.into_iter().map(|agency| (agency.id.as_str().to_owned(), agency)).collect(),
-            admins: admins.into_iter().collect(),
-            auditors: auditors.into_iter().collect(),
-            revoked: revoked_fingerprints.into_iter().collect(),
-        };
-        Registry { state: RwLock::new(state) }
-    }
-
-    /// Returns the agency registered under `id`.
-    pub fn agency(&self, id: &str) -> Option<Agency> {
-        self.read().agencies.get(id).cloned()
-    }
-
-    /// Returns how many agencies are registered.
-    pub fn agency_count(&self) -> usize {
-        self.read().agencies.len()
-    }
-
-    /// Adds or replaces an agency; the next request sees the change.
-    pub fn set_agency(&self, agency: Agency) {
-        self.write().agencies.insert(agency.id.as_str().to_owned(), agency);
-    }
-
-    /// Refuses the certificate with `fingerprint` from the next request on.
-    pub fn revoke(&self, fingerprint: String) {
-        self.write().revoked.insert(fingerprint);
-    }
-
-    /// Checks that `identity`, presenting a certificate with `fingerprint`, may connect.
-    pub fn admit(&self, identity: &Identity, fingerprint: &str) -> Result<(), AuthError> {
-        let state = self.read();
-        if state.revoked.contains(fingerprint) {
-            return Err(AuthError::Revoked(fingerprint.to_owned()));
-        }
-        let unknown = || AuthError::Unknown { role: identity.role.as_str(), id: identity.id.clone() };
-        match identity.role {
-            Role::Agency => match state.agencies.get(&identity.id) {
-                None => Err(unknown()),
-                Some(agency) if agency.suspended => Err(AuthError::Suspended(identity.id.clone())),
-                Some(_) => Ok(()),
-            },
-            Role::Admin if state.admins.contains(&identity.id) => Ok(()),
-            Role::Auditor if state.auditors.contains(&identity.id) => Ok(()),
-            Role::Admin | Role::Auditor => Err(unknown()),
-        }
-    }
-
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, RegistryState> {
-        // As for `read`: every change is one insert, so a poisoned lock is consistent.
-        self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, RegistryState> {
-        // A panic while holding the lock cannot leave the maps half-updated (each
-        // change is one insert), so a poisoned lock is still consistent.
-        self.state.read().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
+pub(crate) const PROFESSIONAL_METADATA_KEY: &str = "x-tio-professional";
 
 /// Returns the `urn:tio:` identity of a certificate that rustls has verified, after
 /// checking that it carries the client-authentication usage.
-pub fn certificate_identity(cert: &CertificateDer<'_>) -> Result<Identity, AuthError> {
+pub(crate) fn certificate_identity(cert: &CertificateDer<'_>) -> Result<Identity, AuthError> {
     let (_, parsed) = X509Certificate::from_der(cert.as_ref()).map_err(|_| AuthError::Unparseable)?;
     let client_auth = parsed
         .extended_key_usage()
@@ -182,7 +55,7 @@ pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
 /// Authenticates one request: finds the peer certificate, checks it against the
 /// registry and puts the [`Caller`] and its [`RequestMeta`] in the request's extensions. Every service,
 /// including health and reflection, sits behind this.
-pub fn authenticate(
+pub(crate) fn authenticate(
     registry: &Registry,
     refusals: &tokio::sync::mpsc::Sender<Refusal>,
     mut request: tonic::Request<()>,
@@ -228,18 +101,18 @@ fn professional_id(metadata: &tonic::metadata::MetadataMap) -> Result<Option<Str
 
 /// A caller refused at authentication, for the audit log.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
+pub(crate) struct Refusal {
     /// The identity the certificate claims, if it carries a usable one.
-    pub identity: Option<Identity>,
+    pub(crate) identity: Option<Identity>,
     /// SHA-256 of the certificate, lowercase hex.
-    pub certificate_fingerprint: String,
+    pub(crate) certificate_fingerprint: String,
     /// Why, as a stable code.
-    pub reason: &'static str,
+    pub(crate) reason: &'static str,
 }
 
 /// How many refusals may wait to be written to the audit log before more are dropped
 /// (and counted); a flood of bad certificates must not exhaust memory.
-pub const REFUSAL_QUEUE: usize = 4096;
+pub(crate) const REFUSAL_QUEUE: usize = 4096;
 
 /// Queues a refusal for the audit log without waiting. A full queue drops it with a
 /// warning: the refusal itself still happens.
@@ -257,7 +130,7 @@ fn report_refusal(refusals: &tokio::sync::mpsc::Sender<Refusal>, request: &tonic
 
 impl AuthError {
     /// Returns the stable reason code written to the audit log.
-    pub const fn code(&self) -> &'static str {
+    pub(crate) const fn code(&self) -> &'static str {
         match self {
             AuthError::NoCertificate => "no_certificate",
             AuthError::Unparseable => "certificate_unparseable",
@@ -273,7 +146,7 @@ impl AuthError {
 
 /// Returns a cheaply cloneable interceptor closure over `registry`, queueing refusals on
 /// `refusals` for the audit log.
-pub fn interceptor(
+pub(crate) fn interceptor(
     registry: Arc<Registry>,
     refusals: tokio::sync::mpsc::Sender<Refusal>,
 ) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone + Send + Sync + 'static {
@@ -283,10 +156,10 @@ pub fn interceptor(
 #[cfg(test)]
 mod tests {
     use rustls_pki_types::pem::PemObject;
-    use tio_core::{AgencyId, CategorySet, Sector};
+    use tio_core::{Agency, AgencyId, CategorySet, IdentityError, Role, Sector};
 
     use super::*;
-    use crate::pki::{CertificateAuthority, LeafSpec, Usage};
+    use crate::runtime::pki::{CertificateAuthority, LeafSpec, Usage};
 
     fn der(pem: &str) -> CertificateDer<'static> {
         CertificateDer::from_pem_slice(pem.as_bytes()).unwrap()

@@ -15,7 +15,7 @@ use tonic::{Code, Status};
 const TOO_LARGE_PREFIX: &str = "Error, decoded message length too large";
 
 /// Returns the contract's status for an error met while reading a request stream.
-pub fn inbound_status(status: Status) -> Status {
+pub(crate) fn inbound_status(status: Status) -> Status {
     if status.code() == Code::OutOfRange && status.message().starts_with(TOO_LARGE_PREFIX) {
         return Status::new(
             Code::ResourceExhausted,
@@ -27,7 +27,7 @@ pub fn inbound_status(status: Status) -> Status {
 
 /// A layer that applies [`inbound_status`] to trailers-only responses.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ContractStatusLayer;
+pub(crate) struct ContractStatusLayer;
 
 impl<S> tower_layer::Layer<S> for ContractStatusLayer {
     type Service = ContractStatus<S>;
@@ -39,7 +39,7 @@ impl<S> tower_layer::Layer<S> for ContractStatusLayer {
 
 /// The service [`ContractStatusLayer`] makes.
 #[derive(Debug, Clone)]
-pub struct ContractStatus<S> {
+pub(crate) struct ContractStatus<S> {
     inner: S,
 }
 

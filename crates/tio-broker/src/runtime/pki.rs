@@ -13,7 +13,7 @@ use time::{Duration, OffsetDateTime};
 use tio_core::{Identity, Role};
 use tio_store::secret_file::SecretFileError;
 
-use crate::dev::DEV_AGENCIES;
+use crate::runtime::dev::DEV_AGENCIES;
 
 /// Why certificates could not be made or written.
 #[derive(Debug, thiserror::Error)]
@@ -230,7 +230,7 @@ mod tests {
         let ca = CertificateAuthority::generate("test CA").unwrap();
         let issued = ca.issue(&LeafSpec::client(&Identity::agency("gp"))).unwrap();
         let der = rustls_pki_types::CertificateDer::from_pem_slice(issued.cert_pem.as_bytes()).unwrap();
-        let identity = crate::auth::certificate_identity(&der).unwrap();
+        let identity = crate::grpc::auth::certificate_identity(&der).unwrap();
         assert_eq!(identity, Identity::agency("gp"));
     }
 

@@ -12,14 +12,14 @@ use tio_core::{Agency, FieldViolation, Service, Timestamp, limits};
 use tio_store::agencies::{AgencyRecord, StoredAgency, agency_absent, put_agency, put_revoked};
 use tio_store::{Batch, Condition, Store, StoreError};
 
-use crate::auth::Registry;
-use crate::broker::{Broker, Call};
-use crate::status::ServiceError;
+use crate::app::broker::{Broker, Call};
+use crate::app::error::ServiceError;
+use crate::app::registry::Registry;
 
 /// Fills an empty registry from the configuration (or development seed) and records
 /// it in the audit log, in one commit. Does nothing once the registry holds an agency:
 /// from then on agencies are managed with the AdminService. Returns how many it stored.
-pub async fn seed_registry(
+pub(crate) async fn seed_registry(
     store: &Store,
     agencies: &[Agency],
     revoked: &[String],
@@ -55,7 +55,7 @@ pub async fn seed_registry(
 
 /// Builds the in-memory registry from the store, with the configuration's admins,
 /// auditors and revocations (configuration revocations always apply).
-pub fn load_registry(
+pub(crate) fn load_registry(
     store: &Store,
     admins: &[String],
     auditors: &[String],
@@ -68,7 +68,7 @@ pub fn load_registry(
 }
 
 /// The registry as an admitted admin changes it.
-pub struct Administrator<'a> {
+pub(crate) struct Administrator<'a> {
     pub(crate) broker: &'a Broker,
     pub(crate) call: &'a Call,
 }
@@ -76,7 +76,7 @@ pub struct Administrator<'a> {
 impl Broker {
     /// Admits `call` to the AdminService if it is an admin's; otherwise records the
     /// refusal and returns PERMISSION_DENIED.
-    pub async fn administrator<'a>(&'a self, call: &'a Call) -> Result<Administrator<'a>, ServiceError> {
+    pub(crate) async fn administrator<'a>(&'a self, call: &'a Call) -> Result<Administrator<'a>, ServiceError> {
         self.admit(call, Service::Admin, Action::Admin).await?;
         Ok(Administrator { broker: self, call })
     }
@@ -85,7 +85,7 @@ impl Broker {
 impl Administrator<'_> {
     /// Registers a new agency (not suspended, registered now). ALREADY_EXISTS if the id
     /// is taken.
-    pub async fn register(&self, request: AgencyRecord) -> Result<AgencyRecord, ServiceError> {
+    pub(crate) async fn register(&self, request: AgencyRecord) -> Result<AgencyRecord, ServiceError> {
         let record = AgencyRecord {
             agency: Agency { suspended: false, ..request.agency },
             registered_at: Some(self.call.now),
@@ -107,7 +107,7 @@ impl Administrator<'_> {
 
     /// Replaces an agency's name, sector, code and permissions; keeps its suspension
     /// and registration time.
-    pub async fn update(&self, request: AgencyRecord) -> Result<AgencyRecord, ServiceError> {
+    pub(crate) async fn update(&self, request: AgencyRecord) -> Result<AgencyRecord, ServiceError> {
         let id = request.agency.id.clone();
         self.change(id.as_str(), "update_agency", |stored| AgencyRecord {
             agency: Agency { suspended: stored.agency.suspended, ..request.agency },
@@ -118,7 +118,7 @@ impl Administrator<'_> {
     }
 
     /// Suspends an agency: refused everywhere from its next request on.
-    pub async fn suspend(&self, id: &str, reason: &str) -> Result<AgencyRecord, ServiceError> {
+    pub(crate) async fn suspend(&self, id: &str, reason: &str) -> Result<AgencyRecord, ServiceError> {
         limits::check_len("reason", reason, limits::MAX_SHORT_STRING_BYTES)
             .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))?;
         let action = if reason.is_empty() { "suspend_agency".to_owned() } else { format!("suspend_agency ({reason})") };
@@ -126,17 +126,17 @@ impl Administrator<'_> {
     }
 
     /// Lifts an agency's suspension.
-    pub async fn reinstate(&self, id: &str) -> Result<AgencyRecord, ServiceError> {
+    pub(crate) async fn reinstate(&self, id: &str) -> Result<AgencyRecord, ServiceError> {
         self.change(id, "reinstate_agency", |stored| suspended(stored, false)).await
     }
 
     /// Lists every agency, in id order.
-    pub fn list(&self) -> Result<Vec<AgencyRecord>, ServiceError> {
+    pub(crate) fn list(&self) -> Result<Vec<AgencyRecord>, ServiceError> {
         Ok(self.broker.store().agencies()?)
     }
 
     /// Refuses a certificate by its SHA-256 fingerprint from the next request on.
-    pub async fn revoke(&self, fingerprint: &str, reason: &str) -> Result<(), ServiceError> {
+    pub(crate) async fn revoke(&self, fingerprint: &str, reason: &str) -> Result<(), ServiceError> {
         let valid =
             fingerprint.len() == 64 && fingerprint.bytes().all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'));
         if !valid {

@@ -14,7 +14,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::config::{LogConfig, LogFormat, TelemetryConfig};
+use crate::runtime::config::{LogConfig, LogFormat, TelemetryConfig};
 
 /// Why telemetry could not start.
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use tio_store::keys::{KeyError, KeyRing};
 use tio_store::{StorageErrorKind, Store, StoreError};
 
-use crate::config::Config;
+use crate::runtime::config::Config;
 
 /// The audit log origin of development key rings.
 pub const DEV_AUDIT_ORIGIN: &str = "tio.dev.local/audit";

@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 type Labels = Vec<(&'static str, &'static str)>;
 
 /// The broker's metrics.
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     publishes: Family<Labels, Counter>,
     deliveries: Counter,
@@ -41,7 +41,7 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Returns the metrics, registered and at zero.
-    pub fn new() -> Metrics {
+    pub(crate) fn new() -> Metrics {
         let mut registry = Registry::with_prefix("tio");
         let publishes = Family::<Labels, Counter>::default();
         registry.register("publishes", "Publish requests by outcome (allowed, denied, failed)", publishes.clone());
@@ -81,28 +81,28 @@ impl Metrics {
     }
 
     /// Counts a publish request with its outcome.
-    pub fn publish(&self, outcome: &'static str) {
+    pub(crate) fn publish(&self, outcome: &'static str) {
         self.publishes.get_or_create(&vec![("outcome", outcome)]).inc();
     }
 
     /// Counts a refusal of `action` for `reason` (a reason code).
-    pub fn denied(&self, action: &'static str, reason: &'static str) {
+    pub(crate) fn denied(&self, action: &'static str, reason: &'static str) {
         self.denials.get_or_create(&vec![("action", action), ("reason", reason)]).inc();
     }
 
     /// Counts a delivery sent `lag` after its update was committed.
-    pub fn delivered(&self, lag: Duration) {
+    pub(crate) fn delivered(&self, lag: Duration) {
         self.deliveries.inc();
         self.delivery_lag.observe(lag.as_secs_f64());
     }
 
     /// Counts a delivery stream opening (+1) or closing (-1).
-    pub fn stream(&self, change: i64) {
+    pub(crate) fn stream(&self, change: i64) {
         self.open_streams.inc_by(change);
     }
 
     /// Returns the metrics in the Prometheus text format, with the store's size now.
-    pub fn render(&self, store: &Store) -> String {
+    pub(crate) fn render(&self, store: &Store) -> String {
         if let Ok(bytes) = store.size_on_disk() {
             self.store_bytes.set(bytes);
         }
@@ -121,7 +121,7 @@ impl CommitObserver for Metrics {
 }
 
 /// Serves `GET /metrics` on `listener` until `stop` turns true. Anything else is 404.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     store: Arc<Store>,

@@ -10,36 +10,36 @@ use tio_audit::entry::{Action, AuditEntry, Outcome};
 use tio_audit::merkle::Hash;
 use tio_core::{DenyReason, FieldViolation, NhsNumber, ROLE_NOT_PERMITTED, Role, Service, Timestamp};
 
-use crate::broker::{Broker, Call};
-use crate::status::ServiceError;
+use crate::app::broker::{Broker, Call};
+use crate::app::error::ServiceError;
 
 /// The most entries one query call examines. A rare filter over a long log returns
 /// what it found so far and a page token to go on, instead of holding the call open.
-pub const MAX_SCANNED_PER_CALL: u64 = 200_000;
+pub(crate) const MAX_SCANNED_PER_CALL: u64 = 200_000;
 
 /// Entries read from the store at a time.
 const SCAN_PAGE: usize = 2048;
 
 /// Which entries a query wants; every filter given must match.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EntryFilter {
+pub(crate) struct EntryFilter {
     /// At or after this time.
-    pub from: Option<Timestamp>,
+    pub(crate) from: Option<Timestamp>,
     /// Before this time.
-    pub until: Option<Timestamp>,
+    pub(crate) until: Option<Timestamp>,
     /// The agency that acted or received.
-    pub agency_id: Option<String>,
+    pub(crate) agency_id: Option<String>,
     /// The action.
-    pub action: Option<Action>,
+    pub(crate) action: Option<Action>,
     /// The outcome.
-    pub outcome: Option<Outcome>,
+    pub(crate) outcome: Option<Outcome>,
     /// The child's blind index (hex).
-    pub child_index: Option<String>,
+    pub(crate) child_index: Option<String>,
 }
 
 impl EntryFilter {
     /// Whether `entry` passes every filter given.
-    pub fn matches(&self, entry: &AuditEntry) -> bool {
+    pub(crate) fn matches(&self, entry: &AuditEntry) -> bool {
         let time = Timestamp::from_unix_micros(entry.time_micros);
         self.from.is_none_or(|from| time >= from)
             && self.until.is_none_or(|until| time < until)
@@ -62,50 +62,50 @@ impl EntryFilter {
 
 /// One page of a query.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueryPage {
+pub(crate) struct QueryPage {
     /// The matching entries, in log order.
-    pub entries: Vec<AuditEntry>,
+    pub(crate) entries: Vec<AuditEntry>,
     /// Where the next page starts, if the log goes on.
-    pub next_leaf: Option<u64>,
+    pub(crate) next_leaf: Option<u64>,
 }
 
 /// What an export covers: entries `[from, to)` and the checkpoint they are proved by.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExportPlan {
+pub(crate) struct ExportPlan {
     /// The first leaf index.
-    pub from: u64,
+    pub(crate) from: u64,
     /// One past the last leaf index.
-    pub to: u64,
+    pub(crate) to: u64,
     /// The checkpoint covering them, signed for this export.
-    pub checkpoint: SignedCheckpoint,
+    pub(crate) checkpoint: SignedCheckpoint,
 }
 
 /// One line of a subject-access report.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReportLine {
+pub(crate) struct ReportLine {
     /// The entry's leaf index, to look it up or prove it.
-    pub leaf_index: u64,
+    pub(crate) leaf_index: u64,
     /// When.
-    pub time: Timestamp,
+    pub(crate) time: Timestamp,
     /// The agency (or admin, or auditor) concerned: the recipient of a delivery, else
     /// who acted.
-    pub agency_id: String,
+    pub(crate) agency_id: String,
     /// Its registered name, or a description of the role.
-    pub agency_name: String,
+    pub(crate) agency_name: String,
     /// The professional acting, if named.
-    pub professional_id: String,
+    pub(crate) professional_id: String,
     /// What was done.
-    pub action: Action,
+    pub(crate) action: Action,
     /// How it ended.
-    pub outcome: Outcome,
+    pub(crate) outcome: Outcome,
     /// Category names.
-    pub categories: Vec<String>,
+    pub(crate) categories: Vec<String>,
     /// Why, in plain words.
-    pub why: String,
+    pub(crate) why: String,
 }
 
 /// The audit log as an admitted admin or auditor sees it.
-pub struct AuditReader<'a> {
+pub(crate) struct AuditReader<'a> {
     broker: &'a Broker,
     call: &'a Call,
 }
@@ -113,7 +113,7 @@ pub struct AuditReader<'a> {
 impl Broker {
     /// Admits `call` to the audit log if its role may read it; otherwise records the
     /// refusal and returns PERMISSION_DENIED.
-    pub async fn audit_reader<'a>(&'a self, call: &'a Call) -> Result<AuditReader<'a>, ServiceError> {
+    pub(crate) async fn audit_reader<'a>(&'a self, call: &'a Call) -> Result<AuditReader<'a>, ServiceError> {
         self.admit(call, Service::Audit, Action::AuditRead).await?;
         Ok(AuditReader { broker: self, call })
     }
@@ -131,8 +131,8 @@ impl AuditReader<'_> {
 
     /// Returns up to `page_size` entries from leaf `start` on that match `filter` (and
     /// `child`, turned into its blind index here). `page_size` is one
-    /// [`crate::paging::page_size`] allowed.
-    pub async fn query(
+    /// [`crate::grpc::paging::page_size`] allowed.
+    pub(crate) async fn query(
         &self,
         mut filter: EntryFilter,
         child: Option<&NhsNumber>,
@@ -140,7 +140,7 @@ impl AuditReader<'_> {
         page_size: usize,
     ) -> Result<QueryPage, ServiceError> {
         filter.validate("from_time", "until_time")?;
-        debug_assert!((1..=crate::paging::MAX_PAGE_SIZE).contains(&page_size), "checked by paging::page_size");
+        debug_assert!((1..=crate::grpc::paging::MAX_PAGE_SIZE).contains(&page_size), "checked by paging::page_size");
         filter.child_index = child.map(|child| self.broker.store().child_index(child).to_hex());
         self.record_read(child).await?;
         let mut entries = Vec::new();
@@ -166,7 +166,7 @@ impl AuditReader<'_> {
 
     /// Signs a checkpoint covering the log (this read included) and returns what an
     /// export of `[from, to)` sends; `to` 0 means the whole checkpoint.
-    pub async fn export(&self, from: u64, to: u64) -> Result<ExportPlan, ServiceError> {
+    pub(crate) async fn export(&self, from: u64, to: u64) -> Result<ExportPlan, ServiceError> {
         self.record_read(None).await?;
         let checkpoint = self.broker.audit().checkpoint().await?;
         let size = checkpoint.checkpoint.size;
@@ -181,13 +181,13 @@ impl AuditReader<'_> {
     }
 
     /// Returns the key that verifies the log's checkpoints.
-    pub async fn public_key(&self) -> Result<tio_audit::note::Verifier, ServiceError> {
+    pub(crate) async fn public_key(&self) -> Result<tio_audit::note::Verifier, ServiceError> {
         self.record_read(None).await?;
         Ok(self.broker.audit().verifier())
     }
 
     /// Returns the latest signed checkpoint, making the first one if there is none.
-    pub async fn checkpoint(&self) -> Result<SignedCheckpoint, ServiceError> {
+    pub(crate) async fn checkpoint(&self) -> Result<SignedCheckpoint, ServiceError> {
         self.record_read(None).await?;
         let audit = self.broker.audit();
         match audit.latest_signed_checkpoint()? {
@@ -197,7 +197,7 @@ impl AuditReader<'_> {
     }
 
     /// Returns the proof that leaf `index` is in the tree of `size` entries.
-    pub async fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ServiceError> {
+    pub(crate) async fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ServiceError> {
         self.record_read(None).await?;
         let built = self.broker.audit().build().await?;
         if size == 0 || size > built {
@@ -211,7 +211,7 @@ impl AuditReader<'_> {
 
     /// Returns the proof that the tree of `old_size` entries is a prefix of the tree of
     /// `new_size`.
-    pub async fn consistency_proof(&self, old_size: u64, new_size: u64) -> Result<Vec<Hash>, ServiceError> {
+    pub(crate) async fn consistency_proof(&self, old_size: u64, new_size: u64) -> Result<Vec<Hash>, ServiceError> {
         self.record_read(None).await?;
         let built = self.broker.audit().build().await?;
         if new_size > built {
@@ -225,7 +225,7 @@ impl AuditReader<'_> {
 
     /// Returns every entry about `child` in `[from, until)`, in plain terms: who
     /// accessed or received what, when, and why, and what was refused.
-    pub async fn subject_access_report(
+    pub(crate) async fn subject_access_report(
         &self,
         child: &NhsNumber,
         from: Option<Timestamp>,

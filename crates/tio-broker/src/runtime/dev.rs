@@ -3,26 +3,26 @@
 
 use tio_core::{Category, Sector};
 
-use crate::config::AgencyConfig;
+use crate::runtime::config::AgencyConfig;
 
 /// One development agency.
-pub struct DevAgency {
+pub(crate) struct DevAgency {
     /// Its id and certificate file name.
-    pub id: &'static str,
+    pub(crate) id: &'static str,
     /// Its name.
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// Its sector.
-    pub sector: Sector,
+    pub(crate) sector: Sector,
     /// What it may publish.
-    pub may_publish: &'static [Category],
+    pub(crate) may_publish: &'static [Category],
     /// What it may read.
-    pub may_read: &'static [Category],
+    pub(crate) may_read: &'static [Category],
 }
 
 use Category::*;
 
 /// The development agencies: two in health, two in education, one in social care.
-pub const DEV_AGENCIES: &[DevAgency] = &[
+pub(crate) const DEV_AGENCIES: &[DevAgency] = &[
     DevAgency {
         id: "hospital",
         name: "Riverside Children's Hospital (development)",
@@ -61,14 +61,14 @@ pub const DEV_AGENCIES: &[DevAgency] = &[
 ];
 
 /// The development administrator's id.
-pub const DEV_ADMIN: &str = "admin";
+pub(crate) const DEV_ADMIN: &str = "admin";
 
 /// The development auditor's id.
-pub const DEV_AUDITOR: &str = "auditor";
+pub(crate) const DEV_AUDITOR: &str = "auditor";
 
 /// Returns the development agencies as configuration entries, so that they pass the
 /// same validation as agencies an operator configures.
-pub fn dev_agency_configs() -> Vec<AgencyConfig> {
+pub(crate) fn dev_agency_configs() -> Vec<AgencyConfig> {
     DEV_AGENCIES
         .iter()
         .map(|agency| AgencyConfig {
@@ -89,7 +89,7 @@ mod tests {
 
     #[test]
     fn development_agencies_are_valid_and_cover_every_sector() {
-        let mut config = crate::config::Config::load(&crate::config::ConfigSources {
+        let mut config = crate::runtime::config::Config::load(&crate::runtime::config::ConfigSources {
             env: [("TIO_DEV".to_owned(), "true".to_owned())].into(),
             ..Default::default()
         })

@@ -11,9 +11,9 @@ use tio_core::{
 };
 use tio_store::Batch;
 
-use crate::broker::{Broker, Call};
-use crate::child_records::load_facts;
-use crate::status::ServiceError;
+use crate::app::broker::{Broker, Call};
+use crate::app::error::ServiceError;
+use crate::app::facts::load_facts;
 
 fn invalid(field: &str, reason: impl Into<String>) -> ServiceError {
     ServiceError::InvalidArgument(vec![FieldViolation::new(field, reason)])
@@ -23,7 +23,7 @@ impl Broker {
     /// Declares the calling agency's involvement with `child` (`kind` as the request
     /// gave it: `None` if unspecified or unknown); an active relationship of the agency
     /// is returned unchanged instead of a second one, with `true`.
-    pub async fn declare_relationship(
+    pub(crate) async fn declare_relationship(
         &self,
         call: &Call,
         child: &NhsNumber,
@@ -84,7 +84,7 @@ impl Broker {
     }
 
     /// Ends the calling agency's active relationship `relationship_id` with `child`.
-    pub async fn end_relationship(
+    pub(crate) async fn end_relationship(
         &self,
         call: &Call,
         child: &NhsNumber,
@@ -131,7 +131,7 @@ impl Broker {
     }
 
     /// Lists the calling agency's relationships with `child`, ended ones if asked.
-    pub async fn list_relationships(
+    pub(crate) async fn list_relationships(
         &self,
         call: &Call,
         child: &NhsNumber,

@@ -16,7 +16,7 @@ use prost_reflect::{DescriptorPool, DynamicMessage, FieldDescriptor, MapKey, Ref
 use tio_core::{FieldViolation, limits};
 
 /// Fields holding free text (4 KiB); for a map, its values.
-pub const FREE_TEXT: &[&str] = &[
+pub(crate) const FREE_TEXT: &[&str] = &[
     "tio.v1.CommunicationNeeds.how_i_communicate",
     "tio.v1.CommunicationNeeds.how_i_show_pain",
     "tio.v1.CommunicationNeeds.things_you_must_know",
@@ -33,7 +33,7 @@ pub const FREE_TEXT: &[&str] = &[
 ];
 
 /// Lists and maps with a bound of their own.
-pub const LIST_LIMITS: &[(&str, usize)] = &[("tio.v1.EhcPlan.section_summaries", 12)];
+pub(crate) const LIST_LIMITS: &[(&str, usize)] = &[("tio.v1.EhcPlan.section_summaries", 12)];
 
 /// The most violations one answer lists: enough to fix a value, few enough to bound
 /// the error's size.
@@ -49,7 +49,7 @@ fn pool() -> Result<&'static DescriptorPool, FieldViolation> {
 /// Checks every string and list inside an encoded `CategoryValue` (the bytes the
 /// publish stores, so the value is not encoded twice), naming each field out of bounds
 /// (paths start at `value`).
-pub fn check_category_value(encoded: &[u8]) -> Result<(), Vec<FieldViolation>> {
+pub(crate) fn check_category_value(encoded: &[u8]) -> Result<(), Vec<FieldViolation>> {
     let pool = pool().map_err(|violation| vec![violation])?;
     let descriptor = pool
         .get_message_by_name("tio.v1.CategoryValue")

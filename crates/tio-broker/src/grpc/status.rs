@@ -10,7 +10,6 @@
 //! with a stable reason code in the domain [`ERROR_DOMAIN`] on each of those and on
 //! every refusal, so that a client can branch on a code rather than on a message.
 
-use tio_core::FieldViolation;
 use tonic::Code;
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -18,121 +17,14 @@ use tio_store::{StorageErrorKind, StoreError};
 
 use tio_audit::log::AuditError;
 
-use crate::auth::AuthError;
+use crate::app::error::{Resource, ServiceError};
+use crate::app::registry::AuthError;
 
 /// The `ErrorInfo` domain of every reason code the broker sends.
-pub const ERROR_DOMAIN: &str = "tio.v1";
-
-/// What a NOT_FOUND or ALREADY_EXISTS answer is about (`google.rpc.ResourceInfo`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Resource {
-    /// The contract's message for the resource, e.g. `tio.v1.Subscription`.
-    pub kind: &'static str,
-    /// The resource's name or id as the caller gave it; never personal data.
-    pub name: String,
-    /// The stable reason code, e.g. `SUBSCRIPTION_NOT_FOUND`.
-    pub reason: &'static str,
-    /// The message, in plain words.
-    pub message: String,
-}
-
-/// A state that refused a call (`google.rpc.PreconditionFailure`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Precondition {
-    /// The stable reason code, also the violation's type, e.g. `STREAM_ALREADY_OPEN`.
-    pub reason: &'static str,
-    /// What the condition is about, e.g. `subscription/main`; never personal data.
-    pub subject: String,
-    /// The message, in plain words.
-    pub message: String,
-}
-
-/// Everything a service call can fail with.
-#[derive(Debug, thiserror::Error)]
-pub enum ServiceError {
-    // ---- CLIENT ERRORS ----
-    /// The caller could not be authenticated.
-    #[error(transparent)]
-    Unauthenticated(#[from] AuthError),
-    /// One or more fields are invalid.
-    #[error("invalid request: {}", summarise(.0))]
-    InvalidArgument(Vec<FieldViolation>),
-    /// The caller may not do this; the refusal has been audited.
-    #[error("{message}")]
-    PermissionDenied {
-        /// The stable reason code, e.g. `NOT_PERMITTED_FOR_CATEGORY`.
-        reason: String,
-        /// The message, in plain words.
-        message: String,
-    },
-    /// What the request names does not exist.
-    #[error("{}", .0.message)]
-    NotFound(Resource),
-    /// What the request would create exists already.
-    #[error("{}", .0.message)]
-    AlreadyExists(Resource),
-    /// The request is valid but the state it acts on does not allow it.
-    #[error("{}", .0.message)]
-    FailedPrecondition(Precondition),
-
-    /// The store refused or failed the operation.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The audit log failed.
-    #[error(transparent)]
-    Audit(#[from] AuditError),
-
-    // ---- INTERNAL ERRORS ----
-    /// Something failed inside the broker; details go to the log, not the client.
-    #[error("internal error")]
-    Internal(String),
-}
-
-impl From<tio_store::StorageError> for ServiceError {
-    fn from(err: tio_store::StorageError) -> Self {
-        ServiceError::Store(StoreError::Storage(err))
-    }
-}
-
-impl ServiceError {
-    /// Returns a refusal with a stable reason code (upper-cased if given as an audit
-    /// log's lowercase code).
-    pub fn denied(reason: &str, message: impl Into<String>) -> Self {
-        ServiceError::PermissionDenied { reason: reason.to_ascii_uppercase(), message: message.into() }
-    }
-
-    /// Returns a NOT_FOUND about `kind` named `name`.
-    pub fn not_found(
-        kind: &'static str,
-        reason: &'static str,
-        name: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
-        ServiceError::NotFound(Resource { kind, name: name.into(), reason, message: message.into() })
-    }
-
-    /// Returns an ALREADY_EXISTS about `kind` named `name`.
-    pub fn already_exists(
-        kind: &'static str,
-        reason: &'static str,
-        name: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
-        ServiceError::AlreadyExists(Resource { kind, name: name.into(), reason, message: message.into() })
-    }
-
-    /// Returns a FAILED_PRECONDITION: `reason` about `subject`.
-    pub fn failed_precondition(reason: &'static str, subject: impl Into<String>, message: impl Into<String>) -> Self {
-        ServiceError::FailedPrecondition(Precondition { reason, subject: subject.into(), message: message.into() })
-    }
-}
-
-fn summarise(violations: &[FieldViolation]) -> String {
-    violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
-}
+pub(crate) const ERROR_DOMAIN: &str = "tio.v1";
 
 /// Converts a service error to the status sent to the client.
-pub fn into_status(error: impl Into<ServiceError>) -> tonic::Status {
+pub(crate) fn into_status(error: impl Into<ServiceError>) -> tonic::Status {
     let error = match error.into() {
         // A store failure inside the audit log is reported like any store failure.
         ServiceError::Audit(AuditError::Store(store)) => ServiceError::Store(store),
@@ -229,6 +121,8 @@ fn internal(detail: &str) -> tonic::Status {
 
 #[cfg(test)]
 mod tests {
+    use tio_core::FieldViolation;
+
     use super::*;
 
     #[test]

@@ -16,10 +16,10 @@ use tio_core::{
 use tio_proto::v1;
 use tio_store::{Extra, NewUpdate};
 
-use crate::broker::{Broker, Call};
-use crate::child_records::load_facts;
-use crate::convert::{category_from_proto, category_to_proto, timestamp_to_proto};
-use crate::status::ServiceError;
+use crate::app::broker::{Broker, Call};
+use crate::app::error::ServiceError;
+use crate::app::facts::load_facts;
+use crate::grpc::convert::{category_from_proto, category_to_proto, timestamp_to_proto};
 
 fn invalid(field: &str, reason: impl Into<String>) -> ServiceError {
     ServiceError::InvalidArgument(vec![FieldViolation::new(field, reason)])
@@ -69,7 +69,7 @@ impl Broker {
                 format!("must be at most {} bytes encoded, got {}", limits::MAX_CATEGORY_VALUE_BYTES, encoded.len()),
             ));
         }
-        crate::value_limits::check_category_value(&encoded).map_err(ServiceError::InvalidArgument)?;
+        crate::grpc::value_limits::check_category_value(&encoded).map_err(ServiceError::InvalidArgument)?;
         // A UPN travels only inside the sealed value, but a wrong one must not travel.
         if let v1::category_value::Value::IdentityAndContacts(identity) = value
             && !identity.upn.is_empty()
@@ -85,13 +85,13 @@ impl Broker {
         limits::check_identifier("idempotency_key", &request.idempotency_key, limits::MAX_IDEMPOTENCY_KEY_BYTES)
             .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))?;
         // Informative only, but a time that is not a time must not pass as one.
-        crate::convert::optional_timestamp("recorded_at", request.recorded_at.as_ref())?;
+        crate::grpc::convert::optional_timestamp("recorded_at", request.recorded_at.as_ref())?;
         Ok(Publication { child, category, value: encoded })
     }
 
     /// Publishes one update: validated, decided, then stored durably with its audit
     /// entry and, if the publisher was not involved, its new care relationship.
-    pub async fn publish(
+    pub(crate) async fn publish(
         &self,
         call: &Call,
         request: &v1::PublishRequest,
@@ -170,7 +170,7 @@ impl Broker {
     }
 
     /// Returns the latest value of each category of `child` the caller may read now.
-    pub async fn profile(
+    pub(crate) async fn profile(
         &self,
         call: &Call,
         request: &v1::GetProfileRequest,
@@ -180,7 +180,7 @@ impl Broker {
             "child.nhs_number",
             request.child.as_ref().map(|child| child.nhs_number.as_str()).unwrap_or_default(),
         )?;
-        let wanted = crate::convert::categories_from_proto("categories", &request.categories)?;
+        let wanted = crate::grpc::convert::categories_from_proto("categories", &request.categories)?;
         let facts = load_facts(self.store(), &child)?;
         let (relationships, consents) = facts.domain();
         let facts = Facts { relationships: &relationships, consents: &consents };

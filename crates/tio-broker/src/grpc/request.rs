@@ -3,28 +3,28 @@
 
 use tio_core::FieldViolation;
 
-use crate::status::ServiceError;
+use crate::app::error::ServiceError;
 
 /// The metadata key a client may use to name its request; otherwise the broker makes
 /// one up, so that every audit entry carries a request id.
-pub const REQUEST_ID_METADATA_KEY: &str = "x-request-id";
+pub(crate) const REQUEST_ID_METADATA_KEY: &str = "x-request-id";
 
 /// The longest request id accepted, in bytes.
-pub const MAX_REQUEST_ID_BYTES: usize = 64;
+pub(crate) const MAX_REQUEST_ID_BYTES: usize = 64;
 
 /// The request id and trace id of one request, put in its extensions by the
 /// authentication interceptor.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestMeta {
+pub(crate) struct RequestMeta {
     /// The client's `x-request-id`, or 32 random hex digits.
-    pub request_id: String,
+    pub(crate) request_id: String,
     /// The trace id of the caller's `traceparent`, 32 hex digits, or empty.
-    pub trace_id: String,
+    pub(crate) trace_id: String,
 }
 
 impl RequestMeta {
     /// Reads the request id and trace id from `metadata`.
-    pub fn from_metadata(metadata: &tonic::metadata::MetadataMap) -> Result<RequestMeta, ServiceError> {
+    pub(crate) fn from_metadata(metadata: &tonic::metadata::MetadataMap) -> Result<RequestMeta, ServiceError> {
         let request_id = match metadata.get(REQUEST_ID_METADATA_KEY) {
             Some(value) => {
                 let text = value.to_str().unwrap_or_default();
@@ -53,7 +53,7 @@ impl RequestMeta {
 
 /// Returns the trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), or
 /// `None` if it is malformed or all zeros (both mean "no trace" in the spec).
-pub fn trace_id_of(traceparent: &str) -> Option<&str> {
+pub(crate) fn trace_id_of(traceparent: &str) -> Option<&str> {
     let mut parts = traceparent.split('-');
     let (version, trace, parent, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     let lower_hex = |text: &str, len: usize| {

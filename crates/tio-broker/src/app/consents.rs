@@ -10,9 +10,9 @@ use tio_core::recording::{self, NewConsent, Recorder, WithdrawalRefused};
 use tio_core::{Agency, ConsentEvidence, ConsentId, ConsentRevision, FieldViolation, NhsNumber, Service};
 use tio_store::Batch;
 
-use crate::broker::{Broker, Call};
-use crate::child_records::load_facts;
-use crate::status::ServiceError;
+use crate::app::broker::{Broker, Call};
+use crate::app::error::ServiceError;
+use crate::app::facts::load_facts;
 
 /// The reason code audited when an agency without the consent permission records,
 /// withdraws or reads consent.
@@ -23,7 +23,7 @@ fn invalid(violation: FieldViolation) -> ServiceError {
 }
 
 /// An agency admitted to change a child's consents.
-pub struct ConsentRecorder<'a> {
+pub(crate) struct ConsentRecorder<'a> {
     broker: &'a Broker,
     call: &'a Call,
     child: &'a NhsNumber,
@@ -33,7 +33,7 @@ pub struct ConsentRecorder<'a> {
 impl Broker {
     /// Admits an agency to change `child`'s consents (`action` says how): it must be
     /// permitted to record consent; a refusal is audited.
-    pub async fn consent_recorder<'a>(
+    pub(crate) async fn consent_recorder<'a>(
         &'a self,
         call: &'a Call,
         action: Action,
@@ -77,7 +77,7 @@ impl Broker {
     }
 
     /// Returns every revision of one consent, oldest first.
-    pub async fn consent_history(
+    pub(crate) async fn consent_history(
         &self,
         call: &Call,
         child: &NhsNumber,
@@ -95,7 +95,11 @@ impl Broker {
     }
 
     /// Returns the latest revision of every consent of `child`.
-    pub async fn list_consents(&self, call: &Call, child: &NhsNumber) -> Result<Vec<ConsentRevision>, ServiceError> {
+    pub(crate) async fn list_consents(
+        &self,
+        call: &Call,
+        child: &NhsNumber,
+    ) -> Result<Vec<ConsentRevision>, ServiceError> {
         self.consent_reader(call, child, "").await?;
         Ok(self.store().latest_consents(child)?)
     }
@@ -110,7 +114,7 @@ impl ConsentRecorder<'_> {
     }
 
     /// Records a new consent (revision 1).
-    pub async fn record(&self, new: NewConsent) -> Result<ConsentRevision, ServiceError> {
+    pub(crate) async fn record(&self, new: NewConsent) -> Result<ConsentRevision, ServiceError> {
         let store = self.broker.store();
         store.ensure_child_key(self.child).await?;
         let (_, existing) = load_facts(store, self.child)?.domain();
@@ -122,7 +126,7 @@ impl ConsentRecorder<'_> {
 
     /// Withdraws consent `consent_id`: a new revision, in force from the moment it
     /// commits.
-    pub async fn withdraw(
+    pub(crate) async fn withdraw(
         &self,
         consent_id: &str,
         reason: &str,

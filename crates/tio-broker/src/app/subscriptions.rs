@@ -25,19 +25,19 @@ use tio_proto::v1;
 use tio_store::cursors::{self, ProfilePhase, StoredHead, SubscriptionHead as Head, UnackedDelivery as Unacked};
 use tio_store::{Batch, Op, Position, StoredUpdate};
 
-use crate::broker::{Broker, Call};
-use crate::child_records::{ChildFacts, load_facts};
-use crate::convert::{categories_from_proto, category_to_proto, optional_timestamp, timestamp_to_proto};
-use crate::status::ServiceError;
+use crate::app::broker::{Broker, Call};
+use crate::app::error::ServiceError;
+use crate::app::facts::{ChildFacts, load_facts};
+use crate::grpc::convert::{categories_from_proto, category_to_proto, optional_timestamp, timestamp_to_proto};
 
 /// Deliveries in flight when the subscription does not say.
-pub const DEFAULT_MAX_IN_FLIGHT: u32 = 256;
+pub(crate) const DEFAULT_MAX_IN_FLIGHT: u32 = 256;
 
 /// The most deliveries in flight a subscription may ask for.
-pub const MAX_MAX_IN_FLIGHT: u32 = 10_000;
+pub(crate) const MAX_MAX_IN_FLIGHT: u32 = 10_000;
 
 /// How long a stream stays quiet before it sends a heartbeat.
-pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+pub(crate) const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Updates read from the store per step.
 const READ_PAGE: usize = 256;
@@ -95,7 +95,7 @@ impl Broker {
     }
 
     /// Creates a durable subscription owned by the calling agency.
-    pub async fn create_subscription(
+    pub(crate) async fn create_subscription(
         &self,
         call: &Call,
         request: &v1::CreateSubscriptionRequest,
@@ -177,7 +177,7 @@ impl Broker {
     }
 
     /// Deletes a subscription and its unacked deliveries; it must not be open.
-    pub async fn delete_subscription(&self, call: &Call, name: &str) -> Result<(), ServiceError> {
+    pub(crate) async fn delete_subscription(&self, call: &Call, name: &str) -> Result<(), ServiceError> {
         let agency = self.agency_call(call, Service::Subscriptions, AuditAction::SubscriptionChanged).await?;
         let stored = self.read_head(agency.id.as_str(), name)?.ok_or_else(|| not_found(name))?;
         if self.stream_is_open(&stream_key(agency.id.as_str(), name)) {
@@ -199,13 +199,17 @@ impl Broker {
     }
 
     /// Lists the calling agency's subscriptions.
-    pub async fn list_subscriptions(&self, call: &Call) -> Result<Vec<v1::Subscription>, ServiceError> {
+    pub(crate) async fn list_subscriptions(&self, call: &Call) -> Result<Vec<v1::Subscription>, ServiceError> {
         let agency = self.agency_call(call, Service::Subscriptions, AuditAction::SubscriptionChanged).await?;
         Ok(self.agency_heads(agency.id.as_str())?.iter().map(head_to_proto).collect())
     }
 
     /// Returns a subscription's lag, unacked count, numbers, last error and whether it is open.
-    pub async fn subscription_status(&self, call: &Call, name: &str) -> Result<v1::SubscriptionStatus, ServiceError> {
+    pub(crate) async fn subscription_status(
+        &self,
+        call: &Call,
+        name: &str,
+    ) -> Result<v1::SubscriptionStatus, ServiceError> {
         let agency = self.agency_call(call, Service::Subscriptions, AuditAction::SubscriptionChanged).await?;
         let head = self.read_head(agency.id.as_str(), name)?.ok_or_else(|| not_found(name))?.head;
         let lag = self.store().count_updates_after(head.cursor.as_deref(), MAX_LAG_COUNTED)?;
@@ -246,7 +250,7 @@ fn stream_key(agency: &str, name: &str) -> String {
 }
 
 /// Why a stream stopped.
-pub enum StreamEnd {
+pub(crate) enum StreamEnd {
     /// The client went away or closed its side.
     ClientGone,
     /// The stream must end with this error sent to the client.
@@ -257,7 +261,7 @@ pub enum StreamEnd {
 }
 
 /// One open delivery stream.
-pub struct DeliveryStream {
+pub(crate) struct DeliveryStream {
     broker: std::sync::Arc<Broker>,
     call: Call,
     agency: String,
@@ -302,7 +306,7 @@ enum Attempt {
 
 impl DeliveryStream {
     /// Opens subscription `open.name` of the calling agency for streaming.
-    pub async fn open(
+    pub(crate) async fn open(
         broker: std::sync::Arc<Broker>,
         call: Call,
         open: &v1::OpenSubscription,
@@ -329,7 +333,7 @@ impl DeliveryStream {
     /// Runs the stream: redelivers what is unacked, then delivers as credit allows,
     /// handles acks and credit, heartbeats when quiet, and stops when the client goes,
     /// the agency is suspended or the certificate revoked.
-    pub async fn run(
+    pub(crate) async fn run(
         mut self,
         mut inbound: tonic::Streaming<v1::SubscribeRequest>,
         outbound: tokio::sync::mpsc::Sender<Result<v1::SubscribeResponse, tonic::Status>>,
@@ -437,7 +441,7 @@ impl DeliveryStream {
             return Err(StreamEnd::Error(ServiceError::Unauthenticated(refused)));
         }
         registry.agency(&self.agency).ok_or_else(|| {
-            StreamEnd::Error(ServiceError::Unauthenticated(crate::auth::AuthError::Unknown {
+            StreamEnd::Error(ServiceError::Unauthenticated(crate::app::registry::AuthError::Unknown {
                 role: "agency",
                 id: self.agency.clone(),
             }))
@@ -450,7 +454,7 @@ impl DeliveryStream {
         let message = match message {
             None => return Err(StreamEnd::ClientGone),
             Some(Err(status)) => {
-                let status = crate::transport_status::inbound_status(status);
+                let status = crate::grpc::transport_status::inbound_status(status);
                 // A message too large or that does not decode is told to the client;
                 // anything else is a reset or closed connection, with nobody to tell.
                 return Err(match status.code() {
@@ -930,7 +934,7 @@ async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::convert::categories_to_proto;
+    use crate::grpc::convert::categories_to_proto;
 
     #[test]
     fn heads_show_in_the_contract_with_their_categories() {

@@ -1,0 +1,15 @@
+//! The use cases, over the domain, the store and the audit log; no protobuf type
+//! reaches the store from here, and no `tonic::Status` is built here.
+
+pub(crate) mod admin;
+pub(crate) mod audit_reads;
+pub(crate) mod broker;
+pub(crate) mod checkpoints;
+pub(crate) mod consents;
+pub(crate) mod error;
+pub(crate) mod facts;
+pub(crate) mod maintenance;
+pub(crate) mod records;
+pub(crate) mod registry;
+pub(crate) mod relationships;
+pub(crate) mod subscriptions;

@@ -1,0 +1,39 @@
+//! What the broker reads about a child besides its updates: consent revisions and care
+//! relationships, kept by the store as the domain's values, and what decisions use.
+
+use tio_core::{AgencyId, CareRelationship, Consent, ConsentRevision, NhsNumber, Timestamp};
+use tio_store::Store;
+use tio_store::relationships::StoredRelationship;
+
+use crate::app::error::ServiceError;
+
+/// Everything recorded about one child that decisions use.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ChildFacts {
+    /// Every care relationship, active and ended.
+    pub(crate) relationships: Vec<StoredRelationship>,
+    /// The latest revision of every consent, in id order.
+    pub(crate) consents: Vec<ConsentRevision>,
+}
+
+/// Reads every relationship and the latest revision of every consent of `child`.
+pub(crate) fn load_facts(store: &Store, child: &NhsNumber) -> Result<ChildFacts, ServiceError> {
+    Ok(ChildFacts { relationships: store.relationships(child)?, consents: store.latest_consents(child)? })
+}
+
+impl ChildFacts {
+    /// Returns the facts as the domain core decides on them.
+    pub(crate) fn domain(&self) -> (Vec<CareRelationship>, Vec<Consent>) {
+        let relationships = self.relationships.iter().map(|stored| stored.record.relationship.clone()).collect();
+        let consents = self.consents.iter().map(|revision| revision.consent.clone()).collect();
+        (relationships, consents)
+    }
+
+    /// Returns the active relationship of `agency` at `now`, if any.
+    pub(crate) fn active_relationship(&self, agency: &AgencyId, now: Timestamp) -> Option<&StoredRelationship> {
+        self.relationships.iter().find(|stored| {
+            let relationship = &stored.record.relationship;
+            &relationship.agency == agency && relationship.is_active_at(now)
+        })
+    }
+}

@@ -1,0 +1,12 @@
+//! What runs a node: configuration, TLS, telemetry, metrics, development certificates,
+//! opening the store, and [`node::Node`].
+
+pub mod config;
+pub(crate) mod dev;
+pub(crate) mod metrics;
+pub mod node;
+
+pub mod pki;
+pub mod storage;
+pub mod telemetry;
+pub mod tls;

@@ -1,0 +1,217 @@
+//! A broker node: what `tio serve` runs. [`Node::start`] opens the store and the audit
+//! log, loads the registry, and starts the checkpoint task, the metrics endpoint and the
+//! gRPC server; [`Node::shutdown`] stops them in the one order that loses nothing.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tio_audit::log::{AuditError, AuditLog};
+use tio_store::Store;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+use crate::app::broker::Broker;
+use crate::grpc::server::{ServeError, serve};
+use crate::runtime::config::{Config, TelemetryConfig};
+use crate::runtime::storage::{StorageSetupError, audit_signer, key_ring_file, load_key_ring, open_store};
+
+/// Why a node could not start, or did not stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The configuration, TLS material or the server failed.
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    /// The key ring or the store could not be opened.
+    #[error(transparent)]
+    Storage(#[from] StorageSetupError),
+    /// An address could not be listened on.
+    #[error("cannot listen on {address} ({what}): {source}")]
+    Listen {
+        /// What the address is for.
+        what: &'static str,
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The last audit checkpoint could not be signed at shutdown.
+    #[error("cannot sign the audit checkpoint: {0}")]
+    Checkpoint(#[from] AuditError),
+    /// A task of the node panicked.
+    #[error("{0} task failed: {1}")]
+    Task(&'static str, String),
+}
+
+/// A running node.
+pub struct Node {
+    config: Config,
+    address: SocketAddr,
+    metrics_address: Option<SocketAddr>,
+    store: Arc<Store>,
+    audit: Arc<AuditLog>,
+    broker: Arc<Broker>,
+    server: JoinHandle<Result<(), ServeError>>,
+    stop_server: oneshot::Sender<()>,
+    stop_metrics: watch::Sender<bool>,
+    checkpoints: JoinHandle<Result<(), AuditError>>,
+    stop_checkpoints: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("address", &self.address).finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Starts a node of `config`: in development mode first makes its certificates and
+    /// fills its defaults; checks TLS and the agencies; opens the key ring (`env_keys`
+    /// is the `TIO_KEYS` text, if set), the store and the audit log; seeds or loads the
+    /// registry; then starts the checkpoint task, the metrics endpoint and the server.
+    pub async fn start(mut config: Config, env_keys: Option<&str>) -> Result<Node, NodeError> {
+        crate::grpc::server::prepare_dev(&mut config)?;
+        crate::grpc::server::check(&config)?;
+        let keys = load_key_ring(&config, env_keys)?;
+        let signer = audit_signer(&keys)?;
+        let store = Arc::new(open_store(&config, keys)?);
+        let audit = Arc::new(AuditLog::new(store.clone(), signer));
+        let (stop_checkpoints, checkpoints_stopped) = watch::channel(false);
+        let checkpoints =
+            tokio::spawn(crate::app::checkpoints::run(audit.clone(), config.audit.clone(), checkpoints_stopped));
+        let broker = match Broker::open(&config, store.clone(), audit.clone()).await {
+            Ok(broker) => Arc::new(broker.with_maintenance(config.data_dir.clone(), key_ring_file(&config, env_keys))),
+            Err(err) => {
+                let _ = stop_checkpoints.send(true);
+                let _ = checkpoints.await;
+                return Err(err.into());
+            }
+        };
+        let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|source| NodeError::Listen {
+            what: "listen",
+            address: config.listen,
+            source,
+        })?;
+        let address = listener.local_addr().map_err(|source| NodeError::Listen {
+            what: "listen",
+            address: config.listen,
+            source,
+        })?;
+        let (stop_metrics, metrics_stopped) = watch::channel(false);
+        let metrics_address = match metrics_address(&config)? {
+            Some(wanted) => {
+                let what = "telemetry.metrics_listen";
+                let listener = tokio::net::TcpListener::bind(wanted).await.map_err(|source| NodeError::Listen {
+                    what,
+                    address: wanted,
+                    source,
+                })?;
+                let bound =
+                    listener.local_addr().map_err(|source| NodeError::Listen { what, address: wanted, source })?;
+                tokio::spawn(crate::runtime::metrics::serve(
+                    listener,
+                    broker.metrics().clone(),
+                    store.clone(),
+                    metrics_stopped,
+                ));
+                Some(bound)
+            }
+            None => None,
+        };
+        let (stop_server, server_stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn({
+            let (config, broker) = (config.clone(), broker.clone());
+            async move {
+                serve(&config, broker, listener, async {
+                    let _ = server_stopped.await;
+                })
+                .await
+            }
+        });
+        Ok(Node {
+            config,
+            address,
+            metrics_address,
+            store,
+            audit,
+            broker,
+            server,
+            stop_server,
+            stop_metrics,
+            checkpoints,
+            stop_checkpoints,
+        })
+    }
+
+    /// Returns the address the gRPC server listens on.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// Returns the address of the metrics endpoint, if it is on.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics_address
+    }
+
+    /// Returns the configuration the node runs with (development defaults filled in).
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Serves until `signal` completes (or the server fails), then shuts down.
+    pub async fn run_until(mut self, signal: impl Future<Output = ()>) -> Result<(), NodeError> {
+        let early = tokio::select! {
+            () = signal => None,
+            ended = &mut self.server => Some(ended),
+        };
+        self.stop(early).await
+    }
+
+    /// Stops the node: the server drains (NOT_SERVING, open calls finish for up to
+    /// `limits.drain_timeout_seconds`), the metrics endpoint closes, a last checkpoint is
+    /// signed, and the store finishes its queued commits.
+    pub async fn shutdown(self) -> Result<(), NodeError> {
+        self.stop(None).await
+    }
+
+    async fn stop(
+        self,
+        ended: Option<Result<Result<(), ServeError>, tokio::task::JoinError>>,
+    ) -> Result<(), NodeError> {
+        let _ = self.stop_server.send(());
+        let served = match ended {
+            Some(ended) => ended,
+            None => self.server.await,
+        };
+        let _ = self.stop_metrics.send(true);
+        // Sign a last checkpoint, then finish queued commits, whatever happened to the server.
+        let _ = self.stop_checkpoints.send(true);
+        let checkpointed = self.checkpoints.await;
+        drop(self.audit);
+        drop(self.broker);
+        match Arc::try_unwrap(self.store) {
+            Ok(store) => store.shutdown(),
+            Err(_) => tracing::error!("store still in use at shutdown; its commit thread stops on exit"),
+        }
+        served.map_err(|err| NodeError::Task("server", err.to_string()))??;
+        checkpointed.map_err(|err| NodeError::Task("checkpoint", err.to_string()))??;
+        Ok(())
+    }
+}
+
+/// Returns where to serve metrics: the configured address, or in development mode with
+/// the default left alone, any free loopback port (so several development servers can
+/// run at once).
+fn metrics_address(config: &Config) -> Result<Option<SocketAddr>, NodeError> {
+    let address = config.telemetry.metrics_address().map_err(|reason| {
+        NodeError::Serve(ServeError::Config(crate::runtime::config::ConfigError::Key {
+            key: "telemetry.metrics_listen".to_owned(),
+            source_layer: "the configuration".to_owned(),
+            message: reason,
+        }))
+    })?;
+    if config.dev && config.telemetry.metrics_listen == TelemetryConfig::DEFAULT_METRICS_LISTEN {
+        return Ok(Some(SocketAddr::from(([127, 0, 0, 1], 0))));
+    }
+    Ok(address)
+}
