@@ -24,9 +24,9 @@ use crate::grpc::convert::{
     action_filter, action_to_proto, agency_from_proto, agency_to_proto, category_to_proto, entry_to_proto,
     optional_timestamp, outcome_filter, outcome_to_proto, timestamp_to_proto,
 };
-use crate::grpc::paging;
 use crate::grpc::status::into_status;
 use crate::grpc::transport_status::inbound_status;
+use crate::grpc::{paging, subscriptions};
 
 /// `tio.v1.RecordService`: see [`crate::records`].
 #[derive(Clone)]
@@ -303,7 +303,10 @@ impl v1::subscription_service_server::SubscriptionService for Subscriptions {
         request: Request<v1::CreateSubscriptionRequest>,
     ) -> Result<Response<v1::Subscription>, Status> {
         let call = self.broker.call(&request).map_err(into_status)?;
-        Ok(Response::new(self.broker.create_subscription(&call, request.get_ref()).await.map_err(into_status)?))
+        let subscriber = self.broker.subscriber(&call).await.map_err(into_status)?;
+        let new = subscriptions::new_subscription_from_proto(request.get_ref()).map_err(into_status)?;
+        let head = subscriber.create(new).await.map_err(into_status)?;
+        Ok(Response::new(subscriptions::head_to_proto(&head)))
     }
 
     async fn delete_subscription(
@@ -311,7 +314,8 @@ impl v1::subscription_service_server::SubscriptionService for Subscriptions {
         request: Request<v1::DeleteSubscriptionRequest>,
     ) -> Result<Response<v1::DeleteSubscriptionResponse>, Status> {
         let call = self.broker.call(&request).map_err(into_status)?;
-        self.broker.delete_subscription(&call, &request.get_ref().name).await.map_err(into_status)?;
+        let subscriber = self.broker.subscriber(&call).await.map_err(into_status)?;
+        subscriber.delete(&request.get_ref().name).await.map_err(into_status)?;
         Ok(Response::new(v1::DeleteSubscriptionResponse {}))
     }
 
@@ -320,8 +324,11 @@ impl v1::subscription_service_server::SubscriptionService for Subscriptions {
         request: Request<v1::ListSubscriptionsRequest>,
     ) -> Result<Response<v1::ListSubscriptionsResponse>, Status> {
         let call = self.broker.call(&request).map_err(into_status)?;
-        let subscriptions = self.broker.list_subscriptions(&call).await.map_err(into_status)?;
-        Ok(Response::new(v1::ListSubscriptionsResponse { subscriptions }))
+        let subscriber = self.broker.subscriber(&call).await.map_err(into_status)?;
+        let heads = subscriber.list().map_err(into_status)?;
+        Ok(Response::new(v1::ListSubscriptionsResponse {
+            subscriptions: heads.iter().map(subscriptions::head_to_proto).collect(),
+        }))
     }
 
     async fn get_subscription_status(
@@ -329,24 +336,30 @@ impl v1::subscription_service_server::SubscriptionService for Subscriptions {
         request: Request<v1::GetSubscriptionStatusRequest>,
     ) -> Result<Response<v1::SubscriptionStatus>, Status> {
         let call = self.broker.call(&request).map_err(into_status)?;
-        Ok(Response::new(self.broker.subscription_status(&call, &request.get_ref().name).await.map_err(into_status)?))
+        let subscriber = self.broker.subscriber(&call).await.map_err(into_status)?;
+        let state = subscriber.status(&request.get_ref().name).map_err(into_status)?;
+        Ok(Response::new(subscriptions::status_to_proto(state)))
     }
 
     async fn subscribe(
         &self,
         request: Request<tonic::Streaming<v1::SubscribeRequest>>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        use crate::app::subscriptions::{DeliveryStream, StreamEnd};
+        use crate::app::subscriptions::deliver::Deliverer;
+        use subscriptions::StreamEnd;
         let call = self.broker.call(&request).map_err(into_status)?;
         let mut inbound = request.into_inner();
         let open = match inbound.message().await.map_err(inbound_status)?.and_then(|first| first.message) {
             Some(v1::subscribe_request::Message::Open(open)) => open,
-            _ => return Err(into_status(crate::app::subscriptions::open_first())),
+            _ => return Err(into_status(subscriptions::open_first())),
         };
-        let stream = DeliveryStream::open(self.broker.clone(), call, &open).await.map_err(into_status)?;
+        let deliverer =
+            Deliverer::open(self.broker.clone(), call, &open.name, open.credit).await.map_err(into_status)?;
         let (sender, receiver) = tokio::sync::mpsc::channel(SUBSCRIBE_BUFFER);
+        let broker = self.broker.clone();
         tokio::spawn(async move {
-            let status = match stream.run(inbound, sender.clone()).await {
+            let changes = broker.watch_changes();
+            let status = match subscriptions::run(deliverer, inbound, sender.clone(), changes, || broker.now()).await {
                 StreamEnd::ClientGone => return,
                 StreamEnd::Error(err) => into_status(err),
                 StreamEnd::Refused(status) => status,

@@ -1,0 +1,548 @@
+//! Delivering on an open subscription: one path, [`Deliverer::commit_steps`], for every
+//! kind of delivery (live updates, the profile of a profile-then-live start, and
+//! redeliveries of what was sent and not acked). It decides each update for the agency
+//! now, commits the deliveries, the refusals worth auditing and the moved head in one
+//! batch under the preconditions of every grant, and only then hands the deliveries
+//! out to be sent. If a precondition fails (a consent or relationship changed while the
+//! batch was decided) nothing of it is kept, and the updates go again one at a time.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tio_audit::entry::{Action as AuditAction, AuditEntry, Outcome};
+use tio_audit::log::entry_op;
+use tio_core::{AccessRequest, Action, Agency, Category, Decision, DenyReason, Facts, NhsNumber, Service, decide};
+use tio_store::cursors::{self, ProfilePhase, SubscriptionHead as Head, UnackedDelivery as Unacked};
+use tio_store::{Batch, ChildIndex, Op, Position, StoredUpdate};
+
+use super::{MAX_MAX_IN_FLIGHT, head_categories, not_found, stream_key};
+use crate::app::broker::{Broker, Call};
+use crate::app::error::ServiceError;
+use crate::app::facts::{ChildFacts, load_facts};
+use crate::app::registry::AuthError;
+
+/// Updates read from the store per step.
+const READ_PAGE: usize = 256;
+
+/// How often one delivery is decided again when what allowed it keeps changing.
+const MAX_ATTEMPTS: usize = 4;
+
+/// One delivery, committed and ready to send.
+#[derive(Debug, Clone)]
+pub(crate) struct Delivery {
+    /// Its number on the subscription (dense, from 1).
+    pub(crate) number: u64,
+    /// Whether it was sent before and not acked.
+    pub(crate) redelivery: bool,
+    /// The update.
+    pub(crate) update: StoredUpdate,
+    /// The child, which the recipient is entitled to know.
+    pub(crate) child: NhsNumber,
+    /// Whether it comes from the profile of a profile-then-live start.
+    pub(crate) from_profile: bool,
+}
+
+/// What one step of the delivery path considers.
+#[derive(Debug, Clone)]
+struct Step {
+    /// The update to decide, if it is one the subscription takes (`None`: only move on).
+    update: Option<StoredUpdate>,
+    /// A redelivery's number, or `None` for a new delivery.
+    redelivery: Option<u64>,
+    from_profile: bool,
+    /// How the head moves past this step.
+    advance: Advance,
+}
+
+#[derive(Debug, Clone)]
+enum Advance {
+    None,
+    /// The live cursor moves to this position.
+    Cursor(Vec<u8>),
+    /// The profile phase moves past this latest-value key.
+    Profile(Vec<u8>),
+}
+
+/// A child's facts as read for decisions: `None` once the child is erased.
+struct Loaded {
+    child: NhsNumber,
+    facts: ChildFacts,
+    relationships: Vec<tio_core::CareRelationship>,
+    consents: Vec<tio_core::Consent>,
+}
+
+/// The delivery state of one open subscription.
+pub(crate) struct Deliverer {
+    broker: Arc<Broker>,
+    call: Call,
+    agency: String,
+    head: Head,
+    unacked: BTreeMap<u64, Unacked>,
+    window: u32,
+    /// Whether the head has changes not yet stored (a cursor moved past skipped updates,
+    /// acks).
+    dirty: bool,
+    /// Delivery numbers acked since the state was last stored.
+    acked: Vec<u64>,
+    /// The subscription's open-stream claim, held while the deliverer lives.
+    claim: Option<Claim>,
+}
+
+/// Releases the subscription's open-stream claim however the stream ends.
+struct Claim {
+    broker: Arc<Broker>,
+    key: String,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.broker.release_stream(&self.key);
+    }
+}
+
+impl Deliverer {
+    /// Opens the calling agency's subscription `name` for delivery, with `credit`
+    /// deliveries in flight (0: as many as the subscription allows). Nothing is
+    /// delivered before [`Deliverer::claim`].
+    pub(crate) async fn open(
+        broker: Arc<Broker>,
+        call: Call,
+        name: &str,
+        credit: u32,
+    ) -> Result<Deliverer, ServiceError> {
+        let agency = broker.agency_call(&call, Service::Subscriptions, AuditAction::Delivery).await?;
+        let id = agency.id.as_str().to_owned();
+        let store = broker.store();
+        let head = store.subscription_head(&id, name)?.ok_or_else(|| not_found(name))?.head;
+        let unacked = store.unacked_deliveries(&id, name, MAX_MAX_IN_FLIGHT as usize + 1)?;
+        let window = match credit {
+            0 => head.max_in_flight,
+            credit => credit.min(head.max_in_flight),
+        };
+        Ok(Deliverer { broker, call, agency: id, head, unacked, window, dirty: false, acked: Vec::new(), claim: None })
+    }
+
+    /// Claims the subscription for this stream: only one stream may have it open.
+    pub(crate) fn claim(&mut self) -> Result<(), ServiceError> {
+        let key = stream_key(&self.agency, &self.head.name);
+        if !self.broker.claim_stream(&key) {
+            return Err(ServiceError::failed_precondition(
+                "STREAM_ALREADY_OPEN",
+                format!("subscription/{}", self.head.name),
+                format!("subscription `{}` is already open on another stream", self.head.name),
+            ));
+        }
+        self.claim = Some(Claim { broker: self.broker.clone(), key });
+        Ok(())
+    }
+
+    /// Refuses to deliver without the claim: two streams on one subscription would
+    /// hand out the same numbers.
+    fn claimed(&self) -> Result<(), ServiceError> {
+        match self.claim {
+            Some(_) => Ok(()),
+            None => Err(ServiceError::Internal("a subscription was delivered on without its claim".to_owned())),
+        }
+    }
+
+    /// Returns the number of the latest delivery and the live cursor, for a heartbeat.
+    pub(crate) fn progress(&self) -> (u64, Option<Vec<u8>>) {
+        (self.head.next_number - 1, self.head.cursor.clone())
+    }
+
+    /// Returns whether the window has room for another delivery.
+    pub(crate) fn has_room(&self) -> bool {
+        (self.unacked.len() as u64) < u64::from(self.window)
+    }
+
+    /// Returns the agency as registered now, or the refusal a new call would get if it
+    /// may no longer connect (suspended, certificate revoked, removed).
+    pub(crate) fn current_agency(&self) -> Result<Agency, ServiceError> {
+        let registry = self.broker.registry();
+        registry.admit(&self.call.caller.identity, &self.call.caller.certificate_fingerprint)?;
+        registry.agency(&self.agency).ok_or_else(|| {
+            ServiceError::Unauthenticated(AuthError::Unknown { role: "agency", id: self.agency.clone() })
+        })
+    }
+
+    /// Frees the slots of acked deliveries. A number never sent is the client's fault;
+    /// one acked already, or no longer in flight, is ignored (acks may be sent again
+    /// after a reconnect). Acks are stored with the next commit, or when the stream goes
+    /// quiet: an ack lost to a crash only means one more redelivery (at least once).
+    pub(crate) async fn ack(&mut self, numbers: &[u64], max_per_message: usize) -> Result<(), ServiceError> {
+        let field = "ack.delivery_numbers";
+        if numbers.len() > max_per_message {
+            return Err(invalid(field, format!("at most {max_per_message} per message")));
+        }
+        let latest = self.head.next_number - 1;
+        if let Some(never_sent) = numbers.iter().find(|&&number| number == 0 || number > latest) {
+            return Err(invalid(
+                field,
+                format!("delivery number {never_sent} was never sent on this subscription (latest: {latest})"),
+            ));
+        }
+        for number in numbers {
+            if self.unacked.remove(number).is_some() {
+                self.acked.push(*number);
+                self.head.last_acked = self.head.last_acked.max(*number);
+                self.dirty = true;
+            }
+        }
+        if self.acked.len() >= max_per_message {
+            self.store_head().await?;
+        }
+        Ok(())
+    }
+
+    /// Widens the window by `additional` deliveries, up to the subscription's maximum.
+    pub(crate) fn credit(&mut self, additional: u32) -> Result<(), ServiceError> {
+        if additional == 0 {
+            return Err(invalid("credit.additional", "must be at least 1"));
+        }
+        self.window = self.window.saturating_add(additional).min(self.head.max_in_flight);
+        Ok(())
+    }
+
+    /// Stores the head if it has changes (acks, a cursor moved past skipped updates).
+    pub(crate) async fn flush(&mut self) -> Result<(), ServiceError> {
+        if self.dirty { self.store_head().await } else { Ok(()) }
+    }
+
+    /// Records why the stream ended (`None`: the client went away) and stores the head.
+    pub(crate) async fn close(mut self, error: Option<String>) {
+        if let Some(error) = error {
+            self.head.last_error = error;
+            self.dirty = true;
+        }
+        // Keep the cursor moved past skipped updates, and the last error; a failure here
+        // costs only a redelivery.
+        let _ = self.flush().await;
+    }
+
+    /// Decides again every unacked delivery: those still allowed are returned to be
+    /// sent again with their numbers; the rest leave the window (a refusal audited).
+    pub(crate) async fn redeliver(&mut self) -> Result<Vec<Delivery>, ServiceError> {
+        self.claimed()?;
+        let agency = self.current_agency()?;
+        let store = self.broker.store().clone();
+        let mut steps = Vec::new();
+        for (number, unacked) in &self.unacked {
+            let update = store.update_at(&Position::from_bytes(unacked.position.clone()))?;
+            steps.push(Step {
+                update,
+                redelivery: Some(*number),
+                from_profile: unacked.from_profile,
+                advance: Advance::None,
+            });
+        }
+        self.deliver(&agency, steps).await
+    }
+
+    /// Takes the next step: the next page of the profile, or of live updates. Returns
+    /// `None` when there is nothing new.
+    pub(crate) async fn next(&mut self, agency: &Agency) -> Result<Option<Vec<Delivery>>, ServiceError> {
+        self.claimed()?;
+        let categories = head_categories(&self.head);
+        let shadowed = self.shadowed_categories()?;
+        let store = self.broker.store().clone();
+        let taken =
+            |update: &StoredUpdate| categories.contains(&update.category) && !shadowed.contains(&update.category);
+        let mut steps = Vec::new();
+        if let ProfilePhase::Sending { after } = &self.head.profile {
+            let page = store.latest_after(after.as_deref(), READ_PAGE)?;
+            if page.is_empty() {
+                self.head.profile = ProfilePhase::Done;
+                self.dirty = true;
+                return Ok(Some(Vec::new()));
+            }
+            for (latest_key, position) in page {
+                // Values newer than the live cursor come in the live phase: no duplicate.
+                let before_cursor = self.head.cursor.as_deref().is_some_and(|cursor| position.as_bytes() <= cursor);
+                let update = if before_cursor { store.update_at(&position)?.filter(|u| taken(u)) } else { None };
+                steps.push(Step {
+                    update,
+                    redelivery: None,
+                    from_profile: true,
+                    advance: Advance::Profile(latest_key),
+                });
+            }
+        } else {
+            let after = self.head.cursor.clone().map(Position::from_bytes);
+            let page = store.updates_after(after.as_ref(), READ_PAGE)?;
+            if page.is_empty() {
+                return Ok(None);
+            }
+            let since_micros = self.head.since_micros;
+            for update in page {
+                let advance = Advance::Cursor(update.position.as_bytes().to_vec());
+                let wanted =
+                    taken(&update) && since_micros.is_none_or(|since| update.committed_at.unix_micros() >= since);
+                steps.push(Step { update: wanted.then_some(update), redelivery: None, from_profile: false, advance });
+            }
+        }
+        self.deliver(agency, steps).await.map(Some)
+    }
+
+    /// Delivers `steps`: all in one commit, or, if what allowed one of them changed
+    /// meanwhile, one at a time, each decided again.
+    async fn deliver(&mut self, agency: &Agency, steps: Vec<Step>) -> Result<Vec<Delivery>, ServiceError> {
+        if let Some(deliveries) = self.commit_steps(agency, &steps).await? {
+            return Ok(deliveries);
+        }
+        let mut deliveries = Vec::new();
+        for step in steps {
+            if step.redelivery.is_none() && !self.has_room() {
+                break;
+            }
+            let mut committed = None;
+            for _ in 0..MAX_ATTEMPTS {
+                committed = self.commit_steps(agency, std::slice::from_ref(&step)).await?;
+                if committed.is_some() {
+                    break;
+                }
+            }
+            match committed {
+                Some(mut sent) => deliveries.append(&mut sent),
+                None => return Err(ServiceError::Store(tio_store::StoreError::Conflict { index: 0 })),
+            }
+        }
+        Ok(deliveries)
+    }
+
+    /// The delivery path. Decides each step's update for `agency` now and commits, in
+    /// one batch, every delivery (its unacked record and audit entry, under the
+    /// preconditions of its grant), every refusal worth auditing, and the head as the
+    /// steps move it, stopping when the window is full. Returns the deliveries to send,
+    /// or `None`, having changed nothing, if a precondition failed.
+    async fn commit_steps(&mut self, agency: &Agency, steps: &[Step]) -> Result<Option<Vec<Delivery>>, ServiceError> {
+        let mut head = self.head.clone();
+        let mut batch = Batch::new();
+        let mut deliveries = Vec::new();
+        let mut new_unacked = Vec::new();
+        let mut withdrawn = Vec::new();
+        let mut denials = Vec::new();
+        let mut cache = std::collections::HashMap::new();
+        for step in steps {
+            if step.redelivery.is_none() && (self.unacked.len() + new_unacked.len()) as u64 >= u64::from(self.window) {
+                break;
+            }
+            match &step.advance {
+                Advance::None => {}
+                Advance::Cursor(position) => head.cursor = Some(position.clone()),
+                Advance::Profile(key) => head.profile = ProfilePhase::Sending { after: Some(key.clone()) },
+            }
+            let decided = match &step.update {
+                Some(update) => self.decide(agency, update, &mut cache)?,
+                None => None,
+            };
+            let Some((update, child, decision, facts)) = decided else {
+                // Gone (erased) or not taken: a redelivery leaves the window.
+                if let Some(number) = step.redelivery {
+                    batch.push(cursors::delete_unacked(&self.agency, &head.name, number));
+                    withdrawn.push(number);
+                }
+                continue;
+            };
+            match decision {
+                Decision::Allow(grant) => {
+                    let mut entry = self.delivery_entry(&update, &child, Outcome::Allowed)?;
+                    fill_grant(&mut entry, &grant);
+                    add_grant_conditions(&self.broker, &mut batch, &child, &grant, &facts);
+                    let number = match step.redelivery {
+                        Some(number) => {
+                            entry.detail = "redelivery".to_owned();
+                            number
+                        }
+                        None => {
+                            let number = head.next_number;
+                            head.next_number += 1;
+                            let unacked = Unacked {
+                                position: update.position.as_bytes().to_vec(),
+                                from_profile: step.from_profile,
+                            };
+                            batch.push(cursors::put_unacked(&self.agency, &head.name, number, &unacked));
+                            new_unacked.push((number, unacked));
+                            number
+                        }
+                    };
+                    batch.push(entry_op(&entry));
+                    deliveries.push(Delivery {
+                        number,
+                        redelivery: step.redelivery.is_some(),
+                        update,
+                        child,
+                        from_profile: step.from_profile,
+                    });
+                }
+                Decision::Deny(reason) => {
+                    if let Some(number) = step.redelivery {
+                        batch.push(cursors::delete_unacked(&self.agency, &head.name, number));
+                        withdrawn.push(number);
+                    } else {
+                        denials.push(reason);
+                    }
+                    if auditable_skip(reason, &facts, &self.agency) {
+                        batch.push(entry_op(&self.skip_entry(&update, &child, reason)?));
+                    }
+                }
+            }
+        }
+        batch.ops.extend(self.state_ops(&head));
+        match self.broker.store().commit(batch).await {
+            Ok(_) => {}
+            Err(tio_store::StoreError::Conflict { .. }) => return Ok(None),
+            Err(err) => return Err(err.into()),
+        }
+        self.head = head;
+        self.acked.clear();
+        self.dirty = false;
+        for number in withdrawn {
+            self.unacked.remove(&number);
+        }
+        self.unacked.extend(new_unacked);
+        let metrics = self.broker.metrics();
+        for reason in denials {
+            metrics.denied(AuditAction::Delivery.code(), reason.code());
+        }
+        let now = self.broker.now().unix_micros();
+        for delivery in deliveries.iter().filter(|delivery| !delivery.redelivery) {
+            let lag = now.saturating_sub(delivery.update.committed_at.unix_micros());
+            metrics.delivered(Duration::from_micros(u64::try_from(lag).unwrap_or(0)));
+        }
+        Ok(Some(deliveries))
+    }
+
+    /// Categories another subscription of this agency with an earlier name also takes:
+    /// the earlier one delivers them, so the agency gets one copy.
+    fn shadowed_categories(&self) -> Result<Vec<Category>, ServiceError> {
+        let heads = self.broker.agency_heads(&self.agency)?;
+        Ok(heads.iter().filter(|head| head.name < self.head.name).flat_map(head_categories).collect())
+    }
+
+    /// Decides one update for this agency now, reading each child's facts once per
+    /// `cache`; `None` if its child was erased. A batch's deliveries commit under
+    /// preconditions on what allowed them, so facts that changed meanwhile fail the
+    /// commit rather than slip through.
+    #[allow(clippy::type_complexity)]
+    fn decide(
+        &self,
+        agency: &Agency,
+        update: &StoredUpdate,
+        cache: &mut std::collections::HashMap<ChildIndex, Option<Loaded>>,
+    ) -> Result<Option<(StoredUpdate, NhsNumber, Decision, ChildFacts)>, ServiceError> {
+        if update.content.is_none() {
+            return Ok(None);
+        }
+        let loaded = match cache.entry(update.child) {
+            std::collections::hash_map::Entry::Occupied(slot) => slot.into_mut(),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                let loaded = match self.broker.store().child_nhs_number(update.child)? {
+                    None => None,
+                    Some(digits) => {
+                        let child = NhsNumber::parse_checked(&digits).map_err(|_| {
+                            ServiceError::Store(tio_store::StoreError::Corrupt(
+                                "a stored NHS number does not decode".to_owned(),
+                            ))
+                        })?;
+                        let facts = load_facts(self.broker.store(), &child)?;
+                        let (relationships, consents) = facts.domain();
+                        Some(Loaded { child, facts, relationships, consents })
+                    }
+                };
+                slot.insert(loaded)
+            }
+        };
+        let Some(loaded) = loaded else { return Ok(None) };
+        let question = AccessRequest { agency, action: Action::Receive, category: update.category };
+        let facts = Facts { relationships: &loaded.relationships, consents: &loaded.consents };
+        let decision = decide(&question, &facts, self.broker.now());
+        Ok(Some((update.clone(), loaded.child, decision, loaded.facts.clone())))
+    }
+
+    fn delivery_entry(
+        &self,
+        update: &StoredUpdate,
+        child: &NhsNumber,
+        outcome: Outcome,
+    ) -> Result<AuditEntry, ServiceError> {
+        let call = Call { now: self.broker.now(), ..self.call.clone() };
+        let mut entry = self.broker.entry(&call, AuditAction::Delivery, outcome);
+        self.broker.name_child(&mut entry, child)?;
+        entry.categories = vec![update.category.as_str().to_owned()];
+        entry.update_id = update.update_id.to_string();
+        entry.recipient_agency_id = self.agency.clone();
+        Ok(entry)
+    }
+
+    /// The audit entry of a delivery refused at the moment of sending.
+    fn skip_entry(
+        &self,
+        update: &StoredUpdate,
+        child: &NhsNumber,
+        reason: DenyReason,
+    ) -> Result<AuditEntry, ServiceError> {
+        let mut entry = self.delivery_entry(update, child, Outcome::Denied)?;
+        entry.action = AuditAction::DeliverySkipped.code().to_owned();
+        entry.reason = reason.code().to_owned();
+        Ok(entry)
+    }
+
+    /// The operations that store the stream's state: `head`, and the acks not yet stored.
+    fn state_ops(&self, head: &Head) -> Vec<Op> {
+        let mut ops: Vec<Op> =
+            self.acked.iter().map(|number| cursors::delete_unacked(&self.agency, &head.name, *number)).collect();
+        ops.push(cursors::put_head(&self.agency, head));
+        ops
+    }
+
+    async fn store_head(&mut self) -> Result<(), ServiceError> {
+        let mut batch = Batch::new();
+        batch.ops.extend(self.state_ops(&self.head));
+        self.broker.store().commit(batch).await?;
+        self.acked.clear();
+        self.dirty = false;
+        Ok(())
+    }
+}
+
+fn invalid(field: &str, reason: impl Into<String>) -> ServiceError {
+    ServiceError::InvalidArgument(vec![tio_core::FieldViolation::new(field, reason)])
+}
+
+/// Whether a refused delivery is worth an audit entry: always, unless the agency has
+/// never been involved with the child (then the update was never its business, and
+/// logging it for every agency would swamp the log).
+fn auditable_skip(reason: DenyReason, facts: &ChildFacts, agency: &str) -> bool {
+    reason != DenyReason::NotInvolved
+        || facts.relationships.iter().any(|stored| stored.record.relationship.agency.as_str() == agency)
+}
+
+fn fill_grant(entry: &mut AuditEntry, grant: &tio_core::Grant) {
+    if let Some((consent, revision)) = &grant.consent {
+        entry.consent_id = consent.0.clone();
+        entry.consent_revision = *revision;
+    }
+    if let Some(relationship) = &grant.relationship {
+        entry.relationship_id = relationship.0.clone();
+    }
+}
+
+/// Makes the delivery's commit depend on the consent revision and the relationship that
+/// allowed it being unchanged.
+fn add_grant_conditions(
+    broker: &Broker,
+    batch: &mut Batch,
+    child: &NhsNumber,
+    grant: &tio_core::Grant,
+    facts: &ChildFacts,
+) {
+    if let Some((consent, revision)) = &grant.consent {
+        batch.require(broker.store().consent_unrevised(child, consent, *revision));
+    }
+    if let Some(relationship) = &grant.relationship
+        && let Some(stored) = facts.relationships.iter().find(|stored| &stored.record.relationship.id == relationship)
+    {
+        batch.require(stored.unchanged());
+    }
+}

@@ -1,0 +1,277 @@
+//! The subscription service's adapter: requests to and from the domain, and the
+//! delivery stream itself (the client's acks and credit in, deliveries and heartbeats
+//! out), over the delivery path of `app::subscriptions::deliver`.
+
+use std::time::Duration;
+
+use futures_util::{FutureExt, StreamExt};
+use tio_proto::v1;
+use tio_store::cursors::SubscriptionHead;
+use tokio::sync::mpsc::Sender;
+
+use crate::app::error::ServiceError;
+use crate::app::subscriptions::deliver::{Deliverer, Delivery};
+use crate::app::subscriptions::head_categories;
+use crate::app::subscriptions::manage::{NewSubscription, Start, SubscriptionState};
+use crate::grpc::convert::{categories_from_proto, category_to_proto, optional_timestamp, timestamp_to_proto};
+
+/// How long a stream stays quiet before it sends a heartbeat.
+pub(crate) const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The most acks one message may carry.
+const MAX_ACKS_PER_MESSAGE: usize = 1024;
+
+/// What the stream sends.
+type Outbound = Sender<Result<v1::SubscribeResponse, tonic::Status>>;
+
+/// Parses a subscription as a client asks to create it.
+pub(crate) fn new_subscription_from_proto(
+    request: &v1::CreateSubscriptionRequest,
+) -> Result<NewSubscription, ServiceError> {
+    use v1::start_from::From;
+    let start = match request.start.as_ref().and_then(|start| start.from.as_ref()) {
+        None | Some(From::Live(_)) => Start::Live,
+        Some(From::AfterPosition(position)) => Start::AfterPosition(position.token.clone()),
+        Some(From::Since(time)) => Start::Since(optional_timestamp("start.since", Some(time))?),
+        Some(From::ProfileThenLive(_)) => Start::ProfileThenLive,
+    };
+    Ok(NewSubscription {
+        name: request.name.clone(),
+        categories: categories_from_proto("categories", &request.categories)?,
+        max_in_flight: request.max_in_flight,
+        start,
+    })
+}
+
+/// Returns the contract form of a head.
+pub(crate) fn head_to_proto(head: &SubscriptionHead) -> v1::Subscription {
+    v1::Subscription {
+        name: head.name.clone(),
+        categories: head_categories(head).into_iter().map(|category| category_to_proto(category) as i32).collect(),
+        max_in_flight: head.max_in_flight,
+        created_at: Some(timestamp_to_proto(tio_core::Timestamp::from_unix_micros(head.created_at_micros))),
+    }
+}
+
+/// Returns the contract form of a subscription's status.
+pub(crate) fn status_to_proto(state: SubscriptionState) -> v1::SubscriptionStatus {
+    v1::SubscriptionStatus {
+        subscription: Some(head_to_proto(&state.head)),
+        lag: state.lag,
+        unacked: state.unacked,
+        last_delivered_number: state.head.next_number - 1,
+        last_acked_number: state.head.last_acked,
+        last_error: state.head.last_error,
+        open: state.open,
+    }
+}
+
+/// Returns the refusal of a delivery stream whose first message is not `open`, or
+/// that sends `open` again.
+pub(crate) fn open_first() -> ServiceError {
+    ServiceError::failed_precondition(
+        "OPEN_FIRST",
+        "subscribe",
+        "the first message on a delivery stream must be `open`, and only the first",
+    )
+}
+
+/// Why a stream stopped.
+pub(crate) enum StreamEnd {
+    /// The client went away or closed its side.
+    ClientGone,
+    /// The stream must end with this error sent to the client.
+    Error(ServiceError),
+    /// The client's own stream failed (a message over the size limit, or one that
+    /// does not decode): this status, already in the contract's terms, is sent.
+    Refused(tonic::Status),
+}
+
+impl From<ServiceError> for StreamEnd {
+    fn from(err: ServiceError) -> Self {
+        StreamEnd::Error(err)
+    }
+}
+
+/// Runs an open stream: redelivers what is unacked, then delivers as credit allows,
+/// handles acks and credit, heartbeats when quiet, and stops when the client goes, the
+/// agency is suspended or the certificate revoked. Records how it ended.
+pub(crate) async fn run(
+    mut deliverer: Deliverer,
+    mut inbound: tonic::Streaming<v1::SubscribeRequest>,
+    outbound: Outbound,
+    mut changes: tokio::sync::watch::Receiver<u64>,
+    now: impl Fn() -> tio_core::Timestamp,
+) -> StreamEnd {
+    if let Err(refused) = deliverer.claim() {
+        return StreamEnd::Error(refused);
+    }
+    let end = pump(&mut deliverer, &mut inbound, &outbound, &mut changes, now).await;
+    let error = match &end {
+        StreamEnd::Error(err) => Some(err.to_string()),
+        StreamEnd::Refused(status) => Some(status.message().to_owned()),
+        StreamEnd::ClientGone => None,
+    };
+    deliverer.close(error).await;
+    end
+}
+
+async fn pump(
+    deliverer: &mut Deliverer,
+    inbound: &mut tonic::Streaming<v1::SubscribeRequest>,
+    outbound: &Outbound,
+    changes: &mut tokio::sync::watch::Receiver<u64>,
+    now: impl Fn() -> tio_core::Timestamp,
+) -> StreamEnd {
+    let sent = async {
+        let redeliveries = deliverer.redeliver().await?;
+        send_all(outbound, redeliveries).await
+    };
+    if let Err(end) = sent.await {
+        return end;
+    }
+    let mut quiet_since = tokio::time::Instant::now();
+    loop {
+        // Acks and credit first, without waiting.
+        while let Some(message) = inbound.next().now_or_never() {
+            if let Err(end) = handle(deliverer, message).await {
+                return end;
+            }
+        }
+        let agency = match deliverer.current_agency() {
+            Ok(agency) => agency,
+            Err(err) => return StreamEnd::Error(err),
+        };
+        if deliverer.has_room() {
+            match deliverer.next(&agency).await {
+                Ok(Some(deliveries)) => {
+                    if let Err(end) = send_all(outbound, deliveries).await {
+                        return end;
+                    }
+                    quiet_since = tokio::time::Instant::now();
+                    continue;
+                }
+                Ok(None) => {}
+                Err(err) => return StreamEnd::Error(err),
+            }
+        }
+        // Nothing to send now: store what is pending (acks, a moved cursor) first.
+        if let Err(err) = deliverer.flush().await {
+            return StreamEnd::Error(err);
+        }
+        tokio::select! {
+            message = inbound.next() => {
+                if let Err(end) = handle(deliverer, message).await {
+                    return end;
+                }
+            }
+            changed = changes.changed() => {
+                if changed.is_err() {
+                    return StreamEnd::ClientGone;
+                }
+            }
+            () = tokio::time::sleep_until(quiet_since + HEARTBEAT_INTERVAL) => {
+                if let Err(err) = deliverer.flush().await {
+                    return StreamEnd::Error(err);
+                }
+                let (latest, cursor) = deliverer.progress();
+                let heartbeat = v1::Heartbeat {
+                    latest_delivery_number: latest,
+                    latest_position: cursor.map(|token| v1::Position { token }),
+                    at: Some(timestamp_to_proto(now())),
+                };
+                let message = v1::SubscribeResponse { message: Some(v1::subscribe_response::Message::Heartbeat(heartbeat)) };
+                if outbound.send(Ok(message)).await.is_err() {
+                    return StreamEnd::ClientGone;
+                }
+                quiet_since = tokio::time::Instant::now();
+            }
+        }
+    }
+}
+
+/// Handles one client message: acks free slots, credit widens the window.
+async fn handle(
+    deliverer: &mut Deliverer,
+    message: Option<Result<v1::SubscribeRequest, tonic::Status>>,
+) -> Result<(), StreamEnd> {
+    use v1::subscribe_request::Message;
+    let message = match message {
+        None => return Err(StreamEnd::ClientGone),
+        Some(Err(status)) => {
+            let status = crate::grpc::transport_status::inbound_status(status);
+            // A message too large or that does not decode is told to the client;
+            // anything else is a reset or closed connection, with nobody to tell.
+            return Err(match status.code() {
+                tonic::Code::ResourceExhausted | tonic::Code::InvalidArgument => StreamEnd::Refused(status),
+                _ => StreamEnd::ClientGone,
+            });
+        }
+        Some(Ok(message)) => message,
+    };
+    match message.message {
+        Some(Message::Ack(ack)) => Ok(deliverer.ack(&ack.delivery_numbers, MAX_ACKS_PER_MESSAGE).await?),
+        Some(Message::Credit(credit)) => Ok(deliverer.credit(credit.additional)?),
+        Some(Message::Open(_)) | None => Err(StreamEnd::Error(open_first())),
+    }
+}
+
+async fn send_all(outbound: &Outbound, deliveries: Vec<Delivery>) -> Result<(), StreamEnd> {
+    for delivery in deliveries {
+        let message = v1::SubscribeResponse {
+            message: Some(v1::subscribe_response::Message::Delivery(delivery_to_proto(&delivery)?)),
+        };
+        outbound.send(Ok(message)).await.map_err(|_| StreamEnd::ClientGone)?;
+    }
+    Ok(())
+}
+
+fn delivery_to_proto(delivery: &Delivery) -> Result<v1::Delivery, ServiceError> {
+    use prost::Message;
+    let corrupt =
+        |what: &str| ServiceError::Store(tio_store::StoreError::Corrupt(format!("a stored {what} does not decode")));
+    let update = &delivery.update;
+    let content = update.content.as_ref().ok_or_else(|| corrupt("update"))?;
+    let value = v1::CategoryValue::decode(content.value.as_slice()).map_err(|_| corrupt("category value"))?;
+    Ok(v1::Delivery {
+        delivery_number: delivery.number,
+        redelivery: delivery.redelivery,
+        update_id: update.update_id.to_string(),
+        position: Some(v1::Position { token: update.position.as_bytes().to_vec() }),
+        child: Some(v1::ChildRef { nhs_number: delivery.child.digits() }),
+        category: category_to_proto(update.category) as i32,
+        value: Some(value),
+        publisher_agency_id: update.publisher.clone(),
+        source_reference: content.source_reference.clone(),
+        committed_at: Some(timestamp_to_proto(update.committed_at)),
+        from_profile: delivery.from_profile,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grpc::convert::categories_to_proto;
+    use tio_core::Category;
+    use tio_store::cursors::ProfilePhase;
+
+    #[test]
+    fn heads_show_in_the_contract_with_their_categories() {
+        let head = SubscriptionHead {
+            name: "main".into(),
+            categories: vec!["health_summary".into()],
+            max_in_flight: 256,
+            created_at_micros: 5,
+            cursor: Some(vec![0, 0, 0, 0, 0, 0, 0, 9]),
+            since_micros: None,
+            profile: ProfilePhase::Sending { after: Some(vec![1, 2]) },
+            next_number: 4,
+            last_acked: 2,
+            last_error: String::new(),
+        };
+        assert_eq!(
+            head_to_proto(&head).categories,
+            categories_to_proto([Category::HealthSummary].into_iter().collect())
+        );
+    }
+}
