@@ -6,6 +6,7 @@ pub(crate) mod auth;
 pub(crate) mod care;
 pub(crate) mod convert;
 pub(crate) mod paging;
+pub(crate) mod records;
 pub(crate) mod request;
 pub(crate) mod server;
 pub(crate) mod services;

@@ -12,10 +12,17 @@ use tio_store::Store;
 use crate::app::admin;
 use crate::app::error::ServiceError;
 use crate::app::registry::{AuthError, Caller, Registry};
-use crate::grpc::request::RequestMeta;
-use crate::grpc::server::ServeError;
-use crate::runtime::config::Config;
 use crate::runtime::metrics::Metrics;
+
+/// The request id and trace id of one request, put in its extensions by the
+/// authentication interceptor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RequestMeta {
+    /// The client's `x-request-id`, or 32 random hex digits.
+    pub(crate) request_id: String,
+    /// The trace id of the caller's `traceparent`, 32 hex digits, or empty.
+    pub(crate) trace_id: String,
+}
 
 /// Where the broker reads the time. Read once per call, so that every decision in a
 /// call sees the same `now`; tests put in their own.
@@ -35,6 +42,22 @@ impl Clock for SystemClock {
             .map_or(0, |elapsed| i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX));
         Timestamp::from_unix_micros(micros)
     }
+}
+
+/// What the registry starts from: the agencies that fill an empty one, and the admins,
+/// auditors and revoked certificates that always apply.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RegistrySeed {
+    /// Agencies registered at first start.
+    pub(crate) agencies: Vec<Agency>,
+    /// Admin ids.
+    pub(crate) admins: Vec<String>,
+    /// Auditor ids.
+    pub(crate) auditors: Vec<String>,
+    /// Revoked certificate fingerprints.
+    pub(crate) revoked: Vec<String>,
+    /// Whether to say so when the store's registry leaves the agencies unapplied.
+    pub(crate) say_if_ignored: bool,
 }
 
 /// Everything the services share: the store, the audit log, the registry, the NHS
@@ -107,22 +130,24 @@ impl Broker {
         &self.maintenance
     }
 
-    /// Opens the broker of `config` over its store and audit log, on the system clock:
-    /// seeds an empty registry from the configuration (or the development seed), then
+    /// Opens the broker over its store and audit log, on the system clock: fills an
+    /// empty registry from `seed` (the configuration, or the development seed), then
     /// loads the registry from the store.
-    pub(crate) async fn open(config: &Config, store: Arc<Store>, audit: Arc<AuditLog>) -> Result<Broker, ServeError> {
+    pub(crate) async fn open(
+        store: Arc<Store>,
+        audit: Arc<AuditLog>,
+        seed: RegistrySeed,
+        nhs_numbers: NhsNumberPolicy,
+    ) -> Result<Broker, ServiceError> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let seeded = admin::seed_registry(&store, &config.agencies()?, &config.revoked_fingerprints, clock.now())
-            .await
-            .map_err(|err| ServeError::Registry(err.to_string()))?;
+        let seeded = admin::seed_registry(&store, &seed.agencies, &seed.revoked, clock.now()).await?;
         if seeded > 0 {
             tracing::info!(agencies = seeded, "registry seeded from the configuration");
-        } else if !config.agencies.is_empty() && !config.dev {
+        } else if !seed.agencies.is_empty() && seed.say_if_ignored {
             tracing::info!("registry already in the store; configured agencies are not applied (use the admin API)");
         }
-        let registry = admin::load_registry(&store, &config.admins, &config.auditors, &config.revoked_fingerprints)
-            .map_err(|err| ServeError::Registry(err.to_string()))?;
-        Ok(Broker::new(store, audit, Arc::new(registry), config.nhs_number_policy()?, clock))
+        let registry = admin::load_registry(&store, &seed.admins, &seed.auditors, &seed.revoked)?;
+        Ok(Broker::new(store, audit, Arc::new(registry), nhs_numbers, clock))
     }
 
     /// Wakes open subscription streams: something that can change a delivery committed.
@@ -180,22 +205,6 @@ impl Broker {
     /// The registry of who may connect.
     pub(crate) fn registry(&self) -> &Arc<Registry> {
         &self.registry
-    }
-
-    /// Starts a call: takes the caller and ids the authentication interceptor put in
-    /// the request, and reads the clock.
-    pub(crate) fn call<T>(&self, request: &tonic::Request<T>) -> Result<Call, ServiceError> {
-        let caller = request
-            .extensions()
-            .get::<Caller>()
-            .cloned()
-            .ok_or_else(|| ServiceError::Internal("request reached a service unauthenticated".to_owned()))?;
-        let meta = request
-            .extensions()
-            .get::<RequestMeta>()
-            .cloned()
-            .ok_or_else(|| ServiceError::Internal("request reached a service without its ids".to_owned()))?;
-        Ok(Call { caller, meta, now: self.clock.now() })
     }
 
     /// Returns the audit entry of `call` doing `action` with `outcome`; the caller fills
@@ -276,7 +285,7 @@ impl Broker {
     /// every sender is gone.
     pub(crate) async fn record_refusals(
         self: Arc<Self>,
-        mut refused: tokio::sync::mpsc::Receiver<crate::grpc::auth::Refusal>,
+        mut refused: tokio::sync::mpsc::Receiver<crate::app::registry::Refusal>,
     ) {
         const BATCH: usize = 256;
         let mut pending = Vec::with_capacity(BATCH);

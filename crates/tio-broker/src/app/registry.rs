@@ -129,3 +129,14 @@ impl Registry {
         self.state.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
+
+/// A caller refused at authentication, for the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    /// The identity the certificate claims, if it carries a usable one.
+    pub(crate) identity: Option<Identity>,
+    /// SHA-256 of the certificate, lowercase hex.
+    pub(crate) certificate_fingerprint: String,
+    /// Why, as a stable code.
+    pub(crate) reason: &'static str,
+}

@@ -14,8 +14,8 @@ use tio_core::{FieldViolation, Identity, limits};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use crate::app::error::ServiceError;
-use crate::app::registry::{AuthError, Caller, Registry};
-use crate::grpc::request::RequestMeta;
+use crate::app::registry::{AuthError, Caller, Refusal, Registry};
+use crate::grpc::request::request_meta;
 use crate::grpc::status::into_status;
 
 /// The metadata key carrying the professional's id.
@@ -67,7 +67,7 @@ pub(crate) fn authenticate(
         }
         into_status(err)
     })?;
-    let meta = RequestMeta::from_metadata(request.metadata()).map_err(into_status)?;
+    let meta = request_meta(request.metadata()).map_err(into_status)?;
     request.extensions_mut().insert(caller);
     request.extensions_mut().insert(meta);
     Ok(request)
@@ -97,17 +97,6 @@ fn professional_id(metadata: &tonic::metadata::MetadataMap) -> Result<Option<Str
     limits::check_len(PROFESSIONAL_METADATA_KEY, text, limits::MAX_PROFESSIONAL_ID_BYTES)
         .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))?;
     Ok(Some(text.to_owned()))
-}
-
-/// A caller refused at authentication, for the audit log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Refusal {
-    /// The identity the certificate claims, if it carries a usable one.
-    pub(crate) identity: Option<Identity>,
-    /// SHA-256 of the certificate, lowercase hex.
-    pub(crate) certificate_fingerprint: String,
-    /// Why, as a stable code.
-    pub(crate) reason: &'static str,
 }
 
 /// How many refusals may wait to be written to the audit log before more are dropped

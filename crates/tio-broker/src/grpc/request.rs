@@ -3,7 +3,9 @@
 
 use tio_core::FieldViolation;
 
+use crate::app::broker::{Broker, Call, RequestMeta};
 use crate::app::error::ServiceError;
+use crate::app::registry::Caller;
 
 /// The metadata key a client may use to name its request; otherwise the broker makes
 /// one up, so that every audit entry carries a request id.
@@ -12,43 +14,47 @@ pub(crate) const REQUEST_ID_METADATA_KEY: &str = "x-request-id";
 /// The longest request id accepted, in bytes.
 pub(crate) const MAX_REQUEST_ID_BYTES: usize = 64;
 
-/// The request id and trace id of one request, put in its extensions by the
-/// authentication interceptor.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct RequestMeta {
-    /// The client's `x-request-id`, or 32 random hex digits.
-    pub(crate) request_id: String,
-    /// The trace id of the caller's `traceparent`, 32 hex digits, or empty.
-    pub(crate) trace_id: String,
+/// Reads the request id and trace id from `metadata`.
+pub(crate) fn request_meta(metadata: &tonic::metadata::MetadataMap) -> Result<RequestMeta, ServiceError> {
+    let request_id = match metadata.get(REQUEST_ID_METADATA_KEY) {
+        Some(value) => {
+            let text = value.to_str().unwrap_or_default();
+            let valid = !text.is_empty()
+                && text.len() <= MAX_REQUEST_ID_BYTES
+                && text.bytes().all(|byte| byte.is_ascii_graphic());
+            if !valid {
+                return Err(ServiceError::InvalidArgument(vec![FieldViolation::new(
+                    REQUEST_ID_METADATA_KEY,
+                    format!("must be 1 to {MAX_REQUEST_ID_BYTES} printable ASCII characters without spaces"),
+                )]));
+            }
+            text.to_owned()
+        }
+        None => random_id()?,
+    };
+    let trace_id = metadata
+        .get("traceparent")
+        .and_then(|value| value.to_str().ok())
+        .and_then(trace_id_of)
+        .unwrap_or_default()
+        .to_owned();
+    Ok(RequestMeta { request_id, trace_id })
 }
 
-impl RequestMeta {
-    /// Reads the request id and trace id from `metadata`.
-    pub(crate) fn from_metadata(metadata: &tonic::metadata::MetadataMap) -> Result<RequestMeta, ServiceError> {
-        let request_id = match metadata.get(REQUEST_ID_METADATA_KEY) {
-            Some(value) => {
-                let text = value.to_str().unwrap_or_default();
-                let valid = !text.is_empty()
-                    && text.len() <= MAX_REQUEST_ID_BYTES
-                    && text.bytes().all(|byte| byte.is_ascii_graphic());
-                if !valid {
-                    return Err(ServiceError::InvalidArgument(vec![FieldViolation::new(
-                        REQUEST_ID_METADATA_KEY,
-                        format!("must be 1 to {MAX_REQUEST_ID_BYTES} printable ASCII characters without spaces"),
-                    )]));
-                }
-                text.to_owned()
-            }
-            None => random_id()?,
-        };
-        let trace_id = metadata
-            .get("traceparent")
-            .and_then(|value| value.to_str().ok())
-            .and_then(trace_id_of)
-            .unwrap_or_default()
-            .to_owned();
-        Ok(RequestMeta { request_id, trace_id })
-    }
+/// Starts a call: takes the caller and ids the authentication interceptor put in the
+/// request, and reads the broker's clock.
+pub(crate) fn call_of<T>(broker: &Broker, request: &tonic::Request<T>) -> Result<Call, ServiceError> {
+    let caller = request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(|| ServiceError::Internal("request reached a service unauthenticated".to_owned()))?;
+    let meta = request
+        .extensions()
+        .get::<RequestMeta>()
+        .cloned()
+        .ok_or_else(|| ServiceError::Internal("request reached a service without its ids".to_owned()))?;
+    Ok(Call { caller, meta, now: broker.now() })
 }
 
 /// Returns the trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), or
@@ -98,16 +104,16 @@ mod tests {
     #[test]
     fn request_ids_are_the_clients_or_random() {
         let mut metadata = tonic::metadata::MetadataMap::new();
-        let made = RequestMeta::from_metadata(&metadata).unwrap();
+        let made = request_meta(&metadata).unwrap();
         assert_eq!(made.request_id.len(), 32);
-        assert_ne!(made.request_id, RequestMeta::from_metadata(&metadata).unwrap().request_id);
+        assert_ne!(made.request_id, request_meta(&metadata).unwrap().request_id);
         assert_eq!(made.trace_id, "");
 
         metadata.insert(REQUEST_ID_METADATA_KEY, "mis-import-42".parse().unwrap());
-        assert_eq!(RequestMeta::from_metadata(&metadata).unwrap().request_id, "mis-import-42");
+        assert_eq!(request_meta(&metadata).unwrap().request_id, "mis-import-42");
         metadata.insert(REQUEST_ID_METADATA_KEY, "x".repeat(65).parse().unwrap());
         assert!(matches!(
-            RequestMeta::from_metadata(&metadata),
+            request_meta(&metadata),
             Err(ServiceError::InvalidArgument(v)) if v[0].field == REQUEST_ID_METADATA_KEY
         ));
     }

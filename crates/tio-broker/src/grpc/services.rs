@@ -24,9 +24,10 @@ use crate::grpc::convert::{
     action_filter, action_to_proto, agency_from_proto, agency_to_proto, category_to_proto, entry_to_proto,
     optional_timestamp, outcome_filter, outcome_to_proto, timestamp_to_proto,
 };
+use crate::grpc::request::call_of;
 use crate::grpc::status::into_status;
 use crate::grpc::transport_status::inbound_status;
-use crate::grpc::{paging, subscriptions};
+use crate::grpc::{paging, records, subscriptions};
 
 /// `tio.v1.RecordService`: see [`crate::records`].
 #[derive(Clone)]
@@ -44,8 +45,9 @@ impl v1::record_service_server::RecordService for Records {
     type PublishStreamStream = tonic::codegen::BoxStream<v1::PublishStreamResult>;
 
     async fn publish(&self, request: Request<v1::PublishRequest>) -> Result<Response<v1::PublishResponse>, Status> {
-        let call = self.broker.call(&request).map_err(into_status)?;
-        Ok(Response::new(self.broker.publish(&call, request.get_ref()).await.map_err(into_status)?))
+        let call = call_of(&self.broker, &request).map_err(into_status)?;
+        let published = publish(&self.broker, &call, request.get_ref()).await.map_err(into_status)?;
+        Ok(Response::new(records::published_to_proto(&published)))
     }
 
     async fn publish_stream(
@@ -53,7 +55,7 @@ impl v1::record_service_server::RecordService for Records {
         request: Request<tonic::Streaming<v1::PublishRequest>>,
     ) -> Result<Response<Self::PublishStreamStream>, Status> {
         use futures_util::StreamExt;
-        let call = self.broker.call(&request).map_err(into_status)?;
+        let call = call_of(&self.broker, &request).map_err(into_status)?;
         // A caller that may not publish at all is refused once, for the whole stream.
         self.broker
             .agency_call(&call, tio_core::Service::Records, tio_audit::entry::Action::Publish)
@@ -74,7 +76,7 @@ impl v1::record_service_server::RecordService for Records {
                                 let (broker, index) = (broker.clone(), next_index);
                                 let call = Call { now: broker.now(), ..call.clone() };
                                 next_index += 1;
-                                pending.push_back(async move { (index, broker.publish(&call, &item).await) });
+                                pending.push_back(async move { (index, publish(&broker, &call, &item).await) });
                             }
                             Ok(None) => inbound_open = false,
                             // The client's stream failed (a message over the size
@@ -87,7 +89,9 @@ impl v1::record_service_server::RecordService for Records {
                     }
                     Some((index, outcome)) = pending.next(), if !pending.is_empty() => {
                         let outcome = match outcome {
-                            Ok(published) => v1::publish_stream_result::Outcome::Published(published),
+                            Ok(published) => {
+                                v1::publish_stream_result::Outcome::Published(records::published_to_proto(&published))
+                            }
                             Err(err) => v1::publish_stream_result::Outcome::Error(item_error(err)),
                         };
                         let result = v1::PublishStreamResult { index, outcome: Some(outcome) };
@@ -106,10 +110,27 @@ impl v1::record_service_server::RecordService for Records {
         &self,
         request: Request<v1::GetProfileRequest>,
     ) -> Result<Response<v1::GetProfileResponse>, Status> {
-        let call = self.broker.call(&request).map_err(into_status)?;
-        let entries = self.broker.profile(&call, request.get_ref()).await.map_err(into_status)?;
-        Ok(Response::new(v1::GetProfileResponse { entries }))
+        let call = call_of(&self.broker, &request).map_err(into_status)?;
+        let reader = self.broker.profile_reader(&call).await.map_err(into_status)?;
+        let message = request.get_ref();
+        let child = child_of(&self.broker, message.child.as_ref())?;
+        let wanted =
+            crate::grpc::convert::categories_from_proto("categories", &message.categories).map_err(into_status)?;
+        let shown = reader.profile(&child, wanted).await.map_err(into_status)?;
+        let entries = shown.into_iter().map(records::profile_entry_to_proto).collect::<Result<_, _>>();
+        Ok(Response::new(v1::GetProfileResponse { entries: entries.map_err(into_status)? }))
     }
+}
+
+/// Publishes one request: the caller admitted, then the request checked, then published.
+async fn publish(
+    broker: &Broker,
+    call: &Call,
+    request: &v1::PublishRequest,
+) -> Result<crate::app::records::Published, ServiceError> {
+    let publisher = broker.publisher(call).await?;
+    let publication = records::publication_from_proto(broker, request)?;
+    publisher.publish(&publication).await
 }
 
 /// Turns one failed stream item into its error, with the status the unary call would
@@ -149,7 +170,7 @@ impl v1::consent_service_server::ConsentService for Consents {
         &self,
         request: Request<v1::RecordConsentRequest>,
     ) -> Result<Response<v1::ConsentRecord>, Status> {
-        let call = self.broker.call(&request).map_err(into_status)?;
+        let call = call_of(&self.broker, &request).map_err(into_status)?;
         let child = child_of(&self.broker, request.get_ref().child.as_ref())?;
         let recorder =
             self.broker.consent_recorder(&call, Action::ConsentRecorded, &child).await.map_err(into_status)?;
@@ -162,7 +183,7 @@ impl v1::consent_service_server::ConsentService for Consents {
         &self,
         request: Request<v1::WithdrawConsentRequest>,
     ) -> Result<Response<v1::ConsentRecord>, Status> {
-        let call = self.broker.call(&request).map_err(into_status)?;
+        let call = call_of(&self.broker, &request).map_err(into_status)?;
         let message = request.get_ref();
         let child = child_of(&self.broker, message.child.as_ref())?;
         let recorder =
@@ -176,7 +197,7 @@ impl v1::consent_service_server::ConsentService for Consents {
         &self,
         request: Request<v1::GetConsentRequest>,
     ) -> Result<Response<v1::ConsentRecord>, Status> {
-        let call = self.broker.call(&request).map_err(into_status)?;
+        let call = call_of(&self.broker, &request).map_err(into_status)?;
         let child = child_of(&self.broker, request.get_ref().child.as_ref())?;
         let mut revisions =
             self.broker.consent_history(&call, &child, &request.get_ref().consent_id).await.map_err(into_status)?;
@@ -190,7 +211,7 @@ impl v1::consent_service_server::ConsentService for Consents {
         &self,
         request: Request<v1::ListConsentRevisionsRequest>,
     ) -> Result<Response<v1::ListConsentRevisionsResponse>, Status> {
-        let call = self.broker.call(&request).map_err(into_status)?;
+        let call = call_of(&self.broker, &request).map_err(into_status)?;
         let child = child_of(&self.broker, request.get_ref().child.as_ref())?;
         let revisions =
             self.broker.consent_history(&call, &child, &request.get_ref().consent_id).await.map_err(into_status)?;
@@ -202,7 +223,7 @@ impl v1::consent_service_server::ConsentService for Consents {
         &self,
         request: Request<v1::ListConsentsRequest>,
     ) -> Result<Response<v1::ListConsentsResponse>, Status> {
-        let call = self.broker.call(&request).map_err(into_status)?;
+        let call = call_of(&self.broker, &request).map_err(into_status)?;
         let child = child_of(&self.broker, request.get_ref().child.as_ref())?;
         let message = request.get_ref();
         let scope = page_scope("ListConsents", &call, v1::ListConsentsRequest { page: None, ..message.clone() });
@@ -244,7 +265,7 @@ impl v1::care_relationship_service_server::CareRelationshipService for CareRelat
         &self,
         request: Request<v1::DeclareRelationshipRequest>,
     ) -> Result<Response<v1::CareRelationship>, Status> {
-        let call = self.broker.call(&request).map_err(into_status)?;
+        let call = call_of(&self.broker, &request).map_err(into_status)?;
         let message = request.get_ref();
         let child = child_of(&self.broker, message.child.as_ref())?;
         let (relationship, already_active) = self
@@ -259,7 +280,7 @@ impl v1::care_relationship_service_server::CareRelationshipService for CareRelat
         &self,
         request: Request<v1::EndRelationshipRequest>,
     ) -> Result<Response<v1::CareRelationship>, Status> {
-        let call = self.broker.call(&request).map_err(into_status)?;
+        let call = call_of(&self.broker, &request).map_err(into_status)?;
         let message = request.get_ref();
         let child = child_of(&self.broker, message.child.as_ref())?;
         let relationship = self
@@ -274,7 +295,7 @@ impl v1::care_relationship_service_server::CareRelationshipService for CareRelat
         &self,
         request: Request<v1::ListRelationshipsRequest>,
     ) -> Result<Response<v1::ListRelationshipsResponse>, Status> {
-        let call = self.broker.call(&request).map_err(into_status)?;
+        let call = call_of(&self.broker, &request).map_err(into_status)?;
         let message = request.get_ref();
         let child = child_of(&self.broker, message.child.as_ref())?;
         let relationships =
@@ -302,7 +323,7 @@ impl v1::subscription_service_server::SubscriptionService for Subscriptions {
         &self,
         request: Request<v1::CreateSubscriptionRequest>,
     ) -> Result<Response<v1::Subscription>, Status> {
-        let call = self.broker.call(&request).map_err(into_status)?;
+        let call = call_of(&self.broker, &request).map_err(into_status)?;
         let subscriber = self.broker.subscriber(&call).await.map_err(into_status)?;
         let new = subscriptions::new_subscription_from_proto(request.get_ref()).map_err(into_status)?;
         let head = subscriber.create(new).await.map_err(into_status)?;
@@ -313,7 +334,7 @@ impl v1::subscription_service_server::SubscriptionService for Subscriptions {
         &self,
         request: Request<v1::DeleteSubscriptionRequest>,
     ) -> Result<Response<v1::DeleteSubscriptionResponse>, Status> {
-        let call = self.broker.call(&request).map_err(into_status)?;
+        let call = call_of(&self.broker, &request).map_err(into_status)?;
         let subscriber = self.broker.subscriber(&call).await.map_err(into_status)?;
         subscriber.delete(&request.get_ref().name).await.map_err(into_status)?;
         Ok(Response::new(v1::DeleteSubscriptionResponse {}))
@@ -323,7 +344,7 @@ impl v1::subscription_service_server::SubscriptionService for Subscriptions {
         &self,
         request: Request<v1::ListSubscriptionsRequest>,
     ) -> Result<Response<v1::ListSubscriptionsResponse>, Status> {
-        let call = self.broker.call(&request).map_err(into_status)?;
+        let call = call_of(&self.broker, &request).map_err(into_status)?;
         let subscriber = self.broker.subscriber(&call).await.map_err(into_status)?;
         let heads = subscriber.list().map_err(into_status)?;
         Ok(Response::new(v1::ListSubscriptionsResponse {
@@ -335,7 +356,7 @@ impl v1::subscription_service_server::SubscriptionService for Subscriptions {
         &self,
         request: Request<v1::GetSubscriptionStatusRequest>,
     ) -> Result<Response<v1::SubscriptionStatus>, Status> {
-        let call = self.broker.call(&request).map_err(into_status)?;
+        let call = call_of(&self.broker, &request).map_err(into_status)?;
         let subscriber = self.broker.subscriber(&call).await.map_err(into_status)?;
         let state = subscriber.status(&request.get_ref().name).map_err(into_status)?;
         Ok(Response::new(subscriptions::status_to_proto(state)))
@@ -347,7 +368,7 @@ impl v1::subscription_service_server::SubscriptionService for Subscriptions {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         use crate::app::subscriptions::deliver::Deliverer;
         use subscriptions::StreamEnd;
-        let call = self.broker.call(&request).map_err(into_status)?;
+        let call = call_of(&self.broker, &request).map_err(into_status)?;
         let mut inbound = request.into_inner();
         let open = match inbound.message().await.map_err(inbound_status)?.and_then(|first| first.message) {
             Some(v1::subscribe_request::Message::Open(open)) => open,
@@ -390,7 +411,7 @@ impl v1::audit_service_server::AuditService for Audit {
         &self,
         request: Request<v1::QueryEntriesRequest>,
     ) -> Result<Response<v1::QueryEntriesResponse>, Status> {
-        let call = self.broker.call(&request).map_err(into_status)?;
+        let call = call_of(&self.broker, &request).map_err(into_status)?;
         let reader = self.broker.audit_reader(&call).await.map_err(into_status)?;
         let message = request.into_inner();
         let scope = page_scope("QueryEntries", &call, v1::QueryEntriesRequest { page: None, ..message.clone() });
@@ -428,7 +449,7 @@ impl v1::audit_service_server::AuditService for Audit {
         &self,
         request: Request<v1::ExportEntriesRequest>,
     ) -> Result<Response<Self::ExportEntriesStream>, Status> {
-        let call = self.broker.call(&request).map_err(into_status)?;
+        let call = call_of(&self.broker, &request).map_err(into_status)?;
         let reader = self.broker.audit_reader(&call).await.map_err(into_status)?;
         let message = request.into_inner();
         let plan = reader.export(message.from_index, message.to_index).await.map_err(into_status)?;
@@ -473,7 +494,7 @@ impl v1::audit_service_server::AuditService for Audit {
         &self,
         request: Request<v1::GetCheckpointRequest>,
     ) -> Result<Response<v1::Checkpoint>, Status> {
-        let call = self.broker.call(&request).map_err(into_status)?;
+        let call = call_of(&self.broker, &request).map_err(into_status)?;
         let reader = self.broker.audit_reader(&call).await.map_err(into_status)?;
         let signed = reader.checkpoint().await.map_err(into_status)?;
         Ok(Response::new(checkpoint_to_proto(&signed)))
@@ -483,7 +504,7 @@ impl v1::audit_service_server::AuditService for Audit {
         &self,
         request: Request<v1::GetPublicKeyRequest>,
     ) -> Result<Response<v1::PublicKey>, Status> {
-        let call = self.broker.call(&request).map_err(into_status)?;
+        let call = call_of(&self.broker, &request).map_err(into_status)?;
         let reader = self.broker.audit_reader(&call).await.map_err(into_status)?;
         let verifier = reader.public_key().await.map_err(into_status)?;
         Ok(Response::new(v1::PublicKey {
@@ -497,7 +518,7 @@ impl v1::audit_service_server::AuditService for Audit {
         &self,
         request: Request<v1::GetInclusionProofRequest>,
     ) -> Result<Response<v1::InclusionProof>, Status> {
-        let call = self.broker.call(&request).map_err(into_status)?;
+        let call = call_of(&self.broker, &request).map_err(into_status)?;
         let reader = self.broker.audit_reader(&call).await.map_err(into_status)?;
         let message = request.into_inner();
         let proof = reader.inclusion_proof(message.leaf_index, message.tree_size).await.map_err(into_status)?;
@@ -512,7 +533,7 @@ impl v1::audit_service_server::AuditService for Audit {
         &self,
         request: Request<v1::GetConsistencyProofRequest>,
     ) -> Result<Response<v1::ConsistencyProof>, Status> {
-        let call = self.broker.call(&request).map_err(into_status)?;
+        let call = call_of(&self.broker, &request).map_err(into_status)?;
         let reader = self.broker.audit_reader(&call).await.map_err(into_status)?;
         let message = request.into_inner();
         let proof = reader.consistency_proof(message.old_size, message.new_size).await.map_err(into_status)?;
@@ -527,7 +548,7 @@ impl v1::audit_service_server::AuditService for Audit {
         &self,
         request: Request<v1::SubjectAccessReportRequest>,
     ) -> Result<Response<v1::SubjectAccessReportResponse>, Status> {
-        let call = self.broker.call(&request).map_err(into_status)?;
+        let call = call_of(&self.broker, &request).map_err(into_status)?;
         let reader = self.broker.audit_reader(&call).await.map_err(into_status)?;
         let message = request.into_inner();
         let report = async {
@@ -586,7 +607,7 @@ impl v1::admin_service_server::AdminService for Admin {
         &self,
         request: Request<v1::RegisterAgencyRequest>,
     ) -> Result<Response<v1::Agency>, Status> {
-        let call = self.broker.call(&request).map_err(into_status)?;
+        let call = call_of(&self.broker, &request).map_err(into_status)?;
         let admin = self.broker.administrator(&call).await.map_err(into_status)?;
         let agency = request.into_inner().agency.ok_or_else(|| into_status(required("agency")))?;
         let record = agency_from_proto(&agency).map_err(into_status)?;
@@ -594,7 +615,7 @@ impl v1::admin_service_server::AdminService for Admin {
     }
 
     async fn update_agency(&self, request: Request<v1::UpdateAgencyRequest>) -> Result<Response<v1::Agency>, Status> {
-        let call = self.broker.call(&request).map_err(into_status)?;
+        let call = call_of(&self.broker, &request).map_err(into_status)?;
         let admin = self.broker.administrator(&call).await.map_err(into_status)?;
         let agency = request.into_inner().agency.ok_or_else(|| into_status(required("agency")))?;
         let record = agency_from_proto(&agency).map_err(into_status)?;
@@ -602,7 +623,7 @@ impl v1::admin_service_server::AdminService for Admin {
     }
 
     async fn suspend_agency(&self, request: Request<v1::SuspendAgencyRequest>) -> Result<Response<v1::Agency>, Status> {
-        let call = self.broker.call(&request).map_err(into_status)?;
+        let call = call_of(&self.broker, &request).map_err(into_status)?;
         let admin = self.broker.administrator(&call).await.map_err(into_status)?;
         let message = request.into_inner();
         Ok(Response::new(agency_to_proto(
@@ -614,7 +635,7 @@ impl v1::admin_service_server::AdminService for Admin {
         &self,
         request: Request<v1::ReinstateAgencyRequest>,
     ) -> Result<Response<v1::Agency>, Status> {
-        let call = self.broker.call(&request).map_err(into_status)?;
+        let call = call_of(&self.broker, &request).map_err(into_status)?;
         let admin = self.broker.administrator(&call).await.map_err(into_status)?;
         let record = admin.reinstate(&request.into_inner().agency_id).await.map_err(into_status)?;
         Ok(Response::new(agency_to_proto(&record)))
@@ -624,7 +645,7 @@ impl v1::admin_service_server::AdminService for Admin {
         &self,
         request: Request<v1::ListAgenciesRequest>,
     ) -> Result<Response<v1::ListAgenciesResponse>, Status> {
-        let call = self.broker.call(&request).map_err(into_status)?;
+        let call = call_of(&self.broker, &request).map_err(into_status)?;
         let admin = self.broker.administrator(&call).await.map_err(into_status)?;
         let agencies = admin.list().map_err(into_status)?.iter().map(agency_to_proto).collect();
         Ok(Response::new(v1::ListAgenciesResponse { agencies }))
@@ -634,7 +655,7 @@ impl v1::admin_service_server::AdminService for Admin {
         &self,
         request: Request<v1::RevokeCertificateRequest>,
     ) -> Result<Response<v1::RevokeCertificateResponse>, Status> {
-        let call = self.broker.call(&request).map_err(into_status)?;
+        let call = call_of(&self.broker, &request).map_err(into_status)?;
         let admin = self.broker.administrator(&call).await.map_err(into_status)?;
         let message = request.into_inner();
         admin.revoke(&message.fingerprint, &message.reason).await.map_err(into_status)?;
@@ -645,7 +666,7 @@ impl v1::admin_service_server::AdminService for Admin {
         &self,
         request: Request<v1::BackupStoreRequest>,
     ) -> Result<Response<Self::BackupStoreStream>, Status> {
-        let call = self.broker.call(&request).map_err(into_status)?;
+        let call = call_of(&self.broker, &request).map_err(into_status)?;
         let admin = self.broker.administrator(&call).await.map_err(into_status)?;
         let pieces = admin.backup().await.map_err(into_status)?;
         use futures_util::StreamExt;
@@ -658,7 +679,7 @@ impl v1::admin_service_server::AdminService for Admin {
         &self,
         request: Request<v1::RotateKeysRequest>,
     ) -> Result<Response<Self::RotateKeysStream>, Status> {
-        let call = self.broker.call(&request).map_err(into_status)?;
+        let call = call_of(&self.broker, &request).map_err(into_status)?;
         // Refused callers are answered before the stream starts.
         self.broker.administrator(&call).await.map_err(into_status)?;
         let (sender, receiver) = tokio::sync::mpsc::channel(16);
@@ -696,7 +717,7 @@ impl v1::admin_service_server::AdminService for Admin {
         &self,
         request: Request<v1::RetireKeyRequest>,
     ) -> Result<Response<v1::RetireKeyResponse>, Status> {
-        let call = self.broker.call(&request).map_err(into_status)?;
+        let call = call_of(&self.broker, &request).map_err(into_status)?;
         let admin = self.broker.administrator(&call).await.map_err(into_status)?;
         let versions = admin.retire_key(request.get_ref().kek_version).await.map_err(into_status)?;
         Ok(Response::new(v1::RetireKeyResponse { versions }))

@@ -11,7 +11,7 @@ use tio_store::Store;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::app::broker::Broker;
+use crate::app::broker::{Broker, RegistrySeed};
 use crate::grpc::server::{ServeError, serve};
 use crate::runtime::config::{Config, TelemetryConfig};
 use crate::runtime::storage::{StorageSetupError, audit_signer, key_ring_file, load_key_ring, open_store};
@@ -79,7 +79,20 @@ impl Node {
         let (stop_checkpoints, checkpoints_stopped) = watch::channel(false);
         let checkpoints =
             tokio::spawn(crate::app::checkpoints::run(audit.clone(), config.audit.clone(), checkpoints_stopped));
-        let broker = match Broker::open(&config, store.clone(), audit.clone()).await {
+        let opened = async {
+            let seed = RegistrySeed {
+                agencies: config.agencies().map_err(ServeError::Config)?,
+                admins: config.admins.clone(),
+                auditors: config.auditors.clone(),
+                revoked: config.revoked_fingerprints.clone(),
+                say_if_ignored: !config.dev,
+            };
+            let nhs_numbers = config.nhs_number_policy().map_err(ServeError::Config)?;
+            Broker::open(store.clone(), audit.clone(), seed, nhs_numbers)
+                .await
+                .map_err(|err| ServeError::Registry(err.to_string()))
+        };
+        let broker = match opened.await {
             Ok(broker) => Arc::new(broker.with_maintenance(config.data_dir.clone(), key_ring_file(&config, env_keys))),
             Err(err) => {
                 let _ = stop_checkpoints.send(true);

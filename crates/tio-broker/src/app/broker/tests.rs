@@ -12,9 +12,9 @@ use tio_store::Store;
 use tio_store::keys::KeyRing;
 
 use super::*;
+use crate::app::broker::RequestMeta;
 use crate::app::registry::{Caller, Registry};
 use crate::grpc::convert::timestamp_to_proto;
-use crate::grpc::request::RequestMeta;
 
 const T0: i64 = 1_800_000_000;
 const AMY: &str = "9990079196";
@@ -68,8 +68,10 @@ fn child() -> Option<v1::ChildRef> {
 }
 
 async fn school_sees(broker: &Broker) -> usize {
-    let request = v1::GetProfileRequest { child: child(), categories: Vec::new() };
-    broker.profile(&call(broker, "school"), &request).await.unwrap().len()
+    let school = call(broker, "school");
+    let amy = broker.parse_nhs_number("child", AMY).unwrap();
+    let reader = broker.profile_reader(&school).await.unwrap();
+    reader.profile(&amy, CategorySet::EMPTY).await.unwrap().len()
 }
 
 #[tokio::test]
@@ -90,7 +92,9 @@ async fn consent_validity_is_enforced_by_the_clock_at_every_decision() {
         idempotency_key: "k1".into(),
         recorded_at: None,
     };
-    broker.publish(&call(&broker, "hospital"), &publish).await.unwrap();
+    let hospital = call(&broker, "hospital");
+    let publication = crate::grpc::records::publication_from_proto(&broker, &publish).unwrap();
+    broker.publisher(&hospital).await.unwrap().publish(&publication).await.unwrap();
     let amy = broker.parse_nhs_number("child", AMY).unwrap();
     let consent = v1::RecordConsentRequest {
         child: child(),
@@ -107,7 +111,6 @@ async fn consent_validity_is_enforced_by_the_clock_at_every_decision() {
         }),
         evidence: Some(v1::ConsentEvidence { method: v1::ConsentMethod::InPerson as i32, ..Default::default() }),
     };
-    let hospital = call(&broker, "hospital");
     let recorder = broker.consent_recorder(&hospital, Action::ConsentRecorded, &amy).await.unwrap();
     recorder.record(crate::grpc::care::new_consent_from_proto(&consent).unwrap()).await.unwrap();
     broker

@@ -1,0 +1,104 @@
+//! The record service's adapter: a publish request checked and parsed into a
+//! `Publication`, and what was published or read, in the contract's form.
+
+use prost::Message;
+use tio_core::{Category, FieldViolation, limits};
+use tio_proto::v1;
+use tio_store::StoredUpdate;
+
+use crate::app::broker::Broker;
+use crate::app::error::ServiceError;
+use crate::app::records::{Publication, Published};
+use crate::grpc::convert::{category_from_proto, category_to_proto, optional_timestamp, timestamp_to_proto};
+
+fn invalid(field: &str, reason: impl Into<String>) -> ServiceError {
+    ServiceError::InvalidArgument(vec![FieldViolation::new(field, reason)])
+}
+
+/// Returns the category a value's oneof holds.
+fn value_category(value: &v1::category_value::Value) -> Category {
+    use v1::category_value::Value;
+    match value {
+        Value::IdentityAndContacts(_) => Category::IdentityAndContacts,
+        Value::CommunicationNeeds(_) => Category::CommunicationNeeds,
+        Value::HealthSummary(_) => Category::HealthSummary,
+        Value::SendSupport(_) => Category::SendSupport,
+        Value::EducationPlacement(_) => Category::EducationPlacement,
+        Value::SocialCareInvolvement(_) => Category::SocialCareInvolvement,
+        Value::TransitionToAdulthood(_) => Category::TransitionToAdulthood,
+    }
+}
+
+/// Checks a publish request's fields, in contract order, and returns the publication.
+pub(crate) fn publication_from_proto(
+    broker: &Broker,
+    request: &v1::PublishRequest,
+) -> Result<Publication, ServiceError> {
+    let child = broker.parse_nhs_number(
+        "child.nhs_number",
+        request.child.as_ref().map(|child| child.nhs_number.as_str()).unwrap_or_default(),
+    )?;
+    let category = category_from_proto("category", request.category)?;
+    let value =
+        request.value.as_ref().and_then(|value| value.value.as_ref()).ok_or_else(|| invalid("value", "is required"))?;
+    if value_category(value) != category {
+        return Err(invalid("value", format!("holds {} but category is {}", value_category(value), category)));
+    }
+    let encoded = request.value.as_ref().map(Message::encode_to_vec).unwrap_or_default();
+    if encoded.len() > limits::MAX_CATEGORY_VALUE_BYTES {
+        return Err(invalid(
+            "value",
+            format!("must be at most {} bytes encoded, got {}", limits::MAX_CATEGORY_VALUE_BYTES, encoded.len()),
+        ));
+    }
+    crate::grpc::value_limits::check_category_value(&encoded).map_err(ServiceError::InvalidArgument)?;
+    // A UPN travels only inside the sealed value, but a wrong one must not travel.
+    if let v1::category_value::Value::IdentityAndContacts(identity) = value
+        && !identity.upn.is_empty()
+    {
+        tio_core::Upn::parse(&identity.upn)
+            .map_err(|err| invalid("value.identity_and_contacts.upn", err.to_string()))?;
+    }
+    limits::check_identifier("source_reference", &request.source_reference, limits::MAX_SHORT_STRING_BYTES)
+        .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))?;
+    if request.idempotency_key.is_empty() {
+        return Err(invalid("idempotency_key", "is required"));
+    }
+    limits::check_identifier("idempotency_key", &request.idempotency_key, limits::MAX_IDEMPOTENCY_KEY_BYTES)
+        .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))?;
+    // Informative only, but a time that is not a time must not pass as one.
+    optional_timestamp("recorded_at", request.recorded_at.as_ref())?;
+    Ok(Publication {
+        child,
+        category,
+        value: encoded,
+        source_reference: request.source_reference.clone(),
+        idempotency_key: request.idempotency_key.clone(),
+    })
+}
+
+/// Returns the reply to a publish.
+pub(crate) fn published_to_proto(published: &Published) -> v1::PublishResponse {
+    v1::PublishResponse {
+        update_id: published.update_id.to_string(),
+        position: Some(v1::Position { token: published.position.as_bytes().to_vec() }),
+        committed_at: Some(timestamp_to_proto(published.committed_at)),
+        duplicate: published.duplicate,
+    }
+}
+
+/// Returns a profile entry in the contract's form.
+pub(crate) fn profile_entry_to_proto(stored: StoredUpdate) -> Result<v1::ProfileEntry, ServiceError> {
+    let content = stored.content.ok_or_else(|| ServiceError::Internal("a profile value has no content".to_owned()))?;
+    let value = v1::CategoryValue::decode(content.value.as_slice())
+        .map_err(|_| ServiceError::Internal("a stored category value does not decode".to_owned()))?;
+    Ok(v1::ProfileEntry {
+        category: category_to_proto(stored.category) as i32,
+        value: Some(value),
+        update_id: stored.update_id.to_string(),
+        position: Some(v1::Position { token: stored.position.as_bytes().to_vec() }),
+        publisher_agency_id: stored.publisher,
+        source_reference: content.source_reference,
+        committed_at: Some(timestamp_to_proto(stored.committed_at)),
+    })
+}
