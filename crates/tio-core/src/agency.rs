@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::names::stable_names;
 use crate::{CategorySet, FieldViolation, limits};
 
 /// An agency's id: 1 to 64 characters of `[a-z0-9-]`, not starting or ending with `-`.
@@ -56,21 +57,11 @@ pub enum Sector {
     SocialCare,
 }
 
-impl Sector {
-    /// Returns the snake_case name used in configuration.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Sector::Health => "health",
-            Sector::Education => "education",
-            Sector::SocialCare => "social_care",
-        }
-    }
-
-    /// Parses a name produced by [`Sector::as_str`].
-    pub fn from_name(name: &str) -> Option<Sector> {
-        [Sector::Health, Sector::Education, Sector::SocialCare].into_iter().find(|sector| sector.as_str() == name)
-    }
-}
+stable_names!(Sector {
+    Health => "health",
+    Education => "education",
+    SocialCare => "social_care",
+});
 
 impl fmt::Display for Sector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -90,25 +81,13 @@ pub enum OrganisationCodeKind {
     LocalAuthority,
 }
 
+stable_names!(OrganisationCodeKind {
+    Ods => "ods",
+    SchoolUrn => "school_urn",
+    LocalAuthority => "local_authority",
+});
+
 impl OrganisationCodeKind {
-    /// Every kind, in contract order.
-    pub const ALL: [OrganisationCodeKind; 3] =
-        [OrganisationCodeKind::Ods, OrganisationCodeKind::SchoolUrn, OrganisationCodeKind::LocalAuthority];
-
-    /// Returns the stable snake_case name used in stored records.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            OrganisationCodeKind::Ods => "ods",
-            OrganisationCodeKind::SchoolUrn => "school_urn",
-            OrganisationCodeKind::LocalAuthority => "local_authority",
-        }
-    }
-
-    /// Parses a name produced by [`OrganisationCodeKind::as_str`].
-    pub fn from_name(name: &str) -> Option<OrganisationCodeKind> {
-        OrganisationCodeKind::ALL.into_iter().find(|kind| kind.as_str() == name)
-    }
-
     /// Checks that `code` has this kind's form, naming `field` if not.
     pub fn validate(self, field: &str, code: &str) -> Result<(), FieldViolation> {
         let digits = |len: usize| code.len() == len && code.bytes().all(|byte| byte.is_ascii_digit());
@@ -199,21 +178,5 @@ mod tests {
         ] {
             assert_eq!(kind.validate("agency.code", bad).unwrap_err().field, "agency.code", "{bad}");
         }
-    }
-
-    #[test]
-    fn code_kind_names_round_trip() {
-        for kind in OrganisationCodeKind::ALL {
-            assert_eq!(OrganisationCodeKind::from_name(kind.as_str()), Some(kind));
-        }
-        assert_eq!(OrganisationCodeKind::from_name("ods "), None);
-    }
-
-    #[test]
-    fn sector_names_round_trip() {
-        for sector in [Sector::Health, Sector::Education, Sector::SocialCare] {
-            assert_eq!(Sector::from_name(sector.as_str()), Some(sector));
-        }
-        assert_eq!(Sector::from_name("police"), None);
     }
 }

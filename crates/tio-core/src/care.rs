@@ -2,6 +2,7 @@
 
 use std::fmt;
 
+use crate::names::stable_names;
 use crate::{AgencyId, Timestamp};
 
 /// The broker's id for a care relationship.
@@ -29,32 +30,13 @@ pub enum RelationshipKind {
     Publisher,
 }
 
-impl RelationshipKind {
-    /// Every kind, in contract order.
-    pub const ALL: [RelationshipKind; 5] = [
-        RelationshipKind::Referral,
-        RelationshipKind::Enrolment,
-        RelationshipKind::Allocation,
-        RelationshipKind::Registration,
-        RelationshipKind::Publisher,
-    ];
-
-    /// Returns the stable snake_case name used in stored records.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            RelationshipKind::Referral => "referral",
-            RelationshipKind::Enrolment => "enrolment",
-            RelationshipKind::Allocation => "allocation",
-            RelationshipKind::Registration => "registration",
-            RelationshipKind::Publisher => "publisher",
-        }
-    }
-
-    /// Parses a name produced by [`RelationshipKind::as_str`].
-    pub fn from_name(name: &str) -> Option<RelationshipKind> {
-        RelationshipKind::ALL.into_iter().find(|kind| kind.as_str() == name)
-    }
-}
+stable_names!(RelationshipKind {
+    Referral => "referral",
+    Enrolment => "enrolment",
+    Allocation => "allocation",
+    Registration => "registration",
+    Publisher => "publisher",
+});
 
 /// One agency's involvement with the child being decided on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,17 +72,4 @@ pub struct RelationshipRecord {
     pub declared_by_professional: String,
     /// Why it ended, once it has, in free text.
     pub end_reason: String,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kind_names_round_trip() {
-        for kind in RelationshipKind::ALL {
-            assert_eq!(RelationshipKind::from_name(kind.as_str()), Some(kind));
-        }
-        assert_eq!(RelationshipKind::from_name("friend"), None);
-    }
 }

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::names::stable_names;
+
 /// A class of data about a child. Permissions, consent and subscriptions are all
 /// expressed in these; each has a typed value in the contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -22,36 +24,17 @@ pub enum Category {
     TransitionToAdulthood,
 }
 
+stable_names!(Category {
+    IdentityAndContacts => "identity_and_contacts",
+    CommunicationNeeds => "communication_needs",
+    HealthSummary => "health_summary",
+    SendSupport => "send_support",
+    EducationPlacement => "education_placement",
+    SocialCareInvolvement => "social_care_involvement",
+    TransitionToAdulthood => "transition_to_adulthood",
+});
+
 impl Category {
-    /// Every category, in contract order.
-    pub const ALL: [Category; 7] = [
-        Category::IdentityAndContacts,
-        Category::CommunicationNeeds,
-        Category::HealthSummary,
-        Category::SendSupport,
-        Category::EducationPlacement,
-        Category::SocialCareInvolvement,
-        Category::TransitionToAdulthood,
-    ];
-
-    /// Returns the stable snake_case name used in configuration and the audit log.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Category::IdentityAndContacts => "identity_and_contacts",
-            Category::CommunicationNeeds => "communication_needs",
-            Category::HealthSummary => "health_summary",
-            Category::SendSupport => "send_support",
-            Category::EducationPlacement => "education_placement",
-            Category::SocialCareInvolvement => "social_care_involvement",
-            Category::TransitionToAdulthood => "transition_to_adulthood",
-        }
-    }
-
-    /// Parses a name produced by [`Category::as_str`].
-    pub fn from_name(name: &str) -> Option<Category> {
-        Category::ALL.into_iter().find(|category| category.as_str() == name)
-    }
-
     /// Returns whether values of this category are special-category (health or social
     /// care) data under UK GDPR Article 9.
     pub const fn is_special_category(self) -> bool {

@@ -7,6 +7,7 @@
 
 use std::fmt;
 
+use crate::names::stable_names;
 use crate::{Agency, AgencyId, CategorySet, Sector, Timestamp};
 
 /// The broker's id for a consent (all its revisions share it).
@@ -31,28 +32,11 @@ pub enum ConsentGiverRole {
     CompetentChild,
 }
 
-impl ConsentGiverRole {
-    /// Every role, in contract order.
-    pub const ALL: [ConsentGiverRole; 3] = [
-        ConsentGiverRole::ParentWithParentalResponsibility,
-        ConsentGiverRole::YoungPerson,
-        ConsentGiverRole::CompetentChild,
-    ];
-
-    /// Returns the stable snake_case name used in stored records.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            ConsentGiverRole::ParentWithParentalResponsibility => "parent_with_parental_responsibility",
-            ConsentGiverRole::YoungPerson => "young_person",
-            ConsentGiverRole::CompetentChild => "competent_child",
-        }
-    }
-
-    /// Parses a name produced by [`ConsentGiverRole::as_str`].
-    pub fn from_name(name: &str) -> Option<ConsentGiverRole> {
-        ConsentGiverRole::ALL.into_iter().find(|role| role.as_str() == name)
-    }
-}
+stable_names!(ConsentGiverRole {
+    ParentWithParentalResponsibility => "parent_with_parental_responsibility",
+    YoungPerson => "young_person",
+    CompetentChild => "competent_child",
+});
 
 /// The UK GDPR Article 6 basis for sharing, recorded apart from the family's agreement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -67,26 +51,12 @@ pub enum LawfulBasis {
     PublicTask,
 }
 
-impl LawfulBasis {
-    /// Every basis, in contract order.
-    pub const ALL: [LawfulBasis; 4] =
-        [LawfulBasis::Consent, LawfulBasis::LegalObligation, LawfulBasis::VitalInterests, LawfulBasis::PublicTask];
-
-    /// Returns the stable snake_case name used in stored records.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            LawfulBasis::Consent => "consent",
-            LawfulBasis::LegalObligation => "legal_obligation",
-            LawfulBasis::VitalInterests => "vital_interests",
-            LawfulBasis::PublicTask => "public_task",
-        }
-    }
-
-    /// Parses a name produced by [`LawfulBasis::as_str`].
-    pub fn from_name(name: &str) -> Option<LawfulBasis> {
-        LawfulBasis::ALL.into_iter().find(|basis| basis.as_str() == name)
-    }
-}
+stable_names!(LawfulBasis {
+    Consent => "consent",
+    LegalObligation => "legal_obligation",
+    VitalInterests => "vital_interests",
+    PublicTask => "public_task",
+});
 
 /// The UK GDPR Article 9 condition for sharing special-category data (health, and
 /// social care), recorded beside the Article 6 basis.
@@ -102,30 +72,12 @@ pub enum SpecialCategoryCondition {
     SubstantialPublicInterest,
 }
 
-impl SpecialCategoryCondition {
-    /// Every condition, in contract order.
-    pub const ALL: [SpecialCategoryCondition; 4] = [
-        SpecialCategoryCondition::ExplicitConsent,
-        SpecialCategoryCondition::VitalInterests,
-        SpecialCategoryCondition::HealthOrSocialCare,
-        SpecialCategoryCondition::SubstantialPublicInterest,
-    ];
-
-    /// Returns the stable snake_case name used in stored records.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            SpecialCategoryCondition::ExplicitConsent => "explicit_consent",
-            SpecialCategoryCondition::VitalInterests => "vital_interests",
-            SpecialCategoryCondition::HealthOrSocialCare => "health_or_social_care",
-            SpecialCategoryCondition::SubstantialPublicInterest => "substantial_public_interest",
-        }
-    }
-
-    /// Parses a name produced by [`SpecialCategoryCondition::as_str`].
-    pub fn from_name(name: &str) -> Option<SpecialCategoryCondition> {
-        SpecialCategoryCondition::ALL.into_iter().find(|condition| condition.as_str() == name)
-    }
-}
+stable_names!(SpecialCategoryCondition {
+    ExplicitConsent => "explicit_consent",
+    VitalInterests => "vital_interests",
+    HealthOrSocialCare => "health_or_social_care",
+    SubstantialPublicInterest => "substantial_public_interest",
+});
 
 /// How an agreement, or its withdrawal, was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -140,26 +92,12 @@ pub enum ConsentMethod {
     VideoCall,
 }
 
-impl ConsentMethod {
-    /// Every method, in contract order.
-    pub const ALL: [ConsentMethod; 4] =
-        [ConsentMethod::InPerson, ConsentMethod::Telephone, ConsentMethod::SignedForm, ConsentMethod::VideoCall];
-
-    /// Returns the stable snake_case name used in stored records.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            ConsentMethod::InPerson => "in_person",
-            ConsentMethod::Telephone => "telephone",
-            ConsentMethod::SignedForm => "signed_form",
-            ConsentMethod::VideoCall => "video_call",
-        }
-    }
-
-    /// Parses a name produced by [`ConsentMethod::as_str`].
-    pub fn from_name(name: &str) -> Option<ConsentMethod> {
-        ConsentMethod::ALL.into_iter().find(|method| method.as_str() == name)
-    }
-}
+stable_names!(ConsentMethod {
+    InPerson => "in_person",
+    Telephone => "telephone",
+    SignedForm => "signed_form",
+    VideoCall => "video_call",
+});
 
 /// Evidence of how an agreement, or its withdrawal, was given.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -278,25 +216,3 @@ pub struct ConsentRevision {
 }
 
 pub mod recording;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_round_trip() {
-        for role in ConsentGiverRole::ALL {
-            assert_eq!(ConsentGiverRole::from_name(role.as_str()), Some(role));
-        }
-        for basis in LawfulBasis::ALL {
-            assert_eq!(LawfulBasis::from_name(basis.as_str()), Some(basis));
-        }
-        for condition in SpecialCategoryCondition::ALL {
-            assert_eq!(SpecialCategoryCondition::from_name(condition.as_str()), Some(condition));
-        }
-        for method in ConsentMethod::ALL {
-            assert_eq!(ConsentMethod::from_name(method.as_str()), Some(method));
-        }
-        assert_eq!(LawfulBasis::from_name("Consent"), None);
-    }
-}

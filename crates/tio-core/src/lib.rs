@@ -21,6 +21,7 @@ mod decision;
 mod field;
 mod identity;
 pub mod limits;
+mod names;
 mod nhs_number;
 mod time;
 mod upn;

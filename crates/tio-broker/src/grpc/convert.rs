@@ -161,7 +161,7 @@ pub(crate) fn sector_to_proto(sector: Sector) -> v1::Sector {
 
 /// Returns the sector of a contract value; unspecified or unknown values name `field`.
 pub(crate) fn sector_from_proto(field: &str, value: i32) -> Result<Sector, ServiceError> {
-    [Sector::Health, Sector::Education, Sector::SocialCare]
+    Sector::ALL
         .into_iter()
         .find(|sector| sector_to_proto(*sector) as i32 == value)
         .ok_or_else(|| invalid(field, "must be health, education or social care"))

@@ -97,7 +97,7 @@ mod tests {
         config.agencies = dev_agency_configs();
         let agencies = config.agencies().unwrap();
         assert_eq!(agencies.len(), DEV_AGENCIES.len());
-        for sector in [Sector::Health, Sector::Education, Sector::SocialCare] {
+        for sector in Sector::ALL {
             assert!(agencies.iter().any(|agency| agency.sector == sector), "{sector}");
         }
     }
