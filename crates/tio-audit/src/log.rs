@@ -79,7 +79,7 @@ impl AuditLog {
 
     /// Records entries that go with no other change (reads, refusals) in one commit.
     /// Their leaf indexes come when the tree is next built.
-    pub async fn record(&self, entries: &[AuditEntry]) -> Result<(), AuditError> {
+    pub async fn append(&self, entries: &[AuditEntry]) -> Result<(), AuditError> {
         let mut batch = Batch::new();
         for entry in entries {
             batch.push(entry_op(entry));

@@ -19,10 +19,10 @@ pub mod cursors;
 pub mod keys;
 mod options;
 mod previous;
-mod record;
 pub mod relationships;
 pub mod secret_file;
 mod store;
+mod update_record;
 mod versioned;
 
 pub use options::{EngineKind, StoreOptions};

@@ -4,7 +4,7 @@
 //! prost mirror of its message, with these shared parts. The enum numbers are the
 //! contract's of that time: do not change them.
 
-use crate::record::category_from_code;
+use crate::update_record::category_from_code;
 
 /// `google.protobuf.Timestamp`.
 #[derive(Clone, Copy, PartialEq, prost::Message)]

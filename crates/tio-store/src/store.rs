@@ -17,7 +17,9 @@ use crate::engine::{
     Batch, CommitError, Condition, Engine, Keyspace, Op, Position, StorageError, key_after, prefix_end,
 };
 use crate::keys::{KeyError, KeyRing, SecretKey, open_with, seal_with};
-use crate::record::{CHILD_INDEX_BYTES, UPDATE_ID_BYTES, UpdateRecord, category_code, decode_payload, encode_payload};
+use crate::update_record::{
+    CHILD_INDEX_BYTES, UPDATE_ID_BYTES, UpdateRecord, category_code, decode_payload, encode_payload,
+};
 use crate::{CommitStats, GroupCommit};
 
 /// Blind-index labels. Do not change: stored keys are derived with them.

@@ -57,7 +57,7 @@ async fn entries_commit_with_their_action_and_the_export_verifies_offline() {
         let log = log.clone();
         tasks.push(tokio::spawn(async move {
             for request in 0..10u64 {
-                log.record(&[entry("profile_read", 100 + task * 10 + request)]).await.unwrap();
+                log.append(&[entry("profile_read", 100 + task * 10 + request)]).await.unwrap();
             }
         }));
     }
@@ -112,7 +112,7 @@ async fn the_tree_survives_reopening_and_keeps_growing() {
     let ring = KeyRing::generate().unwrap();
     let first_root = {
         let (store, log) = open(dir.path(), &ring);
-        log.record(&[entry("admin", 1), entry("admin", 2), entry("admin", 3)]).await.unwrap();
+        log.append(&[entry("admin", 1), entry("admin", 2), entry("admin", 3)]).await.unwrap();
         log.build().await.unwrap();
         let root = log.frontier().unwrap().1.root();
         drop(log);
@@ -121,7 +121,7 @@ async fn the_tree_survives_reopening_and_keeps_growing() {
     };
     let (_store, log) = open(dir.path(), &ring);
     assert_eq!(log.frontier().unwrap().1.root(), first_root);
-    log.record(&[entry("admin", 4)]).await.unwrap();
+    log.append(&[entry("admin", 4)]).await.unwrap();
     assert_eq!(log.build().await.unwrap(), 4);
     let proof = log.consistency_proof(3, 4).unwrap();
     assert_eq!(verify_consistency(3, 4, &proof, &first_root, &log.frontier().unwrap().1.root()), Ok(()));
@@ -157,7 +157,7 @@ async fn after_crypto_shredding_the_log_verifies_and_no_entry_reveals_the_child(
         let mut read = entry("profile_read", 2);
         read.child_index = store.child_index(child).to_hex();
         read.child_sealed = base64.encode(store.seal_child_reference(child).unwrap().unwrap());
-        log.record(&[read]).await.unwrap();
+        log.append(&[read]).await.unwrap();
     }
     let verifier = log.signer.verifier();
     let before = dir.path().join("before");
@@ -176,7 +176,7 @@ async fn after_crypto_shredding_the_log_verifies_and_no_entry_reveals_the_child(
     assert_eq!(store.open_child_reference(store.child_index(&amy), &amy_sealed[0]).unwrap(), Some(amy.digits()));
 
     assert!(store.erase_child(&amy).await.unwrap());
-    log.record(&[entry("admin", 3)]).await.unwrap();
+    log.append(&[entry("admin", 3)]).await.unwrap();
     let after = dir.path().join("after");
     log.export(&after, |_, _| {}).await.unwrap();
 
@@ -237,7 +237,7 @@ async fn the_check_passes_a_healthy_log_and_names_each_kind_of_damage() {
             })
             .await
             .unwrap();
-        log.record(&[entry("profile_read", 100 + n)]).await.unwrap();
+        log.append(&[entry("profile_read", 100 + n)]).await.unwrap();
     }
     log.checkpoint().await.unwrap();
     let report = check_log(&store, Some(&verifier)).unwrap();
@@ -278,13 +278,13 @@ async fn the_log_is_dense_over_an_engine_whose_positions_are_not_counters() {
     let log = AuditLog::new(store.clone(), signer);
     // More than one leaf-index stride, so that reads start between indexed leaves.
     for n in 0..150 {
-        log.record(&[entry("admin", 2 * n), entry("profile_read", 2 * n + 1)]).await.unwrap();
+        log.append(&[entry("admin", 2 * n), entry("profile_read", 2 * n + 1)]).await.unwrap();
     }
     let positions = engine.scan(Keyspace::Audit, &[], None, 100).unwrap();
     assert_eq!(positions[0].0.len(), 12, "control: positions are not 8-byte counters");
 
     assert_eq!(log.build().await.unwrap(), 300);
-    log.record(&[entry("admin", 900), entry("admin", 901)]).await.unwrap();
+    log.append(&[entry("admin", 900), entry("admin", 901)]).await.unwrap();
     // 300 in the tree, 2 after it: read across the seam, and from past it.
     let entries = log.entries(0, 1000).unwrap();
     assert_eq!(entries.len(), 302);
@@ -327,7 +327,7 @@ async fn a_tree_built_before_leaves_were_indexed_is_read_and_then_indexed() {
     let verifier = signer.verifier();
     let log = AuditLog::new(store.clone(), signer);
     for n in 0..5 {
-        log.record(&[entry("admin", n)]).await.unwrap();
+        log.append(&[entry("admin", n)]).await.unwrap();
     }
     log.checkpoint().await.unwrap();
     // What the previous release stored: the frontier and subtrees, no leaf index (the
@@ -341,7 +341,7 @@ async fn a_tree_built_before_leaves_were_indexed_is_read_and_then_indexed() {
     let requests = |entries: Vec<AuditEntry>| entries.into_iter().map(|entry| entry.request_id).collect::<Vec<_>>();
     assert_eq!(requests(log.entries(3, 5).unwrap()), ["req-3", "req-4"]);
 
-    log.record(&[entry("admin", 5)]).await.unwrap();
+    log.append(&[entry("admin", 5)]).await.unwrap();
     assert_eq!(log.build().await.unwrap(), 6);
     assert!(store.audit_tree(TreeRecord::Leaf(0)).unwrap().is_some(), "old leaves are indexed");
     assert_eq!(requests(log.entries(4, 6).unwrap()), ["req-4", "req-5"]);
@@ -362,10 +362,10 @@ async fn the_log_survives_a_move_to_an_engine_with_other_positions() {
         let store = Arc::new(Store::open(&live, &Default::default(), ring.clone()).unwrap());
         let log = AuditLog::new(store.clone(), Signer::from_private_key(&signer.private_key()).unwrap());
         for n in 0..300 {
-            log.record(&[entry("admin", n)]).await.unwrap();
+            log.append(&[entry("admin", n)]).await.unwrap();
         }
         let checkpoint = log.checkpoint().await.unwrap();
-        log.record(&[entry("admin", 300)]).await.unwrap(); // committed, not yet in the tree
+        log.append(&[entry("admin", 300)]).await.unwrap(); // committed, not yet in the tree
         let before = log.entries(0, 1000).unwrap();
         drop(log);
         Arc::into_inner(store).unwrap().shutdown();

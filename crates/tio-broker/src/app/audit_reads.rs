@@ -126,7 +126,7 @@ impl AuditReader<'_> {
         if let Some(child) = child {
             self.broker.name_child(&mut entry, child)?;
         }
-        self.broker.record(&[entry]).await
+        self.broker.write_audit(&[entry]).await
     }
 
     /// Returns up to `page_size` entries from leaf `start` on that match `filter` (and

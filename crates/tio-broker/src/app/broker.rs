@@ -246,7 +246,7 @@ impl Broker {
         }
         let mut entry = self.entry(call, action, Outcome::Denied);
         entry.reason = ROLE_NOT_PERMITTED.to_owned();
-        self.record(&[entry]).await?;
+        self.write_audit(&[entry]).await?;
         self.metrics.denied(action.code(), ROLE_NOT_PERMITTED);
         tracing::info!(role = role.as_str(), service = ?service, "refused: role may not use this service");
         Err(ServiceError::denied(ROLE_NOT_PERMITTED, format!("the {} role may not use this service", role.as_str())))
@@ -265,7 +265,7 @@ impl Broker {
         if call.caller.professional_id.is_none() {
             let mut entry = self.entry(call, Action::Authentication, Outcome::Denied);
             entry.reason = AuthError::NoProfessional.code().to_owned();
-            self.record(&[entry]).await?;
+            self.write_audit(&[entry]).await?;
             self.metrics.denied(Action::Authentication.code(), AuthError::NoProfessional.code());
             return Err(ServiceError::Unauthenticated(AuthError::NoProfessional));
         }
@@ -313,15 +313,15 @@ impl Broker {
                     }
                 })
                 .collect();
-            if let Err(err) = self.record(&entries).await {
+            if let Err(err) = self.write_audit(&entries).await {
                 tracing::error!(error = %err, refusals = entries.len(), "cannot audit authentication refusals");
             }
         }
     }
 
     /// Records entries that go with no other change (reads, refusals), durably.
-    pub(crate) async fn record(&self, entries: &[AuditEntry]) -> Result<(), ServiceError> {
-        self.audit.record(entries).await?;
+    pub(crate) async fn write_audit(&self, entries: &[AuditEntry]) -> Result<(), ServiceError> {
+        self.audit.append(entries).await?;
         Ok(())
     }
 

@@ -84,13 +84,13 @@ mod tests {
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(run(log.clone(), config, stopped));
         let entry = AuditEntry { action: "admin".into(), ..AuditEntry::default() };
-        log.record(&[entry.clone(), entry.clone(), entry.clone()]).await.unwrap();
+        log.append(&[entry.clone(), entry.clone(), entry.clone()]).await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while checkpoint_size(&log).unwrap() < 3 {
             assert!(Instant::now() < deadline, "no checkpoint after 3 entries");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        log.record(&[entry]).await.unwrap();
+        log.append(&[entry]).await.unwrap();
         stop.send(true).unwrap();
         task.await.unwrap().unwrap();
         assert_eq!(checkpoint_size(&log).unwrap(), 4, "the last entry is covered at shutdown");

@@ -44,7 +44,7 @@ impl Broker {
             let mut entry = self.entry(call, action, Outcome::Denied);
             self.name_child(&mut entry, child)?;
             entry.reason = NOT_PERMITTED_FOR_CONSENT.to_owned();
-            self.record(&[entry]).await?;
+            self.write_audit(&[entry]).await?;
             return Err(ServiceError::denied(
                 "MAY_NOT_RECORD_CONSENT",
                 "this agency may not record or withdraw consent",
@@ -65,7 +65,7 @@ impl Broker {
         if !allowed {
             entry.reason = tio_core::DenyReason::NotInvolved.code().to_owned();
         }
-        self.record(&[entry]).await?;
+        self.write_audit(&[entry]).await?;
         if allowed {
             Ok(())
         } else {

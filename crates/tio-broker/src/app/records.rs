@@ -91,7 +91,7 @@ impl Publisher<'_> {
             broker.name_child(&mut entry, child)?;
             entry.categories = vec![publication.category.as_str().to_owned()];
             entry.reason = reason.code().to_owned();
-            broker.record(&[entry]).await?;
+            broker.write_audit(&[entry]).await?;
             broker.metrics().publish(Outcome::Denied.code());
             broker.metrics().denied(AuditAction::Publish.code(), reason.code());
             return Err(ServiceError::denied(
@@ -140,7 +140,7 @@ impl Publisher<'_> {
                 detail: "idempotent replay".to_owned(),
                 ..entry
             };
-            broker.record(&[replay]).await?;
+            broker.write_audit(&[replay]).await?;
         }
         Ok(Published {
             update_id: appended.update_id,
@@ -214,7 +214,7 @@ impl ProfileReader<'_> {
         for entry in &mut entries {
             broker.name_child(entry, child)?;
         }
-        broker.record(&entries).await?;
+        broker.write_audit(&entries).await?;
         Ok(shown)
     }
 }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use super::{ChildIndex, DataKeys, Store, StoreError, UpdateId};
 use crate::engine::{Keyspace, key_after};
 use crate::keys::open_with;
-use crate::record::{CHILD_INDEX_BYTES, UPDATE_ID_BYTES, UpdateRecord, category_code};
+use crate::update_record::{CHILD_INDEX_BYTES, UPDATE_ID_BYTES, UpdateRecord, category_code};
 
 /// The most problems a report lists one by one (the count is always complete).
 const MAX_LISTED: usize = 50;
