@@ -12,13 +12,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use tio_core::{
     AgencyId, Category, CategorySet, Consent, ConsentEvidence, ConsentGiverRole, ConsentId, ConsentMethod,
-    ConsentRevision, ConsentState, LawfulBasis, NhsNumber, Recipients, Sector, SpecialCategoryCondition, Timestamp,
-    Validity,
+    ConsentRevision, ConsentState, LawfulBasis, Recipients, Sector, SpecialCategoryCondition, Timestamp, Validity,
 };
 
 use crate::engine::Keyspace;
 use crate::versioned::{JSON_V1, decode_json, encode};
-use crate::{Condition, Op, Store, StoreError};
+use crate::{ChildRef, Condition, Op, Store, StoreError};
 
 fn suffix(consent_id: &str, revision: u32) -> Vec<u8> {
     [consent_id.as_bytes(), b"/", &revision.to_be_bytes()].concat()
@@ -29,7 +28,7 @@ impl Store {
     /// that stores it. The child must have a data key ([`Store::ensure_child_key`]).
     pub fn put_consent_revision(
         &self,
-        child: &NhsNumber,
+        child: &(impl ChildRef + ?Sized),
         revision: &ConsentRevision,
     ) -> Result<(Condition, Op), StoreError> {
         let consent = &revision.consent;
@@ -41,13 +40,13 @@ impl Store {
 
     /// Returns the precondition that consent `id` has had no revision after `revision`
     /// (a delivery it allowed is made on that condition).
-    pub fn consent_unrevised(&self, child: &NhsNumber, id: &ConsentId, revision: u32) -> Condition {
+    pub fn consent_unrevised(&self, child: &(impl ChildRef + ?Sized), id: &ConsentId, revision: u32) -> Condition {
         let next = suffix(&id.0, revision.saturating_add(1));
         Condition::Absent { space: Keyspace::Consents, key: self.child_record_key(child, &next) }
     }
 
     /// Returns the latest revision of every consent of `child`, in id order.
-    pub fn latest_consents(&self, child: &NhsNumber) -> Result<Vec<ConsentRevision>, StoreError> {
+    pub fn latest_consents(&self, child: &(impl ChildRef + ?Sized)) -> Result<Vec<ConsentRevision>, StoreError> {
         let mut latest = BTreeMap::new();
         for sealed in self.read_sealed(child, Keyspace::Consents, b"")? {
             let revision = decode_revision(&sealed.plaintext)?;
@@ -58,7 +57,11 @@ impl Store {
     }
 
     /// Returns every revision of consent `id` of `child`, oldest first.
-    pub fn consent_revisions(&self, child: &NhsNumber, id: &str) -> Result<Vec<ConsentRevision>, StoreError> {
+    pub fn consent_revisions(
+        &self,
+        child: &(impl ChildRef + ?Sized),
+        id: &str,
+    ) -> Result<Vec<ConsentRevision>, StoreError> {
         let prefix = [id.as_bytes(), b"/"].concat();
         self.read_sealed(child, Keyspace::Consents, &prefix)?
             .iter()
@@ -322,6 +325,8 @@ mod previous {
 
 #[cfg(test)]
 mod tests {
+    use tio_core::NhsNumber;
+
     use super::*;
     use crate::keys::KeyRing;
 

@@ -27,8 +27,8 @@ mod versioned;
 
 pub use options::{EngineKind, StoreOptions};
 pub use store::{
-    Appended, CheckReport, ChildIndex, Extra, NewUpdate, Problems, SealedRecord, Store, StoreError, StoredUpdate,
-    UpdateContent, UpdateId,
+    Appended, CheckReport, Child, ChildIndex, ChildRef, Extra, NewUpdate, Problems, SealedRecord, Store, StoreError,
+    StoredUpdate, UpdateContent, UpdateId,
 };
 /// The engines, re-exported so that the store's users name one crate; the store is the
 /// only crate that depends on `tio-kv`.

@@ -7,13 +7,11 @@
 //! byte existed (the contract's own `tio.v1.CareRelationship`, protobuf) still reads.
 
 use serde::{Deserialize, Serialize};
-use tio_core::{
-    AgencyId, CareRelationship, NhsNumber, RelationshipId, RelationshipKind, RelationshipRecord, Timestamp,
-};
+use tio_core::{AgencyId, CareRelationship, RelationshipId, RelationshipKind, RelationshipRecord, Timestamp};
 
 use crate::engine::Keyspace;
 use crate::versioned::{JSON_V1, decode_json, encode};
-use crate::{Condition, Op, Store, StoreError};
+use crate::{ChildRef, Condition, Op, Store, StoreError};
 
 /// A relationship as read, with where and how it is stored, so that a change can be made
 /// on condition that nobody changed it meanwhile.
@@ -37,7 +35,7 @@ impl Store {
     /// The child must have a data key ([`Store::ensure_child_key`]).
     pub fn put_new_relationship(
         &self,
-        child: &NhsNumber,
+        child: &(impl ChildRef + ?Sized),
         record: &RelationshipRecord,
     ) -> Result<(Condition, Op), StoreError> {
         let suffix = record.relationship.id.0.as_bytes();
@@ -46,13 +44,17 @@ impl Store {
     }
 
     /// Returns the operation that stores `record` (new, or a change of one read).
-    pub fn put_relationship(&self, child: &NhsNumber, record: &RelationshipRecord) -> Result<Op, StoreError> {
+    pub fn put_relationship(
+        &self,
+        child: &(impl ChildRef + ?Sized),
+        record: &RelationshipRecord,
+    ) -> Result<Op, StoreError> {
         let suffix = record.relationship.id.0.as_bytes();
         self.sealed_put(child, Keyspace::Relationships, suffix, &encode_record(record))
     }
 
     /// Returns every relationship with `child`, active and ended, in id order.
-    pub fn relationships(&self, child: &NhsNumber) -> Result<Vec<StoredRelationship>, StoreError> {
+    pub fn relationships(&self, child: &(impl ChildRef + ?Sized)) -> Result<Vec<StoredRelationship>, StoreError> {
         self.read_sealed(child, Keyspace::Relationships, b"")?
             .into_iter()
             .map(|sealed| {
@@ -165,6 +167,8 @@ mod previous {
 
 #[cfg(test)]
 mod tests {
+    use tio_core::NhsNumber;
+
     use super::*;
     use crate::keys::KeyRing;
 

@@ -62,6 +62,51 @@ impl fmt::Debug for ChildIndex {
     }
 }
 
+/// A child as the store finds it: by its NHS number, or past the edge as a [`Child`],
+/// whose blind index was computed once.
+pub trait ChildRef: fmt::Debug + Sync {
+    /// The child's NHS number.
+    fn number(&self) -> &NhsNumber;
+    /// The child's blind index in `store`.
+    fn index_in(&self, store: &Store) -> ChildIndex;
+}
+
+impl ChildRef for NhsNumber {
+    fn number(&self) -> &NhsNumber {
+        self
+    }
+
+    fn index_in(&self, store: &Store) -> ChildIndex {
+        store.child_index(self)
+    }
+}
+
+/// A child past the edge: its NHS number and its blind index, computed once
+/// ([`Store::child`]), so that a request's reads and writes about the child compute no
+/// keyed hash again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Child {
+    number: NhsNumber,
+    index: ChildIndex,
+}
+
+impl Child {
+    /// The child's blind index.
+    pub fn index(&self) -> ChildIndex {
+        self.index
+    }
+}
+
+impl ChildRef for Child {
+    fn number(&self) -> &NhsNumber {
+        &self.number
+    }
+
+    fn index_in(&self, _store: &Store) -> ChildIndex {
+        self.index
+    }
+}
+
 /// The broker's id for an update: 128 random bits, shown as 32 hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct UpdateId(pub [u8; UPDATE_ID_BYTES]);
@@ -122,7 +167,7 @@ impl From<CommitError> for StoreError {
 #[derive(Debug, Clone)]
 pub struct NewUpdate<'a> {
     /// The child.
-    pub child: &'a NhsNumber,
+    pub child: &'a dyn ChildRef,
     /// The category.
     pub category: Category,
     /// The encoded category value (opaque to the store), 1 byte to 64 KiB.
@@ -276,15 +321,29 @@ impl Store {
         ChildIndex(self.keys().blind_index(NHS_NUMBER_LABEL, child.digits().as_bytes()))
     }
 
+    /// Returns the child past the edge: its number with its blind index.
+    pub fn child(&self, number: &NhsNumber) -> Child {
+        Child { number: *number, index: self.child_index(number) }
+    }
+
+    /// Returns the child with blind index `index`, for a delivery to a recipient
+    /// entitled to its NHS number; `None` once the child is erased.
+    pub fn child_at(&self, index: ChildIndex) -> Result<Option<Child>, StoreError> {
+        let Some(digits) = self.child_nhs_number(index)? else { return Ok(None) };
+        let number = NhsNumber::parse_checked(&digits)
+            .map_err(|_| StoreError::Corrupt("a sealed NHS number does not parse".to_owned()))?;
+        Ok(Some(Child { number, index }))
+    }
+
     /// Returns the child's NHS number sealed under its data key, for an audit entry:
     /// readable while the child's key exists, unreadable once the child is erased.
     /// `None` when the store holds no key for the child (nothing was ever published
     /// about it); the entry then names the child by blind index alone.
-    pub fn seal_child_reference(&self, child: &NhsNumber) -> Result<Option<Vec<u8>>, StoreError> {
-        let index = self.child_index(child);
+    pub fn seal_child_reference(&self, child: &(impl ChildRef + ?Sized)) -> Result<Option<Vec<u8>>, StoreError> {
+        let index = child.index_in(self);
         let mut keys = DataKeys::default();
         let Some(data_key) = keys.get(self, index)? else { return Ok(None) };
-        Ok(Some(seal_with(data_key, &child_reference_context(index), child.digits().as_bytes())?))
+        Ok(Some(seal_with(data_key, &child_reference_context(index), child.number().digits().as_bytes())?))
     }
 
     /// Opens a reference made by [`Store::seal_child_reference`]: the NHS number's ten
@@ -301,8 +360,8 @@ impl Store {
     /// Makes sure the store holds a data key for the child, creating one (durably) if
     /// not, so that records about the child can be sealed before its first update.
     /// After an erasure this makes a new key; the erased records stay unreadable.
-    pub async fn ensure_child_key(&self, child: &NhsNumber) -> Result<(), StoreError> {
-        let index = self.child_index(child);
+    pub async fn ensure_child_key(&self, child: &(impl ChildRef + ?Sized)) -> Result<(), StoreError> {
+        let index = child.index_in(self);
         if self.engine.get(Keyspace::ChildKeys, &index.0)?.is_some() {
             return Ok(());
         }
@@ -371,8 +430,8 @@ impl Store {
 
     /// Returns the full store key of a per-child record: the child's blind index, then
     /// `suffix`. For preconditions on records written with [`Store::sealed_put`].
-    pub(crate) fn child_record_key(&self, child: &NhsNumber, suffix: &[u8]) -> Vec<u8> {
-        [&self.child_index(child).0[..], suffix].concat()
+    pub(crate) fn child_record_key(&self, child: &(impl ChildRef + ?Sized), suffix: &[u8]) -> Vec<u8> {
+        [&child.index_in(self).0[..], suffix].concat()
     }
 
     /// Returns the operation that stores `plaintext` about `child` in `space` (consents
@@ -381,13 +440,13 @@ impl Store {
     /// ([`Store::ensure_child_key`]).
     pub(crate) fn sealed_put(
         &self,
-        child: &NhsNumber,
+        child: &(impl ChildRef + ?Sized),
         space: Keyspace,
         suffix: &[u8],
         plaintext: &[u8],
     ) -> Result<Op, StoreError> {
         check_sealed_space(space)?;
-        let index = self.child_index(child);
+        let index = child.index_in(self);
         let mut keys = DataKeys::default();
         let data_key = keys
             .get(self, index)?
@@ -401,12 +460,12 @@ impl Store {
     /// key order, opened; empty once the child is erased.
     pub(crate) fn read_sealed(
         &self,
-        child: &NhsNumber,
+        child: &(impl ChildRef + ?Sized),
         space: Keyspace,
         prefix: &[u8],
     ) -> Result<Vec<SealedRecord>, StoreError> {
         check_sealed_space(space)?;
-        let index = self.child_index(child);
+        let index = child.index_in(self);
         let mut keys = DataKeys::default();
         let Some(data_key) = keys.get(self, index)? else { return Ok(Vec::new()) };
         let start = [&index.0[..], prefix].concat();
@@ -452,7 +511,7 @@ impl Store {
         extra: impl Fn(&UpdateId) -> Extra,
     ) -> Result<Appended, StoreError> {
         validate(&update)?;
-        let child = self.child_index(update.child);
+        let child = update.child.index_in(self);
         let (idempotency_key, content_mac) = {
             let keys = self.keys();
             let mut scoped = update.publisher.as_str().as_bytes().to_vec();
@@ -555,8 +614,8 @@ impl Store {
 
     /// Returns the latest value of every category of the child, in category order;
     /// empty if the child is unknown or erased.
-    pub fn profile(&self, child: &NhsNumber) -> Result<Vec<StoredUpdate>, StoreError> {
-        let index = self.child_index(child);
+    pub fn profile(&self, child: &(impl ChildRef + ?Sized)) -> Result<Vec<StoredUpdate>, StoreError> {
+        let index = child.index_in(self);
         let end = prefix_end(&index.0);
         let pointers = self.engine.scan(Keyspace::Latest, &index.0, end.as_deref(), 64)?;
         let mut keys = DataKeys::default();
@@ -586,8 +645,12 @@ impl Store {
     /// Returns up to `limit` of one child's updates, oldest first: the by-child index
     /// as erasure reads it, for the tests that check that index.
     #[cfg(test)]
-    pub(crate) fn updates_for_child(&self, child: &NhsNumber, limit: usize) -> Result<Vec<StoredUpdate>, StoreError> {
-        let index = self.child_index(child);
+    pub(crate) fn updates_for_child(
+        &self,
+        child: &(impl ChildRef + ?Sized),
+        limit: usize,
+    ) -> Result<Vec<StoredUpdate>, StoreError> {
+        let index = child.index_in(self);
         let end = prefix_end(&index.0);
         let mut keys = DataKeys::default();
         self.engine
@@ -608,8 +671,8 @@ impl Store {
     /// Erases a child by destroying its data key: its records stay (the log and its
     /// indexes remain consistent) but can no longer be read. Returns whether a key
     /// existed. Durable when it returns.
-    pub async fn erase_child(&self, child: &NhsNumber) -> Result<bool, StoreError> {
-        let index = self.child_index(child);
+    pub async fn erase_child(&self, child: &(impl ChildRef + ?Sized)) -> Result<bool, StoreError> {
+        let index = child.index_in(self);
         if self.engine.get(Keyspace::ChildKeys, &index.0)?.is_none() {
             return Ok(false);
         }
@@ -781,8 +844,13 @@ impl DataKeys {
 
 /// Returns the operation that stores the child's NHS number sealed under its new data
 /// key, written with the key.
-fn child_number_op(data_key: &SecretKey, child: &NhsNumber, index: ChildIndex) -> Result<Op, StoreError> {
-    let value = seal_with(data_key, &sealed_record_context(Keyspace::Children, &index.0), child.digits().as_bytes())?;
+fn child_number_op(
+    data_key: &SecretKey,
+    child: &(impl ChildRef + ?Sized),
+    index: ChildIndex,
+) -> Result<Op, StoreError> {
+    let value =
+        seal_with(data_key, &sealed_record_context(Keyspace::Children, &index.0), child.number().digits().as_bytes())?;
     Ok(Op::Put { space: Keyspace::Children, key: index.0.to_vec(), value })
 }
 

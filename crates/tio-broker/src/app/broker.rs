@@ -7,7 +7,7 @@ use base64::Engine as _;
 use tio_audit::entry::{Action, AuditEntry, Outcome};
 use tio_audit::log::AuditLog;
 use tio_core::{Agency, FieldViolation, NhsNumber, NhsNumberPolicy, ROLE_NOT_PERMITTED, Service, Timestamp};
-use tio_store::Store;
+use tio_store::{ChildRef, Store};
 
 use crate::app::admin;
 use crate::app::error::ServiceError;
@@ -228,8 +228,12 @@ impl Broker {
 
     /// Fills in the child of an entry: its blind index, and its NHS number sealed under
     /// its data key when the store holds one.
-    pub(crate) fn name_child(&self, entry: &mut AuditEntry, child: &NhsNumber) -> Result<(), ServiceError> {
-        entry.child_index = self.store.child_index(child).to_hex();
+    pub(crate) fn name_child(
+        &self,
+        entry: &mut AuditEntry,
+        child: &(impl ChildRef + ?Sized),
+    ) -> Result<(), ServiceError> {
+        entry.child_index = child.index_in(&self.store).to_hex();
         entry.child_sealed = match self.store.seal_child_reference(child)? {
             Some(sealed) => base64::engine::general_purpose::STANDARD.encode(sealed),
             None => String::new(),

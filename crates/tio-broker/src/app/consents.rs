@@ -8,7 +8,7 @@ use tio_audit::entry::{Action, Outcome};
 use tio_audit::log::entry_op;
 use tio_core::recording::{self, NewConsent, Recorder, WithdrawalRefused};
 use tio_core::{Agency, ConsentEvidence, ConsentId, ConsentRevision, FieldViolation, NhsNumber, Service};
-use tio_store::Batch;
+use tio_store::{Batch, Child};
 
 use crate::app::broker::{Broker, Call};
 use crate::app::error::ServiceError;
@@ -26,7 +26,7 @@ fn invalid(violation: FieldViolation) -> ServiceError {
 pub(crate) struct ConsentRecorder<'a> {
     broker: &'a Broker,
     call: &'a Call,
-    child: &'a NhsNumber,
+    child: Child,
     agency: Agency,
 }
 
@@ -50,12 +50,12 @@ impl Broker {
                 "this agency may not record or withdraw consent",
             ));
         }
-        Ok(ConsentRecorder { broker: self, call, child, agency })
+        Ok(ConsentRecorder { broker: self, call, child: self.store().child(child), agency })
     }
 
     /// Admits an agency to read a child's consents: permitted to record consent, or
     /// involved with the child. Every read, and every refusal, is audited.
-    async fn consent_reader(&self, call: &Call, child: &NhsNumber, consent_id: &str) -> Result<(), ServiceError> {
+    async fn consent_reader(&self, call: &Call, child: &Child, consent_id: &str) -> Result<(), ServiceError> {
         let agency = self.agency_call(call, Service::Consent, Action::ConsentRead).await?;
         let involved = load_facts(self.store(), child)?.active_relationship(&agency.id, call.now).is_some();
         let allowed = agency.may_record_consent || involved;
@@ -86,6 +86,7 @@ impl Broker {
         if consent_id.is_empty() {
             return Err(invalid(FieldViolation::new("consent_id", "is required")));
         }
+        let child = &self.store().child(child);
         self.consent_reader(call, child, consent_id).await?;
         let revisions = self.store().consent_revisions(child, consent_id)?;
         if revisions.is_empty() {
@@ -100,6 +101,7 @@ impl Broker {
         call: &Call,
         child: &NhsNumber,
     ) -> Result<Vec<ConsentRevision>, ServiceError> {
+        let child = &self.store().child(child);
         self.consent_reader(call, child, "").await?;
         Ok(self.store().latest_consents(child)?)
     }
@@ -116,8 +118,8 @@ impl ConsentRecorder<'_> {
     /// Records a new consent (revision 1).
     pub(crate) async fn record(&self, new: NewConsent) -> Result<ConsentRevision, ServiceError> {
         let store = self.broker.store();
-        store.ensure_child_key(self.child).await?;
-        let (_, existing) = load_facts(store, self.child)?.domain();
+        store.ensure_child_key(&self.child).await?;
+        let (_, existing) = load_facts(store, &self.child)?.domain();
         let id = ConsentId(Broker::new_id("c-")?);
         let revision = recording::record(new, id, self.recorder(), self.call.now, &existing).map_err(invalid)?;
         self.commit(&revision, Action::ConsentRecorded).await?;
@@ -138,7 +140,7 @@ impl ConsentRecorder<'_> {
         let latest = self
             .broker
             .store()
-            .consent_revisions(self.child, consent_id)?
+            .consent_revisions(&self.child, consent_id)?
             .pop()
             .ok_or_else(|| consent_not_found(consent_id))?;
         let revision =
@@ -158,12 +160,12 @@ impl ConsentRecorder<'_> {
 
     /// Stores one revision, which must be new, with its audit entry.
     async fn commit(&self, revision: &ConsentRevision, action: Action) -> Result<(), ServiceError> {
-        let (is_new, put) = self.broker.store().put_consent_revision(self.child, revision)?;
+        let (is_new, put) = self.broker.store().put_consent_revision(&self.child, revision)?;
         let mut batch = Batch::new();
         batch.require(is_new);
         batch.push(put);
         let mut entry = self.broker.entry(self.call, action, Outcome::Allowed);
-        self.broker.name_child(&mut entry, self.child)?;
+        self.broker.name_child(&mut entry, &self.child)?;
         entry.consent_id = revision.consent.id.0.clone();
         entry.consent_revision = revision.consent.revision;
         entry.categories = revision.consent.categories.iter().map(|category| category.as_str().to_owned()).collect();

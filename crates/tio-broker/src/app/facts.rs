@@ -1,9 +1,9 @@
 //! What the broker reads about a child besides its updates: consent revisions and care
 //! relationships, kept by the store as the domain's values, and what decisions use.
 
-use tio_core::{AgencyId, CareRelationship, Consent, ConsentRevision, NhsNumber, Timestamp};
-use tio_store::Store;
+use tio_core::{AgencyId, CareRelationship, Consent, ConsentRevision, Timestamp};
 use tio_store::relationships::StoredRelationship;
+use tio_store::{ChildRef, Store};
 
 use crate::app::error::ServiceError;
 
@@ -17,7 +17,7 @@ pub(crate) struct ChildFacts {
 }
 
 /// Reads every relationship and the latest revision of every consent of `child`.
-pub(crate) fn load_facts(store: &Store, child: &NhsNumber) -> Result<ChildFacts, ServiceError> {
+pub(crate) fn load_facts(store: &Store, child: &(impl ChildRef + ?Sized)) -> Result<ChildFacts, ServiceError> {
     Ok(ChildFacts { relationships: store.relationships(child)?, consents: store.latest_consents(child)? })
 }
 

@@ -80,7 +80,8 @@ impl Publisher<'_> {
     /// the publisher was not involved, its new care relationship.
     pub(crate) async fn publish(&self, publication: &Publication) -> Result<Published, ServiceError> {
         let (broker, call, agency) = (self.broker, self.call, &self.agency);
-        let child = &publication.child;
+        // The child's blind index, once for the whole request.
+        let child = &broker.store().child(&publication.child);
         let decision = decide(
             &AccessRequest { agency, action: Action::Publish, category: publication.category },
             &Facts::default(),
@@ -161,6 +162,7 @@ impl ProfileReader<'_> {
         wanted: CategorySet,
     ) -> Result<Vec<StoredUpdate>, ServiceError> {
         let (broker, call, agency) = (self.broker, self.call, &self.agency);
+        let child = &broker.store().child(child);
         let facts = load_facts(broker.store(), child)?;
         let (relationships, consents) = facts.domain();
         let facts = Facts { relationships: &relationships, consents: &consents };

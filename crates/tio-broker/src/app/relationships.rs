@@ -9,7 +9,7 @@ use tio_core::{
     Agency, CareRelationship, FieldViolation, NhsNumber, RelationshipId, RelationshipKind, RelationshipRecord, Service,
     limits,
 };
-use tio_store::Batch;
+use tio_store::{Batch, Child};
 
 use crate::app::broker::{Broker, Call};
 use crate::app::error::ServiceError;
@@ -31,6 +31,7 @@ impl Broker {
         reference: &str,
     ) -> Result<(RelationshipRecord, bool), ServiceError> {
         let agency = self.agency_call(call, Service::CareRelationships, Action::RelationshipDeclared).await?;
+        let child = &self.store().child(child);
         let kind = match kind {
             None => return Err(invalid("kind", "must be referral, enrolment, allocation or registration")),
             Some(RelationshipKind::Publisher) => {
@@ -56,7 +57,7 @@ impl Broker {
         &self,
         call: &Call,
         agency: &Agency,
-        child: &NhsNumber,
+        child: &Child,
         kind: RelationshipKind,
         reference: &str,
     ) -> Result<(RelationshipRecord, Batch), ServiceError> {
@@ -92,6 +93,7 @@ impl Broker {
         reason: &str,
     ) -> Result<RelationshipRecord, ServiceError> {
         let agency = self.agency_call(call, Service::CareRelationships, Action::RelationshipEnded).await?;
+        let child = &self.store().child(child);
         if relationship_id.is_empty() {
             return Err(invalid("relationship_id", "is required"));
         }
@@ -138,6 +140,7 @@ impl Broker {
         include_ended: bool,
     ) -> Result<Vec<RelationshipRecord>, ServiceError> {
         let agency = self.agency_call(call, Service::CareRelationships, Action::RelationshipRead).await?;
+        let child = &self.store().child(child);
         let own: Vec<RelationshipRecord> = load_facts(self.store(), child)?
             .relationships
             .into_iter()

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use futures_util::{FutureExt, StreamExt};
 use tio_proto::v1;
+use tio_store::ChildRef;
 use tio_store::cursors::SubscriptionHead;
 use tokio::sync::mpsc::Sender;
 
@@ -238,7 +239,7 @@ fn delivery_to_proto(delivery: &Delivery) -> Result<v1::Delivery, ServiceError> 
         redelivery: delivery.redelivery,
         update_id: update.update_id.to_string(),
         position: Some(v1::Position { token: update.position.as_bytes().to_vec() }),
-        child: Some(v1::ChildRef { nhs_number: delivery.child.digits() }),
+        child: Some(v1::ChildRef { nhs_number: delivery.child.number().digits() }),
         category: category_to_proto(update.category) as i32,
         value: Some(value),
         publisher_agency_id: update.publisher.clone(),

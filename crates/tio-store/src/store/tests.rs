@@ -1039,3 +1039,21 @@ async fn a_backup_restores_onto_an_engine_with_other_positions() {
     assert!(repeat.duplicate);
     assert_eq!((repeat.update_id, repeat.position), (after[0].update_id, after[0].position.clone()));
 }
+
+/// Issue 13: past the edge a child is its number with its blind index, computed once;
+/// a delivery finds the child from the index alone while its key exists.
+#[tokio::test]
+async fn a_child_past_the_edge_carries_its_index_and_is_found_from_it_until_erased() {
+    let store = Store::in_memory(KeyRing::generate().unwrap()).unwrap();
+    let amy = child("9990079196");
+    let found = store.child(&amy);
+    assert_eq!(found.index(), store.child_index(&amy));
+    assert_eq!(found.index_in(&store), store.child_index(&amy), "no second hash, the same index");
+    assert!(store.child_at(found.index()).unwrap().is_none(), "no key yet: nothing to find");
+    store.ensure_child_key(&found).await.unwrap();
+    assert_eq!(store.child_at(found.index()).unwrap(), Some(found));
+    store.append_update(update(&amy, Category::SendSupport, b"v", "k", &agency("gp"))).await.unwrap();
+    assert_eq!(store.profile(&found).unwrap(), store.profile(&amy).unwrap(), "either form finds the same records");
+    assert!(store.erase_child(&found).await.unwrap());
+    assert!(store.child_at(found.index()).unwrap().is_none(), "erased: the number is gone with the key");
+}

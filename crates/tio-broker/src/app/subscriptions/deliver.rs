@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use tio_audit::entry::{Action as AuditAction, AuditEntry, Outcome};
 use tio_audit::log::entry_op;
-use tio_core::{AccessRequest, Action, Agency, Category, Decision, DenyReason, Facts, NhsNumber, Service, decide};
+use tio_core::{AccessRequest, Action, Agency, Category, Decision, DenyReason, Facts, Service, decide};
 use tio_store::cursors::{self, ProfilePhase, SubscriptionHead as Head, UnackedDelivery as Unacked};
-use tio_store::{Batch, ChildIndex, Op, Position, StoredUpdate};
+use tio_store::{Batch, Child, ChildIndex, Op, Position, StoredUpdate};
 
 use super::{MAX_MAX_IN_FLIGHT, head_categories, not_found, stream_key};
 use crate::app::broker::{Broker, Call};
@@ -38,7 +38,7 @@ pub(crate) struct Delivery {
     /// The update.
     pub(crate) update: StoredUpdate,
     /// The child, which the recipient is entitled to know.
-    pub(crate) child: NhsNumber,
+    pub(crate) child: Child,
     /// Whether it comes from the profile of a profile-then-live start.
     pub(crate) from_profile: bool,
 }
@@ -66,7 +66,7 @@ enum Advance {
 
 /// A child's facts as read for decisions: `None` once the child is erased.
 struct Loaded {
-    child: NhsNumber,
+    child: Child,
     facts: ChildFacts,
     relationships: Vec<tio_core::CareRelationship>,
     consents: Vec<tio_core::Consent>,
@@ -430,21 +430,16 @@ impl Deliverer {
         agency: &Agency,
         update: &StoredUpdate,
         cache: &mut std::collections::HashMap<ChildIndex, Option<Loaded>>,
-    ) -> Result<Option<(StoredUpdate, NhsNumber, Decision, ChildFacts)>, ServiceError> {
+    ) -> Result<Option<(StoredUpdate, Child, Decision, ChildFacts)>, ServiceError> {
         if update.content.is_none() {
             return Ok(None);
         }
         let loaded = match cache.entry(update.child) {
             std::collections::hash_map::Entry::Occupied(slot) => slot.into_mut(),
             std::collections::hash_map::Entry::Vacant(slot) => {
-                let loaded = match self.broker.store().child_nhs_number(update.child)? {
+                let loaded = match self.broker.store().child_at(update.child)? {
                     None => None,
-                    Some(digits) => {
-                        let child = NhsNumber::parse_checked(&digits).map_err(|_| {
-                            ServiceError::Store(tio_store::StoreError::Corrupt(
-                                "a stored NHS number does not decode".to_owned(),
-                            ))
-                        })?;
+                    Some(child) => {
                         let facts = load_facts(self.broker.store(), &child)?;
                         let (relationships, consents) = facts.domain();
                         Some(Loaded { child, facts, relationships, consents })
@@ -463,7 +458,7 @@ impl Deliverer {
     fn delivery_entry(
         &self,
         update: &StoredUpdate,
-        child: &NhsNumber,
+        child: &Child,
         outcome: Outcome,
     ) -> Result<AuditEntry, ServiceError> {
         let call = Call { now: self.broker.now(), ..self.call.clone() };
@@ -476,12 +471,7 @@ impl Deliverer {
     }
 
     /// The audit entry of a delivery refused at the moment of sending.
-    fn skip_entry(
-        &self,
-        update: &StoredUpdate,
-        child: &NhsNumber,
-        reason: DenyReason,
-    ) -> Result<AuditEntry, ServiceError> {
+    fn skip_entry(&self, update: &StoredUpdate, child: &Child, reason: DenyReason) -> Result<AuditEntry, ServiceError> {
         let mut entry = self.delivery_entry(update, child, Outcome::Denied)?;
         entry.action = AuditAction::DeliverySkipped.code().to_owned();
         entry.reason = reason.code().to_owned();
@@ -533,7 +523,7 @@ fn fill_grant(entry: &mut AuditEntry, grant: &tio_core::Grant) {
 fn add_grant_conditions(
     broker: &Broker,
     batch: &mut Batch,
-    child: &NhsNumber,
+    child: &Child,
     grant: &tio_core::Grant,
     facts: &ChildFacts,
 ) {
