@@ -137,3 +137,110 @@ fn admins_manage_the_registry_and_every_change_takes_effect_persists_and_is_audi
     assert!(ok);
     assert_eq!(stdout.lines().count(), 2, "the agency's and the auditor's refusals: {stdout}");
 }
+
+/// Erasure (UK GDPR Art. 17) through the AdminService and `tio admin erase`: only an
+/// admin may erase, bad input names its field, nothing about the child can be read
+/// afterwards, a second erasure finds nothing, the audit log keeps the erasure under the
+/// blind index, and the stopped store checks clean.
+#[test]
+fn an_admin_erases_a_child_and_nothing_about_it_can_be_read_again() {
+    use std::time::Duration;
+
+    use nix::sys::signal::Signal;
+
+    use crate::support::records::{
+        AMY, as_professional, child, communication_needs, consent_request, publish, publish_request,
+    };
+    use crate::support::{arg, run_tio};
+
+    let mut sandbox = Sandbox::start();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let profile_size = |client: &tio_client::Client| {
+        let request = client.request(v1::GetProfileRequest { child: child(AMY), categories: Vec::new() });
+        let client = client.clone();
+        async move { client.records().get_profile(request).await.unwrap().into_inner().entries.len() }
+    };
+    runtime.block_on(async {
+        let hospital = as_professional(&sandbox, "hospital").await;
+        let request = publish_request(AMY, v1::Category::CommunicationNeeds, communication_needs("Makaton"), "e-1");
+        publish(&hospital, request).await.unwrap();
+        let consent = consent_request(&[v1::Category::CommunicationNeeds]);
+        hospital.consents().record_consent(hospital.request(consent)).await.unwrap();
+        let school = as_professional(&sandbox, "school").await;
+        let enrolment = v1::DeclareRelationshipRequest {
+            child: child(AMY),
+            kind: v1::RelationshipKind::Enrolment as i32,
+            reference: String::new(),
+        };
+        school.relationships().declare_relationship(school.request(enrolment)).await.unwrap();
+        assert_eq!(profile_size(&school).await, 1, "control: the school may read the value");
+
+        let erase = |client: &tio_client::Client, reason: &str, reference: &str| {
+            let request = client.request(v1::EraseChildRequest {
+                child: child(AMY),
+                reason: reason.into(),
+                request_reference: reference.into(),
+            });
+            let client = client.clone();
+            async move { client.admin().erase_child(request).await }
+        };
+        let refused = erase(&hospital, "asked", "SAR-1").await.unwrap_err();
+        assert_eq!(refused.code(), Code::PermissionDenied);
+        let admin = sandbox.client("admin").await;
+        for (reason, reference, field) in
+            [("", "SAR-1", "reason"), ("asked", "", "request_reference"), ("asked", " SAR-1", "request_reference")]
+        {
+            let status = erase(&admin, reason, reference).await.unwrap_err();
+            assert_eq!(status.code(), Code::InvalidArgument, "{field}");
+            assert_eq!(status.get_details_bad_request().unwrap().field_violations[0].field, field);
+        }
+        assert_eq!(profile_size(&school).await, 1, "refused erasures change nothing");
+    });
+
+    let (ok, stdout, stderr) = tio_as(
+        &sandbox,
+        "admin",
+        &[
+            "admin",
+            "erase",
+            "--nhs-number",
+            AMY,
+            "--reason",
+            "Art. 17 request from the family",
+            "--reference",
+            "SAR-17",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    let index = stdout.lines().next().and_then(|line| line.strip_prefix("erased the child with blind index "));
+    let index = index.expect("the blind index is shown").to_owned();
+    assert_eq!(index.len(), 64, "{stdout}");
+    let (ok, _, stderr) = tio_as(
+        &sandbox,
+        "admin",
+        &["admin", "erase", "--nhs-number", AMY, "--reason", "again", "--reference", "SAR-18"],
+    );
+    assert!(!ok && stderr.contains("NOT_FOUND"), "a second erasure finds nothing: {stderr}");
+
+    runtime.block_on(async {
+        let school = as_professional(&sandbox, "school").await;
+        assert_eq!(profile_size(&school).await, 0, "nothing about the child can be read");
+    });
+    let (ok, stdout, stderr) = tio_as(
+        &sandbox,
+        "auditor",
+        &["audit", "query", "--action", "admin", "--outcome", "allowed", "--format", "json"],
+    );
+    assert!(ok, "{stderr}");
+    let erasure = stdout.lines().find(|line| line.contains("erase_child")).expect("the erasure is audited");
+    let erasure: serde_json::Value = serde_json::from_str(erasure).unwrap();
+    assert_eq!(erasure["detail"], "erase_child SAR-17 (Art. 17 request from the family)");
+    assert_eq!(erasure["child_index"], index.as_str());
+
+    sandbox.signal(Signal::SIGTERM);
+    assert!(sandbox.wait_exit(Duration::from_secs(20)).success(), "{}", sandbox.log_text());
+    let keys = sandbox.data_dir().join("dev-keys").join("tio.keys");
+    let (status, report, stderr) =
+        run_tio(&["store", "check", "--data-dir", &arg(&sandbox.data_dir()), "--keys-file", &arg(&keys)], &[]);
+    assert!(status.success(), "the store checks clean after an erasure: {report}{stderr}");
+}

@@ -672,14 +672,27 @@ impl Store {
     /// indexes remain consistent) but can no longer be read. Returns whether a key
     /// existed. Durable when it returns.
     pub async fn erase_child(&self, child: &(impl ChildRef + ?Sized)) -> Result<bool, StoreError> {
+        self.erase_child_with(child, Vec::new()).await
+    }
+
+    /// Like [`Store::erase_child`], committing `extra` (the erasure's audit entry) in
+    /// the same batch, and nothing if there is no key to destroy.
+    pub async fn erase_child_with(&self, child: &(impl ChildRef + ?Sized), extra: Vec<Op>) -> Result<bool, StoreError> {
         let index = child.index_in(self);
-        if self.engine.get(Keyspace::ChildKeys, &index.0)?.is_none() {
-            return Ok(false);
+        for _ in 0..MAX_RACE_RETRIES {
+            let Some(wrapped) = self.engine.get(Keyspace::ChildKeys, &index.0)? else { return Ok(false) };
+            let mut batch = Batch::new();
+            // A rotation may re-wrap the key meanwhile: the erasure goes again, on the new one.
+            batch.require(Condition::Equals { space: Keyspace::ChildKeys, key: index.0.to_vec(), value: wrapped });
+            batch.push(Op::Delete { space: Keyspace::ChildKeys, key: index.0.to_vec() });
+            batch.ops.extend(extra.iter().cloned());
+            match self.commit.commit(batch).await {
+                Ok(_) => return Ok(true),
+                Err(CommitError::Conflict { .. }) => continue,
+                Err(other) => return Err(other.into()),
+            }
         }
-        let mut batch = Batch::new();
-        batch.push(Op::Delete { space: Keyspace::ChildKeys, key: index.0.to_vec() });
-        self.commit.commit(batch).await?;
-        Ok(true)
+        Err(StoreError::Conflict { index: 0 })
     }
 
     /// Returns a copy of the key ring in use, to change and hand back to

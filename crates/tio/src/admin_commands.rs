@@ -1,5 +1,5 @@
-//! `tio admin`: the agency registry and certificate revocation, over mutual TLS with an
-//! admin certificate.
+//! `tio admin`: the agency registry, certificate revocation and erasure, over mutual TLS
+//! with an admin certificate.
 
 use std::io::Write;
 
@@ -19,6 +19,17 @@ pub(crate) async fn run(command: AdminCommand) -> anyhow::Result<()> {
             let request = v1::RevokeCertificateRequest { fingerprint: fingerprint.clone(), reason };
             client.admin().revoke_certificate(client.request(request)).await.map_err(ClientError::from)?;
             println!("revoked certificate {fingerprint}");
+        }
+        AdminCommand::Erase { nhs_number, reason, reference, connection } => {
+            let client = connection.connect().await?;
+            let request = v1::EraseChildRequest {
+                child: Some(v1::ChildRef { nhs_number }),
+                reason,
+                request_reference: reference,
+            };
+            let erased = client.admin().erase_child(client.request(request)).await.map_err(ClientError::from)?;
+            println!("erased the child with blind index {}", erased.into_inner().child_index);
+            println!("nothing stored about the child can be read again; the audit log keeps the erasure");
         }
         AdminCommand::Agency(AgencyCommand::Register(args)) => {
             let client = args.connection.connect().await?;

@@ -412,6 +412,23 @@ pub(crate) enum AdminCommand {
         #[command(flatten)]
         connection: ConnectionArgs,
     },
+    /// Erase a child (UK GDPR Art. 17): destroy its data key, so that nothing stored
+    /// about it can be read again by anyone. Cannot be undone; the audit log keeps the
+    /// erasure, naming the child by blind index only.
+    Erase {
+        /// The child's NHS number.
+        #[arg(long, value_name = "NUMBER")]
+        nhs_number: String,
+        /// Why, for the audit log (the legal basis, who asked).
+        #[arg(long)]
+        reason: String,
+        /// The erasure request's own reference (a case or ticket number).
+        #[arg(long, value_name = "REF")]
+        reference: String,
+        /// How to reach the broker.
+        #[command(flatten)]
+        connection: ConnectionArgs,
+    },
 }
 
 /// `tio admin agency`.

@@ -10,7 +10,7 @@ use tio_audit::entry::{Action, AuditEntry, Outcome};
 use tio_audit::log::entry_op;
 use tio_core::{Agency, FieldViolation, Service, Timestamp, limits};
 use tio_store::agencies::{AgencyRecord, StoredAgency, agency_absent, put_agency, put_revoked};
-use tio_store::{Batch, Condition, Store, StoreError};
+use tio_store::{Batch, Child, ChildIndex, Condition, Store, StoreError};
 
 use crate::app::broker::{Broker, Call};
 use crate::app::error::ServiceError;
@@ -66,6 +66,9 @@ pub(crate) fn load_registry(
     revoked.extend(config_revoked.iter().cloned());
     Ok(Registry::new(agencies, admins.iter().cloned(), auditors.iter().cloned(), revoked))
 }
+
+/// The longest reason for an erasure, in bytes.
+const MAX_ERASURE_REASON_BYTES: usize = 1024;
 
 /// The registry as an admitted admin changes it.
 pub(crate) struct Administrator<'a> {
@@ -158,6 +161,44 @@ impl Administrator<'_> {
         self.broker.registry().revoke(fingerprint.to_owned());
         tracing::info!(certificate.fingerprint = fingerprint, "certificate revoked");
         Ok(())
+    }
+
+    /// Erases `child`: destroys its data key, with the audit entry (naming the child by
+    /// blind index alone, with `reason` and the request's `reference`) in the same
+    /// commit. Returns the child's blind index.
+    pub(crate) async fn erase_child(
+        &self,
+        child: &Child,
+        reason: &str,
+        reference: &str,
+    ) -> Result<ChildIndex, ServiceError> {
+        let invalid = |violation| ServiceError::InvalidArgument(vec![violation]);
+        if reason.trim().is_empty() {
+            return Err(invalid(FieldViolation::new("reason", "is required: why is the child erased?")));
+        }
+        limits::check_len("reason", reason, MAX_ERASURE_REASON_BYTES).map_err(invalid)?;
+        if reference.is_empty() {
+            return Err(invalid(FieldViolation::new("request_reference", "is required")));
+        }
+        limits::check_identifier("request_reference", reference, limits::MAX_SHORT_STRING_BYTES).map_err(invalid)?;
+        let index = child.index();
+        // The child by blind index only: a reference sealed under the key being
+        // destroyed would be unreadable anyway.
+        let mut entry = self.entry(format!("erase_child {reference} ({reason})"));
+        entry.child_index = index.to_hex();
+        let erased = self.broker.store().erase_child_with(child, vec![entry_op(&entry)]).await?;
+        if !erased {
+            return Err(ServiceError::not_found(
+                "tio.v1.ChildRef",
+                "CHILD_NOT_FOUND",
+                index.to_hex(),
+                "the store holds nothing readable about this child",
+            ));
+        }
+        tracing::info!(child.index = %index, "child erased");
+        // Deliveries are decided again at sending; an erased child's are dropped.
+        self.broker.notify_change();
+        Ok(index)
     }
 
     /// Reads agency `id`, applies `change`, and writes the result if the record is

@@ -722,6 +722,19 @@ impl v1::admin_service_server::AdminService for Admin {
         let versions = admin.retire_key(request.get_ref().kek_version).await.map_err(into_status)?;
         Ok(Response::new(v1::RetireKeyResponse { versions }))
     }
+
+    async fn erase_child(
+        &self,
+        request: Request<v1::EraseChildRequest>,
+    ) -> Result<Response<v1::EraseChildResponse>, Status> {
+        let call = call_of(&self.broker, &request).map_err(into_status)?;
+        let admin = self.broker.administrator(&call).await.map_err(into_status)?;
+        let message = request.get_ref();
+        let child = self.broker.store().child(&child_of(&self.broker, message.child.as_ref())?);
+        let index =
+            admin.erase_child(&child, &message.reason, &message.request_reference).await.map_err(into_status)?;
+        Ok(Response::new(v1::EraseChildResponse { child_index: index.to_hex() }))
+    }
 }
 
 /// The error for a required message field left out.
