@@ -248,6 +248,7 @@ pub struct Store {
     pub(crate) engine: Arc<dyn Engine>,
     commit: GroupCommit,
     keys: RwLock<KeyRing>,
+    data_keys: std::sync::Mutex<KeyCache>,
 }
 
 impl fmt::Debug for Store {
@@ -272,7 +273,7 @@ impl Store {
     pub fn with_engine(engine: Arc<dyn Engine>, keys: KeyRing) -> Result<Store, StoreError> {
         let commit = GroupCommit::start(engine.clone())
             .map_err(|err| StorageError::from_io("cannot start commit thread", &err))?;
-        Ok(Store { engine, commit, keys: RwLock::new(keys) })
+        Ok(Store { engine, commit, keys: RwLock::new(keys), data_keys: std::sync::Mutex::new(KeyCache::default()) })
     }
 
     /// Returns the bytes the store occupies on disk (0 for a store in memory).
@@ -333,6 +334,27 @@ impl Store {
         let number = NhsNumber::parse_checked(&digits)
             .map_err(|_| StoreError::Corrupt("a sealed NHS number does not parse".to_owned()))?;
         Ok(Some(Child { number, index }))
+    }
+
+    /// Returns the child's data key, from the cache or unwrapped from the store; `None`
+    /// if the child has none (never seen, or erased).
+    fn data_key(&self, child: ChildIndex) -> Result<Option<SecretKey>, StoreError> {
+        let generation = {
+            let cache = self.key_cache();
+            if let Some(key) = cache.keys.get(&child) {
+                return Ok(Some(key.clone()));
+            }
+            cache.generation
+        };
+        let Some(wrapped) = self.engine.get(Keyspace::ChildKeys, &child.0)? else { return Ok(None) };
+        let key = self.keys().unwrap(&wrapped, &child.0)?;
+        self.key_cache().keep(generation, child, &key);
+        Ok(Some(key))
+    }
+
+    fn key_cache(&self) -> std::sync::MutexGuard<'_, KeyCache> {
+        // Every change is an insert or a removal: a poisoned lock is still consistent.
+        self.data_keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Returns the child's NHS number sealed under its data key, for an audit entry:
@@ -527,8 +549,8 @@ impl Store {
         // A repeated key is found by the batch's first precondition rather than by a read
         // before it: repeats are rare, and the read cost every publish a sled lookup.
         for _ in 0..MAX_RACE_RETRIES {
-            let (data_key, new_wrapped_key) = match self.engine.get(Keyspace::ChildKeys, &child.0)? {
-                Some(wrapped) => (self.keys().unwrap(&wrapped, &child.0)?, None),
+            let (data_key, new_wrapped_key) = match self.data_key(child)? {
+                Some(key) => (key, None),
                 None => {
                     let key = SecretKey::generate()?;
                     let wrapped = self.keys().wrap(&key, &child.0)?;
@@ -687,7 +709,10 @@ impl Store {
             batch.push(Op::Delete { space: Keyspace::ChildKeys, key: index.0.to_vec() });
             batch.ops.extend(extra.iter().cloned());
             match self.commit.commit(batch).await {
-                Ok(_) => return Ok(true),
+                Ok(_) => {
+                    self.key_cache().forget(Some(index));
+                    return Ok(true);
+                }
                 Err(CommitError::Conflict { .. }) => continue,
                 Err(other) => return Err(other.into()),
             }
@@ -705,6 +730,9 @@ impl Store {
     /// every version that any stored data key is wrapped under.
     pub fn replace_keys(&self, keys: KeyRing) {
         *self.keys.write().unwrap_or_else(std::sync::PoisonError::into_inner) = keys;
+        // Unwrapped keys do not change with the ring, but a rotation is the moment to
+        // hold no more of them than the ring's own.
+        self.key_cache().forget(None);
     }
 
     /// Re-wraps every child data key that is not under the current KEK version, while
@@ -838,20 +866,61 @@ impl Store {
     }
 }
 
-/// Data keys unwrapped during one read, so each child's key is unwrapped once.
+/// Data keys used during one read, so each child's key is looked up once.
 #[derive(Default)]
 struct DataKeys(HashMap<ChildIndex, Option<SecretKey>>);
 
 impl DataKeys {
     fn get(&mut self, store: &Store, child: ChildIndex) -> Result<Option<&SecretKey>, StoreError> {
         if let std::collections::hash_map::Entry::Vacant(slot) = self.0.entry(child) {
-            let key = match store.engine.get(Keyspace::ChildKeys, &child.0)? {
-                Some(wrapped) => Some(store.keys().unwrap(&wrapped, &child.0)?),
-                None => None,
-            };
-            slot.insert(key);
+            slot.insert(store.data_key(child)?);
         }
         Ok(self.0.get(&child).and_then(Option::as_ref))
+    }
+}
+
+/// How many children's unwrapped data keys the store keeps.
+const KEY_CACHE_ENTRIES: usize = 4096;
+
+/// The unwrapped data keys of recently used children, so that a publish or a read does
+/// not read its child's wrapped key and unwrap it every time. Bounded (the oldest goes
+/// first); a key is zeroized when it leaves (`SecretKey` zeroizes on drop). An erasure
+/// or a key rotation moves the generation on, and a key unwrapped before that is not
+/// kept: a reader that raced an erasure cannot put the destroyed key back.
+#[derive(Default)]
+struct KeyCache {
+    keys: HashMap<ChildIndex, SecretKey>,
+    order: std::collections::VecDeque<ChildIndex>,
+    generation: u64,
+}
+
+impl KeyCache {
+    /// Keeps `key` if nothing was forgotten since `generation` was read.
+    fn keep(&mut self, generation: u64, child: ChildIndex, key: &SecretKey) {
+        if generation != self.generation || self.keys.contains_key(&child) {
+            return;
+        }
+        while self.keys.len() >= KEY_CACHE_ENTRIES {
+            let Some(oldest) = self.order.pop_front() else { break };
+            self.keys.remove(&oldest);
+        }
+        self.keys.insert(child, key.clone());
+        self.order.push_back(child);
+    }
+
+    /// Forgets one child's key (`Some`) or every key (`None`), and moves the generation on.
+    fn forget(&mut self, child: Option<ChildIndex>) {
+        self.generation += 1;
+        match child {
+            Some(child) => {
+                self.keys.remove(&child);
+                self.order.retain(|kept| *kept != child);
+            }
+            None => {
+                self.keys.clear();
+                self.order.clear();
+            }
+        }
     }
 }
 
@@ -942,3 +1011,38 @@ pub(crate) fn restored_index_entry(
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod key_cache_tests {
+    use super::*;
+
+    fn index(n: u16) -> ChildIndex {
+        let mut bytes = [0u8; CHILD_INDEX_BYTES];
+        bytes[..2].copy_from_slice(&n.to_be_bytes());
+        ChildIndex(bytes)
+    }
+
+    #[test]
+    fn the_cache_is_bounded_and_the_oldest_goes_first() {
+        let mut cache = KeyCache::default();
+        let key = SecretKey::generate().unwrap();
+        for n in 0..(KEY_CACHE_ENTRIES as u16 + 10) {
+            cache.keep(0, index(n), &key);
+        }
+        assert_eq!(cache.keys.len(), KEY_CACHE_ENTRIES);
+        assert!(!cache.keys.contains_key(&index(0)) && cache.keys.contains_key(&index(KEY_CACHE_ENTRIES as u16 + 9)));
+    }
+
+    #[test]
+    fn a_key_unwrapped_before_an_erasure_is_not_kept_after_it() {
+        let mut cache = KeyCache::default();
+        let key = SecretKey::generate().unwrap();
+        let before = cache.generation;
+        cache.forget(Some(index(1))); // the erasure commits while the reader unwraps
+        cache.keep(before, index(1), &key);
+        assert!(cache.keys.is_empty(), "the destroyed key must not come back");
+        cache.keep(cache.generation, index(1), &key);
+        cache.forget(None);
+        assert!(cache.keys.is_empty() && cache.order.is_empty());
+    }
+}

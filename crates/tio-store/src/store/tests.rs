@@ -248,6 +248,9 @@ async fn tampered_or_moved_ciphertext_is_detected() {
     assert_eq!(store.profile(&amy).unwrap().len(), 1, "restored");
     let bens_key = engine.get(Keyspace::ChildKeys, &store.child_index(&ben).0).unwrap().unwrap();
     engine.replace_child_key(&store.child_index(&amy).0, &bens_key);
+    // The unwrapped key is cached; the swap is found when the key is read again (after
+    // a restart, an eviction, or a rotation, which forgets every cached key).
+    store.replace_keys(store.key_ring());
     assert!(matches!(store.profile(&amy), Err(StoreError::Key(KeyError::Authentication))));
 }
 
