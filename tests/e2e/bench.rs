@@ -22,17 +22,21 @@ fn the_bench_reports_each_scenario_as_one_json_object() {
     );
     assert!(status.success(), "{stdout}\n{stderr}");
     let lines: Vec<serde_json::Value> = stdout.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
-    assert_eq!(lines.len(), 2, "{stdout}");
-    for (line, scenario) in lines.iter().zip(["publish-unary", "catch-up"]) {
+    assert_eq!(lines.len(), 3, "the transport floor first, then each scenario asked for: {stdout}");
+    for (line, scenario) in lines.iter().zip(["transport-floor", "publish-unary", "catch-up"]) {
         assert_eq!(line["scenario"], scenario);
-        for field in ["ops", "seconds", "ops_per_s", "p50_us", "p99_us", "p999_us", "missing", "errors"] {
+        for field in ["ops", "seconds", "ops_per_s", "of_floor", "p50_us", "p99_us", "p999_us", "missing", "errors"] {
             assert!(line.get(field).is_some(), "{field} missing in {line}");
         }
         assert!(line["ops"].as_u64().unwrap() > 0, "{line}");
         assert_eq!(line["errors"], 0, "{line}");
         assert_eq!(line["missing"], 0, "{line}");
     }
-    assert_eq!(lines[1]["ops"], 50, "catch-up replays every stored update");
+    assert!(lines[0]["of_floor"].is_null(), "the floor is not a share of itself");
+    let share = lines[1]["of_floor"].as_f64().expect("a throughput is shown as a share of the floor");
+    let expected = lines[1]["ops_per_s"].as_f64().unwrap() / lines[0]["ops_per_s"].as_f64().unwrap();
+    assert!((share - expected).abs() < 0.01, "{share} is ops/s over the floor's ({expected})");
+    assert_eq!(lines[2]["ops"], 50, "catch-up replays every stored update");
     let (status, _, stderr) = run_tio(&["bench", "--scenario", "nonsense"], &[]);
-    assert!(!status.success() && stderr.contains("expected one of publish-unary"), "{stderr}");
+    assert!(!status.success() && stderr.contains("expected one of transport-floor, publish-unary"), "{stderr}");
 }

@@ -22,8 +22,20 @@ use crate::cli::BenchArgs;
 use crate::own_server::OwnServer;
 
 /// Every scenario, in the order `all` runs them.
-const SCENARIOS: [&str; 6] =
-    ["publish-unary", "publish-stream", "fanout-latency", "catch-up", "profile-read", "stalled-subscriber"];
+const SCENARIOS: [&str; 7] = [
+    TRANSPORT_FLOOR,
+    "publish-unary",
+    "publish-stream",
+    "fanout-latency",
+    "catch-up",
+    "profile-read",
+    "stalled-subscriber",
+];
+
+/// The scenario every run measures first: the same calls' transport (mutual TLS, the
+/// authentication interceptor, HTTP/2) doing no work, so that each throughput reads as a
+/// ratio to what the transport allows on this machine at this moment.
+const TRANSPORT_FLOOR: &str = "transport-floor";
 
 /// Children the scenarios spread their updates over.
 const CHILDREN: usize = 200;
@@ -59,8 +71,14 @@ impl Outcome {
         if self.seconds > 0.0 { self.ops as f64 / self.seconds } else { 0.0 }
     }
 
-    fn json(&self) -> serde_json::Value {
+    /// Returns this throughput as a share of the floor's (`None` without one).
+    fn of_floor(&self, floor: Option<f64>) -> Option<f64> {
+        floor.filter(|floor| *floor > 0.0 && self.scenario != TRANSPORT_FLOOR).map(|floor| self.ops_per_s() / floor)
+    }
+
+    fn json(&self, floor: Option<f64>) -> serde_json::Value {
         serde_json::json!({
+            "of_floor": self.of_floor(floor).map(|ratio| (ratio * 1000.0).round() / 1000.0),
             "scenario": self.scenario,
             "ops": self.ops,
             "seconds": (self.seconds * 1000.0).round() / 1000.0,
@@ -104,11 +122,17 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
             bail!("--scenario `{name}`: expected one of {} or all", SCENARIOS.join(", "));
         }
     }
+    // The floor is measured first in every run, so that every figure has its ratio.
+    let mut names = names;
+    if !names.iter().any(|name| name == TRANSPORT_FLOOR) {
+        names.insert(0, TRANSPORT_FLOOR.to_owned());
+    }
     if cfg!(debug_assertions) {
         eprintln!("tio bench: this is a debug build; run `cargo run --release -p tio -- bench` for real figures");
     }
     let runtime = crate::runtime()?;
-    let mut outcomes = Vec::new();
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    let mut floor = None;
     for name in &names {
         let target = match (&args.server, &args.dev_pki) {
             (Some(url), Some(pki)) => Target { url: url.clone(), pki: pki.clone(), own: None },
@@ -119,24 +143,38 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
         };
         eprintln!("tio bench: {name} ({} s)...", args.duration);
         let outcome = runtime.block_on(scenario(name, &target, &args)).with_context(|| format!("scenario {name}"))?;
+        if name == TRANSPORT_FLOOR {
+            floor = Some(outcome.ops_per_s());
+        }
         if args.json {
-            println!("{}", outcome.json());
+            println!("{}", outcome.json(floor));
         }
         outcomes.push(outcome);
         drop(target);
     }
     if !args.json {
         println!(
-            "{:<20} {:>9} {:>8} {:>10} {:>9} {:>9} {:>9} {:>8} {:>7} {:>10}",
-            "scenario", "ops", "seconds", "ops/s", "p50 us", "p99 us", "p99.9 us", "missing", "errors", "rss MiB"
+            "{:<20} {:>9} {:>8} {:>10} {:>8} {:>9} {:>9} {:>9} {:>8} {:>7} {:>10}",
+            "scenario",
+            "ops",
+            "seconds",
+            "ops/s",
+            "of floor",
+            "p50 us",
+            "p99 us",
+            "p99.9 us",
+            "missing",
+            "errors",
+            "rss MiB"
         );
         for outcome in &outcomes {
             println!(
-                "{:<20} {:>9} {:>8.2} {:>10.0} {:>9} {:>9} {:>9} {:>8} {:>7} {:>10}",
+                "{:<20} {:>9} {:>8.2} {:>10.0} {:>8} {:>9} {:>9} {:>9} {:>8} {:>7} {:>10}",
                 outcome.scenario,
                 outcome.ops,
                 outcome.seconds,
                 outcome.ops_per_s(),
+                outcome.of_floor(floor).map_or("-".to_owned(), |ratio| format!("{ratio:.2}")),
                 outcome.percentile(0.5),
                 outcome.percentile(0.99),
                 outcome.percentile(0.999),
@@ -155,6 +193,7 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
 async fn scenario(name: &str, target: &Target, args: &BenchArgs) -> anyhow::Result<Outcome> {
     let duration = Duration::from_secs(args.duration.max(1));
     let mut outcome = match name {
+        TRANSPORT_FLOOR => transport_floor(target, args.publishers.max(1), duration).await?,
         "publish-unary" => publish_unary(target, args.publishers.max(1), duration).await?,
         "publish-stream" => publish_stream(target, duration).await?,
         "fanout-latency" => fanout_latency(target, args.rate.max(1), duration).await?,
@@ -219,6 +258,43 @@ fn progress(counter: Arc<AtomicU64>) -> tokio::sync::oneshot::Sender<()> {
         eprintln!();
     });
     stop
+}
+
+/// The transport with no work: `callers` concurrent health checks (through the same
+/// interceptor, client and connection settings as every other scenario).
+async fn transport_floor(target: &Target, callers: usize, duration: Duration) -> anyhow::Result<Outcome> {
+    let client = target.client("hospital").await?;
+    let counter = Arc::new(AtomicU64::new(0));
+    let stop_progress = progress(counter.clone());
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..callers {
+        let (client, counter) = (client.clone(), counter.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut latencies, mut errors) = (Vec::new(), 0u64);
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                match client.health("").await {
+                    Ok(_) => latencies.push(sent.elapsed().as_micros() as u64),
+                    Err(_) => errors += 1,
+                }
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut outcome = Outcome::default();
+    for task in tasks {
+        let (latencies, errors) = task.await?;
+        outcome.ops += latencies.len() as u64;
+        outcome.latencies_us.extend(latencies);
+        outcome.errors += errors;
+    }
+    outcome.seconds = started.elapsed().as_secs_f64();
+    drop(stop_progress);
+    outcome.note = format!("{callers} callers, health checks: the transport with no work");
+    Ok(outcome)
 }
 
 async fn publish_unary(target: &Target, publishers: usize, duration: Duration) -> anyhow::Result<Outcome> {

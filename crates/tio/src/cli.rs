@@ -347,14 +347,17 @@ pub(crate) struct SubscribeArgs {
 /// `tio bench`.
 #[derive(Debug, Args)]
 pub(crate) struct BenchArgs {
-    /// Scenarios, comma-separated, or `all`: publish-unary, publish-stream,
-    /// fanout-latency, catch-up, profile-read, stalled-subscriber.
+    /// Scenarios, comma-separated, or `all`: transport-floor, publish-unary,
+    /// publish-stream, fanout-latency, catch-up, profile-read, stalled-subscriber. The
+    /// transport floor (health checks, no work) always runs first, and every throughput
+    /// is also shown as a share of it.
     #[arg(long, value_delimiter = ',', default_value = "all", value_name = "NAMES")]
     pub(crate) scenario: Vec<String>,
     /// How long each scenario's measured phase runs, in seconds.
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     pub(crate) duration: u64,
-    /// Concurrent publishers for publish-unary (and readers for profile-read).
+    /// Concurrent publishers for publish-unary (and readers for profile-read, callers for
+    /// transport-floor).
     #[arg(long, default_value_t = 64, value_name = "N")]
     pub(crate) publishers: usize,
     /// Publishes per second for fanout-latency.
