@@ -71,9 +71,11 @@ impl Outcome {
         if self.seconds > 0.0 { self.ops as f64 / self.seconds } else { 0.0 }
     }
 
-    /// Returns this throughput as a share of the floor's (`None` without one).
+    /// Returns this throughput as a share of the floor's (`None` without one, and for
+    /// the floor itself and a scenario whose rate is offered rather than reached).
     fn of_floor(&self, floor: Option<f64>) -> Option<f64> {
-        floor.filter(|floor| *floor > 0.0 && self.scenario != TRANSPORT_FLOOR).map(|floor| self.ops_per_s() / floor)
+        let throughput = !matches!(self.scenario.as_str(), TRANSPORT_FLOOR | "fanout-latency");
+        floor.filter(|floor| *floor > 0.0 && throughput).map(|floor| self.ops_per_s() / floor)
     }
 
     fn json(&self, floor: Option<f64>) -> serde_json::Value {
