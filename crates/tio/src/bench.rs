@@ -262,39 +262,74 @@ fn progress(counter: Arc<AtomicU64>) -> tokio::sync::oneshot::Sender<()> {
     stop
 }
 
-/// The transport with no work: `callers` concurrent health checks (through the same
-/// interceptor, client and connection settings as every other scenario).
-async fn transport_floor(target: &Target, callers: usize, duration: Duration) -> anyhow::Result<Outcome> {
-    let client = target.client("hospital").await?;
+/// What one call of a closed loop came to.
+enum Answer {
+    /// Answered as it should.
+    Done,
+    /// Answered, but without what it should carry (counted as missing).
+    Empty,
+    /// Failed.
+    Failed,
+}
+
+/// Runs `callers` closed loops until `duration` has passed, each making `call(caller,
+/// sequence)` and waiting for its answer before the next: the latency of every answer,
+/// the failures, and the answers that came back empty.
+async fn closed_loop<F, Fut>(callers: usize, duration: Duration, call: F) -> anyhow::Result<Outcome>
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Answer> + Send,
+{
+    let call = Arc::new(call);
     let counter = Arc::new(AtomicU64::new(0));
     let stop_progress = progress(counter.clone());
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = Vec::new();
-    for _ in 0..callers {
-        let (client, counter) = (client.clone(), counter.clone());
+    for caller in 0..callers {
+        let (call, counter) = (call.clone(), counter.clone());
         tasks.push(tokio::spawn(async move {
-            let (mut latencies, mut errors) = (Vec::new(), 0u64);
-            while Instant::now() < deadline {
+            let (mut latencies, mut errors, mut empty) = (Vec::new(), 0u64, 0u64);
+            for sequence in 0u64.. {
+                if Instant::now() >= deadline {
+                    break;
+                }
                 let sent = Instant::now();
-                match client.health("").await {
-                    Ok(_) => latencies.push(sent.elapsed().as_micros() as u64),
-                    Err(_) => errors += 1,
+                match call(caller, sequence).await {
+                    Answer::Done => latencies.push(sent.elapsed().as_micros() as u64),
+                    Answer::Empty => {
+                        latencies.push(sent.elapsed().as_micros() as u64);
+                        empty += 1;
+                    }
+                    Answer::Failed => errors += 1,
                 }
                 counter.fetch_add(1, Ordering::Relaxed);
             }
-            (latencies, errors)
+            (latencies, errors, empty)
         }));
     }
     let mut outcome = Outcome::default();
     for task in tasks {
-        let (latencies, errors) = task.await?;
+        let (latencies, errors, empty) = task.await?;
         outcome.ops += latencies.len() as u64;
         outcome.latencies_us.extend(latencies);
         outcome.errors += errors;
+        outcome.missing += empty;
     }
     outcome.seconds = started.elapsed().as_secs_f64();
     drop(stop_progress);
+    Ok(outcome)
+}
+
+/// The transport with no work: `callers` concurrent health checks (through the same
+/// interceptor, client and connection settings as every other scenario).
+async fn transport_floor(target: &Target, callers: usize, duration: Duration) -> anyhow::Result<Outcome> {
+    let client = target.client("hospital").await?;
+    let mut outcome = closed_loop(callers, duration, move |_, _| {
+        let client = client.clone();
+        async move { if client.health("").await.is_ok() { Answer::Done } else { Answer::Failed } }
+    })
+    .await?;
     outcome.note = format!("{callers} callers, health checks: the transport with no work");
     Ok(outcome)
 }
@@ -302,41 +337,18 @@ async fn transport_floor(target: &Target, callers: usize, duration: Duration) ->
 async fn publish_unary(target: &Target, publishers: usize, duration: Duration) -> anyhow::Result<Outcome> {
     let client = target.client("hospital").await?;
     let children = Arc::new(children(CHILDREN));
-    let counter = Arc::new(AtomicU64::new(0));
-    let stop_progress = progress(counter.clone());
-    let started = Instant::now();
-    let deadline = started + duration;
-    let mut tasks = Vec::new();
-    for publisher in 0..publishers {
-        let (client, children, counter) = (client.clone(), children.clone(), counter.clone());
-        tasks.push(tokio::spawn(async move {
-            let (mut latencies, mut errors) = (Vec::new(), 0u64);
-            let mut records = client.records();
-            for sequence in 0u64.. {
-                if Instant::now() >= deadline {
-                    break;
-                }
-                let child = &children[(publisher + sequence as usize * 7) % children.len()];
-                let request = publish_request(child, format!("u-{publisher}-{sequence}"), sequence);
-                let sent = Instant::now();
-                match records.publish(client.request(request)).await {
-                    Ok(_) => latencies.push(sent.elapsed().as_micros() as u64),
-                    Err(_) => errors += 1,
-                }
-                counter.fetch_add(1, Ordering::Relaxed);
+    let mut outcome = closed_loop(publishers, duration, move |publisher, sequence| {
+        let (client, children) = (client.clone(), children.clone());
+        async move {
+            let child = &children[(publisher + sequence as usize * 7) % children.len()];
+            let request = publish_request(child, format!("u-{publisher}-{sequence}"), sequence);
+            match client.records().publish(client.request(request)).await {
+                Ok(_) => Answer::Done,
+                Err(_) => Answer::Failed,
             }
-            (latencies, errors)
-        }));
-    }
-    let mut outcome = Outcome::default();
-    for task in tasks {
-        let (latencies, errors) = task.await?;
-        outcome.ops += latencies.len() as u64;
-        outcome.latencies_us.extend(latencies);
-        outcome.errors += errors;
-    }
-    outcome.seconds = started.elapsed().as_secs_f64();
-    drop(stop_progress);
+        }
+    })
+    .await?;
     outcome.note = format!("{publishers} publishers, durable unary publishes");
     Ok(outcome)
 }
@@ -627,49 +639,22 @@ async fn profile_read(target: &Target, readers: usize, duration: Duration) -> an
         hospital.records().publish_stream(hospital.request(tokio_stream::iter(requests))).await?.into_inner();
     while results.message().await?.is_some() {}
     let school = target.client("school").await?;
-    let counter = Arc::new(AtomicU64::new(0));
-    let stop_progress = progress(counter.clone());
-    let started = Instant::now();
-    let deadline = started + duration;
-    let mut tasks = Vec::new();
-    for reader in 0..readers {
-        let (school, children, counter) = (school.clone(), children.clone(), counter.clone());
-        tasks.push(tokio::spawn(async move {
-            let (mut latencies, mut errors, mut empty) = (Vec::new(), 0u64, 0u64);
-            for sequence in 0usize.. {
-                if Instant::now() >= deadline {
-                    break;
-                }
-                let child = &children[(reader * 31 + sequence) % children.len()];
-                let request = v1::GetProfileRequest {
-                    child: Some(v1::ChildRef { nhs_number: child.digits() }),
-                    categories: Vec::new(),
-                };
-                let sent = Instant::now();
-                match school.records().get_profile(school.request(request)).await {
-                    Ok(response) => {
-                        latencies.push(sent.elapsed().as_micros() as u64);
-                        if response.get_ref().entries.is_empty() {
-                            empty += 1;
-                        }
-                    }
-                    Err(_) => errors += 1,
-                }
-                counter.fetch_add(1, Ordering::Relaxed);
+    let mut outcome = closed_loop(readers, duration, move |reader, sequence| {
+        let (school, children) = (school.clone(), children.clone());
+        async move {
+            let child = &children[(reader * 31 + sequence as usize) % children.len()];
+            let request = v1::GetProfileRequest {
+                child: Some(v1::ChildRef { nhs_number: child.digits() }),
+                categories: Vec::new(),
+            };
+            match school.records().get_profile(school.request(request)).await {
+                Ok(response) if response.get_ref().entries.is_empty() => Answer::Empty,
+                Ok(_) => Answer::Done,
+                Err(_) => Answer::Failed,
             }
-            (latencies, errors, empty)
-        }));
-    }
-    let mut outcome = Outcome::default();
-    for task in tasks {
-        let (latencies, errors, empty) = task.await?;
-        outcome.ops += latencies.len() as u64;
-        outcome.latencies_us.extend(latencies);
-        outcome.errors += errors;
-        outcome.missing += empty;
-    }
-    outcome.seconds = started.elapsed().as_secs_f64();
-    drop(stop_progress);
+        }
+    })
+    .await?;
     outcome.note = format!("{readers} concurrent readers; each read is decided and audited");
     Ok(outcome)
 }
