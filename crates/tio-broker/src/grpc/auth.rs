@@ -47,6 +47,37 @@ pub(crate) fn certificate_identity(cert: &CertificateDer<'_>) -> Result<Identity
     Ok(Identity::from_uri_sans(uris)?)
 }
 
+/// How many certificates' identities [`Identities`] keeps.
+const MAX_IDENTITIES: usize = 4096;
+
+/// The identities of the certificates seen, by fingerprint, so that a request does not
+/// parse its caller's certificate again: a profile of the transport with no work put a
+/// tenth of the server's time in parsing X.509. What a certificate's bytes say never
+/// changes, and a SHA-256 fingerprint names those bytes; revocation and the registry
+/// are still checked on every request. Bounded: when full it starts again.
+#[derive(Debug, Default)]
+pub(crate) struct Identities {
+    known: std::sync::Mutex<std::collections::HashMap<String, Result<Identity, AuthError>>>,
+}
+
+impl Identities {
+    /// Returns the certificate's fingerprint and what its identity is (or why it has none).
+    fn of(&self, leaf: &CertificateDer<'_>) -> (String, Result<Identity, AuthError>) {
+        let fingerprint = fingerprint(leaf);
+        // A panic cannot leave the map half-changed (one insert or clear at a time).
+        let mut known = self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(identity) = known.get(&fingerprint) {
+            return (fingerprint, identity.clone());
+        }
+        let identity = certificate_identity(leaf);
+        if known.len() >= MAX_IDENTITIES {
+            known.clear();
+        }
+        known.insert(fingerprint.clone(), identity.clone());
+        (fingerprint, identity)
+    }
+}
+
 /// Returns the SHA-256 fingerprint of a certificate, lowercase hex.
 pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
     hex::encode(Sha256::digest(cert.as_ref()))
@@ -57,10 +88,11 @@ pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
 /// including health and reflection, sits behind this.
 pub(crate) fn authenticate(
     registry: &Registry,
+    identities: &Identities,
     refusals: &tokio::sync::mpsc::Sender<Refusal>,
     mut request: tonic::Request<()>,
 ) -> Result<tonic::Request<()>, tonic::Status> {
-    let caller = caller_of(registry, &request).map_err(|err| {
+    let caller = caller_of(registry, identities, &request).map_err(|err| {
         tracing::info!(reason = %err, "request refused at authentication");
         if let ServiceError::Unauthenticated(auth) = &err {
             report_refusal(refusals, &request, auth);
@@ -73,11 +105,15 @@ pub(crate) fn authenticate(
     Ok(request)
 }
 
-fn caller_of(registry: &Registry, request: &tonic::Request<()>) -> Result<Caller, ServiceError> {
+fn caller_of(
+    registry: &Registry,
+    identities: &Identities,
+    request: &tonic::Request<()>,
+) -> Result<Caller, ServiceError> {
     let certs = request.peer_certs().ok_or(AuthError::NoCertificate)?;
     let leaf = certs.first().ok_or(AuthError::NoCertificate)?;
-    let identity = certificate_identity(leaf)?;
-    let certificate_fingerprint = fingerprint(leaf);
+    let (certificate_fingerprint, identity) = identities.of(leaf);
+    let identity = identity?;
     registry.admit(&identity, &certificate_fingerprint)?;
     let professional_id = professional_id(request.metadata())?;
     Ok(Caller { identity, certificate_fingerprint, professional_id })
@@ -139,7 +175,8 @@ pub(crate) fn interceptor(
     registry: Arc<Registry>,
     refusals: tokio::sync::mpsc::Sender<Refusal>,
 ) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone + Send + Sync + 'static {
-    move |request| authenticate(&registry, &refusals, request)
+    let identities = Arc::new(Identities::default());
+    move |request| authenticate(&registry, &identities, &refusals, request)
 }
 
 #[cfg(test)]
@@ -225,5 +262,22 @@ mod tests {
         );
         metadata.insert(PROFESSIONAL_METADATA_KEY, "x".repeat(129).parse().unwrap());
         assert!(professional_id(&metadata).is_err());
+    }
+
+    #[test]
+    fn a_certificate_is_parsed_once_and_answers_the_same_every_time() {
+        let ca = CertificateAuthority::generate("test CA").unwrap();
+        let client = ca.issue(&LeafSpec::client(&Identity::agency("school"))).unwrap();
+        let mut spec = LeafSpec::client(&Identity::agency("gp"));
+        spec.usages = vec![Usage::ServerAuth];
+        let server_only = ca.issue(&spec).unwrap();
+        let identities = Identities::default();
+        for _ in 0..3 {
+            let (fingerprint, identity) = identities.of(&der(&client.cert_pem));
+            assert_eq!(fingerprint, super::fingerprint(&der(&client.cert_pem)));
+            assert_eq!(identity, Ok(Identity::agency("school")));
+            assert_eq!(identities.of(&der(&server_only.cert_pem)).1, Err(AuthError::NoClientAuthUsage));
+        }
+        assert_eq!(identities.known.lock().unwrap().len(), 2, "each certificate is parsed once");
     }
 }
