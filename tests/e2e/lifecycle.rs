@@ -84,3 +84,23 @@ async fn sigterm_closes_a_stream_still_open_at_the_drain_deadline_and_exits_0() 
     assert!(exit.success(), "exit status {exit}; log:\n{}", sandbox.log_text());
     assert!(sandbox.log_text().contains("drain deadline passed"), "{}", sandbox.log_text());
 }
+
+/// A second server asked to listen where the first does stops at once, saying which
+/// address is taken, and leaves the first serving (its store, checkpoint task and
+/// registry are set up before the listener, and are put away again in order).
+#[test]
+fn a_taken_address_stops_start_up_and_names_the_address() {
+    let sandbox = Sandbox::start();
+    let port = sandbox.settings("hospital").server.rsplit(':').next().unwrap().to_owned();
+    let root = tempfile::tempdir().unwrap();
+    let pki = Pki::create(&root.path().join("pki"));
+    let options = Options { args: vec!["--set".into(), format!("listen=127.0.0.1:{port}")], ..Options::default() };
+    let failure = spawn_server(root.path(), &pki.dir, &options).expect_err("start-up must fail");
+    assert!(failure.contains("exited with exit status: 1"), "{failure}");
+    assert!(failure.contains(&format!("cannot listen on 127.0.0.1:{port} (listen)")), "{failure}");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let client = sandbox.client("hospital").await;
+        assert_eq!(client.health("").await.unwrap(), ServingStatus::Serving, "the first server is untouched");
+    });
+}

@@ -79,7 +79,8 @@ impl Node {
         let (stop_checkpoints, checkpoints_stopped) = watch::channel(false);
         let checkpoints =
             tokio::spawn(crate::app::checkpoints::run(audit.clone(), config.audit.clone(), checkpoints_stopped));
-        let opened = async {
+        // Everything that can still fail; if it does, the checkpoint task stops first.
+        let rest = async {
             let seed = RegistrySeed {
                 agencies: config.agencies().map_err(ServeError::Config)?,
                 admins: config.admins.clone(),
@@ -88,49 +89,42 @@ impl Node {
                 say_if_ignored: !config.dev,
             };
             let nhs_numbers = config.nhs_number_policy().map_err(ServeError::Config)?;
-            Broker::open(store.clone(), audit.clone(), seed, nhs_numbers)
+            let broker = Broker::open(store.clone(), audit.clone(), seed, nhs_numbers)
                 .await
-                .map_err(|err| ServeError::Registry(err.to_string()))
+                .map_err(|err| ServeError::Registry(err.to_string()))?;
+            let broker = Arc::new(broker.with_maintenance(config.data_dir.clone(), key_ring_file(&config, env_keys)));
+            let listen = |source| NodeError::Listen { what: "listen", address: config.listen, source };
+            let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(listen)?;
+            let address = listener.local_addr().map_err(listen)?;
+            let metrics = match metrics_address(&config)? {
+                Some(wanted) => {
+                    let listen =
+                        |source| NodeError::Listen { what: "telemetry.metrics_listen", address: wanted, source };
+                    let listener = tokio::net::TcpListener::bind(wanted).await.map_err(listen)?;
+                    Some((listener.local_addr().map_err(listen)?, listener))
+                }
+                None => None,
+            };
+            Ok::<_, NodeError>((broker, listener, address, metrics))
         };
-        let broker = match opened.await {
-            Ok(broker) => Arc::new(broker.with_maintenance(config.data_dir.clone(), key_ring_file(&config, env_keys))),
+        let (broker, listener, address, metrics) = match rest.await {
+            Ok(started) => started,
             Err(err) => {
                 let _ = stop_checkpoints.send(true);
                 let _ = checkpoints.await;
-                return Err(err.into());
+                return Err(err);
             }
         };
-        let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|source| NodeError::Listen {
-            what: "listen",
-            address: config.listen,
-            source,
-        })?;
-        let address = listener.local_addr().map_err(|source| NodeError::Listen {
-            what: "listen",
-            address: config.listen,
-            source,
-        })?;
         let (stop_metrics, metrics_stopped) = watch::channel(false);
-        let metrics_address = match metrics_address(&config)? {
-            Some(wanted) => {
-                let what = "telemetry.metrics_listen";
-                let listener = tokio::net::TcpListener::bind(wanted).await.map_err(|source| NodeError::Listen {
-                    what,
-                    address: wanted,
-                    source,
-                })?;
-                let bound =
-                    listener.local_addr().map_err(|source| NodeError::Listen { what, address: wanted, source })?;
-                tokio::spawn(crate::runtime::metrics::serve(
-                    listener,
-                    broker.metrics().clone(),
-                    store.clone(),
-                    metrics_stopped,
-                ));
-                Some(bound)
-            }
-            None => None,
-        };
+        let metrics_address = metrics.map(|(bound, listener)| {
+            tokio::spawn(crate::runtime::metrics::serve(
+                listener,
+                broker.metrics().clone(),
+                store.clone(),
+                metrics_stopped,
+            ));
+            bound
+        });
         let (stop_server, server_stopped) = oneshot::channel::<()>();
         let server = tokio::spawn({
             let (config, broker) = (config.clone(), broker.clone());
