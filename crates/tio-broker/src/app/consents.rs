@@ -12,7 +12,7 @@ use tio_store::{Batch, Child};
 
 use crate::app::broker::{Broker, Call};
 use crate::app::error::ServiceError;
-use crate::app::facts::load_facts;
+use crate::app::facts::{active_relationship, load_facts};
 
 /// The reason code audited when an agency without the consent permission records,
 /// withdraws or reads consent.
@@ -57,7 +57,7 @@ impl Broker {
     /// involved with the child. Every read, and every refusal, is audited.
     async fn consent_reader(&self, call: &Call, child: &Child, consent_id: &str) -> Result<(), ServiceError> {
         let agency = self.agency_call(call, Service::Consent, Action::ConsentRead).await?;
-        let involved = load_facts(self.store(), child)?.active_relationship(&agency.id, call.now).is_some();
+        let involved = active_relationship(self.store(), child, &agency.id, call.now)?.is_some();
         let allowed = agency.may_record_consent || involved;
         let mut entry = self.entry(call, Action::ConsentRead, if allowed { Outcome::Allowed } else { Outcome::Denied });
         self.name_child(&mut entry, child)?;

@@ -28,12 +28,19 @@ impl ChildFacts {
         let consents = self.consents.iter().map(|revision| revision.consent.clone()).collect();
         (relationships, consents)
     }
+}
 
-    /// Returns the active relationship of `agency` at `now`, if any.
-    pub(crate) fn active_relationship(&self, agency: &AgencyId, now: Timestamp) -> Option<&StoredRelationship> {
-        self.relationships.iter().find(|stored| {
-            let relationship = &stored.record.relationship;
-            &relationship.agency == agency && relationship.is_active_at(now)
-        })
-    }
+/// Returns the active relationship of `agency` with `child` at `now`, if any: the
+/// relationships alone are read (not the consents), for the checks that ask only
+/// whether an agency is involved.
+pub(crate) fn active_relationship(
+    store: &Store,
+    child: &(impl ChildRef + ?Sized),
+    agency: &AgencyId,
+    now: Timestamp,
+) -> Result<Option<StoredRelationship>, ServiceError> {
+    Ok(store.relationships(child)?.into_iter().find(|stored| {
+        let relationship = &stored.record.relationship;
+        &relationship.agency == agency && relationship.is_active_at(now)
+    }))
 }

@@ -17,7 +17,7 @@ use tio_store::{Extra, NewUpdate, Position, StoredUpdate, UpdateId};
 
 use crate::app::broker::{Broker, Call};
 use crate::app::error::ServiceError;
-use crate::app::facts::load_facts;
+use crate::app::facts::{active_relationship, load_facts};
 
 /// One category value to publish, its fields checked by the adapter.
 #[derive(Debug, Clone)]
@@ -102,8 +102,7 @@ impl Publisher<'_> {
         }
 
         broker.store().ensure_child_key(child).await?;
-        let facts = load_facts(broker.store(), child)?;
-        let involvement = match facts.active_relationship(&agency.id, call.now) {
+        let involvement = match active_relationship(broker.store(), child, &agency.id, call.now)? {
             Some(_) => None,
             None => Some(broker.new_relationship(call, agency, child, tio_core::RelationshipKind::Publisher, "")?),
         };

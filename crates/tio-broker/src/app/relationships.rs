@@ -13,7 +13,7 @@ use tio_store::{Batch, Child};
 
 use crate::app::broker::{Broker, Call};
 use crate::app::error::ServiceError;
-use crate::app::facts::load_facts;
+use crate::app::facts::{active_relationship, load_facts};
 
 fn invalid(field: &str, reason: impl Into<String>) -> ServiceError {
     ServiceError::InvalidArgument(vec![FieldViolation::new(field, reason)])
@@ -42,8 +42,8 @@ impl Broker {
         limits::check_identifier("reference", reference, limits::MAX_SHORT_STRING_BYTES)
             .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))?;
         self.store().ensure_child_key(child).await?;
-        if let Some(active) = load_facts(self.store(), child)?.active_relationship(&agency.id, call.now) {
-            return Ok((active.record.clone(), true));
+        if let Some(active) = active_relationship(self.store(), child, &agency.id, call.now)? {
+            return Ok((active.record, true));
         }
         let (record, batch) = self.new_relationship(call, &agency, child, kind, reference)?;
         self.store().commit(batch).await?;
