@@ -384,7 +384,9 @@ impl Store {
     /// After an erasure this makes a new key; the erased records stay unreadable.
     pub async fn ensure_child_key(&self, child: &(impl ChildRef + ?Sized)) -> Result<(), StoreError> {
         let index = child.index_in(self);
-        if self.engine.get(Keyspace::ChildKeys, &index.0)?.is_some() {
+        // From the cache when the child was seen lately; otherwise the key read now is
+        // the one the request's next step needs.
+        if self.data_key(index)?.is_some() {
             return Ok(());
         }
         let key = SecretKey::generate()?;
