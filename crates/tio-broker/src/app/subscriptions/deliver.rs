@@ -87,7 +87,14 @@ pub(crate) struct Deliverer {
     acked: Vec<u64>,
     /// The subscription's open-stream claim, held while the deliverer lives.
     claim: Option<Claim>,
+    /// The children this stream has delivered about, by blind index, so that each
+    /// child's number is unsealed once a stream rather than once a page. An erased
+    /// child's updates have no content and are passed over before this is asked.
+    children: std::sync::Mutex<std::collections::HashMap<ChildIndex, Child>>,
 }
+
+/// How many children a stream remembers before it starts again.
+const MAX_CHILDREN_REMEMBERED: usize = 4096;
 
 /// Releases the subscription's open-stream claim however the stream ends.
 struct Claim {
@@ -120,7 +127,18 @@ impl Deliverer {
             0 => head.max_in_flight,
             credit => credit.min(head.max_in_flight),
         };
-        Ok(Deliverer { broker, call, agency: id, head, unacked, window, dirty: false, acked: Vec::new(), claim: None })
+        Ok(Deliverer {
+            broker,
+            call,
+            agency: id,
+            head,
+            unacked,
+            window,
+            dirty: false,
+            acked: Vec::new(),
+            claim: None,
+            children: std::sync::Mutex::default(),
+        })
     }
 
     /// Claims the subscription for this stream: only one stream may have it open.
@@ -437,7 +455,7 @@ impl Deliverer {
         let loaded = match cache.entry(update.child) {
             std::collections::hash_map::Entry::Occupied(slot) => slot.into_mut(),
             std::collections::hash_map::Entry::Vacant(slot) => {
-                let loaded = match self.broker.store().child_at(update.child)? {
+                let loaded = match self.child_at(update.child)? {
                     None => None,
                     Some(child) => {
                         let facts = load_facts(self.broker.store(), &child)?;
@@ -453,6 +471,22 @@ impl Deliverer {
         let facts = Facts { relationships: &loaded.relationships, consents: &loaded.consents };
         let decision = decide(&question, &facts, self.broker.now());
         Ok(Some((update.clone(), loaded.child, decision, loaded.facts.clone())))
+    }
+
+    /// Returns the child with blind index `index`, remembered from earlier pages.
+    fn child_at(&self, index: ChildIndex) -> Result<Option<Child>, ServiceError> {
+        // Each change is one insert or a clear: a poisoned lock is still consistent.
+        let remembered = self.children.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&index).copied();
+        if remembered.is_some() {
+            return Ok(remembered);
+        }
+        let Some(child) = self.broker.store().child_at(index)? else { return Ok(None) };
+        let mut children = self.children.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if children.len() >= MAX_CHILDREN_REMEMBERED {
+            children.clear();
+        }
+        children.insert(index, child);
+        Ok(Some(child))
     }
 
     fn delivery_entry(
