@@ -405,7 +405,7 @@ impl Store {
 
     /// Returns the NHS number (ten digits) of the child with blind index `index`, for a
     /// delivery to a recipient entitled to it; `None` once the child is erased.
-    pub fn child_nhs_number(&self, index: ChildIndex) -> Result<Option<String>, StoreError> {
+    pub(crate) fn child_nhs_number(&self, index: ChildIndex) -> Result<Option<String>, StoreError> {
         let mut keys = DataKeys::default();
         let Some(data_key) = keys.get(self, index)? else { return Ok(None) };
         let Some(sealed) = self.engine.get(Keyspace::Children, &index.0)? else { return Ok(None) };

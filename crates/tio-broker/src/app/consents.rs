@@ -12,7 +12,7 @@ use tio_store::{Batch, Child};
 
 use crate::app::broker::{Broker, Call};
 use crate::app::error::ServiceError;
-use crate::app::facts::{active_relationship, load_facts};
+use crate::app::facts::active_relationship;
 
 /// The reason code audited when an agency without the consent permission records,
 /// withdraws or reads consent.
@@ -119,7 +119,9 @@ impl ConsentRecorder<'_> {
     pub(crate) async fn record(&self, new: NewConsent) -> Result<ConsentRevision, ServiceError> {
         let store = self.broker.store();
         store.ensure_child_key(&self.child).await?;
-        let (_, existing) = load_facts(store, &self.child)?.domain();
+        // The young person's own decision is in the consents alone.
+        let existing: Vec<_> =
+            store.latest_consents(&self.child)?.into_iter().map(|revision| revision.consent).collect();
         let id = ConsentId(Broker::new_id("c-")?);
         let revision = recording::record(new, id, self.recorder(), self.call.now, &existing).map_err(invalid)?;
         self.commit(&revision, Action::ConsentRecorded).await?;

@@ -354,7 +354,7 @@ impl Deliverer {
                 Some(update) => self.decide(agency, update, &mut cache)?,
                 None => None,
             };
-            let Some((update, child, decision, facts)) = decided else {
+            let Some((update, child, decision, loaded)) = decided else {
                 // Gone (erased) or not taken: a redelivery leaves the window.
                 if let Some(number) = step.redelivery {
                     batch.push(cursors::delete_unacked(&self.agency, &head.name, number));
@@ -366,7 +366,7 @@ impl Deliverer {
                 Decision::Allow(grant) => {
                     let mut entry = self.delivery_entry(&update, &child, Outcome::Allowed)?;
                     fill_grant(&mut entry, &grant);
-                    add_grant_conditions(&self.broker, &mut batch, &child, &grant, &facts);
+                    add_grant_conditions(&self.broker, &mut batch, &child, &grant, &loaded.facts);
                     let number = match step.redelivery {
                         Some(number) => {
                             entry.detail = "redelivery".to_owned();
@@ -400,7 +400,7 @@ impl Deliverer {
                     } else {
                         denials.push(reason);
                     }
-                    if auditable_skip(reason, &facts, &self.agency) {
+                    if auditable_skip(reason, &loaded.facts, &self.agency) {
                         batch.push(entry_op(&self.skip_entry(&update, &child, reason)?));
                     }
                 }
@@ -447,8 +447,8 @@ impl Deliverer {
         &self,
         agency: &Agency,
         update: &StoredUpdate,
-        cache: &mut std::collections::HashMap<ChildIndex, Option<Loaded>>,
-    ) -> Result<Option<(StoredUpdate, Child, Decision, ChildFacts)>, ServiceError> {
+        cache: &mut std::collections::HashMap<ChildIndex, Option<Arc<Loaded>>>,
+    ) -> Result<Option<(StoredUpdate, Child, Decision, Arc<Loaded>)>, ServiceError> {
         if update.content.is_none() {
             return Ok(None);
         }
@@ -460,7 +460,7 @@ impl Deliverer {
                     Some(child) => {
                         let facts = load_facts(self.broker.store(), &child)?;
                         let (relationships, consents) = facts.domain();
-                        Some(Loaded { child, facts, relationships, consents })
+                        Some(Arc::new(Loaded { child, facts, relationships, consents }))
                     }
                 };
                 slot.insert(loaded)
@@ -470,7 +470,8 @@ impl Deliverer {
         let question = AccessRequest { agency, action: Action::Receive, category: update.category };
         let facts = Facts { relationships: &loaded.relationships, consents: &loaded.consents };
         let decision = decide(&question, &facts, self.broker.now());
-        Ok(Some((update.clone(), loaded.child, decision, loaded.facts.clone())))
+        // The facts are shared, not copied, by every update of the child in the batch.
+        Ok(Some((update.clone(), loaded.child, decision, loaded.clone())))
     }
 
     /// Returns the child with blind index `index`, remembered from earlier pages.
