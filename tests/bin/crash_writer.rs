@@ -67,7 +67,7 @@ async fn main() -> std::process::ExitCode {
                             let named =
                                 tio_audit::entry::AuditEntry { update_id: update_id.to_string(), ..entry.clone() };
                             let mut extra = tio_store::Extra::default();
-                            extra.ops.push(tio_audit::log::entry_op(&named));
+                            extra.ops.push(tio_audit_log::entry_op(&named));
                             extra
                         })
                         .await

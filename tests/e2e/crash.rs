@@ -10,8 +10,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use tio_audit::export::verify_export;
-use tio_audit::log::AuditLog;
 use tio_audit::note::Signer;
+use tio_audit_log::AuditLog;
 use tio_store::keys::KeyRing;
 use tio_store::{Position, Store};
 

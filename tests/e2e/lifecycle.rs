@@ -66,7 +66,7 @@ async fn sigterm_reports_not_serving_waits_for_an_open_stream_then_exits_0() {
     let signer = tio_audit::note::Signer::from_private_key(ring.audit_signing_key().unwrap()).unwrap();
     let verifier = signer.verifier();
     let store = std::sync::Arc::new(tio_store::Store::open(&data.join("store"), &Default::default(), ring).unwrap());
-    let audit = tio_audit::log::AuditLog::new(store, signer);
+    let audit = tio_audit_log::AuditLog::new(store, signer);
     let note = audit.latest_checkpoint().unwrap().expect("a checkpoint signed at shutdown");
     let checkpoint = tio_audit::checkpoint::Checkpoint::open(&note, &verifier).unwrap();
     assert_eq!(checkpoint.origin, "tio.dev.local/audit");

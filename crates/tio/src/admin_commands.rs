@@ -8,7 +8,7 @@ use tio_proto::v1;
 
 use crate::cli::{AdminCommand, AgencyArgs, AgencyCommand, QueryFormat};
 use crate::connection::UsageError;
-use crate::output::write_table;
+use tio_auditor::table::write_table;
 
 /// Runs a `tio admin` command.
 pub(crate) async fn run(command: AdminCommand) -> anyhow::Result<()> {

@@ -1,12 +1,11 @@
 //! `tio audit`: the checkpoint public key and offline verification of an export here;
 //! the commands that read a broker's log in [`crate::audit_remote`].
 
-use std::io::BufReader;
+use std::path::Path;
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
-use tio_audit::export::verify_export;
-use tio_audit::note::{Signer, Verifier};
+use tio_audit::note::Signer;
+use tio_auditor::verify::Verdict;
 use tio_store::keys::KeyRing;
 
 use crate::audit_remote;
@@ -16,9 +15,7 @@ use crate::cli::AuditCommand;
 pub(crate) fn run(command: AuditCommand) -> anyhow::Result<()> {
     match command {
         AuditCommand::Query(args) => crate::runtime()?.block_on(audit_remote::query(args)),
-        AuditCommand::Export { out, connection } => {
-            crate::runtime()?.block_on(audit_remote::export(&out, &connection, true))
-        }
+        AuditCommand::Export { out, connection } => crate::runtime()?.block_on(audit_remote::export(&out, &connection)),
         AuditCommand::Checkpoint { out, connection } => {
             crate::runtime()?.block_on(audit_remote::checkpoint(out.as_deref(), &connection))
         }
@@ -36,42 +33,26 @@ pub(crate) fn run(command: AuditCommand) -> anyhow::Result<()> {
         AuditCommand::PublicKey { keys_file: None, connection } => {
             crate::runtime()?.block_on(audit_remote::public_key(&connection))
         }
-        AuditCommand::Verify { dir, public_key, against } => {
-            let read = |path: &std::path::Path| {
-                std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
-            };
-            let verifier =
-                Verifier::parse(&read(&public_key)?).context("the public key is not a signed-note verifier key")?;
-            let checkpoint = read(&dir.join("checkpoint"))?;
-            let older = against.as_deref().map(read).transpose()?;
-            let entries_path = dir.join("entries.jsonl");
-            let entries = std::fs::File::open(&entries_path)
-                .with_context(|| format!("cannot read {}", entries_path.display()))?;
-            let bar = ProgressBar::new(entries.metadata().map(|m| m.len()).unwrap_or(0)).with_style(
-                ProgressStyle::with_template("verifying {bar:40} {bytes}/{total_bytes} ({eta})")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        AuditCommand::Verify { dir, public_key, against } => verify(&dir, &public_key, against.as_deref()),
+    }
+}
+
+/// `tio audit verify DIR`: checks an export offline and says so, in one line per check.
+pub(crate) fn verify(dir: &Path, public_key: &Path, against: Option<&Path>) -> anyhow::Result<()> {
+    match tio_auditor::verify::verify_export_dir(dir, public_key, against, true)? {
+        Verdict::Verified { verified, signer } => {
+            println!(
+                "OK: {} entries match the checkpoint of {} signed by {signer}",
+                verified.entries, verified.checkpoint.origin
             );
-            let result =
-                verify_export(BufReader::new(bar.wrap_read(entries)), &checkpoint, &verifier, older.as_deref());
-            bar.finish_and_clear();
-            match result {
-                Ok(verified) => {
-                    println!(
-                        "OK: {} entries match the checkpoint of {} signed by {}",
-                        verified.entries,
-                        verified.checkpoint.origin,
-                        verifier.name()
-                    );
-                    if let Some(older) = verified.consistent_with {
-                        println!("OK: the log extends the older checkpoint of {} entries", older.size);
-                    }
-                    Ok(())
-                }
-                Err(err) => {
-                    println!("FAILED: {err}");
-                    anyhow::bail!("the export does not verify")
-                }
+            if let Some(older) = verified.consistent_with {
+                println!("OK: the log extends the older checkpoint of {} entries", older.size);
             }
+            Ok(())
+        }
+        Verdict::Failed(err) => {
+            println!("FAILED: {err}");
+            anyhow::bail!("the export does not verify")
         }
     }
 }

@@ -10,19 +10,16 @@
 mod admin_commands;
 mod audit_commands;
 mod audit_remote;
-mod bench;
 mod cli;
 mod client_commands;
 mod connection;
-mod demo;
 mod json;
-mod output;
-mod own_server;
 mod serve;
 mod store_commands;
 
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
@@ -86,8 +83,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Consent(command) => runtime()?.block_on(client_commands::consent(command)),
         Command::Relationship(command) => runtime()?.block_on(client_commands::relationship(command)),
         Command::Subscribe(args) => runtime()?.block_on(client_commands::subscribe(args)),
-        Command::Demo(args) => demo::run(args),
-        Command::Bench(args) => bench::run(args),
+        Command::Demo(args) => demo(args),
+        Command::Bench(args) => bench(args),
     }
 }
 
@@ -121,6 +118,39 @@ async fn health(args: cli::HealthArgs) -> anyhow::Result<()> {
     }
 }
 
+/// `tio demo`: the story, told by `tio-harness` against a development server this
+/// binary starts (or the one given).
+fn demo(args: cli::DemoArgs) -> anyhow::Result<()> {
+    let options = tio_harness::demo::DemoOptions {
+        tio: std::env::current_exe().context("cannot find the tio binary")?,
+        data_dir: args.data_dir,
+        server: running_server(args.server, args.dev_pki),
+    };
+    Ok(tio_harness::demo::run(&options)?)
+}
+
+/// `tio bench`: the scenarios of `tio-harness`.
+fn bench(args: cli::BenchArgs) -> anyhow::Result<()> {
+    let options = tio_harness::bench::BenchOptions {
+        tio: std::env::current_exe().context("cannot find the tio binary")?,
+        scenarios: args.scenario,
+        duration: std::time::Duration::from_secs(args.duration),
+        publishers: args.publishers,
+        rate: args.rate,
+        catch_up_updates: args.catch_up_updates,
+        without_stall: args.without_stall,
+        json: args.json,
+        server: running_server(args.server, args.dev_pki),
+    };
+    Ok(tio_harness::bench::run(&options)?)
+}
+
+/// The running development server `--server URL --dev-pki DIR` name, if they do (clap
+/// requires each with the other).
+fn running_server(url: Option<String>, dev_pki: Option<std::path::PathBuf>) -> Option<tio_harness::RunningServer> {
+    Some(tio_harness::RunningServer { url: url?, dev_pki: dev_pki? })
+}
+
 /// Renders an error and its causes on one line, skipping a cause whose text the
 /// message already includes (many errors show their source in their own message).
 fn render_error(err: &anyhow::Error) -> String {
@@ -150,6 +180,7 @@ fn is_usage_error(err: &anyhow::Error) -> bool {
                 Some(tio_broker::NodeError::Serve(tio_broker::ServeError::Config(_)))
             )
             || cause.downcast_ref::<connection::UsageError>().is_some()
+            || matches!(cause.downcast_ref::<tio_harness::HarnessError>(), Some(tio_harness::HarnessError::Usage(_)))
     })
 }
 

@@ -286,7 +286,7 @@ fn check(args: &KeysStoreArgs) -> anyhow::Result<()> {
     };
     let bar = spinner("checking");
     let report = store.check();
-    let audit = tio_audit::log::check_log(&store, verifier.as_ref());
+    let audit = tio_audit_log::check_log(&store, verifier.as_ref());
     bar.finish_and_clear();
     store.shutdown();
     let (report, audit) = (report?, audit?);

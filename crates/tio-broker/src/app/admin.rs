@@ -7,7 +7,7 @@
 //! [`Registry`] every request is checked against.
 
 use tio_audit::entry::{Action, AuditEntry, Outcome};
-use tio_audit::log::entry_op;
+use tio_audit_log::entry_op;
 use tio_core::{Agency, FieldViolation, Service, Timestamp, limits};
 use tio_store::agencies::{AgencyRecord, StoredAgency, agency_absent, put_agency, put_revoked};
 use tio_store::{Batch, Child, ChildIndex, Condition, Store, StoreError};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use tio_audit::entry::{Action, AuditEntry, Outcome};
-use tio_audit::log::AuditLog;
+use tio_audit_log::AuditLog;
 use tio_core::{Agency, FieldViolation, NhsNumber, NhsNumberPolicy, ROLE_NOT_PERMITTED, Service, Timestamp};
 use tio_store::{ChildRef, Store};
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tio_audit::log::{AuditError, AuditLog};
+use tio_audit_log::{AuditError, AuditLog};
 use tokio::sync::watch;
 
 use crate::runtime::config::AuditConfig;

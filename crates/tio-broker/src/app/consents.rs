@@ -5,7 +5,7 @@
 //! are the domain's rules (`tio_core::recording`).
 
 use tio_audit::entry::{Action, Outcome};
-use tio_audit::log::entry_op;
+use tio_audit_log::entry_op;
 use tio_core::recording::{self, NewConsent, Recorder, WithdrawalRefused};
 use tio_core::{Agency, ConsentEvidence, ConsentId, ConsentRevision, FieldViolation, NhsNumber, Service};
 use tio_store::{Batch, Child};

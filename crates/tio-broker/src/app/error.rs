@@ -2,7 +2,7 @@
 //! `tonic::Status` in one place (`grpc::status::into_status`). Messages are lowercase,
 //! name fields and reasons, and never contain personal data.
 
-use tio_audit::log::AuditError;
+use tio_audit_log::AuditError;
 use tio_core::FieldViolation;
 use tio_store::StoreError;
 

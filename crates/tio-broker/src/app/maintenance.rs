@@ -237,7 +237,7 @@ impl Administrator<'_> {
     async fn commit_entry(&self, detail: String, outcome: Outcome) -> Result<(), ServiceError> {
         let entry = tio_audit::entry::AuditEntry { outcome: outcome.code().to_owned(), ..self.entry(detail) };
         let mut batch = Batch::new();
-        batch.push(tio_audit::log::entry_op(&entry));
+        batch.push(tio_audit_log::entry_op(&entry));
         self.broker.store().commit(batch).await?;
         Ok(())
     }

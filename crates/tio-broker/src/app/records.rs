@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use tio_audit::entry::{Action as AuditAction, AuditEntry, Outcome};
-use tio_audit::log::entry_op;
+use tio_audit_log::entry_op;
 use tio_core::{
     AccessRequest, Action, Agency, Category, CategorySet, Decision, Facts, Grant, NhsNumber, Service, decide,
 };

@@ -4,7 +4,7 @@
 //! agencies read a child's profile or receive its updates.
 
 use tio_audit::entry::{Action, Outcome};
-use tio_audit::log::entry_op;
+use tio_audit_log::entry_op;
 use tio_core::{
     Agency, CareRelationship, FieldViolation, NhsNumber, RelationshipId, RelationshipKind, RelationshipRecord, Service,
     limits,

@@ -15,7 +15,7 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 use tio_store::{StorageErrorKind, StoreError};
 
-use tio_audit::log::AuditError;
+use tio_audit_log::AuditError;
 
 use crate::app::error::{Resource, ServiceError};
 use crate::app::registry::AuthError;

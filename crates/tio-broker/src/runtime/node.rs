@@ -6,7 +6,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tio_audit::log::{AuditError, AuditLog};
+use tio_audit_log::{AuditError, AuditLog};
 use tio_store::Store;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
-use tio_audit::log::AuditLog;
 use tio_audit::note::Signer;
+use tio_audit_log::AuditLog;
 use tio_core::{Agency, AgencyId, CategorySet, Identity, NhsNumberPolicy, Sector, Timestamp};
 use tio_proto::v1;
 use tio_store::Store;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tio_audit::entry::{Action as AuditAction, AuditEntry, Outcome};
-use tio_audit::log::entry_op;
+use tio_audit_log::entry_op;
 use tio_core::{AccessRequest, Action, Agency, Category, Decision, DenyReason, Facts, Service, decide};
 use tio_store::cursors::{self, ProfilePhase, SubscriptionHead as Head, UnackedDelivery as Unacked};
 use tio_store::{Batch, Child, ChildIndex, Op, Position, StoredUpdate};

@@ -1,7 +1,7 @@
 //! Creating, deleting, listing and reporting on subscriptions.
 
 use tio_audit::entry::{Action as AuditAction, AuditEntry, Outcome};
-use tio_audit::log::entry_op;
+use tio_audit_log::entry_op;
 use tio_core::{Agency, AgencyId, CategorySet, FieldViolation, Service, Timestamp};
 use tio_store::cursors::{self, ProfilePhase, SubscriptionHead};
 use tio_store::{Batch, Position};

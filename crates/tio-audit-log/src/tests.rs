@@ -6,9 +6,9 @@ use tio_store::keys::KeyRing;
 use tio_store::{NewUpdate, Store, StoreError};
 
 use super::*;
-use crate::entry::Actor;
-use crate::export::verify_export;
-use crate::merkle::{MemoryTree, verify_consistency, verify_inclusion};
+use tio_audit::entry::Actor;
+use tio_audit::export::verify_export;
+use tio_audit::merkle::{MemoryTree, verify_consistency, verify_inclusion};
 
 const ORIGIN: &str = "tio.test/audit";
 

@@ -12,11 +12,11 @@ use std::collections::HashSet;
 use tio_store::audit_records::{EntriesFrom, TreeRecord};
 use tio_store::{Problems, Store};
 
-use super::{AuditError, BUILD_PAGE, LEAF_STRIDE, decode_entry, decode_frontier};
-use crate::checkpoint::Checkpoint;
-use crate::entry::{Action, Outcome};
-use crate::merkle::Frontier;
-use crate::note::Verifier;
+use crate::{AuditError, BUILD_PAGE, LEAF_STRIDE, decode_entry, decode_frontier};
+use tio_audit::checkpoint::Checkpoint;
+use tio_audit::entry::{Action, Outcome};
+use tio_audit::merkle::Frontier;
+use tio_audit::note::Verifier;
 
 /// What a check of the audit log found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -6,30 +6,33 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use anyhow::Context;
+use crate::{HarnessError, Result};
 
 /// A `tio serve --dev` child process on a loopback port, stopped with SIGTERM on drop.
-pub(crate) struct OwnServer {
+pub struct OwnServer {
     child: Child,
-    pub(crate) url: String,
+    url: String,
     _temporary: Option<tempfile::TempDir>,
     data_dir: PathBuf,
 }
 
 impl OwnServer {
-    pub(crate) fn start(data_dir: Option<&Path>, announce: bool) -> anyhow::Result<OwnServer> {
+    /// Starts `tio serve --dev` from the `tio` binary at `tio`, with its data in
+    /// `data_dir` (a temporary directory, removed on drop, if `None`), and waits until it
+    /// listens. With `announce`, says where its data and log are.
+    pub fn start(tio: &Path, data_dir: Option<&Path>, announce: bool) -> Result<OwnServer> {
         let (temporary, data_dir) = match data_dir {
             Some(dir) => (None, dir.to_owned()),
             None => {
-                let temporary = tempfile::tempdir().context("cannot make a temporary directory")?;
+                let temporary = tempfile::tempdir().map_err(HarnessError::io("make a temporary directory"))?;
                 let dir = temporary.path().to_owned();
                 (Some(temporary), dir)
             }
         };
-        std::fs::create_dir_all(&data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
+        std::fs::create_dir_all(&data_dir).map_err(HarnessError::io(format!("create {}", data_dir.display())))?;
         let log_path = data_dir.join("demo-server.log");
-        let log = std::fs::File::create(&log_path).with_context(|| format!("cannot create {}", log_path.display()))?;
-        let exe = std::env::current_exe().context("cannot find the tio binary")?;
+        let log =
+            std::fs::File::create(&log_path).map_err(HarnessError::io(format!("create {}", log_path.display())))?;
         if announce {
             println!(
                 "Starting a development server (data in {}, log in {})...",
@@ -37,15 +40,15 @@ impl OwnServer {
                 log_path.display()
             );
         }
-        let mut child = Command::new(exe)
+        let mut child = Command::new(tio)
             .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
-            .context("cannot start tio serve")?;
-        let stdout = child.stdout.take().context("no stdout from tio serve")?;
+            .map_err(HarnessError::io(format!("start {} serve", tio.display())))?;
+        let stdout = child.stdout.take().ok_or_else(|| HarnessError::ServerStart("no standard output".into()))?;
         let (sender, receiver) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -57,14 +60,22 @@ impl OwnServer {
         let mut server = OwnServer { child, url: String::new(), _temporary: temporary, data_dir };
         let address = receiver
             .recv_timeout(Duration::from_secs(60))
-            .with_context(|| format!("the server did not start; see {}", log_path.display()))?;
-        let port = address.rsplit_once(':').map(|(_, port)| port.to_owned()).context("no port in the address")?;
+            .map_err(|_| HarnessError::ServerStart(format!("see {}", log_path.display())))?;
+        let port = address
+            .rsplit_once(':')
+            .map(|(_, port)| port.to_owned())
+            .ok_or_else(|| HarnessError::ServerStart(format!("no port in the address `{address}`")))?;
         server.url = format!("https://localhost:{port}");
         Ok(server)
     }
 
+    /// The server's URL, `https://localhost:PORT`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// The server's resident memory now, in bytes (from `/proc`), if known.
-    pub(crate) fn rss_bytes(&self) -> Option<u64> {
+    pub fn rss_bytes(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
         let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
         let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -72,7 +83,7 @@ impl OwnServer {
     }
 
     /// The server's data directory.
-    pub(crate) fn data_dir(&self) -> &Path {
+    pub fn data_dir(&self) -> &Path {
         &self.data_dir
     }
 }

@@ -6,15 +6,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, bail, ensure};
+use tio_auditor::verify::Verdict;
 use tio_client::{Client, ConnectionSettings};
 use tio_core::NhsNumber;
 use tio_proto::v1;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::cli::{AuditCommand, DemoArgs};
-use crate::connection::ConnectionArgs;
 use crate::own_server::OwnServer;
+use crate::{HarnessError, Result, RunningServer, check, unexpected};
 
 /// Amelia Nowak: fictional, with a test-range NHS number.
 const AMELIA: &str = "9990079196";
@@ -25,19 +24,32 @@ const DELIVERY_WAIT: Duration = Duration::from_secs(15);
 /// How long it watches for a delivery that should not come.
 const SILENCE_WAIT: Duration = Duration::from_millis(1500);
 
-/// Runs `tio demo`.
-pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
+/// Where the demo tells its story.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// The `tio` binary, to start a development server with.
+    pub tio: PathBuf,
+    /// Keep the server's data (and the auditor's export) here; a temporary directory,
+    /// removed afterwards, if `None`.
+    pub data_dir: Option<PathBuf>,
+    /// Tell the story against this running development server instead of starting one.
+    pub server: Option<RunningServer>,
+}
+
+/// Runs `tio demo`: tells the story, printing each step and what was checked; an
+/// outcome that differs from the story is an error.
+pub fn run(options: &DemoOptions) -> Result<()> {
     let runtime = crate::runtime()?;
-    let (server, pki, own) = match (&args.server, &args.dev_pki) {
-        (Some(server), Some(pki)) => (server.clone(), pki.clone(), None),
-        _ => {
-            let own = OwnServer::start(args.data_dir.as_deref(), true)?;
-            (own.url.clone(), own.data_dir().join("dev-pki"), Some(own))
+    let (server, pki, own) = match &options.server {
+        Some(running) => (running.url.clone(), running.dev_pki.clone(), None),
+        None => {
+            let own = OwnServer::start(&options.tio, options.data_dir.as_deref(), true)?;
+            (own.url().to_owned(), own.data_dir().join("dev-pki"), Some(own))
         }
     };
     // The auditor's export is kept only where the user asked for a data directory;
     // anything else is temporary, and no path to it is printed.
-    let keep = args.data_dir.clone().filter(|_| own.is_some());
+    let keep = options.data_dir.clone().filter(|_| own.is_some());
     let outcome = runtime.block_on(async {
         let story = Story::connect(&server, &pki, keep).await?;
         story.clear_earlier_runs().await?;
@@ -51,7 +63,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
         told
     });
-    if own.is_some() && args.data_dir.is_none() {
+    if own.is_some() && options.data_dir.is_none() {
         println!(
             "\n(The development server stops now, and its temporary data directory and log go with it; \
              `tio demo --data-dir DIR` keeps them.)"
@@ -73,7 +85,6 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<()> {
 /// The people of the story, each connected as their organisation's system.
 struct Story {
     server: String,
-    pki: PathBuf,
     /// Where to keep the auditor's export and the log's key, if anywhere.
     keep: Option<PathBuf>,
     child: NhsNumber,
@@ -106,21 +117,23 @@ fn names(categories: &[v1::Category]) -> String {
 }
 
 impl Story {
-    async fn connect(server: &str, pki: &Path, keep: Option<PathBuf>) -> anyhow::Result<Story> {
+    async fn connect(server: &str, pki: &Path, keep: Option<PathBuf>) -> Result<Story> {
         let client = |name: &'static str, professional: &str| {
             let settings = ConnectionSettings {
                 professional: Some(professional.to_owned()),
                 ..ConnectionSettings::from_dev_pki(server, pki, name)
             };
-            async move { Client::connect(&settings).await.with_context(|| format!("cannot connect as {name}")) }
+            async move {
+                Client::connect(&settings).await.map_err(|source| HarnessError::Connect { name: name.into(), source })
+            }
         };
         let mut run = [0u8; 4];
-        getrandom::fill(&mut run).map_err(|err| anyhow::anyhow!("no randomness: {err}"))?;
+        getrandom::fill(&mut run).map_err(|err| HarnessError::Unexpected(format!("no randomness: {err}")))?;
         Ok(Story {
             server: server.to_owned(),
-            pki: pki.to_owned(),
             keep,
-            child: NhsNumber::parse_checked(AMELIA)?,
+            child: NhsNumber::parse_checked(AMELIA)
+                .map_err(|err| HarnessError::Unexpected(format!("the story's NHS number: {err}")))?,
             run: hex::encode(run),
             hospital: client("hospital", "dr-okafor").await?,
             school: client("school", "senco-patel").await?,
@@ -135,7 +148,7 @@ impl Story {
     /// active (a run that stopped half way leaves one, and the story checks that a
     /// withdrawal stops the school seeing her health summary). Both are audited, as
     /// any such change is. A fresh server has neither, and nothing is said.
-    async fn clear_earlier_runs(&self) -> anyhow::Result<()> {
+    async fn clear_earlier_runs(&self) -> Result<()> {
         /// Pages of 100 consents read at most: far more than any run of the story leaves.
         const MAX_CONSENT_PAGES: usize = 100;
         let subscriptions = self.delete_subscriptions().await?;
@@ -176,7 +189,7 @@ impl Story {
     }
 
     /// The hospital withdraws a consent for Amelia on the family's instruction.
-    async fn withdraw_consent(&self, consent_id: String, reason: &str) -> anyhow::Result<()> {
+    async fn withdraw_consent(&self, consent_id: String, reason: &str) -> Result<()> {
         let withdraw = v1::WithdrawConsentRequest {
             child: self.child_ref(),
             consent_id,
@@ -193,7 +206,7 @@ impl Story {
 
     /// Deletes every subscription of the story's agencies that the story made (named
     /// `demo-...`); returns how many.
-    async fn delete_subscriptions(&self) -> anyhow::Result<usize> {
+    async fn delete_subscriptions(&self) -> Result<usize> {
         let mut deleted = 0;
         for client in [&self.send_team, &self.school, &self.social_care] {
             let listed = client
@@ -223,7 +236,7 @@ impl Story {
         category: v1::Category,
         value: v1::category_value::Value,
         key: &str,
-    ) -> anyhow::Result<v1::PublishResponse> {
+    ) -> Result<v1::PublishResponse> {
         let request = v1::PublishRequest {
             child: self.child_ref(),
             category: category as i32,
@@ -236,7 +249,7 @@ impl Story {
         Ok(response.map_err(tio_client::ClientError::from)?.into_inner())
     }
 
-    async fn profile(&self, client: &Client) -> anyhow::Result<Vec<v1::Category>> {
+    async fn profile(&self, client: &Client) -> Result<Vec<v1::Category>> {
         let request = v1::GetProfileRequest { child: self.child_ref(), categories: Vec::new() };
         let response =
             client.records().get_profile(client.request(request)).await.map_err(tio_client::ClientError::from)?;
@@ -263,12 +276,12 @@ impl Story {
         }
     }
 
-    async fn record_consent(&self, request: v1::RecordConsentRequest) -> anyhow::Result<v1::ConsentRecord> {
+    async fn record_consent(&self, request: v1::RecordConsentRequest) -> Result<v1::ConsentRecord> {
         let response = self.hospital.consents().record_consent(self.hospital.request(request)).await;
         Ok(response.map_err(tio_client::ClientError::from)?.into_inner())
     }
 
-    async fn declare(&self, client: &Client, kind: v1::RelationshipKind, reference: &str) -> anyhow::Result<()> {
+    async fn declare(&self, client: &Client, kind: v1::RelationshipKind, reference: &str) -> Result<()> {
         let request =
             v1::DeclareRelationshipRequest { child: self.child_ref(), kind: kind as i32, reference: reference.into() };
         client
@@ -279,7 +292,7 @@ impl Story {
         Ok(())
     }
 
-    async fn subscribe(&self, client: &Client, name: &str, categories: &[v1::Category]) -> anyhow::Result<Deliveries> {
+    async fn subscribe(&self, client: &Client, name: &str, categories: &[v1::Category]) -> Result<Deliveries> {
         let name = format!("{name}-{}", self.run);
         let request = v1::CreateSubscriptionRequest {
             name: name.clone(),
@@ -304,7 +317,7 @@ impl Story {
         Ok(Deliveries { requests, responses })
     }
 
-    async fn tell(&self) -> anyhow::Result<()> {
+    async fn tell(&self) -> Result<()> {
         use v1::Category::{CommunicationNeeds, HealthSummary};
         println!("Tell It Once: the story of Amelia Nowak, aged 7, NHS number {}", self.child.reveal());
         println!("(fictional people; a test-range NHS number; server {})", self.server);
@@ -350,7 +363,7 @@ impl Story {
         step(4, "Meadow Primary School enrols Amelia and reads her profile instead of asking the family again.");
         self.declare(&self.school, v1::RelationshipKind::Enrolment, "reception class").await?;
         let seen = self.profile(&self.school).await?;
-        ensure!(
+        check!(
             seen == [CommunicationNeeds, HealthSummary],
             "the school should see both categories, saw {}",
             names(&seen)
@@ -367,9 +380,11 @@ impl Story {
         updated.things_you_must_know.push("She now uses a communication app on a tablet.".into());
         let second =
             self.publish(CommunicationNeeds, v1::category_value::Value::CommunicationNeeds(updated), "needs-2").await?;
-        let delivery = send_team.next(DELIVERY_WAIT).await?.context("the SEND team received nothing")?;
-        ensure!(delivery.update_id == second.update_id, "the SEND team received another update");
-        ensure!(
+        let Some(delivery) = send_team.next(DELIVERY_WAIT).await? else {
+            unexpected!("the SEND team received nothing")
+        };
+        check!(delivery.update_id == second.update_id, "the SEND team received another update");
+        check!(
             delivery.child.as_ref().map(|c| c.nhs_number.as_str()) == Some(AMELIA),
             "the delivery names another child"
         );
@@ -381,8 +396,8 @@ impl Story {
 
         step(6, "Children's social care, neither involved nor consented, asks for Amelia's profile.");
         let seen = self.profile(&self.social_care).await?;
-        ensure!(seen.is_empty(), "social care should see nothing, saw {}", names(&seen));
-        ensure!(social_care.next(SILENCE_WAIT).await?.is_none(), "social care received an update");
+        check!(seen.is_empty(), "social care should see nothing, saw {}", names(&seen));
+        check!(social_care.next(SILENCE_WAIT).await?.is_none(), "social care received an update");
         ok("it is shown nothing, exactly as if nothing were recorded, and received nothing");
 
         step(
@@ -398,15 +413,17 @@ impl Story {
         let mut changed = health.clone();
         changed.medications[0].dose = "50 mg twice a day".into();
         let third = self.publish(HealthSummary, v1::category_value::Value::HealthSummary(changed), "health-2").await?;
-        let delivery = send_team.next(DELIVERY_WAIT).await?.context("the SEND team received nothing")?;
-        ensure!(delivery.update_id == third.update_id, "the SEND team received another update");
+        let Some(delivery) = send_team.next(DELIVERY_WAIT).await? else {
+            unexpected!("the SEND team received nothing")
+        };
+        check!(delivery.update_id == third.update_id, "the SEND team received another update");
         send_team.ack(delivery.delivery_number).await?;
-        ensure!(
+        check!(
             school.next(SILENCE_WAIT).await?.is_none(),
             "the school received the health summary after the withdrawal"
         );
         let seen = self.profile(&self.school).await?;
-        ensure!(
+        check!(
             seen == [CommunicationNeeds],
             "the school should now see communication needs only, saw {}",
             names(&seen)
@@ -419,18 +436,19 @@ impl Story {
         let request = v1::SubjectAccessReportRequest { child: self.child_ref(), ..Default::default() };
         let lines = self.auditor.audit().subject_access_report(self.auditor.request(request)).await;
         let lines = lines.map_err(tio_client::ClientError::from)?.into_inner().lines;
-        ensure!(
+        check!(
             lines.iter().any(|l| l.agency_id == "social-care" && l.outcome() == v1::AuditOutcome::Denied),
             "the refusal of social care is not in the report"
         );
-        ensure!(
+        check!(
             lines.iter().any(|l| l.agency_id == "send-team" && l.action() == v1::AuditAction::Delivery),
             "the delivery to the SEND team is not in the report"
         );
         println!();
         let mut out = std::io::stdout().lock();
-        crate::audit_remote::write_text_report(&mut out, &self.child, &lines)?;
-        out.flush()?;
+        tio_auditor::report::write_text_report(&mut out, &self.child, &lines)
+            .and_then(|()| out.flush())
+            .map_err(HarnessError::io("print the report"))?;
         drop(out);
 
         step(9, "The auditor exports the audit log and verifies it offline, with the log's public key.");
@@ -439,20 +457,12 @@ impl Story {
         Ok(())
     }
 
-    async fn verify_log(&self) -> anyhow::Result<()> {
-        let work = tempfile::tempdir()?;
+    async fn verify_log(&self) -> Result<()> {
+        let work = tempfile::tempdir().map_err(HarnessError::io("make a temporary directory"))?;
         let dir = self.keep.clone().unwrap_or_else(|| work.path().to_owned());
         let export = dir.join(format!("audit-export-{}", self.run));
-        let connection = ConnectionArgs {
-            server: self.server.clone(),
-            ca: None,
-            cert: None,
-            key: None,
-            dev_pki: Some(self.pki.clone()),
-            as_name: Some("auditor".into()),
-            professional: Some("dpo-evans".into()),
-        };
-        crate::audit_remote::export(&export, &connection, false).await?;
+        let exported = tio_auditor::export::export_log(&self.auditor, &export, false).await?;
+        println!("   exported {} entries and the checkpoint of tree size {}", exported.entries, exported.tree_size);
         // As an auditor would: the key from the server, its fingerprint to compare.
         let key = self
             .auditor
@@ -464,12 +474,14 @@ impl Story {
         println!("   the log's public key has fingerprint sha256:{}", key.fingerprint);
         let public_key = dir.join("tio-audit.pub");
         std::fs::write(&public_key, format!("{}\n", key.verifier_key))
-            .with_context(|| format!("cannot write {}", public_key.display()))?;
-        crate::audit_commands::run(AuditCommand::Verify {
-            dir: export.clone(),
-            public_key: public_key.clone(),
-            against: None,
-        })?;
+            .map_err(HarnessError::io(format!("write {}", public_key.display())))?;
+        match tio_auditor::verify::verify_export_dir(&export, &public_key, None, false)? {
+            Verdict::Verified { verified, signer } => println!(
+                "   OK: {} entries match the checkpoint of {} signed by {signer}",
+                verified.entries, verified.checkpoint.origin
+            ),
+            Verdict::Failed(err) => unexpected!("the exported audit log does not verify: {err}"),
+        }
         if self.keep.is_some() {
             println!(
                 "   kept; verify it again with: tio audit verify {} --public-key {}",
@@ -499,14 +511,14 @@ struct Deliveries {
 
 impl Deliveries {
     /// The next delivery within `wait`, skipping heartbeats; `None` if none came.
-    async fn next(&mut self, wait: Duration) -> anyhow::Result<Option<v1::Delivery>> {
+    async fn next(&mut self, wait: Duration) -> Result<Option<v1::Delivery>> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let Ok(message) = tokio::time::timeout_at(deadline, self.responses.message()).await else {
                 return Ok(None);
             };
             match message.map_err(tio_client::ClientError::from)? {
-                None => bail!("the delivery stream closed"),
+                None => unexpected!("the delivery stream closed"),
                 Some(v1::SubscribeResponse { message: Some(v1::subscribe_response::Message::Delivery(delivery)) }) => {
                     return Ok(Some(delivery));
                 }
@@ -515,7 +527,7 @@ impl Deliveries {
         }
     }
 
-    async fn ack(&self, number: u64) -> anyhow::Result<()> {
+    async fn ack(&self, number: u64) -> Result<()> {
         let ack = v1::Ack { delivery_numbers: vec![number] };
         self.requests.send(v1::SubscribeRequest { message: Some(v1::subscribe_request::Message::Ack(ack)) }).await?;
         Ok(())

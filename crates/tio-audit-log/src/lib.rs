@@ -1,4 +1,4 @@
-//! The audit log kept in the store.
+//! The audit log kept in the store (`tio-audit` holds its cryptography and formats).
 //!
 //! Entries go in the store's `audit` log keyspace, in the same atomic batch as the
 //! action they record (see [`entry_op`]), so no action exists without its entry. The
@@ -8,6 +8,8 @@
 //! and stores the complete subtrees; [`AuditLog::checkpoint`] signs the result. Hashing
 //! and sequencing stay off the commit path.
 
+#![warn(missing_docs)]
+
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
@@ -15,11 +17,11 @@ use std::sync::Arc;
 use tio_store::audit_records::{EntriesFrom, TreeRecord, append_entry, put_tree, tree_unchanged};
 use tio_store::{Batch, Op, Store, StoreError};
 
-use crate::checkpoint::{Checkpoint, SignedCheckpoint};
-use crate::entry::AuditEntry;
-use crate::export::ExportLine;
-use crate::merkle::{self, Frontier, Hash, ProofError, SubtreeSource};
-use crate::note::Signer;
+use tio_audit::checkpoint::{Checkpoint, SignedCheckpoint};
+use tio_audit::entry::AuditEntry;
+use tio_audit::export::ExportLine;
+use tio_audit::merkle::{self, Frontier, Hash, ProofError, SubtreeSource};
+use tio_audit::note::Signer;
 
 /// Every how many leaves a leaf key is stored: a read starts at the nearest one below
 /// and steps over the rest in order. One key per leaf doubled what a build writes, and
@@ -67,7 +69,7 @@ pub struct AuditLog {
 
 impl AuditLog {
     /// Returns the key that verifies this log's checkpoints.
-    pub fn verifier(&self) -> crate::note::Verifier {
+    pub fn verifier(&self) -> tio_audit::note::Verifier {
         self.signer.verifier()
     }
 
@@ -404,6 +406,7 @@ fn decode_frontier(bytes: &[u8]) -> Option<Frontier> {
 }
 
 mod check;
+mod stored;
 
 pub use check::{AuditCheckReport, check_log};
 

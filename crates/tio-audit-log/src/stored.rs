@@ -1,6 +1,6 @@
 //! The compact form an audit entry is kept in inside the store.
 //!
-//! The log hashes an entry's canonical JSON (see [`crate::entry`]); storing that JSON
+//! The log hashes an entry's canonical JSON (see [`tio_audit::entry`]); storing that JSON
 //! costs every commit about 650 bytes, most of them key names and hex digits. The store
 //! keeps a protobuf message instead, with hex and base64 fields as raw bytes, about 300
 //! bytes, and the canonical JSON is rebuilt from it exactly: every text field is kept
@@ -11,7 +11,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use prost::Message;
 
-use crate::entry::{Actor, AuditEntry};
+use tio_audit::entry::{Actor, AuditEntry};
 
 /// The first byte of a compact entry; JSON entries start with `{`. Do not change.
 const COMPACT_FORMAT: u8 = 1;

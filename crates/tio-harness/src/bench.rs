@@ -11,18 +11,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
 use futures_util::StreamExt;
 use tio_client::{Client, ConnectionSettings};
 use tio_core::{NhsNumber, NhsNumberPolicy};
 use tio_proto::v1;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::cli::BenchArgs;
 use crate::own_server::OwnServer;
+use crate::{HarnessError, Result, RunningServer, unexpected};
 
 /// Every scenario, in the order `all` runs them.
-const SCENARIOS: [&str; 7] = [
+pub const SCENARIOS: [&str; 7] = [
     TRANSPORT_FLOOR,
     "publish-unary",
     "publish-stream",
@@ -95,6 +94,30 @@ impl Outcome {
     }
 }
 
+/// What `tio bench` runs, and how.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// The `tio` binary, to start a development server per scenario with.
+    pub tio: PathBuf,
+    /// Scenario names ([`SCENARIOS`]), or `all`.
+    pub scenarios: Vec<String>,
+    /// How long each scenario's measured phase runs.
+    pub duration: Duration,
+    /// Concurrent publishers for publish-unary (readers for profile-read, callers for
+    /// the transport floor).
+    pub publishers: usize,
+    /// Publishes per second offered in fanout-latency.
+    pub rate: u64,
+    /// Stored updates a new subscriber replays in catch-up.
+    pub catch_up_updates: usize,
+    /// Run stalled-subscriber without its stalled subscription, as a control.
+    pub without_stall: bool,
+    /// Print one JSON object per scenario instead of a table.
+    pub json: bool,
+    /// Run against this running development server instead of a fresh one each.
+    pub server: Option<RunningServer>,
+}
+
 /// Where the scenario runs: the server and the certificates to reach it.
 struct Target {
     url: String,
@@ -103,25 +126,29 @@ struct Target {
 }
 
 impl Target {
-    async fn client(&self, name: &str) -> anyhow::Result<Client> {
+    async fn client(&self, name: &str) -> Result<Client> {
         let settings = ConnectionSettings {
             professional: Some(format!("bench-{name}")),
             ..ConnectionSettings::from_dev_pki(self.url.clone(), &self.pki, name)
         };
-        Client::connect(&settings).await.with_context(|| format!("cannot connect as {name}"))
+        Client::connect(&settings).await.map_err(|source| HarnessError::Connect { name: name.into(), source })
     }
 }
 
-/// Runs `tio bench`.
-pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let names: Vec<String> = if args.scenario.iter().any(|name| name == "all") {
+/// Runs `tio bench`: each scenario in turn, printing progress on standard error and
+/// the figures on standard output.
+pub fn run(args: &BenchOptions) -> Result<()> {
+    let names: Vec<String> = if args.scenarios.iter().any(|name| name == "all") {
         SCENARIOS.iter().map(|name| (*name).to_owned()).collect()
     } else {
-        args.scenario.clone()
+        args.scenarios.clone()
     };
     for name in &names {
         if !SCENARIOS.contains(&name.as_str()) {
-            bail!("--scenario `{name}`: expected one of {} or all", SCENARIOS.join(", "));
+            return Err(HarnessError::Usage(format!(
+                "--scenario `{name}`: expected one of {} or all",
+                SCENARIOS.join(", ")
+            )));
         }
     }
     // The floor is measured first in every run, so that every figure has its ratio.
@@ -136,15 +163,17 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     let mut outcomes: Vec<Outcome> = Vec::new();
     let mut floor = None;
     for name in &names {
-        let target = match (&args.server, &args.dev_pki) {
-            (Some(url), Some(pki)) => Target { url: url.clone(), pki: pki.clone(), own: None },
-            _ => {
-                let own = OwnServer::start(None, false)?;
-                Target { url: own.url.clone(), pki: own.data_dir().join("dev-pki"), own: Some(own) }
+        let target = match &args.server {
+            Some(running) => Target { url: running.url.clone(), pki: running.dev_pki.clone(), own: None },
+            None => {
+                let own = OwnServer::start(&args.tio, None, false)?;
+                Target { url: own.url().to_owned(), pki: own.data_dir().join("dev-pki"), own: Some(own) }
             }
         };
-        eprintln!("tio bench: {name} ({} s)...", args.duration);
-        let outcome = runtime.block_on(scenario(name, &target, &args)).with_context(|| format!("scenario {name}"))?;
+        eprintln!("tio bench: {name} ({} s)...", args.duration.as_secs());
+        let outcome = runtime
+            .block_on(scenario(name, &target, args))
+            .map_err(|err| HarnessError::Scenario { scenario: name.clone(), source: Box::new(err) })?;
         if name == TRANSPORT_FLOOR {
             floor = Some(outcome.ops_per_s());
         }
@@ -192,8 +221,8 @@ pub(crate) fn run(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn scenario(name: &str, target: &Target, args: &BenchArgs) -> anyhow::Result<Outcome> {
-    let duration = Duration::from_secs(args.duration.max(1));
+async fn scenario(name: &str, target: &Target, args: &BenchOptions) -> Result<Outcome> {
+    let duration = args.duration.max(Duration::from_secs(1));
     let mut outcome = match name {
         TRANSPORT_FLOOR => transport_floor(target, args.publishers.max(1), duration).await?,
         "publish-unary" => publish_unary(target, args.publishers.max(1), duration).await?,
@@ -202,7 +231,7 @@ async fn scenario(name: &str, target: &Target, args: &BenchArgs) -> anyhow::Resu
         "catch-up" => catch_up(target, args.catch_up_updates.max(1), duration).await?,
         "profile-read" => profile_read(target, args.publishers.max(1), duration).await?,
         "stalled-subscriber" => stalled_subscriber(target, duration, !args.without_stall).await?,
-        other => bail!("unknown scenario {other}"),
+        other => unexpected!("unknown scenario {other}"),
     };
     outcome.scenario = name.to_owned();
     Ok(outcome)
@@ -275,7 +304,7 @@ enum Answer {
 /// Runs `callers` closed loops until `duration` has passed, each making `call(caller,
 /// sequence)` and waiting for its answer before the next: the latency of every answer,
 /// the failures, and the answers that came back empty.
-async fn closed_loop<F, Fut>(callers: usize, duration: Duration, call: F) -> anyhow::Result<Outcome>
+async fn closed_loop<F, Fut>(callers: usize, duration: Duration, call: F) -> Result<Outcome>
 where
     F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = Answer> + Send,
@@ -323,7 +352,7 @@ where
 
 /// The transport with no work: `callers` concurrent health checks (through the same
 /// interceptor, client and connection settings as every other scenario).
-async fn transport_floor(target: &Target, callers: usize, duration: Duration) -> anyhow::Result<Outcome> {
+async fn transport_floor(target: &Target, callers: usize, duration: Duration) -> Result<Outcome> {
     let client = target.client("hospital").await?;
     let mut outcome = closed_loop(callers, duration, move |_, _| {
         let client = client.clone();
@@ -334,7 +363,7 @@ async fn transport_floor(target: &Target, callers: usize, duration: Duration) ->
     Ok(outcome)
 }
 
-async fn publish_unary(target: &Target, publishers: usize, duration: Duration) -> anyhow::Result<Outcome> {
+async fn publish_unary(target: &Target, publishers: usize, duration: Duration) -> Result<Outcome> {
     let client = target.client("hospital").await?;
     let children = Arc::new(children(CHILDREN));
     let mut outcome = closed_loop(publishers, duration, move |publisher, sequence| {
@@ -353,7 +382,7 @@ async fn publish_unary(target: &Target, publishers: usize, duration: Duration) -
     Ok(outcome)
 }
 
-async fn publish_stream(target: &Target, duration: Duration) -> anyhow::Result<Outcome> {
+async fn publish_stream(target: &Target, duration: Duration) -> Result<Outcome> {
     let client = target.client("hospital").await?;
     let children = children(CHILDREN);
     let counter = Arc::new(AtomicU64::new(0));
@@ -401,7 +430,7 @@ async fn publish_stream(target: &Target, duration: Duration) -> anyhow::Result<O
 
 /// Consents to the education and social-care sectors for `children`, and the named
 /// agencies involved with each.
-async fn prepare_children(target: &Target, children: &[NhsNumber], agencies: &[&str]) -> anyhow::Result<()> {
+async fn prepare_children(target: &Target, children: &[NhsNumber], agencies: &[&str]) -> Result<()> {
     let hospital = target.client("hospital").await?;
     let mut clients = Vec::new();
     for agency in agencies {
@@ -450,7 +479,7 @@ async fn prepare_children(target: &Target, children: &[NhsNumber], agencies: &[&
     });
     let results: Vec<Result<(), tonic::Status>> = futures_util::stream::iter(work).buffer_unordered(32).collect().await;
     if let Some(Err(status)) = results.into_iter().find(Result::is_err) {
-        bail!("preparing the children failed: {}", tio_client::describe_status(&status));
+        unexpected!("preparing the children failed: {}", tio_client::describe_status(&status));
     }
     Ok(())
 }
@@ -462,7 +491,7 @@ async fn open_subscription(
     name: &str,
     start: v1::start_from::From,
     credit: u32,
-) -> anyhow::Result<(tokio::sync::mpsc::Sender<v1::SubscribeRequest>, tonic::Streaming<v1::SubscribeResponse>)> {
+) -> Result<(tokio::sync::mpsc::Sender<v1::SubscribeRequest>, tonic::Streaming<v1::SubscribeResponse>)> {
     let request = v1::CreateSubscriptionRequest {
         name: name.into(),
         categories: vec![v1::Category::CommunicationNeeds as i32],
@@ -481,7 +510,7 @@ fn ack(numbers: Vec<u64>) -> v1::SubscribeRequest {
     v1::SubscribeRequest { message: Some(v1::subscribe_request::Message::Ack(v1::Ack { delivery_numbers: numbers })) }
 }
 
-async fn fanout_latency(target: &Target, rate: u64, duration: Duration) -> anyhow::Result<Outcome> {
+async fn fanout_latency(target: &Target, rate: u64, duration: Duration) -> Result<Outcome> {
     let children = children(CHILDREN);
     let agencies = ["school", "send-team", "social-care"];
     prepare_children(target, &children, &agencies).await?;
@@ -576,7 +605,7 @@ async fn fanout_latency(target: &Target, rate: u64, duration: Duration) -> anyho
     Ok(outcome)
 }
 
-async fn catch_up(target: &Target, updates: usize, duration: Duration) -> anyhow::Result<Outcome> {
+async fn catch_up(target: &Target, updates: usize, duration: Duration) -> Result<Outcome> {
     let children = children(CHILDREN);
     prepare_children(target, &children, &["send-team"]).await?;
     // Store the backlog with one bulk stream.
@@ -628,7 +657,7 @@ async fn catch_up(target: &Target, updates: usize, duration: Duration) -> anyhow
     })
 }
 
-async fn profile_read(target: &Target, readers: usize, duration: Duration) -> anyhow::Result<Outcome> {
+async fn profile_read(target: &Target, readers: usize, duration: Duration) -> Result<Outcome> {
     let children = Arc::new(children(CHILDREN));
     prepare_children(target, &children, &["school"]).await?;
     let hospital = target.client("hospital").await?;
@@ -659,7 +688,7 @@ async fn profile_read(target: &Target, readers: usize, duration: Duration) -> an
     Ok(outcome)
 }
 
-async fn stalled_subscriber(target: &Target, duration: Duration, stall: bool) -> anyhow::Result<Outcome> {
+async fn stalled_subscriber(target: &Target, duration: Duration, stall: bool) -> Result<Outcome> {
     let children = Arc::new(children(CHILDREN));
     prepare_children(target, &children, &["school", "send-team"]).await?;
     // The school opens a subscription and never acks: at most max_in_flight wait for it.

@@ -3,7 +3,7 @@
 use std::io::Write;
 
 /// Prints rows under a header, each column as wide as its widest cell.
-pub(crate) fn write_table<const N: usize>(
+pub fn write_table<const N: usize>(
     out: &mut impl Write,
     header: [&str; N],
     rows: &[[String; N]],
