@@ -12,6 +12,7 @@
 
 pub mod engine;
 mod group_commit;
+pub mod group_log;
 
 pub use engine::{Batch, CommitError, Condition, Engine, Keyspace, Op, Position, StorageError, StorageErrorKind};
 pub use group_commit::{CommitObserver, CommitStats, GroupCommit};
