@@ -11,8 +11,10 @@
 //! [`conformance::run_all`]; nothing here assumes a counter, a file or a flush.
 
 pub mod conformance;
+pub mod logged;
 pub mod memory;
 pub mod sled;
+mod slots;
 
 use std::fmt;
 

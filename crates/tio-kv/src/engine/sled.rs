@@ -28,9 +28,9 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
 mod runs;
-mod slots;
 
-pub use slots::SLOTS_FILE;
+use super::slots;
+pub use super::slots::SLOTS_FILE;
 
 use super::memory::counter_position;
 use super::{

@@ -1,10 +1,11 @@
-//! Where the sled engine keeps the `child_keys` keyspace's values: fixed slots in a file
-//! of its own, overwritten in place.
+//! Where the engines keep the `child_keys` keyspace's values: fixed slots in a file of
+//! their own, overwritten in place.
 //!
-//! sled is log-structured: a value it replaces or removes stays in its files until it
-//! happens to reuse the space. For a child's wrapped data key that would undo erasure,
-//! since the key-encryption key the store still holds unwraps any old copy. So sled's
-//! tree holds only each child's slot number, and the wrapped key lives in a slot: a new
+//! sled and the group log are log-structured: a value replaced or removed stays in
+//! their files (sled until it happens to reuse the space, the group log for good). For a
+//! child's wrapped data key that would undo erasure, since the key-encryption key the
+//! store still holds unwraps any old copy. So the engine's tree or log holds only each
+//! child's slot number, and the wrapped key lives in a slot: a new
 //! value goes to a free slot (synced before the commit that names it), and a replaced or
 //! removed value's slot is zeroed and synced once the commit that let go of it is
 //! durable. Slots nothing names (after a crash) are zeroed when the store opens.
@@ -18,25 +19,25 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use super::super::{StorageError, StorageErrorKind};
+use super::{StorageError, StorageErrorKind};
 
-/// The slot file's name, beside sled's files.
+/// The slot file's name, in the engine's directory.
 pub const SLOTS_FILE: &str = "child-key-slots";
 
 const HEADER: &[u8] = b"tio-child-key-slots 1\n";
 const HEADER_BYTES: u64 = 64;
 
 /// The size of one slot.
-pub(super) const SLOT_BYTES: usize = 128;
+pub(crate) const SLOT_BYTES: usize = 128;
 
 /// The largest value a slot holds.
-pub(super) const MAX_VALUE_BYTES: usize = SLOT_BYTES - 2;
+pub(crate) const MAX_VALUE_BYTES: usize = SLOT_BYTES - 2;
 
-const _: () = assert!(super::super::MAX_CHILD_KEY_BYTES <= MAX_VALUE_BYTES, "every child key fits a slot");
+const _: () = assert!(super::MAX_CHILD_KEY_BYTES <= MAX_VALUE_BYTES, "every child key fits a slot");
 
 /// The slot file and which slots are free.
 #[derive(Debug)]
-pub(super) struct Slots {
+pub(crate) struct Slots {
     file: File,
     /// Slots below `count` that hold nothing.
     free: BTreeSet<u64>,
@@ -58,7 +59,7 @@ fn offset(slot: u64) -> u64 {
 impl Slots {
     /// Opens (or creates) the slot file in `dir`. `named` lists the slots the tree
     /// names; every other slot that holds anything is zeroed (and synced) now.
-    pub(super) fn open(dir: &Path, named: &BTreeSet<u64>) -> Result<Slots, StorageError> {
+    pub(crate) fn open(dir: &Path, named: &BTreeSet<u64>) -> Result<Slots, StorageError> {
         let path = dir.join(SLOTS_FILE);
         let file = std::fs::OpenOptions::new()
             .read(true)
@@ -105,7 +106,7 @@ impl Slots {
 
     /// Writes `value` to a free slot (growing the file when none is free) and returns
     /// it. Not durable until [`Slots::sync`]; not named by anything yet.
-    pub(super) fn write_new(&mut self, value: &[u8]) -> Result<u64, StorageError> {
+    pub(crate) fn write_new(&mut self, value: &[u8]) -> Result<u64, StorageError> {
         if value.len() > MAX_VALUE_BYTES {
             return Err(StorageError::new(StorageErrorKind::Io, "a child key record is larger than its slot"));
         }
@@ -128,22 +129,22 @@ impl Slots {
     }
 
     /// Makes every slot written so far durable.
-    pub(super) fn sync(&self) -> Result<(), StorageError> {
+    pub(crate) fn sync(&self) -> Result<(), StorageError> {
         self.file.sync_data().map_err(io("cannot sync the child key slots"))
     }
 
     /// Notes slots that an applied commit let go of, for the sync that makes it durable.
-    pub(super) fn release(&mut self, slots: impl IntoIterator<Item = u64>) {
+    pub(crate) fn release(&mut self, slots: impl IntoIterator<Item = u64>) {
         self.released.extend(slots);
     }
 
     /// Returns the slots released so far, for a sync about to start.
-    pub(super) fn take_released(&mut self) -> Vec<u64> {
+    pub(crate) fn take_released(&mut self) -> Vec<u64> {
         std::mem::take(&mut self.released)
     }
 
     /// Zeroes `slots`, syncs, and frees them.
-    pub(super) fn zero(&mut self, slots: &[u64]) -> Result<(), StorageError> {
+    pub(crate) fn zero(&mut self, slots: &[u64]) -> Result<(), StorageError> {
         let zeros = [0u8; SLOT_BYTES];
         for slot in slots {
             self.file.write_all_at(&zeros, offset(*slot)).map_err(io("cannot zero a child key slot"))?;
@@ -154,7 +155,7 @@ impl Slots {
     }
 
     /// Returns the value in `slot`; `None` for a free slot.
-    pub(super) fn read(&self, slot: u64) -> Result<Option<Vec<u8>>, StorageError> {
+    pub(crate) fn read(&self, slot: u64) -> Result<Option<Vec<u8>>, StorageError> {
         let mut bytes = [0u8; SLOT_BYTES];
         if slot >= self.count {
             return Err(corrupt(&format!("slot {slot} is beyond the end of the file")));
@@ -186,13 +187,13 @@ fn corrupt(what: &str) -> StorageError {
     StorageError::new(StorageErrorKind::Corrupt, format!("the child key slot file is damaged: {what}"))
 }
 
-/// Encodes a slot number as the sled tree's value.
-pub(super) fn encode_slot(slot: u64) -> [u8; 8] {
+/// Encodes a slot number as the value the engine stores for a child key.
+pub(crate) fn encode_slot(slot: u64) -> [u8; 8] {
     slot.to_be_bytes()
 }
 
-/// Decodes a slot number from the sled tree's value.
-pub(super) fn decode_slot(value: &[u8]) -> Result<u64, StorageError> {
+/// Decodes a slot number from the value the engine stores for a child key.
+pub(crate) fn decode_slot(value: &[u8]) -> Result<u64, StorageError> {
     let bytes: [u8; 8] = value
         .try_into()
         .map_err(|_| StorageError::new(StorageErrorKind::Corrupt, "a child key entry is not a slot"))?;
