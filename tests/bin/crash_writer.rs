@@ -2,7 +2,8 @@
 //! store as fast as it can and prints one line per acknowledged write (`ack <cycle> <writer> <seq> <position-hex> <update-id>`), until
 //! it is killed. Used by the crash tests; not a tool for people.
 //!
-//! Usage: tio-crash-writer DATA_DIR KEYS_FILE CYCLE
+//! Usage: tio-crash-writer DATA_DIR KEYS_FILE CYCLE; the engine is the default one, or
+//! the one named by TIO_CRASH_WRITER_ENGINE (`sled`, to make a store of the earlier format).
 
 // This program reports on stdout by design.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
@@ -25,7 +26,11 @@ async fn main() -> std::process::ExitCode {
         return std::process::ExitCode::from(2);
     };
     let keys = KeyRing::load_file(&PathBuf::from(keys)).expect("key ring loads");
-    let store = Arc::new(Store::open(&PathBuf::from(dir), &Default::default(), keys).expect("store opens"));
+    let mut options = tio_store::StoreOptions::default();
+    if let Ok(name) = std::env::var("TIO_CRASH_WRITER_ENGINE") {
+        options.engine = tio_store::EngineKind::from_name(&name).expect("a known engine");
+    }
+    let store = Arc::new(Store::open(&PathBuf::from(dir), &options, keys).expect("store opens"));
     let children: Arc<Vec<NhsNumber>> = Arc::new(
         (0..2000u64)
             .filter_map(|n| {

@@ -10,7 +10,13 @@ use crate::support::{Options, Pki, arg, run_tio, spawn_server, walk_files};
 /// Fills `DATA_DIR/store` through the real store for about `millis`, then SIGKILLs the
 /// writer; returns how many writes it acknowledged.
 fn fill_store(data_dir: &Path, keys: &Path, millis: u64) -> usize {
+    fill_store_on(data_dir, keys, millis, "log")
+}
+
+/// As [`fill_store`], on the engine named (`sled`: a store of the earlier format).
+fn fill_store_on(data_dir: &Path, keys: &Path, millis: u64, engine: &str) -> usize {
     let mut writer = Command::new(env!("CARGO_BIN_EXE_tio-crash-writer"))
+        .env("TIO_CRASH_WRITER_ENGINE", engine)
         .arg(data_dir.join("store"))
         .arg(keys)
         .arg("0")
@@ -89,11 +95,13 @@ fn a_damaged_store_fails_the_check_unchanged_and_stops_the_server() {
     let keys = root.path().join("tio.keys");
     run_tio(&["keys", "init", "--keys-file", &arg(&keys), "--audit-origin", "tio.test/audit"], &[]);
     assert!(fill_store(&data, &keys, 400) > 0);
-    let db = data.join("store").join("db");
-    let mut bytes = std::fs::read(&db).unwrap();
-    let half = bytes.len() / 2;
-    bytes[half..].fill(0xa5);
-    std::fs::write(&db, bytes).unwrap();
+    // A run of bytes overwritten in the middle of what the group log holds.
+    let segment = data.join("store").join("log").join("0000000000000000.seg");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    let written = bytes.iter().rposition(|byte| *byte != 0).unwrap();
+    let half = written / 2;
+    bytes[half..half + 64].fill(0xa5);
+    std::fs::write(&segment, bytes).unwrap();
 
     let before = snapshot(&data);
     let (status, stdout, stderr) =
@@ -120,7 +128,7 @@ fn a_store_in_an_older_format_is_left_alone_with_the_way_forward() {
     let data = root.path().join("data");
     let keys = root.path().join("tio.keys");
     run_tio(&["keys", "init", "--keys-file", &arg(&keys), "--audit-origin", "tio.test/audit"], &[]);
-    assert!(fill_store(&data, &keys, 300) > 0);
+    assert!(fill_store_on(&data, &keys, 300, "sled") > 0);
     {
         // As a store written before logs were kept in runs.
         let engine = tio_store::engine::sled::SledEngine::open(&data.join("store")).unwrap();
@@ -162,9 +170,47 @@ fn development_mode_creates_a_private_key_ring_and_store() {
     let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&data.join("dev-keys")), 0o700);
     assert_eq!(mode(&data.join("dev-keys").join("tio.keys")), 0o600);
-    assert!(data.join("store").join("db").exists());
+    assert!(data.join("store").join("log").join("0000000000000000.seg").exists());
+    assert_eq!(std::fs::read_to_string(data.join("store").join("format")).unwrap(), "tio-store/3\n");
     let ring = tio_store::keys::KeyRing::load_file(&data.join("dev-keys").join("tio.keys")).unwrap();
     let signer =
         tio_audit::note::Signer::from_private_key(ring.audit_signing_key().expect("an audit signing key")).unwrap();
     assert!(signer.verifier().to_string().starts_with("tio.dev.local/audit+"));
+}
+
+/// Issue 14: a store of the earlier format (tio-store/2, the sled engine) is refused by
+/// this release's default engine with the way forward, and `tio store migrate` moves it
+/// to the group log in place, keeping the old one beside it; everything reads after.
+#[test]
+fn a_store_of_the_earlier_format_migrates_to_the_group_log() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let keys = root.path().join("tio.keys");
+    run_tio(&["keys", "init", "--keys-file", &arg(&keys), "--audit-origin", "tio.test/audit"], &[]);
+    assert!(fill_store_on(&data, &keys, 400, "sled") > 0);
+    let check_on = |engine: &str| {
+        run_tio(&["store", "check", "--data-dir", &arg(&data), "--keys-file", &arg(&keys), "--engine", engine], &[])
+    };
+    let (status, before, _) = check_on("sled");
+    assert!(status.success(), "{before}");
+    let (status, stdout, stderr) = check_on("log");
+    assert_eq!(status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("NOT CHECKED") && stdout.contains("tio store migrate"), "{stdout}");
+
+    let (status, stdout, stderr) = run_tio(&["store", "migrate", "--data-dir", &arg(&data)], &[]);
+    assert!(status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("now format tio-store/3"), "{stdout}");
+    assert!(data.join("store.tio-store-2").is_dir(), "the old store is kept");
+    let (status, after, _) = check_on("log");
+    assert!(status.success(), "{after}");
+    let counts = |report: &str| report.lines().find(|line| line.contains(" updates (")).map(str::to_owned);
+    assert_eq!(counts(&after), counts(&before), "the migrated store holds what the old one did");
+    let audit = |report: &str| report.lines().find(|line| line.starts_with("audit log:")).map(str::to_owned);
+    assert_eq!(audit(&after), audit(&before));
+
+    // A second migration finds the kept copy in the way and changes nothing.
+    let (status, _, stderr) = run_tio(&["store", "migrate", "--data-dir", &arg(&data)], &[]);
+    assert!(!status.success() && stderr.contains("already exists"), "{stderr}");
+    let (status, again, _) = check_on("log");
+    assert!(status.success(), "{again}");
 }

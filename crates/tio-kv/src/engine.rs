@@ -354,6 +354,14 @@ pub trait Engine: Send + Sync + 'static {
     /// Returns the bytes the engine occupies on disk (0 for memory).
     fn size_on_disk(&self) -> Result<u64, StorageError>;
 
+    /// Checks the engine's own files through and through (checksums of every frame, a
+    /// missing file) and describes the damage found, for `tio store check`: damage that
+    /// reading the records back would not show, or would show only as a failed read.
+    /// Changes nothing.
+    fn check_files(&self) -> Result<Vec<String>, StorageError> {
+        Ok(Vec::new())
+    }
+
     /// Describes the holes in log `space` that this engine can tell are damage (a dense
     /// counter that skips), for `tio store check`. Positions are opaque above the
     /// engine, so only the engine can say whether a gap is missing data; an engine

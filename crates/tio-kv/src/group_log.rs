@@ -498,6 +498,18 @@ impl GroupLog {
         GroupLog::scan(dir, options, 0, false, |_| {}).map(|(_, recovery)| recovery)
     }
 
+    /// Reads the whole groups after position `from` (never changing anything; a group
+    /// being written as this reads is not whole yet, and is left out), for a reader
+    /// that has to catch up from the log while the writer goes on.
+    pub fn read_from(
+        dir: Arc<dyn LogDir>,
+        options: LogOptions,
+        from: u64,
+        each: impl FnMut(Group),
+    ) -> Result<(), LogError> {
+        GroupLog::scan(dir, options, from, false, each).map(|_| ())
+    }
+
     /// Scans the log from the segment holding `scan_from`; with `repair`, cuts a torn
     /// tail, removes partial segments and returns the log ready to append (`None` for
     /// an empty directory).
@@ -724,7 +736,16 @@ fn make_segment(dir: &dyn LogDir, index: u64, first_sequence: u64, size: u64) ->
     let name = segment_name(index);
     let partial = format!("{PARTIAL_PREFIX}{name}");
     let made = (|| {
-        let file = dir.create(&partial).map_err(LogError::io(format!("create {partial}")))?;
+        let file = match dir.create(&partial) {
+            // Left by an earlier attempt that failed and could not clean up: a partial
+            // segment is never named by anything, so it goes.
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {
+                dir.remove(&partial).map_err(LogError::io(format!("remove {partial}")))?;
+                dir.create(&partial)
+            }
+            other => other,
+        }
+        .map_err(LogError::io(format!("create {partial}")))?;
         file.allocate(size).map_err(LogError::io(format!("preallocate {partial}")))?;
         file.write_all_at(&segment_header(index, first_sequence, size), 0)
             .map_err(LogError::io(format!("write {partial}")))?;

@@ -205,6 +205,62 @@ pub fn restore_backup(
     }
 }
 
+/// What a migration did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Migrated {
+    /// Entries moved.
+    pub entries: u64,
+}
+
+/// Moves the stopped store in `dir` from the engine `from` describes to the one `to`
+/// describes, in place: a logical backup beside it, a restore beside it, then the new
+/// store takes `dir`'s place and the old one is kept at `kept` (which must not exist)
+/// for the operator to remove once satisfied. Nothing in `dir` changes until the new
+/// store is complete; `progress` is called with the entries done, twice over (backup,
+/// then restore).
+pub fn migrate_stopped_store(
+    dir: &Path,
+    from: &StoreOptions,
+    to: &StoreOptions,
+    kept: &Path,
+    mut progress: impl FnMut(u64),
+) -> Result<Migrated, StorageError> {
+    if kept.exists() {
+        return Err(StorageError::new(
+            StorageErrorKind::Io,
+            format!("{} already exists (an earlier migration's copy?): move it away first", kept.display()),
+        ));
+    }
+    let backup = dir.with_extension("migrating.backup");
+    let moved = dir.with_extension("migrating");
+    for leftover in [&backup, &moved] {
+        if leftover.is_dir() {
+            std::fs::remove_dir_all(leftover).map_err(io("cannot clear an interrupted migration"))?;
+        } else if leftover.exists() {
+            std::fs::remove_file(leftover).map_err(io("cannot clear an interrupted migration"))?;
+        }
+    }
+    let written = backup_stopped_store(dir, from, &backup, &mut progress)?;
+    let restored = restore_backup(&backup, &moved, to, &mut progress);
+    let _ = std::fs::remove_file(&backup);
+    let restored = restored?;
+    if restored.entries != written.entries {
+        let _ = std::fs::remove_dir_all(&moved);
+        return Err(StorageError::new(
+            StorageErrorKind::Corrupt,
+            format!("the migration wrote {} entries but restored {}", written.entries, restored.entries),
+        ));
+    }
+    std::fs::rename(dir, kept).map_err(io("cannot move the old store aside"))?;
+    std::fs::rename(&moved, dir).map_err(io("cannot move the migrated store into place"))?;
+    if let Some(parent) = dir.parent() {
+        std::fs::File::open(parent)
+            .and_then(|parent| parent.sync_all())
+            .map_err(io("cannot sync the data directory"))?;
+    }
+    Ok(Migrated { entries: restored.entries })
+}
+
 /// Restores a backup into `engine`, which must be empty, and syncs it; calls
 /// `progress(entries)` as it goes. Reads the file twice: the logs first, appended in
 /// order to learn each record's new position, then everything else, translated.
@@ -229,7 +285,9 @@ pub fn restore_into(
         for ((space, old, _), new) in pending.drain(..).zip(applied.positions) {
             maps.of(space)?.push(old, new.as_bytes().to_vec())?;
         }
-        Ok(())
+        // A chunk at a time, so that an engine that gathers applied batches until its
+        // sync (the group log) writes bounded groups.
+        engine.sync()
     };
     read_backup(input, |space, key, value, _| {
         if !space.is_log() {
@@ -254,6 +312,7 @@ pub fn restore_into(
         done += 1;
         if chunk.ops.len() == RESTORE_CHUNK {
             engine.apply(&std::mem::take(&mut chunk)).map_err(commit_error)?;
+            engine.sync()?;
             progress(done);
         }
         Ok(())

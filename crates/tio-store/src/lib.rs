@@ -25,7 +25,7 @@ mod store;
 mod update_record;
 mod versioned;
 
-pub use options::{EngineKind, StoreOptions};
+pub use options::{EngineKind, IndexEngine, StoreOptions};
 pub use store::{
     Appended, CheckReport, Child, ChildIndex, ChildRef, Extra, NewUpdate, Problems, SealedRecord, Store, StoreError,
     StoredUpdate, UpdateContent, UpdateId,

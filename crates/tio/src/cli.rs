@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use tio_store::EngineKind;
+use tio_store::{EngineKind, IndexEngine, StoreOptions};
 
 use crate::connection::ConnectionArgs;
 
@@ -625,9 +625,28 @@ pub(crate) struct KeysStoreArgs {
     /// The data directory (the store is DATA_DIR/store).
     #[arg(long, value_name = "DIR")]
     pub(crate) data_dir: PathBuf,
-    /// The store's engine (the configuration's `store.engine`).
-    #[arg(long, value_name = "ENGINE", default_value = "sled", value_parser = parse_engine)]
+    /// The store's engine.
+    #[command(flatten)]
+    pub(crate) engine: EngineArgs,
+}
+
+/// The engine a stopped store runs on: the configuration's `store.engine` and
+/// `store.index_engine`.
+#[derive(Debug, Clone, Copy, Args)]
+pub(crate) struct EngineArgs {
+    /// The storage engine: log (the default) or sled (a store not yet migrated).
+    #[arg(long, value_name = "ENGINE", default_value = "log", value_parser = parse_engine, requires = "data_dir")]
     pub(crate) engine: EngineKind,
+    /// The index store beside the group log: fjall (the default) or sled.
+    #[arg(long, value_name = "INDEX", default_value = "fjall", value_parser = parse_index_engine, requires = "data_dir")]
+    pub(crate) index_engine: IndexEngine,
+}
+
+impl EngineArgs {
+    /// How to open the store.
+    pub(crate) fn options(self) -> StoreOptions {
+        StoreOptions { engine: self.engine, index_engine: self.index_engine, ..StoreOptions::default() }
+    }
 }
 
 /// A key ring and its stopped store (`--data-dir`), or a running server to ask.
@@ -640,9 +659,9 @@ pub(crate) struct KeyRotationArgs {
     /// The data directory of a stopped store. Leave out to ask the running server.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["dev_pki", "cert", "key"])]
     pub(crate) data_dir: Option<PathBuf>,
-    /// The stopped store's engine (the configuration's `store.engine`).
-    #[arg(long, value_name = "ENGINE", default_value = "sled", value_parser = parse_engine, requires = "data_dir")]
-    pub(crate) engine: EngineKind,
+    /// The stopped store's engine.
+    #[command(flatten)]
+    pub(crate) engine: EngineArgs,
     /// How to reach a running server (when --data-dir is not given).
     #[command(flatten)]
     pub(crate) connection: ConnectionArgs,
@@ -662,9 +681,9 @@ pub(crate) enum StoreCommand {
         /// The data directory of a stopped store. Leave out to back up the running server.
         #[arg(long, value_name = "DIR", conflicts_with_all = ["dev_pki", "cert", "key"])]
         data_dir: Option<PathBuf>,
-        /// The stopped store's engine (the configuration's `store.engine`).
-        #[arg(long, value_name = "ENGINE", default_value = "sled", value_parser = parse_engine, requires = "data_dir")]
-        engine: EngineKind,
+        /// The stopped store's engine.
+        #[command(flatten)]
+        engine: EngineArgs,
         /// The backup file to create; never overwritten.
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
@@ -682,9 +701,22 @@ pub(crate) enum StoreCommand {
         /// The data directory to create the store in (DATA_DIR/store must not exist).
         #[arg(long, value_name = "DIR")]
         data_dir: PathBuf,
-        /// The engine to restore onto (set the same `store.engine` in the configuration).
-        #[arg(long, value_name = "ENGINE", default_value = "sled", value_parser = parse_engine)]
-        engine: EngineKind,
+        /// The engine to restore onto (set the same `store.engine` and
+        /// `store.index_engine` in the configuration).
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
+    /// Move a stopped store of an earlier release (format tio-store/2, the sled engine)
+    /// to the group log (tio-store/3), in place: a logical backup, a restore beside it,
+    /// then the new store takes its place and the old one is kept beside it
+    /// (DATA_DIR/store.tio-store-2) until you remove it.
+    Migrate {
+        /// The data directory (the store is DATA_DIR/store).
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// The index store beside the group log: fjall (the default) or sled.
+        #[arg(long, value_name = "INDEX", default_value = "fjall", value_parser = parse_index_engine)]
+        index_engine: IndexEngine,
     },
 }
 
@@ -760,6 +792,13 @@ fn parse_engine(name: &str) -> Result<EngineKind, String> {
     EngineKind::from_name(name).ok_or_else(|| {
         let known: Vec<&str> = EngineKind::ALL.iter().map(|kind| kind.name()).collect();
         format!("unknown engine `{name}`; known: {}", known.join(", "))
+    })
+}
+
+fn parse_index_engine(name: &str) -> Result<IndexEngine, String> {
+    IndexEngine::from_name(name).ok_or_else(|| {
+        let known: Vec<&str> = IndexEngine::ALL.iter().map(|kind| kind.name()).collect();
+        format!("unknown index engine `{name}`; known: {}", known.join(", "))
     })
 }
 

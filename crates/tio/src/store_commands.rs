@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use tio_store::keys::KeyRing;
-use tio_store::{Store, StoreOptions};
+use tio_store::{EngineKind, Store, StoreOptions};
 
 use tio_client::ClientError;
 use tio_proto::v1;
@@ -47,7 +47,7 @@ pub(crate) fn store(command: StoreCommand) -> anyhow::Result<()> {
     match command {
         StoreCommand::Check(args) => check(&args),
         StoreCommand::Backup { data_dir: Some(data_dir), engine, out, .. } => {
-            let options = StoreOptions { engine, ..StoreOptions::default() };
+            let options = engine.options();
             let bar = spinner("backing up");
             let summary = tio_store::backup::backup_stopped_store(&store_dir(&data_dir), &options, &out, |entries| {
                 bar.set_position(entries)
@@ -64,13 +64,36 @@ pub(crate) fn store(command: StoreCommand) -> anyhow::Result<()> {
             crate::runtime()?.block_on(backup_online(&out, &connection))
         }
         StoreCommand::Restore { input, data_dir, engine } => {
-            let options = StoreOptions { engine, ..StoreOptions::default() };
+            let options = engine.options();
             let bar = spinner("restoring");
             let summary = tio_store::backup::restore_backup(&input, &store_dir(&data_dir), &options, |entries| {
                 bar.set_position(entries)
             })?;
             bar.finish_and_clear();
             println!("restored {} entries into {}", summary.entries, store_dir(&data_dir).display());
+            Ok(())
+        }
+        StoreCommand::Migrate { data_dir, index_engine } => {
+            let dir = store_dir(&data_dir);
+            let from = StoreOptions { engine: EngineKind::Sled, ..StoreOptions::default() };
+            let to = StoreOptions { engine: EngineKind::Log, index_engine, ..StoreOptions::default() };
+            let kept = dir.with_extension("tio-store-2");
+            let bar = spinner("migrating");
+            let migrated =
+                tio_store::backup::migrate_stopped_store(&dir, &from, &to, &kept, |entries| bar.set_position(entries));
+            bar.finish_and_clear();
+            let migrated =
+                migrated.context("cannot migrate the store (it must be stopped, and in format tio-store/2)")?;
+            println!(
+                "moved {} entries to the group log (index store: {index_engine}); {} is now format tio-store/3",
+                migrated.entries,
+                dir.display()
+            );
+            println!(
+                "the old store is kept in {}: remove it once the server runs well on the new one \
+                 (set store.engine = \"log\" and store.index_engine = \"{index_engine}\")",
+                kept.display()
+            );
             Ok(())
         }
     }
@@ -88,7 +111,7 @@ fn offline(args: &KeyRotationArgs) -> Option<KeysStoreArgs> {
 impl KeysStoreArgs {
     /// How to open the stopped store.
     fn options(&self) -> StoreOptions {
-        StoreOptions { engine: self.engine, ..StoreOptions::default() }
+        self.engine.options()
     }
 }
 

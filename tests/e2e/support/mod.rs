@@ -140,7 +140,12 @@ impl Sandbox {
     pub(crate) fn start_on_small_filesystem(megabytes: u32) -> Option<Sandbox> {
         let root = tempfile::tempdir().unwrap();
         let mount = SmallFilesystem::mount(&root.path().join("data"), megabytes)?;
-        Some(Self::start_in(root, Some(mount), Options::default()))
+        // Segments small beside the disk, so that it fills while the log is in use.
+        let options = Options {
+            args: vec!["--set".into(), format!("store.log_segment_bytes={}", 1 << 20)],
+            ..Options::default()
+        };
+        Some(Self::start_in(root, Some(mount), options))
     }
 
     fn start_in(root: tempfile::TempDir, mount: Option<SmallFilesystem>, mut options: Options) -> Sandbox {

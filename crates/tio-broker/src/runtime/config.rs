@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use tio_core::{Agency, AgencyId, Category, CategorySet, NhsNumberPolicy, NhsNumberRange, Sector};
-use tio_store::{EngineKind, StoreOptions};
+use tio_store::{EngineKind, IndexEngine, StoreOptions};
 
 /// The commented default configuration that `tio serve gen-config` prints. A test
 /// checks that it loads to exactly the built-in defaults.
@@ -196,22 +196,40 @@ pub struct StoreConfig {
     /// development mode it defaults to `DATA_DIR/dev-keys/tio.keys`, created if absent.
     /// The `TIO_KEYS` environment variable may hold the ring's text instead.
     pub keys_file: Option<PathBuf>,
-    /// The storage engine: `sled` (embedded, the default).
+    /// The storage engine: `log` (the group log with an index store beside it, the
+    /// default) or `sled` (the engine of earlier releases, for a store not yet moved
+    /// with `tio store migrate`).
     pub engine: EngineKind,
+    /// The index store beside the group log: `fjall` (the default) or `sled`.
+    pub index_engine: IndexEngine,
     /// About how much memory the store's page cache may use, in bytes.
     pub cache_bytes: u64,
+    /// Bytes preallocated per group-log segment (at least 1 MiB). A full disk shows
+    /// when the next segment cannot be made, so a small disk wants small segments.
+    pub log_segment_bytes: u64,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { keys_file: None, engine: EngineKind::default(), cache_bytes: StoreOptions::DEFAULT_CACHE_BYTES }
+        StoreConfig {
+            keys_file: None,
+            engine: EngineKind::default(),
+            index_engine: IndexEngine::default(),
+            cache_bytes: StoreOptions::DEFAULT_CACHE_BYTES,
+            log_segment_bytes: StoreOptions::DEFAULT_LOG_SEGMENT_BYTES,
+        }
     }
 }
 
 impl StoreConfig {
     /// Returns how to open the store.
     pub fn options(&self) -> StoreOptions {
-        StoreOptions { engine: self.engine, cache_bytes: self.cache_bytes }
+        StoreOptions {
+            engine: self.engine,
+            index_engine: self.index_engine,
+            cache_bytes: self.cache_bytes,
+            log_segment_bytes: self.log_segment_bytes,
+        }
     }
 }
 
@@ -366,7 +384,9 @@ const SETTABLE_KEYS: &[(&str, Kind)] = &[
     ("identifiers.allow_test_nhs_numbers", Kind::Boolean),
     ("store.keys_file", Kind::Text),
     ("store.engine", Kind::Text),
+    ("store.index_engine", Kind::Text),
     ("store.cache_bytes", Kind::Integer),
+    ("store.log_segment_bytes", Kind::Integer),
     ("audit.checkpoint_every_entries", Kind::Integer),
     ("audit.checkpoint_interval_seconds", Kind::Integer),
     ("admins", Kind::List),
@@ -497,6 +517,12 @@ impl Config {
             if value == 0 {
                 return Err(fail(key, "must be greater than 0".to_owned()));
             }
+        }
+        if self.store.log_segment_bytes < StoreOptions::MIN_LOG_SEGMENT_BYTES {
+            return Err(fail(
+                "store.log_segment_bytes",
+                format!("must be at least {} (1 MiB)", StoreOptions::MIN_LOG_SEGMENT_BYTES),
+            ));
         }
         if limits.max_message_bytes < 64 * 1024 {
             return Err(fail(

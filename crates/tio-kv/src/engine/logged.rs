@@ -58,6 +58,74 @@ impl IndexKind {
 /// The log's directory under the engine's.
 pub const LOG_DIR: &str = "log";
 
+/// The store format this engine writes: the group log, the index store and the slots.
+/// Do not change without a migration.
+pub const LOGGED_FORMAT: &[u8] = b"tio-store/3";
+
+/// Checks (or, in an empty directory, writes) the format file that names the store's
+/// format, before anything else touches the directory.
+fn claim_format(dir: &Path) -> Result<(), StorageError> {
+    let path = dir.join(super::sled::FORMAT_FILE);
+    let failed = |err: std::io::Error| StorageError::from_io("cannot read or write the store's format file", &err);
+    match std::fs::read(&path) {
+        Ok(content) if content.trim_ascii_end() == LOGGED_FORMAT => Ok(()),
+        Ok(content) if content.trim_ascii_end() == super::sled::STORE_FORMAT => Err(StorageError::new(
+            StorageErrorKind::Format,
+            "the store is in format tio-store/2 (the sled engine): move it to the group log with \
+             `tio store migrate --data-dir DIR` while the server is stopped, or run it as it is with \
+             store.engine = \"sled\"",
+        )),
+        Ok(_) => Err(StorageError::new(
+            StorageErrorKind::Format,
+            "the store was written in a format this release does not know (by a newer release?)",
+        )),
+        // tio-store/1 (sled, before format files) left sled's files and no format file.
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound && dir.join("db").exists() => {
+            Err(super::sled::older_format())
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            let occupied = std::fs::read_dir(dir).map_err(failed)?.next().is_some();
+            if occupied {
+                return Err(StorageError::new(
+                    StorageErrorKind::Format,
+                    "the store directory holds files but no format file: it is not a store this release can open",
+                ));
+            }
+            let mut content = LOGGED_FORMAT.to_vec();
+            content.push(b'\n');
+            std::fs::write(&path, content).map_err(failed)?;
+            std::fs::File::open(&path).and_then(|file| file.sync_all()).map_err(failed)?;
+            std::fs::File::open(dir).and_then(|dir| dir.sync_all()).map_err(failed)
+        }
+        Err(err) => Err(failed(err)),
+    }
+}
+
+/// How the logged engine is set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoggedOptions {
+    /// The index store.
+    pub index: IndexKind,
+    /// About how much memory the index store's cache may use, in bytes.
+    pub cache_bytes: u64,
+    /// Bytes preallocated per log segment. A full disk shows when the next segment
+    /// cannot be made, so a small disk wants small segments.
+    pub segment_bytes: u64,
+}
+
+impl Default for LoggedOptions {
+    fn default() -> Self {
+        LoggedOptions {
+            index: IndexKind::default(),
+            cache_bytes: DEFAULT_INDEX_CACHE_BYTES,
+            segment_bytes: crate::group_log::DEFAULT_SEGMENT_BYTES,
+        }
+    }
+}
+
+/// The index store's default cache.
+pub const DEFAULT_INDEX_CACHE_BYTES: u64 = 64 << 20;
+
 /// Groups the applier may lag behind before a sync waits for it, so that the overlay
 /// stays bounded when the index store is slower than the disk.
 const MAX_BACKLOG: usize = 256;
@@ -76,7 +144,65 @@ struct Pending {
     value: Option<Vec<u8>>,
 }
 
-type Overlay = BTreeMap<(Keyspace, Vec<u8>), Pending>;
+/// Changes not yet in the index store, in two layers: those of durable groups, which
+/// the applier drains, and those of the group being gathered, which a failed sync
+/// throws away (so that a write reported as failed never appears).
+#[derive(Default)]
+struct Overlay {
+    durable: BTreeMap<(Keyspace, Vec<u8>), Pending>,
+    gathering: BTreeMap<(Keyspace, Vec<u8>), Pending>,
+}
+
+impl Overlay {
+    /// The change to `key`, if either layer has one: `Some(None)` for a removal.
+    fn lookup(&self, space: Keyspace, key: &[u8]) -> Option<Option<Vec<u8>>> {
+        let key = (space, key.to_vec());
+        self.gathering.get(&key).or_else(|| self.durable.get(&key)).map(|pending| pending.value.clone())
+    }
+
+    /// Both layers' changes to keys of `space` from `start` up to `end`, merged, in
+    /// key order.
+    fn range(&self, space: Keyspace, start: &[u8], end: Option<&[u8]>) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        let bounds = || {
+            let upper = match end {
+                Some(end) => Bound::Excluded((space, end.to_vec())),
+                None => next_space_bound(space),
+            };
+            (Bound::Included((space, start.to_vec())), upper)
+        };
+        let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+        for layer in [&self.durable, &self.gathering] {
+            for ((_, key), pending) in layer.range(bounds()) {
+                merged.insert(key.clone(), pending.value.clone());
+            }
+        }
+        merged.into_iter().collect()
+    }
+
+    /// The change with the greatest key of `space` below `below`, from either layer.
+    fn last_below(&self, space: Keyspace, below: Option<&[u8]>) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
+        let upper = match below {
+            Some(below) => Bound::Excluded((space, below.to_vec())),
+            None => next_space_bound(space),
+        };
+        let last = |layer: &BTreeMap<(Keyspace, Vec<u8>), Pending>| {
+            layer
+                .range((Bound::Included((space, Vec::new())), upper.clone()))
+                .next_back()
+                .map(|((_, key), pending)| (key.clone(), pending.value.clone()))
+        };
+        match (last(&self.durable), last(&self.gathering)) {
+            (Some(durable), Some(gathering)) if durable.0 > gathering.0 => Some(durable),
+            (_, Some(gathering)) => Some(gathering),
+            (durable, None) => durable,
+        }
+    }
+
+    #[cfg(test)]
+    fn is_empty(&self) -> bool {
+        self.durable.is_empty() && self.gathering.is_empty()
+    }
+}
 
 /// A key, its value as stored, and whether that came from the overlay.
 type Stored = (Vec<u8>, Vec<u8>, bool);
@@ -97,10 +223,13 @@ struct Writer {
     writes: Vec<IndexWrite>,
     /// Appends in the gathered group so far.
     appends: u32,
-    /// Slots written for the gathered group, to sync before it.
-    slots_written: bool,
+    /// Slots written for the gathered group, to sync before it (and zero, should it
+    /// fail).
+    slots_written: Vec<u64>,
     /// Slots the gathered group lets go of, zeroed once it is durable.
     released: Vec<u64>,
+    /// Whether the last sync failed, to say so when writes succeed again.
+    failing: bool,
 }
 
 struct Shared {
@@ -113,7 +242,15 @@ struct Shared {
     /// Groups sent to the applier and not yet applied, and a signal when it drops.
     backlog: Mutex<usize>,
     caught_up: Condvar,
+    /// Why the applier's last write to the index store failed, until one succeeds.
+    applier_failure: Mutex<Option<StorageError>>,
+    /// Set when the engine closes: the applier stops retrying (what it has not applied
+    /// is in the log, replayed at the next opening).
+    closing: std::sync::atomic::AtomicBool,
     dir: Option<PathBuf>,
+    /// The log's directory and layout, for a full check.
+    log_dir: Arc<dyn LogDir>,
+    log_options: LogOptions,
 }
 
 /// The group log with an index store beside it.
@@ -162,15 +299,22 @@ impl LoggedEngine {
     /// `dir/index-{kind}`, the child-key slots beside them. Replays what the index store
     /// lacks; cuts a torn tail (logged as a warning) and refuses damage.
     pub fn open(dir: &Path, kind: IndexKind) -> Result<LoggedEngine, StorageError> {
+        LoggedEngine::open_with_options(dir, &LoggedOptions { index: kind, ..LoggedOptions::default() })
+    }
+
+    /// As [`LoggedEngine::open`], with every setting.
+    pub fn open_with_options(dir: &Path, options: &LoggedOptions) -> Result<LoggedEngine, StorageError> {
         std::fs::create_dir_all(dir).map_err(|err| StorageError::from_io("cannot create the store directory", &err))?;
-        let index_dir = dir.join(format!("index-{}", kind.name()));
-        let index: Box<dyn IndexStore> = match kind {
-            IndexKind::Fjall => Box::new(FjallIndex::open(&index_dir)?),
-            IndexKind::Sled => Box::new(SledIndex::open(&index_dir)?),
+        claim_format(dir)?;
+        let index_dir = dir.join(format!("index-{}", options.index.name()));
+        let index: Box<dyn IndexStore> = match options.index {
+            IndexKind::Fjall => Box::new(FjallIndex::open(&index_dir, options.cache_bytes)?),
+            IndexKind::Sled => Box::new(SledIndex::open(&index_dir, options.cache_bytes)?),
         };
         let log_dir = DiskDir::open(dir.join(LOG_DIR))
             .map_err(|err| StorageError::from_io("cannot create the group log directory", &err))?;
-        LoggedEngine::open_with(Arc::new(log_dir), index, dir, LogOptions::default(), Some(dir.to_owned()))
+        let log = LogOptions { segment_bytes: options.segment_bytes };
+        LoggedEngine::open_with(Arc::new(log_dir), index, dir, log, Some(dir.to_owned()))
     }
 
     /// Opens over any log directory with an index store kept in memory (rebuilt from
@@ -194,7 +338,7 @@ impl LoggedEngine {
         let mut replay: Vec<IndexWrite> = Vec::new();
         let mut replayed_groups = 0usize;
         let mut replay_failure = None;
-        let (log, recovery) = GroupLog::open(log_dir, options, mark, |group| {
+        let (log, recovery) = GroupLog::open(log_dir.clone(), options, mark, |group| {
             if replay_failure.is_some() {
                 return;
             }
@@ -248,26 +392,32 @@ impl LoggedEngine {
         let shared = Arc::new(Shared {
             reader: log.reader(),
             index,
-            overlay: Mutex::new(BTreeMap::new()),
+            overlay: Mutex::new(Overlay::default()),
             writer: Mutex::new(Writer {
                 log,
                 records: Vec::new(),
                 writes: Vec::new(),
                 appends: 0,
-                slots_written: false,
+                slots_written: Vec::new(),
                 released: Vec::new(),
+                failing: false,
             }),
             slots: Mutex::new(slots),
             queue: Mutex::new(Some(sender)),
             backlog: Mutex::new(0),
             caught_up: Condvar::new(),
+            applier_failure: Mutex::new(None),
+            closing: std::sync::atomic::AtomicBool::new(false),
             dir,
+            log_dir,
+            log_options: options,
         });
         let applier = {
             let shared = shared.clone();
+            let applied = shared.reader.end();
             std::thread::Builder::new()
                 .name("tio-index-applier".into())
-                .spawn(move || apply_loop(&shared, &receiver))
+                .spawn(move || apply_loop(&shared, &receiver, applied))
                 .map_err(|err| StorageError::from_io("cannot start the index applier", &err))?
         };
         Ok(LoggedEngine { shared, applier: Mutex::new(Some(applier)) })
@@ -286,7 +436,9 @@ impl LoggedEngine {
 
 impl Drop for LoggedEngine {
     fn drop(&mut self) {
-        // Closing the queue ends the applier once it has applied what it was sent.
+        // Closing the queue ends the applier once it has applied what it was sent (or,
+        // if it cannot, at once).
+        self.shared.closing.store(true, std::sync::atomic::Ordering::Release);
         if let Ok(mut queue) = self.shared.queue.lock() {
             queue.take();
         }
@@ -301,7 +453,7 @@ impl Drop for LoggedEngine {
 
 /// The applier: puts durable groups into the index store, as many at once as are
 /// waiting, then drops them from the overlay.
-fn apply_loop(shared: &Shared, receiver: &mpsc::Receiver<Durable>) {
+fn apply_loop(shared: &Shared, receiver: &mpsc::Receiver<Durable>, mut applied: u64) {
     let mut last_persist = Instant::now();
     while let Ok(first) = receiver.recv() {
         let mut groups = vec![first];
@@ -316,17 +468,37 @@ fn apply_loop(shared: &Shared, receiver: &mpsc::Receiver<Durable>) {
         // Until the index store takes them, the overlay keeps serving the changes, so
         // a failure here costs memory, not correctness; it is retried.
         let mut delay = Duration::from_millis(10);
+        let mut attempts = 0u32;
         while let Err(err) = shared.index.apply(&writes, end) {
             tracing::error!(error = %err, "the index applier cannot write the index store; retrying");
+            if let Ok(mut failure) = shared.applier_failure.lock() {
+                *failure = Some(err);
+            }
+            if shared.closing.load(std::sync::atomic::Ordering::Acquire) {
+                return;
+            }
             std::thread::sleep(delay);
-            delay = (delay * 2).min(Duration::from_secs(5));
+            delay = (delay * 2).min(Duration::from_secs(1));
+            attempts += 1;
+            // fjall and sled keep an I/O error (a full disk) until they are opened
+            // again; so, every few tries, reopen it and put back from the log what it
+            // lost with its unwritten buffers.
+            if attempts.is_multiple_of(3)
+                && let Err(err) = reopen_index(shared, applied)
+            {
+                tracing::warn!(error = %err, "could not reopen the index store; retrying");
+            }
+        }
+        applied = end;
+        if let Ok(mut failure) = shared.applier_failure.lock() {
+            *failure = None;
         }
         if let Ok(mut overlay) = shared.overlay.lock() {
             for group in &groups {
                 for write in &group.writes {
                     let key = (write.space, write.key.clone());
-                    if overlay.get(&key).is_some_and(|pending| pending.sequence == group.sequence) {
-                        overlay.remove(&key);
+                    if overlay.durable.get(&key).is_some_and(|pending| pending.sequence == group.sequence) {
+                        overlay.durable.remove(&key);
                     }
                 }
             }
@@ -342,6 +514,42 @@ fn apply_loop(shared: &Shared, receiver: &mpsc::Receiver<Durable>) {
             last_persist = Instant::now();
         }
     }
+}
+
+/// Reopens the index store and applies again, from the log, the groups up to `applied`
+/// that it no longer holds.
+fn reopen_index(shared: &Shared, applied: u64) -> Result<(), StorageError> {
+    shared.index.reopen()?;
+    let mark = shared.index.applied_through()?;
+    if mark >= applied {
+        return Ok(());
+    }
+    let mut writes = Vec::new();
+    let mut reached = mark;
+    let mut failure = None;
+    GroupLog::read_from(shared.log_dir.clone(), shared.log_options, mark, |group| {
+        if group.end > applied || failure.is_some() {
+            return;
+        }
+        for (at, bytes) in &group.records {
+            match Record::decode(bytes) {
+                Ok(record) => writes.push(index_write(&record, *at)),
+                Err(err) => failure = Some(err),
+            }
+        }
+        reached = group.end;
+    })
+    .map_err(log_error)?;
+    if let Some(err) = failure {
+        return Err(err);
+    }
+    if reached < applied {
+        return Err(StorageError::new(
+            StorageErrorKind::Corrupt,
+            "the group log no longer holds the groups the index store lost",
+        ));
+    }
+    shared.index.apply(&writes, applied)
 }
 
 impl Shared {
@@ -386,8 +594,8 @@ impl Shared {
     /// entry), from the overlay or the index store, and whether it came from the
     /// overlay.
     fn raw(&self, space: Keyspace, key: &[u8]) -> Result<Option<(Vec<u8>, bool)>, StorageError> {
-        if let Some(pending) = lock(&self.overlay)?.get(&(space, key.to_vec())) {
-            return Ok(pending.value.clone().map(|value| (value, true)));
+        if let Some(change) = lock(&self.overlay)?.lookup(space, key) {
+            return Ok(change.map(|value| (value, true)));
         }
         Ok(self.index.get(space, key)?.map(|value| (value, false)))
     }
@@ -408,17 +616,7 @@ impl Shared {
         end: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<Stored>, StorageError> {
-        let pending: Vec<(Vec<u8>, Option<Vec<u8>>)> = {
-            let overlay = lock(&self.overlay)?;
-            let upper = match end {
-                Some(end) => Bound::Excluded((space, end.to_vec())),
-                None => next_space_bound(space),
-            };
-            overlay
-                .range((Bound::Included((space, start.to_vec())), upper))
-                .map(|((_, key), pending)| (key.clone(), pending.value.clone()))
-                .collect()
-        };
+        let pending = lock(&self.overlay)?.range(space, start, end);
         let mut out = Vec::new();
         let mut pending = pending.into_iter().peekable();
         let mut cursor = start.to_vec();
@@ -496,17 +694,7 @@ impl Engine for LoggedEngine {
         let slots = if space == Keyspace::ChildKeys { Some(lock(&self.shared.slots)?) } else { None };
         let mut below: Option<Vec<u8>> = None;
         loop {
-            let pending = {
-                let overlay = lock(&self.shared.overlay)?;
-                let upper = match &below {
-                    Some(below) => Bound::Excluded((space, below.clone())),
-                    None => next_space_bound(space),
-                };
-                overlay
-                    .range((Bound::Included((space, Vec::new())), upper))
-                    .next_back()
-                    .map(|((_, key), pending)| (key.clone(), pending.value.clone()))
-            };
+            let pending = lock(&self.shared.overlay)?.last_below(space, below.as_deref());
             let indexed = self.shared.index.last_below(space, below.as_deref())?;
             let (key, value, from_overlay) = match (pending, indexed) {
                 (Some((key, value)), Some((index_key, _))) if key >= index_key => (key, value, true),
@@ -615,11 +803,11 @@ impl Engine for LoggedEngine {
             logged.encode(&mut record);
             writer.writes.push(index_write(&logged, 0));
             writer.records.push(record);
-            overlay.insert((space, key), Pending { sequence, value });
+            overlay.gathering.insert((space, key), Pending { sequence, value });
         }
         drop(overlay);
         writer.appends = appends;
-        writer.slots_written |= !written_slots.is_empty();
+        writer.slots_written.extend(written_slots);
         writer.released.extend(released);
         Ok(Applied { positions })
     }
@@ -630,15 +818,57 @@ impl Engine for LoggedEngine {
         if writer.records.is_empty() {
             return Ok(());
         }
-        if writer.slots_written {
-            lock(&shared.slots)?.sync()?;
-            writer.slots_written = false;
-        }
-        let appended = {
-            let Writer { log, records, .. } = &mut *writer;
-            let records: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
-            log.append(&records).map_err(log_error)?
+        // Backpressure, before anything is written: the overlay holds what the applier
+        // has not reached, so while the applier is behind, wait; while it cannot write
+        // the index store at all (a full disk), refuse the group rather than grow the
+        // overlay without bound.
+        let room = (|| {
+            let mut backlog = lock(&shared.backlog)?;
+            while *backlog >= MAX_BACKLOG {
+                if let Some(failure) = lock(&shared.applier_failure)?.clone() {
+                    return Err(failure);
+                }
+                backlog = shared.caught_up.wait_timeout(backlog, Duration::from_millis(50)).map_err(|_| poisoned())?.0;
+            }
+            Ok(())
+        })();
+        let written = room.and_then(|()| {
+            let Writer { log, records, slots_written, .. } = &mut *writer;
+            let synced = if slots_written.is_empty() { Ok(()) } else { lock(&shared.slots)?.sync() };
+            synced.and_then(|()| {
+                let records: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+                log.append(&records).map_err(log_error)
+            })
+        });
+        let appended = match written {
+            Ok(appended) => appended,
+            Err(err) => {
+                // Nothing of the group is durable, and its writers are told so: it must
+                // not appear later either. Its changes go, and so do its new slots.
+                lock(&shared.overlay)?.gathering.clear();
+                let abandoned = std::mem::take(&mut writer.slots_written);
+                writer.records.clear();
+                writer.writes.clear();
+                writer.appends = 0;
+                writer.released.clear();
+                writer.failing = true;
+                if !abandoned.is_empty()
+                    && let Err(zeroing) = lock(&shared.slots)?.zero(&abandoned)
+                {
+                    tracing::warn!(error = %zeroing, "could not zero the slots of a group that failed; opening will");
+                }
+                return Err(err);
+            }
         };
+        writer.slots_written.clear();
+        if std::mem::take(&mut writer.failing) {
+            tracing::warn!("the group log accepts writes again after a failed write");
+        }
+        {
+            let mut overlay = lock(&shared.overlay)?;
+            let gathered = std::mem::take(&mut overlay.gathering);
+            overlay.durable.extend(gathered);
+        }
         let mut writes = std::mem::take(&mut writer.writes);
         for (write, at) in writes.iter_mut().zip(&appended.positions) {
             if write.space.is_log() {
@@ -659,12 +889,15 @@ impl Engine for LoggedEngine {
         if !sent {
             return Err(StorageError::new(StorageErrorKind::Closed, "the index applier has stopped"));
         }
-        // Backpressure: the overlay holds what the applier has not reached.
-        let mut backlog = lock(&shared.backlog)?;
-        while *backlog > MAX_BACKLOG {
-            backlog = shared.caught_up.wait(backlog).map_err(|_| poisoned())?;
-        }
         Ok(())
+    }
+
+    fn check_files(&self) -> Result<Vec<String>, StorageError> {
+        match GroupLog::check(self.shared.log_dir.clone(), self.shared.log_options) {
+            Ok(_) => Ok(Vec::new()),
+            Err(damaged @ LogError::Damaged { .. }) => Ok(vec![damaged.to_string()]),
+            Err(other) => Err(log_error(other)),
+        }
     }
 
     fn size_on_disk(&self) -> Result<u64, StorageError> {

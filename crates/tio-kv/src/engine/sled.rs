@@ -53,7 +53,7 @@ const FORMAT_KEY: &[u8] = b"format";
 /// file (or, for a `tio-store/1` store, from its absence) before sled touches anything.
 pub const FORMAT_FILE: &str = "format";
 
-fn older_format() -> StorageError {
+pub(crate) fn older_format() -> StorageError {
     StorageError::new(
         StorageErrorKind::Format,
         "the store was written in format tio-store/1, which this release does not read: take a \
@@ -75,6 +75,10 @@ fn check_format_file(dir: &Path) -> Result<(), StorageError> {
     match std::fs::read(dir.join(FORMAT_FILE)) {
         Ok(content) if content.trim_ascii_end() == STORE_FORMAT => Ok(()),
         Ok(content) if content.trim_ascii_end() == OLDER_FORMAT => Err(older_format()),
+        Ok(content) if content.trim_ascii_end() == super::logged::LOGGED_FORMAT => Err(StorageError::new(
+            StorageErrorKind::Format,
+            "the store is in format tio-store/3 (the group log): open it with store.engine = \"log\"",
+        )),
         Ok(_) => Err(unknown_format()),
         // tio-store/1 wrote no format file.
         Err(err) if err.kind() == std::io::ErrorKind::NotFound && dir.join("db").exists() => Err(older_format()),

@@ -183,6 +183,11 @@ impl SimulatedDisk {
         self.state().operations_left = Some(operations);
     }
 
+    /// Lets every operation succeed again (the disk has space again).
+    pub fn heal(&self) {
+        self.state().operations_left = None;
+    }
+
     /// Operations so far would be counted from here: how many have run since
     /// [`SimulatedDisk::fail_after`], for a test choosing crash points.
     pub fn operations_left(&self) -> Option<u64> {

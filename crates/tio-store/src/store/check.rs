@@ -110,6 +110,9 @@ impl Store {
         let mut latest_expected: BTreeMap<(ChildIndex, u8), Vec<u8>> = BTreeMap::new();
         let mut records: HashMap<Vec<u8>, (ChildIndex, [u8; UPDATE_ID_BYTES])> = HashMap::new();
 
+        for damage in self.engine.check_files()? {
+            report.problem(damage);
+        }
         // Positions are opaque: only the engine can tell a gap that is a lost record.
         for hole in self.engine.log_holes(Keyspace::Updates)? {
             report.problem(hole);

@@ -37,6 +37,11 @@ pub(crate) trait IndexStore: Send + Sync {
     fn persist(&self) -> Result<(), StorageError>;
     /// Bytes on disk.
     fn size_on_disk(&self) -> u64;
+    /// Closes and opens the store again, as after a restart: the way out of an I/O
+    /// error that the store keeps (fjall and sled both refuse every write after one).
+    /// What it had not written out is lost; [`IndexStore::applied_through`] says how
+    /// far it now holds.
+    fn reopen(&self) -> Result<(), StorageError>;
 }
 
 /// Where the mark lives: a keyspace of the index store's own.
@@ -75,10 +80,19 @@ fn dir_size(dir: &Path) -> u64 {
 /// fjall: an LSM tree, one keyspace per engine keyspace, batches across keyspaces
 /// atomic through its journal.
 pub(crate) struct FjallIndex {
+    open: std::sync::RwLock<Option<FjallOpen>>,
+    dir: std::path::PathBuf,
+    cache_bytes: u64,
+}
+
+struct FjallOpen {
     db: fjall::Database,
     spaces: Vec<fjall::Keyspace>,
     mark: fjall::Keyspace,
-    dir: std::path::PathBuf,
+}
+
+fn closed() -> StorageError {
+    StorageError::new(StorageErrorKind::Io, "the index store is being reopened")
 }
 
 fn fjall_error(context: &str) -> impl Fn(fjall::Error) -> StorageError + '_ {
@@ -90,9 +104,14 @@ fn fjall_error(context: &str) -> impl Fn(fjall::Error) -> StorageError + '_ {
 
 impl FjallIndex {
     /// Opens (or creates) the index store in `dir`.
-    pub(crate) fn open(dir: &Path) -> Result<FjallIndex, StorageError> {
+    pub(crate) fn open(dir: &Path, cache_bytes: u64) -> Result<FjallIndex, StorageError> {
+        let open = FjallIndex::open_db(dir, cache_bytes)?;
+        Ok(FjallIndex { open: std::sync::RwLock::new(Some(open)), dir: dir.to_owned(), cache_bytes })
+    }
+
+    fn open_db(dir: &Path, cache_bytes: u64) -> Result<FjallOpen, StorageError> {
         let db = fjall::Database::builder(dir)
-            .cache_size(64 << 20)
+            .cache_size(cache_bytes)
             // The group log is the durable record: fjall's journal only bounds what it
             // replays at open.
             .max_journaling_size(64 << 20)
@@ -106,7 +125,12 @@ impl FjallIndex {
         let mark = db
             .keyspace(MARK_SPACE, fjall::KeyspaceCreateOptions::default)
             .map_err(fjall_error("cannot open a fjall keyspace"))?;
-        Ok(FjallIndex { db, spaces, mark, dir: dir.to_owned() })
+        Ok(FjallOpen { db, spaces, mark })
+    }
+
+    fn with<T>(&self, read: impl FnOnce(&FjallOpen) -> Result<T, StorageError>) -> Result<T, StorageError> {
+        let open = self.open.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        read(open.as_ref().ok_or_else(closed)?)
     }
 
     fn entry(guard: fjall::Guard) -> Result<Entry, StorageError> {
@@ -117,52 +141,79 @@ impl FjallIndex {
 
 impl IndexStore for FjallIndex {
     fn get(&self, space: Keyspace, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        let value = self.spaces[space.index()].get(key).map_err(fjall_error("cannot read the fjall index store"))?;
-        Ok(value.map(|value| value.to_vec()))
+        self.with(|open| {
+            let value =
+                open.spaces[space.index()].get(key).map_err(fjall_error("cannot read the fjall index store"))?;
+            Ok(value.map(|value| value.to_vec()))
+        })
     }
 
     fn scan(&self, space: Keyspace, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Entries, StorageError> {
-        self.spaces[space.index()]
-            .range((Bound::Included(start.to_vec()), upper(end)))
-            .take(limit)
-            .map(FjallIndex::entry)
-            .collect()
+        self.with(|open| {
+            open.spaces[space.index()]
+                .range((Bound::Included(start.to_vec()), upper(end)))
+                .take(limit)
+                .map(FjallIndex::entry)
+                .collect()
+        })
     }
 
     fn last_below(&self, space: Keyspace, below: Option<&[u8]>) -> Result<Option<Entry>, StorageError> {
-        let range = (Bound::Unbounded, upper(below));
-        self.spaces[space.index()].range::<Vec<u8>, _>(range).next_back().map(FjallIndex::entry).transpose()
+        self.with(|open| {
+            let range = (Bound::Unbounded, upper(below));
+            open.spaces[space.index()].range::<Vec<u8>, _>(range).next_back().map(FjallIndex::entry).transpose()
+        })
     }
 
     fn apply(&self, writes: &[IndexWrite], applied_through: u64) -> Result<(), StorageError> {
-        let mut batch = self.db.batch();
-        for write in writes {
-            let space = &self.spaces[write.space.index()];
-            match &write.value {
-                Some(value) => batch.insert(space, write.key.as_slice(), value.as_slice()),
-                None => batch.remove(space, write.key.as_slice()),
+        self.with(|open| {
+            let mut batch = open.db.batch();
+            for write in writes {
+                let space = &open.spaces[write.space.index()];
+                match &write.value {
+                    Some(value) => batch.insert(space, write.key.as_slice(), value.as_slice()),
+                    None => batch.remove(space, write.key.as_slice()),
+                }
             }
-        }
-        batch.insert(&self.mark, MARK_KEY, &applied_through.to_be_bytes()[..]);
-        batch.commit().map_err(fjall_error("cannot write the fjall index store"))
+            batch.insert(&open.mark, MARK_KEY, &applied_through.to_be_bytes()[..]);
+            batch.commit().map_err(fjall_error("cannot write the fjall index store"))
+        })
     }
 
     fn applied_through(&self) -> Result<u64, StorageError> {
-        let value = self.mark.get(MARK_KEY).map_err(fjall_error("cannot read the fjall index store"))?;
-        decode_mark(value.as_deref())
+        self.with(|open| {
+            let value = open.mark.get(MARK_KEY).map_err(fjall_error("cannot read the fjall index store"))?;
+            decode_mark(value.as_deref())
+        })
     }
 
     fn persist(&self) -> Result<(), StorageError> {
-        self.db.persist(fjall::PersistMode::SyncData).map_err(fjall_error("cannot persist the fjall index store"))
+        self.with(|open| {
+            open.db.persist(fjall::PersistMode::SyncData).map_err(fjall_error("cannot persist the fjall index store"))
+        })
     }
 
     fn size_on_disk(&self) -> u64 {
         dir_size(&self.dir)
     }
+
+    fn reopen(&self) -> Result<(), StorageError> {
+        let mut open = self.open.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Closed before it is opened again: fjall holds its directory while open.
+        open.take();
+        *open = Some(FjallIndex::open_db(&self.dir, self.cache_bytes)?);
+        Ok(())
+    }
 }
 
 /// sled: one tree per engine keyspace; a batch is one transaction across them.
 pub(crate) struct SledIndex {
+    open: std::sync::RwLock<Option<SledOpen>>,
+    dir: std::path::PathBuf,
+    cache_bytes: u64,
+}
+
+struct SledOpen {
     db: sled::Db,
     trees: Vec<sled::Tree>,
     mark: sled::Tree,
@@ -177,10 +228,15 @@ fn sled_error(context: &str) -> impl Fn(sled::Error) -> StorageError + '_ {
 
 impl SledIndex {
     /// Opens (or creates) the index store in `dir`.
-    pub(crate) fn open(dir: &Path) -> Result<SledIndex, StorageError> {
+    pub(crate) fn open(dir: &Path, cache_bytes: u64) -> Result<SledIndex, StorageError> {
+        let open = SledIndex::open_db(dir, cache_bytes)?;
+        Ok(SledIndex { open: std::sync::RwLock::new(Some(open)), dir: dir.to_owned(), cache_bytes })
+    }
+
+    fn open_db(dir: &Path, cache_bytes: u64) -> Result<SledOpen, StorageError> {
         let db = sled::Config::new()
             .path(dir)
-            .cache_capacity(64 << 20)
+            .cache_capacity(cache_bytes)
             .open()
             .map_err(sled_error("cannot open the sled index store"))?;
         let trees = Keyspace::ALL
@@ -189,7 +245,12 @@ impl SledIndex {
             .collect::<Result<Vec<_>, _>>()
             .map_err(sled_error("cannot open a sled tree"))?;
         let mark = db.open_tree(MARK_SPACE).map_err(sled_error("cannot open a sled tree"))?;
-        Ok(SledIndex { db, trees, mark })
+        Ok(SledOpen { db, trees, mark })
+    }
+
+    fn with<T>(&self, read: impl FnOnce(&SledOpen) -> Result<T, StorageError>) -> Result<T, StorageError> {
+        let open = self.open.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        read(open.as_ref().ok_or_else(closed)?)
     }
 }
 
@@ -200,21 +261,27 @@ fn sled_entry(item: sled::Result<(sled::IVec, sled::IVec)>) -> Result<Entry, Sto
 
 impl IndexStore for SledIndex {
     fn get(&self, space: Keyspace, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        let value = self.trees[space.index()].get(key).map_err(sled_error("cannot read the sled index store"))?;
-        Ok(value.map(|value| value.to_vec()))
+        self.with(|open| {
+            let value = open.trees[space.index()].get(key).map_err(sled_error("cannot read the sled index store"))?;
+            Ok(value.map(|value| value.to_vec()))
+        })
     }
 
     fn scan(&self, space: Keyspace, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Entries, StorageError> {
-        self.trees[space.index()]
-            .range((Bound::Included(start.to_vec()), upper(end)))
-            .take(limit)
-            .map(sled_entry)
-            .collect()
+        self.with(|open| {
+            open.trees[space.index()]
+                .range((Bound::Included(start.to_vec()), upper(end)))
+                .take(limit)
+                .map(sled_entry)
+                .collect()
+        })
     }
 
     fn last_below(&self, space: Keyspace, below: Option<&[u8]>) -> Result<Option<Entry>, StorageError> {
-        let range: (Bound<Vec<u8>>, Bound<Vec<u8>>) = (Bound::Unbounded, upper(below));
-        self.trees[space.index()].range(range).next_back().map(sled_entry).transpose()
+        self.with(|open| {
+            let range: (Bound<Vec<u8>>, Bound<Vec<u8>>) = (Bound::Unbounded, upper(below));
+            open.trees[space.index()].range(range).next_back().map(sled_entry).transpose()
+        })
     }
 
     fn apply(&self, writes: &[IndexWrite], applied_through: u64) -> Result<(), StorageError> {
@@ -222,34 +289,45 @@ impl IndexStore for SledIndex {
         // not several together; a crash between them leaves trees ahead of the mark,
         // which replaying the log from the mark puts right (the writes are replayed in
         // order, so each key ends as the log says).
-        let mut batches: BTreeMap<usize, sled::Batch> = BTreeMap::new();
-        for write in writes {
-            let batch = batches.entry(write.space.index()).or_default();
-            match &write.value {
-                Some(value) => batch.insert(write.key.as_slice(), value.as_slice()),
-                None => batch.remove(write.key.as_slice()),
+        self.with(|open| {
+            let mut batches: BTreeMap<usize, sled::Batch> = BTreeMap::new();
+            for write in writes {
+                let batch = batches.entry(write.space.index()).or_default();
+                match &write.value {
+                    Some(value) => batch.insert(write.key.as_slice(), value.as_slice()),
+                    None => batch.remove(write.key.as_slice()),
+                }
             }
-        }
-        for (tree, batch) in batches {
-            self.trees[tree].apply_batch(batch).map_err(sled_error("cannot write the sled index store"))?;
-        }
-        self.mark
-            .insert(MARK_KEY, &applied_through.to_be_bytes())
-            .map_err(sled_error("cannot write the sled index store"))?;
-        Ok(())
+            for (tree, batch) in batches {
+                open.trees[tree].apply_batch(batch).map_err(sled_error("cannot write the sled index store"))?;
+            }
+            open.mark
+                .insert(MARK_KEY, &applied_through.to_be_bytes())
+                .map_err(sled_error("cannot write the sled index store"))?;
+            Ok(())
+        })
     }
 
     fn applied_through(&self) -> Result<u64, StorageError> {
-        let value = self.mark.get(MARK_KEY).map_err(sled_error("cannot read the sled index store"))?;
-        decode_mark(value.as_deref())
+        self.with(|open| {
+            let value = open.mark.get(MARK_KEY).map_err(sled_error("cannot read the sled index store"))?;
+            decode_mark(value.as_deref())
+        })
     }
 
     fn persist(&self) -> Result<(), StorageError> {
-        self.db.flush().map(|_| ()).map_err(sled_error("cannot flush the sled index store"))
+        self.with(|open| open.db.flush().map(|_| ()).map_err(sled_error("cannot flush the sled index store")))
     }
 
     fn size_on_disk(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        self.with(|open| Ok(open.db.size_on_disk().unwrap_or(0))).unwrap_or(0)
+    }
+
+    fn reopen(&self) -> Result<(), StorageError> {
+        let mut open = self.open.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        open.take();
+        *open = Some(SledIndex::open_db(&self.dir, self.cache_bytes)?);
+        Ok(())
     }
 }
 
@@ -319,5 +397,9 @@ impl IndexStore for MemoryIndex {
 
     fn size_on_disk(&self) -> u64 {
         0
+    }
+
+    fn reopen(&self) -> Result<(), StorageError> {
+        Ok(())
     }
 }

@@ -152,6 +152,49 @@ fn a_log_that_does_not_match_its_index_store_is_refused() {
     assert_eq!(err.kind, StorageErrorKind::Corrupt, "{err}");
 }
 
+/// A group whose sync fails was reported as not written: it must not appear, then or
+/// later, and its keys are free again.
+#[test]
+fn a_group_whose_sync_fails_leaves_no_trace() {
+    let slots = tempfile::tempdir().unwrap();
+    let disk = SimulatedDisk::new();
+    let engine = LoggedEngine::open_in_memory_index(Arc::new(disk.clone()), slots.path(), SMALL).unwrap();
+    commit(&engine, vec![put(Keyspace::Latest, b"kept", b"1")]);
+    // Fill the first segment so that the next group needs a new one, and fail making it.
+    let mut n = 0u32;
+    let failed = loop {
+        let ops = vec![
+            put(Keyspace::Latest, &n.to_be_bytes(), &[9; 500]),
+            put(Keyspace::ChildKeys, &n.to_be_bytes(), &[7; 77]),
+        ];
+        engine.apply(&Batch { conditions: Vec::new(), ops }).unwrap();
+        disk.fail_after(2);
+        let synced = engine.sync();
+        disk.heal();
+        if synced.is_err() {
+            break n;
+        }
+        n += 1;
+        assert!(n < 100, "no rollover in 100 groups");
+    };
+    assert_eq!(engine.get(Keyspace::Latest, &failed.to_be_bytes()).unwrap(), None);
+    assert_eq!(engine.get(Keyspace::ChildKeys, &failed.to_be_bytes()).unwrap(), None);
+    assert!(engine.shared.overlay.lock().unwrap().gathering.is_empty());
+    // The key is free again, and the engine goes on (the failure was in making a
+    // segment, before anything of the group was written).
+    let again = Batch {
+        conditions: vec![Condition::Absent { space: Keyspace::Latest, key: failed.to_be_bytes().to_vec() }],
+        ops: vec![put(Keyspace::Latest, &failed.to_be_bytes(), b"second try")],
+    };
+    engine.apply(&again).unwrap();
+    engine.sync().unwrap();
+    drop(engine);
+    let engine = LoggedEngine::open_in_memory_index(Arc::new(disk), slots.path(), SMALL).unwrap();
+    assert_eq!(engine.get(Keyspace::Latest, &failed.to_be_bytes()).unwrap().unwrap(), b"second try");
+    assert_eq!(engine.get(Keyspace::ChildKeys, &failed.to_be_bytes()).unwrap(), None);
+    assert_eq!(engine.get(Keyspace::Latest, b"kept").unwrap().unwrap(), b"1");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
@@ -190,4 +233,22 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn the_full_check_finds_damage_that_opening_does_not_scan() {
+    let slots = tempfile::tempdir().unwrap();
+    let disk = SimulatedDisk::new();
+    let engine = LoggedEngine::open_in_memory_index(Arc::new(disk.clone()), slots.path(), SMALL).unwrap();
+    for n in 0u8..60 {
+        commit(&engine, vec![put(Keyspace::Latest, &[n], &[n; 300])]);
+    }
+    assert!(engine.check_files().unwrap().is_empty());
+    let first = crate::group_log::segment_name(0);
+    let mut bytes = disk.contents(&first).unwrap();
+    bytes[1000] ^= 0x10;
+    disk.set_contents(&first, bytes);
+    let problems = engine.check_files().unwrap();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains(&first), "{problems:?}");
 }
