@@ -1,5 +1,5 @@
-//! Durable commits of 1 KiB values through the real store (sled, encryption, group
-//! commit, fdatasync) at 1, 8 and 64 concurrent writers.
+//! Durable commits of 1 KiB values through the real store (encryption, group commit,
+//! the engine's sync) at 1, 8 and 64 concurrent writers.
 //!
 //!   cargo bench -p tio-store --bench durable_commit
 //!
@@ -7,7 +7,10 @@
 //! system temporary directory; it must be on a real disk, not tmpfs, or syncs are free),
 //! TIO_BENCH_AUDIT=1 to commit an audit entry with every update, as the broker does
 //! (TIO_BENCH_AUDIT_BYTES long, default 600; the audit log's hashing runs later, off the
-//! commit path), TIO_BENCH_WRITERS=N to run only the scenario with N writers.
+//! commit path), TIO_BENCH_WRITERS=N to run only the scenario with N writers,
+//! TIO_BENCH_ENGINE (log, the default, or sled) and TIO_BENCH_INDEX (fjall, the
+//! default, or sled) for the engine. The disk's own floor, the group log alone, is
+//! `cargo bench -p tio-kv --bench group_log`.
 
 // A benchmark reports on stdout.
 #![allow(clippy::print_stdout)]
@@ -30,6 +33,8 @@ fn main() {
     let base = std::env::var_os("TIO_BENCH_DIR").map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
     let audit = std::env::var("TIO_BENCH_AUDIT").is_ok_and(|value| value == "1");
     println!("audit entry with every commit: {audit}");
+    let options = options();
+    println!("engine: {}, index store: {}", options.engine, options.index_engine);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     println!(
         "durable commits of {VALUE_BYTES} B values, {seconds} s per scenario, {} cores",
@@ -65,6 +70,18 @@ fn main() {
     }
 }
 
+/// The store options the environment asks for.
+fn options() -> tio_store::StoreOptions {
+    let mut options = tio_store::StoreOptions::default();
+    if let Ok(name) = std::env::var("TIO_BENCH_ENGINE") {
+        options.engine = tio_store::EngineKind::from_name(&name).expect("TIO_BENCH_ENGINE: log or sled");
+    }
+    if let Ok(name) = std::env::var("TIO_BENCH_INDEX") {
+        options.index_engine = tio_store::IndexEngine::from_name(&name).expect("TIO_BENCH_INDEX: fjall or sled");
+    }
+    options
+}
+
 struct Outcome {
     commits: u64,
     elapsed: Duration,
@@ -90,7 +107,7 @@ impl Outcome {
 
 async fn run(dir: &std::path::Path, writers: usize, duration: Duration, audit: bool) -> Outcome {
     let audit_bytes: usize = std::env::var("TIO_BENCH_AUDIT_BYTES").ok().and_then(|s| s.parse().ok()).unwrap_or(600);
-    let store = Arc::new(Store::open(dir, &Default::default(), KeyRing::generate().expect("keys")).expect("store"));
+    let store = Arc::new(Store::open(dir, &options(), KeyRing::generate().expect("keys")).expect("store"));
     let children: Arc<Vec<NhsNumber>> = Arc::new(
         (0..20_000u64)
             .filter_map(|n| {

@@ -464,7 +464,10 @@ fn apply_loop(shared: &Shared, receiver: &mpsc::Receiver<Durable>, mut applied: 
             }
         }
         let end = groups.last().map_or(0, |group| group.end);
-        let writes: Vec<IndexWrite> = groups.iter().flat_map(|group| group.writes.iter().cloned()).collect();
+        // Moved, not copied: each group's sequence is kept beside how many writes it had,
+        // for dropping them from the overlay once applied.
+        let counts: Vec<(u64, usize)> = groups.iter().map(|group| (group.sequence, group.writes.len())).collect();
+        let writes: Vec<IndexWrite> = groups.into_iter().flat_map(|group| group.writes).collect();
         // Until the index store takes them, the overlay keeps serving the changes, so
         // a failure here costs memory, not correctness; it is retried.
         let mut delay = Duration::from_millis(10);
@@ -494,17 +497,18 @@ fn apply_loop(shared: &Shared, receiver: &mpsc::Receiver<Durable>, mut applied: 
             *failure = None;
         }
         if let Ok(mut overlay) = shared.overlay.lock() {
-            for group in &groups {
-                for write in &group.writes {
-                    let key = (write.space, write.key.clone());
-                    if overlay.durable.get(&key).is_some_and(|pending| pending.sequence == group.sequence) {
+            let mut writes = writes.into_iter();
+            for (sequence, count) in &counts {
+                for write in writes.by_ref().take(*count) {
+                    let key = (write.space, write.key);
+                    if overlay.durable.get(&key).is_some_and(|pending| pending.sequence == *sequence) {
                         overlay.durable.remove(&key);
                     }
                 }
             }
         }
         if let Ok(mut backlog) = shared.backlog.lock() {
-            *backlog = backlog.saturating_sub(groups.len());
+            *backlog = backlog.saturating_sub(counts.len());
             shared.caught_up.notify_all();
         }
         if last_persist.elapsed() >= PERSIST_EVERY {
