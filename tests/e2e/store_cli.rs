@@ -214,3 +214,48 @@ fn a_store_of_the_earlier_format_migrates_to_the_group_log() {
     let (status, again, _) = check_on("log");
     assert!(status.success(), "{again}");
 }
+
+/// Issue 14: the index store is derived from the group log, and `tio store reindex`
+/// rebuilds it from the log, keeping the old one until the new one is complete; the
+/// store then checks as it did. A store on the sled engine has no such index store.
+#[test]
+fn the_index_store_is_rebuilt_from_the_group_log() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let keys = root.path().join("tio.keys");
+    run_tio(&["keys", "init", "--keys-file", &arg(&keys), "--audit-origin", "tio.test/audit"], &[]);
+    assert!(fill_store(&data, &keys, 400) > 0);
+    let check = || run_tio(&["store", "check", "--data-dir", &arg(&data), "--keys-file", &arg(&keys)], &[]);
+    let (status, before, _) = check();
+    assert!(status.success(), "{before}");
+    let reindex = || run_tio(&["store", "reindex", "--data-dir", &arg(&data)], &[]);
+    let (status, stdout, stderr) = reindex();
+    assert!(status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("rebuilt the fjall index store"), "{stdout}");
+    let index = data.join("store").join("index-fjall");
+    assert!(index.is_dir() && !data.join("store").join("index-fjall.before-reindex").exists());
+    let (status, after, _) = check();
+    assert!(status.success(), "{after}");
+    let summary = |report: &str| {
+        report
+            .lines()
+            .filter(|line| line.contains(" updates (") || line.starts_with("audit log:"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(summary(&after), summary(&before), "the rebuilt indexes say what the old ones said");
+
+    // The other index store, built from the same log, checks the same.
+    let (status, stdout, stderr) =
+        run_tio(&["store", "reindex", "--data-dir", &arg(&data), "--index-engine", "sled"], &[]);
+    assert!(status.success(), "{stdout}{stderr}");
+    let (status, on_sled, _) = run_tio(
+        &["store", "check", "--data-dir", &arg(&data), "--keys-file", &arg(&keys), "--index-engine", "sled"],
+        &[],
+    );
+    assert!(status.success(), "{on_sled}");
+    assert_eq!(summary(&on_sled), summary(&before));
+
+    let (status, _, stderr) = run_tio(&["store", "reindex", "--data-dir", &arg(&data), "--engine", "sled"], &[]);
+    assert!(!status.success() && stderr.contains("only the group log"), "{stderr}");
+}

@@ -205,6 +205,47 @@ pub fn restore_backup(
     }
 }
 
+/// Rebuilds the index store of the stopped group-log store in `dir` from its log: the
+/// old index store is moved aside, the engine opened (which replays the whole log into
+/// a new one), and only then is the old one removed; should the rebuild fail, the old
+/// one is put back. For an index store that is damaged, or to change nothing but be
+/// sure that the indexes say what the log says.
+pub fn reindex_stopped_store(dir: &Path, options: &StoreOptions) -> Result<(), StorageError> {
+    if options.engine != crate::EngineKind::Log {
+        return Err(StorageError::new(
+            StorageErrorKind::Format,
+            "only the group log's index store is rebuilt from a log (store.engine = \"log\")",
+        ));
+    }
+    if !dir.join(crate::engine::sled::FORMAT_FILE).exists() {
+        return Err(StorageError::new(StorageErrorKind::Io, format!("no store in {}", dir.display())));
+    }
+    let index = crate::engine::logged::index_dir(dir, options.index_engine.kind());
+    let aside = index.with_extension("before-reindex");
+    if aside.exists() {
+        std::fs::remove_dir_all(&aside).map_err(io("cannot clear an interrupted rebuild"))?;
+    }
+    if index.exists() {
+        std::fs::rename(&index, &aside).map_err(io("cannot move the index store aside"))?;
+    }
+    match options.open_engine(dir) {
+        Ok(engine) => {
+            drop(engine);
+            if aside.exists() {
+                std::fs::remove_dir_all(&aside).map_err(io("cannot remove the old index store"))?;
+            }
+            Ok(())
+        }
+        Err(err) => {
+            let _ = std::fs::remove_dir_all(&index);
+            if aside.exists() {
+                let _ = std::fs::rename(&aside, &index);
+            }
+            Err(err)
+        }
+    }
+}
+
 /// What a migration did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Migrated {

@@ -73,7 +73,7 @@ impl IndexEngine {
         IndexEngine::ALL.into_iter().find(|kind| kind.name() == name)
     }
 
-    const fn kind(self) -> IndexKind {
+    pub(crate) const fn kind(self) -> IndexKind {
         match self {
             IndexEngine::Fjall => IndexKind::Fjall,
             IndexEngine::Sled => IndexKind::Sled,

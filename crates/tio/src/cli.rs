@@ -706,6 +706,10 @@ pub(crate) enum StoreCommand {
         #[command(flatten)]
         engine: EngineArgs,
     },
+    /// Rebuild a stopped store's index store from its group log (the log is the
+    /// record; the indexes are derived from it): the old index store is kept until the
+    /// new one is complete.
+    Reindex(KeysStoreArgs),
     /// Move a stopped store of an earlier release (format tio-store/2, the sled engine)
     /// to the group log (tio-store/3), in place: a logical backup, a restore beside it,
     /// then the new store takes its place and the old one is kept beside it

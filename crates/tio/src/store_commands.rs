@@ -73,6 +73,19 @@ pub(crate) fn store(command: StoreCommand) -> anyhow::Result<()> {
             println!("restored {} entries into {}", summary.entries, store_dir(&data_dir).display());
             Ok(())
         }
+        StoreCommand::Reindex(args) => {
+            let dir = store_dir(&args.data_dir);
+            let bar = spinner("rebuilding the index store from the log");
+            let rebuilt = tio_store::backup::reindex_stopped_store(&dir, &args.options());
+            bar.finish_and_clear();
+            rebuilt.context("cannot rebuild the index store (the server must be stopped)")?;
+            println!(
+                "rebuilt the {} index store of {} from its group log; check it with `tio store check`",
+                args.engine.index_engine,
+                dir.display()
+            );
+            Ok(())
+        }
         StoreCommand::Migrate { data_dir, index_engine } => {
             let dir = store_dir(&data_dir);
             let from = StoreOptions { engine: EngineKind::Sled, ..StoreOptions::default() };

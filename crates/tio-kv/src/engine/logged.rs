@@ -58,6 +58,11 @@ impl IndexKind {
 /// The log's directory under the engine's.
 pub const LOG_DIR: &str = "log";
 
+/// Where the index store of `kind` lives in the engine's directory `dir`.
+pub fn index_dir(dir: &Path, kind: IndexKind) -> PathBuf {
+    dir.join(format!("index-{}", kind.name()))
+}
+
 /// The store format this engine writes: the group log, the index store and the slots.
 /// Do not change without a migration.
 pub const LOGGED_FORMAT: &[u8] = b"tio-store/3";
@@ -306,7 +311,7 @@ impl LoggedEngine {
     pub fn open_with_options(dir: &Path, options: &LoggedOptions) -> Result<LoggedEngine, StorageError> {
         std::fs::create_dir_all(dir).map_err(|err| StorageError::from_io("cannot create the store directory", &err))?;
         claim_format(dir)?;
-        let index_dir = dir.join(format!("index-{}", options.index.name()));
+        let index_dir = index_dir(dir, options.index);
         let index: Box<dyn IndexStore> = match options.index {
             IndexKind::Fjall => Box::new(FjallIndex::open(&index_dir, options.cache_bytes)?),
             IndexKind::Sled => Box::new(SledIndex::open(&index_dir, options.cache_bytes)?),
