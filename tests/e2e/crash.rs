@@ -1,7 +1,8 @@
 //! Crash safety: a real child process writes through the real store, each update with
 //! its audit entry, and is killed with SIGKILL at random moments; after every restart
-//! each acknowledged write is present, decrypts, positions are contiguous, updates and
-//! audit entries match one to one, and at the end the audit log verifies.
+//! each acknowledged write is present, decrypts, positions are in order, updates and
+//! audit entries match one to one, and the audit log verifies, extending the checkpoint
+//! of the cycle before.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};

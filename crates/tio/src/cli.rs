@@ -709,7 +709,14 @@ pub(crate) enum StoreCommand {
     /// Rebuild a stopped store's index store from its group log (the log is the
     /// record; the indexes are derived from it): the old index store is kept until the
     /// new one is complete.
-    Reindex(KeysStoreArgs),
+    Reindex {
+        /// The data directory (the store is DATA_DIR/store).
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// The store's engine.
+        #[command(flatten)]
+        engine: EngineArgs,
+    },
     /// Move a stopped store of an earlier release (format tio-store/2, the sled engine)
     /// to the group log (tio-store/3), in place: a logical backup, a restore beside it,
     /// then the new store takes its place and the old one is kept beside it

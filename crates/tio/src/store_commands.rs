@@ -73,15 +73,15 @@ pub(crate) fn store(command: StoreCommand) -> anyhow::Result<()> {
             println!("restored {} entries into {}", summary.entries, store_dir(&data_dir).display());
             Ok(())
         }
-        StoreCommand::Reindex(args) => {
-            let dir = store_dir(&args.data_dir);
+        StoreCommand::Reindex { data_dir, engine } => {
+            let dir = store_dir(&data_dir);
             let bar = spinner("rebuilding the index store from the log");
-            let rebuilt = tio_store::backup::reindex_stopped_store(&dir, &args.options());
+            let rebuilt = tio_store::backup::reindex_stopped_store(&dir, &engine.options());
             bar.finish_and_clear();
             rebuilt.context("cannot rebuild the index store (the server must be stopped)")?;
             println!(
                 "rebuilt the {} index store of {} from its group log; check it with `tio store check`",
-                args.engine.index_engine,
+                engine.index_engine,
                 dir.display()
             );
             Ok(())
@@ -341,7 +341,7 @@ fn check(args: &KeysStoreArgs) -> anyhow::Result<()> {
     );
     if report.is_healthy() && audit.is_healthy() {
         println!(
-            "OK: every record decrypts and authenticates, positions are contiguous, indexes agree, \
+            "OK: every record decrypts and authenticates, no record is missing from the logs, indexes agree, \
              and the audit log matches its tree, its checkpoint and the stored updates"
         );
         return Ok(());

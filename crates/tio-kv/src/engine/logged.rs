@@ -96,11 +96,7 @@ fn claim_format(dir: &Path) -> Result<(), StorageError> {
                     "the store directory holds files but no format file: it is not a store this release can open",
                 ));
             }
-            let mut content = LOGGED_FORMAT.to_vec();
-            content.push(b'\n');
-            std::fs::write(&path, content).map_err(failed)?;
-            std::fs::File::open(&path).and_then(|file| file.sync_all()).map_err(failed)?;
-            std::fs::File::open(dir).and_then(|dir| dir.sync_all()).map_err(failed)
+            super::sled::write_format_file(dir, LOGGED_FORMAT)
         }
         Err(err) => Err(failed(err)),
     }
@@ -572,7 +568,9 @@ impl Shared {
     ) -> Result<Vec<u8>, StorageError> {
         if space == Keyspace::ChildKeys {
             let slot = slots::decode_slot(&value)?;
-            let slots = slots.ok_or_else(poisoned)?;
+            let slots = slots.ok_or_else(|| {
+                StorageError::new(StorageErrorKind::Io, "a child key was read without holding its slots")
+            })?;
             return slots.read(slot)?.ok_or_else(|| {
                 StorageError::new(
                     StorageErrorKind::Corrupt,
@@ -636,13 +634,9 @@ impl Shared {
             let bound = if exhausted { None } else { chunk.last().map(|(key, _)| key.clone()) };
             let mut chunk = chunk.into_iter().peekable();
             while out.len() < limit {
-                let take_pending = match (pending.peek(), chunk.peek()) {
-                    (Some((key, _)), _) if bound.as_ref().is_some_and(|bound| key > bound) => {
-                        if chunk.peek().is_none() {
-                            break;
-                        }
-                        false
-                    }
+                // Overlay changes past the chunk's last key wait for the next chunk.
+                let due = pending.peek().filter(|(key, _)| bound.as_ref().is_none_or(|bound| key <= bound));
+                let take_pending = match (due, chunk.peek()) {
                     (Some((pending_key, _)), Some((index_key, _))) => pending_key <= index_key,
                     (Some(_), None) => true,
                     (None, Some(_)) => false,

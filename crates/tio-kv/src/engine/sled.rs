@@ -87,14 +87,15 @@ fn check_format_file(dir: &Path) -> Result<(), StorageError> {
     }
 }
 
-/// Writes the format file of a store that has none yet (a new one), durably.
-fn write_format_file(dir: &Path) -> Result<(), StorageError> {
+/// Writes the format file naming `format` in a store that has none yet (a new one),
+/// durably. Shared by the engines.
+pub(crate) fn write_format_file(dir: &Path, format: &[u8]) -> Result<(), StorageError> {
     let path = dir.join(FORMAT_FILE);
     if path.exists() {
         return Ok(());
     }
     let failed = |err: std::io::Error| StorageError::from_io("cannot write the store's format file", &err);
-    let mut content = STORE_FORMAT.to_vec();
+    let mut content = format.to_vec();
     content.push(b'\n');
     std::fs::write(&path, content).map_err(failed)?;
     File::open(&path).and_then(|file| file.sync_all()).map_err(failed)?;
@@ -203,7 +204,7 @@ impl SledEngine {
         std::fs::create_dir_all(dir).map_err(|err| StorageError::from_io("cannot create store directory", &err))?;
         check_format_file(dir)?;
         let (open, next_positions) = open_sled(dir, cache_bytes)?;
-        write_format_file(dir)?;
+        write_format_file(dir, STORE_FORMAT)?;
         let log_end_file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
