@@ -356,8 +356,9 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Checks the engine's own files through and through (checksums of every frame, a
     /// missing file) and describes the damage found, for `tio store check`: damage that
-    /// reading the records back would not show, or would show only as a failed read.
-    /// Changes nothing.
+    /// reading the records back would not show, or would show only as a failed read;
+    /// an engine with derived indexes also compares them with what they derive from.
+    /// Changes nothing. Meant for a stopped store.
     fn check_files(&self) -> Result<Vec<String>, StorageError> {
         Ok(Vec::new())
     }

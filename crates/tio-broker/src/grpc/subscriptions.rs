@@ -11,7 +11,7 @@ use tio_store::cursors::SubscriptionHead;
 use tokio::sync::mpsc::Sender;
 
 use crate::app::error::ServiceError;
-use crate::app::subscriptions::deliver::{Deliverer, Delivery};
+use crate::app::subscriptions::deliver::{ACK_STORE_DELAY, Deliverer, Delivery};
 use crate::app::subscriptions::head_categories;
 use crate::app::subscriptions::manage::{NewSubscription, Start, SubscriptionState};
 use crate::grpc::convert::{categories_from_proto, category_to_proto, optional_timestamp, timestamp_to_proto};
@@ -156,10 +156,9 @@ async fn pump(
                 Err(err) => return StreamEnd::Error(err),
             }
         }
-        // Nothing to send now: store what is pending (acks, a moved cursor) first.
-        if let Err(err) = deliverer.flush().await {
-            return StreamEnd::Error(err);
-        }
+        // Nothing to send now. What is pending (acks, a moved cursor) rides on the next
+        // delivery's commit, or is stored on its own once it has waited long enough.
+        let store_pending_at = deliverer.unstored_since().map(|since| since + ACK_STORE_DELAY);
         tokio::select! {
             message = inbound.next() => {
                 if let Err(end) = handle(deliverer, message).await {
@@ -169,6 +168,11 @@ async fn pump(
             changed = changes.changed() => {
                 if changed.is_err() {
                     return StreamEnd::ClientGone;
+                }
+            }
+            () = sleep_until_some(store_pending_at), if store_pending_at.is_some() => {
+                if let Err(err) = deliverer.flush().await {
+                    return StreamEnd::Error(err);
                 }
             }
             () = tokio::time::sleep_until(quiet_since + HEARTBEAT_INTERVAL) => {
@@ -188,6 +192,14 @@ async fn pump(
                 quiet_since = tokio::time::Instant::now();
             }
         }
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 

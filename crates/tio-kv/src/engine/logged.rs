@@ -16,6 +16,7 @@
 //! overwritable slots ([`super::slots`]): the log and the index hold only slot numbers,
 //! so an erasure leaves no wrapped key on disk.
 
+mod compare;
 mod index;
 mod records;
 
@@ -897,10 +898,13 @@ impl Engine for LoggedEngine {
 
     fn check_files(&self) -> Result<Vec<String>, StorageError> {
         match GroupLog::check(self.shared.log_dir.clone(), self.shared.log_options) {
-            Ok(_) => Ok(Vec::new()),
-            Err(damaged @ LogError::Damaged { .. }) => Ok(vec![damaged.to_string()]),
-            Err(other) => Err(log_error(other)),
+            Ok(_) => {}
+            Err(damaged @ LogError::Damaged { .. }) => return Ok(vec![damaged.to_string()]),
+            Err(other) => return Err(log_error(other)),
         }
+        // The log is whole: the index store must then say exactly what it says.
+        self.wait_applied()?;
+        compare::index_against_log(self.shared.index.as_ref(), self.shared.log_dir.clone(), self.shared.log_options)
     }
 
     fn size_on_disk(&self) -> Result<u64, StorageError> {

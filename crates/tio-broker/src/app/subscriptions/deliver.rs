@@ -25,6 +25,11 @@ use crate::app::registry::AuthError;
 /// Updates read from the store per step.
 const READ_PAGE: usize = 256;
 
+/// How long acks and a moved cursor may wait for a delivery's commit to carry them
+/// before the stream stores them on their own. Storing them at every quiet moment cost a
+/// sync per ack; a crash in this window costs only redeliveries (at least once).
+pub(crate) const ACK_STORE_DELAY: Duration = Duration::from_millis(500);
+
 /// How often one delivery is decided again when what allowed it keeps changing.
 const MAX_ATTEMPTS: usize = 4;
 
@@ -80,9 +85,9 @@ pub(crate) struct Deliverer {
     head: Head,
     unacked: BTreeMap<u64, Unacked>,
     window: u32,
-    /// Whether the head has changes not yet stored (a cursor moved past skipped updates,
-    /// acks).
-    dirty: bool,
+    /// Since when the head has had changes not yet stored (a cursor moved past skipped
+    /// updates, acks), if it has.
+    dirty: Option<tokio::time::Instant>,
     /// Delivery numbers acked since the state was last stored.
     acked: Vec<u64>,
     /// The subscription's open-stream claim, held while the deliverer lives.
@@ -134,7 +139,7 @@ impl Deliverer {
             head,
             unacked,
             window,
-            dirty: false,
+            dirty: None,
             acked: Vec::new(),
             claim: None,
             children: std::sync::Mutex::default(),
@@ -186,8 +191,9 @@ impl Deliverer {
 
     /// Frees the slots of acked deliveries. A number never sent is the client's fault;
     /// one acked already, or no longer in flight, is ignored (acks may be sent again
-    /// after a reconnect). Acks are stored with the next commit, or when the stream goes
-    /// quiet: an ack lost to a crash only means one more redelivery (at least once).
+    /// after a reconnect). Acks are stored with the next commit, or by the stream once
+    /// they have waited [`ACK_STORE_DELAY`]:
+    /// an ack lost to a crash only means one more redelivery (at least once).
     pub(crate) async fn ack(&mut self, numbers: &[u64], max_per_message: usize) -> Result<(), ServiceError> {
         let field = "ack.delivery_numbers";
         if numbers.len() > max_per_message {
@@ -204,7 +210,7 @@ impl Deliverer {
             if self.unacked.remove(number).is_some() {
                 self.acked.push(*number);
                 self.head.last_acked = self.head.last_acked.max(*number);
-                self.dirty = true;
+                self.mark_dirty();
             }
         }
         if self.acked.len() >= max_per_message {
@@ -224,14 +230,23 @@ impl Deliverer {
 
     /// Stores the head if it has changes (acks, a cursor moved past skipped updates).
     pub(crate) async fn flush(&mut self) -> Result<(), ServiceError> {
-        if self.dirty { self.store_head().await } else { Ok(()) }
+        if self.dirty.is_some() { self.store_head().await } else { Ok(()) }
+    }
+
+    /// Returns since when the head has had changes not yet stored, if it has.
+    pub(crate) fn unstored_since(&self) -> Option<tokio::time::Instant> {
+        self.dirty
+    }
+
+    fn mark_dirty(&mut self) {
+        self.dirty.get_or_insert_with(tokio::time::Instant::now);
     }
 
     /// Records why the stream ended (`None`: the client went away) and stores the head.
     pub(crate) async fn close(mut self, error: Option<String>) {
         if let Some(error) = error {
             self.head.last_error = error;
-            self.dirty = true;
+            self.mark_dirty();
         }
         // Keep the cursor moved past skipped updates, and the last error; a failure here
         // costs only a redelivery.
@@ -271,7 +286,7 @@ impl Deliverer {
             let page = store.latest_after(after.as_deref(), READ_PAGE)?;
             if page.is_empty() {
                 self.head.profile = ProfilePhase::Done;
-                self.dirty = true;
+                self.mark_dirty();
                 return Ok(Some(Vec::new()));
             }
             for (latest_key, position) in page {
@@ -414,7 +429,7 @@ impl Deliverer {
         }
         self.head = head;
         self.acked.clear();
-        self.dirty = false;
+        self.dirty = None;
         for number in withdrawn {
             self.unacked.remove(&number);
         }
@@ -526,7 +541,7 @@ impl Deliverer {
         batch.ops.extend(self.state_ops(&self.head));
         self.broker.store().commit(batch).await?;
         self.acked.clear();
-        self.dirty = false;
+        self.dirty = None;
         Ok(())
     }
 }
