@@ -38,7 +38,7 @@ fn admins_manage_the_registry_and_every_change_takes_effect_persists_and_is_audi
     // The development seed filled the empty registry.
     let (ok, stdout, stderr) = tio_as(&sandbox, "admin", &["admin", "agency", "list"]);
     assert!(ok, "{stderr}");
-    assert!(stdout.contains("5 agencies") && stdout.contains("Meadow Primary School"), "{stdout}");
+    assert!(stdout.contains("7 agencies") && stdout.contains("Meadow Primary School"), "{stdout}");
 
     // Register a new agency; its certificate works at once.
     let (ok, stdout, stderr) = tio_as(&sandbox, "admin", &CLINIC);
@@ -122,7 +122,7 @@ fn admins_manage_the_registry_and_every_change_takes_effect_persists_and_is_audi
     assert_eq!(
         details,
         [
-            "seed_registry 5 agencies".to_owned(),
+            "seed_registry 7 agencies".to_owned(),
             "register_agency clinic-rxx01".to_owned(),
             "suspend_agency school (certificate lost)".to_owned(),
             "reinstate_agency school".to_owned(),

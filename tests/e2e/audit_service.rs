@@ -110,7 +110,7 @@ fn an_auditor_exports_and_verifies_and_tampering_or_rollback_fails() {
     let (ok, report) = verify(&first, None);
     assert!(ok, "{report}");
     let entries = read_entries(&first);
-    assert_eq!(entries[0].detail, "seed_registry 5 agencies");
+    assert_eq!(entries[0].detail, "seed_registry 7 agencies");
     assert_eq!((entries[1].actor.id.as_str(), entries[1].outcome.as_str()), ("gp", "denied"));
     assert_eq!((entries[2].action.as_str(), entries[2].actor.id.as_str()), ("audit_read", "auditor"));
 

@@ -49,18 +49,26 @@ impl fmt::Display for AgencyId {
 /// The sector an agency works in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Sector {
-    /// NHS trusts, GP practices, community health, CAMHS.
+    /// NHS trusts, GP practices, community health, CAMHS, and adult health providers.
     Health,
     /// Schools and the council's SEND team.
     Education,
     /// The council's children's social care.
     SocialCare,
+    /// The council's adult social care, which a young person moves to from 18 (and which
+    /// plans for it from 14).
+    AdultSocialCare,
+    /// The integrated care board: commissions health provision and, through its
+    /// designated clinical officer, gives health advice on EHC needs and transitions.
+    Icb,
 }
 
 stable_names!(Sector {
     Health => "health",
     Education => "education",
     SocialCare => "social_care",
+    AdultSocialCare => "adult_social_care",
+    Icb => "icb",
 });
 
 impl fmt::Display for Sector {

@@ -99,7 +99,10 @@ fn agency_message(args: &AgencyArgs) -> Result<v1::Agency, UsageError> {
     let sector = v1::Sector::from_str_name(&format!("SECTOR_{}", args.sector.replace('-', "_").to_uppercase()))
         .filter(|sector| *sector != v1::Sector::Unspecified)
         .ok_or_else(|| {
-            UsageError::new(format!("--sector `{}`: expected health, education or social-care", args.sector))
+            UsageError::new(format!(
+                "--sector `{}`: expected health, education, social-care, adult-social-care or icb",
+                args.sector
+            ))
         })?;
     let (code_kind, code) = match (&args.ods, &args.school_urn, &args.la_code) {
         (Some(code), _, _) => (v1::OrganisationCodeKind::Ods, code.clone()),

@@ -225,7 +225,8 @@ pub(crate) struct ConsentRecordArgs {
     /// Recipient agencies, comma-separated.
     #[arg(long, value_name = "IDS", value_delimiter = ',')]
     pub(crate) agencies: Vec<String>,
-    /// Recipient sectors, comma-separated: health, education, social-care.
+    /// Recipient sectors, comma-separated: health, education, social-care,
+    /// adult-social-care, icb.
     #[arg(long, value_name = "SECTORS", value_delimiter = ',')]
     pub(crate) sectors: Vec<String>,
     /// Agencies excluded, whatever the lists above say.
@@ -483,7 +484,7 @@ pub(crate) struct AgencyArgs {
     /// The name people see (reports, lists).
     #[arg(long, value_name = "NAME")]
     pub(crate) name: String,
-    /// The sector: health, education or social-care.
+    /// The sector: health, education, social-care, adult-social-care or icb.
     #[arg(long, value_name = "SECTOR")]
     pub(crate) sector: String,
     /// The NHS ODS code (health).

@@ -150,7 +150,7 @@ fn consent_request(args: &ConsentRecordArgs) -> Result<v1::RecordConsentRequest,
                 "SECTOR_",
                 v1::Sector::from_str_name,
                 v1::Sector::Unspecified,
-                "health, education or social-care",
+                "health, education, social-care, adult-social-care or icb",
             )
             .map(|sector| sector as i32)
         })

@@ -156,6 +156,8 @@ pub(crate) fn sector_to_proto(sector: Sector) -> v1::Sector {
         Sector::Health => v1::Sector::Health,
         Sector::Education => v1::Sector::Education,
         Sector::SocialCare => v1::Sector::SocialCare,
+        Sector::AdultSocialCare => v1::Sector::AdultSocialCare,
+        Sector::Icb => v1::Sector::Icb,
     }
 }
 
@@ -164,7 +166,7 @@ pub(crate) fn sector_from_proto(field: &str, value: i32) -> Result<Sector, Servi
     Sector::ALL
         .into_iter()
         .find(|sector| sector_to_proto(*sector) as i32 == value)
-        .ok_or_else(|| invalid(field, "must be health, education or social care"))
+        .ok_or_else(|| invalid(field, "must be health, education, social care, adult social care or icb"))
 }
 
 /// Returns the categories of a contract list, refusing unknown values and repeats.

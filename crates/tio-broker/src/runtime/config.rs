@@ -624,8 +624,10 @@ impl AgencyConfig {
             message,
         };
         let id = AgencyId::parse("id", &self.id).map_err(|violation| fail("id", violation.reason))?;
-        let sector = Sector::from_name(&self.sector)
-            .ok_or_else(|| fail("sector", "must be one of health, education, social_care".to_owned()))?;
+        let sector = Sector::from_name(&self.sector).ok_or_else(|| {
+            let known: Vec<&str> = Sector::ALL.iter().map(|sector| sector.as_str()).collect();
+            fail("sector", format!("must be one of {}", known.join(", ")))
+        })?;
         let categories = |field: &str, names: &[String]| -> Result<CategorySet, ConfigError> {
             names
                 .iter()

@@ -21,7 +21,8 @@ pub(crate) struct DevAgency {
 
 use Category::*;
 
-/// The development agencies: two in health, two in education, one in social care.
+/// The development agencies: two in health, two in education, one each in children's
+/// and adult social care, and the integrated care board.
 pub(crate) const DEV_AGENCIES: &[DevAgency] = &[
     DevAgency {
         id: "hospital",
@@ -56,6 +57,20 @@ pub(crate) const DEV_AGENCIES: &[DevAgency] = &[
         name: "Council Children's Social Care (development)",
         sector: Sector::SocialCare,
         may_publish: &[IdentityAndContacts, SocialCareInvolvement, TransitionToAdulthood],
+        may_read: &Category::ALL,
+    },
+    DevAgency {
+        id: "adult-social-care",
+        name: "Council Adult Social Care (development)",
+        sector: Sector::AdultSocialCare,
+        may_publish: &[SocialCareInvolvement, TransitionToAdulthood],
+        may_read: &Category::ALL,
+    },
+    DevAgency {
+        id: "icb",
+        name: "Integrated Care Board (development)",
+        sector: Sector::Icb,
+        may_publish: &[HealthSummary, TransitionToAdulthood],
         may_read: &Category::ALL,
     },
 ];

@@ -180,6 +180,32 @@ fn a_sector_consent_covers_every_agency_of_the_sector() {
     assert_eq!(read(&school, Category::HealthSummary, &facts, T0), Decision::Deny(DenyReason::NoConsent));
 }
 
+/// The integrated care board and adult social care are sectors of their own: a consent
+/// for health providers or children's social care does not reach them, and one naming
+/// them reaches no one else.
+#[test]
+fn the_icb_and_adult_social_care_are_reached_only_by_consents_naming_them() {
+    let for_sectors = |sectors: Vec<Sector>| {
+        [consent("c1", &[Category::HealthSummary], Recipients { sectors, ..Recipients::default() })]
+    };
+    let decide_for = |id: &str, sector: Sector, consents: &[Consent]| {
+        let relationships = [relationship(id, 0, None)];
+        let facts = Facts { relationships: &relationships, consents };
+        read(&agency(id, sector), Category::HealthSummary, &facts, T0)
+    };
+    let health_and_children = for_sectors(vec![Sector::Health, Sector::SocialCare]);
+    assert_eq!(decide_for("icb", Sector::Icb, &health_and_children), Decision::Deny(DenyReason::NoConsent));
+    assert_eq!(
+        decide_for("adult-social-care", Sector::AdultSocialCare, &health_and_children),
+        Decision::Deny(DenyReason::NoConsent)
+    );
+    let adult_services = for_sectors(vec![Sector::Icb, Sector::AdultSocialCare]);
+    assert!(decide_for("icb", Sector::Icb, &adult_services).is_allowed());
+    assert!(decide_for("adult-social-care", Sector::AdultSocialCare, &adult_services).is_allowed());
+    assert_eq!(decide_for("gp", Sector::Health, &adult_services), Decision::Deny(DenyReason::NoConsent));
+    assert_eq!(decide_for("social-care", Sector::SocialCare, &adult_services), Decision::Deny(DenyReason::NoConsent));
+}
+
 #[test]
 fn validity_bounds_are_inclusive_from_and_exclusive_until() {
     let school = agency("school", Sector::Education);
@@ -257,11 +283,13 @@ fn reason_codes_are_distinct_snake_case() {
 
 // ---- properties ----
 
-const AGENCIES: [(&str, Sector); 4] = [
+const AGENCIES: [(&str, Sector); 6] = [
     ("hospital", Sector::Health),
     ("gp", Sector::Health),
     ("school", Sector::Education),
     ("social-care", Sector::SocialCare),
+    ("adult-social-care", Sector::AdultSocialCare),
+    ("icb", Sector::Icb),
 ];
 
 fn arb_agency_id() -> impl Strategy<Value = AgencyId> {
@@ -296,10 +324,7 @@ fn arb_relationship() -> impl Strategy<Value = CareRelationship> {
 fn arb_consent() -> impl Strategy<Value = Consent> {
     let recipients = (
         proptest::collection::vec(arb_agency_id(), 0..3),
-        proptest::collection::vec(
-            prop_oneof![Just(Sector::Health), Just(Sector::Education), Just(Sector::SocialCare)],
-            0..2,
-        ),
+        proptest::collection::vec(proptest::sample::select(Sector::ALL.to_vec()), 0..2),
         proptest::collection::vec(arb_agency_id(), 0..2),
     )
         .prop_map(|(agencies, sectors, excluded)| Recipients { agencies, sectors, excluded });
