@@ -426,7 +426,8 @@ impl LoggedEngine {
     }
 
     /// Waits until the applier has put every durable group into the index store (for
-    /// tests and an orderly close).
+    /// tests, an orderly close, and the check that compares the index store with the
+    /// log).
     pub fn wait_applied(&self) -> Result<(), StorageError> {
         let mut backlog = lock(&self.shared.backlog)?;
         while *backlog > 0 {

@@ -192,8 +192,8 @@ impl Deliverer {
     /// Frees the slots of acked deliveries. A number never sent is the client's fault;
     /// one acked already, or no longer in flight, is ignored (acks may be sent again
     /// after a reconnect). Acks are stored with the next commit, or by the stream once
-    /// they have waited [`ACK_STORE_DELAY`]:
-    /// an ack lost to a crash only means one more redelivery (at least once).
+    /// they have waited [`ACK_STORE_DELAY`]: an ack lost to a crash only means one more
+    /// redelivery (at least once).
     pub(crate) async fn ack(&mut self, numbers: &[u64], max_per_message: usize) -> Result<(), ServiceError> {
         let field = "ack.delivery_numbers";
         if numbers.len() > max_per_message {
