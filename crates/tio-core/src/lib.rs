@@ -4,7 +4,8 @@
 //! categories, agencies and their permissions, caller identities, consent and care
 //! relationships as plain values, the documented size limits, and one pure function,
 //! [`decide`], that says whether an agency may publish, read or receive a category of
-//! a child, and if not, why.
+//! a child, and if not, why. `age` and `ehc` hold the law's dates: ages and the
+//! thresholds at 16 and 18, and the statutory clocks of an EHC needs assessment.
 //!
 //! It never does I/O, never reads a clock (the time is passed in as `now`), and knows
 //! nothing of protobuf, tonic or storage: the broker converts to and from these types
@@ -12,12 +13,14 @@
 
 #![warn(missing_docs)]
 
+pub mod age;
 mod agency;
 pub mod calendar;
 mod care;
 mod category;
 mod consent;
 mod decision;
+pub mod ehc;
 mod field;
 mod identity;
 pub mod limits;

@@ -61,5 +61,8 @@ mod tests {
         check(&SpecialCategoryCondition::ALL, SpecialCategoryCondition::as_str, SpecialCategoryCondition::from_name);
         check(&ConsentMethod::ALL, ConsentMethod::as_str, ConsentMethod::from_name);
         check(&RelationshipKind::ALL, RelationshipKind::as_str, RelationshipKind::from_name);
+        check(&crate::ehc::Clock::ALL, crate::ehc::Clock::as_str, crate::ehc::Clock::from_name);
+        check(&crate::ehc::ExceptionCode::ALL, crate::ehc::ExceptionCode::as_str, crate::ehc::ExceptionCode::from_name);
+        check(&crate::ehc::AdviserType::ALL, crate::ehc::AdviserType::as_str, crate::ehc::AdviserType::from_name);
     }
 }
