@@ -89,6 +89,9 @@ fn undecodable_values_impossible_dates_and_oversized_requests_are_refused_as_doc
             ((2016, 13, 1), "value.identity_and_contacts.date_of_birth.month"),
             ((2017, 2, 29), "value.identity_and_contacts.date_of_birth.day"),
             ((2016, 1, 32), "value.identity_and_contacts.date_of_birth.day"),
+            // A calendar date, but not a child's: in the future, or more than 26 years ago.
+            ((2099, 1, 1), "value.identity_and_contacts.date_of_birth"),
+            ((1990, 1, 1), "value.identity_and_contacts.date_of_birth"),
         ] {
             let request = publish_request(AMY, category, identity_with_birth(year, month, day), "date-1");
             let status = publish(&hospital, request).await.unwrap_err();

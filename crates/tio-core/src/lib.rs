@@ -39,6 +39,8 @@ pub use consent::{
 pub use decision::{AccessRequest, Action, Decision, DenyReason, Facts, Grant, decide};
 pub use field::FieldViolation;
 pub use identity::{Identity, IdentityError, ROLE_NOT_PERMITTED, Role, Service, URN_PREFIX};
+/// A calendar date with no time zone: a date of birth, a deadline.
+pub use jiff::civil::Date;
 pub use nhs_number::{NhsNumber, NhsNumberError, NhsNumberPolicy, NhsNumberRange};
 pub use time::Timestamp;
 pub use upn::{Upn, UpnError};

@@ -52,12 +52,16 @@ pub(crate) fn publication_from_proto(
         ));
     }
     crate::grpc::value_limits::check_category_value(&encoded).map_err(ServiceError::InvalidArgument)?;
-    // A UPN travels only inside the sealed value, but a wrong one must not travel.
-    if let v1::category_value::Value::IdentityAndContacts(identity) = value
-        && !identity.upn.is_empty()
-    {
-        tio_core::Upn::parse(&identity.upn)
-            .map_err(|err| invalid("value.identity_and_contacts.upn", err.to_string()))?;
+    if let v1::category_value::Value::IdentityAndContacts(identity) = value {
+        // A UPN travels only inside the sealed value, but a wrong one must not travel.
+        if !identity.upn.is_empty() {
+            tio_core::Upn::parse(&identity.upn)
+                .map_err(|err| invalid("value.identity_and_contacts.upn", err.to_string()))?;
+        }
+        // The date the child's age, and so who may consent, is counted from.
+        if let Some(born) = &identity.date_of_birth {
+            check_date_of_birth(broker, born)?;
+        }
     }
     limits::check_identifier("source_reference", &request.source_reference, limits::MAX_SHORT_STRING_BYTES)
         .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))?;
@@ -75,6 +79,21 @@ pub(crate) fn publication_from_proto(
         source_reference: request.source_reference.clone(),
         idempotency_key: request.idempotency_key.clone(),
     })
+}
+
+/// Checks a date of birth (already a calendar date) against today's date in the UK.
+fn check_date_of_birth(broker: &Broker, born: &v1::Date) -> Result<(), ServiceError> {
+    let field = "value.identity_and_contacts.date_of_birth";
+    let part = |value: i32| i8::try_from(value).ok();
+    let born = i16::try_from(born.year)
+        .ok()
+        .zip(part(born.month))
+        .zip(part(born.day))
+        .and_then(|((year, month), day)| tio_core::Date::new(year, month, day).ok())
+        .ok_or_else(|| invalid(field, "is not a calendar date"))?;
+    let today = broker.now().uk_date().ok_or_else(|| ServiceError::Internal("the clock is out of range".to_owned()))?;
+    tio_core::age::check_date_of_birth(field, born, today)
+        .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))
 }
 
 /// Returns the reply to a publish.
