@@ -62,8 +62,14 @@ fn check_dev_pki_name(dir: &std::path::Path, name: &str) -> Result<(), UsageErro
             dir.display()
         )));
     }
+    // A development PKI made before an agency joined the development set lacks it.
+    let hint = if tio_broker::pki::dev_pki_names().iter().any(|known| known == name) {
+        " (it was made before that development agency existed: make a new one with `tio dev-pki --out NEW_DIR`)"
+    } else {
+        ""
+    };
     Err(UsageError::new(format!(
-        "--as {name}: {} holds no certificate for `{name}`; it has: {}",
+        "--as {name}: {} holds no certificate for `{name}`; it has: {}{hint}",
         dir.display(),
         names.join(", ")
     )))
@@ -132,5 +138,26 @@ impl ConnectionArgs {
         }
         settings.professional = self.professional.clone();
         Ok(settings)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A missing certificate lists what the directory has, and says why when the name
+    /// is a development agency the directory predates.
+    #[test]
+    fn a_missing_dev_certificate_is_named_with_what_exists_and_why() {
+        let dir = tempfile::tempdir().unwrap();
+        for file in ["ca.crt", "server.crt", "hospital.crt", "school.crt"] {
+            std::fs::write(dir.path().join(file), b"-").unwrap();
+        }
+        assert!(check_dev_pki_name(dir.path(), "hospital").is_ok());
+        let older = check_dev_pki_name(dir.path(), "icb").unwrap_err().to_string();
+        assert!(older.starts_with("--as icb: ") && older.contains("it has: hospital, school"), "{older}");
+        assert!(older.contains("made before that development agency existed"), "{older}");
+        let unknown = check_dev_pki_name(dir.path(), "nobody").unwrap_err().to_string();
+        assert!(unknown.ends_with("it has: hospital, school"), "{unknown}");
     }
 }
