@@ -31,9 +31,9 @@ pub fn check_date_of_birth(field: &str, date_of_birth: Date, today: Date) -> Res
 }
 
 /// Returns the age in whole years on `on` (0 before the first birthday; 0 for a date
-/// before birth). A person born on 29 February has their birthday on 1 March in other
-/// years: the age changes at the start of the anniversary of the birth (Family Law
-/// Reform Act 1969, section 9), and a year without 29 February reaches it on 1 March.
+/// before birth). The age changes at the start of the anniversary of the birth (Family
+/// Law Reform Act 1969, section 9); for a birth on 29 February this takes 1 March in a
+/// year without one, the usual reading in England.
 pub fn age_on(date_of_birth: Date, on: Date) -> u32 {
     if on < date_of_birth {
         return 0;
