@@ -58,6 +58,7 @@ async fn main() -> std::process::ExitCode {
                         publisher: &publisher,
                         idempotency_key: &key,
                         committed_at: Timestamp::from_unix_seconds(1_800_000_000),
+                        date_of_birth: None,
                     };
                     // The publish and its audit entry, naming the update as the broker's
                     // does, commit together or not at all.

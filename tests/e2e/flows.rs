@@ -139,6 +139,73 @@ fn told_once_read_by_the_involved_and_consented_only_and_every_step_audited() {
     });
 }
 
+/// Issue 17: a parent's consent stops allowing on the child's 18th birthday, counted from
+/// the date of birth in the child's latest identity value (a day's margin either side,
+/// so that midnight cannot fall between the test's clock and the server's), and the
+/// refusal is audited with its reason.
+#[test]
+fn a_parents_consent_stops_allowing_once_the_child_is_18() {
+    let sandbox = Sandbox::start();
+    runtime().block_on(async {
+        let hospital = as_professional(&sandbox, "hospital").await;
+        let school = as_professional(&sandbox, "school").await;
+        use v1::Category::{CommunicationNeeds, IdentityAndContacts};
+        publish(&hospital, publish_request(AMY, CommunicationNeeds, communication_needs("Makaton"), "n-1"))
+            .await
+            .unwrap();
+        hospital.consents().record_consent(hospital.request(consent_request(&[CommunicationNeeds]))).await.unwrap();
+        let declare = v1::DeclareRelationshipRequest {
+            child: child(AMY),
+            kind: v1::RelationshipKind::Enrolment as i32,
+            reference: "roll-2026".into(),
+        };
+        school.relationships().declare_relationship(school.request(declare)).await.unwrap();
+        // No date of birth yet: the parent's consent allows.
+        assert_eq!(profile(&school, AMY).await, [CommunicationNeeds]);
+
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+        let today = tio_core::Timestamp::from_unix_micros(now.as_micros() as i64).uk_date().unwrap();
+        let identity = |born: tio_core::Date| v1::CategoryValue {
+            value: Some(v1::category_value::Value::IdentityAndContacts(v1::IdentityAndContacts {
+                given_name: "Amelia".into(),
+                date_of_birth: Some(v1::Date {
+                    year: i32::from(born.year()),
+                    month: i32::from(born.month()),
+                    day: i32::from(born.day()),
+                }),
+                ..Default::default()
+            })),
+        };
+        let eighteen_ago = today.checked_sub(jiff::Span::new().years(18)).unwrap();
+        let turns_18_in_two_days = eighteen_ago.checked_add(jiff::Span::new().days(2)).unwrap();
+        let turned_18_yesterday = eighteen_ago.checked_sub(jiff::Span::new().days(1)).unwrap();
+        let value = identity(turns_18_in_two_days);
+        publish(&hospital, publish_request(AMY, IdentityAndContacts, value, "id-1")).await.unwrap();
+        assert_eq!(profile(&school, AMY).await, [CommunicationNeeds], "17: the parent still decides");
+
+        // A corrected date of birth: 18 since yesterday.
+        let value = identity(turned_18_yesterday);
+        publish(&hospital, publish_request(AMY, IdentityAndContacts, value, "id-2")).await.unwrap();
+        assert_eq!(profile(&school, AMY).await, Vec::<v1::Category>::new(), "18: the parent's consent has lapsed");
+
+        let auditor = sandbox.client("auditor").await;
+        let query = v1::QueryEntriesRequest {
+            agency_id: "school".into(),
+            action: v1::AuditAction::ProfileRead as i32,
+            outcome: v1::AuditOutcome::Denied as i32,
+            child: child(AMY),
+            ..Default::default()
+        };
+        let entries = auditor.audit().query_entries(auditor.request(query)).await.unwrap().into_inner().entries;
+        assert!(
+            entries
+                .iter()
+                .any(|entry| entry.reason == "consent_lapsed" && entry.categories == [CommunicationNeeds as i32]),
+            "{entries:?}"
+        );
+    });
+}
+
 #[test]
 fn bad_input_is_refused_with_its_status_and_field_and_writes_nothing() {
     let sandbox = Sandbox::start();

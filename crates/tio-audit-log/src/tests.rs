@@ -43,6 +43,7 @@ async fn entries_commit_with_their_action_and_the_export_verifies_offline() {
         publisher: &gp,
         idempotency_key: key,
         committed_at: Timestamp::from_unix_seconds(1_800_000_000),
+        date_of_birth: None,
     };
 
     // An update and its entry in one batch.
@@ -149,6 +150,7 @@ async fn after_crypto_shredding_the_log_verifies_and_no_entry_reveals_the_child(
             publisher: &gp,
             idempotency_key: key,
             committed_at: Timestamp::from_unix_seconds(1_800_000_000),
+            date_of_birth: None,
         };
         let mut published = entry("publish", 1);
         published.child_index = store.child_index(child).to_hex();
@@ -225,6 +227,7 @@ async fn the_check_passes_a_healthy_log_and_names_each_kind_of_damage() {
             publisher: gp,
             idempotency_key: key,
             committed_at: Timestamp::from_unix_seconds(1_800_000_000),
+            date_of_birth: None,
         }
     }
     for n in 0..20u64 {

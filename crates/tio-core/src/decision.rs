@@ -35,6 +35,9 @@ pub struct Facts<'a> {
     pub relationships: &'a [CareRelationship],
     /// The latest revision of every consent recorded for the child.
     pub consents: &'a [Consent],
+    /// The child's date of birth, once published: a parent's consent lapses on the
+    /// 18th birthday (parental responsibility ends).
+    pub date_of_birth: Option<crate::Date>,
 }
 
 /// What allowed an access, so that the audit log can show it was authorised when it
@@ -68,13 +71,16 @@ pub enum DenyReason {
     ConsentExpired,
     /// A consent covering the access was withdrawn.
     ConsentWithdrawn,
+    /// The only consents covering the access are a parent's, and the child has turned
+    /// 18: parental responsibility has ended, and the young person decides.
+    ConsentLapsed,
     /// A consent covering the category excludes this agency by name.
     RecipientExcluded,
 }
 
 impl DenyReason {
     /// Every reason.
-    pub const ALL: [DenyReason; 9] = [
+    pub const ALL: [DenyReason; 10] = [
         DenyReason::AgencySuspended,
         DenyReason::NotPermittedForCategory,
         DenyReason::NotInvolved,
@@ -83,6 +89,7 @@ impl DenyReason {
         DenyReason::ConsentNotYetValid,
         DenyReason::ConsentExpired,
         DenyReason::ConsentWithdrawn,
+        DenyReason::ConsentLapsed,
         DenyReason::RecipientExcluded,
     ];
 
@@ -97,6 +104,7 @@ impl DenyReason {
             DenyReason::ConsentNotYetValid => "consent_not_yet_valid",
             DenyReason::ConsentExpired => "consent_expired",
             DenyReason::ConsentWithdrawn => "consent_withdrawn",
+            DenyReason::ConsentLapsed => "consent_lapsed",
             DenyReason::RecipientExcluded => "recipient_excluded",
         }
     }
@@ -105,8 +113,9 @@ impl DenyReason {
     /// specific failure is reported (an exclusion says more than a mere absence).
     const fn specificity(self) -> u8 {
         match self {
-            DenyReason::RecipientExcluded => 5,
-            DenyReason::ConsentWithdrawn => 4,
+            DenyReason::RecipientExcluded => 6,
+            DenyReason::ConsentWithdrawn => 5,
+            DenyReason::ConsentLapsed => 4,
             DenyReason::ConsentExpired => 3,
             DenyReason::ConsentNotYetValid => 2,
             DenyReason::ConsentSuperseded => 1,
@@ -136,7 +145,8 @@ impl Decision {
 ///
 /// Default deny: reading or receiving needs the agency not suspended, permitted for the
 /// category, actively involved with the child, and an active, current consent that
-/// names the category and covers the agency without excluding it. Publishing needs the
+/// names the category and covers the agency without excluding it (a parent's no longer
+/// once the child is 18, by the child's date of birth and the day `now` is in the UK). Publishing needs the
 /// agency not suspended and permitted. Checks run in that order, so the reason names
 /// the first thing missing.
 pub fn decide(request: &AccessRequest<'_>, facts: &Facts<'_>, now: Timestamp) -> Decision {
@@ -164,7 +174,9 @@ pub fn decide(request: &AccessRequest<'_>, facts: &Facts<'_>, now: Timestamp) ->
         return Decision::Deny(DenyReason::NotInvolved);
     };
 
-    match covering_consent(agency, request.category, facts.consents, now) {
+    let lapse = facts.date_of_birth.and_then(crate::age::parental_consent_lapses_on);
+    let parents_lapsed = lapse.is_some_and(|lapse| now.uk_date().is_none_or(|today| today >= lapse));
+    match covering_consent(agency, request.category, facts.consents, now, parents_lapsed) {
         Ok(consent) => Decision::Allow(Grant {
             consent: Some((consent.id.clone(), consent.revision)),
             relationship: Some(relationship.id.clone()),
@@ -180,6 +192,7 @@ fn covering_consent<'a>(
     category: Category,
     consents: &'a [Consent],
     now: Timestamp,
+    parents_lapsed: bool,
 ) -> Result<&'a Consent, DenyReason> {
     // A young person's own decision, once made, supersedes every parent's.
     let young_person_decides = consents
@@ -189,7 +202,7 @@ fn covering_consent<'a>(
     let mut best: Option<&Consent> = None;
     let mut reason = DenyReason::NoConsent;
     for consent in consents {
-        match evaluate(consent, agency, category, now, young_person_decides) {
+        match evaluate(consent, agency, category, now, young_person_decides, parents_lapsed) {
             Ok(()) => {
                 if best.is_none_or(|current| (consent.recorded_at, &consent.id) > (current.recorded_at, &current.id)) {
                     best = Some(consent);
@@ -209,6 +222,7 @@ fn evaluate(
     category: Category,
     now: Timestamp,
     young_person_decides: bool,
+    parents_lapsed: bool,
 ) -> Result<(), DenyReason> {
     if !consent.categories.contains(category) {
         return Err(DenyReason::NoConsent);
@@ -218,8 +232,13 @@ fn evaluate(
         Coverage::NotNamed => return Err(DenyReason::NoConsent),
         Coverage::Covered => {}
     }
-    if young_person_decides && consent.giver_role == ConsentGiverRole::ParentWithParentalResponsibility {
-        return Err(DenyReason::ConsentSuperseded);
+    if consent.giver_role == ConsentGiverRole::ParentWithParentalResponsibility {
+        if young_person_decides {
+            return Err(DenyReason::ConsentSuperseded);
+        }
+        if parents_lapsed {
+            return Err(DenyReason::ConsentLapsed);
+        }
     }
     if let ConsentState::Withdrawn { at } = consent.state
         && at <= now

@@ -35,7 +35,8 @@ pub enum Keyspace {
     /// Child index: the child's data key, wrapped by a key-encryption key.
     ChildKeys,
     /// Child index: the child's NHS number, sealed under its data key (for deliveries,
-    /// which name the child to a recipient entitled to it).
+    /// which name the child to a recipient entitled to it); child index and
+    /// `/date_of_birth`: the date of birth as last published, sealed likewise.
     Children,
     /// Consent revisions.
     Consents,

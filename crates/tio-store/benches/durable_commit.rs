@@ -138,6 +138,7 @@ async fn run(dir: &std::path::Path, writers: usize, duration: Duration, audit: b
                         publisher: &publisher,
                         idempotency_key: &key,
                         committed_at: Timestamp::from_unix_seconds(1_800_000_000),
+                        date_of_birth: None,
                     };
                     let began = Instant::now();
                     if audit {

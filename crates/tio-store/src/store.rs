@@ -10,7 +10,7 @@ use std::fmt;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use tio_core::{AgencyId, Category, FieldViolation, NhsNumber, Timestamp, limits};
+use tio_core::{AgencyId, Category, Date, FieldViolation, NhsNumber, Timestamp, limits};
 
 use crate::engine::memory::MemoryEngine;
 use crate::engine::{
@@ -180,6 +180,10 @@ pub struct NewUpdate<'a> {
     pub idempotency_key: &'a str,
     /// The commit time to record.
     pub committed_at: Timestamp,
+    /// The child's date of birth, when the update states it (an identity value): kept
+    /// beside the child's number for the decisions that count the child's age. An
+    /// update without one leaves the one stored.
+    pub date_of_birth: Option<Date>,
 }
 
 /// The result of [`Store::append_update`].
@@ -415,6 +419,20 @@ impl Store {
             .map_err(|_| StoreError::Corrupt("a sealed NHS number does not decode".to_owned()))
     }
 
+    /// Returns the child's date of birth as last published, if any; `None` too once the
+    /// child is erased.
+    pub fn date_of_birth(&self, child: &(impl ChildRef + ?Sized)) -> Result<Option<Date>, StoreError> {
+        let index = child.index_in(self);
+        let mut keys = DataKeys::default();
+        let Some(data_key) = keys.get(self, index)? else { return Ok(None) };
+        let key = date_of_birth_key(index);
+        let Some(sealed) = self.engine.get(Keyspace::Children, &key)? else { return Ok(None) };
+        let bytes = open_with(data_key, &sealed_record_context(Keyspace::Children, &key), &sealed)?;
+        decode_date(&bytes)
+            .map(Some)
+            .ok_or_else(|| StoreError::Corrupt("a sealed date of birth does not decode".to_owned()))
+    }
+
     /// Returns the position of the latest stored update, if any.
     pub fn last_update_position(&self) -> Result<Option<Position>, StoreError> {
         Ok(self.engine.last(Keyspace::Updates)?.map(|(key, _)| Position::from_bytes(key)))
@@ -586,6 +604,9 @@ impl Store {
                 batch.require(Condition::Absent { space: Keyspace::ChildKeys, key: child.0.to_vec() });
                 batch.push(Op::Put { space: Keyspace::ChildKeys, key: child.0.to_vec(), value: wrapped.clone() });
                 batch.push(child_number_op(&data_key, update.child, child)?);
+            }
+            if let Some(born) = update.date_of_birth {
+                batch.push(date_of_birth_op(&data_key, child, born)?);
             }
             batch
                 .push(Op::Append { space: Keyspace::Updates, value: record.encode() })
@@ -924,6 +945,31 @@ impl KeyCache {
             }
         }
     }
+}
+
+/// Where a child's date of birth lives in the `children` keyspace: after its number's
+/// key (the child index), so that a child's records stay together.
+fn date_of_birth_key(index: ChildIndex) -> Vec<u8> {
+    [&index.0[..], b"/date_of_birth"].concat()
+}
+
+/// A date as stored: version 1, year (i16 BE), month, day. Do not change: sealed
+/// records hold it.
+fn encode_date(date: Date) -> [u8; 5] {
+    let year = date.year().to_be_bytes();
+    [1, year[0], year[1], date.month().unsigned_abs(), date.day().unsigned_abs()]
+}
+
+fn decode_date(bytes: &[u8]) -> Option<Date> {
+    let [1, high, low, month, day] = *bytes else { return None };
+    Date::new(i16::from_be_bytes([high, low]), i8::try_from(month).ok()?, i8::try_from(day).ok()?).ok()
+}
+
+/// Returns the operation that stores the child's date of birth sealed under its data key.
+fn date_of_birth_op(data_key: &SecretKey, index: ChildIndex, born: Date) -> Result<Op, StoreError> {
+    let key = date_of_birth_key(index);
+    let value = seal_with(data_key, &sealed_record_context(Keyspace::Children, &key), &encode_date(born))?;
+    Ok(Op::Put { space: Keyspace::Children, key, value })
 }
 
 /// Returns the operation that stores the child's NHS number sealed under its new data

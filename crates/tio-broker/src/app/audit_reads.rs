@@ -348,6 +348,9 @@ fn reason_in_plain_words(code: &str) -> String {
         code if code == DenyReason::ConsentNotYetValid.code() => "the consent had not yet started",
         code if code == DenyReason::ConsentExpired.code() => "the consent had expired",
         code if code == DenyReason::ConsentWithdrawn.code() => "the consent was withdrawn",
+        code if code == DenyReason::ConsentLapsed.code() => {
+            "the consent was a parent's, and the young person is now 18 and decides"
+        }
         code if code == DenyReason::RecipientExcluded.code() => "the family excluded this agency",
         ROLE_NOT_PERMITTED => "this kind of user may not do this",
         other => return other.to_owned(),

@@ -1,7 +1,7 @@
 //! What the broker reads about a child besides its updates: consent revisions and care
 //! relationships, kept by the store as the domain's values, and what decisions use.
 
-use tio_core::{AgencyId, CareRelationship, Consent, ConsentRevision, Timestamp};
+use tio_core::{AgencyId, CareRelationship, Consent, ConsentRevision, Date, Timestamp};
 use tio_store::relationships::StoredRelationship;
 use tio_store::{ChildRef, Store};
 
@@ -14,11 +14,18 @@ pub(crate) struct ChildFacts {
     pub(crate) relationships: Vec<StoredRelationship>,
     /// The latest revision of every consent, in id order.
     pub(crate) consents: Vec<ConsentRevision>,
+    /// The date of birth as last published, which a parent's consent lapses by.
+    pub(crate) date_of_birth: Option<Date>,
 }
 
-/// Reads every relationship and the latest revision of every consent of `child`.
+/// Reads every relationship, the latest revision of every consent and the date of birth
+/// of `child`.
 pub(crate) fn load_facts(store: &Store, child: &(impl ChildRef + ?Sized)) -> Result<ChildFacts, ServiceError> {
-    Ok(ChildFacts { relationships: store.relationships(child)?, consents: store.latest_consents(child)? })
+    Ok(ChildFacts {
+        relationships: store.relationships(child)?,
+        consents: store.latest_consents(child)?,
+        date_of_birth: store.date_of_birth(child)?,
+    })
 }
 
 impl ChildFacts {

@@ -32,6 +32,8 @@ pub(crate) struct Publication {
     pub(crate) source_reference: String,
     /// The publisher's idempotency key.
     pub(crate) idempotency_key: String,
+    /// The child's date of birth, when the value states one (checked by the adapter).
+    pub(crate) date_of_birth: Option<tio_core::Date>,
 }
 
 /// What a publish stored (or, for a repeat, had stored).
@@ -117,6 +119,7 @@ impl Publisher<'_> {
             publisher: &agency.id,
             idempotency_key: &publication.idempotency_key,
             committed_at: call.now,
+            date_of_birth: publication.date_of_birth,
         };
         let appended = broker
             .store()
@@ -164,7 +167,7 @@ impl ProfileReader<'_> {
         let child = &broker.store().child(child);
         let facts = load_facts(broker.store(), child)?;
         let (relationships, consents) = facts.domain();
-        let facts = Facts { relationships: &relationships, consents: &consents };
+        let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: facts.date_of_birth };
 
         let mut shown = Vec::new();
         let mut granted: BTreeMap<(String, u32, String), Vec<Category>> = BTreeMap::new();

@@ -52,6 +52,7 @@ pub(crate) fn publication_from_proto(
         ));
     }
     crate::grpc::value_limits::check_category_value(&encoded).map_err(ServiceError::InvalidArgument)?;
+    let mut date_of_birth = None;
     if let v1::category_value::Value::IdentityAndContacts(identity) = value {
         // A UPN travels only inside the sealed value, but a wrong one must not travel.
         if !identity.upn.is_empty() {
@@ -60,7 +61,7 @@ pub(crate) fn publication_from_proto(
         }
         // The date the child's age, and so who may consent, is counted from.
         if let Some(born) = &identity.date_of_birth {
-            check_date_of_birth(broker, born)?;
+            date_of_birth = Some(check_date_of_birth(broker, born)?);
         }
     }
     limits::check_identifier("source_reference", &request.source_reference, limits::MAX_SHORT_STRING_BYTES)
@@ -78,11 +79,13 @@ pub(crate) fn publication_from_proto(
         value: encoded,
         source_reference: request.source_reference.clone(),
         idempotency_key: request.idempotency_key.clone(),
+        date_of_birth,
     })
 }
 
-/// Checks a date of birth (already a calendar date) against today's date in the UK.
-fn check_date_of_birth(broker: &Broker, born: &v1::Date) -> Result<(), ServiceError> {
+/// Checks a date of birth (already a calendar date) against today's date in the UK, and
+/// returns it.
+fn check_date_of_birth(broker: &Broker, born: &v1::Date) -> Result<tio_core::Date, ServiceError> {
     let field = "value.identity_and_contacts.date_of_birth";
     let part = |value: i32| i8::try_from(value).ok();
     let born = i16::try_from(born.year)
@@ -93,7 +96,8 @@ fn check_date_of_birth(broker: &Broker, born: &v1::Date) -> Result<(), ServiceEr
         .ok_or_else(|| invalid(field, "is not a calendar date"))?;
     let today = broker.now().uk_date().ok_or_else(|| ServiceError::Internal("the clock is out of range".to_owned()))?;
     tio_core::age::check_date_of_birth(field, born, today)
-        .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))
+        .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))?;
+    Ok(born)
 }
 
 /// Returns the reply to a publish.

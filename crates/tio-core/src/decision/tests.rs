@@ -1,7 +1,7 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::{AgencyId, CategorySet, LawfulBasis, Recipients, RelationshipKind, Sector, Validity};
+use crate::{AgencyId, CategorySet, Date, LawfulBasis, Recipients, RelationshipKind, Sector, Validity};
 
 const T0: Timestamp = Timestamp::from_unix_seconds(1_800_000_000);
 
@@ -55,7 +55,7 @@ fn allows_with_permission_involvement_and_consent_and_names_both() {
     let school = agency("school", Sector::Education);
     let relationships = [relationship("school", 0, None)];
     let consents = [consent("c1", &[Category::CommunicationNeeds], to_agencies(&["school"]))];
-    let facts = Facts { relationships: &relationships, consents: &consents };
+    let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None };
     let decision = read(&school, Category::CommunicationNeeds, &facts, T0.plus_seconds(10));
     assert_eq!(
         decision,
@@ -158,7 +158,7 @@ fn each_missing_condition_has_its_reason() {
         ),
     ];
     for Case(name, agency, relationships, consents, expected) in cases {
-        let facts = Facts { relationships: &relationships, consents: &consents };
+        let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None };
         assert_eq!(read(&agency, Category::HealthSummary, &facts, later), Decision::Deny(expected), "{name}");
     }
 }
@@ -172,11 +172,11 @@ fn a_sector_consent_covers_every_agency_of_the_sector() {
         &[Category::HealthSummary],
         Recipients { sectors: vec![Sector::Health], ..Recipients::default() },
     )];
-    let facts = Facts { relationships: &relationships, consents: &consents };
+    let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None };
     assert!(read(&gp, Category::HealthSummary, &facts, T0).is_allowed());
     let school = agency("school", Sector::Education);
     let relationships = [relationship("school", 0, None)];
-    let facts = Facts { relationships: &relationships, consents: &consents };
+    let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None };
     assert_eq!(read(&school, Category::HealthSummary, &facts, T0), Decision::Deny(DenyReason::NoConsent));
 }
 
@@ -190,7 +190,7 @@ fn the_icb_and_adult_social_care_are_reached_only_by_consents_naming_them() {
     };
     let decide_for = |id: &str, sector: Sector, consents: &[Consent]| {
         let relationships = [relationship(id, 0, None)];
-        let facts = Facts { relationships: &relationships, consents };
+        let facts = Facts { relationships: &relationships, consents, date_of_birth: None };
         read(&agency(id, sector), Category::HealthSummary, &facts, T0)
     };
     let health_and_children = for_sectors(vec![Sector::Health, Sector::SocialCare]);
@@ -206,6 +206,38 @@ fn the_icb_and_adult_social_care_are_reached_only_by_consents_naming_them() {
     assert_eq!(decide_for("social-care", Sector::SocialCare, &adult_services), Decision::Deny(DenyReason::NoConsent));
 }
 
+/// Parental responsibility ends at 18: from the 18th birthday (as a date in the UK) a
+/// parent's consent allows nothing, while the young person's own still does. Without
+/// a date of birth nothing lapses.
+#[test]
+fn a_parents_consent_lapses_on_the_18th_birthday() {
+    // T0 is 15 January 2027, 08:00 UTC.
+    let school = agency("school", Sector::Education);
+    let relationships = [relationship("school", 0, None)];
+    let parents = [consent("c1", &[Category::SendSupport], to_agencies(&["school"]))];
+    let decide_on = |consents: &[Consent], born: Option<Date>, now: Timestamp| {
+        let facts = Facts { relationships: &relationships, consents, date_of_birth: born };
+        read(&school, Category::SendSupport, &facts, now)
+    };
+    let eighteen_today = jiff::civil::date(2009, 1, 15);
+    let eighteen_tomorrow = jiff::civil::date(2009, 1, 16);
+    assert_eq!(decide_on(&parents, Some(eighteen_today), T0), Decision::Deny(DenyReason::ConsentLapsed));
+    assert!(decide_on(&parents, Some(eighteen_tomorrow), T0).is_allowed());
+    assert_eq!(
+        decide_on(&parents, Some(eighteen_tomorrow), T0.plus_seconds(86_400)),
+        Decision::Deny(DenyReason::ConsentLapsed)
+    );
+    assert!(decide_on(&parents, None, T0).is_allowed());
+    // The young person's own consent is theirs whatever their age.
+    let mut own = consent("c2", &[Category::SendSupport], to_agencies(&["school"]));
+    own.giver_role = ConsentGiverRole::YoungPerson;
+    let both = [parents[0].clone(), own];
+    let Decision::Allow(grant) = decide_on(&both, Some(eighteen_today), T0) else {
+        panic!("the young person's consent allows")
+    };
+    assert_eq!(grant.consent, Some((ConsentId("c2".to_owned()), 1)));
+}
+
 #[test]
 fn validity_bounds_are_inclusive_from_and_exclusive_until() {
     let school = agency("school", Sector::Education);
@@ -213,7 +245,7 @@ fn validity_bounds_are_inclusive_from_and_exclusive_until() {
     let mut bounded = consent("c1", &[Category::SendSupport], to_agencies(&["school"]));
     bounded.valid = Validity { from: T0.plus_seconds(10), until: Some(T0.plus_seconds(20)) };
     let consents = [bounded];
-    let facts = Facts { relationships: &relationships, consents: &consents };
+    let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None };
     let at = |seconds| read(&school, Category::SendSupport, &facts, T0.plus_seconds(seconds));
     assert_eq!(at(9), Decision::Deny(DenyReason::ConsentNotYetValid));
     assert!(at(10).is_allowed());
@@ -230,7 +262,7 @@ fn a_young_persons_decision_supersedes_a_parents() {
     own.giver_role = ConsentGiverRole::YoungPerson;
     own.recorded_at = T0.plus_seconds(50);
     let consents = [parent, own];
-    let facts = Facts { relationships: &relationships, consents: &consents };
+    let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None };
     // Before the young person decided, the parent's consent applies.
     assert!(read(&gp, Category::HealthSummary, &facts, T0.plus_seconds(10)).is_allowed());
     // After, it no longer does; the young person's own consent covers only what it says.
@@ -266,7 +298,7 @@ fn of_several_covering_consents_the_latest_recorded_is_named() {
     newer.recorded_at = T0.plus_seconds(5);
     newer.revision = 3;
     let consents = [newer, older];
-    let facts = Facts { relationships: &relationships, consents: &consents };
+    let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None };
     let Decision::Allow(grant) = read(&school, Category::SendSupport, &facts, T0.plus_seconds(10)) else {
         panic!("expected allow");
     };
@@ -378,7 +410,7 @@ proptest! {
         let category = Category::ALL[category_index];
         let now = T0.plus_seconds(now);
         let action = if receive { Action::Receive } else { Action::Read };
-        let facts = Facts { relationships: &relationships, consents: &consents };
+        let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None };
         if let Decision::Allow(grant) = decide(&AccessRequest { agency: &agency, action, category }, &facts, now) {
             prop_assert!(!agency.suspended);
             prop_assert!(agency.may_read.contains(category));
@@ -408,7 +440,7 @@ proptest! {
         let now = T0.plus_seconds(now);
         let action = if receive { Action::Receive } else { Action::Read };
         let request = AccessRequest { agency: &agency, action, category };
-        let before = decide(&request, &Facts { relationships: &relationships, consents: &consents }, now);
+        let before = decide(&request, &Facts { relationships: &relationships, consents: &consents, date_of_birth: None }, now);
 
         let mut consents_after = consents.clone();
         let mut relationships_after = relationships.clone();
@@ -427,8 +459,31 @@ proptest! {
             }
             _ => {}
         }
-        let after = decide(&request, &Facts { relationships: &relationships_after, consents: &consents_after }, now);
+        let after = decide(&request, &Facts { relationships: &relationships_after, consents: &consents_after, date_of_birth: None }, now);
         prop_assert!(!after.is_allowed() || before.is_allowed(), "a restriction allowed what was denied: {:?} -> {:?}", before, after);
+    }
+
+    /// Once the child is 18, whatever else is true, nothing is allowed on a parent's
+    /// consent.
+    #[test]
+    fn a_lapsed_parental_consent_never_allows_anything(
+        (agency, relationships, consents, category_index, now, receive) in arb_case(),
+        years_past_eighteen in 0i16..8,
+        day_of_year in 0i64..365,
+    ) {
+        let category = Category::ALL[category_index];
+        let now = T0.plus_seconds(now);
+        let today = now.uk_date().unwrap();
+        let born = today
+            .checked_sub(jiff::Span::new().years(18 + years_past_eighteen).days(day_of_year))
+            .unwrap();
+        let action = if receive { Action::Receive } else { Action::Read };
+        let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: Some(born) };
+        if let Decision::Allow(grant) = decide(&AccessRequest { agency: &agency, action, category }, &facts, now) {
+            let (consent_id, revision) = grant.consent.expect("a read names its consent");
+            let consent = consents.iter().find(|c| c.id == consent_id && c.revision == revision).expect("named consent exists");
+            prop_assert_ne!(consent.giver_role, ConsentGiverRole::ParentWithParentalResponsibility);
+        }
     }
 
     /// Without any consent, or without any relationship, nothing is ever read.
@@ -437,8 +492,8 @@ proptest! {
         let category = Category::ALL[category_index];
         let now = T0.plus_seconds(now);
         let request = AccessRequest { agency: &agency, action: Action::Read, category };
-        let without_consent = Facts { relationships: &relationships, consents: &[] };
-        let without_relationship = Facts { relationships: &[], consents: &consents };
+        let without_consent = Facts { relationships: &relationships, consents: &[], date_of_birth: None };
+        let without_relationship = Facts { relationships: &[], consents: &consents, date_of_birth: None };
         prop_assert!(!decide(&request, &without_consent, now).is_allowed());
         prop_assert!(!decide(&request, &without_relationship, now).is_allowed());
     }

@@ -24,7 +24,16 @@ fn update<'a>(
     key: &'a str,
     publisher: &'a AgencyId,
 ) -> NewUpdate<'a> {
-    NewUpdate { child, category, value, source_reference: "EPR-1", publisher, idempotency_key: key, committed_at: T0 }
+    NewUpdate {
+        child,
+        category,
+        value,
+        source_reference: "EPR-1",
+        publisher,
+        idempotency_key: key,
+        committed_at: T0,
+        date_of_birth: None,
+    }
 }
 
 fn count_updates(store: &Store) -> usize {
@@ -1081,4 +1090,43 @@ async fn a_child_past_the_edge_carries_its_index_and_is_found_from_it_until_eras
     assert_eq!(store.profile(&found).unwrap(), store.profile(&amy).unwrap(), "either form finds the same records");
     assert!(store.erase_child(&found).await.unwrap());
     assert!(store.child_at(found.index()).unwrap().is_none(), "erased: the number is gone with the key");
+}
+
+/// A date of birth given with an update is kept beside the child's number, sealed: a
+/// later update without one keeps it, a corrected one replaces it, the store checks
+/// clean, and erasure leaves it unreadable.
+#[tokio::test]
+async fn a_date_of_birth_is_kept_sealed_beside_the_child_until_erasure() {
+    let store = Store::in_memory(KeyRing::generate().unwrap()).unwrap();
+    let (amy, ben) = (child("9990079196"), child("9990237573"));
+    let gp = agency("gp");
+    let born = tio_core::Date::new(2016, 2, 29).unwrap();
+    let corrected = tio_core::Date::new(2016, 3, 1).unwrap();
+    assert_eq!(store.date_of_birth(&amy).unwrap(), None);
+    let first =
+        NewUpdate { date_of_birth: Some(born), ..update(&amy, Category::IdentityAndContacts, b"id", "k1", &gp) };
+    store.append_update(first).await.unwrap();
+    assert_eq!(store.date_of_birth(&amy).unwrap(), Some(born));
+    store.append_update(update(&amy, Category::HealthSummary, b"hs", "k2", &gp)).await.unwrap();
+    assert_eq!(store.date_of_birth(&amy).unwrap(), Some(born), "an update without one keeps it");
+    let again =
+        NewUpdate { date_of_birth: Some(corrected), ..update(&amy, Category::IdentityAndContacts, b"id2", "k3", &gp) };
+    store.append_update(again).await.unwrap();
+    assert_eq!(store.date_of_birth(&amy).unwrap(), Some(corrected));
+    assert_eq!(store.date_of_birth(&ben).unwrap(), None);
+    let report = store.check().unwrap();
+    assert!(report.is_healthy(), "{:?}", report.problems);
+    assert!(store.erase_child(&amy).await.unwrap());
+    assert_eq!(store.date_of_birth(&amy).unwrap(), None);
+}
+
+/// The stored form of a date: version 1, the year big-endian, month, day.
+#[test]
+fn dates_of_birth_have_a_stable_stored_form() {
+    let born = tio_core::Date::new(2016, 2, 29).unwrap();
+    assert_eq!(super::encode_date(born), [1, 0x07, 0xE0, 2, 29]);
+    assert_eq!(super::decode_date(&[1, 0x07, 0xE0, 2, 29]), Some(born));
+    assert_eq!(super::decode_date(&[2, 0x07, 0xE0, 2, 29]), None, "an unknown version");
+    assert_eq!(super::decode_date(&[1, 0x07, 0xE1, 2, 29]), None, "not a date: 29 February 2017");
+    assert_eq!(super::decode_date(&[1, 0x07, 0xE0, 2]), None, "too short");
 }

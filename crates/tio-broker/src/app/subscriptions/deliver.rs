@@ -483,7 +483,11 @@ impl Deliverer {
         };
         let Some(loaded) = loaded else { return Ok(None) };
         let question = AccessRequest { agency, action: Action::Receive, category: update.category };
-        let facts = Facts { relationships: &loaded.relationships, consents: &loaded.consents };
+        let facts = Facts {
+            relationships: &loaded.relationships,
+            consents: &loaded.consents,
+            date_of_birth: loaded.facts.date_of_birth,
+        };
         let decision = decide(&question, &facts, self.broker.now());
         // The facts are shared, not copied, by every update of the child in the batch.
         Ok(Some((update.clone(), loaded.child, decision, loaded.clone())))
