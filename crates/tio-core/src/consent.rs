@@ -26,10 +26,19 @@ pub enum ConsentGiverRole {
     /// A person with parental responsibility.
     ParentWithParentalResponsibility,
     /// A young person of 16 or more, deciding for themselves. Their decision supersedes
-    /// a parent's.
+    /// a parent's for the categories it covers.
     YoungPerson,
-    /// A younger child judged competent (Gillick).
+    /// A younger child judged competent (Gillick). Their decision, too, supersedes a
+    /// parent's for the categories it covers.
     CompetentChild,
+}
+
+impl ConsentGiverRole {
+    /// Whether this is the child's or young person's own decision rather than a
+    /// parent's.
+    pub const fn is_own_decision(self) -> bool {
+        matches!(self, ConsentGiverRole::YoungPerson | ConsentGiverRole::CompetentChild)
+    }
 }
 
 stable_names!(ConsentGiverRole {
@@ -191,6 +200,15 @@ pub struct Consent {
     pub state: ConsentState,
     /// When this consent was first recorded.
     pub recorded_at: Timestamp,
+}
+
+/// Returns whether the child or young person has made their own decision (a consent,
+/// given or since withdrawn) about `category`, recorded by `now`: a parent's consent
+/// then no longer speaks for that category.
+pub(crate) fn own_decision_covers(consents: &[Consent], category: crate::Category, now: Timestamp) -> bool {
+    consents.iter().any(|consent| {
+        consent.giver_role.is_own_decision() && consent.recorded_at <= now && consent.categories.contains(category)
+    })
 }
 
 /// One revision of a consent as recorded: the decision's part ([`Consent`]) and what

@@ -194,10 +194,9 @@ fn covering_consent<'a>(
     now: Timestamp,
     parents_lapsed: bool,
 ) -> Result<&'a Consent, DenyReason> {
-    // A young person's own decision, once made, supersedes every parent's.
-    let young_person_decides = consents
-        .iter()
-        .any(|consent| consent.giver_role == ConsentGiverRole::YoungPerson && consent.recorded_at <= now);
+    // The child's or young person's own decision about the category, once made,
+    // supersedes every parent's for it.
+    let young_person_decides = crate::consent::own_decision_covers(consents, category, now);
 
     let mut best: Option<&Consent> = None;
     let mut reason = DenyReason::NoConsent;

@@ -69,7 +69,8 @@ pub fn check_evidence(field: &str, evidence: &ConsentEvidence) -> Result<(), Fie
 
 /// Returns revision 1 of a new consent `id`, recorded by `by` at `now`, if `new` says
 /// what a consent must. `existing` are the latest revisions of the child's other
-/// consents: once the young person decides for themselves, a parent's consent is refused.
+/// consents: once the child or young person decides about a category for themselves, a
+/// parent's consent naming it is refused.
 pub fn record(
     new: NewConsent,
     id: ConsentId,
@@ -102,11 +103,15 @@ pub fn record(
         return Err(FieldViolation::new("valid.until", "must be after valid.from"));
     }
     check_evidence("evidence", &new.evidence)?;
-    let young_person_decides = existing.iter().any(|consent| consent.giver_role == ConsentGiverRole::YoungPerson);
-    if young_person_decides && new.giver_role == ConsentGiverRole::ParentWithParentalResponsibility {
+    if new.giver_role == ConsentGiverRole::ParentWithParentalResponsibility
+        && let Some(decided) =
+            new.categories.iter().find(|category| crate::consent::own_decision_covers(existing, *category, now))
+    {
         return Err(FieldViolation::new(
             "giver_role",
-            "the young person now decides for themselves; a parent's consent no longer applies",
+            format!(
+                "the child or young person now decides about {decided} for themselves; a parent's consent for it no longer applies"
+            ),
         ));
     }
     Ok(ConsentRevision {
@@ -241,13 +246,20 @@ mod tests {
     }
 
     #[test]
-    fn once_the_young_person_decides_a_parent_may_not_consent() {
-        let mut young = recorded().consent;
-        young.giver_role = ConsentGiverRole::YoungPerson;
-        let refused = record(new_consent(), ConsentId("c-2".into()), by("gp"), NOW, &[young.clone()]).unwrap_err();
-        assert_eq!(refused.field, "giver_role");
-        let own = NewConsent { giver_role: ConsentGiverRole::YoungPerson, ..new_consent() };
-        assert!(record(own, ConsentId("c-3".into()), by("gp"), NOW, &[young]).is_ok());
+    fn once_the_child_decides_about_a_category_a_parent_may_not_consent_to_it() {
+        for role in [ConsentGiverRole::YoungPerson, ConsentGiverRole::CompetentChild] {
+            let mut own = recorded().consent;
+            own.giver_role = role;
+            let refused = record(new_consent(), ConsentId("c-2".into()), by("gp"), NOW, &[own.clone()]).unwrap_err();
+            assert_eq!(refused.field, "giver_role");
+            assert!(refused.reason.contains("communication_needs"), "{refused}");
+            let theirs = NewConsent { giver_role: role, ..new_consent() };
+            assert!(record(theirs, ConsentId("c-3".into()), by("gp"), NOW, &[own.clone()]).is_ok());
+            // A category they have not decided about is still the parent's to consent to.
+            let other =
+                NewConsent { categories: [Category::EducationPlacement].into_iter().collect(), ..new_consent() };
+            assert!(record(other, ConsentId("c-4".into()), by("gp"), NOW, &[own]).is_ok());
+        }
     }
 
     #[test]

@@ -253,24 +253,39 @@ fn validity_bounds_are_inclusive_from_and_exclusive_until() {
     assert_eq!(at(20), Decision::Deny(DenyReason::ConsentExpired));
 }
 
+/// The child's or young person's own decision supersedes a parent's for the categories
+/// it covers, and only those: given, or since withdrawn, it is theirs.
 #[test]
-fn a_young_persons_decision_supersedes_a_parents() {
+fn an_own_decision_supersedes_a_parents_for_the_categories_it_covers() {
     let gp = agency("gp", Sector::Health);
     let relationships = [relationship("gp", 0, None)];
-    let parent = consent("parent", &[Category::HealthSummary], to_agencies(&["gp"]));
-    let mut own = consent("own", &[Category::SendSupport], to_agencies(&["gp"]));
-    own.giver_role = ConsentGiverRole::YoungPerson;
-    own.recorded_at = T0.plus_seconds(50);
-    let consents = [parent, own];
-    let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None };
-    // Before the young person decided, the parent's consent applies.
-    assert!(read(&gp, Category::HealthSummary, &facts, T0.plus_seconds(10)).is_allowed());
-    // After, it no longer does; the young person's own consent covers only what it says.
-    assert_eq!(
-        read(&gp, Category::HealthSummary, &facts, T0.plus_seconds(60)),
-        Decision::Deny(DenyReason::ConsentSuperseded)
-    );
-    assert!(read(&gp, Category::SendSupport, &facts, T0.plus_seconds(60)).is_allowed());
+    let parent = consent("parent", &[Category::HealthSummary, Category::CommunicationNeeds], to_agencies(&["gp"]));
+    for role in [ConsentGiverRole::YoungPerson, ConsentGiverRole::CompetentChild] {
+        let mut own = consent("own", &[Category::HealthSummary, Category::SendSupport], to_agencies(&["school"]));
+        own.giver_role = role;
+        own.recorded_at = T0.plus_seconds(50);
+        let consents = [parent.clone(), own.clone()];
+        let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None };
+        // Before they decided, the parent's consent applies.
+        assert!(read(&gp, Category::HealthSummary, &facts, T0.plus_seconds(10)).is_allowed(), "{role:?}");
+        // After, not for what they decided about (they named the school, not the GP) ...
+        assert_eq!(
+            read(&gp, Category::HealthSummary, &facts, T0.plus_seconds(60)),
+            Decision::Deny(DenyReason::ConsentSuperseded),
+            "{role:?}"
+        );
+        // ... and still for what they did not.
+        assert!(read(&gp, Category::CommunicationNeeds, &facts, T0.plus_seconds(60)).is_allowed(), "{role:?}");
+        // A withdrawn decision is still theirs.
+        own.state = ConsentState::Withdrawn { at: T0.plus_seconds(55) };
+        let consents = [parent.clone(), own];
+        let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None };
+        assert_eq!(
+            read(&gp, Category::HealthSummary, &facts, T0.plus_seconds(60)),
+            Decision::Deny(DenyReason::ConsentSuperseded),
+            "{role:?}"
+        );
+    }
 }
 
 #[test]
@@ -483,6 +498,24 @@ proptest! {
             let (consent_id, revision) = grant.consent.expect("a read names its consent");
             let consent = consents.iter().find(|c| c.id == consent_id && c.revision == revision).expect("named consent exists");
             prop_assert_ne!(consent.giver_role, ConsentGiverRole::ParentWithParentalResponsibility);
+        }
+    }
+
+    /// Once the child or young person has decided about a category themselves, nothing
+    /// of it is allowed on a parent's consent.
+    #[test]
+    fn an_own_decision_leaves_no_parent_consent_effective_for_its_categories(
+        (agency, relationships, consents, category_index, now, receive) in arb_case()
+    ) {
+        let category = Category::ALL[category_index];
+        let now = T0.plus_seconds(now);
+        let action = if receive { Action::Receive } else { Action::Read };
+        let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None };
+        let decided = crate::consent::own_decision_covers(&consents, category, now);
+        if let (true, Decision::Allow(grant)) = (decided, decide(&AccessRequest { agency: &agency, action, category }, &facts, now)) {
+            let (consent_id, revision) = grant.consent.expect("a read names its consent");
+            let consent = consents.iter().find(|c| c.id == consent_id && c.revision == revision).expect("named consent exists");
+            prop_assert!(consent.giver_role.is_own_decision());
         }
     }
 
