@@ -196,12 +196,12 @@ fn covering_consent<'a>(
 ) -> Result<&'a Consent, DenyReason> {
     // The child's or young person's own decision about the category, once made,
     // supersedes every parent's for it.
-    let young_person_decides = crate::consent::own_decision_covers(consents, category, now);
+    let child_decides = crate::consent::own_decision_covers(consents, category, now);
 
     let mut best: Option<&Consent> = None;
     let mut reason = DenyReason::NoConsent;
     for consent in consents {
-        match evaluate(consent, agency, category, now, young_person_decides, parents_lapsed) {
+        match evaluate(consent, agency, category, now, child_decides, parents_lapsed) {
             Ok(()) => {
                 if best.is_none_or(|current| (consent.recorded_at, &consent.id) > (current.recorded_at, &current.id)) {
                     best = Some(consent);
@@ -220,7 +220,7 @@ fn evaluate(
     agency: &Agency,
     category: Category,
     now: Timestamp,
-    young_person_decides: bool,
+    child_decides: bool,
     parents_lapsed: bool,
 ) -> Result<(), DenyReason> {
     if !consent.categories.contains(category) {
@@ -232,7 +232,7 @@ fn evaluate(
         Coverage::Covered => {}
     }
     if consent.giver_role == ConsentGiverRole::ParentWithParentalResponsibility {
-        if young_person_decides {
+        if child_decides {
             return Err(DenyReason::ConsentSuperseded);
         }
         if parents_lapsed {
