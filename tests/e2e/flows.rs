@@ -160,8 +160,14 @@ fn a_parents_consent_stops_allowing_once_the_child_is_18() {
             reference: "roll-2026".into(),
         };
         school.relationships().declare_relationship(school.request(declare)).await.unwrap();
-        // No date of birth yet: the parent's consent allows.
+        // No date of birth yet: the parent's consent allows, and is not marked to review.
         assert_eq!(profile(&school, AMY).await, [CommunicationNeeds]);
+        let to_review = || async {
+            let request = v1::ListConsentsRequest { child: child(AMY), page: None };
+            let consents = hospital.consents().list_consents(hospital.request(request)).await.unwrap().into_inner();
+            consents.consents.iter().map(|consent| consent.to_review).collect::<Vec<_>>()
+        };
+        assert_eq!(to_review().await, [false]);
 
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
         let today = tio_core::Timestamp::from_unix_micros(now.as_micros() as i64).uk_date().unwrap();
@@ -182,6 +188,7 @@ fn a_parents_consent_stops_allowing_once_the_child_is_18() {
         let value = identity(turns_18_in_two_days);
         publish(&hospital, publish_request(AMY, IdentityAndContacts, value, "id-1")).await.unwrap();
         assert_eq!(profile(&school, AMY).await, [CommunicationNeeds], "17: the parent still decides");
+        assert_eq!(to_review().await, [true], "over 16: the parent's consent is to review with the young person");
 
         // A corrected date of birth: 18 since yesterday.
         let value = identity(turned_18_yesterday);

@@ -11,7 +11,7 @@
 
 use jiff::civil::{Date, Weekday};
 
-use crate::FieldViolation;
+use crate::{ConsentGiverRole, FieldViolation};
 
 /// How far back a date of birth may be: the broker serves children and young people up
 /// to 25, and a plan may cease at 25, so a little over that.
@@ -88,6 +88,14 @@ pub fn is_young_person(date_of_birth: Date, on: Date) -> bool {
 /// parental responsibility ends.
 pub fn parental_consent_lapses_on(date_of_birth: Date) -> Option<Date> {
     birthday(date_of_birth, 18)
+}
+
+/// Returns whether a consent given by `role` is marked "to review" on `today`: a
+/// parent's, once the child (by `date_of_birth`, if known) is 16 and may decide for
+/// themselves; from 18 it allows nothing, and stays marked.
+pub fn consent_to_review(role: ConsentGiverRole, date_of_birth: Option<Date>, today: Date) -> bool {
+    role == ConsentGiverRole::ParentWithParentalResponsibility
+        && date_of_birth.and_then(|born| birthday(born, 16)).is_some_and(|sixteenth| today >= sixteenth)
 }
 
 /// Returns the days on which the agencies that recorded a parent's consents are told to
@@ -174,6 +182,19 @@ mod tests {
         assert_eq!(consent_review_alerts(date(2010, 5, 17)), Some([date(2026, 2, 16), date(2028, 2, 17)]));
         // Across a year end.
         assert_eq!(consent_review_alerts(date(2010, 1, 15)), Some([date(2025, 10, 17), date(2027, 10, 17)]));
+    }
+
+    #[test]
+    fn a_parents_consent_is_to_review_from_the_16th_birthday() {
+        let born = date(2010, 5, 17);
+        let parent = ConsentGiverRole::ParentWithParentalResponsibility;
+        assert!(!consent_to_review(parent, Some(born), date(2026, 5, 16)));
+        assert!(consent_to_review(parent, Some(born), date(2026, 5, 17)));
+        assert!(consent_to_review(parent, Some(born), date(2030, 1, 1)), "still marked after 18");
+        assert!(!consent_to_review(parent, None, date(2030, 1, 1)), "no date of birth, nothing to count from");
+        for own in [ConsentGiverRole::YoungPerson, ConsentGiverRole::CompetentChild] {
+            assert!(!consent_to_review(own, Some(born), date(2030, 1, 1)));
+        }
     }
 
     #[test]

@@ -22,6 +22,19 @@ fn invalid(violation: FieldViolation) -> ServiceError {
     ServiceError::InvalidArgument(vec![violation])
 }
 
+/// Which consents of one child are to review today.
+pub(crate) struct ToReview {
+    born: Option<tio_core::Date>,
+    today: Option<tio_core::Date>,
+}
+
+impl ToReview {
+    /// Whether `revision`'s consent is to review.
+    pub(crate) fn marks(&self, revision: &ConsentRevision) -> bool {
+        self.today.is_some_and(|today| tio_core::age::consent_to_review(revision.consent.giver_role, self.born, today))
+    }
+}
+
 /// An agency admitted to change a child's consents.
 pub(crate) struct ConsentRecorder<'a> {
     broker: &'a Broker,
@@ -93,6 +106,14 @@ impl Broker {
             return Err(consent_not_found(consent_id));
         }
         Ok(revisions)
+    }
+
+    /// Returns which of `child`'s consents are to review at the call's time (a parent's,
+    /// once the child is 16), reading the child's date of birth once. For a caller
+    /// already admitted to read or record the child's consents.
+    pub(crate) fn consents_to_review(&self, call: &Call, child: &NhsNumber) -> Result<ToReview, ServiceError> {
+        let born = self.store().date_of_birth(&self.store().child(child))?;
+        Ok(ToReview { born, today: call.now.uk_date() })
     }
 
     /// Returns the latest revision of every consent of `child`.

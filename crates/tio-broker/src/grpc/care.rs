@@ -69,8 +69,9 @@ pub(crate) fn evidence_from_proto(
     })
 }
 
-/// Returns the contract form of a consent revision about `child` (shown masked).
-pub(crate) fn consent_to_proto(revision: &ConsentRevision, child: &NhsNumber) -> v1::ConsentRecord {
+/// Returns the contract form of a consent revision about `child` (shown masked), marked
+/// `to_review` as the caller says.
+pub(crate) fn consent_to_proto(revision: &ConsentRevision, child: &NhsNumber, to_review: bool) -> v1::ConsentRecord {
     let consent = &revision.consent;
     let evidence = &revision.evidence;
     let method = match evidence.method {
@@ -124,6 +125,7 @@ pub(crate) fn consent_to_proto(revision: &ConsentRevision, child: &NhsNumber) ->
         recorded_at: Some(timestamp_to_proto(revision.recorded_at)),
         withdrawal_reason: revision.withdrawal_reason.clone(),
         first_recorded_at: Some(timestamp_to_proto(consent.recorded_at)),
+        to_review,
     }
 }
 

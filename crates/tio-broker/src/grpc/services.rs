@@ -176,7 +176,8 @@ impl v1::consent_service_server::ConsentService for Consents {
             self.broker.consent_recorder(&call, Action::ConsentRecorded, &child).await.map_err(into_status)?;
         let new = new_consent_from_proto(request.get_ref()).map_err(into_status)?;
         let revision = recorder.record(new).await.map_err(into_status)?;
-        Ok(Response::new(consent_to_proto(&revision, &child)))
+        let review = self.broker.consents_to_review(&call, &child).map_err(into_status)?;
+        Ok(Response::new(consent_to_proto(&revision, &child, review.marks(&revision))))
     }
 
     async fn withdraw_consent(
@@ -190,7 +191,8 @@ impl v1::consent_service_server::ConsentService for Consents {
             self.broker.consent_recorder(&call, Action::ConsentWithdrawn, &child).await.map_err(into_status)?;
         let evidence = evidence_from_proto("evidence", message.evidence.as_ref()).map_err(into_status)?;
         let revision = recorder.withdraw(&message.consent_id, &message.reason, evidence).await.map_err(into_status)?;
-        Ok(Response::new(consent_to_proto(&revision, &child)))
+        let review = self.broker.consents_to_review(&call, &child).map_err(into_status)?;
+        Ok(Response::new(consent_to_proto(&revision, &child, review.marks(&revision))))
     }
 
     async fn get_consent(
@@ -204,7 +206,8 @@ impl v1::consent_service_server::ConsentService for Consents {
         let latest = revisions
             .pop()
             .ok_or_else(|| into_status(crate::app::consents::consent_not_found(&request.get_ref().consent_id)))?;
-        Ok(Response::new(consent_to_proto(&latest, &child)))
+        let review = self.broker.consents_to_review(&call, &child).map_err(into_status)?;
+        Ok(Response::new(consent_to_proto(&latest, &child, review.marks(&latest))))
     }
 
     async fn list_consent_revisions(
@@ -215,7 +218,9 @@ impl v1::consent_service_server::ConsentService for Consents {
         let child = child_of(&self.broker, request.get_ref().child.as_ref())?;
         let revisions =
             self.broker.consent_history(&call, &child, &request.get_ref().consent_id).await.map_err(into_status)?;
-        let revisions = revisions.iter().map(|revision| consent_to_proto(revision, &child)).collect();
+        let review = self.broker.consents_to_review(&call, &child).map_err(into_status)?;
+        let revisions =
+            revisions.iter().map(|revision| consent_to_proto(revision, &child, review.marks(revision))).collect();
         Ok(Response::new(v1::ListConsentRevisionsResponse { revisions }))
     }
 
@@ -236,7 +241,11 @@ impl v1::consent_service_server::ConsentService for Consents {
         let end = start.saturating_add(size).min(consents.len());
         let next_page_token =
             if end < consents.len() { paging::issue_token(store, &scope, end as u64) } else { String::new() };
-        let consents = consents[start..end].iter().map(|revision| consent_to_proto(revision, &child)).collect();
+        let review = self.broker.consents_to_review(&call, &child).map_err(into_status)?;
+        let consents = consents[start..end]
+            .iter()
+            .map(|revision| consent_to_proto(revision, &child, review.marks(revision)))
+            .collect();
         Ok(Response::new(v1::ListConsentsResponse { consents, page: Some(v1::PageResponse { next_page_token }) }))
     }
 }
