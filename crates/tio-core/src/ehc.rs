@@ -313,12 +313,9 @@ impl AssessmentDates {
                 fault(field, "must not be in the future");
             }
         }
-        let after_request = |field: &str, date: Option<Date>, fault: &mut dyn FnMut(&str, &str)| {
-            if date.is_some_and(|date| date < request) {
-                fault(field, "must not be before the request was received");
-            }
-        };
-        after_request("decision.notified_on", self.decision.map(|(_, on)| on), &mut fault);
+        if self.decision.is_some_and(|(_, on)| on < request) {
+            fault("decision.notified_on", "must not be before the request was received");
+        }
         let assessing = match self.decision {
             Some((AssessDecision::Assess, on)) => Some(on),
             _ => None,
@@ -397,8 +394,11 @@ pub fn check_exception(exception: &ClockException, request: Date, today: Date) -
     if exception.from < request {
         return Err(FieldViolation::new("from", "must not be before the request was received"));
     }
-    if exception.from > today || exception.recorded_on > today {
+    if exception.from > today {
         return Err(FieldViolation::new("from", "must not be in the future"));
+    }
+    if exception.recorded_on > today {
+        return Err(FieldViolation::new("recorded_on", "must not be in the future"));
     }
     if let Some(until) = exception.until {
         if until < exception.from {

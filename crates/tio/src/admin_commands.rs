@@ -94,16 +94,22 @@ pub(crate) async fn run(command: AdminCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds the registration message from the flags; the server validates it again.
-fn agency_message(args: &AgencyArgs) -> Result<v1::Agency, UsageError> {
-    let sector = v1::Sector::from_str_name(&format!("SECTOR_{}", args.sector.replace('-', "_").to_uppercase()))
+/// Parses a sector as the CLI spells it (`social-care`), listing the sectors the domain
+/// has if it is none of them.
+pub(crate) fn sector_from_flag(flag: &str, text: &str) -> Result<v1::Sector, UsageError> {
+    v1::Sector::from_str_name(&format!("SECTOR_{}", text.replace('-', "_").to_uppercase()))
         .filter(|sector| *sector != v1::Sector::Unspecified)
         .ok_or_else(|| {
-            UsageError::new(format!(
-                "--sector `{}`: expected health, education, social-care, adult-social-care or icb",
-                args.sector
-            ))
-        })?;
+            let names: Vec<String> =
+                tio_core::Sector::ALL.iter().map(|sector| sector.as_str().replace('_', "-")).collect();
+            let (last, rest) = names.split_last().map_or(("", &[][..]), |(last, rest)| (last.as_str(), rest));
+            UsageError::new(format!("{flag} `{text}`: expected {} or {last}", rest.join(", ")))
+        })
+}
+
+/// Builds the registration message from the flags; the server validates it again.
+fn agency_message(args: &AgencyArgs) -> Result<v1::Agency, UsageError> {
+    let sector = sector_from_flag("--sector", &args.sector)?;
     let (code_kind, code) = match (&args.ods, &args.school_urn, &args.la_code) {
         (Some(code), _, _) => (v1::OrganisationCodeKind::Ods, code.clone()),
         (_, Some(code), _) => (v1::OrganisationCodeKind::SchoolUrn, code.clone()),
@@ -184,6 +190,17 @@ fn agency_json(agency: &v1::Agency) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Sectors parse as the CLI spells them, and an unknown one lists every sector the
+    /// domain has, so that a new sector needs no change here.
+    #[test]
+    fn sectors_parse_with_hyphens_and_an_unknown_one_lists_them_all() {
+        assert_eq!(sector_from_flag("--sector", "adult-social-care").unwrap(), v1::Sector::AdultSocialCare);
+        assert_eq!(sector_from_flag("--sector", "icb").unwrap(), v1::Sector::Icb);
+        let err = sector_from_flag("--sectors", "police").unwrap_err().to_string();
+        assert_eq!(err, "--sectors `police`: expected health, education, social-care, adult-social-care or icb");
+        assert!(sector_from_flag("--sector", "unspecified").is_err());
+    }
 
     #[test]
     fn category_names_map_to_the_contract_and_unknown_ones_are_named() {

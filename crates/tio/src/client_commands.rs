@@ -9,7 +9,7 @@ use tio_client::ClientError;
 use tio_proto::v1;
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::admin_commands::category_values;
+use crate::admin_commands::{category_values, sector_from_flag};
 use crate::audit_remote::{parse_nhs_number, parse_time};
 use crate::cli::{ConsentCommand, ConsentRecordArgs, EvidenceArgs, PublishArgs, RelationshipCommand, SubscribeArgs};
 use crate::connection::UsageError;
@@ -143,17 +143,7 @@ fn consent_request(args: &ConsentRecordArgs) -> Result<v1::RecordConsentRequest,
     let sectors = args
         .sectors
         .iter()
-        .map(|sector| {
-            named(
-                "--sectors",
-                sector,
-                "SECTOR_",
-                v1::Sector::from_str_name,
-                v1::Sector::Unspecified,
-                "health, education, social-care, adult-social-care or icb",
-            )
-            .map(|sector| sector as i32)
-        })
+        .map(|sector| sector_from_flag("--sectors", sector).map(|sector| sector as i32))
         .collect::<Result<Vec<_>, _>>()?;
     let lawful_basis = named(
         "--lawful-basis",

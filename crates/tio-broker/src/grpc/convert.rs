@@ -163,10 +163,10 @@ pub(crate) fn sector_to_proto(sector: Sector) -> v1::Sector {
 
 /// Returns the sector of a contract value; unspecified or unknown values name `field`.
 pub(crate) fn sector_from_proto(field: &str, value: i32) -> Result<Sector, ServiceError> {
-    Sector::ALL
-        .into_iter()
-        .find(|sector| sector_to_proto(*sector) as i32 == value)
-        .ok_or_else(|| invalid(field, "must be health, education, social care, adult social care or icb"))
+    Sector::ALL.into_iter().find(|sector| sector_to_proto(*sector) as i32 == value).ok_or_else(|| {
+        let names: Vec<&str> = Sector::ALL.iter().map(|sector| sector.as_str()).collect();
+        invalid(field, &format!("must be one of {}", names.join(", ")))
+    })
 }
 
 /// Returns the categories of a contract list, refusing unknown values and repeats.

@@ -230,6 +230,15 @@ fn bad_dates_are_refused_naming_the_field() {
             "must not be before `from`",
         ),
         (
+            "an exception recorded in the future",
+            AssessmentDates {
+                exceptions: vec![ClockException { recorded_on: date(2026, 9, 2), ..absence(date(2026, 5, 4), None) }],
+                ..good.clone()
+            },
+            "exceptions[0].recorded_on",
+            "must not be in the future",
+        ),
+        (
             "an exception before the request",
             AssessmentDates { exceptions: vec![absence(date(2026, 3, 1), None)], ..good.clone() },
             "exceptions[0].from",
