@@ -16,6 +16,7 @@ mod lifecycle;
 mod maintenance;
 mod metrics;
 mod mtls;
+mod objections;
 mod otlp;
 mod python_example;
 mod readme;

@@ -489,8 +489,29 @@ impl Lcg {
     }
 }
 
+/// What a race test does to stop deliveries while they are in flight and queued.
+#[derive(Clone, Copy)]
+enum Stop {
+    /// The round's consent is withdrawn.
+    WithdrawConsent,
+    /// The family objects to the SEND team receiving the category (issue 16).
+    RaiseObjection,
+}
+
 #[test]
 fn a_withdrawal_raced_against_queued_deliveries_always_comes_after_every_delivery_it_allowed() {
+    race_a_stop_against_queued_deliveries(Stop::WithdrawConsent);
+}
+
+#[test]
+fn an_objection_raced_against_queued_deliveries_always_comes_after_every_delivery_made_before_it() {
+    race_a_stop_against_queued_deliveries(Stop::RaiseObjection);
+}
+
+/// Stops deliveries by `stop` at a random moment while some are in flight and more are
+/// queued, twelve times over, and checks in the audit log that every delivery the
+/// consent allowed comes before the stop, and none after it.
+fn race_a_stop_against_queued_deliveries(stop: Stop) {
     let sandbox = Sandbox::start();
     runtime().block_on(async {
         let hospital = as_professional(&sandbox, "hospital").await;
@@ -531,19 +552,47 @@ fn a_withdrawal_raced_against_queued_deliveries_always_comes_after_every_deliver
                 }
             }
             tokio::time::sleep(Duration::from_millis(random.next(30))).await;
-            let withdraw = v1::WithdrawConsentRequest {
-                child: child(AMY),
-                consent_id: consent.consent_id.clone(),
-                reason: "race".into(),
-                evidence: consent_request(&[]).evidence,
+            let (stop_action, stop_id) = match stop {
+                Stop::WithdrawConsent => {
+                    let withdraw = v1::WithdrawConsentRequest {
+                        child: child(AMY),
+                        consent_id: consent.consent_id.clone(),
+                        reason: "race".into(),
+                        evidence: consent_request(&[]).evidence,
+                    };
+                    hospital.consents().withdraw_consent(hospital.request(withdraw)).await.unwrap();
+                    (v1::AuditAction::ConsentWithdrawn, consent.consent_id.clone())
+                }
+                Stop::RaiseObjection => {
+                    let object = v1::RecordObjectionRequest {
+                        child: child(AMY),
+                        giver_role: v1::ConsentGiverRole::ParentWithParentalResponsibility as i32,
+                        giver_name: "Anna Nowak".into(),
+                        categories: vec![v1::Category::CommunicationNeeds as i32],
+                        agency_ids: vec!["send-team".into()],
+                        evidence: consent_request(&[]).evidence,
+                        ..Default::default()
+                    };
+                    let raised = hospital.consents().record_objection(hospital.request(object)).await.unwrap();
+                    (v1::AuditAction::ObjectionRaised, raised.into_inner().objection_id)
+                }
             };
-            hospital.consents().withdraw_consent(hospital.request(withdraw)).await.unwrap();
             while let Some(delivery) = stream.delivery_within(Duration::from_millis(300)).await {
                 stream.ack(&[delivery.delivery_number]).await;
             }
             // One copy per agency: the next round's subscription would be shadowed by this one.
             drop(stream);
             delete_when_closed(&send_team, &name).await;
+            if let Stop::RaiseObjection = stop {
+                // The next round starts with nothing objected to (and nothing streaming now).
+                let withdraw = v1::WithdrawObjectionRequest {
+                    child: child(AMY),
+                    objection_id: stop_id.clone(),
+                    reason: "race over".into(),
+                    evidence: consent_request(&[]).evidence,
+                };
+                hospital.consents().withdraw_objection(hospital.request(withdraw)).await.unwrap();
+            }
 
             // In the log, every delivery this consent allowed comes before its withdrawal.
             let query = v1::QueryEntriesRequest {
@@ -554,15 +603,15 @@ fn a_withdrawal_raced_against_queued_deliveries_always_comes_after_every_deliver
             let entries = auditor.audit().query_entries(auditor.request(query)).await.unwrap().into_inner().entries;
             let withdrawn_at = entries
                 .iter()
-                .find(|e| e.action() == v1::AuditAction::ConsentWithdrawn && e.consent_id == consent.consent_id)
-                .expect("the withdrawal is logged")
+                .find(|e| e.action() == stop_action && e.consent_id == stop_id)
+                .expect("the stop is logged")
                 .leaf_index;
             for entry in
                 entries.iter().filter(|e| e.action() == v1::AuditAction::Delivery && e.consent_id == consent.consent_id)
             {
                 assert!(
                     entry.leaf_index < withdrawn_at,
-                    "seed {seed}: a delivery by consent {} came after its withdrawal",
+                    "seed {seed}: a delivery by consent {} came after the stop",
                     consent.consent_id
                 );
             }
@@ -570,7 +619,7 @@ fn a_withdrawal_raced_against_queued_deliveries_always_comes_after_every_deliver
                 .iter()
                 .filter(|e| e.action() == v1::AuditAction::Delivery && e.consent_id == consent.consent_id)
                 .count();
-            // Nothing is delivered on this consent after the withdrawal.
+            // Nothing is delivered on this consent after the stop.
             assert!(
                 !entries.iter().any(|e| e.action() == v1::AuditAction::Delivery
                     && e.leaf_index > withdrawn_at

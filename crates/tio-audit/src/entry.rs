@@ -40,11 +40,15 @@ pub enum Action {
     AuditRead,
     /// A caller was refused at authentication.
     Authentication,
+    /// A family's objection was recorded (the entry names it in `consent_id`).
+    ObjectionRaised,
+    /// An objection was withdrawn.
+    ObjectionWithdrawn,
 }
 
 impl Action {
     /// Every action, in code order.
-    pub const ALL: [Action; 14] = [
+    pub const ALL: [Action; 16] = [
         Action::Publish,
         Action::ProfileRead,
         Action::Delivery,
@@ -59,6 +63,8 @@ impl Action {
         Action::Admin,
         Action::AuditRead,
         Action::Authentication,
+        Action::ObjectionRaised,
+        Action::ObjectionWithdrawn,
     ];
 
     /// Returns the code stored in entries.
@@ -78,6 +84,8 @@ impl Action {
             Action::Admin => "admin",
             Action::AuditRead => "audit_read",
             Action::Authentication => "authentication",
+            Action::ObjectionRaised => "objection_raised",
+            Action::ObjectionWithdrawn => "objection_withdrawn",
         }
     }
 
@@ -103,6 +111,8 @@ impl Action {
             Action::Admin => "made an administrative change",
             Action::AuditRead => "read the audit log",
             Action::Authentication => "was refused at sign-in",
+            Action::ObjectionRaised => "recorded an objection",
+            Action::ObjectionWithdrawn => "recorded a withdrawal of an objection",
         }
     }
 }
@@ -163,7 +173,8 @@ pub struct AuditEntry {
     pub child_index: String,
     /// The NHS number sealed under the child's data key (base64), or empty.
     pub child_sealed: String,
-    /// For disclosures: the consent id and revision, and the care relationship.
+    /// For disclosures: the consent id and revision, and the care relationship. For
+    /// consent actions the consent, for objection actions the objection (`o-<n>`).
     pub consent_id: String,
     /// The consent revision, 0 if none.
     pub consent_revision: u32,

@@ -13,3 +13,5 @@ pub(crate) mod records;
 pub(crate) mod registry;
 pub(crate) mod relationships;
 pub(crate) mod subscriptions;
+#[cfg(test)]
+pub(crate) mod test_support;

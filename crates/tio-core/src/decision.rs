@@ -35,6 +35,9 @@ pub struct Facts<'a> {
     pub relationships: &'a [CareRelationship],
     /// The latest revision of every consent recorded for the child.
     pub consents: &'a [Consent],
+    /// The latest revision of every objection raised for the child: an active one
+    /// refuses what it covers, whatever the consents say.
+    pub objections: &'a [crate::Objection],
     /// The child's date of birth, once published: a parent's consent lapses on the
     /// 18th birthday (parental responsibility ends).
     pub date_of_birth: Option<crate::Date>,
@@ -76,11 +79,14 @@ pub enum DenyReason {
     ConsentLapsed,
     /// A consent covering the category excludes this agency by name.
     RecipientExcluded,
+    /// The family (or the young person) objects to this agency, or its sector,
+    /// receiving this category: an objection refuses whatever a consent allows.
+    Objection,
 }
 
 impl DenyReason {
     /// Every reason.
-    pub const ALL: [DenyReason; 10] = [
+    pub const ALL: [DenyReason; 11] = [
         DenyReason::AgencySuspended,
         DenyReason::NotPermittedForCategory,
         DenyReason::NotInvolved,
@@ -91,6 +97,7 @@ impl DenyReason {
         DenyReason::ConsentWithdrawn,
         DenyReason::ConsentLapsed,
         DenyReason::RecipientExcluded,
+        DenyReason::Objection,
     ];
 
     /// Returns the stable snake_case code written to the audit log and error details.
@@ -106,6 +113,7 @@ impl DenyReason {
             DenyReason::ConsentWithdrawn => "consent_withdrawn",
             DenyReason::ConsentLapsed => "consent_lapsed",
             DenyReason::RecipientExcluded => "recipient_excluded",
+            DenyReason::Objection => "objection",
         }
     }
 
@@ -146,9 +154,10 @@ impl Decision {
 /// Default deny: reading or receiving needs the agency not suspended, permitted for the
 /// category, actively involved with the child, and an active, current consent that
 /// names the category and covers the agency without excluding it (a parent's no longer
-/// once the child is 18, by the child's date of birth and the day `now` is in the UK). Publishing needs the
-/// agency not suspended and permitted. Checks run in that order, so the reason names
-/// the first thing missing.
+/// once the child is 18, by the child's date of birth and the day `now` is in the UK),
+/// and no active objection covering the agency and category. Publishing needs the
+/// agency not suspended and permitted. Checks run in that order, except that an
+/// objection is named before any consent's reason: it refuses whatever consents say.
 pub fn decide(request: &AccessRequest<'_>, facts: &Facts<'_>, now: Timestamp) -> Decision {
     let agency = request.agency;
     if agency.suspended {
@@ -173,6 +182,10 @@ pub fn decide(request: &AccessRequest<'_>, facts: &Facts<'_>, now: Timestamp) ->
     else {
         return Decision::Deny(DenyReason::NotInvolved);
     };
+
+    if facts.objections.iter().any(|objection| objection.covers(agency, request.category, now)) {
+        return Decision::Deny(DenyReason::Objection);
+    }
 
     let lapse = facts.date_of_birth.and_then(crate::age::parental_consent_lapses_on);
     let parents_lapsed = lapse.is_some_and(|lapse| now.uk_date().is_none_or(|today| today >= lapse));

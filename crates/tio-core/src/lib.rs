@@ -5,7 +5,8 @@
 //! relationships as plain values, the documented size limits, and one pure function,
 //! [`decide`], that says whether an agency may publish, read or receive a category of
 //! a child, and if not, why. `age` and `ehc` hold the law's dates: ages and the
-//! thresholds at 16 and 18, and the statutory clocks of an EHC needs assessment.
+//! thresholds at 16 and 18, and the statutory clocks of an EHC needs assessment;
+//! `objection` holds a family's objections, which refuse what a consent would allow.
 //!
 //! It never does I/O, never reads a clock (the time is passed in as `now`), and knows
 //! nothing of protobuf, tonic or storage: the broker converts to and from these types
@@ -26,6 +27,7 @@ mod identity;
 pub mod limits;
 mod names;
 mod nhs_number;
+pub mod objection;
 mod time;
 mod upn;
 
@@ -42,5 +44,6 @@ pub use identity::{Identity, IdentityError, ROLE_NOT_PERMITTED, Role, Service, U
 /// A calendar date with no time zone: a date of birth, a deadline.
 pub use jiff::civil::Date;
 pub use nhs_number::{NhsNumber, NhsNumberError, NhsNumberPolicy, NhsNumberRange};
+pub use objection::{Objection, ObjectionId, ObjectionRevision, ObjectionState};
 pub use time::Timestamp;
 pub use upn::{Upn, UpnError};

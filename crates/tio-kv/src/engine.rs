@@ -50,11 +50,14 @@ pub enum Keyspace {
     Audit,
     /// The audit log's Merkle tree: complete subtree hashes, the frontier, checkpoints.
     AuditTree,
+    /// Objection revisions (last, as keyspaces added later are: stored records name a
+    /// keyspace by its place in [`Keyspace::ALL`]).
+    Objections,
 }
 
 impl Keyspace {
     /// Every keyspace, in a fixed order engines may rely on.
-    pub const ALL: [Keyspace; 13] = [
+    pub const ALL: [Keyspace; 14] = [
         Keyspace::Meta,
         Keyspace::Updates,
         Keyspace::UpdatesByChild,
@@ -68,6 +71,7 @@ impl Keyspace {
         Keyspace::Cursors,
         Keyspace::Audit,
         Keyspace::AuditTree,
+        Keyspace::Objections,
     ];
 
     /// Returns the stable name (a table or tree name, and part of associated data).
@@ -87,6 +91,7 @@ impl Keyspace {
             Keyspace::Cursors => "cursors",
             Keyspace::Audit => "audit",
             Keyspace::AuditTree => "audit_tree",
+            Keyspace::Objections => "objections",
         }
     }
 

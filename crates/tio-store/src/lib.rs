@@ -17,6 +17,7 @@ mod consents;
 pub mod cursors;
 
 pub mod keys;
+mod objections;
 mod options;
 mod previous;
 pub mod relationships;

@@ -987,7 +987,7 @@ fn child_number_op(
 /// The keyspaces that hold sealed per-child records.
 fn check_sealed_space(space: Keyspace) -> Result<(), StoreError> {
     match space {
-        Keyspace::Consents | Keyspace::Relationships => Ok(()),
+        Keyspace::Consents | Keyspace::Relationships | Keyspace::Objections => Ok(()),
         other => Err(StoreError::Corrupt(format!("keyspace {} does not hold sealed child records", other.name()))),
     }
 }

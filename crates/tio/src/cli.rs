@@ -193,6 +193,37 @@ pub(crate) enum ConsentCommand {
         #[command(flatten)]
         connection: ConnectionArgs,
     },
+    /// Record a family's objection to an agency, a sector or a category: while it
+    /// stands, nothing it covers is shared, whatever a consent says.
+    Object(ObjectArgs),
+    /// Withdraw an objection: what it refused may flow again from now, if a consent
+    /// allows it.
+    WithdrawObjection {
+        /// The child's NHS number.
+        #[arg(long, value_name = "NHS_NUMBER")]
+        nhs_number: String,
+        /// The objection's id (o-1, o-2, ...).
+        #[arg(long, value_name = "ID")]
+        objection_id: String,
+        /// Why, in the family's words.
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// How the withdrawal was given.
+        #[command(flatten)]
+        evidence: EvidenceArgs,
+        /// How to reach the broker.
+        #[command(flatten)]
+        connection: ConnectionArgs,
+    },
+    /// Show a child's objections, standing and withdrawn, in the order they were raised.
+    Objections {
+        /// The child's NHS number.
+        #[arg(long, value_name = "NHS_NUMBER")]
+        nhs_number: String,
+        /// How to reach the broker.
+        #[command(flatten)]
+        connection: ConnectionArgs,
+    },
     /// Show a child's consents, or every revision of one with --consent-id.
     Show {
         /// The child's NHS number.
@@ -246,6 +277,39 @@ pub(crate) struct ConsentRecordArgs {
     /// When it ends (a date or an RFC 3339 time); open-ended if not given.
     #[arg(long, value_name = "TIME")]
     pub(crate) valid_until: Option<String>,
+    /// How it was given.
+    #[command(flatten)]
+    pub(crate) evidence: EvidenceArgs,
+    /// How to reach the broker.
+    #[command(flatten)]
+    pub(crate) connection: ConnectionArgs,
+}
+
+/// `tio consent object`.
+#[derive(Debug, Args)]
+pub(crate) struct ObjectArgs {
+    /// The child's NHS number.
+    #[arg(long, value_name = "NHS_NUMBER")]
+    pub(crate) nhs_number: String,
+    /// Who objects: parent, young-person or competent-child.
+    #[arg(long, value_name = "ROLE")]
+    pub(crate) giver_role: String,
+    /// Their name as they gave it (encrypted at rest).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) giver_name: String,
+    /// Categories objected to, comma-separated; every category if not given.
+    #[arg(long, value_name = "CATEGORIES", value_delimiter = ',')]
+    pub(crate) categories: Vec<String>,
+    /// Agencies objected to, comma-separated.
+    #[arg(long, value_name = "IDS", value_delimiter = ',')]
+    pub(crate) agencies: Vec<String>,
+    /// Sectors objected to, comma-separated: health, education, social-care,
+    /// adult-social-care, icb. With no --agencies either, every recipient.
+    #[arg(long, value_name = "SECTORS", value_delimiter = ',')]
+    pub(crate) sectors: Vec<String>,
+    /// Why, in the family's words (optional, encrypted at rest).
+    #[arg(long, default_value = "")]
+    pub(crate) reason: String,
     /// How it was given.
     #[command(flatten)]
     pub(crate) evidence: EvidenceArgs,
@@ -524,8 +588,9 @@ pub(crate) struct AuditQueryArgs {
     #[arg(long, value_name = "ID")]
     pub(crate) agency: Option<String>,
     /// Entries of this action: publish, profile_read, delivery, delivery_skipped,
-    /// consent_recorded, consent_withdrawn, consent_read, relationship_declared,
-    /// relationship_ended, subscription_changed, admin, audit_read, authentication.
+    /// consent_recorded, consent_withdrawn, consent_read, objection_raised,
+    /// objection_withdrawn, relationship_declared, relationship_ended,
+    /// relationship_read, subscription_changed, admin, audit_read, authentication.
     #[arg(long, value_name = "ACTION")]
     pub(crate) action: Option<String>,
     /// Entries with this outcome: allowed, denied or failed.

@@ -11,7 +11,9 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use crate::admin_commands::{category_values, sector_from_flag};
 use crate::audit_remote::{parse_nhs_number, parse_time};
-use crate::cli::{ConsentCommand, ConsentRecordArgs, EvidenceArgs, PublishArgs, RelationshipCommand, SubscribeArgs};
+use crate::cli::{
+    ConsentCommand, ConsentRecordArgs, EvidenceArgs, ObjectArgs, PublishArgs, RelationshipCommand, SubscribeArgs,
+};
 use crate::connection::UsageError;
 use crate::json::to_json;
 
@@ -128,9 +130,9 @@ fn evidence(args: &EvidenceArgs) -> Result<v1::ConsentEvidence, UsageError> {
     })
 }
 
-fn consent_request(args: &ConsentRecordArgs) -> Result<v1::RecordConsentRequest, UsageError> {
-    let giver_role = match args.giver_role.as_str() {
-        "parent" => v1::ConsentGiverRole::ParentWithParentalResponsibility,
+fn giver_role(text: &str) -> Result<v1::ConsentGiverRole, UsageError> {
+    match text {
+        "parent" => Ok(v1::ConsentGiverRole::ParentWithParentalResponsibility),
         other => named(
             "--giver-role",
             other,
@@ -138,13 +140,30 @@ fn consent_request(args: &ConsentRecordArgs) -> Result<v1::RecordConsentRequest,
             v1::ConsentGiverRole::from_str_name,
             v1::ConsentGiverRole::Unspecified,
             "parent, young-person or competent-child",
-        )?,
-    };
-    let sectors = args
-        .sectors
-        .iter()
-        .map(|sector| sector_from_flag("--sectors", sector).map(|sector| sector as i32))
-        .collect::<Result<Vec<_>, _>>()?;
+        ),
+    }
+}
+
+fn sector_values(sectors: &[String]) -> Result<Vec<i32>, UsageError> {
+    sectors.iter().map(|sector| sector_from_flag("--sectors", sector).map(|sector| sector as i32)).collect()
+}
+
+fn objection_request(args: &ObjectArgs) -> Result<v1::RecordObjectionRequest, UsageError> {
+    Ok(v1::RecordObjectionRequest {
+        child: child(&args.nhs_number)?,
+        giver_role: giver_role(&args.giver_role)? as i32,
+        giver_name: args.giver_name.clone(),
+        categories: category_values("--categories", &args.categories)?,
+        agency_ids: args.agencies.clone(),
+        sectors: sector_values(&args.sectors)?,
+        reason: args.reason.clone(),
+        evidence: Some(evidence(&args.evidence)?),
+    })
+}
+
+fn consent_request(args: &ConsentRecordArgs) -> Result<v1::RecordConsentRequest, UsageError> {
+    let giver_role = giver_role(&args.giver_role)?;
+    let sectors = sector_values(&args.sectors)?;
     let lawful_basis = named(
         "--lawful-basis",
         &args.lawful_basis,
@@ -206,6 +225,42 @@ pub(crate) async fn consent(command: ConsentCommand) -> anyhow::Result<()> {
                 client.consents().withdraw_consent(client.request(request)).await.map_err(ClientError::from)?;
             print_json("tio.v1.ConsentRecord", record.get_ref())
         }
+        ConsentCommand::Object(args) => {
+            let request = objection_request(&args)?;
+            let client = args.connection.connect_agency().await?;
+            let record =
+                client.consents().record_objection(client.request(request)).await.map_err(ClientError::from)?;
+            print_json("tio.v1.ObjectionRecord", record.get_ref())
+        }
+        ConsentCommand::WithdrawObjection { nhs_number, objection_id, reason, evidence: how, connection } => {
+            let request = v1::WithdrawObjectionRequest {
+                child: child(&nhs_number)?,
+                objection_id,
+                reason,
+                evidence: Some(evidence(&how)?),
+            };
+            let client = connection.connect_agency().await?;
+            let record =
+                client.consents().withdraw_objection(client.request(request)).await.map_err(ClientError::from)?;
+            print_json("tio.v1.ObjectionRecord", record.get_ref())
+        }
+        ConsentCommand::Objections { nhs_number, connection } => {
+            let client = connection.connect_agency().await?;
+            let child = child(&nhs_number)?;
+            let records = every_page(|page| {
+                let request = v1::ListObjectionsRequest { child: child.clone(), page: Some(page) };
+                let client = &client;
+                async move {
+                    let response = client.consents().list_objections(client.request(request)).await?.into_inner();
+                    Ok((response.objections, response.page.unwrap_or_default().next_page_token))
+                }
+            })
+            .await?;
+            for record in &records {
+                print_json("tio.v1.ObjectionRecord", record)?;
+            }
+            Ok(())
+        }
         ConsentCommand::Show { nhs_number, consent_id, connection } => {
             let client = connection.connect_agency().await?;
             let records = match consent_id {
@@ -215,9 +270,16 @@ pub(crate) async fn consent(command: ConsentCommand) -> anyhow::Result<()> {
                     response.map_err(ClientError::from)?.into_inner().revisions
                 }
                 None => {
-                    let request = v1::ListConsentsRequest { child: child(&nhs_number)?, page: None };
-                    let response = client.consents().list_consents(client.request(request)).await;
-                    response.map_err(ClientError::from)?.into_inner().consents
+                    let child = child(&nhs_number)?;
+                    every_page(|page| {
+                        let request = v1::ListConsentsRequest { child: child.clone(), page: Some(page) };
+                        let client = &client;
+                        async move {
+                            let response = client.consents().list_consents(client.request(request)).await?.into_inner();
+                            Ok((response.consents, response.page.unwrap_or_default().next_page_token))
+                        }
+                    })
+                    .await?
                 }
             };
             for record in &records {
@@ -226,6 +288,26 @@ pub(crate) async fn consent(command: ConsentCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Pages through a list, largest pages first, until the broker says it is done (or a
+/// generous bound, so that a broker that never says so cannot keep it going).
+async fn every_page<T, Fut>(mut fetch: impl FnMut(v1::PageRequest) -> Fut) -> Result<Vec<T>, ClientError>
+where
+    Fut: std::future::Future<Output = Result<(Vec<T>, String), tonic::Status>>,
+{
+    const MAX_PAGES: usize = 10_000;
+    let mut items = Vec::new();
+    let mut page_token = String::new();
+    for _ in 0..MAX_PAGES {
+        let (page, next) = fetch(v1::PageRequest { page_size: 500, page_token }).await?;
+        items.extend(page);
+        if next.is_empty() {
+            break;
+        }
+        page_token = next;
+    }
+    Ok(items)
 }
 
 /// `tio relationship`.

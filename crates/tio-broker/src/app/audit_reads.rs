@@ -315,6 +315,10 @@ fn why(entry: &AuditEntry, action: Action, outcome: Outcome) -> String {
             "recorded on the family's instruction (consent {}, revision {})",
             entry.consent_id, entry.consent_revision
         ),
+        Outcome::Allowed if matches!(action, Action::ObjectionRaised | Action::ObjectionWithdrawn) => format!(
+            "recorded on the family's instruction (objection {}, revision {})",
+            entry.consent_id, entry.consent_revision
+        ),
         Outcome::Allowed => {
             let mut grounds = Vec::new();
             if !entry.consent_id.is_empty() {
@@ -352,6 +356,7 @@ fn reason_in_plain_words(code: &str) -> String {
             "the consent was a parent's, and the young person is now 18 and decides"
         }
         code if code == DenyReason::RecipientExcluded.code() => "the family excluded this agency",
+        code if code == DenyReason::Objection.code() => "the family objected to this agency receiving it",
         ROLE_NOT_PERMITTED => "this kind of user may not do this",
         other => return other.to_owned(),
     };

@@ -14,6 +14,8 @@ use crate::app::broker::{Broker, Call};
 use crate::app::error::ServiceError;
 use crate::app::facts::active_relationship;
 
+mod objections;
+
 /// The reason code audited when an agency without the consent permission records,
 /// withdraws or reads consent.
 const NOT_PERMITTED_FOR_CONSENT: &str = "not_permitted_for_consent";

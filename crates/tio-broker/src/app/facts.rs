@@ -1,7 +1,10 @@
-//! What the broker reads about a child besides its updates: consent revisions and care
-//! relationships, kept by the store as the domain's values, and what decisions use.
+//! What the broker reads about a child besides its updates: consent revisions,
+//! objections and care relationships, kept by the store as the domain's values, and
+//! what decisions use.
 
-use tio_core::{AgencyId, CareRelationship, Consent, ConsentRevision, Date, Timestamp};
+use tio_core::{
+    AgencyId, CareRelationship, Consent, ConsentRevision, Date, Facts, Objection, ObjectionRevision, Timestamp,
+};
 use tio_store::relationships::StoredRelationship;
 use tio_store::{ChildRef, Store};
 
@@ -14,26 +17,61 @@ pub(crate) struct ChildFacts {
     pub(crate) relationships: Vec<StoredRelationship>,
     /// The latest revision of every consent, in id order.
     pub(crate) consents: Vec<ConsentRevision>,
+    /// The latest revision of every objection, in the order they were raised.
+    pub(crate) objections: Vec<ObjectionRevision>,
     /// The date of birth as last published, which a parent's consent lapses by.
     pub(crate) date_of_birth: Option<Date>,
 }
 
-/// Reads every relationship, the latest revision of every consent and the date of birth
-/// of `child`.
+/// Reads every relationship, the latest revision of every consent and objection, and
+/// the date of birth of `child`.
 pub(crate) fn load_facts(store: &Store, child: &(impl ChildRef + ?Sized)) -> Result<ChildFacts, ServiceError> {
     Ok(ChildFacts {
         relationships: store.relationships(child)?,
         consents: store.latest_consents(child)?,
+        objections: store.latest_objections(child)?,
         date_of_birth: store.date_of_birth(child)?,
     })
 }
 
+/// A child's facts as the domain core takes them, owned: [`DomainFacts::facts`] lends
+/// them to `tio_core::decide`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct DomainFacts {
+    relationships: Vec<CareRelationship>,
+    consents: Vec<Consent>,
+    objections: Vec<Objection>,
+    date_of_birth: Option<Date>,
+}
+
+impl DomainFacts {
+    /// Returns the facts to decide on.
+    pub(crate) fn facts(&self) -> Facts<'_> {
+        Facts {
+            relationships: &self.relationships,
+            consents: &self.consents,
+            objections: &self.objections,
+            date_of_birth: self.date_of_birth,
+        }
+    }
+}
+
 impl ChildFacts {
     /// Returns the facts as the domain core decides on them.
-    pub(crate) fn domain(&self) -> (Vec<CareRelationship>, Vec<Consent>) {
-        let relationships = self.relationships.iter().map(|stored| stored.record.relationship.clone()).collect();
-        let consents = self.consents.iter().map(|revision| revision.consent.clone()).collect();
-        (relationships, consents)
+    pub(crate) fn domain(&self) -> DomainFacts {
+        DomainFacts {
+            relationships: self.relationships.iter().map(|stored| stored.record.relationship.clone()).collect(),
+            consents: self.consents.iter().map(|revision| revision.consent.clone()).collect(),
+            objections: self.objections.iter().map(|revision| revision.objection.clone()).collect(),
+            date_of_birth: self.date_of_birth,
+        }
+    }
+
+    /// Returns how many objections had been raised for the child when these facts were
+    /// read: a decision on them holds while no later one is raised
+    /// (`Store::no_objection_since`).
+    pub(crate) fn objections_raised(&self) -> u32 {
+        self.objections.last().map_or(0, |revision| revision.objection.id.0)
     }
 }
 

@@ -166,8 +166,8 @@ impl ProfileReader<'_> {
         let (broker, call, agency) = (self.broker, self.call, &self.agency);
         let child = &broker.store().child(child);
         let facts = load_facts(broker.store(), child)?;
-        let (relationships, consents) = facts.domain();
-        let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: facts.date_of_birth };
+        let domain = facts.domain();
+        let facts = domain.facts();
 
         let mut shown = Vec::new();
         let mut granted: BTreeMap<(String, u32, String), Vec<Category>> = BTreeMap::new();

@@ -1,9 +1,10 @@
-//! The contract forms of consent revisions and care relationships, converted to and
-//! from the domain's values here, in one place.
+//! The contract forms of consent revisions, objections and care relationships,
+//! converted to and from the domain's values here, in one place.
 
 use tio_core::{
     AgencyId, ConsentEvidence, ConsentGiverRole, ConsentMethod, ConsentRevision, ConsentState, LawfulBasis, NhsNumber,
-    Recipients, RelationshipKind, RelationshipRecord, Sector, SpecialCategoryCondition, recording::NewConsent,
+    ObjectionRevision, ObjectionState, Recipients, RelationshipKind, RelationshipRecord, Sector,
+    SpecialCategoryCondition, objection::NewObjection, recording::NewConsent,
 };
 use tio_proto::v1;
 
@@ -20,8 +21,7 @@ fn invalid(field: &str, reason: &str) -> ServiceError {
 /// Parses a consent as a client asks to record it; the rules of what it must say are
 /// the domain's (`tio_core::recording`).
 pub(crate) fn new_consent_from_proto(request: &v1::RecordConsentRequest) -> Result<NewConsent, ServiceError> {
-    let giver_role = giver_role_from_proto(request.giver_role)
-        .ok_or_else(|| invalid("giver_role", "must be a parent, the young person or a competent child"))?;
+    let giver_role = giver_role_of(request.giver_role)?;
     let categories = categories_from_proto("categories", &request.categories)?;
     let recipients = recipients_from_proto(&request.recipients.clone().unwrap_or_default())?;
     let lawful_basis = lawful_basis_from_proto(request.lawful_basis)
@@ -43,6 +43,46 @@ pub(crate) fn new_consent_from_proto(request: &v1::RecordConsentRequest) -> Resu
         valid_until: optional_timestamp("valid.until", valid.until.as_ref())?,
         evidence: evidence_from_proto("evidence", request.evidence.as_ref())?,
     })
+}
+
+/// Parses an objection as a client asks to record it; the rules of what it must say are
+/// the domain's (`tio_core::objection`).
+pub(crate) fn new_objection_from_proto(request: &v1::RecordObjectionRequest) -> Result<NewObjection, ServiceError> {
+    Ok(NewObjection {
+        giver_role: giver_role_of(request.giver_role)?,
+        giver_name: request.giver_name.clone(),
+        categories: categories_from_proto("categories", &request.categories)?,
+        agencies: agency_ids_from_proto("agency_ids", &request.agency_ids)?,
+        sectors: sectors_from_proto("sectors", &request.sectors)?,
+        reason: request.reason.clone(),
+        evidence: evidence_from_proto("evidence", request.evidence.as_ref())?,
+    })
+}
+
+/// Returns the contract form of an objection's revision about `child` (shown masked).
+pub(crate) fn objection_to_proto(revision: &ObjectionRevision, child: &NhsNumber) -> v1::ObjectionRecord {
+    let objection = &revision.objection;
+    v1::ObjectionRecord {
+        objection_id: objection.id.to_string(),
+        revision: objection.revision,
+        state: match objection.state {
+            ObjectionState::Active => v1::ObjectionState::Active,
+            ObjectionState::Withdrawn { .. } => v1::ObjectionState::Withdrawn,
+        } as i32,
+        child_masked: child.to_string(),
+        giver_role: giver_role_to_proto(objection.giver_role) as i32,
+        giver_name: revision.giver_name.clone(),
+        categories: categories_to_proto(objection.categories),
+        agency_ids: agency_ids_to_proto(&objection.agencies),
+        sectors: objection.sectors.iter().map(|sector| sector_to_proto(*sector) as i32).collect(),
+        reason: revision.reason.clone(),
+        evidence: Some(evidence_to_proto(&revision.evidence)),
+        recorded_by_agency_id: revision.recorded_by.as_str().to_owned(),
+        recorded_by_professional_id: revision.recorded_by_professional.clone(),
+        recorded_at: Some(timestamp_to_proto(revision.recorded_at)),
+        withdrawal_reason: revision.withdrawal_reason.clone(),
+        first_recorded_at: Some(timestamp_to_proto(objection.recorded_at)),
+    }
 }
 
 /// Parses evidence of how an agreement or withdrawal was given (`field` names it).
@@ -73,13 +113,6 @@ pub(crate) fn evidence_from_proto(
 /// `to_review` as the caller says.
 pub(crate) fn consent_to_proto(revision: &ConsentRevision, child: &NhsNumber, to_review: bool) -> v1::ConsentRecord {
     let consent = &revision.consent;
-    let evidence = &revision.evidence;
-    let method = match evidence.method {
-        ConsentMethod::InPerson => v1::ConsentMethod::InPerson,
-        ConsentMethod::Telephone => v1::ConsentMethod::Telephone,
-        ConsentMethod::SignedForm => v1::ConsentMethod::SignedForm,
-        ConsentMethod::VideoCall => v1::ConsentMethod::VideoCall,
-    };
     let condition = match revision.special_category_condition {
         None => v1::SpecialCategoryCondition::Unspecified,
         Some(SpecialCategoryCondition::ExplicitConsent) => v1::SpecialCategoryCondition::ExplicitConsent,
@@ -89,7 +122,7 @@ pub(crate) fn consent_to_proto(revision: &ConsentRevision, child: &NhsNumber, to
             v1::SpecialCategoryCondition::SubstantialPublicInterest
         }
     };
-    let ids = |ids: &[AgencyId]| ids.iter().map(|id| id.as_str().to_owned()).collect();
+    let ids = agency_ids_to_proto;
     v1::ConsentRecord {
         consent_id: consent.id.0.clone(),
         revision: consent.revision,
@@ -113,13 +146,7 @@ pub(crate) fn consent_to_proto(revision: &ConsentRevision, child: &NhsNumber, to
             from: Some(timestamp_to_proto(consent.valid.from)),
             until: consent.valid.until.map(timestamp_to_proto),
         }),
-        evidence: Some(v1::ConsentEvidence {
-            method: method as i32,
-            reference: evidence.reference.clone(),
-            language: evidence.language.clone(),
-            interpreter_present: evidence.interpreter_present,
-            notes: evidence.notes.clone(),
-        }),
+        evidence: Some(evidence_to_proto(&revision.evidence)),
         recorded_by_agency_id: revision.recorded_by.as_str().to_owned(),
         recorded_by_professional_id: revision.recorded_by_professional.clone(),
         recorded_at: Some(timestamp_to_proto(revision.recorded_at)),
@@ -127,6 +154,26 @@ pub(crate) fn consent_to_proto(revision: &ConsentRevision, child: &NhsNumber, to
         first_recorded_at: Some(timestamp_to_proto(consent.recorded_at)),
         to_review,
     }
+}
+
+fn evidence_to_proto(evidence: &ConsentEvidence) -> v1::ConsentEvidence {
+    let method = match evidence.method {
+        ConsentMethod::InPerson => v1::ConsentMethod::InPerson,
+        ConsentMethod::Telephone => v1::ConsentMethod::Telephone,
+        ConsentMethod::SignedForm => v1::ConsentMethod::SignedForm,
+        ConsentMethod::VideoCall => v1::ConsentMethod::VideoCall,
+    };
+    v1::ConsentEvidence {
+        method: method as i32,
+        reference: evidence.reference.clone(),
+        language: evidence.language.clone(),
+        interpreter_present: evidence.interpreter_present,
+        notes: evidence.notes.clone(),
+    }
+}
+
+fn agency_ids_to_proto(ids: &[AgencyId]) -> Vec<String> {
+    ids.iter().map(|id| id.as_str().to_owned()).collect()
 }
 
 /// Returns the contract form of a relationship; `already_active` says a declaration
@@ -163,28 +210,35 @@ fn relationship_kind_to_proto(kind: RelationshipKind) -> v1::RelationshipKind {
 
 /// Parses recipients as a client sends them (fields named `recipients.<field>`).
 pub(crate) fn recipients_from_proto(recipients: &v1::Recipients) -> Result<Recipients, ServiceError> {
-    let ids = |field: &str, ids: &[String]| -> Result<Vec<AgencyId>, ServiceError> {
-        tio_core::limits::check_items(field, ids, tio_core::limits::MAX_LIST_ITEMS)
-            .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))?;
-        ids.iter()
-            .enumerate()
-            .map(|(index, id)| {
-                AgencyId::parse(&format!("{field}[{index}]"), id)
-                    .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))
-            })
-            .collect()
-    };
-    let sectors = recipients
-        .sectors
-        .iter()
-        .enumerate()
-        .map(|(index, sector)| sector_from_proto(&format!("recipients.sectors[{index}]"), *sector))
-        .collect::<Result<Vec<Sector>, _>>()?;
     Ok(Recipients {
-        agencies: ids("recipients.agency_ids", &recipients.agency_ids)?,
-        sectors,
-        excluded: ids("recipients.excluded_agency_ids", &recipients.excluded_agency_ids)?,
+        agencies: agency_ids_from_proto("recipients.agency_ids", &recipients.agency_ids)?,
+        sectors: sectors_from_proto("recipients.sectors", &recipients.sectors)?,
+        excluded: agency_ids_from_proto("recipients.excluded_agency_ids", &recipients.excluded_agency_ids)?,
     })
+}
+
+/// Parses a list of agency ids (at most the documented number), naming `field[i]`.
+fn agency_ids_from_proto(field: &str, ids: &[String]) -> Result<Vec<AgencyId>, ServiceError> {
+    tio_core::limits::check_items(field, ids, tio_core::limits::MAX_LIST_ITEMS)
+        .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))?;
+    ids.iter()
+        .enumerate()
+        .map(|(index, id)| {
+            AgencyId::parse(&format!("{field}[{index}]"), id)
+                .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))
+        })
+        .collect()
+}
+
+/// Parses a list of sectors, naming `field[i]`.
+fn sectors_from_proto(field: &str, sectors: &[i32]) -> Result<Vec<Sector>, ServiceError> {
+    sectors.iter().enumerate().map(|(index, sector)| sector_from_proto(&format!("{field}[{index}]"), *sector)).collect()
+}
+
+/// Parses who gave a consent or an objection.
+fn giver_role_of(value: i32) -> Result<ConsentGiverRole, ServiceError> {
+    giver_role_from_proto(value)
+        .ok_or_else(|| invalid("giver_role", "must be a parent, the young person or a competent child"))
 }
 
 fn giver_role_to_proto(role: ConsentGiverRole) -> v1::ConsentGiverRole {

@@ -78,6 +78,8 @@ pub(crate) fn action_to_proto(action: Action) -> v1::AuditAction {
         Action::Admin => v1::AuditAction::Admin,
         Action::AuditRead => v1::AuditAction::AuditRead,
         Action::Authentication => v1::AuditAction::Authentication,
+        Action::ObjectionRaised => v1::AuditAction::ObjectionRaised,
+        Action::ObjectionWithdrawn => v1::AuditAction::ObjectionWithdrawn,
     }
 }
 

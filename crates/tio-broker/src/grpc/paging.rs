@@ -33,6 +33,37 @@ pub(crate) fn page_size(field: &str, requested: u32) -> Result<usize, ServiceErr
     }
 }
 
+/// A page of a list that is read whole, its request checked before the list is read.
+pub(crate) struct WholeListPage<'a> {
+    store: &'a Store,
+    scope: &'a [u8],
+    start: u64,
+    size: usize,
+}
+
+impl<'a> WholeListPage<'a> {
+    /// Checks a request's `page.page_size` and `page.page_token` for the query `scope`.
+    pub(crate) fn open(
+        store: &'a Store,
+        scope: &'a [u8],
+        page_size: u32,
+        page_token: &str,
+    ) -> Result<Self, ServiceError> {
+        let size = self::page_size("page.page_size", page_size)?;
+        let start = open_token(store, "page.page_token", scope, page_token)?;
+        Ok(WholeListPage { store, scope, start, size })
+    }
+
+    /// Returns which items of the list, `len` long, the page holds, and the token for
+    /// the next page (empty after the last).
+    pub(crate) fn of(&self, len: usize) -> (std::ops::Range<usize>, String) {
+        let start = usize::try_from(self.start).unwrap_or(usize::MAX).min(len);
+        let end = start.saturating_add(self.size).min(len);
+        let next = if end < len { issue_token(self.store, self.scope, end as u64) } else { String::new() };
+        (start..end, next)
+    }
+}
+
 /// Returns the token for the page that starts at `offset` of the query `scope` (the
 /// call's name and the request without its page, so a token continues only the query
 /// it came from).

@@ -18,7 +18,8 @@ use crate::app::audit_reads::EntryFilter;
 use crate::app::broker::{Broker, Call};
 use crate::app::error::ServiceError;
 use crate::grpc::care::{
-    consent_to_proto, evidence_from_proto, new_consent_from_proto, relationship_kind_from_proto, relationship_to_proto,
+    consent_to_proto, evidence_from_proto, new_consent_from_proto, new_objection_from_proto, objection_to_proto,
+    relationship_kind_from_proto, relationship_to_proto,
 };
 use crate::grpc::convert::{
     action_filter, action_to_proto, agency_from_proto, agency_to_proto, category_to_proto, entry_to_proto,
@@ -233,20 +234,59 @@ impl v1::consent_service_server::ConsentService for Consents {
         let message = request.get_ref();
         let scope = page_scope("ListConsents", &call, v1::ListConsentsRequest { page: None, ..message.clone() });
         let page = message.page.clone().unwrap_or_default();
-        let store = self.broker.store();
-        let size = paging::page_size("page.page_size", page.page_size).map_err(into_status)?;
-        let start = paging::open_token(store, "page.page_token", &scope, &page.page_token).map_err(into_status)?;
+        let page = paging::WholeListPage::open(self.broker.store(), &scope, page.page_size, &page.page_token)
+            .map_err(into_status)?;
         let consents = self.broker.list_consents(&call, &child).await.map_err(into_status)?;
-        let start = usize::try_from(start).unwrap_or(usize::MAX).min(consents.len());
-        let end = start.saturating_add(size).min(consents.len());
-        let next_page_token =
-            if end < consents.len() { paging::issue_token(store, &scope, end as u64) } else { String::new() };
+        let (range, next_page_token) = page.of(consents.len());
         let review = self.broker.consents_to_review(&call, &child).map_err(into_status)?;
-        let consents = consents[start..end]
-            .iter()
-            .map(|revision| consent_to_proto(revision, &child, review.marks(revision)))
-            .collect();
+        let consents =
+            consents[range].iter().map(|revision| consent_to_proto(revision, &child, review.marks(revision))).collect();
         Ok(Response::new(v1::ListConsentsResponse { consents, page: Some(v1::PageResponse { next_page_token }) }))
+    }
+
+    async fn record_objection(
+        &self,
+        request: Request<v1::RecordObjectionRequest>,
+    ) -> Result<Response<v1::ObjectionRecord>, Status> {
+        let call = call_of(&self.broker, &request).map_err(into_status)?;
+        let child = child_of(&self.broker, request.get_ref().child.as_ref())?;
+        let recorder =
+            self.broker.consent_recorder(&call, Action::ObjectionRaised, &child).await.map_err(into_status)?;
+        let new = new_objection_from_proto(request.get_ref()).map_err(into_status)?;
+        let revision = recorder.raise_objection(new).await.map_err(into_status)?;
+        Ok(Response::new(objection_to_proto(&revision, &child)))
+    }
+
+    async fn withdraw_objection(
+        &self,
+        request: Request<v1::WithdrawObjectionRequest>,
+    ) -> Result<Response<v1::ObjectionRecord>, Status> {
+        let call = call_of(&self.broker, &request).map_err(into_status)?;
+        let message = request.get_ref();
+        let child = child_of(&self.broker, message.child.as_ref())?;
+        let recorder =
+            self.broker.consent_recorder(&call, Action::ObjectionWithdrawn, &child).await.map_err(into_status)?;
+        let evidence = evidence_from_proto("evidence", message.evidence.as_ref()).map_err(into_status)?;
+        let revision =
+            recorder.withdraw_objection(&message.objection_id, &message.reason, evidence).await.map_err(into_status)?;
+        Ok(Response::new(objection_to_proto(&revision, &child)))
+    }
+
+    async fn list_objections(
+        &self,
+        request: Request<v1::ListObjectionsRequest>,
+    ) -> Result<Response<v1::ListObjectionsResponse>, Status> {
+        let call = call_of(&self.broker, &request).map_err(into_status)?;
+        let message = request.get_ref();
+        let child = child_of(&self.broker, message.child.as_ref())?;
+        let scope = page_scope("ListObjections", &call, v1::ListObjectionsRequest { page: None, ..message.clone() });
+        let page = message.page.clone().unwrap_or_default();
+        let page = paging::WholeListPage::open(self.broker.store(), &scope, page.page_size, &page.page_token)
+            .map_err(into_status)?;
+        let objections = self.broker.list_objections(&call, &child).await.map_err(into_status)?;
+        let (range, next_page_token) = page.of(objections.len());
+        let objections = objections[range].iter().map(|revision| objection_to_proto(revision, &child)).collect();
+        Ok(Response::new(v1::ListObjectionsResponse { objections, page: Some(v1::PageResponse { next_page_token }) }))
     }
 }
 

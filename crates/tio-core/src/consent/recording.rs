@@ -50,8 +50,8 @@ pub enum WithdrawalRefused {
     /// A field of the request is at fault.
     #[error("{0}")]
     Invalid(FieldViolation),
-    /// The consent's latest revision is a withdrawal already.
-    #[error("the consent is already withdrawn")]
+    /// The latest revision (of a consent or an objection) is a withdrawal already.
+    #[error("already withdrawn")]
     AlreadyWithdrawn,
 }
 
@@ -137,6 +137,21 @@ pub fn record(
     })
 }
 
+/// Checks a withdrawal's reason and evidence, then that what it withdraws (a consent or
+/// an objection) is not `withdrawn` already.
+pub(crate) fn check_withdrawal(
+    reason: &str,
+    evidence: &ConsentEvidence,
+    withdrawn: bool,
+) -> Result<(), WithdrawalRefused> {
+    limits::check_len("reason", reason, MAX_PURPOSE_BYTES).map_err(WithdrawalRefused::Invalid)?;
+    check_evidence("evidence", evidence).map_err(WithdrawalRefused::Invalid)?;
+    if withdrawn {
+        return Err(WithdrawalRefused::AlreadyWithdrawn);
+    }
+    Ok(())
+}
+
 /// Returns the revision that withdraws `latest` (the consent's latest revision) at
 /// `now`, recorded by `by` for `reason` with `evidence`.
 pub fn withdraw(
@@ -146,11 +161,7 @@ pub fn withdraw(
     by: Recorder,
     now: Timestamp,
 ) -> Result<ConsentRevision, WithdrawalRefused> {
-    limits::check_len("reason", reason, MAX_PURPOSE_BYTES).map_err(WithdrawalRefused::Invalid)?;
-    check_evidence("evidence", &evidence).map_err(WithdrawalRefused::Invalid)?;
-    if matches!(latest.consent.state, ConsentState::Withdrawn { .. }) {
-        return Err(WithdrawalRefused::AlreadyWithdrawn);
-    }
+    check_withdrawal(reason, &evidence, matches!(latest.consent.state, ConsentState::Withdrawn { .. }))?;
     Ok(ConsentRevision {
         consent: Consent {
             revision: latest.consent.revision + 1,

@@ -1,7 +1,7 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::{AgencyId, CategorySet, Date, LawfulBasis, Recipients, RelationshipKind, Sector, Validity};
+use crate::{AgencyId, CategorySet, Date, LawfulBasis, Objection, Recipients, RelationshipKind, Sector, Validity};
 
 const T0: Timestamp = Timestamp::from_unix_seconds(1_800_000_000);
 
@@ -55,7 +55,7 @@ fn allows_with_permission_involvement_and_consent_and_names_both() {
     let school = agency("school", Sector::Education);
     let relationships = [relationship("school", 0, None)];
     let consents = [consent("c1", &[Category::CommunicationNeeds], to_agencies(&["school"]))];
-    let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None };
+    let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &[] };
     let decision = read(&school, Category::CommunicationNeeds, &facts, T0.plus_seconds(10));
     assert_eq!(
         decision,
@@ -158,7 +158,7 @@ fn each_missing_condition_has_its_reason() {
         ),
     ];
     for Case(name, agency, relationships, consents, expected) in cases {
-        let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None };
+        let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &[] };
         assert_eq!(read(&agency, Category::HealthSummary, &facts, later), Decision::Deny(expected), "{name}");
     }
 }
@@ -172,11 +172,11 @@ fn a_sector_consent_covers_every_agency_of_the_sector() {
         &[Category::HealthSummary],
         Recipients { sectors: vec![Sector::Health], ..Recipients::default() },
     )];
-    let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None };
+    let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &[] };
     assert!(read(&gp, Category::HealthSummary, &facts, T0).is_allowed());
     let school = agency("school", Sector::Education);
     let relationships = [relationship("school", 0, None)];
-    let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None };
+    let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &[] };
     assert_eq!(read(&school, Category::HealthSummary, &facts, T0), Decision::Deny(DenyReason::NoConsent));
 }
 
@@ -190,7 +190,7 @@ fn the_icb_and_adult_social_care_are_reached_only_by_consents_naming_them() {
     };
     let decide_for = |id: &str, sector: Sector, consents: &[Consent]| {
         let relationships = [relationship(id, 0, None)];
-        let facts = Facts { relationships: &relationships, consents, date_of_birth: None };
+        let facts = Facts { relationships: &relationships, consents, date_of_birth: None, objections: &[] };
         read(&agency(id, sector), Category::HealthSummary, &facts, T0)
     };
     let health_and_children = for_sectors(vec![Sector::Health, Sector::SocialCare]);
@@ -216,7 +216,7 @@ fn a_parents_consent_lapses_on_the_18th_birthday() {
     let relationships = [relationship("school", 0, None)];
     let parents = [consent("c1", &[Category::SendSupport], to_agencies(&["school"]))];
     let decide_on = |consents: &[Consent], born: Option<Date>, now: Timestamp| {
-        let facts = Facts { relationships: &relationships, consents, date_of_birth: born };
+        let facts = Facts { relationships: &relationships, consents, date_of_birth: born, objections: &[] };
         read(&school, Category::SendSupport, &facts, now)
     };
     let eighteen_today = jiff::civil::date(2009, 1, 15);
@@ -245,7 +245,7 @@ fn validity_bounds_are_inclusive_from_and_exclusive_until() {
     let mut bounded = consent("c1", &[Category::SendSupport], to_agencies(&["school"]));
     bounded.valid = Validity { from: T0.plus_seconds(10), until: Some(T0.plus_seconds(20)) };
     let consents = [bounded];
-    let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None };
+    let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &[] };
     let at = |seconds| read(&school, Category::SendSupport, &facts, T0.plus_seconds(seconds));
     assert_eq!(at(9), Decision::Deny(DenyReason::ConsentNotYetValid));
     assert!(at(10).is_allowed());
@@ -265,7 +265,7 @@ fn an_own_decision_supersedes_a_parents_for_the_categories_it_covers() {
         own.giver_role = role;
         own.recorded_at = T0.plus_seconds(50);
         let consents = [parent.clone(), own.clone()];
-        let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None };
+        let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &[] };
         // Before they decided, the parent's consent applies.
         assert!(read(&gp, Category::HealthSummary, &facts, T0.plus_seconds(10)).is_allowed(), "{role:?}");
         // After, not for what they decided about (they named the school, not the GP) ...
@@ -279,7 +279,7 @@ fn an_own_decision_supersedes_a_parents_for_the_categories_it_covers() {
         // A withdrawn decision is still theirs.
         own.state = ConsentState::Withdrawn { at: T0.plus_seconds(55) };
         let consents = [parent.clone(), own];
-        let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None };
+        let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &[] };
         assert_eq!(
             read(&gp, Category::HealthSummary, &facts, T0.plus_seconds(60)),
             Decision::Deny(DenyReason::ConsentSuperseded),
@@ -313,7 +313,7 @@ fn of_several_covering_consents_the_latest_recorded_is_named() {
     newer.recorded_at = T0.plus_seconds(5);
     newer.revision = 3;
     let consents = [newer, older];
-    let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None };
+    let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &[] };
     let Decision::Allow(grant) = read(&school, Category::SendSupport, &facts, T0.plus_seconds(10)) else {
         panic!("expected allow");
     };
@@ -326,6 +326,87 @@ fn reason_codes_are_distinct_snake_case() {
     let codes: std::collections::HashSet<_> = all.iter().map(|reason| reason.code()).collect();
     assert_eq!(codes.len(), all.len());
     assert!(codes.iter().all(|code| code.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')));
+}
+
+fn objection(id: u32, categories: &[Category], agencies: &[&str], sectors: &[Sector]) -> Objection {
+    Objection {
+        id: crate::ObjectionId(id),
+        revision: 1,
+        giver_role: ConsentGiverRole::ParentWithParentalResponsibility,
+        categories: categories.iter().copied().collect(),
+        agencies: agencies.iter().map(|id| AgencyId::parse("id", id).unwrap()).collect(),
+        sectors: sectors.to_vec(),
+        state: crate::ObjectionState::Active,
+        recorded_at: T0.plus_seconds(5),
+    }
+}
+
+#[test]
+fn an_objection_refuses_what_a_consent_allows_from_the_moment_it_is_raised_until_withdrawn() {
+    let school = agency("school", Sector::Education);
+    let relationships = [relationship("school", 0, None)];
+    let consents = [consent("c1", &[Category::CommunicationNeeds, Category::HealthSummary], to_agencies(&["school"]))];
+    let objections = [objection(1, &[Category::HealthSummary], &["school"], &[])];
+    let facts =
+        Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &objections };
+    // Before it was raised, the consent allows.
+    assert!(read(&school, Category::HealthSummary, &facts, T0.plus_seconds(4)).is_allowed());
+    assert_eq!(
+        read(&school, Category::HealthSummary, &facts, T0.plus_seconds(5)),
+        Decision::Deny(DenyReason::Objection)
+    );
+    // A category it does not name still flows.
+    assert!(read(&school, Category::CommunicationNeeds, &facts, T0.plus_seconds(5)).is_allowed());
+    // Withdrawn, it refuses nothing from the withdrawal on.
+    let mut withdrawn = objections.clone();
+    withdrawn[0].state = crate::ObjectionState::Withdrawn { at: T0.plus_seconds(20) };
+    let facts = Facts { objections: &withdrawn, ..facts };
+    assert_eq!(
+        read(&school, Category::HealthSummary, &facts, T0.plus_seconds(19)),
+        Decision::Deny(DenyReason::Objection)
+    );
+    assert!(read(&school, Category::HealthSummary, &facts, T0.plus_seconds(20)).is_allowed());
+}
+
+#[test]
+fn an_objection_names_categories_agencies_or_sectors_and_empty_lists_mean_every_one() {
+    let school = agency("school", Sector::Education);
+    let hospital = agency("hospital", Sector::Health);
+    let relationships = [relationship("school", 0, None), relationship("hospital", 0, None)];
+    let consents = [consent(
+        "c1",
+        &[Category::CommunicationNeeds],
+        Recipients { sectors: vec![Sector::Education, Sector::Health], ..Recipients::default() },
+    )];
+    let now = T0.plus_seconds(10);
+    let outcomes = |objections: &[Objection]| {
+        let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections };
+        [&school, &hospital].map(|agency| read(agency, Category::CommunicationNeeds, &facts, now).is_allowed())
+    };
+    assert_eq!(outcomes(&[]), [true, true]);
+    // To one sector, every category.
+    assert_eq!(outcomes(&[objection(1, &[], &[], &[Sector::Health])]), [true, false]);
+    // To one agency by name.
+    assert_eq!(outcomes(&[objection(1, &[], &["school"], &[])]), [false, true]);
+    // To one category, every recipient.
+    assert_eq!(outcomes(&[objection(1, &[Category::CommunicationNeeds], &[], &[])]), [false, false]);
+    // To another category: nothing changes.
+    assert_eq!(outcomes(&[objection(1, &[Category::HealthSummary], &[], &[])]), [true, true]);
+}
+
+#[test]
+fn an_objection_is_the_reason_given_even_when_no_consent_covers_either() {
+    let school = agency("school", Sector::Education);
+    let relationships = [relationship("school", 0, None)];
+    let objections = [objection(1, &[], &["school"], &[])];
+    let facts = Facts { relationships: &relationships, consents: &[], date_of_birth: None, objections: &objections };
+    assert_eq!(
+        read(&school, Category::HealthSummary, &facts, T0.plus_seconds(10)),
+        Decision::Deny(DenyReason::Objection)
+    );
+    // Publishing shares with the broker alone, so an objection does not stop it.
+    let publish = AccessRequest { agency: &school, action: Action::Publish, category: Category::HealthSummary };
+    assert!(decide(&publish, &facts, T0.plus_seconds(10)).is_allowed());
 }
 
 // ---- properties ----
@@ -425,7 +506,7 @@ proptest! {
         let category = Category::ALL[category_index];
         let now = T0.plus_seconds(now);
         let action = if receive { Action::Receive } else { Action::Read };
-        let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None };
+        let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &[] };
         if let Decision::Allow(grant) = decide(&AccessRequest { agency: &agency, action, category }, &facts, now) {
             prop_assert!(!agency.suspended);
             prop_assert!(agency.may_read.contains(category));
@@ -455,7 +536,7 @@ proptest! {
         let now = T0.plus_seconds(now);
         let action = if receive { Action::Receive } else { Action::Read };
         let request = AccessRequest { agency: &agency, action, category };
-        let before = decide(&request, &Facts { relationships: &relationships, consents: &consents, date_of_birth: None }, now);
+        let before = decide(&request, &Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &[] }, now);
 
         let mut consents_after = consents.clone();
         let mut relationships_after = relationships.clone();
@@ -474,7 +555,7 @@ proptest! {
             }
             _ => {}
         }
-        let after = decide(&request, &Facts { relationships: &relationships_after, consents: &consents_after, date_of_birth: None }, now);
+        let after = decide(&request, &Facts { relationships: &relationships_after, consents: &consents_after, date_of_birth: None, objections: &[] }, now);
         prop_assert!(!after.is_allowed() || before.is_allowed(), "a restriction allowed what was denied: {:?} -> {:?}", before, after);
     }
 
@@ -493,7 +574,7 @@ proptest! {
             .checked_sub(jiff::Span::new().years(18 + years_past_eighteen).days(day_of_year))
             .unwrap();
         let action = if receive { Action::Receive } else { Action::Read };
-        let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: Some(born) };
+        let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: Some(born), objections: &[] };
         if let Decision::Allow(grant) = decide(&AccessRequest { agency: &agency, action, category }, &facts, now) {
             let (consent_id, revision) = grant.consent.expect("a read names its consent");
             let consent = consents.iter().find(|c| c.id == consent_id && c.revision == revision).expect("named consent exists");
@@ -510,7 +591,7 @@ proptest! {
         let category = Category::ALL[category_index];
         let now = T0.plus_seconds(now);
         let action = if receive { Action::Receive } else { Action::Read };
-        let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None };
+        let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &[] };
         let decided = crate::consent::own_decision_covers(&consents, category, now);
         if let (true, Decision::Allow(grant)) = (decided, decide(&AccessRequest { agency: &agency, action, category }, &facts, now)) {
             let (consent_id, revision) = grant.consent.expect("a read names its consent");
@@ -525,9 +606,61 @@ proptest! {
         let category = Category::ALL[category_index];
         let now = T0.plus_seconds(now);
         let request = AccessRequest { agency: &agency, action: Action::Read, category };
-        let without_consent = Facts { relationships: &relationships, consents: &[], date_of_birth: None };
-        let without_relationship = Facts { relationships: &[], consents: &consents, date_of_birth: None };
+        let without_consent = Facts { relationships: &relationships, consents: &[], date_of_birth: None, objections: &[] };
+        let without_relationship = Facts { relationships: &[], consents: &consents, date_of_birth: None, objections: &[] };
         prop_assert!(!decide(&request, &without_consent, now).is_allowed());
         prop_assert!(!decide(&request, &without_relationship, now).is_allowed());
+    }
+}
+
+fn arb_objection() -> impl Strategy<Value = Objection> {
+    (
+        1u32..20,
+        arb_category_set(),
+        proptest::collection::vec(arb_agency_id(), 0..2),
+        proptest::collection::vec(proptest::sample::select(Sector::ALL.to_vec()), 0..2),
+        0i64..150,
+        proptest::option::of(0i64..150),
+    )
+        .prop_map(|(id, categories, agencies, sectors, recorded, withdrawn)| Objection {
+            id: crate::ObjectionId(id),
+            revision: if withdrawn.is_some() { 2 } else { 1 },
+            giver_role: ConsentGiverRole::ParentWithParentalResponsibility,
+            categories,
+            agencies,
+            sectors,
+            state: withdrawn.map_or(crate::ObjectionState::Active, |after| crate::ObjectionState::Withdrawn {
+                at: T0.plus_seconds(recorded + after),
+            }),
+            recorded_at: T0.plus_seconds(recorded),
+        })
+}
+
+proptest! {
+    /// Objections only narrow: whatever is allowed with them is allowed without them,
+    /// by the same consent and relationship, and nothing a standing objection covers
+    /// is ever allowed.
+    #[test]
+    fn an_objection_never_widens_access(
+        (agency, relationships, consents, category_index, now, receive) in arb_case(),
+        objections in proptest::collection::vec(arb_objection(), 0..4),
+    ) {
+        let category = Category::ALL[category_index];
+        let now = T0.plus_seconds(now);
+        let action = if receive { Action::Receive } else { Action::Read };
+        let request = AccessRequest { agency: &agency, action, category };
+        let without = decide(&request, &Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &[] }, now);
+        let with = decide(&request, &Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &objections }, now);
+        if with.is_allowed() {
+            prop_assert_eq!(&with, &without);
+        }
+        let covered = objections.iter().any(|objection| objection.covers(&agency, category, now));
+        if covered {
+            prop_assert!(!with.is_allowed());
+        }
+        // Where no objection covers the access, objections change nothing at all.
+        if !covered {
+            prop_assert_eq!(with, without);
+        }
     }
 }

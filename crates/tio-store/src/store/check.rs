@@ -185,7 +185,7 @@ impl Store {
             }
         })?;
 
-        for space in [Keyspace::Children, Keyspace::Consents, Keyspace::Relationships] {
+        for space in [Keyspace::Children, Keyspace::Consents, Keyspace::Relationships, Keyspace::Objections] {
             let mut sealed = Vec::new();
             scan_all(self, space, |key, value| sealed.push((key, value)))?;
             for (key, value) in sealed {

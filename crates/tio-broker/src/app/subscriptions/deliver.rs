@@ -12,14 +12,14 @@ use std::time::Duration;
 
 use tio_audit::entry::{Action as AuditAction, AuditEntry, Outcome};
 use tio_audit_log::entry_op;
-use tio_core::{AccessRequest, Action, Agency, Category, Decision, DenyReason, Facts, Service, decide};
+use tio_core::{AccessRequest, Action, Agency, Category, Decision, DenyReason, Service, decide};
 use tio_store::cursors::{self, ProfilePhase, SubscriptionHead as Head, UnackedDelivery as Unacked};
 use tio_store::{Batch, Child, ChildIndex, Op, Position, StoredUpdate};
 
 use super::{MAX_MAX_IN_FLIGHT, head_categories, not_found, stream_key};
 use crate::app::broker::{Broker, Call};
 use crate::app::error::ServiceError;
-use crate::app::facts::{ChildFacts, load_facts};
+use crate::app::facts::{ChildFacts, DomainFacts, load_facts};
 use crate::app::registry::AuthError;
 
 /// Updates read from the store per step.
@@ -73,8 +73,7 @@ enum Advance {
 struct Loaded {
     child: Child,
     facts: ChildFacts,
-    relationships: Vec<tio_core::CareRelationship>,
-    consents: Vec<tio_core::Consent>,
+    domain: DomainFacts,
 }
 
 /// The delivery state of one open subscription.
@@ -474,8 +473,8 @@ impl Deliverer {
                     None => None,
                     Some(child) => {
                         let facts = load_facts(self.broker.store(), &child)?;
-                        let (relationships, consents) = facts.domain();
-                        Some(Arc::new(Loaded { child, facts, relationships, consents }))
+                        let domain = facts.domain();
+                        Some(Arc::new(Loaded { child, facts, domain }))
                     }
                 };
                 slot.insert(loaded)
@@ -483,12 +482,7 @@ impl Deliverer {
         };
         let Some(loaded) = loaded else { return Ok(None) };
         let question = AccessRequest { agency, action: Action::Receive, category: update.category };
-        let facts = Facts {
-            relationships: &loaded.relationships,
-            consents: &loaded.consents,
-            date_of_birth: loaded.facts.date_of_birth,
-        };
-        let decision = decide(&question, &facts, self.broker.now());
+        let decision = decide(&question, &loaded.domain.facts(), self.broker.now());
         // The facts are shared, not copied, by every update of the child in the batch.
         Ok(Some((update.clone(), loaded.child, decision, loaded.clone())))
     }
@@ -573,7 +567,8 @@ fn fill_grant(entry: &mut AuditEntry, grant: &tio_core::Grant) {
 }
 
 /// Makes the delivery's commit depend on the consent revision and the relationship that
-/// allowed it being unchanged.
+/// allowed it being unchanged, and on no objection having been raised since the facts
+/// were read.
 fn add_grant_conditions(
     broker: &Broker,
     batch: &mut Batch,
@@ -584,9 +579,96 @@ fn add_grant_conditions(
     if let Some((consent, revision)) = &grant.consent {
         batch.require(broker.store().consent_unrevised(child, consent, *revision));
     }
+    batch.require(broker.store().no_objection_since(child, facts.objections_raised()));
     if let Some(relationship) = &grant.relationship
         && let Some(stored) = facts.relationships.iter().find(|stored| &stored.record.relationship.id == relationship)
     {
         batch.require(stored.unchanged());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicI64;
+
+    use tio_core::objection::NewObjection;
+    use tio_core::{ConsentEvidence, ConsentGiverRole, ConsentMethod, Decision, Grant};
+
+    use super::*;
+    use crate::app::test_support::{
+        T0, TestClock, amy, broker, call, declare_school, publish_communication_needs, record_education_consent,
+    };
+
+    /// Decides the school's receipt of Amy's communication needs on facts read now.
+    fn decide_for_school(broker: &Broker) -> (Child, ChildFacts, Decision) {
+        let child = broker.store().child(&amy(broker));
+        let facts = load_facts(broker.store(), &child).unwrap();
+        let school = broker.registry().agency("school").unwrap();
+        let question =
+            AccessRequest { agency: &school, action: Action::Receive, category: Category::CommunicationNeeds };
+        let decision = decide(&question, &facts.domain().facts(), broker.now());
+        (child, facts, decision)
+    }
+
+    /// Commits what a delivery allowed by `grant` commits under, and nothing else.
+    async fn commit_under(broker: &Broker, child: &Child, grant: &Grant, facts: &ChildFacts) -> bool {
+        let mut batch = Batch::new();
+        add_grant_conditions(broker, &mut batch, child, grant, facts);
+        match broker.store().commit(batch).await {
+            Ok(_) => true,
+            Err(tio_store::StoreError::Conflict { .. }) => false,
+            Err(err) => panic!("{err}"),
+        }
+    }
+
+    fn evidence() -> ConsentEvidence {
+        ConsentEvidence {
+            method: ConsentMethod::InPerson,
+            reference: String::new(),
+            language: String::new(),
+            interpreter_present: false,
+            notes: String::new(),
+        }
+    }
+
+    /// The race the end-to-end tests can only sample: a delivery decided on facts read
+    /// before an objection is raised, or before its consent is withdrawn, never commits
+    /// after it; decided afresh it is refused; and one decided on facts that are still
+    /// current commits.
+    #[tokio::test]
+    async fn a_delivery_decided_before_an_objection_or_a_withdrawal_cannot_commit_after_it() {
+        let broker = broker(Arc::new(TestClock(AtomicI64::new(T0))));
+        publish_communication_needs(&broker, "k1").await;
+        let consent = record_education_consent(&broker, None).await;
+        declare_school(&broker).await;
+        let hospital = call(&broker, "hospital");
+        let amy = amy(&broker);
+
+        let (child, facts, Decision::Allow(grant)) = decide_for_school(&broker) else { panic!("allowed") };
+        assert!(commit_under(&broker, &child, &grant, &facts).await, "nothing changed: it commits");
+
+        let recorder = broker.consent_recorder(&hospital, AuditAction::ObjectionRaised, &amy).await.unwrap();
+        let objection = NewObjection {
+            giver_role: ConsentGiverRole::ParentWithParentalResponsibility,
+            giver_name: "Anna".into(),
+            categories: [Category::CommunicationNeeds].into_iter().collect(),
+            agencies: vec![tio_core::AgencyId::parse("id", "school").unwrap()],
+            sectors: Vec::new(),
+            reason: String::new(),
+            evidence: evidence(),
+        };
+        let raised = recorder.raise_objection(objection).await.unwrap();
+        assert!(!commit_under(&broker, &child, &grant, &facts).await, "decided before the objection");
+        assert_eq!(decide_for_school(&broker).2, Decision::Deny(DenyReason::Objection));
+
+        let id = raised.objection.id.to_string();
+        recorder.withdraw_objection(&id, "", evidence()).await.unwrap();
+        let (child, facts, Decision::Allow(grant)) = decide_for_school(&broker) else { panic!("allowed again") };
+        assert!(commit_under(&broker, &child, &grant, &facts).await, "a withdrawn objection is no conflict");
+
+        recorder.withdraw(&consent.0, "", evidence()).await.unwrap();
+        assert!(!commit_under(&broker, &child, &grant, &facts).await, "decided before the withdrawal");
+        assert_eq!(decide_for_school(&broker).2, Decision::Deny(DenyReason::ConsentWithdrawn));
     }
 }

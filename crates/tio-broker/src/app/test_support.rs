@@ -1,0 +1,121 @@
+//! What the broker's in-process tests share: a broker on an in-memory store with a
+//! clock the test moves, two agencies (a hospital and a school), and calls as them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use tio_audit::note::Signer;
+use tio_audit_log::AuditLog;
+use tio_core::{Agency, AgencyId, CategorySet, Identity, NhsNumberPolicy, Sector, Timestamp};
+use tio_proto::v1;
+use tio_store::Store;
+use tio_store::keys::KeyRing;
+
+use crate::app::broker::{Broker, Call, Clock, RequestMeta};
+use crate::app::registry::{Caller, Registry};
+
+pub(crate) const T0: i64 = 1_800_000_000;
+pub(crate) const AMY: &str = "9990079196";
+
+pub(crate) struct TestClock(pub(crate) AtomicI64);
+
+impl Clock for TestClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_unix_seconds(self.0.load(Ordering::SeqCst))
+    }
+}
+
+fn agency(id: &str, sector: Sector) -> Agency {
+    Agency {
+        id: AgencyId::parse("id", id).unwrap(),
+        name: id.to_owned(),
+        sector,
+        may_publish: CategorySet::all(),
+        may_read: CategorySet::all(),
+        may_record_consent: true,
+        suspended: false,
+    }
+}
+
+pub(crate) fn broker(clock: Arc<TestClock>) -> Broker {
+    let store = Arc::new(Store::in_memory(KeyRing::generate().unwrap()).unwrap());
+    let audit = Arc::new(AuditLog::new(store.clone(), Signer::generate("tio.test/audit").unwrap()));
+    let registry = Registry::new(
+        [agency("hospital", Sector::Health), agency("school", Sector::Education)],
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
+    Broker::new(store, audit, Arc::new(registry), NhsNumberPolicy::development(), clock)
+}
+
+pub(crate) fn call(broker: &Broker, agency: &str) -> Call {
+    Call {
+        caller: Caller {
+            identity: Identity::agency(agency),
+            certificate_fingerprint: "00".repeat(32),
+            professional_id: Some(format!("{agency}-1")),
+        },
+        meta: RequestMeta { request_id: "req".into(), trace_id: String::new() },
+        now: broker.now(),
+    }
+}
+
+pub(crate) fn child() -> Option<v1::ChildRef> {
+    Some(v1::ChildRef { nhs_number: AMY.into() })
+}
+
+/// Returns Amy's NHS number, parsed.
+pub(crate) fn amy(broker: &Broker) -> tio_core::NhsNumber {
+    broker.parse_nhs_number("child", AMY).unwrap()
+}
+
+/// Publishes Amy's communication needs as the hospital, under idempotency `key`.
+pub(crate) async fn publish_communication_needs(broker: &Broker, key: &str) {
+    let value = v1::CategoryValue {
+        value: Some(v1::category_value::Value::CommunicationNeeds(v1::CommunicationNeeds {
+            how_i_communicate: "Makaton".into(),
+            ..Default::default()
+        })),
+    };
+    let publish = v1::PublishRequest {
+        child: child(),
+        category: v1::Category::CommunicationNeeds as i32,
+        value: Some(value),
+        source_reference: String::new(),
+        idempotency_key: key.into(),
+        recorded_at: None,
+    };
+    let hospital = call(broker, "hospital");
+    let publication = crate::grpc::records::publication_from_proto(broker, &publish).unwrap();
+    broker.publisher(&hospital).await.unwrap().publish(&publication).await.unwrap();
+}
+
+/// Records, as the hospital, a parent's consent for Amy's communication needs to the
+/// education sector, valid as given (from now, open-ended, if `None`).
+pub(crate) async fn record_education_consent(broker: &Broker, valid: Option<v1::Validity>) -> tio_core::ConsentId {
+    let consent = v1::RecordConsentRequest {
+        child: child(),
+        giver_role: v1::ConsentGiverRole::ParentWithParentalResponsibility as i32,
+        giver_name: "Anna".into(),
+        categories: vec![v1::Category::CommunicationNeeds as i32],
+        recipients: Some(v1::Recipients { sectors: vec![v1::Sector::Education as i32], ..Default::default() }),
+        purpose: "support at school".into(),
+        lawful_basis: v1::LawfulBasis::PublicTask as i32,
+        special_category_condition: v1::SpecialCategoryCondition::HealthOrSocialCare as i32,
+        valid,
+        evidence: Some(v1::ConsentEvidence { method: v1::ConsentMethod::InPerson as i32, ..Default::default() }),
+    };
+    let hospital = call(broker, "hospital");
+    let amy = amy(broker);
+    let recorder = broker.consent_recorder(&hospital, tio_audit::entry::Action::ConsentRecorded, &amy).await.unwrap();
+    let new = crate::grpc::care::new_consent_from_proto(&consent).unwrap();
+    recorder.record(new).await.unwrap().consent.id
+}
+
+/// Declares the school's enrolment of Amy.
+pub(crate) async fn declare_school(broker: &Broker) {
+    let amy = amy(broker);
+    let school = call(broker, "school");
+    broker.declare_relationship(&school, &amy, Some(tio_core::RelationshipKind::Enrolment), "").await.unwrap();
+}
