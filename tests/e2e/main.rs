@@ -18,6 +18,7 @@ mod metrics;
 mod mtls;
 mod objections;
 mod otlp;
+mod protection;
 mod python_example;
 mod readme;
 mod reflection;

@@ -77,6 +77,10 @@ struct StoredEntry {
     trace_id: Option<Text>,
     #[prost(message, optional, tag = "19")]
     update_id: Option<Text>,
+    #[prost(string, tag = "20")]
+    basis: String,
+    #[prost(string, repeated, tag = "21")]
+    overrides: Vec<String>,
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
@@ -133,6 +137,8 @@ pub(crate) fn encode(entry: &AuditEntry) -> Vec<u8> {
         time_micros: entry.time_micros,
         trace_id: compact(&entry.trace_id),
         update_id: compact(&entry.update_id),
+        basis: entry.basis.clone(),
+        overrides: entry.overrides.clone(),
     };
     let mut bytes = vec![COMPACT_FORMAT];
     // prost fails only when the buffer has no room, and a Vec grows.
@@ -148,6 +154,8 @@ pub(crate) fn decode(leaf_index: u64, bytes: &[u8]) -> Result<AuditEntry, String
             let stored = StoredEntry::decode(&bytes[1..]).map_err(|err| err.to_string())?;
             Ok(AuditEntry {
                 action: stored.action,
+                basis: stored.basis,
+                overrides: stored.overrides,
                 actor: Actor {
                     certificate_fingerprint: expand(stored.actor_certificate_fingerprint),
                     id: stored.actor_id,
@@ -267,6 +275,8 @@ mod tests {
                 trace_id: texts[6].clone(),
                 update_id: hexes[3].clone(),
                 detail: texts[7].clone(),
+                basis: texts[0].clone(),
+                overrides: texts[1..3].to_vec(),
                 ..AuditEntry::default()
             };
             prop_assert_eq!(decode(0, &encode(&entry)).unwrap(), entry);

@@ -45,7 +45,7 @@ fn main() {
             relationship_id: "rel-3".into(),
             update_id: format!("{index:032x}"),
             recipient_agency_id: "school".into(),
-            detail: String::new(),
+            ..AuditEntry::default()
         };
         frontier.append(entry.leaf_hash());
         text.push_str(&ExportLine::new(entry).to_json());

@@ -167,6 +167,11 @@ pub struct AuditEntry {
     pub action: String,
     /// Who acted.
     pub actor: Actor,
+    /// For a disclosure made without consent, its basis (`protection_flag`), else
+    /// empty. Left out of the canonical form when empty, so entries without it keep
+    /// their hashes.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub basis: String,
     /// Category names.
     pub categories: Vec<String>,
     /// The child's keyed blind index (hex), or empty.
@@ -178,15 +183,20 @@ pub struct AuditEntry {
     pub consent_id: String,
     /// The consent revision, 0 if none.
     pub consent_revision: u32,
-    /// For admin actions, what changed (`register_agency school-x`); never personal
-    /// data. Left out of the canonical form when empty, so entries without it keep
-    /// their hashes.
+    /// For admin actions, what changed (`register_agency school-x`); for a disclosure
+    /// without consent, what its basis recorded (`child_protection public_task
+    /// health_or_social_care`); never personal data. Left out of the canonical form
+    /// when empty, so entries without it keep their hashes.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub detail: String,
     /// Dense from 0: the leaf's index.
     pub leaf_index: u64,
     /// `allowed`, `denied` or `failed`.
     pub outcome: String,
+    /// The family's objections (`o-<n>`) a disclosure without consent overrode. Left
+    /// out of the canonical form when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overrides: Vec<String>,
     /// The reason code of a denial (`no_consent`, ...), else empty.
     pub reason: String,
     /// For deliveries: the receiving agency.
@@ -251,5 +261,11 @@ mod tests {
         assert!(!entry.canonical_bytes().contains(&b' '));
         let text = String::from_utf8(entry.canonical_bytes()).unwrap();
         assert!(text.starts_with("{\"action\":\"\",\"actor\":{\"certificate_fingerprint\""), "{text}");
+        // The fields left out when empty take their sorted places when present.
+        let without_consent =
+            AuditEntry { basis: "protection_flag".into(), overrides: vec!["o-1".into()], ..entry.clone() };
+        let sorted = serde_json::to_vec(&serde_json::to_value(&without_consent).unwrap()).unwrap();
+        assert_eq!(without_consent.canonical_bytes(), sorted);
+        assert_ne!(without_consent.leaf_hash(), entry.leaf_hash());
     }
 }

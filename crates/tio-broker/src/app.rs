@@ -12,6 +12,7 @@ pub(crate) mod maintenance;
 pub(crate) mod records;
 pub(crate) mod registry;
 pub(crate) mod relationships;
+pub(crate) mod sharing;
 pub(crate) mod subscriptions;
 #[cfg(test)]
 pub(crate) mod test_support;

@@ -2,7 +2,8 @@
 
 use crate::consent::Coverage;
 use crate::{
-    Agency, CareRelationship, Category, Consent, ConsentGiverRole, ConsentId, ConsentState, RelationshipId, Timestamp,
+    Agency, CareRelationship, Category, Consent, ConsentGiverRole, ConsentId, ConsentState, ObjectionId,
+    RelationshipId, Timestamp,
 };
 
 /// What an agency wants to do with one category of one child.
@@ -26,6 +27,9 @@ pub struct AccessRequest<'a> {
     pub action: Action,
     /// With which category.
     pub category: Category,
+    /// For a read or receipt of a value that carries a child-protection or
+    /// looked-after flag: the flag, which may allow it without consent.
+    pub flag: Option<crate::protection::FlagShare<'a>>,
 }
 
 /// What is known about the child being decided on.
@@ -45,12 +49,31 @@ pub struct Facts<'a> {
 
 /// What allowed an access, so that the audit log can show it was authorised when it
 /// was made.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Grant {
-    /// The consent and its revision (none for a publish).
+    /// The consent and its revision (none for a publish, or a share without consent).
     pub consent: Option<(ConsentId, u32)>,
     /// The care relationship (none for a publish).
     pub relationship: Option<RelationshipId>,
+    /// What allowed it without consent, if a consent did not.
+    pub without_consent: Option<WithoutConsent>,
+    /// The family's objections that would have refused it, overridden by
+    /// `without_consent` (recorded, never silent).
+    pub overridden: Vec<ObjectionId>,
+}
+
+/// A basis for sharing without consent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WithoutConsent {
+    /// A child-protection or looked-after flag, on the publisher's basis.
+    ProtectionFlag {
+        /// The level flagged.
+        level: crate::protection::FlagLevel,
+        /// The Article 6 basis the publisher recorded.
+        lawful_basis: crate::LawfulBasis,
+        /// The Article 9 condition the publisher recorded.
+        condition: crate::SpecialCategoryCondition,
+    },
 }
 
 /// Why an access was refused: a closed set, shared by the audit log and the broker's
@@ -155,9 +178,12 @@ impl Decision {
 /// category, actively involved with the child, and an active, current consent that
 /// names the category and covers the agency without excluding it (a parent's no longer
 /// once the child is 18, by the child's date of birth and the day `now` is in the UK),
-/// and no active objection covering the agency and category. Publishing needs the
-/// agency not suspended and permitted. Checks run in that order, except that an
-/// objection is named before any consent's reason: it refuses whatever consents say.
+/// and no active objection covering the agency and category; or, in place of the
+/// consent, a current child-protection or looked-after flag shared with the agency's
+/// sector (`request.flag`), which no objection stops (the objections it overrides are
+/// in the grant). Publishing needs the agency not suspended and permitted. Checks run
+/// in that order, except that an objection is named before any consent's reason: it
+/// refuses whatever consents say.
 pub fn decide(request: &AccessRequest<'_>, facts: &Facts<'_>, now: Timestamp) -> Decision {
     let agency = request.agency;
     if agency.suspended {
@@ -171,7 +197,7 @@ pub fn decide(request: &AccessRequest<'_>, facts: &Facts<'_>, now: Timestamp) ->
         return Decision::Deny(DenyReason::NotPermittedForCategory);
     }
     if request.action == Action::Publish {
-        return Decision::Allow(Grant { consent: None, relationship: None });
+        return Decision::Allow(Grant::default());
     }
 
     let Some(relationship) = facts
@@ -183,7 +209,28 @@ pub fn decide(request: &AccessRequest<'_>, facts: &Facts<'_>, now: Timestamp) ->
         return Decision::Deny(DenyReason::NotInvolved);
     };
 
-    if facts.objections.iter().any(|objection| objection.covers(agency, request.category, now)) {
+    let objecting: Vec<ObjectionId> = facts
+        .objections
+        .iter()
+        .filter(|objection| objection.covers(agency, request.category, now))
+        .map(|objection| objection.id)
+        .collect();
+    if let Some(share) = request.flag
+        && share.reaches(&agency.id, agency.sector)
+    {
+        let flag = share.flag;
+        return Decision::Allow(Grant {
+            consent: None,
+            relationship: Some(relationship.id.clone()),
+            without_consent: Some(WithoutConsent::ProtectionFlag {
+                level: flag.level,
+                lawful_basis: flag.lawful_basis,
+                condition: flag.condition,
+            }),
+            overridden: objecting,
+        });
+    }
+    if !objecting.is_empty() {
         return Decision::Deny(DenyReason::Objection);
     }
 
@@ -193,6 +240,7 @@ pub fn decide(request: &AccessRequest<'_>, facts: &Facts<'_>, now: Timestamp) ->
         Ok(consent) => Decision::Allow(Grant {
             consent: Some((consent.id.clone(), consent.revision)),
             relationship: Some(relationship.id.clone()),
+            ..Grant::default()
         }),
         Err(reason) => Decision::Deny(reason),
     }

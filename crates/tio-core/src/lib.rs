@@ -6,7 +6,8 @@
 //! [`decide`], that says whether an agency may publish, read or receive a category of
 //! a child, and if not, why. `age` and `ehc` hold the law's dates: ages and the
 //! thresholds at 16 and 18, and the statutory clocks of an EHC needs assessment;
-//! `objection` holds a family's objections, which refuse what a consent would allow.
+//! `objection` holds a family's objections, which refuse what a consent would allow;
+//! `protection` the child-protection and looked-after flags shared without consent.
 //!
 //! It never does I/O, never reads a clock (the time is passed in as `now`), and knows
 //! nothing of protobuf, tonic or storage: the broker converts to and from these types
@@ -28,6 +29,7 @@ pub mod limits;
 mod names;
 mod nhs_number;
 pub mod objection;
+pub mod protection;
 mod time;
 mod upn;
 
@@ -38,7 +40,7 @@ pub use consent::{
     Consent, ConsentEvidence, ConsentGiverRole, ConsentId, ConsentMethod, ConsentRevision, ConsentState, LawfulBasis,
     Recipients, SpecialCategoryCondition, Validity, recording,
 };
-pub use decision::{AccessRequest, Action, Decision, DenyReason, Facts, Grant, decide};
+pub use decision::{AccessRequest, Action, Decision, DenyReason, Facts, Grant, WithoutConsent, decide};
 pub use field::FieldViolation;
 pub use identity::{Identity, IdentityError, ROLE_NOT_PERMITTED, Role, Service, URN_PREFIX};
 /// A calendar date with no time zone: a date of birth, a deadline.

@@ -450,6 +450,22 @@ impl Store {
             .collect())
     }
 
+    /// Returns whether `update` is still its child's latest value of its category.
+    pub fn is_latest(&self, update: &StoredUpdate) -> Result<bool, StoreError> {
+        let current = self.engine.get(Keyspace::Latest, &latest_key(update.child, update.category))?;
+        Ok(current.as_deref() == Some(update.position.as_bytes()))
+    }
+
+    /// Returns the precondition that `update` is still its child's latest value of its
+    /// category (a disclosure that rests on it being current is made on it).
+    pub fn still_latest(&self, update: &StoredUpdate) -> Condition {
+        Condition::Equals {
+            space: Keyspace::Latest,
+            key: latest_key(update.child, update.category),
+            value: update.position.as_bytes().to_vec(),
+        }
+    }
+
     /// Returns the update at `position`, opened (its content `None` once the child is
     /// erased), or `None` if there is none.
     pub fn update_at(&self, position: &Position) -> Result<Option<StoredUpdate>, StoreError> {
@@ -593,8 +609,7 @@ impl Store {
                 &encode_payload(update.source_reference, update.value),
             )?;
 
-            let mut latest_key = child.0.to_vec();
-            latest_key.push(category_code(update.category));
+            let latest_key = latest_key(child, update.category);
             let mut idempotency_value = content_mac.to_vec();
             idempotency_value.extend_from_slice(&update_id);
             let mut batch = Batch::new();
@@ -982,6 +997,13 @@ fn child_number_op(
     let value =
         seal_with(data_key, &sealed_record_context(Keyspace::Children, &index.0), child.number().digits().as_bytes())?;
     Ok(Op::Put { space: Keyspace::Children, key: index.0.to_vec(), value })
+}
+
+/// The key of a child's latest value of `category` (its position is the value).
+fn latest_key(child: ChildIndex, category: Category) -> Vec<u8> {
+    let mut key = child.0.to_vec();
+    key.push(category_code(category));
+    key
 }
 
 /// The keyspaces that hold sealed per-child records.

@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub(crate) mod records;
+pub(crate) mod stream;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;

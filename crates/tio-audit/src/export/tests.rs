@@ -34,6 +34,8 @@ fn entry(index: u64) -> AuditEntry {
         update_id: format!("{:032x}", index),
         recipient_agency_id: String::new(),
         detail: String::new(),
+        basis: String::new(),
+        overrides: Vec::new(),
     }
 }
 
@@ -120,6 +122,8 @@ fn changing_any_one_field_names_the_entry() {
         ("update id", |e| e.update_id.replace_range(0..1, "f")),
         ("recipient", |e| e.recipient_agency_id = "school".into()),
         ("detail", |e| e.detail = "register_agency gp".into()),
+        ("basis", |e| e.basis = "protection_flag".into()),
+        ("overrides", |e| e.overrides = vec!["o-1".into()]),
     ];
     for (name, change) in changes {
         let mut lines = log.lines.clone();

@@ -324,11 +324,22 @@ fn why(entry: &AuditEntry, action: Action, outcome: Outcome) -> String {
             if !entry.consent_id.is_empty() {
                 grounds.push(format!("consent {} (revision {})", entry.consent_id, entry.consent_revision));
             }
+            if entry.basis == crate::app::sharing::PROTECTION_FLAG_BASIS {
+                grounds.push(format!(
+                    "the council's {} flag, shared without consent ({})",
+                    flag_level_words(&entry.detail),
+                    entry.detail.split(' ').skip(1).map(basis_words).collect::<Vec<_>>().join(", ")
+                ));
+            }
             if !entry.relationship_id.is_empty() {
                 grounds.push(format!("care relationship {}", entry.relationship_id));
             }
             if !grounds.is_empty() {
-                return format!("allowed by {}", grounds.join(" and "));
+                let mut why = format!("allowed by {}", grounds.join(" and "));
+                if !entry.overrides.is_empty() {
+                    why.push_str(&format!(", over the family's objection {}", entry.overrides.join(", ")));
+                }
+                return why;
             }
             match action {
                 Action::Publish => "the agency may share these categories".to_owned(),
@@ -337,6 +348,27 @@ fn why(entry: &AuditEntry, action: Action, outcome: Outcome) -> String {
             }
         }
     }
+}
+
+/// Names the level a flag entry's detail starts with, in words.
+fn flag_level_words(detail: &str) -> &'static str {
+    match detail.split(' ').next().and_then(tio_core::protection::FlagLevel::from_name) {
+        Some(tio_core::protection::FlagLevel::ChildProtection) => "child-protection",
+        Some(tio_core::protection::FlagLevel::LookedAfter) => "looked-after",
+        None => "protection",
+    }
+}
+
+/// Turns a recorded lawful basis or condition into the words of the law.
+fn basis_words(code: &str) -> String {
+    let words = match code {
+        "public_task" => "public task, Art. 6(1)(e)",
+        "legal_obligation" => "legal obligation, Art. 6(1)(c)",
+        "health_or_social_care" => "health or social care, Art. 9(2)(h)",
+        "substantial_public_interest" => "substantial public interest, Art. 9(2)(g)",
+        other => return other.to_owned(),
+    };
+    words.to_owned()
 }
 
 /// Turns a reason code into plain words; an unknown code is shown as it is.

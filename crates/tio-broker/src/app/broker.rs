@@ -76,6 +76,8 @@ pub(crate) struct Broker {
     metrics: Arc<Metrics>,
     /// Where backups spool and where the key ring lives, for store maintenance.
     maintenance: crate::app::maintenance::Maintenance,
+    /// How this deployment shares without consent.
+    sharing: crate::app::sharing::Sharing,
 }
 
 /// One call: its caller, its ids and the time it started.
@@ -97,6 +99,7 @@ impl Broker {
         registry: Arc<Registry>,
         nhs_numbers: NhsNumberPolicy,
         clock: Arc<dyn Clock>,
+        sharing: crate::app::sharing::Sharing,
     ) -> Broker {
         let metrics = Arc::new(Metrics::new());
         store.set_commit_observer(metrics.clone());
@@ -110,7 +113,13 @@ impl Broker {
             changes: tokio::sync::watch::Sender::new(0),
             open_streams: std::sync::Mutex::default(),
             maintenance: crate::app::maintenance::Maintenance::new(std::env::temp_dir(), None),
+            sharing,
         }
+    }
+
+    /// How this deployment shares without consent.
+    pub(crate) fn sharing(&self) -> &crate::app::sharing::Sharing {
+        &self.sharing
     }
 
     /// Sets where backups spool their index copy and the key ring file that key
@@ -138,6 +147,7 @@ impl Broker {
         audit: Arc<AuditLog>,
         seed: RegistrySeed,
         nhs_numbers: NhsNumberPolicy,
+        sharing: crate::app::sharing::Sharing,
     ) -> Result<Broker, ServiceError> {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let seeded = admin::seed_registry(&store, &seed.agencies, &seed.revoked, clock.now()).await?;
@@ -147,7 +157,7 @@ impl Broker {
             tracing::info!("registry already in the store; configured agencies are not applied (use the admin API)");
         }
         let registry = admin::load_registry(&store, &seed.admins, &seed.auditors, &seed.revoked)?;
-        Ok(Broker::new(store, audit, Arc::new(registry), nhs_numbers, clock))
+        Ok(Broker::new(store, audit, Arc::new(registry), nhs_numbers, clock, sharing))
     }
 
     /// Wakes open subscription streams: something that can change a delivery committed.

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use tio_audit::entry::{Action as AuditAction, AuditEntry, Outcome};
 use tio_audit_log::entry_op;
+use tio_core::protection::FlagShare;
 use tio_core::{
     AccessRequest, Action, Agency, Category, CategorySet, Decision, Facts, Grant, NhsNumber, Service, decide,
 };
@@ -18,6 +19,7 @@ use tio_store::{Extra, NewUpdate, Position, StoredUpdate, UpdateId};
 use crate::app::broker::{Broker, Call};
 use crate::app::error::ServiceError;
 use crate::app::facts::{active_relationship, load_facts};
+use crate::app::sharing::fill_grant;
 
 /// One category value to publish, its fields checked by the adapter.
 #[derive(Debug, Clone)]
@@ -85,7 +87,7 @@ impl Publisher<'_> {
         // The child's blind index, once for the whole request.
         let child = &broker.store().child(&publication.child);
         let decision = decide(
-            &AccessRequest { agency, action: Action::Publish, category: publication.category },
+            &AccessRequest { agency, action: Action::Publish, category: publication.category, flag: None },
             &Facts::default(),
             call.now,
         );
@@ -170,7 +172,8 @@ impl ProfileReader<'_> {
         let facts = domain.facts();
 
         let mut shown = Vec::new();
-        let mut granted: BTreeMap<(String, u32, String), Vec<Category>> = BTreeMap::new();
+        // Grants in the order first met, each with the categories it allowed.
+        let mut granted: Vec<(Grant, Vec<Category>)> = Vec::new();
         let mut withheld: BTreeMap<&'static str, Vec<Category>> = BTreeMap::new();
         for stored in broker.store().profile(child)? {
             if !wanted.is_empty() && !wanted.contains(stored.category) {
@@ -179,12 +182,17 @@ impl ProfileReader<'_> {
             if stored.content.is_none() {
                 continue;
             }
-            let question = AccessRequest { agency, action: Action::Read, category: stored.category };
+            let flag = broker.flag_of(&stored);
+            // Every profile value is its category's latest: a flag in it is current.
+            let flag =
+                flag.as_ref().map(|flag| FlagShare { flag, current: true, to_sectors: &broker.sharing().flag_sectors });
+            let question = AccessRequest { agency, action: Action::Read, category: stored.category, flag };
             match decide(&question, &facts, call.now) {
-                Decision::Allow(Grant { consent, relationship }) => {
-                    let (consent_id, revision) = consent.map(|(id, revision)| (id.0, revision)).unwrap_or_default();
-                    let relationship = relationship.map(|id| id.0).unwrap_or_default();
-                    granted.entry((consent_id, revision, relationship)).or_default().push(stored.category);
+                Decision::Allow(grant) => {
+                    match granted.iter_mut().find(|(seen, _)| *seen == grant) {
+                        Some((_, categories)) => categories.push(stored.category),
+                        None => granted.push((grant, vec![stored.category])),
+                    }
                     shown.push(stored);
                 }
                 Decision::Deny(reason) => {
@@ -194,16 +202,15 @@ impl ProfileReader<'_> {
             }
         }
 
-        // One entry per consent and relationship that allowed something, one per reason
-        // something was withheld; a read that found nothing is recorded too.
+        // One entry per grant that allowed something (a consent and relationship, or a
+        // basis without consent), one per reason something was withheld; a read that
+        // found nothing is recorded too.
         let names = |categories: &[Category]| categories.iter().map(|c| c.as_str().to_owned()).collect::<Vec<_>>();
         let mut entries = Vec::new();
-        for ((consent_id, consent_revision, relationship_id), categories) in &granted {
+        for (grant, categories) in &granted {
             let mut entry = broker.entry(call, AuditAction::ProfileRead, Outcome::Allowed);
             entry.categories = names(categories);
-            entry.consent_id = consent_id.clone();
-            entry.consent_revision = *consent_revision;
-            entry.relationship_id = relationship_id.clone();
+            fill_grant(&mut entry, grant);
             entries.push(entry);
         }
         for (reason, categories) in &withheld {

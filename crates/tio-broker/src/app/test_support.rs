@@ -46,7 +46,11 @@ pub(crate) fn broker(clock: Arc<TestClock>) -> Broker {
         Vec::new(),
         Vec::new(),
     );
-    Broker::new(store, audit, Arc::new(registry), NhsNumberPolicy::development(), clock)
+    let sharing = crate::app::sharing::Sharing {
+        flag_sectors: vec![Sector::Health],
+        flag_of: crate::grpc::records::flag_of_value,
+    };
+    Broker::new(store, audit, Arc::new(registry), NhsNumberPolicy::development(), clock, sharing)
 }
 
 pub(crate) fn call(broker: &Broker, agency: &str) -> Call {

@@ -264,11 +264,11 @@ fn lawful_basis_to_proto(basis: LawfulBasis) -> v1::LawfulBasis {
 }
 
 /// Returns the domain lawful basis of a contract value (`None` for unspecified).
-fn lawful_basis_from_proto(value: i32) -> Option<LawfulBasis> {
+pub(crate) fn lawful_basis_from_proto(value: i32) -> Option<LawfulBasis> {
     LawfulBasis::ALL.into_iter().find(|basis| lawful_basis_to_proto(*basis) as i32 == value)
 }
 
-fn condition_from_proto(condition: v1::SpecialCategoryCondition) -> Option<SpecialCategoryCondition> {
+pub(crate) fn condition_from_proto(condition: v1::SpecialCategoryCondition) -> Option<SpecialCategoryCondition> {
     match condition {
         v1::SpecialCategoryCondition::Unspecified => None,
         v1::SpecialCategoryCondition::ExplicitConsent => Some(SpecialCategoryCondition::ExplicitConsent),

@@ -149,6 +149,8 @@ pub(crate) fn entry_to_proto(entry: &AuditEntry) -> v1::AuditEntry {
         recipient_agency_id: entry.recipient_agency_id.clone(),
         canonical_json: entry.canonical_bytes(),
         detail: entry.detail.clone(),
+        basis: entry.basis.clone(),
+        overrides: entry.overrides.clone(),
     }
 }
 

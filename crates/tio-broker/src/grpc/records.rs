@@ -2,6 +2,7 @@
 //! `Publication`, and what was published or read, in the contract's form.
 
 use prost::Message;
+use tio_core::protection::{FlagLevel, FlagValue};
 use tio_core::{Category, FieldViolation, limits};
 use tio_proto::v1;
 use tio_store::StoredUpdate;
@@ -9,6 +10,7 @@ use tio_store::StoredUpdate;
 use crate::app::broker::Broker;
 use crate::app::error::ServiceError;
 use crate::app::records::{Publication, Published};
+use crate::grpc::care::{condition_from_proto, lawful_basis_from_proto};
 use crate::grpc::convert::{category_from_proto, category_to_proto, optional_timestamp, timestamp_to_proto};
 
 fn invalid(field: &str, reason: impl Into<String>) -> ServiceError {
@@ -64,6 +66,12 @@ pub(crate) fn publication_from_proto(
             date_of_birth = Some(check_date_of_birth(broker, born)?);
         }
     }
+    if let v1::category_value::Value::SocialCareInvolvement(involvement) = value {
+        // A flag is shared without consent, so it must say on what basis.
+        if flag_level(involvement).is_some() {
+            flag_basis(involvement).map_err(|violation| ServiceError::InvalidArgument(vec![violation]))?;
+        }
+    }
     limits::check_identifier("source_reference", &request.source_reference, limits::MAX_SHORT_STRING_BYTES)
         .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))?;
     if request.idempotency_key.is_empty() {
@@ -81,6 +89,40 @@ pub(crate) fn publication_from_proto(
         idempotency_key: request.idempotency_key.clone(),
         date_of_birth,
     })
+}
+
+/// The level a social-care value flags, if it is a child-protection or looked-after one.
+fn flag_level(involvement: &v1::SocialCareInvolvement) -> Option<FlagLevel> {
+    match involvement.level() {
+        v1::SocialCareLevel::ChildProtection => Some(FlagLevel::ChildProtection),
+        v1::SocialCareLevel::LookedAfter => Some(FlagLevel::LookedAfter),
+        _ => None,
+    }
+}
+
+/// The basis a flag's publisher recorded, checked (`tio_core::protection::check_basis`).
+fn flag_basis(
+    involvement: &v1::SocialCareInvolvement,
+) -> Result<(tio_core::LawfulBasis, tio_core::SpecialCategoryCondition), FieldViolation> {
+    let condition = v1::SpecialCategoryCondition::try_from(involvement.special_category_condition)
+        .ok()
+        .and_then(condition_from_proto);
+    tio_core::protection::check_basis(
+        "value.social_care_involvement",
+        lawful_basis_from_proto(involvement.lawful_basis),
+        condition,
+    )
+}
+
+/// Reads the flag a stored social-care value carries (its encoded `CategoryValue`),
+/// for the broker's decisions: the level and the basis its publisher recorded. `None`
+/// for any other value, and for one stored without a valid basis.
+pub(crate) fn flag_of_value(value: &[u8]) -> Option<FlagValue> {
+    let decoded = v1::CategoryValue::decode(value).ok()?;
+    let v1::category_value::Value::SocialCareInvolvement(involvement) = decoded.value? else { return None };
+    let level = flag_level(&involvement)?;
+    let (lawful_basis, condition) = flag_basis(&involvement).ok()?;
+    Some(FlagValue { level, lawful_basis, condition })
 }
 
 /// Checks a date of birth (already a calendar date) against today's date in the UK, and

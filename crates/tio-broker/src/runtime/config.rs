@@ -46,6 +46,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// The audit log.
     pub audit: AuditConfig,
+    /// Sharing without consent.
+    pub sharing: SharingConfig,
     /// Administrator ids (`urn:tio:admin:<id>`) allowed to connect.
     pub admins: Vec<String>,
     /// Auditor ids (`urn:tio:auditor:<id>`) allowed to connect.
@@ -230,6 +232,23 @@ impl StoreConfig {
             cache_bytes: self.cache_bytes,
             log_segment_bytes: self.log_segment_bytes,
         }
+    }
+}
+
+/// Sharing without consent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SharingConfig {
+    /// The sectors whose agencies involved with a child receive its child-protection
+    /// or looked-after flag from children's social care without consent (CP-IS
+    /// parity). Sector names as in `agencies[].sector`; empty shares flags on consent
+    /// only.
+    pub child_protection_flag_sectors: Vec<String>,
+}
+
+impl Default for SharingConfig {
+    fn default() -> Self {
+        SharingConfig { child_protection_flag_sectors: vec![Sector::Health.as_str().to_owned()] }
     }
 }
 
@@ -471,6 +490,15 @@ impl Config {
         if self.version != CONFIG_VERSION {
             return Err(fail("version", format!("must be {CONFIG_VERSION}, got {}", self.version)));
         }
+        if let Some(unknown) =
+            self.sharing.child_protection_flag_sectors.iter().find(|name| Sector::from_name(name).is_none())
+        {
+            let known: Vec<&str> = Sector::ALL.iter().map(|sector| sector.as_str()).collect();
+            return Err(fail(
+                "sharing.child_protection_flag_sectors",
+                format!("unknown sector `{unknown}`; known: {}", known.join(", ")),
+            ));
+        }
         if self.dev && !self.listen.ip().is_loopback() {
             return Err(fail("listen", "development mode listens on loopback addresses only".to_owned()));
         }
@@ -589,6 +617,11 @@ impl Config {
         Ok(policy)
     }
 
+    /// Returns the sectors flags are shared with (checked when the configuration loaded).
+    pub fn flag_sectors(&self) -> Vec<Sector> {
+        self.sharing.child_protection_flag_sectors.iter().filter_map(|name| Sector::from_name(name)).collect()
+    }
+
     /// Returns the configured agencies as domain values.
     pub fn agencies(&self) -> Result<Vec<Agency>, ConfigError> {
         self.agencies.iter().enumerate().map(|(index, agency)| agency.to_agency(index)).collect()
@@ -666,6 +699,7 @@ fn default_table() -> toml::Table {
         identifiers: IdentifiersConfig::default(),
         store: StoreConfig::default(),
         audit: AuditConfig::default(),
+        sharing: SharingConfig::default(),
         admins: Vec::new(),
         auditors: Vec::new(),
         revoked_fingerprints: Vec::new(),

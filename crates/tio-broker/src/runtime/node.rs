@@ -89,7 +89,11 @@ impl Node {
                 say_if_ignored: !config.dev,
             };
             let nhs_numbers = config.nhs_number_policy().map_err(ServeError::Config)?;
-            let broker = Broker::open(store.clone(), audit.clone(), seed, nhs_numbers)
+            let sharing = crate::app::sharing::Sharing {
+                flag_sectors: config.flag_sectors(),
+                flag_of: crate::grpc::records::flag_of_value,
+            };
+            let broker = Broker::open(store.clone(), audit.clone(), seed, nhs_numbers, sharing)
                 .await
                 .map_err(|err| ServeError::Registry(err.to_string()))?;
             let broker = Arc::new(broker.with_maintenance(config.data_dir.clone(), key_ring_file(&config, env_keys)));

@@ -1,7 +1,9 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::{AgencyId, CategorySet, Date, LawfulBasis, Objection, Recipients, RelationshipKind, Sector, Validity};
+use crate::{
+    AgencyId, CategorySet, Date, LawfulBasis, Objection, Recipients, RelationshipKind, Sector, Validity, WithoutConsent,
+};
 
 const T0: Timestamp = Timestamp::from_unix_seconds(1_800_000_000);
 
@@ -47,7 +49,7 @@ fn to_agencies(ids: &[&str]) -> Recipients {
 }
 
 fn read(agency: &Agency, category: Category, facts: &Facts<'_>, now: Timestamp) -> Decision {
-    decide(&AccessRequest { agency, action: Action::Read, category }, facts, now)
+    decide(&AccessRequest { agency, action: Action::Read, category, flag: None }, facts, now)
 }
 
 #[test]
@@ -62,6 +64,7 @@ fn allows_with_permission_involvement_and_consent_and_names_both() {
         Decision::Allow(Grant {
             consent: Some((ConsentId("c1".into()), 1)),
             relationship: Some(RelationshipId("rel-school-0".into())),
+            ..Grant::default()
         })
     );
 }
@@ -293,12 +296,10 @@ fn publish_needs_permission_only() {
     let hospital =
         Agency { may_publish: [Category::HealthSummary].into_iter().collect(), ..agency("hospital", Sector::Health) };
     let facts = Facts::default();
-    let publish =
-        |agency: &Agency, category| decide(&AccessRequest { agency, action: Action::Publish, category }, &facts, T0);
-    assert_eq!(
-        publish(&hospital, Category::HealthSummary),
-        Decision::Allow(Grant { consent: None, relationship: None })
-    );
+    let publish = |agency: &Agency, category| {
+        decide(&AccessRequest { agency, action: Action::Publish, category, flag: None }, &facts, T0)
+    };
+    assert_eq!(publish(&hospital, Category::HealthSummary), Decision::Allow(Grant::default()));
     assert_eq!(publish(&hospital, Category::SendSupport), Decision::Deny(DenyReason::NotPermittedForCategory));
     let suspended = Agency { suspended: true, ..hospital };
     assert_eq!(publish(&suspended, Category::HealthSummary), Decision::Deny(DenyReason::AgencySuspended));
@@ -405,8 +406,62 @@ fn an_objection_is_the_reason_given_even_when_no_consent_covers_either() {
         Decision::Deny(DenyReason::Objection)
     );
     // Publishing shares with the broker alone, so an objection does not stop it.
-    let publish = AccessRequest { agency: &school, action: Action::Publish, category: Category::HealthSummary };
+    let publish =
+        AccessRequest { agency: &school, action: Action::Publish, category: Category::HealthSummary, flag: None };
     assert!(decide(&publish, &facts, T0.plus_seconds(10)).is_allowed());
+}
+
+fn cp_flag() -> crate::protection::ProtectionFlag {
+    crate::protection::ProtectionFlag {
+        level: crate::protection::FlagLevel::ChildProtection,
+        publisher: AgencyId::parse("id", "social-care").unwrap(),
+        publisher_sector: Sector::SocialCare,
+        lawful_basis: LawfulBasis::PublicTask,
+        condition: crate::SpecialCategoryCondition::HealthOrSocialCare,
+    }
+}
+
+#[test]
+fn a_current_flag_reaches_involved_health_agencies_without_consent_and_overrides_an_objection() {
+    use crate::protection::FlagShare;
+    let hospital = agency("hospital", Sector::Health);
+    let school = agency("school", Sector::Education);
+    let relationships = [relationship("hospital", 0, None), relationship("school", 0, None)];
+    let objections = [objection(1, &[], &["hospital"], &[])];
+    let flag = cp_flag();
+    let share = FlagShare { flag: &flag, current: true, to_sectors: &[Sector::Health] };
+    let now = T0.plus_seconds(10);
+    let ask = |agency: &Agency, facts: &Facts<'_>, share: FlagShare<'_>| {
+        let request = AccessRequest {
+            agency,
+            action: Action::Receive,
+            category: Category::SocialCareInvolvement,
+            flag: Some(share),
+        };
+        decide(&request, facts, now)
+    };
+    let facts = Facts { relationships: &relationships, consents: &[], date_of_birth: None, objections: &objections };
+    assert_eq!(
+        ask(&hospital, &facts, share),
+        Decision::Allow(Grant {
+            consent: None,
+            relationship: Some(RelationshipId("rel-hospital-0".into())),
+            without_consent: Some(WithoutConsent::ProtectionFlag {
+                level: crate::protection::FlagLevel::ChildProtection,
+                lawful_basis: LawfulBasis::PublicTask,
+                condition: crate::SpecialCategoryCondition::HealthOrSocialCare,
+            }),
+            overridden: vec![crate::ObjectionId(1)],
+        })
+    );
+    // Not to a sector the deployment does not share flags with, nor once superseded,
+    // nor to an agency not involved, nor without the permission to read the category.
+    assert_eq!(ask(&school, &facts, share), Decision::Deny(DenyReason::NoConsent));
+    assert_eq!(ask(&hospital, &facts, FlagShare { current: false, ..share }), Decision::Deny(DenyReason::Objection));
+    let uninvolved = Facts { relationships: &[], ..facts };
+    assert_eq!(ask(&hospital, &uninvolved, share), Decision::Deny(DenyReason::NotInvolved));
+    let unpermitted = Agency { may_read: CategorySet::EMPTY, ..hospital.clone() };
+    assert_eq!(ask(&unpermitted, &facts, share), Decision::Deny(DenyReason::NotPermittedForCategory));
 }
 
 // ---- properties ----
@@ -507,7 +562,7 @@ proptest! {
         let now = T0.plus_seconds(now);
         let action = if receive { Action::Receive } else { Action::Read };
         let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &[] };
-        if let Decision::Allow(grant) = decide(&AccessRequest { agency: &agency, action, category }, &facts, now) {
+        if let Decision::Allow(grant) = decide(&AccessRequest { agency: &agency, action, category, flag: None }, &facts, now) {
             prop_assert!(!agency.suspended);
             prop_assert!(agency.may_read.contains(category));
             let relationship_id = grant.relationship.expect("a read names its relationship");
@@ -535,7 +590,7 @@ proptest! {
         let category = Category::ALL[category_index];
         let now = T0.plus_seconds(now);
         let action = if receive { Action::Receive } else { Action::Read };
-        let request = AccessRequest { agency: &agency, action, category };
+        let request = AccessRequest { agency: &agency, action, category, flag: None };
         let before = decide(&request, &Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &[] }, now);
 
         let mut consents_after = consents.clone();
@@ -575,7 +630,7 @@ proptest! {
             .unwrap();
         let action = if receive { Action::Receive } else { Action::Read };
         let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: Some(born), objections: &[] };
-        if let Decision::Allow(grant) = decide(&AccessRequest { agency: &agency, action, category }, &facts, now) {
+        if let Decision::Allow(grant) = decide(&AccessRequest { agency: &agency, action, category, flag: None }, &facts, now) {
             let (consent_id, revision) = grant.consent.expect("a read names its consent");
             let consent = consents.iter().find(|c| c.id == consent_id && c.revision == revision).expect("named consent exists");
             prop_assert_ne!(consent.giver_role, ConsentGiverRole::ParentWithParentalResponsibility);
@@ -593,7 +648,7 @@ proptest! {
         let action = if receive { Action::Receive } else { Action::Read };
         let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &[] };
         let decided = crate::consent::own_decision_covers(&consents, category, now);
-        if let (true, Decision::Allow(grant)) = (decided, decide(&AccessRequest { agency: &agency, action, category }, &facts, now)) {
+        if let (true, Decision::Allow(grant)) = (decided, decide(&AccessRequest { agency: &agency, action, category, flag: None }, &facts, now)) {
             let (consent_id, revision) = grant.consent.expect("a read names its consent");
             let consent = consents.iter().find(|c| c.id == consent_id && c.revision == revision).expect("named consent exists");
             prop_assert!(consent.giver_role.is_own_decision());
@@ -605,7 +660,7 @@ proptest! {
     fn default_deny((agency, relationships, consents, category_index, now, _receive) in arb_case()) {
         let category = Category::ALL[category_index];
         let now = T0.plus_seconds(now);
-        let request = AccessRequest { agency: &agency, action: Action::Read, category };
+        let request = AccessRequest { agency: &agency, action: Action::Read, category, flag: None };
         let without_consent = Facts { relationships: &relationships, consents: &[], date_of_birth: None, objections: &[] };
         let without_relationship = Facts { relationships: &[], consents: &consents, date_of_birth: None, objections: &[] };
         prop_assert!(!decide(&request, &without_consent, now).is_allowed());
@@ -648,7 +703,7 @@ proptest! {
         let category = Category::ALL[category_index];
         let now = T0.plus_seconds(now);
         let action = if receive { Action::Receive } else { Action::Read };
-        let request = AccessRequest { agency: &agency, action, category };
+        let request = AccessRequest { agency: &agency, action, category, flag: None };
         let without = decide(&request, &Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &[] }, now);
         let with = decide(&request, &Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &objections }, now);
         if with.is_allowed() {
@@ -661,6 +716,52 @@ proptest! {
         // Where no objection covers the access, objections change nothing at all.
         if !covered {
             prop_assert_eq!(with, without);
+        }
+    }
+}
+
+proptest! {
+    /// Nothing is allowed without one of a covering consent or a current flag shared
+    /// with the agency's sector; a flag allows exactly that, with a relationship, never
+    /// to its publisher, and names every objection it overrides.
+    #[test]
+    fn nothing_is_allowed_without_a_consent_or_a_current_flag_for_the_sector(
+        (agency, relationships, consents, category_index, now, receive) in arb_case(),
+        objections in proptest::collection::vec(arb_objection(), 0..3),
+        flagged in any::<bool>(),
+        current in any::<bool>(),
+        publisher_index in 0..AGENCIES.len(),
+        to_sectors in proptest::collection::vec(proptest::sample::select(Sector::ALL.to_vec()), 0..3),
+    ) {
+        let category = Category::ALL[category_index];
+        let now = T0.plus_seconds(now);
+        let action = if receive { Action::Receive } else { Action::Read };
+        let (publisher, publisher_sector) = AGENCIES[publisher_index];
+        let flag = crate::protection::ProtectionFlag {
+            publisher: AgencyId::parse("id", publisher).unwrap(),
+            publisher_sector,
+            ..cp_flag()
+        };
+        let share = flagged.then_some(crate::protection::FlagShare { flag: &flag, current, to_sectors: &to_sectors });
+        let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &objections };
+        let decision = decide(&AccessRequest { agency: &agency, action, category, flag: share }, &facts, now);
+        let Decision::Allow(grant) = decision else { return Ok(()) };
+        prop_assert!(grant.relationship.is_some());
+        match grant.without_consent {
+            Some(WithoutConsent::ProtectionFlag { .. }) => {
+                prop_assert!(flagged && current);
+                prop_assert_eq!(publisher_sector, Sector::SocialCare);
+                prop_assert!(to_sectors.contains(&agency.sector));
+                prop_assert_ne!(agency.id.as_str(), publisher);
+                prop_assert!(grant.consent.is_none());
+                let covering: Vec<_> = objections.iter().filter(|o| o.covers(&agency, category, now)).map(|o| o.id).collect();
+                prop_assert_eq!(grant.overridden, covering);
+            }
+            None => {
+                // Allowed by a consent: exactly what it would be without the flag.
+                let without = decide(&AccessRequest { agency: &agency, action, category, flag: None }, &facts, now);
+                prop_assert_eq!(Decision::Allow(grant), without);
+            }
         }
     }
 }

@@ -21,6 +21,7 @@ use crate::app::broker::{Broker, Call};
 use crate::app::error::ServiceError;
 use crate::app::facts::{ChildFacts, DomainFacts, load_facts};
 use crate::app::registry::AuthError;
+use crate::app::sharing::fill_grant;
 
 /// Updates read from the store per step.
 const READ_PAGE: usize = 256;
@@ -380,7 +381,7 @@ impl Deliverer {
                 Decision::Allow(grant) => {
                     let mut entry = self.delivery_entry(&update, &child, Outcome::Allowed)?;
                     fill_grant(&mut entry, &grant);
-                    add_grant_conditions(&self.broker, &mut batch, &child, &grant, &loaded.facts);
+                    add_grant_conditions(&self.broker, &mut batch, &update, &child, &grant, &loaded.facts);
                     let number = match step.redelivery {
                         Some(number) => {
                             entry.detail = "redelivery".to_owned();
@@ -481,7 +482,9 @@ impl Deliverer {
             }
         };
         let Some(loaded) = loaded else { return Ok(None) };
-        let question = AccessRequest { agency, action: Action::Receive, category: update.category };
+        let flag = self.broker.flag_of(update);
+        let flag = self.broker.flag_share(self.broker.store(), update, flag.as_ref())?;
+        let question = AccessRequest { agency, action: Action::Receive, category: update.category, flag };
         let decision = decide(&question, &loaded.domain.facts(), self.broker.now());
         // The facts are shared, not copied, by every update of the child in the batch.
         Ok(Some((update.clone(), loaded.child, decision, loaded.clone())))
@@ -556,26 +559,21 @@ fn auditable_skip(reason: DenyReason, facts: &ChildFacts, agency: &str) -> bool 
         || facts.relationships.iter().any(|stored| stored.record.relationship.agency.as_str() == agency)
 }
 
-fn fill_grant(entry: &mut AuditEntry, grant: &tio_core::Grant) {
-    if let Some((consent, revision)) = &grant.consent {
-        entry.consent_id = consent.0.clone();
-        entry.consent_revision = *revision;
-    }
-    if let Some(relationship) = &grant.relationship {
-        entry.relationship_id = relationship.0.clone();
-    }
-}
-
 /// Makes the delivery's commit depend on the consent revision and the relationship that
-/// allowed it being unchanged, and on no objection having been raised since the facts
-/// were read.
+/// allowed it being unchanged, on no objection having been raised since the facts were
+/// read, and, for a flag shared without consent, on the update still being the child's
+/// current value of its category.
 fn add_grant_conditions(
     broker: &Broker,
     batch: &mut Batch,
+    update: &StoredUpdate,
     child: &Child,
     grant: &tio_core::Grant,
     facts: &ChildFacts,
 ) {
+    if grant.without_consent.is_some() {
+        batch.require(broker.store().still_latest(update));
+    }
     if let Some((consent, revision)) = &grant.consent {
         batch.require(broker.store().consent_unrevised(child, consent, *revision));
     }
@@ -593,28 +591,42 @@ mod tests {
     use std::sync::atomic::AtomicI64;
 
     use tio_core::objection::NewObjection;
-    use tio_core::{ConsentEvidence, ConsentGiverRole, ConsentMethod, Decision, Grant};
+    use tio_core::{ConsentEvidence, ConsentGiverRole, ConsentMethod, Decision};
 
     use super::*;
     use crate::app::test_support::{
         T0, TestClock, amy, broker, call, declare_school, publish_communication_needs, record_education_consent,
     };
 
-    /// Decides the school's receipt of Amy's communication needs on facts read now.
-    fn decide_for_school(broker: &Broker) -> (Child, ChildFacts, Decision) {
-        let child = broker.store().child(&amy(broker));
-        let facts = load_facts(broker.store(), &child).unwrap();
-        let school = broker.registry().agency("school").unwrap();
-        let question =
-            AccessRequest { agency: &school, action: Action::Receive, category: Category::CommunicationNeeds };
-        let decision = decide(&question, &facts.domain().facts(), broker.now());
-        (child, facts, decision)
+    /// What a delivery to the school of Amy's latest communication needs is decided on.
+    struct Decided {
+        child: Child,
+        facts: ChildFacts,
+        update: StoredUpdate,
+        decision: Decision,
     }
 
-    /// Commits what a delivery allowed by `grant` commits under, and nothing else.
-    async fn commit_under(broker: &Broker, child: &Child, grant: &Grant, facts: &ChildFacts) -> bool {
+    /// Decides the school's receipt of Amy's latest communication needs on facts read now.
+    fn decide_for_school(broker: &Broker) -> Decided {
+        let child = broker.store().child(&amy(broker));
+        let facts = load_facts(broker.store(), &child).unwrap();
+        let update = broker.store().profile(&child).unwrap().remove(0);
+        let school = broker.registry().agency("school").unwrap();
+        let question = AccessRequest {
+            agency: &school,
+            action: Action::Receive,
+            category: Category::CommunicationNeeds,
+            flag: None,
+        };
+        let decision = decide(&question, &facts.domain().facts(), broker.now());
+        Decided { child, facts, update, decision }
+    }
+
+    /// Commits what a delivery allowed by its grant commits under, and nothing else.
+    async fn commit_under(broker: &Broker, decided: &Decided) -> bool {
+        let Decision::Allow(grant) = &decided.decision else { panic!("not allowed: {:?}", decided.decision) };
         let mut batch = Batch::new();
-        add_grant_conditions(broker, &mut batch, child, grant, facts);
+        add_grant_conditions(broker, &mut batch, &decided.update, &decided.child, grant, &decided.facts);
         match broker.store().commit(batch).await {
             Ok(_) => true,
             Err(tio_store::StoreError::Conflict { .. }) => false,
@@ -645,8 +657,8 @@ mod tests {
         let hospital = call(&broker, "hospital");
         let amy = amy(&broker);
 
-        let (child, facts, Decision::Allow(grant)) = decide_for_school(&broker) else { panic!("allowed") };
-        assert!(commit_under(&broker, &child, &grant, &facts).await, "nothing changed: it commits");
+        let decided = decide_for_school(&broker);
+        assert!(commit_under(&broker, &decided).await, "nothing changed: it commits");
 
         let recorder = broker.consent_recorder(&hospital, AuditAction::ObjectionRaised, &amy).await.unwrap();
         let objection = NewObjection {
@@ -659,16 +671,16 @@ mod tests {
             evidence: evidence(),
         };
         let raised = recorder.raise_objection(objection).await.unwrap();
-        assert!(!commit_under(&broker, &child, &grant, &facts).await, "decided before the objection");
-        assert_eq!(decide_for_school(&broker).2, Decision::Deny(DenyReason::Objection));
+        assert!(!commit_under(&broker, &decided).await, "decided before the objection");
+        assert_eq!(decide_for_school(&broker).decision, Decision::Deny(DenyReason::Objection));
 
         let id = raised.objection.id.to_string();
         recorder.withdraw_objection(&id, "", evidence()).await.unwrap();
-        let (child, facts, Decision::Allow(grant)) = decide_for_school(&broker) else { panic!("allowed again") };
-        assert!(commit_under(&broker, &child, &grant, &facts).await, "a withdrawn objection is no conflict");
+        let decided = decide_for_school(&broker);
+        assert!(commit_under(&broker, &decided).await, "a withdrawn objection is no conflict");
 
         recorder.withdraw(&consent.0, "", evidence()).await.unwrap();
-        assert!(!commit_under(&broker, &child, &grant, &facts).await, "decided before the withdrawal");
-        assert_eq!(decide_for_school(&broker).2, Decision::Deny(DenyReason::ConsentWithdrawn));
+        assert!(!commit_under(&broker, &decided).await, "decided before the withdrawal");
+        assert_eq!(decide_for_school(&broker).decision, Decision::Deny(DenyReason::ConsentWithdrawn));
     }
 }
