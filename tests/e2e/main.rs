@@ -2,6 +2,7 @@
 //! certificates, called as an agency's system would call it.
 
 mod admin;
+mod alerts;
 mod audit_cli;
 mod audit_service;
 mod bench;

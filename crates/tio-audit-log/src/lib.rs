@@ -14,7 +14,7 @@ use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use tio_store::audit_records::{EntriesFrom, TreeRecord, append_entry, put_tree, tree_unchanged};
+use tio_store::audit_records::{EntriesFrom, TreeRecord, append_entry, put_alert, put_tree, tree_unchanged};
 use tio_store::{Batch, Op, Store, StoreError};
 
 use tio_audit::checkpoint::{Checkpoint, SignedCheckpoint};
@@ -220,6 +220,18 @@ impl AuditLog {
         Ok(())
     }
 
+    /// Returns up to `limit` sequenced alerts for `recipient` (`None`: every alert) from
+    /// leaf `from` on, in leaf order. An alert is sequenced with its entry, so call
+    /// [`AuditLog::build`] first to see the latest.
+    pub fn alerts(&self, recipient: Option<&str>, from: u64, limit: usize) -> Result<Vec<AuditEntry>, AuditError> {
+        let mut alerts = Vec::new();
+        for leaf in self.store.alert_leaves(recipient, from, limit)? {
+            let entry = self.entries(leaf, leaf.saturating_add(1))?.pop();
+            alerts.push(entry.ok_or_else(|| AuditError::Corrupt(format!("alert {leaf} is past the tree")))?);
+        }
+        Ok(alerts)
+    }
+
     /// Extends the tree to the end of the log; returns its size. Safe to call from
     /// several tasks: a step that lost a race to another builder changes nothing.
     pub async fn build(&self) -> Result<u64, AuditError> {
@@ -239,6 +251,13 @@ impl AuditLog {
                 let entry = decode_entry(leaf, bytes)?;
                 if leaf.is_multiple_of(LEAF_STRIDE) {
                     batch.push(put_tree(TreeRecord::Leaf(leaf), position.clone()));
+                }
+                // An alert is found by its leaf, once sequenced, by whom it is for.
+                if !entry.alert.is_empty() {
+                    batch.push(put_alert(None, leaf));
+                    for recipient in &entry.alert_to {
+                        batch.push(put_alert(Some(recipient), leaf));
+                    }
                 }
                 for (level, index, hash) in frontier.append(entry.leaf_hash()) {
                     batch.push(put_tree(TreeRecord::Subtree { level, index }, hash.to_vec()));

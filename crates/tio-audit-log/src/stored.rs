@@ -81,6 +81,10 @@ struct StoredEntry {
     basis: String,
     #[prost(string, repeated, tag = "21")]
     overrides: Vec<String>,
+    #[prost(string, tag = "22")]
+    alert: String,
+    #[prost(string, repeated, tag = "23")]
+    alert_to: Vec<String>,
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
@@ -139,6 +143,8 @@ pub(crate) fn encode(entry: &AuditEntry) -> Vec<u8> {
         update_id: compact(&entry.update_id),
         basis: entry.basis.clone(),
         overrides: entry.overrides.clone(),
+        alert: entry.alert.clone(),
+        alert_to: entry.alert_to.clone(),
     };
     let mut bytes = vec![COMPACT_FORMAT];
     // prost fails only when the buffer has no room, and a Vec grows.
@@ -156,6 +162,8 @@ pub(crate) fn decode(leaf_index: u64, bytes: &[u8]) -> Result<AuditEntry, String
                 action: stored.action,
                 basis: stored.basis,
                 overrides: stored.overrides,
+                alert: stored.alert,
+                alert_to: stored.alert_to,
                 actor: Actor {
                     certificate_fingerprint: expand(stored.actor_certificate_fingerprint),
                     id: stored.actor_id,
@@ -277,6 +285,8 @@ mod tests {
                 detail: texts[7].clone(),
                 basis: texts[0].clone(),
                 overrides: texts[1..3].to_vec(),
+                alert: texts[3].clone(),
+                alert_to: texts[4..6].to_vec(),
                 ..AuditEntry::default()
             };
             prop_assert_eq!(decode(0, &encode(&entry)).unwrap(), entry);

@@ -396,3 +396,37 @@ async fn the_log_survives_a_move_to_an_engine_with_other_positions() {
     let consistency = log.consistency_proof(300, 301).unwrap();
     assert_eq!(verify_consistency(300, 301, &consistency, &checkpoint.checkpoint.root, &later.checkpoint.root), Ok(()));
 }
+
+#[tokio::test]
+async fn alerts_are_found_once_sequenced_by_whom_they_are_for_and_from_a_leaf() {
+    let store = Arc::new(Store::in_memory(KeyRing::generate().unwrap()).unwrap());
+    let log = AuditLog::new(store, Signer::generate(ORIGIN).unwrap());
+    let alert = |request: u64, to: &[&str]| AuditEntry {
+        alert: "protection_flag_access".into(),
+        alert_to: to.iter().map(|id| (*id).to_owned()).collect(),
+        ..entry("profile_read", request)
+    };
+    // Leaves 0..6: an ordinary entry, alerts for social care (1, 4), for two agencies (2),
+    // an ordinary one, and one more for another (5).
+    let entries = [
+        entry("publish", 0),
+        alert(1, &["social-care"]),
+        alert(2, &["social-care", "gp"]),
+        entry("delivery", 3),
+        alert(4, &["social-care"]),
+        alert(5, &["gp"]),
+    ];
+    log.append(&entries).await.unwrap();
+    assert!(log.alerts(None, 0, 10).unwrap().is_empty(), "not sequenced yet");
+    log.build().await.unwrap();
+    let leaves = |alerts: Vec<AuditEntry>| alerts.iter().map(|entry| entry.leaf_index).collect::<Vec<_>>();
+    assert_eq!(leaves(log.alerts(Some("social-care"), 0, 10).unwrap()), [1, 2, 4]);
+    assert_eq!(leaves(log.alerts(Some("social-care"), 2, 10).unwrap()), [2, 4]);
+    assert_eq!(leaves(log.alerts(Some("social-care"), 0, 2).unwrap()), [1, 2]);
+    assert_eq!(leaves(log.alerts(Some("gp"), 0, 10).unwrap()), [2, 5]);
+    assert_eq!(leaves(log.alerts(None, 0, 10).unwrap()), [1, 2, 4, 5]);
+    assert!(log.alerts(Some("school"), 0, 10).unwrap().is_empty());
+    // Each comes back as it was logged, with its leaf index.
+    let first = &log.alerts(Some("gp"), 0, 1).unwrap()[0];
+    assert_eq!(first, &AuditEntry { leaf_index: 2, ..entries[2].clone() });
+}

@@ -167,6 +167,15 @@ pub struct AuditEntry {
     pub action: String,
     /// Who acted.
     pub actor: Actor,
+    /// If the entry raises an alert, its kind (`protection_flag_access`), else empty.
+    /// Left out of the canonical form when empty, so entries without it keep their
+    /// hashes.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub alert: String,
+    /// The agencies an alert is addressed to (auditors and admins see every alert).
+    /// Left out of the canonical form when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alert_to: Vec<String>,
     /// For a disclosure made without consent, its basis (`protection_flag`), else
     /// empty. Left out of the canonical form when empty, so entries without it keep
     /// their hashes.
@@ -262,8 +271,13 @@ mod tests {
         let text = String::from_utf8(entry.canonical_bytes()).unwrap();
         assert!(text.starts_with("{\"action\":\"\",\"actor\":{\"certificate_fingerprint\""), "{text}");
         // The fields left out when empty take their sorted places when present.
-        let without_consent =
-            AuditEntry { basis: "protection_flag".into(), overrides: vec!["o-1".into()], ..entry.clone() };
+        let without_consent = AuditEntry {
+            alert: "protection_flag_access".into(),
+            alert_to: vec!["social-care".into()],
+            basis: "protection_flag".into(),
+            overrides: vec!["o-1".into()],
+            ..entry.clone()
+        };
         let sorted = serde_json::to_vec(&serde_json::to_value(&without_consent).unwrap()).unwrap();
         assert_eq!(without_consent.canonical_bytes(), sorted);
         assert_ne!(without_consent.leaf_hash(), entry.leaf_hash());

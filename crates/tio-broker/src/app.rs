@@ -2,6 +2,7 @@
 //! reaches the store from here, and no `tonic::Status` is built here.
 
 pub(crate) mod admin;
+pub(crate) mod alerts;
 pub(crate) mod audit_reads;
 pub(crate) mod broker;
 pub(crate) mod checkpoints;

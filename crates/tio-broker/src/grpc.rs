@@ -2,6 +2,7 @@
 //! maps the error with [`status::into_status`], the only place a `tonic::Status` is
 //! built.
 
+pub(crate) mod alerts;
 pub(crate) mod auth;
 pub(crate) mod care;
 pub(crate) mod convert;

@@ -236,6 +236,12 @@ impl Client {
         v1::audit_service_client::AuditServiceClient::new(self.channel())
     }
 
+    /// Returns a client for `tio.v1.AlertService` (an agency's own alerts; every alert
+    /// for admins and auditors).
+    pub fn alerts(&self) -> v1::alert_service_client::AlertServiceClient<Channel> {
+        v1::alert_service_client::AlertServiceClient::new(self.channel())
+    }
+
     /// Returns a client for `tio.v1.RecordService`.
     pub fn records(&self) -> v1::record_service_client::RecordServiceClient<Channel> {
         v1::record_service_client::RecordServiceClient::new(self.channel())

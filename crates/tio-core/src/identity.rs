@@ -41,6 +41,8 @@ pub enum Service {
     Audit,
     /// The registry: agencies and certificates.
     Admin,
+    /// Alerts: an agency's own, or every alert for admins and auditors.
+    Alerts,
 }
 
 /// The reason code audited when a role calls a service it may not use.
@@ -49,13 +51,20 @@ pub const ROLE_NOT_PERMITTED: &str = "role_not_permitted";
 impl Role {
     /// Whether this role may call `service` at all. Agencies handle children's records
     /// and never read the audit log; admins run the registry and may read the log;
-    /// auditors only read the log. Default deny: anything not named is refused.
+    /// auditors only read the log; every role reads alerts (an agency only those
+    /// addressed to it). Default deny: anything not named is refused.
     pub const fn may_call(self, service: Service) -> bool {
         matches!(
             (self, service),
-            (Role::Agency, Service::Records | Service::Consent | Service::CareRelationships | Service::Subscriptions)
-                | (Role::Admin, Service::Admin | Service::Audit)
-                | (Role::Auditor, Service::Audit)
+            (
+                Role::Agency,
+                Service::Records
+                    | Service::Consent
+                    | Service::CareRelationships
+                    | Service::Subscriptions
+                    | Service::Alerts
+            ) | (Role::Admin, Service::Admin | Service::Audit | Service::Alerts)
+                | (Role::Auditor, Service::Audit | Service::Alerts)
         )
     }
 }
@@ -178,14 +187,15 @@ mod tests {
             Service::Subscriptions,
             Service::Audit,
             Service::Admin,
+            Service::Alerts,
         ];
         let allowed = |role: Role| services.iter().copied().filter(|s| role.may_call(*s)).collect::<Vec<_>>();
         assert_eq!(
             allowed(Role::Agency),
-            [Service::Records, Service::Consent, Service::CareRelationships, Service::Subscriptions]
+            [Service::Records, Service::Consent, Service::CareRelationships, Service::Subscriptions, Service::Alerts]
         );
-        assert_eq!(allowed(Role::Admin), [Service::Audit, Service::Admin]);
-        assert_eq!(allowed(Role::Auditor), [Service::Audit]);
+        assert_eq!(allowed(Role::Admin), [Service::Audit, Service::Admin, Service::Alerts]);
+        assert_eq!(allowed(Role::Auditor), [Service::Audit, Service::Alerts]);
     }
 
     proptest! {

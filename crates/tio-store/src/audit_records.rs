@@ -67,6 +67,22 @@ pub fn put_tree(record: TreeRecord, value: Vec<u8>) -> Op {
     Op::Put { space: Keyspace::AuditTree, key: record.key(), value }
 }
 
+/// The first byte of an alert's index key in the `audit_tree` keyspace. Do not change.
+const ALERT_KEY: u8 = b'a';
+
+/// The index key of the alert at `leaf` for `recipient` (`None`: the index of every
+/// alert, which auditors and admins read). Agency ids hold no zero byte, so the
+/// recipient ends at one.
+fn alert_key(recipient: Option<&str>, leaf: u64) -> Vec<u8> {
+    [&[ALERT_KEY][..], recipient.unwrap_or_default().as_bytes(), &[0], &leaf.to_be_bytes()].concat()
+}
+
+/// Returns the operation that indexes the entry at `leaf` as an alert for `recipient`
+/// (`None`: among every alert). The audit log writes it when it sequences the entry.
+pub fn put_alert(recipient: Option<&str>, leaf: u64) -> Op {
+    Op::Put { space: Keyspace::AuditTree, key: alert_key(recipient, leaf), value: Vec::new() }
+}
+
 /// Returns the precondition that a tree record is still `value` as read (`None`:
 /// still absent).
 pub fn tree_unchanged(record: TreeRecord, value: Option<Vec<u8>>) -> Condition {
@@ -86,6 +102,26 @@ impl Store {
             EntriesFrom::After(position) => key_after(position),
         };
         Ok(self.engine.scan(Keyspace::Audit, &start, None, limit)?)
+    }
+
+    /// Returns the leaf indexes of up to `limit` alerts for `recipient` (`None`: every
+    /// alert) from leaf `from` on, in order.
+    pub fn alert_leaves(&self, recipient: Option<&str>, from: u64, limit: usize) -> Result<Vec<u64>, StoreError> {
+        let start = alert_key(recipient, from);
+        let end = alert_key(recipient, u64::MAX);
+        let prefix = start.len() - 8;
+        let mut leaves: Vec<u64> = self
+            .engine
+            .scan(Keyspace::AuditTree, &start, Some(&end), limit)?
+            .into_iter()
+            .filter_map(|(key, _)| key.get(prefix..).and_then(|bytes| <[u8; 8]>::try_from(bytes).ok()))
+            .map(u64::from_be_bytes)
+            .collect();
+        // The scan's end is exclusive; the last leaf there can be is looked up alone.
+        if leaves.len() < limit && self.engine.get(Keyspace::AuditTree, &end)?.is_some() {
+            leaves.push(u64::MAX);
+        }
+        Ok(leaves)
     }
 
     /// Returns a tree record, if it is stored.
@@ -124,6 +160,27 @@ mod tests {
         assert_eq!(TreeRecord::Sequenced.key(), b"sequenced");
         assert_eq!(TreeRecord::Leaf(258).key(), b"l\0\0\0\0\0\0\x01\x02");
         assert_eq!(TreeRecord::Subtree { level: 3, index: 1 }.key(), b"s\x03\0\0\0\0\0\0\0\x01");
+        assert_eq!(alert_key(Some("gp"), 258), b"agp\0\0\0\0\0\0\0\x01\x02");
+        assert_eq!(alert_key(None, 1), b"a\0\0\0\0\0\0\0\0\x01");
+    }
+
+    #[tokio::test]
+    async fn alerts_are_read_per_recipient_in_leaf_order_from_a_leaf() {
+        let store = Store::in_memory(crate::keys::KeyRing::generate().unwrap()).unwrap();
+        let mut batch = crate::Batch::new();
+        for (recipient, leaf) in
+            [(Some("gp"), 9), (Some("gp"), 3), (Some("gpx"), 4), (None, 3), (None, 4), (Some("gp"), u64::MAX)]
+        {
+            batch.push(put_alert(recipient, leaf));
+        }
+        store.commit(batch).await.unwrap();
+        assert_eq!(store.alert_leaves(Some("gp"), 0, 10).unwrap(), [3, 9, u64::MAX], "not gpx's");
+        assert_eq!(store.alert_leaves(Some("gp"), 4, 10).unwrap(), [9, u64::MAX]);
+        assert_eq!(store.alert_leaves(Some("gp"), 0, 1).unwrap(), [3]);
+        assert_eq!(store.alert_leaves(None, 0, 10).unwrap(), [3, 4]);
+        assert!(store.alert_leaves(Some("school"), 0, 10).unwrap().is_empty());
+        // The tree's own records are not alerts.
+        assert!(store.audit_tree(TreeRecord::Frontier).unwrap().is_none());
     }
 
     #[tokio::test]

@@ -108,7 +108,23 @@ pub fn delete_unacked(agency: &str, name: &str, number: u64) -> Op {
     Op::Delete { space: Keyspace::Cursors, key: unacked_key(agency, name, number) }
 }
 
+/// Returns the operation that keeps `watcher`'s alert ack: every alert through leaf
+/// `through` acked (`watcher` names the caller, role and id, e.g. `agency/social-care`).
+pub fn put_alert_mark(watcher: &str, through: u64) -> Op {
+    Op::Put { space: Keyspace::Cursors, key: alert_mark_key(watcher), value: through.to_be_bytes().to_vec() }
+}
+
 impl Store {
+    /// Returns the leaf index through which `watcher` has acked its alerts, if it has.
+    pub fn alert_mark(&self, watcher: &str) -> Result<Option<u64>, StoreError> {
+        match self.engine.get(Keyspace::Cursors, &alert_mark_key(watcher))? {
+            None => Ok(None),
+            Some(bytes) => <[u8; 8]>::try_from(bytes.as_slice())
+                .map(|bytes| Some(u64::from_be_bytes(bytes)))
+                .map_err(|_| StoreError::Corrupt("a stored alert mark is not 8 bytes".to_owned())),
+        }
+    }
+
     /// Returns the head of `agency`'s subscription `name`, if there is one.
     pub fn subscription_head(&self, agency: &str, name: &str) -> Result<Option<StoredHead>, StoreError> {
         let Some(bytes) = self.engine.get(Keyspace::Cursors, &head_key(agency, name))? else { return Ok(None) };
@@ -154,6 +170,10 @@ fn head_key(agency: &str, name: &str) -> Vec<u8> {
     format!("h/{agency}/{name}").into_bytes()
 }
 
+fn alert_mark_key(watcher: &str) -> Vec<u8> {
+    format!("a/{watcher}").into_bytes()
+}
+
 fn unacked_prefix(agency: &str, name: &str) -> Vec<u8> {
     format!("u/{agency}/{name}/").into_bytes()
 }
@@ -187,6 +207,9 @@ pub(crate) fn restored_entry(
         let mut delivery: UnackedDelivery = decode(&value, "unacked delivery").map_err(|err| err.to_string())?;
         delivery.position = updates.get(&delivery.position)?;
         Ok((key, encode(&delivery)))
+    } else if key.starts_with(b"a/") {
+        // A leaf index of the audit log, which a restore keeps dense and in order.
+        Ok((key, value))
     } else {
         Err("a cursor entry of an unknown kind".to_owned())
     }

@@ -54,6 +54,12 @@ impl ChildIndex {
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
+
+    /// Reads an index as [`ChildIndex::to_hex`] writes it.
+    pub fn from_hex(text: &str) -> Option<ChildIndex> {
+        let bytes = hex::decode(text).ok()?;
+        Some(ChildIndex(bytes.try_into().ok()?))
+    }
 }
 
 impl fmt::Debug for ChildIndex {

@@ -54,6 +54,10 @@ pub(crate) enum Command {
     Relationship(RelationshipCommand),
     /// Receive deliveries on a subscription, printed as JSON lines and acknowledged.
     Subscribe(SubscribeArgs),
+    /// Alerts: an agency's own (a child-protection flag it published was read, ...),
+    /// or every alert with an auditor's or admin's certificate.
+    #[command(subcommand)]
+    Alerts(AlertsCommand),
     /// Tell the Tell It Once story end to end against a real server, checking every
     /// outcome: by default on its own server on a loopback port.
     Demo(DemoArgs),
@@ -407,6 +411,36 @@ pub(crate) struct SubscribeArgs {
     /// How to reach the broker.
     #[command(flatten)]
     pub(crate) connection: ConnectionArgs,
+}
+
+/// `tio alerts`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum AlertsCommand {
+    /// Print alerts as they happen, as JSON lines, each acknowledged once printed, so
+    /// that the next watch resumes after it; Ctrl-C to stop.
+    Watch {
+        /// Start at this leaf index instead of after the last acknowledged alert.
+        #[arg(long, value_name = "LEAF")]
+        from: Option<u64>,
+        /// Stop after this many alerts.
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+        /// Do not acknowledge alerts (they come again on the next watch).
+        #[arg(long)]
+        no_ack: bool,
+        /// How to reach the broker.
+        #[command(flatten)]
+        connection: ConnectionArgs,
+    },
+    /// Print past alerts, oldest first, as JSON lines.
+    List {
+        /// At most this many.
+        #[arg(long, default_value_t = 1000, value_name = "N")]
+        limit: usize,
+        /// How to reach the broker.
+        #[command(flatten)]
+        connection: ConnectionArgs,
+    },
 }
 
 /// `tio bench`.

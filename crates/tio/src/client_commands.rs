@@ -12,7 +12,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::admin_commands::{category_values, sector_from_flag};
 use crate::audit_remote::{parse_nhs_number, parse_time};
 use crate::cli::{
-    ConsentCommand, ConsentRecordArgs, EvidenceArgs, ObjectArgs, PublishArgs, RelationshipCommand, SubscribeArgs,
+    AlertsCommand, ConsentCommand, ConsentRecordArgs, EvidenceArgs, ObjectArgs, PublishArgs, RelationshipCommand,
+    SubscribeArgs,
 };
 use crate::connection::UsageError;
 use crate::json::to_json;
@@ -421,6 +422,64 @@ pub(crate) async fn subscribe(args: SubscribeArgs) -> anyhow::Result<()> {
     drop(requests);
     while let Ok(Some(_)) = responses.message().await {}
     Ok(())
+}
+
+/// `tio alerts`.
+pub(crate) async fn alerts(command: AlertsCommand) -> anyhow::Result<()> {
+    match command {
+        AlertsCommand::List { limit, connection } => {
+            let client = connection.connect().await?;
+            let mut printed = 0;
+            let mut page_token = String::new();
+            // Bounded by --limit: each page prints at least one alert or ends the list.
+            while printed < limit {
+                let page_size = u32::try_from(limit - printed).unwrap_or(u32::MAX).min(500);
+                let request = v1::ListAlertsRequest { page: Some(v1::PageRequest { page_size, page_token }) };
+                let response =
+                    client.alerts().list_alerts(client.request(request)).await.map_err(ClientError::from)?.into_inner();
+                for alert in response.alerts.iter().take(limit - printed) {
+                    print_json("tio.v1.Alert", alert)?;
+                    printed += 1;
+                }
+                page_token = response.page.unwrap_or_default().next_page_token;
+                if page_token.is_empty() {
+                    break;
+                }
+            }
+            Ok(())
+        }
+        AlertsCommand::Watch { from, count, no_ack, connection } => {
+            let client = connection.connect().await?;
+            eprintln!("waiting for alerts (each is printed as a JSON line and acked); press Ctrl-C to stop");
+            let (requests, outgoing) = tokio::sync::mpsc::channel(64);
+            let open = v1::OpenAlertWatch { credit: 0, from_leaf_index: from };
+            requests
+                .send(v1::WatchAlertsRequest { message: Some(v1::watch_alerts_request::Message::Open(open)) })
+                .await?;
+            let mut responses = client
+                .alerts()
+                .watch_alerts(client.request(ReceiverStream::new(outgoing)))
+                .await
+                .map_err(ClientError::from)?
+                .into_inner();
+            let mut received = 0u64;
+            while count.is_none_or(|count| received < count) {
+                let Some(message) = responses.message().await.map_err(ClientError::from)? else { break };
+                let Some(v1::watch_alerts_response::Message::Alert(alert)) = message.message else { continue };
+                print_json("tio.v1.Alert", &alert)?;
+                received += 1;
+                if !no_ack {
+                    let ack = v1::AlertAck { through_leaf_index: alert.leaf_index };
+                    let message = Some(v1::watch_alerts_request::Message::Ack(ack));
+                    requests.send(v1::WatchAlertsRequest { message }).await?;
+                }
+            }
+            // Let the last ack reach the server before the stream closes.
+            drop(requests);
+            while let Ok(Some(_)) = responses.message().await {}
+            Ok(())
+        }
+    }
 }
 
 #[cfg(test)]

@@ -83,6 +83,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Consent(command) => runtime()?.block_on(client_commands::consent(command)),
         Command::Relationship(command) => runtime()?.block_on(client_commands::relationship(command)),
         Command::Subscribe(args) => runtime()?.block_on(client_commands::subscribe(args)),
+        Command::Alerts(command) => runtime()?.block_on(client_commands::alerts(command)),
         Command::Demo(args) => demo(args),
         Command::Bench(args) => bench(args),
     }

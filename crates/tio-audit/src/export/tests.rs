@@ -36,6 +36,8 @@ fn entry(index: u64) -> AuditEntry {
         detail: String::new(),
         basis: String::new(),
         overrides: Vec::new(),
+        alert: String::new(),
+        alert_to: Vec::new(),
     }
 }
 
@@ -124,6 +126,8 @@ fn changing_any_one_field_names_the_entry() {
         ("detail", |e| e.detail = "register_agency gp".into()),
         ("basis", |e| e.basis = "protection_flag".into()),
         ("overrides", |e| e.overrides = vec!["o-1".into()]),
+        ("alert", |e| e.alert = "protection_flag_access".into()),
+        ("alert to", |e| e.alert_to = vec!["social-care".into()]),
     ];
     for (name, change) in changes {
         let mut lines = log.lines.clone();

@@ -12,14 +12,14 @@ use tio_audit::entry::{Action as AuditAction, AuditEntry, Outcome};
 use tio_audit_log::entry_op;
 use tio_core::protection::FlagShare;
 use tio_core::{
-    AccessRequest, Action, Agency, Category, CategorySet, Decision, Facts, Grant, NhsNumber, Service, decide,
+    AccessRequest, Action, Agency, AgencyId, Category, CategorySet, Decision, Facts, Grant, NhsNumber, Service, decide,
 };
 use tio_store::{Extra, NewUpdate, Position, StoredUpdate, UpdateId};
 
 use crate::app::broker::{Broker, Call};
 use crate::app::error::ServiceError;
 use crate::app::facts::{active_relationship, load_facts};
-use crate::app::sharing::fill_grant;
+use crate::app::sharing::{fill_alert, fill_grant, flag_access_alert};
 
 /// One category value to publish, its fields checked by the adapter.
 #[derive(Debug, Clone)]
@@ -172,8 +172,10 @@ impl ProfileReader<'_> {
         let facts = domain.facts();
 
         let mut shown = Vec::new();
-        // Grants in the order first met, each with the categories it allowed.
-        let mut granted: Vec<(Grant, Vec<Category>)> = Vec::new();
+        // Grants in the order first met (with whom the disclosure alerts), each with the
+        // categories it allowed.
+        type AlertedGrant = (Grant, Option<AgencyId>);
+        let mut granted: Vec<(AlertedGrant, Vec<Category>)> = Vec::new();
         let mut withheld: BTreeMap<&'static str, Vec<Category>> = BTreeMap::new();
         for stored in broker.store().profile(child)? {
             if !wanted.is_empty() && !wanted.contains(stored.category) {
@@ -184,11 +186,12 @@ impl ProfileReader<'_> {
             }
             let flag = broker.flag_of(&stored);
             // Every profile value is its category's latest: a flag in it is current.
-            let flag =
+            let share =
                 flag.as_ref().map(|flag| FlagShare { flag, current: true, to_sectors: &broker.sharing().flag_sectors });
-            let question = AccessRequest { agency, action: Action::Read, category: stored.category, flag };
+            let question = AccessRequest { agency, action: Action::Read, category: stored.category, flag: share };
             match decide(&question, &facts, call.now) {
                 Decision::Allow(grant) => {
+                    let grant = (grant, flag_access_alert(flag.as_ref(), &agency.id));
                     match granted.iter_mut().find(|(seen, _)| *seen == grant) {
                         Some((_, categories)) => categories.push(stored.category),
                         None => granted.push((grant, vec![stored.category])),
@@ -207,10 +210,11 @@ impl ProfileReader<'_> {
         // found nothing is recorded too.
         let names = |categories: &[Category]| categories.iter().map(|c| c.as_str().to_owned()).collect::<Vec<_>>();
         let mut entries = Vec::new();
-        for (grant, categories) in &granted {
+        for ((grant, alert_to), categories) in &granted {
             let mut entry = broker.entry(call, AuditAction::ProfileRead, Outcome::Allowed);
             entry.categories = names(categories);
             fill_grant(&mut entry, grant);
+            fill_alert(&mut entry, alert_to.as_ref());
             entries.push(entry);
         }
         for (reason, categories) in &withheld {

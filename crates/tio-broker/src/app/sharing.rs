@@ -8,7 +8,7 @@
 
 use tio_audit::entry::AuditEntry;
 use tio_core::protection::{FlagShare, FlagValue, ProtectionFlag};
-use tio_core::{Category, Grant, Sector, WithoutConsent};
+use tio_core::{AgencyId, Category, Grant, Sector, WithoutConsent};
 use tio_store::{Store, StoredUpdate};
 
 use crate::app::broker::Broker;
@@ -25,6 +25,26 @@ pub(crate) struct Sharing {
 
 /// The audit entry's `basis` for a disclosure on a flag. Do not change: it is hashed.
 pub(crate) const PROTECTION_FLAG_BASIS: &str = "protection_flag";
+
+/// The alert a disclosure of a flag to another agency raises. Do not change: it is
+/// hashed.
+pub(crate) const FLAG_ACCESS_ALERT: &str = "protection_flag_access";
+
+/// Returns whom a disclosure of a value carrying `flag` to `agency` alerts: the
+/// children's social-care agency that published the flag, whenever another agency reads
+/// or receives it, on whatever basis (as CP-IS tells the child's social worker).
+pub(crate) fn flag_access_alert(flag: Option<&ProtectionFlag>, agency: &AgencyId) -> Option<AgencyId> {
+    flag.filter(|flag| flag.publisher_sector == Sector::SocialCare && &flag.publisher != agency)
+        .map(|flag| flag.publisher.clone())
+}
+
+/// Addresses the disclosure's audit entry as an access alert to `publisher`.
+pub(crate) fn fill_alert(entry: &mut AuditEntry, publisher: Option<&AgencyId>) {
+    if let Some(publisher) = publisher {
+        entry.alert = FLAG_ACCESS_ALERT.to_owned();
+        entry.alert_to = vec![publisher.as_str().to_owned()];
+    }
+}
 
 impl Broker {
     /// Returns the flag `stored` carries, as its publisher is registered now (`None`

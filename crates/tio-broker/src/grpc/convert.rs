@@ -57,7 +57,7 @@ pub(crate) fn category_from_proto(field: &str, value: i32) -> Result<Category, S
 }
 
 /// Returns the contract's value of a stored category name (unspecified if unknown).
-fn category_name_to_proto(name: &str) -> i32 {
+pub(crate) fn category_name_to_proto(name: &str) -> i32 {
     Category::from_name(name).map_or(v1::Category::Unspecified as i32, |category| category_to_proto(category) as i32)
 }
 
@@ -151,6 +151,8 @@ pub(crate) fn entry_to_proto(entry: &AuditEntry) -> v1::AuditEntry {
         detail: entry.detail.clone(),
         basis: entry.basis.clone(),
         overrides: entry.overrides.clone(),
+        alert: entry.alert.clone(),
+        alert_to: entry.alert_to.clone(),
     }
 }
 

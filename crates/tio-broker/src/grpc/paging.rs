@@ -106,6 +106,17 @@ fn invalid(field: &str, reason: impl Into<String>) -> ServiceError {
     ServiceError::InvalidArgument(vec![FieldViolation::new(field, reason)])
 }
 
+/// Returns what a page token of `method` for `request` (its page cleared) is bound to:
+/// the method, the caller and the query, so a token continues only its own query.
+pub(crate) fn page_scope(method: &str, call: &crate::app::broker::Call, request: impl prost::Message) -> Vec<u8> {
+    let mut scope = method.as_bytes().to_vec();
+    scope.push(0);
+    scope.extend_from_slice(call.caller.certificate_fingerprint.as_bytes());
+    scope.push(0);
+    scope.extend_from_slice(&request.encode_to_vec());
+    scope
+}
+
 #[cfg(test)]
 mod tests {
     use tio_store::keys::KeyRing;

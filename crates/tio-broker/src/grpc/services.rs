@@ -25,6 +25,7 @@ use crate::grpc::convert::{
     action_filter, action_to_proto, agency_from_proto, agency_to_proto, category_to_proto, entry_to_proto,
     optional_timestamp, outcome_filter, outcome_to_proto, timestamp_to_proto,
 };
+use crate::grpc::paging::page_scope;
 use crate::grpc::request::call_of;
 use crate::grpc::status::into_status;
 use crate::grpc::transport_status::inbound_status;
@@ -288,17 +289,6 @@ impl v1::consent_service_server::ConsentService for Consents {
         let objections = objections[range].iter().map(|revision| objection_to_proto(revision, &child)).collect();
         Ok(Response::new(v1::ListObjectionsResponse { objections, page: Some(v1::PageResponse { next_page_token }) }))
     }
-}
-
-/// Returns what a page token of `method` for `request` (its page cleared) is bound to:
-/// the method, the caller and the query, so a token continues only its own query.
-fn page_scope(method: &str, call: &Call, request: impl prost::Message) -> Vec<u8> {
-    let mut scope = method.as_bytes().to_vec();
-    scope.push(0);
-    scope.extend_from_slice(call.caller.certificate_fingerprint.as_bytes());
-    scope.push(0);
-    scope.extend_from_slice(&request.encode_to_vec());
-    scope
 }
 
 /// `tio.v1.CareRelationshipService`: see [`crate::relationships`].

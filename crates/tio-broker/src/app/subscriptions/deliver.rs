@@ -21,7 +21,7 @@ use crate::app::broker::{Broker, Call};
 use crate::app::error::ServiceError;
 use crate::app::facts::{ChildFacts, DomainFacts, load_facts};
 use crate::app::registry::AuthError;
-use crate::app::sharing::fill_grant;
+use crate::app::sharing::{fill_alert, fill_grant, flag_access_alert};
 
 /// Updates read from the store per step.
 const READ_PAGE: usize = 256;
@@ -381,6 +381,8 @@ impl Deliverer {
                 Decision::Allow(grant) => {
                     let mut entry = self.delivery_entry(&update, &child, Outcome::Allowed)?;
                     fill_grant(&mut entry, &grant);
+                    let alert_to = flag_access_alert(self.broker.flag_of(&update).as_ref(), &agency.id);
+                    fill_alert(&mut entry, alert_to.as_ref());
                     add_grant_conditions(&self.broker, &mut batch, &update, &child, &grant, &loaded.facts);
                     let number = match step.redelivery {
                         Some(number) => {
