@@ -23,6 +23,7 @@ mod protection;
 mod python_example;
 mod readme;
 mod reflection;
+mod safeguarding;
 mod store_cli;
 mod subscriptions;
 mod support;

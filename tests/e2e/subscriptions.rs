@@ -398,6 +398,9 @@ enum Stop {
     WithdrawConsent,
     /// The family objects to the SEND team receiving the category (issue 16).
     RaiseObjection,
+    /// The round's deliveries rest on a safeguarding share, which its declaring agency
+    /// ends (issue 16).
+    EndShare,
 }
 
 #[test]
@@ -410,6 +413,11 @@ fn an_objection_raced_against_queued_deliveries_always_comes_after_every_deliver
     race_a_stop_against_queued_deliveries(Stop::RaiseObjection);
 }
 
+#[test]
+fn a_safeguarding_share_ended_against_queued_deliveries_always_comes_after_every_delivery_it_allowed() {
+    race_a_stop_against_queued_deliveries(Stop::EndShare);
+}
+
 /// Stops deliveries by `stop` at a random moment while some are in flight and more are
 /// queued, twelve times over, and checks in the audit log that every delivery the
 /// consent allowed comes before the stop, and none after it.
@@ -418,6 +426,7 @@ fn race_a_stop_against_queued_deliveries(stop: Stop) {
     runtime().block_on(async {
         let hospital = as_professional(&sandbox, "hospital").await;
         let send_team = as_professional(&sandbox, "send-team").await;
+        let social_care = as_professional(&sandbox, "social-care").await;
         let auditor = sandbox.client("auditor").await;
         let declare = v1::DeclareRelationshipRequest {
             child: child(AMY),
@@ -428,12 +437,36 @@ fn race_a_stop_against_queued_deliveries(stop: Stop) {
         let mut delivered_in_all = 0;
         for seed in 0..12u64 {
             let mut random = Lcg(seed);
-            let consent = hospital
-                .consents()
-                .record_consent(hospital.request(consent_request(&[v1::Category::CommunicationNeeds])))
-                .await
-                .unwrap()
-                .into_inner();
+            // What allows the round's deliveries: a new consent, or a new share.
+            let (consent_id, share_id) = match stop {
+                Stop::EndShare => {
+                    let share = v1::DeclareSafeguardingShareRequest {
+                        child: child(AMY),
+                        reason: v1::SafeguardingReason::RiskOfSignificantHarm as i32,
+                        categories: vec![v1::Category::CommunicationNeeds as i32],
+                        agency_ids: vec!["send-team".into()],
+                        ..Default::default()
+                    };
+                    let mut service = social_care.safeguarding();
+                    let share = service.declare_safeguarding_share(social_care.request(share)).await.unwrap();
+                    (String::new(), share.into_inner().share_id)
+                }
+                _ => {
+                    let consent = hospital
+                        .consents()
+                        .record_consent(hospital.request(consent_request(&[v1::Category::CommunicationNeeds])))
+                        .await
+                        .unwrap()
+                        .into_inner();
+                    (consent.consent_id, String::new())
+                }
+            };
+            let allowed_here = |entry: &v1::AuditEntry| match stop {
+                Stop::EndShare => {
+                    entry.basis == "safeguarding_share" && entry.detail.split(' ').next() == Some(share_id.as_str())
+                }
+                _ => entry.consent_id == consent_id,
+            };
             let name = format!("race-{seed}");
             create(&send_team, &name, &[v1::Category::CommunicationNeeds], None).await;
             let credit = 1 + random.next(4) as u32;
@@ -458,12 +491,21 @@ fn race_a_stop_against_queued_deliveries(stop: Stop) {
                 Stop::WithdrawConsent => {
                     let withdraw = v1::WithdrawConsentRequest {
                         child: child(AMY),
-                        consent_id: consent.consent_id.clone(),
+                        consent_id: consent_id.clone(),
                         reason: "race".into(),
                         evidence: consent_request(&[]).evidence,
                     };
                     hospital.consents().withdraw_consent(hospital.request(withdraw)).await.unwrap();
-                    (v1::AuditAction::ConsentWithdrawn, consent.consent_id.clone())
+                    (v1::AuditAction::ConsentWithdrawn, consent_id.clone())
+                }
+                Stop::EndShare => {
+                    let end = v1::EndSafeguardingShareRequest {
+                        child: child(AMY),
+                        share_id: share_id.clone(),
+                        reason: "race".into(),
+                    };
+                    social_care.safeguarding().end_safeguarding_share(social_care.request(end)).await.unwrap();
+                    (v1::AuditAction::SafeguardingEnded, share_id.clone())
                 }
                 Stop::RaiseObjection => {
                     let object = v1::RecordObjectionRequest {
@@ -508,26 +550,12 @@ fn race_a_stop_against_queued_deliveries(stop: Stop) {
                 .find(|e| e.action() == stop_action && e.consent_id == stop_id)
                 .expect("the stop is logged")
                 .leaf_index;
-            for entry in
-                entries.iter().filter(|e| e.action() == v1::AuditAction::Delivery && e.consent_id == consent.consent_id)
-            {
-                assert!(
-                    entry.leaf_index < withdrawn_at,
-                    "seed {seed}: a delivery by consent {} came after the stop",
-                    consent.consent_id
-                );
+            let allowed: Vec<_> =
+                entries.iter().filter(|e| e.action() == v1::AuditAction::Delivery && allowed_here(e)).collect();
+            for entry in &allowed {
+                assert!(entry.leaf_index < withdrawn_at, "seed {seed}: a delivery it allowed came after the stop");
             }
-            delivered_in_all += entries
-                .iter()
-                .filter(|e| e.action() == v1::AuditAction::Delivery && e.consent_id == consent.consent_id)
-                .count();
-            // Nothing is delivered on this consent after the stop.
-            assert!(
-                !entries.iter().any(|e| e.action() == v1::AuditAction::Delivery
-                    && e.leaf_index > withdrawn_at
-                    && e.consent_id == consent.consent_id),
-                "seed {seed}"
-            );
+            delivered_in_all += allowed.len();
         }
         assert!(delivered_in_all >= 12, "the rounds must deliver something to race against: {delivered_in_all}");
     });

@@ -44,11 +44,17 @@ pub enum Action {
     ObjectionRaised,
     /// An objection was withdrawn.
     ObjectionWithdrawn,
+    /// A safeguarding share was declared (the entry names it in `consent_id`).
+    SafeguardingDeclared,
+    /// A safeguarding share was renewed.
+    SafeguardingRenewed,
+    /// A safeguarding share was ended early.
+    SafeguardingEnded,
 }
 
 impl Action {
     /// Every action, in code order.
-    pub const ALL: [Action; 16] = [
+    pub const ALL: [Action; 19] = [
         Action::Publish,
         Action::ProfileRead,
         Action::Delivery,
@@ -65,6 +71,9 @@ impl Action {
         Action::Authentication,
         Action::ObjectionRaised,
         Action::ObjectionWithdrawn,
+        Action::SafeguardingDeclared,
+        Action::SafeguardingRenewed,
+        Action::SafeguardingEnded,
     ];
 
     /// Returns the code stored in entries.
@@ -86,6 +95,9 @@ impl Action {
             Action::Authentication => "authentication",
             Action::ObjectionRaised => "objection_raised",
             Action::ObjectionWithdrawn => "objection_withdrawn",
+            Action::SafeguardingDeclared => "safeguarding_declared",
+            Action::SafeguardingRenewed => "safeguarding_renewed",
+            Action::SafeguardingEnded => "safeguarding_ended",
         }
     }
 
@@ -113,6 +125,9 @@ impl Action {
             Action::Authentication => "was refused at sign-in",
             Action::ObjectionRaised => "recorded an objection",
             Action::ObjectionWithdrawn => "recorded a withdrawal of an objection",
+            Action::SafeguardingDeclared => "declared a safeguarding share",
+            Action::SafeguardingRenewed => "renewed a safeguarding share",
+            Action::SafeguardingEnded => "ended a safeguarding share",
         }
     }
 }

@@ -9,6 +9,7 @@ pub(crate) mod convert;
 pub(crate) mod paging;
 pub(crate) mod records;
 pub(crate) mod request;
+pub(crate) mod safeguarding;
 pub(crate) mod server;
 pub(crate) mod services;
 pub(crate) mod status;

@@ -242,6 +242,12 @@ impl Client {
         v1::alert_service_client::AlertServiceClient::new(self.channel())
     }
 
+    /// Returns a client for `tio.v1.SafeguardingService` (agencies permitted to declare
+    /// safeguarding shares).
+    pub fn safeguarding(&self) -> v1::safeguarding_service_client::SafeguardingServiceClient<Channel> {
+        v1::safeguarding_service_client::SafeguardingServiceClient::new(self.channel())
+    }
+
     /// Returns a client for `tio.v1.RecordService`.
     pub fn records(&self) -> v1::record_service_client::RecordServiceClient<Channel> {
         v1::record_service_client::RecordServiceClient::new(self.channel())

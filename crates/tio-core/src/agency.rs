@@ -127,6 +127,9 @@ pub struct Agency {
     pub may_read: CategorySet,
     /// Whether its professionals may record and withdraw consent.
     pub may_record_consent: bool,
+    /// Whether its professionals may declare safeguarding shares (sharing without
+    /// consent where a child may be at risk). Off unless granted.
+    pub may_declare_safeguarding: bool,
     /// A suspended agency is refused everywhere.
     pub suspended: bool,
 }

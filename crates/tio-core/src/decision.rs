@@ -42,6 +42,9 @@ pub struct Facts<'a> {
     /// The latest revision of every objection raised for the child: an active one
     /// refuses what it covers, whatever the consents say.
     pub objections: &'a [crate::Objection],
+    /// The latest revision of every safeguarding share declared for the child: one in
+    /// force allows what it names without consent.
+    pub shares: &'a [crate::safeguarding::SafeguardingShare],
     /// The child's date of birth, once published: a parent's consent lapses on the
     /// 18th birthday (parental responsibility ends).
     pub date_of_birth: Option<crate::Date>,
@@ -63,8 +66,17 @@ pub struct Grant {
 }
 
 /// A basis for sharing without consent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WithoutConsent {
+    /// A safeguarding share in force, and its revision.
+    SafeguardingShare {
+        /// The share.
+        id: crate::safeguarding::ShareId,
+        /// Its revision when the decision was made.
+        revision: u32,
+        /// The agency that declared it (told of every use).
+        declared_by: crate::AgencyId,
+    },
     /// A child-protection or looked-after flag, on the publisher's basis.
     ProtectionFlag {
         /// The level flagged.
@@ -179,9 +191,10 @@ impl Decision {
 /// names the category and covers the agency without excluding it (a parent's no longer
 /// once the child is 18, by the child's date of birth and the day `now` is in the UK),
 /// and no active objection covering the agency and category; or, in place of the
-/// consent, a current child-protection or looked-after flag shared with the agency's
-/// sector (`request.flag`), which no objection stops (the objections it overrides are
-/// in the grant). Publishing needs the agency not suspended and permitted. Checks run
+/// consent, a safeguarding share in force naming the agency or its sector and the
+/// category (the latest declared, if several), or a current child-protection or
+/// looked-after flag shared with the agency's sector (`request.flag`), neither of which
+/// an objection stops (the objections overridden are in the grant). Publishing needs the agency not suspended and permitted. Checks run
 /// in that order, except that an objection is named before any consent's reason: it
 /// refuses whatever consents say.
 pub fn decide(request: &AccessRequest<'_>, facts: &Facts<'_>, now: Timestamp) -> Decision {
@@ -215,6 +228,20 @@ pub fn decide(request: &AccessRequest<'_>, facts: &Facts<'_>, now: Timestamp) ->
         .filter(|objection| objection.covers(agency, request.category, now))
         .map(|objection| objection.id)
         .collect();
+    if let Some(share) =
+        facts.shares.iter().filter(|share| share.covers(agency, request.category, now)).max_by_key(|share| share.id)
+    {
+        return Decision::Allow(Grant {
+            consent: None,
+            relationship: Some(relationship.id.clone()),
+            without_consent: Some(WithoutConsent::SafeguardingShare {
+                id: share.id,
+                revision: share.revision,
+                declared_by: share.declared_by.clone(),
+            }),
+            overridden: objecting,
+        });
+    }
     if let Some(share) = request.flag
         && share.reaches(&agency.id, agency.sector)
     {

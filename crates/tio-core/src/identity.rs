@@ -43,6 +43,8 @@ pub enum Service {
     Admin,
     /// Alerts: an agency's own, or every alert for admins and auditors.
     Alerts,
+    /// Safeguarding shares: declared, renewed, ended and listed by agencies permitted.
+    Safeguarding,
 }
 
 /// The reason code audited when a role calls a service it may not use.
@@ -63,6 +65,7 @@ impl Role {
                     | Service::CareRelationships
                     | Service::Subscriptions
                     | Service::Alerts
+                    | Service::Safeguarding
             ) | (Role::Admin, Service::Admin | Service::Audit | Service::Alerts)
                 | (Role::Auditor, Service::Audit | Service::Alerts)
         )
@@ -188,11 +191,19 @@ mod tests {
             Service::Audit,
             Service::Admin,
             Service::Alerts,
+            Service::Safeguarding,
         ];
         let allowed = |role: Role| services.iter().copied().filter(|s| role.may_call(*s)).collect::<Vec<_>>();
         assert_eq!(
             allowed(Role::Agency),
-            [Service::Records, Service::Consent, Service::CareRelationships, Service::Subscriptions, Service::Alerts]
+            [
+                Service::Records,
+                Service::Consent,
+                Service::CareRelationships,
+                Service::Subscriptions,
+                Service::Alerts,
+                Service::Safeguarding
+            ]
         );
         assert_eq!(allowed(Role::Admin), [Service::Audit, Service::Admin, Service::Alerts]);
         assert_eq!(allowed(Role::Auditor), [Service::Audit, Service::Alerts]);

@@ -7,7 +7,8 @@
 //! a child, and if not, why. `age` and `ehc` hold the law's dates: ages and the
 //! thresholds at 16 and 18, and the statutory clocks of an EHC needs assessment;
 //! `objection` holds a family's objections, which refuse what a consent would allow;
-//! `protection` the child-protection and looked-after flags shared without consent.
+//! `protection` the child-protection and looked-after flags shared without consent;
+//! `safeguarding` the shares declared where a child may be at risk.
 //!
 //! It never does I/O, never reads a clock (the time is passed in as `now`), and knows
 //! nothing of protobuf, tonic or storage: the broker converts to and from these types
@@ -30,6 +31,7 @@ mod names;
 mod nhs_number;
 pub mod objection;
 pub mod protection;
+pub mod safeguarding;
 mod time;
 mod upn;
 

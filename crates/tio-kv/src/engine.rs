@@ -53,11 +53,13 @@ pub enum Keyspace {
     /// Objection revisions (last, as keyspaces added later are: stored records name a
     /// keyspace by its place in [`Keyspace::ALL`]).
     Objections,
+    /// Safeguarding share revisions.
+    Safeguarding,
 }
 
 impl Keyspace {
     /// Every keyspace, in a fixed order engines may rely on.
-    pub const ALL: [Keyspace; 14] = [
+    pub const ALL: [Keyspace; 15] = [
         Keyspace::Meta,
         Keyspace::Updates,
         Keyspace::UpdatesByChild,
@@ -72,6 +74,7 @@ impl Keyspace {
         Keyspace::Audit,
         Keyspace::AuditTree,
         Keyspace::Objections,
+        Keyspace::Safeguarding,
     ];
 
     /// Returns the stable name (a table or tree name, and part of associated data).
@@ -92,6 +95,7 @@ impl Keyspace {
             Keyspace::Audit => "audit",
             Keyspace::AuditTree => "audit_tree",
             Keyspace::Objections => "objections",
+            Keyspace::Safeguarding => "safeguarding",
         }
     }
 

@@ -29,6 +29,7 @@ pub const SERVICE_NAMES: &[&str] = &[
     "tio.v1.CareRelationshipService",
     "tio.v1.SubscriptionService",
     "tio.v1.AlertService",
+    "tio.v1.SafeguardingService",
     "tio.v1.AuditService",
     "tio.v1.AdminService",
 ];

@@ -120,6 +120,9 @@ struct AgencyV1 {
     may_record_consent: bool,
     suspended: bool,
     code_kind: Option<String>,
+    /// Left out when false, so that records written before it read and encode alike.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    may_declare_safeguarding: bool,
     code: String,
     registered_at_micros: Option<i64>,
 }
@@ -135,6 +138,7 @@ fn encode_record(record: &AgencyRecord) -> Vec<u8> {
         may_read: names(agency.may_read),
         may_record_consent: agency.may_record_consent,
         suspended: agency.suspended,
+        may_declare_safeguarding: agency.may_declare_safeguarding,
         code_kind: record.code.as_ref().map(|(kind, _)| kind.as_str().to_owned()),
         code: record.code.as_ref().map(|(_, code)| code.clone()).unwrap_or_default(),
         registered_at_micros: record.registered_at.map(Timestamp::unix_micros),
@@ -174,6 +178,7 @@ fn decode_record(bytes: &[u8]) -> Result<AgencyRecord, StoreError> {
         may_publish: categories("may_publish", &v1.may_publish).map_err(corrupt)?,
         may_read: categories("may_read", &v1.may_read).map_err(corrupt)?,
         may_record_consent: v1.may_record_consent,
+        may_declare_safeguarding: v1.may_declare_safeguarding,
         suspended: v1.suspended,
     };
     Ok(AgencyRecord { agency, code, registered_at: v1.registered_at_micros.map(Timestamp::from_unix_micros) })
@@ -231,6 +236,7 @@ mod previous {
             name: old.name,
             may_record_consent: old.may_record_consent,
             suspended: old.suspended,
+            may_declare_safeguarding: false,
             code_kind,
             code: old.code,
             registered_at_micros: micros(old.registered_at),
@@ -242,6 +248,16 @@ mod previous {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_safeguarding_permission_is_kept_and_left_out_when_off() {
+        let mut granted = record();
+        granted.agency.may_declare_safeguarding = true;
+        let bytes = encode_record(&granted);
+        assert!(String::from_utf8_lossy(&bytes).contains("\"may_declare_safeguarding\":true"));
+        assert_eq!(decode_record(&bytes).unwrap(), granted);
+        assert!(!String::from_utf8_lossy(&encode_record(&record())).contains("may_declare_safeguarding"));
+    }
+
     fn record() -> AgencyRecord {
         AgencyRecord {
             agency: Agency {
@@ -251,6 +267,7 @@ mod tests {
                 may_publish: [Category::SendSupport, Category::EducationPlacement].into_iter().collect(),
                 may_read: [Category::CommunicationNeeds].into_iter().collect(),
                 may_record_consent: true,
+                may_declare_safeguarding: false,
                 suspended: false,
             },
             code: Some((OrganisationCodeKind::SchoolUrn, "100000".into())),

@@ -17,10 +17,12 @@ mod consents;
 pub mod cursors;
 
 pub mod keys;
+mod numbered;
 mod objections;
 mod options;
 mod previous;
 pub mod relationships;
+mod safeguarding;
 pub mod secret_file;
 mod store;
 mod update_record;

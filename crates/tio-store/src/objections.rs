@@ -2,9 +2,8 @@
 //! of a child, sealed under the child's data key. This module owns their key layout and
 //! encoding; the broker builds no key and parses no byte of them.
 //!
-//! Key: the child's blind index, the objection's number (4 bytes, big-endian), the
-//! revision (4 bytes, big-endian), so that objections scan in the order they were
-//! raised and a revision after its predecessor. Sealed value: a version byte, then JSON
+//! Key: a numbered record's ([`crate::numbered`]): the child's blind index, the
+//! objection's number, the revision. Sealed value: a version byte, then JSON
 //! ([`crate::versioned`]).
 
 use std::collections::BTreeMap;
@@ -17,11 +16,10 @@ use tio_core::{
 
 use crate::engine::Keyspace;
 use crate::versioned::{JSON_V1, decode_json, encode};
-use crate::{ChildRef, Condition, Op, Store, StoreError};
 
-fn suffix(id: ObjectionId, revision: u32) -> Vec<u8> {
-    [id.0.to_be_bytes(), revision.to_be_bytes()].concat()
-}
+/// Where objections live, in the layout of [`crate::numbered`].
+const SPACE: Keyspace = Keyspace::Objections;
+use crate::{ChildRef, Condition, Op, Store, StoreError};
 
 impl Store {
     /// Returns the precondition that `revision` of the objection is new and the
@@ -35,26 +33,22 @@ impl Store {
         revision: &ObjectionRevision,
     ) -> Result<(Condition, Op), StoreError> {
         let objection = &revision.objection;
-        let suffix = suffix(objection.id, objection.revision);
-        let condition = Condition::Absent { space: Keyspace::Objections, key: self.child_record_key(child, &suffix) };
-        let op = self.sealed_put(child, Keyspace::Objections, &suffix, &encode_revision(revision))?;
-        Ok((condition, op))
+        self.put_numbered(SPACE, child, objection.id.0, objection.revision, &encode_revision(revision))
     }
 
     /// Returns the precondition that no objection after the `raised` first ones has been
     /// raised for `child` (a delivery decided on the objections read is made on that
     /// condition; a withdrawal can only allow more, so it need not be watched).
     pub fn no_objection_since(&self, child: &(impl ChildRef + ?Sized), raised: u32) -> Condition {
-        let next = suffix(ObjectionId(raised.saturating_add(1)), 1);
-        Condition::Absent { space: Keyspace::Objections, key: self.child_record_key(child, &next) }
+        self.numbered_absent(SPACE, child, raised.saturating_add(1), 1)
     }
 
     /// Returns the latest revision of every objection of `child`, in the order they
     /// were raised (so the last one's number is how many have been).
     pub fn latest_objections(&self, child: &(impl ChildRef + ?Sized)) -> Result<Vec<ObjectionRevision>, StoreError> {
         let mut latest = BTreeMap::new();
-        for sealed in self.read_sealed(child, Keyspace::Objections, b"")? {
-            let revision = decode_revision(&sealed.plaintext)?;
+        for plaintext in self.numbered_revisions(SPACE, child, None)? {
+            let revision = decode_revision(&plaintext)?;
             // Revisions of one objection scan in order, so the last one read is the latest.
             latest.insert(revision.objection.id, revision);
         }
@@ -67,10 +61,7 @@ impl Store {
         child: &(impl ChildRef + ?Sized),
         id: ObjectionId,
     ) -> Result<Vec<ObjectionRevision>, StoreError> {
-        self.read_sealed(child, Keyspace::Objections, &id.0.to_be_bytes())?
-            .iter()
-            .map(|sealed| decode_revision(&sealed.plaintext))
-            .collect()
+        self.numbered_revisions(SPACE, child, Some(id.0))?.iter().map(|plaintext| decode_revision(plaintext)).collect()
     }
 }
 

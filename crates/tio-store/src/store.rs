@@ -1015,7 +1015,7 @@ fn latest_key(child: ChildIndex, category: Category) -> Vec<u8> {
 /// The keyspaces that hold sealed per-child records.
 fn check_sealed_space(space: Keyspace) -> Result<(), StoreError> {
     match space {
-        Keyspace::Consents | Keyspace::Relationships | Keyspace::Objections => Ok(()),
+        Keyspace::Consents | Keyspace::Relationships | Keyspace::Objections | Keyspace::Safeguarding => Ok(()),
         other => Err(StoreError::Corrupt(format!("keyspace {} does not hold sealed child records", other.name()))),
     }
 }

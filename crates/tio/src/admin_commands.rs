@@ -127,6 +127,7 @@ fn agency_message(args: &AgencyArgs) -> Result<v1::Agency, UsageError> {
         may_record_consent: args.may_record_consent,
         suspended: false,
         registered_at: None,
+        may_declare_safeguarding: args.may_declare_safeguarding,
     })
 }
 
@@ -182,6 +183,7 @@ fn agency_json(agency: &v1::Agency) -> serde_json::Value {
         "may_publish": categories(&agency.may_publish),
         "may_read": categories(&agency.may_read),
         "may_record_consent": agency.may_record_consent,
+        "may_declare_safeguarding": agency.may_declare_safeguarding,
         "suspended": agency.suspended,
         "registered_at": agency.registered_at.as_ref().map(|t| t.seconds),
     })

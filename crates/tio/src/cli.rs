@@ -54,6 +54,10 @@ pub(crate) enum Command {
     Relationship(RelationshipCommand),
     /// Receive deliveries on a subscription, printed as JSON lines and acknowledged.
     Subscribe(SubscribeArgs),
+    /// Safeguarding shares: sharing without consent where a child may be at risk
+    /// (agencies permitted to declare them).
+    #[command(subcommand)]
+    Safeguarding(SafeguardingCommand),
     /// Alerts: an agency's own (a child-protection flag it published was read, ...),
     /// or every alert with an auditor's or admin's certificate.
     #[command(subcommand)]
@@ -413,6 +417,88 @@ pub(crate) struct SubscribeArgs {
     pub(crate) connection: ConnectionArgs,
 }
 
+/// `tio safeguarding`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum SafeguardingCommand {
+    /// Declare a share: the named recipients, involved with the child, receive these
+    /// categories without consent until it expires (7 days by default, at most 30).
+    Declare {
+        /// The child's NHS number.
+        #[arg(long, value_name = "NHS_NUMBER")]
+        nhs_number: String,
+        /// risk-of-significant-harm, section-47-enquiry, section-17-assessment,
+        /// police-protection, court-order or other.
+        #[arg(long, value_name = "REASON")]
+        reason: String,
+        /// Why, in words (required for other; encrypted at rest).
+        #[arg(long, default_value = "", value_name = "TEXT")]
+        reason_text: String,
+        /// Categories shared, comma-separated.
+        #[arg(long, value_name = "CATEGORIES", value_delimiter = ',', required = true)]
+        categories: Vec<String>,
+        /// Recipient agencies, comma-separated.
+        #[arg(long, value_name = "IDS", value_delimiter = ',')]
+        agencies: Vec<String>,
+        /// Recipient sectors, comma-separated.
+        #[arg(long, value_name = "SECTORS", value_delimiter = ',')]
+        sectors: Vec<String>,
+        /// When it ends (a date or an RFC 3339 time); 7 days from now if not given.
+        #[arg(long, value_name = "TIME")]
+        expires: Option<String>,
+        /// When telling the family is to be reviewed (a date, e.g. 2027-01-29).
+        #[arg(long, value_name = "DATE")]
+        review_family_notification_by: Option<String>,
+        /// How to reach the broker.
+        #[command(flatten)]
+        connection: ConnectionArgs,
+    },
+    /// Renew a share in force for a new reason.
+    Renew {
+        /// The child's NHS number.
+        #[arg(long, value_name = "NHS_NUMBER")]
+        nhs_number: String,
+        /// The share's id (s-1, s-2, ...).
+        #[arg(long, value_name = "ID")]
+        share_id: String,
+        /// The new reason (as for declare).
+        #[arg(long, value_name = "REASON")]
+        reason: String,
+        /// Why, in words.
+        #[arg(long, default_value = "", value_name = "TEXT")]
+        reason_text: String,
+        /// When it ends now; 7 days from now if not given.
+        #[arg(long, value_name = "TIME")]
+        expires: Option<String>,
+        /// How to reach the broker.
+        #[command(flatten)]
+        connection: ConnectionArgs,
+    },
+    /// End a share now.
+    End {
+        /// The child's NHS number.
+        #[arg(long, value_name = "NHS_NUMBER")]
+        nhs_number: String,
+        /// The share's id.
+        #[arg(long, value_name = "ID")]
+        share_id: String,
+        /// Why.
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// How to reach the broker.
+        #[command(flatten)]
+        connection: ConnectionArgs,
+    },
+    /// Show a child's shares.
+    List {
+        /// The child's NHS number.
+        #[arg(long, value_name = "NHS_NUMBER")]
+        nhs_number: String,
+        /// How to reach the broker.
+        #[command(flatten)]
+        connection: ConnectionArgs,
+    },
+}
+
 /// `tio alerts`.
 #[derive(Debug, Subcommand)]
 pub(crate) enum AlertsCommand {
@@ -603,6 +689,10 @@ pub(crate) struct AgencyArgs {
     /// Its professionals may record and withdraw consent.
     #[arg(long)]
     pub(crate) may_record_consent: bool,
+    /// Its professionals may declare safeguarding shares (sharing without consent where
+    /// a child may be at risk).
+    #[arg(long)]
+    pub(crate) may_declare_safeguarding: bool,
     /// How to reach the broker.
     #[command(flatten)]
     pub(crate) connection: ConnectionArgs,
@@ -623,7 +713,8 @@ pub(crate) struct AuditQueryArgs {
     pub(crate) agency: Option<String>,
     /// Entries of this action: publish, profile_read, delivery, delivery_skipped,
     /// consent_recorded, consent_withdrawn, consent_read, objection_raised,
-    /// objection_withdrawn, relationship_declared, relationship_ended,
+    /// objection_withdrawn, safeguarding_declared, safeguarding_renewed,
+    /// safeguarding_ended, relationship_declared, relationship_ended,
     /// relationship_read, subscription_changed, admin, audit_read, authentication.
     #[arg(long, value_name = "ACTION")]
     pub(crate) action: Option<String>,

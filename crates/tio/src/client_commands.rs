@@ -13,7 +13,7 @@ use crate::admin_commands::{category_values, sector_from_flag};
 use crate::audit_remote::{parse_nhs_number, parse_time};
 use crate::cli::{
     AlertsCommand, ConsentCommand, ConsentRecordArgs, EvidenceArgs, ObjectArgs, PublishArgs, RelationshipCommand,
-    SubscribeArgs,
+    SafeguardingCommand, SubscribeArgs,
 };
 use crate::connection::UsageError;
 use crate::json::to_json;
@@ -422,6 +422,86 @@ pub(crate) async fn subscribe(args: SubscribeArgs) -> anyhow::Result<()> {
     drop(requests);
     while let Ok(Some(_)) = responses.message().await {}
     Ok(())
+}
+
+fn share_reason(text: &str) -> Result<v1::SafeguardingReason, UsageError> {
+    named(
+        "--reason",
+        text,
+        "SAFEGUARDING_REASON_",
+        v1::SafeguardingReason::from_str_name,
+        v1::SafeguardingReason::Unspecified,
+        "risk-of-significant-harm, section-47-enquiry, section-17-assessment, police-protection, court-order or other",
+    )
+}
+
+fn date_value(flag: &str, text: &str) -> Result<v1::Date, UsageError> {
+    let date: jiff::civil::Date =
+        text.parse().map_err(|_| UsageError::new(format!("{flag} `{text}`: expected a date such as 2027-01-29")))?;
+    Ok(v1::Date { year: i32::from(date.year()), month: i32::from(date.month()), day: i32::from(date.day()) })
+}
+
+/// `tio safeguarding`.
+pub(crate) async fn safeguarding(command: SafeguardingCommand) -> anyhow::Result<()> {
+    let record = match command {
+        SafeguardingCommand::Declare {
+            nhs_number,
+            reason,
+            reason_text,
+            categories,
+            agencies,
+            sectors,
+            expires,
+            review_family_notification_by,
+            connection,
+        } => {
+            let request = v1::DeclareSafeguardingShareRequest {
+                child: child(&nhs_number)?,
+                reason: share_reason(&reason)? as i32,
+                reason_text,
+                categories: category_values("--categories", &categories)?,
+                agency_ids: agencies,
+                sectors: sector_values(&sectors)?,
+                starts: None,
+                expires: expires.as_deref().map(|text| parse_time("--expires", text)).transpose()?,
+                review_family_notification_by: review_family_notification_by
+                    .as_deref()
+                    .map(|text| date_value("--review-family-notification-by", text))
+                    .transpose()?,
+            };
+            let client = connection.connect_agency().await?;
+            let response = client.safeguarding().declare_safeguarding_share(client.request(request)).await;
+            response.map_err(ClientError::from)?.into_inner()
+        }
+        SafeguardingCommand::Renew { nhs_number, share_id, reason, reason_text, expires, connection } => {
+            let request = v1::RenewSafeguardingShareRequest {
+                child: child(&nhs_number)?,
+                share_id,
+                reason: share_reason(&reason)? as i32,
+                reason_text,
+                expires: expires.as_deref().map(|text| parse_time("--expires", text)).transpose()?,
+            };
+            let client = connection.connect_agency().await?;
+            let response = client.safeguarding().renew_safeguarding_share(client.request(request)).await;
+            response.map_err(ClientError::from)?.into_inner()
+        }
+        SafeguardingCommand::End { nhs_number, share_id, reason, connection } => {
+            let request = v1::EndSafeguardingShareRequest { child: child(&nhs_number)?, share_id, reason };
+            let client = connection.connect_agency().await?;
+            let response = client.safeguarding().end_safeguarding_share(client.request(request)).await;
+            response.map_err(ClientError::from)?.into_inner()
+        }
+        SafeguardingCommand::List { nhs_number, connection } => {
+            let request = v1::ListSafeguardingSharesRequest { child: child(&nhs_number)? };
+            let client = connection.connect_agency().await?;
+            let response = client.safeguarding().list_safeguarding_shares(client.request(request)).await;
+            for share in &response.map_err(ClientError::from)?.into_inner().shares {
+                print_json("tio.v1.SafeguardingShareRecord", share)?;
+            }
+            return Ok(());
+        }
+    };
+    print_json("tio.v1.SafeguardingShareRecord", &record)
 }
 
 /// `tio alerts`.

@@ -84,6 +84,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Relationship(command) => runtime()?.block_on(client_commands::relationship(command)),
         Command::Subscribe(args) => runtime()?.block_on(client_commands::subscribe(args)),
         Command::Alerts(command) => runtime()?.block_on(client_commands::alerts(command)),
+        Command::Safeguarding(command) => runtime()?.block_on(client_commands::safeguarding(command)),
         Command::Demo(args) => demo(args),
         Command::Bench(args) => bench(args),
     }

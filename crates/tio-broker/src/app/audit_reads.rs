@@ -239,6 +239,16 @@ impl AuditReader<'_> {
         };
         filter.validate("from_time", "until_time")?;
         self.record_read(Some(child)).await?;
+        // The family is not told of a safeguarding share until its review date has come
+        // or it is over (telling could put the child at risk).
+        let store = self.broker.store();
+        let now = self.broker.now();
+        let withheld: Vec<String> = store
+            .latest_shares(&store.child(child))?
+            .iter()
+            .filter(|revision| !revision.disclosable(now))
+            .map(|revision| revision.share.id.to_string())
+            .collect();
         let mut lines = Vec::new();
         let mut next = 0;
         loop {
@@ -246,7 +256,7 @@ impl AuditReader<'_> {
             let at_end = page.len() < SCAN_PAGE;
             for entry in page {
                 next = entry.leaf_index + 1;
-                if filter.matches(&entry) {
+                if filter.matches(&entry) && !about_a_withheld_share(&entry, &withheld) {
                     lines.push(self.report_line(entry)?);
                 }
             }
@@ -293,6 +303,27 @@ impl AuditReader<'_> {
     }
 }
 
+/// Whether `entry` is about one of the `withheld` safeguarding shares (its declaration,
+/// renewal or end, or a disclosure it allowed), or a refused attempt to declare one.
+fn about_a_withheld_share(entry: &AuditEntry, withheld: &[String]) -> bool {
+    let share = if entry.basis == crate::app::sharing::SAFEGUARDING_SHARE_BASIS {
+        entry.detail.split(' ').next().unwrap_or_default()
+    } else if [Action::SafeguardingDeclared, Action::SafeguardingRenewed, Action::SafeguardingEnded]
+        .iter()
+        .any(|action| action.code() == entry.action)
+    {
+        // A refused attempt names no share, and nothing was shared: the family is not
+        // told of it either.
+        if entry.consent_id.is_empty() {
+            return true;
+        }
+        entry.consent_id.as_str()
+    } else {
+        return false;
+    };
+    withheld.iter().any(|id| id == share)
+}
+
 fn invalid(field: &str, reason: String) -> ServiceError {
     ServiceError::InvalidArgument(vec![FieldViolation::new(field, reason)])
 }
@@ -315,6 +346,19 @@ fn why(entry: &AuditEntry, action: Action, outcome: Outcome) -> String {
             "recorded on the family's instruction (consent {}, revision {})",
             entry.consent_id, entry.consent_revision
         ),
+        Outcome::Allowed
+            if matches!(
+                action,
+                Action::SafeguardingDeclared | Action::SafeguardingRenewed | Action::SafeguardingEnded
+            ) =>
+        {
+            format!(
+                "recorded for the child's safety without the family's consent (safeguarding share {}, revision {}: {})",
+                entry.consent_id,
+                entry.consent_revision,
+                entry.detail.replace('_', " ")
+            )
+        }
         Outcome::Allowed if matches!(action, Action::ObjectionRaised | Action::ObjectionWithdrawn) => format!(
             "recorded on the family's instruction (objection {}, revision {})",
             entry.consent_id, entry.consent_revision
@@ -323,6 +367,14 @@ fn why(entry: &AuditEntry, action: Action, outcome: Outcome) -> String {
             let mut grounds = Vec::new();
             if !entry.consent_id.is_empty() {
                 grounds.push(format!("consent {} (revision {})", entry.consent_id, entry.consent_revision));
+            }
+            if entry.basis == crate::app::sharing::SAFEGUARDING_SHARE_BASIS {
+                let mut share = entry.detail.split(' ');
+                grounds.push(format!(
+                    "safeguarding share {} (revision {}), without consent",
+                    share.next().unwrap_or_default(),
+                    share.next().unwrap_or_default()
+                ));
             }
             if entry.basis == crate::app::sharing::PROTECTION_FLAG_BASIS {
                 grounds.push(format!(
@@ -389,6 +441,7 @@ fn reason_in_plain_words(code: &str) -> String {
         }
         code if code == DenyReason::RecipientExcluded.code() => "the family excluded this agency",
         code if code == DenyReason::Objection.code() => "the family objected to this agency receiving it",
+        crate::app::safeguarding::NOT_PERMITTED_FOR_SAFEGUARDING => "the agency may not declare safeguarding shares",
         ROLE_NOT_PERMITTED => "this kind of user may not do this",
         other => return other.to_owned(),
     };

@@ -2,6 +2,7 @@
 //! objections and care relationships, kept by the store as the domain's values, and
 //! what decisions use.
 
+use tio_core::safeguarding::{SafeguardingShare, ShareRevision};
 use tio_core::{
     AgencyId, CareRelationship, Consent, ConsentRevision, Date, Facts, Objection, ObjectionRevision, Timestamp,
 };
@@ -19,6 +20,8 @@ pub(crate) struct ChildFacts {
     pub(crate) consents: Vec<ConsentRevision>,
     /// The latest revision of every objection, in the order they were raised.
     pub(crate) objections: Vec<ObjectionRevision>,
+    /// The latest revision of every safeguarding share, in the order declared.
+    pub(crate) shares: Vec<ShareRevision>,
     /// The date of birth as last published, which a parent's consent lapses by.
     pub(crate) date_of_birth: Option<Date>,
 }
@@ -30,6 +33,7 @@ pub(crate) fn load_facts(store: &Store, child: &(impl ChildRef + ?Sized)) -> Res
         relationships: store.relationships(child)?,
         consents: store.latest_consents(child)?,
         objections: store.latest_objections(child)?,
+        shares: store.latest_shares(child)?,
         date_of_birth: store.date_of_birth(child)?,
     })
 }
@@ -41,6 +45,7 @@ pub(crate) struct DomainFacts {
     relationships: Vec<CareRelationship>,
     consents: Vec<Consent>,
     objections: Vec<Objection>,
+    shares: Vec<SafeguardingShare>,
     date_of_birth: Option<Date>,
 }
 
@@ -51,6 +56,7 @@ impl DomainFacts {
             relationships: &self.relationships,
             consents: &self.consents,
             objections: &self.objections,
+            shares: &self.shares,
             date_of_birth: self.date_of_birth,
         }
     }
@@ -63,6 +69,7 @@ impl ChildFacts {
             relationships: self.relationships.iter().map(|stored| stored.record.relationship.clone()).collect(),
             consents: self.consents.iter().map(|revision| revision.consent.clone()).collect(),
             objections: self.objections.iter().map(|revision| revision.objection.clone()).collect(),
+            shares: self.shares.iter().map(|revision| revision.share.clone()).collect(),
             date_of_birth: self.date_of_birth,
         }
     }

@@ -19,7 +19,7 @@ use tio_store::{Extra, NewUpdate, Position, StoredUpdate, UpdateId};
 use crate::app::broker::{Broker, Call};
 use crate::app::error::ServiceError;
 use crate::app::facts::{active_relationship, load_facts};
-use crate::app::sharing::{fill_alert, fill_grant, flag_access_alert};
+use crate::app::sharing::{fill_alert, fill_grant, fill_share_alert, flag_access_alert};
 
 /// One category value to publish, its fields checked by the adapter.
 #[derive(Debug, Clone)]
@@ -215,6 +215,7 @@ impl ProfileReader<'_> {
             entry.categories = names(categories);
             fill_grant(&mut entry, grant);
             fill_alert(&mut entry, alert_to.as_ref());
+            fill_share_alert(&mut entry, grant);
             entries.push(entry);
         }
         for (reason, categories) in &withheld {

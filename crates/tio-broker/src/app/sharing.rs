@@ -26,6 +26,12 @@ pub(crate) struct Sharing {
 /// The audit entry's `basis` for a disclosure on a flag. Do not change: it is hashed.
 pub(crate) const PROTECTION_FLAG_BASIS: &str = "protection_flag";
 
+/// The audit entry's `basis` for a disclosure on a safeguarding share. Do not change.
+pub(crate) const SAFEGUARDING_SHARE_BASIS: &str = "safeguarding_share";
+
+/// The alert a disclosure on a safeguarding share raises. Do not change.
+pub(crate) const SHARE_USED_ALERT: &str = "safeguarding_share_used";
+
 /// The alert a disclosure of a flag to another agency raises. Do not change: it is
 /// hashed.
 pub(crate) const FLAG_ACCESS_ALERT: &str = "protection_flag_access";
@@ -36,6 +42,19 @@ pub(crate) const FLAG_ACCESS_ALERT: &str = "protection_flag_access";
 pub(crate) fn flag_access_alert(flag: Option<&ProtectionFlag>, agency: &AgencyId) -> Option<AgencyId> {
     flag.filter(|flag| flag.publisher_sector == Sector::SocialCare && &flag.publisher != agency)
         .map(|flag| flag.publisher.clone())
+}
+
+/// Addresses a disclosure on a safeguarding share to the agency that declared it, as
+/// well: every use of a share is told (auditors and admins see every alert).
+pub(crate) fn fill_share_alert(entry: &mut AuditEntry, grant: &Grant) {
+    if let Some(WithoutConsent::SafeguardingShare { declared_by, .. }) = &grant.without_consent {
+        if entry.alert.is_empty() {
+            entry.alert = SHARE_USED_ALERT.to_owned();
+        }
+        if !entry.alert_to.iter().any(|to| to == declared_by.as_str()) {
+            entry.alert_to.push(declared_by.as_str().to_owned());
+        }
+    }
 }
 
 /// Addresses the disclosure's audit entry as an access alert to `publisher`.
@@ -83,9 +102,16 @@ pub(crate) fn fill_grant(entry: &mut AuditEntry, grant: &Grant) {
     if let Some(relationship) = &grant.relationship {
         entry.relationship_id = relationship.0.clone();
     }
-    if let Some(WithoutConsent::ProtectionFlag { level, lawful_basis, condition }) = grant.without_consent {
-        entry.basis = PROTECTION_FLAG_BASIS.to_owned();
-        entry.detail = format!("{} {} {}", level.as_str(), lawful_basis.as_str(), condition.as_str());
+    match &grant.without_consent {
+        Some(WithoutConsent::ProtectionFlag { level, lawful_basis, condition }) => {
+            entry.basis = PROTECTION_FLAG_BASIS.to_owned();
+            entry.detail = format!("{} {} {}", level.as_str(), lawful_basis.as_str(), condition.as_str());
+        }
+        Some(WithoutConsent::SafeguardingShare { id, revision, .. }) => {
+            entry.basis = SAFEGUARDING_SHARE_BASIS.to_owned();
+            entry.detail = format!("{id} {revision}");
+        }
+        None => {}
     }
     entry.overrides = grant.overridden.iter().map(ToString::to_string).collect();
 }

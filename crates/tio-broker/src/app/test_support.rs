@@ -33,6 +33,7 @@ fn agency(id: &str, sector: Sector) -> Agency {
         may_publish: CategorySet::all(),
         may_read: CategorySet::all(),
         may_record_consent: true,
+        may_declare_safeguarding: false,
         suspended: false,
     }
 }

@@ -199,6 +199,7 @@ mod tests {
             may_publish: CategorySet::all(),
             may_read: CategorySet::all(),
             may_record_consent: true,
+            may_declare_safeguarding: false,
             suspended,
         };
         Registry::new(

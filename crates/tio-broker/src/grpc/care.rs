@@ -172,7 +172,7 @@ fn evidence_to_proto(evidence: &ConsentEvidence) -> v1::ConsentEvidence {
     }
 }
 
-fn agency_ids_to_proto(ids: &[AgencyId]) -> Vec<String> {
+pub(crate) fn agency_ids_to_proto(ids: &[AgencyId]) -> Vec<String> {
     ids.iter().map(|id| id.as_str().to_owned()).collect()
 }
 
@@ -218,7 +218,7 @@ pub(crate) fn recipients_from_proto(recipients: &v1::Recipients) -> Result<Recip
 }
 
 /// Parses a list of agency ids (at most the documented number), naming `field[i]`.
-fn agency_ids_from_proto(field: &str, ids: &[String]) -> Result<Vec<AgencyId>, ServiceError> {
+pub(crate) fn agency_ids_from_proto(field: &str, ids: &[String]) -> Result<Vec<AgencyId>, ServiceError> {
     tio_core::limits::check_items(field, ids, tio_core::limits::MAX_LIST_ITEMS)
         .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))?;
     ids.iter()
@@ -231,7 +231,7 @@ fn agency_ids_from_proto(field: &str, ids: &[String]) -> Result<Vec<AgencyId>, S
 }
 
 /// Parses a list of sectors, naming `field[i]`.
-fn sectors_from_proto(field: &str, sectors: &[i32]) -> Result<Vec<Sector>, ServiceError> {
+pub(crate) fn sectors_from_proto(field: &str, sectors: &[i32]) -> Result<Vec<Sector>, ServiceError> {
     sectors.iter().enumerate().map(|(index, sector)| sector_from_proto(&format!("{field}[{index}]"), *sector)).collect()
 }
 

@@ -80,6 +80,9 @@ pub(crate) fn action_to_proto(action: Action) -> v1::AuditAction {
         Action::Authentication => v1::AuditAction::Authentication,
         Action::ObjectionRaised => v1::AuditAction::ObjectionRaised,
         Action::ObjectionWithdrawn => v1::AuditAction::ObjectionWithdrawn,
+        Action::SafeguardingDeclared => v1::AuditAction::SafeguardingDeclared,
+        Action::SafeguardingRenewed => v1::AuditAction::SafeguardingRenewed,
+        Action::SafeguardingEnded => v1::AuditAction::SafeguardingEnded,
     }
 }
 
@@ -156,6 +159,22 @@ pub(crate) fn entry_to_proto(entry: &AuditEntry) -> v1::AuditEntry {
     }
 }
 
+/// Reads a calendar date, naming `field` if it is not one.
+pub(crate) fn date_from_proto(field: &str, date: &v1::Date) -> Result<tio_core::Date, ServiceError> {
+    let part = |value: i32| i8::try_from(value).ok();
+    i16::try_from(date.year)
+        .ok()
+        .zip(part(date.month))
+        .zip(part(date.day))
+        .and_then(|((year, month), day)| tio_core::Date::new(year, month, day).ok())
+        .ok_or_else(|| ServiceError::InvalidArgument(vec![FieldViolation::new(field, "is not a calendar date")]))
+}
+
+/// Returns the contract form of a calendar date.
+pub(crate) fn date_to_proto(date: tio_core::Date) -> v1::Date {
+    v1::Date { year: i32::from(date.year()), month: i32::from(date.month()), day: i32::from(date.day()) }
+}
+
 /// Returns the contract's value of a sector.
 pub(crate) fn sector_to_proto(sector: Sector) -> v1::Sector {
     match sector {
@@ -228,6 +247,7 @@ pub(crate) fn agency_from_proto(agency: &v1::Agency) -> Result<AgencyRecord, Ser
         may_publish: categories_from_proto("agency.may_publish", &agency.may_publish)?,
         may_read: categories_from_proto("agency.may_read", &agency.may_read)?,
         may_record_consent: agency.may_record_consent,
+        may_declare_safeguarding: agency.may_declare_safeguarding,
         suspended: agency.suspended,
     };
     Ok(AgencyRecord { agency, code, registered_at: None })
@@ -253,6 +273,7 @@ pub(crate) fn agency_to_proto(record: &AgencyRecord) -> v1::Agency {
         may_record_consent: agency.may_record_consent,
         suspended: agency.suspended,
         registered_at: record.registered_at.map(timestamp_to_proto),
+        may_declare_safeguarding: agency.may_declare_safeguarding,
     }
 }
 
@@ -307,6 +328,7 @@ mod tests {
             may_publish: vec![v1::Category::SendSupport as i32],
             may_read: vec![v1::Category::HealthSummary as i32, v1::Category::CommunicationNeeds as i32],
             may_record_consent: true,
+            may_declare_safeguarding: false,
             ..Default::default()
         };
         let record = agency_from_proto(&good).unwrap();

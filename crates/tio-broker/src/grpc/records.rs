@@ -129,13 +129,7 @@ pub(crate) fn flag_of_value(value: &[u8]) -> Option<FlagValue> {
 /// returns it.
 fn check_date_of_birth(broker: &Broker, born: &v1::Date) -> Result<tio_core::Date, ServiceError> {
     let field = "value.identity_and_contacts.date_of_birth";
-    let part = |value: i32| i8::try_from(value).ok();
-    let born = i16::try_from(born.year)
-        .ok()
-        .zip(part(born.month))
-        .zip(part(born.day))
-        .and_then(|((year, month), day)| tio_core::Date::new(year, month, day).ok())
-        .ok_or_else(|| invalid(field, "is not a calendar date"))?;
+    let born = crate::grpc::convert::date_from_proto(field, born)?;
     let today = broker.now().uk_date().ok_or_else(|| ServiceError::Internal("the clock is out of range".to_owned()))?;
     tio_core::age::check_date_of_birth(field, born, today)
         .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))?;

@@ -308,6 +308,9 @@ pub struct AgencyConfig {
     /// Whether its professionals may record consent.
     #[serde(default)]
     pub may_record_consent: bool,
+    /// Whether its professionals may declare safeguarding shares.
+    #[serde(default)]
+    pub may_declare_safeguarding: bool,
     /// Whether it starts suspended.
     #[serde(default)]
     pub suspended: bool,
@@ -680,6 +683,7 @@ impl AgencyConfig {
             may_publish: categories("may_publish", &self.may_publish)?,
             may_read: categories("may_read", &self.may_read)?,
             may_record_consent: self.may_record_consent,
+            may_declare_safeguarding: self.may_declare_safeguarding,
             suspended: self.suspended,
         })
     }

@@ -93,6 +93,8 @@ pub(crate) fn dev_agency_configs() -> Vec<AgencyConfig> {
             may_publish: agency.may_publish.iter().map(|category| category.as_str().to_owned()).collect(),
             may_read: agency.may_read.iter().map(|category| category.as_str().to_owned()).collect(),
             may_record_consent: true,
+            // The councils' children's social care and SEND teams lead safeguarding.
+            may_declare_safeguarding: matches!(agency.id, "social-care" | "send-team"),
             suspended: false,
         })
         .collect()

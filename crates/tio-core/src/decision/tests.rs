@@ -15,6 +15,7 @@ fn agency(id: &str, sector: Sector) -> Agency {
         may_publish: CategorySet::all(),
         may_read: CategorySet::all(),
         may_record_consent: true,
+        may_declare_safeguarding: false,
         suspended: false,
     }
 }
@@ -57,7 +58,8 @@ fn allows_with_permission_involvement_and_consent_and_names_both() {
     let school = agency("school", Sector::Education);
     let relationships = [relationship("school", 0, None)];
     let consents = [consent("c1", &[Category::CommunicationNeeds], to_agencies(&["school"]))];
-    let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &[] };
+    let facts =
+        Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &[], shares: &[] };
     let decision = read(&school, Category::CommunicationNeeds, &facts, T0.plus_seconds(10));
     assert_eq!(
         decision,
@@ -161,7 +163,13 @@ fn each_missing_condition_has_its_reason() {
         ),
     ];
     for Case(name, agency, relationships, consents, expected) in cases {
-        let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &[] };
+        let facts = Facts {
+            relationships: &relationships,
+            consents: &consents,
+            date_of_birth: None,
+            objections: &[],
+            shares: &[],
+        };
         assert_eq!(read(&agency, Category::HealthSummary, &facts, later), Decision::Deny(expected), "{name}");
     }
 }
@@ -175,11 +183,13 @@ fn a_sector_consent_covers_every_agency_of_the_sector() {
         &[Category::HealthSummary],
         Recipients { sectors: vec![Sector::Health], ..Recipients::default() },
     )];
-    let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &[] };
+    let facts =
+        Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &[], shares: &[] };
     assert!(read(&gp, Category::HealthSummary, &facts, T0).is_allowed());
     let school = agency("school", Sector::Education);
     let relationships = [relationship("school", 0, None)];
-    let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &[] };
+    let facts =
+        Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &[], shares: &[] };
     assert_eq!(read(&school, Category::HealthSummary, &facts, T0), Decision::Deny(DenyReason::NoConsent));
 }
 
@@ -193,7 +203,8 @@ fn the_icb_and_adult_social_care_are_reached_only_by_consents_naming_them() {
     };
     let decide_for = |id: &str, sector: Sector, consents: &[Consent]| {
         let relationships = [relationship(id, 0, None)];
-        let facts = Facts { relationships: &relationships, consents, date_of_birth: None, objections: &[] };
+        let facts =
+            Facts { relationships: &relationships, consents, date_of_birth: None, objections: &[], shares: &[] };
         read(&agency(id, sector), Category::HealthSummary, &facts, T0)
     };
     let health_and_children = for_sectors(vec![Sector::Health, Sector::SocialCare]);
@@ -219,7 +230,8 @@ fn a_parents_consent_lapses_on_the_18th_birthday() {
     let relationships = [relationship("school", 0, None)];
     let parents = [consent("c1", &[Category::SendSupport], to_agencies(&["school"]))];
     let decide_on = |consents: &[Consent], born: Option<Date>, now: Timestamp| {
-        let facts = Facts { relationships: &relationships, consents, date_of_birth: born, objections: &[] };
+        let facts =
+            Facts { relationships: &relationships, consents, date_of_birth: born, objections: &[], shares: &[] };
         read(&school, Category::SendSupport, &facts, now)
     };
     let eighteen_today = jiff::civil::date(2009, 1, 15);
@@ -248,7 +260,8 @@ fn validity_bounds_are_inclusive_from_and_exclusive_until() {
     let mut bounded = consent("c1", &[Category::SendSupport], to_agencies(&["school"]));
     bounded.valid = Validity { from: T0.plus_seconds(10), until: Some(T0.plus_seconds(20)) };
     let consents = [bounded];
-    let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &[] };
+    let facts =
+        Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &[], shares: &[] };
     let at = |seconds| read(&school, Category::SendSupport, &facts, T0.plus_seconds(seconds));
     assert_eq!(at(9), Decision::Deny(DenyReason::ConsentNotYetValid));
     assert!(at(10).is_allowed());
@@ -268,7 +281,13 @@ fn an_own_decision_supersedes_a_parents_for_the_categories_it_covers() {
         own.giver_role = role;
         own.recorded_at = T0.plus_seconds(50);
         let consents = [parent.clone(), own.clone()];
-        let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &[] };
+        let facts = Facts {
+            relationships: &relationships,
+            consents: &consents,
+            date_of_birth: None,
+            objections: &[],
+            shares: &[],
+        };
         // Before they decided, the parent's consent applies.
         assert!(read(&gp, Category::HealthSummary, &facts, T0.plus_seconds(10)).is_allowed(), "{role:?}");
         // After, not for what they decided about (they named the school, not the GP) ...
@@ -282,7 +301,13 @@ fn an_own_decision_supersedes_a_parents_for_the_categories_it_covers() {
         // A withdrawn decision is still theirs.
         own.state = ConsentState::Withdrawn { at: T0.plus_seconds(55) };
         let consents = [parent.clone(), own];
-        let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &[] };
+        let facts = Facts {
+            relationships: &relationships,
+            consents: &consents,
+            date_of_birth: None,
+            objections: &[],
+            shares: &[],
+        };
         assert_eq!(
             read(&gp, Category::HealthSummary, &facts, T0.plus_seconds(60)),
             Decision::Deny(DenyReason::ConsentSuperseded),
@@ -314,7 +339,8 @@ fn of_several_covering_consents_the_latest_recorded_is_named() {
     newer.recorded_at = T0.plus_seconds(5);
     newer.revision = 3;
     let consents = [newer, older];
-    let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &[] };
+    let facts =
+        Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &[], shares: &[] };
     let Decision::Allow(grant) = read(&school, Category::SendSupport, &facts, T0.plus_seconds(10)) else {
         panic!("expected allow");
     };
@@ -348,8 +374,13 @@ fn an_objection_refuses_what_a_consent_allows_from_the_moment_it_is_raised_until
     let relationships = [relationship("school", 0, None)];
     let consents = [consent("c1", &[Category::CommunicationNeeds, Category::HealthSummary], to_agencies(&["school"]))];
     let objections = [objection(1, &[Category::HealthSummary], &["school"], &[])];
-    let facts =
-        Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &objections };
+    let facts = Facts {
+        relationships: &relationships,
+        consents: &consents,
+        date_of_birth: None,
+        objections: &objections,
+        shares: &[],
+    };
     // Before it was raised, the consent allows.
     assert!(read(&school, Category::HealthSummary, &facts, T0.plus_seconds(4)).is_allowed());
     assert_eq!(
@@ -361,7 +392,7 @@ fn an_objection_refuses_what_a_consent_allows_from_the_moment_it_is_raised_until
     // Withdrawn, it refuses nothing from the withdrawal on.
     let mut withdrawn = objections.clone();
     withdrawn[0].state = crate::ObjectionState::Withdrawn { at: T0.plus_seconds(20) };
-    let facts = Facts { objections: &withdrawn, ..facts };
+    let facts = Facts { objections: &withdrawn, shares: &[], ..facts };
     assert_eq!(
         read(&school, Category::HealthSummary, &facts, T0.plus_seconds(19)),
         Decision::Deny(DenyReason::Objection)
@@ -381,7 +412,8 @@ fn an_objection_names_categories_agencies_or_sectors_and_empty_lists_mean_every_
     )];
     let now = T0.plus_seconds(10);
     let outcomes = |objections: &[Objection]| {
-        let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections };
+        let facts =
+            Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections, shares: &[] };
         [&school, &hospital].map(|agency| read(agency, Category::CommunicationNeeds, &facts, now).is_allowed())
     };
     assert_eq!(outcomes(&[]), [true, true]);
@@ -400,7 +432,13 @@ fn an_objection_is_the_reason_given_even_when_no_consent_covers_either() {
     let school = agency("school", Sector::Education);
     let relationships = [relationship("school", 0, None)];
     let objections = [objection(1, &[], &["school"], &[])];
-    let facts = Facts { relationships: &relationships, consents: &[], date_of_birth: None, objections: &objections };
+    let facts = Facts {
+        relationships: &relationships,
+        consents: &[],
+        date_of_birth: None,
+        objections: &objections,
+        shares: &[],
+    };
     assert_eq!(
         read(&school, Category::HealthSummary, &facts, T0.plus_seconds(10)),
         Decision::Deny(DenyReason::Objection)
@@ -440,7 +478,13 @@ fn a_current_flag_reaches_involved_health_agencies_without_consent_and_overrides
         };
         decide(&request, facts, now)
     };
-    let facts = Facts { relationships: &relationships, consents: &[], date_of_birth: None, objections: &objections };
+    let facts = Facts {
+        relationships: &relationships,
+        consents: &[],
+        date_of_birth: None,
+        objections: &objections,
+        shares: &[],
+    };
     assert_eq!(
         ask(&hospital, &facts, share),
         Decision::Allow(Grant {
@@ -462,6 +506,70 @@ fn a_current_flag_reaches_involved_health_agencies_without_consent_and_overrides
     assert_eq!(ask(&hospital, &uninvolved, share), Decision::Deny(DenyReason::NotInvolved));
     let unpermitted = Agency { may_read: CategorySet::EMPTY, ..hospital.clone() };
     assert_eq!(ask(&unpermitted, &facts, share), Decision::Deny(DenyReason::NotPermittedForCategory));
+}
+
+#[test]
+fn a_share_in_force_allows_its_recipients_without_consent_until_it_expires_or_ends() {
+    use crate::safeguarding::{SafeguardingShare, ShareId, ShareReason, ShareState};
+    let hospital = agency("hospital", Sector::Health);
+    let gp = agency("gp", Sector::Health);
+    let relationships = [relationship("hospital", 0, None), relationship("gp", 0, None)];
+    let objections = [objection(1, &[], &["hospital"], &[])];
+    let share = SafeguardingShare {
+        id: ShareId(1),
+        revision: 2,
+        reason: ShareReason::Section47Enquiry,
+        categories: [Category::HealthSummary].into_iter().collect(),
+        agencies: vec![hospital.id.clone()],
+        sectors: Vec::new(),
+        starts: T0,
+        expires: T0.plus_seconds(100),
+        declared_by: AgencyId::parse("id", "social-care").unwrap(),
+        state: ShareState::Active,
+    };
+    let shares = [share.clone()];
+    let facts = Facts {
+        relationships: &relationships,
+        consents: &[],
+        date_of_birth: None,
+        objections: &objections,
+        shares: &shares,
+    };
+    assert_eq!(
+        read(&hospital, Category::HealthSummary, &facts, T0.plus_seconds(10)),
+        Decision::Allow(Grant {
+            consent: None,
+            relationship: Some(RelationshipId("rel-hospital-0".into())),
+            without_consent: Some(WithoutConsent::SafeguardingShare {
+                id: ShareId(1),
+                revision: 2,
+                declared_by: AgencyId::parse("id", "social-care").unwrap(),
+            }),
+            overridden: vec![crate::ObjectionId(1)],
+        })
+    );
+    assert_eq!(read(&gp, Category::HealthSummary, &facts, T0.plus_seconds(10)), Decision::Deny(DenyReason::NoConsent));
+    assert_eq!(
+        read(&hospital, Category::SendSupport, &facts, T0.plus_seconds(10)),
+        Decision::Deny(DenyReason::Objection)
+    );
+    assert_eq!(
+        read(&hospital, Category::HealthSummary, &facts, T0.plus_seconds(100)),
+        Decision::Deny(DenyReason::Objection),
+        "expired"
+    );
+    let ended = [SafeguardingShare { state: ShareState::Ended { at: T0.plus_seconds(20) }, ..share }];
+    let facts = Facts { shares: &ended, ..facts };
+    assert_eq!(
+        read(&hospital, Category::HealthSummary, &facts, T0.plus_seconds(20)),
+        Decision::Deny(DenyReason::Objection),
+        "ended"
+    );
+    let uninvolved = Facts { relationships: &[], ..facts };
+    assert_eq!(
+        read(&hospital, Category::HealthSummary, &uninvolved, T0.plus_seconds(10)),
+        Decision::Deny(DenyReason::NotInvolved)
+    );
 }
 
 // ---- properties ----
@@ -561,7 +669,7 @@ proptest! {
         let category = Category::ALL[category_index];
         let now = T0.plus_seconds(now);
         let action = if receive { Action::Receive } else { Action::Read };
-        let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &[] };
+        let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &[], shares: &[] };
         if let Decision::Allow(grant) = decide(&AccessRequest { agency: &agency, action, category, flag: None }, &facts, now) {
             prop_assert!(!agency.suspended);
             prop_assert!(agency.may_read.contains(category));
@@ -591,7 +699,7 @@ proptest! {
         let now = T0.plus_seconds(now);
         let action = if receive { Action::Receive } else { Action::Read };
         let request = AccessRequest { agency: &agency, action, category, flag: None };
-        let before = decide(&request, &Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &[] }, now);
+        let before = decide(&request, &Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &[], shares: &[] }, now);
 
         let mut consents_after = consents.clone();
         let mut relationships_after = relationships.clone();
@@ -610,7 +718,7 @@ proptest! {
             }
             _ => {}
         }
-        let after = decide(&request, &Facts { relationships: &relationships_after, consents: &consents_after, date_of_birth: None, objections: &[] }, now);
+        let after = decide(&request, &Facts { relationships: &relationships_after, consents: &consents_after, date_of_birth: None, objections: &[], shares: &[] }, now);
         prop_assert!(!after.is_allowed() || before.is_allowed(), "a restriction allowed what was denied: {:?} -> {:?}", before, after);
     }
 
@@ -629,7 +737,7 @@ proptest! {
             .checked_sub(jiff::Span::new().years(18 + years_past_eighteen).days(day_of_year))
             .unwrap();
         let action = if receive { Action::Receive } else { Action::Read };
-        let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: Some(born), objections: &[] };
+        let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: Some(born), objections: &[], shares: &[] };
         if let Decision::Allow(grant) = decide(&AccessRequest { agency: &agency, action, category, flag: None }, &facts, now) {
             let (consent_id, revision) = grant.consent.expect("a read names its consent");
             let consent = consents.iter().find(|c| c.id == consent_id && c.revision == revision).expect("named consent exists");
@@ -646,7 +754,7 @@ proptest! {
         let category = Category::ALL[category_index];
         let now = T0.plus_seconds(now);
         let action = if receive { Action::Receive } else { Action::Read };
-        let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &[] };
+        let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &[], shares: &[] };
         let decided = crate::consent::own_decision_covers(&consents, category, now);
         if let (true, Decision::Allow(grant)) = (decided, decide(&AccessRequest { agency: &agency, action, category, flag: None }, &facts, now)) {
             let (consent_id, revision) = grant.consent.expect("a read names its consent");
@@ -661,8 +769,8 @@ proptest! {
         let category = Category::ALL[category_index];
         let now = T0.plus_seconds(now);
         let request = AccessRequest { agency: &agency, action: Action::Read, category, flag: None };
-        let without_consent = Facts { relationships: &relationships, consents: &[], date_of_birth: None, objections: &[] };
-        let without_relationship = Facts { relationships: &[], consents: &consents, date_of_birth: None, objections: &[] };
+        let without_consent = Facts { relationships: &relationships, consents: &[], date_of_birth: None, objections: &[], shares: &[] };
+        let without_relationship = Facts { relationships: &[], consents: &consents, date_of_birth: None, objections: &[], shares: &[] };
         prop_assert!(!decide(&request, &without_consent, now).is_allowed());
         prop_assert!(!decide(&request, &without_relationship, now).is_allowed());
     }
@@ -704,8 +812,8 @@ proptest! {
         let now = T0.plus_seconds(now);
         let action = if receive { Action::Receive } else { Action::Read };
         let request = AccessRequest { agency: &agency, action, category, flag: None };
-        let without = decide(&request, &Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &[] }, now);
-        let with = decide(&request, &Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &objections }, now);
+        let without = decide(&request, &Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &[], shares: &[] }, now);
+        let with = decide(&request, &Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &objections, shares: &[] }, now);
         if with.is_allowed() {
             prop_assert_eq!(&with, &without);
         }
@@ -720,14 +828,43 @@ proptest! {
     }
 }
 
+fn arb_share() -> impl Strategy<Value = crate::safeguarding::SafeguardingShare> {
+    (
+        1u32..5,
+        arb_category_set(),
+        proptest::collection::vec(arb_agency_id(), 0..2),
+        proptest::collection::vec(proptest::sample::select(Sector::ALL.to_vec()), 0..2),
+        0i64..150,
+        1i64..100,
+        proptest::option::of(0i64..200),
+    )
+        .prop_map(|(id, categories, agencies, sectors, starts, length, ended)| {
+            crate::safeguarding::SafeguardingShare {
+                id: crate::safeguarding::ShareId(id),
+                revision: 1,
+                reason: crate::safeguarding::ShareReason::RiskOfSignificantHarm,
+                categories,
+                agencies,
+                sectors,
+                starts: T0.plus_seconds(starts),
+                expires: T0.plus_seconds(starts + length),
+                declared_by: AgencyId::parse("id", "social-care").unwrap(),
+                state: ended.map_or(crate::safeguarding::ShareState::Active, |at| {
+                    crate::safeguarding::ShareState::Ended { at: T0.plus_seconds(at) }
+                }),
+            }
+        })
+}
+
 proptest! {
     /// Nothing is allowed without one of a covering consent or a current flag shared
     /// with the agency's sector; a flag allows exactly that, with a relationship, never
     /// to its publisher, and names every objection it overrides.
     #[test]
-    fn nothing_is_allowed_without_a_consent_or_a_current_flag_for_the_sector(
+    fn nothing_is_allowed_without_a_consent_a_share_in_force_or_a_current_flag(
         (agency, relationships, consents, category_index, now, receive) in arb_case(),
         objections in proptest::collection::vec(arb_objection(), 0..3),
+        shares in proptest::collection::vec(arb_share(), 0..3),
         flagged in any::<bool>(),
         current in any::<bool>(),
         publisher_index in 0..AGENCIES.len(),
@@ -743,23 +880,33 @@ proptest! {
             ..cp_flag()
         };
         let share = flagged.then_some(crate::protection::FlagShare { flag: &flag, current, to_sectors: &to_sectors });
-        let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &objections };
+        let facts = Facts { relationships: &relationships, consents: &consents, date_of_birth: None, objections: &objections, shares: &shares };
         let decision = decide(&AccessRequest { agency: &agency, action, category, flag: share }, &facts, now);
         let Decision::Allow(grant) = decision else { return Ok(()) };
         prop_assert!(grant.relationship.is_some());
+        let covering: Vec<_> = objections.iter().filter(|o| o.covers(&agency, category, now)).map(|o| o.id).collect();
         match grant.without_consent {
+            Some(WithoutConsent::SafeguardingShare { id, revision, .. }) => {
+                let used = shares.iter().find(|s| s.id == id && s.revision == revision).expect("the share named exists");
+                prop_assert!(used.in_force(now));
+                prop_assert!(used.categories.contains(category));
+                prop_assert!(used.agencies.contains(&agency.id) || used.sectors.contains(&agency.sector));
+                prop_assert!(grant.consent.is_none());
+                prop_assert_eq!(grant.overridden, covering);
+            }
             Some(WithoutConsent::ProtectionFlag { .. }) => {
+                prop_assert!(!shares.iter().any(|s| s.covers(&agency, category, now)), "a share comes first");
                 prop_assert!(flagged && current);
                 prop_assert_eq!(publisher_sector, Sector::SocialCare);
                 prop_assert!(to_sectors.contains(&agency.sector));
                 prop_assert_ne!(agency.id.as_str(), publisher);
                 prop_assert!(grant.consent.is_none());
-                let covering: Vec<_> = objections.iter().filter(|o| o.covers(&agency, category, now)).map(|o| o.id).collect();
                 prop_assert_eq!(grant.overridden, covering);
             }
             None => {
-                // Allowed by a consent: exactly what it would be without the flag.
-                let without = decide(&AccessRequest { agency: &agency, action, category, flag: None }, &facts, now);
+                // Allowed by a consent: exactly what it would be without the flag or shares.
+                let without_shares = Facts { shares: &[], ..facts };
+                let without = decide(&AccessRequest { agency: &agency, action, category, flag: None }, &without_shares, now);
                 prop_assert_eq!(Decision::Allow(grant), without);
             }
         }

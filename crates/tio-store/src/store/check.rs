@@ -185,7 +185,13 @@ impl Store {
             }
         })?;
 
-        for space in [Keyspace::Children, Keyspace::Consents, Keyspace::Relationships, Keyspace::Objections] {
+        for space in [
+            Keyspace::Children,
+            Keyspace::Consents,
+            Keyspace::Relationships,
+            Keyspace::Objections,
+            Keyspace::Safeguarding,
+        ] {
             let mut sealed = Vec::new();
             scan_all(self, space, |key, value| sealed.push((key, value)))?;
             for (key, value) in sealed {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tio_audit::entry::{Action as AuditAction, AuditEntry, Outcome};
 use tio_audit_log::entry_op;
-use tio_core::{AccessRequest, Action, Agency, Category, Decision, DenyReason, Service, decide};
+use tio_core::{AccessRequest, Action, Agency, Category, Decision, DenyReason, Service, WithoutConsent, decide};
 use tio_store::cursors::{self, ProfilePhase, SubscriptionHead as Head, UnackedDelivery as Unacked};
 use tio_store::{Batch, Child, ChildIndex, Op, Position, StoredUpdate};
 
@@ -21,7 +21,7 @@ use crate::app::broker::{Broker, Call};
 use crate::app::error::ServiceError;
 use crate::app::facts::{ChildFacts, DomainFacts, load_facts};
 use crate::app::registry::AuthError;
-use crate::app::sharing::{fill_alert, fill_grant, flag_access_alert};
+use crate::app::sharing::{fill_alert, fill_grant, fill_share_alert, flag_access_alert};
 
 /// Updates read from the store per step.
 const READ_PAGE: usize = 256;
@@ -383,6 +383,7 @@ impl Deliverer {
                     fill_grant(&mut entry, &grant);
                     let alert_to = flag_access_alert(self.broker.flag_of(&update).as_ref(), &agency.id);
                     fill_alert(&mut entry, alert_to.as_ref());
+                    fill_share_alert(&mut entry, &grant);
                     add_grant_conditions(&self.broker, &mut batch, &update, &child, &grant, &loaded.facts);
                     let number = match step.redelivery {
                         Some(number) => {
@@ -573,8 +574,15 @@ fn add_grant_conditions(
     grant: &tio_core::Grant,
     facts: &ChildFacts,
 ) {
-    if grant.without_consent.is_some() {
-        batch.require(broker.store().still_latest(update));
+    match &grant.without_consent {
+        Some(WithoutConsent::ProtectionFlag { .. }) => {
+            batch.require(broker.store().still_latest(update));
+        }
+        // An end or a renewal is a new revision: what the share allowed before it fails.
+        Some(WithoutConsent::SafeguardingShare { id, revision, .. }) => {
+            batch.require(broker.store().share_unrevised(child, *id, *revision));
+        }
+        None => {}
     }
     if let Some((consent, revision)) = &grant.consent {
         batch.require(broker.store().consent_unrevised(child, consent, *revision));
