@@ -17,6 +17,8 @@ fn the_demo_tells_the_whole_story_and_every_outcome_checks_out() {
         "the school received nothing and now sees communication needs only",
         "refused: the agency is not involved in the child's care",
         "recorded on the family's instruction",
+        "ok: the hospital sees the child-protection flag, without consent",
+        "ok: the social worker's alert: the hospital (dr-okafor) read Amelia's flag",
         "OK: ",
         "The story checked out",
     ] {

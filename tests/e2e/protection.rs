@@ -105,7 +105,9 @@ fn a_protection_flag_reaches_involved_health_agencies_without_consent_and_no_one
                     "allowed by the council's child-protection flag, shared without consent (public task, \
                      Art. 6(1)(e), health or social care, Art. 9(2)(h)) and care relationship"
                 )
-                && line.why.ends_with(", over the family's objection o-1")),
+                && line.why.ends_with(
+                    ", over the family's objection o-1; Council Children's Social Care (development) was told at once"
+                )),
             "{lines:#?}"
         );
 

@@ -432,7 +432,13 @@ impl Story {
             "the SEND team received the new health summary; the school received nothing and now sees communication needs only",
         );
 
-        step(8, "The auditor answers Anna's question: who saw Amelia's information, when, and why?");
+        step(
+            8,
+            "Children's social care records that Amelia now has a child protection plan. The hospital, involved in her care, sees it without consent (as CP-IS shares it with unscheduled care), and her social worker is told at once.",
+        );
+        self.protection_flag().await?;
+
+        step(9, "The auditor answers Anna's question: who saw Amelia's information, when, and why?");
         let request = v1::SubjectAccessReportRequest { child: self.child_ref(), ..Default::default() };
         let lines = self.auditor.audit().subject_access_report(self.auditor.request(request)).await;
         let lines = lines.map_err(tio_client::ClientError::from)?.into_inner().lines;
@@ -451,10 +457,84 @@ impl Story {
             .map_err(HarnessError::io("print the report"))?;
         drop(out);
 
-        step(9, "The auditor exports the audit log and verifies it offline, with the log's public key.");
+        step(10, "The auditor exports the audit log and verifies it offline, with the log's public key.");
         drop((send_team, school, social_care));
         self.verify_log().await?;
         Ok(())
+    }
+
+    /// The second act: a child-protection flag, a hospital's read of it without
+    /// consent, and the alert that tells the social worker.
+    async fn protection_flag(&self) -> Result<()> {
+        /// Looks for the alert this many times, 100 ms apart (it comes within half a second).
+        const ALERT_LOOKS: usize = 150;
+        /// Pages of earlier runs' alerts read at most: far more than runs of the story leave.
+        const MAX_ALERT_PAGES: usize = 100;
+        use v1::Category::SocialCareInvolvement;
+        let alerts = || async {
+            let request =
+                v1::ListAlertsRequest { page: Some(v1::PageRequest { page_size: 500, page_token: String::new() }) };
+            let response = self.social_care.alerts().list_alerts(self.social_care.request(request)).await;
+            Ok::<_, HarnessError>(response.map_err(tio_client::ClientError::from)?.into_inner())
+        };
+        // Alerts of earlier runs are not this run's.
+        let mut before = alerts().await?;
+        for _ in 0..MAX_ALERT_PAGES {
+            let next = before.page.as_ref().map(|page| page.next_page_token.clone()).unwrap_or_default();
+            if next.is_empty() {
+                break;
+            }
+            let request = v1::ListAlertsRequest { page: Some(v1::PageRequest { page_size: 500, page_token: next }) };
+            let response = self.social_care.alerts().list_alerts(self.social_care.request(request)).await;
+            before = response.map_err(tio_client::ClientError::from)?.into_inner();
+        }
+        let seen_before = before.alerts.last().map(|alert| alert.leaf_index);
+        let plan = v1::SocialCareInvolvement {
+            level: v1::SocialCareLevel::ChildProtection as i32,
+            team: "Children's Services North".into(),
+            lawful_basis: v1::LawfulBasis::PublicTask as i32,
+            special_category_condition: v1::SpecialCategoryCondition::HealthOrSocialCare as i32,
+            ..Default::default()
+        };
+        let request = v1::PublishRequest {
+            child: self.child_ref(),
+            category: SocialCareInvolvement as i32,
+            value: Some(v1::CategoryValue { value: Some(v1::category_value::Value::SocialCareInvolvement(plan)) }),
+            source_reference: format!("LCS-{}", self.run),
+            idempotency_key: format!("demo-{}-cp-plan", self.run),
+            recorded_at: None,
+        };
+        self.social_care
+            .records()
+            .publish(self.social_care.request(request))
+            .await
+            .map_err(tio_client::ClientError::from)?;
+        let read_at = std::time::Instant::now();
+        let seen = self.profile(&self.hospital).await?;
+        check!(seen.contains(&SocialCareInvolvement), "the hospital should see the flag, saw {}", names(&seen));
+        let school = self.profile(&self.school).await?;
+        check!(!school.contains(&SocialCareInvolvement), "the school should not see the flag");
+        ok(
+            "the hospital sees the child-protection flag, without consent, on the council's lawful basis; the school does not",
+        );
+        for _ in 0..ALERT_LOOKS {
+            let fresh = alerts().await?;
+            let alert = fresh.alerts.iter().find(|alert| {
+                seen_before.is_none_or(|before| alert.leaf_index > before)
+                    && alert.agency_id == "hospital"
+                    && alert.kind == "protection_flag_access"
+            });
+            if let Some(alert) = alert {
+                ok(&format!(
+                    "the social worker's alert: the hospital ({}) read Amelia's flag; it arrived {} ms after the read",
+                    alert.professional_id,
+                    read_at.elapsed().as_millis()
+                ));
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        unexpected!("no alert reached the social worker")
     }
 
     async fn verify_log(&self) -> Result<()> {

@@ -288,7 +288,18 @@ impl AuditReader<'_> {
             "auditor" => format!("auditor or data protection officer ({agency_id})"),
             other => format!("{other} {agency_id}"),
         };
-        let why = why(&entry, action, outcome);
+        let mut why = why(&entry, action, outcome);
+        // Whom the broker told at once (an alert), by name as registered now; an agency
+        // is not said to have been told of what it did itself.
+        let told: Vec<String> = entry
+            .alert_to
+            .iter()
+            .filter(|id| **id != entry.actor.id)
+            .map(|id| self.broker.registry().agency(id).map_or_else(|| id.clone(), |agency| agency.name))
+            .collect();
+        if !told.is_empty() {
+            why.push_str(&format!("; {} was told at once", told.join(" and ")));
+        }
         Ok(ReportLine {
             leaf_index: entry.leaf_index,
             time: Timestamp::from_unix_micros(entry.time_micros),
