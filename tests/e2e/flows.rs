@@ -213,6 +213,74 @@ fn a_parents_consent_stops_allowing_once_the_child_is_18() {
     });
 }
 
+/// Issue 17: each consent giver role speaks only at the ages the law lets it, by the
+/// published date of birth, with the authority its role needs (Gillick: who judged
+/// competence and when), and a wrong one is refused naming the field, storing nothing.
+#[test]
+fn giver_roles_speak_at_their_ages_with_the_authority_they_need() {
+    let sandbox = Sandbox::start();
+    runtime().block_on(async {
+        let hospital = as_professional(&sandbox, "hospital").await;
+        use v1::Category::{CommunicationNeeds, EducationPlacement, IdentityAndContacts};
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+        let today = tio_core::Timestamp::from_unix_micros(now.as_micros() as i64).uk_date().unwrap();
+        let born = today.checked_sub(jiff::Span::new().years(13).days(20)).unwrap();
+        let identity = v1::CategoryValue {
+            value: Some(v1::category_value::Value::IdentityAndContacts(v1::IdentityAndContacts {
+                given_name: "Amelia".into(),
+                date_of_birth: Some(v1::Date {
+                    year: i32::from(born.year()),
+                    month: i32::from(born.month()),
+                    day: i32::from(born.day()),
+                }),
+                ..Default::default()
+            })),
+        };
+        publish(&hospital, publish_request(AMY, IdentityAndContacts, identity, "roles-1")).await.unwrap();
+        let as_role = |role: v1::ConsentGiverRole, authority: Option<v1::GiverAuthority>| v1::RecordConsentRequest {
+            giver_role: role as i32,
+            authority,
+            ..consent_request(&[CommunicationNeeds])
+        };
+        let judged = Some(v1::GiverAuthority {
+            by: "Dr Lee, community paediatrician".into(),
+            on: Some(v1::Date {
+                year: i32::from(today.year()),
+                month: i32::from(today.month()),
+                day: i32::from(today.day()),
+            }),
+        });
+        let refused = [
+            ("authority", as_role(v1::ConsentGiverRole::CompetentChild, None)),
+            ("giver_role", as_role(v1::ConsentGiverRole::Attorney, None)),
+            ("giver_role", as_role(v1::ConsentGiverRole::YoungPerson, None)),
+            ("authority", as_role(v1::ConsentGiverRole::ParentWithParentalResponsibility, judged.clone())),
+        ];
+        for (field, request) in refused {
+            let status = hospital.consents().record_consent(hospital.request(request)).await.unwrap_err();
+            assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+            assert_eq!(status.get_details_bad_request().unwrap().field_violations[0].field, field, "{status:?}");
+        }
+        let list = v1::ListConsentsRequest { child: child(AMY), page: None };
+        let none = hospital.consents().list_consents(hospital.request(list.clone())).await.unwrap();
+        assert!(none.into_inner().consents.is_empty(), "nothing was stored");
+
+        // Amelia, judged competent, decides for herself; the council, holding parental
+        // responsibility, may still consent for what she has not decided about.
+        let own = as_role(v1::ConsentGiverRole::CompetentChild, judged.clone());
+        let own = hospital.consents().record_consent(hospital.request(own)).await.unwrap().into_inner();
+        assert_eq!(own.authority, judged);
+        let council = v1::RecordConsentRequest {
+            giver_role: v1::ConsentGiverRole::LocalAuthority as i32,
+            ..consent_request(&[EducationPlacement])
+        };
+        hospital.consents().record_consent(hospital.request(council)).await.unwrap();
+        let over_her = as_role(v1::ConsentGiverRole::LocalAuthority, None);
+        let status = hospital.consents().record_consent(hospital.request(over_her)).await.unwrap_err();
+        assert_eq!(status.get_details_bad_request().unwrap().field_violations[0].field, "giver_role");
+    });
+}
+
 #[test]
 fn bad_input_is_refused_with_its_status_and_field_and_writes_nothing() {
     let sandbox = Sandbox::start();

@@ -288,6 +288,7 @@ fn after_a_sigkill_during_a_bulk_load_every_acknowledged_update_is_delivered_in_
         let send_team = as_professional(&sandbox, "send-team").await;
         for nhs_number in CHILDREN {
             let consent = v1::RecordConsentRequest {
+                authority: None,
                 child: child(nhs_number),
                 ..consent_request(&[v1::Category::CommunicationNeeds])
             };

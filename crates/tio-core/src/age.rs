@@ -91,10 +91,10 @@ pub fn parental_consent_lapses_on(date_of_birth: Date) -> Option<Date> {
 }
 
 /// Returns whether a consent given by `role` is marked "to review" on `today`: a
-/// parent's, once the child (by `date_of_birth`, if known) is 16 and may decide for
+/// parent's (or the local authority's under a care order), once the child (by `date_of_birth`, if known) is 16 and may decide for
 /// themselves; from 18 it allows nothing, and stays marked.
 pub fn consent_to_review(role: ConsentGiverRole, date_of_birth: Option<Date>, today: Date) -> bool {
-    role == ConsentGiverRole::ParentWithParentalResponsibility
+    role.holds_parental_responsibility()
         && date_of_birth.and_then(|born| birthday(born, 16)).is_some_and(|sixteenth| today >= sixteenth)
 }
 

@@ -25,12 +25,28 @@ impl fmt::Display for ConsentId {
 pub enum ConsentGiverRole {
     /// A person with parental responsibility.
     ParentWithParentalResponsibility,
-    /// A young person of 16 or more, deciding for themselves. Their decision supersedes
-    /// a parent's for the categories it covers.
+    /// A young person of 16 or more, deciding for themselves (the Mental Capacity Act
+    /// presumes capacity from the 16th birthday). Their decision supersedes a parent's
+    /// for the categories it covers.
     YoungPerson,
-    /// A younger child judged competent (Gillick). Their decision, too, supersedes a
-    /// parent's for the categories it covers.
+    /// A younger child judged competent (Gillick), by a named professional on a given
+    /// day (`ConsentRevision::authority`). Their decision, too, supersedes a parent's
+    /// for the categories it covers.
     CompetentChild,
+    /// The local authority holding parental responsibility under a care order (Children
+    /// Act 1989 s33): like a parent's, its consent ends at 18 and gives way to the
+    /// child's own decision.
+    LocalAuthority,
+    /// A best-interests decision under the Mental Capacity Act 2005 s4 for a young
+    /// person of 16 or more who lacks capacity to decide, by a named decision-maker on a
+    /// given day (`ConsentRevision::authority`).
+    BestInterests,
+    /// A deputy for personal welfare appointed by the Court of Protection (16 or more;
+    /// the order's reference in the evidence).
+    Deputy,
+    /// An attorney under a registered health-and-welfare lasting power of attorney
+    /// (the donor 18 or more; its reference in the evidence).
+    Attorney,
 }
 
 impl ConsentGiverRole {
@@ -39,13 +55,52 @@ impl ConsentGiverRole {
     pub const fn is_own_decision(self) -> bool {
         matches!(self, ConsentGiverRole::YoungPerson | ConsentGiverRole::CompetentChild)
     }
+
+    /// Whether this role holds parental responsibility: its consent lapses on the 18th
+    /// birthday, is to review from the 16th, and gives way to the child's or young
+    /// person's own decision.
+    pub const fn holds_parental_responsibility(self) -> bool {
+        matches!(self, ConsentGiverRole::ParentWithParentalResponsibility | ConsentGiverRole::LocalAuthority)
+    }
+
+    /// Whether a consent in this role must name who judged (competence) or decided
+    /// (best interests), and when.
+    pub const fn needs_authority(self) -> bool {
+        matches!(self, ConsentGiverRole::CompetentChild | ConsentGiverRole::BestInterests)
+    }
+
+    /// The ages at which the law lets this role speak for the child, if it limits them:
+    /// from (inclusive) and until (exclusive) the given birthdays.
+    pub const fn ages(self) -> (Option<i16>, Option<i16>) {
+        match self {
+            ConsentGiverRole::ParentWithParentalResponsibility | ConsentGiverRole::LocalAuthority => (None, Some(18)),
+            ConsentGiverRole::CompetentChild => (None, Some(16)),
+            ConsentGiverRole::YoungPerson | ConsentGiverRole::BestInterests | ConsentGiverRole::Deputy => {
+                (Some(16), None)
+            }
+            ConsentGiverRole::Attorney => (Some(18), None),
+        }
+    }
 }
 
 stable_names!(ConsentGiverRole {
     ParentWithParentalResponsibility => "parent_with_parental_responsibility",
     YoungPerson => "young_person",
     CompetentChild => "competent_child",
+    LocalAuthority => "local_authority_care_order",
+    BestInterests => "best_interests_decision",
+    Deputy => "court_of_protection_deputy",
+    Attorney => "lpa_attorney",
 });
+
+/// Who judged a child competent, or made a best-interests decision, and on which day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GiverAuthority {
+    /// The assessing professional or decision-maker, as named (at most a short string).
+    pub by: String,
+    /// The day of the assessment or decision (not in the future).
+    pub on: crate::Date,
+}
 
 /// The UK GDPR Article 6 basis for sharing, recorded apart from the family's agreement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -231,6 +286,9 @@ pub struct ConsentRevision {
     pub recorded_at: Timestamp,
     /// Why it was withdrawn (a withdrawal's revision), in free text.
     pub withdrawal_reason: String,
+    /// Who judged the child competent, or made the best-interests decision, and when
+    /// (required for those roles, absent for others).
+    pub authority: Option<GiverAuthority>,
 }
 
 pub mod recording;

@@ -2,8 +2,7 @@
 
 use crate::consent::Coverage;
 use crate::{
-    Agency, CareRelationship, Category, Consent, ConsentGiverRole, ConsentId, ConsentState, ObjectionId,
-    RelationshipId, Timestamp,
+    Agency, CareRelationship, Category, Consent, ConsentId, ConsentState, ObjectionId, RelationshipId, Timestamp,
 };
 
 /// What an agency wants to do with one category of one child.
@@ -319,7 +318,7 @@ fn evaluate(
         Coverage::NotNamed => return Err(DenyReason::NoConsent),
         Coverage::Covered => {}
     }
-    if consent.giver_role == ConsentGiverRole::ParentWithParentalResponsibility {
+    if consent.giver_role.holds_parental_responsibility() {
         if child_decides {
             return Err(DenyReason::ConsentSuperseded);
         }

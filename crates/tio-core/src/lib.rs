@@ -39,8 +39,8 @@ pub use agency::{Agency, AgencyId, OrganisationCodeKind, Sector};
 pub use care::{CareRelationship, RelationshipId, RelationshipKind, RelationshipRecord};
 pub use category::{Category, CategorySet};
 pub use consent::{
-    Consent, ConsentEvidence, ConsentGiverRole, ConsentId, ConsentMethod, ConsentRevision, ConsentState, LawfulBasis,
-    Recipients, SpecialCategoryCondition, Validity, recording,
+    Consent, ConsentEvidence, ConsentGiverRole, ConsentId, ConsentMethod, ConsentRevision, ConsentState,
+    GiverAuthority, LawfulBasis, Recipients, SpecialCategoryCondition, Validity, recording,
 };
 pub use decision::{AccessRequest, Action, Decision, DenyReason, Facts, Grant, WithoutConsent, decide};
 pub use field::FieldViolation;

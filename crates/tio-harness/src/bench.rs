@@ -442,6 +442,7 @@ async fn prepare_children(target: &Target, children: &[NhsNumber], agencies: &[&
             let child = child.digits();
             async move {
                 let request = v1::RecordConsentRequest {
+                    authority: None,
                     child: Some(v1::ChildRef { nhs_number: child }),
                     giver_role: v1::ConsentGiverRole::ParentWithParentalResponsibility as i32,
                     giver_name: "Bench Parent".into(),

@@ -263,6 +263,7 @@ impl Story {
         purpose: &str,
     ) -> v1::RecordConsentRequest {
         v1::RecordConsentRequest {
+            authority: None,
             child: self.child_ref(),
             giver_role: v1::ConsentGiverRole::ParentWithParentalResponsibility as i32,
             giver_name: "Anna Nowak".into(),

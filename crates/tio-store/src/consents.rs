@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use tio_core::{
     AgencyId, Category, CategorySet, Consent, ConsentEvidence, ConsentGiverRole, ConsentId, ConsentMethod,
-    ConsentRevision, ConsentState, LawfulBasis, Recipients, Sector, SpecialCategoryCondition, Timestamp, Validity,
+    ConsentRevision, ConsentState, Date, GiverAuthority, LawfulBasis, Recipients, Sector, SpecialCategoryCondition,
+    Timestamp, Validity,
 };
 
 use crate::engine::Keyspace;
@@ -97,6 +98,12 @@ struct RevisionV1 {
     recorded_at_micros: i64,
     withdrawal_reason: String,
     first_recorded_at_micros: i64,
+    /// Who judged or decided, and the day (`YYYY-MM-DD`): left out when absent, so that
+    /// revisions without them keep their bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    authority_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    authority_on: Option<String>,
 }
 
 fn encode_revision(revision: &ConsentRevision) -> Vec<u8> {
@@ -127,6 +134,8 @@ fn encode_revision(revision: &ConsentRevision) -> Vec<u8> {
         recorded_at_micros: revision.recorded_at.unix_micros(),
         withdrawal_reason: revision.withdrawal_reason.clone(),
         first_recorded_at_micros: consent.recorded_at.unix_micros(),
+        authority_by: revision.authority.as_ref().map(|authority| authority.by.clone()),
+        authority_on: revision.authority.as_ref().map(|authority| authority.on.to_string()),
     })
 }
 
@@ -191,6 +200,13 @@ fn decode_revision(plaintext: &[u8]) -> Result<ConsentRevision, StoreError> {
         recorded_by_professional: v1.recorded_by_professional.clone(),
         recorded_at,
         withdrawal_reason: v1.withdrawal_reason.clone(),
+        authority: match (&v1.authority_by, &v1.authority_on) {
+            (None, None) => None,
+            (Some(by), Some(on)) => {
+                Some(GiverAuthority { by: by.clone(), on: on.parse::<Date>().map_err(|_| corrupt())? })
+            }
+            _ => return Err(corrupt()),
+        },
     })
 }
 
@@ -319,6 +335,8 @@ mod previous {
             withdrawal_reason: old.withdrawal_reason,
             // Revisions written before the first recording time was kept had only their own.
             first_recorded_at_micros: micros(old.first_recorded_at).unwrap_or(recorded_at),
+            authority_by: None,
+            authority_on: None,
         })
     }
 }
@@ -367,6 +385,7 @@ mod tests {
             recorded_by_professional: "dr-j".into(),
             recorded_at: Timestamp::from_unix_micros(T0 + 60_000_000),
             withdrawal_reason: "moved".into(),
+            authority: None,
         }
     }
 
@@ -397,6 +416,22 @@ mod tests {
         for damaged in [&b""[..], b"\x02{}", b"\x01{", &previous[..previous.len() - 3]] {
             assert!(matches!(decode_revision(damaged), Err(StoreError::Corrupt(_))), "{damaged:?}");
         }
+    }
+
+    #[test]
+    fn who_judged_competence_and_when_is_kept() {
+        let competent = ConsentRevision {
+            consent: Consent { giver_role: ConsentGiverRole::CompetentChild, ..revision().consent },
+            authority: Some(GiverAuthority { by: "Dr Lee".into(), on: Date::constant(2026, 11, 2) }),
+            ..revision()
+        };
+        let bytes = encode_revision(&competent);
+        assert!(
+            String::from_utf8_lossy(&bytes).contains("\"authority_by\":\"Dr Lee\",\"authority_on\":\"2026-11-02\"")
+        );
+        assert_eq!(decode_revision(&bytes).unwrap(), competent);
+        let half = String::from_utf8_lossy(&bytes).replace(",\"authority_on\":\"2026-11-02\"", "");
+        assert!(matches!(decode_revision(half.as_bytes()), Err(StoreError::Corrupt(_))));
     }
 
     #[tokio::test]

@@ -252,12 +252,21 @@ pub(crate) struct ConsentRecordArgs {
     /// The child's NHS number.
     #[arg(long, value_name = "NHS_NUMBER")]
     pub(crate) nhs_number: String,
-    /// Who gave it: parent, young-person or competent-child.
+    /// Who gave it: parent, local-authority (holding parental responsibility under a
+    /// care order), young-person, competent-child, best-interests (a Mental Capacity
+    /// Act decision), deputy or attorney.
     #[arg(long, value_name = "ROLE")]
     pub(crate) giver_role: String,
     /// Their name as they gave it (encrypted at rest).
     #[arg(long, value_name = "NAME")]
     pub(crate) giver_name: String,
+    /// For competent-child and best-interests: who judged competence, or made the
+    /// decision (with --authority-on).
+    #[arg(long, value_name = "NAME", requires = "authority_on")]
+    pub(crate) authority_by: Option<String>,
+    /// The day of that assessment or decision (e.g. 2026-11-30).
+    #[arg(long, value_name = "DATE", requires = "authority_by")]
+    pub(crate) authority_on: Option<String>,
     /// Categories it covers, comma-separated.
     #[arg(long, value_name = "CATEGORIES", value_delimiter = ',', required = true)]
     pub(crate) categories: Vec<String>,

@@ -140,7 +140,7 @@ fn giver_role(text: &str) -> Result<v1::ConsentGiverRole, UsageError> {
             "CONSENT_GIVER_ROLE_",
             v1::ConsentGiverRole::from_str_name,
             v1::ConsentGiverRole::Unspecified,
-            "parent, young-person or competent-child",
+            "parent, local-authority, young-person, competent-child, best-interests, deputy or attorney",
         ),
     }
 }
@@ -185,6 +185,12 @@ fn consent_request(args: &ConsentRecordArgs) -> Result<v1::RecordConsentRequest,
         )?,
     };
     Ok(v1::RecordConsentRequest {
+        authority: match (&args.authority_by, &args.authority_on) {
+            (Some(by), Some(on)) => {
+                Some(v1::GiverAuthority { by: by.clone(), on: Some(date_value("--authority-on", on)?) })
+            }
+            _ => None,
+        },
         child: child(&args.nhs_number)?,
         giver_role: giver_role as i32,
         giver_name: args.giver_name.clone(),

@@ -68,6 +68,7 @@ pub(crate) async fn profile(client: &Client, nhs_number: &str) -> Vec<v1::Catego
 
 pub(crate) fn consent_request(categories: &[v1::Category]) -> v1::RecordConsentRequest {
     v1::RecordConsentRequest {
+        authority: None,
         child: child(AMY),
         giver_role: v1::ConsentGiverRole::ParentWithParentalResponsibility as i32,
         giver_name: "Anna Nowak".into(),

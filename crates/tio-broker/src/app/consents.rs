@@ -146,7 +146,8 @@ impl ConsentRecorder<'_> {
         let existing: Vec<_> =
             store.latest_consents(&self.child)?.into_iter().map(|revision| revision.consent).collect();
         let id = ConsentId(Broker::new_id("c-")?);
-        let revision = recording::record(new, id, self.recorder(), self.call.now, &existing).map_err(invalid)?;
+        let born = store.date_of_birth(&self.child)?;
+        let revision = recording::record(new, id, self.recorder(), self.call.now, &existing, born).map_err(invalid)?;
         self.commit(&revision, Action::ConsentRecorded).await?;
         Ok(revision)
     }

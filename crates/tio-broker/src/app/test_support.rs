@@ -100,6 +100,7 @@ pub(crate) async fn publish_communication_needs(broker: &Broker, key: &str) {
 /// education sector, valid as given (from now, open-ended, if `None`).
 pub(crate) async fn record_education_consent(broker: &Broker, valid: Option<v1::Validity>) -> tio_core::ConsentId {
     let consent = v1::RecordConsentRequest {
+        authority: None,
         child: child(),
         giver_role: v1::ConsentGiverRole::ParentWithParentalResponsibility as i32,
         giver_name: "Anna".into(),

@@ -2,16 +2,16 @@
 //! converted to and from the domain's values here, in one place.
 
 use tio_core::{
-    AgencyId, ConsentEvidence, ConsentGiverRole, ConsentMethod, ConsentRevision, ConsentState, LawfulBasis, NhsNumber,
-    ObjectionRevision, ObjectionState, Recipients, RelationshipKind, RelationshipRecord, Sector,
-    SpecialCategoryCondition, objection::NewObjection, recording::NewConsent,
+    AgencyId, ConsentEvidence, ConsentGiverRole, ConsentMethod, ConsentRevision, ConsentState, GiverAuthority,
+    LawfulBasis, NhsNumber, ObjectionRevision, ObjectionState, Recipients, RelationshipKind, RelationshipRecord,
+    Sector, SpecialCategoryCondition, objection::NewObjection, recording::NewConsent,
 };
 use tio_proto::v1;
 
 use crate::app::error::ServiceError;
 use crate::grpc::convert::{
-    categories_from_proto, categories_to_proto, optional_timestamp, sector_from_proto, sector_to_proto,
-    timestamp_to_proto,
+    categories_from_proto, categories_to_proto, date_from_proto, date_to_proto, optional_timestamp, sector_from_proto,
+    sector_to_proto, timestamp_to_proto,
 };
 
 fn invalid(field: &str, reason: &str) -> ServiceError {
@@ -42,6 +42,14 @@ pub(crate) fn new_consent_from_proto(request: &v1::RecordConsentRequest) -> Resu
         valid_from: optional_timestamp("valid.from", valid.from.as_ref())?,
         valid_until: optional_timestamp("valid.until", valid.until.as_ref())?,
         evidence: evidence_from_proto("evidence", request.evidence.as_ref())?,
+        authority: request
+            .authority
+            .as_ref()
+            .map(|authority| -> Result<GiverAuthority, ServiceError> {
+                let on = authority.on.as_ref().ok_or_else(|| invalid("authority.on", "is required"))?;
+                Ok(GiverAuthority { by: authority.by.clone(), on: date_from_proto("authority.on", on)? })
+            })
+            .transpose()?,
     })
 }
 
@@ -153,6 +161,10 @@ pub(crate) fn consent_to_proto(revision: &ConsentRevision, child: &NhsNumber, to
         withdrawal_reason: revision.withdrawal_reason.clone(),
         first_recorded_at: Some(timestamp_to_proto(consent.recorded_at)),
         to_review,
+        authority: revision
+            .authority
+            .as_ref()
+            .map(|authority| v1::GiverAuthority { by: authority.by.clone(), on: Some(date_to_proto(authority.on)) }),
     }
 }
 
@@ -238,7 +250,12 @@ pub(crate) fn sectors_from_proto(field: &str, sectors: &[i32]) -> Result<Vec<Sec
 /// Parses who gave a consent or an objection.
 fn giver_role_of(value: i32) -> Result<ConsentGiverRole, ServiceError> {
     giver_role_from_proto(value)
-        .ok_or_else(|| invalid("giver_role", "must be a parent, the young person or a competent child"))
+        .ok_or_else(|| {
+            invalid(
+                "giver_role",
+                "must be a parent, the local authority, the young person, a competent child, a best-interests decision, a deputy or an attorney",
+            )
+        })
 }
 
 fn giver_role_to_proto(role: ConsentGiverRole) -> v1::ConsentGiverRole {
@@ -246,6 +263,10 @@ fn giver_role_to_proto(role: ConsentGiverRole) -> v1::ConsentGiverRole {
         ConsentGiverRole::ParentWithParentalResponsibility => v1::ConsentGiverRole::ParentWithParentalResponsibility,
         ConsentGiverRole::YoungPerson => v1::ConsentGiverRole::YoungPerson,
         ConsentGiverRole::CompetentChild => v1::ConsentGiverRole::CompetentChild,
+        ConsentGiverRole::LocalAuthority => v1::ConsentGiverRole::LocalAuthority,
+        ConsentGiverRole::BestInterests => v1::ConsentGiverRole::BestInterests,
+        ConsentGiverRole::Deputy => v1::ConsentGiverRole::Deputy,
+        ConsentGiverRole::Attorney => v1::ConsentGiverRole::Attorney,
     }
 }
 

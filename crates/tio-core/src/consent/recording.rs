@@ -3,8 +3,8 @@
 //! (a field it cannot parse is its error) and stores what these functions return.
 
 use crate::{
-    AgencyId, CategorySet, Consent, ConsentEvidence, ConsentGiverRole, ConsentId, ConsentRevision, ConsentState,
-    FieldViolation, LawfulBasis, Recipients, SpecialCategoryCondition, Timestamp, Validity, limits,
+    AgencyId, CategorySet, Consent, ConsentEvidence, ConsentGiverRole, ConsentId, ConsentRevision, ConsentState, Date,
+    FieldViolation, GiverAuthority, LawfulBasis, Recipients, SpecialCategoryCondition, Timestamp, Validity, limits,
 };
 
 /// The longest purpose, or withdrawal reason, in bytes.
@@ -33,6 +33,9 @@ pub struct NewConsent {
     pub valid_until: Option<Timestamp>,
     /// How it was given.
     pub evidence: ConsentEvidence,
+    /// Who judged the child competent, or made the best-interests decision, and when:
+    /// required for those roles, refused for others.
+    pub authority: Option<GiverAuthority>,
 }
 
 /// Who records a revision: the agency and its professional.
@@ -67,16 +70,77 @@ pub fn check_evidence(field: &str, evidence: &ConsentEvidence) -> Result<(), Fie
     limits::check_len(&format!("{field}.notes"), &evidence.notes, limits::MAX_FREE_TEXT_BYTES)
 }
 
+/// Checks that `role` may speak for a child born on `born` (when known) on `today`, and
+/// has the authority or evidence its role needs.
+fn check_giver(
+    role: ConsentGiverRole,
+    authority: Option<&GiverAuthority>,
+    evidence: &ConsentEvidence,
+    born: Option<Date>,
+    today: Option<Date>,
+) -> Result<(), FieldViolation> {
+    match (role.needs_authority(), authority) {
+        (true, None) => {
+            return Err(FieldViolation::new(
+                "authority",
+                "is required: who judged the child competent, or made the best-interests decision, and when",
+            ));
+        }
+        (true, Some(authority)) => {
+            if authority.by.trim().is_empty() {
+                return Err(FieldViolation::new("authority.by", "is required"));
+            }
+            limits::check_len("authority.by", &authority.by, limits::MAX_SHORT_STRING_BYTES)?;
+            if today.is_some_and(|today| authority.on > today) {
+                return Err(FieldViolation::new("authority.on", "must not be in the future"));
+            }
+        }
+        (false, Some(_)) => {
+            return Err(FieldViolation::new("authority", "is only for a competent child or a best-interests decision"));
+        }
+        (false, None) => {}
+    }
+    if matches!(role, ConsentGiverRole::Deputy | ConsentGiverRole::Attorney) && evidence.reference.trim().is_empty() {
+        return Err(FieldViolation::new(
+            "evidence.reference",
+            "is required: the Court of Protection order, or the registered power of attorney",
+        ));
+    }
+    if let (Some(born), Some(today)) = (born, today) {
+        let age = crate::age::age_on(born, today);
+        let (from, until) = role.ages();
+        if let Some(from) = from.and_then(|from| u32::try_from(from).ok())
+            && age < from
+        {
+            return Err(FieldViolation::new(
+                "giver_role",
+                format!("{} speaks for a child of {from} or more; the child is {age}", role.as_str()),
+            ));
+        }
+        if let Some(until) = until.and_then(|until| u32::try_from(until).ok())
+            && age >= until
+        {
+            return Err(FieldViolation::new(
+                "giver_role",
+                format!("{} speaks for a child under {until}; the child is {age}", role.as_str()),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Returns revision 1 of a new consent `id`, recorded by `by` at `now`, if `new` says
 /// what a consent must. `existing` are the latest revisions of the child's other
 /// consents: once the child or young person decides about a category for themselves, a
-/// parent's consent naming it is refused.
+/// consent by a parent (or the local authority) naming it is refused. `born` is the
+/// child's date of birth, when known: each role speaks only at the ages the law lets it.
 pub fn record(
     new: NewConsent,
     id: ConsentId,
     by: Recorder,
     now: Timestamp,
     existing: &[Consent],
+    born: Option<Date>,
 ) -> Result<ConsentRevision, FieldViolation> {
     if new.giver_name.trim().is_empty() {
         return Err(FieldViolation::new("giver_name", "is required"));
@@ -103,7 +167,8 @@ pub fn record(
         return Err(FieldViolation::new("valid.until", "must be after valid.from"));
     }
     check_evidence("evidence", &new.evidence)?;
-    if new.giver_role == ConsentGiverRole::ParentWithParentalResponsibility
+    check_giver(new.giver_role, new.authority.as_ref(), &new.evidence, born, now.uk_date())?;
+    if new.giver_role.holds_parental_responsibility()
         && let Some(decided) =
             new.categories.iter().find(|category| crate::consent::own_decision_covers(existing, *category, now))
     {
@@ -134,6 +199,7 @@ pub fn record(
         recorded_by_professional: by.professional,
         recorded_at: now,
         withdrawal_reason: String::new(),
+        authority: new.authority,
     })
 }
 
@@ -208,6 +274,7 @@ mod tests {
             valid_from: None,
             valid_until: None,
             evidence: evidence(),
+            authority: None,
         }
     }
 
@@ -216,7 +283,7 @@ mod tests {
     }
 
     fn recorded() -> ConsentRevision {
-        record(new_consent(), ConsentId("c-1".into()), by("send-team"), NOW, &[]).unwrap()
+        record(new_consent(), ConsentId("c-1".into()), by("send-team"), NOW, &[], None).unwrap()
     }
 
     #[test]
@@ -246,14 +313,65 @@ mod tests {
         for (field, change) in cases {
             let mut new = new_consent();
             change(&mut new);
-            let refused = record(new, ConsentId("c-1".into()), by("send-team"), NOW, &[]).unwrap_err();
+            let refused = record(new, ConsentId("c-1".into()), by("send-team"), NOW, &[], None).unwrap_err();
             assert_eq!(refused.field, field);
         }
         // Not special-category data: no Article 9 condition needed.
         let mut plain = new_consent();
         plain.categories = [Category::EducationPlacement].into_iter().collect();
         plain.special_category_condition = None;
-        assert!(record(plain, ConsentId("c-2".into()), by("send-team"), NOW, &[]).is_ok());
+        assert!(record(plain, ConsentId("c-2".into()), by("send-team"), NOW, &[], None).is_ok());
+    }
+
+    fn authority_for(role: ConsentGiverRole) -> Option<GiverAuthority> {
+        role.needs_authority()
+            .then(|| GiverAuthority { by: "Dr Lee, paediatrician".into(), on: NOW.uk_date().unwrap() })
+    }
+
+    /// Each role speaks only at the ages the law lets it, with the authority or
+    /// evidence it needs.
+    #[test]
+    fn each_giver_role_speaks_at_its_ages_with_what_it_needs() {
+        let today = NOW.uk_date().unwrap();
+        let born_years_ago = |years: i16| today.checked_sub(jiff::Span::new().years(years).days(10)).unwrap();
+        let ask = |role: ConsentGiverRole, age: i16, authority: Option<GiverAuthority>, reference: &str| {
+            let mut new = NewConsent { giver_role: role, authority, ..new_consent() };
+            new.evidence.reference = reference.into();
+            record(new, ConsentId("c-9".into()), by("gp"), NOW, &[], Some(born_years_ago(age)))
+        };
+        use ConsentGiverRole as R;
+        // (role, an age it may speak at, an age it may not)
+        let cases = [
+            (R::ParentWithParentalResponsibility, 10, 18),
+            (R::LocalAuthority, 17, 18),
+            (R::CompetentChild, 13, 16),
+            (R::YoungPerson, 16, 15),
+            (R::BestInterests, 19, 15),
+            (R::Deputy, 16, 15),
+            (R::Attorney, 18, 17),
+        ];
+        for (role, may, may_not) in cases {
+            assert!(ask(role, may, authority_for(role), "COP-123").is_ok(), "{role:?} at {may}");
+            let refused = ask(role, may_not, authority_for(role), "COP-123").unwrap_err();
+            assert_eq!(refused.field, "giver_role", "{role:?} at {may_not}");
+            // With no date of birth known, the age is not checked.
+            let unknown = NewConsent { giver_role: role, authority: authority_for(role), ..new_consent() };
+            let mut unknown = unknown;
+            unknown.evidence.reference = "COP-123".into();
+            assert!(record(unknown, ConsentId("c-9".into()), by("gp"), NOW, &[], None).is_ok(), "{role:?}");
+        }
+        // Who judged or decided, and when, for the two roles that need it, and only them.
+        assert_eq!(ask(R::CompetentChild, 13, None, "").unwrap_err().field, "authority");
+        assert_eq!(ask(R::BestInterests, 19, None, "").unwrap_err().field, "authority");
+        let blank = Some(GiverAuthority { by: " ".into(), on: today });
+        assert_eq!(ask(R::CompetentChild, 13, blank, "").unwrap_err().field, "authority.by");
+        let tomorrow = Some(GiverAuthority { by: "Dr Lee".into(), on: today.tomorrow().unwrap() });
+        assert_eq!(ask(R::BestInterests, 19, tomorrow, "").unwrap_err().field, "authority.on");
+        let stray = Some(GiverAuthority { by: "Dr Lee".into(), on: today });
+        assert_eq!(ask(R::ParentWithParentalResponsibility, 10, stray, "").unwrap_err().field, "authority");
+        // A deputy's order and an attorney's power are referenced in the evidence.
+        assert_eq!(ask(R::Deputy, 17, None, "").unwrap_err().field, "evidence.reference");
+        assert_eq!(ask(R::Attorney, 20, None, " ").unwrap_err().field, "evidence.reference");
     }
 
     #[test]
@@ -261,15 +379,20 @@ mod tests {
         for role in [ConsentGiverRole::YoungPerson, ConsentGiverRole::CompetentChild] {
             let mut own = recorded().consent;
             own.giver_role = role;
-            let refused = record(new_consent(), ConsentId("c-2".into()), by("gp"), NOW, &[own.clone()]).unwrap_err();
+            let refused =
+                record(new_consent(), ConsentId("c-2".into()), by("gp"), NOW, &[own.clone()], None).unwrap_err();
             assert_eq!(refused.field, "giver_role");
             assert!(refused.reason.contains("communication_needs"), "{refused}");
-            let theirs = NewConsent { giver_role: role, ..new_consent() };
-            assert!(record(theirs, ConsentId("c-3".into()), by("gp"), NOW, &[own.clone()]).is_ok());
+            let theirs = NewConsent { giver_role: role, authority: authority_for(role), ..new_consent() };
+            assert!(record(theirs, ConsentId("c-3".into()), by("gp"), NOW, &[own.clone()], None).is_ok());
+            // The local authority holding parental responsibility gives way just as a parent does.
+            let council = NewConsent { giver_role: ConsentGiverRole::LocalAuthority, ..new_consent() };
+            let refused = record(council, ConsentId("c-5".into()), by("gp"), NOW, &[own.clone()], None).unwrap_err();
+            assert_eq!(refused.field, "giver_role");
             // A category they have not decided about is still the parent's to consent to.
             let other =
                 NewConsent { categories: [Category::EducationPlacement].into_iter().collect(), ..new_consent() };
-            assert!(record(other, ConsentId("c-4".into()), by("gp"), NOW, &[own]).is_ok());
+            assert!(record(other, ConsentId("c-4".into()), by("gp"), NOW, &[own], None).is_ok());
         }
     }
 

@@ -2,7 +2,8 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::{
-    AgencyId, CategorySet, Date, LawfulBasis, Objection, Recipients, RelationshipKind, Sector, Validity, WithoutConsent,
+    AgencyId, CategorySet, ConsentGiverRole, Date, LawfulBasis, Objection, Recipients, RelationshipKind, Sector,
+    Validity, WithoutConsent,
 };
 
 const T0: Timestamp = Timestamp::from_unix_seconds(1_800_000_000);
@@ -619,11 +620,7 @@ fn arb_consent() -> impl Strategy<Value = Consent> {
         proptest::collection::vec(arb_agency_id(), 0..2),
     )
         .prop_map(|(agencies, sectors, excluded)| Recipients { agencies, sectors, excluded });
-    let role = prop_oneof![
-        Just(ConsentGiverRole::ParentWithParentalResponsibility),
-        Just(ConsentGiverRole::YoungPerson),
-        Just(ConsentGiverRole::CompetentChild)
-    ];
+    let role = proptest::sample::select(ConsentGiverRole::ALL.to_vec());
     (
         0u32..1000,
         arb_category_set(),
@@ -723,7 +720,7 @@ proptest! {
     }
 
     /// Once the child is 18, whatever else is true, nothing is allowed on a parent's
-    /// consent.
+    /// consent, or the local authority's under a care order.
     #[test]
     fn a_lapsed_parental_consent_never_allows_anything(
         (agency, relationships, consents, category_index, now, receive) in arb_case(),
@@ -741,12 +738,12 @@ proptest! {
         if let Decision::Allow(grant) = decide(&AccessRequest { agency: &agency, action, category, flag: None }, &facts, now) {
             let (consent_id, revision) = grant.consent.expect("a read names its consent");
             let consent = consents.iter().find(|c| c.id == consent_id && c.revision == revision).expect("named consent exists");
-            prop_assert_ne!(consent.giver_role, ConsentGiverRole::ParentWithParentalResponsibility);
+            prop_assert!(!consent.giver_role.holds_parental_responsibility(), "{:?}", consent.giver_role);
         }
     }
 
     /// Once the child or young person has decided about a category themselves, nothing
-    /// of it is allowed on a parent's consent.
+    /// of it is allowed on a parent's (or the local authority's) consent.
     #[test]
     fn an_own_decision_leaves_no_parent_consent_effective_for_its_categories(
         (agency, relationships, consents, category_index, now, receive) in arb_case()
@@ -759,7 +756,7 @@ proptest! {
         if let (true, Decision::Allow(grant)) = (decided, decide(&AccessRequest { agency: &agency, action, category, flag: None }, &facts, now)) {
             let (consent_id, revision) = grant.consent.expect("a read names its consent");
             let consent = consents.iter().find(|c| c.id == consent_id && c.revision == revision).expect("named consent exists");
-            prop_assert!(consent.giver_role.is_own_decision());
+            prop_assert!(!consent.giver_role.holds_parental_responsibility(), "{:?}", consent.giver_role);
         }
     }
 
