@@ -190,7 +190,7 @@ pub enum Op {
 }
 
 /// A precondition checked inside the batch's atomic step.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Condition {
     /// `key` must not exist.
     Absent {

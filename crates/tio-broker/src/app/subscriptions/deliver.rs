@@ -351,6 +351,9 @@ impl Deliverer {
     async fn commit_steps(&mut self, agency: &Agency, steps: &[Step]) -> Result<Option<Vec<Delivery>>, ServiceError> {
         let mut head = self.head.clone();
         let mut batch = Batch::new();
+        // A page's deliveries of one child rest on the same consent, relationship and
+        // objections: each condition is checked once per batch, not once per delivery.
+        let mut required = std::collections::HashSet::new();
         let mut deliveries = Vec::new();
         let mut new_unacked = Vec::new();
         let mut withdrawn = Vec::new();
@@ -384,7 +387,11 @@ impl Deliverer {
                     let alert_to = flag_access_alert(self.broker.flag_of(&update).as_ref(), &agency.id);
                     fill_alert(&mut entry, alert_to.as_ref());
                     fill_share_alert(&mut entry, &grant);
-                    add_grant_conditions(&self.broker, &mut batch, &update, &child, &grant, &loaded.facts);
+                    for condition in grant_conditions(&self.broker, &update, &child, &grant, &loaded.facts) {
+                        if required.insert(condition.clone()) {
+                            batch.require(condition);
+                        }
+                    }
                     let number = match step.redelivery {
                         Some(number) => {
                             entry.detail = "redelivery".to_owned();
@@ -562,37 +569,37 @@ fn auditable_skip(reason: DenyReason, facts: &ChildFacts, agency: &str) -> bool 
         || facts.relationships.iter().any(|stored| stored.record.relationship.agency.as_str() == agency)
 }
 
-/// Makes the delivery's commit depend on the consent revision and the relationship that
-/// allowed it being unchanged, on no objection having been raised since the facts were
-/// read, and, for a flag shared without consent, on the update still being the child's
-/// current value of its category.
-fn add_grant_conditions(
+/// Returns what a delivery's commit depends on: the consent revision and the
+/// relationship that allowed it being unchanged, no objection having been raised since
+/// the facts were read, and, without consent, the flag still current or the share
+/// unrevised.
+fn grant_conditions(
     broker: &Broker,
-    batch: &mut Batch,
     update: &StoredUpdate,
     child: &Child,
     grant: &tio_core::Grant,
     facts: &ChildFacts,
-) {
+) -> Vec<tio_store::Condition> {
+    let store = broker.store();
+    let mut conditions = Vec::with_capacity(4);
     match &grant.without_consent {
-        Some(WithoutConsent::ProtectionFlag { .. }) => {
-            batch.require(broker.store().still_latest(update));
-        }
+        Some(WithoutConsent::ProtectionFlag { .. }) => conditions.push(store.still_latest(update)),
         // An end or a renewal is a new revision: what the share allowed before it fails.
         Some(WithoutConsent::SafeguardingShare { id, revision, .. }) => {
-            batch.require(broker.store().share_unrevised(child, *id, *revision));
+            conditions.push(store.share_unrevised(child, *id, *revision));
         }
         None => {}
     }
     if let Some((consent, revision)) = &grant.consent {
-        batch.require(broker.store().consent_unrevised(child, consent, *revision));
+        conditions.push(store.consent_unrevised(child, consent, *revision));
     }
-    batch.require(broker.store().no_objection_since(child, facts.objections_raised()));
+    conditions.push(store.no_objection_since(child, facts.objections_raised()));
     if let Some(relationship) = &grant.relationship
         && let Some(stored) = facts.relationships.iter().find(|stored| &stored.record.relationship.id == relationship)
     {
-        batch.require(stored.unchanged());
+        conditions.push(stored.unchanged());
     }
+    conditions
 }
 
 #[cfg(test)]
@@ -636,7 +643,9 @@ mod tests {
     async fn commit_under(broker: &Broker, decided: &Decided) -> bool {
         let Decision::Allow(grant) = &decided.decision else { panic!("not allowed: {:?}", decided.decision) };
         let mut batch = Batch::new();
-        add_grant_conditions(broker, &mut batch, &decided.update, &decided.child, grant, &decided.facts);
+        for condition in grant_conditions(broker, &decided.update, &decided.child, grant, &decided.facts) {
+            batch.require(condition);
+        }
         match broker.store().commit(batch).await {
             Ok(_) => true,
             Err(tio_store::StoreError::Conflict { .. }) => false,
