@@ -11,6 +11,20 @@ use tonic::Code;
 use crate::support::Sandbox;
 use crate::support::records::{AMY, as_professional, child, communication_needs, publish, publish_request, runtime};
 
+/// Writes `path` until the filesystem has no room left (bounded by the tmpfs's size).
+fn fill_what_is_free(path: &std::path::Path) {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    let chunk = vec![0u8; 64 * 1024];
+    // The filesystem is 24 MiB: far fewer chunks than this fill it.
+    for _ in 0..1024 {
+        if file.write_all(&chunk).and_then(|()| file.sync_data()).is_err() {
+            return;
+        }
+    }
+    panic!("the filesystem never filled");
+}
+
 #[test]
 fn a_full_disk_refuses_writes_and_reads_keeps_the_server_up_and_recovers_once_space_is_freed() {
     let Some(mut sandbox) = Sandbox::start_on_small_filesystem(24) else {
@@ -46,6 +60,9 @@ fn a_full_disk_refuses_writes_and_reads_keeps_the_server_up_and_recovers_once_sp
     // Still full: refused again the same way. A read is answered only while its audit
     // entry, smaller than a publish, still fits in the log's last segment; once it does
     // not, the read is refused rather than answered unaudited.
+    // The index store's own compactions may free space meanwhile; what is free now is
+    // taken, so that the disk is still full when the next publish comes.
+    fill_what_is_free(&sandbox.data_dir().join("ballast"));
     let again = publish_as("while-full".to_owned()).unwrap_err();
     assert_eq!(again.code(), Code::ResourceExhausted, "{again:?}");
     let read = || {
