@@ -16,6 +16,7 @@ use crate::grpc::convert::{
     timestamp_to_proto,
 };
 use crate::grpc::request::call_of;
+use crate::grpc::services::child_of;
 use crate::grpc::status::into_status;
 
 /// `tio.v1.SafeguardingService`: see [`crate::app::safeguarding`].
@@ -91,12 +92,6 @@ fn share_to_proto(revision: &ShareRevision, child: &NhsNumber) -> v1::Safeguardi
         recorded_at: Some(timestamp_to_proto(revision.recorded_at)),
         end_reason: revision.end_reason.clone(),
     }
-}
-
-/// Parses the child of a request, naming `child.nhs_number`.
-fn child_of(broker: &Broker, child: Option<&v1::ChildRef>) -> Result<NhsNumber, Status> {
-    let text = child.map(|child| child.nhs_number.as_str()).unwrap_or_default();
-    broker.parse_nhs_number("child.nhs_number", text).map_err(into_status)
 }
 
 #[tonic::async_trait]

@@ -154,7 +154,7 @@ fn item_error(err: ServiceError) -> v1::ItemError {
 }
 
 /// Parses the child of a request, naming `child.nhs_number`.
-fn child_of(broker: &Broker, child: Option<&v1::ChildRef>) -> Result<tio_core::NhsNumber, Status> {
+pub(crate) fn child_of(broker: &Broker, child: Option<&v1::ChildRef>) -> Result<tio_core::NhsNumber, Status> {
     let text = child.map(|child| child.nhs_number.as_str()).unwrap_or_default();
     broker.parse_nhs_number("child.nhs_number", text).map_err(into_status)
 }
