@@ -3,6 +3,7 @@
 
 mod admin;
 mod alerts;
+mod amendments;
 mod audit_cli;
 mod audit_service;
 mod bench;

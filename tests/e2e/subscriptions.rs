@@ -402,6 +402,9 @@ enum Stop {
     /// The round's deliveries rest on a safeguarding share, which its declaring agency
     /// ends (issue 16).
     EndShare,
+    /// The publisher retracts the round's last update (issue 16): no delivery of it
+    /// may come after the retraction.
+    Retract,
 }
 
 #[test]
@@ -417,6 +420,11 @@ fn an_objection_raced_against_queued_deliveries_always_comes_after_every_deliver
 #[test]
 fn a_safeguarding_share_ended_against_queued_deliveries_always_comes_after_every_delivery_it_allowed() {
     race_a_stop_against_queued_deliveries(Stop::EndShare);
+}
+
+#[test]
+fn a_retraction_raced_against_queued_deliveries_always_comes_after_every_delivery_of_the_update() {
+    race_a_stop_against_queued_deliveries(Stop::Retract);
 }
 
 /// Stops deliveries by `stop` at a random moment while some are in flight and more are
@@ -473,10 +481,12 @@ fn race_a_stop_against_queued_deliveries(stop: Stop) {
             let credit = 1 + random.next(4) as u32;
             let mut stream = Stream::open(&send_team, &name, credit).await.unwrap();
             let updates = 3 + random.next(6);
+            let mut published = Vec::new();
             for index in 0..updates {
                 let value = communication_needs(&format!("seed {seed} note {index}"));
                 let key = format!("race-{seed}-{index}");
-                publish(&hospital, publish_request(AMY, v1::Category::CommunicationNeeds, value, &key)).await.unwrap();
+                let request = publish_request(AMY, v1::Category::CommunicationNeeds, value, &key);
+                published.push(publish(&hospital, request).await.unwrap().update_id);
             }
             // Withdraw while deliveries are in flight and queued, after a random pause,
             // acking a random number of deliveries meanwhile.
@@ -507,6 +517,17 @@ fn race_a_stop_against_queued_deliveries(stop: Stop) {
                     };
                     social_care.safeguarding().end_safeguarding_share(social_care.request(end)).await.unwrap();
                     (v1::AuditAction::SafeguardingEnded, share_id.clone())
+                }
+                Stop::Retract => {
+                    let retracted = published.last().cloned().unwrap_or_default();
+                    let retract = v1::RetractUpdateRequest {
+                        child: child(AMY),
+                        update_id: retracted.clone(),
+                        reason: "race".into(),
+                        source_reference: String::new(),
+                    };
+                    hospital.records().retract_update(hospital.request(retract)).await.unwrap();
+                    (v1::AuditAction::UpdateRetracted, retracted)
                 }
                 Stop::RaiseObjection => {
                     let object = v1::RecordObjectionRequest {
@@ -546,14 +567,20 @@ fn race_a_stop_against_queued_deliveries(stop: Stop) {
                 ..Default::default()
             };
             let entries = auditor.audit().query_entries(auditor.request(query)).await.unwrap().into_inner().entries;
+            let amends = format!("amends {stop_id}");
             let withdrawn_at = entries
                 .iter()
-                .find(|e| e.action() == stop_action && e.consent_id == stop_id)
+                .find(|e| e.action() == stop_action && (e.consent_id == stop_id || e.detail == amends))
                 .expect("the stop is logged")
                 .leaf_index;
             let allowed: Vec<_> =
                 entries.iter().filter(|e| e.action() == v1::AuditAction::Delivery && allowed_here(e)).collect();
-            for entry in &allowed {
+            // What the stop stops: all the round allowed, or the retracted update alone.
+            let stopped = |entry: &&&v1::AuditEntry| match stop {
+                Stop::Retract => entry.update_id == stop_id,
+                _ => true,
+            };
+            for entry in allowed.iter().filter(stopped) {
                 assert!(entry.leaf_index < withdrawn_at, "seed {seed}: a delivery it allowed came after the stop");
             }
             delivered_in_all += allowed.len();

@@ -98,10 +98,12 @@ pub fn check_log(store: &Store, verifier: Option<&Verifier>) -> Result<AuditChec
                 }
             }
             report.entries += 1;
-            if entry.action == Action::Publish.code()
-                && entry.outcome == Outcome::Allowed.code()
-                && !entry.update_id.is_empty()
-            {
+            // Every record in the update log was committed with one of these: a publish,
+            // or a correction or retraction (itself a record in the log).
+            let writes_an_update = [Action::Publish, Action::UpdateCorrected, Action::UpdateRetracted]
+                .iter()
+                .any(|action| entry.action == action.code());
+            if writes_an_update && entry.outcome == Outcome::Allowed.code() && !entry.update_id.is_empty() {
                 published.insert(entry.update_id.clone());
             }
             for (level, index, hash) in tree.append(entry.leaf_hash()) {

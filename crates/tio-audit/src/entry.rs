@@ -50,11 +50,20 @@ pub enum Action {
     SafeguardingRenewed,
     /// A safeguarding share was ended early.
     SafeguardingEnded,
+    /// A publisher corrected one of its updates (the entry names the correction in
+    /// `update_id`, the corrected update in `detail`).
+    UpdateCorrected,
+    /// A publisher retracted one of its updates, entered in error.
+    UpdateRetracted,
+    /// A past recipient of an update was sent its correction.
+    CorrectionSent,
+    /// A past recipient of an update was told of its retraction.
+    RetractionSent,
 }
 
 impl Action {
     /// Every action, in code order.
-    pub const ALL: [Action; 19] = [
+    pub const ALL: [Action; 23] = [
         Action::Publish,
         Action::ProfileRead,
         Action::Delivery,
@@ -74,6 +83,10 @@ impl Action {
         Action::SafeguardingDeclared,
         Action::SafeguardingRenewed,
         Action::SafeguardingEnded,
+        Action::UpdateCorrected,
+        Action::UpdateRetracted,
+        Action::CorrectionSent,
+        Action::RetractionSent,
     ];
 
     /// Returns the code stored in entries.
@@ -98,6 +111,10 @@ impl Action {
             Action::SafeguardingDeclared => "safeguarding_declared",
             Action::SafeguardingRenewed => "safeguarding_renewed",
             Action::SafeguardingEnded => "safeguarding_ended",
+            Action::UpdateCorrected => "update_corrected",
+            Action::UpdateRetracted => "update_retracted",
+            Action::CorrectionSent => "correction_sent",
+            Action::RetractionSent => "retraction_sent",
         }
     }
 
@@ -128,6 +145,10 @@ impl Action {
             Action::SafeguardingDeclared => "declared a safeguarding share",
             Action::SafeguardingRenewed => "renewed a safeguarding share",
             Action::SafeguardingEnded => "ended a safeguarding share",
+            Action::UpdateCorrected => "corrected an update it had shared",
+            Action::UpdateRetracted => "retracted an update it had shared in error",
+            Action::CorrectionSent => "was sent the correction of an update it had been given",
+            Action::RetractionSent => "was told that an update it had been given was retracted",
         }
     }
 }

@@ -20,7 +20,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-pub use subscriber::Subscriber;
+pub use subscriber::{DeliveryKind, Subscriber, describe_amendment};
 
 /// The metadata key that carries the professional's id on every call.
 pub const PROFESSIONAL_METADATA_KEY: &str = "x-tio-professional";

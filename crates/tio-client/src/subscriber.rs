@@ -25,10 +25,21 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 ///
 /// ```no_run
 /// # async fn run(client: tio_client::Client) -> Result<(), tio_client::ClientError> {
+/// use tio_client::DeliveryKind;
 /// let mut subscriber = tio_client::Subscriber::new(client, "main");
 /// loop {
 ///     let delivery = subscriber.next().await?;
-///     // ... store it in the agency's own system, then:
+///     match DeliveryKind::of(&delivery) {
+///         Some(DeliveryKind::Value(value)) => { /* store it as the current value */ }
+///         Some(DeliveryKind::Correction { amended_update_id, value, .. }) => {
+///             /* replace what came from `amended_update_id` with `value` (or remove it) */
+///         }
+///         Some(DeliveryKind::Retraction { amended_update_id, .. }) => {
+///             /* withdraw what came from `amended_update_id` */
+///         }
+///         None => {}
+///     }
+///     // ... once the agency's own system holds the change:
 ///     subscriber.ack(delivery.delivery_number).await?;
 /// }
 /// # }
@@ -40,6 +51,72 @@ pub struct Subscriber {
     max_attempts: u32,
     last_acked: u64,
     stream: Option<OpenStream>,
+}
+
+/// What a delivery asks the receiving system to do: [`DeliveryKind::of`] reads it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum DeliveryKind<'a> {
+    /// A category's new whole value: store it as the child's current value of the
+    /// category (it replaces the previous one).
+    Value(&'a v1::CategoryValue),
+    /// An update this agency was given before was wrong. Replace what came from
+    /// `amended_update_id` with `value`; if `value` is `None` (this agency may not see
+    /// the corrected value now), delete or mark as wrong what came from it.
+    Correction {
+        /// The update this agency holds that is wrong.
+        amended_update_id: &'a str,
+        /// The publisher's reason.
+        reason: &'a str,
+        /// The corrected value, if this agency may see it now.
+        value: Option<&'a v1::CategoryValue>,
+    },
+    /// An update this agency was given before was entered in error: withdraw what came
+    /// from `amended_update_id`. The category's value is the one before it, if this
+    /// agency had it, or none.
+    Retraction {
+        /// The update to withdraw.
+        amended_update_id: &'a str,
+        /// The publisher's reason.
+        reason: &'a str,
+    },
+}
+
+impl<'a> DeliveryKind<'a> {
+    /// Reads what `delivery` asks for; `None` for a delivery that has neither a value
+    /// nor an amendment (which the broker never sends).
+    pub fn of(delivery: &'a v1::Delivery) -> Option<DeliveryKind<'a>> {
+        let Some(amendment) = &delivery.amendment else { return delivery.value.as_ref().map(DeliveryKind::Value) };
+        let (amended_update_id, reason) = (amendment.amended_update_id.as_str(), amendment.reason.as_str());
+        match amendment.kind() {
+            v1::AmendmentKind::Correction => {
+                Some(DeliveryKind::Correction { amended_update_id, reason, value: delivery.value.as_ref() })
+            }
+            v1::AmendmentKind::Retraction => Some(DeliveryKind::Retraction { amended_update_id, reason }),
+            v1::AmendmentKind::Unspecified => None,
+        }
+    }
+}
+
+/// Says in one line what an amendment asks of the receiving system, for people
+/// watching a subscription (it names update ids, never the child).
+pub fn describe_amendment(delivery: &v1::Delivery, amendment: &v1::Amendment) -> String {
+    let category = v1::Category::try_from(delivery.category)
+        .map_or("a category", |category| category.as_str_name().strip_prefix("CATEGORY_").unwrap_or("a category"));
+    let category = category.to_lowercase();
+    match DeliveryKind::of(delivery) {
+        Some(DeliveryKind::Correction { value: Some(_), .. }) => format!(
+            "correction: update {} ({category}) was wrong; replace it with the value in delivery {} (reason: {})",
+            amendment.amended_update_id, delivery.delivery_number, amendment.reason
+        ),
+        Some(DeliveryKind::Correction { value: None, .. }) => format!(
+            "correction: update {} ({category}) was wrong; remove it (this agency may not see the corrected value now; reason: {})",
+            amendment.amended_update_id, amendment.reason
+        ),
+        _ => format!(
+            "retraction: update {} ({category}) was entered in error; withdraw it (reason: {})",
+            amendment.amended_update_id, amendment.reason
+        ),
+    }
 }
 
 struct OpenStream {

@@ -439,7 +439,47 @@ impl Story {
         );
         self.protection_flag().await?;
 
-        step(9, "The auditor answers Anna's question: who saw Amelia's information, when, and why?");
+        step(
+            9,
+            "The hospital finds that step 5's update was meant for another child and retracts it. The SEND team and the school, which were given it, are told; Amelia's profile goes back to what it said before.",
+        );
+        let retraction = v1::RetractUpdateRequest {
+            child: self.child_ref(),
+            update_id: second.update_id.clone(),
+            reason: "Entered on the wrong child's record: the tablet app is a classmate's.".into(),
+            source_reference: format!("EPR-{}-r", self.run),
+        };
+        self.hospital
+            .records()
+            .retract_update(self.hospital.request(retraction))
+            .await
+            .map_err(tio_client::ClientError::from)?;
+        // The SEND team received it on its subscription; the school read it in its
+        // profile at step 7 (its subscription takes only health summaries, and carries
+        // the notice all the same).
+        for (name, stream) in [("the SEND team", &mut send_team), ("the school", &mut school)] {
+            let Some(delivery) = stream.next(DELIVERY_WAIT).await? else {
+                unexpected!("{name} was not told of the retraction")
+            };
+            let told = delivery.amendment.as_ref().is_some_and(|amendment| {
+                amendment.kind() == v1::AmendmentKind::Retraction && amendment.amended_update_id == second.update_id
+            });
+            check!(told && delivery.value.is_none(), "{name} received something other than the retraction");
+            stream.ack(delivery.delivery_number).await?;
+        }
+        check!(social_care.next(SILENCE_WAIT).await?.is_none(), "social care, never given it, was told of it");
+        let request = v1::GetProfileRequest { child: self.child_ref(), categories: vec![CommunicationNeeds as i32] };
+        let profile = self.school.records().get_profile(self.school.request(request)).await;
+        let profile = profile.map_err(tio_client::ClientError::from)?.into_inner();
+        check!(
+            profile.entries.first().map(|entry| entry.update_id.as_str()) == Some(first.update_id.as_str()),
+            "the school's profile should show step 1's value again"
+        );
+        ok(
+            "the SEND team and the school were each sent a retraction; social care, never given it, was not; the profile shows step 1's value again",
+        );
+
+        step(10, "The auditor answers Anna's question: who saw Amelia's information, when, and why?");
         let request = v1::SubjectAccessReportRequest { child: self.child_ref(), ..Default::default() };
         let lines = self.auditor.audit().subject_access_report(self.auditor.request(request)).await;
         let lines = lines.map_err(tio_client::ClientError::from)?.into_inner().lines;
@@ -458,7 +498,7 @@ impl Story {
             .map_err(HarnessError::io("print the report"))?;
         drop(out);
 
-        step(10, "The auditor exports the audit log and verifies it offline, with the log's public key.");
+        step(11, "The auditor exports the audit log and verifies it offline, with the log's public key.");
         drop((send_team, school, social_care));
         self.verify_log().await?;
         Ok(())

@@ -55,11 +55,18 @@ pub enum Keyspace {
     Objections,
     /// Safeguarding share revisions.
     Safeguarding,
+    /// An amended update's position: the position of the correction or retraction
+    /// that amended it.
+    Amendments,
+    /// Child index, an update's position and an agency: the update was disclosed to
+    /// the agency (delivered, or shown in a profile read), so its amendments are owed
+    /// to it.
+    Disclosures,
 }
 
 impl Keyspace {
     /// Every keyspace, in a fixed order engines may rely on.
-    pub const ALL: [Keyspace; 15] = [
+    pub const ALL: [Keyspace; 17] = [
         Keyspace::Meta,
         Keyspace::Updates,
         Keyspace::UpdatesByChild,
@@ -75,6 +82,8 @@ impl Keyspace {
         Keyspace::AuditTree,
         Keyspace::Objections,
         Keyspace::Safeguarding,
+        Keyspace::Amendments,
+        Keyspace::Disclosures,
     ];
 
     /// Returns the stable name (a table or tree name, and part of associated data).
@@ -96,6 +105,8 @@ impl Keyspace {
             Keyspace::AuditTree => "audit_tree",
             Keyspace::Objections => "objections",
             Keyspace::Safeguarding => "safeguarding",
+            Keyspace::Amendments => "amendments",
+            Keyspace::Disclosures => "disclosures",
         }
     }
 

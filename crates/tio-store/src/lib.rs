@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod agencies;
+mod amendments;
 pub mod audit_records;
 pub mod backup;
 mod consents;
@@ -26,8 +27,10 @@ mod safeguarding;
 pub mod secret_file;
 mod store;
 mod update_record;
+pub use update_record::{AmendKind, Amends};
 mod versioned;
 
+pub use amendments::NewAmendment;
 pub use options::{EngineKind, IndexEngine, StoreOptions};
 pub use store::{
     Appended, CheckReport, Child, ChildIndex, ChildRef, Extra, NewUpdate, Problems, SealedRecord, Store, StoreError,

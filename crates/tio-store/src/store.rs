@@ -18,7 +18,8 @@ use crate::engine::{
 };
 use crate::keys::{KeyError, KeyRing, SecretKey, open_with, seal_with};
 use crate::update_record::{
-    CHILD_INDEX_BYTES, UPDATE_ID_BYTES, UpdateRecord, category_code, decode_payload, encode_payload,
+    Amends, CHILD_INDEX_BYTES, UPDATE_ID_BYTES, UpdateRecord, category_code, decode_amendment_payload, decode_payload,
+    encode_payload,
 };
 use crate::{CommitStats, GroupCommit};
 
@@ -222,6 +223,8 @@ pub struct StoredUpdate {
     pub committed_at: Timestamp,
     /// The publisher's reference and the value; `None` once the child was erased.
     pub content: Option<UpdateContent>,
+    /// For a correction or a retraction, the update it amends.
+    pub amends: Option<Amends>,
 }
 
 /// The sealed part of an update.
@@ -229,8 +232,10 @@ pub struct StoredUpdate {
 pub struct UpdateContent {
     /// The publisher's reference.
     pub source_reference: String,
-    /// The encoded category value.
+    /// The encoded category value (empty for a retraction).
     pub value: Vec<u8>,
+    /// For a correction or a retraction, the publisher's reason; empty otherwise.
+    pub reason: String,
 }
 
 /// Preconditions and operations to commit with an update, in the same batch.
@@ -348,7 +353,7 @@ impl Store {
 
     /// Returns the child's data key, from the cache or unwrapped from the store; `None`
     /// if the child has none (never seen, or erased).
-    fn data_key(&self, child: ChildIndex) -> Result<Option<SecretKey>, StoreError> {
+    pub(crate) fn data_key(&self, child: ChildIndex) -> Result<Option<SecretKey>, StoreError> {
         let generation = {
             let cache = self.key_cache();
             if let Some(key) = cache.keys.get(&child) {
@@ -608,6 +613,7 @@ impl Store {
                 committed_at_micros: update.committed_at.unix_micros(),
                 publisher: update.publisher.as_str().to_owned(),
                 sealed: Vec::new(),
+                amends: None,
             };
             record.sealed = seal_with(
                 &data_key,
@@ -893,9 +899,13 @@ impl Store {
             None => None,
             Some(data_key) => {
                 let plain = open_with(data_key, &record.associated_data(), &record.sealed)?;
-                let (source_reference, value) = decode_payload(&plain)
-                    .ok_or_else(|| StoreError::Corrupt("an update payload does not decode".to_owned()))?;
-                Some(UpdateContent { source_reference, value })
+                let decoded = match record.amends {
+                    None => decode_payload(&plain).map(|(source, value)| (String::new(), source, value)),
+                    Some(_) => decode_amendment_payload(&plain),
+                };
+                let (reason, source_reference, value) =
+                    decoded.ok_or_else(|| StoreError::Corrupt("an update payload does not decode".to_owned()))?;
+                Some(UpdateContent { source_reference, value, reason })
             }
         };
         Ok(StoredUpdate {
@@ -906,6 +916,7 @@ impl Store {
             publisher: record.publisher,
             committed_at: Timestamp::from_unix_micros(record.committed_at_micros),
             content,
+            amends: record.amends,
         })
     }
 }
@@ -987,7 +998,7 @@ fn decode_date(bytes: &[u8]) -> Option<Date> {
 }
 
 /// Returns the operation that stores the child's date of birth sealed under its data key.
-fn date_of_birth_op(data_key: &SecretKey, index: ChildIndex, born: Date) -> Result<Op, StoreError> {
+pub(crate) fn date_of_birth_op(data_key: &SecretKey, index: ChildIndex, born: Date) -> Result<Op, StoreError> {
     let key = date_of_birth_key(index);
     let value = seal_with(data_key, &sealed_record_context(Keyspace::Children, &key), &encode_date(born))?;
     Ok(Op::Put { space: Keyspace::Children, key, value })
@@ -1006,7 +1017,7 @@ fn child_number_op(
 }
 
 /// The key of a child's latest value of `category` (its position is the value).
-fn latest_key(child: ChildIndex, category: Category) -> Vec<u8> {
+pub(crate) fn latest_key(child: ChildIndex, category: Category) -> Vec<u8> {
     let mut key = child.0.to_vec();
     key.push(category_code(category));
     key

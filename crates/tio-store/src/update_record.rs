@@ -6,8 +6,13 @@
 
 use tio_core::Category;
 
-/// Format of an update record in the `updates` log.
+/// Format of an update record in the `updates` log: a category value.
 pub(crate) const UPDATE_RECORD_V1: u8 = 1;
+
+/// Format of an amendment in the `updates` log: a correction (a value that replaces an
+/// earlier update) or a retraction (no value), naming the update it amends. Its sealed
+/// payload starts with the publisher's reason.
+pub(crate) const UPDATE_RECORD_V2: u8 = 2;
 
 /// Bytes of an update id.
 pub(crate) const UPDATE_ID_BYTES: usize = 16;
@@ -48,16 +53,65 @@ pub(crate) struct UpdateRecord {
     pub(crate) committed_at_micros: i64,
     /// The publishing agency's id.
     pub(crate) publisher: String,
-    /// The sealed source reference and value.
+    /// The sealed source reference and value (for an amendment, the reason first).
     pub(crate) sealed: Vec<u8>,
+    /// What it amends, if it is an amendment (a version 2 record).
+    pub(crate) amends: Option<Amends>,
+}
+
+/// How an amendment changes the update it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AmendKind {
+    /// A new value replaces the update, which was wrong.
+    Correction,
+    /// The update was entered in error and is withdrawn; the category's previous value
+    /// (or none) is current again.
+    Retraction,
+}
+
+impl AmendKind {
+    /// The stored code. Do not change: codes are in stored records and associated data.
+    fn code(self) -> u8 {
+        match self {
+            AmendKind::Correction => 1,
+            AmendKind::Retraction => 2,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<AmendKind> {
+        [AmendKind::Correction, AmendKind::Retraction].into_iter().find(|kind| kind.code() == code)
+    }
+
+    /// A short lower-case name, for audit entries and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AmendKind::Correction => "correction",
+            AmendKind::Retraction => "retraction",
+        }
+    }
+}
+
+/// The update an amendment names, by id: ids, unlike positions, survive a restore onto
+/// another engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Amends {
+    /// Correction or retraction.
+    pub kind: AmendKind,
+    /// The amended update's id.
+    pub update_id: crate::UpdateId,
 }
 
 impl UpdateRecord {
+    /// The format version the record is written in.
+    fn version(&self) -> u8 {
+        if self.amends.is_some() { UPDATE_RECORD_V2 } else { UPDATE_RECORD_V1 }
+    }
+
     /// Encodes: version, id, child index, category, time, publisher (length-prefixed),
-    /// sealed payload (the rest).
+    /// for an amendment its kind and the amended id, then the sealed payload (the rest).
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity(64 + self.publisher.len() + self.sealed.len());
-        bytes.push(UPDATE_RECORD_V1);
+        let mut bytes = Vec::with_capacity(96 + self.publisher.len() + self.sealed.len());
+        bytes.push(self.version());
         bytes.extend_from_slice(&self.update_id);
         bytes.extend_from_slice(&self.child_index);
         bytes.push(category_code(self.category));
@@ -65,6 +119,9 @@ impl UpdateRecord {
         // Agency ids are at most 64 bytes (tio-core), so one length byte suffices.
         bytes.push(u8::try_from(self.publisher.len()).unwrap_or(u8::MAX));
         bytes.extend_from_slice(self.publisher.as_bytes());
+        if let Some(amends) = &self.amends {
+            bytes.extend_from_slice(&amends_bytes(amends));
+        }
         bytes.extend_from_slice(&self.sealed);
         bytes
     }
@@ -72,7 +129,7 @@ impl UpdateRecord {
     /// Decodes a record of any known version; `None` if it is not one.
     pub(crate) fn decode(bytes: &[u8]) -> Option<UpdateRecord> {
         let (&version, rest) = bytes.split_first()?;
-        if version != UPDATE_RECORD_V1 {
+        if version != UPDATE_RECORD_V1 && version != UPDATE_RECORD_V2 {
             return None;
         }
         let update_id = rest.get(..UPDATE_ID_BYTES)?.try_into().ok()?;
@@ -83,21 +140,59 @@ impl UpdateRecord {
         let committed_at_micros = i64::from_be_bytes(rest.get(1..9)?.try_into().ok()?);
         let publisher_len = usize::from(*rest.get(9)?);
         let publisher = std::str::from_utf8(rest.get(10..10 + publisher_len)?).ok()?.to_owned();
-        let sealed = rest.get(10 + publisher_len..)?.to_vec();
-        Some(UpdateRecord { update_id, child_index, category, committed_at_micros, publisher, sealed })
+        let mut rest = rest.get(10 + publisher_len..)?;
+        let amends = if version == UPDATE_RECORD_V2 {
+            let kind = AmendKind::from_code(*rest.first()?)?;
+            let update_id = crate::UpdateId(rest.get(1..1 + UPDATE_ID_BYTES)?.try_into().ok()?);
+            rest = &rest[1 + UPDATE_ID_BYTES..];
+            Some(Amends { kind, update_id })
+        } else {
+            None
+        };
+        let sealed = rest.to_vec();
+        Some(UpdateRecord { update_id, child_index, category, committed_at_micros, publisher, sealed, amends })
     }
 
     /// The associated data that binds the sealed payload to this record: the keyspace,
-    /// the child, the category, the update id and the format version. Moving a sealed
-    /// payload to another record makes it fail authentication.
+    /// the child, the category, the update id and the format version, and for an
+    /// amendment what it amends. Moving a sealed payload to another record, or pointing
+    /// an amendment at another update, makes it fail authentication.
     pub(crate) fn associated_data(&self) -> Vec<u8> {
         let mut associated = b"tio/updates/".to_vec();
-        associated.push(UPDATE_RECORD_V1);
+        associated.push(self.version());
         associated.extend_from_slice(&self.child_index);
         associated.push(category_code(self.category));
         associated.extend_from_slice(&self.update_id);
+        if let Some(amends) = &self.amends {
+            associated.extend_from_slice(&amends_bytes(amends));
+        }
         associated
     }
+}
+
+/// An amendment's kind and the amended id.
+fn amends_bytes(amends: &Amends) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(1 + UPDATE_ID_BYTES);
+    bytes.push(amends.kind.code());
+    bytes.extend_from_slice(&amends.update_id.0);
+    bytes
+}
+
+/// Encodes the plaintext sealed in an amendment: the reason (length-prefixed), then
+/// what [`encode_payload`] encodes (for a retraction, an empty value).
+pub(crate) fn encode_amendment_payload(reason: &str, source_reference: &str, value: &[u8]) -> Vec<u8> {
+    let mut bytes = u16::try_from(reason.len()).unwrap_or(u16::MAX).to_be_bytes().to_vec();
+    bytes.extend_from_slice(reason.as_bytes());
+    bytes.extend_from_slice(&encode_payload(source_reference, value));
+    bytes
+}
+
+/// Decodes what [`encode_amendment_payload`] encoded: reason, source reference, value.
+pub(crate) fn decode_amendment_payload(bytes: &[u8]) -> Option<(String, String, Vec<u8>)> {
+    let len = usize::from(u16::from_be_bytes(bytes.get(..2)?.try_into().ok()?));
+    let reason = std::str::from_utf8(bytes.get(2..2 + len)?).ok()?.to_owned();
+    let (source, value) = decode_payload(bytes.get(2 + len..)?)?;
+    Some((reason, source, value))
 }
 
 /// Encodes the plaintext sealed in an update record: the source reference
@@ -129,6 +224,15 @@ mod tests {
             committed_at_micros: 1_800_000_000_000_000,
             publisher: "send-team".to_owned(),
             sealed: vec![1, 2, 3],
+            amends: None,
+        }
+    }
+
+    fn retraction() -> UpdateRecord {
+        UpdateRecord {
+            update_id: [8; 16],
+            amends: Some(Amends { kind: AmendKind::Retraction, update_id: crate::UpdateId([7; 16]) }),
+            ..sample()
         }
     }
 
@@ -155,15 +259,47 @@ mod tests {
         assert_eq!(UpdateRecord::decode(&golden), Some(sample()));
     }
 
+    /// Golden bytes of a version 2 record (an amendment).
+    #[test]
+    fn version_2_layout_is_stable() {
+        let record = retraction();
+        assert_eq!(UpdateRecord::decode(&record.encode()), Some(record.clone()));
+        let mut golden = vec![2];
+        golden.extend_from_slice(&[8; 16]);
+        golden.extend_from_slice(&[9; 32]);
+        golden.push(4);
+        golden.extend_from_slice(&1_800_000_000_000_000i64.to_be_bytes());
+        golden.push(9);
+        golden.extend_from_slice(b"send-team");
+        golden.push(2);
+        golden.extend_from_slice(&[7; 16]);
+        golden.extend_from_slice(&[1, 2, 3]);
+        assert_eq!(record.encode(), golden);
+        assert_ne!(record.associated_data(), sample().associated_data());
+        let payload = encode_amendment_payload("wrong child", "EPR-9", b"");
+        assert_eq!(
+            decode_amendment_payload(&payload),
+            Some(("wrong child".to_owned(), "EPR-9".to_owned(), Vec::new()))
+        );
+    }
+
     #[test]
     fn truncated_or_unknown_records_do_not_decode() {
         let bytes = sample().encode();
         for len in 0..60 {
             assert_eq!(UpdateRecord::decode(&bytes[..len]), None, "length {len}");
         }
+        let amendment = retraction().encode();
+        // Cut inside the amended update's id.
+        for len in 60..85 {
+            assert_eq!(UpdateRecord::decode(&amendment[..len]), None, "length {len}");
+        }
         let mut unknown = bytes.clone();
-        unknown[0] = 2;
+        unknown[0] = 3;
         assert_eq!(UpdateRecord::decode(&unknown), None);
+        let mut unknown_kind = amendment.clone();
+        unknown_kind[68] = 9;
+        assert_eq!(UpdateRecord::decode(&unknown_kind), None);
     }
 
     #[test]

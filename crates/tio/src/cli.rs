@@ -44,6 +44,12 @@ pub(crate) enum Command {
     Store(StoreCommand),
     /// Publish the new whole value of one category for one child (agency certificate).
     Publish(PublishArgs),
+    /// Correct one of this agency's updates with a new value; every agency that was
+    /// given the update is sent the correction.
+    Correct(CorrectArgs),
+    /// Retract one of this agency's updates, entered in error; every agency that was
+    /// given it is told.
+    Retract(RetractArgs),
     /// Read a child's profile: the latest value of each category this agency may see now.
     Profile(ProfileArgs),
     /// Record, withdraw and show a family's consent (agency certificate).
@@ -157,6 +163,52 @@ pub(crate) struct PublishArgs {
     #[arg(long, value_name = "KEY")]
     pub(crate) idempotency_key: Option<String>,
     /// Your own reference for the record (case or episode id).
+    #[arg(long, default_value = "", value_name = "REF")]
+    pub(crate) source_reference: String,
+    /// How to reach the broker.
+    #[command(flatten)]
+    pub(crate) connection: ConnectionArgs,
+}
+
+/// `tio correct`.
+#[derive(Debug, Args)]
+pub(crate) struct CorrectArgs {
+    /// The child's NHS number.
+    #[arg(long, value_name = "NHS_NUMBER")]
+    pub(crate) nhs_number: String,
+    /// The update to correct (its id, as `tio publish` printed it).
+    #[arg(long, value_name = "UPDATE_ID")]
+    pub(crate) update_id: String,
+    /// The category, which must be the update's, e.g. health_summary.
+    #[arg(long, value_name = "CATEGORY")]
+    pub(crate) category: String,
+    /// The whole corrected value as JSON, from a file or `-` for stdin (as for `tio publish`).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) value: std::path::PathBuf,
+    /// Why, in words the receiving agencies' staff can act on (sent to them, sealed at rest).
+    #[arg(long)]
+    pub(crate) reason: String,
+    /// Your own reference for the correction.
+    #[arg(long, default_value = "", value_name = "REF")]
+    pub(crate) source_reference: String,
+    /// How to reach the broker.
+    #[command(flatten)]
+    pub(crate) connection: ConnectionArgs,
+}
+
+/// `tio retract`.
+#[derive(Debug, Args)]
+pub(crate) struct RetractArgs {
+    /// The child's NHS number.
+    #[arg(long, value_name = "NHS_NUMBER")]
+    pub(crate) nhs_number: String,
+    /// The update to retract (its id, as `tio publish` printed it).
+    #[arg(long, value_name = "UPDATE_ID")]
+    pub(crate) update_id: String,
+    /// Why it was entered in error (sent to the agencies told, sealed at rest).
+    #[arg(long)]
+    pub(crate) reason: String,
+    /// Your own reference for the retraction.
     #[arg(long, default_value = "", value_name = "REF")]
     pub(crate) source_reference: String,
     /// How to reach the broker.

@@ -47,21 +47,7 @@ fn named<T: PartialEq + Copy>(
 
 /// `tio publish`.
 pub(crate) async fn publish(args: PublishArgs) -> anyhow::Result<()> {
-    let category = category_values("--category", std::slice::from_ref(&args.category))?
-        .first()
-        .copied()
-        .context("--category is required")?;
-    let mut text = String::new();
-    if args.value.as_os_str() == "-" {
-        std::io::stdin().read_to_string(&mut text).context("cannot read the value from stdin")?;
-    } else {
-        text = std::fs::read_to_string(&args.value).with_context(|| format!("cannot read {}", args.value.display()))?;
-    }
-    // The file holds the category's own message, parsed as typed so that positions in
-    // errors are the user's.
-    let category_name = args.category.replace('-', "_");
-    let value = crate::json::category_value_from_json(&category_name, &text)
-        .map_err(|err| UsageError::new(format!("--value: not a valid {category_name} value: {err}")))?;
+    let (category, value) = category_value_arg(&args.category, &args.value)?;
     let request = v1::PublishRequest {
         child: child(&args.nhs_number)?,
         category,
@@ -73,6 +59,53 @@ pub(crate) async fn publish(args: PublishArgs) -> anyhow::Result<()> {
     let client = args.connection.connect_agency().await?;
     let response = client.records().publish(client.request(request)).await.map_err(ClientError::from)?;
     print_json("tio.v1.PublishResponse", response.get_ref())
+}
+
+/// Reads `--category` and the JSON value `--value` names (a file, or `-` for stdin).
+fn category_value_arg(category: &str, file: &std::path::Path) -> anyhow::Result<(i32, v1::CategoryValue)> {
+    let code =
+        category_values("--category", &[category.to_owned()])?.first().copied().context("--category is required")?;
+    let mut text = String::new();
+    if file.as_os_str() == "-" {
+        std::io::stdin().read_to_string(&mut text).context("cannot read the value from stdin")?;
+    } else {
+        text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    }
+    // The file holds the category's own message, parsed as typed so that positions in
+    // errors are the user's.
+    let category_name = category.replace('-', "_");
+    let value = crate::json::category_value_from_json(&category_name, &text)
+        .map_err(|err| UsageError::new(format!("--value: not a valid {category_name} value: {err}")))?;
+    Ok((code, value))
+}
+
+/// `tio correct`.
+pub(crate) async fn correct(args: crate::cli::CorrectArgs) -> anyhow::Result<()> {
+    let (category, value) = category_value_arg(&args.category, &args.value)?;
+    let request = v1::CorrectUpdateRequest {
+        child: child(&args.nhs_number)?,
+        update_id: args.update_id,
+        category,
+        value: Some(value),
+        source_reference: args.source_reference,
+        reason: args.reason,
+    };
+    let client = args.connection.connect_agency().await?;
+    let response = client.records().correct_update(client.request(request)).await.map_err(ClientError::from)?;
+    print_json("tio.v1.AmendUpdateResponse", response.get_ref())
+}
+
+/// `tio retract`.
+pub(crate) async fn retract(args: crate::cli::RetractArgs) -> anyhow::Result<()> {
+    let request = v1::RetractUpdateRequest {
+        child: child(&args.nhs_number)?,
+        update_id: args.update_id,
+        reason: args.reason,
+        source_reference: args.source_reference,
+    };
+    let client = args.connection.connect_agency().await?;
+    let response = client.records().retract_update(client.request(request)).await.map_err(ClientError::from)?;
+    print_json("tio.v1.AmendUpdateResponse", response.get_ref())
 }
 
 /// Returns the key to publish under: the one given, which must not be empty, or a new
@@ -418,6 +451,10 @@ pub(crate) async fn subscribe(args: SubscribeArgs) -> anyhow::Result<()> {
         let Some(message) = responses.message().await.map_err(ClientError::from)? else { break };
         let Some(v1::subscribe_response::Message::Delivery(delivery)) = message.message else { continue };
         print_json("tio.v1.Delivery", &delivery)?;
+        if let Some(amendment) = &delivery.amendment {
+            // Said in words too: the receiving system must act on it, not just store it.
+            eprintln!("{}", tio_client::describe_amendment(&delivery, amendment));
+        }
         received += 1;
         if !args.no_ack {
             let ack = v1::Ack { delivery_numbers: vec![delivery.delivery_number] };

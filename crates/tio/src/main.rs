@@ -79,6 +79,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(command) => audit_commands::run(command),
         Command::Admin(command) => runtime()?.block_on(admin_commands::run(command)),
         Command::Publish(args) => runtime()?.block_on(client_commands::publish(args)),
+        Command::Correct(args) => runtime()?.block_on(client_commands::correct(args)),
+        Command::Retract(args) => runtime()?.block_on(client_commands::retract(args)),
         Command::Profile(args) => runtime()?.block_on(client_commands::profile(args)),
         Command::Consent(command) => runtime()?.block_on(client_commands::consent(command)),
         Command::Relationship(command) => runtime()?.block_on(client_commands::relationship(command)),

@@ -370,6 +370,22 @@ fn why(entry: &AuditEntry, action: Action, outcome: Outcome) -> String {
                 entry.detail.replace('_', " ")
             )
         }
+        Outcome::Allowed if matches!(action, Action::UpdateCorrected | Action::UpdateRetracted) => format!(
+            "the publishing agency's own record ({} update {})",
+            if action == Action::UpdateCorrected { "correcting" } else { "retracting" },
+            entry.detail.strip_prefix("amends ").unwrap_or(&entry.detail)
+        ),
+        Outcome::Allowed if action == Action::RetractionSent => {
+            "it had been given the retracted update, so it was told".to_owned()
+        }
+        Outcome::Allowed if action == Action::CorrectionSent => {
+            let told = "it had been given the corrected update, so it was told";
+            if entry.consent_id.is_empty() && entry.basis.is_empty() {
+                format!("{told} (not the corrected value, which it may not see now)")
+            } else {
+                format!("{told}; sending the corrected value was {}", why(entry, Action::Delivery, outcome))
+            }
+        }
         Outcome::Allowed if matches!(action, Action::ObjectionRaised | Action::ObjectionWithdrawn) => format!(
             "recorded on the family's instruction (objection {}, revision {})",
             entry.consent_id, entry.consent_revision

@@ -14,12 +14,15 @@ use tio_core::protection::FlagShare;
 use tio_core::{
     AccessRequest, Action, Agency, AgencyId, Category, CategorySet, Decision, Facts, Grant, NhsNumber, Service, decide,
 };
-use tio_store::{Extra, NewUpdate, Position, StoredUpdate, UpdateId};
+use tio_store::{AmendKind, Batch, Child, Extra, NewAmendment, NewUpdate, Position, StoredUpdate, UpdateId};
 
 use crate::app::broker::{Broker, Call};
 use crate::app::error::ServiceError;
 use crate::app::facts::{active_relationship, load_facts};
 use crate::app::sharing::{fill_alert, fill_grant, fill_share_alert, flag_access_alert};
+
+/// How often a profile read is tried when its values keep being replaced under it.
+const MAX_READ_ATTEMPTS: usize = 4;
 
 /// One category value to publish, its fields checked by the adapter.
 #[derive(Debug, Clone)]
@@ -157,6 +160,156 @@ impl Publisher<'_> {
     }
 }
 
+/// A correction or a retraction of one of the caller's updates, its fields checked by
+/// the adapter.
+#[derive(Debug, Clone)]
+pub(crate) struct AmendmentRequest {
+    /// The child.
+    pub(crate) child: NhsNumber,
+    /// The update to amend.
+    pub(crate) update_id: UpdateId,
+    /// Correction or retraction.
+    pub(crate) kind: AmendKind,
+    /// For a correction, the category the request names (it must be the update's).
+    pub(crate) category: Option<Category>,
+    /// For a correction, the encoded new value; empty for a retraction.
+    pub(crate) value: Vec<u8>,
+    /// The publisher's own reference for the amendment.
+    pub(crate) source_reference: String,
+    /// Why (sealed at rest, sent to past recipients, never audited in words).
+    pub(crate) reason: String,
+    /// For a correction of an identity value, the date of birth it states.
+    pub(crate) date_of_birth: Option<tio_core::Date>,
+}
+
+/// The audit action of an amendment.
+fn amendment_action(kind: AmendKind) -> AuditAction {
+    match kind {
+        AmendKind::Correction => AuditAction::UpdateCorrected,
+        AmendKind::Retraction => AuditAction::UpdateRetracted,
+    }
+}
+
+impl Broker {
+    /// Admits the calling agency to amend its updates.
+    pub(crate) async fn amender<'a>(&'a self, call: &'a Call, kind: AmendKind) -> Result<Publisher<'a>, ServiceError> {
+        let agency = self.agency_call(call, Service::Records, amendment_action(kind)).await?;
+        Ok(Publisher { broker: self, call, agency })
+    }
+}
+
+impl Publisher<'_> {
+    /// Corrects or retracts one of the agency's own updates: checked, then stored
+    /// durably with its audit entry. The past recipients are told by their
+    /// subscriptions, which meet the amendment in the log.
+    pub(crate) async fn amend(&self, request: &AmendmentRequest) -> Result<Published, ServiceError> {
+        let (broker, call, agency) = (self.broker, self.call, &self.agency);
+        let store = broker.store();
+        let action = amendment_action(request.kind);
+        let child = &store.child(&request.child);
+        let id = request.update_id.to_string();
+        let subject = format!("update/{id}");
+        let Some(amended) = store.find_update(child, &request.update_id)? else {
+            return Err(ServiceError::not_found(
+                "tio.v1.Update",
+                "UPDATE_NOT_FOUND",
+                id.clone(),
+                format!("the child has no update {id}"),
+            ));
+        };
+        if let Some(category) = request.category
+            && category != amended.category
+        {
+            return Err(ServiceError::InvalidArgument(vec![tio_core::FieldViolation::new(
+                "category",
+                format!("is {category} but update {id} is {}", amended.category),
+            )]));
+        }
+        let refusal = if amended.publisher != agency.id.as_str() {
+            Some(("not_publisher", format!("only the agency that published update {id} may amend it")))
+        } else {
+            let question = AccessRequest { agency, action: Action::Publish, category: amended.category, flag: None };
+            match decide(&question, &Facts::default(), call.now) {
+                Decision::Deny(reason) => Some((
+                    reason.code(),
+                    format!("this agency may not publish {}: {}", amended.category, reason.code()),
+                )),
+                Decision::Allow(_) => None,
+            }
+        };
+        if let Some((reason, message)) = refusal {
+            let mut entry = broker.entry(call, action, Outcome::Denied);
+            broker.name_child(&mut entry, child)?;
+            entry.categories = vec![amended.category.as_str().to_owned()];
+            entry.reason = reason.to_owned();
+            entry.detail = format!("amends {id}");
+            broker.write_audit(&[entry]).await?;
+            broker.metrics().denied(action.code(), reason);
+            return Err(ServiceError::denied(reason, message));
+        }
+        if amended.amends.is_some_and(|amends| amends.kind == AmendKind::Retraction) {
+            return Err(ServiceError::InvalidArgument(vec![tio_core::FieldViolation::new(
+                "update_id",
+                format!("update {id} is a retraction, which has no value to amend"),
+            )]));
+        }
+        let already = || {
+            ServiceError::failed_precondition(
+                "UPDATE_ALREADY_AMENDED",
+                subject.clone(),
+                format!("update {id} was corrected or retracted already"),
+            )
+        };
+        if store.amended_by(&amended)?.is_some() {
+            return Err(already());
+        }
+        if request.kind == AmendKind::Correction && !store.is_latest(&amended)? {
+            return Err(ServiceError::failed_precondition(
+                "UPDATE_SUPERSEDED",
+                subject.clone(),
+                format!(
+                    "update {id} is no longer the current {}: a newer update replaced it; retract it instead",
+                    amended.category
+                ),
+            ));
+        }
+
+        let mut entry = broker.entry(call, action, Outcome::Allowed);
+        broker.name_child(&mut entry, child)?;
+        entry.categories = vec![amended.category.as_str().to_owned()];
+        entry.detail = format!("amends {id}");
+        let amendment = NewAmendment {
+            child,
+            amended: &amended,
+            kind: request.kind,
+            value: &request.value,
+            source_reference: &request.source_reference,
+            reason: &request.reason,
+            publisher: &agency.id,
+            committed_at: call.now,
+            date_of_birth: request.date_of_birth,
+        };
+        let appended = store
+            .amend_update(amendment, |update_id| Extra {
+                conditions: Vec::new(),
+                ops: vec![entry_op(&AuditEntry { update_id: update_id.to_string(), ..entry.clone() })],
+            })
+            .await
+            .map_err(|err| match err {
+                // Its first precondition: amended by another call meanwhile.
+                tio_store::StoreError::Conflict { index: 0 } => already(),
+                other => other.into(),
+            })?;
+        broker.notify_change();
+        Ok(Published {
+            update_id: appended.update_id,
+            position: appended.position,
+            committed_at: appended.committed_at,
+            duplicate: false,
+        })
+    }
+}
+
 impl ProfileReader<'_> {
     /// Returns the latest value of each category of `child` (of `wanted`, or all if it
     /// is empty) the agency may read now.
@@ -165,8 +318,22 @@ impl ProfileReader<'_> {
         child: &NhsNumber,
         wanted: CategorySet,
     ) -> Result<Vec<StoredUpdate>, ServiceError> {
+        let child = &self.broker.store().child(child);
+        // A read whose values were replaced (published anew, corrected, retracted)
+        // before its record committed reads again: every value it shows is recorded as
+        // shown while still current, so a later amendment knows to tell this agency.
+        for _ in 0..MAX_READ_ATTEMPTS {
+            if let Some(shown) = self.try_profile(child, wanted).await? {
+                return Ok(shown);
+            }
+        }
+        Err(ServiceError::Store(tio_store::StoreError::Conflict { index: 0 }))
+    }
+
+    /// One attempt at [`ProfileReader::profile`]: `None` if a value shown stopped being
+    /// current before the read's record committed.
+    async fn try_profile(&self, child: &Child, wanted: CategorySet) -> Result<Option<Vec<StoredUpdate>>, ServiceError> {
         let (broker, call, agency) = (self.broker, self.call, &self.agency);
-        let child = &broker.store().child(child);
         let facts = load_facts(broker.store(), child)?;
         let domain = facts.domain();
         let facts = domain.facts();
@@ -227,10 +394,19 @@ impl ProfileReader<'_> {
         if entries.is_empty() {
             entries.push(broker.entry(call, AuditAction::ProfileRead, Outcome::Allowed));
         }
+        let mut batch = Batch::new();
         for entry in &mut entries {
             broker.name_child(entry, child)?;
+            batch.push(entry_op(entry));
         }
-        broker.write_audit(&entries).await?;
-        Ok(shown)
+        for update in &shown {
+            batch.require(broker.store().still_latest(update));
+            batch.push(broker.store().disclosure(update, agency.id.as_str()));
+        }
+        match broker.store().commit(batch).await {
+            Ok(_) => Ok(Some(shown)),
+            Err(tio_store::StoreError::Conflict { .. }) => Ok(None),
+            Err(err) => Err(err.into()),
+        }
     }
 }

@@ -83,6 +83,10 @@ pub(crate) fn action_to_proto(action: Action) -> v1::AuditAction {
         Action::SafeguardingDeclared => v1::AuditAction::SafeguardingDeclared,
         Action::SafeguardingRenewed => v1::AuditAction::SafeguardingRenewed,
         Action::SafeguardingEnded => v1::AuditAction::SafeguardingEnded,
+        Action::UpdateCorrected => v1::AuditAction::UpdateCorrected,
+        Action::UpdateRetracted => v1::AuditAction::UpdateRetracted,
+        Action::CorrectionSent => v1::AuditAction::CorrectionSent,
+        Action::RetractionSent => v1::AuditAction::RetractionSent,
     }
 }
 

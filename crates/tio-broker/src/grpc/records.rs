@@ -5,11 +5,11 @@ use prost::Message;
 use tio_core::protection::{FlagLevel, FlagValue};
 use tio_core::{Category, FieldViolation, limits};
 use tio_proto::v1;
-use tio_store::StoredUpdate;
+use tio_store::{AmendKind, StoredUpdate, UpdateId};
 
 use crate::app::broker::Broker;
 use crate::app::error::ServiceError;
-use crate::app::records::{Publication, Published};
+use crate::app::records::{AmendmentRequest, Publication, Published};
 use crate::grpc::care::{condition_from_proto, lawful_basis_from_proto};
 use crate::grpc::convert::{category_from_proto, category_to_proto, optional_timestamp, timestamp_to_proto};
 
@@ -89,6 +89,86 @@ pub(crate) fn publication_from_proto(
         idempotency_key: request.idempotency_key.clone(),
         date_of_birth,
     })
+}
+
+/// Checks a correction request's fields, in contract order.
+pub(crate) fn correction_from_proto(
+    broker: &Broker,
+    request: &v1::CorrectUpdateRequest,
+) -> Result<AmendmentRequest, ServiceError> {
+    // The value is checked as a publish checks it: the same limits and rules.
+    let publication = publication_from_proto(
+        broker,
+        &v1::PublishRequest {
+            child: request.child.clone(),
+            category: request.category,
+            value: request.value.clone(),
+            source_reference: request.source_reference.clone(),
+            idempotency_key: "correction".to_owned(),
+            recorded_at: None,
+        },
+    )?;
+    let update_id = update_id_from_proto(&request.update_id)?;
+    Ok(AmendmentRequest {
+        child: publication.child,
+        update_id,
+        kind: AmendKind::Correction,
+        category: Some(publication.category),
+        value: publication.value,
+        source_reference: publication.source_reference,
+        reason: reason_from_proto(&request.reason)?,
+        date_of_birth: publication.date_of_birth,
+    })
+}
+
+/// Checks a retraction request's fields, in contract order.
+pub(crate) fn retraction_from_proto(
+    broker: &Broker,
+    request: &v1::RetractUpdateRequest,
+) -> Result<AmendmentRequest, ServiceError> {
+    let child = broker.parse_nhs_number(
+        "child.nhs_number",
+        request.child.as_ref().map(|child| child.nhs_number.as_str()).unwrap_or_default(),
+    )?;
+    let update_id = update_id_from_proto(&request.update_id)?;
+    let reason = reason_from_proto(&request.reason)?;
+    limits::check_identifier("source_reference", &request.source_reference, limits::MAX_SHORT_STRING_BYTES)
+        .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))?;
+    Ok(AmendmentRequest {
+        child,
+        update_id,
+        kind: AmendKind::Retraction,
+        category: None,
+        value: Vec::new(),
+        source_reference: request.source_reference.clone(),
+        reason,
+        date_of_birth: None,
+    })
+}
+
+fn update_id_from_proto(text: &str) -> Result<UpdateId, ServiceError> {
+    if text.is_empty() {
+        return Err(invalid("update_id", "is required"));
+    }
+    UpdateId::parse(text).ok_or_else(|| invalid("update_id", "must be 32 hex digits, as the broker gave it"))
+}
+
+fn reason_from_proto(reason: &str) -> Result<String, ServiceError> {
+    if reason.trim().is_empty() {
+        return Err(invalid("reason", "is required: say why, for the agencies that are told"));
+    }
+    limits::check_len("reason", reason, limits::MAX_FREE_TEXT_BYTES)
+        .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))?;
+    Ok(reason.to_owned())
+}
+
+/// Returns the reply to a correction or a retraction.
+pub(crate) fn amended_to_proto(amended: &Published) -> v1::AmendUpdateResponse {
+    v1::AmendUpdateResponse {
+        update_id: amended.update_id.to_string(),
+        position: Some(v1::Position { token: amended.position.as_bytes().to_vec() }),
+        committed_at: Some(timestamp_to_proto(amended.committed_at)),
+    }
 }
 
 /// The level a social-care value flags, if it is a child-protection or looked-after one.

@@ -122,6 +122,28 @@ impl v1::record_service_server::RecordService for Records {
         let entries = shown.into_iter().map(records::profile_entry_to_proto).collect::<Result<_, _>>();
         Ok(Response::new(v1::GetProfileResponse { entries: entries.map_err(into_status)? }))
     }
+
+    async fn correct_update(
+        &self,
+        request: Request<v1::CorrectUpdateRequest>,
+    ) -> Result<Response<v1::AmendUpdateResponse>, Status> {
+        let call = call_of(&self.broker, &request).map_err(into_status)?;
+        let amender = self.broker.amender(&call, tio_store::AmendKind::Correction).await.map_err(into_status)?;
+        let correction = records::correction_from_proto(&self.broker, request.get_ref()).map_err(into_status)?;
+        let corrected = amender.amend(&correction).await.map_err(into_status)?;
+        Ok(Response::new(records::amended_to_proto(&corrected)))
+    }
+
+    async fn retract_update(
+        &self,
+        request: Request<v1::RetractUpdateRequest>,
+    ) -> Result<Response<v1::AmendUpdateResponse>, Status> {
+        let call = call_of(&self.broker, &request).map_err(into_status)?;
+        let amender = self.broker.amender(&call, tio_store::AmendKind::Retraction).await.map_err(into_status)?;
+        let retraction = records::retraction_from_proto(&self.broker, request.get_ref()).map_err(into_status)?;
+        let retracted = amender.amend(&retraction).await.map_err(into_status)?;
+        Ok(Response::new(records::amended_to_proto(&retracted)))
+    }
 }
 
 /// Publishes one request: the caller admitted, then the request checked, then published.

@@ -245,7 +245,19 @@ fn delivery_to_proto(delivery: &Delivery) -> Result<v1::Delivery, ServiceError> 
         |what: &str| ServiceError::Store(tio_store::StoreError::Corrupt(format!("a stored {what} does not decode")));
     let update = &delivery.update;
     let content = update.content.as_ref().ok_or_else(|| corrupt("update"))?;
-    let value = v1::CategoryValue::decode(content.value.as_slice()).map_err(|_| corrupt("category value"))?;
+    // A notice carries the value only if the agency may see it now.
+    let value = match delivery.amendment {
+        Some(notice) if !notice.with_value => None,
+        _ => Some(v1::CategoryValue::decode(content.value.as_slice()).map_err(|_| corrupt("category value"))?),
+    };
+    let amendment = delivery.amendment.map(|notice| v1::Amendment {
+        kind: match notice.amends.kind {
+            tio_store::AmendKind::Correction => v1::AmendmentKind::Correction,
+            tio_store::AmendKind::Retraction => v1::AmendmentKind::Retraction,
+        } as i32,
+        amended_update_id: notice.amends.update_id.to_string(),
+        reason: content.reason.clone(),
+    });
     Ok(v1::Delivery {
         delivery_number: delivery.number,
         redelivery: delivery.redelivery,
@@ -253,11 +265,12 @@ fn delivery_to_proto(delivery: &Delivery) -> Result<v1::Delivery, ServiceError> 
         position: Some(v1::Position { token: update.position.as_bytes().to_vec() }),
         child: Some(v1::ChildRef { nhs_number: delivery.child.number().digits() }),
         category: category_to_proto(update.category) as i32,
-        value: Some(value),
+        value,
         publisher_agency_id: update.publisher.clone(),
         source_reference: content.source_reference.clone(),
         committed_at: Some(timestamp_to_proto(update.committed_at)),
         from_profile: delivery.from_profile,
+        amendment,
     })
 }
 

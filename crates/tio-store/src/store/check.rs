@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use super::{ChildIndex, DataKeys, Store, StoreError, UpdateId};
 use crate::engine::{Keyspace, key_after};
 use crate::keys::open_with;
-use crate::update_record::{CHILD_INDEX_BYTES, UPDATE_ID_BYTES, UpdateRecord, category_code};
+use crate::update_record::{AmendKind, CHILD_INDEX_BYTES, UPDATE_ID_BYTES, UpdateRecord, category_code};
 
 /// The most problems a report lists one by one (the count is always complete).
 const MAX_LISTED: usize = 50;
@@ -106,8 +106,11 @@ impl Store {
     pub fn check(&self) -> Result<CheckReport, StoreError> {
         let mut report = CheckReport::default();
         let mut keys = DataKeys::default();
-        // (child, category) -> highest position; position -> (child, update id)
-        let mut latest_expected: BTreeMap<(ChildIndex, u8), Vec<u8>> = BTreeMap::new();
+        // (child, category) -> the values standing, oldest first; amendment key ->
+        // amending id; position -> (child, update id)
+        type Standing = Vec<([u8; UPDATE_ID_BYTES], Vec<u8>)>;
+        let mut standing: BTreeMap<(ChildIndex, u8), Standing> = BTreeMap::new();
+        let mut amended_expected: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
         let mut records: HashMap<Vec<u8>, (ChildIndex, [u8; UPDATE_ID_BYTES])> = HashMap::new();
 
         for damage in self.engine.check_files()? {
@@ -135,9 +138,22 @@ impl Store {
                 }
                 Err(err) => report.problem(format!("data key of child {child} cannot be used: {err}")),
             }
-            latest_expected.insert((child, category_code(record.category)), position.clone());
+            // Replay what each record does to its category's standing values: a value
+            // stands, a correction replaces the one it names, a retraction removes it.
+            let values = standing.entry((child, category_code(record.category))).or_default();
+            if let Some(amends) = record.amends {
+                values.retain(|(id, _)| *id != amends.update_id.0);
+                amended_expected.insert([&child.0[..], &amends.update_id.0[..]].concat(), record.update_id.to_vec());
+            }
+            if record.amends.is_none_or(|amends| amends.kind == AmendKind::Correction) {
+                values.push((record.update_id, position.clone()));
+            }
             records.insert(position, (child, record.update_id));
         }
+        let latest_expected: BTreeMap<(ChildIndex, u8), Vec<u8>> = standing
+            .into_iter()
+            .filter_map(|(key, values)| values.last().map(|(_, position)| (key, position.clone())))
+            .collect();
 
         let mut by_child_seen = HashSet::new();
         scan_all(self, Keyspace::UpdatesByChild, |key, value| {
@@ -174,6 +190,30 @@ impl Store {
                     + latest_found.keys().filter(|key| !latest_expected.contains_key(*key)).count();
             report.problem(format!("{wrong} latest-value entries disagree with the updates"));
         }
+
+        let mut amended_found = BTreeMap::new();
+        scan_all(self, Keyspace::Amendments, |key, value| {
+            report.index_entries += 1;
+            amended_found.insert(key, value);
+        })?;
+        if amended_found != amended_expected {
+            report.problem(
+                "the amended-update marks disagree with the corrections and retractions in the log".to_owned(),
+            );
+        }
+
+        let known_ids: HashSet<(ChildIndex, [u8; UPDATE_ID_BYTES])> = records.values().copied().collect();
+        scan_all(self, Keyspace::Disclosures, |key, _| {
+            report.index_entries += 1;
+            let child = key.get(..CHILD_INDEX_BYTES).and_then(|bytes| <[u8; CHILD_INDEX_BYTES]>::try_from(bytes).ok());
+            let id = key
+                .get(CHILD_INDEX_BYTES..CHILD_INDEX_BYTES + UPDATE_ID_BYTES)
+                .and_then(|bytes| <[u8; UPDATE_ID_BYTES]>::try_from(bytes).ok());
+            match (child, id) {
+                (Some(child), Some(id)) if known_ids.contains(&(ChildIndex(child), id)) => {}
+                _ => report.problem("a disclosure record names no stored update".to_owned()),
+            }
+        })?;
 
         scan_all(self, Keyspace::Idempotency, |_, value| {
             report.index_entries += 1;

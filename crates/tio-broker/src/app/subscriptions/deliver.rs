@@ -14,7 +14,7 @@ use tio_audit::entry::{Action as AuditAction, AuditEntry, Outcome};
 use tio_audit_log::entry_op;
 use tio_core::{AccessRequest, Action, Agency, Category, Decision, DenyReason, Service, WithoutConsent, decide};
 use tio_store::cursors::{self, ProfilePhase, SubscriptionHead as Head, UnackedDelivery as Unacked};
-use tio_store::{Batch, Child, ChildIndex, Op, Position, StoredUpdate};
+use tio_store::{AmendKind, Amends, Batch, Child, ChildIndex, Op, Position, StoredUpdate};
 
 use super::{MAX_MAX_IN_FLIGHT, head_categories, not_found, stream_key};
 use crate::app::broker::{Broker, Call};
@@ -47,6 +47,29 @@ pub(crate) struct Delivery {
     pub(crate) child: Child,
     /// Whether it comes from the profile of a profile-then-live start.
     pub(crate) from_profile: bool,
+    /// Set when it tells the agency of an amendment of an update it was given.
+    pub(crate) amendment: Option<Notice>,
+}
+
+/// A delivery that tells a past recipient of an amendment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Notice {
+    /// The kind of amendment and the update it amends.
+    pub(crate) amends: Amends,
+    /// Whether the delivery carries the corrected value (the agency may see it now).
+    pub(crate) with_value: bool,
+}
+
+/// How an update in the log reaches this agency.
+enum Route {
+    /// As a value, decided now.
+    Value,
+    /// As a notice of an amendment of an update the agency was given, with the
+    /// corrected value if `with_value` and the agency may see it now.
+    Notice { amends: Amends, with_value: bool },
+    /// Not at all: a value amended since (its amendment follows in the log), or an
+    /// amendment of an update this agency never had.
+    Skip,
 }
 
 /// What one step of the delivery path considers.
@@ -57,6 +80,9 @@ struct Step {
     /// A redelivery's number, or `None` for a new delivery.
     redelivery: Option<u64>,
     from_profile: bool,
+    /// Whether only a notice of an amendment may go (the subscription takes the
+    /// category only for amendments no subscription of the agency would carry).
+    notice_only: bool,
     /// How the head moves past this step.
     advance: Advance,
 }
@@ -266,6 +292,7 @@ impl Deliverer {
                 update,
                 redelivery: Some(*number),
                 from_profile: unacked.from_profile,
+                notice_only: false,
                 advance: Advance::None,
             });
         }
@@ -277,10 +304,15 @@ impl Deliverer {
     pub(crate) async fn next(&mut self, agency: &Agency) -> Result<Option<Vec<Delivery>>, ServiceError> {
         self.claimed()?;
         let categories = head_categories(&self.head);
-        let shadowed = self.shadowed_categories()?;
+        let (shadowed, orphans) = self.shadowed_categories()?;
         let store = self.broker.store().clone();
-        let taken =
+        // An amendment of a category no subscription of the agency takes (it was shown
+        // in a profile read) goes on the agency's first subscription.
+        let subscribed =
             |update: &StoredUpdate| categories.contains(&update.category) && !shadowed.contains(&update.category);
+        let taken = |update: &StoredUpdate| {
+            subscribed(update) || (update.amends.is_some() && orphans.contains(&update.category))
+        };
         let mut steps = Vec::new();
         if let ProfilePhase::Sending { after } = &self.head.profile {
             let page = store.latest_after(after.as_deref(), READ_PAGE)?;
@@ -293,10 +325,12 @@ impl Deliverer {
                 // Values newer than the live cursor come in the live phase: no duplicate.
                 let before_cursor = self.head.cursor.as_deref().is_some_and(|cursor| position.as_bytes() <= cursor);
                 let update = if before_cursor { store.update_at(&position)?.filter(|u| taken(u)) } else { None };
+                let notice_only = update.as_ref().is_some_and(|update| !subscribed(update));
                 steps.push(Step {
                     update,
                     redelivery: None,
                     from_profile: true,
+                    notice_only,
                     advance: Advance::Profile(latest_key),
                 });
             }
@@ -311,7 +345,14 @@ impl Deliverer {
                 let advance = Advance::Cursor(update.position.as_bytes().to_vec());
                 let wanted =
                     taken(&update) && since_micros.is_none_or(|since| update.committed_at.unix_micros() >= since);
-                steps.push(Step { update: wanted.then_some(update), redelivery: None, from_profile: false, advance });
+                let notice_only = !subscribed(&update);
+                steps.push(Step {
+                    update: wanted.then_some(update),
+                    redelivery: None,
+                    from_profile: false,
+                    notice_only,
+                    advance,
+                });
             }
         }
         self.deliver(agency, steps).await.map(Some)
@@ -380,45 +421,27 @@ impl Deliverer {
                 }
                 continue;
             };
-            match decision {
-                Decision::Allow(grant) => {
-                    let mut entry = self.delivery_entry(&update, &child, Outcome::Allowed)?;
-                    fill_grant(&mut entry, &grant);
-                    let alert_to = flag_access_alert(self.broker.flag_of(&update).as_ref(), &agency.id);
-                    fill_alert(&mut entry, alert_to.as_ref());
-                    fill_share_alert(&mut entry, &grant);
-                    for condition in grant_conditions(&self.broker, &update, &child, &grant, &loaded.facts) {
-                        if required.insert(condition.clone()) {
-                            batch.require(condition);
-                        }
+            let route = match self.route(&update)? {
+                Route::Value if step.notice_only => Route::Skip,
+                route => route,
+            };
+            let (decision, notice) = match route {
+                Route::Skip => {
+                    if let Some(number) = step.redelivery {
+                        batch.push(cursors::delete_unacked(&self.agency, &head.name, number));
+                        withdrawn.push(number);
                     }
-                    let number = match step.redelivery {
-                        Some(number) => {
-                            entry.detail = "redelivery".to_owned();
-                            number
-                        }
-                        None => {
-                            let number = head.next_number;
-                            head.next_number += 1;
-                            let unacked = Unacked {
-                                position: update.position.as_bytes().to_vec(),
-                                from_profile: step.from_profile,
-                            };
-                            batch.push(cursors::put_unacked(&self.agency, &head.name, number, &unacked));
-                            new_unacked.push((number, unacked));
-                            number
-                        }
-                    };
-                    batch.push(entry_op(&entry));
-                    deliveries.push(Delivery {
-                        number,
-                        redelivery: step.redelivery.is_some(),
-                        update,
-                        child,
-                        from_profile: step.from_profile,
-                    });
+                    continue;
                 }
-                Decision::Deny(reason) => {
+                Route::Value => (decision, None),
+                Route::Notice { amends, with_value } => (decision, Some((amends, with_value))),
+            };
+            // What goes out: the value (decided now), or a notice of an amendment with
+            // the value only if it may be seen now.
+            let grant = match (decision, &notice) {
+                (Decision::Allow(grant), None) | (Decision::Allow(grant), Some((_, true))) => Some(grant),
+                (_, Some(_)) => None,
+                (Decision::Deny(reason), None) => {
                     if let Some(number) = step.redelivery {
                         batch.push(cursors::delete_unacked(&self.agency, &head.name, number));
                         withdrawn.push(number);
@@ -428,8 +451,56 @@ impl Deliverer {
                     if auditable_skip(reason, &loaded.facts, &self.agency) {
                         batch.push(entry_op(&self.skip_entry(&update, &child, reason)?));
                     }
+                    continue;
                 }
+            };
+            let mut entry = self.delivery_entry(&update, &child, Outcome::Allowed)?;
+            if let Some((amends, _)) = &notice {
+                entry.action = match amends.kind {
+                    AmendKind::Correction => AuditAction::CorrectionSent,
+                    AmendKind::Retraction => AuditAction::RetractionSent,
+                }
+                .code()
+                .to_owned();
             }
+            if let Some(grant) = &grant {
+                fill_grant(&mut entry, grant);
+                let alert_to = flag_access_alert(self.broker.flag_of(&update).as_ref(), &agency.id);
+                fill_alert(&mut entry, alert_to.as_ref());
+                fill_share_alert(&mut entry, grant);
+                for condition in grant_conditions(&self.broker, &update, &child, grant, &loaded.facts) {
+                    if required.insert(condition.clone()) {
+                        batch.require(condition);
+                    }
+                }
+                // Known to have been disclosed, so that a later amendment reaches this agency.
+                batch.push(self.broker.store().disclosure(&update, &self.agency));
+            }
+            let number = match step.redelivery {
+                Some(number) => {
+                    entry.detail = "redelivery".to_owned();
+                    number
+                }
+                None => {
+                    let number = head.next_number;
+                    head.next_number += 1;
+                    let unacked =
+                        Unacked { position: update.position.as_bytes().to_vec(), from_profile: step.from_profile };
+                    batch.push(cursors::put_unacked(&self.agency, &head.name, number, &unacked));
+                    new_unacked.push((number, unacked));
+                    number
+                }
+            };
+            batch.push(entry_op(&entry));
+            deliveries.push(Delivery {
+                number,
+                redelivery: step.redelivery.is_some(),
+                update,
+                child,
+                from_profile: step.from_profile,
+                amendment: notice
+                    .map(|(amends, with_value)| Notice { amends, with_value: with_value && grant.is_some() }),
+            });
         }
         batch.ops.extend(self.state_ops(&head));
         match self.broker.store().commit(batch).await {
@@ -456,11 +527,37 @@ impl Deliverer {
         Ok(Some(deliveries))
     }
 
-    /// Categories another subscription of this agency with an earlier name also takes:
-    /// the earlier one delivers them, so the agency gets one copy.
-    fn shadowed_categories(&self) -> Result<Vec<Category>, ServiceError> {
+    /// Routes `update` for this agency: past recipients of an amended update get a
+    /// notice; others get a correction as an ordinary value and nothing of a
+    /// retraction; a value amended since is not sent at all.
+    fn route(&self, update: &StoredUpdate) -> Result<Route, ServiceError> {
+        let store = self.broker.store();
+        let amended_since = store.amended_by(update)?.is_some();
+        Ok(match update.amends {
+            Some(amends) if store.was_disclosed(update.child, &amends.update_id, &self.agency)? => {
+                Route::Notice { amends, with_value: amends.kind == AmendKind::Correction && !amended_since }
+            }
+            Some(Amends { kind: AmendKind::Retraction, .. }) => Route::Skip,
+            _ if amended_since => Route::Skip,
+            _ => Route::Value,
+        })
+    }
+
+    /// Returns the categories another subscription of this agency with an earlier name
+    /// also takes: the earlier one delivers them, so the agency gets one copy.
+    ///
+    /// Also returns, if this is the agency's first subscription by name, the categories
+    /// none of its subscriptions takes (empty otherwise).
+    fn shadowed_categories(&self) -> Result<(Vec<Category>, Vec<Category>), ServiceError> {
         let heads = self.broker.agency_heads(&self.agency)?;
-        Ok(heads.iter().filter(|head| head.name < self.head.name).flat_map(head_categories).collect())
+        let shadowed = heads.iter().filter(|head| head.name < self.head.name).flat_map(head_categories).collect();
+        let orphans = if heads.iter().all(|head| head.name >= self.head.name) {
+            let taken: Vec<Category> = heads.iter().flat_map(head_categories).collect();
+            Category::ALL.into_iter().filter(|category| !taken.contains(category)).collect()
+        } else {
+            Vec::new()
+        };
+        Ok((shadowed, orphans))
     }
 
     /// Decides one update for this agency now, reading each child's facts once per
@@ -569,10 +666,10 @@ fn auditable_skip(reason: DenyReason, facts: &ChildFacts, agency: &str) -> bool 
         || facts.relationships.iter().any(|stored| stored.record.relationship.agency.as_str() == agency)
 }
 
-/// Returns what a delivery's commit depends on: the consent revision and the
-/// relationship that allowed it being unchanged, no objection having been raised since
-/// the facts were read, and, without consent, the flag still current or the share
-/// unrevised.
+/// Returns what a delivery's commit depends on: the update not corrected or retracted
+/// meanwhile, the consent revision and the relationship that allowed it being
+/// unchanged, no objection having been raised since the facts were read, and, without
+/// consent, the flag still current or the share unrevised.
 fn grant_conditions(
     broker: &Broker,
     update: &StoredUpdate,
@@ -581,7 +678,8 @@ fn grant_conditions(
     facts: &ChildFacts,
 ) -> Vec<tio_store::Condition> {
     let store = broker.store();
-    let mut conditions = Vec::with_capacity(4);
+    let mut conditions = Vec::with_capacity(5);
+    conditions.push(store.not_amended(update));
     match &grant.without_consent {
         Some(WithoutConsent::ProtectionFlag { .. }) => conditions.push(store.still_latest(update)),
         // An end or a renewal is a new revision: what the share allowed before it fails.
@@ -701,5 +799,32 @@ mod tests {
         recorder.withdraw(&consent.0, "", evidence()).await.unwrap();
         assert!(!commit_under(&broker, &decided).await, "decided before the withdrawal");
         assert_eq!(decide_for_school(&broker).decision, Decision::Deny(DenyReason::ConsentWithdrawn));
+    }
+
+    /// A delivery decided before its update is retracted never commits after it.
+    #[tokio::test]
+    async fn a_delivery_decided_before_a_retraction_cannot_commit_after_it() {
+        let broker = broker(Arc::new(TestClock(AtomicI64::new(T0))));
+        publish_communication_needs(&broker, "k1").await;
+        record_education_consent(&broker, None).await;
+        declare_school(&broker).await;
+        let decided = decide_for_school(&broker);
+        assert!(commit_under(&broker, &decided).await, "nothing changed: it commits");
+
+        let hospital = call(&broker, "hospital");
+        let amender = broker.amender(&hospital, AmendKind::Retraction).await.unwrap();
+        let request = crate::app::records::AmendmentRequest {
+            child: amy(&broker),
+            update_id: decided.update.update_id,
+            kind: AmendKind::Retraction,
+            category: None,
+            value: Vec::new(),
+            source_reference: String::new(),
+            reason: "entered on the wrong record".into(),
+            date_of_birth: None,
+        };
+        amender.amend(&request).await.unwrap();
+        assert!(!commit_under(&broker, &decided).await, "decided before the retraction");
+        assert!(broker.store().profile(&decided.child).unwrap().is_empty(), "nothing before it: no value now");
     }
 }
