@@ -103,7 +103,7 @@ fn a_retraction_and_a_correction_reach_every_past_recipient_including_one_that_w
         assert_eq!(delivered.iter().map(|d| d.update_id.as_str()).collect::<Vec<_>>(), [&first, &second]);
         assert!(delivered.iter().all(|d| d.amendment.is_none()));
         school_stream.ack(&[1, 2]).await;
-        drop(school_stream);
+        school_stream.close().await;
         // The SEND team only reads the profile, which shows the second value.
         assert_eq!(communication(&send_team).await, ["Amy's brother"]);
         // Its subscription starts after both; corrections of what it read still reach it.
@@ -310,4 +310,73 @@ fn the_command_line_corrects_and_retracts_and_a_subscriber_is_told_what_to_do() 
         ["retract", "--nhs-number", AMY, "--update-id", &published, "--reason", "typo", "--professional", "dr-1"];
     let (ok, _, stderr) = tio_as(&sandbox, "gp", &retract);
     assert!(!ok && stderr.contains("only the agency that published"), "{stderr}");
+}
+
+#[test]
+fn an_erasure_tells_every_past_recipient_to_erase_what_it_was_given_and_names_no_child() {
+    let sandbox = Sandbox::start();
+    runtime().block_on(async {
+        let hospital = as_professional(&sandbox, "hospital").await;
+        let school = as_professional(&sandbox, "school").await;
+        let send_team = as_professional(&sandbox, "send-team").await;
+        hospital.consents().record_consent(hospital.request(consent_request(&[CommunicationNeeds]))).await.unwrap();
+        involve(&school).await;
+        involve(&send_team).await;
+        stream::create(&school, "main", &[CommunicationNeeds], None).await;
+        let mut published = Vec::new();
+        for (index, text) in ["BSL", "Makaton"].into_iter().enumerate() {
+            let request = publish_request(AMY, CommunicationNeeds, communication_needs(text), &format!("e-{index}"));
+            published.push(publish(&hospital, request).await.unwrap().update_id);
+        }
+        // Never disclosed to anyone: no consent covers the health summary.
+        publish(&hospital, publish_request(AMY, HealthSummary, health_summary("Epilepsy"), "e-h")).await.unwrap();
+        let mut school_stream = Stream::open(&school, "main", 0).await.unwrap();
+        for id in &published {
+            let delivery = school_stream.delivery().await;
+            assert_eq!(&delivery.update_id, id);
+            school_stream.ack(&[delivery.delivery_number]).await;
+        }
+        // The SEND team reads the second value; its only subscription takes another
+        // category, and carries the notice all the same.
+        assert_eq!(communication(&send_team).await, ["Makaton"]);
+        stream::create(&send_team, "main", &[HealthSummary], None).await;
+        let mut send_stream = Stream::open(&send_team, "main", 0).await.unwrap();
+
+        let admin = sandbox.client("admin").await;
+        let erase = v1::EraseChildRequest {
+            child: child(AMY),
+            reason: "Art. 17 request from the family".into(),
+            request_reference: "SAR-9".into(),
+        };
+        admin.admin().erase_child(admin.request(erase)).await.unwrap();
+
+        for id in &published {
+            let notice = school_stream.delivery().await;
+            let amendment = notice.amendment.clone().expect("an erasure notice");
+            assert_eq!((amendment.kind(), &amendment.amended_update_id), (v1::AmendmentKind::Erasure, id));
+            assert_eq!((notice.child.as_ref(), notice.value.as_ref()), (None, None), "nothing readable is left");
+            assert_eq!(
+                tio_client::DeliveryKind::of(&notice),
+                Some(tio_client::DeliveryKind::Erasure { amended_update_id: id })
+            );
+            school_stream.ack(&[notice.delivery_number]).await;
+        }
+        assert!(school_stream.delivery_within(std::time::Duration::from_millis(500)).await.is_none());
+        let notice = send_stream.delivery().await;
+        assert_eq!(
+            notice.amendment.map(|a| (a.kind(), a.amended_update_id)),
+            Some((v1::AmendmentKind::Erasure, published[1].clone())),
+            "the SEND team was shown only the second value"
+        );
+        assert!(send_stream.delivery_within(std::time::Duration::from_millis(500)).await.is_none());
+
+        // Each notice is audited, naming the child by blind index alone.
+        let auditor = sandbox.client("auditor").await;
+        let query = v1::QueryEntriesRequest { action: v1::AuditAction::ErasureSent as i32, ..Default::default() };
+        let entries = auditor.audit().query_entries(auditor.request(query)).await.unwrap().into_inner().entries;
+        let mut told: Vec<&str> = entries.iter().map(|entry| entry.recipient_agency_id.as_str()).collect();
+        told.sort_unstable();
+        assert_eq!(told, ["school", "school", "send-team"]);
+        assert!(entries.iter().all(|entry| entry.child_sealed.is_empty() && entry.child_index.len() == 64));
+    });
 }

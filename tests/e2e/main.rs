@@ -24,6 +24,7 @@ mod protection;
 mod python_example;
 mod readme;
 mod reflection;
+mod retention;
 mod safeguarding;
 mod store_cli;
 mod subscriptions;

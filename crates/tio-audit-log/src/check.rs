@@ -70,6 +70,8 @@ pub fn check_log(store: &Store, verifier: Option<&Verifier>) -> Result<AuditChec
     let legacy = sequenced.is_none();
     let mut tree = Frontier::new();
     let mut published: HashSet<String> = HashSet::new();
+    // Children whose erasure is in the log: their erasure notices were written with it.
+    let mut erased: HashSet<String> = HashSet::new();
     let mut after: Option<Vec<u8>> = None;
     loop {
         let from = after.as_deref().map_or(EntriesFrom::Start, EntriesFrom::After);
@@ -103,6 +105,12 @@ pub fn check_log(store: &Store, verifier: Option<&Verifier>) -> Result<AuditChec
             let writes_an_update = [Action::Publish, Action::UpdateCorrected, Action::UpdateRetracted]
                 .iter()
                 .any(|action| entry.action == action.code());
+            if entry.action == Action::Admin.code()
+                && entry.outcome == Outcome::Allowed.code()
+                && entry.detail.starts_with(ERASURE_DETAIL)
+            {
+                erased.insert(entry.child_index.clone());
+            }
             if writes_an_update && entry.outcome == Outcome::Allowed.code() && !entry.update_id.is_empty() {
                 published.insert(entry.update_id.clone());
             }
@@ -144,7 +152,7 @@ pub fn check_log(store: &Store, verifier: Option<&Verifier>) -> Result<AuditChec
             checkpoint.size, report.entries
         ));
     }
-    match_updates(store, published, &mut report)?;
+    match_updates(store, published, &erased, &mut report)?;
     Ok(report)
 }
 
@@ -169,11 +177,15 @@ fn latest_checkpoint(
     }
 }
 
+/// How the detail of an erasure's audit entry starts (the broker's admin erasure).
+pub const ERASURE_DETAIL: &str = "erase_child ";
+
 /// Matches stored updates with the publish entries that name them. A store with no
 /// audit entries at all (written by the store alone, never by the broker) is skipped.
 fn match_updates(
     store: &Store,
     mut published: HashSet<String>,
+    erased: &HashSet<String>,
     report: &mut AuditCheckReport,
 ) -> Result<(), AuditError> {
     if report.entries == 0 {
@@ -181,8 +193,13 @@ fn match_updates(
     }
     let mut unaudited = 0u64;
     // The store enumerates its updates; how a record is laid out is its own business.
-    store.for_each_update_id(|id| {
-        if published.remove(&id.to_string()) {
+    store.for_each_update_id(|id, child, kind| {
+        // An erasure notice is recorded by the erasure's own entry, which names the child.
+        let audited = match kind {
+            Some(tio_store::AmendKind::Erasure) => erased.contains(&child.to_hex()),
+            _ => published.remove(&id.to_string()),
+        };
+        if audited {
             report.updates_matched += 1;
         } else {
             unaudited += 1;

@@ -177,7 +177,7 @@ async fn after_crypto_shredding_the_log_verifies_and_no_entry_reveals_the_child(
     assert_eq!(amy_sealed.len(), 1);
     assert_eq!(store.open_child_reference(store.child_index(&amy), &amy_sealed[0]).unwrap(), Some(amy.digits()));
 
-    assert!(store.erase_child(&amy).await.unwrap());
+    assert!(store.erase_child(&amy, Timestamp::from_unix_seconds(1_800_000_000)).await.unwrap());
     log.append(&[entry("admin", 3)]).await.unwrap();
     let after = dir.path().join("after");
     log.export(&after, |_, _| {}).await.unwrap();

@@ -59,11 +59,14 @@ pub enum Action {
     CorrectionSent,
     /// A past recipient of an update was told of its retraction.
     RetractionSent,
+    /// A past recipient of an update was told that the child was erased (the entry
+    /// names the child by blind index only).
+    ErasureSent,
 }
 
 impl Action {
     /// Every action, in code order.
-    pub const ALL: [Action; 23] = [
+    pub const ALL: [Action; 24] = [
         Action::Publish,
         Action::ProfileRead,
         Action::Delivery,
@@ -87,6 +90,7 @@ impl Action {
         Action::UpdateRetracted,
         Action::CorrectionSent,
         Action::RetractionSent,
+        Action::ErasureSent,
     ];
 
     /// Returns the code stored in entries.
@@ -115,6 +119,7 @@ impl Action {
             Action::UpdateRetracted => "update_retracted",
             Action::CorrectionSent => "correction_sent",
             Action::RetractionSent => "retraction_sent",
+            Action::ErasureSent => "erasure_sent",
         }
     }
 
@@ -149,6 +154,7 @@ impl Action {
             Action::UpdateRetracted => "retracted an update it had shared in error",
             Action::CorrectionSent => "was sent the correction of an update it had been given",
             Action::RetractionSent => "was told that an update it had been given was retracted",
+            Action::ErasureSent => "was told that an update it had been given was erased",
         }
     }
 }

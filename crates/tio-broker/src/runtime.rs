@@ -7,6 +7,7 @@ pub(crate) mod metrics;
 pub mod node;
 
 pub mod pki;
+pub mod retention;
 pub mod storage;
 pub mod telemetry;
 pub mod tls;

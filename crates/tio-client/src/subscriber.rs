@@ -37,6 +37,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 ///         Some(DeliveryKind::Retraction { amended_update_id, .. }) => {
 ///             /* withdraw what came from `amended_update_id` */
 ///         }
+///         Some(DeliveryKind::Erasure { amended_update_id }) => {
+///             /* erase what came from `amended_update_id` */
+///         }
 ///         None => {}
 ///     }
 ///     // ... once the agency's own system holds the change:
@@ -79,6 +82,13 @@ pub enum DeliveryKind<'a> {
         /// The publisher's reason.
         reason: &'a str,
     },
+    /// The child was erased (UK GDPR Art. 17): erase what came from
+    /// `amended_update_id`. The delivery names no child; the update id is how the
+    /// receiving system finds what to erase.
+    Erasure {
+        /// The update to erase.
+        amended_update_id: &'a str,
+    },
 }
 
 impl<'a> DeliveryKind<'a> {
@@ -92,6 +102,7 @@ impl<'a> DeliveryKind<'a> {
                 Some(DeliveryKind::Correction { amended_update_id, reason, value: delivery.value.as_ref() })
             }
             v1::AmendmentKind::Retraction => Some(DeliveryKind::Retraction { amended_update_id, reason }),
+            v1::AmendmentKind::Erasure => Some(DeliveryKind::Erasure { amended_update_id }),
             v1::AmendmentKind::Unspecified => None,
         }
     }
@@ -111,6 +122,10 @@ pub fn describe_amendment(delivery: &v1::Delivery, amendment: &v1::Amendment) ->
         Some(DeliveryKind::Correction { value: None, .. }) => format!(
             "correction: update {} ({category}) was wrong; remove it (this agency may not see the corrected value now; reason: {})",
             amendment.amended_update_id, amendment.reason
+        ),
+        Some(DeliveryKind::Erasure { .. }) => format!(
+            "erasure: the child of update {} ({category}) was erased; erase what came from it",
+            amendment.amended_update_id
         ),
         _ => format!(
             "retraction: update {} ({category}) was entered in error; withdraw it (reason: {})",

@@ -31,6 +31,7 @@ mod names;
 mod nhs_number;
 pub mod objection;
 pub mod protection;
+pub mod retention;
 pub mod safeguarding;
 mod time;
 mod upn;

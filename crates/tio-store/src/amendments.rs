@@ -179,10 +179,12 @@ impl Store {
         if amended.child != child {
             return Err(invalid("update_id", "is not an update of this child"));
         }
-        if amended.amends.is_some_and(|amends| amends.kind == AmendKind::Retraction) {
+        if amended.amends.is_some_and(|amends| amends.kind != AmendKind::Correction) {
             return Err(invalid("update_id", "names a retraction, which has no value to amend"));
         }
         match amendment.kind {
+            // Only an erasure writes these, with the key's destruction.
+            AmendKind::Erasure => return Err(invalid("kind", "an erasure is made by erasing the child")),
             AmendKind::Correction => {
                 if amendment.value.is_empty() {
                     return Err(invalid("value", "is required"));
@@ -268,6 +270,7 @@ impl Store {
                             append: 0,
                         });
                     }
+                    AmendKind::Erasure => {}
                     AmendKind::Retraction => match self.previous_value(amended)? {
                         Some((position, id)) => {
                             // Nor if that value was amended meanwhile.
@@ -314,6 +317,62 @@ impl Store {
             }
         }
         Err(StoreError::Conflict { index: last_conflict })
+    }
+
+    /// Returns the operations that append an erasure notice for each value of `child`
+    /// (updates and corrections), each naming the value, for the batch that destroys
+    /// the child's key: each stream meets them in the log and tells every agency the
+    /// value was disclosed to. Their appends come first in that batch.
+    pub(crate) fn erasure_notices(
+        &self,
+        child: ChildIndex,
+        erased_by: &str,
+        at: Timestamp,
+    ) -> Result<Vec<Op>, StoreError> {
+        let end = prefix_end(&child.0);
+        let mut from = child.0.to_vec();
+        let mut ops = Vec::new();
+        let mut appended = 0;
+        loop {
+            let page = self.engine.scan(Keyspace::UpdatesByChild, &from, end.as_deref(), PAGE)?;
+            let Some((last, _)) = page.last() else { return Ok(ops) };
+            from = key_after(last);
+            for (key, _) in page {
+                let Some(bytes) = self.engine.get(Keyspace::Updates, &key[CHILD_INDEX_BYTES..])? else {
+                    return Err(StoreError::Corrupt("an index points at a missing update".to_owned()));
+                };
+                let value = UpdateRecord::decode(&bytes)
+                    .ok_or_else(|| StoreError::Corrupt("an update record does not decode".to_owned()))?;
+                if value.amends.is_some_and(|amends| amends.kind != AmendKind::Correction) {
+                    continue;
+                }
+                let mut update_id = [0u8; UPDATE_ID_BYTES];
+                getrandom::fill(&mut update_id).map_err(|err| crate::keys::KeyError::Random(err.to_string()))?;
+                let notice = UpdateRecord {
+                    update_id,
+                    child_index: child.0,
+                    category: value.category,
+                    committed_at_micros: at.unix_micros(),
+                    publisher: erased_by.to_owned(),
+                    // The key is destroyed in the same commit: nothing to seal under it.
+                    sealed: Vec::new(),
+                    amends: Some(Amends { kind: AmendKind::Erasure, update_id: UpdateId(value.update_id) }),
+                };
+                ops.push(Op::Append { space: Keyspace::Updates, value: notice.encode() });
+                ops.push(Op::PutAtPosition {
+                    space: Keyspace::UpdatesByChild,
+                    prefix: child.0.to_vec(),
+                    append: appended,
+                    value: update_id.to_vec(),
+                });
+                ops.push(Op::Put {
+                    space: Keyspace::Amendments,
+                    key: amendment_key(child, &UpdateId(value.update_id)),
+                    value: update_id.to_vec(),
+                });
+                appended += 1;
+            }
+        }
     }
 
     /// Returns the position and id of the value of `amended`'s category that was current

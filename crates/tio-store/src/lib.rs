@@ -23,6 +23,7 @@ mod objections;
 mod options;
 mod previous;
 pub mod relationships;
+mod retention;
 mod safeguarding;
 pub mod secret_file;
 mod store;
@@ -32,6 +33,7 @@ mod versioned;
 
 pub use amendments::NewAmendment;
 pub use options::{EngineKind, IndexEngine, StoreOptions};
+pub use retention::RetentionFacts;
 pub use store::{
     Appended, CheckReport, Child, ChildIndex, ChildRef, Extra, NewUpdate, Problems, SealedRecord, Store, StoreError,
     StoredUpdate, UpdateContent, UpdateId,

@@ -228,7 +228,7 @@ pub struct StoredUpdate {
 }
 
 /// The sealed part of an update.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UpdateContent {
     /// The publisher's reference.
     pub source_reference: String,
@@ -433,7 +433,11 @@ impl Store {
     /// Returns the child's date of birth as last published, if any; `None` too once the
     /// child is erased.
     pub fn date_of_birth(&self, child: &(impl ChildRef + ?Sized)) -> Result<Option<Date>, StoreError> {
-        let index = child.index_in(self);
+        self.date_of_birth_at(child.index_in(self))
+    }
+
+    /// [`Store::date_of_birth`] by blind index.
+    pub(crate) fn date_of_birth_at(&self, index: ChildIndex) -> Result<Option<Date>, StoreError> {
         let mut keys = DataKeys::default();
         let Some(data_key) = keys.get(self, index)? else { return Ok(None) };
         let key = date_of_birth_key(index);
@@ -741,15 +745,25 @@ impl Store {
     }
 
     /// Erases a child by destroying its data key: its records stay (the log and its
-    /// indexes remain consistent) but can no longer be read. Returns whether a key
+    /// indexes remain consistent) but can no longer be read, and an erasure notice for
+    /// each of its values is appended to the update log at `at`. Returns whether a key
     /// existed. Durable when it returns.
-    pub async fn erase_child(&self, child: &(impl ChildRef + ?Sized)) -> Result<bool, StoreError> {
-        self.erase_child_with(child, Vec::new()).await
+    pub async fn erase_child(&self, child: &(impl ChildRef + ?Sized), at: Timestamp) -> Result<bool, StoreError> {
+        self.erase_child_with(child, Vec::new(), "", at).await
     }
 
-    /// Like [`Store::erase_child`], committing `extra` (the erasure's audit entry) in
-    /// the same batch, and nothing if there is no key to destroy.
-    pub async fn erase_child_with(&self, child: &(impl ChildRef + ?Sized), extra: Vec<Op>) -> Result<bool, StoreError> {
+    /// Like [`Store::erase_child`], committing in the same batch an erasure notice in
+    /// the update log for each of the child's values (recorded as erased by `erased_by`
+    /// at `at`; the past recipients' streams tell them) and then `extra` (the erasure's
+    /// audit entry, whose appends come after the notices'); nothing if there is no key
+    /// to destroy.
+    pub async fn erase_child_with(
+        &self,
+        child: &(impl ChildRef + ?Sized),
+        extra: Vec<Op>,
+        erased_by: &str,
+        at: Timestamp,
+    ) -> Result<bool, StoreError> {
         let index = child.index_in(self);
         for _ in 0..MAX_RACE_RETRIES {
             let Some(wrapped) = self.engine.get(Keyspace::ChildKeys, &index.0)? else { return Ok(false) };
@@ -757,6 +771,7 @@ impl Store {
             // A rotation may re-wrap the key meanwhile: the erasure goes again, on the new one.
             batch.require(Condition::Equals { space: Keyspace::ChildKeys, key: index.0.to_vec(), value: wrapped });
             batch.push(Op::Delete { space: Keyspace::ChildKeys, key: index.0.to_vec() });
+            batch.ops.extend(self.erasure_notices(index, erased_by, at)?);
             batch.ops.extend(extra.iter().cloned());
             match self.commit.commit(batch).await {
                 Ok(_) => {

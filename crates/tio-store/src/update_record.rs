@@ -67,6 +67,10 @@ pub enum AmendKind {
     /// The update was entered in error and is withdrawn; the category's previous value
     /// (or none) is current again.
     Retraction,
+    /// The child was erased (UK GDPR Art. 17): the update can no longer be read, and
+    /// whoever was given it is told to erase it too. Written with the key's destruction,
+    /// so it has no sealed payload.
+    Erasure,
 }
 
 impl AmendKind {
@@ -75,11 +79,12 @@ impl AmendKind {
         match self {
             AmendKind::Correction => 1,
             AmendKind::Retraction => 2,
+            AmendKind::Erasure => 3,
         }
     }
 
     fn from_code(code: u8) -> Option<AmendKind> {
-        [AmendKind::Correction, AmendKind::Retraction].into_iter().find(|kind| kind.code() == code)
+        [AmendKind::Correction, AmendKind::Retraction, AmendKind::Erasure].into_iter().find(|kind| kind.code() == code)
     }
 
     /// A short lower-case name, for audit entries and messages.
@@ -87,6 +92,7 @@ impl AmendKind {
         match self {
             AmendKind::Correction => "correction",
             AmendKind::Retraction => "retraction",
+            AmendKind::Erasure => "erasure",
         }
     }
 }

@@ -958,6 +958,27 @@ pub(crate) enum StoreCommand {
         #[command(flatten)]
         engine: EngineArgs,
     },
+    /// List each child's retention (by blind index, category by category, under the
+    /// configuration's [retention] rules) and which records are due for erasure; without
+    /// --dry-run, erase those due, on a stopped store, as the server's sweeper does
+    /// (the key destroyed, audited, past recipients told when they next connect).
+    Retention {
+        /// The store and its key ring.
+        #[command(flatten)]
+        store: KeysStoreArgs,
+        /// Only list: change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// The server's configuration file, for its [retention] rules (the built-in
+        /// rules without it: the 25th birthday, 8 years after the last update while
+        /// the date of birth is unknown).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// List as of this day instead of today, to see what will fall due, e.g.
+        /// 2030-09-01 (with --dry-run only).
+        #[arg(long, value_name = "DATE", requires = "dry_run")]
+        on: Option<String>,
+    },
     /// Rebuild a stopped store's index store from its group log (the log is the
     /// record; the indexes are derived from it): the old index store is kept until the
     /// new one is complete.

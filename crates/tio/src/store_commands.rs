@@ -46,6 +46,7 @@ pub(crate) fn keys(command: KeysCommand) -> anyhow::Result<()> {
 pub(crate) fn store(command: StoreCommand) -> anyhow::Result<()> {
     match command {
         StoreCommand::Check(args) => check(&args),
+        StoreCommand::Retention { store, dry_run, config, on } => retention(&store, dry_run, config, on.as_deref()),
         StoreCommand::Backup { data_dir: Some(data_dir), engine, out, .. } => {
             let options = engine.options();
             let bar = spinner("backing up");
@@ -295,6 +296,76 @@ async fn retire(args: &KeysStoreArgs, version: u32) -> anyhow::Result<()> {
     ring.retire(version)?;
     ring.replace_file(&file)?;
     println!("retired key-encryption key version {version}; the ring now holds {:?}", ring.versions());
+    Ok(())
+}
+
+/// Lists each child's retention and, unless `dry_run`, erases the records due today.
+fn retention(args: &KeysStoreArgs, dry_run: bool, config: Option<PathBuf>, on: Option<&str>) -> anyhow::Result<()> {
+    use tio_broker::runtime::retention;
+    let rules = match config {
+        Some(file) => {
+            let sources = tio_broker::config::ConfigSources {
+                file: Some(file),
+                env: std::env::vars().collect(),
+                flags: Vec::new(),
+            };
+            tio_broker::Config::load(&sources)?.retention
+        }
+        None => tio_broker::config::RetentionConfig::default(),
+    };
+    let policy = rules.policy().map_err(|(key, message)| anyhow::anyhow!("{key}: {message}"))?;
+    let micros = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX));
+    let now = tio_core::Timestamp::from_unix_micros(micros);
+    let today = match on {
+        Some(text) => text.parse().map_err(|_| anyhow::anyhow!("--on `{text}`: expected a date such as 2030-09-01"))?,
+        None => now.uk_date().context("the clock is out of range")?,
+    };
+    let store = Store::open(&store_dir(&args.data_dir), &args.options(), KeyRing::load_file(&keys_file(args)?)?)
+        .context("cannot open the store (stop the server first: the store is used by one process at a time)")?;
+    let bar = spinner("reading every child's record");
+    let plans = retention::plan(&store, &policy, |read| bar.set_message(format!("read {read} children")));
+    bar.finish_and_clear();
+    let plans = plans?;
+    let due: Vec<&retention::ChildPlan> = plans.iter().filter(|plan| plan.retention.is_due(today)).collect();
+    for plan in &plans {
+        let state = match plan.retention.erase_on {
+            Some(day) if day <= today => format!("due for erasure since {day}"),
+            Some(day) => format!("kept until {day}"),
+            None => "nothing held".to_owned(),
+        };
+        println!("child {}: {state}", plan.child.to_hex());
+        for category in &plan.retention.categories {
+            let expired = if category.expires_on <= today { ", expired" } else { "" };
+            println!(
+                "  {:<24} last update {}, kept until {} ({}){expired}",
+                category.category.as_str(),
+                category.last_update,
+                category.expires_on,
+                category.kept_by
+            );
+        }
+    }
+    println!("{} children, {} due for erasure on {today}", plans.len(), due.len());
+    if dry_run || due.is_empty() {
+        store.shutdown();
+        if dry_run {
+            println!("dry run: nothing was changed");
+        }
+        return Ok(());
+    }
+    let erased = crate::runtime()?.block_on(async {
+        let mut erased = 0u64;
+        for plan in &due {
+            if retention::erase_if_due(&store, plan, today, now).await? {
+                erased += 1;
+            }
+        }
+        Ok::<_, tio_store::StoreError>(erased)
+    });
+    store.shutdown();
+    println!("erased {} children (audited; past recipients are told when the server next runs)", erased?);
     Ok(())
 }
 

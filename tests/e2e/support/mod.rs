@@ -173,6 +173,12 @@ impl Sandbox {
         self.start_again(&self.options.args.clone());
     }
 
+    /// Starts the server again after it was stopped (`signal` and `wait_exit`), on the
+    /// same data directory and a new port.
+    pub(crate) fn start_stopped(&mut self) {
+        self.start_again(&self.options.args.clone());
+    }
+
     /// Kills the server with SIGKILL at whatever it was doing, and starts it again on
     /// the same data directory and the same port, so connected clients can reconnect.
     pub(crate) fn crash_and_restart(&mut self) {

@@ -65,6 +65,15 @@ impl Stream {
             .unwrap();
     }
 
+    /// Closes the client's side and waits for the server to end the stream, so that
+    /// acks sent before are stored (as a client going away cleanly does).
+    pub(crate) async fn close(self) {
+        let Stream { requests, mut responses } = self;
+        drop(requests);
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while let Ok(Ok(Some(_))) = tokio::time::timeout_at(deadline, responses.message()).await {}
+    }
+
     /// The status the stream ends with.
     pub(crate) async fn end(&mut self) -> tonic::Status {
         loop {

@@ -184,9 +184,12 @@ impl Administrator<'_> {
         let index = child.index();
         // The child by blind index only: a reference sealed under the key being
         // destroyed would be unreadable anyway.
-        let mut entry = self.entry(format!("erase_child {reference} ({reason})"));
+        let mut entry = self.entry(format!("{}{reference} ({reason})", tio_audit_log::ERASURE_DETAIL));
         entry.child_index = index.to_hex();
-        let erased = self.broker.store().erase_child_with(child, vec![entry_op(&entry)]).await?;
+        // Past recipients are told by erasure notices in the update log, committed with it.
+        let erased_by = self.call.caller.identity.id.as_str();
+        let erased =
+            self.broker.store().erase_child_with(child, vec![entry_op(&entry)], erased_by, self.call.now).await?;
         if !erased {
             return Err(ServiceError::not_found(
                 "tio.v1.ChildRef",
@@ -196,7 +199,8 @@ impl Administrator<'_> {
             ));
         }
         tracing::info!(child.index = %index, "child erased");
-        // Deliveries are decided again at sending; an erased child's are dropped.
+        // Deliveries are decided again at sending: an erased child's queued ones are
+        // dropped, and its erasure notices go out.
         self.broker.notify_change();
         Ok(index)
     }

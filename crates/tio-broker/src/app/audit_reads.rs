@@ -286,6 +286,7 @@ impl AuditReader<'_> {
             // so the role is said in words and the id kept apart.
             "admin" => format!("broker administrator ({agency_id})"),
             "auditor" => format!("auditor or data protection officer ({agency_id})"),
+            crate::runtime::retention::BROKER_ROLE => format!("the broker itself ({agency_id})"),
             other => format!("{other} {agency_id}"),
         };
         let mut why = why(&entry, action, outcome);
@@ -377,6 +378,9 @@ fn why(entry: &AuditEntry, action: Action, outcome: Outcome) -> String {
         ),
         Outcome::Allowed if action == Action::RetractionSent => {
             "it had been given the retracted update, so it was told".to_owned()
+        }
+        Outcome::Allowed if action == Action::ErasureSent => {
+            "it had been given an update of the erased record, so it was told to erase it".to_owned()
         }
         Outcome::Allowed if action == Action::CorrectionSent => {
             let told = "it had been given the corrected update, so it was told";

@@ -169,7 +169,7 @@ pub(crate) struct AmendmentRequest {
     /// The update to amend.
     pub(crate) update_id: UpdateId,
     /// Correction or retraction.
-    pub(crate) kind: AmendKind,
+    pub(crate) kind: Amend,
     /// For a correction, the category the request names (it must be the update's).
     pub(crate) category: Option<Category>,
     /// For a correction, the encoded new value; empty for a retraction.
@@ -182,18 +182,37 @@ pub(crate) struct AmendmentRequest {
     pub(crate) date_of_birth: Option<tio_core::Date>,
 }
 
-/// The audit action of an amendment.
-fn amendment_action(kind: AmendKind) -> AuditAction {
-    match kind {
-        AmendKind::Correction => AuditAction::UpdateCorrected,
-        AmendKind::Retraction => AuditAction::UpdateRetracted,
+/// What a publisher may do to its own update (an erasure is the admin's, of the child).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Amend {
+    /// Replace it with a new value.
+    Correction,
+    /// Withdraw it, entered in error.
+    Retraction,
+}
+
+impl Amend {
+    /// The store's kind of amendment.
+    fn kind(self) -> AmendKind {
+        match self {
+            Amend::Correction => AmendKind::Correction,
+            Amend::Retraction => AmendKind::Retraction,
+        }
+    }
+
+    /// The audit action.
+    fn action(self) -> AuditAction {
+        match self {
+            Amend::Correction => AuditAction::UpdateCorrected,
+            Amend::Retraction => AuditAction::UpdateRetracted,
+        }
     }
 }
 
 impl Broker {
     /// Admits the calling agency to amend its updates.
-    pub(crate) async fn amender<'a>(&'a self, call: &'a Call, kind: AmendKind) -> Result<Publisher<'a>, ServiceError> {
-        let agency = self.agency_call(call, Service::Records, amendment_action(kind)).await?;
+    pub(crate) async fn amender<'a>(&'a self, call: &'a Call, kind: Amend) -> Result<Publisher<'a>, ServiceError> {
+        let agency = self.agency_call(call, Service::Records, kind.action()).await?;
         Ok(Publisher { broker: self, call, agency })
     }
 }
@@ -205,7 +224,7 @@ impl Publisher<'_> {
     pub(crate) async fn amend(&self, request: &AmendmentRequest) -> Result<Published, ServiceError> {
         let (broker, call, agency) = (self.broker, self.call, &self.agency);
         let store = broker.store();
-        let action = amendment_action(request.kind);
+        let action = request.kind.action();
         let child = &store.child(&request.child);
         let id = request.update_id.to_string();
         let subject = format!("update/{id}");
@@ -247,7 +266,7 @@ impl Publisher<'_> {
             broker.metrics().denied(action.code(), reason);
             return Err(ServiceError::denied(reason, message));
         }
-        if amended.amends.is_some_and(|amends| amends.kind == AmendKind::Retraction) {
+        if amended.amends.is_some_and(|amends| amends.kind != AmendKind::Correction) {
             return Err(ServiceError::InvalidArgument(vec![tio_core::FieldViolation::new(
                 "update_id",
                 format!("update {id} is a retraction, which has no value to amend"),
@@ -263,7 +282,7 @@ impl Publisher<'_> {
         if store.amended_by(&amended)?.is_some() {
             return Err(already());
         }
-        if request.kind == AmendKind::Correction && !store.is_latest(&amended)? {
+        if request.kind == Amend::Correction && !store.is_latest(&amended)? {
             return Err(ServiceError::failed_precondition(
                 "UPDATE_SUPERSEDED",
                 subject.clone(),
@@ -281,7 +300,7 @@ impl Publisher<'_> {
         let amendment = NewAmendment {
             child,
             amended: &amended,
-            kind: request.kind,
+            kind: request.kind.kind(),
             value: &request.value,
             source_reference: &request.source_reference,
             reason: &request.reason,

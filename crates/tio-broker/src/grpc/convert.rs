@@ -87,6 +87,7 @@ pub(crate) fn action_to_proto(action: Action) -> v1::AuditAction {
         Action::UpdateRetracted => v1::AuditAction::UpdateRetracted,
         Action::CorrectionSent => v1::AuditAction::CorrectionSent,
         Action::RetractionSent => v1::AuditAction::RetractionSent,
+        Action::ErasureSent => v1::AuditAction::ErasureSent,
     }
 }
 
@@ -130,6 +131,7 @@ pub(crate) fn entry_to_proto(entry: &AuditEntry) -> v1::AuditEntry {
         role if role == Role::Agency.as_str() => v1::Role::Agency,
         role if role == Role::Admin.as_str() => v1::Role::Admin,
         role if role == Role::Auditor.as_str() => v1::Role::Auditor,
+        crate::runtime::retention::BROKER_ROLE => v1::Role::Broker,
         _ => v1::Role::Unspecified,
     };
     v1::AuditEntry {

@@ -5,11 +5,11 @@ use prost::Message;
 use tio_core::protection::{FlagLevel, FlagValue};
 use tio_core::{Category, FieldViolation, limits};
 use tio_proto::v1;
-use tio_store::{AmendKind, StoredUpdate, UpdateId};
+use tio_store::{StoredUpdate, UpdateId};
 
 use crate::app::broker::Broker;
 use crate::app::error::ServiceError;
-use crate::app::records::{AmendmentRequest, Publication, Published};
+use crate::app::records::{Amend, AmendmentRequest, Publication, Published};
 use crate::grpc::care::{condition_from_proto, lawful_basis_from_proto};
 use crate::grpc::convert::{category_from_proto, category_to_proto, optional_timestamp, timestamp_to_proto};
 
@@ -112,7 +112,7 @@ pub(crate) fn correction_from_proto(
     Ok(AmendmentRequest {
         child: publication.child,
         update_id,
-        kind: AmendKind::Correction,
+        kind: Amend::Correction,
         category: Some(publication.category),
         value: publication.value,
         source_reference: publication.source_reference,
@@ -137,7 +137,7 @@ pub(crate) fn retraction_from_proto(
     Ok(AmendmentRequest {
         child,
         update_id,
-        kind: AmendKind::Retraction,
+        kind: Amend::Retraction,
         category: None,
         value: Vec::new(),
         source_reference: request.source_reference.clone(),

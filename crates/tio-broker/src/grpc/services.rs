@@ -128,7 +128,7 @@ impl v1::record_service_server::RecordService for Records {
         request: Request<v1::CorrectUpdateRequest>,
     ) -> Result<Response<v1::AmendUpdateResponse>, Status> {
         let call = call_of(&self.broker, &request).map_err(into_status)?;
-        let amender = self.broker.amender(&call, tio_store::AmendKind::Correction).await.map_err(into_status)?;
+        let amender = self.broker.amender(&call, crate::app::records::Amend::Correction).await.map_err(into_status)?;
         let correction = records::correction_from_proto(&self.broker, request.get_ref()).map_err(into_status)?;
         let corrected = amender.amend(&correction).await.map_err(into_status)?;
         Ok(Response::new(records::amended_to_proto(&corrected)))
@@ -139,7 +139,7 @@ impl v1::record_service_server::RecordService for Records {
         request: Request<v1::RetractUpdateRequest>,
     ) -> Result<Response<v1::AmendUpdateResponse>, Status> {
         let call = call_of(&self.broker, &request).map_err(into_status)?;
-        let amender = self.broker.amender(&call, tio_store::AmendKind::Retraction).await.map_err(into_status)?;
+        let amender = self.broker.amender(&call, crate::app::records::Amend::Retraction).await.map_err(into_status)?;
         let retraction = records::retraction_from_proto(&self.broker, request.get_ref()).map_err(into_status)?;
         let retracted = amender.amend(&retraction).await.map_err(into_status)?;
         Ok(Response::new(records::amended_to_proto(&retracted)))

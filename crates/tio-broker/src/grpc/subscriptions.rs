@@ -244,7 +244,14 @@ fn delivery_to_proto(delivery: &Delivery) -> Result<v1::Delivery, ServiceError> 
     let corrupt =
         |what: &str| ServiceError::Store(tio_store::StoreError::Corrupt(format!("a stored {what} does not decode")));
     let update = &delivery.update;
-    let content = update.content.as_ref().ok_or_else(|| corrupt("update"))?;
+    let erasure = delivery.amendment.is_some_and(|notice| notice.amends.kind == tio_store::AmendKind::Erasure);
+    // An erasure notice has nothing readable left; anything else has its content.
+    let empty = tio_store::UpdateContent::default();
+    let content = match &update.content {
+        Some(content) => content,
+        None if erasure => &empty,
+        None => return Err(corrupt("update")),
+    };
     // A notice carries the value only if the agency may see it now.
     let value = match delivery.amendment {
         Some(notice) if !notice.with_value => None,
@@ -254,6 +261,7 @@ fn delivery_to_proto(delivery: &Delivery) -> Result<v1::Delivery, ServiceError> 
         kind: match notice.amends.kind {
             tio_store::AmendKind::Correction => v1::AmendmentKind::Correction,
             tio_store::AmendKind::Retraction => v1::AmendmentKind::Retraction,
+            tio_store::AmendKind::Erasure => v1::AmendmentKind::Erasure,
         } as i32,
         amended_update_id: notice.amends.update_id.to_string(),
         reason: content.reason.clone(),
@@ -263,7 +271,7 @@ fn delivery_to_proto(delivery: &Delivery) -> Result<v1::Delivery, ServiceError> 
         redelivery: delivery.redelivery,
         update_id: update.update_id.to_string(),
         position: Some(v1::Position { token: update.position.as_bytes().to_vec() }),
-        child: Some(v1::ChildRef { nhs_number: delivery.child.number().digits() }),
+        child: delivery.child.map(|child| v1::ChildRef { nhs_number: child.number().digits() }),
         category: category_to_proto(update.category) as i32,
         value,
         publisher_agency_id: update.publisher.clone(),

@@ -48,6 +48,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Sharing without consent.
     pub sharing: SharingConfig,
+    /// How long records are kept, and the sweeper that erases them after.
+    pub retention: RetentionConfig,
     /// Administrator ids (`urn:tio:admin:<id>`) allowed to connect.
     pub admins: Vec<String>,
     /// Auditor ids (`urn:tio:auditor:<id>`) allowed to connect.
@@ -252,6 +254,61 @@ impl Default for SharingConfig {
     }
 }
 
+/// Retention: how long each category is kept, and the sweeper that erases a child's
+/// record once every category it holds is past its retention.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Minutes between sweeps (the first runs five seconds after start); 0 turns the
+    /// sweeper off (`tio store retention --dry-run` still lists what is due).
+    pub sweep_every_minutes: u64,
+    /// Years after the last update for a category without a rule, and for a birthday
+    /// rule while the child's date of birth is unknown.
+    pub years_after_last_update: u16,
+    /// The rule of each category (names as in the contract, e.g. `health_summary`):
+    /// "25th birthday" or "8 years after last update".
+    pub categories: BTreeMap<String, String>,
+}
+
+impl Default for RetentionConfig {
+    /// The NHS Records Management Code's children's rule: until the 25th birthday.
+    fn default() -> Self {
+        let policy = tio_core::retention::RetentionPolicy::default();
+        RetentionConfig {
+            sweep_every_minutes: 60,
+            years_after_last_update: policy.fallback_years,
+            categories: policy
+                .rules
+                .iter()
+                .map(|(category, rule)| (category.as_str().to_owned(), rule.to_string()))
+                .collect(),
+        }
+    }
+}
+
+impl RetentionConfig {
+    /// The policy it describes, or the key at fault and why.
+    pub fn policy(&self) -> Result<tio_core::retention::RetentionPolicy, (String, String)> {
+        use tio_core::retention::{RetentionPolicy, RetentionRule};
+        if self.years_after_last_update == 0 {
+            return Err(("retention.years_after_last_update".to_owned(), "must be at least 1".to_owned()));
+        }
+        let mut rules = BTreeMap::new();
+        for (name, text) in &self.categories {
+            let key = format!("retention.categories.{name}");
+            let category = tio_core::Category::from_name(name).ok_or_else(|| {
+                let known: Vec<&str> = tio_core::Category::ALL.iter().map(|category| category.as_str()).collect();
+                (key.clone(), format!("unknown category; known: {}", known.join(", ")))
+            })?;
+            let rule = RetentionRule::parse(text).ok_or_else(|| {
+                (key.clone(), format!("`{text}` is not a rule: say \"25th birthday\" or \"8 years after last update\""))
+            })?;
+            rules.insert(category, rule);
+        }
+        Ok(RetentionPolicy { rules, fallback_years: self.years_after_last_update })
+    }
+}
+
 /// The audit log's checkpoints.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -411,6 +468,8 @@ const SETTABLE_KEYS: &[(&str, Kind)] = &[
     ("store.log_segment_bytes", Kind::Integer),
     ("audit.checkpoint_every_entries", Kind::Integer),
     ("audit.checkpoint_interval_seconds", Kind::Integer),
+    ("retention.sweep_every_minutes", Kind::Integer),
+    ("retention.years_after_last_update", Kind::Integer),
     ("admins", Kind::List),
     ("auditors", Kind::List),
     ("revoked_fingerprints", Kind::List),
@@ -501,6 +560,9 @@ impl Config {
                 "sharing.child_protection_flag_sectors",
                 format!("unknown sector `{unknown}`; known: {}", known.join(", ")),
             ));
+        }
+        if let Err((key, message)) = self.retention.policy() {
+            return Err(fail(&key, message));
         }
         if self.dev && !self.listen.ip().is_loopback() {
             return Err(fail("listen", "development mode listens on loopback addresses only".to_owned()));
@@ -704,6 +766,7 @@ fn default_table() -> toml::Table {
         store: StoreConfig::default(),
         audit: AuditConfig::default(),
         sharing: SharingConfig::default(),
+        retention: RetentionConfig::default(),
         admins: Vec::new(),
         auditors: Vec::new(),
         revoked_fingerprints: Vec::new(),

@@ -55,6 +55,8 @@ pub struct Node {
     stop_server: oneshot::Sender<()>,
     stop_metrics: watch::Sender<bool>,
     checkpoints: JoinHandle<Result<(), AuditError>>,
+    /// The retention sweeper, if it is on.
+    sweeper: Option<JoinHandle<()>>,
     stop_checkpoints: watch::Sender<bool>,
 }
 
@@ -89,6 +91,13 @@ impl Node {
                 say_if_ignored: !config.dev,
             };
             let nhs_numbers = config.nhs_number_policy().map_err(ServeError::Config)?;
+            let retention = config.retention.policy().map_err(|(key, message)| {
+                ServeError::Config(crate::runtime::config::ConfigError::Key {
+                    key,
+                    source_layer: "configuration".to_owned(),
+                    message,
+                })
+            })?;
             let sharing = crate::app::sharing::Sharing {
                 flag_sectors: config.flag_sectors(),
                 flag_of: crate::grpc::records::flag_of_value,
@@ -109,9 +118,9 @@ impl Node {
                 }
                 None => None,
             };
-            Ok::<_, NodeError>((broker, listener, address, metrics))
+            Ok::<_, NodeError>((broker, listener, address, metrics, retention))
         };
-        let (broker, listener, address, metrics) = match rest.await {
+        let (broker, listener, address, metrics, policy) = match rest.await {
             Ok(started) => started,
             Err(err) => {
                 let _ = stop_checkpoints.send(true);
@@ -120,6 +129,16 @@ impl Node {
             }
         };
         let (stop_metrics, metrics_stopped) = watch::channel(false);
+        // The retention sweeper stops with the metrics endpoint, before the store.
+        let sweeper = match config.retention.sweep_every_minutes {
+            0 => None,
+            minutes => Some(tokio::spawn(crate::runtime::retention::run(
+                broker.clone(),
+                policy,
+                std::time::Duration::from_secs(minutes.saturating_mul(60)),
+                metrics_stopped.clone(),
+            ))),
+        };
         let metrics_address = metrics.map(|(bound, listener)| {
             tokio::spawn(crate::runtime::metrics::serve(
                 listener,
@@ -151,6 +170,7 @@ impl Node {
             stop_metrics,
             checkpoints,
             stop_checkpoints,
+            sweeper,
         })
     }
 
@@ -195,6 +215,9 @@ impl Node {
             None => self.server.await,
         };
         let _ = self.stop_metrics.send(true);
+        if let Some(sweeper) = self.sweeper {
+            let _ = sweeper.await;
+        }
         // Sign a last checkpoint, then finish queued commits, whatever happened to the server.
         let _ = self.stop_checkpoints.send(true);
         let checkpointed = self.checkpoints.await;

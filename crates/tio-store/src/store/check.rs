@@ -89,13 +89,17 @@ pub(super) fn scan_all(
 }
 
 impl Store {
-    /// Calls `visit` with the id of every stored update, in log order, so that a check
-    /// above the store (the audit log's) can match updates without knowing how a record
-    /// is laid out. A record that does not decode is skipped: [`Store::check`] reports it.
-    pub fn for_each_update_id(&self, mut visit: impl FnMut(UpdateId)) -> Result<(), StoreError> {
+    /// Calls `visit` with the id of every stored update, its child and, for an
+    /// amendment, its kind, in log order, so that a check above the store (the audit
+    /// log's) can match updates without knowing how a record is laid out. A record that
+    /// does not decode is skipped: [`Store::check`] reports it.
+    pub fn for_each_update_id(
+        &self,
+        mut visit: impl FnMut(UpdateId, ChildIndex, Option<AmendKind>),
+    ) -> Result<(), StoreError> {
         scan_all(self, Keyspace::Updates, |_, bytes| {
             if let Some(record) = UpdateRecord::decode(&bytes) {
-                visit(UpdateId(record.update_id));
+                visit(UpdateId(record.update_id), ChildIndex(record.child_index), record.amends.map(|a| a.kind));
             }
         })
     }
@@ -142,7 +146,11 @@ impl Store {
             // stands, a correction replaces the one it names, a retraction removes it.
             let values = standing.entry((child, category_code(record.category))).or_default();
             if let Some(amends) = record.amends {
-                values.retain(|(id, _)| *id != amends.update_id.0);
+                // An erasure notice leaves the erased child's latest values where they
+                // were: unreadable, like the rest.
+                if amends.kind != AmendKind::Erasure {
+                    values.retain(|(id, _)| *id != amends.update_id.0);
+                }
                 amended_expected.insert([&child.0[..], &amends.update_id.0[..]].concat(), record.update_id.to_vec());
             }
             if record.amends.is_none_or(|amends| amends.kind == AmendKind::Correction) {

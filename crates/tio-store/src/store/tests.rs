@@ -290,16 +290,19 @@ async fn an_erased_child_cannot_be_read_with_any_key_the_store_holds() {
     store.append_update(update(&amy, Category::SendSupport, b"amy 2", "a2", &gp)).await.unwrap();
     store.append_update(update(&ben, Category::HealthSummary, b"ben 1", "b1", &gp)).await.unwrap();
 
-    assert!(store.erase_child(&amy).await.unwrap());
-    assert!(!store.erase_child(&amy).await.unwrap(), "erasing twice finds nothing");
+    assert!(store.erase_child(&amy, T0).await.unwrap());
+    assert!(!store.erase_child(&amy, T0).await.unwrap(), "erasing twice finds nothing");
     assert!(store.profile(&amy).unwrap().is_empty());
     assert_eq!(store.profile(&ben).unwrap().len(), 1, "other children are untouched");
     let log = store.updates_after(None, 100).unwrap();
-    assert_eq!(log.len(), 3, "the log keeps its records");
+    assert_eq!(log.len(), 5, "the log keeps its records, and gains an erasure notice for each of amy's");
     let amy_index = store.child_index(&amy);
     let amys: Vec<&StoredUpdate> = log.iter().filter(|u| u.child == amy_index).collect();
-    assert_eq!(amys.len(), 2);
+    assert_eq!(amys.len(), 4);
     assert!(amys.iter().all(|u| u.content.is_none()));
+    let notices: Vec<_> = amys[2..].iter().map(|u| u.amends.map(|amends| (amends.kind, amends.update_id))).collect();
+    let erased = [amys[0].update_id, amys[1].update_id].map(|id| Some((crate::AmendKind::Erasure, id)));
+    assert_eq!(notices, erased, "a notice names each value erased");
 
     // Try every key the store still holds: the KEKs, the index key, every remaining
     // child's data key.
@@ -421,13 +424,17 @@ async fn populated_sled_store(dir: &std::path::Path) -> (Store, Arc<SledEngine>,
 async fn check_passes_a_healthy_store_and_counts_what_it_read() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _, _) = populated_sled_store(dir.path()).await;
-    store.erase_child(&child("9990316767")).await.unwrap();
+    store.erase_child(&child("9990316767"), T0).await.unwrap();
     let report = store.check().unwrap();
     assert!(report.is_healthy(), "{:?}", report.problems);
-    assert_eq!(report.updates, 40);
+    assert_eq!(report.updates, 40 + 13, "with an erasure notice for each of the erased child's 13 values");
     assert_eq!(report.children, 2);
-    assert_eq!(report.erased, 13, "the erased child's records are counted, not reported");
-    assert_eq!(report.index_entries, 40 + 40 + 9, "per child, latest value (3 children x 3 categories), idempotency");
+    assert_eq!(report.erased, 26, "the erased child's records are counted, not reported");
+    assert_eq!(
+        report.index_entries,
+        53 + 9 + 40 + 13,
+        "per child, latest value (3 children x 3 categories), idempotency, amended marks"
+    );
 }
 
 #[tokio::test]
@@ -864,7 +871,7 @@ async fn a_sealed_child_reference_opens_for_its_child_only_and_never_after_erasu
     assert_eq!(store.open_child_reference(amy_index, &sealed).unwrap(), Some(amy.digits()));
     assert!(matches!(store.open_child_reference(store.child_index(&ben), &sealed), Err(StoreError::Key(_))));
 
-    assert!(store.erase_child(&amy).await.unwrap());
+    assert!(store.erase_child(&amy, T0).await.unwrap());
     assert_eq!(store.open_child_reference(amy_index, &sealed).unwrap(), None);
     assert_eq!(store.seal_child_reference(&amy).unwrap(), None);
 }
@@ -901,7 +908,7 @@ async fn sealed_child_records_open_in_place_only_and_vanish_with_the_child() {
     store.commit(batch).await.unwrap();
     assert!(matches!(store.read_sealed(&ben, Keyspace::Consents, b"c-9/"), Err(StoreError::Key(_))));
 
-    assert!(store.erase_child(&amy).await.unwrap());
+    assert!(store.erase_child(&amy, T0).await.unwrap());
     assert!(store.read_sealed(&amy, Keyspace::Consents, b"").unwrap().is_empty());
 }
 
@@ -928,7 +935,7 @@ async fn the_child_s_number_is_kept_sealed_for_deliveries_and_the_latest_positio
     let stored = store.update_at(&first.position).unwrap().unwrap();
     assert_eq!(stored.content.unwrap().value, b"v1");
 
-    assert!(store.erase_child(&amy).await.unwrap());
+    assert!(store.erase_child(&amy, T0).await.unwrap());
     assert_eq!(store.child_nhs_number(store.child_index(&amy)).unwrap(), None);
 }
 
@@ -963,7 +970,7 @@ async fn after_erasure_no_file_under_the_store_holds_the_childs_wrapped_key() {
     assert_eq!(copies(&first_wrapping), 0, "the wrapping the rotation replaced is gone");
     assert!(copies(&second_wrapping) > 0, "the live wrapping is on disk: the search can find it");
 
-    assert!(store.erase_child(&amy).await.unwrap());
+    assert!(store.erase_child(&amy, T0).await.unwrap());
     for n in 0..100 {
         store.append_update(update(&ben, Category::HealthSummary, b"ben", &format!("c{n}"), &gp)).await.unwrap();
     }
@@ -1088,7 +1095,7 @@ async fn a_child_past_the_edge_carries_its_index_and_is_found_from_it_until_eras
     assert_eq!(store.child_at(found.index()).unwrap(), Some(found));
     store.append_update(update(&amy, Category::SendSupport, b"v", "k", &agency("gp"))).await.unwrap();
     assert_eq!(store.profile(&found).unwrap(), store.profile(&amy).unwrap(), "either form finds the same records");
-    assert!(store.erase_child(&found).await.unwrap());
+    assert!(store.erase_child(&found, T0).await.unwrap());
     assert!(store.child_at(found.index()).unwrap().is_none(), "erased: the number is gone with the key");
 }
 
@@ -1116,7 +1123,7 @@ async fn a_date_of_birth_is_kept_sealed_beside_the_child_until_erasure() {
     assert_eq!(store.date_of_birth(&ben).unwrap(), None);
     let report = store.check().unwrap();
     assert!(report.is_healthy(), "{:?}", report.problems);
-    assert!(store.erase_child(&amy).await.unwrap());
+    assert!(store.erase_child(&amy, T0).await.unwrap());
     assert_eq!(store.date_of_birth(&amy).unwrap(), None);
 }
 

@@ -43,8 +43,9 @@ pub(crate) struct Delivery {
     pub(crate) redelivery: bool,
     /// The update.
     pub(crate) update: StoredUpdate,
-    /// The child, which the recipient is entitled to know.
-    pub(crate) child: Child,
+    /// The child, which the recipient is entitled to know; `None` for an erasure
+    /// notice (the child's number went with its key).
+    pub(crate) child: Option<Child>,
     /// Whether it comes from the profile of a profile-then-live start.
     pub(crate) from_profile: bool,
     /// Set when it tells the agency of an amendment of an update it was given.
@@ -409,6 +410,42 @@ impl Deliverer {
                 Advance::Cursor(position) => head.cursor = Some(position.clone()),
                 Advance::Profile(key) => head.profile = ProfilePhase::Sending { after: Some(key.clone()) },
             }
+            // An erasure notice: the child's key is gone, so there is nothing to decide
+            // and no child to name; it goes to every agency its update was disclosed to.
+            if let Some(update) = &step.update
+                && let Some(amends) = update.amends.filter(|amends| amends.kind == AmendKind::Erasure)
+            {
+                if self.broker.store().was_disclosed(update.child, &amends.update_id, &self.agency)? {
+                    let call = Call { now: self.broker.now(), ..self.call.clone() };
+                    let mut entry = self.broker.entry(&call, AuditAction::ErasureSent, Outcome::Allowed);
+                    entry.child_index = update.child.to_hex();
+                    entry.categories = vec![update.category.as_str().to_owned()];
+                    entry.update_id = update.update_id.to_string();
+                    entry.recipient_agency_id = self.agency.clone();
+                    let number = number_delivery(
+                        &self.agency,
+                        step,
+                        update,
+                        &mut head,
+                        &mut batch,
+                        &mut new_unacked,
+                        &mut entry,
+                    );
+                    batch.push(entry_op(&entry));
+                    deliveries.push(Delivery {
+                        number,
+                        redelivery: step.redelivery.is_some(),
+                        update: update.clone(),
+                        child: None,
+                        from_profile: step.from_profile,
+                        amendment: Some(Notice { amends, with_value: false }),
+                    });
+                } else if let Some(number) = step.redelivery {
+                    batch.push(cursors::delete_unacked(&self.agency, &head.name, number));
+                    withdrawn.push(number);
+                }
+                continue;
+            }
             let decided = match &step.update {
                 Some(update) => self.decide(agency, update, &mut cache)?,
                 None => None,
@@ -459,6 +496,7 @@ impl Deliverer {
                 entry.action = match amends.kind {
                     AmendKind::Correction => AuditAction::CorrectionSent,
                     AmendKind::Retraction => AuditAction::RetractionSent,
+                    AmendKind::Erasure => AuditAction::ErasureSent,
                 }
                 .code()
                 .to_owned();
@@ -476,27 +514,14 @@ impl Deliverer {
                 // Known to have been disclosed, so that a later amendment reaches this agency.
                 batch.push(self.broker.store().disclosure(&update, &self.agency));
             }
-            let number = match step.redelivery {
-                Some(number) => {
-                    entry.detail = "redelivery".to_owned();
-                    number
-                }
-                None => {
-                    let number = head.next_number;
-                    head.next_number += 1;
-                    let unacked =
-                        Unacked { position: update.position.as_bytes().to_vec(), from_profile: step.from_profile };
-                    batch.push(cursors::put_unacked(&self.agency, &head.name, number, &unacked));
-                    new_unacked.push((number, unacked));
-                    number
-                }
-            };
+            let number =
+                number_delivery(&self.agency, step, &update, &mut head, &mut batch, &mut new_unacked, &mut entry);
             batch.push(entry_op(&entry));
             deliveries.push(Delivery {
                 number,
                 redelivery: step.redelivery.is_some(),
                 update,
-                child,
+                child: Some(child),
                 from_profile: step.from_profile,
                 amendment: notice
                     .map(|(amends, with_value)| Notice { amends, with_value: with_value && grant.is_some() }),
@@ -652,6 +677,29 @@ impl Deliverer {
         self.dirty = None;
         Ok(())
     }
+}
+
+/// Returns a delivery's number: a redelivery's own (said in its audit entry), or the
+/// subscription's next, with its unacked record added to `batch`.
+fn number_delivery(
+    agency: &str,
+    step: &Step,
+    update: &StoredUpdate,
+    head: &mut Head,
+    batch: &mut Batch,
+    new_unacked: &mut Vec<(u64, Unacked)>,
+    entry: &mut AuditEntry,
+) -> u64 {
+    if let Some(number) = step.redelivery {
+        entry.detail = "redelivery".to_owned();
+        return number;
+    }
+    let number = head.next_number;
+    head.next_number += 1;
+    let unacked = Unacked { position: update.position.as_bytes().to_vec(), from_profile: step.from_profile };
+    batch.push(cursors::put_unacked(agency, &head.name, number, &unacked));
+    new_unacked.push((number, unacked));
+    number
 }
 
 fn invalid(field: &str, reason: impl Into<String>) -> ServiceError {
@@ -812,11 +860,11 @@ mod tests {
         assert!(commit_under(&broker, &decided).await, "nothing changed: it commits");
 
         let hospital = call(&broker, "hospital");
-        let amender = broker.amender(&hospital, AmendKind::Retraction).await.unwrap();
+        let amender = broker.amender(&hospital, crate::app::records::Amend::Retraction).await.unwrap();
         let request = crate::app::records::AmendmentRequest {
             child: amy(&broker),
             update_id: decided.update.update_id,
-            kind: AmendKind::Retraction,
+            kind: crate::app::records::Amend::Retraction,
             category: None,
             value: Vec::new(),
             source_reference: String::new(),

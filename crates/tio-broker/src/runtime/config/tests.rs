@@ -161,3 +161,35 @@ fn every_settable_key_exists_in_the_defaults() {
         assert!(current.contains_key(parts[parts.len() - 1]), "{key}");
     }
 }
+
+#[test]
+fn retention_rules_are_read_per_category_and_a_bad_one_names_its_key() {
+    let file = write_file(
+        "[retention]\nyears_after_last_update = 10\n[retention.categories]\neducation_placement = \"6 years after last update\"\n",
+    );
+    let config = Config::load(&dev_sources(Some(&file))).unwrap();
+    let policy = config.retention.policy().unwrap();
+    use tio_core::retention::RetentionRule;
+    assert_eq!(
+        policy.rules.get(&tio_core::Category::EducationPlacement),
+        Some(&RetentionRule::YearsAfterLastUpdate(6))
+    );
+    assert_eq!(
+        policy.rules.get(&tio_core::Category::HealthSummary),
+        Some(&RetentionRule::UntilBirthday(25)),
+        "the default stays"
+    );
+    assert_eq!(policy.fallback_years, 10);
+
+    let file = write_file("[retention.categories]\nhealth_summary = \"forever\"\n");
+    let (key, _, message) = key_error(Config::load(&dev_sources(Some(&file))));
+    assert_eq!(key, "retention.categories.health_summary");
+    assert!(message.contains("25th birthday"), "{message}");
+    let file = write_file("[retention.categories]\nshoe_size = \"25th birthday\"\n");
+    let (key, _, message) = key_error(Config::load(&dev_sources(Some(&file))));
+    assert_eq!(key, "retention.categories.shoe_size");
+    assert!(message.contains("unknown category"), "{message}");
+    let mut sources = dev_sources(None);
+    sources.flags.push(("retention.years_after_last_update".into(), "0".into()));
+    assert_eq!(key_error(Config::load(&sources)).0, "retention.years_after_last_update");
+}

@@ -1,0 +1,149 @@
+//! Retention over a real server and store (issue 16, section 6): `tio store retention
+//! --dry-run` lists each child's retention category by category and changes nothing;
+//! without it, the records due are erased on the stopped store and past recipients are
+//! told when the server runs again; the server's own sweeper erases a record once it is
+//! due, and the agency that was given it is told.
+
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use tio_proto::v1;
+
+use crate::support::records::*;
+use crate::support::stream::{self, Stream};
+use crate::support::{Options, Sandbox, arg, run_tio};
+
+use v1::Category::{CommunicationNeeds, IdentityAndContacts};
+
+/// A third test-range child, with no date of birth published.
+const CARL: &str = "9990316767";
+
+fn identity(given_name: &str, year: i32, month: i32, day: i32) -> v1::CategoryValue {
+    v1::CategoryValue {
+        value: Some(v1::category_value::Value::IdentityAndContacts(v1::IdentityAndContacts {
+            given_name: given_name.into(),
+            date_of_birth: Some(v1::Date { year, month, day }),
+            ..Default::default()
+        })),
+    }
+}
+
+/// Publishes Amy (25 since June 2026: due under the 25th-birthday rule), Ben (born 2015)
+/// and Carl (no date of birth: 8 years after his last update), and lets the school
+/// receive Amy's communication needs. Returns that update's id.
+async fn populate(sandbox: &Sandbox) -> String {
+    let hospital = as_professional(sandbox, "hospital").await;
+    let school = as_professional(sandbox, "school").await;
+    // Amy is an adult: her own consent, not her mother's (which lapsed at 18).
+    let consent = v1::RecordConsentRequest {
+        giver_role: v1::ConsentGiverRole::YoungPerson as i32,
+        giver_name: "Amy Nowak".into(),
+        ..consent_request(&[CommunicationNeeds])
+    };
+    hospital.consents().record_consent(hospital.request(consent)).await.unwrap();
+    let declare = v1::DeclareRelationshipRequest {
+        child: child(AMY),
+        kind: v1::RelationshipKind::Enrolment as i32,
+        reference: String::new(),
+    };
+    school.relationships().declare_relationship(school.request(declare)).await.unwrap();
+    stream::create(&school, "main", &[CommunicationNeeds], None).await;
+    publish(&hospital, publish_request(AMY, IdentityAndContacts, identity("Amy", 2001, 6, 1), "r-a1")).await.unwrap();
+    let needs = publish(&hospital, publish_request(AMY, CommunicationNeeds, communication_needs("Makaton"), "r-a2"))
+        .await
+        .unwrap()
+        .update_id;
+    publish(&hospital, publish_request(BEN, IdentityAndContacts, identity("Ben", 2015, 3, 1), "r-b1")).await.unwrap();
+    publish(&hospital, publish_request(CARL, CommunicationNeeds, communication_needs("BSL"), "r-c1")).await.unwrap();
+    let mut stream = Stream::open(&school, "main", 0).await.unwrap();
+    let delivery = stream.delivery().await;
+    assert_eq!(delivery.update_id, needs);
+    stream.ack(&[delivery.delivery_number]).await;
+    stream.close().await;
+    needs
+}
+
+/// Waits for the school's erasure notice of `update_id` on its subscription.
+async fn school_is_told_of_erasure(sandbox: &Sandbox, update_id: &str) {
+    let school = as_professional(sandbox, "school").await;
+    let mut stream = Stream::open(&school, "main", 0).await.unwrap();
+    let notice = stream.delivery().await;
+    let amendment = notice.amendment.expect("an erasure notice");
+    assert_eq!((amendment.kind(), amendment.amended_update_id.as_str()), (v1::AmendmentKind::Erasure, update_id));
+    assert_eq!(notice.child, None);
+}
+
+#[test]
+fn the_dry_run_lists_what_is_due_and_the_command_erases_it_on_a_stopped_store() {
+    let options =
+        Options { args: vec!["--set".into(), "retention.sweep_every_minutes=0".into()], ..Options::default() };
+    let mut sandbox = Sandbox::start_with(options);
+    let runtime = runtime();
+    let needs = runtime.block_on(populate(&sandbox));
+    sandbox.signal(Signal::SIGTERM);
+    assert!(sandbox.wait_exit(Duration::from_secs(30)).success());
+    let data = arg(&sandbox.data_dir());
+    let keys = arg(&sandbox.data_dir().join("dev-keys").join("tio.keys"));
+    let retention = |extra: &[&str]| {
+        let mut args = vec!["store", "retention", "--data-dir", &data, "--keys-file", &keys];
+        args.extend_from_slice(extra);
+        run_tio(&args, &[])
+    };
+
+    let (status, stdout, stderr) = retention(&["--dry-run"]);
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("3 children, 1 due for erasure on"), "{stdout}");
+    assert!(stdout.contains("due for erasure since 2026-06-01"), "{stdout}");
+    assert!(stdout.contains("kept until 2040-03-01 (25th birthday)"), "Ben: {stdout}");
+    assert!(stdout.contains("(8 years after last update (date of birth unknown))"), "Carl: {stdout}");
+    assert!(stdout.contains("dry run: nothing was changed"), "{stdout}");
+    // Looking ahead: Carl's fallback has run out by 2035.
+    let (status, stdout, _) = retention(&["--dry-run", "--on", "2035-01-01"]);
+    assert!(status.success() && stdout.contains("3 children, 2 due for erasure on 2035-01-01"), "{stdout}");
+    // Erasing ahead of time is refused by the command line itself.
+    let (status, _, stderr) = retention(&["--on", "2035-01-01"]);
+    assert!(!status.success() && stderr.contains("--dry-run"), "{stderr}");
+
+    let (status, stdout, stderr) = retention(&[]);
+    assert!(status.success() && stdout.contains("erased 1 children"), "{stdout}{stderr}");
+    let (status, stdout, _) = retention(&["--dry-run"]);
+    assert!(status.success() && stdout.contains("2 children, 0 due for erasure"), "{stdout}");
+    let (status, report, stderr) = run_tio(&["store", "check", "--data-dir", &data, "--keys-file", &keys], &[]);
+    assert!(status.success(), "the store checks clean after the sweep: {report}{stderr}");
+
+    sandbox.start_stopped();
+    runtime.block_on(async {
+        school_is_told_of_erasure(&sandbox, &needs).await;
+        let school = as_professional(&sandbox, "school").await;
+        assert_eq!(profile(&school, AMY).await, Vec::<v1::Category>::new(), "nothing of Amy can be read");
+        // The erasure is audited as the sweep's, naming the rule.
+        let auditor = sandbox.client("auditor").await;
+        let query = v1::QueryEntriesRequest { action: v1::AuditAction::Admin as i32, ..Default::default() };
+        let entries = auditor.audit().query_entries(auditor.request(query)).await.unwrap().into_inner().entries;
+        let sweep =
+            entries.iter().find(|entry| entry.detail.starts_with("erase_child retention-2026-06-01")).expect("audited");
+        assert!(sweep.detail.contains("identity_and_contacts until 2026-06-01 (25th birthday)"), "{}", sweep.detail);
+        assert_eq!(
+            sweep.actor.as_ref().map(|actor| (actor.role(), actor.id.as_str())),
+            Some((v1::Role::Broker, "retention"))
+        );
+    });
+}
+
+#[test]
+fn the_servers_sweeper_erases_a_record_once_it_is_due_and_the_past_recipient_is_told() {
+    let options =
+        Options { args: vec!["--set".into(), "retention.sweep_every_minutes=1".into()], ..Options::default() };
+    let sandbox = Sandbox::start_with(options);
+    runtime().block_on(async {
+        let needs = populate(&sandbox).await;
+        school_is_told_of_erasure(&sandbox, &needs).await;
+        // Amy alone was due: one erasure, by the sweeper; Ben and Carl are kept.
+        let auditor = sandbox.client("auditor").await;
+        let query = v1::QueryEntriesRequest { action: v1::AuditAction::Admin as i32, ..Default::default() };
+        let entries = auditor.audit().query_entries(auditor.request(query)).await.unwrap().into_inner().entries;
+        let sweeps: Vec<_> =
+            entries.iter().filter(|entry| entry.detail.starts_with("erase_child retention-")).collect();
+        assert_eq!(sweeps.len(), 1, "{sweeps:#?}");
+    });
+}
