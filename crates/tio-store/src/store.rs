@@ -771,7 +771,9 @@ impl Store {
             // A rotation may re-wrap the key meanwhile: the erasure goes again, on the new one.
             batch.require(Condition::Equals { space: Keyspace::ChildKeys, key: index.0.to_vec(), value: wrapped });
             batch.push(Op::Delete { space: Keyspace::ChildKeys, key: index.0.to_vec() });
-            batch.ops.extend(self.erasure_notices(index, erased_by, at)?);
+            let (unchanged, notices) = self.erasure_notices(index, erased_by, at)?;
+            batch.require(unchanged);
+            batch.ops.extend(notices);
             batch.ops.extend(extra.iter().cloned());
             match self.commit.commit(batch).await {
                 Ok(_) => {

@@ -24,6 +24,8 @@ pub(crate) struct ChildFacts {
     pub(crate) shares: Vec<ShareRevision>,
     /// The date of birth as last published, which a parent's consent lapses by.
     pub(crate) date_of_birth: Option<Date>,
+    /// How many amendments (corrections, retractions) the child's updates have had.
+    pub(crate) amendments: u64,
 }
 
 /// Reads every relationship, the latest revision of every consent and objection, and
@@ -35,6 +37,7 @@ pub(crate) fn load_facts(store: &Store, child: &(impl ChildRef + ?Sized)) -> Res
         objections: store.latest_objections(child)?,
         shares: store.latest_shares(child)?,
         date_of_birth: store.date_of_birth(child)?,
+        amendments: store.amendment_count(child.index_in(store))?,
     })
 }
 

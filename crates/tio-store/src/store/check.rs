@@ -115,6 +115,7 @@ impl Store {
         type Standing = Vec<([u8; UPDATE_ID_BYTES], Vec<u8>)>;
         let mut standing: BTreeMap<(ChildIndex, u8), Standing> = BTreeMap::new();
         let mut amended_expected: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+        let mut amendments_per_child: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
         let mut records: HashMap<Vec<u8>, (ChildIndex, [u8; UPDATE_ID_BYTES])> = HashMap::new();
 
         for damage in self.engine.check_files()? {
@@ -152,6 +153,7 @@ impl Store {
                     values.retain(|(id, _)| *id != amends.update_id.0);
                 }
                 amended_expected.insert([&child.0[..], &amends.update_id.0[..]].concat(), record.update_id.to_vec());
+                *amendments_per_child.entry(child.0.to_vec()).or_default() += 1;
             }
             if record.amends.is_none_or(|amends| amends.kind == AmendKind::Correction) {
                 values.push((record.update_id, position.clone()));
@@ -199,15 +201,26 @@ impl Store {
             report.problem(format!("{wrong} latest-value entries disagree with the updates"));
         }
 
+        // Marks (child and amended id) and each child's count of amendments.
         let mut amended_found = BTreeMap::new();
+        let mut counts_found = BTreeMap::new();
         scan_all(self, Keyspace::Amendments, |key, value| {
             report.index_entries += 1;
-            amended_found.insert(key, value);
+            if key.len() == CHILD_INDEX_BYTES {
+                counts_found.insert(key, value);
+            } else {
+                amended_found.insert(key, value);
+            }
         })?;
         if amended_found != amended_expected {
             report.problem(
                 "the amended-update marks disagree with the corrections and retractions in the log".to_owned(),
             );
+        }
+        let counts_expected: BTreeMap<Vec<u8>, Vec<u8>> =
+            amendments_per_child.into_iter().map(|(key, count)| (key, count.to_be_bytes().to_vec())).collect();
+        if counts_found != counts_expected {
+            report.problem("a child's count of amendments disagrees with the amendments in the log".to_owned());
         }
 
         let known_ids: HashSet<(ChildIndex, [u8; UPDATE_ID_BYTES])> = records.values().copied().collect();

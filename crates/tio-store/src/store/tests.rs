@@ -432,8 +432,8 @@ async fn check_passes_a_healthy_store_and_counts_what_it_read() {
     assert_eq!(report.erased, 26, "the erased child's records are counted, not reported");
     assert_eq!(
         report.index_entries,
-        53 + 9 + 40 + 13,
-        "per child, latest value (3 children x 3 categories), idempotency, amended marks"
+        53 + 9 + 40 + 13 + 1,
+        "per child, latest value (3 children x 3 categories), idempotency, amended marks and the erased child's count"
     );
 }
 

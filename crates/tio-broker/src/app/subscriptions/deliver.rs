@@ -458,7 +458,7 @@ impl Deliverer {
                 }
                 continue;
             };
-            let route = match self.route(&update)? {
+            let route = match self.route(&update, loaded.facts.amendments)? {
                 Route::Value if step.notice_only => Route::Skip,
                 route => route,
             };
@@ -555,9 +555,11 @@ impl Deliverer {
     /// Routes `update` for this agency: past recipients of an amended update get a
     /// notice; others get a correction as an ordinary value and nothing of a
     /// retraction; a value amended since is not sent at all.
-    fn route(&self, update: &StoredUpdate) -> Result<Route, ServiceError> {
+    /// `amendments` is the child's count of them as read with its facts: a child never
+    /// amended needs no lookup.
+    fn route(&self, update: &StoredUpdate, amendments: u64) -> Result<Route, ServiceError> {
         let store = self.broker.store();
-        let amended_since = store.amended_by(update)?.is_some();
+        let amended_since = amendments > 0 && store.amended_by(update)?.is_some();
         Ok(match update.amends {
             Some(amends) if store.was_disclosed(update.child, &amends.update_id, &self.agency)? => {
                 Route::Notice { amends, with_value: amends.kind == AmendKind::Correction && !amended_since }
@@ -714,8 +716,8 @@ fn auditable_skip(reason: DenyReason, facts: &ChildFacts, agency: &str) -> bool 
         || facts.relationships.iter().any(|stored| stored.record.relationship.agency.as_str() == agency)
 }
 
-/// Returns what a delivery's commit depends on: the update not corrected or retracted
-/// meanwhile, the consent revision and the relationship that allowed it being
+/// Returns what a delivery's commit depends on: none of the child's updates corrected
+/// or retracted meanwhile (one condition per child, like the others), the consent revision and the relationship that allowed it being
 /// unchanged, no objection having been raised since the facts were read, and, without
 /// consent, the flag still current or the share unrevised.
 fn grant_conditions(
@@ -727,7 +729,7 @@ fn grant_conditions(
 ) -> Vec<tio_store::Condition> {
     let store = broker.store();
     let mut conditions = Vec::with_capacity(5);
-    conditions.push(store.not_amended(update));
+    conditions.push(store.amendments_unchanged(child.index(), facts.amendments));
     match &grant.without_consent {
         Some(WithoutConsent::ProtectionFlag { .. }) => conditions.push(store.still_latest(update)),
         // An end or a renewal is a new revision: what the share allowed before it fails.
