@@ -179,3 +179,65 @@ fn a_hospitals_read_of_a_flag_alerts_the_social_care_agency_that_published_it() 
         tio_as(&sandbox, "social-care", &["alerts", "watch", "--from", "0", "--count", "1", "--professional", "sw-1"]);
     assert!(ok && stdout.lines().count() == 1, "{stdout}{stderr}");
 }
+
+/// Issue 17, section 1: 90 days before the 16th birthday, the agency that recorded a
+/// parent's consent is told to review it with the young person; once, across restarts.
+#[test]
+fn a_parents_consent_raises_a_review_alert_before_the_16th_birthday_once() {
+    let mut sandbox = Sandbox::start();
+    let runtime = runtime();
+    let reviews = |client: Client| async move {
+        let alerts = list(&client).await;
+        alerts.into_iter().filter(|alert| alert.kind == "consent_review").collect::<Vec<_>>()
+    };
+    runtime.block_on(async {
+        let hospital = as_professional(&sandbox, "hospital").await;
+        hospital
+            .consents()
+            .record_consent(hospital.request(consent_request(&[v1::Category::CommunicationNeeds])))
+            .await
+            .unwrap();
+        // Sixteen in 30 days.
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+        let today = tio_core::Timestamp::from_unix_micros(now.as_micros() as i64).uk_date().unwrap();
+        let born =
+            today.checked_sub(jiff::Span::new().years(16)).unwrap().checked_add(jiff::Span::new().days(30)).unwrap();
+        let identity = v1::CategoryValue {
+            value: Some(v1::category_value::Value::IdentityAndContacts(v1::IdentityAndContacts {
+                given_name: "Amelia".into(),
+                date_of_birth: Some(v1::Date {
+                    year: i32::from(born.year()),
+                    month: i32::from(born.month()),
+                    day: i32::from(born.day()),
+                }),
+                ..Default::default()
+            })),
+        };
+        publish(&hospital, publish_request(AMY, v1::Category::IdentityAndContacts, identity, "dob")).await.unwrap();
+
+        // The first pass of the broker's duties runs five seconds after start.
+        let started = Instant::now();
+        let alert = loop {
+            if let Some(alert) = reviews(hospital.clone()).await.pop() {
+                break alert;
+            }
+            assert!(started.elapsed() < WAIT, "no review alert reached the hospital");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        assert_eq!(alert.addressed_to, ["hospital"]);
+        assert_eq!(alert.agency_id, "consent-review");
+        assert_eq!(alert.action(), v1::AuditAction::ConsentReviewDue);
+        assert_eq!(alert.nhs_number, AMY, "the agency it is for knows the child");
+        let detail = alert.entry.as_ref().map(|entry| entry.detail.clone()).unwrap_or_default();
+        assert!(detail.starts_with("the child turns 16 within 90 days"), "{detail}");
+        let school = as_professional(&sandbox, "school").await;
+        assert!(reviews(school).await.is_empty(), "only the recording agency is told");
+    });
+    // A restart runs the duties again: the alert is not raised twice.
+    sandbox.restart();
+    runtime.block_on(async {
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        let hospital = as_professional(&sandbox, "hospital").await;
+        assert_eq!(reviews(hospital).await.len(), 1);
+    });
+}

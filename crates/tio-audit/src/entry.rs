@@ -62,11 +62,14 @@ pub enum Action {
     /// A past recipient of an update was told that the child was erased (the entry
     /// names the child by blind index only).
     ErasureSent,
+    /// The broker told the agencies that recorded a parent's consents to review them,
+    /// 90 days before the child turns 16 or 18 (an alert to each).
+    ConsentReviewDue,
 }
 
 impl Action {
     /// Every action, in code order.
-    pub const ALL: [Action; 24] = [
+    pub const ALL: [Action; 25] = [
         Action::Publish,
         Action::ProfileRead,
         Action::Delivery,
@@ -91,6 +94,7 @@ impl Action {
         Action::CorrectionSent,
         Action::RetractionSent,
         Action::ErasureSent,
+        Action::ConsentReviewDue,
     ];
 
     /// Returns the code stored in entries.
@@ -120,6 +124,7 @@ impl Action {
             Action::CorrectionSent => "correction_sent",
             Action::RetractionSent => "retraction_sent",
             Action::ErasureSent => "erasure_sent",
+            Action::ConsentReviewDue => "consent_review_due",
         }
     }
 
@@ -155,6 +160,7 @@ impl Action {
             Action::CorrectionSent => "was sent the correction of an update it had been given",
             Action::RetractionSent => "was told that an update it had been given was retracted",
             Action::ErasureSent => "was told that an update it had been given was erased",
+            Action::ConsentReviewDue => "asked for a parent's consents to be reviewed as the child grows up",
         }
     }
 }

@@ -106,6 +106,16 @@ pub fn consent_review_alerts(date_of_birth: Date) -> Option<[Date; 2]> {
     Some([before(16)?, before(18)?])
 }
 
+/// Returns the birthday (16 or 18) whose review alert is due on `today`: from 90 days
+/// before it until the day before it. `None` outside both windows.
+pub fn consent_review_due(date_of_birth: Date, today: Date) -> Option<i16> {
+    let alerts = consent_review_alerts(date_of_birth)?;
+    [16, 18].into_iter().zip(alerts).find_map(|(age, from)| {
+        let until = birthday(date_of_birth, age)?;
+        (from <= today && today < until).then_some(age)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use jiff::civil::date;
@@ -237,5 +247,17 @@ mod tests {
             prop_assert!(from.month() == 6 || (from.month() == 7 && from.day() == 1));
             prop_assert!(from.yesterday().unwrap() == school_leaving_date(from.year()).unwrap());
         }
+    }
+
+    #[test]
+    fn a_review_is_due_in_the_90_days_before_the_16th_and_the_18th_birthdays() {
+        let born = date(2010, 5, 17);
+        assert_eq!(consent_review_due(born, date(2026, 2, 15)), None, "91 days before the 16th");
+        assert_eq!(consent_review_due(born, date(2026, 2, 16)), Some(16), "90 days before");
+        assert_eq!(consent_review_due(born, date(2026, 5, 16)), Some(16), "the day before");
+        assert_eq!(consent_review_due(born, date(2026, 5, 17)), None, "the birthday itself: marked to review");
+        assert_eq!(consent_review_due(born, date(2028, 3, 1)), Some(18));
+        assert_eq!(consent_review_due(born, date(2028, 5, 17)), None);
+        assert_eq!(consent_review_due(born, date(2020, 1, 1)), None);
     }
 }

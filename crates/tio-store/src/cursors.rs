@@ -7,6 +7,10 @@
 //! scan in number order). Values: a version byte, then JSON. Neither holds personal
 //! data: a head names categories and counters, an unacked delivery a position. A value
 //! written before the version byte existed (JSON alone) still reads.
+//!
+//! Also here, as the broker's own progress marks: `a/{watcher}` (the leaf through which
+//! a caller acked its alerts) and `r/{child's blind index, hex}/{age}` (empty: the
+//! alert that a parent's consents need review before that birthday was raised).
 
 use std::collections::BTreeMap;
 
@@ -114,7 +118,26 @@ pub fn put_alert_mark(watcher: &str, through: u64) -> Op {
     Op::Put { space: Keyspace::Cursors, key: alert_mark_key(watcher), value: through.to_be_bytes().to_vec() }
 }
 
+/// Returns the precondition that the review alert before `child`'s birthday of `age`
+/// has not been raised, and the operation that records it raised.
+pub fn raise_review_alert(child: crate::ChildIndex, age: i16) -> (Condition, Op) {
+    let key = review_alert_key(child, age);
+    (
+        Condition::Absent { space: Keyspace::Cursors, key: key.clone() },
+        Op::Put { space: Keyspace::Cursors, key, value: Vec::new() },
+    )
+}
+
+fn review_alert_key(child: crate::ChildIndex, age: i16) -> Vec<u8> {
+    format!("r/{}/{age}", child.to_hex()).into_bytes()
+}
+
 impl Store {
+    /// Returns whether the review alert before `child`'s birthday of `age` was raised.
+    pub fn review_alert_raised(&self, child: crate::ChildIndex, age: i16) -> Result<bool, StoreError> {
+        Ok(self.engine.get(Keyspace::Cursors, &review_alert_key(child, age))?.is_some())
+    }
+
     /// Returns the leaf index through which `watcher` has acked its alerts, if it has.
     pub fn alert_mark(&self, watcher: &str) -> Result<Option<u64>, StoreError> {
         match self.engine.get(Keyspace::Cursors, &alert_mark_key(watcher))? {
@@ -207,8 +230,9 @@ pub(crate) fn restored_entry(
         let mut delivery: UnackedDelivery = decode(&value, "unacked delivery").map_err(|err| err.to_string())?;
         delivery.position = updates.get(&delivery.position)?;
         Ok((key, encode(&delivery)))
-    } else if key.starts_with(b"a/") {
-        // A leaf index of the audit log, which a restore keeps dense and in order.
+    } else if key.starts_with(b"a/") || key.starts_with(b"r/") {
+        // A leaf index of the audit log, which a restore keeps dense and in order; a
+        // review alert's mark, by blind index, which the restore keeps too.
         Ok((key, value))
     } else {
         Err("a cursor entry of an unknown kind".to_owned())

@@ -376,6 +376,7 @@ fn why(entry: &AuditEntry, action: Action, outcome: Outcome) -> String {
             if action == Action::UpdateCorrected { "correcting" } else { "retracting" },
             entry.detail.strip_prefix("amends ").unwrap_or(&entry.detail)
         ),
+        Outcome::Allowed if action == Action::ConsentReviewDue => format!("a scheduled reminder: {}", entry.detail),
         Outcome::Allowed if action == Action::RetractionSent => {
             "it had been given the retracted update, so it was told".to_owned()
         }

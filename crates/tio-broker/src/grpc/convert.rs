@@ -88,6 +88,7 @@ pub(crate) fn action_to_proto(action: Action) -> v1::AuditAction {
         Action::CorrectionSent => v1::AuditAction::CorrectionSent,
         Action::RetractionSent => v1::AuditAction::RetractionSent,
         Action::ErasureSent => v1::AuditAction::ErasureSent,
+        Action::ConsentReviewDue => v1::AuditAction::ConsentReviewDue,
     }
 }
 

@@ -259,8 +259,9 @@ impl Default for SharingConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetentionConfig {
-    /// Minutes between sweeps (the first runs five seconds after start); 0 turns the
-    /// sweeper off (`tio store retention --dry-run` still lists what is due).
+    /// Minutes between sweeps (the first runs five seconds after start), which also
+    /// raise the consent-review alerts before the 16th and 18th birthdays; 0 turns both
+    /// off (`tio store retention --dry-run` still lists what is due).
     pub sweep_every_minutes: u64,
     /// Years after the last update for a category without a rule, and for a birthday
     /// rule while the child's date of birth is unknown.

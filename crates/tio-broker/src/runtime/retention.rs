@@ -1,8 +1,9 @@
-//! The retention sweeper: works out every child's retention (`tio_core::retention`)
+//! The broker's scheduled duties. The retention sweeper works out every child's retention (`tio_core::retention`)
 //! from what the store holds, and erases the records that are due, as an admin's
 //! erasure does (the key destroyed, an erasure notice for every past recipient, an
 //! audit entry naming the child by blind index only). The server runs it on a
 //! schedule; `tio store retention` runs it on a stopped store, or lists what is due.
+//! The same schedule raises the consent-review alerts (`app::reviews`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,7 +83,9 @@ pub async fn erase_if_due(store: &Store, plan: &ChildPlan, today: Date, now: Tim
     store.erase_child_with(&child, vec![entry_op(&entry)], "retention", now).await
 }
 
-/// Sweeps every `every` (the first after [`FIRST_SWEEP`]) until `stop` turns true.
+/// The broker's own duties, every `every` (the first after [`FIRST_SWEEP`]) until
+/// `stop` turns true: the retention sweep, then the consent-review alerts that are due
+/// (`app::reviews`).
 pub(crate) async fn run(
     broker: Arc<Broker>,
     policy: RetentionPolicy,
@@ -100,6 +103,15 @@ pub(crate) async fn run(
             Ok(0) => {}
             Ok(erased) => tracing::info!(retention.erased = erased, "retention sweep erased expired records"),
             Err(err) => tracing::error!(error = %err, "retention sweep failed; it runs again at the next interval"),
+        }
+        let now = broker.now();
+        let Some(today) = now.uk_date() else { continue };
+        match crate::app::reviews::raise_due(&broker, today, now).await {
+            Ok(0) => {}
+            Ok(raised) => tracing::info!(reviews.raised = raised, "consent review alerts raised"),
+            Err(err) => {
+                tracing::error!(error = %err, "consent review alerts failed; they are tried again at the next interval")
+            }
         }
     }
 }
