@@ -202,17 +202,7 @@ fn a_parents_consent_raises_a_review_alert_before_the_16th_birthday_once() {
         let today = tio_core::Timestamp::from_unix_micros(now.as_micros() as i64).uk_date().unwrap();
         let born =
             today.checked_sub(jiff::Span::new().years(16)).unwrap().checked_add(jiff::Span::new().days(30)).unwrap();
-        let identity = v1::CategoryValue {
-            value: Some(v1::category_value::Value::IdentityAndContacts(v1::IdentityAndContacts {
-                given_name: "Amelia".into(),
-                date_of_birth: Some(v1::Date {
-                    year: i32::from(born.year()),
-                    month: i32::from(born.month()),
-                    day: i32::from(born.day()),
-                }),
-                ..Default::default()
-            })),
-        };
+        let identity = identity_born(born);
         publish(&hospital, publish_request(AMY, v1::Category::IdentityAndContacts, identity, "dob")).await.unwrap();
 
         // The first pass of the broker's duties runs five seconds after start.

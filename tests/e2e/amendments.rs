@@ -380,3 +380,39 @@ fn an_erasure_tells_every_past_recipient_to_erase_what_it_was_given_and_names_no
         assert!(entries.iter().all(|entry| entry.child_sealed.is_empty() && entry.child_index.len() == 64));
     });
 }
+
+/// An identity value with a wrong date of birth makes Amy an adult, so her mother's
+/// consent lapses; retracting it, or correcting the date, gives the consent back.
+#[test]
+fn retracting_or_correcting_a_wrong_date_of_birth_gives_a_parents_consent_back() {
+    let sandbox = Sandbox::start();
+    runtime().block_on(async {
+        let hospital = as_professional(&sandbox, "hospital").await;
+        let school = as_professional(&sandbox, "school").await;
+        hospital.consents().record_consent(hospital.request(consent_request(&[CommunicationNeeds]))).await.unwrap();
+        involve(&school).await;
+        publish(&hospital, publish_request(AMY, CommunicationNeeds, communication_needs("Makaton"), "d-1"))
+            .await
+            .unwrap();
+        assert_eq!(communication(&school).await, ["Makaton"]);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+        let today = tio_core::Timestamp::from_unix_micros(now.as_micros() as i64).uk_date().unwrap();
+        let born_years_ago = |years: i64| {
+            let born = today.checked_sub(jiff::Span::new().years(years)).unwrap();
+            identity_born(born)
+        };
+        let identity = v1::Category::IdentityAndContacts;
+
+        let wrong = publish(&hospital, publish_request(AMY, identity, born_years_ago(19), "d-2")).await.unwrap();
+        assert!(communication(&school).await.is_empty(), "an adult by that date: the parent's consent lapsed");
+        retract(&hospital, retraction(&wrong.update_id, "Another child's date of birth")).await.unwrap();
+        assert_eq!(communication(&school).await, ["Makaton"], "no date of birth stands: the consent allows again");
+
+        let wrong = publish(&hospital, publish_request(AMY, identity, born_years_ago(19), "d-3")).await.unwrap();
+        assert!(communication(&school).await.is_empty());
+        let mut fix = correction(&wrong.update_id, born_years_ago(10));
+        fix.category = identity as i32;
+        correct(&hospital, fix).await.unwrap();
+        assert_eq!(communication(&school).await, ["Makaton"], "ten by the corrected date");
+    });
+}

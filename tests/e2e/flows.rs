@@ -171,17 +171,7 @@ fn a_parents_consent_stops_allowing_once_the_child_is_18() {
 
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
         let today = tio_core::Timestamp::from_unix_micros(now.as_micros() as i64).uk_date().unwrap();
-        let identity = |born: tio_core::Date| v1::CategoryValue {
-            value: Some(v1::category_value::Value::IdentityAndContacts(v1::IdentityAndContacts {
-                given_name: "Amelia".into(),
-                date_of_birth: Some(v1::Date {
-                    year: i32::from(born.year()),
-                    month: i32::from(born.month()),
-                    day: i32::from(born.day()),
-                }),
-                ..Default::default()
-            })),
-        };
+        let identity = identity_born;
         let eighteen_ago = today.checked_sub(jiff::Span::new().years(18)).unwrap();
         let turns_18_in_two_days = eighteen_ago.checked_add(jiff::Span::new().days(2)).unwrap();
         let turned_18_yesterday = eighteen_ago.checked_sub(jiff::Span::new().days(1)).unwrap();
@@ -225,18 +215,7 @@ fn giver_roles_speak_at_their_ages_with_the_authority_they_need() {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
         let today = tio_core::Timestamp::from_unix_micros(now.as_micros() as i64).uk_date().unwrap();
         let born = today.checked_sub(jiff::Span::new().years(13).days(20)).unwrap();
-        let identity = v1::CategoryValue {
-            value: Some(v1::category_value::Value::IdentityAndContacts(v1::IdentityAndContacts {
-                given_name: "Amelia".into(),
-                date_of_birth: Some(v1::Date {
-                    year: i32::from(born.year()),
-                    month: i32::from(born.month()),
-                    day: i32::from(born.day()),
-                }),
-                ..Default::default()
-            })),
-        };
-        publish(&hospital, publish_request(AMY, IdentityAndContacts, identity, "roles-1")).await.unwrap();
+        publish(&hospital, publish_request(AMY, IdentityAndContacts, identity_born(born), "roles-1")).await.unwrap();
         let as_role = |role: v1::ConsentGiverRole, authority: Option<v1::GiverAuthority>| v1::RecordConsentRequest {
             giver_role: role as i32,
             authority,

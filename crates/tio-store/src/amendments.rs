@@ -21,7 +21,7 @@ use tio_core::{AgencyId, Date, FieldViolation, Timestamp, limits};
 
 use crate::engine::{Batch, Condition, Keyspace, Op, Position, key_after, prefix_end};
 use crate::keys::seal_with;
-use crate::store::{date_of_birth_op, latest_key};
+use crate::store::{date_of_birth_key, date_of_birth_op, latest_key};
 use crate::update_record::{
     AmendKind, Amends, CHILD_INDEX_BYTES, UPDATE_ID_BYTES, UpdateRecord, encode_amendment_payload,
 };
@@ -53,8 +53,21 @@ pub struct NewAmendment<'a> {
     pub publisher: &'a AgencyId,
     /// The commit time to record.
     pub committed_at: Timestamp,
-    /// For a correction of an identity value that states one, the child's date of birth.
-    pub date_of_birth: Option<Date>,
+    /// What becomes of the child's stored date of birth (an amended identity value may
+    /// have been where it came from).
+    pub date_of_birth: BirthDate,
+}
+
+/// What an amendment does to the child's stored date of birth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BirthDate {
+    /// Leave it as it is.
+    Keep,
+    /// Store this one.
+    Set(Date),
+    /// Remove it: the amended value stated it, and the category's current value states
+    /// none.
+    Clear,
 }
 
 fn amendment_key(child: ChildIndex, update: &UpdateId) -> Vec<u8> {
@@ -318,8 +331,14 @@ impl Store {
                     },
                 }
             }
-            if let Some(born) = amendment.date_of_birth {
-                batch.push(date_of_birth_op(&data_key, child, born)?);
+            match amendment.date_of_birth {
+                BirthDate::Keep => {}
+                BirthDate::Set(born) => {
+                    batch.push(date_of_birth_op(&data_key, child, born)?);
+                }
+                BirthDate::Clear => {
+                    batch.push(Op::Delete { space: Keyspace::Children, key: date_of_birth_key(child) });
+                }
             }
             let extra = extra(&UpdateId(update_id));
             batch.conditions.extend(extra.conditions);
@@ -409,6 +428,22 @@ impl Store {
         }
     }
 
+    /// Returns the value of `amended`'s category that would be current if `amended` were
+    /// retracted: `amended` itself stays current unless it is the category's latest, in
+    /// which case the value before it that still stands (or none).
+    pub fn value_after_retraction(&self, amended: &StoredUpdate) -> Result<Option<StoredUpdate>, StoreError> {
+        let latest = self.engine.get(Keyspace::Latest, &latest_key(amended.child, amended.category))?;
+        let position = if latest.as_deref() == Some(amended.position.as_bytes()) {
+            self.previous_value(amended)?.map(|(position, _)| position)
+        } else {
+            latest.map(Position::from_bytes)
+        };
+        match position {
+            Some(position) => self.update_at(&position),
+            None => Ok(None),
+        }
+    }
+
     /// Returns the position and id of the value of `amended`'s category that was current
     /// before it and still stands (not amended, not a retraction), if any.
     fn previous_value(&self, amended: &StoredUpdate) -> Result<Option<(Position, UpdateId)>, StoreError> {
@@ -494,7 +529,7 @@ mod tests {
                     reason: "entered on the wrong record",
                     publisher: &hospital,
                     committed_at: T0,
-                    date_of_birth: None,
+                    date_of_birth: BirthDate::Keep,
                 },
                 |_| Extra::default(),
             )

@@ -31,7 +31,7 @@ mod update_record;
 pub use update_record::{AmendKind, Amends};
 mod versioned;
 
-pub use amendments::NewAmendment;
+pub use amendments::{BirthDate, NewAmendment};
 pub use options::{EngineKind, IndexEngine, StoreOptions};
 pub use retention::RetentionFacts;
 pub use store::{

@@ -998,7 +998,7 @@ impl KeyCache {
 
 /// Where a child's date of birth lives in the `children` keyspace: after its number's
 /// key (the child index), so that a child's records stay together.
-fn date_of_birth_key(index: ChildIndex) -> Vec<u8> {
+pub(crate) fn date_of_birth_key(index: ChildIndex) -> Vec<u8> {
     [&index.0[..], b"/date_of_birth"].concat()
 }
 

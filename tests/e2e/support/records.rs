@@ -28,6 +28,21 @@ pub(crate) fn communication_needs(text: &str) -> v1::CategoryValue {
     }
 }
 
+/// An identity value stating the date of birth `born`.
+pub(crate) fn identity_born(born: tio_core::Date) -> v1::CategoryValue {
+    v1::CategoryValue {
+        value: Some(v1::category_value::Value::IdentityAndContacts(v1::IdentityAndContacts {
+            given_name: "Amelia".into(),
+            date_of_birth: Some(v1::Date {
+                year: i32::from(born.year()),
+                month: i32::from(born.month()),
+                day: i32::from(born.day()),
+            }),
+            ..Default::default()
+        })),
+    }
+}
+
 pub(crate) fn health_summary(condition: &str) -> v1::CategoryValue {
     v1::CategoryValue {
         value: Some(v1::category_value::Value::HealthSummary(v1::HealthSummary {

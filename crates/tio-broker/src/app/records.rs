@@ -14,7 +14,7 @@ use tio_core::protection::FlagShare;
 use tio_core::{
     AccessRequest, Action, Agency, AgencyId, Category, CategorySet, Decision, Facts, Grant, NhsNumber, Service, decide,
 };
-use tio_store::{AmendKind, Batch, Child, Extra, NewAmendment, NewUpdate, Position, StoredUpdate, UpdateId};
+use tio_store::{AmendKind, Batch, BirthDate, Child, Extra, NewAmendment, NewUpdate, Position, StoredUpdate, UpdateId};
 
 use crate::app::broker::{Broker, Call};
 use crate::app::error::ServiceError;
@@ -293,6 +293,7 @@ impl Publisher<'_> {
             ));
         }
 
+        let date_of_birth = self.birth_date_after(&amended, request)?;
         let mut entry = broker.entry(call, action, Outcome::Allowed);
         broker.name_child(&mut entry, child)?;
         entry.categories = vec![amended.category.as_str().to_owned()];
@@ -306,7 +307,7 @@ impl Publisher<'_> {
             reason: &request.reason,
             publisher: &agency.id,
             committed_at: call.now,
-            date_of_birth: request.date_of_birth,
+            date_of_birth,
         };
         let appended = store
             .amend_update(amendment, |update_id| Extra {
@@ -326,6 +327,29 @@ impl Publisher<'_> {
             committed_at: appended.committed_at,
             duplicate: false,
         })
+    }
+}
+
+impl Publisher<'_> {
+    /// What an amendment of `amended` does to the stored date of birth. Only an
+    /// identity value that stated one can have been where it came from: the date then
+    /// follows the category's current value after the amendment (the correction, or
+    /// the value a retraction goes back to), and goes if that states none.
+    fn birth_date_after(&self, amended: &StoredUpdate, request: &AmendmentRequest) -> Result<BirthDate, ServiceError> {
+        let read = self.broker.sharing().date_of_birth_of;
+        let stated = amended.content.as_ref().and_then(|content| read(&content.value));
+        if amended.category != Category::IdentityAndContacts || stated.is_none() {
+            return Ok(request.date_of_birth.map_or(BirthDate::Keep, BirthDate::Set));
+        }
+        let current = match request.kind {
+            Amend::Correction => request.date_of_birth,
+            Amend::Retraction => self
+                .broker
+                .store()
+                .value_after_retraction(amended)?
+                .and_then(|value| value.content.and_then(|content| read(&content.value))),
+        };
+        Ok(current.map_or(BirthDate::Clear, BirthDate::Set))
     }
 }
 

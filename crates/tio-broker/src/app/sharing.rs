@@ -3,8 +3,9 @@
 //! (by consent or without) writes into the audit entry of the disclosure.
 //!
 //! The rule itself is the domain's (`tio_core::decide`, `tio_core::protection`); what a
-//! stored value says is the contract's business, so the adapter hands its reader in
-//! (`Sharing::flag_of`) and the use cases never parse a contract message.
+//! stored value says is the contract's business, so the adapter hands its readers in
+//! (`Sharing::flag_of`, `Sharing::date_of_birth_of`) and the use cases never parse a
+//! contract message.
 
 use tio_audit::entry::AuditEntry;
 use tio_core::protection::{FlagShare, FlagValue, ProtectionFlag};
@@ -21,6 +22,9 @@ pub(crate) struct Sharing {
     pub(crate) flag_sectors: Vec<Sector>,
     /// Reads the flag an encoded social-care value carries, if any.
     pub(crate) flag_of: fn(&[u8]) -> Option<FlagValue>,
+    /// Reads the date of birth an encoded identity value states, if any (an amendment
+    /// of one may change what decisions count the child's age from).
+    pub(crate) date_of_birth_of: fn(&[u8]) -> Option<tio_core::Date>,
 }
 
 /// The audit entry's `basis` for a disclosure on a flag. Do not change: it is hashed.

@@ -50,6 +50,7 @@ pub(crate) fn broker(clock: Arc<TestClock>) -> Broker {
     let sharing = crate::app::sharing::Sharing {
         flag_sectors: vec![Sector::Health],
         flag_of: crate::grpc::records::flag_of_value,
+        date_of_birth_of: crate::grpc::records::date_of_birth_of_value,
     };
     Broker::new(store, audit, Arc::new(registry), NhsNumberPolicy::development(), clock, sharing)
 }

@@ -205,6 +205,14 @@ pub(crate) fn flag_of_value(value: &[u8]) -> Option<FlagValue> {
     Some(FlagValue { level, lawful_basis, condition })
 }
 
+/// Reads the date of birth a stored identity value (its encoded `CategoryValue`)
+/// states, for the broker's amendments; `None` for any other value or one without it.
+pub(crate) fn date_of_birth_of_value(value: &[u8]) -> Option<tio_core::Date> {
+    let decoded = v1::CategoryValue::decode(value).ok()?;
+    let v1::category_value::Value::IdentityAndContacts(identity) = decoded.value? else { return None };
+    crate::grpc::convert::date_from_proto("date_of_birth", identity.date_of_birth.as_ref()?).ok()
+}
+
 /// Checks a date of birth (already a calendar date) against today's date in the UK, and
 /// returns it.
 fn check_date_of_birth(broker: &Broker, born: &v1::Date) -> Result<tio_core::Date, ServiceError> {

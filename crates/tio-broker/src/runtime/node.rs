@@ -101,6 +101,7 @@ impl Node {
             let sharing = crate::app::sharing::Sharing {
                 flag_sectors: config.flag_sectors(),
                 flag_of: crate::grpc::records::flag_of_value,
+                date_of_birth_of: crate::grpc::records::date_of_birth_of_value,
             };
             let broker = Broker::open(store.clone(), audit.clone(), seed, nhs_numbers, sharing)
                 .await
