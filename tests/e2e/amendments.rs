@@ -250,6 +250,7 @@ fn bad_amendments_are_refused_naming_the_field_and_store_nothing() {
         let retracted = retract(&hospital, retraction(&first, "Entered in error")).await.unwrap();
         let again = retract(&hospital, retraction(&first, "Entered in error")).await.unwrap_err();
         assert_eq!((again.code(), reason(&again).as_str()), (Code::FailedPrecondition, "UPDATE_ALREADY_AMENDED"));
+        assert!(again.message().ends_with(&format!("(by update {retracted})")), "{}", again.message());
         let of_a_retraction = retract(&hospital, retraction(&retracted, "oops")).await.unwrap_err();
         assert_eq!((of_a_retraction.code(), field(&of_a_retraction).as_str()), (Code::InvalidArgument, "update_id"));
         assert_eq!(communication(&school).await, ["Makaton"], "an older value's retraction leaves the current one");

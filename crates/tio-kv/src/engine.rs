@@ -349,7 +349,8 @@ pub trait Engine: Send + Sync + 'static {
     fn get(&self, space: Keyspace, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
 
     /// Reads up to `limit` entries with `start <= key < end` (no `end`: to the end of the
-    /// keyspace), in key order.
+    /// keyspace), in key order: exactly `limit` while the range holds that many, so a
+    /// shorter result is the end of the range (callers page on it).
     fn scan(&self, space: Keyspace, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Entries, StorageError>;
 
     /// Returns the entry with the greatest key in `space` (for a log, the latest

@@ -543,15 +543,22 @@ impl Store {
         let Some(data_key) = keys.get(self, index)? else { return Ok(Vec::new()) };
         let start = [&index.0[..], prefix].concat();
         let end = prefix_end(&start);
+        const PAGE: usize = 1024;
         let mut records = Vec::new();
         let mut from = start.clone();
         loop {
-            let page = self.engine.scan(space, &from, end.as_deref(), 1024)?;
+            let page = self.engine.scan(space, &from, end.as_deref(), PAGE)?;
             let Some((last, _)) = page.last() else { break };
             from = key_after(last);
+            // A short page is the last: no second scan to find the end (a decision
+            // reads four of these per child, and a delivery's decision is on the path).
+            let more = page.len() == PAGE;
             for (key, raw) in page {
                 let plaintext = open_with(data_key, &sealed_record_context(space, &key), &raw)?;
                 records.push(SealedRecord { suffix: key[index.0.len()..].to_vec(), plaintext, raw });
+            }
+            if !more {
+                break;
             }
         }
         Ok(records)

@@ -272,15 +272,17 @@ impl Publisher<'_> {
                 format!("update {id} is a retraction, which has no value to amend"),
             )]));
         }
-        let already = || {
+        let already = |by: Option<UpdateId>| {
+            // A retry after a lost reply learns which update did it.
+            let by = by.map(|by| format!(" (by update {by})")).unwrap_or_default();
             ServiceError::failed_precondition(
                 "UPDATE_ALREADY_AMENDED",
                 subject.clone(),
-                format!("update {id} was corrected or retracted already"),
+                format!("update {id} was corrected or retracted already{by}"),
             )
         };
-        if store.amended_by(&amended)?.is_some() {
-            return Err(already());
+        if let Some(by) = store.amended_by(&amended)? {
+            return Err(already(Some(by)));
         }
         if request.kind == Amend::Correction && !store.is_latest(&amended)? {
             return Err(ServiceError::failed_precondition(
@@ -317,7 +319,7 @@ impl Publisher<'_> {
             .await
             .map_err(|err| match err {
                 // Its first precondition: amended by another call meanwhile.
-                tio_store::StoreError::Conflict { index: 0 } => already(),
+                tio_store::StoreError::Conflict { index: 0 } => already(store.amended_by(&amended).ok().flatten()),
                 other => other.into(),
             })?;
         broker.notify_change();
