@@ -75,17 +75,26 @@ async fn involve(client: &tio_client::Client) {
     client.relationships().declare_relationship(client.request(declare)).await.unwrap();
 }
 
+/// The hospital, the school and the SEND team: the parent's consent to the education
+/// sector for communication needs, both involved, the school subscribed to them.
+async fn school_subscribed_and_send_team_involved(
+    sandbox: &Sandbox,
+) -> (tio_client::Client, tio_client::Client, tio_client::Client) {
+    let hospital = as_professional(sandbox, "hospital").await;
+    let school = as_professional(sandbox, "school").await;
+    let send_team = as_professional(sandbox, "send-team").await;
+    hospital.consents().record_consent(hospital.request(consent_request(&[CommunicationNeeds]))).await.unwrap();
+    involve(&school).await;
+    involve(&send_team).await;
+    stream::create(&school, "main", &[CommunicationNeeds], None).await;
+    (hospital, school, send_team)
+}
+
 #[test]
 fn a_retraction_and_a_correction_reach_every_past_recipient_including_one_that_was_offline() {
     let sandbox = Sandbox::start();
     runtime().block_on(async {
-        let hospital = as_professional(&sandbox, "hospital").await;
-        let school = as_professional(&sandbox, "school").await;
-        let send_team = as_professional(&sandbox, "send-team").await;
-        hospital.consents().record_consent(hospital.request(consent_request(&[CommunicationNeeds]))).await.unwrap();
-        involve(&school).await;
-        involve(&send_team).await;
-        stream::create(&school, "main", &[CommunicationNeeds], None).await;
+        let (hospital, school, send_team) = school_subscribed_and_send_team_involved(&sandbox).await;
 
         let first = publish(&hospital, publish_request(AMY, CommunicationNeeds, communication_needs("BSL"), "a-1"))
             .await
@@ -317,13 +326,7 @@ fn the_command_line_corrects_and_retracts_and_a_subscriber_is_told_what_to_do() 
 fn an_erasure_tells_every_past_recipient_to_erase_what_it_was_given_and_names_no_child() {
     let sandbox = Sandbox::start();
     runtime().block_on(async {
-        let hospital = as_professional(&sandbox, "hospital").await;
-        let school = as_professional(&sandbox, "school").await;
-        let send_team = as_professional(&sandbox, "send-team").await;
-        hospital.consents().record_consent(hospital.request(consent_request(&[CommunicationNeeds]))).await.unwrap();
-        involve(&school).await;
-        involve(&send_team).await;
-        stream::create(&school, "main", &[CommunicationNeeds], None).await;
+        let (hospital, school, send_team) = school_subscribed_and_send_team_involved(&sandbox).await;
         let mut published = Vec::new();
         for (index, text) in ["BSL", "Makaton"].into_iter().enumerate() {
             let request = publish_request(AMY, CommunicationNeeds, communication_needs(text), &format!("e-{index}"));
