@@ -18,17 +18,31 @@ use v1::Category::{CommunicationNeeds, IdentityAndContacts};
 /// A third test-range child, with no date of birth published.
 const CARL: &str = "9990316767";
 
-fn identity(given_name: &str, year: i32, month: i32, day: i32) -> v1::CategoryValue {
-    v1::CategoryValue {
-        value: Some(v1::category_value::Value::IdentityAndContacts(v1::IdentityAndContacts {
-            given_name: given_name.into(),
-            date_of_birth: Some(v1::Date { year, month, day }),
-            ..Default::default()
-        })),
-    }
+/// The dates the test turns on, from today's: Amy turned 25 thirty days ago (due under
+/// the 25th-birthday rule), Ben is 11, and Carl (no date of birth) is kept 8 years.
+struct Dates {
+    amy_born: tio_core::Date,
+    amy_due: tio_core::Date,
+    ben_born: tio_core::Date,
+    ben_kept_until: tio_core::Date,
+    /// A day by which Carl's 8 years after his last update (today) have run out.
+    after_carl: tio_core::Date,
 }
 
-/// Publishes Amy (25 since June 2026: due under the 25th-birthday rule), Ben (born 2015)
+fn dates() -> Dates {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let today = tio_core::Timestamp::from_unix_micros(now.as_micros() as i64).uk_date().unwrap();
+    let thirty_days_ago = today.checked_sub(jiff::Span::new().days(30)).unwrap();
+    let amy_born = thirty_days_ago.checked_sub(jiff::Span::new().years(25)).unwrap();
+    // As the broker counts it (a 29 February birthday falls on 1 March).
+    let amy_due = tio_core::age::birthday(amy_born, 25).unwrap();
+    let ben_born = today.checked_sub(jiff::Span::new().years(11)).unwrap();
+    let ben_kept_until = tio_core::age::birthday(ben_born, 25).unwrap();
+    let after_carl = today.checked_add(jiff::Span::new().years(8).days(2)).unwrap();
+    Dates { amy_born, amy_due, ben_born, ben_kept_until, after_carl }
+}
+
+/// Publishes Amy (25 for thirty days: due under the 25th-birthday rule), Ben (11)
 /// and Carl (no date of birth: 8 years after his last update), and lets the school
 /// receive Amy's communication needs. Returns that update's id.
 async fn populate(sandbox: &Sandbox) -> String {
@@ -48,12 +62,16 @@ async fn populate(sandbox: &Sandbox) -> String {
     };
     school.relationships().declare_relationship(school.request(declare)).await.unwrap();
     stream::create(&school, "main", &[CommunicationNeeds], None).await;
-    publish(&hospital, publish_request(AMY, IdentityAndContacts, identity("Amy", 2001, 6, 1), "r-a1")).await.unwrap();
+    publish(&hospital, publish_request(AMY, IdentityAndContacts, identity_born(dates().amy_born), "r-a1"))
+        .await
+        .unwrap();
     let needs = publish(&hospital, publish_request(AMY, CommunicationNeeds, communication_needs("Makaton"), "r-a2"))
         .await
         .unwrap()
         .update_id;
-    publish(&hospital, publish_request(BEN, IdentityAndContacts, identity("Ben", 2015, 3, 1), "r-b1")).await.unwrap();
+    publish(&hospital, publish_request(BEN, IdentityAndContacts, identity_born(dates().ben_born), "r-b1"))
+        .await
+        .unwrap();
     publish(&hospital, publish_request(CARL, CommunicationNeeds, communication_needs("BSL"), "r-c1")).await.unwrap();
     let mut stream = Stream::open(&school, "main", 0).await.unwrap();
     let delivery = stream.delivery().await;
@@ -93,15 +111,17 @@ fn the_dry_run_lists_what_is_due_and_the_command_erases_it_on_a_stopped_store() 
     let (status, stdout, stderr) = retention(&["--dry-run"]);
     assert!(status.success(), "{stderr}");
     assert!(stdout.contains("3 children, 1 due for erasure on"), "{stdout}");
-    assert!(stdout.contains("due for erasure since 2026-06-01"), "{stdout}");
-    assert!(stdout.contains("kept until 2040-03-01 (25th birthday)"), "Ben: {stdout}");
+    let dates = dates();
+    assert!(stdout.contains(&format!("due for erasure since {}", dates.amy_due)), "{stdout}");
+    assert!(stdout.contains(&format!("kept until {} (25th birthday)", dates.ben_kept_until)), "Ben: {stdout}");
     assert!(stdout.contains("(8 years after last update (date of birth unknown))"), "Carl: {stdout}");
     assert!(stdout.contains("dry run: nothing was changed"), "{stdout}");
-    // Looking ahead: Carl's fallback has run out by 2035.
-    let (status, stdout, _) = retention(&["--dry-run", "--on", "2035-01-01"]);
-    assert!(status.success() && stdout.contains("3 children, 2 due for erasure on 2035-01-01"), "{stdout}");
+    // Looking ahead: Carl's fallback has run out eight years on.
+    let ahead = dates.after_carl.to_string();
+    let (status, stdout, _) = retention(&["--dry-run", "--on", &ahead]);
+    assert!(status.success() && stdout.contains(&format!("3 children, 2 due for erasure on {ahead}")), "{stdout}");
     // Erasing ahead of time is refused by the command line itself.
-    let (status, _, stderr) = retention(&["--on", "2035-01-01"]);
+    let (status, _, stderr) = retention(&["--on", &ahead]);
     assert!(!status.success() && stderr.contains("--dry-run"), "{stderr}");
 
     let (status, stdout, stderr) = retention(&[]);
@@ -121,8 +141,10 @@ fn the_dry_run_lists_what_is_due_and_the_command_erases_it_on_a_stopped_store() 
         let query = v1::QueryEntriesRequest { action: v1::AuditAction::Admin as i32, ..Default::default() };
         let entries = auditor.audit().query_entries(auditor.request(query)).await.unwrap().into_inner().entries;
         let sweep =
-            entries.iter().find(|entry| entry.detail.starts_with("erase_child retention-2026-06-01")).expect("audited");
-        assert!(sweep.detail.contains("identity_and_contacts until 2026-06-01 (25th birthday)"), "{}", sweep.detail);
+            entries.iter().find(|entry| entry.detail.starts_with(&format!("erase_child retention-{}", dates.amy_due)));
+        let sweep = sweep.expect("audited");
+        let rule = format!("identity_and_contacts until {} (25th birthday)", dates.amy_due);
+        assert!(sweep.detail.contains(&rule), "{}", sweep.detail);
         assert_eq!(
             sweep.actor.as_ref().map(|actor| (actor.role(), actor.id.as_str())),
             Some((v1::Role::Broker, "retention"))

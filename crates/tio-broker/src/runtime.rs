@@ -11,3 +11,9 @@ pub mod retention;
 pub mod storage;
 pub mod telemetry;
 pub mod tls;
+
+/// The time now by the system clock, as the server reads it for its decisions.
+pub fn now() -> tio_core::Timestamp {
+    use crate::app::broker::Clock as _;
+    crate::app::broker::SystemClock.now()
+}

@@ -314,10 +314,7 @@ fn retention(args: &KeysStoreArgs, dry_run: bool, config: Option<PathBuf>, on: O
         None => tio_broker::config::RetentionConfig::default(),
     };
     let policy = rules.policy().map_err(|(key, message)| anyhow::anyhow!("{key}: {message}"))?;
-    let micros = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX));
-    let now = tio_core::Timestamp::from_unix_micros(micros);
+    let now = tio_broker::runtime::now();
     let today = match on {
         Some(text) => text.parse().map_err(|_| anyhow::anyhow!("--on `{text}`: expected a date such as 2030-09-01"))?,
         None => now.uk_date().context("the clock is out of range")?,

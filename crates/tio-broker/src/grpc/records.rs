@@ -36,17 +36,53 @@ pub(crate) fn publication_from_proto(
     broker: &Broker,
     request: &v1::PublishRequest,
 ) -> Result<Publication, ServiceError> {
-    let child = broker.parse_nhs_number(
-        "child.nhs_number",
-        request.child.as_ref().map(|child| child.nhs_number.as_str()).unwrap_or_default(),
-    )?;
-    let category = category_from_proto("category", request.category)?;
-    let value =
-        request.value.as_ref().and_then(|value| value.value.as_ref()).ok_or_else(|| invalid("value", "is required"))?;
+    let checked = value_from_proto(broker, request.child.as_ref(), request.category, request.value.as_ref())?;
+    limits::check_identifier("source_reference", &request.source_reference, limits::MAX_SHORT_STRING_BYTES)
+        .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))?;
+    if request.idempotency_key.is_empty() {
+        return Err(invalid("idempotency_key", "is required"));
+    }
+    limits::check_identifier("idempotency_key", &request.idempotency_key, limits::MAX_IDEMPOTENCY_KEY_BYTES)
+        .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))?;
+    // Informative only, but a time that is not a time must not pass as one.
+    optional_timestamp("recorded_at", request.recorded_at.as_ref())?;
+    Ok(Publication {
+        child: checked.child,
+        category: checked.category,
+        value: checked.value,
+        source_reference: request.source_reference.clone(),
+        idempotency_key: request.idempotency_key.clone(),
+        date_of_birth: checked.date_of_birth,
+    })
+}
+
+/// A child and a category value, checked as every publish and correction checks them.
+struct CheckedValue {
+    child: tio_core::NhsNumber,
+    category: Category,
+    /// The encoded `CategoryValue`.
+    value: Vec<u8>,
+    /// The date of birth an identity value states.
+    date_of_birth: Option<tio_core::Date>,
+}
+
+/// Checks a request's child, category and value, in contract order: the same limits
+/// and rules for a publish and a correction.
+fn value_from_proto(
+    broker: &Broker,
+    child: Option<&v1::ChildRef>,
+    category: i32,
+    value: Option<&v1::CategoryValue>,
+) -> Result<CheckedValue, ServiceError> {
+    let child = broker
+        .parse_nhs_number("child.nhs_number", child.map(|child| child.nhs_number.as_str()).unwrap_or_default())?;
+    let category = category_from_proto("category", category)?;
+    let whole = value;
+    let value = whole.and_then(|value| value.value.as_ref()).ok_or_else(|| invalid("value", "is required"))?;
     if value_category(value) != category {
         return Err(invalid("value", format!("holds {} but category is {}", value_category(value), category)));
     }
-    let encoded = request.value.as_ref().map(Message::encode_to_vec).unwrap_or_default();
+    let encoded = whole.map(Message::encode_to_vec).unwrap_or_default();
     if encoded.len() > limits::MAX_CATEGORY_VALUE_BYTES {
         return Err(invalid(
             "value",
@@ -72,23 +108,7 @@ pub(crate) fn publication_from_proto(
             flag_basis(involvement).map_err(|violation| ServiceError::InvalidArgument(vec![violation]))?;
         }
     }
-    limits::check_identifier("source_reference", &request.source_reference, limits::MAX_SHORT_STRING_BYTES)
-        .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))?;
-    if request.idempotency_key.is_empty() {
-        return Err(invalid("idempotency_key", "is required"));
-    }
-    limits::check_identifier("idempotency_key", &request.idempotency_key, limits::MAX_IDEMPOTENCY_KEY_BYTES)
-        .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))?;
-    // Informative only, but a time that is not a time must not pass as one.
-    optional_timestamp("recorded_at", request.recorded_at.as_ref())?;
-    Ok(Publication {
-        child,
-        category,
-        value: encoded,
-        source_reference: request.source_reference.clone(),
-        idempotency_key: request.idempotency_key.clone(),
-        date_of_birth,
-    })
+    Ok(CheckedValue { child, category, value: encoded, date_of_birth })
 }
 
 /// Checks a correction request's fields, in contract order.
@@ -96,28 +116,19 @@ pub(crate) fn correction_from_proto(
     broker: &Broker,
     request: &v1::CorrectUpdateRequest,
 ) -> Result<AmendmentRequest, ServiceError> {
-    // The value is checked as a publish checks it: the same limits and rules.
-    let publication = publication_from_proto(
-        broker,
-        &v1::PublishRequest {
-            child: request.child.clone(),
-            category: request.category,
-            value: request.value.clone(),
-            source_reference: request.source_reference.clone(),
-            idempotency_key: "correction".to_owned(),
-            recorded_at: None,
-        },
-    )?;
+    let checked = value_from_proto(broker, request.child.as_ref(), request.category, request.value.as_ref())?;
     let update_id = update_id_from_proto(&request.update_id)?;
+    limits::check_identifier("source_reference", &request.source_reference, limits::MAX_SHORT_STRING_BYTES)
+        .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))?;
     Ok(AmendmentRequest {
-        child: publication.child,
+        child: checked.child,
         update_id,
         kind: Amend::Correction,
-        category: Some(publication.category),
-        value: publication.value,
-        source_reference: publication.source_reference,
+        category: Some(checked.category),
+        value: checked.value,
+        source_reference: request.source_reference.clone(),
         reason: reason_from_proto(&request.reason)?,
-        date_of_birth: publication.date_of_birth,
+        date_of_birth: checked.date_of_birth,
     })
 }
 
