@@ -107,7 +107,7 @@ pub fn check_log(store: &Store, verifier: Option<&Verifier>) -> Result<AuditChec
                 .any(|action| entry.action == action.code());
             if entry.action == Action::Admin.code()
                 && entry.outcome == Outcome::Allowed.code()
-                && entry.detail.starts_with(ERASURE_DETAIL)
+                && (entry.detail.starts_with(ERASURE_DETAIL) || entry.detail.starts_with(CATEGORY_ERASURE_DETAIL))
             {
                 erased.insert(entry.child_index.clone());
             }
@@ -179,6 +179,9 @@ fn latest_checkpoint(
 
 /// How the detail of an erasure's audit entry starts (the broker's admin erasure).
 pub const ERASURE_DETAIL: &str = "erase_child ";
+
+/// How the detail of one category's erasure starts (retention, per category).
+pub const CATEGORY_ERASURE_DETAIL: &str = "erase_category ";
 
 /// Matches stored updates with the publish entries that name them. A store with no
 /// audit entries at all (written by the store alone, never by the broker) is skipped.

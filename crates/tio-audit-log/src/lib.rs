@@ -427,7 +427,7 @@ fn decode_frontier(bytes: &[u8]) -> Option<Frontier> {
 mod check;
 mod stored;
 
-pub use check::{AuditCheckReport, ERASURE_DETAIL, check_log};
+pub use check::{AuditCheckReport, CATEGORY_ERASURE_DETAIL, ERASURE_DETAIL, check_log};
 
 #[cfg(test)]
 mod tests;

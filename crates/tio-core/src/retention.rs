@@ -8,8 +8,11 @@
 //! years after the category's last update, so that nothing is kept for ever for want
 //! of a date.
 //!
-//! Erasure destroys the child's data key, so it is per child: a record is due once
-//! every category it holds is past its retention ([`ChildRetention::erase_on`]).
+//! Each category has a key of its own, so a category past its retention is erased on
+//! its own while the others are kept ([`ChildRetention::due`]); once every category
+//! is past it (or nothing is left), the whole record goes, the child's NHS number,
+//! date of birth, consents and relationships with it, which the rules above need for
+//! as long as any value is kept.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -131,12 +134,41 @@ pub struct ChildRetention {
     /// The first day every category is past its retention (the latest expiry); `None`
     /// for a child with no values.
     pub erase_on: Option<Date>,
+    /// The categories erased before, on their own, in category order.
+    pub erased: Vec<Category>,
+}
+
+/// What retention asks of one child on one day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetentionDue {
+    /// Nothing is due.
+    Nothing,
+    /// These categories are past their retention, and others are not: erase these.
+    Categories(Vec<CategoryRetention>),
+    /// Every category is past its retention, or every value was erased before: erase
+    /// the whole record.
+    Child,
 }
 
 impl ChildRetention {
-    /// Whether the record is due for erasure on `today`.
+    /// Whether the whole record is due for erasure on `today`.
     pub fn is_due(&self, today: Date) -> bool {
-        self.erase_on.is_some_and(|day| day <= today)
+        matches!(self.due(today), RetentionDue::Child)
+    }
+
+    /// What is due on `today`.
+    pub fn due(&self, today: Date) -> RetentionDue {
+        if self.categories.is_empty() {
+            // A child whose values were all erased holds nothing retention keeps it for;
+            // one that never had a value (a consent recorded ahead) is not ruled on.
+            return if self.erased.is_empty() { RetentionDue::Nothing } else { RetentionDue::Child };
+        }
+        if self.erase_on.is_some_and(|day| day <= today) {
+            return RetentionDue::Child;
+        }
+        let expired: Vec<CategoryRetention> =
+            self.categories.iter().filter(|category| category.expires_on <= today).copied().collect();
+        if expired.is_empty() { RetentionDue::Nothing } else { RetentionDue::Categories(expired) }
     }
 }
 
@@ -151,12 +183,13 @@ fn plus_years(date: Date, years: i32) -> Date {
     })
 }
 
-/// Works out a child's retention under `policy`, from its date of birth (if known) and
-/// the day of each category's last update.
+/// Works out a child's retention under `policy`, from its date of birth (if known), the
+/// day of each category's last update, and the categories erased before.
 pub fn child_retention(
     policy: &RetentionPolicy,
     date_of_birth: Option<Date>,
     last_updates: &[(Category, Timestamp)],
+    erased: &[Category],
 ) -> ChildRetention {
     let mut categories: Vec<CategoryRetention> = last_updates
         .iter()
@@ -184,7 +217,10 @@ pub fn child_retention(
         .collect();
     categories.sort_by_key(|retention| retention.category);
     let erase_on = categories.iter().map(|retention| retention.expires_on).max();
-    ChildRetention { categories, erase_on }
+    let mut erased = erased.to_vec();
+    erased.sort();
+    erased.dedup();
+    ChildRetention { categories, erase_on, erased }
 }
 
 #[cfg(test)]
@@ -224,13 +260,13 @@ mod tests {
     fn a_birthday_rule_counts_from_the_date_of_birth_and_falls_back_without_one() {
         let policy = RetentionPolicy::default();
         let updates = [(Category::HealthSummary, noon(2020, 5, 1))];
-        let known = child_retention(&policy, Some(date(2012, 2, 29)), &updates);
+        let known = child_retention(&policy, Some(date(2012, 2, 29)), &updates, &[]);
         assert_eq!(known.categories[0].expires_on, date(2037, 3, 1), "25th birthday of a leap-day child");
         assert_eq!(known.categories[0].kept_by, KeptBy::Rule(RetentionRule::UntilBirthday(25)));
         assert!(!known.is_due(date(2037, 2, 28)));
         assert!(known.is_due(date(2037, 3, 1)));
 
-        let unknown = child_retention(&policy, None, &updates);
+        let unknown = child_retention(&policy, None, &updates, &[]);
         assert_eq!(unknown.categories[0].expires_on, date(2028, 5, 1));
         assert_eq!(unknown.categories[0].kept_by, KeptBy::FallbackWithoutDateOfBirth(8));
     }
@@ -240,12 +276,30 @@ mod tests {
         let mut policy = RetentionPolicy::default();
         policy.rules.insert(Category::EducationPlacement, RetentionRule::YearsAfterLastUpdate(3));
         let updates = [(Category::EducationPlacement, noon(2020, 1, 10)), (Category::HealthSummary, noon(2021, 6, 1))];
-        let retention = child_retention(&policy, None, &updates);
+        let retention = child_retention(&policy, None, &updates, &[]);
         assert_eq!(retention.categories[0].category, Category::HealthSummary, "in category order");
         assert_eq!(retention.erase_on, Some(date(2029, 6, 1)));
         assert!(!retention.is_due(date(2025, 1, 1)), "education is past its three years, health is not");
-        assert_eq!(child_retention(&policy, None, &[]).erase_on, None);
-        assert!(!child_retention(&policy, None, &[]).is_due(date(2999, 1, 1)));
+        assert_eq!(retention.due(date(2023, 1, 9)), RetentionDue::Nothing, "the day before education expires");
+        let RetentionDue::Categories(due) = retention.due(date(2023, 1, 10)) else { panic!("education is due") };
+        assert_eq!(due.iter().map(|c| c.category).collect::<Vec<_>>(), [Category::EducationPlacement]);
+        assert_eq!(retention.due(date(2029, 6, 1)), RetentionDue::Child, "every category is past its retention");
+        assert_eq!(child_retention(&policy, None, &[], &[]).erase_on, None);
+        assert!(!child_retention(&policy, None, &[], &[]).is_due(date(2999, 1, 1)));
+    }
+
+    #[test]
+    fn a_child_whose_values_were_all_erased_is_erased_and_one_that_never_had_any_is_not() {
+        let policy = RetentionPolicy::default();
+        let emptied = child_retention(&policy, None, &[], &[Category::HealthSummary, Category::HealthSummary]);
+        assert_eq!(emptied.erased, [Category::HealthSummary]);
+        assert_eq!(emptied.due(date(2020, 1, 1)), RetentionDue::Child);
+        assert_eq!(child_retention(&policy, None, &[], &[]).due(date(2999, 1, 1)), RetentionDue::Nothing);
+        // Values kept after an earlier erasure are ruled on as usual.
+        let kept =
+            child_retention(&policy, None, &[(Category::SendSupport, noon(2020, 1, 1))], &[Category::HealthSummary]);
+        assert_eq!(kept.due(date(2027, 12, 31)), RetentionDue::Nothing);
+        assert_eq!(kept.due(date(2028, 1, 1)), RetentionDue::Child);
     }
 
     proptest! {
@@ -267,7 +321,7 @@ mod tests {
                 })
                 .collect();
             let born = born.map(|day| base.checked_add(jiff::Span::new().days(day)).unwrap());
-            let retention = child_retention(&policy, born, &updates);
+            let retention = child_retention(&policy, born, &updates, &[]);
             for category in &retention.categories {
                 prop_assert!(retention.erase_on.is_some_and(|day| day >= category.expires_on));
                 prop_assert!(category.expires_on > category.last_update);
@@ -275,6 +329,25 @@ mod tests {
             if let Some(day) = retention.erase_on {
                 prop_assert!(retention.is_due(day));
                 prop_assert!(!retention.is_due(day.yesterday().unwrap()));
+            }
+            // On any day, exactly the categories past their retention are due, and the
+            // whole record only once all are.
+            for offset in [0i64, 365, 3_000, 9_000, 20_000] {
+                let today = base.checked_add(jiff::Span::new().days(offset)).unwrap();
+                let expired: Vec<Category> = retention
+                    .categories
+                    .iter()
+                    .filter(|category| category.expires_on <= today)
+                    .map(|category| category.category)
+                    .collect();
+                match retention.due(today) {
+                    RetentionDue::Nothing => prop_assert!(expired.is_empty()),
+                    RetentionDue::Categories(due) => {
+                        prop_assert_eq!(due.iter().map(|c| c.category).collect::<Vec<_>>(), expired.clone());
+                        prop_assert!(expired.len() < retention.categories.len());
+                    }
+                    RetentionDue::Child => prop_assert_eq!(expired.len(), retention.categories.len()),
+                }
             }
         }
     }

@@ -32,7 +32,9 @@ pub enum Keyspace {
     Latest,
     /// Publisher and hashed idempotency key: the original position and content hash.
     Idempotency,
-    /// Child index: the child's data key, wrapped by a key-encryption key.
+    /// Child index: the child's data key, wrapped by a key-encryption key; child index
+    /// and a category code: that category's key state, its key sealed under the child's.
+    /// Small values an engine keeps where it can overwrite them.
     ChildKeys,
     /// Child index: the child's NHS number, sealed under its data key (for deliveries,
     /// which name the child to a recipient entitled to it); child index and
@@ -415,8 +417,8 @@ pub fn key_after(key: &[u8]) -> Vec<u8> {
     next
 }
 
-/// The largest `child_keys` value (a wrapped data key is 77 bytes): an engine may keep
-/// these apart, in fixed places it can overwrite.
+/// The largest `child_keys` value (a wrapped data key is 77 bytes, a category key's
+/// state 78): an engine may keep these apart, in fixed places it can overwrite.
 pub const MAX_CHILD_KEY_BYTES: usize = 126;
 
 /// Checks the shape of a batch before an engine applies it, so that every engine

@@ -17,11 +17,11 @@
 //!
 //! Both are keyed by update id, not position: ids survive a restore onto another engine.
 
-use tio_core::{AgencyId, Date, FieldViolation, Timestamp, limits};
+use tio_core::{AgencyId, Category, Date, FieldViolation, Timestamp, limits};
 
 use crate::engine::{Batch, Condition, Keyspace, Op, Position, key_after, prefix_end};
 use crate::keys::seal_with;
-use crate::store::{date_of_birth_key, date_of_birth_op, latest_key};
+use crate::store::{DataKeys, date_of_birth_key, date_of_birth_op, latest_key};
 use crate::update_record::{
     AmendKind, Amends, CHILD_INDEX_BYTES, UPDATE_ID_BYTES, UpdateRecord, encode_amendment_payload,
 };
@@ -219,6 +219,14 @@ impl Store {
             let Some(data_key) = self.data_key(child)? else {
                 return Err(invalid("child", "has been erased"));
             };
+            let sealing = match self.sealing_key(child, amended.category, &data_key, false) {
+                Ok(sealing) => sealing,
+                Err(StoreError::Conflict { index }) => {
+                    last_conflict = index;
+                    continue;
+                }
+                Err(other) => return Err(other),
+            };
             let latest = self.engine.get(Keyspace::Latest, &latest_key)?;
             let is_latest = latest.as_deref() == Some(amended.position.as_bytes());
             if amendment.kind == AmendKind::Correction && !is_latest {
@@ -237,9 +245,10 @@ impl Store {
                 publisher: amendment.publisher.as_str().to_owned(),
                 sealed: Vec::new(),
                 amends: Some(Amends { kind: amendment.kind, update_id: amended.update_id }),
+                key_generation: sealing.generation,
             };
             record.sealed = seal_with(
-                &data_key,
+                &sealing.key,
                 &record.associated_data(),
                 &encode_amendment_payload(amendment.reason, amendment.source_reference, amendment.value),
             )?;
@@ -249,6 +258,8 @@ impl Store {
                 space: Keyspace::Amendments,
                 key: amendment_key(child, &amended.update_id),
             });
+            batch.conditions.extend(sealing.conditions);
+            batch.ops.extend(sealing.ops);
             let (unchanged, counted) = self.count_amendments(child, self.amendment_count(child)?, 1);
             batch.require(unchanged);
             batch.push(counted);
@@ -313,7 +324,11 @@ impl Store {
             let extra = extra(&UpdateId(update_id));
             batch.conditions.extend(extra.conditions);
             batch.ops.extend(extra.ops);
-            match self.commit(batch).await {
+            let committed = self.commit(batch).await;
+            if sealing.created || committed.is_err() {
+                self.forget_category_key(child, amended.category);
+            }
+            match committed {
                 Ok(positions) => {
                     let position = positions
                         .into_iter()
@@ -337,27 +352,30 @@ impl Store {
     }
 
     /// Returns the operations that append an erasure notice for each value of `child`
-    /// (updates and corrections), each naming the value, for the batch that destroys
-    /// the child's key, and the precondition they rest on (the child's amendments as
-    /// read): each stream meets them in the log and tells every agency the value was
-    /// disclosed to. Their appends come first in that batch.
+    /// (updates and corrections) not erased already, of every category or of `only`
+    /// one, each naming the value, for the batch that destroys the key they are sealed
+    /// under, and the precondition they rest on (the child's amendments as read): each
+    /// stream meets them in the log and tells every agency the value was disclosed to.
+    /// Their appends come first in that batch. Also returns how many notices there are.
     pub(crate) fn erasure_notices(
         &self,
         child: ChildIndex,
+        only: Option<Category>,
         erased_by: &str,
         at: Timestamp,
-    ) -> Result<(Condition, Vec<Op>), StoreError> {
+    ) -> Result<(Condition, Vec<Op>, u64), StoreError> {
         let end = prefix_end(&child.0);
         let mut from = child.0.to_vec();
         let mut ops = Vec::new();
         let mut appended = 0;
+        let mut keys = DataKeys::default();
         loop {
             let page = self.engine.scan(Keyspace::UpdatesByChild, &from, end.as_deref(), PAGE)?;
             let Some((last, _)) = page.last() else {
                 // The count moves with the notices, from the count read here.
                 let (unchanged, counted) = self.count_amendments(child, self.amendment_count(child)?, appended as u64);
                 ops.push(counted);
-                return Ok((unchanged, ops));
+                return Ok((unchanged, ops, appended as u64));
             };
             from = key_after(last);
             for (key, _) in page {
@@ -366,7 +384,12 @@ impl Store {
                 };
                 let value = UpdateRecord::decode(&bytes)
                     .ok_or_else(|| StoreError::Corrupt("an update record does not decode".to_owned()))?;
-                if value.amends.is_some_and(|amends| amends.kind != AmendKind::Correction) {
+                let is_value = value.amends.is_none_or(|amends| amends.kind == AmendKind::Correction);
+                // A value whose category key was destroyed before was told of then.
+                if !is_value
+                    || only.is_some_and(|category| category != value.category)
+                    || self.record_key(&value, &mut keys)?.is_none()
+                {
                     continue;
                 }
                 let mut update_id = [0u8; UPDATE_ID_BYTES];
@@ -380,6 +403,7 @@ impl Store {
                     // The key is destroyed in the same commit: nothing to seal under it.
                     sealed: Vec::new(),
                     amends: Some(Amends { kind: AmendKind::Erasure, update_id: UpdateId(value.update_id) }),
+                    key_generation: 0,
                 };
                 ops.push(Op::Append { space: Keyspace::Updates, value: notice.encode() });
                 ops.push(Op::PutAtPosition {

@@ -42,6 +42,13 @@ impl SecretKey {
         Ok(SecretKey(bytes))
     }
 
+    /// Returns a key made of `bytes` (which must be [`KEY_BYTES`] long), or `None`.
+    pub(crate) fn from_slice(bytes: &[u8]) -> Option<SecretKey> {
+        let mut key = Zeroizing::new([0u8; KEY_BYTES]);
+        key.copy_from_slice(bytes.get(..KEY_BYTES).filter(|_| bytes.len() == KEY_BYTES)?);
+        Some(SecretKey(key))
+    }
+
     /// Returns the key bytes.
     pub fn expose(&self) -> &[u8; KEY_BYTES] {
         &self.0

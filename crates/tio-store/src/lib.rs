@@ -14,6 +14,7 @@ pub mod agencies;
 mod amendments;
 pub mod audit_records;
 pub mod backup;
+mod category_keys;
 mod consents;
 pub mod cursors;
 
@@ -33,7 +34,7 @@ mod versioned;
 
 pub use amendments::{BirthDate, NewAmendment};
 pub use options::{EngineKind, IndexEngine, StoreOptions};
-pub use retention::RetentionFacts;
+pub use retention::{CurrentValue, RetentionFacts};
 pub use store::{
     Appended, CheckReport, Child, ChildIndex, ChildRef, Extra, NewUpdate, Problems, SealedRecord, Store, StoreError,
     StoredUpdate, UpdateContent, UpdateId,

@@ -12,14 +12,15 @@ use std::sync::{Arc, RwLock};
 
 use tio_core::{AgencyId, Category, Date, FieldViolation, NhsNumber, Timestamp, limits};
 
+use crate::category_keys::{CategoryKey, is_child_key};
 use crate::engine::memory::MemoryEngine;
 use crate::engine::{
     Batch, CommitError, Condition, Engine, Keyspace, Op, Position, StorageError, key_after, prefix_end,
 };
 use crate::keys::{KeyError, KeyRing, SecretKey, open_with, seal_with};
 use crate::update_record::{
-    Amends, CHILD_INDEX_BYTES, UPDATE_ID_BYTES, UpdateRecord, category_code, decode_amendment_payload, decode_payload,
-    encode_payload,
+    AmendKind, Amends, CHILD_INDEX_BYTES, UPDATE_ID_BYTES, UpdateRecord, category_code, decode_amendment_payload,
+    decode_payload, encode_payload,
 };
 use crate::{CommitStats, GroupCommit};
 
@@ -31,7 +32,7 @@ const TOKEN_LABEL: &str = "tio/token";
 
 /// How often a commit is retried after losing a race (another writer created the
 /// child's key, or used the idempotency key, first).
-const MAX_RACE_RETRIES: usize = 4;
+pub(crate) const MAX_RACE_RETRIES: usize = 4;
 
 /// The index of an append's precondition that its idempotency key is new: the first.
 const IDEMPOTENCY_CONDITION: usize = 0;
@@ -367,7 +368,7 @@ impl Store {
         Ok(Some(key))
     }
 
-    fn key_cache(&self) -> std::sync::MutexGuard<'_, KeyCache> {
+    pub(crate) fn key_cache(&self) -> std::sync::MutexGuard<'_, KeyCache> {
         // Every change is an insert or a removal: a poisoned lock is still consistent.
         self.data_keys.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -615,6 +616,16 @@ impl Store {
                     (key, Some(wrapped))
                 }
             };
+            let sealing = match self.sealing_key(child, update.category, &data_key, new_wrapped_key.is_some()) {
+                Ok(sealing) => sealing,
+                // The child was erased since its key was read: look again.
+                Err(StoreError::Conflict { index }) => {
+                    last_conflict = index;
+                    self.key_cache().forget(Some(child));
+                    continue;
+                }
+                Err(other) => return Err(other),
+            };
             let mut update_id = [0u8; UPDATE_ID_BYTES];
             getrandom::fill(&mut update_id).map_err(|err| KeyError::Random(err.to_string()))?;
             let mut record = UpdateRecord {
@@ -625,9 +636,10 @@ impl Store {
                 publisher: update.publisher.as_str().to_owned(),
                 sealed: Vec::new(),
                 amends: None,
+                key_generation: sealing.generation,
             };
             record.sealed = seal_with(
-                &data_key,
+                &sealing.key,
                 &record.associated_data(),
                 &encode_payload(update.source_reference, update.value),
             )?;
@@ -646,6 +658,8 @@ impl Store {
             if let Some(born) = update.date_of_birth {
                 batch.push(date_of_birth_op(&data_key, child, born)?);
             }
+            batch.conditions.extend(sealing.conditions);
+            batch.ops.extend(sealing.ops);
             batch
                 .push(Op::Append { space: Keyspace::Updates, value: record.encode() })
                 .push(Op::PutAtPosition {
@@ -664,7 +678,12 @@ impl Store {
             let extra = extra(&UpdateId(update_id));
             batch.conditions.extend(extra.conditions);
             batch.ops.extend(extra.ops);
-            match self.commit.commit(batch).await {
+            let committed = self.commit.commit(batch).await;
+            if sealing.created || committed.is_err() {
+                // Its key state changed, or may have: read it afresh next time.
+                self.forget_category_key(child, update.category);
+            }
+            match committed {
                 Ok(applied) => {
                     let position = applied
                         .positions
@@ -751,6 +770,11 @@ impl Store {
         Ok(self.commit.commit(batch).await?.positions)
     }
 
+    /// Commits a batch durably, telling a failed precondition apart (by its index).
+    pub(crate) async fn commit_raw(&self, batch: Batch) -> Result<crate::engine::Applied, CommitError> {
+        self.commit.commit(batch).await
+    }
+
     /// Erases a child by destroying its data key: its records stay (the log and its
     /// indexes remain consistent) but can no longer be read, and an erasure notice for
     /// each of its values is appended to the update log at `at`. Returns whether a key
@@ -778,9 +802,12 @@ impl Store {
             // A rotation may re-wrap the key meanwhile: the erasure goes again, on the new one.
             batch.require(Condition::Equals { space: Keyspace::ChildKeys, key: index.0.to_vec(), value: wrapped });
             batch.push(Op::Delete { space: Keyspace::ChildKeys, key: index.0.to_vec() });
-            let (unchanged, notices) = self.erasure_notices(index, erased_by, at)?;
+            let (unchanged, notices, _) = self.erasure_notices(index, None, erased_by, at)?;
             batch.require(unchanged);
             batch.ops.extend(notices);
+            let (kept, dropped) = self.drop_category_keys(index)?;
+            batch.conditions.extend(kept);
+            batch.ops.extend(dropped);
             batch.ops.extend(extra.iter().cloned());
             match self.commit.commit(batch).await {
                 Ok(_) => {
@@ -831,7 +858,8 @@ impl Store {
                 let Some((last, _)) = page.last() else { break };
                 start = key_after(last);
                 for (child, wrapped) in page {
-                    if KeyRing::wrapped_version(&wrapped) == Some(current) {
+                    // Category keys are sealed under their child's key, not a KEK.
+                    if !is_child_key(&child) || KeyRing::wrapped_version(&wrapped) == Some(current) {
                         continue;
                     }
                     let new_wrapped = {
@@ -868,7 +896,9 @@ impl Store {
 
     fn count_child_keys(&self, matches: impl Fn(&[u8]) -> bool) -> Result<u64, StoreError> {
         let mut count = 0;
-        check::scan_all(self, Keyspace::ChildKeys, |_, wrapped| count += u64::from(matches(&wrapped)))?;
+        check::scan_all(self, Keyspace::ChildKeys, |key, wrapped| {
+            count += u64::from(is_child_key(&key) && matches(&wrapped));
+        })?;
         Ok(count)
     }
 
@@ -919,10 +949,16 @@ impl Store {
         let record = UpdateRecord::decode(bytes)
             .ok_or_else(|| StoreError::Corrupt("an update record does not decode".to_owned()))?;
         let child = ChildIndex(record.child_index);
-        let content = match keys.get(self, child)? {
+        // An erasure notice seals nothing; any other record opens while its child's key
+        // and its category key's generation stand.
+        let key = match record.amends {
+            Some(Amends { kind: AmendKind::Erasure, .. }) => None,
+            _ => self.record_key(&record, keys)?,
+        };
+        let content = match key {
             None => None,
-            Some(data_key) => {
-                let plain = open_with(data_key, &record.associated_data(), &record.sealed)?;
+            Some(key) => {
+                let plain = open_with(&key, &record.associated_data(), &record.sealed)?;
                 let decoded = match record.amends {
                     None => decode_payload(&plain).map(|(source, value)| (String::new(), source, value)),
                     Some(_) => decode_amendment_payload(&plain),
@@ -945,16 +981,37 @@ impl Store {
     }
 }
 
-/// Data keys used during one read, so each child's key is looked up once.
+/// Data keys used during one read, so each child's key and each of its category keys
+/// is looked up once.
 #[derive(Default)]
-struct DataKeys(HashMap<ChildIndex, Option<SecretKey>>);
+pub(crate) struct DataKeys {
+    children: HashMap<ChildIndex, Option<SecretKey>>,
+    categories: HashMap<(ChildIndex, Category), CategoryKey>,
+}
 
 impl DataKeys {
-    fn get(&mut self, store: &Store, child: ChildIndex) -> Result<Option<&SecretKey>, StoreError> {
-        if let std::collections::hash_map::Entry::Vacant(slot) = self.0.entry(child) {
+    /// The child's key; `None` once the child is erased.
+    pub(crate) fn get(&mut self, store: &Store, child: ChildIndex) -> Result<Option<&SecretKey>, StoreError> {
+        if let std::collections::hash_map::Entry::Vacant(slot) = self.children.entry(child) {
             slot.insert(store.data_key(child)?);
         }
-        Ok(self.0.get(&child).and_then(Option::as_ref))
+        Ok(self.children.get(&child).and_then(Option::as_ref))
+    }
+
+    /// The key state of the child's `category`, opened with `child_key`.
+    pub(crate) fn category(
+        &mut self,
+        store: &Store,
+        child: ChildIndex,
+        category: Category,
+        child_key: &SecretKey,
+    ) -> Result<&CategoryKey, StoreError> {
+        match self.categories.entry((child, category)) {
+            std::collections::hash_map::Entry::Occupied(slot) => Ok(slot.into_mut()),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                Ok(slot.insert(store.category_key(child, category, child_key)?))
+            }
+        }
     }
 }
 
@@ -967,13 +1024,46 @@ const KEY_CACHE_ENTRIES: usize = 4096;
 /// or a key rotation moves the generation on, and a key unwrapped before that is not
 /// kept: a reader that raced an erasure cannot put the destroyed key back.
 #[derive(Default)]
-struct KeyCache {
+pub(crate) struct KeyCache {
     keys: HashMap<ChildIndex, SecretKey>,
+    /// The key states of the categories of the children in `keys`, which go with them.
+    categories: HashMap<(ChildIndex, Category), CategoryKey>,
     order: std::collections::VecDeque<ChildIndex>,
     generation: u64,
 }
 
 impl KeyCache {
+    /// The generation: read it before a key is read from the store, and hand it back
+    /// to keep the key.
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The cached key state of the child's `category`.
+    pub(crate) fn category(&self, child: ChildIndex, category: Category) -> Option<&CategoryKey> {
+        self.categories.get(&(child, category))
+    }
+
+    /// Keeps a category's key state if nothing was forgotten since `generation` was
+    /// read and its child's key is kept (it leaves with the child's).
+    pub(crate) fn keep_category(
+        &mut self,
+        generation: u64,
+        child: ChildIndex,
+        category: Category,
+        state: &CategoryKey,
+    ) {
+        if generation == self.generation && self.keys.contains_key(&child) {
+            self.categories.insert((child, category), state.clone());
+        }
+    }
+
+    /// Forgets a category's key state, and moves the generation on.
+    pub(crate) fn forget_category(&mut self, child: ChildIndex, category: Category) {
+        self.generation += 1;
+        self.categories.remove(&(child, category));
+    }
+
     /// Keeps `key` if nothing was forgotten since `generation` was read.
     fn keep(&mut self, generation: u64, child: ChildIndex, key: &SecretKey) {
         if generation != self.generation || self.keys.contains_key(&child) {
@@ -982,22 +1072,25 @@ impl KeyCache {
         while self.keys.len() >= KEY_CACHE_ENTRIES {
             let Some(oldest) = self.order.pop_front() else { break };
             self.keys.remove(&oldest);
+            self.categories.retain(|(child, _), _| *child != oldest);
         }
         self.keys.insert(child, key.clone());
         self.order.push_back(child);
     }
 
     /// Forgets one child's key (`Some`) or every key (`None`), and moves the generation on.
-    fn forget(&mut self, child: Option<ChildIndex>) {
+    pub(crate) fn forget(&mut self, child: Option<ChildIndex>) {
         self.generation += 1;
         match child {
             Some(child) => {
                 self.keys.remove(&child);
                 self.order.retain(|kept| *kept != child);
+                self.categories.retain(|(kept, _), _| *kept != child);
             }
             None => {
                 self.keys.clear();
                 self.order.clear();
+                self.categories.clear();
             }
         }
     }
@@ -1121,7 +1214,7 @@ pub(crate) fn restored_index_entry(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 #[cfg(test)]
 mod key_cache_tests {

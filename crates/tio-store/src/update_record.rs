@@ -14,6 +14,14 @@ pub(crate) const UPDATE_RECORD_V1: u8 = 1;
 /// payload starts with the publisher's reason.
 pub(crate) const UPDATE_RECORD_V2: u8 = 2;
 
+/// Format of a category value sealed under its category's key (generation 1 on): a
+/// version 1 record with the key's generation after the publisher.
+pub(crate) const UPDATE_RECORD_V3: u8 = 3;
+
+/// Format of an amendment sealed under its category's key: a version 2 record with the
+/// key's generation after the publisher.
+pub(crate) const UPDATE_RECORD_V4: u8 = 4;
+
 /// Bytes of an update id.
 pub(crate) const UPDATE_ID_BYTES: usize = 16;
 
@@ -55,8 +63,12 @@ pub(crate) struct UpdateRecord {
     pub(crate) publisher: String,
     /// The sealed source reference and value (for an amendment, the reason first).
     pub(crate) sealed: Vec<u8>,
-    /// What it amends, if it is an amendment (a version 2 record).
+    /// What it amends, if it is an amendment (a version 2 or 4 record).
     pub(crate) amends: Option<Amends>,
+    /// The generation of the category key its payload is sealed under; 0 for a record
+    /// sealed under the child's data key (versions 1 and 2, and erasure notices, which
+    /// seal nothing).
+    pub(crate) key_generation: u32,
 }
 
 /// How an amendment changes the update it names.
@@ -110,11 +122,17 @@ pub struct Amends {
 impl UpdateRecord {
     /// The format version the record is written in.
     fn version(&self) -> u8 {
-        if self.amends.is_some() { UPDATE_RECORD_V2 } else { UPDATE_RECORD_V1 }
+        match (self.amends.is_some(), self.key_generation > 0) {
+            (false, false) => UPDATE_RECORD_V1,
+            (true, false) => UPDATE_RECORD_V2,
+            (false, true) => UPDATE_RECORD_V3,
+            (true, true) => UPDATE_RECORD_V4,
+        }
     }
 
     /// Encodes: version, id, child index, category, time, publisher (length-prefixed),
-    /// for an amendment its kind and the amended id, then the sealed payload (the rest).
+    /// from version 3 the category key's generation, for an amendment its kind and the
+    /// amended id, then the sealed payload (the rest).
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(96 + self.publisher.len() + self.sealed.len());
         bytes.push(self.version());
@@ -125,6 +143,9 @@ impl UpdateRecord {
         // Agency ids are at most 64 bytes (tio-core), so one length byte suffices.
         bytes.push(u8::try_from(self.publisher.len()).unwrap_or(u8::MAX));
         bytes.extend_from_slice(self.publisher.as_bytes());
+        if self.key_generation > 0 {
+            bytes.extend_from_slice(&self.key_generation.to_be_bytes());
+        }
         if let Some(amends) = &self.amends {
             bytes.extend_from_slice(&amends_bytes(amends));
         }
@@ -135,9 +156,13 @@ impl UpdateRecord {
     /// Decodes a record of any known version; `None` if it is not one.
     pub(crate) fn decode(bytes: &[u8]) -> Option<UpdateRecord> {
         let (&version, rest) = bytes.split_first()?;
-        if version != UPDATE_RECORD_V1 && version != UPDATE_RECORD_V2 {
-            return None;
-        }
+        let (amendment, by_category) = match version {
+            UPDATE_RECORD_V1 => (false, false),
+            UPDATE_RECORD_V2 => (true, false),
+            UPDATE_RECORD_V3 => (false, true),
+            UPDATE_RECORD_V4 => (true, true),
+            _ => return None,
+        };
         let update_id = rest.get(..UPDATE_ID_BYTES)?.try_into().ok()?;
         let rest = &rest[UPDATE_ID_BYTES..];
         let child_index = rest.get(..CHILD_INDEX_BYTES)?.try_into().ok()?;
@@ -147,7 +172,18 @@ impl UpdateRecord {
         let publisher_len = usize::from(*rest.get(9)?);
         let publisher = std::str::from_utf8(rest.get(10..10 + publisher_len)?).ok()?.to_owned();
         let mut rest = rest.get(10 + publisher_len..)?;
-        let amends = if version == UPDATE_RECORD_V2 {
+        let key_generation = if by_category {
+            let generation = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
+            rest = &rest[4..];
+            // Generation 0 means the child's key, which versions 1 and 2 say.
+            if generation == 0 {
+                return None;
+            }
+            generation
+        } else {
+            0
+        };
+        let amends = if amendment {
             let kind = AmendKind::from_code(*rest.first()?)?;
             let update_id = crate::UpdateId(rest.get(1..1 + UPDATE_ID_BYTES)?.try_into().ok()?);
             rest = &rest[1 + UPDATE_ID_BYTES..];
@@ -156,12 +192,21 @@ impl UpdateRecord {
             None
         };
         let sealed = rest.to_vec();
-        Some(UpdateRecord { update_id, child_index, category, committed_at_micros, publisher, sealed, amends })
+        Some(UpdateRecord {
+            update_id,
+            child_index,
+            category,
+            committed_at_micros,
+            publisher,
+            sealed,
+            amends,
+            key_generation,
+        })
     }
 
     /// The associated data that binds the sealed payload to this record: the keyspace,
-    /// the child, the category, the update id and the format version, and for an
-    /// amendment what it amends. Moving a sealed payload to another record, or pointing
+    /// the child, the category, the update id and the format version, from version 3
+    /// the key's generation, and for an amendment what it amends. Moving a sealed payload to another record, or pointing
     /// an amendment at another update, makes it fail authentication.
     pub(crate) fn associated_data(&self) -> Vec<u8> {
         let mut associated = b"tio/updates/".to_vec();
@@ -169,6 +214,9 @@ impl UpdateRecord {
         associated.extend_from_slice(&self.child_index);
         associated.push(category_code(self.category));
         associated.extend_from_slice(&self.update_id);
+        if self.key_generation > 0 {
+            associated.extend_from_slice(&self.key_generation.to_be_bytes());
+        }
         if let Some(amends) = &self.amends {
             associated.extend_from_slice(&amends_bytes(amends));
         }
@@ -231,6 +279,7 @@ mod tests {
             publisher: "send-team".to_owned(),
             sealed: vec![1, 2, 3],
             amends: None,
+            key_generation: 0,
         }
     }
 
@@ -249,17 +298,24 @@ mod tests {
         assert_eq!(decode_payload(&encode_payload("EPR-42", b"value")), Some(("EPR-42".to_owned(), b"value".to_vec())));
     }
 
-    /// Golden bytes of a version 1 record: if this fails, a stored layout changed.
-    #[test]
-    fn version_1_layout_is_stable() {
-        let bytes = sample().encode();
-        let mut golden = vec![1];
-        golden.extend_from_slice(&[7; 16]);
+    /// The golden bytes every version starts with: version, id, child, category, time
+    /// and publisher (as `sample` has them).
+    fn header(version: u8, id: u8) -> Vec<u8> {
+        let mut golden = vec![version];
+        golden.extend_from_slice(&[id; 16]);
         golden.extend_from_slice(&[9; 32]);
         golden.push(4);
         golden.extend_from_slice(&1_800_000_000_000_000i64.to_be_bytes());
         golden.push(9);
         golden.extend_from_slice(b"send-team");
+        golden
+    }
+
+    /// Golden bytes of a version 1 record: if this fails, a stored layout changed.
+    #[test]
+    fn version_1_layout_is_stable() {
+        let bytes = sample().encode();
+        let mut golden = header(1, 7);
         golden.extend_from_slice(&[1, 2, 3]);
         assert_eq!(bytes, golden);
         assert_eq!(UpdateRecord::decode(&golden), Some(sample()));
@@ -270,13 +326,7 @@ mod tests {
     fn version_2_layout_is_stable() {
         let record = retraction();
         assert_eq!(UpdateRecord::decode(&record.encode()), Some(record.clone()));
-        let mut golden = vec![2];
-        golden.extend_from_slice(&[8; 16]);
-        golden.extend_from_slice(&[9; 32]);
-        golden.push(4);
-        golden.extend_from_slice(&1_800_000_000_000_000i64.to_be_bytes());
-        golden.push(9);
-        golden.extend_from_slice(b"send-team");
+        let mut golden = header(2, 8);
         golden.push(2);
         golden.extend_from_slice(&[7; 16]);
         golden.extend_from_slice(&[1, 2, 3]);
@@ -287,6 +337,37 @@ mod tests {
             decode_amendment_payload(&payload),
             Some(("wrong child".to_owned(), "EPR-9".to_owned(), Vec::new()))
         );
+    }
+
+    /// Golden bytes of versions 3 and 4: a value and an amendment sealed under a
+    /// category key, its generation after the publisher.
+    #[test]
+    fn versions_3_and_4_layouts_are_stable() {
+        let value = UpdateRecord { key_generation: 2, ..sample() };
+        let mut golden = header(3, 7);
+        golden.extend_from_slice(&[0, 0, 0, 2]);
+        golden.extend_from_slice(&[1, 2, 3]);
+        assert_eq!(value.encode(), golden);
+        assert_eq!(UpdateRecord::decode(&golden), Some(value.clone()));
+
+        let amendment = UpdateRecord { key_generation: 2, ..retraction() };
+        let mut golden = header(4, 8);
+        golden.extend_from_slice(&[0, 0, 0, 2]);
+        golden.push(2);
+        golden.extend_from_slice(&[7; 16]);
+        golden.extend_from_slice(&[1, 2, 3]);
+        assert_eq!(amendment.encode(), golden);
+        assert_eq!(UpdateRecord::decode(&golden), Some(amendment.clone()));
+
+        // The generation is bound: the same record under another generation, or under
+        // the child's key, does not authenticate with this one's associated data.
+        let other = UpdateRecord { key_generation: 3, ..sample() };
+        assert_ne!(value.associated_data(), other.associated_data());
+        assert_ne!(value.associated_data(), sample().associated_data());
+        // A version 3 record may not claim generation 0 (the child's key).
+        let mut zero = value.encode();
+        zero[68..72].copy_from_slice(&[0, 0, 0, 0]);
+        assert_eq!(UpdateRecord::decode(&zero), None);
     }
 
     #[test]
@@ -301,7 +382,7 @@ mod tests {
             assert_eq!(UpdateRecord::decode(&amendment[..len]), None, "length {len}");
         }
         let mut unknown = bytes.clone();
-        unknown[0] = 3;
+        unknown[0] = 5;
         assert_eq!(UpdateRecord::decode(&unknown), None);
         let mut unknown_kind = amendment.clone();
         unknown_kind[68] = 9;

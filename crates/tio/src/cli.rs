@@ -959,8 +959,9 @@ pub(crate) enum StoreCommand {
         engine: EngineArgs,
     },
     /// List each child's retention (by blind index, category by category, under the
-    /// configuration's [retention] rules) and which records are due for erasure; without
-    /// --dry-run, erase those due, on a stopped store, as the server's sweeper does
+    /// configuration's [retention] rules) and what is due for erasure; without
+    /// --dry-run, erase it, on a stopped store, as the server's sweeper does: each
+    /// category past its retention on its own, the whole record once every category is
     /// (the key destroyed, audited, past recipients told when they next connect).
     Retention {
         /// The store and its key ring.
@@ -971,7 +972,8 @@ pub(crate) enum StoreCommand {
         dry_run: bool,
         /// The server's configuration file, for its [retention] rules (the built-in
         /// rules without it: the 25th birthday, 8 years after the last update while
-        /// the date of birth is unknown).
+        /// the date of birth is unknown); TIO_RETENTION_* variables apply over it, as
+        /// they do for the server. Only the [retention] rules are checked.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
         /// List as of this day instead of today, to see what will fall due, e.g.

@@ -299,20 +299,15 @@ async fn retire(args: &KeysStoreArgs, version: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Lists each child's retention and, unless `dry_run`, erases the records due today.
+/// Lists each child's retention and, unless `dry_run`, erases what is due today: each
+/// category past its retention, or the whole record once every category is.
 fn retention(args: &KeysStoreArgs, dry_run: bool, config: Option<PathBuf>, on: Option<&str>) -> anyhow::Result<()> {
     use tio_broker::runtime::retention;
-    let rules = match config {
-        Some(file) => {
-            let sources = tio_broker::config::ConfigSources {
-                file: Some(file),
-                env: std::env::vars().collect(),
-                flags: Vec::new(),
-            };
-            tio_broker::Config::load(&sources)?.retention
-        }
-        None => tio_broker::config::RetentionConfig::default(),
-    };
+    use tio_core::retention::RetentionDue;
+    // Layered as the server layers it, so that both apply the same rules.
+    let sources =
+        tio_broker::config::ConfigSources { file: config, env: std::env::vars().collect(), flags: Vec::new() };
+    let rules = tio_broker::Config::load_retention(&sources)?;
     let policy = rules.policy().map_err(|(key, message)| anyhow::anyhow!("{key}: {message}"))?;
     let now = tio_broker::runtime::now();
     let today = match on {
@@ -325,16 +320,28 @@ fn retention(args: &KeysStoreArgs, dry_run: bool, config: Option<PathBuf>, on: O
     let plans = retention::plan(&store, &policy, |read| bar.set_message(format!("read {read} children")));
     bar.finish_and_clear();
     let plans = plans?;
-    let due: Vec<&retention::ChildPlan> = plans.iter().filter(|plan| plan.retention.is_due(today)).collect();
+    let due: Vec<&retention::ChildPlan> =
+        plans.iter().filter(|plan| plan.retention.due(today) != RetentionDue::Nothing).collect();
+    let (mut children_due, mut categories_due) = (0, 0);
     for plan in &plans {
-        let state = match plan.retention.erase_on {
-            Some(day) if day <= today => format!("due for erasure since {day}"),
-            Some(day) => format!("kept until {day}"),
-            None => "nothing held".to_owned(),
+        let due = plan.retention.due(today);
+        let state = match (&due, plan.retention.erase_on) {
+            (RetentionDue::Child, Some(day)) => format!("due for erasure since {day}"),
+            (RetentionDue::Child, None) => "due for erasure: every value was erased before".to_owned(),
+            (RetentionDue::Categories(categories), Some(day)) => {
+                format!("{} categories due for erasure; the record is kept until {day}", categories.len())
+            }
+            (_, Some(day)) => format!("kept until {day}"),
+            (_, None) => "nothing held".to_owned(),
         };
+        match &due {
+            RetentionDue::Child => children_due += 1,
+            RetentionDue::Categories(categories) => categories_due += categories.len(),
+            RetentionDue::Nothing => {}
+        }
         println!("child {}: {state}", plan.child.to_hex());
         for category in &plan.retention.categories {
-            let expired = if category.expires_on <= today { ", expired" } else { "" };
+            let expired = if category.expires_on <= today { ", due for erasure" } else { "" };
             println!(
                 "  {:<24} last update {}, kept until {} ({}){expired}",
                 category.category.as_str(),
@@ -343,8 +350,14 @@ fn retention(args: &KeysStoreArgs, dry_run: bool, config: Option<PathBuf>, on: O
                 category.kept_by
             );
         }
+        for category in &plan.retention.erased {
+            println!("  {:<24} erased before", category.as_str());
+        }
     }
-    println!("{} children, {} due for erasure on {today}", plans.len(), due.len());
+    println!(
+        "{} children; due for erasure on {today}: whole records {children_due}, single categories {categories_due}",
+        plans.len()
+    );
     if dry_run || due.is_empty() {
         store.shutdown();
         if dry_run {
@@ -353,16 +366,20 @@ fn retention(args: &KeysStoreArgs, dry_run: bool, config: Option<PathBuf>, on: O
         return Ok(());
     }
     let erased = crate::runtime()?.block_on(async {
-        let mut erased = 0u64;
+        let (mut children, mut categories) = (0u64, 0usize);
         for plan in &due {
-            if retention::erase_if_due(&store, plan, today, now).await? {
-                erased += 1;
-            }
+            let erased = retention::erase_if_due(&store, plan, today, now).await?;
+            children += u64::from(erased.child);
+            categories += erased.categories.len();
         }
-        Ok::<_, tio_store::StoreError>(erased)
+        Ok::<_, tio_store::StoreError>((children, categories))
     });
     store.shutdown();
-    println!("erased {} children (audited; past recipients are told when the server next runs)", erased?);
+    let (children, categories) = erased?;
+    println!(
+        "erased whole records {children}, single categories {categories} (audited; past recipients are told when \
+         the server next runs)"
+    );
     Ok(())
 }
 

@@ -502,6 +502,25 @@ impl Config {
     /// Loads the configuration: defaults, then the file, then the environment, then the
     /// flags, and validates the result.
     pub fn load(sources: &ConfigSources) -> Result<Config, ConfigError> {
+        let (config, origins, unset) = Config::layered(sources)?;
+        config.validate(&origins, &unset)?;
+        Ok(config)
+    }
+
+    /// Loads the retention rules alone, layered as [`Config::load`] layers everything,
+    /// for the commands that work on a stopped store: they need the server's rules, not
+    /// its certificates.
+    pub fn load_retention(sources: &ConfigSources) -> Result<RetentionConfig, ConfigError> {
+        let (config, origins, unset) = Config::layered(sources)?;
+        if let Err((key, message)) = config.retention.policy() {
+            let source_layer = origins.get(&key).cloned().unwrap_or(unset).to_string();
+            return Err(ConfigError::Key { key, source_layer, message });
+        }
+        Ok(config.retention)
+    }
+
+    /// The layers merged and read, not yet validated; with where each key came from.
+    fn layered(sources: &ConfigSources) -> Result<(Config, BTreeMap<String, Layer>, Layer), ConfigError> {
         let mut table = default_table();
         let mut origins: BTreeMap<String, Layer> = BTreeMap::new();
         if let Some(path) = &sources.file {
@@ -539,8 +558,7 @@ impl Config {
             let layer = origins.get(&key).cloned().unwrap_or_else(|| unset.clone());
             ConfigError::Key { key, source_layer: layer.to_string(), message: err.inner().to_string() }
         })?;
-        config.validate(&origins, &unset)?;
-        Ok(config)
+        Ok((config, origins, unset))
     }
 
     /// Checks what types alone cannot.

@@ -1,7 +1,9 @@
-//! The broker's scheduled duties. The retention sweeper works out every child's retention (`tio_core::retention`)
-//! from what the store holds, and erases the records that are due, as an admin's
-//! erasure does (the key destroyed, an erasure notice for every past recipient, an
-//! audit entry naming the child by blind index only). The server runs it on a
+//! The broker's scheduled duties. The retention sweeper works out every child's
+//! retention (`tio_core::retention`) from what the store holds, and erases what is
+//! due: a category past its retention on its own (its key destroyed), or the whole
+//! record once every category is, as an admin's erasure does. Either way an erasure
+//! notice goes to every past recipient of each erased value, and an audit entry names
+//! the child by blind index only. The server runs it on a
 //! schedule; `tio store retention` runs it on a stopped store, or lists what is due.
 //! The same schedule raises the consent-review alerts (`app::reviews`).
 
@@ -9,10 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tio_audit::entry::{Action, Actor, AuditEntry, Outcome};
-use tio_audit_log::{ERASURE_DETAIL, entry_op};
-use tio_core::retention::{ChildRetention, RetentionPolicy, child_retention};
-use tio_core::{Date, Timestamp};
-use tio_store::{ChildIndex, Store, StoreError};
+use tio_audit_log::{CATEGORY_ERASURE_DETAIL, ERASURE_DETAIL, entry_op};
+use tio_core::retention::{ChildRetention, RetentionDue, RetentionPolicy, child_retention};
+use tio_core::{Category, Date, Timestamp};
+use tio_store::{ChildIndex, CurrentValue, Store, StoreError};
 use tokio::sync::watch;
 
 use crate::app::broker::Broker;
@@ -33,6 +35,25 @@ pub struct ChildPlan {
     pub child: ChildIndex,
     /// Its retention, category by category.
     pub retention: ChildRetention,
+    /// Each category's current value: a category's erasure goes ahead only while the
+    /// value it was decided on is still current.
+    pub current: Vec<CurrentValue>,
+}
+
+/// What one child's erasure did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Erased {
+    /// The whole record was erased.
+    pub child: bool,
+    /// These categories were erased on their own.
+    pub categories: Vec<Category>,
+}
+
+impl Erased {
+    /// Whether anything was erased.
+    pub fn any(&self) -> bool {
+        self.child || !self.categories.is_empty()
+    }
 }
 
 /// Works out the retention of every child the store can still read, calling
@@ -49,38 +70,70 @@ pub fn plan(
         let Some(last) = page.last() else { return Ok(plans) };
         after = Some(last.child);
         for facts in page {
-            let retention = child_retention(policy, facts.date_of_birth, &facts.last_updates);
-            plans.push(ChildPlan { child: facts.child, retention });
+            let retention = child_retention(policy, facts.date_of_birth, &facts.last_updates(), &facts.erased);
+            plans.push(ChildPlan { child: facts.child, retention, current: facts.current });
         }
         progress(plans.len() as u64);
     }
 }
 
-/// Erases the child of `plan` if it is due on `today`, with the audit entry of the
-/// sweep (made at `now`). Returns whether it erased it (false if it was not due, or
-/// was erased meanwhile).
-pub async fn erase_if_due(store: &Store, plan: &ChildPlan, today: Date, now: Timestamp) -> Result<bool, StoreError> {
-    let (Some(erase_on), true) = (plan.retention.erase_on, plan.retention.is_due(today)) else { return Ok(false) };
-    let Some(child) = store.child_at(plan.child)? else { return Ok(false) };
-    let kept: Vec<String> = plan
-        .retention
-        .categories
-        .iter()
-        .map(|category| format!("{} until {} ({})", category.category, category.expires_on, category.kept_by))
-        .collect();
-    let entry = AuditEntry {
+/// Erases what of the child of `plan` is due on `today` (each category past its
+/// retention, or the whole record), each erasure with its audit entry (made at `now`).
+/// Returns what it erased: nothing if nothing was due, or if the child was erased or a
+/// category updated meanwhile (its retention starts again).
+pub async fn erase_if_due(store: &Store, plan: &ChildPlan, today: Date, now: Timestamp) -> Result<Erased, StoreError> {
+    let Some(child) = store.child_at(plan.child)? else { return Ok(Erased::default()) };
+    let entry = |detail: String, categories: Vec<String>| AuditEntry {
         action: Action::Admin.code().to_owned(),
         actor: Actor { role: BROKER_ROLE.to_owned(), id: "retention".to_owned(), ..Actor::default() },
         outcome: Outcome::Allowed.code().to_owned(),
         time_micros: now.unix_micros(),
         child_index: plan.child.to_hex(),
-        detail: format!(
-            "{ERASURE_DETAIL}retention-{erase_on} (every category past its retention: {})",
-            kept.join("; ")
-        ),
+        categories,
+        detail,
         ..AuditEntry::default()
     };
-    store.erase_child_with(&child, vec![entry_op(&entry)], "retention", now).await
+    let mut erased = Erased::default();
+    match plan.retention.due(today) {
+        RetentionDue::Nothing => {}
+        RetentionDue::Child => {
+            let kept: Vec<String> = plan
+                .retention
+                .categories
+                .iter()
+                .map(|category| format!("{} until {} ({})", category.category, category.expires_on, category.kept_by))
+                .collect();
+            let detail = match plan.retention.erase_on {
+                Some(erase_on) => format!(
+                    "{ERASURE_DETAIL}retention-{erase_on} (every category past its retention: {})",
+                    kept.join("; ")
+                ),
+                None => format!("{ERASURE_DETAIL}retention-{today} (every value was erased before)"),
+            };
+            let entry = entry(detail, Vec::new());
+            erased.child = store.erase_child_with(&child, vec![entry_op(&entry)], "retention", now).await?;
+        }
+        RetentionDue::Categories(due) => {
+            for category in due {
+                let Some(current) = plan.current.iter().find(|value| value.category == category.category) else {
+                    continue;
+                };
+                let detail = format!(
+                    "{CATEGORY_ERASURE_DETAIL}{} retention-{} (last update {}, kept until {} by {})",
+                    category.category, category.expires_on, category.last_update, category.expires_on, category.kept_by
+                );
+                let entry = entry(detail, vec![category.category.as_str().to_owned()]);
+                let ops = vec![entry_op(&entry)];
+                if store
+                    .erase_category_with(&child, category.category, Some(&current.position), ops, "retention", now)
+                    .await?
+                {
+                    erased.categories.push(category.category);
+                }
+            }
+        }
+    }
+    Ok(erased)
 }
 
 /// The broker's own duties, every `every` (the first after [`FIRST_SWEEP`]) until
@@ -116,7 +169,8 @@ pub(crate) async fn run(
     }
 }
 
-/// One sweep: every child due today erased. Returns how many were.
+/// One sweep: everything due today erased. Returns how many erasures (of a child or of
+/// one category) there were.
 async fn sweep(broker: &Broker, policy: &RetentionPolicy) -> Result<u64, StoreError> {
     let now = broker.now();
     let Some(today) = now.uk_date() else { return Ok(0) };
@@ -129,10 +183,15 @@ async fn sweep(broker: &Broker, policy: &RetentionPolicy) -> Result<u64, StoreEr
             .map_err(|err| StoreError::Corrupt(format!("the retention plan failed: {err}")))??
     };
     let mut erased = 0;
-    for plan in plans.iter().filter(|plan| plan.retention.is_due(today)) {
-        if erase_if_due(&store, plan, today, now).await? {
+    for plan in plans.iter().filter(|plan| plan.retention.due(today) != RetentionDue::Nothing) {
+        let done = erase_if_due(&store, plan, today, now).await?;
+        if done.child {
             erased += 1;
             tracing::info!(child.index = %plan.child, "retention: child erased");
+        }
+        for category in &done.categories {
+            erased += 1;
+            tracing::info!(child.index = %plan.child, category = category.as_str(), "retention: category erased");
         }
     }
     if erased > 0 {

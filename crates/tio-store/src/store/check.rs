@@ -3,9 +3,12 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::{ChildIndex, DataKeys, Store, StoreError, UpdateId};
+use crate::category_keys::is_child_key;
 use crate::engine::{Keyspace, key_after};
 use crate::keys::open_with;
-use crate::update_record::{AmendKind, CHILD_INDEX_BYTES, UPDATE_ID_BYTES, UpdateRecord, category_code};
+use crate::update_record::{
+    AmendKind, CHILD_INDEX_BYTES, UPDATE_ID_BYTES, UpdateRecord, category_code, category_from_code,
+};
 
 /// The most problems a report lists one by one (the count is always complete).
 const MAX_LISTED: usize = 50;
@@ -134,14 +137,17 @@ impl Store {
                 continue;
             };
             let child = ChildIndex(record.child_index);
-            match keys.get(self, child) {
+            let is_notice = record.amends.is_some_and(|amends| amends.kind == AmendKind::Erasure);
+            match self.record_key(&record, &mut keys) {
+                // An erasure notice seals nothing.
+                _ if is_notice => {}
                 Ok(None) => report.erased += 1,
-                Ok(Some(data_key)) => {
-                    if open_with(data_key, &record.associated_data(), &record.sealed).is_err() {
+                Ok(Some(key)) => {
+                    if open_with(&key, &record.associated_data(), &record.sealed).is_err() {
                         report.problem(format!("update {ordinal} of the log fails authentication"));
                     }
                 }
-                Err(err) => report.problem(format!("data key of child {child} cannot be used: {err}")),
+                Err(err) => report.problem(format!("a data key of child {child} cannot be used: {err}")),
             }
             // Replay what each record does to its category's standing values: a value
             // stands, a correction replaces the one it names, a retraction removes it.
@@ -276,10 +282,30 @@ impl Store {
 
         let mut child_keys = Vec::new();
         scan_all(self, Keyspace::ChildKeys, |child, wrapped| child_keys.push((child, wrapped)))?;
-        for (child, wrapped) in child_keys {
-            report.children += 1;
-            if let Err(err) = self.keys().unwrap(&wrapped, &child) {
-                report.problem(format!("a child's data key cannot be unwrapped: {err}"));
+        for (key, wrapped) in child_keys {
+            if is_child_key(&key) {
+                report.children += 1;
+                if let Err(err) = self.keys().unwrap(&wrapped, &key) {
+                    report.problem(format!("a child's data key cannot be unwrapped: {err}"));
+                }
+                continue;
+            }
+            // A category key: its child's key stands, and opens it.
+            let category = key.get(CHILD_INDEX_BYTES).and_then(|code| category_from_code(*code));
+            let child = <[u8; CHILD_INDEX_BYTES]>::try_from(&key[..CHILD_INDEX_BYTES.min(key.len())]).ok();
+            let (Some(category), Some(child), true) = (category, child, key.len() == CHILD_INDEX_BYTES + 1) else {
+                report.problem("a child key entry has a malformed key".to_owned());
+                continue;
+            };
+            match keys.get(self, ChildIndex(child)) {
+                Ok(Some(child_key)) => {
+                    let child_key = child_key.clone();
+                    if let Err(err) = self.category_key(ChildIndex(child), category, &child_key) {
+                        report.problem(format!("a category key cannot be opened: {err}"));
+                    }
+                }
+                Ok(None) => report.problem("a category key outlived its child's key".to_owned()),
+                Err(err) => report.problem(format!("a child's data key cannot be unwrapped: {err}")),
             }
         }
         Ok(report)

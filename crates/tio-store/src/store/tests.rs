@@ -7,17 +7,17 @@ use crate::engine::StorageErrorKind;
 use crate::engine::sled::SledEngine;
 use crate::keys::{KeyRing, open_with};
 
-const T0: Timestamp = Timestamp::from_unix_seconds(1_800_000_000);
+pub(crate) const T0: Timestamp = Timestamp::from_unix_seconds(1_800_000_000);
 
-fn child(digits: &str) -> NhsNumber {
+pub(crate) fn child(digits: &str) -> NhsNumber {
     NhsNumber::parse(digits, &NhsNumberPolicy::development()).unwrap()
 }
 
-fn agency(id: &str) -> AgencyId {
+pub(crate) fn agency(id: &str) -> AgencyId {
     AgencyId::parse("id", id).unwrap()
 }
 
-fn update<'a>(
+pub(crate) fn update<'a>(
     child: &'a NhsNumber,
     category: Category,
     value: &'a [u8],
@@ -305,12 +305,22 @@ async fn an_erased_child_cannot_be_read_with_any_key_the_store_holds() {
     assert_eq!(notices, erased, "a notice names each value erased");
 
     // Try every key the store still holds: the KEKs, the index key, every remaining
-    // child's data key.
+    // child's data key and category keys.
     let mut candidates = ring.all_keys();
-    for (child, wrapped) in store.engine.scan(Keyspace::ChildKeys, b"", None, 100).unwrap() {
-        candidates.push(ring.unwrap(&wrapped, &child).unwrap());
+    let stored = store.engine.scan(Keyspace::ChildKeys, b"", None, 100).unwrap();
+    for (key, wrapped) in &stored {
+        if let Ok(child) = <[u8; 32]>::try_from(key.as_slice()) {
+            let child_key = ring.unwrap(wrapped, key).unwrap();
+            for category in Category::ALL {
+                if let Some(key) = store.category_key(ChildIndex(child), category, &child_key).unwrap().live() {
+                    candidates.push(key.clone());
+                }
+            }
+            candidates.push(child_key);
+        }
     }
-    assert_eq!(candidates.len(), 3, "two ring keys and ben's data key");
+    assert_eq!(stored.len(), 2, "ben's data key and his one category's key: amy's are gone");
+    assert_eq!(candidates.len(), 4, "two ring keys, ben's data key and his category key");
     for (position, bytes) in store.engine.scan(Keyspace::Updates, b"", None, 100).unwrap() {
         let record = UpdateRecord::decode(&bytes).unwrap();
         if record.child_index != amy_index.0 {
@@ -338,7 +348,11 @@ async fn concurrent_first_writes_for_one_child_create_one_key() {
     for task in tasks {
         task.await.unwrap();
     }
-    assert_eq!(store.engine.scan(Keyspace::ChildKeys, b"", None, 10).unwrap().len(), 1);
+    assert_eq!(
+        store.engine.scan(Keyspace::ChildKeys, b"", None, 10).unwrap().len(),
+        2,
+        "one key for the child and one for its category"
+    );
     let all = store.updates_after(None, 100).unwrap();
     assert_eq!(all.len(), 16);
     assert!(all.iter().all(|u| u.content.is_some()), "every record opens with the one key");
@@ -429,7 +443,7 @@ async fn check_passes_a_healthy_store_and_counts_what_it_read() {
     assert!(report.is_healthy(), "{:?}", report.problems);
     assert_eq!(report.updates, 40 + 13, "with an erasure notice for each of the erased child's 13 values");
     assert_eq!(report.children, 2);
-    assert_eq!(report.erased, 26, "the erased child's records are counted, not reported");
+    assert_eq!(report.erased, 13, "the erased child's values are counted, not reported (its notices seal nothing)");
     assert_eq!(
         report.index_entries,
         53 + 9 + 40 + 13 + 1,
