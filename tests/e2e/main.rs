@@ -4,6 +4,7 @@
 mod admin;
 mod alerts;
 mod amendments;
+mod assessments;
 mod audit_cli;
 mod audit_service;
 mod bench;

@@ -65,11 +65,17 @@ pub enum Action {
     /// The broker told the agencies that recorded a parent's consents to review them,
     /// 90 days before the child turns 16 or 18 (an alert to each).
     ConsentReviewDue,
+    /// A step of an EHC needs assessment was recorded (opened, a decision, advice asked
+    /// or given, a plan; the entry names the assessment in `consent_id` and its
+    /// revision, the step in `detail`).
+    EhcAssessmentRecorded,
+    /// An EHC needs assessment was read.
+    EhcAssessmentRead,
 }
 
 impl Action {
     /// Every action, in code order.
-    pub const ALL: [Action; 25] = [
+    pub const ALL: [Action; 27] = [
         Action::Publish,
         Action::ProfileRead,
         Action::Delivery,
@@ -95,6 +101,8 @@ impl Action {
         Action::RetractionSent,
         Action::ErasureSent,
         Action::ConsentReviewDue,
+        Action::EhcAssessmentRecorded,
+        Action::EhcAssessmentRead,
     ];
 
     /// Returns the code stored in entries.
@@ -125,6 +133,8 @@ impl Action {
             Action::RetractionSent => "retraction_sent",
             Action::ErasureSent => "erasure_sent",
             Action::ConsentReviewDue => "consent_review_due",
+            Action::EhcAssessmentRecorded => "ehc_assessment_recorded",
+            Action::EhcAssessmentRead => "ehc_assessment_read",
         }
     }
 
@@ -161,6 +171,8 @@ impl Action {
             Action::RetractionSent => "was told that an update it had been given was retracted",
             Action::ErasureSent => "was told that an update it had been given was erased",
             Action::ConsentReviewDue => "asked for a parent's consents to be reviewed as the child grows up",
+            Action::EhcAssessmentRecorded => "recorded a step of an EHC needs assessment",
+            Action::EhcAssessmentRead => "read an EHC needs assessment",
         }
     }
 }

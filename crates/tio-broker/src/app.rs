@@ -3,6 +3,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod alerts;
+pub(crate) mod assessments;
 pub(crate) mod audit_reads;
 pub(crate) mod broker;
 pub(crate) mod checkpoints;

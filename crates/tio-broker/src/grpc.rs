@@ -3,6 +3,7 @@
 //! built.
 
 pub(crate) mod alerts;
+pub(crate) mod assessments;
 pub(crate) mod auth;
 pub(crate) mod care;
 pub(crate) mod convert;

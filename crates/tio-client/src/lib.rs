@@ -242,6 +242,12 @@ impl Client {
         v1::alert_service_client::AlertServiceClient::new(self.channel())
     }
 
+    /// Returns a client for `tio.v1.EhcAssessmentService` (the SEND team, and the
+    /// agencies asked for advice or involved with the child).
+    pub fn ehc(&self) -> v1::ehc_assessment_service_client::EhcAssessmentServiceClient<Channel> {
+        v1::ehc_assessment_service_client::EhcAssessmentServiceClient::new(self.channel())
+    }
+
     /// Returns a client for `tio.v1.SafeguardingService` (agencies permitted to declare
     /// safeguarding shares).
     pub fn safeguarding(&self) -> v1::safeguarding_service_client::SafeguardingServiceClient<Channel> {

@@ -130,6 +130,9 @@ pub struct Agency {
     /// Whether its professionals may declare safeguarding shares (sharing without
     /// consent where a child may be at risk). Off unless granted.
     pub may_declare_safeguarding: bool,
+    /// Whether it runs EHC needs assessments (the council's SEND team): opens them,
+    /// records their steps and asks for advice. Off unless granted.
+    pub may_run_ehc_assessments: bool,
     /// A suspended agency is refused everywhere.
     pub suspended: bool,
 }

@@ -22,6 +22,8 @@ use jiff::civil::{Date, Weekday};
 use crate::FieldViolation;
 use crate::names::stable_names;
 
+pub mod assessment;
+
 /// One statutory time limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Clock {

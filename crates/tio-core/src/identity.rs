@@ -45,6 +45,9 @@ pub enum Service {
     Alerts,
     /// Safeguarding shares: declared, renewed, ended and listed by agencies permitted.
     Safeguarding,
+    /// EHC needs assessments: run by the SEND team, answered and read by agencies
+    /// asked or involved.
+    EhcAssessments,
 }
 
 /// The reason code audited when a role calls a service it may not use.
@@ -66,6 +69,7 @@ impl Role {
                     | Service::Subscriptions
                     | Service::Alerts
                     | Service::Safeguarding
+                    | Service::EhcAssessments
             ) | (Role::Admin, Service::Admin | Service::Audit | Service::Alerts)
                 | (Role::Auditor, Service::Audit | Service::Alerts)
         )
@@ -192,6 +196,7 @@ mod tests {
             Service::Admin,
             Service::Alerts,
             Service::Safeguarding,
+            Service::EhcAssessments,
         ];
         let allowed = |role: Role| services.iter().copied().filter(|s| role.may_call(*s)).collect::<Vec<_>>();
         assert_eq!(
@@ -202,7 +207,8 @@ mod tests {
                 Service::CareRelationships,
                 Service::Subscriptions,
                 Service::Alerts,
-                Service::Safeguarding
+                Service::Safeguarding,
+                Service::EhcAssessments
             ]
         );
         assert_eq!(allowed(Role::Admin), [Service::Audit, Service::Admin, Service::Alerts]);

@@ -29,6 +29,7 @@ mod identity;
 pub mod limits;
 mod names;
 mod nhs_number;
+mod numbered_id;
 pub mod objection;
 pub mod protection;
 pub mod retention;

@@ -30,11 +30,7 @@ const ID_PREFIX: &str = "o-";
 impl ObjectionId {
     /// Parses an id as the contract writes it (`o-3`); `field` names it in the error.
     pub fn parse(field: &str, text: &str) -> Result<Self, FieldViolation> {
-        text.strip_prefix(ID_PREFIX)
-            .filter(|digits| {
-                !digits.is_empty() && !digits.starts_with('0') && digits.bytes().all(|b| b.is_ascii_digit())
-            })
-            .and_then(|digits| digits.parse().ok())
+        crate::numbered_id::parse_numbered_id(text, ID_PREFIX)
             .map(ObjectionId)
             .ok_or_else(|| FieldViolation::new(field, "must be an objection id such as o-1"))
     }

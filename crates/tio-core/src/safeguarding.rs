@@ -66,11 +66,7 @@ const ID_PREFIX: &str = "s-";
 impl ShareId {
     /// Parses an id as the contract writes it (`s-3`); `field` names it in the error.
     pub fn parse(field: &str, text: &str) -> Result<Self, FieldViolation> {
-        text.strip_prefix(ID_PREFIX)
-            .filter(|digits| {
-                !digits.is_empty() && !digits.starts_with('0') && digits.bytes().all(|b| b.is_ascii_digit())
-            })
-            .and_then(|digits| digits.parse().ok())
+        crate::numbered_id::parse_numbered_id(text, ID_PREFIX)
             .map(ShareId)
             .ok_or_else(|| FieldViolation::new(field, "must be a safeguarding share id such as s-1"))
     }

@@ -64,11 +64,13 @@ pub enum Keyspace {
     /// the agency (delivered, or shown in a profile read), so its amendments are owed
     /// to it.
     Disclosures,
+    /// EHC needs assessment revisions.
+    Assessments,
 }
 
 impl Keyspace {
     /// Every keyspace, in a fixed order engines may rely on.
-    pub const ALL: [Keyspace; 17] = [
+    pub const ALL: [Keyspace; 18] = [
         Keyspace::Meta,
         Keyspace::Updates,
         Keyspace::UpdatesByChild,
@@ -86,6 +88,7 @@ impl Keyspace {
         Keyspace::Safeguarding,
         Keyspace::Amendments,
         Keyspace::Disclosures,
+        Keyspace::Assessments,
     ];
 
     /// Returns the stable name (a table or tree name, and part of associated data).
@@ -109,6 +112,7 @@ impl Keyspace {
             Keyspace::Safeguarding => "safeguarding",
             Keyspace::Amendments => "amendments",
             Keyspace::Disclosures => "disclosures",
+            Keyspace::Assessments => "assessments",
         }
     }
 

@@ -123,6 +123,9 @@ struct AgencyV1 {
     /// Left out when false, so that records written before it read and encode alike.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     may_declare_safeguarding: bool,
+    /// Left out when false, like the safeguarding permission.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    may_run_ehc_assessments: bool,
     code: String,
     registered_at_micros: Option<i64>,
 }
@@ -139,6 +142,7 @@ fn encode_record(record: &AgencyRecord) -> Vec<u8> {
         may_record_consent: agency.may_record_consent,
         suspended: agency.suspended,
         may_declare_safeguarding: agency.may_declare_safeguarding,
+        may_run_ehc_assessments: agency.may_run_ehc_assessments,
         code_kind: record.code.as_ref().map(|(kind, _)| kind.as_str().to_owned()),
         code: record.code.as_ref().map(|(_, code)| code.clone()).unwrap_or_default(),
         registered_at_micros: record.registered_at.map(Timestamp::unix_micros),
@@ -179,6 +183,7 @@ fn decode_record(bytes: &[u8]) -> Result<AgencyRecord, StoreError> {
         may_read: categories("may_read", &v1.may_read).map_err(corrupt)?,
         may_record_consent: v1.may_record_consent,
         may_declare_safeguarding: v1.may_declare_safeguarding,
+        may_run_ehc_assessments: v1.may_run_ehc_assessments,
         suspended: v1.suspended,
     };
     Ok(AgencyRecord { agency, code, registered_at: v1.registered_at_micros.map(Timestamp::from_unix_micros) })
@@ -237,6 +242,7 @@ mod previous {
             may_record_consent: old.may_record_consent,
             suspended: old.suspended,
             may_declare_safeguarding: false,
+            may_run_ehc_assessments: false,
             code_kind,
             code: old.code,
             registered_at_micros: micros(old.registered_at),
@@ -258,6 +264,16 @@ mod tests {
         assert!(!String::from_utf8_lossy(&encode_record(&record())).contains("may_declare_safeguarding"));
     }
 
+    #[test]
+    fn the_assessment_permission_is_kept_and_left_out_when_off() {
+        let mut granted = record();
+        granted.agency.may_run_ehc_assessments = true;
+        let bytes = encode_record(&granted);
+        assert!(String::from_utf8_lossy(&bytes).contains("\"may_run_ehc_assessments\":true"));
+        assert_eq!(decode_record(&bytes).unwrap(), granted);
+        assert!(!String::from_utf8_lossy(&encode_record(&record())).contains("may_run_ehc_assessments"));
+    }
+
     fn record() -> AgencyRecord {
         AgencyRecord {
             agency: Agency {
@@ -268,6 +284,7 @@ mod tests {
                 may_read: [Category::CommunicationNeeds].into_iter().collect(),
                 may_record_consent: true,
                 may_declare_safeguarding: false,
+                may_run_ehc_assessments: false,
                 suspended: false,
             },
             code: Some((OrganisationCodeKind::SchoolUrn, "100000".into())),

@@ -12,6 +12,7 @@
 
 pub mod agencies;
 mod amendments;
+mod assessments;
 pub mod audit_records;
 pub mod backup;
 mod category_keys;

@@ -1143,7 +1143,11 @@ pub(crate) fn latest_key(child: ChildIndex, category: Category) -> Vec<u8> {
 /// The keyspaces that hold sealed per-child records.
 fn check_sealed_space(space: Keyspace) -> Result<(), StoreError> {
     match space {
-        Keyspace::Consents | Keyspace::Relationships | Keyspace::Objections | Keyspace::Safeguarding => Ok(()),
+        Keyspace::Consents
+        | Keyspace::Relationships
+        | Keyspace::Objections
+        | Keyspace::Safeguarding
+        | Keyspace::Assessments => Ok(()),
         other => Err(StoreError::Corrupt(format!("keyspace {} does not hold sealed child records", other.name()))),
     }
 }

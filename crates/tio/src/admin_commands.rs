@@ -128,6 +128,7 @@ fn agency_message(args: &AgencyArgs) -> Result<v1::Agency, UsageError> {
         suspended: false,
         registered_at: None,
         may_declare_safeguarding: args.may_declare_safeguarding,
+        may_run_ehc_assessments: args.may_run_ehc_assessments,
     })
 }
 
@@ -184,6 +185,7 @@ fn agency_json(agency: &v1::Agency) -> serde_json::Value {
         "may_read": categories(&agency.may_read),
         "may_record_consent": agency.may_record_consent,
         "may_declare_safeguarding": agency.may_declare_safeguarding,
+        "may_run_ehc_assessments": agency.may_run_ehc_assessments,
         "suspended": agency.suspended,
         "registered_at": agency.registered_at.as_ref().map(|t| t.seconds),
     })

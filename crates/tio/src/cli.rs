@@ -64,6 +64,10 @@ pub(crate) enum Command {
     /// (agencies permitted to declare them).
     #[command(subcommand)]
     Safeguarding(SafeguardingCommand),
+    /// EHC needs assessments on their statutory clocks: opened and run by the SEND
+    /// team, answered by the agencies asked for advice.
+    #[command(subcommand)]
+    Ehc(EhcCommand),
     /// Alerts: an agency's own (a child-protection flag it published was read, ...),
     /// or every alert with an auditor's or admin's certificate.
     #[command(subcommand)]
@@ -478,6 +482,127 @@ pub(crate) struct SubscribeArgs {
     pub(crate) connection: ConnectionArgs,
 }
 
+/// Which assessment of which child.
+#[derive(Debug, Args)]
+pub(crate) struct AssessmentArgs {
+    /// The child's NHS number.
+    #[arg(long, value_name = "NHS_NUMBER")]
+    pub(crate) nhs_number: String,
+    /// The assessment's id (ehc-1, ehc-2, ...).
+    #[arg(long, value_name = "ID")]
+    pub(crate) assessment_id: String,
+    /// How to reach the broker.
+    #[command(flatten)]
+    pub(crate) connection: ConnectionArgs,
+}
+
+/// `tio ehc`. Every command prints the assessment as a JSON line, and its clocks in
+/// words on standard error.
+#[derive(Debug, Subcommand)]
+pub(crate) enum EhcCommand {
+    /// Open an assessment from a request (the SEND team).
+    Open {
+        /// The child's NHS number.
+        #[arg(long, value_name = "NHS_NUMBER")]
+        nhs_number: String,
+        /// The day the request was received, e.g. 2026-11-02.
+        #[arg(long, value_name = "DATE")]
+        request_received: String,
+        /// Who asked: parent, young-person, or an agency's id (a school's, say).
+        #[arg(long, value_name = "WHO")]
+        requested_by: String,
+        /// How to reach the broker.
+        #[command(flatten)]
+        connection: ConnectionArgs,
+    },
+    /// Record a step (the SEND team): assess, do-not-assess, draft-sent,
+    /// final-plan-issued, no-plan-notified, or exception.
+    Step {
+        /// Which step.
+        #[arg(long, value_name = "STEP")]
+        step: String,
+        /// The day it happened (for an exception, its first day).
+        #[arg(long, value_name = "DATE")]
+        on: String,
+        /// For an exception: school-closure, exceptional-personal-circumstances,
+        /// absence-from-area or missed-appointment.
+        #[arg(long, value_name = "CODE")]
+        code: Option<String>,
+        /// For an exception: its last day, once known.
+        #[arg(long, value_name = "DATE")]
+        until: Option<String>,
+        /// The assessment.
+        #[command(flatten)]
+        assessment: AssessmentArgs,
+    },
+    /// Ask an agency for one adviser's advice, due in 6 weeks (the SEND team). The reply
+    /// lists what that agency already gave, which the family need not give again.
+    Ask {
+        /// parent-views, young-person-views, educational, medical-health,
+        /// psychological, social-care, preparing-for-adulthood or other.
+        #[arg(long, value_name = "TYPE")]
+        adviser: String,
+        /// The agency asked.
+        #[arg(long, value_name = "ID")]
+        agency: String,
+        /// The day it was asked.
+        #[arg(long, value_name = "DATE")]
+        asked_on: String,
+        /// The assessment.
+        #[command(flatten)]
+        assessment: AssessmentArgs,
+    },
+    /// Answer advice asked of this agency with an update it published since.
+    Answer {
+        /// The adviser type asked for.
+        #[arg(long, value_name = "TYPE")]
+        adviser: String,
+        /// The update holding the advice.
+        #[arg(long, value_name = "UPDATE_ID")]
+        update_id: String,
+        /// The assessment.
+        #[command(flatten)]
+        assessment: AssessmentArgs,
+    },
+    /// Record that advice an agency already gave is sufficient (the SEND team), with the
+    /// day each of the three agreed (regulation 6(4)).
+    Reuse {
+        /// The adviser type asked for.
+        #[arg(long, value_name = "TYPE")]
+        adviser: String,
+        /// The update holding the advice already given.
+        #[arg(long, value_name = "UPDATE_ID")]
+        update_id: String,
+        /// The day the authority agreed.
+        #[arg(long, value_name = "DATE")]
+        authority_agreed: String,
+        /// The day the person who gave the advice agreed.
+        #[arg(long, value_name = "DATE")]
+        adviser_agreed: String,
+        /// The day the child's parent, or the young person, agreed.
+        #[arg(long, value_name = "DATE")]
+        family_agreed: String,
+        /// The assessment.
+        #[command(flatten)]
+        assessment: AssessmentArgs,
+    },
+    /// Show one assessment and its clocks.
+    Show {
+        /// The assessment.
+        #[command(flatten)]
+        assessment: AssessmentArgs,
+    },
+    /// Show every assessment of a child this agency may see.
+    List {
+        /// The child's NHS number.
+        #[arg(long, value_name = "NHS_NUMBER")]
+        nhs_number: String,
+        /// How to reach the broker.
+        #[command(flatten)]
+        connection: ConnectionArgs,
+    },
+}
+
 /// `tio safeguarding`.
 #[derive(Debug, Subcommand)]
 pub(crate) enum SafeguardingCommand {
@@ -754,6 +879,9 @@ pub(crate) struct AgencyArgs {
     /// a child may be at risk).
     #[arg(long)]
     pub(crate) may_declare_safeguarding: bool,
+    /// It runs EHC needs assessments (the council's SEND team).
+    #[arg(long)]
+    pub(crate) may_run_ehc_assessments: bool,
     /// How to reach the broker.
     #[command(flatten)]
     pub(crate) connection: ConnectionArgs,

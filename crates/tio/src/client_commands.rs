@@ -18,12 +18,13 @@ use crate::cli::{
 use crate::connection::UsageError;
 use crate::json::to_json;
 
-fn child(nhs_number: &str) -> Result<Option<v1::ChildRef>, UsageError> {
+/// The contract's reference to the child with `nhs_number`, checked.
+pub(crate) fn child(nhs_number: &str) -> Result<Option<v1::ChildRef>, UsageError> {
     Ok(Some(v1::ChildRef { nhs_number: parse_nhs_number(nhs_number)?.digits() }))
 }
 
 /// Prints a contract message as one JSON line.
-fn print_json<M: prost::Message>(full_name: &str, message: &M) -> anyhow::Result<()> {
+pub(crate) fn print_json<M: prost::Message>(full_name: &str, message: &M) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", to_json(full_name, message)?)?;
     out.flush()?;
@@ -32,7 +33,7 @@ fn print_json<M: prost::Message>(full_name: &str, message: &M) -> anyhow::Result
 
 /// Returns the contract value named `text` (`in-person`, `in_person`), given the enum's
 /// prefix (`CONSENT_METHOD_`) and its `from_str_name`.
-fn named<T: PartialEq + Copy>(
+pub(crate) fn named<T: PartialEq + Copy>(
     flag: &str,
     text: &str,
     prefix: &str,
@@ -478,7 +479,8 @@ fn share_reason(text: &str) -> Result<v1::SafeguardingReason, UsageError> {
     )
 }
 
-fn date_value(flag: &str, text: &str) -> Result<v1::Date, UsageError> {
+/// Parses a `--flag` date such as 2027-01-29.
+pub(crate) fn date_value(flag: &str, text: &str) -> Result<v1::Date, UsageError> {
     let date: jiff::civil::Date =
         text.parse().map_err(|_| UsageError::new(format!("{flag} `{text}`: expected a date such as 2027-01-29")))?;
     Ok(v1::Date { year: i32::from(date.year()), month: i32::from(date.month()), day: i32::from(date.day()) })

@@ -13,6 +13,7 @@ mod audit_remote;
 mod cli;
 mod client_commands;
 mod connection;
+mod ehc_commands;
 mod json;
 mod serve;
 mod store_commands;
@@ -87,6 +88,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Subscribe(args) => runtime()?.block_on(client_commands::subscribe(args)),
         Command::Alerts(command) => runtime()?.block_on(client_commands::alerts(command)),
         Command::Safeguarding(command) => runtime()?.block_on(client_commands::safeguarding(command)),
+        Command::Ehc(command) => runtime()?.block_on(ehc_commands::ehc(command)),
         Command::Demo(args) => demo(args),
         Command::Bench(args) => bench(args),
     }

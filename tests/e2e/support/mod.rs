@@ -173,6 +173,18 @@ impl Sandbox {
         self.start_again(&self.options.args.clone());
     }
 
+    /// Restarts the server as [`Sandbox::restart`] does, with its clock `days` ahead of
+    /// the system's (development mode's `dev_clock_offset_days`), to watch deadlines
+    /// and birthdays fall due.
+    pub(crate) fn restart_days_ahead(&mut self, days: i64) {
+        self.signal(Signal::SIGTERM);
+        let status = self.wait_exit(Duration::from_secs(20));
+        assert!(status.success(), "server exited with {status}; log:\n{}", self.log_text());
+        let mut args = self.options.args.clone();
+        args.extend(["--set".to_owned(), format!("dev_clock_offset_days={days}")]);
+        self.start_again(&args);
+    }
+
     /// Starts the server again after it was stopped (`signal` and `wait_exit`), on the
     /// same data directory and a new port.
     pub(crate) fn start_stopped(&mut self) {

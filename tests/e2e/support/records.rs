@@ -43,6 +43,28 @@ pub(crate) fn identity_born(born: tio_core::Date) -> v1::CategoryValue {
     }
 }
 
+/// A SEND support value: SEN support for speech, language and communication needs.
+pub(crate) fn send_support() -> v1::CategoryValue {
+    v1::CategoryValue {
+        value: Some(v1::category_value::Value::SendSupport(v1::SendSupport {
+            provision: v1::SenProvision::SenSupport as i32,
+            primary_need: v1::SenNeed::Slcn as i32,
+            ..Default::default()
+        })),
+    }
+}
+
+/// A social care involvement value at early help.
+pub(crate) fn early_help() -> v1::CategoryValue {
+    v1::CategoryValue {
+        value: Some(v1::category_value::Value::SocialCareInvolvement(v1::SocialCareInvolvement {
+            level: v1::SocialCareLevel::EarlyHelp as i32,
+            team: "Family support".into(),
+            ..Default::default()
+        })),
+    }
+}
+
 pub(crate) fn health_summary(condition: &str) -> v1::CategoryValue {
     v1::CategoryValue {
         value: Some(v1::category_value::Value::HealthSummary(v1::HealthSummary {

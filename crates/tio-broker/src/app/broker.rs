@@ -44,6 +44,27 @@ impl Clock for SystemClock {
     }
 }
 
+/// The system clock moved by a number of days: development mode's
+/// `dev_clock_offset_days`, so that deadlines and birthdays can be watched falling due.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OffsetClock {
+    /// Microseconds added to the system clock.
+    pub(crate) offset_micros: i64,
+}
+
+impl OffsetClock {
+    /// The system clock moved by `days`.
+    pub(crate) fn days(days: i64) -> OffsetClock {
+        OffsetClock { offset_micros: days.saturating_mul(86_400_000_000) }
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_unix_micros(SystemClock.now().unix_micros().saturating_add(self.offset_micros))
+    }
+}
+
 /// What the registry starts from: the agencies that fill an empty one, and the admins,
 /// auditors and revoked certificates that always apply.
 #[derive(Debug, Clone, Default)]
@@ -139,17 +160,17 @@ impl Broker {
         &self.maintenance
     }
 
-    /// Opens the broker over its store and audit log, on the system clock: fills an
-    /// empty registry from `seed` (the configuration, or the development seed), then
-    /// loads the registry from the store.
+    /// Opens the broker over its store and audit log, on `clock`: fills an empty
+    /// registry from `seed` (the configuration, or the development seed), then loads the
+    /// registry from the store.
     pub(crate) async fn open(
         store: Arc<Store>,
         audit: Arc<AuditLog>,
         seed: RegistrySeed,
         nhs_numbers: NhsNumberPolicy,
         sharing: crate::app::sharing::Sharing,
+        clock: Arc<dyn Clock>,
     ) -> Result<Broker, ServiceError> {
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let seeded = admin::seed_registry(&store, &seed.agencies, &seed.revoked, clock.now()).await?;
         if seeded > 0 {
             tracing::info!(agencies = seeded, "registry seeded from the configuration");

@@ -200,6 +200,7 @@ mod tests {
             may_read: CategorySet::all(),
             may_record_consent: true,
             may_declare_safeguarding: false,
+            may_run_ehc_assessments: false,
             suspended,
         };
         Registry::new(

@@ -89,6 +89,8 @@ pub(crate) fn action_to_proto(action: Action) -> v1::AuditAction {
         Action::RetractionSent => v1::AuditAction::RetractionSent,
         Action::ErasureSent => v1::AuditAction::ErasureSent,
         Action::ConsentReviewDue => v1::AuditAction::ConsentReviewDue,
+        Action::EhcAssessmentRecorded => v1::AuditAction::EhcAssessmentRecorded,
+        Action::EhcAssessmentRead => v1::AuditAction::EhcAssessmentRead,
     }
 }
 
@@ -255,6 +257,7 @@ pub(crate) fn agency_from_proto(agency: &v1::Agency) -> Result<AgencyRecord, Ser
         may_read: categories_from_proto("agency.may_read", &agency.may_read)?,
         may_record_consent: agency.may_record_consent,
         may_declare_safeguarding: agency.may_declare_safeguarding,
+        may_run_ehc_assessments: agency.may_run_ehc_assessments,
         suspended: agency.suspended,
     };
     Ok(AgencyRecord { agency, code, registered_at: None })
@@ -281,6 +284,7 @@ pub(crate) fn agency_to_proto(record: &AgencyRecord) -> v1::Agency {
         suspended: agency.suspended,
         registered_at: record.registered_at.map(timestamp_to_proto),
         may_declare_safeguarding: agency.may_declare_safeguarding,
+        may_run_ehc_assessments: agency.may_run_ehc_assessments,
     }
 }
 
@@ -336,6 +340,7 @@ mod tests {
             may_read: vec![v1::Category::HealthSummary as i32, v1::Category::CommunicationNeeds as i32],
             may_record_consent: true,
             may_declare_safeguarding: false,
+            may_run_ehc_assessments: false,
             ..Default::default()
         };
         let record = agency_from_proto(&good).unwrap();

@@ -171,6 +171,9 @@ pub(crate) async fn serve(
         .add_service(limited!(v1::safeguarding_service_server::SafeguardingServiceServer::new(
             crate::grpc::safeguarding::Safeguarding { broker: broker.clone() }
         )))
+        .add_service(limited!(v1::ehc_assessment_service_server::EhcAssessmentServiceServer::new(
+            crate::grpc::assessments::EhcAssessments { broker: broker.clone() }
+        )))
         .add_service(limited!(v1::alert_service_server::AlertServiceServer::new(crate::grpc::alerts::Alerts {
             broker: broker.clone()
         })))

@@ -32,6 +32,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Development mode: generated certificates, test NHS numbers, loopback only.
     pub dev: bool,
+    /// Development only: days the server's clock runs ahead of the system's.
+    pub dev_clock_offset_days: i64,
     /// Server certificate and the CA that client certificates must chain to.
     pub tls: TlsConfig,
     /// Sizes, concurrency, keepalive and timeouts.
@@ -369,6 +371,9 @@ pub struct AgencyConfig {
     /// Whether its professionals may declare safeguarding shares.
     #[serde(default)]
     pub may_declare_safeguarding: bool,
+    /// Whether it runs EHC needs assessments.
+    #[serde(default)]
+    pub may_run_ehc_assessments: bool,
     /// Whether it starts suspended.
     #[serde(default)]
     pub suspended: bool,
@@ -445,6 +450,7 @@ const SETTABLE_KEYS: &[(&str, Kind)] = &[
     ("listen", Kind::Text),
     ("data_dir", Kind::Text),
     ("dev", Kind::Boolean),
+    ("dev_clock_offset_days", Kind::Integer),
     ("tls.ca_file", Kind::Text),
     ("tls.cert_file", Kind::Text),
     ("tls.key_file", Kind::Text),
@@ -475,6 +481,9 @@ const SETTABLE_KEYS: &[(&str, Kind)] = &[
     ("auditors", Kind::List),
     ("revoked_fingerprints", Kind::List),
 ];
+
+/// The furthest the development clock may be moved, either way: a century.
+const MAX_CLOCK_OFFSET_DAYS: i64 = 36_525;
 
 /// Returns the environment variable that overrides `key`.
 pub fn env_var_for(key: &str) -> String {
@@ -582,6 +591,15 @@ impl Config {
         }
         if let Err((key, message)) = self.retention.policy() {
             return Err(fail(&key, message));
+        }
+        if self.dev_clock_offset_days != 0 && !self.dev {
+            return Err(fail(
+                "dev_clock_offset_days",
+                "is a development setting: refused outside development mode".to_owned(),
+            ));
+        }
+        if self.dev_clock_offset_days.abs() > MAX_CLOCK_OFFSET_DAYS {
+            return Err(fail("dev_clock_offset_days", format!("must be within {MAX_CLOCK_OFFSET_DAYS} days of today")));
         }
         if self.dev && !self.listen.ip().is_loopback() {
             return Err(fail("listen", "development mode listens on loopback addresses only".to_owned()));
@@ -765,6 +783,7 @@ impl AgencyConfig {
             may_read: categories("may_read", &self.may_read)?,
             may_record_consent: self.may_record_consent,
             may_declare_safeguarding: self.may_declare_safeguarding,
+            may_run_ehc_assessments: self.may_run_ehc_assessments,
             suspended: self.suspended,
         })
     }
@@ -777,6 +796,7 @@ fn default_table() -> toml::Table {
         listen: SocketAddr::from(([127, 0, 0, 1], 7443)),
         data_dir: PathBuf::from("/var/lib/tio"),
         dev: false,
+        dev_clock_offset_days: 0,
         tls: TlsConfig::default(),
         limits: LimitsConfig::default(),
         log: LogConfig::default(),

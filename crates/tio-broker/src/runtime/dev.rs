@@ -95,6 +95,7 @@ pub(crate) fn dev_agency_configs() -> Vec<AgencyConfig> {
             may_record_consent: true,
             // The councils' children's social care and SEND teams lead safeguarding.
             may_declare_safeguarding: matches!(agency.id, "social-care" | "send-team"),
+            may_run_ehc_assessments: agency.id == "send-team",
             suspended: false,
         })
         .collect()

@@ -103,7 +103,14 @@ impl Node {
                 flag_of: crate::grpc::records::flag_of_value,
                 date_of_birth_of: crate::grpc::records::date_of_birth_of_value,
             };
-            let broker = Broker::open(store.clone(), audit.clone(), seed, nhs_numbers, sharing)
+            let clock: Arc<dyn crate::app::broker::Clock> = match config.dev_clock_offset_days {
+                0 => Arc::new(crate::app::broker::SystemClock),
+                days => {
+                    tracing::warn!(days, "development clock: the server's time runs ahead of the system's");
+                    Arc::new(crate::app::broker::OffsetClock::days(days))
+                }
+            };
+            let broker = Broker::open(store.clone(), audit.clone(), seed, nhs_numbers, sharing, clock)
                 .await
                 .map_err(|err| ServeError::Registry(err.to_string()))?;
             let broker = Arc::new(broker.with_maintenance(config.data_dir.clone(), key_ring_file(&config, env_keys)));

@@ -31,6 +31,7 @@ fn agency(id: &str, sector: Sector) -> Agency {
         may_read: CategorySet::all(),
         may_record_consent: false,
         may_declare_safeguarding: false,
+        may_run_ehc_assessments: false,
         suspended: false,
     }
 }

@@ -258,6 +258,7 @@ impl Store {
             Keyspace::Relationships,
             Keyspace::Objections,
             Keyspace::Safeguarding,
+            Keyspace::Assessments,
         ] {
             let mut sealed = Vec::new();
             scan_all(self, space, |key, value| sealed.push((key, value)))?;

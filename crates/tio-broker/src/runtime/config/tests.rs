@@ -114,6 +114,21 @@ fn semantic_checks_name_their_key() {
 }
 
 #[test]
+fn the_development_clock_is_refused_outside_development_mode_and_bounded() {
+    let file = write_file("dev_clock_offset_days = 70\n");
+    assert_eq!(Config::load(&dev_sources(Some(&file))).unwrap().dev_clock_offset_days, 70);
+    let far = write_file("dev_clock_offset_days = -40000\n");
+    assert_eq!(key_error(Config::load(&dev_sources(Some(&far)))).0, "dev_clock_offset_days");
+    let production = write_file(
+        "dev_clock_offset_days = 1\n[tls]\nca_file = \"ca.pem\"\ncert_file = \"cert.pem\"\nkey_file = \"key.pem\"\n",
+    );
+    let sources = ConfigSources { file: Some(production.path().to_owned()), ..ConfigSources::default() };
+    let (key, _, message) = key_error(Config::load(&sources));
+    assert_eq!(key, "dev_clock_offset_days");
+    assert!(message.contains("development"), "{message}");
+}
+
+#[test]
 fn production_needs_tls_files() {
     // Issue 12: with no file given, the error blamed "the configuration file".
     let sources = ConfigSources::default();

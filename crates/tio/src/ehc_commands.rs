@@ -1,0 +1,221 @@
+//! `tio ehc`: EHC needs assessments. Each command prints the assessment as a JSON line
+//! on standard output and its clocks in words on standard error, so that a caseworker
+//! sees what is due while a script reads the JSON.
+
+use std::io::Write;
+
+use tio_client::ClientError;
+use tio_proto::v1;
+
+use crate::cli::{AssessmentArgs, EhcCommand};
+use crate::client_commands::{child, date_value, named, print_json};
+use crate::connection::UsageError;
+
+fn adviser(text: &str) -> Result<v1::AdviserType, UsageError> {
+    named(
+        "--adviser",
+        text,
+        "ADVISER_TYPE_",
+        v1::AdviserType::from_str_name,
+        v1::AdviserType::Unspecified,
+        "parent-views, young-person-views, educational, medical-health, psychological, social-care, \
+         preparing-for-adulthood or other",
+    )
+}
+
+fn step(
+    text: &str,
+    on: v1::Date,
+    code: Option<&str>,
+    until: Option<&str>,
+) -> Result<v1::record_assessment_step_request::Step, UsageError> {
+    use v1::record_assessment_step_request::Step;
+    let decision = |decision: v1::AssessDecision| {
+        Step::Decision(v1::AssessmentDecision { decision: decision as i32, notified_on: Some(on) })
+    };
+    if code.is_some() != (text == "exception") {
+        return Err(UsageError::new("--code is given with --step exception, and only then"));
+    }
+    Ok(match text {
+        "assess" => decision(v1::AssessDecision::Assess),
+        "do-not-assess" => decision(v1::AssessDecision::DoNotAssess),
+        "draft-sent" => Step::DraftSent(on),
+        "final-plan-issued" => Step::FinalPlanIssued(on),
+        "no-plan-notified" => Step::NoPlanNotified(on),
+        "exception" => {
+            let code = named(
+                "--code",
+                code.unwrap_or_default(),
+                "CLOCK_EXCEPTION_CODE_",
+                v1::ClockExceptionCode::from_str_name,
+                v1::ClockExceptionCode::Unspecified,
+                "school-closure, exceptional-personal-circumstances, absence-from-area or missed-appointment",
+            )?;
+            let until = until.map(|text| date_value("--until", text)).transpose()?;
+            Step::Exception(v1::ClockException { code: code as i32, from: Some(on), until })
+        }
+        other => {
+            return Err(UsageError::new(format!(
+                "--step `{other}`: expected assess, do-not-assess, draft-sent, final-plan-issued, no-plan-notified \
+                 or exception"
+            )));
+        }
+    })
+}
+
+/// `tio ehc`.
+pub(crate) async fn ehc(command: EhcCommand) -> anyhow::Result<()> {
+    let assessment = match command {
+        EhcCommand::Open { nhs_number, request_received, requested_by, connection } => {
+            let (requester, agency) = match requested_by.as_str() {
+                "parent" => (v1::AssessmentRequester::Parent, String::new()),
+                "young-person" => (v1::AssessmentRequester::YoungPerson, String::new()),
+                agency => (v1::AssessmentRequester::Agency, agency.to_owned()),
+            };
+            let request = v1::OpenAssessmentRequest {
+                child: child(&nhs_number)?,
+                request_received: Some(date_value("--request-received", &request_received)?),
+                requested_by: requester as i32,
+                requested_by_agency_id: agency,
+            };
+            let client = connection.connect_agency().await?;
+            let response = client.ehc().open_assessment(client.request(request)).await;
+            response.map_err(ClientError::from)?.into_inner()
+        }
+        EhcCommand::Step { step: name, on, code, until, assessment } => {
+            let on = date_value("--on", &on)?;
+            let AssessmentArgs { nhs_number, assessment_id, connection } = assessment;
+            let request = v1::RecordAssessmentStepRequest {
+                child: child(&nhs_number)?,
+                assessment_id,
+                step: Some(step(&name, on, code.as_deref(), until.as_deref())?),
+            };
+            let client = connection.connect_agency().await?;
+            let response = client.ehc().record_assessment_step(client.request(request)).await;
+            response.map_err(ClientError::from)?.into_inner()
+        }
+        EhcCommand::Ask { adviser: kind, agency, asked_on, assessment } => {
+            let AssessmentArgs { nhs_number, assessment_id, connection } = assessment;
+            let request = v1::RequestAdviceRequest {
+                child: child(&nhs_number)?,
+                assessment_id,
+                adviser_type: adviser(&kind)? as i32,
+                agency_id: agency,
+                asked_on: Some(date_value("--asked-on", &asked_on)?),
+            };
+            let client = connection.connect_agency().await?;
+            let response = client.ehc().request_advice(client.request(request)).await;
+            response.map_err(ClientError::from)?.into_inner()
+        }
+        EhcCommand::Answer { adviser: kind, update_id, assessment } => {
+            let answer = v1::answer_advice_request_request::Answer::NewAdvice(v1::NewAdvice {});
+            answer_advice(assessment, &kind, update_id, answer).await?
+        }
+        EhcCommand::Reuse { adviser: kind, update_id, authority_agreed, adviser_agreed, family_agreed, assessment } => {
+            let agreements = v1::ReuseAgreements {
+                authority: Some(date_value("--authority-agreed", &authority_agreed)?),
+                adviser: Some(date_value("--adviser-agreed", &adviser_agreed)?),
+                family: Some(date_value("--family-agreed", &family_agreed)?),
+            };
+            let answer = v1::answer_advice_request_request::Answer::AlreadyGiven(agreements);
+            answer_advice(assessment, &kind, update_id, answer).await?
+        }
+        EhcCommand::Show { assessment } => {
+            let AssessmentArgs { nhs_number, assessment_id, connection } = assessment;
+            let request = v1::GetAssessmentRequest { child: child(&nhs_number)?, assessment_id };
+            let client = connection.connect_agency().await?;
+            let response = client.ehc().get_assessment(client.request(request)).await;
+            response.map_err(ClientError::from)?.into_inner()
+        }
+        EhcCommand::List { nhs_number, connection } => {
+            let request = v1::ListAssessmentsRequest { child: child(&nhs_number)? };
+            let client = connection.connect_agency().await?;
+            let response = client.ehc().list_assessments(client.request(request)).await;
+            for assessment in &response.map_err(ClientError::from)?.into_inner().assessments {
+                print_assessment(assessment)?;
+            }
+            return Ok(());
+        }
+    };
+    print_assessment(&assessment)
+}
+
+async fn answer_advice(
+    assessment: AssessmentArgs,
+    kind: &str,
+    update_id: String,
+    answer: v1::answer_advice_request_request::Answer,
+) -> anyhow::Result<v1::EhcAssessment> {
+    let AssessmentArgs { nhs_number, assessment_id, connection } = assessment;
+    let request = v1::AnswerAdviceRequestRequest {
+        child: child(&nhs_number)?,
+        assessment_id,
+        adviser_type: adviser(kind)? as i32,
+        update_id,
+        answer: Some(answer),
+    };
+    let client = connection.connect_agency().await?;
+    let response = client.ehc().answer_advice_request(client.request(request)).await;
+    Ok(response.map_err(ClientError::from)?.into_inner())
+}
+
+/// Prints the assessment as JSON, and its clocks in words on standard error.
+fn print_assessment(assessment: &v1::EhcAssessment) -> anyhow::Result<()> {
+    print_json("tio.v1.EhcAssessment", assessment)?;
+    let mut err = std::io::stderr().lock();
+    writeln!(err, "{}", describe_clocks(assessment))?;
+    Ok(())
+}
+
+fn day(date: Option<&v1::Date>) -> String {
+    date.map_or_else(|| "?".to_owned(), |date| format!("{:04}-{:02}-{:02}", date.year, date.month, date.day))
+}
+
+fn words(name: &str, prefix: &str) -> String {
+    name.strip_prefix(prefix).unwrap_or(name).to_lowercase().replace('_', " ")
+}
+
+/// The assessment's clocks in words, one line each, as a caseworker reads them.
+pub(crate) fn describe_clocks(assessment: &v1::EhcAssessment) -> String {
+    let mut lines = vec![format!(
+        "assessment {} (revision {}){}:",
+        assessment.assessment_id,
+        assessment.revision,
+        if assessment.closed { ", closed" } else { "" }
+    )];
+    for deadline in &assessment.deadlines {
+        let clock = words(deadline.clock().as_str_name(), "ASSESSMENT_CLOCK_");
+        let whose = match deadline.adviser_type() {
+            v1::AdviserType::Unspecified => String::new(),
+            adviser => format!(" ({})", words(adviser.as_str_name(), "ADVISER_TYPE_")),
+        };
+        let state = match deadline.status() {
+            v1::DeadlineStatus::Open => format!("open, {} days left", deadline.days),
+            v1::DeadlineStatus::Met => format!("met on {}", day(deadline.done_on.as_ref())),
+            v1::DeadlineStatus::Late => {
+                format!("met {} days late, on {}", deadline.days, day(deadline.done_on.as_ref()))
+            }
+            v1::DeadlineStatus::Missed => format!("MISSED, {} days over", deadline.days),
+            v1::DeadlineStatus::Excused => {
+                format!("excused ({})", words(deadline.excused_by().as_str_name(), "CLOCK_EXCEPTION_CODE_"))
+            }
+            v1::DeadlineStatus::Unspecified => "unknown".to_owned(),
+        };
+        lines.push(format!(
+            "  {clock}{whose}: from {} due {}: {state} [{}]",
+            day(deadline.starts.as_ref()),
+            day(deadline.due.as_ref()),
+            deadline.regulation
+        ));
+    }
+    for request in assessment.advice.iter().filter(|request| !request.already_given.is_empty()) {
+        lines.push(format!(
+            "  already given by {} ({}): {} value(s) the family need not give again, e.g. update {}",
+            request.agency_id,
+            words(request.adviser_type().as_str_name(), "ADVISER_TYPE_"),
+            request.already_given.len(),
+            request.already_given[0].update_id
+        ));
+    }
+    lines.join("\n")
+}
