@@ -58,6 +58,26 @@ fn deadline(
         .unwrap_or_else(|| panic!("no {clock:?} deadline for {adviser:?}: {assessment:#?}"))
 }
 
+/// The caller's alerts of `kind`.
+async fn alerts(client: &Client, kind: &str) -> Vec<v1::Alert> {
+    let request = v1::ListAlertsRequest { page: None };
+    let all = client.alerts().list_alerts(client.request(request)).await.unwrap().into_inner().alerts;
+    all.into_iter().filter(|alert| alert.kind == kind).collect()
+}
+
+/// Waits (at most 30 seconds) for the caller's first alert of `kind`: alerts are
+/// sequenced within half a second, and the broker's duties first run 5 seconds after
+/// it starts.
+async fn alert(client: &Client, kind: &str) -> v1::Alert {
+    for _ in 0..300 {
+        if let Some(alert) = alerts(client, kind).await.into_iter().next() {
+            return alert;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("no {kind} alert within 30 seconds");
+}
+
 async fn get(client: &Client) -> Result<v1::EhcAssessment, tonic::Status> {
     let request = v1::GetAssessmentRequest { child: child(AMY), assessment_id: "ehc-1".into() };
     client.ehc().get_assessment(client.request(request)).await.map(tonic::Response::into_inner)
@@ -110,6 +130,12 @@ fn an_assessment_runs_from_request_to_final_plan_and_advice_given_before_is_not_
         for (adviser, agency) in [(MedicalHealth, "hospital"), (Educational, "school"), (SocialCare, "social-care")] {
             send_team.ehc().request_advice(send_team.request(ask(adviser, agency))).await.unwrap();
         }
+        // Each adviser is told, with its due day.
+        let asked = alert(&hospital, "ehc_advice_requested").await;
+        let due = day(42);
+        let due = format!("{:04}-{:02}-{:02}", due.year, due.month, due.day);
+        assert_eq!(asked.entry.as_ref().unwrap().detail, format!("advice_requested:medical_health due {due}"));
+        assert_eq!(asked.nhs_number, AMY, "the agency asked is told which child");
         // The SEND team is offered what the hospital already gave.
         let seen = get(&send_team).await.unwrap();
         let health = seen.advice.iter().find(|request| request.adviser_type() == MedicalHealth).unwrap();
@@ -150,6 +176,9 @@ fn an_assessment_runs_from_request_to_final_plan_and_advice_given_before_is_not_
         let answered = answered.into_inner();
         assert_eq!(deadline(&answered, Advice, Educational).status(), v1::DeadlineStatus::Met);
         assert_eq!(deadline(&answered, Advice, MedicalHealth).status(), v1::DeadlineStatus::Met);
+        let received = alert(&send_team, "ehc_advice_received").await;
+        assert_eq!(received.agency_id, "school");
+        assert!(alerts(&send_team, "ehc_advice_received").await.len() == 1, "advice already given is not announced");
         // The school, asked for advice, reads the assessment; the GP, neither asked nor
         // involved, may not.
         assert_eq!(get(&school).await.unwrap().revision, answered.revision);
@@ -164,6 +193,11 @@ fn an_assessment_runs_from_request_to_final_plan_and_advice_given_before_is_not_
         let seen = get(&send_team).await.unwrap();
         let late = deadline(&seen, Advice, SocialCare);
         assert_eq!((late.status(), late.days), (v1::DeadlineStatus::Missed, 8), "{late:?}");
+        // The broker's duties tell social care and the SEND team, once.
+        let missed = alert(&social_care, "ehc_deadline_missed").await;
+        assert!(missed.entry.as_ref().unwrap().detail.starts_with("advice (social_care) due"), "{missed:?}");
+        assert_eq!(missed.addressed_to, ["send-team", "social-care"]);
+        assert_eq!(alert(&send_team, "ehc_deadline_missed").await.leaf_index, missed.leaf_index);
         let advice =
             publish(&social_care, publish_request(AMY, v1::Category::SocialCareInvolvement, early_help(), "c-1"))
                 .await
@@ -194,6 +228,8 @@ fn an_assessment_runs_from_request_to_final_plan_and_advice_given_before_is_not_
             .unwrap()
             .into_inner();
         assert!(issued.closed);
+        let hospital = as_professional(&sandbox, "hospital").await;
+        assert_eq!(alert(&hospital, "ehc_plan_issued").await.addressed_to, ["hospital", "school", "social-care"]);
         assert_eq!(deadline(&issued, FinalPlan, v1::AdviserType::Unspecified).status(), v1::DeadlineStatus::Met);
         let again = send_team
             .ehc()
@@ -213,7 +249,7 @@ fn an_assessment_runs_from_request_to_final_plan_and_advice_given_before_is_not_
         let steps: Vec<&str> = entries
             .iter()
             .filter(|entry| entry.outcome() == v1::AuditOutcome::Allowed)
-            .map(|entry| entry.detail.as_str())
+            .map(|entry| entry.detail.split(" due ").next().unwrap_or_default())
             .collect();
         assert_eq!(
             steps,

@@ -71,11 +71,14 @@ pub enum Action {
     EhcAssessmentRecorded,
     /// An EHC needs assessment was read.
     EhcAssessmentRead,
+    /// The broker told the SEND team (and, for an adviser's deadline, the adviser) that
+    /// an assessment's deadline is 10 working days away, or was missed (an alert).
+    EhcDeadlineAlert,
 }
 
 impl Action {
     /// Every action, in code order.
-    pub const ALL: [Action; 27] = [
+    pub const ALL: [Action; 28] = [
         Action::Publish,
         Action::ProfileRead,
         Action::Delivery,
@@ -103,6 +106,7 @@ impl Action {
         Action::ConsentReviewDue,
         Action::EhcAssessmentRecorded,
         Action::EhcAssessmentRead,
+        Action::EhcDeadlineAlert,
     ];
 
     /// Returns the code stored in entries.
@@ -135,6 +139,7 @@ impl Action {
             Action::ConsentReviewDue => "consent_review_due",
             Action::EhcAssessmentRecorded => "ehc_assessment_recorded",
             Action::EhcAssessmentRead => "ehc_assessment_read",
+            Action::EhcDeadlineAlert => "ehc_deadline_alert",
         }
     }
 
@@ -173,6 +178,7 @@ impl Action {
             Action::ConsentReviewDue => "asked for a parent's consents to be reviewed as the child grows up",
             Action::EhcAssessmentRecorded => "recorded a step of an EHC needs assessment",
             Action::EhcAssessmentRead => "read an EHC needs assessment",
+            Action::EhcDeadlineAlert => "was told an EHC needs assessment deadline was coming or missed",
         }
     }
 }

@@ -121,21 +121,37 @@ pub fn put_alert_mark(watcher: &str, through: u64) -> Op {
 /// Returns the precondition that the review alert before `child`'s birthday of `age`
 /// has not been raised, and the operation that records it raised.
 pub fn raise_review_alert(child: crate::ChildIndex, age: i16) -> (Condition, Op) {
-    let key = review_alert_key(child, age);
+    raise_once(once_key('r', child, &age.to_string()))
+}
+
+/// Returns the precondition that the deadline alert `what` of `child` (an assessment,
+/// a clock and the event, e.g. `ehc-1/advice/medical_health/missed`) has not been
+/// raised, and the operation that records it raised.
+pub fn raise_deadline_alert(child: crate::ChildIndex, what: &str) -> (Condition, Op) {
+    raise_once(once_key('e', child, what))
+}
+
+/// The marker of an alert the broker raises once: its kind's letter, the child, what.
+fn once_key(kind: char, child: crate::ChildIndex, what: &str) -> Vec<u8> {
+    format!("{kind}/{}/{what}", child.to_hex()).into_bytes()
+}
+
+fn raise_once(key: Vec<u8>) -> (Condition, Op) {
     (
         Condition::Absent { space: Keyspace::Cursors, key: key.clone() },
         Op::Put { space: Keyspace::Cursors, key, value: Vec::new() },
     )
 }
 
-fn review_alert_key(child: crate::ChildIndex, age: i16) -> Vec<u8> {
-    format!("r/{}/{age}", child.to_hex()).into_bytes()
-}
-
 impl Store {
     /// Returns whether the review alert before `child`'s birthday of `age` was raised.
     pub fn review_alert_raised(&self, child: crate::ChildIndex, age: i16) -> Result<bool, StoreError> {
-        Ok(self.engine.get(Keyspace::Cursors, &review_alert_key(child, age))?.is_some())
+        Ok(self.engine.get(Keyspace::Cursors, &once_key('r', child, &age.to_string()))?.is_some())
+    }
+
+    /// Returns whether deadline alert `what` of `child` was raised.
+    pub fn deadline_alert_raised(&self, child: crate::ChildIndex, what: &str) -> Result<bool, StoreError> {
+        Ok(self.engine.get(Keyspace::Cursors, &once_key('e', child, what))?.is_some())
     }
 
     /// Returns the leaf index through which `watcher` has acked its alerts, if it has.

@@ -4,13 +4,20 @@
 //! may be, and the clocks, are the domain's rules (`tio_core::ehc`); each change is a
 //! new revision, committed with its audit entry on the condition that it is new, so
 //! that two changes made from the same revision cannot both land.
+//!
+//! The agencies concerned are told by alert (their durable `WatchAlerts` stream): an
+//! adviser when advice is asked of it (`ehc_advice_requested`, with its due day), the
+//! SEND team when an adviser answers (`ehc_advice_received`), the advisers when the
+//! final plan is issued (`ehc_plan_issued`); the broker's duties tell of deadlines
+//! coming or missed (`deadline_alerts`).
 
-use tio_audit::entry::{Action, Outcome};
+use tio_audit::entry::{Action, Actor, AuditEntry, Outcome};
 use tio_audit_log::entry_op;
 use tio_core::ehc::AdviserType;
 use tio_core::ehc::assessment::{
-    self, Agreements, Assessment, AssessmentId, OfferedUpdate, Refused, RequestedBy, Step,
+    self, AdviceRequest, Agreements, Assessment, AssessmentId, OfferedUpdate, Refused, RequestedBy, Step,
 };
+use tio_core::ehc::{DeadlineState, is_due_soon};
 use tio_core::recording::Recorder;
 use tio_core::{Agency, AgencyId, Date, FieldViolation, NhsNumber, Service};
 use tio_store::{AmendKind, Batch, Child, StoreError, StoredUpdate, UpdateId};
@@ -18,6 +25,24 @@ use tio_store::{AmendKind, Batch, Child, StoreError, StoredUpdate, UpdateId};
 use crate::app::broker::{Broker, Call};
 use crate::app::error::ServiceError;
 use crate::app::facts::active_relationship;
+use crate::runtime::retention::BROKER_ROLE;
+
+/// The alert to an agency asked for advice.
+pub(crate) const ADVICE_REQUESTED_ALERT: &str = "ehc_advice_requested";
+/// The alert to the SEND team when an adviser answers.
+pub(crate) const ADVICE_RECEIVED_ALERT: &str = "ehc_advice_received";
+/// The alert to the advisers when the final plan is issued.
+pub(crate) const PLAN_ISSUED_ALERT: &str = "ehc_plan_issued";
+/// The alert that a deadline is 10 working days away.
+pub(crate) const DEADLINE_SOON_ALERT: &str = "ehc_deadline_soon";
+/// The alert that a deadline was missed.
+pub(crate) const DEADLINE_MISSED_ALERT: &str = "ehc_deadline_missed";
+
+/// Working days before a deadline that it is told of as coming.
+const DUE_SOON_WORKING_DAYS: i64 = 10;
+
+/// Children read from the store at a time by the deadline duty.
+const PAGE: usize = 512;
 
 /// How many times an opening takes the next number again after another opening for
 /// the same child took it first.
@@ -109,7 +134,7 @@ impl Assessments<'_> {
                 self.call.now,
             )
             .map_err(|refused| refusal(refused, id))?;
-            match self.commit(&opened, "opened".to_owned()).await {
+            match self.commit(&opened, "opened".to_owned(), None).await {
                 // Another opening took the number first: take the next one.
                 Err(ServiceError::Store(StoreError::Conflict { .. })) if attempt < OPEN_ATTEMPTS => continue,
                 outcome => return outcome.map(|()| opened),
@@ -122,7 +147,18 @@ impl Assessments<'_> {
         let latest = self.run(id).await?;
         let next =
             latest.record(step, self.recorder(), self.call.now).map_err(|refused| refusal(refused, latest.id))?;
-        self.commit(&next, step.as_str().to_owned()).await?;
+        let alert = match step {
+            Step::FinalPlanIssued(_) => {
+                let mut advisers: Vec<String> =
+                    next.advice.iter().map(|request| request.agency.as_str().to_owned()).collect();
+                advisers.sort();
+                advisers.dedup();
+                advisers.retain(|agency| agency != next.run_by.as_str());
+                Some((PLAN_ISSUED_ALERT, advisers)).filter(|(_, to)| !to.is_empty())
+            }
+            _ => None,
+        };
+        self.commit(&next, step.as_str().to_owned(), alert).await?;
         Ok(next)
     }
 
@@ -141,7 +177,13 @@ impl Assessments<'_> {
         let next = latest
             .ask(adviser, agency, asked_on, self.recorder(), self.call.now)
             .map_err(|refused| refusal(refused, latest.id))?;
-        self.commit(&next, format!("advice_requested:{}", adviser.as_str())).await?;
+        let due = next.advice.last().and_then(AdviceRequest::deadline).map(|deadline| deadline.due);
+        let detail = match due {
+            Some(due) => format!("advice_requested:{} due {due}", adviser.as_str()),
+            None => format!("advice_requested:{}", adviser.as_str()),
+        };
+        let to = next.advice.last().map(|request| request.agency.as_str().to_owned()).into_iter().collect();
+        self.commit(&next, detail, Some((ADVICE_REQUESTED_ALERT, to))).await?;
         Ok(next)
     }
 
@@ -170,7 +212,9 @@ impl Assessments<'_> {
             }
             Err(refused) => return Err(refusal(refused, latest.id)),
         };
-        self.commit(&next, format!("{step}:{}", adviser.as_str())).await?;
+        // The SEND team is told of new advice; advice already given it recorded itself.
+        let alert = reuse.is_none().then(|| (ADVICE_RECEIVED_ALERT, vec![next.run_by.as_str().to_owned()]));
+        self.commit(&next, format!("{step}:{}", adviser.as_str()), alert).await?;
         Ok(next)
     }
 
@@ -308,8 +352,14 @@ impl Assessments<'_> {
         self.broker.write_audit(&[entry]).await
     }
 
-    /// Stores one revision, which must be new, with its audit entry naming `step`.
-    async fn commit(&self, assessment: &Assessment, step: String) -> Result<(), ServiceError> {
+    /// Stores one revision, which must be new, with its audit entry naming `step`, an
+    /// alert of `alert`'s kind to its agencies if given.
+    async fn commit(
+        &self,
+        assessment: &Assessment,
+        step: String,
+        alert: Option<(&str, Vec<String>)>,
+    ) -> Result<(), ServiceError> {
         let (is_new, put) = self.broker.store().put_assessment(&self.child, assessment)?;
         let mut batch = Batch::new();
         batch.require(is_new);
@@ -319,6 +369,10 @@ impl Assessments<'_> {
         entry.consent_id = assessment.id.to_string();
         entry.consent_revision = assessment.revision;
         entry.detail = step;
+        if let Some((kind, to)) = alert {
+            entry.alert = kind.to_owned();
+            entry.alert_to = to;
+        }
         batch.push(entry_op(&entry));
         self.broker.store().commit(batch).await?;
         Ok(())
@@ -340,5 +394,88 @@ fn refusal(refused: Refused, id: AssessmentId) -> ServiceError {
             format!("assessment `{id}` is closed: a plan was issued or refused, or the decision was not to assess"),
         ),
         Refused::NotAsked => ServiceError::denied("NOT_ASKED_FOR_ADVICE", "this agency was not asked for this advice"),
+    }
+}
+
+/// Tells, once each, of every deadline of an open assessment that is 10 working days
+/// away (weekends left out; bank holidays are not known to the broker, so it may tell
+/// a little early) or was missed on `today`: an alert to the SEND team running it and,
+/// for an adviser's deadline, to the adviser. Raised by the broker's duties task.
+/// Returns how many alerts it raised.
+pub(crate) async fn deadline_alerts(
+    broker: &Broker,
+    today: Date,
+    now: tio_core::Timestamp,
+) -> Result<u64, ServiceError> {
+    let store = broker.store();
+    let mut raised = 0;
+    let mut after = None;
+    loop {
+        let page = store.retention_facts(after, PAGE)?;
+        let Some(last) = page.last() else { return Ok(raised) };
+        after = Some(last.child);
+        for facts in page {
+            let Some(child) = store.child_at(facts.child)? else { continue };
+            for assessment in store.latest_assessments(&child)? {
+                if assessment.is_closed() {
+                    continue;
+                }
+                for clock in assessment.clocks(today) {
+                    // The family's 15 days on the draft are theirs, not a deadline to meet.
+                    if clock.deadline.clock == tio_core::ehc::Clock::DraftComments {
+                        continue;
+                    }
+                    let event = match clock.state {
+                        DeadlineState::Missed { .. } => DEADLINE_MISSED_ALERT,
+                        DeadlineState::Open { .. }
+                            if is_due_soon(&clock.deadline, today, DUE_SOON_WORKING_DAYS, &[]) =>
+                        {
+                            DEADLINE_SOON_ALERT
+                        }
+                        _ => continue,
+                    };
+                    let adviser = clock.adviser.map_or("-", |adviser| adviser.as_str());
+                    let what = format!("{}/{}/{adviser}/{event}", assessment.id, clock.deadline.clock.as_str());
+                    if store.deadline_alert_raised(facts.child, &what)? {
+                        continue;
+                    }
+                    let mut to = vec![assessment.run_by.as_str().to_owned()];
+                    let asked = assessment.advice.iter().find(|request| Some(request.adviser) == clock.adviser);
+                    if let Some(request) = asked {
+                        to.push(request.agency.as_str().to_owned());
+                    }
+                    to.dedup();
+                    let mut entry = AuditEntry {
+                        action: Action::EhcDeadlineAlert.code().to_owned(),
+                        actor: Actor { role: BROKER_ROLE.to_owned(), id: "ehc-clocks".to_owned(), ..Actor::default() },
+                        outcome: Outcome::Allowed.code().to_owned(),
+                        time_micros: now.unix_micros(),
+                        alert: event.to_owned(),
+                        alert_to: to,
+                        consent_id: assessment.id.to_string(),
+                        consent_revision: assessment.revision,
+                        detail: format!(
+                            "{}{} due {} ({})",
+                            clock.deadline.clock.as_str(),
+                            clock.adviser.map(|adviser| format!(" ({})", adviser.as_str())).unwrap_or_default(),
+                            clock.deadline.due,
+                            clock.deadline.clock.regulation()
+                        ),
+                        ..AuditEntry::default()
+                    };
+                    broker.name_child(&mut entry, &child)?;
+                    let (not_yet, mark) = tio_store::cursors::raise_deadline_alert(facts.child, &what);
+                    let mut batch = Batch::new();
+                    batch.require(not_yet);
+                    batch.push(mark).push(entry_op(&entry));
+                    match store.commit(batch).await {
+                        Ok(_) => raised += 1,
+                        // Raised meanwhile by another pass.
+                        Err(StoreError::Conflict { .. }) => {}
+                        Err(err) => return Err(err.into()),
+                    }
+                }
+            }
+        }
     }
 }

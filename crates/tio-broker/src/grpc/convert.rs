@@ -91,6 +91,7 @@ pub(crate) fn action_to_proto(action: Action) -> v1::AuditAction {
         Action::ConsentReviewDue => v1::AuditAction::ConsentReviewDue,
         Action::EhcAssessmentRecorded => v1::AuditAction::EhcAssessmentRecorded,
         Action::EhcAssessmentRead => v1::AuditAction::EhcAssessmentRead,
+        Action::EhcDeadlineAlert => v1::AuditAction::EhcDeadlineAlert,
     }
 }
 
