@@ -230,6 +230,39 @@ fn an_assessment_runs_from_request_to_final_plan_and_advice_given_before_is_not_
         assert!(issued.closed);
         let hospital = as_professional(&sandbox, "hospital").await;
         assert_eq!(alert(&hospital, "ehc_plan_issued").await.addressed_to, ["hospital", "school", "social-care"]);
+
+        // The plan, published as the child's SEND support, says whose advice it was
+        // written from, and carries section A in the family's words.
+        let plan = |advice: Vec<v1::AdviceReference>| v1::CategoryValue {
+            value: Some(v1::category_value::Value::SendSupport(v1::SendSupport {
+                provision: v1::SenProvision::EhcPlan as i32,
+                ehc_plan: Some(v1::EhcPlan {
+                    final_issued_on: Some(day(70)),
+                    section_a: "Amelia loves trains and wants to be a driver; her mum wants her to have friends".into(),
+                    advice,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })),
+        };
+        let references: Vec<v1::AdviceReference> = issued
+            .advice
+            .iter()
+            .map(|request| v1::AdviceReference {
+                adviser_type: request.adviser_type,
+                assessment_id: issued.assessment_id.clone(),
+                update_id: request.update_id.clone(),
+                agency_id: request.agency_id.clone(),
+                given_on: request.given_on,
+            })
+            .collect();
+        assert_eq!(references.len(), 3);
+        let bad = vec![v1::AdviceReference { update_id: "not-an-update".into(), ..references[0].clone() }];
+        let status = publish(&send_team, publish_request(AMY, v1::Category::SendSupport, plan(bad), "plan-0"))
+            .await
+            .unwrap_err();
+        assert_eq!(field_of(&status), "value.send_support.ehc_plan.advice[0].update_id");
+        publish(&send_team, publish_request(AMY, v1::Category::SendSupport, plan(references), "plan-1")).await.unwrap();
         assert_eq!(deadline(&issued, FinalPlan, v1::AdviserType::Unspecified).status(), v1::DeadlineStatus::Met);
         let again = send_team
             .ehc()

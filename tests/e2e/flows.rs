@@ -140,16 +140,19 @@ fn told_once_read_by_the_involved_and_consented_only_and_every_step_audited() {
 }
 
 /// Issue 17: a parent's consent stops allowing on the child's 18th birthday, counted from
-/// the date of birth in the child's latest identity value (a day's margin either side,
-/// so that midnight cannot fall between the test's clock and the server's), and the
-/// refusal is audited with its reason.
+/// the date of birth in the child's latest identity value and decided by the clock, not
+/// by a job: the server is restarted with its clock moved on past the birthday
+/// (development mode's `dev_clock_offset_days`; a day's margin, so that midnight cannot
+/// fall between the test's clock and the server's), and the refusal is audited with its
+/// reason.
 #[test]
 fn a_parents_consent_stops_allowing_once_the_child_is_18() {
-    let sandbox = Sandbox::start();
-    runtime().block_on(async {
+    use v1::Category::{CommunicationNeeds, IdentityAndContacts};
+    let mut sandbox = Sandbox::start();
+    let runtime = runtime();
+    runtime.block_on(async {
         let hospital = as_professional(&sandbox, "hospital").await;
         let school = as_professional(&sandbox, "school").await;
-        use v1::Category::{CommunicationNeeds, IdentityAndContacts};
         publish(&hospital, publish_request(AMY, CommunicationNeeds, communication_needs("Makaton"), "n-1"))
             .await
             .unwrap();
@@ -174,15 +177,16 @@ fn a_parents_consent_stops_allowing_once_the_child_is_18() {
         let identity = identity_born;
         let eighteen_ago = today.checked_sub(jiff::Span::new().years(18)).unwrap();
         let turns_18_in_two_days = eighteen_ago.checked_add(jiff::Span::new().days(2)).unwrap();
-        let turned_18_yesterday = eighteen_ago.checked_sub(jiff::Span::new().days(1)).unwrap();
         let value = identity(turns_18_in_two_days);
         publish(&hospital, publish_request(AMY, IdentityAndContacts, value, "id-1")).await.unwrap();
         assert_eq!(profile(&school, AMY).await, [CommunicationNeeds], "17: the parent still decides");
         assert_eq!(to_review().await, [true], "over 16: the parent's consent is to review with the young person");
+    });
 
-        // A corrected date of birth: 18 since yesterday.
-        let value = identity(turned_18_yesterday);
-        publish(&hospital, publish_request(AMY, IdentityAndContacts, value, "id-2")).await.unwrap();
+    // Three days on, by the clock alone: 18 since yesterday.
+    sandbox.restart_days_ahead(3);
+    runtime.block_on(async {
+        let school = as_professional(&sandbox, "school").await;
         assert_eq!(profile(&school, AMY).await, Vec::<v1::Category>::new(), "18: the parent's consent has lapsed");
 
         let auditor = sandbox.client("auditor").await;

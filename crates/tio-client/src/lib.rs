@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+mod clocks;
 mod subscriber;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
+pub use clocks::describe_clocks;
 pub use subscriber::{DeliveryKind, Subscriber, describe_amendment};
 
 /// The metadata key that carries the professional's id on every call.

@@ -479,7 +479,13 @@ impl Story {
             "the SEND team and the school were each sent a retraction; social care, never given it, was not; the profile shows step 1's value again",
         );
 
-        step(10, "The auditor answers Anna's question: who saw Amelia's information, when, and why?");
+        step(
+            10,
+            "Meadow Primary asks the council for an EHC needs assessment. The SEND team opens it, decides to assess and asks the hospital for medical advice: the broker offers the health summary the hospital already recorded, and with the hospital's and Anna's agreement it answers the request. Anna is not asked again.",
+        );
+        self.assessment().await?;
+
+        step(11, "The auditor answers Anna's question: who saw Amelia's information, when, and why?");
         let request = v1::SubjectAccessReportRequest { child: self.child_ref(), ..Default::default() };
         let lines = self.auditor.audit().subject_access_report(self.auditor.request(request)).await;
         let lines = lines.map_err(tio_client::ClientError::from)?.into_inner().lines;
@@ -498,7 +504,7 @@ impl Story {
             .map_err(HarnessError::io("print the report"))?;
         drop(out);
 
-        step(11, "The auditor exports the audit log and verifies it offline, with the log's public key.");
+        step(12, "The auditor exports the audit log and verifies it offline, with the log's public key.");
         drop((send_team, school, social_care));
         self.verify_log().await?;
         Ok(())
@@ -576,6 +582,73 @@ impl Story {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         unexpected!("no alert reached the social worker")
+    }
+
+    /// The third act: an EHC needs assessment in which advice already given answers the
+    /// medical advice request (regulation 6(4)), and its clocks.
+    async fn assessment(&self) -> Result<()> {
+        let failed = |err: tonic::Status| tio_client::ClientError::from(err);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let today = tio_core::Timestamp::from_unix_micros(i64::try_from(now.as_micros()).unwrap_or(i64::MAX))
+            .uk_date()
+            .ok_or_else(|| HarnessError::Unexpected("the clock is out of range".to_owned()))?;
+        let today =
+            v1::Date { year: i32::from(today.year()), month: i32::from(today.month()), day: i32::from(today.day()) };
+        let ehc = || self.send_team.ehc();
+        let open = v1::OpenAssessmentRequest {
+            child: self.child_ref(),
+            request_received: Some(today),
+            requested_by: v1::AssessmentRequester::Agency as i32,
+            requested_by_agency_id: "school".into(),
+        };
+        let opened = ehc().open_assessment(self.send_team.request(open)).await.map_err(failed)?.into_inner();
+        let id = opened.assessment_id.clone();
+        let decision = v1::record_assessment_step_request::Step::Decision(v1::AssessmentDecision {
+            decision: v1::AssessDecision::Assess as i32,
+            notified_on: Some(today),
+        });
+        let decide = v1::RecordAssessmentStepRequest {
+            child: self.child_ref(),
+            assessment_id: id.clone(),
+            step: Some(decision),
+        };
+        ehc().record_assessment_step(self.send_team.request(decide)).await.map_err(failed)?;
+        let ask = v1::RequestAdviceRequest {
+            child: self.child_ref(),
+            assessment_id: id.clone(),
+            adviser_type: v1::AdviserType::MedicalHealth as i32,
+            agency_id: "hospital".into(),
+            asked_on: Some(today),
+        };
+        let asked = ehc().request_advice(self.send_team.request(ask)).await.map_err(failed)?.into_inner();
+        let offered =
+            asked.advice.iter().find(|request| request.adviser_type() == v1::AdviserType::MedicalHealth).and_then(
+                |request| request.already_given.iter().find(|offer| offer.category() == v1::Category::HealthSummary),
+            );
+        let Some(offered) = offered else { unexpected!("the broker offered none of the hospital's advice") };
+        ok(&format!(
+            "the broker offers the hospital's health summary, update {}, as advice already given",
+            offered.update_id
+        ));
+        let agreements = v1::ReuseAgreements { authority: Some(today), adviser: Some(today), family: Some(today) };
+        let reuse = v1::AnswerAdviceRequestRequest {
+            child: self.child_ref(),
+            assessment_id: id.clone(),
+            adviser_type: v1::AdviserType::MedicalHealth as i32,
+            update_id: offered.update_id.clone(),
+            answer: Some(v1::answer_advice_request_request::Answer::AlreadyGiven(agreements)),
+        };
+        let answered = ehc().answer_advice_request(self.send_team.request(reuse)).await.map_err(failed)?.into_inner();
+        let advice = answered.deadlines.iter().find(|deadline| deadline.clock() == v1::AssessmentClock::Advice);
+        check!(
+            advice.is_some_and(|deadline| deadline.status() == v1::DeadlineStatus::Met),
+            "the medical advice should be met at once"
+        );
+        ok("recorded with the council's, the hospital's and Anna's agreement: the medical advice is in, on day one");
+        for line in tio_client::describe_clocks(&answered).lines() {
+            println!("   {line}");
+        }
+        Ok(())
     }
 
     async fn verify_log(&self) -> Result<()> {

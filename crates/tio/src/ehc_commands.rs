@@ -163,59 +163,6 @@ async fn answer_advice(
 fn print_assessment(assessment: &v1::EhcAssessment) -> anyhow::Result<()> {
     print_json("tio.v1.EhcAssessment", assessment)?;
     let mut err = std::io::stderr().lock();
-    writeln!(err, "{}", describe_clocks(assessment))?;
+    writeln!(err, "{}", tio_client::describe_clocks(assessment))?;
     Ok(())
-}
-
-fn day(date: Option<&v1::Date>) -> String {
-    date.map_or_else(|| "?".to_owned(), |date| format!("{:04}-{:02}-{:02}", date.year, date.month, date.day))
-}
-
-fn words(name: &str, prefix: &str) -> String {
-    name.strip_prefix(prefix).unwrap_or(name).to_lowercase().replace('_', " ")
-}
-
-/// The assessment's clocks in words, one line each, as a caseworker reads them.
-pub(crate) fn describe_clocks(assessment: &v1::EhcAssessment) -> String {
-    let mut lines = vec![format!(
-        "assessment {} (revision {}){}:",
-        assessment.assessment_id,
-        assessment.revision,
-        if assessment.closed { ", closed" } else { "" }
-    )];
-    for deadline in &assessment.deadlines {
-        let clock = words(deadline.clock().as_str_name(), "ASSESSMENT_CLOCK_");
-        let whose = match deadline.adviser_type() {
-            v1::AdviserType::Unspecified => String::new(),
-            adviser => format!(" ({})", words(adviser.as_str_name(), "ADVISER_TYPE_")),
-        };
-        let state = match deadline.status() {
-            v1::DeadlineStatus::Open => format!("open, {} days left", deadline.days),
-            v1::DeadlineStatus::Met => format!("met on {}", day(deadline.done_on.as_ref())),
-            v1::DeadlineStatus::Late => {
-                format!("met {} days late, on {}", deadline.days, day(deadline.done_on.as_ref()))
-            }
-            v1::DeadlineStatus::Missed => format!("MISSED, {} days over", deadline.days),
-            v1::DeadlineStatus::Excused => {
-                format!("excused ({})", words(deadline.excused_by().as_str_name(), "CLOCK_EXCEPTION_CODE_"))
-            }
-            v1::DeadlineStatus::Unspecified => "unknown".to_owned(),
-        };
-        lines.push(format!(
-            "  {clock}{whose}: from {} due {}: {state} [{}]",
-            day(deadline.starts.as_ref()),
-            day(deadline.due.as_ref()),
-            deadline.regulation
-        ));
-    }
-    for request in assessment.advice.iter().filter(|request| !request.already_given.is_empty()) {
-        lines.push(format!(
-            "  already given by {} ({}): {} value(s) the family need not give again, e.g. update {}",
-            request.agency_id,
-            words(request.adviser_type().as_str_name(), "ADVISER_TYPE_"),
-            request.already_given.len(),
-            request.already_given[0].update_id
-        ));
-    }
-    lines.join("\n")
 }

@@ -27,6 +27,12 @@ use crate::app::error::ServiceError;
 use crate::app::facts::active_relationship;
 use crate::runtime::retention::BROKER_ROLE;
 
+/// The reason code audited when an agency the registry does not permit tries to run an
+/// assessment.
+pub(crate) const MAY_NOT_RUN_EHC_ASSESSMENTS: &str = "may_not_run_ehc_assessments";
+/// The reason code audited when advice is answered by an agency that may not.
+pub(crate) const NOT_ASKED_FOR_ADVICE: &str = "not_asked_for_advice";
+
 /// The alert to an agency asked for advice.
 pub(crate) const ADVICE_REQUESTED_ALERT: &str = "ehc_advice_requested";
 /// The alert to the SEND team when an adviser answers.
@@ -110,7 +116,7 @@ impl Assessments<'_> {
             return Ok(());
         }
         Err(self
-            .deny(action, "may_not_run_ehc_assessments", "this agency may not run EHC needs assessments".to_owned())
+            .deny(action, MAY_NOT_RUN_EHC_ASSESSMENTS, "this agency may not run EHC needs assessments".to_owned())
             .await)
     }
 
@@ -208,7 +214,7 @@ impl Assessments<'_> {
                     None => "only the agency asked for this advice may answer it with new advice",
                     Some(_) => "only the SEND team running the assessment may record advice already given",
                 };
-                return Err(self.deny(Action::EhcAssessmentRecorded, "not_asked_for_advice", message.to_owned()).await);
+                return Err(self.deny(Action::EhcAssessmentRecorded, NOT_ASKED_FOR_ADVICE, message.to_owned()).await);
             }
             Err(refused) => return Err(refusal(refused, latest.id)),
         };

@@ -377,6 +377,18 @@ fn why(entry: &AuditEntry, action: Action, outcome: Outcome) -> String {
             entry.detail.strip_prefix("amends ").unwrap_or(&entry.detail)
         ),
         Outcome::Allowed if action == Action::ConsentReviewDue => format!("a scheduled reminder: {}", entry.detail),
+        Outcome::Allowed if action == Action::EhcAssessmentRecorded => format!(
+            "the council's statutory EHC needs assessment {} (revision {}: {})",
+            entry.consent_id,
+            entry.consent_revision,
+            entry.detail.replace('_', " ").replace(':', ", ")
+        ),
+        Outcome::Allowed if action == Action::EhcAssessmentRead => {
+            format!("it runs, advises on or is involved in the child's EHC needs assessment ({})", entry.detail)
+        }
+        Outcome::Allowed if action == Action::EhcDeadlineAlert => {
+            format!("a scheduled reminder of assessment {}: {}", entry.consent_id, entry.detail.replace('_', " "))
+        }
         Outcome::Allowed if action == Action::RetractionSent => {
             "it had been given the retracted update, so it was told".to_owned()
         }
@@ -474,6 +486,8 @@ fn reason_in_plain_words(code: &str) -> String {
         code if code == DenyReason::RecipientExcluded.code() => "the family excluded this agency",
         code if code == DenyReason::Objection.code() => "the family objected to this agency receiving it",
         crate::app::safeguarding::NOT_PERMITTED_FOR_SAFEGUARDING => "the agency may not declare safeguarding shares",
+        crate::app::assessments::MAY_NOT_RUN_EHC_ASSESSMENTS => "the agency may not run EHC needs assessments",
+        crate::app::assessments::NOT_ASKED_FOR_ADVICE => "the agency was not asked for this advice",
         ROLE_NOT_PERMITTED => "this kind of user may not do this",
         other => return other.to_owned(),
     };

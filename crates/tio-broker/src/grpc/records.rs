@@ -102,6 +102,11 @@ fn value_from_proto(
             date_of_birth = Some(check_date_of_birth(broker, born)?);
         }
     }
+    if let v1::category_value::Value::SendSupport(support) = value
+        && let Some(plan) = &support.ehc_plan
+    {
+        check_advice_references(&plan.advice)?;
+    }
     if let v1::category_value::Value::SocialCareInvolvement(involvement) = value {
         // A flag is shared without consent, so it must say on what basis.
         if flag_level(involvement).is_some() {
@@ -109,6 +114,29 @@ fn value_from_proto(
         }
     }
     Ok(CheckedValue { child, category, value: encoded, date_of_birth })
+}
+
+/// Checks the references of an EHC plan to the advice it was written from: each names
+/// an adviser type, an assessment and an update by their ids.
+fn check_advice_references(references: &[v1::AdviceReference]) -> Result<(), ServiceError> {
+    for (index, reference) in references.iter().enumerate() {
+        let field = |name: &str| format!("value.send_support.ehc_plan.advice[{index}].{name}");
+        if v1::AdviserType::try_from(reference.adviser_type).is_err()
+            || reference.adviser_type == v1::AdviserType::Unspecified as i32
+        {
+            return Err(invalid(&field("adviser_type"), "must be a known adviser type"));
+        }
+        tio_core::ehc::assessment::AssessmentId::parse(&field("assessment_id"), &reference.assessment_id)
+            .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))?;
+        if tio_store::UpdateId::parse(&reference.update_id).is_none() {
+            return Err(invalid(&field("update_id"), "must be an update id (32 hex digits)"));
+        }
+        if !reference.agency_id.is_empty() {
+            tio_core::AgencyId::parse(&field("agency_id"), &reference.agency_id)
+                .map_err(|violation| ServiceError::InvalidArgument(vec![violation]))?;
+        }
+    }
+    Ok(())
 }
 
 /// Checks a correction request's fields, in contract order.

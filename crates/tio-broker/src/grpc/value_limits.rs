@@ -29,6 +29,7 @@ pub(crate) const FREE_TEXT: &[&str] = &[
     "tio.v1.Medication.how_taken",
     "tio.v1.Allergy.reaction",
     "tio.v1.EhcPlan.section_summaries",
+    "tio.v1.EhcPlan.section_a",
     "tio.v1.TransitionToAdulthood.outcomes",
 ];
 
@@ -219,6 +220,47 @@ mod tests {
         assert_eq!(check(&plan(12)), Ok(()), "12 sections of nearly 4 KiB each");
         let violations = check(&plan(13)).unwrap_err();
         assert_eq!(violations[0].field, "value.send_support.ehc_plan.section_summaries");
+    }
+
+    /// Section A is free text: 4 KiB.
+    #[test]
+    fn an_ehc_plans_section_a_takes_four_kilobytes() {
+        let plan = |len: usize| v1::CategoryValue {
+            value: Some(v1::category_value::Value::SendSupport(v1::SendSupport {
+                ehc_plan: Some(v1::EhcPlan { section_a: "a".repeat(len), ..Default::default() }),
+                ..Default::default()
+            })),
+        };
+        assert_eq!(check(&plan(limits::MAX_FREE_TEXT_BYTES)), Ok(()));
+        let violations = check(&plan(limits::MAX_FREE_TEXT_BYTES + 1)).unwrap_err();
+        assert_eq!(violations[0].field, "value.send_support.ehc_plan.section_a");
+    }
+
+    /// A plan stored by the release before section A and the advice references reads
+    /// as it did, with neither. Do not change these bytes.
+    #[test]
+    fn a_plan_stored_before_section_a_reads_as_before() {
+        let previous: &[u8] = b"\x22\x32\x08\x03\x10\x06\x22\x2c\x0a\x07\x08\xea\x0f\x10\x01\x18\x05\x3a\x07\x08\xea\x0f\x10\x05\x18\x12\x4a\x18\x0a\x01\x42\x12\x13Speech and language";
+        let expected = v1::CategoryValue {
+            value: Some(v1::category_value::Value::SendSupport(v1::SendSupport {
+                provision: v1::SenProvision::EhcPlan as i32,
+                primary_need: v1::SenNeed::Slcn as i32,
+                ehc_plan: Some(v1::EhcPlan {
+                    requested_on: Some(v1::Date { year: 2026, month: 1, day: 5 }),
+                    final_issued_on: Some(v1::Date { year: 2026, month: 5, day: 18 }),
+                    section_summaries: [("B".to_owned(), "Speech and language".to_owned())].into_iter().collect(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })),
+        };
+        assert_eq!(prost::Message::encode_to_vec(&expected), previous, "the new fields, empty, add nothing");
+        let decoded = <v1::CategoryValue as prost::Message>::decode(previous).unwrap();
+        assert_eq!(decoded, expected);
+        let Some(v1::category_value::Value::SendSupport(support)) = decoded.value else { panic!("send support") };
+        let plan = support.ehc_plan.unwrap();
+        assert!(plan.section_a.is_empty() && plan.advice.is_empty());
+        assert_eq!(check(&expected), Ok(()));
     }
 
     /// Issue 12: `{}` was accepted as a whole communication-needs value.
