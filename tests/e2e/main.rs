@@ -31,3 +31,4 @@ mod store_cli;
 mod subscriptions;
 mod support;
 mod tidy;
+mod transitions;

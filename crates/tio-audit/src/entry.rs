@@ -74,11 +74,17 @@ pub enum Action {
     /// The broker told the SEND team (and, for an adviser's deadline, the adviser) that
     /// an assessment's deadline is 10 working days away, or was missed (an alert).
     EhcDeadlineAlert,
+    /// A young person's transition record was opened or changed.
+    TransitionRecorded,
+    /// A transition record was read.
+    TransitionRead,
+    /// The broker told of a transition milestone past due (an alert).
+    TransitionAlert,
 }
 
 impl Action {
     /// Every action, in code order.
-    pub const ALL: [Action; 28] = [
+    pub const ALL: [Action; 31] = [
         Action::Publish,
         Action::ProfileRead,
         Action::Delivery,
@@ -107,6 +113,9 @@ impl Action {
         Action::EhcAssessmentRecorded,
         Action::EhcAssessmentRead,
         Action::EhcDeadlineAlert,
+        Action::TransitionRecorded,
+        Action::TransitionRead,
+        Action::TransitionAlert,
     ];
 
     /// Returns the code stored in entries.
@@ -140,6 +149,9 @@ impl Action {
             Action::EhcAssessmentRecorded => "ehc_assessment_recorded",
             Action::EhcAssessmentRead => "ehc_assessment_read",
             Action::EhcDeadlineAlert => "ehc_deadline_alert",
+            Action::TransitionRecorded => "transition_recorded",
+            Action::TransitionRead => "transition_read",
+            Action::TransitionAlert => "transition_alert",
         }
     }
 
@@ -179,6 +191,9 @@ impl Action {
             Action::EhcAssessmentRecorded => "recorded a step of an EHC needs assessment",
             Action::EhcAssessmentRead => "read an EHC needs assessment",
             Action::EhcDeadlineAlert => "was told an EHC needs assessment deadline was coming or missed",
+            Action::TransitionRecorded => "recorded a step of the move to adult services",
+            Action::TransitionRead => "read the record of the move to adult services",
+            Action::TransitionAlert => "was told a step of the move to adult services was overdue",
         }
     }
 }

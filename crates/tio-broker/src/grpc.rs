@@ -15,5 +15,6 @@ pub(crate) mod server;
 pub(crate) mod services;
 pub(crate) mod status;
 pub(crate) mod subscriptions;
+pub(crate) mod transitions;
 pub(crate) mod transport_status;
 pub(crate) mod value_limits;

@@ -1,5 +1,6 @@
-//! An EHC needs assessment's clocks in words, as a caseworker reads them: what the
-//! command line prints beside the JSON, and what `tio demo` shows.
+//! An EHC needs assessment's clocks, and a transition's milestones, in words, as a
+//! caseworker reads them: what the command line prints beside the JSON, and what
+//! `tio demo` shows.
 
 use tio_proto::v1;
 
@@ -52,6 +53,27 @@ pub fn describe_clocks(assessment: &v1::EhcAssessment) -> String {
             request.already_given.len(),
             request.already_given[0].update_id
         ));
+    }
+    lines.join("\n")
+}
+
+/// A transition record's milestones in words, one line each.
+pub fn describe_milestones(record: &v1::TransitionRecord) -> String {
+    let mut lines =
+        vec![format!("transition record (revision {}), kept by {}:", record.revision, record.run_by_agency_id)];
+    for milestone in &record.milestones {
+        let what = words(milestone.milestone().as_str_name(), "TRANSITION_MILESTONE_");
+        let state = match milestone.status() {
+            v1::DeadlineStatus::Open => format!("open, {} days left", milestone.days),
+            v1::DeadlineStatus::Met => format!("done on {}", day(milestone.done_on.as_ref())),
+            v1::DeadlineStatus::Late => {
+                format!("done {} days late, on {}", milestone.days, day(milestone.done_on.as_ref()))
+            }
+            v1::DeadlineStatus::Missed => format!("OVERDUE, {} days", milestone.days),
+            v1::DeadlineStatus::Excused | v1::DeadlineStatus::Unspecified => "due day not known yet".to_owned(),
+        };
+        let due = milestone.due.as_ref().map_or_else(String::new, |due| format!(" due {}", day(Some(due))));
+        lines.push(format!("  {what} ({}){due}: {state}", milestone.owner_agency_id));
     }
     lines.join("\n")
 }

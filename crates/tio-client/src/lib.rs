@@ -21,7 +21,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-pub use clocks::describe_clocks;
+pub use clocks::{describe_clocks, describe_milestones};
 pub use subscriber::{DeliveryKind, Subscriber, describe_amendment};
 
 /// The metadata key that carries the professional's id on every call.
@@ -248,6 +248,12 @@ impl Client {
     /// agencies asked for advice or involved with the child).
     pub fn ehc(&self) -> v1::ehc_assessment_service_client::EhcAssessmentServiceClient<Channel> {
         v1::ehc_assessment_service_client::EhcAssessmentServiceClient::new(self.channel())
+    }
+
+    /// Returns a client for `tio.v1.TransitionService` (the SEND team, milestone owners,
+    /// and the agencies the record may be shown to).
+    pub fn transitions(&self) -> v1::transition_service_client::TransitionServiceClient<Channel> {
+        v1::transition_service_client::TransitionServiceClient::new(self.channel())
     }
 
     /// Returns a client for `tio.v1.SafeguardingService` (agencies permitted to declare

@@ -190,18 +190,29 @@ impl Deadline {
                 })
                 .map(|exception| exception.code)
         };
-        match done_on {
-            Some(done) if done <= self.due => DeadlineState::Met { on: done },
-            Some(done) => match excused() {
-                Some(code) => DeadlineState::Excused { code, done_on: Some(done) },
-                None => DeadlineState::Late { on: done, days_late: days_between(self.due, done) },
-            },
-            None if today <= self.due => DeadlineState::Open { days_left: days_between(today, self.due) },
-            None => match excused() {
-                Some(code) => DeadlineState::Excused { code, done_on: None },
-                None => DeadlineState::Missed { days_over: days_between(self.due, today) },
-            },
-        }
+        state_on(self.due, done_on, today, excused)
+    }
+}
+
+/// The state on `today` of something due on `due`, done on `done_on` if it was;
+/// `excused` says which exception, if any, excuses it once past due.
+pub fn state_on(
+    due: Date,
+    done_on: Option<Date>,
+    today: Date,
+    excused: impl Fn() -> Option<ExceptionCode>,
+) -> DeadlineState {
+    match done_on {
+        Some(done) if done <= due => DeadlineState::Met { on: done },
+        Some(done) => match excused() {
+            Some(code) => DeadlineState::Excused { code, done_on: Some(done) },
+            None => DeadlineState::Late { on: done, days_late: days_between(due, done) },
+        },
+        None if today <= due => DeadlineState::Open { days_left: days_between(today, due) },
+        None => match excused() {
+            Some(code) => DeadlineState::Excused { code, done_on: None },
+            None => DeadlineState::Missed { days_over: days_between(due, today) },
+        },
     }
 }
 
@@ -237,6 +248,13 @@ pub enum DeadlineState {
         /// The day it was met, if it has been.
         done_on: Option<Date>,
     },
+}
+
+impl DeadlineState {
+    /// Whether it is past due and not met, with nothing to excuse it.
+    pub fn is_missed(self) -> bool {
+        matches!(self, DeadlineState::Missed { .. })
+    }
 }
 
 fn days_between(from: Date, to: Date) -> i64 {

@@ -45,8 +45,8 @@ pub enum Service {
     Alerts,
     /// Safeguarding shares: declared, renewed, ended and listed by agencies permitted.
     Safeguarding,
-    /// EHC needs assessments: run by the SEND team, answered and read by agencies
-    /// asked or involved.
+    /// The SEND journey: EHC needs assessments and transitions to adult services, run by
+    /// the SEND team, answered and read by the agencies asked, owning or involved.
     EhcAssessments,
 }
 

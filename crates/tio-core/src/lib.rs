@@ -8,7 +8,8 @@
 //! thresholds at 16 and 18, and the statutory clocks of an EHC needs assessment;
 //! `objection` holds a family's objections, which refuse what a consent would allow;
 //! `protection` the child-protection and looked-after flags shared without consent;
-//! `safeguarding` the shares declared where a child may be at risk.
+//! `safeguarding` the shares declared where a child may be at risk; `transition` a young
+//! person's milestones on the way to adult services, from 14 to 25.
 //!
 //! It never does I/O, never reads a clock (the time is passed in as `now`), and knows
 //! nothing of protobuf, tonic or storage: the broker converts to and from these types
@@ -35,6 +36,7 @@ pub mod protection;
 pub mod retention;
 pub mod safeguarding;
 mod time;
+pub mod transition;
 mod upn;
 
 pub use agency::{Agency, AgencyId, OrganisationCodeKind, Sector};

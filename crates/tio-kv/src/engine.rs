@@ -66,11 +66,13 @@ pub enum Keyspace {
     Disclosures,
     /// EHC needs assessment revisions.
     Assessments,
+    /// Transition record revisions (14 to 25).
+    Transitions,
 }
 
 impl Keyspace {
     /// Every keyspace, in a fixed order engines may rely on.
-    pub const ALL: [Keyspace; 18] = [
+    pub const ALL: [Keyspace; 19] = [
         Keyspace::Meta,
         Keyspace::Updates,
         Keyspace::UpdatesByChild,
@@ -89,6 +91,7 @@ impl Keyspace {
         Keyspace::Amendments,
         Keyspace::Disclosures,
         Keyspace::Assessments,
+        Keyspace::Transitions,
     ];
 
     /// Returns the stable name (a table or tree name, and part of associated data).
@@ -113,6 +116,7 @@ impl Keyspace {
             Keyspace::Amendments => "amendments",
             Keyspace::Disclosures => "disclosures",
             Keyspace::Assessments => "assessments",
+            Keyspace::Transitions => "transitions",
         }
     }
 

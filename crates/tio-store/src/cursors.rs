@@ -131,6 +131,12 @@ pub fn raise_deadline_alert(child: crate::ChildIndex, what: &str) -> (Condition,
     raise_once(once_key('e', child, what))
 }
 
+/// Returns the precondition that the transition alert `what` of `child` (a milestone
+/// and its due day) has not been raised, and the operation that records it raised.
+pub fn raise_transition_alert(child: crate::ChildIndex, what: &str) -> (Condition, Op) {
+    raise_once(once_key('t', child, what))
+}
+
 /// The marker of an alert the broker raises once: its kind's letter, the child, what.
 fn once_key(kind: char, child: crate::ChildIndex, what: &str) -> Vec<u8> {
     format!("{kind}/{}/{what}", child.to_hex()).into_bytes()
@@ -147,6 +153,11 @@ impl Store {
     /// Returns whether the review alert before `child`'s birthday of `age` was raised.
     pub fn review_alert_raised(&self, child: crate::ChildIndex, age: i16) -> Result<bool, StoreError> {
         Ok(self.engine.get(Keyspace::Cursors, &once_key('r', child, &age.to_string()))?.is_some())
+    }
+
+    /// Returns whether transition alert `what` of `child` was raised.
+    pub fn transition_alert_raised(&self, child: crate::ChildIndex, what: &str) -> Result<bool, StoreError> {
+        Ok(self.engine.get(Keyspace::Cursors, &once_key('t', child, what))?.is_some())
     }
 
     /// Returns whether deadline alert `what` of `child` was raised.

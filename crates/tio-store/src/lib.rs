@@ -29,6 +29,7 @@ mod retention;
 mod safeguarding;
 pub mod secret_file;
 mod store;
+mod transitions;
 mod update_record;
 pub use update_record::{AmendKind, Amends};
 mod versioned;

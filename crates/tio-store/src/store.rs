@@ -1147,7 +1147,8 @@ fn check_sealed_space(space: Keyspace) -> Result<(), StoreError> {
         | Keyspace::Relationships
         | Keyspace::Objections
         | Keyspace::Safeguarding
-        | Keyspace::Assessments => Ok(()),
+        | Keyspace::Assessments
+        | Keyspace::Transitions => Ok(()),
         other => Err(StoreError::Corrupt(format!("keyspace {} does not hold sealed child records", other.name()))),
     }
 }

@@ -68,6 +68,10 @@ pub(crate) enum Command {
     /// team, answered by the agencies asked for advice.
     #[command(subcommand)]
     Ehc(EhcCommand),
+    /// A young person's transition to adult services, 14 to 25: opened by the SEND team,
+    /// its milestones recorded by their owners.
+    #[command(subcommand)]
+    Transition(TransitionCommand),
     /// Alerts: an agency's own (a child-protection flag it published was read, ...),
     /// or every alert with an auditor's or admin's certificate.
     #[command(subcommand)]
@@ -601,6 +605,65 @@ pub(crate) enum EhcCommand {
         #[command(flatten)]
         connection: ConnectionArgs,
     },
+}
+
+/// `tio transition`. Every command prints the record as a JSON line, and its milestones
+/// in words on standard error.
+#[derive(Debug, Subcommand)]
+pub(crate) enum TransitionCommand {
+    /// Open the record at the Year 9 annual review (the SEND team), with an owner for
+    /// every milestone.
+    Open {
+        /// The day of the review, e.g. 2026-11-02.
+        #[arg(long, value_name = "DATE")]
+        opened_on: String,
+        /// MILESTONE=AGENCY, once for each of preparing-for-adulthood-review,
+        /// annual-health-check, adult-social-care-referral, adult-health-services,
+        /// plan-review-before-leaving and plan-ceases.
+        #[arg(long = "owner", value_name = "MILESTONE=AGENCY", required = true)]
+        owners: Vec<String>,
+        /// The young person.
+        #[command(flatten)]
+        young_person: YoungPersonArgs,
+    },
+    /// Record a milestone done (its owner, or the SEND team).
+    Done {
+        /// The milestone (as for --owner).
+        #[arg(long, value_name = "MILESTONE")]
+        milestone: String,
+        /// The day it was done.
+        #[arg(long, value_name = "DATE")]
+        on: String,
+        /// The young person.
+        #[command(flatten)]
+        young_person: YoungPersonArgs,
+    },
+    /// Record the day the young person is expected to leave education (the SEND team).
+    Leaving {
+        /// The day.
+        #[arg(long, value_name = "DATE")]
+        on: String,
+        /// The young person.
+        #[command(flatten)]
+        young_person: YoungPersonArgs,
+    },
+    /// Show the record and its milestones today.
+    Show {
+        /// The young person.
+        #[command(flatten)]
+        young_person: YoungPersonArgs,
+    },
+}
+
+/// Which young person, and how to reach the broker.
+#[derive(Debug, Args)]
+pub(crate) struct YoungPersonArgs {
+    /// The young person's NHS number.
+    #[arg(long, value_name = "NHS_NUMBER")]
+    pub(crate) nhs_number: String,
+    /// How to reach the broker.
+    #[command(flatten)]
+    pub(crate) connection: ConnectionArgs,
 }
 
 /// `tio safeguarding`.

@@ -1,13 +1,14 @@
-//! `tio ehc`: EHC needs assessments. Each command prints the assessment as a JSON line
-//! on standard output and its clocks in words on standard error, so that a caseworker
-//! sees what is due while a script reads the JSON.
+//! `tio ehc` and `tio transition`: EHC needs assessments and transitions to adult
+//! services. Each command prints the record as a JSON line on standard output and its
+//! clocks or milestones in words on standard error, so that a caseworker sees what is
+//! due while a script reads the JSON.
 
 use std::io::Write;
 
 use tio_client::ClientError;
 use tio_proto::v1;
 
-use crate::cli::{AssessmentArgs, EhcCommand};
+use crate::cli::{AssessmentArgs, EhcCommand, TransitionCommand, YoungPersonArgs};
 use crate::client_commands::{child, date_value, named, print_json};
 use crate::connection::UsageError;
 
@@ -164,5 +165,77 @@ fn print_assessment(assessment: &v1::EhcAssessment) -> anyhow::Result<()> {
     print_json("tio.v1.EhcAssessment", assessment)?;
     let mut err = std::io::stderr().lock();
     writeln!(err, "{}", tio_client::describe_clocks(assessment))?;
+    Ok(())
+}
+
+fn milestone(flag: &str, text: &str) -> Result<v1::TransitionMilestone, UsageError> {
+    named(
+        flag,
+        text,
+        "TRANSITION_MILESTONE_",
+        v1::TransitionMilestone::from_str_name,
+        v1::TransitionMilestone::Unspecified,
+        "preparing-for-adulthood-review, annual-health-check, adult-social-care-referral, adult-health-services, \
+         plan-review-before-leaving or plan-ceases",
+    )
+}
+
+/// `tio transition`.
+pub(crate) async fn transition(command: TransitionCommand) -> anyhow::Result<()> {
+    let record = match command {
+        TransitionCommand::Open { opened_on, owners, young_person } => {
+            let owners = owners
+                .iter()
+                .map(|pair| {
+                    let (kind, agency) = pair
+                        .split_once('=')
+                        .ok_or_else(|| UsageError::new(format!("--owner `{pair}`: expected MILESTONE=AGENCY")))?;
+                    Ok(v1::MilestoneOwner {
+                        milestone: milestone("--owner", kind)? as i32,
+                        agency_id: agency.to_owned(),
+                    })
+                })
+                .collect::<Result<Vec<_>, UsageError>>()?;
+            let YoungPersonArgs { nhs_number, connection } = young_person;
+            let request = v1::OpenTransitionRequest {
+                child: child(&nhs_number)?,
+                opened_on: Some(date_value("--opened-on", &opened_on)?),
+                owners,
+            };
+            let client = connection.connect_agency().await?;
+            let response = client.transitions().open_transition(client.request(request)).await;
+            response.map_err(ClientError::from)?.into_inner()
+        }
+        TransitionCommand::Done { milestone: kind, on, young_person } => {
+            let YoungPersonArgs { nhs_number, connection } = young_person;
+            let request = v1::RecordMilestoneRequest {
+                child: child(&nhs_number)?,
+                milestone: milestone("--milestone", &kind)? as i32,
+                done_on: Some(date_value("--on", &on)?),
+            };
+            let client = connection.connect_agency().await?;
+            let response = client.transitions().record_milestone(client.request(request)).await;
+            response.map_err(ClientError::from)?.into_inner()
+        }
+        TransitionCommand::Leaving { on, young_person } => {
+            let YoungPersonArgs { nhs_number, connection } = young_person;
+            let request = v1::RecordLeavingDateRequest {
+                child: child(&nhs_number)?,
+                leaving_education: Some(date_value("--on", &on)?),
+            };
+            let client = connection.connect_agency().await?;
+            let response = client.transitions().record_leaving_date(client.request(request)).await;
+            response.map_err(ClientError::from)?.into_inner()
+        }
+        TransitionCommand::Show { young_person } => {
+            let YoungPersonArgs { nhs_number, connection } = young_person;
+            let request = v1::GetTransitionRequest { child: child(&nhs_number)? };
+            let client = connection.connect_agency().await?;
+            let response = client.transitions().get_transition(client.request(request)).await;
+            response.map_err(ClientError::from)?.into_inner()
+        }
+    };
+    print_json("tio.v1.TransitionRecord", &record)?;
+    writeln!(std::io::stderr().lock(), "{}", tio_client::describe_milestones(&record))?;
     Ok(())
 }

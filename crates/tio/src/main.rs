@@ -89,6 +89,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Alerts(command) => runtime()?.block_on(client_commands::alerts(command)),
         Command::Safeguarding(command) => runtime()?.block_on(client_commands::safeguarding(command)),
         Command::Ehc(command) => runtime()?.block_on(ehc_commands::ehc(command)),
+        Command::Transition(command) => runtime()?.block_on(ehc_commands::transition(command)),
         Command::Demo(args) => demo(args),
         Command::Bench(args) => bench(args),
     }

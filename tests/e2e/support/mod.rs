@@ -21,7 +21,8 @@ use tio_core::{Identity, Role};
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The client certificates every sandbox issues.
-pub(crate) const AGENCIES: &[&str] = &["hospital", "gp", "school", "send-team", "social-care"];
+pub(crate) const AGENCIES: &[&str] =
+    &["hospital", "gp", "school", "send-team", "social-care", "adult-social-care", "icb"];
 
 /// Returns the `tio` binary, building it once per test run so that `cargo test -p
 /// tio-e2e` works on its own.

@@ -27,6 +27,8 @@ use crate::app::error::ServiceError;
 use crate::app::facts::active_relationship;
 use crate::runtime::retention::BROKER_ROLE;
 
+pub(crate) mod transitions;
+
 /// The reason code audited when an agency the registry does not permit tries to run an
 /// assessment.
 pub(crate) const MAY_NOT_RUN_EHC_ASSESSMENTS: &str = "may_not_run_ehc_assessments";
@@ -228,7 +230,7 @@ impl Assessments<'_> {
     pub(crate) async fn get(&self, id: &str) -> Result<Assessment, ServiceError> {
         let latest = self.latest(id)?;
         if !self.may_see(&latest)? {
-            return Err(self.not_involved().await);
+            return Err(self.not_involved(Action::EhcAssessmentRead).await);
         }
         self.audit_read(&latest.id.to_string()).await?;
         Ok(latest)
@@ -244,7 +246,7 @@ impl Assessments<'_> {
             }
         }
         if visible.is_empty() && !self.involved()? && !self.agency.may_run_ehc_assessments {
-            return Err(self.not_involved().await);
+            return Err(self.not_involved(Action::EhcAssessmentRead).await);
         }
         self.audit_read("every assessment").await?;
         Ok(visible)
@@ -340,9 +342,9 @@ impl Assessments<'_> {
         Ok(active_relationship(self.broker.store(), &self.child, &self.agency.id, self.call.now)?.is_some())
     }
 
-    async fn not_involved(&self) -> ServiceError {
+    async fn not_involved(&self, action: Action) -> ServiceError {
         self.deny(
-            Action::EhcAssessmentRead,
+            action,
             "not_involved",
             "only the SEND team running an assessment, the agencies asked for advice and the agencies involved with \
              the child may read it"

@@ -89,6 +89,14 @@ impl Registry {
         self.read().agencies.get(id).cloned()
     }
 
+    /// Returns the agencies of `sectors`, in id order.
+    pub(crate) fn agencies_in(&self, sectors: &[tio_core::Sector]) -> Vec<Agency> {
+        let mut found: Vec<Agency> =
+            self.read().agencies.values().filter(|agency| sectors.contains(&agency.sector)).cloned().collect();
+        found.sort_by(|a, b| a.id.as_str().cmp(b.id.as_str()));
+        found
+    }
+
     /// Adds or replaces an agency; the next request sees the change.
     pub(crate) fn set_agency(&self, agency: Agency) {
         self.write().agencies.insert(agency.id.as_str().to_owned(), agency);

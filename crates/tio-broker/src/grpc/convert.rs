@@ -92,6 +92,9 @@ pub(crate) fn action_to_proto(action: Action) -> v1::AuditAction {
         Action::EhcAssessmentRecorded => v1::AuditAction::EhcAssessmentRecorded,
         Action::EhcAssessmentRead => v1::AuditAction::EhcAssessmentRead,
         Action::EhcDeadlineAlert => v1::AuditAction::EhcDeadlineAlert,
+        Action::TransitionRecorded => v1::AuditAction::TransitionRecorded,
+        Action::TransitionRead => v1::AuditAction::TransitionRead,
+        Action::TransitionAlert => v1::AuditAction::TransitionAlert,
     }
 }
 

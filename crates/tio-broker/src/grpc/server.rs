@@ -174,6 +174,9 @@ pub(crate) async fn serve(
         .add_service(limited!(v1::ehc_assessment_service_server::EhcAssessmentServiceServer::new(
             crate::grpc::assessments::EhcAssessments { broker: broker.clone() }
         )))
+        .add_service(limited!(v1::transition_service_server::TransitionServiceServer::new(
+            crate::grpc::transitions::Transitions { broker: broker.clone() }
+        )))
         .add_service(limited!(v1::alert_service_server::AlertServiceServer::new(crate::grpc::alerts::Alerts {
             broker: broker.clone()
         })))

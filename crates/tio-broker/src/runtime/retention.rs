@@ -138,7 +138,8 @@ pub async fn erase_if_due(store: &Store, plan: &ChildPlan, today: Date, now: Tim
 
 /// The broker's own duties, every `every` (the first after [`FIRST_SWEEP`]) until
 /// `stop` turns true: the retention sweep, then the consent-review alerts that are due
-/// (`app::reviews`), then the EHC assessment deadline alerts
+/// (`app::reviews`), then the transition milestones past due
+/// (`app::assessments::transitions`) and the EHC assessment deadline alerts
 /// (`app::assessments::deadline_alerts`).
 pub(crate) async fn run(
     broker: Arc<Broker>,
@@ -166,6 +167,14 @@ pub(crate) async fn run(
             Err(err) => {
                 tracing::error!(error = %err, "consent review alerts failed; they are tried again at the next interval")
             }
+        }
+        match crate::app::assessments::transitions::missed_milestone_alerts(&broker, today, now).await {
+            Ok(0) => {}
+            Ok(raised) => tracing::info!(milestones.raised = raised, "transition milestone alerts raised"),
+            Err(err) => tracing::error!(
+                error = %err,
+                "transition milestone alerts failed; they are tried again at the next interval"
+            ),
         }
         match crate::app::assessments::deadline_alerts(&broker, today, now).await {
             Ok(0) => {}

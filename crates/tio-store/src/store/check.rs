@@ -259,6 +259,7 @@ impl Store {
             Keyspace::Objections,
             Keyspace::Safeguarding,
             Keyspace::Assessments,
+            Keyspace::Transitions,
         ] {
             let mut sealed = Vec::new();
             scan_all(self, space, |key, value| sealed.push((key, value)))?;
