@@ -25,6 +25,7 @@ mod protection;
 mod python_example;
 mod readme;
 mod reflection;
+mod reporting;
 mod retention;
 mod safeguarding;
 mod store_cli;

@@ -80,11 +80,13 @@ pub enum Action {
     TransitionRead,
     /// The broker told of a transition milestone past due (an alert).
     TransitionAlert,
+    /// The partnership's SEND measures (counts only) were read.
+    SendMetricsRead,
 }
 
 impl Action {
     /// Every action, in code order.
-    pub const ALL: [Action; 31] = [
+    pub const ALL: [Action; 32] = [
         Action::Publish,
         Action::ProfileRead,
         Action::Delivery,
@@ -116,6 +118,7 @@ impl Action {
         Action::TransitionRecorded,
         Action::TransitionRead,
         Action::TransitionAlert,
+        Action::SendMetricsRead,
     ];
 
     /// Returns the code stored in entries.
@@ -152,6 +155,7 @@ impl Action {
             Action::TransitionRecorded => "transition_recorded",
             Action::TransitionRead => "transition_read",
             Action::TransitionAlert => "transition_alert",
+            Action::SendMetricsRead => "send_metrics_read",
         }
     }
 
@@ -194,6 +198,7 @@ impl Action {
             Action::TransitionRecorded => "recorded a step of the move to adult services",
             Action::TransitionRead => "read the record of the move to adult services",
             Action::TransitionAlert => "was told a step of the move to adult services was overdue",
+            Action::SendMetricsRead => "read the partnership's SEND figures (counts only)",
         }
     }
 }

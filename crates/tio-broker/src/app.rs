@@ -14,6 +14,7 @@ pub(crate) mod maintenance;
 pub(crate) mod records;
 pub(crate) mod registry;
 pub(crate) mod relationships;
+pub(crate) mod reporting;
 pub(crate) mod reviews;
 pub(crate) mod safeguarding;
 pub(crate) mod sharing;

@@ -9,6 +9,7 @@ pub(crate) mod care;
 pub(crate) mod convert;
 pub(crate) mod paging;
 pub(crate) mod records;
+pub(crate) mod reporting;
 pub(crate) mod request;
 pub(crate) mod safeguarding;
 pub(crate) mod server;

@@ -256,6 +256,11 @@ impl Client {
         v1::transition_service_client::TransitionServiceClient::new(self.channel())
     }
 
+    /// Returns a client for `tio.v1.ReportingService` (admins, auditors and SEND teams).
+    pub fn reporting(&self) -> v1::reporting_service_client::ReportingServiceClient<Channel> {
+        v1::reporting_service_client::ReportingServiceClient::new(self.channel())
+    }
+
     /// Returns a client for `tio.v1.SafeguardingService` (agencies permitted to declare
     /// safeguarding shares).
     pub fn safeguarding(&self) -> v1::safeguarding_service_client::SafeguardingServiceClient<Channel> {

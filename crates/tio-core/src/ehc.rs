@@ -23,6 +23,7 @@ use crate::FieldViolation;
 use crate::names::stable_names;
 
 pub mod assessment;
+pub mod metrics;
 
 /// One statutory time limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -48,6 +48,8 @@ pub enum Service {
     /// The SEND journey: EHC needs assessments and transitions to adult services, run by
     /// the SEND team, answered and read by the agencies asked, owning or involved.
     EhcAssessments,
+    /// The partnership's SEND measures: counts only, for admins, auditors and SEND teams.
+    Reporting,
 }
 
 /// The reason code audited when a role calls a service it may not use.
@@ -70,8 +72,9 @@ impl Role {
                     | Service::Alerts
                     | Service::Safeguarding
                     | Service::EhcAssessments
-            ) | (Role::Admin, Service::Admin | Service::Audit | Service::Alerts)
-                | (Role::Auditor, Service::Audit | Service::Alerts)
+                    | Service::Reporting
+            ) | (Role::Admin, Service::Admin | Service::Audit | Service::Alerts | Service::Reporting)
+                | (Role::Auditor, Service::Audit | Service::Alerts | Service::Reporting)
         )
     }
 }
@@ -197,6 +200,7 @@ mod tests {
             Service::Alerts,
             Service::Safeguarding,
             Service::EhcAssessments,
+            Service::Reporting,
         ];
         let allowed = |role: Role| services.iter().copied().filter(|s| role.may_call(*s)).collect::<Vec<_>>();
         assert_eq!(
@@ -208,11 +212,12 @@ mod tests {
                 Service::Subscriptions,
                 Service::Alerts,
                 Service::Safeguarding,
-                Service::EhcAssessments
+                Service::EhcAssessments,
+                Service::Reporting
             ]
         );
-        assert_eq!(allowed(Role::Admin), [Service::Audit, Service::Admin, Service::Alerts]);
-        assert_eq!(allowed(Role::Auditor), [Service::Audit, Service::Alerts]);
+        assert_eq!(allowed(Role::Admin), [Service::Audit, Service::Admin, Service::Alerts, Service::Reporting]);
+        assert_eq!(allowed(Role::Auditor), [Service::Audit, Service::Alerts, Service::Reporting]);
     }
 
     proptest! {

@@ -32,6 +32,7 @@ pub const SERVICE_NAMES: &[&str] = &[
     "tio.v1.SafeguardingService",
     "tio.v1.EhcAssessmentService",
     "tio.v1.TransitionService",
+    "tio.v1.ReportingService",
     "tio.v1.AuditService",
     "tio.v1.AdminService",
 ];

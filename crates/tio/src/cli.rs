@@ -91,6 +91,44 @@ pub(crate) enum Command {
     /// checkpoint key, and report on one child for a subject-access request.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Reports of counts only (admins, auditors, SEND teams).
+    #[command(subcommand)]
+    Report(ReportCommand),
+}
+
+/// `tio report`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ReportCommand {
+    /// The partnership's SEND measures by month: assessments opened, decisions within 6
+    /// weeks, plans within 20 weeks, exceptions, advice turnaround, and young people of
+    /// 17 and over with no adult-services referral. Counts only; any figure resting on
+    /// 1 to 4 children is withheld (shown `<5`).
+    Send {
+        /// The first month, e.g. 2026-01 (11 months before --to if not given).
+        #[arg(long, value_name = "YYYY-MM")]
+        from: Option<String>,
+        /// The last month (this month if not given).
+        #[arg(long, value_name = "YYYY-MM")]
+        to: Option<String>,
+        /// Admins and auditors: one SEND team's assessments only.
+        #[arg(long, value_name = "AGENCY")]
+        run_by: Option<String>,
+        /// Output: a table to read, or CSV for spreadsheets.
+        #[arg(long, value_enum, default_value_t = MetricsFormat::Table)]
+        format: MetricsFormat,
+        /// How to reach the broker.
+        #[command(flatten)]
+        connection: ConnectionArgs,
+    },
+}
+
+/// How `tio report send` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum MetricsFormat {
+    /// Readable tables.
+    Table,
+    /// Comma-separated values with a header row: measure, month, breakdown, value.
+    Csv,
 }
 
 /// `tio audit`.

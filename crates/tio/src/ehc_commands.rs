@@ -8,7 +8,7 @@ use std::io::Write;
 use tio_client::ClientError;
 use tio_proto::v1;
 
-use crate::cli::{AssessmentArgs, EhcCommand, TransitionCommand, YoungPersonArgs};
+use crate::cli::{AssessmentArgs, EhcCommand, MetricsFormat, ReportCommand, TransitionCommand, YoungPersonArgs};
 use crate::client_commands::{child, date_value, named, print_json};
 use crate::connection::UsageError;
 
@@ -238,4 +238,118 @@ pub(crate) async fn transition(command: TransitionCommand) -> anyhow::Result<()>
     print_json("tio.v1.TransitionRecord", &record)?;
     writeln!(std::io::stderr().lock(), "{}", tio_client::describe_milestones(&record))?;
     Ok(())
+}
+
+/// `tio report`.
+pub(crate) async fn report(command: ReportCommand) -> anyhow::Result<()> {
+    let ReportCommand::Send { from, to, run_by, format, connection } = command;
+    let request = v1::GetSendMetricsRequest {
+        from_month: from.unwrap_or_default(),
+        to_month: to.unwrap_or_default(),
+        run_by_agency_id: run_by.unwrap_or_default(),
+    };
+    let client = connection.connect().await?;
+    let response = client.reporting().get_send_metrics(client.request(request)).await;
+    let metrics = response.map_err(ClientError::from)?.into_inner();
+    let text = match format {
+        MetricsFormat::Table => metrics_table(&metrics),
+        MetricsFormat::Csv => metrics_csv(&metrics),
+    };
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+/// A figure as printed: the count, or `<5` where withheld.
+fn shown(figure: Option<&v1::Figure>) -> String {
+    match figure {
+        Some(figure) if figure.suppressed => "<5".to_owned(),
+        Some(figure) => figure.value.to_string(),
+        None => "0".to_owned(),
+    }
+}
+
+fn adviser_words(row: &v1::AdviceTurnaround) -> String {
+    if row.agency_id.is_empty() {
+        row.adviser_type().as_str_name().trim_start_matches("ADVISER_TYPE_").to_lowercase()
+    } else {
+        format!("agency {}", row.agency_id)
+    }
+}
+
+fn metrics_table(metrics: &v1::SendMetrics) -> String {
+    let mut lines = vec![format!(
+        "{:<8} {:>7} {:>9} {:>9} {:>7} {:>10}  {}",
+        "MONTH", "OPENED", "DECISIONS", "IN 6 WKS", "PLANS", "IN 20 WKS", "EXCEPTIONS"
+    )];
+    for month in &metrics.months {
+        let exceptions: Vec<String> = month
+            .exceptions
+            .iter()
+            .map(|exception| {
+                let code = exception.code().as_str_name().trim_start_matches("CLOCK_EXCEPTION_CODE_").to_lowercase();
+                format!("{code} {}", shown(exception.children.as_ref()))
+            })
+            .collect();
+        lines.push(format!(
+            "{:<8} {:>7} {:>9} {:>9} {:>7} {:>10}  {}",
+            month.month,
+            shown(month.opened.as_ref()),
+            shown(month.decisions.as_ref()),
+            shown(month.decisions_within_6_weeks.as_ref()),
+            shown(month.plans_issued.as_ref()),
+            shown(month.plans_within_20_weeks.as_ref()),
+            if exceptions.is_empty() { "-".to_owned() } else { exceptions.join(", ") }
+        ));
+    }
+    if !metrics.turnaround.is_empty() {
+        lines.push(String::new());
+        lines.push(format!("{:<8} {:<32} {:>7} {:>12}", "MONTH", "ADVICE FROM", "ADVICE", "MEDIAN DAYS"));
+        for row in &metrics.turnaround {
+            lines.push(format!(
+                "{:<8} {:<32} {:>7} {:>12}",
+                row.month,
+                adviser_words(row),
+                shown(row.advice.as_ref()),
+                row.median_days.map_or_else(|| "-".to_owned(), |days| days.to_string())
+            ));
+        }
+    }
+    lines.push(String::new());
+    lines.push(format!(
+        "young people aged 17 to 24 with no referral to adult social care recorded: {}",
+        shown(metrics.aged_17_without_referral.as_ref())
+    ));
+    lines.push("(counts of children; <5: withheld, fewer than 5 children)".to_owned());
+    lines.join("\n") + "\n"
+}
+
+/// One row per figure: measure, month, breakdown, value (`<5` where withheld). No cell
+/// starts with a character a spreadsheet reads as a formula.
+fn metrics_csv(metrics: &v1::SendMetrics) -> String {
+    let mut rows = vec!["measure,month,breakdown,value".to_owned()];
+    for month in &metrics.months {
+        for (measure, figure) in [
+            ("opened", &month.opened),
+            ("decisions", &month.decisions),
+            ("decisions_within_6_weeks", &month.decisions_within_6_weeks),
+            ("plans_issued", &month.plans_issued),
+            ("plans_within_20_weeks", &month.plans_within_20_weeks),
+        ] {
+            rows.push(format!("{measure},{},,{}", month.month, shown(figure.as_ref())));
+        }
+        for exception in &month.exceptions {
+            let code = exception.code().as_str_name().trim_start_matches("CLOCK_EXCEPTION_CODE_").to_lowercase();
+            rows.push(format!("exceptions,{},{code},{}", month.month, shown(exception.children.as_ref())));
+        }
+    }
+    for row in &metrics.turnaround {
+        let breakdown = adviser_words(row).replace(' ', "_");
+        rows.push(format!("advice,{},{breakdown},{}", row.month, shown(row.advice.as_ref())));
+        let median = row.median_days.map_or_else(|| "withheld".to_owned(), |days| days.to_string());
+        rows.push(format!("median_advice_days,{},{breakdown},{median}", row.month));
+    }
+    rows.push(format!("aged_17_without_referral,,,{}", shown(metrics.aged_17_without_referral.as_ref())));
+    rows.join("\n") + "\n"
 }

@@ -78,6 +78,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(command) => store_commands::keys(command),
         Command::Store(command) => store_commands::store(command),
         Command::Audit(command) => audit_commands::run(command),
+        Command::Report(command) => runtime()?.block_on(ehc_commands::report(command)),
         Command::Admin(command) => runtime()?.block_on(admin_commands::run(command)),
         Command::Publish(args) => runtime()?.block_on(client_commands::publish(args)),
         Command::Correct(args) => runtime()?.block_on(client_commands::correct(args)),

@@ -34,7 +34,8 @@ fn required_date(field: &str, date: Option<&v1::Date>) -> Result<tio_core::Date,
     date_from_proto(field, date.ok_or_else(|| invalid(field, "is required"))?)
 }
 
-fn adviser_to_proto(adviser: AdviserType) -> v1::AdviserType {
+/// The contract's value of an adviser type.
+pub(crate) fn adviser_to_proto(adviser: AdviserType) -> v1::AdviserType {
     match adviser {
         AdviserType::ParentViews => v1::AdviserType::ParentViews,
         AdviserType::YoungPersonViews => v1::AdviserType::YoungPersonViews,
@@ -54,7 +55,8 @@ fn adviser_from_proto(value: i32) -> Result<AdviserType, ServiceError> {
         .ok_or_else(|| invalid("adviser_type", "must be a known adviser type"))
 }
 
-fn exception_code_to_proto(code: ExceptionCode) -> v1::ClockExceptionCode {
+/// The contract's value of an exception code.
+pub(crate) fn exception_code_to_proto(code: ExceptionCode) -> v1::ClockExceptionCode {
     match code {
         ExceptionCode::SchoolClosure => v1::ClockExceptionCode::SchoolClosure,
         ExceptionCode::ExceptionalPersonalCircumstances => v1::ClockExceptionCode::ExceptionalPersonalCircumstances,

@@ -95,6 +95,7 @@ pub(crate) fn action_to_proto(action: Action) -> v1::AuditAction {
         Action::TransitionRecorded => v1::AuditAction::TransitionRecorded,
         Action::TransitionRead => v1::AuditAction::TransitionRead,
         Action::TransitionAlert => v1::AuditAction::TransitionAlert,
+        Action::SendMetricsRead => v1::AuditAction::SendMetricsRead,
     }
 }
 

@@ -177,6 +177,9 @@ pub(crate) async fn serve(
         .add_service(limited!(v1::transition_service_server::TransitionServiceServer::new(
             crate::grpc::transitions::Transitions { broker: broker.clone() }
         )))
+        .add_service(limited!(v1::reporting_service_server::ReportingServiceServer::new(
+            crate::grpc::reporting::Reporting { broker: broker.clone() }
+        )))
         .add_service(limited!(v1::alert_service_server::AlertServiceServer::new(crate::grpc::alerts::Alerts {
             broker: broker.clone()
         })))
