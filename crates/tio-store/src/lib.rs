@@ -36,7 +36,7 @@ mod versioned;
 
 pub use amendments::{BirthDate, NewAmendment};
 pub use options::{EngineKind, IndexEngine, StoreOptions};
-pub use retention::{CurrentValue, RetentionFacts};
+pub use retention::{ChildPages, CurrentValue, RetentionFacts};
 pub use store::{
     Appended, CheckReport, Child, ChildIndex, ChildRef, Extra, NewUpdate, Problems, SealedRecord, Store, StoreError,
     StoredUpdate, UpdateContent, UpdateId,

@@ -42,7 +42,41 @@ impl RetentionFacts {
     }
 }
 
+/// Children read at a time by [`ChildPages`].
+const CHILD_PAGE: usize = 512;
+
+/// Every child the store can still read, with its retention facts, a page at a time in
+/// blind-index order: what the broker's scheduled duties and reports walk.
+pub struct ChildPages<'a> {
+    store: &'a Store,
+    after: Option<ChildIndex>,
+    done: bool,
+}
+
+impl ChildPages<'_> {
+    /// Returns the next page, or `None` after the last child.
+    pub fn next_page(&mut self) -> Result<Option<Vec<RetentionFacts>>, StoreError> {
+        if self.done {
+            return Ok(None);
+        }
+        let page = self.store.retention_facts(self.after, CHILD_PAGE)?;
+        match page.last() {
+            Some(last) => self.after = Some(last.child),
+            None => {
+                self.done = true;
+                return Ok(None);
+            }
+        }
+        Ok(Some(page))
+    }
+}
+
 impl Store {
+    /// Returns every child the store can still read, a page at a time.
+    pub fn child_pages(&self) -> ChildPages<'_> {
+        ChildPages { store: self, after: None, done: false }
+    }
+
     /// Returns the retention facts of up to `limit` children after `after` (from the
     /// first without one), in blind-index order: every child with a data key (an erased
     /// child has nothing left to keep).

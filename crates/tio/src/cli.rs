@@ -544,18 +544,15 @@ pub(crate) struct AssessmentArgs {
 pub(crate) enum EhcCommand {
     /// Open an assessment from a request (the SEND team).
     Open {
-        /// The child's NHS number.
-        #[arg(long, value_name = "NHS_NUMBER")]
-        nhs_number: String,
         /// The day the request was received, e.g. 2026-11-02.
         #[arg(long, value_name = "DATE")]
         request_received: String,
         /// Who asked: parent, young-person, or an agency's id (a school's, say).
         #[arg(long, value_name = "WHO")]
         requested_by: String,
-        /// How to reach the broker.
+        /// The child.
         #[command(flatten)]
-        connection: ConnectionArgs,
+        child: ChildArgs,
     },
     /// Record a step (the SEND team): assess, do-not-assess, draft-sent,
     /// final-plan-issued, no-plan-notified, or exception.
@@ -636,12 +633,9 @@ pub(crate) enum EhcCommand {
     },
     /// Show every assessment of a child this agency may see.
     List {
-        /// The child's NHS number.
-        #[arg(long, value_name = "NHS_NUMBER")]
-        nhs_number: String,
-        /// How to reach the broker.
+        /// The child.
         #[command(flatten)]
-        connection: ConnectionArgs,
+        child: ChildArgs,
     },
 }
 
@@ -662,7 +656,7 @@ pub(crate) enum TransitionCommand {
         owners: Vec<String>,
         /// The young person.
         #[command(flatten)]
-        young_person: YoungPersonArgs,
+        young_person: ChildArgs,
     },
     /// Record a milestone done (its owner, or the SEND team).
     Done {
@@ -674,7 +668,7 @@ pub(crate) enum TransitionCommand {
         on: String,
         /// The young person.
         #[command(flatten)]
-        young_person: YoungPersonArgs,
+        young_person: ChildArgs,
     },
     /// Record the day the young person is expected to leave education (the SEND team).
     Leaving {
@@ -683,20 +677,20 @@ pub(crate) enum TransitionCommand {
         on: String,
         /// The young person.
         #[command(flatten)]
-        young_person: YoungPersonArgs,
+        young_person: ChildArgs,
     },
     /// Show the record and its milestones today.
     Show {
         /// The young person.
         #[command(flatten)]
-        young_person: YoungPersonArgs,
+        young_person: ChildArgs,
     },
 }
 
-/// Which young person, and how to reach the broker.
+/// Which child or young person, and how to reach the broker.
 #[derive(Debug, Args)]
-pub(crate) struct YoungPersonArgs {
-    /// The young person's NHS number.
+pub(crate) struct ChildArgs {
+    /// The child's or young person's NHS number.
     #[arg(long, value_name = "NHS_NUMBER")]
     pub(crate) nhs_number: String,
     /// How to reach the broker.

@@ -8,7 +8,7 @@ use std::io::Write;
 use tio_client::ClientError;
 use tio_proto::v1;
 
-use crate::cli::{AssessmentArgs, EhcCommand, MetricsFormat, ReportCommand, TransitionCommand, YoungPersonArgs};
+use crate::cli::{AssessmentArgs, ChildArgs, EhcCommand, MetricsFormat, ReportCommand, TransitionCommand};
 use crate::client_commands::{child, date_value, named, print_json};
 use crate::connection::UsageError;
 
@@ -67,7 +67,7 @@ fn step(
 /// `tio ehc`.
 pub(crate) async fn ehc(command: EhcCommand) -> anyhow::Result<()> {
     let assessment = match command {
-        EhcCommand::Open { nhs_number, request_received, requested_by, connection } => {
+        EhcCommand::Open { request_received, requested_by, child: ChildArgs { nhs_number, connection } } => {
             let (requester, agency) = match requested_by.as_str() {
                 "parent" => (v1::AssessmentRequester::Parent, String::new()),
                 "young-person" => (v1::AssessmentRequester::YoungPerson, String::new()),
@@ -128,7 +128,7 @@ pub(crate) async fn ehc(command: EhcCommand) -> anyhow::Result<()> {
             let response = client.ehc().get_assessment(client.request(request)).await;
             response.map_err(ClientError::from)?.into_inner()
         }
-        EhcCommand::List { nhs_number, connection } => {
+        EhcCommand::List { child: ChildArgs { nhs_number, connection } } => {
             let request = v1::ListAssessmentsRequest { child: child(&nhs_number)? };
             let client = connection.connect_agency().await?;
             let response = client.ehc().list_assessments(client.request(request)).await;
@@ -196,7 +196,7 @@ pub(crate) async fn transition(command: TransitionCommand) -> anyhow::Result<()>
                     })
                 })
                 .collect::<Result<Vec<_>, UsageError>>()?;
-            let YoungPersonArgs { nhs_number, connection } = young_person;
+            let ChildArgs { nhs_number, connection } = young_person;
             let request = v1::OpenTransitionRequest {
                 child: child(&nhs_number)?,
                 opened_on: Some(date_value("--opened-on", &opened_on)?),
@@ -207,7 +207,7 @@ pub(crate) async fn transition(command: TransitionCommand) -> anyhow::Result<()>
             response.map_err(ClientError::from)?.into_inner()
         }
         TransitionCommand::Done { milestone: kind, on, young_person } => {
-            let YoungPersonArgs { nhs_number, connection } = young_person;
+            let ChildArgs { nhs_number, connection } = young_person;
             let request = v1::RecordMilestoneRequest {
                 child: child(&nhs_number)?,
                 milestone: milestone("--milestone", &kind)? as i32,
@@ -218,7 +218,7 @@ pub(crate) async fn transition(command: TransitionCommand) -> anyhow::Result<()>
             response.map_err(ClientError::from)?.into_inner()
         }
         TransitionCommand::Leaving { on, young_person } => {
-            let YoungPersonArgs { nhs_number, connection } = young_person;
+            let ChildArgs { nhs_number, connection } = young_person;
             let request = v1::RecordLeavingDateRequest {
                 child: child(&nhs_number)?,
                 leaving_education: Some(date_value("--on", &on)?),
@@ -228,7 +228,7 @@ pub(crate) async fn transition(command: TransitionCommand) -> anyhow::Result<()>
             response.map_err(ClientError::from)?.into_inner()
         }
         TransitionCommand::Show { young_person } => {
-            let YoungPersonArgs { nhs_number, connection } = young_person;
+            let ChildArgs { nhs_number, connection } = young_person;
             let request = v1::GetTransitionRequest { child: child(&nhs_number)? };
             let client = connection.connect_agency().await?;
             let response = client.transitions().get_transition(client.request(request)).await;

@@ -163,3 +163,23 @@ impl Drop for AlertWatch {
         self.broker.release_stream(&self.key);
     }
 }
+
+/// Commits `entry`, an alert the broker raises of itself, with the marker that it was
+/// raised (`once`: the precondition that it was not, and the operation that marks it),
+/// so that each is raised once however many passes see it due. Returns whether this
+/// pass raised it (false if another did meanwhile).
+pub(crate) async fn raise_once(
+    store: &tio_store::Store,
+    once: (tio_store::Condition, tio_store::Op),
+    entry: &tio_audit::entry::AuditEntry,
+) -> Result<bool, ServiceError> {
+    let (not_yet, mark) = once;
+    let mut batch = tio_store::Batch::new();
+    batch.require(not_yet);
+    batch.push(mark).push(tio_audit_log::entry_op(entry));
+    match store.commit(batch).await {
+        Ok(_) => Ok(true),
+        Err(tio_store::StoreError::Conflict { .. }) => Ok(false),
+        Err(err) => Err(err.into()),
+    }
+}

@@ -49,9 +49,6 @@ pub(crate) const DEADLINE_MISSED_ALERT: &str = "ehc_deadline_missed";
 /// Working days before a deadline that it is told of as coming.
 const DUE_SOON_WORKING_DAYS: i64 = 10;
 
-/// Children read from the store at a time by the deadline duty.
-const PAGE: usize = 512;
-
 /// How many times an opening takes the next number again after another opening for
 /// the same child took it first.
 const OPEN_ATTEMPTS: usize = 3;
@@ -368,20 +365,32 @@ impl Assessments<'_> {
         step: String,
         alert: Option<(&str, Vec<String>)>,
     ) -> Result<(), ServiceError> {
-        let (is_new, put) = self.broker.store().put_assessment(&self.child, assessment)?;
-        let mut batch = Batch::new();
-        batch.require(is_new);
-        batch.push(put);
+        let put = self.broker.store().put_assessment(&self.child, assessment)?;
         let mut entry = self.broker.entry(self.call, Action::EhcAssessmentRecorded, Outcome::Allowed);
-        self.broker.name_child(&mut entry, &self.child)?;
         entry.consent_id = assessment.id.to_string();
         entry.consent_revision = assessment.revision;
         entry.detail = step;
+        self.commit_revision(put, entry, alert).await
+    }
+
+    /// Commits a new revision (`put`: the precondition that it is new, and its write)
+    /// with its audit entry, which names the child and, if `alert` is given, is an alert
+    /// of its kind to its agencies.
+    async fn commit_revision(
+        &self,
+        put: (tio_store::Condition, tio_store::Op),
+        mut entry: AuditEntry,
+        alert: Option<(&str, Vec<String>)>,
+    ) -> Result<(), ServiceError> {
+        let (is_new, put) = put;
+        self.broker.name_child(&mut entry, &self.child)?;
         if let Some((kind, to)) = alert {
             entry.alert = kind.to_owned();
             entry.alert_to = to;
         }
-        batch.push(entry_op(&entry));
+        let mut batch = Batch::new();
+        batch.require(is_new);
+        batch.push(put).push(entry_op(&entry));
         self.broker.store().commit(batch).await?;
         Ok(())
     }
@@ -417,11 +426,8 @@ pub(crate) async fn deadline_alerts(
 ) -> Result<u64, ServiceError> {
     let store = broker.store();
     let mut raised = 0;
-    let mut after = None;
-    loop {
-        let page = store.retention_facts(after, PAGE)?;
-        let Some(last) = page.last() else { return Ok(raised) };
-        after = Some(last.child);
+    let mut pages = store.child_pages();
+    while let Some(page) = pages.next_page()? {
         for facts in page {
             let Some(child) = store.child_at(facts.child)? else { continue };
             for assessment in store.latest_assessments(&child)? {
@@ -472,18 +478,12 @@ pub(crate) async fn deadline_alerts(
                         ..AuditEntry::default()
                     };
                     broker.name_child(&mut entry, &child)?;
-                    let (not_yet, mark) = tio_store::cursors::raise_deadline_alert(facts.child, &what);
-                    let mut batch = Batch::new();
-                    batch.require(not_yet);
-                    batch.push(mark).push(entry_op(&entry));
-                    match store.commit(batch).await {
-                        Ok(_) => raised += 1,
-                        // Raised meanwhile by another pass.
-                        Err(StoreError::Conflict { .. }) => {}
-                        Err(err) => return Err(err.into()),
-                    }
+                    let once = tio_store::cursors::raise_deadline_alert(facts.child, &what);
+                    // Raised by another pass meanwhile if not by this one.
+                    raised += u64::from(crate::app::alerts::raise_once(store, once, &entry).await?);
                 }
             }
         }
     }
+    Ok(raised)
 }

@@ -386,6 +386,17 @@ fn why(entry: &AuditEntry, action: Action, outcome: Outcome) -> String {
         Outcome::Allowed if action == Action::EhcAssessmentRead => {
             format!("it runs, advises on or is involved in the child's EHC needs assessment ({})", entry.detail)
         }
+        Outcome::Allowed if action == Action::TransitionRecorded => format!(
+            "the council's record of the young person's move to adult services (revision {}: {})",
+            entry.consent_revision,
+            entry.detail.replace('_', " ")
+        ),
+        Outcome::Allowed if action == Action::TransitionRead => {
+            "it keeps, owns a step of, or may see the young person's move to adult services".to_owned()
+        }
+        Outcome::Allowed if action == Action::TransitionAlert => {
+            format!("a scheduled reminder: {}", entry.detail.replace('_', " "))
+        }
         Outcome::Allowed if action == Action::EhcDeadlineAlert => {
             format!("a scheduled reminder of assessment {}: {}", entry.consent_id, entry.detail.replace('_', " "))
         }
@@ -488,6 +499,7 @@ fn reason_in_plain_words(code: &str) -> String {
         crate::app::safeguarding::NOT_PERMITTED_FOR_SAFEGUARDING => "the agency may not declare safeguarding shares",
         crate::app::assessments::MAY_NOT_RUN_EHC_ASSESSMENTS => "the agency may not run EHC needs assessments",
         crate::app::assessments::NOT_ASKED_FOR_ADVICE => "the agency was not asked for this advice",
+        crate::app::assessments::transitions::NOT_THE_MILESTONE_OWNER => "the agency does not own that step",
         ROLE_NOT_PERMITTED => "this kind of user may not do this",
         other => return other.to_owned(),
     };
@@ -561,6 +573,42 @@ mod tests {
             why(&entry(Action::Publish, Outcome::Allowed), Action::Publish, Outcome::Allowed),
             "the agency may share these categories"
         );
+    }
+
+    /// The SEND journey's entries say what they record, never "allowed by consent".
+    #[test]
+    fn assessment_and_transition_entries_are_worded_as_what_they_are() {
+        let mut step = entry(Action::EhcAssessmentRecorded, Outcome::Allowed);
+        step.consent_id = "ehc-1".into();
+        step.consent_revision = 3;
+        step.detail = "advice_requested:medical_health due 2027-01-12".into();
+        assert_eq!(
+            why(&step, Action::EhcAssessmentRecorded, Outcome::Allowed),
+            "the council's statutory EHC needs assessment ehc-1 (revision 3: advice requested, medical health due \
+             2027-01-12)"
+        );
+        let mut milestone = entry(Action::TransitionRecorded, Outcome::Allowed);
+        milestone.consent_revision = 2;
+        milestone.detail = "adult_social_care_referral done on 2026-12-01".into();
+        assert_eq!(
+            why(&milestone, Action::TransitionRecorded, Outcome::Allowed),
+            "the council's record of the young person's move to adult services (revision 2: adult social care \
+             referral done on 2026-12-01)"
+        );
+        let mut refused = entry(Action::TransitionRecorded, Outcome::Denied);
+        refused.reason = crate::app::assessments::transitions::NOT_THE_MILESTONE_OWNER.into();
+        assert_eq!(
+            why(&refused, Action::TransitionRecorded, Outcome::Denied),
+            "refused: the agency does not own that step"
+        );
+        for action in
+            [Action::EhcAssessmentRead, Action::EhcDeadlineAlert, Action::TransitionRead, Action::TransitionAlert]
+        {
+            assert!(
+                !why(&entry(action, Outcome::Allowed), action, Outcome::Allowed).contains("may share"),
+                "{action:?}"
+            );
+        }
     }
 
     #[test]

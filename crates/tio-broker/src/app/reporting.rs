@@ -13,9 +13,6 @@ use crate::app::assessments::MAY_NOT_RUN_EHC_ASSESSMENTS;
 use crate::app::broker::{Broker, Call};
 use crate::app::error::ServiceError;
 
-/// Children read from the store at a time.
-const PAGE: usize = 512;
-
 /// One child's records, owned, for the report.
 struct Records {
     date_of_birth: Option<Date>,
@@ -96,11 +93,8 @@ impl Broker {
 /// of birth; children with neither are left out.
 fn read_all(store: &Store, run_by: Option<&AgencyId>) -> Result<Vec<Records>, StoreError> {
     let mut all = Vec::new();
-    let mut after = None;
-    loop {
-        let page = store.retention_facts(after, PAGE)?;
-        let Some(last) = page.last() else { return Ok(all) };
-        after = Some(last.child);
+    let mut pages = store.child_pages();
+    while let Some(page) = pages.next_page()? {
         for facts in page {
             let Some(child) = store.child_at(facts.child)? else { continue };
             let mut assessments = store.latest_assessments(&child)?;
@@ -113,4 +107,5 @@ fn read_all(store: &Store, run_by: Option<&AgencyId>) -> Result<Vec<Records>, St
             all.push(Records { date_of_birth: facts.date_of_birth, assessments, transition });
         }
     }
+    Ok(all)
 }

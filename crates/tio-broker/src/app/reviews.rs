@@ -8,10 +8,8 @@
 use std::collections::BTreeSet;
 
 use tio_audit::entry::{Action, Actor, AuditEntry, Outcome};
-use tio_audit_log::entry_op;
 use tio_core::age::consent_review_due;
 use tio_core::{ConsentState, Date, Timestamp};
-use tio_store::{Batch, StoreError};
 
 use crate::app::broker::Broker;
 use crate::app::error::ServiceError;
@@ -20,18 +18,12 @@ use crate::runtime::retention::BROKER_ROLE;
 /// The kind of alert a review is.
 pub(crate) const CONSENT_REVIEW_ALERT: &str = "consent_review";
 
-/// Children read from the store at a time.
-const PAGE: usize = 512;
-
 /// Raises every review alert due on `today` not raised yet. Returns how many it raised.
 pub(crate) async fn raise_due(broker: &Broker, today: Date, now: Timestamp) -> Result<u64, ServiceError> {
     let store = broker.store();
     let mut raised = 0;
-    let mut after = None;
-    loop {
-        let page = store.retention_facts(after, PAGE)?;
-        let Some(last) = page.last() else { return Ok(raised) };
-        after = Some(last.child);
+    let mut pages = store.child_pages();
+    while let Some(page) = pages.next_page()? {
         for facts in page {
             let Some(age) = facts.date_of_birth.and_then(|born| consent_review_due(born, today)) else { continue };
             if store.review_alert_raised(facts.child, age)? {
@@ -71,16 +63,10 @@ pub(crate) async fn raise_due(broker: &Broker, today: Date, now: Timestamp) -> R
                 ..AuditEntry::default()
             };
             broker.name_child(&mut entry, &child)?;
-            let (not_yet, mark) = tio_store::cursors::raise_review_alert(facts.child, age);
-            let mut batch = Batch::new();
-            batch.require(not_yet);
-            batch.push(mark).push(entry_op(&entry));
-            match store.commit(batch).await {
-                Ok(_) => raised += 1,
-                // Raised meanwhile by another pass.
-                Err(StoreError::Conflict { .. }) => {}
-                Err(err) => return Err(err.into()),
-            }
+            let once = tio_store::cursors::raise_review_alert(facts.child, age);
+            // Raised by another pass meanwhile if not by this one.
+            raised += u64::from(crate::app::alerts::raise_once(store, once, &entry).await?);
         }
     }
+    Ok(raised)
 }

@@ -22,9 +22,6 @@ use crate::app::broker::Broker;
 /// The role an audit entry names for what the broker does of itself.
 pub const BROKER_ROLE: &str = "broker";
 
-/// Children read from the store at a time.
-const PAGE: usize = 512;
-
 /// How long after start the first sweep runs: once the server is serving.
 const FIRST_SWEEP: Duration = Duration::from_secs(5);
 
@@ -64,17 +61,15 @@ pub fn plan(
     mut progress: impl FnMut(u64),
 ) -> Result<Vec<ChildPlan>, StoreError> {
     let mut plans = Vec::new();
-    let mut after = None;
-    loop {
-        let page = store.retention_facts(after, PAGE)?;
-        let Some(last) = page.last() else { return Ok(plans) };
-        after = Some(last.child);
+    let mut pages = store.child_pages();
+    while let Some(page) = pages.next_page()? {
         for facts in page {
             let retention = child_retention(policy, facts.date_of_birth, &facts.last_updates(), &facts.erased);
             plans.push(ChildPlan { child: facts.child, retention, current: facts.current });
         }
         progress(plans.len() as u64);
     }
+    Ok(plans)
 }
 
 /// Erases what of the child of `plan` is due on `today` (each category past its

@@ -7,12 +7,11 @@
 //! domain's (`tio_core::transition`).
 
 use tio_audit::entry::{Action, Actor, AuditEntry, Outcome};
-use tio_audit_log::entry_op;
 use tio_core::transition::{self, Milestone, Refused, Transition};
 use tio_core::{AccessRequest, Agency, AgencyId, Category, Date, FieldViolation, Sector, Timestamp, decide};
-use tio_store::{Batch, Child, StoreError};
+use tio_store::Child;
 
-use super::{Assessments, PAGE};
+use super::Assessments;
 use crate::app::broker::Broker;
 use crate::app::error::ServiceError;
 use crate::app::facts::load_facts;
@@ -144,22 +143,12 @@ impl Assessments<'_> {
         what: String,
         alert: Option<(&str, Vec<String>)>,
     ) -> Result<(), ServiceError> {
-        let (is_new, put) = self.broker.store().put_transition(&self.child, transition)?;
-        let mut batch = Batch::new();
-        batch.require(is_new);
-        batch.push(put);
+        let put = self.broker.store().put_transition(&self.child, transition)?;
         let mut entry = self.broker.entry(self.call, Action::TransitionRecorded, Outcome::Allowed);
-        self.broker.name_child(&mut entry, &self.child)?;
         entry.consent_revision = transition.revision;
         entry.categories = vec![Category::TransitionToAdulthood.as_str().to_owned()];
         entry.detail = what;
-        if let Some((kind, to)) = alert {
-            entry.alert = kind.to_owned();
-            entry.alert_to = to;
-        }
-        batch.push(entry_op(&entry));
-        self.broker.store().commit(batch).await?;
-        Ok(())
+        self.commit_revision(put, entry, alert).await
     }
 }
 
@@ -197,11 +186,8 @@ fn transition_refusal(refused: Refused) -> ServiceError {
 pub(crate) async fn missed_milestone_alerts(broker: &Broker, today: Date, now: Timestamp) -> Result<u64, ServiceError> {
     let store = broker.store();
     let mut raised = 0;
-    let mut after = None;
-    loop {
-        let page = store.retention_facts(after, PAGE)?;
-        let Some(last) = page.last() else { return Ok(raised) };
-        after = Some(last.child);
+    let mut pages = store.child_pages();
+    while let Some(page) = pages.next_page()? {
         for facts in page {
             let Some(born) = facts.date_of_birth else { continue };
             let Some(child) = store.child_at(facts.child)? else { continue };
@@ -236,16 +222,11 @@ pub(crate) async fn missed_milestone_alerts(broker: &Broker, today: Date, now: T
                     ..AuditEntry::default()
                 };
                 broker.name_child(&mut entry, &child)?;
-                let (not_yet, mark) = tio_store::cursors::raise_transition_alert(facts.child, &what);
-                let mut batch = Batch::new();
-                batch.require(not_yet);
-                batch.push(mark).push(entry_op(&entry));
-                match store.commit(batch).await {
-                    Ok(_) => raised += 1,
-                    Err(StoreError::Conflict { .. }) => {}
-                    Err(err) => return Err(err.into()),
-                }
+                let once = tio_store::cursors::raise_transition_alert(facts.child, &what);
+                // Raised by another pass meanwhile if not by this one.
+                raised += u64::from(crate::app::alerts::raise_once(store, once, &entry).await?);
             }
         }
     }
+    Ok(raised)
 }
