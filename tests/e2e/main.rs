@@ -10,6 +10,7 @@ mod audit_service;
 mod bench;
 mod cli;
 mod config;
+mod console;
 mod contract;
 mod crash;
 mod demo;

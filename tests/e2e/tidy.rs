@@ -208,6 +208,7 @@ fn no_crate_depends_on_what_its_boundary_forbids() {
         "tio-client",
         "tio-auditor",
         "tio-harness",
+        "tio-console",
         "tio",
     ];
     let io_and_runtimes = ["tokio", "mio", "tonic", "hyper", "prost", "sled", "fjall", "tokio-postgres", "tempfile"];
@@ -261,6 +262,12 @@ fn no_crate_depends_on_what_its_boundary_forbids() {
             vec!["tio-broker", "tio-store", "tio-audit-log", "tio-kv", "sled", "fjall", "tio"],
             true,
             "the demo and the benchmarks drive a broker as its clients do, through the contract",
+        ),
+        (
+            "tio-console",
+            vec!["tio-broker", "tio-store", "tio-audit-log", "tio-kv", "sled", "fjall", "tio-harness", "tio"],
+            true,
+            "the console is a client of the broker, adding no privileged surface: it reads what its certificate may",
         ),
         ("tio", engines.to_vec(), false, "the binary reaches storage engines only through the store"),
     ];

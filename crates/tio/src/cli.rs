@@ -83,6 +83,10 @@ pub(crate) enum Command {
     /// a fresh development server per scenario, on a loopback port with a temporary data
     /// directory. Build with --release for meaningful figures.
     Bench(BenchArgs),
+    /// The auditor's console: a web application over the broker's audit log, itself a
+    /// client of the broker with an auditor's (or admin's) certificate. Prints its
+    /// address; listens on loopback only; stops on Ctrl-C.
+    Console(ConsoleArgs),
     /// Administer the agency registry (admin certificate): register, update, suspend,
     /// reinstate and list agencies, and revoke certificates.
     #[command(subcommand)]
@@ -94,6 +98,22 @@ pub(crate) enum Command {
     /// Reports of counts only (admins, auditors, SEND teams).
     #[command(subcommand)]
     Report(ReportCommand),
+}
+
+/// `tio console`.
+#[derive(Debug, Args)]
+pub(crate) struct ConsoleArgs {
+    /// Where the console listens (a loopback address; port 0 picks one).
+    #[arg(long, value_name = "ADDRESS", default_value = "127.0.0.1:8080")]
+    pub(crate) listen: std::net::SocketAddr,
+    /// The log's public key you keep (as `tio audit public-key` prints it), to verify
+    /// checkpoints against; without it the console trusts the broker's, and says so.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) public_key: Option<std::path::PathBuf>,
+    /// How to reach the broker (an auditor's or admin's certificate; --professional
+    /// names the person using the console, as the audit log records them).
+    #[command(flatten)]
+    pub(crate) connection: ConnectionArgs,
 }
 
 /// `tio report`.

@@ -93,7 +93,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Transition(command) => runtime()?.block_on(ehc_commands::transition(command)),
         Command::Demo(args) => demo(args),
         Command::Bench(args) => bench(args),
+        Command::Console(args) => runtime()?.block_on(console(args)),
     }
+}
+
+/// `tio console`: binds, prints the address, serves until Ctrl-C.
+async fn console(args: cli::ConsoleArgs) -> anyhow::Result<()> {
+    let pinned_key = match &args.public_key {
+        Some(file) => Some(
+            std::fs::read_to_string(file).with_context(|| format!("cannot read the public key {}", file.display()))?,
+        ),
+        None => None,
+    };
+    let client = args.connection.connect().await?;
+    let bound = tio_console::bind(tio_console::ConsoleOptions { listen: args.listen, client, pinned_key }).await?;
+    println!("console: http://{}/", bound.local_addr()?);
+    bound
+        .serve(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
 }
 
 /// `tio health`: asks once, or with --wait until the server answers SERVING (a server

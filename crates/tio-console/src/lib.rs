@@ -1,0 +1,163 @@
+//! The auditor's console (`tio console`): a web application for data-protection
+//! officers and council administrators, which is itself a client of the broker over
+//! mutual TLS with the auditor's (or admin's) certificate. It adds no privileged
+//! surface to the broker: every page that reads personal data is a call to the
+//! broker's `AuditService`, audited there as the auditor, with the person's name as
+//! the professional.
+//!
+//! Pages are rendered on the server (maud) with the NHS.UK frontend's styles, served
+//! from the binary (`assets`); they need no JavaScript. An NHS number is entered in a
+//! form and sent in a POST body, never in a URL, and shown masked.
+//!
+//! This first part serves the overview (the latest signed checkpoint, verified against
+//! the pinned public key) and the audit log (filtered by time, agency, action, outcome
+//! and child, paged).
+
+#![warn(missing_docs)]
+
+mod assets;
+mod pages;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Form, State};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use tio_audit::note::Verifier;
+use tio_client::Client;
+use tio_proto::v1;
+
+/// Why the console could not start or serve.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    /// The listening address is not a loopback one.
+    #[error(
+        "--listen {0}: the console listens on loopback addresses only (it holds an auditor's certificate, and has no \
+         sign-in of its own yet); reach it through an authenticating proxy"
+    )]
+    NotLoopback(SocketAddr),
+    /// The address could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The pinned public key does not parse.
+    #[error("the pinned public key does not parse: {0}")]
+    Key(String),
+    /// The broker could not be reached.
+    #[error("cannot reach the broker: {0}")]
+    Broker(#[from] tio_client::ClientError),
+}
+
+/// How the console runs.
+pub struct ConsoleOptions {
+    /// Where it listens (loopback only).
+    pub listen: SocketAddr,
+    /// The broker, connected as an auditor or admin.
+    pub client: Client,
+    /// The log's public key pinned by the auditor (`ORIGIN+KEYHASH+BASE64`); without it
+    /// the console trusts the key the broker gives, and says so on every page.
+    pub pinned_key: Option<String>,
+}
+
+/// What every request shares.
+struct Console {
+    client: Client,
+    verifier: Verifier,
+    pinned: bool,
+}
+
+/// A console bound to its address, ready to serve.
+pub struct BoundConsole {
+    listener: tokio::net::TcpListener,
+    console: Arc<Console>,
+}
+
+impl BoundConsole {
+    /// The address it listens on (with the port chosen, if 0 was asked for).
+    pub fn local_addr(&self) -> Result<SocketAddr, ConsoleError> {
+        let address = self.listener.local_addr();
+        address.map_err(|source| ConsoleError::Listen { address: SocketAddr::from(([127, 0, 0, 1], 0)), source })
+    }
+
+    /// Serves until `shutdown` completes.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ConsoleError> {
+        let address = self.local_addr()?;
+        let router = Router::new()
+            .route("/", get(overview))
+            .route("/audit", get(audit_form).post(audit_results))
+            .route("/assets/nhsuk-frontend.min.css", get(assets::stylesheet))
+            .route("/assets/images/{name}", get(assets::image))
+            .with_state(self.console);
+        axum::serve(self.listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(|source| ConsoleError::Listen { address, source })
+    }
+}
+
+/// Binds the console's address and reads the log's key (the pinned one, or the
+/// broker's).
+pub async fn bind(options: ConsoleOptions) -> Result<BoundConsole, ConsoleError> {
+    if !options.listen.ip().is_loopback() {
+        return Err(ConsoleError::NotLoopback(options.listen));
+    }
+    let (key, pinned) = match options.pinned_key {
+        Some(key) => (key, true),
+        None => {
+            let request = options.client.request(v1::GetPublicKeyRequest {});
+            let key = options.client.audit().get_public_key(request).await.map_err(tio_client::ClientError::from)?;
+            (key.into_inner().verifier_key, false)
+        }
+    };
+    let verifier = Verifier::parse(key.trim()).map_err(|err| ConsoleError::Key(err.to_string()))?;
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|source| ConsoleError::Listen { address: options.listen, source })?;
+    Ok(BoundConsole { listener, console: Arc::new(Console { client: options.client, verifier, pinned }) })
+}
+
+/// A page, or the broker's refusal shown as a page.
+fn page_or_error(result: Result<maud::Markup, tonic::Status>, pinned: bool) -> Response {
+    match result {
+        Ok(markup) => Html(markup.into_string()).into_response(),
+        Err(status) => {
+            let code = match status.code() {
+                tonic::Code::InvalidArgument => axum::http::StatusCode::BAD_REQUEST,
+                tonic::Code::PermissionDenied | tonic::Code::Unauthenticated => axum::http::StatusCode::FORBIDDEN,
+                _ => axum::http::StatusCode::BAD_GATEWAY,
+            };
+            (code, Html(pages::error(&status, pinned).into_string())).into_response()
+        }
+    }
+}
+
+async fn overview(State(console): State<Arc<Console>>) -> Response {
+    let checkpoint = async {
+        let request = console.client.request(v1::GetCheckpointRequest {});
+        Ok(console.client.audit().get_checkpoint(request).await?.into_inner())
+    };
+    let result = checkpoint.await.map(|checkpoint: v1::Checkpoint| {
+        let opened = tio_audit::checkpoint::Checkpoint::open(&checkpoint.signed_note, &console.verifier);
+        pages::overview(&checkpoint, opened.map_err(|err| err.to_string()), console.pinned)
+    });
+    page_or_error(result, console.pinned)
+}
+
+async fn audit_form(State(console): State<Arc<Console>>) -> Response {
+    page_or_error(Ok(pages::audit(&pages::AuditFilter::default(), None)), console.pinned)
+}
+
+async fn audit_results(State(console): State<Arc<Console>>, Form(filter): Form<pages::AuditFilter>) -> Response {
+    let result = async {
+        let request = filter.to_request()?;
+        let response = console.client.audit().query_entries(console.client.request(request)).await?.into_inner();
+        Ok(pages::audit(&filter, Some(&response)))
+    };
+    page_or_error(result.await, console.pinned)
+}

@@ -1,0 +1,369 @@
+//! The pages, rendered on the server with the NHS.UK frontend's classes. maud escapes
+//! every value it writes.
+
+use maud::{DOCTYPE, Markup, html};
+use serde::Deserialize;
+use tio_core::{NhsNumber, NhsNumberPolicy};
+use tio_proto::v1;
+
+/// The frame of every page: header, the key-pinning warning if the key is not pinned,
+/// the content, footer.
+fn layout(title: &str, pinned: bool, content: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " – Tell It Once audit console" }
+                link rel="stylesheet" href="/assets/nhsuk-frontend.min.css";
+            }
+            body {
+                a class="nhsuk-skip-link" href="#main-content" { "Skip to main content" }
+                header class="nhsuk-header" role="banner" {
+                    div class="nhsuk-header__container nhsuk-width-container" {
+                        div class="nhsuk-header__service" {
+                            a class="nhsuk-header__service-name" href="/" { "Tell It Once audit console" }
+                        }
+                    }
+                    nav class="nhsuk-header__navigation" aria-label="Menu" {
+                        div class="nhsuk-width-container" {
+                            ul class="nhsuk-header__navigation-list" {
+                                li class="nhsuk-header__navigation-item" {
+                                    a class="nhsuk-header__navigation-link" href="/" { "Overview" }
+                                }
+                                li class="nhsuk-header__navigation-item" {
+                                    a class="nhsuk-header__navigation-link" href="/audit" { "Audit log" }
+                                }
+                            }
+                        }
+                    }
+                }
+                div class="nhsuk-width-container" {
+                    main class="nhsuk-main-wrapper" id="main-content" role="main" {
+                        @if !pinned {
+                            div class="nhsuk-warning-callout" {
+                                h3 class="nhsuk-warning-callout__label" { "The log's key is not pinned" }
+                                p {
+                                    "Checkpoints are checked against the key the broker gives. Start the console with "
+                                    code { "--public-key FILE" }
+                                    " (the key you keep) to check them against yours."
+                                }
+                            }
+                        }
+                        h1 { (title) }
+                        (content)
+                    }
+                }
+                footer role="contentinfo" {
+                    div class="nhsuk-footer" {
+                        div class="nhsuk-width-container" {
+                            p class="nhsuk-footer__copyright" {
+                                "Tell It Once " (env!("CARGO_PKG_VERSION")) ". Every page that reads personal data is recorded in the audit log."
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The overview: the latest signed checkpoint and whether it verifies.
+pub(crate) fn overview(
+    checkpoint: &v1::Checkpoint,
+    opened: Result<tio_audit::checkpoint::Checkpoint, String>,
+    pinned: bool,
+) -> Markup {
+    let origin = checkpoint.signed_note.lines().next().unwrap_or_default();
+    let root: String = checkpoint.root_hash.iter().take(8).map(|byte| format!("{byte:02x}")).collect();
+    let content = html! {
+        h2 { "The latest signed checkpoint" }
+        dl class="nhsuk-summary-list" {
+            div class="nhsuk-summary-list__row" {
+                dt class="nhsuk-summary-list__key" { "Log" }
+                dd class="nhsuk-summary-list__value" { (origin) }
+            }
+            div class="nhsuk-summary-list__row" {
+                dt class="nhsuk-summary-list__key" { "Entries" }
+                dd class="nhsuk-summary-list__value" id="tree-size" { (checkpoint.tree_size) }
+            }
+            div class="nhsuk-summary-list__row" {
+                dt class="nhsuk-summary-list__key" { "Root hash" }
+                dd class="nhsuk-summary-list__value" { code { (root) "…" } }
+            }
+            div class="nhsuk-summary-list__row" {
+                dt class="nhsuk-summary-list__key" { "Signature" }
+                dd class="nhsuk-summary-list__value" id="verdict" {
+                    @match &opened {
+                        Ok(_) if pinned => strong class="nhsuk-tag nhsuk-tag--green" { "Verified with your pinned key" },
+                        Ok(_) => strong class="nhsuk-tag nhsuk-tag--yellow" { "Verified with the broker's key" },
+                        Err(err) => strong class="nhsuk-tag nhsuk-tag--red" { "Does NOT verify: " (err) },
+                    }
+                }
+            }
+        }
+        p { a href="/audit" { "Search the audit log" } }
+    };
+    layout("Overview", pinned, content)
+}
+
+/// The audit log's filters, as the form posts them.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct AuditFilter {
+    /// From this day (YYYY-MM-DD), inclusive.
+    #[serde(default)]
+    pub(crate) from: String,
+    /// Until this day, inclusive.
+    #[serde(default)]
+    pub(crate) until: String,
+    #[serde(default)]
+    pub(crate) agency: String,
+    /// An action's code (`profile_read`).
+    #[serde(default)]
+    pub(crate) action: String,
+    /// `allowed`, `denied` or `failed`.
+    #[serde(default)]
+    pub(crate) outcome: String,
+    /// The child's NHS number: posted in the body, never in a URL.
+    #[serde(default)]
+    pub(crate) nhs_number: String,
+    /// The page to show next.
+    #[serde(default)]
+    pub(crate) page_token: String,
+}
+
+/// An entry's outcome as the form names it.
+const OUTCOMES: [(&str, v1::AuditOutcome); 3] = [
+    ("allowed", v1::AuditOutcome::Allowed),
+    ("denied", v1::AuditOutcome::Denied),
+    ("failed", v1::AuditOutcome::Failed),
+];
+
+/// How many entries a page shows.
+const PAGE_SIZE: u32 = 50;
+
+fn bad(field: &str, reason: &str) -> tonic::Status {
+    tonic::Status::invalid_argument(format!("{field}: {reason}"))
+}
+
+/// The start of `day` (UK time) as a contract timestamp; `end` for the next day's start.
+fn day_start(field: &str, day: &str, next: bool) -> Result<prost_types::Timestamp, tonic::Status> {
+    let date: jiff::civil::Date = day.parse().map_err(|_| bad(field, "expected a date such as 2026-11-30"))?;
+    let date = if next { date.tomorrow().map_err(|_| bad(field, "is out of range"))? } else { date };
+    let zoned = date.to_zoned(jiff::tz::TimeZone::get("Europe/London").map_err(|_| bad(field, "no time zone"))?);
+    let zoned = zoned.map_err(|_| bad(field, "is out of range"))?;
+    Ok(prost_types::Timestamp { seconds: zoned.timestamp().as_second(), nanos: 0 })
+}
+
+impl AuditFilter {
+    /// The query the filter asks for.
+    pub(crate) fn to_request(&self) -> Result<v1::QueryEntriesRequest, tonic::Status> {
+        let action = match self.action.as_str() {
+            "" => v1::AuditAction::Unspecified,
+            code => v1::AuditAction::from_str_name(&format!("AUDIT_ACTION_{}", code.to_uppercase()))
+                .ok_or_else(|| bad("action", "is not an action"))?,
+        };
+        let outcome = match self.outcome.as_str() {
+            "" => v1::AuditOutcome::Unspecified,
+            name => OUTCOMES
+                .iter()
+                .find(|(code, _)| *code == name)
+                .map(|(_, outcome)| *outcome)
+                .ok_or_else(|| bad("outcome", "must be allowed, denied or failed"))?,
+        };
+        let child = match self.nhs_number.trim() {
+            "" => None,
+            text => {
+                // Any format a person types: the broker checks the number itself.
+                let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+                Some(v1::ChildRef { nhs_number: digits })
+            }
+        };
+        Ok(v1::QueryEntriesRequest {
+            from_time: (!self.from.is_empty()).then(|| day_start("from", &self.from, false)).transpose()?,
+            until_time: (!self.until.is_empty()).then(|| day_start("until", &self.until, true)).transpose()?,
+            agency_id: self.agency.trim().to_owned(),
+            action: action as i32,
+            outcome: outcome as i32,
+            child,
+            page: Some(v1::PageRequest { page_size: PAGE_SIZE, page_token: self.page_token.clone() }),
+        })
+    }
+
+    /// The NHS number as shown: masked, all but the last four digits.
+    fn masked(&self) -> Option<String> {
+        let number = NhsNumber::parse(self.nhs_number.trim(), &NhsNumberPolicy::development()).ok()?;
+        Some(number.to_string())
+    }
+}
+
+fn action_words(code: &str) -> String {
+    tio_audit::entry::Action::from_code(code).map_or_else(|| code.to_owned(), |action| action.plain_words().to_owned())
+}
+
+/// The audit log's form, and the page of entries it found.
+pub(crate) fn audit(filter: &AuditFilter, found: Option<&v1::QueryEntriesResponse>) -> Markup {
+    let actions = tio_audit::entry::Action::ALL;
+    let content = html! {
+        form method="post" action="/audit" novalidate {
+            div class="nhsuk-form-group" {
+                label class="nhsuk-label" for="nhs_number" { "Child's NHS number (optional)" }
+                div class="nhsuk-hint" { "Sent in the form, never in the address; shown masked." }
+                input class="nhsuk-input nhsuk-input--width-10" id="nhs_number" name="nhs_number" type="text"
+                    inputmode="numeric" autocomplete="off" value=(filter.nhs_number);
+            }
+            div class="nhsuk-form-group" {
+                label class="nhsuk-label" for="agency" { "Agency id" }
+                input class="nhsuk-input nhsuk-input--width-20" id="agency" name="agency" type="text" value=(filter.agency);
+            }
+            div class="nhsuk-form-group" {
+                label class="nhsuk-label" for="action" { "What was done" }
+                select class="nhsuk-select" id="action" name="action" {
+                    option value="" { "Anything" }
+                    @for action in actions {
+                        option value=(action.code()) selected[filter.action == action.code()] { (action.plain_words()) }
+                    }
+                }
+            }
+            div class="nhsuk-form-group" {
+                label class="nhsuk-label" for="outcome" { "Outcome" }
+                select class="nhsuk-select" id="outcome" name="outcome" {
+                    option value="" { "Any" }
+                    @for (code, _) in OUTCOMES {
+                        option value=(code) selected[filter.outcome == code] { (code) }
+                    }
+                }
+            }
+            div class="nhsuk-form-group" {
+                label class="nhsuk-label" for="from" { "From (YYYY-MM-DD)" }
+                input class="nhsuk-input nhsuk-input--width-10" id="from" name="from" type="date" value=(filter.from);
+            }
+            div class="nhsuk-form-group" {
+                label class="nhsuk-label" for="until" { "Until (YYYY-MM-DD)" }
+                input class="nhsuk-input nhsuk-input--width-10" id="until" name="until" type="date" value=(filter.until);
+            }
+            button class="nhsuk-button" type="submit" id="search" { "Search" }
+        }
+        @if let Some(found) = found {
+            h2 { "Entries" }
+            @if found.entries.is_empty() {
+                p id="no-entries" { "No entries match." }
+            } @else {
+                table class="nhsuk-table" id="entries" {
+                    caption class="nhsuk-table__caption" { (found.entries.len()) " entries" }
+                    thead class="nhsuk-table__head" {
+                        tr class="nhsuk-table__row" {
+                            th class="nhsuk-table__header" scope="col" { "When (UTC)" }
+                            th class="nhsuk-table__header" scope="col" { "Who" }
+                            th class="nhsuk-table__header" scope="col" { "What" }
+                            th class="nhsuk-table__header" scope="col" { "Outcome" }
+                            th class="nhsuk-table__header" scope="col" { "Child" }
+                            th class="nhsuk-table__header" scope="col" { "Why" }
+                        }
+                    }
+                    tbody class="nhsuk-table__body" {
+                        @for entry in &found.entries {
+                            @let actor = entry.actor.clone().unwrap_or_default();
+                            tr class="nhsuk-table__row" {
+                                td class="nhsuk-table__cell" {
+                                    (entry.time.as_ref().map(|time| jiff::Timestamp::new(time.seconds, 0).map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default()).unwrap_or_default())
+                                }
+                                td class="nhsuk-table__cell" { (actor.id) " (" (actor.professional_id) ")" }
+                                td class="nhsuk-table__cell" { (action_words(&action_code(entry))) }
+                                td class="nhsuk-table__cell" { (outcome_code(entry)) }
+                                td class="nhsuk-table__cell" {
+                                    @match (filter.masked(), entry.child_index.is_empty()) {
+                                        (_, true) => "",
+                                        (Some(masked), false) => (masked),
+                                        (None, false) => { "index " code { (entry.child_index.chars().take(8).collect::<String>()) "…" } },
+                                    }
+                                }
+                                td class="nhsuk-table__cell" { (entry.reason) " " (entry.detail) }
+                            }
+                        }
+                    }
+                }
+            }
+            @if let Some(next) = found.page.as_ref().map(|page| page.next_page_token.as_str()).filter(|token| !token.is_empty()) {
+                form method="post" action="/audit" {
+                    input type="hidden" name="nhs_number" value=(filter.nhs_number);
+                    input type="hidden" name="agency" value=(filter.agency);
+                    input type="hidden" name="action" value=(filter.action);
+                    input type="hidden" name="outcome" value=(filter.outcome);
+                    input type="hidden" name="from" value=(filter.from);
+                    input type="hidden" name="until" value=(filter.until);
+                    input type="hidden" name="page_token" value=(next);
+                    button class="nhsuk-button nhsuk-button--secondary" type="submit" id="next-page" { "Next page" }
+                }
+            }
+        }
+    };
+    layout("Audit log", true, content)
+}
+
+fn action_code(entry: &v1::AuditEntry) -> String {
+    entry.action().as_str_name().trim_start_matches("AUDIT_ACTION_").to_lowercase()
+}
+
+fn outcome_code(entry: &v1::AuditEntry) -> String {
+    entry.outcome().as_str_name().trim_start_matches("AUDIT_OUTCOME_").to_lowercase()
+}
+
+/// The broker's refusal, as a page.
+pub(crate) fn error(status: &tonic::Status, pinned: bool) -> Markup {
+    let content = html! {
+        div class="nhsuk-error-summary" role="alert" tabindex="-1" {
+            h2 class="nhsuk-error-summary__title" { "The broker refused" }
+            div class="nhsuk-error-summary__body" { p { (status.message()) } }
+        }
+        p { a href="/audit" { "Back to the audit log" } }
+    };
+    layout("Something went wrong", pinned, content)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_filter_becomes_the_query_the_broker_reads() {
+        let filter = AuditFilter {
+            from: "2026-07-01".into(),
+            until: "2026-07-01".into(),
+            agency: " school ".into(),
+            action: "profile_read".into(),
+            outcome: "denied".into(),
+            nhs_number: "999 007 9196".into(),
+            page_token: "t".into(),
+        };
+        let request = filter.to_request().unwrap();
+        assert_eq!(request.child.as_ref().unwrap().nhs_number, "9990079196");
+        assert_eq!(request.agency_id, "school");
+        assert_eq!(request.action(), v1::AuditAction::ProfileRead);
+        assert_eq!(request.outcome(), v1::AuditOutcome::Denied);
+        // A UK day: 1 July starts at 23:00 UTC the day before (BST), and runs to the next.
+        let from = request.from_time.unwrap().seconds;
+        let until = request.until_time.unwrap().seconds;
+        assert_eq!(jiff::Timestamp::from_second(from).unwrap().to_string(), "2026-06-30T23:00:00Z");
+        assert_eq!(until - from, 86_400);
+        assert_eq!(filter.masked().as_deref(), Some("*** *** 9196"));
+
+        for (bad, field) in [
+            (AuditFilter { action: "sneak".into(), ..AuditFilter::default() }, "action"),
+            (AuditFilter { outcome: "maybe".into(), ..AuditFilter::default() }, "outcome"),
+            (AuditFilter { from: "1 July".into(), ..AuditFilter::default() }, "from"),
+        ] {
+            let status = bad.to_request().unwrap_err();
+            assert!(status.message().starts_with(field), "{}", status.message());
+        }
+    }
+
+    #[test]
+    fn values_are_escaped() {
+        let filter = AuditFilter { agency: "<script>alert(1)</script>".into(), ..AuditFilter::default() };
+        let page = audit(&filter, None).into_string();
+        assert!(!page.contains("<script>"), "{page}");
+        assert!(page.contains("&lt;script&gt;"));
+    }
+}

@@ -1,0 +1,145 @@
+//! The auditor's console in a real headless Chromium (issue 18): `tio console` runs as
+//! its own process, a client of the real broker over mutual TLS with the auditor's
+//! certificate; the browser, driven through chromedriver, sees the overview verify the
+//! latest checkpoint against the pinned key, and searches the audit log by NHS number
+//! sent in the form's body, never in the address, the child shown masked. The
+//! console's reads are audited by the broker as the auditor and the person named.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{ClientBuilder, Locator};
+use tio_proto::v1;
+
+use crate::support::records::*;
+use crate::support::{Sandbox, arg, tio_binary};
+
+/// A child process killed when dropped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A free loopback port (bound and let go; the tiny race is the test's own).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Starts chromedriver on a loopback port and waits (at most 20 s) until it answers.
+fn chromedriver() -> (Running, String) {
+    let port = free_port();
+    let child = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|err| {
+            panic!(
+                "cannot start chromedriver ({err}): run tests/run, which installs chromium and chromium-driver with apt"
+            )
+        });
+    let running = Running(child);
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(20), "chromedriver did not listen within 20 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (running, format!("http://127.0.0.1:{port}"))
+}
+
+#[test]
+fn the_console_verifies_the_checkpoint_and_searches_the_log_without_the_nhs_number_in_the_address() {
+    let sandbox = Sandbox::start();
+    let runtime = runtime();
+    let key_file = tempfile::NamedTempFile::new().unwrap();
+    runtime.block_on(async {
+        let hospital = as_professional(&sandbox, "hospital").await;
+        let school = as_professional(&sandbox, "school").await;
+        publish(
+            &hospital,
+            publish_request(AMY, v1::Category::CommunicationNeeds, communication_needs("Makaton"), "c-1"),
+        )
+        .await
+        .unwrap();
+        // Refused: no consent, no involvement.
+        assert!(profile(&school, AMY).await.is_empty());
+        let auditor = sandbox.client("auditor").await;
+        let key = auditor.audit().get_public_key(auditor.request(v1::GetPublicKeyRequest {})).await.unwrap();
+        std::fs::write(key_file.path(), key.into_inner().verifier_key).unwrap();
+        // Wait for a checkpoint that covers the entries (sequenced within half a second).
+        for _ in 0..100 {
+            let checkpoint = auditor.audit().get_checkpoint(auditor.request(v1::GetCheckpointRequest {})).await;
+            if checkpoint.is_ok_and(|checkpoint| checkpoint.into_inner().tree_size >= 3) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+
+    let server = format!("https://localhost:{}", sandbox.address.port());
+    let pki = arg(&sandbox.pki.dir);
+    let key = arg(key_file.path());
+    let mut console = Command::new(tio_binary())
+        .args(["console", "--listen", "127.0.0.1:0", "--public-key", &key, "--server", &server, "--dev-pki", &pki])
+        .args(["--as", "auditor", "--professional", "dpo-evans"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = console.stdout.take().unwrap();
+    let console = Running(console);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let url =
+        line.trim().strip_prefix("console: ").unwrap_or_else(|| panic!("no address printed: {line:?}")).to_owned();
+    let (_driver, driver_url) = chromedriver();
+
+    runtime.block_on(async {
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({ "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] }),
+        );
+        let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&driver_url)
+            .await
+            .expect("a headless chromium session (tests/run installs chromium and chromium-driver)");
+
+        browser.goto(&url).await.unwrap();
+        let verdict = browser.find(Locator::Id("verdict")).await.unwrap().text().await.unwrap();
+        assert_eq!(verdict, "Verified with your pinned key");
+        let size: u64 = browser.find(Locator::Id("tree-size")).await.unwrap().text().await.unwrap().parse().unwrap();
+        assert!(size >= 3, "{size}");
+        // The stylesheet comes from the console itself.
+        let css = browser.find(Locator::Css("link[rel=stylesheet]")).await.unwrap().attr("href").await.unwrap();
+        assert_eq!(css.as_deref(), Some("/assets/nhsuk-frontend.min.css"));
+
+        browser.goto(&format!("{url}audit")).await.unwrap();
+        browser.find(Locator::Id("nhs_number")).await.unwrap().send_keys("999 007 9196").await.unwrap();
+        browser.find(Locator::Css("#outcome option[value=denied]")).await.unwrap().click().await.unwrap();
+        browser.find(Locator::Id("search")).await.unwrap().click().await.unwrap();
+        let table = browser.wait().for_element(Locator::Id("entries")).await.unwrap().text().await.unwrap();
+        assert!(table.contains("read the profile"), "{table}");
+        assert!(table.contains("*** *** 9196"), "the child masked: {table}");
+        assert!(!table.contains("9990079196"), "{table}");
+        let address = browser.current_url().await.unwrap();
+        assert!(!address.as_str().contains("9196"), "the NHS number must not be in the address: {address}");
+        browser.close().await.unwrap();
+
+        // The broker audited the console's search as the auditor and the person named.
+        let auditor = sandbox.client("auditor").await;
+        let query = v1::QueryEntriesRequest { action: v1::AuditAction::AuditRead as i32, ..Default::default() };
+        let entries = auditor.audit().query_entries(auditor.request(query)).await.unwrap().into_inner().entries;
+        assert!(
+            entries.iter().any(|entry| entry.actor.as_ref().is_some_and(|actor| actor.professional_id == "dpo-evans")),
+            "{entries:#?}"
+        );
+    });
+    drop(console);
+}
