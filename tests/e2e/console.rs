@@ -2,8 +2,9 @@
 //! its own process, a client of the real broker over mutual TLS with the auditor's
 //! certificate; the browser, driven through chromedriver, sees the overview verify the
 //! latest checkpoint against the pinned key, and searches the audit log by NHS number
-//! sent in the form's body, never in the address, the child shown masked. The
-//! console's reads are audited by the broker as the auditor and the person named.
+//! sent in the form's body, never in the address, the child shown masked, and shows a
+//! child's subject-access report. The console's reads are audited by the broker as the
+//! auditor and the person named.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -130,6 +131,17 @@ fn the_console_verifies_the_checkpoint_and_searches_the_log_without_the_nhs_numb
         assert!(!table.contains("9990079196"), "{table}");
         let address = browser.current_url().await.unwrap();
         assert!(!address.as_str().contains("9196"), "the NHS number must not be in the address: {address}");
+
+        // The child's page: the subject-access report in plain words.
+        browser.goto(&format!("{url}child")).await.unwrap();
+        browser.find(Locator::Id("nhs_number")).await.unwrap().send_keys("9990079196").await.unwrap();
+        browser.find(Locator::Id("show")).await.unwrap().click().await.unwrap();
+        let report = browser.wait().for_element(Locator::Id("report")).await.unwrap().text().await.unwrap();
+        assert!(report.contains("refused"), "{report}");
+        assert!(report.contains("shared an update"), "{report}");
+        let heading = browser.find(Locator::Css("main h2")).await.unwrap().text().await.unwrap();
+        assert!(heading.contains("*** *** 9196"), "{heading}");
+        assert!(!browser.current_url().await.unwrap().as_str().contains("9196"));
         browser.close().await.unwrap();
 
         // The broker audited the console's search as the auditor and the person named.
@@ -142,4 +154,60 @@ fn the_console_verifies_the_checkpoint_and_searches_the_log_without_the_nhs_numb
         );
     });
     drop(console);
+}
+
+/// A plain HTTP/1.1 GET on loopback: the page's body.
+fn get(address: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+/// `tio console --dev`: one command starts a development server, tells the demo's story
+/// so that the log has something in it, and serves the console over it; Ctrl-C stops
+/// both.
+#[test]
+fn console_dev_starts_a_server_tells_the_story_and_serves_the_console() {
+    let mut child = Command::new(tio_binary())
+        .args(["console", "--dev", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut running = Running(child);
+    let mut lines = BufReader::new(stdout).lines();
+    let mut told = false;
+    let address = loop {
+        let line = lines.next().expect("the console printed its address").unwrap();
+        told |= line.contains("The story checked out");
+        if let Some(url) = line.strip_prefix("console: http://") {
+            break url.trim_end_matches('/').to_owned();
+        }
+    };
+    assert!(told, "the demo's story is told first");
+    let page = get(&address, "/");
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(
+        page.contains("Verified with the broker&#39;s key") || page.contains("Verified with the broker's key"),
+        "{page}"
+    );
+    assert!(page.contains("The log&#39;s key is not pinned") || page.contains("The log's key is not pinned"));
+    let css = get(&address, "/assets/nhsuk-frontend.min.css");
+    assert!(css.contains("text/css") && css.contains(".nhsuk-header"));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(running.0.id() as i32), nix::sys::signal::Signal::SIGINT)
+        .unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = running.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the console did not stop on Ctrl-C");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status}");
 }

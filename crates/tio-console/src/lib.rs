@@ -9,9 +9,10 @@
 //! from the binary (`assets`); they need no JavaScript. An NHS number is entered in a
 //! form and sent in a POST body, never in a URL, and shown masked.
 //!
-//! This first part serves the overview (the latest signed checkpoint, verified against
-//! the pinned public key) and the audit log (filtered by time, agency, action, outcome
-//! and child, paged).
+//! It serves the overview (the latest signed checkpoint, verified against the pinned
+//! public key), the audit log (filtered by time, agency, action, outcome and child,
+//! paged), and a child's page (the subject-access report: who saw what, when and why,
+//! and what was refused).
 
 #![warn(missing_docs)]
 
@@ -91,6 +92,7 @@ impl BoundConsole {
         let router = Router::new()
             .route("/", get(overview))
             .route("/audit", get(audit_form).post(audit_results))
+            .route("/child", get(child_form).post(child_report))
             .route("/assets/nhsuk-frontend.min.css", get(assets::stylesheet))
             .route("/assets/images/{name}", get(assets::image))
             .with_state(self.console);
@@ -147,6 +149,19 @@ async fn overview(State(console): State<Arc<Console>>) -> Response {
         pages::overview(&checkpoint, opened.map_err(|err| err.to_string()), console.pinned)
     });
     page_or_error(result, console.pinned)
+}
+
+async fn child_form(State(console): State<Arc<Console>>) -> Response {
+    page_or_error(Ok(pages::child(&pages::ChildForm::default(), None)), console.pinned)
+}
+
+async fn child_report(State(console): State<Arc<Console>>, Form(form): Form<pages::ChildForm>) -> Response {
+    let result = async {
+        let request = form.to_request()?;
+        let response = console.client.audit().subject_access_report(console.client.request(request)).await?;
+        Ok(pages::child(&form, Some(&response.into_inner())))
+    };
+    page_or_error(result.await, console.pinned)
 }
 
 async fn audit_form(State(console): State<Arc<Console>>) -> Response {

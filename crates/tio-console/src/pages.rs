@@ -35,6 +35,9 @@ fn layout(title: &str, pinned: bool, content: Markup) -> Markup {
                                 li class="nhsuk-header__navigation-item" {
                                     a class="nhsuk-header__navigation-link" href="/audit" { "Audit log" }
                                 }
+                                li class="nhsuk-header__navigation-item" {
+                                    a class="nhsuk-header__navigation-link" href="/child" { "A child's record" }
+                                }
                             }
                         }
                     }
@@ -266,9 +269,7 @@ pub(crate) fn audit(filter: &AuditFilter, found: Option<&v1::QueryEntriesRespons
                         @for entry in &found.entries {
                             @let actor = entry.actor.clone().unwrap_or_default();
                             tr class="nhsuk-table__row" {
-                                td class="nhsuk-table__cell" {
-                                    (entry.time.as_ref().map(|time| jiff::Timestamp::new(time.seconds, 0).map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default()).unwrap_or_default())
-                                }
+                                td class="nhsuk-table__cell" { (when(entry.time.as_ref())) }
                                 td class="nhsuk-table__cell" { (actor.id) " (" (actor.professional_id) ")" }
                                 td class="nhsuk-table__cell" { (action_words(&action_code(entry))) }
                                 td class="nhsuk-table__cell" { (outcome_code(entry)) }
@@ -300,6 +301,86 @@ pub(crate) fn audit(filter: &AuditFilter, found: Option<&v1::QueryEntriesRespons
         }
     };
     layout("Audit log", true, content)
+}
+
+/// The child's page: the NHS number, posted.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ChildForm {
+    /// The child's NHS number: posted in the body, never in a URL.
+    #[serde(default)]
+    pub(crate) nhs_number: String,
+}
+
+impl ChildForm {
+    /// The report the form asks for.
+    pub(crate) fn to_request(&self) -> Result<v1::SubjectAccessReportRequest, tonic::Status> {
+        let digits: String = self.nhs_number.chars().filter(char::is_ascii_digit).collect();
+        if digits.is_empty() {
+            return Err(bad("nhs_number", "is required"));
+        }
+        Ok(v1::SubjectAccessReportRequest { child: Some(v1::ChildRef { nhs_number: digits }), ..Default::default() })
+    }
+
+    fn masked(&self) -> String {
+        NhsNumber::parse(self.nhs_number.trim(), &NhsNumberPolicy::development())
+            .map_or_else(|_| "the child".to_owned(), |number| number.to_string())
+    }
+}
+
+/// A child's page: the form, and the subject-access report it found.
+pub(crate) fn child(form: &ChildForm, report: Option<&v1::SubjectAccessReportResponse>) -> Markup {
+    let content = html! {
+        form method="post" action="/child" novalidate {
+            div class="nhsuk-form-group" {
+                label class="nhsuk-label" for="nhs_number" { "Child's NHS number" }
+                div class="nhsuk-hint" { "Sent in the form, never in the address; shown masked." }
+                input class="nhsuk-input nhsuk-input--width-10" id="nhs_number" name="nhs_number" type="text"
+                    inputmode="numeric" autocomplete="off" value=(form.nhs_number);
+            }
+            button class="nhsuk-button" type="submit" id="show" { "Show who saw what" }
+        }
+        @if let Some(report) = report {
+            h2 { "Who saw " (form.masked()) "'s information, when, and why" }
+            @if report.lines.is_empty() {
+                p id="no-lines" { "Nothing is recorded about this child." }
+            } @else {
+                table class="nhsuk-table" id="report" {
+                    thead class="nhsuk-table__head" {
+                        tr class="nhsuk-table__row" {
+                            th class="nhsuk-table__header" scope="col" { "When (UTC)" }
+                            th class="nhsuk-table__header" scope="col" { "Who" }
+                            th class="nhsuk-table__header" scope="col" { "What" }
+                            th class="nhsuk-table__header" scope="col" { "Information" }
+                            th class="nhsuk-table__header" scope="col" { "Why" }
+                        }
+                    }
+                    tbody class="nhsuk-table__body" {
+                        @for line in &report.lines {
+                            tr class="nhsuk-table__row" {
+                                td class="nhsuk-table__cell" { (when(line.time.as_ref())) }
+                                td class="nhsuk-table__cell" { (line.agency_name) " (" (line.professional_id) ")" }
+                                td class="nhsuk-table__cell" {
+                                    (action_words(line.action().as_str_name().trim_start_matches("AUDIT_ACTION_").to_lowercase().as_str()))
+                                }
+                                td class="nhsuk-table__cell" {
+                                    (line.categories().map(|category| category.as_str_name().trim_start_matches("CATEGORY_").to_lowercase().replace('_', " ")).collect::<Vec<_>>().join(", "))
+                                }
+                                td class="nhsuk-table__cell" { (line.why) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    layout("A child's record", true, content)
+}
+
+/// A contract time as shown, in UTC.
+fn when(time: Option<&prost_types::Timestamp>) -> String {
+    time.and_then(|time| jiff::Timestamp::new(time.seconds, 0).ok())
+        .map(|time| time.strftime("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
 }
 
 fn action_code(entry: &v1::AuditEntry) -> String {

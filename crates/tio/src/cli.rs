@@ -110,6 +110,15 @@ pub(crate) struct ConsoleArgs {
     /// checkpoints against; without it the console trusts the broker's, and says so.
     #[arg(long, value_name = "FILE")]
     pub(crate) public_key: Option<std::path::PathBuf>,
+    /// Try it at once: start a development server of its own, tell the `tio demo`
+    /// story against it so that the log has something in it, and open the console on
+    /// it as the development auditor.
+    #[arg(long, conflicts_with_all = ["server", "dev_pki", "cert", "key", "ca"])]
+    pub(crate) dev: bool,
+    /// With --dev: keep the development server's data here (a temporary directory,
+    /// removed afterwards, if not given).
+    #[arg(long, value_name = "DIR", requires = "dev")]
+    pub(crate) data_dir: Option<std::path::PathBuf>,
     /// How to reach the broker (an auditor's or admin's certificate; --professional
     /// names the person using the console, as the audit log records them).
     #[command(flatten)]

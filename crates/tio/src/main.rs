@@ -93,26 +93,51 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Transition(command) => runtime()?.block_on(ehc_commands::transition(command)),
         Command::Demo(args) => demo(args),
         Command::Bench(args) => bench(args),
-        Command::Console(args) => runtime()?.block_on(console(args)),
+        Command::Console(args) => console(args),
     }
 }
 
-/// `tio console`: binds, prints the address, serves until Ctrl-C.
-async fn console(args: cli::ConsoleArgs) -> anyhow::Result<()> {
+/// `tio console`: binds, prints the address, serves until Ctrl-C; with `--dev`, first
+/// starts a development server and tells the demo's story against it.
+fn console(args: cli::ConsoleArgs) -> anyhow::Result<()> {
     let pinned_key = match &args.public_key {
         Some(file) => Some(
             std::fs::read_to_string(file).with_context(|| format!("cannot read the public key {}", file.display()))?,
         ),
         None => None,
     };
-    let client = args.connection.connect().await?;
-    let bound = tio_console::bind(tio_console::ConsoleOptions { listen: args.listen, client, pinned_key }).await?;
-    println!("console: http://{}/", bound.local_addr()?);
-    bound
-        .serve(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    // Kept until the console stops: the development server stops with it.
+    let mut own = None;
+    let settings = if args.dev {
+        let tio = std::env::current_exe().context("cannot find the tio binary")?;
+        let server = tio_harness::OwnServer::start(&tio, args.data_dir.as_deref(), true)?;
+        let dev_pki = server.data_dir().join("dev-pki");
+        println!("Telling the demo's story first, so that the log has something in it.");
+        let running = tio_harness::RunningServer { url: server.url().to_owned(), dev_pki: dev_pki.clone() };
+        let story = tio_harness::demo::DemoOptions { tio, data_dir: None, server: Some(running) };
+        tio_harness::demo::run(&story)?;
+        let mut settings = tio_client::ConnectionSettings::from_dev_pki(server.url().to_owned(), &dev_pki, "auditor");
+        settings.professional = Some(args.connection.professional.clone().unwrap_or_else(|| "dpo-evans".to_owned()));
+        own = Some(server);
+        settings
+    } else {
+        args.connection.settings()?
+    };
+    runtime()?.block_on(async {
+        let client = tio_client::Client::connect(&settings).await?;
+        let bound = tio_console::bind(tio_console::ConsoleOptions { listen: args.listen, client, pinned_key }).await?;
+        println!("console: http://{}/", bound.local_addr()?);
+        if own.is_some() {
+            println!("(the development server's auditor; Ctrl-C stops the console and the server)");
+        }
+        bound
+            .serve(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    drop(own);
     Ok(())
 }
 
