@@ -132,6 +132,15 @@ fn the_console_verifies_the_checkpoint_and_searches_the_log_without_the_nhs_numb
         let address = browser.current_url().await.unwrap();
         assert!(!address.as_str().contains("9196"), "the NHS number must not be in the address: {address}");
 
+        // An entry's page proves it is in a signed checkpoint, under the pinned key.
+        browser.find(Locator::Css("#entries tbody tr td a")).await.unwrap().click().await.unwrap();
+        let proof = browser.wait().for_element(Locator::Id("proof")).await.unwrap().text().await.unwrap();
+        assert!(proof.starts_with("In the log: proved in the checkpoint of"), "{proof}");
+        assert!(proof.ends_with("signed with your pinned key"), "{proof}");
+        let canonical = browser.find(Locator::Id("canonical")).await.unwrap().text().await.unwrap();
+        assert!(canonical.contains("\"action\": \"profile_read\""), "{canonical}");
+        assert!(!canonical.contains("9990079196"), "nothing personal in plain text: {canonical}");
+
         // The child's page: the subject-access report in plain words.
         browser.goto(&format!("{url}child")).await.unwrap();
         browser.find(Locator::Id("nhs_number")).await.unwrap().send_keys("9990079196").await.unwrap();

@@ -11,8 +11,8 @@
 //!
 //! It serves the overview (the latest signed checkpoint, verified against the pinned
 //! public key), the audit log (filtered by time, agency, action, outcome and child,
-//! paged), and a child's page (the subject-access report: who saw what, when and why,
-//! and what was refused).
+//! paged), each entry (its inclusion in a signed checkpoint proved here), and a child's
+//! page (the subject-access report: who saw what, when and why, and what was refused).
 
 #![warn(missing_docs)]
 
@@ -93,6 +93,7 @@ impl BoundConsole {
             .route("/", get(overview))
             .route("/audit", get(audit_form).post(audit_results))
             .route("/child", get(child_form).post(child_report))
+            .route("/entry/{leaf}", get(entry))
             .route("/assets/nhsuk-frontend.min.css", get(assets::stylesheet))
             .route("/assets/images/{name}", get(assets::image))
             .with_state(self.console);
@@ -149,6 +150,47 @@ async fn overview(State(console): State<Arc<Console>>) -> Response {
         pages::overview(&checkpoint, opened.map_err(|err| err.to_string()), console.pinned)
     });
     page_or_error(result, console.pinned)
+}
+
+/// One entry, with its inclusion in a signed checkpoint checked here: the entry's leaf
+/// hash, the broker's inclusion proof and the checkpoint's root, under the pinned key.
+async fn entry(State(console): State<Arc<Console>>, axum::extract::Path(leaf): axum::extract::Path<u64>) -> Response {
+    let result = async {
+        let to_index = leaf.checked_add(1).ok_or_else(|| tonic::Status::invalid_argument("leaf: out of range"))?;
+        let request = console.client.request(v1::ExportEntriesRequest { from_index: leaf, to_index });
+        let mut stream = console.client.audit().export_entries(request).await?.into_inner();
+        let (mut found, mut signed) = (None, None);
+        // Bounded: the range holds one entry, then the checkpoint ends the stream.
+        while let Some(message) = stream.message().await? {
+            match message.item {
+                Some(v1::export_entries_response::Item::Entry(entry)) => found = Some(entry),
+                Some(v1::export_entries_response::Item::Checkpoint(checkpoint)) => signed = Some(checkpoint),
+                _ => {}
+            }
+        }
+        let entry = found.ok_or_else(|| tonic::Status::not_found(format!("no entry {leaf}")))?;
+        let checkpoint = signed.ok_or_else(|| tonic::Status::internal("the export carried no checkpoint"))?;
+        let verdict = match tio_audit::checkpoint::Checkpoint::open(&checkpoint.signed_note, &console.verifier) {
+            Err(err) => Err(format!("the checkpoint does not verify: {err}")),
+            Ok(opened) => {
+                let request = v1::GetInclusionProofRequest { leaf_index: leaf, tree_size: opened.size };
+                let proof = console.client.audit().get_inclusion_proof(console.client.request(request)).await?;
+                let hashes: Result<Vec<tio_audit::merkle::Hash>, _> =
+                    proof.into_inner().hashes.iter().map(|hash| <[u8; 32]>::try_from(hash.as_slice())).collect();
+                let leaf_hash = tio_audit::merkle::leaf_hash(&entry.canonical_json);
+                match hashes {
+                    Err(_) => Err("the proof holds a hash that is not 32 bytes".to_owned()),
+                    Ok(hashes) => {
+                        tio_audit::merkle::verify_inclusion(&leaf_hash, leaf, opened.size, &hashes, &opened.root)
+                            .map(|()| opened.size)
+                            .map_err(|err| format!("the entry is not proved in the checkpoint: {err}"))
+                    }
+                }
+            }
+        };
+        Ok(pages::entry(&entry, verdict, console.pinned))
+    };
+    page_or_error(result.await, console.pinned)
 }
 
 async fn child_form(State(console): State<Arc<Console>>) -> Response {

@@ -257,6 +257,7 @@ pub(crate) fn audit(filter: &AuditFilter, found: Option<&v1::QueryEntriesRespons
                     caption class="nhsuk-table__caption" { (found.entries.len()) " entries" }
                     thead class="nhsuk-table__head" {
                         tr class="nhsuk-table__row" {
+                            th class="nhsuk-table__header" scope="col" { "Entry" }
                             th class="nhsuk-table__header" scope="col" { "When (UTC)" }
                             th class="nhsuk-table__header" scope="col" { "Who" }
                             th class="nhsuk-table__header" scope="col" { "What" }
@@ -269,6 +270,9 @@ pub(crate) fn audit(filter: &AuditFilter, found: Option<&v1::QueryEntriesRespons
                         @for entry in &found.entries {
                             @let actor = entry.actor.clone().unwrap_or_default();
                             tr class="nhsuk-table__row" {
+                                td class="nhsuk-table__cell" {
+                                    a href={ "/entry/" (entry.leaf_index) } { (entry.leaf_index) }
+                                }
                                 td class="nhsuk-table__cell" { (when(entry.time.as_ref())) }
                                 td class="nhsuk-table__cell" { (actor.id) " (" (actor.professional_id) ")" }
                                 td class="nhsuk-table__cell" { (action_words(&action_code(entry))) }
@@ -374,6 +378,37 @@ pub(crate) fn child(form: &ChildForm, report: Option<&v1::SubjectAccessReportRes
         }
     };
     layout("A child's record", true, content)
+}
+
+/// One entry: every field as stored (its canonical form: blind indexes and ciphertext,
+/// nothing personal in plain text), and whether its inclusion in a signed checkpoint
+/// verified (`Ok` with the checkpoint's size).
+pub(crate) fn entry(entry: &v1::AuditEntry, verdict: Result<u64, String>, pinned: bool) -> Markup {
+    let pretty = serde_json_pretty(&entry.canonical_json);
+    let content = html! {
+        p id="proof" {
+            @match &verdict {
+                Ok(size) if pinned => strong class="nhsuk-tag nhsuk-tag--green" { "In the log: proved in the checkpoint of " (size) " entries signed with your pinned key" },
+                Ok(size) => strong class="nhsuk-tag nhsuk-tag--yellow" { "In the log: proved in the checkpoint of " (size) " entries signed with the broker's key" },
+                Err(err) => strong class="nhsuk-tag nhsuk-tag--red" { "NOT proved: " (err) },
+            }
+        }
+        h2 { "What happened" }
+        p { (action_words(&action_code(entry))) ", " (outcome_code(entry)) ", at " (when(entry.time.as_ref())) " UTC" }
+        h2 { "Every field, as the log holds it" }
+        pre id="canonical" { (pretty) }
+        p { a href="/audit" { "Back to the audit log" } }
+    };
+    layout(&format!("Audit entry {}", entry.leaf_index), true, content)
+}
+
+/// The entry's canonical JSON laid out one field per line (or as it is, if it is not
+/// JSON).
+fn serde_json_pretty(canonical: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(canonical)
+        .ok()
+        .and_then(|value| serde_json::to_string_pretty(&value).ok())
+        .unwrap_or_else(|| String::from_utf8_lossy(canonical).into_owned())
 }
 
 /// A contract time as shown, in UTC.
