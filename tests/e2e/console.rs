@@ -67,7 +67,12 @@ fn the_console_verifies_the_checkpoint_and_searches_the_log_without_the_nhs_numb
         )
         .await
         .unwrap();
-        // Refused: no consent, no involvement.
+        // Refused: the school is not involved (the consent names the education sector).
+        hospital
+            .consents()
+            .record_consent(hospital.request(consent_request(&[v1::Category::CommunicationNeeds])))
+            .await
+            .unwrap();
         assert!(profile(&school, AMY).await.is_empty());
         let auditor = sandbox.client("auditor").await;
         let key = auditor.audit().get_public_key(auditor.request(v1::GetPublicKeyRequest {})).await.unwrap();
@@ -148,8 +153,14 @@ fn the_console_verifies_the_checkpoint_and_searches_the_log_without_the_nhs_numb
         let report = browser.wait().for_element(Locator::Id("report")).await.unwrap().text().await.unwrap();
         assert!(report.contains("refused"), "{report}");
         assert!(report.contains("shared an update"), "{report}");
-        let heading = browser.find(Locator::Css("main h2")).await.unwrap().text().await.unwrap();
-        assert!(heading.contains("*** *** 9196"), "{heading}");
+        let consents = browser.find(Locator::Id("consents")).await.unwrap().text().await.unwrap();
+        assert!(consents.contains("recorded a consent"), "the consent timeline: {consents}");
+        let headings = browser.find_all(Locator::Css("main h2")).await.unwrap();
+        let mut texts = Vec::new();
+        for heading in headings {
+            texts.push(heading.text().await.unwrap());
+        }
+        assert!(texts.iter().any(|text| text.contains("Who saw *** *** 9196")), "{texts:?}");
         assert!(!browser.current_url().await.unwrap().as_str().contains("9196"));
         browser.close().await.unwrap();
 

@@ -344,36 +344,18 @@ pub(crate) fn child(form: &ChildForm, report: Option<&v1::SubjectAccessReportRes
             button class="nhsuk-button" type="submit" id="show" { "Show who saw what" }
         }
         @if let Some(report) = report {
+            @for (title, id, actions) in TIMELINES {
+                @let lines: Vec<&v1::SubjectAccessLine> = report.lines.iter().filter(|line| actions.contains(&line.action())).collect();
+                @if !lines.is_empty() {
+                    h2 { (title) }
+                    (report_table(id, &lines))
+                }
+            }
             h2 { "Who saw " (form.masked()) "'s information, when, and why" }
             @if report.lines.is_empty() {
                 p id="no-lines" { "Nothing is recorded about this child." }
             } @else {
-                table class="nhsuk-table" id="report" {
-                    thead class="nhsuk-table__head" {
-                        tr class="nhsuk-table__row" {
-                            th class="nhsuk-table__header" scope="col" { "When (UTC)" }
-                            th class="nhsuk-table__header" scope="col" { "Who" }
-                            th class="nhsuk-table__header" scope="col" { "What" }
-                            th class="nhsuk-table__header" scope="col" { "Information" }
-                            th class="nhsuk-table__header" scope="col" { "Why" }
-                        }
-                    }
-                    tbody class="nhsuk-table__body" {
-                        @for line in &report.lines {
-                            tr class="nhsuk-table__row" {
-                                td class="nhsuk-table__cell" { (when(line.time.as_ref())) }
-                                td class="nhsuk-table__cell" { (line.agency_name) " (" (line.professional_id) ")" }
-                                td class="nhsuk-table__cell" {
-                                    (action_words(line.action().as_str_name().trim_start_matches("AUDIT_ACTION_").to_lowercase().as_str()))
-                                }
-                                td class="nhsuk-table__cell" {
-                                    (line.categories().map(|category| category.as_str_name().trim_start_matches("CATEGORY_").to_lowercase().replace('_', " ")).collect::<Vec<_>>().join(", "))
-                                }
-                                td class="nhsuk-table__cell" { (line.why) }
-                            }
-                        }
-                    }
-                }
+                (report_table("report", &report.lines.iter().collect::<Vec<_>>()))
             }
         }
     };
@@ -409,6 +391,62 @@ fn serde_json_pretty(canonical: &[u8]) -> String {
         .ok()
         .and_then(|value| serde_json::to_string_pretty(&value).ok())
         .unwrap_or_else(|| String::from_utf8_lossy(canonical).into_owned())
+}
+
+/// The child's page's timelines: a title, the table's id, and the actions it gathers
+/// from the report, every revision in order.
+const TIMELINES: [(&str, &str, &[v1::AuditAction]); 3] = [
+    ("Consents, every revision", "consents", &[v1::AuditAction::ConsentRecorded, v1::AuditAction::ConsentWithdrawn]),
+    (
+        "Care relationships",
+        "relationships",
+        &[v1::AuditAction::RelationshipDeclared, v1::AuditAction::RelationshipEnded],
+    ),
+    (
+        "Safeguarding shares, objections and corrections",
+        "shares-objections-corrections",
+        &[
+            v1::AuditAction::SafeguardingDeclared,
+            v1::AuditAction::SafeguardingRenewed,
+            v1::AuditAction::SafeguardingEnded,
+            v1::AuditAction::ObjectionRaised,
+            v1::AuditAction::ObjectionWithdrawn,
+            v1::AuditAction::UpdateCorrected,
+            v1::AuditAction::UpdateRetracted,
+        ],
+    ),
+];
+
+/// Report lines as a table: when, who, what, which information, why.
+fn report_table(id: &str, lines: &[&v1::SubjectAccessLine]) -> Markup {
+    html! {
+        table class="nhsuk-table" id=(id) {
+            thead class="nhsuk-table__head" {
+                tr class="nhsuk-table__row" {
+                    th class="nhsuk-table__header" scope="col" { "When (UTC)" }
+                    th class="nhsuk-table__header" scope="col" { "Who" }
+                    th class="nhsuk-table__header" scope="col" { "What" }
+                    th class="nhsuk-table__header" scope="col" { "Information" }
+                    th class="nhsuk-table__header" scope="col" { "Why" }
+                }
+            }
+            tbody class="nhsuk-table__body" {
+                @for line in lines {
+                    tr class="nhsuk-table__row" {
+                        td class="nhsuk-table__cell" { (when(line.time.as_ref())) }
+                        td class="nhsuk-table__cell" { (line.agency_name) " (" (line.professional_id) ")" }
+                        td class="nhsuk-table__cell" {
+                            (action_words(line.action().as_str_name().trim_start_matches("AUDIT_ACTION_").to_lowercase().as_str()))
+                        }
+                        td class="nhsuk-table__cell" {
+                            (line.categories().map(|category| category.as_str_name().trim_start_matches("CATEGORY_").to_lowercase().replace('_', " ")).collect::<Vec<_>>().join(", "))
+                        }
+                        td class="nhsuk-table__cell" { (line.why) }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A contract time as shown, in UTC.
