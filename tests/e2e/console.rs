@@ -53,6 +53,42 @@ fn chromedriver() -> (Running, String) {
     (running, format!("http://127.0.0.1:{port}"))
 }
 
+/// Starts `tio console` as certificate `name` of the sandbox's PKI; returns it and its
+/// address (`http://127.0.0.1:PORT/`).
+fn start_console(sandbox: &Sandbox, name: &str, extra: &[&str]) -> (Running, String) {
+    let server = format!("https://localhost:{}", sandbox.address.port());
+    let pki = arg(&sandbox.pki.dir);
+    let mut console = Command::new(tio_binary())
+        .args(["console", "--listen", "127.0.0.1:0", "--server", &server, "--dev-pki", &pki, "--as", name])
+        .args(["--professional", "dpo-evans"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = console.stdout.take().unwrap();
+    let console = Running(console);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let url =
+        line.trim().strip_prefix("console: ").unwrap_or_else(|| panic!("no address printed: {line:?}")).to_owned();
+    (console, url)
+}
+
+/// A headless Chromium session through chromedriver.
+async fn browser(driver_url: &str) -> fantoccini::Client {
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({ "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] }),
+    );
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(driver_url)
+        .await
+        .expect("a headless chromium session (tests/run installs chromium and chromium-driver)")
+}
+
 #[test]
 fn the_console_verifies_the_checkpoint_and_searches_the_log_without_the_nhs_number_in_the_address() {
     let sandbox = Sandbox::start();
@@ -87,35 +123,12 @@ fn the_console_verifies_the_checkpoint_and_searches_the_log_without_the_nhs_numb
         }
     });
 
-    let server = format!("https://localhost:{}", sandbox.address.port());
-    let pki = arg(&sandbox.pki.dir);
     let key = arg(key_file.path());
-    let mut console = Command::new(tio_binary())
-        .args(["console", "--listen", "127.0.0.1:0", "--public-key", &key, "--server", &server, "--dev-pki", &pki])
-        .args(["--as", "auditor", "--professional", "dpo-evans"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = console.stdout.take().unwrap();
-    let console = Running(console);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let url =
-        line.trim().strip_prefix("console: ").unwrap_or_else(|| panic!("no address printed: {line:?}")).to_owned();
+    let (console, url) = start_console(&sandbox, "auditor", &["--public-key", &key]);
     let (_driver, driver_url) = chromedriver();
 
     runtime.block_on(async {
-        let mut capabilities = serde_json::Map::new();
-        capabilities.insert(
-            "goog:chromeOptions".into(),
-            serde_json::json!({ "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] }),
-        );
-        let browser = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(capabilities)
-            .connect(&driver_url)
-            .await
-            .expect("a headless chromium session (tests/run installs chromium and chromium-driver)");
+        let browser = browser(&driver_url).await;
 
         browser.goto(&url).await.unwrap();
         let verdict = browser.find(Locator::Id("verdict")).await.unwrap().text().await.unwrap();
@@ -230,4 +243,84 @@ fn console_dev_starts_a_server_tells_the_story_and_serves_the_console() {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(status.success(), "{status}");
+}
+
+/// The registry, with an admin's certificate: an agency suspended and reinstated in the
+/// browser, each after a confirmation step; the broker refuses the suspended agency in
+/// between; a change posted without the console's own token is refused; an auditor's
+/// console is shown the broker's refusal.
+#[test]
+fn an_admin_suspends_and_reinstates_an_agency_with_a_confirmation_step() {
+    let sandbox = Sandbox::start();
+    let runtime = runtime();
+    let (_admin_console, url) = start_console(&sandbox, "admin", &[]);
+    let (_auditor_console, auditor_url) = start_console(&sandbox, "auditor", &[]);
+    let (_driver, driver_url) = chromedriver();
+    let address = |url: &str| url.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let refused = get(&address(&auditor_url), "/registry");
+    assert!(refused.starts_with("HTTP/1.1 403"), "an auditor is not an admin: {refused}");
+    let forged = post(&address(&url), "/registry/school/suspend", "token=forged&confirmed=yes&reason=x");
+    assert!(forged.starts_with("HTTP/1.1 403"), "{forged}");
+
+    runtime.block_on(async {
+        let browser = browser(&driver_url).await;
+        browser.goto(&format!("{url}registry")).await.unwrap();
+        let row = browser.find(Locator::Id("agency-school")).await.unwrap().text().await.unwrap();
+        assert!(row.contains("Active"), "{row}");
+        browser.find(Locator::Css("#agency-school button")).await.unwrap().click().await.unwrap();
+        let reason = browser.wait().for_element(Locator::Id("reason")).await.unwrap();
+        reason.send_keys("Certificate reported lost").await.unwrap();
+        browser.find(Locator::Id("confirm")).await.unwrap().click().await.unwrap();
+        let notice = browser.wait().for_element(Locator::Id("notice")).await.unwrap().text().await.unwrap();
+        assert_eq!(notice, "school is suspended");
+        let row = browser.find(Locator::Id("agency-school")).await.unwrap().text().await.unwrap();
+        assert!(row.contains("Suspended"), "{row}");
+
+        let school = as_professional(&sandbox, "school").await;
+        let status = school
+            .records()
+            .get_profile(school.request(v1::GetProfileRequest { child: child(AMY), categories: vec![] }))
+            .await;
+        assert_eq!(status.unwrap_err().code(), tonic::Code::PermissionDenied, "suspended");
+
+        browser.find(Locator::Css("#agency-school button")).await.unwrap().click().await.unwrap();
+        browser.wait().for_element(Locator::Id("confirm")).await.unwrap().click().await.unwrap();
+        let notice = browser.wait().for_element(Locator::Id("notice")).await.unwrap().text().await.unwrap();
+        assert_eq!(notice, "school is reinstated");
+        browser.close().await.unwrap();
+        assert!(
+            school
+                .records()
+                .get_profile(school.request(v1::GetProfileRequest { child: child(AMY), categories: vec![] }))
+                .await
+                .is_ok()
+        );
+
+        // The suspension is audited with its reason, as the admin and the person named.
+        let auditor = sandbox.client("auditor").await;
+        let query = v1::QueryEntriesRequest { action: v1::AuditAction::Admin as i32, ..Default::default() };
+        let entries = auditor.audit().query_entries(auditor.request(query)).await.unwrap().into_inner().entries;
+        assert!(
+            entries.iter().any(|entry| entry.detail.contains("Certificate reported lost")
+                && entry.actor.as_ref().is_some_and(|actor| actor.professional_id == "dpo-evans")),
+            "{entries:#?}"
+        );
+    });
+}
+
+/// A plain HTTP/1.1 form POST on loopback: the response.
+fn post(address: &str, path: &str, body: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
 }

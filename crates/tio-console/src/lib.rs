@@ -12,12 +12,14 @@
 //! It serves the overview (the latest signed checkpoint, verified against the pinned
 //! public key), the audit log (filtered by time, agency, action, outcome and child,
 //! paged), each entry (its inclusion in a signed checkpoint proved here), and a child's
-//! page (the subject-access report: who saw what, when and why, and what was refused).
+//! page (the subject-access report: who saw what, when and why, and what was refused);
+//! and, with an admin's certificate, the registry (suspend and reinstate, confirmed).
 
 #![warn(missing_docs)]
 
 mod assets;
 mod pages;
+mod registry;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -71,6 +73,9 @@ struct Console {
     client: Client,
     verifier: Verifier,
     pinned: bool,
+    /// A random token the console puts in its change forms and requires back, so that
+    /// another site cannot make the browser post a change.
+    token: String,
 }
 
 /// A console bound to its address, ready to serve.
@@ -94,6 +99,8 @@ impl BoundConsole {
             .route("/audit", get(audit_form).post(audit_results))
             .route("/child", get(child_form).post(child_report))
             .route("/entry/{leaf}", get(entry))
+            .route("/registry", get(registry::list))
+            .route("/registry/{id}/{what}", axum::routing::post(registry::change))
             .route("/assets/nhsuk-frontend.min.css", get(assets::stylesheet))
             .route("/assets/images/{name}", get(assets::image))
             .with_state(self.console);
@@ -122,7 +129,10 @@ pub async fn bind(options: ConsoleOptions) -> Result<BoundConsole, ConsoleError>
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .map_err(|source| ConsoleError::Listen { address: options.listen, source })?;
-    Ok(BoundConsole { listener, console: Arc::new(Console { client: options.client, verifier, pinned }) })
+    let mut token = [0u8; 16];
+    getrandom::fill(&mut token).map_err(|err| ConsoleError::Key(format!("no randomness for the form token: {err}")))?;
+    let token = token.iter().map(|byte| format!("{byte:02x}")).collect();
+    Ok(BoundConsole { listener, console: Arc::new(Console { client: options.client, verifier, pinned, token }) })
 }
 
 /// A page, or the broker's refusal shown as a page.

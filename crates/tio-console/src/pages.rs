@@ -8,7 +8,7 @@ use tio_proto::v1;
 
 /// The frame of every page: header, the key-pinning warning if the key is not pinned,
 /// the content, footer.
-fn layout(title: &str, pinned: bool, content: Markup) -> Markup {
+pub(crate) fn layout(title: &str, pinned: bool, content: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -37,6 +37,9 @@ fn layout(title: &str, pinned: bool, content: Markup) -> Markup {
                                 }
                                 li class="nhsuk-header__navigation-item" {
                                     a class="nhsuk-header__navigation-link" href="/child" { "A child's record" }
+                                }
+                                li class="nhsuk-header__navigation-item" {
+                                    a class="nhsuk-header__navigation-link" href="/registry" { "Registry" }
                                 }
                             }
                         }
