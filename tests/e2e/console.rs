@@ -94,7 +94,7 @@ fn the_console_verifies_the_checkpoint_and_searches_the_log_without_the_nhs_numb
     let sandbox = Sandbox::start();
     let runtime = runtime();
     let key_file = tempfile::NamedTempFile::new().unwrap();
-    runtime.block_on(async {
+    let kept = runtime.block_on(async {
         let hospital = as_professional(&sandbox, "hospital").await;
         let school = as_professional(&sandbox, "school").await;
         publish(
@@ -113,14 +113,18 @@ fn the_console_verifies_the_checkpoint_and_searches_the_log_without_the_nhs_numb
         let auditor = sandbox.client("auditor").await;
         let key = auditor.audit().get_public_key(auditor.request(v1::GetPublicKeyRequest {})).await.unwrap();
         std::fs::write(key_file.path(), key.into_inner().verifier_key).unwrap();
-        // Wait for a checkpoint that covers the entries (sequenced within half a second).
+        // Wait for a checkpoint that covers the entries (sequenced within half a second),
+        // and keep it, as an auditor would.
         for _ in 0..100 {
             let checkpoint = auditor.audit().get_checkpoint(auditor.request(v1::GetCheckpointRequest {})).await;
-            if checkpoint.is_ok_and(|checkpoint| checkpoint.into_inner().tree_size >= 3) {
-                break;
+            if let Ok(checkpoint) = checkpoint.map(tonic::Response::into_inner)
+                && checkpoint.tree_size >= 3
+            {
+                return checkpoint.signed_note;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        panic!("no checkpoint covered the first entries within 10 s");
     });
 
     let key = arg(key_file.path());
@@ -158,6 +162,20 @@ fn the_console_verifies_the_checkpoint_and_searches_the_log_without_the_nhs_numb
         let canonical = browser.find(Locator::Id("canonical")).await.unwrap().text().await.unwrap();
         assert!(canonical.contains("\"action\": \"profile_read\""), "{canonical}");
         assert!(!canonical.contains("9990079196"), "nothing personal in plain text: {canonical}");
+
+        // Integrity: the checkpoint kept at the start is still in today's log; a
+        // tampered one does not verify.
+        browser.goto(&format!("{url}integrity")).await.unwrap();
+        browser.find(Locator::Id("kept")).await.unwrap().send_keys(&kept).await.unwrap();
+        browser.find(Locator::Id("compare")).await.unwrap().click().await.unwrap();
+        let verdict = browser.wait().for_element(Locator::Id("integrity")).await.unwrap().text().await.unwrap();
+        assert!(verdict.starts_with("Intact: today's log of"), "{verdict}");
+        browser.goto(&format!("{url}integrity")).await.unwrap();
+        let tampered = kept.replacen('\n', "\n1", 1);
+        browser.find(Locator::Id("kept")).await.unwrap().send_keys(&tampered).await.unwrap();
+        browser.find(Locator::Id("compare")).await.unwrap().click().await.unwrap();
+        let verdict = browser.wait().for_element(Locator::Id("integrity")).await.unwrap().text().await.unwrap();
+        assert!(verdict.starts_with("NOT intact"), "{verdict}");
 
         // The child's page: the subject-access report in plain words.
         browser.goto(&format!("{url}child")).await.unwrap();
@@ -230,7 +248,10 @@ fn console_dev_starts_a_server_tells_the_story_and_serves_the_console() {
         "{page}"
     );
     assert!(page.contains("The log&#39;s key is not pinned") || page.contains("The log's key is not pinned"));
+    assert!(page.contains("content-security-policy: default-src 'self'"), "{page}");
+    assert!(page.contains("cache-control: no-store") && page.contains("referrer-policy: no-referrer"), "{page}");
     let css = get(&address, "/assets/nhsuk-frontend.min.css");
+    assert!(css.contains("cache-control: max-age=86400"), "assets may be cached: {css}");
     assert!(css.contains("text/css") && css.contains(".nhsuk-header"));
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(running.0.id() as i32), nix::sys::signal::Signal::SIGINT)
         .unwrap();

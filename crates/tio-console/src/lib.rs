@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 mod assets;
+mod integrity;
 mod pages;
 mod registry;
 
@@ -99,10 +100,12 @@ impl BoundConsole {
             .route("/audit", get(audit_form).post(audit_results))
             .route("/child", get(child_form).post(child_report))
             .route("/entry/{leaf}", get(entry))
+            .route("/integrity", get(integrity::form).post(integrity::compare))
             .route("/registry", get(registry::list))
             .route("/registry/{id}/{what}", axum::routing::post(registry::change))
             .route("/assets/nhsuk-frontend.min.css", get(assets::stylesheet))
             .route("/assets/images/{name}", get(assets::image))
+            .layer(axum::middleware::map_response(security_headers))
             .with_state(self.console);
         axum::serve(self.listener, router)
             .with_graceful_shutdown(shutdown)
@@ -133,6 +136,23 @@ pub async fn bind(options: ConsoleOptions) -> Result<BoundConsole, ConsoleError>
     getrandom::fill(&mut token).map_err(|err| ConsoleError::Key(format!("no randomness for the form token: {err}")))?;
     let token = token.iter().map(|byte| format!("{byte:02x}")).collect();
     Ok(BoundConsole { listener, console: Arc::new(Console { client: options.client, verifier, pinned, token }) })
+}
+
+/// The headers every answer carries: a strict Content-Security-Policy (everything from
+/// the console itself, no framing, forms posted only to it), no sniffing, no referrer
+/// (no address of the console leaks to another site), and, except for the static
+/// assets, no caching of pages that may hold personal data.
+async fn security_headers(mut response: Response) -> Response {
+    use axum::http::{HeaderValue, header};
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"),
+    );
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    response
 }
 
 /// A page, or the broker's refusal shown as a page.

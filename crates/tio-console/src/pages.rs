@@ -39,6 +39,9 @@ pub(crate) fn layout(title: &str, pinned: bool, content: Markup) -> Markup {
                                     a class="nhsuk-header__navigation-link" href="/child" { "A child's record" }
                                 }
                                 li class="nhsuk-header__navigation-item" {
+                                    a class="nhsuk-header__navigation-link" href="/integrity" { "Integrity" }
+                                }
+                                li class="nhsuk-header__navigation-item" {
                                     a class="nhsuk-header__navigation-link" href="/registry" { "Registry" }
                                 }
                             }

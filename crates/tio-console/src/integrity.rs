@@ -1,0 +1,92 @@
+//! The integrity page: the auditor pastes a checkpoint kept from an earlier day, and
+//! the console proves, from the broker's consistency proof, that today's signed log
+//! still contains it: nothing altered, removed or rolled back since. Both checkpoints
+//! must verify under the key the console checks with.
+
+use std::sync::Arc;
+
+use axum::extract::{Form, State};
+use axum::response::Response;
+use maud::{Markup, html};
+use serde::Deserialize;
+use tio_audit::checkpoint::Checkpoint;
+use tio_audit::merkle::{Hash, verify_consistency};
+use tio_proto::v1;
+
+use crate::{Console, page_or_error, pages};
+
+/// The kept checkpoint, pasted.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct KeptForm {
+    #[serde(default)]
+    kept: String,
+}
+
+/// The form.
+pub(crate) async fn form(State(console): State<Arc<Console>>) -> Response {
+    page_or_error(Ok(page(&KeptForm::default(), None)), console.pinned)
+}
+
+/// The comparison.
+pub(crate) async fn compare(State(console): State<Arc<Console>>, Form(form): Form<KeptForm>) -> Response {
+    let result = async {
+        // A signed note is lines ending in newlines; a browser posts CRLF, and a paste may
+        // lose the last one.
+        let note = format!("{}\n", form.kept.replace("\r\n", "\n").trim_end());
+        let verdict = match Checkpoint::open(&note, &console.verifier) {
+            Ok(kept) => compare_with(&console, &kept).await?,
+            Err(err) => Err(format!("the checkpoint you kept does not verify under this key: {err}")),
+        };
+        Ok(page(&form, Some(verdict)))
+    };
+    page_or_error(result.await, console.pinned)
+}
+
+/// Proves that today's checkpoint extends `kept`: `Ok` with both sizes, or why not.
+async fn compare_with(console: &Console, kept: &Checkpoint) -> Result<Result<(u64, u64), String>, tonic::Status> {
+    let request = console.client.request(v1::GetCheckpointRequest {});
+    let latest = console.client.audit().get_checkpoint(request).await?.into_inner();
+    let latest = match Checkpoint::open(&latest.signed_note, &console.verifier) {
+        Ok(latest) => latest,
+        Err(err) => return Ok(Err(format!("today's checkpoint does not verify: {err}"))),
+    };
+    if kept.origin != latest.origin {
+        return Ok(Err(format!("the checkpoint you kept is of another log ({})", kept.origin)));
+    }
+    if kept.size > latest.size {
+        return Ok(Err(format!(
+            "the log is shorter ({} entries) than the checkpoint you kept ({}): it was cut back",
+            latest.size, kept.size
+        )));
+    }
+    let request = v1::GetConsistencyProofRequest { old_size: kept.size, new_size: latest.size };
+    let proof = console.client.audit().get_consistency_proof(console.client.request(request)).await?.into_inner();
+    let hashes: Result<Vec<Hash>, _> = proof.hashes.iter().map(|hash| <[u8; 32]>::try_from(hash.as_slice())).collect();
+    let Ok(hashes) = hashes else { return Ok(Err("the proof holds a hash that is not 32 bytes".to_owned())) };
+    Ok(verify_consistency(kept.size, latest.size, &hashes, &kept.root, &latest.root)
+        .map(|()| (kept.size, latest.size))
+        .map_err(|err| format!("today's log does not contain the checkpoint you kept: {err}")))
+}
+
+fn page(form: &KeptForm, verdict: Option<Result<(u64, u64), String>>) -> Markup {
+    let content = html! {
+        @if let Some(verdict) = &verdict {
+            p id="integrity" {
+                @match verdict {
+                    Ok((kept, latest)) => strong class="nhsuk-tag nhsuk-tag--green" {
+                        "Intact: today's log of " (latest) " entries contains the " (kept) " of the checkpoint you kept"
+                    },
+                    Err(err) => strong class="nhsuk-tag nhsuk-tag--red" { "NOT intact: " (err) },
+                }
+            }
+        }
+        form method="post" action="/integrity" {
+            div class="nhsuk-form-group" {
+                label class="nhsuk-label" for="kept" { "A checkpoint you kept (as `tio audit checkpoint` saved it)" }
+                textarea class="nhsuk-textarea" id="kept" name="kept" rows="6" { (form.kept) }
+            }
+            button class="nhsuk-button" type="submit" id="compare" { "Compare with today's log" }
+        }
+    };
+    pages::layout("Integrity", true, content)
+}
