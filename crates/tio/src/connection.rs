@@ -25,7 +25,7 @@ pub(crate) struct ConnectionArgs {
     #[arg(long, value_name = "DIR", requires = "as_name", conflicts_with_all = ["cert", "key"])]
     pub(crate) dev_pki: Option<PathBuf>,
     /// Which certificate of --dev-pki to use: hospital, gp, school, send-team,
-    /// social-care, admin or auditor.
+    /// social-care, adult-social-care, icb, admin or auditor.
     #[arg(long = "as", value_name = "NAME", requires = "dev_pki")]
     pub(crate) as_name: Option<String>,
     /// The professional acting, sent with every call as x-tio-professional.
