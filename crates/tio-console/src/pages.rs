@@ -261,17 +261,7 @@ pub(crate) fn audit(filter: &AuditFilter, found: Option<&v1::QueryEntriesRespons
             } @else {
                 table class="nhsuk-table" id="entries" {
                     caption class="nhsuk-table__caption" { (found.entries.len()) " entries" }
-                    thead class="nhsuk-table__head" {
-                        tr class="nhsuk-table__row" {
-                            th class="nhsuk-table__header" scope="col" { "Entry" }
-                            th class="nhsuk-table__header" scope="col" { "When (UTC)" }
-                            th class="nhsuk-table__header" scope="col" { "Who" }
-                            th class="nhsuk-table__header" scope="col" { "What" }
-                            th class="nhsuk-table__header" scope="col" { "Outcome" }
-                            th class="nhsuk-table__header" scope="col" { "Child" }
-                            th class="nhsuk-table__header" scope="col" { "Why" }
-                        }
-                    }
+                    (table_head(&["Entry", "When (UTC)", "Who", "What", "Outcome", "Child", "Why"]))
                     tbody class="nhsuk-table__body" {
                         @for entry in &found.entries {
                             @let actor = entry.actor.clone().unwrap_or_default();
@@ -427,15 +417,7 @@ const TIMELINES: [(&str, &str, &[v1::AuditAction]); 3] = [
 fn report_table(id: &str, lines: &[&v1::SubjectAccessLine]) -> Markup {
     html! {
         table class="nhsuk-table" id=(id) {
-            thead class="nhsuk-table__head" {
-                tr class="nhsuk-table__row" {
-                    th class="nhsuk-table__header" scope="col" { "When (UTC)" }
-                    th class="nhsuk-table__header" scope="col" { "Who" }
-                    th class="nhsuk-table__header" scope="col" { "What" }
-                    th class="nhsuk-table__header" scope="col" { "Information" }
-                    th class="nhsuk-table__header" scope="col" { "Why" }
-                }
-            }
+            (table_head(&["When (UTC)", "Who", "What", "Information", "Why"]))
             tbody class="nhsuk-table__body" {
                 @for line in lines {
                     tr class="nhsuk-table__row" {
@@ -449,6 +431,19 @@ fn report_table(id: &str, lines: &[&v1::SubjectAccessLine]) -> Markup {
                         }
                         td class="nhsuk-table__cell" { (line.why) }
                     }
+                }
+            }
+        }
+    }
+}
+
+/// A table's header row.
+pub(crate) fn table_head(columns: &[&str]) -> Markup {
+    html! {
+        thead class="nhsuk-table__head" {
+            tr class="nhsuk-table__row" {
+                @for column in columns {
+                    th class="nhsuk-table__header" scope="col" { (column) }
                 }
             }
         }

@@ -78,15 +78,7 @@ fn page(agencies: &[v1::Agency], token: &str, notice: Option<&str>) -> Markup {
             div class="nhsuk-inset-text" id="notice" { p { (notice) } }
         }
         table class="nhsuk-table" id="agencies" {
-            thead class="nhsuk-table__head" {
-                tr class="nhsuk-table__row" {
-                    th class="nhsuk-table__header" scope="col" { "Agency" }
-                    th class="nhsuk-table__header" scope="col" { "Sector" }
-                    th class="nhsuk-table__header" scope="col" { "May" }
-                    th class="nhsuk-table__header" scope="col" { "State" }
-                    th class="nhsuk-table__header" scope="col" { span class="nhsuk-u-visually-hidden" { "Change" } }
-                }
-            }
+            (pages::table_head(&["Agency", "Sector", "May", "State", "Change"]))
             tbody class="nhsuk-table__body" {
                 @for agency in agencies {
                     tr class="nhsuk-table__row" id={ "agency-" (agency.id) } {
