@@ -14,7 +14,7 @@ use fantoccini::{ClientBuilder, Locator};
 use tio_proto::v1;
 
 use crate::support::records::*;
-use crate::support::{Sandbox, arg, tio_binary};
+use crate::support::{Sandbox, arg, tio_as, tio_binary};
 
 /// A child process killed when dropped.
 struct Running(Child);
@@ -53,26 +53,69 @@ fn chromedriver() -> (Running, String) {
     (running, format!("http://127.0.0.1:{port}"))
 }
 
-/// Starts `tio console` as certificate `name` of the sandbox's PKI; returns it and its
-/// address (`http://127.0.0.1:PORT/`).
-fn start_console(sandbox: &Sandbox, name: &str, extra: &[&str]) -> (Running, String) {
+/// A running `tio console`: its address, the sign-in links it prints (each works
+/// once; it prints the next when one is used), and its log (standard error).
+struct Console {
+    _running: Running,
+    url: String,
+    links: std::sync::mpsc::Receiver<String>,
+    log: tempfile::NamedTempFile,
+}
+
+impl Console {
+    /// The next sign-in link it printed (waits at most 20 s).
+    fn link(&self) -> String {
+        self.links.recv_timeout(Duration::from_secs(20)).expect("the console printed a sign-in link")
+    }
+
+    /// `host:port`.
+    fn address(&self) -> String {
+        self.url.trim_start_matches("http://").trim_start_matches("https://").trim_end_matches('/').to_owned()
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap()
+    }
+}
+
+/// Starts `tio console` as certificate `name` of the sandbox's PKI, and waits until it
+/// prints its address.
+fn start_console(sandbox: &Sandbox, name: &str, extra: &[&str]) -> Console {
     let server = format!("https://localhost:{}", sandbox.address.port());
     let pki = arg(&sandbox.pki.dir);
+    let log = tempfile::NamedTempFile::new().unwrap();
     let mut console = Command::new(tio_binary())
         .args(["console", "--listen", "127.0.0.1:0", "--server", &server, "--dev-pki", &pki, "--as", name])
-        .args(["--professional", "dpo-evans"])
         .args(extra)
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(log.reopen().unwrap())
         .spawn()
         .unwrap();
     let stdout = console.stdout.take().unwrap();
-    let console = Running(console);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let url =
-        line.trim().strip_prefix("console: ").unwrap_or_else(|| panic!("no address printed: {line:?}")).to_owned();
-    (console, url)
+    let running = Running(console);
+    let (links, received) = std::sync::mpsc::channel();
+    let (urls, url) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if let Some(link) = line.strip_prefix("sign in (this link works once): ") {
+                let _ = links.send(link.to_owned());
+            } else if let Some(address) = line.strip_prefix("console: ") {
+                let _ = urls.send(address.to_owned());
+            }
+        }
+    });
+    let url = url.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| panic!("no address printed"));
+    Console { _running: running, url, links: received, log }
+}
+
+/// Signs in through the browser with the console's next link, as `name`.
+async fn sign_in(browser: &fantoccini::Client, console: &Console, name: &str) {
+    browser.goto(&console.link()).await.unwrap();
+    browser.find(Locator::Id("name")).await.unwrap().send_keys(name).await.unwrap();
+    browser.find(Locator::Id("sign-in")).await.unwrap().click().await.unwrap();
+    let signed_in = browser.wait().for_element(Locator::Id("signed-in-as")).await.unwrap().text().await.unwrap();
+    assert_eq!(signed_in, format!("Signed in as {name}"));
 }
 
 /// A headless Chromium session through chromedriver.
@@ -128,13 +171,14 @@ fn the_console_verifies_the_checkpoint_and_searches_the_log_without_the_nhs_numb
     });
 
     let key = arg(key_file.path());
-    let (console, url) = start_console(&sandbox, "auditor", &["--public-key", &key]);
+    let console = start_console(&sandbox, "auditor", &["--public-key", &key]);
+    let url = console.url.clone();
     let (_driver, driver_url) = chromedriver();
 
     runtime.block_on(async {
         let browser = browser(&driver_url).await;
-
-        browser.goto(&url).await.unwrap();
+        sign_in(&browser, &console, "dpo-evans").await;
+        assert_eq!(browser.current_url().await.unwrap().as_str(), url, "signed in, the overview");
         let verdict = browser.find(Locator::Id("verdict")).await.unwrap().text().await.unwrap();
         assert_eq!(verdict, "Verified with your pinned key");
         let size: u64 = browser.find(Locator::Id("tree-size")).await.unwrap().text().await.unwrap().parse().unwrap();
@@ -204,18 +248,58 @@ fn the_console_verifies_the_checkpoint_and_searches_the_log_without_the_nhs_numb
             "{entries:#?}"
         );
     });
-    drop(console);
+    // Nothing personal in the console's log: every request is there, no NHS number.
+    let log = console.log_text();
+    assert!(log.contains("console request") && log.contains("path=/child"), "{log}");
+    assert!(!log.contains("9990079196") && !log.contains("999 007 9196") && !log.contains("token="), "{log}");
 }
 
-/// A plain HTTP/1.1 GET on loopback: the page's body.
-fn get(address: &str, path: &str) -> String {
+/// A plain HTTP/1.1 request on loopback (a form body if given, the cookie if given):
+/// the whole response, head and body.
+fn http(address: &str, method: &str, path: &str, cookie: Option<&str>, body: Option<&str>) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(address).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    if let Some(cookie) = cookie {
+        head.push_str(&format!("Cookie: {cookie}\r\n"));
+    }
+    if let Some(body) = body {
+        head.push_str(&format!(
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    write!(stream, "{head}\r\n{}", body.unwrap_or_default()).unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).unwrap();
     response
+}
+
+fn get(address: &str, path: &str) -> String {
+    http(address, "GET", path, None, None)
+}
+
+/// A form value as a URL-encoded body writes it.
+fn encoded(value: &str) -> String {
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+/// Signs in without a browser, through `link`: the session cookie (`name=value`) and
+/// the session's form token.
+fn sign_in_raw(address: &str, link: &str, name: &str) -> (String, String) {
+    let token = link.split_once("token=").unwrap().1;
+    let response = http(address, "POST", "/sign-in", None, Some(&format!("token={token}&name={}", encoded(name))));
+    assert!(response.starts_with("HTTP/1.1 303"), "{response}");
+    let cookie = response
+        .lines()
+        .find_map(|line| line.strip_prefix("set-cookie: "))
+        .unwrap_or_else(|| panic!("no cookie: {response}"));
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let page = http(address, "GET", "/", Some(&cookie), None);
+    let csrf = page.split_once("name=\"csrf\" value=\"").unwrap().1.split('"').next().unwrap().to_owned();
+    (cookie, csrf)
 }
 
 /// `tio console --dev`: one command starts a development server, tells the demo's story
@@ -233,15 +317,22 @@ fn console_dev_starts_a_server_tells_the_story_and_serves_the_console() {
     let mut running = Running(child);
     let mut lines = BufReader::new(stdout).lines();
     let mut told = false;
+    let mut link = None;
     let address = loop {
         let line = lines.next().expect("the console printed its address").unwrap();
         told |= line.contains("The story checked out");
+        if let Some(printed) = line.strip_prefix("sign in (this link works once): ") {
+            link = Some(printed.to_owned());
+        }
         if let Some(url) = line.strip_prefix("console: http://") {
             break url.trim_end_matches('/').to_owned();
         }
     };
     assert!(told, "the demo's story is told first");
-    let page = get(&address, "/");
+    let refused = get(&address, "/");
+    assert!(refused.starts_with("HTTP/1.1 401"), "no session, no page: {refused}");
+    let (cookie, _) = sign_in_raw(&address, &link.expect("a sign-in link printed"), "dpo-evans");
+    let page = http(&address, "GET", "/", Some(&cookie), None);
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
     assert!(
         page.contains("Verified with the broker&#39;s key") || page.contains("Verified with the broker's key"),
@@ -274,17 +365,17 @@ fn console_dev_starts_a_server_tells_the_story_and_serves_the_console() {
 fn an_admin_suspends_and_reinstates_an_agency_with_a_confirmation_step() {
     let sandbox = Sandbox::start();
     let runtime = runtime();
-    let (_admin_console, url) = start_console(&sandbox, "admin", &[]);
-    let (_auditor_console, auditor_url) = start_console(&sandbox, "auditor", &[]);
+    let admin_console = start_console(&sandbox, "admin", &[]);
+    let url = admin_console.url.clone();
+    let auditor_console = start_console(&sandbox, "auditor", &[]);
     let (_driver, driver_url) = chromedriver();
-    let address = |url: &str| url.trim_start_matches("http://").trim_end_matches('/').to_owned();
-    let refused = get(&address(&auditor_url), "/registry");
+    let (cookie, _) = sign_in_raw(&auditor_console.address(), &auditor_console.link(), "dpo-evans");
+    let refused = http(&auditor_console.address(), "GET", "/registry", Some(&cookie), None);
     assert!(refused.starts_with("HTTP/1.1 403"), "an auditor is not an admin: {refused}");
-    let forged = post(&address(&url), "/registry/school/suspend", "token=forged&confirmed=yes&reason=x");
-    assert!(forged.starts_with("HTTP/1.1 403"), "{forged}");
 
     runtime.block_on(async {
         let browser = browser(&driver_url).await;
+        sign_in(&browser, &admin_console, "dpo-evans").await;
         browser.goto(&format!("{url}registry")).await.unwrap();
         let row = browser.find(Locator::Id("agency-school")).await.unwrap().text().await.unwrap();
         assert!(row.contains("Active"), "{row}");
@@ -329,19 +420,149 @@ fn an_admin_suspends_and_reinstates_an_agency_with_a_confirmation_step() {
     });
 }
 
-/// A plain HTTP/1.1 form POST on loopback: the response.
-fn post(address: &str, path: &str, body: &str) -> String {
+/// No page or form answers without a session; each sign-in link works once (the next is
+/// printed); a form without its session's own token, or with another session's, is
+/// refused before the broker hears of it; signing out ends the session; the person's
+/// name is the professional the broker records; nothing personal reaches the log.
+#[test]
+fn the_console_answers_only_signed_in_sessions_and_only_their_own_forms() {
+    let sandbox = Sandbox::start();
+    let console = start_console(&sandbox, "admin", &[]);
+    let address = console.address();
+    for path in ["/", "/audit", "/child", "/entry/0", "/integrity", "/registry"] {
+        let response = get(&address, path);
+        assert!(response.starts_with("HTTP/1.1 401") && response.contains("Sign in first"), "{path}: {response}");
+    }
+    for path in ["/audit", "/child", "/integrity", "/registry/school/suspend", "/sign-out"] {
+        let response = http(&address, "POST", path, None, Some("confirmed=yes&reason=x&nhs_number=9990079196"));
+        assert!(response.starts_with("HTTP/1.1 401"), "{path}: {response}");
+    }
+    let forged = http(&address, "GET", "/", Some("tio_console_session=00ff"), None);
+    assert!(forged.starts_with("HTTP/1.1 401"), "a made-up cookie is no session: {forged}");
+    // The stylesheet is served to anyone: the sign-in page needs it.
+    assert!(get(&address, "/assets/nhsuk-frontend.min.css").starts_with("HTTP/1.1 200"));
+
+    let link = console.link();
+    let token = link.split_once("token=").unwrap().1.to_owned();
+    assert!(get(&address, &format!("/sign-in?token={token}")).starts_with("HTTP/1.1 200"));
+    assert!(get(&address, "/sign-in?token=guess").starts_with("HTTP/1.1 403"));
+    let unnamed = http(&address, "POST", "/sign-in", None, Some(&format!("token={token}&name=+")));
+    assert!(unnamed.starts_with("HTTP/1.1 400") && unnamed.contains("Enter your name"), "{unnamed}");
+    let spaced = http(&address, "POST", "/sign-in", None, Some(&format!("token={token}&name=Sam+Jones")));
+    assert!(spaced.starts_with("HTTP/1.1 400") && spaced.contains("no spaces"), "{spaced}");
+    let (cookie, csrf) = sign_in_raw(&address, &link, "dr.sam.jones");
+    let again = http(&address, "POST", "/sign-in", None, Some(&format!("token={token}&name=Eve")));
+    assert!(again.starts_with("HTTP/1.1 403"), "a link works once: {again}");
+    let next = console.link();
+    assert_ne!(next, link, "the next link is printed");
+    let (other_cookie, other_csrf) = sign_in_raw(&address, &next, "other.person");
+
+    let change = "confirmed=yes&reason=forged";
+    for body in [
+        change.to_owned(),
+        format!("{change}&csrf=forged"),
+        format!("{change}&csrf={}", &csrf[..63]),
+        format!("{change}&csrf={other_csrf}"),
+    ] {
+        let refused = http(&address, "POST", "/registry/school/suspend", Some(&cookie), Some(&body));
+        assert!(refused.starts_with("HTTP/1.1 403") && refused.contains("not made for you"), "{body}: {refused}");
+    }
+    let runtime = runtime();
+    runtime.block_on(async {
+        let admin = sandbox.client("admin").await;
+        let agencies = admin.admin().list_agencies(admin.request(v1::ListAgenciesRequest {})).await.unwrap();
+        let school = agencies.into_inner().agencies.into_iter().find(|agency| agency.id == "school").unwrap();
+        assert!(!school.suspended, "no forged form reached the broker");
+    });
+    // With its own token, the same session's form is served.
+    let search = format!("csrf={csrf}&nhs_number={}", encoded("999 007 9196"));
+    let found = http(&address, "POST", "/audit", Some(&cookie), Some(&search));
+    assert!(found.starts_with("HTTP/1.1 200") && found.contains("Signed in as dr.sam.jones"), "{found}");
+
+    let out = http(&address, "POST", "/sign-out", Some(&other_cookie), Some(&format!("csrf={other_csrf}")));
+    assert!(out.starts_with("HTTP/1.1 200") && out.contains("Max-Age=0"), "{out}");
+    assert!(http(&address, "GET", "/", Some(&other_cookie), None).starts_with("HTTP/1.1 401"), "signed out");
+    assert!(http(&address, "GET", "/", Some(&cookie), None).starts_with("HTTP/1.1 200"), "the other session lives");
+
+    runtime.block_on(async {
+        let auditor = sandbox.client("auditor").await;
+        let query = v1::QueryEntriesRequest { action: v1::AuditAction::AuditRead as i32, ..Default::default() };
+        let entries = auditor.audit().query_entries(auditor.request(query)).await.unwrap().into_inner().entries;
+        assert!(
+            entries
+                .iter()
+                .any(|entry| entry.actor.as_ref().is_some_and(|actor| actor.professional_id == "dr.sam.jones")),
+            "the broker records the signed-in person: {entries:#?}"
+        );
+    });
+    let log = console.log_text();
+    assert!(log.contains("path=/audit") && log.contains("status=403"), "{log}");
+    assert!(!log.contains("9990079196") && !log.contains("999 007 9196") && !log.contains(&token), "{log}");
+}
+
+/// Off loopback the console needs TLS, and says so at start; with its certificate and
+/// key it serves HTTPS, and its session cookies are `Secure`.
+#[test]
+fn off_loopback_the_console_needs_tls_and_serves_https_with_it() {
+    let sandbox = Sandbox::start();
+    // Refused before it listens: no address but loopback is bound in this test.
+    let (ok, _, stderr) = tio_as(&sandbox, "auditor", &["console", "--listen", "0.0.0.0:0"]);
+    assert!(!ok && stderr.contains("only over TLS") && stderr.contains("--tls-cert"), "{stderr}");
+
+    let cert = arg(&sandbox.pki.dir.join("server.crt"));
+    let key = arg(&sandbox.pki.dir.join("server.key"));
+    let console = start_console(&sandbox, "auditor", &["--tls-cert", &cert, "--tls-key", &key]);
+    assert!(console.url.starts_with("https://127.0.0.1:"), "{}", console.url);
+    let link = console.link();
+    assert!(link.starts_with("https://127.0.0.1:"), "{link}");
+    let token = link.split_once("token=").unwrap().1.to_owned();
+    let address = console.address();
+    let ca = sandbox.pki.dir.join("ca.crt");
+    runtime().block_on(async {
+        let page = https(&address, &ca, &format!("GET /sign-in?token={token} HTTP/1.1\r\nHost: localhost\r\n")).await;
+        assert!(page.starts_with("HTTP/1.1 200") && page.contains("Your name"), "{page}");
+        let body = format!("token={token}&name=dpo-evans");
+        let request = format!(
+            "POST /sign-in HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let signed_in = https(&address, &ca, &request).await;
+        let cookie = signed_in.lines().find(|line| line.starts_with("set-cookie: ")).unwrap_or_default();
+        assert!(cookie.ends_with("; Secure"), "{signed_in}");
+    });
+    // Plain HTTP on the TLS port gets no page.
     use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
+    let mut plain = std::net::TcpStream::connect(&address).unwrap();
+    plain.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    plain.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = Vec::new();
+    let _ = plain.read_to_end(&mut answer);
+    assert!(!answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
+}
+
+/// One HTTPS request (`head` without its closing blank line, a body after it if any),
+/// trusting `ca`: the whole response.
+async fn https(address: &str, ca: &std::path::Path, head: &str) -> String {
+    use rustls_pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(rustls_pki_types::CertificateDer::from_pem_file(ca).unwrap()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(address).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    // The head's own lines, then Connection: close, then the body (after a blank line).
+    let (lines, body) = head.split_once("\r\n\r\n").unwrap_or((head.trim_end(), ""));
+    let request = format!("{lines}\r\nConnection: close\r\n\r\n{body}");
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    // A server may close without a TLS close_notify; what was read is the answer.
+    let _ = tokio::time::timeout(Duration::from_secs(20), tls.read_to_end(&mut response)).await.unwrap();
+    String::from_utf8_lossy(&response).into_owned()
 }

@@ -207,6 +207,13 @@ impl Client {
         Ok(Client { channel, professional })
     }
 
+    /// The same connection, naming `professional` on every call (a console's signed-in
+    /// person, say); it shares the channel, so it costs no new connection.
+    pub fn with_professional(&self, professional: &str) -> Result<Client, ClientError> {
+        let professional = professional.parse().map_err(|_| ClientError::ProfessionalId)?;
+        Ok(Client { channel: self.channel.clone(), professional: Some(professional) })
+    }
+
     /// Returns the underlying channel, for calls this crate has no wrapper for yet.
     pub fn channel(&self) -> Channel {
         self.channel.clone()

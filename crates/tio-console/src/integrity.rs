@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Form, State};
+use axum::extract::{Extension, Form, State};
 use axum::response::Response;
 use maud::{Markup, html};
 use serde::Deserialize;
@@ -13,6 +13,8 @@ use tio_audit::checkpoint::Checkpoint;
 use tio_audit::merkle::{Hash, verify_consistency};
 use tio_proto::v1;
 
+use crate::pages::Viewer;
+use crate::session::SignedIn;
 use crate::{Console, page_or_error, pages};
 
 /// The kept checkpoint, pasted.
@@ -23,29 +25,39 @@ pub(crate) struct KeptForm {
 }
 
 /// The form.
-pub(crate) async fn form(State(console): State<Arc<Console>>) -> Response {
-    page_or_error(Ok(page(&KeptForm::default(), None)), console.pinned)
+pub(crate) async fn form(State(console): State<Arc<Console>>, Extension(signed_in): Extension<SignedIn>) -> Response {
+    let viewer = Viewer::of(&signed_in, console.pinned);
+    page_or_error(Ok(page(&KeptForm::default(), None, &viewer)), &viewer)
 }
 
 /// The comparison.
-pub(crate) async fn compare(State(console): State<Arc<Console>>, Form(form): Form<KeptForm>) -> Response {
+pub(crate) async fn compare(
+    State(console): State<Arc<Console>>,
+    Extension(signed_in): Extension<SignedIn>,
+    Form(form): Form<KeptForm>,
+) -> Response {
+    let viewer = Viewer::of(&signed_in, console.pinned);
     let result = async {
         // A signed note is lines ending in newlines; a browser posts CRLF, and a paste may
         // lose the last one.
         let note = format!("{}\n", form.kept.replace("\r\n", "\n").trim_end());
         let verdict = match Checkpoint::open(&note, &console.verifier) {
-            Ok(kept) => compare_with(&console, &kept).await?,
+            Ok(kept) => compare_with(&console, &signed_in.client, &kept).await?,
             Err(err) => Err(format!("the checkpoint you kept does not verify under this key: {err}")),
         };
-        Ok(page(&form, Some(verdict)))
+        Ok(page(&form, Some(verdict), &viewer))
     };
-    page_or_error(result.await, console.pinned)
+    page_or_error(result.await, &viewer)
 }
 
 /// Proves that today's checkpoint extends `kept`: `Ok` with both sizes, or why not.
-async fn compare_with(console: &Console, kept: &Checkpoint) -> Result<Result<(u64, u64), String>, tonic::Status> {
-    let request = console.client.request(v1::GetCheckpointRequest {});
-    let latest = console.client.audit().get_checkpoint(request).await?.into_inner();
+async fn compare_with(
+    console: &Console,
+    client: &tio_client::Client,
+    kept: &Checkpoint,
+) -> Result<Result<(u64, u64), String>, tonic::Status> {
+    let request = client.request(v1::GetCheckpointRequest {});
+    let latest = client.audit().get_checkpoint(request).await?.into_inner();
     let latest = match Checkpoint::open(&latest.signed_note, &console.verifier) {
         Ok(latest) => latest,
         Err(err) => return Ok(Err(format!("today's checkpoint does not verify: {err}"))),
@@ -60,7 +72,7 @@ async fn compare_with(console: &Console, kept: &Checkpoint) -> Result<Result<(u6
         )));
     }
     let request = v1::GetConsistencyProofRequest { old_size: kept.size, new_size: latest.size };
-    let proof = console.client.audit().get_consistency_proof(console.client.request(request)).await?.into_inner();
+    let proof = client.audit().get_consistency_proof(client.request(request)).await?.into_inner();
     let hashes: Result<Vec<Hash>, _> = proof.hashes.iter().map(|hash| <[u8; 32]>::try_from(hash.as_slice())).collect();
     let Ok(hashes) = hashes else { return Ok(Err("the proof holds a hash that is not 32 bytes".to_owned())) };
     Ok(verify_consistency(kept.size, latest.size, &hashes, &kept.root, &latest.root)
@@ -68,7 +80,7 @@ async fn compare_with(console: &Console, kept: &Checkpoint) -> Result<Result<(u6
         .map_err(|err| format!("today's log does not contain the checkpoint you kept: {err}")))
 }
 
-fn page(form: &KeptForm, verdict: Option<Result<(u64, u64), String>>) -> Markup {
+fn page(form: &KeptForm, verdict: Option<Result<(u64, u64), String>>, viewer: &Viewer<'_>) -> Markup {
     let content = html! {
         @if let Some(verdict) = &verdict {
             p id="integrity" {
@@ -81,6 +93,7 @@ fn page(form: &KeptForm, verdict: Option<Result<(u64, u64), String>>) -> Markup 
             }
         }
         form method="post" action="/integrity" {
+            (viewer.csrf_field())
             div class="nhsuk-form-group" {
                 label class="nhsuk-label" for="kept" { "A checkpoint you kept (as `tio audit checkpoint` saved it)" }
                 textarea class="nhsuk-textarea" id="kept" name="kept" rows="6" { (form.kept) }
@@ -88,5 +101,5 @@ fn page(form: &KeptForm, verdict: Option<Result<(u64, u64), String>>) -> Markup 
             button class="nhsuk-button" type="submit" id="compare" { "Compare with today's log" }
         }
     };
-    pages::layout("Integrity", true, content)
+    pages::layout("Integrity", viewer, content)
 }

@@ -14,6 +14,10 @@
 //! paged), each entry (its inclusion in a signed checkpoint proved here), and a child's
 //! page (the subject-access report: who saw what, when and why, and what was refused);
 //! and, with an admin's certificate, the registry (suspend and reinstate, confirmed).
+//!
+//! Nobody uses it without signing in (`session`: a one-time link printed where it
+//! runs, a session cookie that lapses after 15 idle minutes, a token in every form);
+//! off loopback it serves only HTTPS (`tls`).
 
 #![warn(missing_docs)]
 
@@ -21,25 +25,32 @@ mod assets;
 mod integrity;
 mod pages;
 mod registry;
+mod session;
+mod tls;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Form, State};
+use axum::extract::{Extension, Form, State};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use tio_audit::note::Verifier;
 use tio_client::Client;
 use tio_proto::v1;
 
+use crate::pages::Viewer;
+pub use crate::session::Announce;
+use crate::session::{Sessions, SignedIn};
+
 /// Why the console could not start or serve.
 #[derive(Debug, thiserror::Error)]
 pub enum ConsoleError {
-    /// The listening address is not a loopback one.
+    /// A non-loopback listening address without TLS.
     #[error(
-        "--listen {0}: the console listens on loopback addresses only (it holds an auditor's certificate, and has no \
-         sign-in of its own yet); reach it through an authenticating proxy"
+        "--listen {0}: the console serves a non-loopback address only over TLS (its sign-in links and session cookies \
+         would otherwise cross the network in clear): give --tls-cert and --tls-key, or listen on 127.0.0.1"
     )]
     NotLoopback(SocketAddr),
     /// The address could not be bound.
@@ -53,35 +64,57 @@ pub enum ConsoleError {
     /// The pinned public key does not parse.
     #[error("the pinned public key does not parse: {0}")]
     Key(String),
+    /// The console's TLS certificate or key cannot be used.
+    #[error("the console's TLS files: {0}")]
+    Tls(String),
+    /// The system gave no randomness for a token.
+    #[error("no randomness for the console's tokens: {0}")]
+    Random(String),
     /// The broker could not be reached.
     #[error("cannot reach the broker: {0}")]
     Broker(#[from] tio_client::ClientError),
 }
 
+/// The console's own TLS certificate chain and private key (PEM files), to serve
+/// HTTPS.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key.
+    pub key: PathBuf,
+}
+
 /// How the console runs.
 pub struct ConsoleOptions {
-    /// Where it listens (loopback only).
+    /// Where it listens: a loopback address, or any address with `tls`.
     pub listen: SocketAddr,
+    /// Serves HTTPS with these files (required off loopback).
+    pub tls: Option<TlsFiles>,
     /// The broker, connected as an auditor or admin.
     pub client: Client,
     /// The log's public key pinned by the auditor (`ORIGIN+KEYHASH+BASE64`); without it
     /// the console trusts the key the broker gives, and says so on every page.
     pub pinned_key: Option<String>,
+    /// Where each one-time sign-in link is told: the first at once, the next whenever
+    /// one is used (the binary prints them on its standard output).
+    pub announce: Announce,
 }
 
 /// What every request shares.
 struct Console {
+    /// The console's connection to the broker; each signed-in person's calls go
+    /// through a copy naming them.
     client: Client,
     verifier: Verifier,
     pinned: bool,
-    /// A random token the console puts in its change forms and requires back, so that
-    /// another site cannot make the browser post a change.
-    token: String,
+    sessions: Sessions,
 }
 
 /// A console bound to its address, ready to serve.
 pub struct BoundConsole {
     listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     console: Arc<Console>,
 }
 
@@ -92,9 +125,15 @@ impl BoundConsole {
         address.map_err(|source| ConsoleError::Listen { address: SocketAddr::from(([127, 0, 0, 1], 0)), source })
     }
 
+    /// The console's address as a browser opens it (`http://127.0.0.1:8080/`).
+    pub fn url(&self) -> Result<String, ConsoleError> {
+        Ok(base_url(self.local_addr()?, self.tls.is_some()))
+    }
+
     /// Serves until `shutdown` completes.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ConsoleError> {
         let address = self.local_addr()?;
+        let console = self.console;
         let router = Router::new()
             .route("/", get(overview))
             .route("/audit", get(audit_form).post(audit_results))
@@ -102,24 +141,38 @@ impl BoundConsole {
             .route("/entry/{leaf}", get(entry))
             .route("/integrity", get(integrity::form).post(integrity::compare))
             .route("/registry", get(registry::list))
-            .route("/registry/{id}/{what}", axum::routing::post(registry::change))
+            .route("/registry/{id}/{what}", post(registry::change))
+            .route("/sign-in", get(session::sign_in_form).post(session::sign_in))
+            .route("/sign-out", post(session::sign_out))
             .route("/assets/nhsuk-frontend.min.css", get(assets::stylesheet))
             .route("/assets/images/{name}", get(assets::image))
+            .layer(axum::middleware::from_fn_with_state(console.clone(), session::require_session))
+            .layer(axum::extract::DefaultBodyLimit::max(session::MAX_FORM_BYTES))
             .layer(axum::middleware::map_response(security_headers))
-            .with_state(self.console);
-        axum::serve(self.listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(|source| ConsoleError::Listen { address, source })
+            .layer(axum::middleware::from_fn(log_request))
+            .with_state(console);
+        match self.tls {
+            None => axum::serve(self.listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+                .map_err(|source| ConsoleError::Listen { address, source }),
+            Some(acceptor) => tls::serve(self.listener, acceptor, router, shutdown).await,
+        }
     }
 }
 
-/// Binds the console's address and reads the log's key (the pinned one, or the
-/// broker's).
+/// The address a browser opens.
+fn base_url(address: SocketAddr, tls: bool) -> String {
+    format!("{}://{address}/", if tls { "https" } else { "http" })
+}
+
+/// Binds the console's address (loopback, or any with TLS) and reads the log's key
+/// (the pinned one, or the broker's); announces the first sign-in link.
 pub async fn bind(options: ConsoleOptions) -> Result<BoundConsole, ConsoleError> {
-    if !options.listen.ip().is_loopback() {
+    if !options.listen.ip().is_loopback() && options.tls.is_none() {
         return Err(ConsoleError::NotLoopback(options.listen));
     }
+    let tls = options.tls.as_ref().map(tls::acceptor).transpose()?;
     let (key, pinned) = match options.pinned_key {
         Some(key) => (key, true),
         None => {
@@ -132,10 +185,25 @@ pub async fn bind(options: ConsoleOptions) -> Result<BoundConsole, ConsoleError>
     let listener = tokio::net::TcpListener::bind(options.listen)
         .await
         .map_err(|source| ConsoleError::Listen { address: options.listen, source })?;
-    let mut token = [0u8; 16];
-    getrandom::fill(&mut token).map_err(|err| ConsoleError::Key(format!("no randomness for the form token: {err}")))?;
-    let token = token.iter().map(|byte| format!("{byte:02x}")).collect();
-    Ok(BoundConsole { listener, console: Arc::new(Console { client: options.client, verifier, pinned, token }) })
+    let address = listener.local_addr().map_err(|source| ConsoleError::Listen { address: options.listen, source })?;
+    let sessions = Sessions::new(base_url(address, tls.is_some()), tls.is_some(), options.announce)?;
+    Ok(BoundConsole {
+        listener,
+        tls,
+        console: Arc::new(Console { client: options.client, verifier, pinned, sessions }),
+    })
+}
+
+/// Logs each request's method, path and status. Only the path: the query of a sign-in
+/// link holds its token, and nothing personal is ever in a path (an NHS number travels
+/// only in a form's body).
+async fn log_request(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    tracing::info!(%method, %path, status = response.status().as_u16(), micros, "console request");
+    response
 }
 
 /// The headers every answer carries: a strict Content-Security-Policy (everything from
@@ -156,39 +224,48 @@ async fn security_headers(mut response: Response) -> Response {
 }
 
 /// A page, or the broker's refusal shown as a page.
-fn page_or_error(result: Result<maud::Markup, tonic::Status>, pinned: bool) -> Response {
+fn page_or_error(result: Result<maud::Markup, tonic::Status>, viewer: &Viewer<'_>) -> Response {
     match result {
         Ok(markup) => Html(markup.into_string()).into_response(),
         Err(status) => {
             let code = match status.code() {
                 tonic::Code::InvalidArgument => axum::http::StatusCode::BAD_REQUEST,
                 tonic::Code::PermissionDenied | tonic::Code::Unauthenticated => axum::http::StatusCode::FORBIDDEN,
+                tonic::Code::NotFound => axum::http::StatusCode::NOT_FOUND,
                 _ => axum::http::StatusCode::BAD_GATEWAY,
             };
-            (code, Html(pages::error(&status, pinned).into_string())).into_response()
+            (code, Html(pages::error(&status, viewer).into_string())).into_response()
         }
     }
 }
 
-async fn overview(State(console): State<Arc<Console>>) -> Response {
+async fn overview(State(console): State<Arc<Console>>, Extension(signed_in): Extension<SignedIn>) -> Response {
+    let viewer = Viewer::of(&signed_in, console.pinned);
+    let client = &signed_in.client;
     let checkpoint = async {
-        let request = console.client.request(v1::GetCheckpointRequest {});
-        Ok(console.client.audit().get_checkpoint(request).await?.into_inner())
+        let request = client.request(v1::GetCheckpointRequest {});
+        Ok(client.audit().get_checkpoint(request).await?.into_inner())
     };
     let result = checkpoint.await.map(|checkpoint: v1::Checkpoint| {
         let opened = tio_audit::checkpoint::Checkpoint::open(&checkpoint.signed_note, &console.verifier);
-        pages::overview(&checkpoint, opened.map_err(|err| err.to_string()), console.pinned)
+        pages::overview(&checkpoint, opened.map_err(|err| err.to_string()), &viewer)
     });
-    page_or_error(result, console.pinned)
+    page_or_error(result, &viewer)
 }
 
 /// One entry, with its inclusion in a signed checkpoint checked here: the entry's leaf
 /// hash, the broker's inclusion proof and the checkpoint's root, under the pinned key.
-async fn entry(State(console): State<Arc<Console>>, axum::extract::Path(leaf): axum::extract::Path<u64>) -> Response {
+async fn entry(
+    State(console): State<Arc<Console>>,
+    Extension(signed_in): Extension<SignedIn>,
+    axum::extract::Path(leaf): axum::extract::Path<u64>,
+) -> Response {
+    let viewer = Viewer::of(&signed_in, console.pinned);
+    let client = &signed_in.client;
     let result = async {
         let to_index = leaf.checked_add(1).ok_or_else(|| tonic::Status::invalid_argument("leaf: out of range"))?;
-        let request = console.client.request(v1::ExportEntriesRequest { from_index: leaf, to_index });
-        let mut stream = console.client.audit().export_entries(request).await?.into_inner();
+        let request = client.request(v1::ExportEntriesRequest { from_index: leaf, to_index });
+        let mut stream = client.audit().export_entries(request).await?.into_inner();
         let (mut found, mut signed) = (None, None);
         // Bounded: the range holds one entry, then the checkpoint ends the stream.
         while let Some(message) = stream.message().await? {
@@ -204,7 +281,7 @@ async fn entry(State(console): State<Arc<Console>>, axum::extract::Path(leaf): a
             Err(err) => Err(format!("the checkpoint does not verify: {err}")),
             Ok(opened) => {
                 let request = v1::GetInclusionProofRequest { leaf_index: leaf, tree_size: opened.size };
-                let proof = console.client.audit().get_inclusion_proof(console.client.request(request)).await?;
+                let proof = client.audit().get_inclusion_proof(client.request(request)).await?;
                 let hashes: Result<Vec<tio_audit::merkle::Hash>, _> =
                     proof.into_inner().hashes.iter().map(|hash| <[u8; 32]>::try_from(hash.as_slice())).collect();
                 let leaf_hash = tio_audit::merkle::leaf_hash(&entry.canonical_json);
@@ -218,33 +295,47 @@ async fn entry(State(console): State<Arc<Console>>, axum::extract::Path(leaf): a
                 }
             }
         };
-        Ok(pages::entry(&entry, verdict, console.pinned))
+        Ok(pages::entry(&entry, verdict, &viewer))
     };
-    page_or_error(result.await, console.pinned)
+    page_or_error(result.await, &viewer)
 }
 
-async fn child_form(State(console): State<Arc<Console>>) -> Response {
-    page_or_error(Ok(pages::child(&pages::ChildForm::default(), None)), console.pinned)
+async fn child_form(State(console): State<Arc<Console>>, Extension(signed_in): Extension<SignedIn>) -> Response {
+    let viewer = Viewer::of(&signed_in, console.pinned);
+    page_or_error(Ok(pages::child(&pages::ChildForm::default(), None, &viewer)), &viewer)
 }
 
-async fn child_report(State(console): State<Arc<Console>>, Form(form): Form<pages::ChildForm>) -> Response {
+async fn child_report(
+    State(console): State<Arc<Console>>,
+    Extension(signed_in): Extension<SignedIn>,
+    Form(form): Form<pages::ChildForm>,
+) -> Response {
+    let viewer = Viewer::of(&signed_in, console.pinned);
+    let client = &signed_in.client;
     let result = async {
         let request = form.to_request()?;
-        let response = console.client.audit().subject_access_report(console.client.request(request)).await?;
-        Ok(pages::child(&form, Some(&response.into_inner())))
+        let response = client.audit().subject_access_report(client.request(request)).await?;
+        Ok(pages::child(&form, Some(&response.into_inner()), &viewer))
     };
-    page_or_error(result.await, console.pinned)
+    page_or_error(result.await, &viewer)
 }
 
-async fn audit_form(State(console): State<Arc<Console>>) -> Response {
-    page_or_error(Ok(pages::audit(&pages::AuditFilter::default(), None)), console.pinned)
+async fn audit_form(State(console): State<Arc<Console>>, Extension(signed_in): Extension<SignedIn>) -> Response {
+    let viewer = Viewer::of(&signed_in, console.pinned);
+    page_or_error(Ok(pages::audit(&pages::AuditFilter::default(), None, &viewer)), &viewer)
 }
 
-async fn audit_results(State(console): State<Arc<Console>>, Form(filter): Form<pages::AuditFilter>) -> Response {
+async fn audit_results(
+    State(console): State<Arc<Console>>,
+    Extension(signed_in): Extension<SignedIn>,
+    Form(filter): Form<pages::AuditFilter>,
+) -> Response {
+    let viewer = Viewer::of(&signed_in, console.pinned);
+    let client = &signed_in.client;
     let result = async {
         let request = filter.to_request()?;
-        let response = console.client.audit().query_entries(console.client.request(request)).await?.into_inner();
-        Ok(pages::audit(&filter, Some(&response)))
+        let response = client.audit().query_entries(client.request(request)).await?.into_inner();
+        Ok(pages::audit(&filter, Some(&response), &viewer))
     };
-    page_or_error(result.await, console.pinned)
+    page_or_error(result.await, &viewer)
 }

@@ -6,9 +6,44 @@ use serde::Deserialize;
 use tio_core::{NhsNumber, NhsNumberPolicy};
 use tio_proto::v1;
 
-/// The frame of every page: header, the key-pinning warning if the key is not pinned,
-/// the content, footer.
-pub(crate) fn layout(title: &str, pinned: bool, content: Markup) -> Markup {
+use crate::session::SignedIn;
+
+/// Who a page is for: the person signed in (their name, and the token their forms
+/// carry), or no one yet; and whether the log's key is pinned.
+pub(crate) struct Viewer<'a> {
+    signed_in: Option<&'a SignedIn>,
+    pinned: bool,
+}
+
+impl<'a> Viewer<'a> {
+    /// A signed-in person's view.
+    pub(crate) fn of(signed_in: &'a SignedIn, pinned: bool) -> Viewer<'a> {
+        Viewer { signed_in: Some(signed_in), pinned }
+    }
+
+    /// The view before signing in (no navigation, no forms but the sign-in's).
+    pub(crate) fn signed_out(pinned: bool) -> Viewer<'static> {
+        Viewer { signed_in: None, pinned }
+    }
+
+    /// The hidden field every form posted by a signed-in person carries.
+    pub(crate) fn csrf_field(&self) -> Markup {
+        html! { input type="hidden" name="csrf" value=(self.signed_in.map(|s| s.csrf.as_str()).unwrap_or_default()); }
+    }
+}
+
+/// The navigation's links: address and words.
+const NAVIGATION: [(&str, &str); 5] = [
+    ("/", "Overview"),
+    ("/audit", "Audit log"),
+    ("/child", "A child's record"),
+    ("/integrity", "Integrity"),
+    ("/registry", "Registry"),
+];
+
+/// The frame of every page: header (with the navigation and who is signed in), the
+/// key-pinning warning if the key is not pinned, the content, footer.
+pub(crate) fn layout(title: &str, viewer: &Viewer<'_>, content: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -25,24 +60,25 @@ pub(crate) fn layout(title: &str, pinned: bool, content: Markup) -> Markup {
                         div class="nhsuk-header__service" {
                             a class="nhsuk-header__service-name" href="/" { "Tell It Once audit console" }
                         }
+                        @if let Some(signed_in) = viewer.signed_in {
+                            div class="nhsuk-header__account" {
+                                form method="post" action="/sign-out" class="nhsuk-u-margin-bottom-0" {
+                                    (viewer.csrf_field())
+                                    span id="signed-in-as" class="nhsuk-u-margin-right-2" { "Signed in as " (signed_in.name) }
+                                    button class="nhsuk-button nhsuk-button--reverse nhsuk-button--small nhsuk-u-margin-bottom-0" type="submit" id="sign-out" { "Sign out" }
+                                }
+                            }
+                        }
                     }
-                    nav class="nhsuk-header__navigation" aria-label="Menu" {
-                        div class="nhsuk-width-container" {
-                            ul class="nhsuk-header__navigation-list" {
-                                li class="nhsuk-header__navigation-item" {
-                                    a class="nhsuk-header__navigation-link" href="/" { "Overview" }
-                                }
-                                li class="nhsuk-header__navigation-item" {
-                                    a class="nhsuk-header__navigation-link" href="/audit" { "Audit log" }
-                                }
-                                li class="nhsuk-header__navigation-item" {
-                                    a class="nhsuk-header__navigation-link" href="/child" { "A child's record" }
-                                }
-                                li class="nhsuk-header__navigation-item" {
-                                    a class="nhsuk-header__navigation-link" href="/integrity" { "Integrity" }
-                                }
-                                li class="nhsuk-header__navigation-item" {
-                                    a class="nhsuk-header__navigation-link" href="/registry" { "Registry" }
+                    @if viewer.signed_in.is_some() {
+                        nav class="nhsuk-header__navigation" aria-label="Menu" {
+                            div class="nhsuk-width-container" {
+                                ul class="nhsuk-header__navigation-list" {
+                                    @for (href, words) in NAVIGATION {
+                                        li class="nhsuk-header__navigation-item" {
+                                            a class="nhsuk-header__navigation-link" href=(href) { (words) }
+                                        }
+                                    }
                                 }
                             }
                         }
@@ -50,9 +86,9 @@ pub(crate) fn layout(title: &str, pinned: bool, content: Markup) -> Markup {
                 }
                 div class="nhsuk-width-container" {
                     main class="nhsuk-main-wrapper" id="main-content" role="main" {
-                        @if !pinned {
+                        @if !viewer.pinned {
                             div class="nhsuk-warning-callout" {
-                                h3 class="nhsuk-warning-callout__label" { "The log's key is not pinned" }
+                                h2 class="nhsuk-warning-callout__label" { "The log's key is not pinned" }
                                 p {
                                     "Checkpoints are checked against the key the broker gives. Start the console with "
                                     code { "--public-key FILE" }
@@ -78,11 +114,16 @@ pub(crate) fn layout(title: &str, pinned: bool, content: Markup) -> Markup {
     }
 }
 
+/// A page that only says something: a title and a paragraph.
+pub(crate) fn message(title: &str, words: &str, viewer: &Viewer<'_>) -> Markup {
+    layout(title, viewer, html! { p id="message" { (words) } })
+}
+
 /// The overview: the latest signed checkpoint and whether it verifies.
 pub(crate) fn overview(
     checkpoint: &v1::Checkpoint,
     opened: Result<tio_audit::checkpoint::Checkpoint, String>,
-    pinned: bool,
+    viewer: &Viewer<'_>,
 ) -> Markup {
     let origin = checkpoint.signed_note.lines().next().unwrap_or_default();
     let root: String = checkpoint.root_hash.iter().take(8).map(|byte| format!("{byte:02x}")).collect();
@@ -105,7 +146,7 @@ pub(crate) fn overview(
                 dt class="nhsuk-summary-list__key" { "Signature" }
                 dd class="nhsuk-summary-list__value" id="verdict" {
                     @match &opened {
-                        Ok(_) if pinned => strong class="nhsuk-tag nhsuk-tag--green" { "Verified with your pinned key" },
+                        Ok(_) if viewer.pinned => strong class="nhsuk-tag nhsuk-tag--green" { "Verified with your pinned key" },
                         Ok(_) => strong class="nhsuk-tag nhsuk-tag--yellow" { "Verified with the broker's key" },
                         Err(err) => strong class="nhsuk-tag nhsuk-tag--red" { "Does NOT verify: " (err) },
                     }
@@ -114,7 +155,7 @@ pub(crate) fn overview(
         }
         p { a href="/audit" { "Search the audit log" } }
     };
-    layout("Overview", pinned, content)
+    layout("Overview", viewer, content)
 }
 
 /// The audit log's filters, as the form posts them.
@@ -212,10 +253,11 @@ fn action_words(code: &str) -> String {
 }
 
 /// The audit log's form, and the page of entries it found.
-pub(crate) fn audit(filter: &AuditFilter, found: Option<&v1::QueryEntriesResponse>) -> Markup {
+pub(crate) fn audit(filter: &AuditFilter, found: Option<&v1::QueryEntriesResponse>, viewer: &Viewer<'_>) -> Markup {
     let actions = tio_audit::entry::Action::ALL;
     let content = html! {
         form method="post" action="/audit" novalidate {
+            (viewer.csrf_field())
             div class="nhsuk-form-group" {
                 label class="nhsuk-label" for="nhs_number" { "Child's NHS number (optional)" }
                 div class="nhsuk-hint" { "Sent in the form, never in the address; shown masked." }
@@ -288,6 +330,7 @@ pub(crate) fn audit(filter: &AuditFilter, found: Option<&v1::QueryEntriesRespons
             }
             @if let Some(next) = found.page.as_ref().map(|page| page.next_page_token.as_str()).filter(|token| !token.is_empty()) {
                 form method="post" action="/audit" {
+                    (viewer.csrf_field())
                     input type="hidden" name="nhs_number" value=(filter.nhs_number);
                     input type="hidden" name="agency" value=(filter.agency);
                     input type="hidden" name="action" value=(filter.action);
@@ -300,7 +343,7 @@ pub(crate) fn audit(filter: &AuditFilter, found: Option<&v1::QueryEntriesRespons
             }
         }
     };
-    layout("Audit log", true, content)
+    layout("Audit log", viewer, content)
 }
 
 /// The child's page: the NHS number, posted.
@@ -328,9 +371,10 @@ impl ChildForm {
 }
 
 /// A child's page: the form, and the subject-access report it found.
-pub(crate) fn child(form: &ChildForm, report: Option<&v1::SubjectAccessReportResponse>) -> Markup {
+pub(crate) fn child(form: &ChildForm, report: Option<&v1::SubjectAccessReportResponse>, viewer: &Viewer<'_>) -> Markup {
     let content = html! {
         form method="post" action="/child" novalidate {
+            (viewer.csrf_field())
             div class="nhsuk-form-group" {
                 label class="nhsuk-label" for="nhs_number" { "Child's NHS number" }
                 div class="nhsuk-hint" { "Sent in the form, never in the address; shown masked." }
@@ -355,18 +399,18 @@ pub(crate) fn child(form: &ChildForm, report: Option<&v1::SubjectAccessReportRes
             }
         }
     };
-    layout("A child's record", true, content)
+    layout("A child's record", viewer, content)
 }
 
 /// One entry: every field as stored (its canonical form: blind indexes and ciphertext,
 /// nothing personal in plain text), and whether its inclusion in a signed checkpoint
 /// verified (`Ok` with the checkpoint's size).
-pub(crate) fn entry(entry: &v1::AuditEntry, verdict: Result<u64, String>, pinned: bool) -> Markup {
+pub(crate) fn entry(entry: &v1::AuditEntry, verdict: Result<u64, String>, viewer: &Viewer<'_>) -> Markup {
     let pretty = serde_json_pretty(&entry.canonical_json);
     let content = html! {
         p id="proof" {
             @match &verdict {
-                Ok(size) if pinned => strong class="nhsuk-tag nhsuk-tag--green" { "In the log: proved in the checkpoint of " (size) " entries signed with your pinned key" },
+                Ok(size) if viewer.pinned => strong class="nhsuk-tag nhsuk-tag--green" { "In the log: proved in the checkpoint of " (size) " entries signed with your pinned key" },
                 Ok(size) => strong class="nhsuk-tag nhsuk-tag--yellow" { "In the log: proved in the checkpoint of " (size) " entries signed with the broker's key" },
                 Err(err) => strong class="nhsuk-tag nhsuk-tag--red" { "NOT proved: " (err) },
             }
@@ -377,7 +421,7 @@ pub(crate) fn entry(entry: &v1::AuditEntry, verdict: Result<u64, String>, pinned
         pre id="canonical" { (pretty) }
         p { a href="/audit" { "Back to the audit log" } }
     };
-    layout(&format!("Audit entry {}", entry.leaf_index), true, content)
+    layout(&format!("Audit entry {}", entry.leaf_index), viewer, content)
 }
 
 /// The entry's canonical JSON laid out one field per line (or as it is, if it is not
@@ -466,7 +510,7 @@ fn outcome_code(entry: &v1::AuditEntry) -> String {
 }
 
 /// The broker's refusal, as a page.
-pub(crate) fn error(status: &tonic::Status, pinned: bool) -> Markup {
+pub(crate) fn error(status: &tonic::Status, viewer: &Viewer<'_>) -> Markup {
     let content = html! {
         div class="nhsuk-error-summary" role="alert" tabindex="-1" {
             h2 class="nhsuk-error-summary__title" { "The broker refused" }
@@ -474,7 +518,7 @@ pub(crate) fn error(status: &tonic::Status, pinned: bool) -> Markup {
         }
         p { a href="/audit" { "Back to the audit log" } }
     };
-    layout("Something went wrong", pinned, content)
+    layout("Something went wrong", viewer, content)
 }
 
 #[cfg(test)]
@@ -517,7 +561,7 @@ mod tests {
     #[test]
     fn values_are_escaped() {
         let filter = AuditFilter { agency: "<script>alert(1)</script>".into(), ..AuditFilter::default() };
-        let page = audit(&filter, None).into_string();
+        let page = audit(&filter, None, &Viewer::signed_out(true)).into_string();
         assert!(!page.contains("<script>"), "{page}");
         assert!(page.contains("&lt;script&gt;"));
     }

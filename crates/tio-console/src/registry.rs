@@ -1,24 +1,24 @@
 //! The registry pages (an admin's certificate only): every agency with its sector,
 //! permissions and state; suspend and reinstate, each after a confirmation step, a
 //! suspension with its reason. The broker decides and audits; a change is a form posted
-//! with the console's own token, so that another site cannot make the browser post one.
+//! with the session's own token (checked in `session`), so that another site cannot make
+//! the browser post one.
 
 use std::sync::Arc;
 
-use axum::extract::{Form, Path, State};
+use axum::extract::{Extension, Form, Path, State};
 use axum::response::Response;
 use maud::{Markup, html};
 use serde::Deserialize;
 use tio_proto::v1;
 
+use crate::pages::Viewer;
+use crate::session::SignedIn;
 use crate::{Console, page_or_error, pages};
 
-/// A change's form: the console's token, the reason (a suspension), and whether this is
-/// the confirmed post.
+/// A change's form: the reason (a suspension), and whether this is the confirmed post.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct ChangeForm {
-    #[serde(default)]
-    token: String,
     #[serde(default)]
     reason: String,
     #[serde(default)]
@@ -26,53 +26,51 @@ pub(crate) struct ChangeForm {
 }
 
 /// The registry.
-pub(crate) async fn list(State(console): State<Arc<Console>>) -> Response {
+pub(crate) async fn list(State(console): State<Arc<Console>>, Extension(signed_in): Extension<SignedIn>) -> Response {
+    let viewer = Viewer::of(&signed_in, console.pinned);
+    let client = &signed_in.client;
     let result = async {
-        let request = console.client.request(v1::ListAgenciesRequest {});
-        let agencies = console.client.admin().list_agencies(request).await?.into_inner().agencies;
-        Ok(page(&agencies, &console.token, None))
+        let agencies = client.admin().list_agencies(client.request(v1::ListAgenciesRequest {})).await?;
+        Ok(page(&agencies.into_inner().agencies, None, &viewer))
     };
-    page_or_error(result.await, console.pinned)
+    page_or_error(result.await, &viewer)
 }
 
 /// Suspends or reinstates agency `id`: first a confirmation page, then, confirmed, the
 /// change.
 pub(crate) async fn change(
     State(console): State<Arc<Console>>,
+    Extension(signed_in): Extension<SignedIn>,
     Path((id, what)): Path<(String, String)>,
     Form(form): Form<ChangeForm>,
 ) -> Response {
+    let viewer = Viewer::of(&signed_in, console.pinned);
+    let client = &signed_in.client;
     let result = async {
-        if form.token != console.token {
-            return Err(tonic::Status::permission_denied(
-                "this form was not made by the console: open the registry page and try again",
-            ));
-        }
         let suspend = match what.as_str() {
             "suspend" => true,
             "reinstate" => false,
             _ => return Err(tonic::Status::not_found("no such change")),
         };
         if form.confirmed != "yes" {
-            return Ok(confirm(&id, suspend, &form.reason, &console.token));
+            return Ok(confirm(&id, suspend, &form.reason, &viewer));
         }
-        let admin = console.client.admin();
+        let admin = client.admin();
         let changed = if suspend {
             let request = v1::SuspendAgencyRequest { agency_id: id.clone(), reason: form.reason.clone() };
-            admin.clone().suspend_agency(console.client.request(request)).await?.into_inner()
+            admin.clone().suspend_agency(client.request(request)).await?.into_inner()
         } else {
             let request = v1::ReinstateAgencyRequest { agency_id: id.clone() };
-            admin.clone().reinstate_agency(console.client.request(request)).await?.into_inner()
+            admin.clone().reinstate_agency(client.request(request)).await?.into_inner()
         };
-        let request = console.client.request(v1::ListAgenciesRequest {});
-        let agencies = admin.clone().list_agencies(request).await?.into_inner().agencies;
+        let agencies = admin.clone().list_agencies(client.request(v1::ListAgenciesRequest {})).await?;
         let done = format!("{} is {}", changed.id, if changed.suspended { "suspended" } else { "reinstated" });
-        Ok(page(&agencies, &console.token, Some(&done)))
+        Ok(page(&agencies.into_inner().agencies, Some(&done), &viewer))
     };
-    page_or_error(result.await, console.pinned)
+    page_or_error(result.await, &viewer)
 }
 
-fn page(agencies: &[v1::Agency], token: &str, notice: Option<&str>) -> Markup {
+fn page(agencies: &[v1::Agency], notice: Option<&str>, viewer: &Viewer<'_>) -> Markup {
     let content = html! {
         @if let Some(notice) = notice {
             div class="nhsuk-inset-text" id="notice" { p { (notice) } }
@@ -94,7 +92,7 @@ fn page(agencies: &[v1::Agency], token: &str, notice: Option<&str>) -> Markup {
                         td class="nhsuk-table__cell" {
                             @let what = if agency.suspended { "reinstate" } else { "suspend" };
                             form method="post" action={ "/registry/" (agency.id) "/" (what) } {
-                                input type="hidden" name="token" value=(token);
+                                (viewer.csrf_field())
                                 button class="nhsuk-button nhsuk-button--secondary nhsuk-u-margin-bottom-0" type="submit" { (what) }
                             }
                         }
@@ -103,7 +101,7 @@ fn page(agencies: &[v1::Agency], token: &str, notice: Option<&str>) -> Markup {
             }
         }
     };
-    pages::layout("The agency registry", true, content)
+    pages::layout("The agency registry", viewer, content)
 }
 
 fn permissions(agency: &v1::Agency) -> String {
@@ -126,12 +124,12 @@ fn permissions(agency: &v1::Agency) -> String {
 }
 
 /// The confirmation step.
-fn confirm(id: &str, suspend: bool, reason: &str, token: &str) -> Markup {
+fn confirm(id: &str, suspend: bool, reason: &str, viewer: &Viewer<'_>) -> Markup {
     let what = if suspend { "suspend" } else { "reinstate" };
     let content = html! {
         p { "You are about to " (what) " " code { (id) } "." @if suspend { " Every call it makes will be refused until it is reinstated." } }
         form method="post" action={ "/registry/" (id) "/" (what) } {
-            input type="hidden" name="token" value=(token);
+            (viewer.csrf_field())
             input type="hidden" name="confirmed" value="yes";
             @if suspend {
                 div class="nhsuk-form-group" {
@@ -143,5 +141,5 @@ fn confirm(id: &str, suspend: bool, reason: &str, token: &str) -> Markup {
         }
         p { a href="/registry" { "No, go back" } }
     };
-    pages::layout(&format!("Confirm: {what} {id}"), true, content)
+    pages::layout(&format!("Confirm: {what} {id}"), viewer, content)
 }

@@ -85,7 +85,8 @@ pub(crate) enum Command {
     Bench(BenchArgs),
     /// The auditor's console: a web application over the broker's audit log, itself a
     /// client of the broker with an auditor's (or admin's) certificate. Prints its
-    /// address; listens on loopback only; stops on Ctrl-C.
+    /// address and a one-time sign-in link (a new one each time one is used); listens
+    /// on loopback unless given TLS files; stops on Ctrl-C.
     Console(ConsoleArgs),
     /// Administer the agency registry (admin certificate): register, update, suspend,
     /// reinstate and list agencies, and revoke certificates.
@@ -103,9 +104,16 @@ pub(crate) enum Command {
 /// `tio console`.
 #[derive(Debug, Args)]
 pub(crate) struct ConsoleArgs {
-    /// Where the console listens (a loopback address; port 0 picks one).
+    /// Where the console listens (port 0 picks one). Any address other than loopback
+    /// needs --tls-cert and --tls-key.
     #[arg(long, value_name = "ADDRESS", default_value = "127.0.0.1:8080")]
     pub(crate) listen: std::net::SocketAddr,
+    /// Serve HTTPS with this certificate chain (PEM, leaf first); with --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub(crate) tls_cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub(crate) tls_key: Option<std::path::PathBuf>,
     /// The log's public key you keep (as `tio audit public-key` prints it), to verify
     /// checkpoints against; without it the console trusts the broker's, and says so.
     #[arg(long, value_name = "FILE")]
@@ -119,8 +127,9 @@ pub(crate) struct ConsoleArgs {
     /// removed afterwards, if not given).
     #[arg(long, value_name = "DIR", requires = "dev")]
     pub(crate) data_dir: Option<std::path::PathBuf>,
-    /// How to reach the broker (an auditor's or admin's certificate; --professional
-    /// names the person using the console, as the audit log records them).
+    /// How to reach the broker (an auditor's or admin's certificate). The console asks
+    /// each person their name at sign-in and sends it as the professional on their
+    /// calls, so the audit log records who looked; --professional is not used.
     #[command(flatten)]
     pub(crate) connection: ConnectionArgs,
 }

@@ -116,25 +116,38 @@ fn console(args: cli::ConsoleArgs) -> anyhow::Result<()> {
         let running = tio_harness::RunningServer { url: server.url().to_owned(), dev_pki: dev_pki.clone() };
         let story = tio_harness::demo::DemoOptions { tio, data_dir: None, server: Some(running) };
         tio_harness::demo::run(&story)?;
-        let mut settings = tio_client::ConnectionSettings::from_dev_pki(server.url().to_owned(), &dev_pki, "auditor");
-        settings.professional = Some(args.connection.professional.clone().unwrap_or_else(|| "dpo-evans".to_owned()));
+        let settings = tio_client::ConnectionSettings::from_dev_pki(server.url().to_owned(), &dev_pki, "auditor");
         own = Some(server);
         settings
     } else {
         args.connection.settings()?
     };
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(tio_console::TlsFiles { cert, key }),
+        _ => None,
+    };
+    // Each link works once; the console tells the next one here as soon as one is used.
+    let announce: tio_console::Announce = Box::new(|link| {
+        println!("sign in (this link works once): {link}");
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+    });
     runtime()?.block_on(async {
+        let log = tio_broker::runtime::config::LogConfig::default();
+        let telemetry = tio_broker::runtime::telemetry::init(&log, &Default::default())?;
         let client = tio_client::Client::connect(&settings).await?;
-        let bound = tio_console::bind(tio_console::ConsoleOptions { listen: args.listen, client, pinned_key }).await?;
-        println!("console: http://{}/", bound.local_addr()?);
+        let options = tio_console::ConsoleOptions { listen: args.listen, tls, client, pinned_key, announce };
+        let bound = tio_console::bind(options).await?;
+        println!("console: {}", bound.url()?);
         if own.is_some() {
             println!("(the development server's auditor; Ctrl-C stops the console and the server)");
         }
+        let _ = std::io::Write::flush(&mut std::io::stdout());
         bound
             .serve(async {
                 let _ = tokio::signal::ctrl_c().await;
             })
             .await?;
+        telemetry.shutdown();
         Ok::<_, anyhow::Error>(())
     })?;
     drop(own);
