@@ -10,6 +10,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fantoccini::key::Key;
 use fantoccini::{ClientBuilder, Locator};
 use tio_proto::v1;
 
@@ -113,23 +114,84 @@ fn start_console(sandbox: &Sandbox, name: &str, extra: &[&str]) -> Console {
 async fn sign_in(browser: &fantoccini::Client, console: &Console, name: &str) {
     browser.goto(&console.link()).await.unwrap();
     browser.find(Locator::Id("name")).await.unwrap().send_keys(name).await.unwrap();
+    look_at(browser, "sign-in").await;
     browser.find(Locator::Id("sign-in")).await.unwrap().click().await.unwrap();
     let signed_in = browser.wait().for_element(Locator::Id("signed-in-as")).await.unwrap().text().await.unwrap();
     assert_eq!(signed_in, format!("Signed in as {name}"));
 }
 
-/// A headless Chromium session through chromedriver.
-async fn browser(driver_url: &str) -> fantoccini::Client {
+/// A headless Chromium session through chromedriver; downloads go to `downloads`.
+async fn browser(driver_url: &str, downloads: &std::path::Path) -> fantoccini::Client {
     let mut capabilities = serde_json::Map::new();
     capabilities.insert(
         "goog:chromeOptions".into(),
-        serde_json::json!({ "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"] }),
+        serde_json::json!({
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+            "prefs": {
+                "download.default_directory": arg(downloads),
+                "download.prompt_for_download": false,
+            },
+        }),
     );
     ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(capabilities)
         .connect(driver_url)
         .await
         .expect("a headless chromium session (tests/run installs chromium and chromium-driver)")
+}
+
+/// axe-core, vendored (`vendor/README.md`).
+const AXE: &str = include_str!("vendor/axe.min.js");
+
+/// Looks at the page the browser shows, as a person and as an auditor of accessibility
+/// would: saves a full-page screenshot as an artefact of the run
+/// (`target/tmp/console-screenshots/NAME.png`; the window is first stretched to the
+/// page's height), and runs axe-core on it, failing on any serious or critical
+/// violation of WCAG 2.0, 2.1 or 2.2 at level A or AA.
+async fn look_at(browser: &fantoccini::Client, name: &str) {
+    let height = browser.execute("return document.documentElement.scrollHeight", vec![]).await.unwrap();
+    let height = u32::try_from(height.as_u64().unwrap_or(900).clamp(600, 8000)).unwrap_or(900);
+    browser.set_window_size(1280, height).await.unwrap();
+    let png = browser.screenshot().await.unwrap();
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+
+    browser.execute(&format!("{AXE}\nreturn true;"), vec![]).await.unwrap();
+    let scan = r#"
+        const done = arguments[arguments.length - 1];
+        const tags = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'];
+        axe.run(document, { runOnly: { type: 'tag', values: tags } })
+            .then(results => done({
+                rules: results.passes.length + results.violations.length,
+                serious: results.violations
+                    .filter(v => v.impact === 'serious' || v.impact === 'critical')
+                    .map(v => v.id + ' (' + v.impact + '): ' + v.help + ' at ' +
+                        v.nodes.map(n => n.target.join(' ')).join(', ')),
+            }))
+            .catch(err => done({ error: String(err) }));
+    "#;
+    let verdict = browser.execute_async(scan, vec![]).await.unwrap();
+    assert!(verdict.get("error").is_none(), "{name}: axe did not run: {verdict}");
+    assert!(verdict["rules"].as_u64().unwrap_or(0) > 10, "{name}: axe checked almost nothing: {verdict}");
+    let serious = verdict["serious"].as_array().cloned().unwrap_or_default();
+    assert!(serious.is_empty(), "{name}: serious or critical accessibility violations: {serious:#?}");
+}
+
+/// The file that appears in `dir` (waits at most 20 s for a download to finish).
+fn downloaded(dir: &std::path::Path) -> (String, Vec<u8>) {
+    let started = Instant::now();
+    loop {
+        let finished = std::fs::read_dir(dir).unwrap().filter_map(Result::ok).find(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            !name.ends_with(".crdownload") && !name.starts_with('.')
+        });
+        if let Some(entry) = finished {
+            return (entry.file_name().to_string_lossy().into_owned(), std::fs::read(entry.path()).unwrap());
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "nothing was downloaded within 20 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
@@ -173,14 +235,16 @@ fn the_console_verifies_the_checkpoint_and_searches_the_log_without_the_nhs_numb
     let key = arg(key_file.path());
     let console = start_console(&sandbox, "auditor", &["--public-key", &key]);
     let url = console.url.clone();
+    let downloads = tempfile::tempdir().unwrap();
     let (_driver, driver_url) = chromedriver();
 
     runtime.block_on(async {
-        let browser = browser(&driver_url).await;
+        let browser = browser(&driver_url, downloads.path()).await;
         sign_in(&browser, &console, "dpo-evans").await;
         assert_eq!(browser.current_url().await.unwrap().as_str(), url, "signed in, the overview");
         let verdict = browser.find(Locator::Id("verdict")).await.unwrap().text().await.unwrap();
         assert_eq!(verdict, "Verified with your pinned key");
+        look_at(&browser, "overview").await;
         let size: u64 = browser.find(Locator::Id("tree-size")).await.unwrap().text().await.unwrap().parse().unwrap();
         assert!(size >= 3, "{size}");
         // The stylesheet comes from the console itself.
@@ -195,6 +259,7 @@ fn the_console_verifies_the_checkpoint_and_searches_the_log_without_the_nhs_numb
         assert!(table.contains("read the profile"), "{table}");
         assert!(table.contains("*** *** 9196"), "the child masked: {table}");
         assert!(!table.contains("9990079196"), "{table}");
+        look_at(&browser, "audit-log").await;
         let address = browser.current_url().await.unwrap();
         assert!(!address.as_str().contains("9196"), "the NHS number must not be in the address: {address}");
 
@@ -206,6 +271,7 @@ fn the_console_verifies_the_checkpoint_and_searches_the_log_without_the_nhs_numb
         let canonical = browser.find(Locator::Id("canonical")).await.unwrap().text().await.unwrap();
         assert!(canonical.contains("\"action\": \"profile_read\""), "{canonical}");
         assert!(!canonical.contains("9990079196"), "nothing personal in plain text: {canonical}");
+        look_at(&browser, "entry").await;
 
         // Integrity: the checkpoint kept at the start is still in today's log; a
         // tampered one does not verify.
@@ -214,6 +280,7 @@ fn the_console_verifies_the_checkpoint_and_searches_the_log_without_the_nhs_numb
         browser.find(Locator::Id("compare")).await.unwrap().click().await.unwrap();
         let verdict = browser.wait().for_element(Locator::Id("integrity")).await.unwrap().text().await.unwrap();
         assert!(verdict.starts_with("Intact: today's log of"), "{verdict}");
+        look_at(&browser, "integrity").await;
         browser.goto(&format!("{url}integrity")).await.unwrap();
         let tampered = kept.replacen('\n', "\n1", 1);
         browser.find(Locator::Id("kept")).await.unwrap().send_keys(&tampered).await.unwrap();
@@ -237,6 +304,60 @@ fn the_console_verifies_the_checkpoint_and_searches_the_log_without_the_nhs_numb
         }
         assert!(texts.iter().any(|text| text.contains("Who saw *** *** 9196")), "{texts:?}");
         assert!(!browser.current_url().await.unwrap().as_str().contains("9196"));
+        look_at(&browser, "child").await;
+
+        // The family's report, in Polish, then switched to Welsh, then as a PDF.
+        browser.find(Locator::Css("#language option[value=pl]")).await.unwrap().click().await.unwrap();
+        browser.find(Locator::Id("family")).await.unwrap().click().await.unwrap();
+        let report = browser.wait().for_element(Locator::Id("family-report")).await.unwrap();
+        assert_eq!(report.attr("lang").await.unwrap().as_deref(), Some("pl"));
+        let title = browser.find(Locator::Id("report-title")).await.unwrap().text().await.unwrap();
+        assert_eq!(title, "Kto widział informacje o Twoim dziecku");
+        let lines = browser.find(Locator::Id("family-lines")).await.unwrap().text().await.unwrap();
+        assert!(
+            lines.contains("odmowa: organizacja nie uczestniczy w opiece nad Twoim dzieckiem"),
+            "the refusal, in Polish: {lines}"
+        );
+        let admin = sandbox.client("admin").await;
+        let agencies = admin.admin().list_agencies(admin.request(v1::ListAgenciesRequest {})).await.unwrap();
+        let hospital = agencies.into_inner().agencies.into_iter().find(|agency| agency.id == "hospital").unwrap();
+        assert!(lines.contains(&hospital.name), "organisation names as recorded: {lines}");
+        look_at(&browser, "family-report-pl").await;
+        browser.find(Locator::Css("#language option[value=cy]")).await.unwrap().click().await.unwrap();
+        browser.find(Locator::Id("switch")).await.unwrap().click().await.unwrap();
+        browser.wait().for_element(Locator::Css("#family-report[lang=cy]")).await.unwrap();
+        let title = browser.find(Locator::Id("report-title")).await.unwrap().text().await.unwrap();
+        assert_eq!(title, "Pwy sydd wedi gweld gwybodaeth eich plentyn");
+        look_at(&browser, "family-report-cy").await;
+        assert!(!browser.current_url().await.unwrap().as_str().contains("9196"));
+        browser.find(Locator::Id("download")).await.unwrap().click().await.unwrap();
+        let (name, pdf) = downloaded(downloads.path());
+        assert_eq!(name, "subject-access-report-cy.pdf", "no child in the file's name");
+        assert!(pdf.starts_with(b"%PDF-"), "a PDF");
+        let text = String::from_utf8_lossy(&pdf);
+        assert!(text.contains("/Lang(cy)") && text.contains("Pwy sydd wedi gweld gwybodaeth eich plentyn"));
+
+        // The same with the keyboard alone: the skip link first, then Tab to the field,
+        // type, and Enter.
+        browser.goto(&format!("{url}child")).await.unwrap();
+        browser.active_element().await.unwrap().send_keys(&Key::Tab.to_string()).await.unwrap();
+        let first = browser.active_element().await.unwrap().text().await.unwrap();
+        assert_eq!(first, "Skip to main content", "the first Tab reaches the skip link");
+        browser.active_element().await.unwrap().send_keys(&Key::Enter.to_string()).await.unwrap();
+        let mut reached = false;
+        for _ in 0..20 {
+            browser.active_element().await.unwrap().send_keys(&Key::Tab.to_string()).await.unwrap();
+            if browser.active_element().await.unwrap().attr("id").await.unwrap().as_deref() == Some("nhs_number") {
+                reached = true;
+                break;
+            }
+        }
+        assert!(reached, "the NHS number field is reached with Tab");
+        let field = browser.active_element().await.unwrap();
+        field.send_keys("9990079196").await.unwrap();
+        field.send_keys(&Key::Enter.to_string()).await.unwrap();
+        let report = browser.wait().for_element(Locator::Id("report")).await.unwrap().text().await.unwrap();
+        assert!(report.contains("refused"), "the report, reached by keyboard: {report}");
         browser.close().await.unwrap();
 
         // The broker audited the console's search as the auditor and the person named.
@@ -374,17 +495,20 @@ fn an_admin_suspends_and_reinstates_an_agency_with_a_confirmation_step() {
     assert!(refused.starts_with("HTTP/1.1 403"), "an auditor is not an admin: {refused}");
 
     runtime.block_on(async {
-        let browser = browser(&driver_url).await;
+        let downloads = tempfile::tempdir().unwrap();
+        let browser = browser(&driver_url, downloads.path()).await;
         sign_in(&browser, &admin_console, "dpo-evans").await;
         browser.goto(&format!("{url}registry")).await.unwrap();
         let row = browser.find(Locator::Id("agency-school")).await.unwrap().text().await.unwrap();
         assert!(row.contains("Active"), "{row}");
         browser.find(Locator::Css("#agency-school button")).await.unwrap().click().await.unwrap();
         let reason = browser.wait().for_element(Locator::Id("reason")).await.unwrap();
+        look_at(&browser, "registry-confirm").await;
         reason.send_keys("Certificate reported lost").await.unwrap();
         browser.find(Locator::Id("confirm")).await.unwrap().click().await.unwrap();
         let notice = browser.wait().for_element(Locator::Id("notice")).await.unwrap().text().await.unwrap();
         assert_eq!(notice, "school is suspended");
+        look_at(&browser, "registry-suspended").await;
         let row = browser.find(Locator::Id("agency-school")).await.unwrap().text().await.unwrap();
         assert!(row.contains("Suspended"), "{row}");
 

@@ -29,6 +29,7 @@ why-safeguarding = wedi'i rannu i gadw eich plentyn yn ddiogel, heb ganiatâd (r
 why-protection = wedi'i rannu dan faner amddiffyn plant y cyngor, heb ganiatâd
 why-family = wedi'i gofnodi pan ofynnoch chi
 why-own-record = cofnod y sefydliad ei hun
+why-audit = archwiliad, neu gais fel hwn, i weld pwy a welodd beth
 why-failed = ni ddigwyddodd oherwydd nam yn y system
 why-refused = gwrthodwyd: { $reason }
 

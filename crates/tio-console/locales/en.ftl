@@ -30,6 +30,7 @@ why-safeguarding = shared to keep your child safe, without consent (a safeguardi
 why-protection = shared under the council's child-protection flag, without consent
 why-family = recorded when you asked
 why-own-record = the organisation's own record
+why-audit = an audit, or a request like this one, for who saw what
 why-failed = it did not happen because of a fault in the system
 why-refused = refused: { $reason }
 

@@ -30,6 +30,7 @@ why-safeguarding = udostępniono bez zgody, aby chronić bezpieczeństwo dziecka
 why-protection = udostępniono bez zgody na podstawie oznaczenia ochrony dziecka nadanego przez samorząd
 why-family = zapisano na Twoją prośbę
 why-own-record = własny zapis organizacji
+why-audit = kontrola lub wniosek taki jak ten, o to, kto co widział
 why-failed = nie doszło do tego z powodu błędu systemu
 why-refused = odmowa: { $reason }
 

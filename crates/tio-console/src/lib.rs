@@ -22,8 +22,10 @@
 #![warn(missing_docs)]
 
 mod assets;
+mod family;
 mod integrity;
 mod pages;
+mod pdf;
 mod registry;
 mod session;
 mod tls;
@@ -67,6 +69,9 @@ pub enum ConsoleError {
     /// The console's TLS certificate or key cannot be used.
     #[error("the console's TLS files: {0}")]
     Tls(String),
+    /// A built-in Fluent catalogue does not parse.
+    #[error("a built-in catalogue of the family's report: {0}")]
+    Catalogue(String),
     /// The system gave no randomness for a token.
     #[error("no randomness for the console's tokens: {0}")]
     Random(String),
@@ -109,6 +114,8 @@ struct Console {
     verifier: Verifier,
     pinned: bool,
     sessions: Sessions,
+    /// The family report's words, in every language built in.
+    catalogues: family::Catalogues,
 }
 
 /// A console bound to its address, ready to serve.
@@ -138,6 +145,8 @@ impl BoundConsole {
             .route("/", get(overview))
             .route("/audit", get(audit_form).post(audit_results))
             .route("/child", get(child_form).post(child_report))
+            .route("/child/family", post(family::page))
+            .route("/child/family.pdf", post(family::pdf))
             .route("/entry/{leaf}", get(entry))
             .route("/integrity", get(integrity::form).post(integrity::compare))
             .route("/registry", get(registry::list))
@@ -190,7 +199,13 @@ pub async fn bind(options: ConsoleOptions) -> Result<BoundConsole, ConsoleError>
     Ok(BoundConsole {
         listener,
         tls,
-        console: Arc::new(Console { client: options.client, verifier, pinned, sessions }),
+        console: Arc::new(Console {
+            client: options.client,
+            verifier,
+            pinned,
+            sessions,
+            catalogues: family::Catalogues::load()?,
+        }),
     })
 }
 
@@ -302,7 +317,7 @@ async fn entry(
 
 async fn child_form(State(console): State<Arc<Console>>, Extension(signed_in): Extension<SignedIn>) -> Response {
     let viewer = Viewer::of(&signed_in, console.pinned);
-    page_or_error(Ok(pages::child(&pages::ChildForm::default(), None, &viewer)), &viewer)
+    page_or_error(Ok(pages::child(&pages::ChildForm::default(), None, &[], &viewer)), &viewer)
 }
 
 async fn child_report(
@@ -315,7 +330,7 @@ async fn child_report(
     let result = async {
         let request = form.to_request()?;
         let response = client.audit().subject_access_report(client.request(request)).await?;
-        Ok(pages::child(&form, Some(&response.into_inner()), &viewer))
+        Ok(pages::child(&form, Some(&response.into_inner()), &console.catalogues.languages(), &viewer))
     };
     page_or_error(result.await, &viewer)
 }

@@ -364,14 +364,20 @@ impl ChildForm {
         Ok(v1::SubjectAccessReportRequest { child: Some(v1::ChildRef { nhs_number: digits }), ..Default::default() })
     }
 
-    fn masked(&self) -> String {
+    /// The NHS number as shown: masked, all but the last four digits.
+    pub(crate) fn masked(&self) -> String {
         NhsNumber::parse(self.nhs_number.trim(), &NhsNumberPolicy::development())
             .map_or_else(|_| "the child".to_owned(), |number| number.to_string())
     }
 }
 
 /// A child's page: the form, and the subject-access report it found.
-pub(crate) fn child(form: &ChildForm, report: Option<&v1::SubjectAccessReportResponse>, viewer: &Viewer<'_>) -> Markup {
+pub(crate) fn child(
+    form: &ChildForm,
+    report: Option<&v1::SubjectAccessReportResponse>,
+    languages: &[(&str, String)],
+    viewer: &Viewer<'_>,
+) -> Markup {
     let content = html! {
         form method="post" action="/child" novalidate {
             (viewer.csrf_field())
@@ -384,6 +390,21 @@ pub(crate) fn child(form: &ChildForm, report: Option<&v1::SubjectAccessReportRes
             button class="nhsuk-button" type="submit" id="show" { "Show who saw what" }
         }
         @if let Some(report) = report {
+            h2 { "The family's report" }
+            p { "The same report in plain words for the family, in their language, to print or download as a PDF." }
+            form method="post" action="/child/family" {
+                (viewer.csrf_field())
+                input type="hidden" name="nhs_number" value=(form.nhs_number);
+                div class="nhsuk-form-group" {
+                    label class="nhsuk-label" for="language" { "The family's language" }
+                    select class="nhsuk-select" id="language" name="language" {
+                        @for (tag, name) in languages {
+                            option value=(tag) lang=(tag) { (name) }
+                        }
+                    }
+                }
+                button class="nhsuk-button nhsuk-button--secondary" type="submit" id="family" { "Make the family's report" }
+            }
             @for (title, id, actions) in TIMELINES {
                 @let lines: Vec<&v1::SubjectAccessLine> = report.lines.iter().filter(|line| actions.contains(&line.action())).collect();
                 @if !lines.is_empty() {

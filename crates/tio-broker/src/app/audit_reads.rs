@@ -102,6 +102,25 @@ pub(crate) struct ReportLine {
     pub(crate) categories: Vec<String>,
     /// Why, in plain words.
     pub(crate) why: String,
+    /// The grounds `why` words: a refusal's reason code, the consent (or objection)
+    /// and revision, the care relationship, and the basis of a disclosure without
+    /// consent, as the entry recorded them.
+    pub(crate) grounds: Grounds,
+}
+
+/// The recorded grounds of a report line, for a client that words them itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Grounds {
+    /// A refusal's reason code, else empty.
+    pub(crate) reason: String,
+    /// The consent or objection id, or empty.
+    pub(crate) consent_id: String,
+    /// Its revision, or 0.
+    pub(crate) consent_revision: u32,
+    /// The care relationship id, or empty.
+    pub(crate) relationship_id: String,
+    /// The basis of a disclosure without consent, or empty.
+    pub(crate) basis: String,
 }
 
 /// The audit log as an admitted admin or auditor sees it.
@@ -311,6 +330,13 @@ impl AuditReader<'_> {
             outcome,
             categories: entry.categories,
             why,
+            grounds: Grounds {
+                reason: if outcome == Outcome::Allowed { String::new() } else { entry.reason },
+                consent_id: entry.consent_id,
+                consent_revision: entry.consent_revision,
+                relationship_id: entry.relationship_id,
+                basis: entry.basis,
+            },
         })
     }
 }

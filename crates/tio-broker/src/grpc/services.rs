@@ -638,6 +638,11 @@ impl v1::audit_service_server::AuditService for Audit {
                         .collect(),
                     why: line.why,
                     leaf_index: line.leaf_index,
+                    reason: line.grounds.reason,
+                    consent_id: line.grounds.consent_id,
+                    consent_revision: line.grounds.consent_revision,
+                    relationship_id: line.grounds.relationship_id,
+                    basis: line.grounds.basis,
                 })
                 .collect(),
         }))
