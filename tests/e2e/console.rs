@@ -244,6 +244,10 @@ fn the_console_verifies_the_checkpoint_and_searches_the_log_without_the_nhs_numb
         assert_eq!(browser.current_url().await.unwrap().as_str(), url, "signed in, the overview");
         let verdict = browser.find(Locator::Id("verdict")).await.unwrap().text().await.unwrap();
         assert_eq!(verdict, "Verified with your pinned key");
+        // The activity, in counts: the school's refusal among them.
+        let refusals = browser.find(Locator::Id("refusals")).await.unwrap().text().await.unwrap();
+        assert!(refusals.contains("not involved"), "{refusals}");
+        browser.find(Locator::Css("#per-day svg[role=img]")).await.unwrap();
         look_at(&browser, "overview").await;
         let size: u64 = browser.find(Locator::Id("tree-size")).await.unwrap().text().await.unwrap().parse().unwrap();
         assert!(size >= 3, "{size}");
@@ -281,6 +285,33 @@ fn the_console_verifies_the_checkpoint_and_searches_the_log_without_the_nhs_numb
         let verdict = browser.wait().for_element(Locator::Id("integrity")).await.unwrap().text().await.unwrap();
         assert!(verdict.starts_with("Intact: today's log of"), "{verdict}");
         look_at(&browser, "integrity").await;
+        // An export, verified here as `tio audit verify` does; a tampered one is not.
+        let export = tempfile::tempdir().unwrap();
+        let out = arg(&export.path().join("export"));
+        let (ok, _, stderr) = tio_as(&sandbox, "auditor", &["audit", "export", "--out", &out]);
+        assert!(ok, "{stderr}");
+        let entries = export.path().join("export/entries.jsonl");
+        let checkpoint = arg(&export.path().join("export/checkpoint"));
+        browser.goto(&format!("{url}integrity")).await.unwrap();
+        browser.find(Locator::Id("entries")).await.unwrap().send_keys(&arg(&entries)).await.unwrap();
+        browser.find(Locator::Id("checkpoint")).await.unwrap().send_keys(&checkpoint).await.unwrap();
+        browser.find(Locator::Id("verify-export")).await.unwrap().click().await.unwrap();
+        let verdict = browser.wait().for_element(Locator::Id("export-verdict")).await.unwrap().text().await.unwrap();
+        assert!(
+            verdict.starts_with("Verified: all ") && verdict.contains("entries match the signed checkpoint"),
+            "{verdict}"
+        );
+        look_at(&browser, "integrity-export").await;
+        let text = std::fs::read_to_string(&entries).unwrap();
+        let tampered_entries = export.path().join("tampered.jsonl");
+        std::fs::write(&tampered_entries, text.replacen("profile_read", "profile_reed", 1)).unwrap();
+        browser.goto(&format!("{url}integrity")).await.unwrap();
+        browser.find(Locator::Id("entries")).await.unwrap().send_keys(&arg(&tampered_entries)).await.unwrap();
+        browser.find(Locator::Id("checkpoint")).await.unwrap().send_keys(&checkpoint).await.unwrap();
+        browser.find(Locator::Id("verify-export")).await.unwrap().click().await.unwrap();
+        let verdict = browser.wait().for_element(Locator::Id("export-verdict")).await.unwrap().text().await.unwrap();
+        assert!(verdict.starts_with("NOT verified"), "{verdict}");
+
         browser.goto(&format!("{url}integrity")).await.unwrap();
         let tampered = kept.replacen('\n', "\n1", 1);
         browser.find(Locator::Id("kept")).await.unwrap().send_keys(&tampered).await.unwrap();

@@ -54,7 +54,13 @@ fn live_deliveries_arrive_in_order_and_unacked_ones_come_again_after_a_reconnect
             .await
             .unwrap();
         let one = stream.delivery().await;
-        assert_eq!((one.delivery_number, one.redelivery, one.update_id.as_str()), (1, false, first.update_id.as_str()));
+        assert_eq!(
+            (one.delivery_number, one.redelivery, one.update_id.as_str()),
+            (1, false, first.update_id.as_str()),
+            "the first delivery is the first update published after the subscription began: {:?} {:?}",
+            one.category(),
+            one.value
+        );
         assert_eq!(one.child.as_ref().unwrap().nhs_number, AMY, "the recipient is entitled to the number");
         assert_eq!(one.category(), v1::Category::HealthSummary);
         assert_eq!(one.source_reference, "EPR-42");

@@ -17,6 +17,7 @@ use tio_proto::v1;
 
 use crate::pages::{self, Viewer};
 use crate::session::SignedIn;
+use crate::summary::uk;
 use crate::{Console, ConsoleError, page_or_error};
 
 // `LOCALES: &[(&str, &str)]`: each catalogue's language tag and text, from `build.rs`.
@@ -224,11 +225,6 @@ impl FamilyReport {
             rows,
         }
     }
-}
-
-/// The UK's time zone (a family's dates are UK dates).
-fn uk() -> jiff::tz::TimeZone {
-    jiff::tz::TimeZone::get("Europe/London").unwrap_or(jiff::tz::TimeZone::UTC)
 }
 
 /// The family report's form: the child, posted, and the language.

@@ -10,7 +10,7 @@
 //! form and sent in a POST body, never in a URL, and shown masked.
 //!
 //! It serves the overview (the latest signed checkpoint, verified against the pinned
-//! public key), the audit log (filtered by time, agency, action, outcome and child,
+//! public key, and the log's activity in counts, `summary`), the audit log (filtered by time, agency, action, outcome and child,
 //! paged), each entry (its inclusion in a signed checkpoint proved here), and a child's
 //! page (the subject-access report: who saw what, when and why, and what was refused);
 //! and, with an admin's certificate, the registry (suspend and reinstate, confirmed).
@@ -28,6 +28,7 @@ mod pages;
 mod pdf;
 mod registry;
 mod session;
+mod summary;
 mod tls;
 
 use std::net::SocketAddr;
@@ -116,6 +117,8 @@ struct Console {
     sessions: Sessions,
     /// The family report's words, in every language built in.
     catalogues: family::Catalogues,
+    /// The overview's counts, kept up to date from the log.
+    summary: summary::Summary,
 }
 
 /// A console bound to its address, ready to serve.
@@ -137,10 +140,23 @@ impl BoundConsole {
         Ok(base_url(self.local_addr()?, self.tls.is_some()))
     }
 
-    /// Serves until `shutdown` completes.
+    /// Serves until `shutdown` completes. First starts counting the log for the
+    /// overview, in the background: pages do not wait for it.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ConsoleError> {
         let address = self.local_addr()?;
         let console = self.console;
+        let counter = console.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            match counter.summary.refresh(&counter.client).await {
+                Ok(counts) => tracing::info!(
+                    entries = counts.next,
+                    millis = started.elapsed().as_millis() as u64,
+                    "the console counted the audit log"
+                ),
+                Err(status) => tracing::warn!(error = %status.message(), "the console could not count the audit log"),
+            }
+        });
         let router = Router::new()
             .route("/", get(overview))
             .route("/audit", get(audit_form).post(audit_results))
@@ -149,6 +165,7 @@ impl BoundConsole {
             .route("/child/family.pdf", post(family::pdf))
             .route("/entry/{leaf}", get(entry))
             .route("/integrity", get(integrity::form).post(integrity::compare))
+            .route("/integrity/export", post(integrity::verify_upload))
             .route("/registry", get(registry::list))
             .route("/registry/{id}/{what}", post(registry::change))
             .route("/sign-in", get(session::sign_in_form).post(session::sign_in))
@@ -205,6 +222,7 @@ pub async fn bind(options: ConsoleOptions) -> Result<BoundConsole, ConsoleError>
             pinned,
             sessions,
             catalogues: family::Catalogues::load()?,
+            summary: summary::Summary::default(),
         }),
     })
 }
@@ -257,13 +275,24 @@ fn page_or_error(result: Result<maud::Markup, tonic::Status>, viewer: &Viewer<'_
 async fn overview(State(console): State<Arc<Console>>, Extension(signed_in): Extension<SignedIn>) -> Response {
     let viewer = Viewer::of(&signed_in, console.pinned);
     let client = &signed_in.client;
+    // The counts first, so that the checkpoint shown covers at least what they counted.
+    let counts = match console.summary.current(client).await {
+        Ok(summary::Activity::Counted(counts)) => Ok(counts),
+        Ok(summary::Activity::Counting(Some(counts))) => Ok(counts),
+        Ok(summary::Activity::Counting(None)) => {
+            Err("the console is still counting the log (it reads it once, at start); reload in a moment".to_owned())
+        }
+        Err(status) => Err(status.message().to_owned()),
+    };
     let checkpoint = async {
         let request = client.request(v1::GetCheckpointRequest {});
         Ok(client.audit().get_checkpoint(request).await?.into_inner())
     };
+    let today = jiff::Zoned::now().with_time_zone(summary::uk()).date();
     let result = checkpoint.await.map(|checkpoint: v1::Checkpoint| {
         let opened = tio_audit::checkpoint::Checkpoint::open(&checkpoint.signed_note, &console.verifier);
-        pages::overview(&checkpoint, opened.map_err(|err| err.to_string()), &viewer)
+        let counts = counts.as_ref().map_err(Clone::clone);
+        pages::overview(&checkpoint, opened.map_err(|err| err.to_string()), counts, today, &viewer)
     });
     page_or_error(result, &viewer)
 }

@@ -7,6 +7,7 @@ use tio_core::{NhsNumber, NhsNumberPolicy};
 use tio_proto::v1;
 
 use crate::session::SignedIn;
+use crate::summary::Counts;
 
 /// Who a page is for: the person signed in (their name, and the token their forms
 /// carry), or no one yet; and whether the log's key is pinned.
@@ -119,10 +120,13 @@ pub(crate) fn message(title: &str, words: &str, viewer: &Viewer<'_>) -> Markup {
     layout(title, viewer, html! { p id="message" { (words) } })
 }
 
-/// The overview: the latest signed checkpoint and whether it verifies.
+/// The overview: the latest signed checkpoint and whether it verifies, then the log's
+/// activity in counts (or why they could not be counted).
 pub(crate) fn overview(
     checkpoint: &v1::Checkpoint,
     opened: Result<tio_audit::checkpoint::Checkpoint, String>,
+    counts: Result<&Counts, String>,
+    today: jiff::civil::Date,
     viewer: &Viewer<'_>,
 ) -> Markup {
     let origin = checkpoint.signed_note.lines().next().unwrap_or_default();
@@ -154,6 +158,37 @@ pub(crate) fn overview(
             }
         }
         p { a href="/audit" { "Search the audit log" } }
+        h2 { "Activity" }
+        @match counts {
+            Err(err) => p id="counts-error" { "The activity could not be counted: " (err) },
+            Ok(counts) => {
+                p class="nhsuk-body-s" id="counted" { "Counts only, of the log's first " (counts.next) " entries; nothing about any child." }
+                @let days: Vec<(String, u64)> = counts.recent_days(today).into_iter().map(|(day, n)| (day.strftime("%a %-d %b").to_string(), n)).collect();
+                (bar_chart("per-day", "Entries per day, the last 14 days (UK days)", &days))
+                @let refusals: Vec<(String, u64)> = counts.refusals.iter().map(|(reason, n)| (reason.replace('_', " "), *n)).collect();
+                (bar_chart("refusals", "Refusals by reason, since the log began", &refusals))
+                @let deliveries: Vec<(String, u64)> = counts.deliveries.iter().map(|(agency, n)| (agency.clone(), *n)).collect();
+                (bar_chart("deliveries", "Updates delivered, by receiving agency, since the log began", &deliveries))
+                h3 { "Recent alerts" }
+                @if counts.alerts.is_empty() {
+                    p id="no-alerts" { "No alerts yet." }
+                } @else {
+                    table class="nhsuk-table" id="alerts" {
+                        (table_head(&["When (UTC)", "What", "To", "Detail"]))
+                        tbody class="nhsuk-table__body" {
+                            @for alert in &counts.alerts {
+                                tr class="nhsuk-table__row" {
+                                    td class="nhsuk-table__cell" { (alert.time) }
+                                    td class="nhsuk-table__cell" { (action_words(&alert.action)) }
+                                    td class="nhsuk-table__cell" { (alert.agency) }
+                                    td class="nhsuk-table__cell" { (alert.detail) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
     };
     layout("Overview", viewer, content)
 }
@@ -542,6 +577,36 @@ pub(crate) fn error(status: &tonic::Status, viewer: &Viewer<'_>) -> Markup {
     layout("Something went wrong", viewer, content)
 }
 
+/// A horizontal bar chart, drawn on the server as SVG (no script), with the numbers
+/// written beside the bars and the whole said in its accessible name.
+pub(crate) fn bar_chart(id: &str, title: &str, bars: &[(String, u64)]) -> Markup {
+    const LABEL: u32 = 230;
+    const BAR: u32 = 330;
+    const ROW: u32 = 26;
+    let max = bars.iter().map(|(_, n)| *n).max().unwrap_or(0).max(1);
+    let height = ROW * u32::try_from(bars.len()).unwrap_or(u32::MAX / ROW).max(1);
+    let said = bars.iter().map(|(label, n)| format!("{label}: {n}")).collect::<Vec<_>>().join("; ");
+    html! {
+        figure class="nhsuk-u-margin-bottom-5" id=(id) {
+            figcaption class="nhsuk-body nhsuk-u-font-weight-bold" { (title) }
+            @if bars.is_empty() {
+                p class="nhsuk-body-s" { "None yet." }
+            } @else {
+                svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label={ (title) ": " (said) }
+                    width="640" height=(height) viewBox={ "0 0 640 " (height) } {
+                    @for (row, (label, n)) in bars.iter().enumerate() {
+                        @let y = u32::try_from(row).unwrap_or(0) * ROW;
+                        @let width = u32::try_from(u64::from(BAR) * n / max).unwrap_or(BAR).max(u32::from(*n > 0));
+                        text x="0" y=(y + 17) font-size="14" fill="#212b32" { (label) }
+                        rect x=(LABEL) y=(y + 4) width=(width) height="18" fill="#005eb8" {}
+                        text x=(LABEL + width + 6) y=(y + 17) font-size="14" fill="#212b32" { (n) }
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -577,6 +642,16 @@ mod tests {
             let status = bad.to_request().unwrap_err();
             assert!(status.message().starts_with(field), "{}", status.message());
         }
+    }
+
+    #[test]
+    fn bar_charts_scale_to_the_largest_bar_and_say_their_numbers() {
+        let bars = [("no consent".to_owned(), 10), ("<b>".to_owned(), 5), ("none".to_owned(), 0)];
+        let chart = bar_chart("c", "Refusals", &bars).into_string();
+        assert!(chart.contains(r#"width="330""#) && chart.contains(r#"width="165""#), "{chart}");
+        assert!(chart.contains(r#"aria-label="Refusals: no consent: 10; &lt;b&gt;: 5; none: 0""#), "{chart}");
+        assert!(!chart.contains("<b>"), "labels are escaped");
+        assert!(bar_chart("e", "Empty", &[]).into_string().contains("None yet."));
     }
 
     #[test]

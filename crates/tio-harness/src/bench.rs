@@ -21,7 +21,7 @@ use crate::own_server::OwnServer;
 use crate::{HarnessError, Result, RunningServer, unexpected};
 
 /// Every scenario, in the order `all` runs them.
-pub const SCENARIOS: [&str; 7] = [
+pub const SCENARIOS: [&str; 8] = [
     TRANSPORT_FLOOR,
     "publish-unary",
     "publish-stream",
@@ -29,6 +29,7 @@ pub const SCENARIOS: [&str; 7] = [
     "catch-up",
     "profile-read",
     "stalled-subscriber",
+    "console-overview",
 ];
 
 /// The scenario every run measures first: the same calls' transport (mutual TLS, the
@@ -73,7 +74,7 @@ impl Outcome {
     /// Returns this throughput as a share of the floor's (`None` without one, and for
     /// the floor itself and a scenario whose rate is offered rather than reached).
     fn of_floor(&self, floor: Option<f64>) -> Option<f64> {
-        let throughput = !matches!(self.scenario.as_str(), TRANSPORT_FLOOR | "fanout-latency");
+        let throughput = !matches!(self.scenario.as_str(), TRANSPORT_FLOOR | "fanout-latency" | "console-overview");
         floor.filter(|floor| *floor > 0.0 && throughput).map(|floor| self.ops_per_s() / floor)
     }
 
@@ -110,6 +111,8 @@ pub struct BenchOptions {
     pub rate: u64,
     /// Stored updates a new subscriber replays in catch-up.
     pub catch_up_updates: usize,
+    /// Audit entries in the log (at least) before console-overview asks for its page.
+    pub console_entries: u64,
     /// Run stalled-subscriber without its stalled subscription, as a control.
     pub without_stall: bool,
     /// Print one JSON object per scenario instead of a table.
@@ -231,6 +234,9 @@ async fn scenario(name: &str, target: &Target, args: &BenchOptions) -> Result<Ou
         "catch-up" => catch_up(target, args.catch_up_updates.max(1), duration).await?,
         "profile-read" => profile_read(target, args.publishers.max(1), duration).await?,
         "stalled-subscriber" => stalled_subscriber(target, duration, !args.without_stall).await?,
+        "console-overview" => {
+            console_overview(target, args.console_entries.max(1), args.publishers.max(1), duration).await?
+        }
         other => unexpected!("unknown scenario {other}"),
     };
     outcome.scenario = name.to_owned();
@@ -744,4 +750,147 @@ async fn stalled_subscriber(target: &Target, duration: Duration, stall: bool) ->
         },
         ..outcome
     })
+}
+
+/// The console's first page over a log of at least `entries` audit entries. The log is
+/// filled by durable publishes (an entry each, `publishers` at a time); a console is
+/// then started in this process as the auditor, signed in over HTTP, and its overview
+/// asked for at once (while the console still counts the log in the background, which
+/// the page does not wait for), then again once the count is done, then in a closed
+/// loop for `duration`: the latencies are those of the loop.
+async fn console_overview(target: &Target, entries: u64, publishers: usize, duration: Duration) -> Result<Outcome> {
+    let hospital = target.client("hospital").await?;
+    let auditor = target.client("auditor").await?;
+    let size = |auditor: Client| async move {
+        let checkpoint = auditor.audit().get_checkpoint(auditor.request(v1::GetCheckpointRequest {})).await?;
+        Ok::<u64, HarnessError>(checkpoint.into_inner().tree_size)
+    };
+    let already = size(auditor.clone()).await?;
+    if already < entries {
+        eprintln!("  filling the audit log to {entries} entries (a publish each)");
+        let children = Arc::new(children(CHILDREN));
+        let counter = Arc::new(AtomicU64::new(already));
+        let stop_progress = progress(counter.clone());
+        // Bounded by the count and by ten minutes.
+        let deadline = Instant::now() + Duration::from_secs(600);
+        let mut tasks = Vec::new();
+        for publisher in 0..publishers {
+            let (client, children, counter) = (hospital.clone(), children.clone(), counter.clone());
+            tasks.push(tokio::spawn(async move {
+                for sequence in 0u64.. {
+                    if counter.load(Ordering::Relaxed) >= entries || Instant::now() >= deadline {
+                        break;
+                    }
+                    let child = &children[(publisher + sequence as usize * 7) % children.len()];
+                    let request = publish_request(child, format!("fill-{publisher}-{sequence}"), sequence);
+                    client.records().publish(client.request(request)).await?;
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok::<(), HarnessError>(())
+            }));
+        }
+        for task in tasks {
+            task.await??;
+        }
+        drop(stop_progress);
+    }
+    // The checkpoint trails the last commits by at most its interval.
+    let filled_by = Instant::now() + Duration::from_secs(30);
+    let logged = loop {
+        let logged = size(auditor.clone()).await?;
+        if logged >= entries || Instant::now() >= filled_by {
+            break logged;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    let (links, link) = std::sync::mpsc::channel();
+    let announce: tio_console::Announce = Box::new(move |line| {
+        let _ = links.send(line.to_owned());
+    });
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let options = tio_console::ConsoleOptions { listen, tls: None, client: auditor, pinned_key: None, announce };
+    let bound = tio_console::bind(options).await.map_err(|err| HarnessError::Unexpected(err.to_string()))?;
+    let address = bound.local_addr().map_err(|err| HarnessError::Unexpected(err.to_string()))?;
+    let started = Instant::now();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(bound.serve(async {
+        let _ = stopped.await;
+    }));
+    let link =
+        link.recv_timeout(Duration::from_secs(5)).map_err(|_| HarnessError::Unexpected("no sign-in link".into()))?;
+    let token = link.split_once("token=").map(|(_, token)| token.to_owned()).unwrap_or_default();
+    let signed_in = http(address, "POST", "/sign-in", None, Some(&format!("token={token}&name=bench"))).await?;
+    let Some(cookie) = signed_in.lines().find_map(|line| line.strip_prefix("set-cookie: ")) else {
+        unexpected!("the console did not sign the bench in: {signed_in}")
+    };
+    let cookie = cookie.split(';').next().unwrap_or_default().to_owned();
+
+    let sent = Instant::now();
+    let first = http(address, "GET", "/", Some(&cookie), None).await?;
+    let first_ms = sent.elapsed().as_secs_f64() * 1000.0;
+    if !first.starts_with("HTTP/1.1 200") {
+        unexpected!("the overview did not answer 200: {}", first.lines().next().unwrap_or_default())
+    }
+    // Bounded: two minutes for the console's count of the whole log.
+    let counted_ms = loop {
+        let page = http(address, "GET", "/", Some(&cookie), None).await?;
+        if page.contains("Entries per day") {
+            break started.elapsed().as_secs_f64() * 1000.0;
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            unexpected!("the console had not counted the log after two minutes")
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let cookie = Arc::new(cookie);
+    let mut outcome = closed_loop(1, duration, move |_, _| {
+        let cookie = cookie.clone();
+        async move {
+            match http(address, "GET", "/", Some(&cookie), None).await {
+                Ok(page) if page.starts_with("HTTP/1.1 200") && page.contains("Entries per day") => Answer::Done,
+                Ok(page) if page.starts_with("HTTP/1.1 200") => Answer::Empty,
+                _ => Answer::Failed,
+            }
+        }
+    })
+    .await?;
+    let _ = stop.send(());
+    let _ = serving.await;
+    outcome.note = format!(
+        "{logged} entries in the log: the first page in {first_ms:.1} ms (the count not yet done), \
+         the count of the whole log done {counted_ms:.0} ms after start; then pages one after another"
+    );
+    Ok(outcome)
+}
+
+/// One HTTP/1.1 request on loopback (a form body if given): the whole response.
+async fn http(
+    address: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    body: Option<&str>,
+) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream =
+        tokio::net::TcpStream::connect(address).await.map_err(HarnessError::io("connect to the console"))?;
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    if let Some(cookie) = cookie {
+        request.push_str(&format!("Cookie: {cookie}\r\n"));
+    }
+    if let Some(body) = body {
+        request.push_str(&format!(
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    request.push_str("\r\n");
+    request.push_str(body.unwrap_or_default());
+    stream.write_all(request.as_bytes()).await.map_err(HarnessError::io("write to the console"))?;
+    let mut response = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(60), stream.read_to_end(&mut response)).await;
+    read.map_err(|_| HarnessError::Unexpected("the console did not answer within 60 s".into()))?
+        .map_err(HarnessError::io("read from the console"))?;
+    Ok(String::from_utf8_lossy(&response).into_owned())
 }

@@ -870,6 +870,10 @@ pub(crate) struct BenchArgs {
     /// Stored updates a new subscriber replays in catch-up.
     #[arg(long, default_value_t = 20_000, value_name = "N")]
     pub(crate) catch_up_updates: usize,
+    /// Audit entries the log holds (at least; filled by publishes) before
+    /// console-overview asks for the console's first page.
+    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    pub(crate) console_entries: u64,
     /// Run stalled-subscriber without its stalled subscription: the same load, as a
     /// control for its memory figures.
     #[arg(long)]

@@ -204,6 +204,7 @@ fn bench(args: cli::BenchArgs) -> anyhow::Result<()> {
         publishers: args.publishers,
         rate: args.rate,
         catch_up_updates: args.catch_up_updates,
+        console_entries: args.console_entries,
         without_stall: args.without_stall,
         json: args.json,
         server: running_server(args.server, args.dev_pki),
