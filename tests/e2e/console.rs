@@ -1,11 +1,14 @@
 //! The auditor's console in a real headless Chromium (issue 18): `tio console` runs as
-//! its own process, a client of the real broker over mutual TLS with the auditor's
-//! certificate; the browser, driven through chromedriver, sees the overview verify the
-//! latest checkpoint against the pinned key, and searches the audit log by NHS number
-//! sent in the form's body, never in the address, the child shown masked, and shows a
-//! child's subject-access report. The console's reads are audited by the broker as the
-//! auditor and the person named.
-
+//! its own process, a client of the real broker over mutual TLS with the auditor's (or
+//! admin's) certificate; the browser, driven through chromedriver, signs in with the
+//! printed one-time link, sees the overview verify the latest checkpoint against the
+//! pinned key, searches the audit log by NHS number sent in the form's body (never in
+//! the address; the child shown masked), proves an entry, checks a kept checkpoint and
+//! an uploaded export, opens a child's record and the family's report in Polish and
+//! Welsh and downloads it as a PDF, and suspends and reinstates an agency. Every page
+//! visited is screenshotted and scanned with axe-core; flows are repeated with the
+//! keyboard alone. Over plain HTTP: no page without a session, no form without its
+//! session's token, nothing personal in any log; off loopback only with TLS.
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -176,6 +179,19 @@ async fn look_at(browser: &fantoccini::Client, name: &str) {
     assert!(verdict["rules"].as_u64().unwrap_or(0) > 10, "{name}: axe checked almost nothing: {verdict}");
     let serious = verdict["serious"].as_array().cloned().unwrap_or_default();
     assert!(serious.is_empty(), "{name}: serious or critical accessibility violations: {serious:#?}");
+}
+
+/// Presses Tab (at most 40 times) until `condition`, a script expression about the
+/// focused element, holds.
+async fn tab_to(browser: &fantoccini::Client, condition: &str) {
+    for _ in 0..40 {
+        let holds = browser.execute(&format!("return {condition};"), vec![]).await.unwrap();
+        if holds.as_bool() == Some(true) {
+            return;
+        }
+        browser.active_element().await.unwrap().send_keys(&Key::Tab.to_string()).await.unwrap();
+    }
+    panic!("Tab never reached the element where {condition}");
 }
 
 /// The file that appears in `dir` (waits at most 20 s for a download to finish).
@@ -375,15 +391,7 @@ fn the_console_verifies_the_checkpoint_and_searches_the_log_without_the_nhs_numb
         let first = browser.active_element().await.unwrap().text().await.unwrap();
         assert_eq!(first, "Skip to main content", "the first Tab reaches the skip link");
         browser.active_element().await.unwrap().send_keys(&Key::Enter.to_string()).await.unwrap();
-        let mut reached = false;
-        for _ in 0..20 {
-            browser.active_element().await.unwrap().send_keys(&Key::Tab.to_string()).await.unwrap();
-            if browser.active_element().await.unwrap().attr("id").await.unwrap().as_deref() == Some("nhs_number") {
-                reached = true;
-                break;
-            }
-        }
-        assert!(reached, "the NHS number field is reached with Tab");
+        tab_to(&browser, "document.activeElement.id === 'nhs_number'").await;
         let field = browser.active_element().await.unwrap();
         field.send_keys("9990079196").await.unwrap();
         field.send_keys(&Key::Enter.to_string()).await.unwrap();
@@ -404,6 +412,8 @@ fn the_console_verifies_the_checkpoint_and_searches_the_log_without_the_nhs_numb
     let log = console.log_text();
     assert!(log.contains("console request") && log.contains("path=/child"), "{log}");
     assert!(!log.contains("9990079196") && !log.contains("999 007 9196") && !log.contains("token="), "{log}");
+    let broker_log = sandbox.log_text();
+    assert!(!broker_log.contains("9990079196") && !broker_log.contains("999 007 9196"), "{broker_log}");
 }
 
 /// A plain HTTP/1.1 request on loopback (a form body if given, the cookie if given):
@@ -550,8 +560,13 @@ fn an_admin_suspends_and_reinstates_an_agency_with_a_confirmation_step() {
             .await;
         assert_eq!(status.unwrap_err().code(), tonic::Code::PermissionDenied, "suspended");
 
-        browser.find(Locator::Css("#agency-school button")).await.unwrap().click().await.unwrap();
-        browser.wait().for_element(Locator::Id("confirm")).await.unwrap().click().await.unwrap();
+        // Reinstated with the keyboard alone: Tab to the school's button, Enter, Tab to
+        // the confirmation, Enter.
+        tab_to(&browser, "document.activeElement.closest('#agency-school') !== null").await;
+        browser.active_element().await.unwrap().send_keys(&Key::Enter.to_string()).await.unwrap();
+        browser.wait().for_element(Locator::Id("confirm")).await.unwrap();
+        tab_to(&browser, "document.activeElement.id === 'confirm'").await;
+        browser.active_element().await.unwrap().send_keys(&Key::Enter.to_string()).await.unwrap();
         let notice = browser.wait().for_element(Locator::Id("notice")).await.unwrap().text().await.unwrap();
         assert_eq!(notice, "school is reinstated");
         browser.close().await.unwrap();
@@ -720,4 +735,28 @@ async fn https(address: &str, ca: &std::path::Path, head: &str) -> String {
     // A server may close without a TLS close_notify; what was read is the answer.
     let _ = tokio::time::timeout(Duration::from_secs(20), tls.read_to_end(&mut response)).await.unwrap();
     String::from_utf8_lossy(&response).into_owned()
+}
+
+/// A console holding an agency's certificate gets nothing: without a pinned key it does
+/// not start, saying the broker refused; with one, it starts, and each page shows the
+/// broker's refusal (403).
+#[test]
+fn a_console_with_an_agencys_certificate_is_refused_by_the_broker() {
+    let sandbox = Sandbox::start();
+    let (ok, _, stderr) = tio_as(&sandbox, "school", &["console", "--listen", "127.0.0.1:0"]);
+    assert!(!ok && stderr.contains("cannot reach the broker") && stderr.contains("PERMISSION_DENIED"), "{stderr}");
+
+    let key_file = tempfile::NamedTempFile::new().unwrap();
+    runtime().block_on(async {
+        let auditor = sandbox.client("auditor").await;
+        let key = auditor.audit().get_public_key(auditor.request(v1::GetPublicKeyRequest {})).await.unwrap();
+        std::fs::write(key_file.path(), key.into_inner().verifier_key).unwrap();
+    });
+    let console = start_console(&sandbox, "school", &["--public-key", &arg(key_file.path())]);
+    let address = console.address();
+    let (cookie, _) = sign_in_raw(&address, &console.link(), "school.user");
+    for path in ["/", "/registry"] {
+        let refused = http(&address, "GET", path, Some(&cookie), None);
+        assert!(refused.starts_with("HTTP/1.1 403") && refused.contains("The broker refused"), "{path}: {refused}");
+    }
 }

@@ -761,30 +761,44 @@ async fn stalled_subscriber(target: &Target, duration: Duration, stall: bool) ->
 async fn console_overview(target: &Target, entries: u64, publishers: usize, duration: Duration) -> Result<Outcome> {
     let hospital = target.client("hospital").await?;
     let auditor = target.client("auditor").await?;
+    // The log's size now: an export signs a checkpoint covering every entry so far.
     let size = |auditor: Client| async move {
-        let checkpoint = auditor.audit().get_checkpoint(auditor.request(v1::GetCheckpointRequest {})).await?;
-        Ok::<u64, HarnessError>(checkpoint.into_inner().tree_size)
+        let request = auditor.request(v1::ExportEntriesRequest { from_index: 0, to_index: 1 });
+        let mut stream = auditor.audit().export_entries(request).await?.into_inner();
+        let mut size = 0;
+        while let Some(message) = stream.message().await? {
+            if let Some(v1::export_entries_response::Item::Checkpoint(checkpoint)) = message.item {
+                size = checkpoint.tree_size;
+            }
+        }
+        Ok::<u64, HarnessError>(size)
     };
-    let already = size(auditor.clone()).await?;
-    if already < entries {
-        eprintln!("  filling the audit log to {entries} entries (a publish each)");
-        let children = Arc::new(children(CHILDREN));
-        let counter = Arc::new(AtomicU64::new(already));
+    let children = Arc::new(children(CHILDREN));
+    // Bounded: ten minutes, and rounds that each publish what is still missing.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut round = 0u64;
+    let logged = loop {
+        let logged = size(auditor.clone()).await?;
+        if logged >= entries {
+            break logged;
+        }
+        if Instant::now() >= deadline {
+            unexpected!("the audit log held {logged} of {entries} entries after ten minutes of publishing")
+        }
+        eprintln!("  filling the audit log from {logged} to {entries} entries (a publish each)");
+        let counter = Arc::new(AtomicU64::new(logged));
         let stop_progress = progress(counter.clone());
-        // Bounded by the count and by ten minutes.
-        let deadline = Instant::now() + Duration::from_secs(600);
         let mut tasks = Vec::new();
         for publisher in 0..publishers {
             let (client, children, counter) = (hospital.clone(), children.clone(), counter.clone());
             tasks.push(tokio::spawn(async move {
                 for sequence in 0u64.. {
-                    if counter.load(Ordering::Relaxed) >= entries || Instant::now() >= deadline {
+                    if counter.fetch_add(1, Ordering::Relaxed) >= entries || Instant::now() >= deadline {
                         break;
                     }
                     let child = &children[(publisher + sequence as usize * 7) % children.len()];
-                    let request = publish_request(child, format!("fill-{publisher}-{sequence}"), sequence);
+                    let request = publish_request(child, format!("fill-{round}-{publisher}-{sequence}"), sequence);
                     client.records().publish(client.request(request)).await?;
-                    counter.fetch_add(1, Ordering::Relaxed);
                 }
                 Ok::<(), HarnessError>(())
             }));
@@ -793,15 +807,7 @@ async fn console_overview(target: &Target, entries: u64, publishers: usize, dura
             task.await??;
         }
         drop(stop_progress);
-    }
-    // The checkpoint trails the last commits by at most its interval.
-    let filled_by = Instant::now() + Duration::from_secs(30);
-    let logged = loop {
-        let logged = size(auditor.clone()).await?;
-        if logged >= entries || Instant::now() >= filled_by {
-            break logged;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        round += 1;
     };
 
     let (links, link) = std::sync::mpsc::channel();
