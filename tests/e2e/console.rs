@@ -494,7 +494,16 @@ fn console_dev_starts_a_server_tells_the_story_and_serves_the_console() {
     let refused = get(&address, "/");
     assert!(refused.starts_with("HTTP/1.1 401"), "no session, no page: {refused}");
     let (cookie, _) = sign_in_raw(&address, &link.expect("a sign-in link printed"), "dpo-evans");
-    let page = http(&address, "GET", "/", Some(&cookie), None);
+    // The console counts the log in the background at start; the page does not wait.
+    let started = Instant::now();
+    let page = loop {
+        let page = http(&address, "GET", "/", Some(&cookie), None);
+        if page.contains("Entries per day") || started.elapsed() > Duration::from_secs(20) {
+            break page;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(page.contains("id=\"alerts\"") && page.contains("protection flag access"), "the story's alert: {page}");
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
     assert!(
         page.contains("Verified with the broker&#39;s key") || page.contains("Verified with the broker's key"),

@@ -92,3 +92,4 @@ category-send_support = cymorth anghenion addysgol arbennig
 category-education_placement = ysgol neu goleg
 category-social_care_involvement = cysylltiad â gofal cymdeithasol
 category-transition_to_adulthood = paratoi ar gyfer bod yn oedolyn
+category-other = gwybodaeth a gofnodwyd fel "{ $code }"

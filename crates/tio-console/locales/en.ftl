@@ -93,3 +93,4 @@ category-send_support = special educational needs support
 category-education_placement = school or college
 category-social_care_involvement = social care involvement
 category-transition_to_adulthood = preparing for adulthood
+category-other = information recorded as "{ $code }"

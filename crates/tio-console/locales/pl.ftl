@@ -93,3 +93,4 @@ category-send_support = wsparcie specjalnych potrzeb edukacyjnych
 category-education_placement = szkoła lub uczelnia
 category-social_care_involvement = udział opieki społecznej
 category-transition_to_adulthood = przygotowanie do dorosłości
+category-other = informacje zapisane jako „{ $code }”

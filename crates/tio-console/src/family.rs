@@ -200,7 +200,7 @@ impl FamilyReport {
                     .categories()
                     .map(|category| {
                         let code = category.as_str_name().trim_start_matches("CATEGORY_").to_lowercase();
-                        catalogues.say_or(tag, &format!("category-{code}"), "reason-other", &code)
+                        catalogues.say_or(tag, &format!("category-{code}"), "category-other", &code)
                     })
                     .collect::<Vec<_>>()
                     .join(", ");

@@ -174,14 +174,14 @@ pub(crate) fn overview(
                     p id="no-alerts" { "No alerts yet." }
                 } @else {
                     table class="nhsuk-table" id="alerts" {
-                        (table_head(&["When (UTC)", "What", "To", "Detail"]))
+                        (table_head(&["When (UTC)", "What", "Alert", "To"]))
                         tbody class="nhsuk-table__body" {
                             @for alert in &counts.alerts {
                                 tr class="nhsuk-table__row" {
                                     td class="nhsuk-table__cell" { (alert.time) }
                                     td class="nhsuk-table__cell" { (action_words(&alert.action)) }
-                                    td class="nhsuk-table__cell" { (alert.agency) }
                                     td class="nhsuk-table__cell" { (alert.detail) }
+                                    td class="nhsuk-table__cell" { (alert.agency) }
                                 }
                             }
                         }

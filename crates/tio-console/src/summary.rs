@@ -21,9 +21,9 @@ pub(crate) struct Alert {
     pub(crate) time: String,
     /// The action's code (`ehc_deadline_alert`).
     pub(crate) action: String,
-    /// To whom.
+    /// To whom (agency ids).
     pub(crate) agency: String,
-    /// What it said (codes, never personal data).
+    /// Its kind, in words (`protection flag access`); never personal data.
     pub(crate) detail: String,
 }
 
@@ -42,14 +42,6 @@ pub(crate) struct Counts {
     pub(crate) alerts: VecDeque<Alert>,
 }
 
-/// The actions that are alerts: reminders and warnings the broker raised on its own.
-const ALERTS: [v1::AuditAction; 4] = [
-    v1::AuditAction::ConsentReviewDue,
-    v1::AuditAction::EhcDeadlineAlert,
-    v1::AuditAction::TransitionAlert,
-    v1::AuditAction::DeliverySkipped,
-];
-
 impl Counts {
     /// Counts one entry (in leaf order).
     pub(crate) fn add(&mut self, entry: &v1::AuditEntry) {
@@ -65,17 +57,13 @@ impl Counts {
         if entry.action() == v1::AuditAction::Delivery && entry.outcome() == v1::AuditOutcome::Allowed {
             *self.deliveries.entry(entry.recipient_agency_id.clone()).or_default() += 1;
         }
-        if ALERTS.contains(&entry.action()) {
-            let agency = if entry.recipient_agency_id.is_empty() {
-                entry.actor.as_ref().map(|actor| actor.id.clone()).unwrap_or_default()
-            } else {
-                entry.recipient_agency_id.clone()
-            };
+        // An entry that raised an alert (the AlertService's) says so, with its kind.
+        if !entry.alert.is_empty() {
             self.alerts.push_front(Alert {
                 time: time.map(|time| time.strftime("%Y-%m-%d %H:%M:%S").to_string()).unwrap_or_default(),
                 action: entry.action().as_str_name().trim_start_matches("AUDIT_ACTION_").to_lowercase(),
-                agency,
-                detail: entry.detail.replace('_', " "),
+                agency: entry.alert_to.join(", "),
+                detail: entry.alert.replace('_', " "),
             });
             self.alerts.truncate(RECENT_ALERTS);
         }
@@ -176,8 +164,8 @@ mod tests {
         counts.add(&delivered);
         counts.add(&delivered.clone());
         let mut alert = entry(3, seconds + 60, v1::AuditAction::EhcDeadlineAlert, v1::AuditOutcome::Allowed);
-        alert.recipient_agency_id = "send-team".into();
-        alert.detail = "deadline_soon week_20".into();
+        alert.alert = "ehc_deadline_soon".into();
+        alert.alert_to = vec!["send-team".into(), "school".into()];
         counts.add(&alert);
 
         assert_eq!(counts.next, 4);
@@ -185,8 +173,9 @@ mod tests {
         assert_eq!(counts.refusals.get("no_consent"), Some(&1));
         assert_eq!(counts.deliveries.get("school"), Some(&2));
         assert_eq!(counts.alerts.len(), 1);
-        assert_eq!(counts.alerts[0].agency, "send-team");
-        assert_eq!(counts.alerts[0].detail, "deadline soon week 20");
+        assert_eq!(counts.alerts[0].agency, "send-team, school");
+        assert_eq!(counts.alerts[0].detail, "ehc deadline soon");
+        assert_eq!(counts.alerts[0].action, "ehc_deadline_alert");
 
         let days = counts.recent_days(jiff::civil::date(2026, 7, 3));
         assert_eq!(days.len(), 14);
@@ -199,14 +188,14 @@ mod tests {
     fn only_the_latest_alerts_are_kept_newest_first() {
         let mut counts = Counts::default();
         for leaf in 0..12 {
-            counts.add(&entry(
-                leaf,
-                1_785_000_000 + leaf as i64,
-                v1::AuditAction::TransitionAlert,
-                v1::AuditOutcome::Allowed,
-            ));
+            let mut alert =
+                entry(leaf, 1_785_000_000 + leaf as i64, v1::AuditAction::TransitionAlert, v1::AuditOutcome::Allowed);
+            alert.alert = "transition_milestone_missed".into();
+            counts.add(&alert);
         }
+        counts.add(&entry(12, 1_785_000_100, v1::AuditAction::Delivery, v1::AuditOutcome::Allowed));
         assert_eq!(counts.alerts.len(), RECENT_ALERTS);
         assert!(counts.alerts[0].time > counts.alerts[1].time);
+        assert!(counts.alerts.iter().all(|alert| alert.detail == "transition milestone missed"), "only alerts");
     }
 }
