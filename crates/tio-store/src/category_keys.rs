@@ -182,7 +182,14 @@ impl Store {
             None => CategoryKey::default(),
             Some(raw) => CategoryKey::open(raw, child_key, child, category)?,
         };
-        self.key_cache().keep_category(generation, child, category, &state);
+        // Only a live key is remembered. A state without one (no key yet, or erased) is
+        // exactly what a publish replaces with a new key, and the publish forgets the
+        // cached state only after its commit: remembered, a reader between that commit
+        // and the forgetting (a delivery woken by the commit) would find no key for the
+        // new value and take it for erased, skipping it for good.
+        if state.key.is_some() {
+            self.key_cache().keep_category(generation, child, category, &state);
+        }
         Ok(state)
     }
 

@@ -180,6 +180,30 @@ async fn a_key_read_before_an_erasure_is_never_used_after_it() {
     assert_eq!(profile(&store, &amy), [(Category::HealthSummary, b"h2".to_vec())], "the new value can be read");
 }
 
+/// A category without a live key (none yet, or erased) is read from the store every
+/// time, never remembered: a publish makes its key, and a reader between that commit
+/// and the cache forgetting the old state must still find the new key.
+#[tokio::test]
+async fn only_live_category_keys_are_remembered() {
+    let store = Store::in_memory(KeyRing::generate().unwrap()).unwrap();
+    let amy = child("9990079196");
+    let index = store.child_index(&amy);
+    publish(&store, &amy, Category::CommunicationNeeds, b"c1", "a0").await;
+    let child_key = store.data_key(index).unwrap().unwrap();
+    let absent = store.category_key(index, Category::HealthSummary, &child_key).unwrap();
+    assert!(absent.live().is_none());
+    assert!(store.key_cache().category(index, Category::HealthSummary).is_none(), "no key yet: not remembered");
+    let h1 = publish(&store, &amy, Category::HealthSummary, b"h1", "a1").await;
+    assert!(store.category_key(index, Category::HealthSummary, &child_key).unwrap().live().is_some());
+    assert!(store.key_cache().category(index, Category::HealthSummary).is_some(), "a live key is remembered");
+    assert!(erase(&store, &amy, Category::HealthSummary, &h1.position).await);
+    assert!(store.category_key(index, Category::HealthSummary, &child_key).unwrap().live().is_none());
+    assert!(store.key_cache().category(index, Category::HealthSummary).is_none(), "erased: not remembered");
+    // What a reader between a commit and the forgetting sees: the new value, opened.
+    publish(&store, &amy, Category::HealthSummary, b"h2", "a2").await;
+    assert!(values(&store, &amy).contains(&(Category::HealthSummary, Some(b"h2".to_vec()))));
+}
+
 #[tokio::test]
 async fn an_erasure_decided_on_a_value_that_was_replaced_does_not_go_ahead() {
     let store = Store::in_memory(KeyRing::generate().unwrap()).unwrap();
