@@ -17,7 +17,7 @@ use tio_proto::v1;
 
 use crate::pages::{self, Viewer};
 use crate::session::SignedIn;
-use crate::summary::uk;
+use crate::summary::{uk_day, uk_today};
 use crate::{Console, ConsoleError, page_or_error};
 
 // `LOCALES: &[(&str, &str)]`: each catalogue's language tag and text, from `build.rs`.
@@ -126,6 +126,13 @@ fn action_code(line: &v1::SubjectAccessLine) -> String {
     line.action().as_str_name().trim_start_matches("AUDIT_ACTION_").to_lowercase()
 }
 
+/// `SubjectAccessLine.basis` of a disclosure made under a safeguarding share (a value
+/// the contract documents).
+const SAFEGUARDING_SHARE_BASIS: &str = "safeguarding_share";
+/// `SubjectAccessLine.basis` of a disclosure made under the council's child-protection
+/// flag.
+const PROTECTION_FLAG_BASIS: &str = "protection_flag";
+
 /// Why, in the family's words, from the line's recorded grounds.
 fn why(catalogues: &Catalogues, tag: &str, line: &v1::SubjectAccessLine) -> String {
     match line.outcome() {
@@ -139,11 +146,11 @@ fn why(catalogues: &Catalogues, tag: &str, line: &v1::SubjectAccessLine) -> Stri
         _ => {
             use v1::AuditAction as A;
             let action = line.action();
-            if line.basis == "safeguarding_share"
+            if line.basis == SAFEGUARDING_SHARE_BASIS
                 || matches!(action, A::SafeguardingDeclared | A::SafeguardingRenewed | A::SafeguardingEnded)
             {
                 catalogues.say(tag, "why-safeguarding", None)
-            } else if line.basis == "protection_flag" {
+            } else if line.basis == PROTECTION_FLAG_BASIS {
                 catalogues.say(tag, "why-protection", None)
             } else if matches!(action, A::AuditRead | A::SendMetricsRead) {
                 catalogues.say(tag, "why-audit", None)
@@ -204,12 +211,7 @@ impl FamilyReport {
                     })
                     .collect::<Vec<_>>()
                     .join(", ");
-                let date = line
-                    .time
-                    .as_ref()
-                    .and_then(|time| jiff::Timestamp::new(time.seconds, 0).ok())
-                    .map(|time| time.to_zoned(uk()).date().to_string())
-                    .unwrap_or_default();
+                let date = line.time.as_ref().and_then(uk_day).map(|day| day.to_string()).unwrap_or_default();
                 [date, line.agency_name.clone(), what, information, why(catalogues, tag, line)]
             })
             .collect();
@@ -252,7 +254,7 @@ async fn report_of(console: &Console, signed_in: &SignedIn, form: &FamilyForm) -
     let request = child.to_request()?;
     let client = &signed_in.client;
     let found = client.audit().subject_access_report(client.request(request)).await?.into_inner();
-    let today = jiff::Zoned::now().with_time_zone(uk()).date();
+    let today = uk_today().ok_or_else(|| tonic::Status::internal("the clock is outside the calendar"))?;
     Ok(FamilyReport::new(&console.catalogues, tag, &child.masked(), &found, today))
 }
 
@@ -426,7 +428,16 @@ mod tests {
         let polish = FamilyReport::new(&catalogues, "pl", "*** *** 9196", &found, today);
         assert_eq!(polish.rows[0][4], "odmowa: nie obejmuje tego żadna zgoda");
         assert_eq!(polish.count, "Zapisano 3 zdarzenia.", "Polish plural for 2 to 4");
+        let mut found = found;
+        let mut shared = line(v1::AuditAction::Delivery, v1::AuditOutcome::Allowed);
+        shared.basis = SAFEGUARDING_SHARE_BASIS.into();
+        let mut flagged = line(v1::AuditAction::ProfileRead, v1::AuditOutcome::Allowed);
+        flagged.basis = PROTECTION_FLAG_BASIS.into();
+        found.lines.extend([shared, flagged]);
         let english = FamilyReport::new(&catalogues, "en", "*** *** 9196", &found, today);
+        assert_eq!(english.rows[3][4], "shared to keep your child safe, without consent (a safeguarding share)");
+        assert_eq!(english.rows[4][4], "shared under the council's child-protection flag, without consent");
+        assert_eq!(english.rows[0][0], "2026-07-25", "a UK date");
         assert_eq!(english.rows[0][2], "looked at your child's record");
         assert_eq!(english.made, "Made on 2026-12-01.");
         let empty = FamilyReport::new(&catalogues, "pl", "x", &v1::SubjectAccessReportResponse::default(), today);

@@ -288,11 +288,11 @@ async fn overview(State(console): State<Arc<Console>>, Extension(signed_in): Ext
         let request = client.request(v1::GetCheckpointRequest {});
         Ok(client.audit().get_checkpoint(request).await?.into_inner())
     };
-    let today = jiff::Zoned::now().with_time_zone(summary::uk()).date();
-    let result = checkpoint.await.map(|checkpoint: v1::Checkpoint| {
+    let result = checkpoint.await.and_then(|checkpoint: v1::Checkpoint| {
+        let today = summary::uk_today().ok_or_else(|| tonic::Status::internal("the clock is outside the calendar"))?;
         let opened = tio_audit::checkpoint::Checkpoint::open(&checkpoint.signed_note, &console.verifier);
         let counts = counts.as_ref().map_err(Clone::clone);
-        pages::overview(&checkpoint, opened.map_err(|err| err.to_string()), counts, today, &viewer)
+        Ok(pages::overview(&checkpoint, opened.map_err(|err| err.to_string()), counts, today, &viewer))
     });
     page_or_error(result, &viewer)
 }

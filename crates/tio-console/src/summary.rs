@@ -47,8 +47,8 @@ impl Counts {
     pub(crate) fn add(&mut self, entry: &v1::AuditEntry) {
         self.next = self.next.max(entry.leaf_index + 1);
         let time = entry.time.as_ref().and_then(|time| jiff::Timestamp::new(time.seconds, 0).ok());
-        if let Some(time) = time {
-            *self.per_day.entry(time.to_zoned(uk()).date()).or_default() += 1;
+        if let Some(day) = entry.time.as_ref().and_then(uk_day) {
+            *self.per_day.entry(day).or_default() += 1;
         }
         if entry.outcome() == v1::AuditOutcome::Denied {
             let reason = if entry.reason.is_empty() { "unstated" } else { entry.reason.as_str() };
@@ -80,9 +80,15 @@ impl Counts {
     }
 }
 
-/// The UK's time zone: a day in the charts is a UK day.
-pub(crate) fn uk() -> jiff::tz::TimeZone {
-    jiff::tz::TimeZone::get("Europe/London").unwrap_or(jiff::tz::TimeZone::UTC)
+/// The UK day of a contract time (the day birthdays and deadlines count in, as the
+/// domain core reckons it: `tio_core::Timestamp::uk_date`).
+pub(crate) fn uk_day(time: &prost_types::Timestamp) -> Option<jiff::civil::Date> {
+    tio_core::Timestamp::from_unix_seconds(time.seconds).uk_date()
+}
+
+/// Today, in the UK.
+pub(crate) fn uk_today() -> Option<jiff::civil::Date> {
+    tio_core::Timestamp::from_unix_micros(jiff::Timestamp::now().as_microsecond()).uk_date()
 }
 
 /// The counts kept between requests, and how to bring them up to date.
