@@ -209,6 +209,7 @@ fn no_crate_depends_on_what_its_boundary_forbids() {
         "tio-auditor",
         "tio-harness",
         "tio-console",
+        "tio-pgtest",
         "tio",
     ];
     let io_and_runtimes = ["tokio", "mio", "tonic", "hyper", "prost", "sled", "fjall", "tokio-postgres", "tempfile"];

@@ -6,13 +6,16 @@
 //! on [`Engine::sync`]. It knows nothing of children, categories or encryption: the
 //! store above it only ever hands it blind indexes and ciphertext.
 //!
-//! sled is the production engine and [`memory::MemoryEngine`] the fast one for tests.
-//! A replicated engine joins by implementing this trait and passing
+//! [`logged::LoggedEngine`] (the group log with an index store beside it) is the
+//! engine for one machine, [`postgres::PostgresEngine`] the one for several broker
+//! nodes on a PostgreSQL cluster, [`sled::SledEngine`] that of earlier releases, and
+//! [`memory::MemoryEngine`] the fast one for tests. Every engine passes
 //! [`conformance::run_all`]; nothing here assumes a counter, a file or a flush.
 
 pub mod conformance;
 pub mod logged;
 pub mod memory;
+pub mod postgres;
 pub mod sled;
 mod slots;
 

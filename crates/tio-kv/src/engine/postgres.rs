@@ -1,0 +1,859 @@
+//! The PostgreSQL engine: the store on a PostgreSQL cluster that several broker nodes
+//! share (`store.engine = "postgres"`).
+//!
+//! Two tables hold every keyspace: `tio_kv (space, key, value)` for the keyed ones and
+//! `tio_log (space, xid, seq, value)` for the logs. A group of batches is one
+//! serializable transaction and one round trip: the group goes to the server as arrays
+//! and the `tio_apply_group` function checks each batch's conditions and applies its
+//! operations in order, so that a batch whose condition fails applies nothing and the
+//! others go on. A serialization failure (another node touched what a condition read)
+//! retries the whole group; it never commits part of one. With `synchronous_commit` on
+//! (checked at connection), the commit is the sync: [`Engine::sync`] has nothing left
+//! to do.
+//!
+//! A log position is `(xid, seq)`, 16 bytes big-endian: the writing transaction's id
+//! and a sequence value. Transactions commit out of id order, so a reader would skip a
+//! record whose transaction commits after a later one was read; log scans therefore
+//! return only records of transactions below the snapshot's `xmin` (every transaction
+//! before it has ended), and a commit returns only once its own records are below it,
+//! so that reads see every applied batch, as the interface promises. Never a counter
+//! row: its lock would be held through every commit's WAL flush.
+//!
+//! The engine runs on threads of its own (a small tokio runtime and a connection pool),
+//! and the store's synchronous calls wait for it; from a worker of a multi-threaded
+//! runtime they wait through `block_in_place`, so a database round trip never holds up
+//! the other tasks on that worker.
+//!
+//! The database holds only what the store hands every engine: blind indexes and
+//! ciphertext. Errors never carry the connection string (it may hold a password) nor
+//! the server's detail lines (they may quote a key).
+
+use std::future::Future;
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{IsolationLevel, NoTls};
+
+use super::{
+    Applied, Batch, CommitError, Condition, Engine, Entries, Entry, Keyspace, Op, Position, StorageError,
+    StorageErrorKind, validate_batch,
+};
+
+/// The schema this release creates and reads; a database at another version is
+/// refused rather than changed.
+const SCHEMA_VERSION: i32 = 1;
+
+/// The advisory lock key under which nodes create the schema one at a time
+/// (`tio` in ASCII, so that it is recognisable in `pg_locks`).
+const SCHEMA_LOCK: i64 = 0x74_69_6f;
+
+/// How often a group is tried again after a serialization failure before the writers
+/// are told it failed.
+const MAX_GROUP_ATTEMPTS: u32 = 16;
+
+/// The longest a commit waits for its records to become readable in log order (for
+/// transactions of other nodes begun before it to end); past it, the commit is
+/// answered anyway and readers see the records a little later.
+const VISIBILITY_WAIT: Duration = Duration::from_secs(2);
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS tio_schema (version integer NOT NULL);
+CREATE TABLE IF NOT EXISTS tio_kv (
+    space smallint NOT NULL,
+    key bytea NOT NULL,
+    value bytea NOT NULL,
+    PRIMARY KEY (space, key)
+);
+CREATE TABLE IF NOT EXISTS tio_log (
+    space smallint NOT NULL,
+    xid bigint NOT NULL,
+    seq bigint NOT NULL,
+    value bytea NOT NULL,
+    PRIMARY KEY (space, xid, seq)
+);
+CREATE SEQUENCE IF NOT EXISTS tio_log_seq CACHE 100;
+
+-- Applies a group of batches in the calling transaction. Conditions and operations
+-- come as parallel arrays, each element naming its batch (0-based, in order). Returns
+-- one row per batch: the index of its first failed condition (nothing of it applied),
+-- or -1 and the positions of its appends.
+-- Condition kinds: 0 absent, 1 equals. Operation kinds: 0 put, 1 delete, 2 append,
+-- 3 put at position (key = key || position), 4 put position (value = value || position).
+CREATE OR REPLACE FUNCTION tio_apply_group(
+    batch_count integer,
+    c_batch integer[], c_kind smallint[], c_space smallint[], c_key bytea[], c_value bytea[],
+    o_batch integer[], o_kind smallint[], o_space smallint[], o_key bytea[], o_value bytea[],
+    o_append integer[])
+RETURNS TABLE (conflict integer, positions bytea[])
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    b integer;
+    ci integer := 1;
+    oi integer := 1;
+    k integer;
+    failed integer;
+    found_value bytea;
+    holds boolean;
+    v_xid bigint;
+    v_seq bigint;
+    v_positions bytea[];
+    c_len integer := coalesce(array_length(c_batch, 1), 0);
+    o_len integer := coalesce(array_length(o_batch, 1), 0);
+BEGIN
+    FOR b IN 0 .. batch_count - 1 LOOP
+        failed := -1;
+        k := 0;
+        WHILE ci <= c_len AND c_batch[ci] = b LOOP
+            IF failed < 0 THEN
+                SELECT t.value INTO found_value FROM tio_kv t
+                    WHERE t.space = c_space[ci] AND t.key = c_key[ci];
+                IF c_kind[ci] = 0 THEN
+                    holds := NOT FOUND;
+                ELSE
+                    holds := FOUND AND found_value = c_value[ci];
+                END IF;
+                IF NOT holds THEN
+                    failed := k;
+                END IF;
+            END IF;
+            k := k + 1;
+            ci := ci + 1;
+        END LOOP;
+        IF failed >= 0 THEN
+            WHILE oi <= o_len AND o_batch[oi] = b LOOP
+                oi := oi + 1;
+            END LOOP;
+            conflict := failed;
+            positions := NULL;
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        v_positions := ARRAY[]::bytea[];
+        WHILE oi <= o_len AND o_batch[oi] = b LOOP
+            CASE o_kind[oi]
+            WHEN 0 THEN
+                INSERT INTO tio_kv (space, key, value) VALUES (o_space[oi], o_key[oi], o_value[oi])
+                    ON CONFLICT (space, key) DO UPDATE SET value = EXCLUDED.value;
+            WHEN 1 THEN
+                DELETE FROM tio_kv WHERE space = o_space[oi] AND key = o_key[oi];
+            WHEN 2 THEN
+                IF v_xid IS NULL THEN
+                    v_xid := pg_current_xact_id()::text::bigint;
+                END IF;
+                v_seq := nextval('tio_log_seq');
+                INSERT INTO tio_log (space, xid, seq, value) VALUES (o_space[oi], v_xid, v_seq, o_value[oi]);
+                v_positions := array_append(v_positions, int8send(v_xid) || int8send(v_seq));
+            WHEN 3 THEN
+                INSERT INTO tio_kv (space, key, value)
+                    VALUES (o_space[oi], o_key[oi] || v_positions[o_append[oi] + 1], o_value[oi])
+                    ON CONFLICT (space, key) DO UPDATE SET value = EXCLUDED.value;
+            WHEN 4 THEN
+                INSERT INTO tio_kv (space, key, value)
+                    VALUES (o_space[oi], o_key[oi], o_value[oi] || v_positions[o_append[oi] + 1])
+                    ON CONFLICT (space, key) DO UPDATE SET value = EXCLUDED.value;
+            END CASE;
+            oi := oi + 1;
+        END LOOP;
+        conflict := -1;
+        positions := v_positions;
+        RETURN NEXT;
+    END LOOP;
+END
+$fn$;
+"#;
+
+const APPLY_GROUP: &str =
+    "SELECT conflict, positions FROM tio_apply_group($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+const XMIN: &str = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
+const GET_KV: &str = "SELECT value FROM tio_kv WHERE space = $1 AND key = $2";
+const GET_LOG: &str = "SELECT value FROM tio_log WHERE space = $1 AND xid = $2 AND seq = $3";
+const SCAN_KV: &str = "SELECT key, value FROM tio_kv WHERE space = $1 AND key >= $2 ORDER BY key LIMIT $3";
+const SCAN_KV_TO: &str =
+    "SELECT key, value FROM tio_kv WHERE space = $1 AND key >= $2 AND key < $3 ORDER BY key LIMIT $4";
+const SCAN_LOG: &str = "SELECT xid, seq, value FROM tio_log WHERE space = $1 AND (xid, seq) >= ($2, $3) \
+     AND (xid, seq) < ($4, $5) AND xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
+     ORDER BY xid, seq LIMIT $6";
+const LAST_KV: &str = "SELECT key, value FROM tio_kv WHERE space = $1 ORDER BY key DESC LIMIT 1";
+const LAST_LOG: &str = "SELECT xid, seq, value FROM tio_log WHERE space = $1 \
+     AND xid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint ORDER BY xid DESC, seq DESC LIMIT 1";
+const SIZE: &str = "SELECT (pg_total_relation_size('tio_kv') + pg_total_relation_size('tio_log'))::bigint";
+
+/// How to reach the database.
+#[derive(Clone)]
+pub struct PostgresOptions {
+    /// A libpq-style connection string: `postgresql://…` or `host=… user=… dbname=…`
+    /// (several hosts, `target_session_attrs=read-write` for failover). It may carry a
+    /// password, so it is never logged or put in an error.
+    pub url: String,
+    /// A password to use when the connection string has none (read from a file or the
+    /// environment by the caller).
+    pub password: Option<String>,
+    /// The most connections the engine opens.
+    pub pool_size: usize,
+}
+
+impl std::fmt::Debug for PostgresOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresOptions").field("pool_size", &self.pool_size).finish_non_exhaustive()
+    }
+}
+
+impl PostgresOptions {
+    /// The default number of connections.
+    pub const DEFAULT_POOL_SIZE: usize = 16;
+
+    /// Options for `url` with the default pool and no separate password.
+    pub fn new(url: impl Into<String>) -> Self {
+        PostgresOptions { url: url.into(), password: None, pool_size: PostgresOptions::DEFAULT_POOL_SIZE }
+    }
+}
+
+/// The store on PostgreSQL. See the module documentation.
+pub struct PostgresEngine {
+    runtime: Option<tokio::runtime::Runtime>,
+    handle: tokio::runtime::Handle,
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PostgresEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresEngine").finish_non_exhaustive()
+    }
+}
+
+impl PostgresEngine {
+    /// Connects, checks that commits are durable (`synchronous_commit` not `off`), and
+    /// creates the schema if the database has none.
+    pub fn connect(options: &PostgresOptions) -> Result<PostgresEngine, StorageError> {
+        let mut config = tokio_postgres::Config::from_str(&options.url).map_err(|err| {
+            // The parser's message names the part it could not read, never the string.
+            StorageError::new(StorageErrorKind::Io, format!("store.postgres.url is not a connection string: {err}"))
+        })?;
+        if config.get_password().is_none()
+            && let Some(password) = &options.password
+        {
+            config.password(password.as_bytes());
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("tio");
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("tio-postgres")
+            .enable_all()
+            .build()
+            .map_err(|err| StorageError::from_io("starting the PostgreSQL engine's threads", &err))?;
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(1))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|err| StorageError::new(StorageErrorKind::Io, format!("PostgreSQL connection pool: {err}")))?;
+        let engine = PostgresEngine { handle: runtime.handle().clone(), runtime: Some(runtime), pool };
+        let pool = engine.pool.clone();
+        engine.run(async move { prepare_database(&pool).await })??;
+        Ok(engine)
+    }
+
+    /// Runs `work` on the engine's own threads and waits for it.
+    fn run<T: Send + 'static>(&self, work: impl Future<Output = T> + Send + 'static) -> Result<T, StorageError> {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+        self.handle.spawn(async move {
+            let _ = sender.send(work.await);
+        });
+        let wait = || receiver.recv();
+        let on_worker = tokio::runtime::Handle::try_current()
+            .is_ok_and(|handle| handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let result = if on_worker { tokio::task::block_in_place(wait) } else { wait() };
+        result.map_err(|_| StorageError::new(StorageErrorKind::Closed, "the PostgreSQL engine has stopped"))
+    }
+
+    /// Runs a read on a pooled connection, on the engine's threads.
+    fn read<T, F, Fut>(&self, work: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(deadpool_postgres::Client) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, tokio_postgres::Error>> + Send + 'static,
+    {
+        let pool = self.pool.clone();
+        self.run(async move {
+            let client = pool.get().await.map_err(pool_error)?;
+            work(client).await.map_err(|err| storage_error("reading", &err))
+        })?
+    }
+}
+
+impl Drop for PostgresEngine {
+    fn drop(&mut self) {
+        self.pool.close();
+        if let Some(runtime) = self.runtime.take() {
+            // May be dropped inside another runtime, where a blocking shutdown panics.
+            runtime.shutdown_background();
+        }
+    }
+}
+
+async fn prepare_database(pool: &Pool) -> Result<(), StorageError> {
+    let mut client = pool.get().await.map_err(pool_error)?;
+    let durable: String = client
+        .query_one("SHOW synchronous_commit", &[])
+        .await
+        .map_err(|err| storage_error("reading synchronous_commit", &err))?
+        .get(0);
+    if durable == "off" {
+        return Err(StorageError::new(
+            StorageErrorKind::Io,
+            "the database has synchronous_commit = off, so a commit could be acknowledged before it is \
+             flushed: set it to on (or remote_apply with a synchronous standby)",
+        ));
+    }
+    let tx = client.transaction().await.map_err(|err| storage_error("creating the schema", &err))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK])
+        .await
+        .map_err(|err| storage_error("creating the schema", &err))?;
+    tx.batch_execute(SCHEMA).await.map_err(|err| storage_error("creating the schema", &err))?;
+    let versions: Vec<i32> = tx
+        .query("SELECT version FROM tio_schema", &[])
+        .await
+        .map_err(|err| storage_error("reading the schema version", &err))?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    match versions.as_slice() {
+        [] => {
+            tx.execute("INSERT INTO tio_schema (version) VALUES ($1)", &[&SCHEMA_VERSION])
+                .await
+                .map_err(|err| storage_error("creating the schema", &err))?;
+        }
+        [version] if *version == SCHEMA_VERSION => {}
+        other => {
+            return Err(StorageError::new(
+                StorageErrorKind::Format,
+                format!(
+                    "the database holds a Tell It Once schema of version {other:?}; this release reads version \
+                     {SCHEMA_VERSION}: move the store with tio store backup and restore"
+                ),
+            ));
+        }
+    }
+    tx.commit().await.map_err(|err| storage_error("creating the schema", &err))
+}
+
+fn space_code(space: Keyspace) -> i16 {
+    // Keyspace::ALL has 19 entries and only ever grows at its end.
+    space.index() as i16
+}
+
+/// Splits a 16-byte position into its transaction id and sequence value.
+fn split_position(bytes: &[u8]) -> Option<(i64, i64)> {
+    let xid = i64::from_be_bytes(bytes.get(..8)?.try_into().ok()?);
+    let seq = i64::from_be_bytes(bytes.get(8..16)?.try_into().ok()?);
+    (bytes.len() == 16 && xid >= 0 && seq >= 0).then_some((xid, seq))
+}
+
+fn position_bytes(xid: i64, seq: i64) -> Vec<u8> {
+    [xid.to_be_bytes(), seq.to_be_bytes()].concat()
+}
+
+/// The smallest 16-byte position at or after `key` in byte order, as `(xid, seq)`;
+/// `None` if there is none.
+fn first_position_from(key: &[u8]) -> Option<(i64, i64)> {
+    let mut padded = [0u8; 16];
+    if key.len() <= 16 {
+        padded[..key.len()].copy_from_slice(key);
+        return Some(as_pair(u128::from_be_bytes(padded)));
+    }
+    padded.copy_from_slice(&key[..16]);
+    // Longer than a position with the same first 16 bytes: after that position.
+    u128::from_be_bytes(padded).checked_add(1).map(as_pair)
+}
+
+/// The exclusive upper bound, as `(xid, seq)`, of the 16-byte positions before `key`.
+fn positions_before(key: &[u8]) -> (i64, i64) {
+    first_position_from(key).unwrap_or((i64::MAX, i64::MAX))
+}
+
+fn as_pair(value: u128) -> (i64, i64) {
+    // Positions are two non-negative i64s; a bound past them clamps to the largest.
+    let xid = (value >> 64) as u64;
+    let seq = value as u64;
+    if xid > i64::MAX as u64 {
+        (i64::MAX, i64::MAX)
+    } else if seq > i64::MAX as u64 {
+        (xid as i64, i64::MAX)
+    } else {
+        (xid as i64, seq as i64)
+    }
+}
+
+fn clamp_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
+fn pool_error(err: deadpool_postgres::PoolError) -> StorageError {
+    match err {
+        deadpool_postgres::PoolError::Backend(err) => storage_error("connecting", &err),
+        other => StorageError::new(StorageErrorKind::Io, format!("PostgreSQL connection pool: {other}")),
+    }
+}
+
+/// Describes a database error by its SQLSTATE and primary message only: the detail
+/// line may quote a key.
+fn storage_error(context: &str, err: &tokio_postgres::Error) -> StorageError {
+    let Some(db) = err.as_db_error() else {
+        // Not the server's answer: the connection (refused, lost, timed out). Its
+        // message names the failure, never the connection string.
+        return StorageError::new(StorageErrorKind::Io, format!("PostgreSQL {context}: {err}"));
+    };
+    let code = db.code();
+    let kind = if *code == SqlState::DISK_FULL || *code == SqlState::INSUFFICIENT_RESOURCES {
+        StorageErrorKind::NoSpace
+    } else if *code == SqlState::DATA_CORRUPTED || *code == SqlState::INDEX_CORRUPTED {
+        StorageErrorKind::Corrupt
+    } else if *code == SqlState::ADMIN_SHUTDOWN || *code == SqlState::CANNOT_CONNECT_NOW {
+        StorageErrorKind::Closed
+    } else {
+        StorageErrorKind::Io
+    };
+    StorageError::new(kind, format!("PostgreSQL {context}: {} ({})", db.message(), code.code()))
+}
+
+fn retryable(err: &tokio_postgres::Error) -> bool {
+    err.code()
+        .is_some_and(|code| *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED)
+}
+
+/// A group as the arrays `tio_apply_group` takes.
+#[derive(Default)]
+struct GroupArrays {
+    batches: i32,
+    c_batch: Vec<i32>,
+    c_kind: Vec<i16>,
+    c_space: Vec<i16>,
+    c_key: Vec<Vec<u8>>,
+    c_value: Vec<Vec<u8>>,
+    o_batch: Vec<i32>,
+    o_kind: Vec<i16>,
+    o_space: Vec<i16>,
+    o_key: Vec<Vec<u8>>,
+    o_value: Vec<Vec<u8>>,
+    o_append: Vec<i32>,
+}
+
+impl GroupArrays {
+    fn add(&mut self, batch: &Batch) {
+        let number = self.batches;
+        self.batches += 1;
+        for condition in &batch.conditions {
+            let (kind, space, key, value) = match condition {
+                Condition::Absent { space, key } => (0, space, key, Vec::new()),
+                Condition::Equals { space, key, value } => (1, space, key, value.clone()),
+            };
+            self.c_batch.push(number);
+            self.c_kind.push(kind);
+            self.c_space.push(space_code(*space));
+            self.c_key.push(key.clone());
+            self.c_value.push(value);
+        }
+        for op in &batch.ops {
+            let (kind, space, key, value, append) = match op {
+                Op::Put { space, key, value } => (0, space, key.clone(), value.clone(), 0),
+                Op::Delete { space, key } => (1, space, key.clone(), Vec::new(), 0),
+                Op::Append { space, value } => (2, space, Vec::new(), value.clone(), 0),
+                Op::PutAtPosition { space, prefix, append, value } => {
+                    (3, space, prefix.clone(), value.clone(), *append)
+                }
+                Op::PutPosition { space, key, prefix, append } => (4, space, key.clone(), prefix.clone(), *append),
+            };
+            self.o_batch.push(number);
+            self.o_kind.push(kind);
+            self.o_space.push(space_code(*space));
+            self.o_key.push(key);
+            self.o_value.push(value);
+            // validate_batch bounds `append` by the batch's append count.
+            self.o_append.push(i32::try_from(append).unwrap_or(i32::MAX));
+        }
+    }
+}
+
+/// What the database said of one batch: the failed condition, or the positions.
+type BatchOutcome = Result<Vec<Position>, usize>;
+
+async fn apply_group_arrays(pool: Pool, group: GroupArrays) -> Result<Vec<BatchOutcome>, StorageError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let mut client = pool.get().await.map_err(pool_error)?;
+        let outcome = async {
+            let tx = client.build_transaction().isolation_level(IsolationLevel::Serializable).start().await?;
+            let statement = tx.prepare_cached(APPLY_GROUP).await?;
+            let rows = tx
+                .query(
+                    &statement,
+                    &[
+                        &group.batches,
+                        &group.c_batch,
+                        &group.c_kind,
+                        &group.c_space,
+                        &group.c_key,
+                        &group.c_value,
+                        &group.o_batch,
+                        &group.o_kind,
+                        &group.o_space,
+                        &group.o_key,
+                        &group.o_value,
+                        &group.o_append,
+                    ],
+                )
+                .await?;
+            tx.commit().await?;
+            Ok::<_, tokio_postgres::Error>(rows)
+        }
+        .await;
+        let rows = match outcome {
+            Ok(rows) => rows,
+            Err(err) if retryable(&err) && attempt < MAX_GROUP_ATTEMPTS => {
+                tokio::time::sleep(Duration::from_micros(200 << attempt.min(8))).await;
+                continue;
+            }
+            Err(err) => return Err(storage_error("committing a group", &err)),
+        };
+        let mut outcomes = Vec::with_capacity(rows.len());
+        let mut newest_xid = None;
+        for row in rows {
+            let conflict: i32 = row.get(0);
+            if conflict >= 0 {
+                outcomes.push(Err(conflict as usize));
+                continue;
+            }
+            let positions: Vec<Vec<u8>> = row.get::<_, Option<Vec<Vec<u8>>>>(1).unwrap_or_default();
+            if let Some((xid, _)) = positions.first().and_then(|bytes| split_position(bytes)) {
+                newest_xid = Some(xid);
+            }
+            outcomes.push(Ok(positions.into_iter().map(Position::from_bytes).collect()));
+        }
+        if let Some(xid) = newest_xid {
+            wait_until_readable(&client, xid).await?;
+        }
+        return Ok(outcomes);
+    }
+}
+
+/// Waits until every transaction that began before `xid` has ended, so that log scans
+/// (which read below the snapshot's xmin) show the group's records.
+async fn wait_until_readable(client: &deadpool_postgres::Client, xid: i64) -> Result<(), StorageError> {
+    let started = Instant::now();
+    let mut pause = Duration::from_micros(100);
+    loop {
+        let xmin: i64 = client.query_one(XMIN, &[]).await.map_err(|err| storage_error("reading xmin", &err))?.get(0);
+        if xmin > xid {
+            return Ok(());
+        }
+        if started.elapsed() > VISIBILITY_WAIT {
+            tracing::warn!(
+                waited_ms = started.elapsed().as_millis() as u64,
+                "a transaction begun before this commit is still open: its records are readable in log order only \
+                 once it ends"
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+impl Engine for PostgresEngine {
+    fn get(&self, space: Keyspace, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        let code = space_code(space);
+        if space.is_log() {
+            let Some((xid, seq)) = split_position(key) else { return Ok(None) };
+            return self.read(move |client| async move {
+                let statement = client.prepare_cached(GET_LOG).await?;
+                Ok(client.query_opt(&statement, &[&code, &xid, &seq]).await?.map(|row| row.get(0)))
+            });
+        }
+        let key = key.to_vec();
+        self.read(move |client| async move {
+            let statement = client.prepare_cached(GET_KV).await?;
+            Ok(client.query_opt(&statement, &[&code, &key]).await?.map(|row| row.get(0)))
+        })
+    }
+
+    fn scan(&self, space: Keyspace, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Entries, StorageError> {
+        let code = space_code(space);
+        let limit = clamp_limit(limit);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        if space.is_log() {
+            let Some((from_xid, from_seq)) = first_position_from(start) else { return Ok(Vec::new()) };
+            let (to_xid, to_seq) = end.map_or((i64::MAX, i64::MAX), positions_before);
+            return self.read(move |client| async move {
+                let statement = client.prepare_cached(SCAN_LOG).await?;
+                let rows = client.query(&statement, &[&code, &from_xid, &from_seq, &to_xid, &to_seq, &limit]).await?;
+                Ok(rows.iter().map(|row| (position_bytes(row.get(0), row.get(1)), row.get(2))).collect())
+            });
+        }
+        let start = start.to_vec();
+        let end = end.map(<[u8]>::to_vec);
+        self.read(move |client| async move {
+            let rows = match &end {
+                Some(end) => {
+                    let statement = client.prepare_cached(SCAN_KV_TO).await?;
+                    client.query(&statement, &[&code, &start, end, &limit]).await?
+                }
+                None => {
+                    let statement = client.prepare_cached(SCAN_KV).await?;
+                    client.query(&statement, &[&code, &start, &limit]).await?
+                }
+            };
+            Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+        })
+    }
+
+    fn last(&self, space: Keyspace) -> Result<Option<Entry>, StorageError> {
+        let code = space_code(space);
+        if space.is_log() {
+            return self.read(move |client| async move {
+                let statement = client.prepare_cached(LAST_LOG).await?;
+                let row = client.query_opt(&statement, &[&code]).await?;
+                Ok(row.map(|row| (position_bytes(row.get(0), row.get(1)), row.get(2))))
+            });
+        }
+        self.read(move |client| async move {
+            let statement = client.prepare_cached(LAST_KV).await?;
+            Ok(client.query_opt(&statement, &[&code]).await?.map(|row| (row.get(0), row.get(1))))
+        })
+    }
+
+    fn apply(&self, batch: &Batch) -> Result<Applied, CommitError> {
+        self.apply_group(&[batch]).pop().unwrap_or_else(|| Err(CommitError::Invalid("no outcome".to_owned())))
+    }
+
+    fn apply_group(&self, batches: &[&Batch]) -> Vec<Result<Applied, CommitError>> {
+        let mut results: Vec<Option<Result<Applied, CommitError>>> = Vec::with_capacity(batches.len());
+        let mut group = GroupArrays::default();
+        for batch in batches {
+            match validate_batch(batch) {
+                Ok(()) => {
+                    group.add(batch);
+                    results.push(None);
+                }
+                Err(err) => results.push(Some(Err(err))),
+            }
+        }
+        let outcomes = if group.batches == 0 {
+            Ok(Vec::new())
+        } else {
+            let pool = self.pool.clone();
+            self.run(apply_group_arrays(pool, group)).and_then(|outcomes| outcomes)
+        };
+        match outcomes {
+            Ok(outcomes) => {
+                let mut outcomes = outcomes.into_iter();
+                results
+                    .into_iter()
+                    .map(|result| {
+                        result.unwrap_or_else(|| match outcomes.next() {
+                            Some(Ok(positions)) => Ok(Applied { positions }),
+                            Some(Err(index)) => Err(CommitError::Conflict { index }),
+                            None => Err(CommitError::Storage(StorageError::new(
+                                StorageErrorKind::Io,
+                                "PostgreSQL answered fewer batches than it was sent",
+                            ))),
+                        })
+                    })
+                    .collect()
+            }
+            Err(err) => results.into_iter().map(|result| result.unwrap_or_else(|| Err(err.clone().into()))).collect(),
+        }
+    }
+
+    fn sync(&self) -> Result<(), StorageError> {
+        // Each group's transaction was committed with synchronous_commit on.
+        Ok(())
+    }
+
+    fn size_on_disk(&self) -> Result<u64, StorageError> {
+        let size: i64 = self.read(async move |client| Ok(client.query_one(SIZE, &[]).await?.get(0)))?;
+        Ok(size.max(0) as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_map_byte_keys_onto_positions() {
+        let position = position_bytes(5, 9);
+        assert_eq!(first_position_from(&position), Some((5, 9)));
+        assert_eq!(first_position_from(b""), Some((0, 0)));
+        assert_eq!(first_position_from(&super::super::key_after(&position)), Some((5, 10)), "strictly after");
+        assert_eq!(first_position_from(&[0, 0, 0, 0, 0, 0, 0, 5]), Some((5, 0)), "a prefix pads with zeros");
+        assert_eq!(first_position_from(&[0xff; 17]), None, "nothing after the largest");
+        assert_eq!(positions_before(&position), (5, 9));
+        assert_eq!(positions_before(&[0xff; 3]), (i64::MAX, i64::MAX));
+        assert_eq!(split_position(&position), Some((5, 9)));
+        assert_eq!(split_position(b"not-a-position"), None);
+        assert_eq!(split_position(&[0xff; 16]), None, "not a pair of non-negative numbers");
+    }
+
+    fn test_server() -> tio_pgtest::TestPostgres {
+        tio_pgtest::TestPostgres::start().expect("a test PostgreSQL starts (tests/run installs it)")
+    }
+
+    #[test]
+    fn passes_the_conformance_suite() {
+        let server = test_server();
+        super::super::conformance::run_all(&|| {
+            let url = server.create_database().expect("a database");
+            PostgresEngine::connect(&PostgresOptions::new(url)).expect("the engine connects")
+        });
+    }
+
+    /// Two engines on one database stand for two broker nodes: racing to claim the same
+    /// keys on a condition, exactly one claim of each key wins, whatever the
+    /// interleaving (the serializable transaction, not a check then a write).
+    #[test]
+    fn conditions_hold_across_nodes() {
+        let server = test_server();
+        let url = server.create_database().unwrap();
+        let nodes = [
+            PostgresEngine::connect(&PostgresOptions::new(&url)).unwrap(),
+            PostgresEngine::connect(&PostgresOptions::new(&url)).unwrap(),
+        ];
+        const KEYS: u32 = 60;
+        let wins = std::sync::atomic::AtomicU32::new(0);
+        std::thread::scope(|scope| {
+            for node in &nodes {
+                for writer in 0..3u8 {
+                    let wins = &wins;
+                    scope.spawn(move || {
+                        for key in 0..KEYS {
+                            let key = key.to_be_bytes().to_vec();
+                            let mut batch = Batch::new();
+                            batch
+                                .require(Condition::Absent { space: Keyspace::Idempotency, key: key.clone() })
+                                .push(Op::Put { space: Keyspace::Idempotency, key: key.clone(), value: vec![writer] })
+                                .push(Op::Append { space: Keyspace::Updates, value: key });
+                            match node.apply(&batch) {
+                                Ok(_) => {
+                                    wins.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                }
+                                Err(CommitError::Conflict { index: 0 }) => {}
+                                Err(other) => panic!("a claim failed: {other}"),
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        assert_eq!(wins.into_inner(), KEYS, "one claim of each key won");
+        let records = nodes[0].scan(Keyspace::Updates, b"", None, usize::MAX).unwrap();
+        assert_eq!(records.len(), KEYS as usize, "one record per winning claim, none from a losing one");
+    }
+
+    /// A reader paging through a log by cursor while two nodes append never skips a
+    /// record and never sees one twice, though transactions commit out of id order.
+    #[test]
+    fn a_cursor_reader_sees_every_record_of_both_nodes_once_in_order() {
+        let server = test_server();
+        let url = server.create_database().unwrap();
+        let nodes = [
+            PostgresEngine::connect(&PostgresOptions::new(&url)).unwrap(),
+            PostgresEngine::connect(&PostgresOptions::new(&url)).unwrap(),
+        ];
+        const PER_WRITER: u32 = 150;
+        const WRITERS: u32 = 3;
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let seen = std::thread::scope(|scope| {
+            let writers: Vec<_> = nodes
+                .iter()
+                .enumerate()
+                .flat_map(|(n, node)| (0..WRITERS).map(move |w| (n as u32 * WRITERS + w, node)))
+                .map(|(writer, node)| {
+                    scope.spawn(move || {
+                        for item in 0..PER_WRITER {
+                            let mut batch = Batch::new();
+                            batch.push(Op::Append {
+                                space: Keyspace::Audit,
+                                value: [writer, item].map(u32::to_be_bytes).concat(),
+                            });
+                            node.apply(&batch).expect("an append commits");
+                        }
+                    })
+                })
+                .collect();
+            let reader = scope.spawn(|| {
+                let mut cursor: Vec<u8> = Vec::new();
+                let mut seen: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+                let deadline = Instant::now() + Duration::from_secs(120);
+                loop {
+                    let finished = done.load(std::sync::atomic::Ordering::SeqCst);
+                    let page = nodes[1].scan(Keyspace::Audit, &cursor, None, 7).unwrap();
+                    if let Some((last, _)) = page.last() {
+                        cursor = super::super::key_after(last);
+                    }
+                    let empty = page.is_empty();
+                    seen.extend(page);
+                    if (finished && empty) || Instant::now() > deadline {
+                        return seen;
+                    }
+                }
+            });
+            for writer in writers {
+                writer.join().unwrap();
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            reader.join().unwrap()
+        });
+        assert!(seen.windows(2).all(|pair| pair[0].0 < pair[1].0), "positions only increase");
+        let mut values: Vec<Vec<u8>> = seen.into_iter().map(|(_, value)| value).collect();
+        values.sort();
+        values.dedup();
+        assert_eq!(values.len() as u32, 2 * WRITERS * PER_WRITER, "every record, once");
+    }
+
+    #[test]
+    fn refuses_a_database_that_acknowledges_before_flushing_and_hides_the_password() {
+        let server = test_server();
+        let url = server.create_database().unwrap();
+        let name = url.rsplit("dbname=").next().unwrap().to_owned();
+        server.psql("postgres", &format!("ALTER DATABASE {name} SET synchronous_commit = off")).unwrap();
+        let err = PostgresEngine::connect(&PostgresOptions::new(&url)).expect_err("refused");
+        assert!(err.to_string().contains("synchronous_commit = off"), "{err}");
+
+        let unreachable = "postgresql://tio:s3cret-pw@127.0.0.1:1/tio?connect_timeout=2";
+        let err = PostgresEngine::connect(&PostgresOptions::new(unreachable)).expect_err("no server there");
+        assert!(!err.to_string().contains("s3cret-pw"), "the password stays out of errors: {err}");
+        assert_eq!(err.kind, StorageErrorKind::Io, "{err}");
+        let err = PostgresEngine::connect(&PostgresOptions::new("postgresql://tio:s3cret-pw@[::1")).err().unwrap();
+        assert!(err.to_string().contains("store.postgres.url") && !err.to_string().contains("s3cret-pw"), "{err}");
+    }
+
+    /// Called from async code on a multi-threaded runtime, the engine waits without
+    /// holding up the worker: many tasks reading at once on two workers all finish.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_from_async_tasks_wait_off_the_workers() {
+        let server = test_server();
+        let engine = std::sync::Arc::new(
+            PostgresEngine::connect(&PostgresOptions::new(server.create_database().unwrap())).unwrap(),
+        );
+        engine
+            .apply(Batch::new().push(Op::Put { space: Keyspace::Agencies, key: b"a".to_vec(), value: b"1".to_vec() }))
+            .unwrap();
+        let tasks: Vec<_> = (0..32)
+            .map(|_| {
+                let engine = engine.clone();
+                tokio::spawn(async move { engine.get(Keyspace::Agencies, b"a").unwrap() })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.unwrap(), Some(b"1".to_vec()));
+        }
+        assert!(engine.size_on_disk().unwrap() > 0);
+    }
+}

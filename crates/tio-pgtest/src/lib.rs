@@ -1,0 +1,364 @@
+//! A throwaway PostgreSQL server for tests and benchmarks, started from the machine's
+//! PostgreSQL packages (Debian's `postgresql`): `initdb` into a temporary directory, the
+//! server on its own loopback port and a Unix socket in that directory, with `fsync`
+//! and `synchronous_commit` on (as in production, so that what a test shows of
+//! durability holds), and stopped (an immediate shutdown) when dropped.
+//!
+//! Nothing is mocked and nothing runs in a container. When the server binaries are not
+//! installed, [`TestPostgres::start`] fails naming the install step; it never skips.
+//!
+//! PostgreSQL refuses to run as root. Run as root (as CI may be), the harness hands the
+//! directory to the `postgres` account the Debian package creates and starts `initdb`
+//! and the server as that account (with `setpriv`, so that the server is the child the
+//! harness stops).
+
+#![warn(missing_docs)]
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// The database role the harness creates (trusted, local connections only).
+pub const USER: &str = "tio";
+
+/// How long the server may take to accept connections after it starts.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why a test server could not be started or used.
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    /// The server binaries are not installed.
+    #[error(
+        "PostgreSQL's server programs (initdb, postgres) were not found: install them with \
+         `apt-get install postgresql` (tests/run does so on a fresh machine), or set TIO_PG_BIN \
+         to the directory that holds them"
+    )]
+    NotInstalled,
+    /// Running as root, but the `postgres` account to run the server as does not exist.
+    #[error(
+        "running as root, and PostgreSQL refuses to: the `postgres` account (created by \
+         `apt-get install postgresql`) is needed to run the test server as"
+    )]
+    NoServerAccount,
+    /// A step failed.
+    #[error("{step}: {detail}")]
+    Step {
+        /// What was being done.
+        step: String,
+        /// What went wrong (the program's own output when there is some).
+        detail: String,
+    },
+}
+
+fn step(step: impl Into<String>, detail: impl std::fmt::Display) -> HarnessError {
+    HarnessError::Step { step: step.into(), detail: detail.to_string() }
+}
+
+/// Finds the directory of the server programs: `TIO_PG_BIN`, else the newest
+/// `/usr/lib/postgresql/<version>/bin` (Debian's layout), else `initdb` on the `PATH`.
+pub fn server_bin_dir() -> Result<PathBuf, HarnessError> {
+    if let Some(dir) = std::env::var_os("TIO_PG_BIN") {
+        let dir = PathBuf::from(dir);
+        return if dir.join("initdb").is_file() { Ok(dir) } else { Err(HarnessError::NotInstalled) };
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let version = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").is_file().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    if let Some((_, bin)) = versions.pop() {
+        return Ok(bin);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .find(|dir| dir.join("initdb").is_file() && dir.join("postgres").is_file())
+        .ok_or(HarnessError::NotInstalled)
+}
+
+/// Who the server runs as: this process's user, or (as root) the `postgres` account.
+#[derive(Debug, Clone)]
+struct RunAs {
+    account: Option<(u32, u32)>,
+}
+
+impl RunAs {
+    fn for_this_process() -> Result<RunAs, HarnessError> {
+        let euid =
+            std::fs::metadata("/proc/self").map(|meta| meta.uid()).map_err(|err| step("reading /proc/self", err))?;
+        if euid != 0 {
+            return Ok(RunAs { account: None });
+        }
+        let id = |flag: &str| -> Option<u32> {
+            let output = Command::new("id").args([flag, "postgres"]).output().ok()?;
+            if !output.status.success() {
+                return None;
+            }
+            String::from_utf8_lossy(&output.stdout).trim().parse().ok()
+        };
+        match (id("-u"), id("-g")) {
+            (Some(uid), Some(gid)) => Ok(RunAs { account: Some((uid, gid)) }),
+            _ => Err(HarnessError::NoServerAccount),
+        }
+    }
+
+    fn command(&self, program: &Path) -> Command {
+        match self.account {
+            None => Command::new(program),
+            Some((uid, gid)) => {
+                let mut command = Command::new("setpriv");
+                command
+                    .arg(format!("--reuid={uid}"))
+                    .arg(format!("--regid={gid}"))
+                    .arg("--clear-groups")
+                    .arg("--")
+                    .arg(program);
+                command
+            }
+        }
+    }
+
+    fn give(&self, path: &Path) -> Result<(), HarnessError> {
+        if let Some((uid, gid)) = self.account {
+            std::os::unix::fs::chown(path, Some(uid), Some(gid))
+                .map_err(|err| step(format!("handing {} to the postgres account", path.display()), err))?;
+        }
+        Ok(())
+    }
+}
+
+/// A running throwaway server. Dropping it stops the server at once (an immediate
+/// shutdown) and removes its directory.
+pub struct TestPostgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    run_as: RunAs,
+    port: u16,
+    server: Option<Child>,
+    databases: AtomicU32,
+}
+
+impl std::fmt::Debug for TestPostgres {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestPostgres").field("port", &self.port).finish_non_exhaustive()
+    }
+}
+
+impl TestPostgres {
+    /// Initialises a cluster in a new temporary directory and starts its server; returns
+    /// once it accepts connections.
+    pub fn start() -> Result<TestPostgres, HarnessError> {
+        let bin = server_bin_dir()?;
+        let run_as = RunAs::for_this_process()?;
+        let dir = tempfile::Builder::new()
+            .prefix("tio-pg-")
+            .tempdir()
+            .map_err(|err| step("making a temporary directory", err))?;
+        run_as.give(dir.path())?;
+        let data = dir.path().join("data");
+        let output = run_as
+            .command(&bin.join("initdb"))
+            .arg("--pgdata")
+            .arg(&data)
+            .args(["--username", USER, "--auth", "trust", "--encoding", "UTF8", "--locale", "C", "--no-instructions"])
+            .output()
+            .map_err(|err| step("running initdb", err))?;
+        if !output.status.success() {
+            return Err(step("initdb", String::from_utf8_lossy(&output.stderr)));
+        }
+        let mut server = TestPostgres { dir, bin, run_as, port: 0, server: None, databases: AtomicU32::new(0) };
+        server.start_server()?;
+        Ok(server)
+    }
+
+    fn start_server(&mut self) -> Result<(), HarnessError> {
+        // A port free now; a clash with another process in the moment between is
+        // reported by the server and retried.
+        let mut last_error = None;
+        for _ in 0..3 {
+            let port = std::net::TcpListener::bind(("127.0.0.1", 0))
+                .and_then(|listener| listener.local_addr())
+                .map_err(|err| step("finding a free loopback port", err))?
+                .port();
+            match self.spawn_server(port) {
+                Ok(()) => return Ok(()),
+                Err(err) => last_error = Some(err),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| step("starting postgres", "no attempt made")))
+    }
+
+    fn spawn_server(&mut self, port: u16) -> Result<(), HarnessError> {
+        let log = std::fs::File::create(self.dir.path().join("server.log"))
+            .map_err(|err| step("creating the server log", err))?;
+        let log_err = log.try_clone().map_err(|err| step("creating the server log", err))?;
+        let mut child = self
+            .run_as
+            .command(&self.bin.join("postgres"))
+            .arg("-D")
+            .arg(self.data_dir())
+            .args(["-p", &port.to_string()])
+            .arg("-c")
+            .arg(format!("unix_socket_directories={}", self.dir.path().display()))
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=on",
+                "-c",
+                "synchronous_commit=on",
+                "-c",
+                "shared_buffers=64MB",
+                "-c",
+                "max_connections=200",
+                "-c",
+                "log_min_messages=warning",
+            ])
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .spawn()
+            .map_err(|err| step("starting postgres", err))?;
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait().map_err(|err| step("waiting for postgres", err))? {
+                return Err(step(format!("postgres exited at start ({status})"), self.server_log_tail()));
+            }
+            let ready = Command::new(self.bin.join("pg_isready"))
+                .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", USER, "-d", "postgres"])
+                .status()
+                .map(|status| status.success())
+                .unwrap_or(false);
+            if ready {
+                self.port = port;
+                self.server = Some(child);
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(step("postgres did not accept connections within 60 s", self.server_log_tail()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn server_log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    /// The cluster's data directory (for tests that read the files themselves).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The server's loopback port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A connection string for `database` over the Unix socket.
+    pub fn url(&self, database: &str) -> String {
+        format!("host={} port={} user={USER} dbname={database}", self.dir.path().display(), self.port)
+    }
+
+    /// A connection string for `database` over loopback TCP.
+    pub fn tcp_url(&self, database: &str) -> String {
+        format!("host=127.0.0.1 port={} user={USER} dbname={database}", self.port)
+    }
+
+    /// Creates a new, empty database and returns its connection string (Unix socket).
+    pub fn create_database(&self) -> Result<String, HarnessError> {
+        let name = format!("tio_{}", self.databases.fetch_add(1, Ordering::Relaxed));
+        self.psql("postgres", &format!("CREATE DATABASE {name}"))?;
+        Ok(self.url(&name))
+    }
+
+    /// Runs one SQL command with `psql` in `database` and returns what it printed
+    /// (unaligned, tuples only).
+    pub fn psql(&self, database: &str, sql: &str) -> Result<String, HarnessError> {
+        let output = Command::new(self.bin.join("psql"))
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(self.dir.path())
+            .args(["-p", &self.port.to_string(), "-U", USER, "-d", database, "-c", sql])
+            .output()
+            .map_err(|err| step("running psql", err))?;
+        if !output.status.success() {
+            return Err(step(format!("psql {sql:?}"), String::from_utf8_lossy(&output.stderr)));
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Stops the server at once, as a crash would (SIGKILL to the postmaster; its
+    /// backends notice and exit), leaving the data directory to be started again.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.server.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            // The backends go when they notice the postmaster is gone; the next start
+            // waits for them through its own lock-file check.
+        }
+    }
+
+    /// Starts the server again on the same data directory (after [`TestPostgres::kill`]),
+    /// on a new port.
+    pub fn restart(&mut self) -> Result<(), HarnessError> {
+        self.kill();
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            match self.start_server() {
+                Ok(()) => return Ok(()),
+                Err(err) if Instant::now() > deadline => return Err(err),
+                Err(_) => std::thread::sleep(Duration::from_millis(200)),
+            }
+        }
+    }
+}
+
+impl Drop for TestPostgres {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.server.take() {
+            // SIGQUIT is PostgreSQL's immediate shutdown: the backends go too.
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGQUIT);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn starts_a_server_that_answers_and_creates_databases() {
+        let server = TestPostgres::start().expect("a test server starts (tests/run installs postgresql)");
+        assert_eq!(server.psql("postgres", "SELECT 1 + 1").unwrap().trim(), "2");
+        assert_eq!(server.psql("postgres", "SHOW fsync").unwrap().trim(), "on");
+        assert_eq!(server.psql("postgres", "SHOW synchronous_commit").unwrap().trim(), "on");
+        let url = server.create_database().unwrap();
+        let name = url.rsplit("dbname=").next().unwrap().to_owned();
+        assert_eq!(server.psql(&name, "SELECT current_database()").unwrap().trim(), name);
+        let data = server.data_dir();
+        assert!(data.join("PG_VERSION").is_file());
+        drop(server);
+        assert!(!data.exists(), "the directory goes with the server");
+    }
+}
