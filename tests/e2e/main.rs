@@ -22,6 +22,7 @@ mod metrics;
 mod mtls;
 mod objections;
 mod otlp;
+mod postgres;
 mod protection;
 mod python_example;
 mod readme;

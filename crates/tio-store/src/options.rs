@@ -8,8 +8,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::logged::{IndexKind, LoggedEngine, LoggedOptions};
+use crate::engine::postgres::{PostgresEngine, PostgresOptions};
 use crate::engine::sled::{DEFAULT_CACHE_BYTES, SledEngine};
-use crate::engine::{Engine, StorageError};
+use crate::engine::{Engine, StorageError, StorageErrorKind};
 
 /// The engines a store can run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -22,17 +23,20 @@ pub enum EngineKind {
     /// sled alone, format `tio-store/2`: the engine of earlier releases, for a store
     /// not yet moved with `tio store migrate`.
     Sled,
+    /// A PostgreSQL database (`store.postgres.url`) that several broker nodes share.
+    Postgres,
 }
 
 impl EngineKind {
     /// Every engine.
-    pub const ALL: [EngineKind; 2] = [EngineKind::Log, EngineKind::Sled];
+    pub const ALL: [EngineKind; 3] = [EngineKind::Log, EngineKind::Sled, EngineKind::Postgres];
 
     /// Returns the name used in configuration and on the command line.
     pub const fn name(self) -> &'static str {
         match self {
             EngineKind::Log => "log",
             EngineKind::Sled => "sled",
+            EngineKind::Postgres => "postgres",
         }
     }
 
@@ -88,7 +92,7 @@ impl std::fmt::Display for IndexEngine {
 }
 
 /// How to open a store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct StoreOptions {
     /// The engine.
     pub engine: EngineKind,
@@ -98,6 +102,8 @@ pub struct StoreOptions {
     pub cache_bytes: u64,
     /// Bytes preallocated per group-log segment (ignored by the sled engine).
     pub log_segment_bytes: u64,
+    /// The database, for the PostgreSQL engine (required by it, ignored by the others).
+    pub postgres: Option<PostgresOptions>,
 }
 
 impl Default for StoreOptions {
@@ -107,6 +113,7 @@ impl Default for StoreOptions {
             index_engine: IndexEngine::default(),
             cache_bytes: DEFAULT_CACHE_BYTES,
             log_segment_bytes: StoreOptions::DEFAULT_LOG_SEGMENT_BYTES,
+            postgres: None,
         }
     }
 }
@@ -121,7 +128,8 @@ impl StoreOptions {
     /// The smallest group-log segment allowed, in bytes.
     pub const MIN_LOG_SEGMENT_BYTES: u64 = 1 << 20;
 
-    /// Opens (creating if need be) the engine in `dir`.
+    /// Opens (creating if need be) the engine in `dir` (on PostgreSQL: in the database
+    /// `postgres` names; `dir` is not used).
     pub fn open_engine(&self, dir: &Path) -> Result<Arc<dyn Engine>, StorageError> {
         match self.engine {
             EngineKind::Log => {
@@ -133,6 +141,15 @@ impl StoreOptions {
                 Ok(Arc::new(LoggedEngine::open_with_options(dir, &options)?))
             }
             EngineKind::Sled => Ok(Arc::new(SledEngine::open_with_cache(dir, self.cache_bytes)?)),
+            EngineKind::Postgres => {
+                let options = self.postgres.as_ref().ok_or_else(|| {
+                    StorageError::new(
+                        StorageErrorKind::Io,
+                        "store.engine = \"postgres\" needs the database's connection string in store.postgres.url",
+                    )
+                })?;
+                Ok(Arc::new(PostgresEngine::connect(options)?))
+            }
         }
     }
 }
@@ -159,12 +176,15 @@ mod tests {
     fn a_store_opened_with_the_other_engine_is_refused_naming_the_right_one() {
         let dir = tempfile::tempdir().unwrap();
         let log = StoreOptions::default();
-        let sled = StoreOptions { engine: EngineKind::Sled, ..log };
+        let sled = StoreOptions { engine: EngineKind::Sled, ..log.clone() };
         drop(log.open_engine(&dir.path().join("log")).unwrap());
         drop(sled.open_engine(&dir.path().join("sled")).unwrap());
         let err = sled.open_engine(&dir.path().join("log")).err().unwrap();
         assert!(err.to_string().contains("store.engine = \"log\""), "{err}");
         let err = log.open_engine(&dir.path().join("sled")).err().unwrap();
         assert!(err.to_string().contains("tio store migrate"), "{err}");
+        let postgres = StoreOptions { engine: EngineKind::Postgres, ..StoreOptions::default() };
+        let err = postgres.open_engine(dir.path()).err().unwrap();
+        assert!(err.to_string().contains("store.postgres.url"), "{err}");
     }
 }

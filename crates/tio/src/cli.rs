@@ -1339,11 +1339,19 @@ pub(crate) struct HealthArgs {
 }
 
 /// Parses an engine name, listing the known ones if it is not one.
+/// The engines of a store directory (the offline commands' `--data-dir`).
 fn parse_engine(name: &str) -> Result<EngineKind, String> {
-    EngineKind::from_name(name).ok_or_else(|| {
-        let known: Vec<&str> = EngineKind::ALL.iter().map(|kind| kind.name()).collect();
-        format!("unknown engine `{name}`; known: {}", known.join(", "))
-    })
+    let on_disk: Vec<&str> =
+        EngineKind::ALL.iter().filter(|kind| **kind != EngineKind::Postgres).map(|kind| kind.name()).collect();
+    match EngineKind::from_name(name) {
+        Some(EngineKind::Postgres) => Err(format!(
+            "the offline store commands work on a store directory ({}); a store on PostgreSQL is backed up \
+             with the database's own tools (pg_basebackup and WAL archiving)",
+            on_disk.join(", ")
+        )),
+        Some(kind) => Ok(kind),
+        None => Err(format!("unknown engine `{name}`; known: {}", on_disk.join(", "))),
+    }
 }
 
 fn parse_index_engine(name: &str) -> Result<IndexEngine, String> {

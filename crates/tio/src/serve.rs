@@ -27,8 +27,11 @@ pub(crate) fn run(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = crate::runtime()?;
     let telemetry = runtime.block_on(async { tio_broker::runtime::telemetry::init(&config.log, &config.telemetry) })?;
     let result = runtime.block_on(async {
-        let env_keys = std::env::var(tio_broker::runtime::storage::KEYS_ENV).ok();
-        let node = tio_broker::Node::start(config, env_keys.as_deref()).await?;
+        use tio_broker::runtime::storage::{EnvSecrets, KEYS_ENV, POSTGRES_PASSWORD_ENV};
+        let env_keys = std::env::var(KEYS_ENV).ok();
+        let postgres_password = std::env::var(POSTGRES_PASSWORD_ENV).ok();
+        let secrets = EnvSecrets { keys: env_keys.as_deref(), postgres_password: postgres_password.as_deref() };
+        let node = tio_broker::Node::start(config, secrets).await?;
         announce(node.config(), node.address(), node.metrics_address());
         node.run_until(shutdown_signal()).await?;
         anyhow::Ok(())

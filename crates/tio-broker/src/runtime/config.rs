@@ -203,8 +203,9 @@ pub struct StoreConfig {
     /// The `TIO_KEYS` environment variable may hold the ring's text instead.
     pub keys_file: Option<PathBuf>,
     /// The storage engine: `log` (the group log with an index store beside it, the
-    /// default) or `sled` (the engine of earlier releases, for a store not yet moved
-    /// with `tio store migrate`).
+    /// default), `postgres` (a PostgreSQL database that several broker nodes share,
+    /// `store.postgres`) or `sled` (the engine of earlier releases, for a store not yet
+    /// moved with `tio store migrate`).
     pub engine: EngineKind,
     /// The index store beside the group log: `fjall` (the default) or `sled`.
     pub index_engine: IndexEngine,
@@ -213,6 +214,66 @@ pub struct StoreConfig {
     /// Bytes preallocated per group-log segment (at least 1 MiB). A full disk shows
     /// when the next segment cannot be made, so a small disk wants small segments.
     pub log_segment_bytes: u64,
+    /// The database, when `engine = "postgres"`.
+    pub postgres: PostgresConfig,
+}
+
+/// The PostgreSQL database of the `postgres` engine.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgresConfig {
+    /// The connection string, libpq style: `postgresql://tio@db1,db2/tio?target_session_attrs=read-write`
+    /// or `host=/run/postgresql dbname=tio user=tio`. Keep the password out of it:
+    /// give `password_file`, or the `PGPASSWORD` environment variable.
+    pub url: Option<String>,
+    /// A file holding the database password (mode 0600), read at start.
+    pub password_file: Option<PathBuf>,
+    /// The most connections this node opens to the database.
+    pub pool_size: u64,
+}
+
+impl std::fmt::Debug for PostgresConfig {
+    // The connection string may carry a password despite the advice above.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("url", &self.url.as_ref().map(|_| "(set)"))
+            .field("password_file", &self.password_file)
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        PostgresConfig {
+            url: None,
+            password_file: None,
+            pool_size: tio_store::PostgresOptions::DEFAULT_POOL_SIZE as u64,
+        }
+    }
+}
+
+impl PostgresConfig {
+    /// Returns the engine's options: the connection string, and the password from
+    /// `password_file` or else from `env_password` (the `PGPASSWORD` variable).
+    pub fn options(&self, env_password: Option<&str>) -> Result<Option<tio_store::PostgresOptions>, String> {
+        let Some(url) = &self.url else { return Ok(None) };
+        let password = match &self.password_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|err| format!("cannot read store.postgres.password_file {}: {err}", path.display()))?;
+                Some(text.trim_end_matches(['\r', '\n']).to_owned())
+            }
+            None => env_password.map(str::to_owned),
+        };
+        Ok(Some(tio_store::PostgresOptions {
+            url: url.clone(),
+            password,
+            pool_size: usize::try_from(self.pool_size).unwrap_or(usize::MAX),
+            // One node per database until the audit log has a sequencer across nodes.
+            exclusive: true,
+        }))
+    }
 }
 
 impl Default for StoreConfig {
@@ -223,19 +284,25 @@ impl Default for StoreConfig {
             index_engine: IndexEngine::default(),
             cache_bytes: StoreOptions::DEFAULT_CACHE_BYTES,
             log_segment_bytes: StoreOptions::DEFAULT_LOG_SEGMENT_BYTES,
+            postgres: PostgresConfig::default(),
         }
     }
 }
 
 impl StoreConfig {
-    /// Returns how to open the store.
-    pub fn options(&self) -> StoreOptions {
-        StoreOptions {
+    /// Returns how to open the store; `env_password` is the `PGPASSWORD` variable, used
+    /// when no `store.postgres.password_file` is given.
+    pub fn options(&self, env_password: Option<&str>) -> Result<StoreOptions, String> {
+        Ok(StoreOptions {
             engine: self.engine,
             index_engine: self.index_engine,
             cache_bytes: self.cache_bytes,
             log_segment_bytes: self.log_segment_bytes,
-        }
+            postgres: match self.engine {
+                EngineKind::Postgres => self.postgres.options(env_password)?,
+                _ => None,
+            },
+        })
     }
 }
 
@@ -473,6 +540,9 @@ const SETTABLE_KEYS: &[(&str, Kind)] = &[
     ("store.index_engine", Kind::Text),
     ("store.cache_bytes", Kind::Integer),
     ("store.log_segment_bytes", Kind::Integer),
+    ("store.postgres.url", Kind::Text),
+    ("store.postgres.password_file", Kind::Text),
+    ("store.postgres.pool_size", Kind::Integer),
     ("audit.checkpoint_every_entries", Kind::Integer),
     ("audit.checkpoint_interval_seconds", Kind::Integer),
     ("retention.sweep_every_minutes", Kind::Integer),
@@ -647,6 +717,15 @@ impl Config {
             if value == 0 {
                 return Err(fail(key, "must be greater than 0".to_owned()));
             }
+        }
+        if self.store.engine == EngineKind::Postgres && self.store.postgres.url.is_none() {
+            return Err(fail(
+                "store.postgres.url",
+                "is required with store.engine = \"postgres\": the database's connection string".to_owned(),
+            ));
+        }
+        if self.store.postgres.pool_size == 0 {
+            return Err(fail("store.postgres.pool_size", "must be greater than 0".to_owned()));
         }
         if self.store.log_segment_bytes < StoreOptions::MIN_LOG_SEGMENT_BYTES {
             return Err(fail(

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use crate::app::broker::{Broker, RegistrySeed};
 use crate::grpc::server::{ServeError, serve};
 use crate::runtime::config::{Config, TelemetryConfig};
-use crate::runtime::storage::{StorageSetupError, audit_signer, key_ring_file, load_key_ring, open_store};
+use crate::runtime::storage::{EnvSecrets, StorageSetupError, audit_signer, key_ring_file, load_key_ring, open_store};
 
 /// Why a node could not start, or did not stop cleanly.
 #[derive(Debug, thiserror::Error)]
@@ -68,15 +68,16 @@ impl std::fmt::Debug for Node {
 
 impl Node {
     /// Starts a node of `config`: in development mode first makes its certificates and
-    /// fills its defaults; checks TLS and the agencies; opens the key ring (`env_keys`
-    /// is the `TIO_KEYS` text, if set), the store and the audit log; seeds or loads the
-    /// registry; then starts the checkpoint task, the metrics endpoint and the server.
-    pub async fn start(mut config: Config, env_keys: Option<&str>) -> Result<Node, NodeError> {
+    /// fills its defaults; checks TLS and the agencies; opens the key ring (`secrets`
+    /// holds what the environment gave: the `TIO_KEYS` text, the database password), the
+    /// store and the audit log; seeds or loads the registry; then starts the checkpoint
+    /// task, the metrics endpoint and the server.
+    pub async fn start(mut config: Config, secrets: EnvSecrets<'_>) -> Result<Node, NodeError> {
         crate::grpc::server::prepare_dev(&mut config)?;
         crate::grpc::server::check(&config)?;
-        let keys = load_key_ring(&config, env_keys)?;
+        let keys = load_key_ring(&config, secrets.keys)?;
         let signer = audit_signer(&keys)?;
-        let store = Arc::new(open_store(&config, keys)?);
+        let store = Arc::new(open_store(&config, keys, secrets.postgres_password)?);
         let audit = Arc::new(AuditLog::new(store.clone(), signer));
         let (stop_checkpoints, checkpoints_stopped) = watch::channel(false);
         let checkpoints =
@@ -113,7 +114,8 @@ impl Node {
             let broker = Broker::open(store.clone(), audit.clone(), seed, nhs_numbers, sharing, clock)
                 .await
                 .map_err(|err| ServeError::Registry(err.to_string()))?;
-            let broker = Arc::new(broker.with_maintenance(config.data_dir.clone(), key_ring_file(&config, env_keys)));
+            let broker =
+                Arc::new(broker.with_maintenance(config.data_dir.clone(), key_ring_file(&config, secrets.keys)));
             let listen = |source| NodeError::Listen { what: "listen", address: config.listen, source };
             let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(listen)?;
             let address = listener.local_addr().map_err(listen)?;

@@ -43,6 +43,10 @@ pub enum StorageSetupError {
         /// What failed.
         source: StoreError,
     },
+    /// The PostgreSQL database could not be used (unreachable, refused, not durable, a
+    /// schema of another release). The message never holds the connection string.
+    #[error("cannot open the store on PostgreSQL (store.postgres): {0}\nThe broker did not start.")]
+    Database(String),
     /// The store is in a format this release does not read: not damaged, so the recovery
     /// steps for damage do not apply.
     #[error("cannot open the store in {dir}: {source}\nThe broker did not start; the store was not changed.")]
@@ -107,10 +111,29 @@ pub fn audit_signer(keys: &KeyRing) -> Result<tio_audit::note::Signer, StorageSe
     tio_audit::note::Signer::from_private_key(text).map_err(|err| StorageSetupError::AuditKey(err.to_string()))
 }
 
-/// Opens the store under `data_dir/store` with `keys`.
-pub fn open_store(config: &Config, keys: KeyRing) -> Result<Store, StorageSetupError> {
+/// What a node takes from its environment rather than from its configuration, so that
+/// secrets stay out of configuration files and their printouts.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct EnvSecrets<'a> {
+    /// The key ring's text ([`KEYS_ENV`]), if set.
+    pub keys: Option<&'a str>,
+    /// The database password ([`POSTGRES_PASSWORD_ENV`]), if set; a
+    /// `store.postgres.password_file` wins over it.
+    pub postgres_password: Option<&'a str>,
+}
+
+/// The environment variable holding the PostgreSQL password (libpq's own name).
+pub const POSTGRES_PASSWORD_ENV: &str = "PGPASSWORD";
+
+/// Opens the store with `keys`: under `data_dir/store`, or in the PostgreSQL database
+/// (`env_password` is the [`POSTGRES_PASSWORD_ENV`] variable).
+pub fn open_store(config: &Config, keys: KeyRing, env_password: Option<&str>) -> Result<Store, StorageSetupError> {
     let dir = config.store_dir();
-    Store::open(&dir, &config.store.options(), keys).map_err(|source| match &source {
+    let options = config.store.options(env_password).map_err(StorageSetupError::Database)?;
+    if config.store.engine == tio_store::EngineKind::Postgres {
+        return Store::open(&dir, &options, keys).map_err(|source| StorageSetupError::Database(source.to_string()));
+    }
+    Store::open(&dir, &options, keys).map_err(|source| match &source {
         StoreError::Storage(storage) if storage.kind == StorageErrorKind::Format => {
             StorageSetupError::Format { dir, source }
         }

@@ -192,6 +192,10 @@ pub struct PostgresOptions {
     pub password: Option<String>,
     /// The most connections the engine opens.
     pub pool_size: usize,
+    /// Holds the database for this engine alone (a session advisory lock, kept on a
+    /// connection of its own for the engine's life): a second exclusive engine on the
+    /// same database is refused at connection.
+    pub exclusive: bool,
 }
 
 impl std::fmt::Debug for PostgresOptions {
@@ -206,7 +210,12 @@ impl PostgresOptions {
 
     /// Options for `url` with the default pool and no separate password.
     pub fn new(url: impl Into<String>) -> Self {
-        PostgresOptions { url: url.into(), password: None, pool_size: PostgresOptions::DEFAULT_POOL_SIZE }
+        PostgresOptions {
+            url: url.into(),
+            password: None,
+            pool_size: PostgresOptions::DEFAULT_POOL_SIZE,
+            exclusive: false,
+        }
     }
 }
 
@@ -215,6 +224,8 @@ pub struct PostgresEngine {
     runtime: Option<tokio::runtime::Runtime>,
     handle: tokio::runtime::Handle,
     pool: Pool,
+    /// The connection holding the exclusive lock, if the engine took one.
+    _holder: Option<tokio_postgres::Client>,
 }
 
 impl std::fmt::Debug for PostgresEngine {
@@ -245,15 +256,20 @@ impl PostgresEngine {
             .enable_all()
             .build()
             .map_err(|err| StorageError::from_io("starting the PostgreSQL engine's threads", &err))?;
-        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager =
+            Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
         let pool = Pool::builder(manager)
             .max_size(options.pool_size.max(1))
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|err| StorageError::new(StorageErrorKind::Io, format!("PostgreSQL connection pool: {err}")))?;
-        let engine = PostgresEngine { handle: runtime.handle().clone(), runtime: Some(runtime), pool };
+        let mut engine =
+            PostgresEngine { handle: runtime.handle().clone(), runtime: Some(runtime), pool, _holder: None };
         let pool = engine.pool.clone();
         engine.run(async move { prepare_database(&pool).await })??;
+        if options.exclusive {
+            engine._holder = Some(engine.run(hold_exclusively(config))??);
+        }
         Ok(engine)
     }
 
@@ -293,6 +309,34 @@ impl Drop for PostgresEngine {
             runtime.shutdown_background();
         }
     }
+}
+
+/// The session advisory lock of an exclusive engine (`tio1` in ASCII).
+const EXCLUSIVE_LOCK: i64 = 0x74_69_6f_31;
+
+/// Opens a connection of its own and takes the exclusive lock on it; the lock lasts
+/// as long as the connection.
+async fn hold_exclusively(config: tokio_postgres::Config) -> Result<tokio_postgres::Client, StorageError> {
+    let (client, connection) =
+        config.connect(NoTls).await.map_err(|err| storage_error("connecting to hold the database", &err))?;
+    tokio::spawn(async move {
+        if let Err(err) = connection.await {
+            tracing::warn!(error = %err, "the connection holding the database for this node ended");
+        }
+    });
+    let held: bool = client
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&EXCLUSIVE_LOCK])
+        .await
+        .map_err(|err| storage_error("holding the database", &err))?
+        .get(0);
+    if !held {
+        return Err(StorageError::new(
+            StorageErrorKind::Io,
+            "another broker node is using this database, and this release runs one node per database: \
+             stop the other node, or give this one a database of its own",
+        ));
+    }
+    Ok(client)
 }
 
 async fn prepare_database(pool: &Pool) -> Result<(), StorageError> {
@@ -832,6 +876,22 @@ mod tests {
         assert_eq!(err.kind, StorageErrorKind::Io, "{err}");
         let err = PostgresEngine::connect(&PostgresOptions::new("postgresql://tio:s3cret-pw@[::1")).err().unwrap();
         assert!(err.to_string().contains("store.postgres.url") && !err.to_string().contains("s3cret-pw"), "{err}");
+    }
+
+    #[test]
+    fn an_exclusive_engine_holds_the_database_until_it_is_dropped() {
+        let server = test_server();
+        let url = server.create_database().unwrap();
+        let exclusive = PostgresOptions { exclusive: true, ..PostgresOptions::new(&url) };
+        let first = PostgresEngine::connect(&exclusive).unwrap();
+        let err = PostgresEngine::connect(&exclusive).expect_err("a second exclusive engine is refused");
+        assert!(err.to_string().contains("another broker node is using this database"), "{err}");
+        drop(first);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while PostgresEngine::connect(&exclusive).is_err() {
+            assert!(Instant::now() < deadline, "the lock went with the engine");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Called from async code on a multi-threaded runtime, the engine waits without

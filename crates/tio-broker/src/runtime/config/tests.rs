@@ -165,7 +165,9 @@ fn configured_agencies_become_domain_agencies() {
 fn every_settable_key_exists_in_the_defaults() {
     let table = default_table();
     for (key, _) in settable_keys() {
-        if key == "telemetry.otlp_endpoint" || key == "store.keys_file" || key.starts_with("tls.") {
+        let optional =
+            ["telemetry.otlp_endpoint", "store.keys_file", "store.postgres.url", "store.postgres.password_file"];
+        if optional.contains(&key) || key.starts_with("tls.") {
             continue; // Optional keys, absent by default.
         }
         let mut current = &table;
@@ -207,4 +209,39 @@ fn retention_rules_are_read_per_category_and_a_bad_one_names_its_key() {
     let mut sources = dev_sources(None);
     sources.flags.push(("retention.years_after_last_update".into(), "0".into()));
     assert_eq!(key_error(Config::load(&sources)).0, "retention.years_after_last_update");
+}
+
+#[test]
+fn the_postgres_engine_needs_its_url_and_reads_its_password_from_a_file_or_the_environment() {
+    let mut sources = dev_sources(None);
+    sources.env.insert("TIO_STORE_ENGINE".to_owned(), "postgres".to_owned());
+    let (key, _, message) = key_error(Config::load(&sources));
+    assert_eq!(key, "store.postgres.url");
+    assert!(message.contains("required"), "{message}");
+
+    sources.env.insert("TIO_STORE_POSTGRES_URL".to_owned(), "postgresql://tio:inline-pw@db1/tio".to_owned());
+    let config = Config::load(&sources).unwrap();
+    assert_eq!(config.store.engine, EngineKind::Postgres);
+    assert!(!format!("{config:?}").contains("inline-pw"), "the connection string stays out of Debug output");
+    let options = config.store.options(Some("from-env")).unwrap().postgres.unwrap();
+    assert_eq!(options.password.as_deref(), Some("from-env"));
+    assert_eq!(options.pool_size, tio_store::PostgresOptions::DEFAULT_POOL_SIZE);
+
+    let password = write_file("from-file\n");
+    sources.flags.push(("store.postgres.password_file".to_owned(), password.path().display().to_string()));
+    sources.flags.push(("store.postgres.pool_size".to_owned(), "4".to_owned()));
+    let config = Config::load(&sources).unwrap();
+    let options = config.store.options(Some("from-env")).unwrap().postgres.unwrap();
+    assert_eq!(options.password.as_deref(), Some("from-file"), "the file wins, its newline dropped");
+    assert_eq!(options.pool_size, 4);
+
+    sources.flags.push(("store.postgres.password_file".to_owned(), "/nonexistent/pw".to_owned()));
+    let err = Config::load(&sources).unwrap().store.options(None).unwrap_err();
+    assert!(err.contains("store.postgres.password_file"), "{err}");
+
+    sources.flags.push(("store.postgres.pool_size".to_owned(), "0".to_owned()));
+    assert_eq!(key_error(Config::load(&sources)).0, "store.postgres.pool_size");
+
+    let log = Config::load(&dev_sources(None)).unwrap();
+    assert!(log.store.options(None).unwrap().postgres.is_none(), "other engines carry no database options");
 }
