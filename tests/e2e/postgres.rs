@@ -27,18 +27,25 @@ fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 }
 
 /// The README's first command on PostgreSQL: the demo's own server keeps its store in
-/// the database; the story checks out, the tables hold what it wrote, and no NHS number
-/// of the story is anywhere in the database's files or its WAL.
+/// the database, reached over loopback TCP with TLS verified against the database's CA
+/// (`store.postgres.ca_file`); the story checks out, the tables hold what it wrote, and
+/// no NHS number of the story is anywhere in the database's files or its WAL.
 #[test]
 fn the_demo_tells_the_whole_story_on_postgresql_and_the_database_holds_no_nhs_number() {
-    let server = tio_pgtest::TestPostgres::start().expect("a test PostgreSQL starts (tests/run installs it)");
+    let server = tio_pgtest::TestPostgres::start_with_tls().expect("a test PostgreSQL starts (tests/run installs it)");
     let url = server.create_database().unwrap();
     let database = url.rsplit("dbname=").next().unwrap().to_owned();
     let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("postgres-ca.pem");
+    std::fs::write(&ca_file, server.tls_ca_pem().unwrap()).unwrap();
     let data = dir.path().join("demo-data");
     let (status, stdout, stderr) = run_tio(
         &["demo", "--data-dir", &arg(&data)],
-        &[("TIO_STORE_ENGINE", "postgres"), ("TIO_STORE_POSTGRES_URL", &url)],
+        &[
+            ("TIO_STORE_ENGINE", "postgres"),
+            ("TIO_STORE_POSTGRES_URL", &server.tcp_url(&database)),
+            ("TIO_STORE_POSTGRES_CA_FILE", &arg(&ca_file)),
+        ],
     );
     assert!(status.success(), "the demo failed on PostgreSQL:\n{stdout}\n{stderr}");
     assert!(stdout.contains("The story checked out"), "{stdout}");
@@ -48,6 +55,8 @@ fn the_demo_tells_the_whole_story_on_postgresql_and_the_database_holds_no_nhs_nu
     let audit: u64 =
         server.psql(&database, "SELECT count(*) FROM tio_log WHERE space = 11").unwrap().trim().parse().unwrap();
     assert!(updates >= 5 && audit > updates, "updates {updates}, audit entries {audit}");
+    let log = std::fs::read_to_string(data.join("demo-server.log")).unwrap();
+    assert!(!log.contains("error"), "the server logged an error:\n{log}");
     server.psql("postgres", "CHECKPOINT").unwrap();
 
     let numbers = ["9990079196"];

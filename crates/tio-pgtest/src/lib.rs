@@ -143,6 +143,8 @@ pub struct TestPostgres {
     port: u16,
     server: Option<Child>,
     databases: AtomicU32,
+    /// The CA that issued the server's certificate, when it serves TLS.
+    tls_ca: Option<String>,
 }
 
 impl std::fmt::Debug for TestPostgres {
@@ -155,6 +157,18 @@ impl TestPostgres {
     /// Initialises a cluster in a new temporary directory and starts its server; returns
     /// once it accepts connections.
     pub fn start() -> Result<TestPostgres, HarnessError> {
+        TestPostgres::start_with(false)
+    }
+
+    /// As [`TestPostgres::start`], the server also serving TLS on its loopback port,
+    /// with a certificate for `127.0.0.1` and `localhost` from a throwaway CA
+    /// ([`TestPostgres::tls_ca_pem`]). Connections without TLS are still accepted, so
+    /// that a test can show which one a client made.
+    pub fn start_with_tls() -> Result<TestPostgres, HarnessError> {
+        TestPostgres::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Result<TestPostgres, HarnessError> {
         let bin = server_bin_dir()?;
         let run_as = RunAs::for_this_process()?;
         let dir = tempfile::Builder::new()
@@ -173,9 +187,51 @@ impl TestPostgres {
         if !output.status.success() {
             return Err(step("initdb", String::from_utf8_lossy(&output.stderr)));
         }
-        let mut server = TestPostgres { dir, bin, run_as, port: 0, server: None, databases: AtomicU32::new(0) };
+        let mut server =
+            TestPostgres { dir, bin, run_as, port: 0, server: None, databases: AtomicU32::new(0), tls_ca: None };
+        if tls {
+            server.make_certificates()?;
+        }
         server.start_server()?;
         Ok(server)
+    }
+
+    /// Writes a throwaway CA's server certificate and key into the data directory and
+    /// turns TLS on in the server's configuration.
+    fn make_certificates(&mut self) -> Result<(), HarnessError> {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+        let generate = |err: rcgen::Error| step("making test certificates", err);
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(generate)?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(DnType::CommonName, "tio test database CA");
+        let ca_key = KeyPair::generate().map_err(generate)?;
+        let ca = ca_params.self_signed(&ca_key).map_err(generate)?;
+        let issuer = Issuer::new(ca_params, ca_key);
+        let mut leaf = CertificateParams::new(vec!["localhost".to_owned()]).map_err(generate)?;
+        leaf.subject_alt_names.push(SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()));
+        leaf.distinguished_name.push(DnType::CommonName, "tio test database");
+        let leaf_key = KeyPair::generate().map_err(generate)?;
+        let leaf = leaf.signed_by(&leaf_key, &issuer).map_err(generate)?;
+        let data = self.data_dir();
+        for (name, text, mode) in [("server.crt", leaf.pem(), 0o644), ("server.key", leaf_key.serialize_pem(), 0o600)] {
+            let path = data.join(name);
+            std::fs::write(&path, text).map_err(|err| step(format!("writing {name}"), err))?;
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode))
+                .map_err(|err| step(format!("writing {name}"), err))?;
+            self.run_as.give(&path)?;
+        }
+        let conf = data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).map_err(|err| step("reading postgresql.conf", err))?;
+        text.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        std::fs::write(&conf, text).map_err(|err| step("writing postgresql.conf", err))?;
+        self.tls_ca = Some(ca.pem());
+        Ok(())
+    }
+
+    /// The PEM of the CA that issued the server's certificate (servers started with
+    /// [`TestPostgres::start_with_tls`]).
+    pub fn tls_ca_pem(&self) -> Option<&str> {
+        self.tls_ca.as_deref()
     }
 
     fn start_server(&mut self) -> Result<(), HarnessError> {

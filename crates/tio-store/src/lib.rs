@@ -44,8 +44,8 @@ pub use store::{
 /// The engines, re-exported so that the store's users name one crate; the store is the
 /// only crate that depends on `tio-kv`.
 pub use tio_kv::engine;
-/// How to reach the database of the PostgreSQL engine (`store.postgres`).
-pub use tio_kv::engine::postgres::PostgresOptions;
+/// How to reach the database of the PostgreSQL engine (`store.postgres`), and over what TLS.
+pub use tio_kv::engine::postgres::{PostgresOptions, PostgresTls};
 pub use tio_kv::{
     Batch, CommitError, CommitObserver, CommitStats, Condition, Engine, GroupCommit, Keyspace, Op, Position,
     StorageError, StorageErrorKind,

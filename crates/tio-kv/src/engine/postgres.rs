@@ -33,6 +33,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{IsolationLevel, NoTls};
 
@@ -196,6 +197,58 @@ pub struct PostgresOptions {
     /// connection of its own for the engine's life): a second exclusive engine on the
     /// same database is refused at connection.
     pub exclusive: bool,
+    /// TLS to the database (rustls): required, and the server's certificate verified
+    /// against these roots and the connection string's host name, when given.
+    pub tls: Option<PostgresTls>,
+}
+
+/// TLS to the database.
+#[derive(Clone)]
+pub struct PostgresTls {
+    /// PEM certificates of the authorities that issue the database's certificate.
+    pub ca_pem: Vec<u8>,
+    /// A PEM client certificate chain and its key, for a database that asks for one.
+    pub client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for PostgresTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresTls").field("client_certificate", &self.client.is_some()).finish_non_exhaustive()
+    }
+}
+
+impl PostgresTls {
+    fn connector(&self) -> Result<tokio_postgres_rustls::MakeRustlsConnect, StorageError> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let bad = |what: &str, err: &dyn std::fmt::Display| {
+            StorageError::new(StorageErrorKind::Io, format!("store.postgres: {what}: {err}"))
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        for certificate in CertificateDer::pem_slice_iter(&self.ca_pem) {
+            let certificate = certificate.map_err(|err| bad("ca_file is not PEM certificates", &err))?;
+            roots.add(certificate).map_err(|err| bad("a certificate of ca_file is not usable", &err))?;
+        }
+        if roots.is_empty() {
+            return Err(bad("ca_file", &"holds no certificate"));
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|err| bad("TLS", &err))?
+            .with_root_certificates(roots);
+        let config = match &self.client {
+            None => builder.with_no_client_auth(),
+            Some((chain, key)) => {
+                let chain = CertificateDer::pem_slice_iter(chain)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|err| bad("cert_file is not PEM certificates", &err))?;
+                let key = PrivateKeyDer::from_pem_slice(key).map_err(|err| bad("key_file is not a PEM key", &err))?;
+                builder.with_client_auth_cert(chain, key).map_err(|err| bad("the client certificate", &err))?
+            }
+        };
+        Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+    }
 }
 
 impl std::fmt::Debug for PostgresOptions {
@@ -215,6 +268,7 @@ impl PostgresOptions {
             password: None,
             pool_size: PostgresOptions::DEFAULT_POOL_SIZE,
             exclusive: false,
+            tls: None,
         }
     }
 }
@@ -256,8 +310,22 @@ impl PostgresEngine {
             .enable_all()
             .build()
             .map_err(|err| StorageError::from_io("starting the PostgreSQL engine's threads", &err))?;
-        let manager =
-            Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let tls = options.tls.as_ref().map(PostgresTls::connector).transpose()?;
+        if tls.is_some() {
+            // Never fall back to a connection in the clear.
+            config.ssl_mode(SslMode::Require);
+        } else if config.get_ssl_mode() == SslMode::Require {
+            return Err(StorageError::new(
+                StorageErrorKind::Io,
+                "store.postgres.url asks for TLS (sslmode=require): give store.postgres.ca_file, the authority \
+                 that verifies the database's certificate",
+            ));
+        }
+        let recycling = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+        let manager = match &tls {
+            Some(tls) => Manager::from_config(config.clone(), tls.clone(), recycling),
+            None => Manager::from_config(config.clone(), NoTls, recycling),
+        };
         let pool = Pool::builder(manager)
             .max_size(options.pool_size.max(1))
             .runtime(deadpool_postgres::Runtime::Tokio1)
@@ -268,7 +336,7 @@ impl PostgresEngine {
         let pool = engine.pool.clone();
         engine.run(async move { prepare_database(&pool).await })??;
         if options.exclusive {
-            engine._holder = Some(engine.run(hold_exclusively(config))??);
+            engine._holder = Some(engine.run(hold_exclusively(config, tls))??);
         }
         Ok(engine)
     }
@@ -316,14 +384,26 @@ const EXCLUSIVE_LOCK: i64 = 0x74_69_6f_31;
 
 /// Opens a connection of its own and takes the exclusive lock on it; the lock lasts
 /// as long as the connection.
-async fn hold_exclusively(config: tokio_postgres::Config) -> Result<tokio_postgres::Client, StorageError> {
-    let (client, connection) =
-        config.connect(NoTls).await.map_err(|err| storage_error("connecting to hold the database", &err))?;
-    tokio::spawn(async move {
-        if let Err(err) = connection.await {
-            tracing::warn!(error = %err, "the connection holding the database for this node ended");
+async fn hold_exclusively(
+    config: tokio_postgres::Config,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+) -> Result<tokio_postgres::Client, StorageError> {
+    let failed = |err: tokio_postgres::Error| storage_error("connecting to hold the database", &err);
+    let ended = |err: tokio_postgres::Error| {
+        tracing::warn!(error = %err, "the connection holding the database for this node ended");
+    };
+    let client = match tls {
+        Some(tls) => {
+            let (client, connection) = config.connect(tls).await.map_err(failed)?;
+            tokio::spawn(async move { connection.await.unwrap_or_else(ended) });
+            client
         }
-    });
+        None => {
+            let (client, connection) = config.connect(NoTls).await.map_err(failed)?;
+            tokio::spawn(async move { connection.await.unwrap_or_else(ended) });
+            client
+        }
+    };
     let held: bool = client
         .query_one("SELECT pg_try_advisory_lock($1)", &[&EXCLUSIVE_LOCK])
         .await
@@ -876,6 +956,50 @@ mod tests {
         assert_eq!(err.kind, StorageErrorKind::Io, "{err}");
         let err = PostgresEngine::connect(&PostgresOptions::new("postgresql://tio:s3cret-pw@[::1")).err().unwrap();
         assert!(err.to_string().contains("store.postgres.url") && !err.to_string().contains("s3cret-pw"), "{err}");
+    }
+
+    /// With a CA, the engine connects over TLS and nothing else: the server's own view
+    /// of the connection says TLS 1.3; a CA that did not issue the server's certificate
+    /// is refused, as is a connection string that asks for TLS without a CA.
+    #[test]
+    fn tls_to_the_database_is_verified_and_never_falls_back() {
+        let server = tio_pgtest::TestPostgres::start_with_tls().expect("a test PostgreSQL starts");
+        let url = server.create_database().unwrap();
+        let name = url.rsplit("dbname=").next().unwrap().to_owned();
+        let tcp = server.tcp_url(&name);
+        let ca_pem = server.tls_ca_pem().unwrap().as_bytes().to_vec();
+        let tls = PostgresTls { ca_pem, client: None };
+        let engine =
+            PostgresEngine::connect(&PostgresOptions { tls: Some(tls), ..PostgresOptions::new(&tcp) }).unwrap();
+        engine
+            .apply(Batch::new().push(Op::Put { space: Keyspace::Agencies, key: b"a".to_vec(), value: b"1".to_vec() }))
+            .unwrap();
+        let pool = engine.pool.clone();
+        let version: Option<String> = engine
+            .run(async move {
+                let client = pool.get().await.unwrap();
+                client
+                    .query_one("SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl", &[])
+                    .await
+                    .map(|row| row.get(0))
+                    .ok()
+            })
+            .unwrap();
+        assert_eq!(version.as_deref(), Some("TLSv1.3"), "the engine's connection is TLS 1.3");
+
+        let other = tio_pgtest::TestPostgres::start_with_tls().unwrap();
+        let wrong = PostgresTls { ca_pem: other.tls_ca_pem().unwrap().as_bytes().to_vec(), client: None };
+        let err = PostgresEngine::connect(&PostgresOptions { tls: Some(wrong), ..PostgresOptions::new(&tcp) })
+            .expect_err("a certificate from another CA is refused");
+        assert_eq!(err.kind, StorageErrorKind::Io, "{err}");
+
+        let err = PostgresEngine::connect(&PostgresOptions::new(format!("{tcp} sslmode=require")))
+            .expect_err("TLS asked for without a CA");
+        assert!(err.to_string().contains("store.postgres.ca_file"), "{err}");
+        let not_pem = PostgresTls { ca_pem: b"not a certificate".to_vec(), client: None };
+        let err = PostgresEngine::connect(&PostgresOptions { tls: Some(not_pem), ..PostgresOptions::new(&tcp) })
+            .expect_err("a CA file without certificates");
+        assert!(err.to_string().contains("ca_file"), "{err}");
     }
 
     #[test]

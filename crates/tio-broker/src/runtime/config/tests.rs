@@ -165,9 +165,9 @@ fn configured_agencies_become_domain_agencies() {
 fn every_settable_key_exists_in_the_defaults() {
     let table = default_table();
     for (key, _) in settable_keys() {
-        let optional =
-            ["telemetry.otlp_endpoint", "store.keys_file", "store.postgres.url", "store.postgres.password_file"];
-        if optional.contains(&key) || key.starts_with("tls.") {
+        let optional = ["telemetry.otlp_endpoint", "store.keys_file"];
+        let optional_postgres = key.starts_with("store.postgres.") && key != "store.postgres.pool_size";
+        if optional.contains(&key) || optional_postgres || key.starts_with("tls.") {
             continue; // Optional keys, absent by default.
         }
         let mut current = &table;
@@ -244,4 +244,16 @@ fn the_postgres_engine_needs_its_url_and_reads_its_password_from_a_file_or_the_e
 
     let log = Config::load(&dev_sources(None)).unwrap();
     assert!(log.store.options(None).unwrap().postgres.is_none(), "other engines carry no database options");
+
+    let ca = write_file("-----BEGIN CERTIFICATE-----\n");
+    let mut tls = dev_sources(None);
+    tls.env.insert("TIO_STORE_ENGINE".to_owned(), "postgres".to_owned());
+    tls.env.insert("TIO_STORE_POSTGRES_URL".to_owned(), "host=db1 dbname=tio".to_owned());
+    assert!(Config::load(&tls).unwrap().store.options(None).unwrap().postgres.unwrap().tls.is_none());
+    tls.flags.push(("store.postgres.ca_file".to_owned(), ca.path().display().to_string()));
+    let options = Config::load(&tls).unwrap().store.options(None).unwrap().postgres.unwrap();
+    assert_eq!(options.tls.unwrap().ca_pem, b"-----BEGIN CERTIFICATE-----\n");
+    tls.flags.push(("store.postgres.cert_file".to_owned(), ca.path().display().to_string()));
+    let err = Config::load(&tls).unwrap().store.options(None).unwrap_err();
+    assert!(err.contains("go together"), "{err}");
 }
