@@ -3,16 +3,17 @@
 //!
 //! Two tables hold every keyspace: `tio_kv (space, key, value)` for the keyed ones and
 //! `tio_log (space, xid, seq, value)` for the logs. A group of batches is one
-//! serializable transaction and one round trip: the group goes to the server as arrays
-//! and the `tio_apply_group` function checks each batch's conditions and applies its
-//! operations in order, so that a batch whose condition fails applies nothing and the
-//! others go on. A serialization failure (another node touched what a condition read)
-//! retries the whole group; it never commits part of one. With `synchronous_commit` on
-//! (checked at connection), the commit is the sync: [`Engine::sync`] has nothing left
-//! to do.
+//! serializable transaction of multi-row statements: one reads the value of every key
+//! the group's conditions name; the engine then decides the batches in order, as a
+//! serial engine would (a batch's conditions see the writes of the batches before it
+//! that held; a batch whose condition fails writes nothing); and one statement per kind
+//! of write (upserts, deletes, log records), sent together, stores what the group
+//! leaves. A serialization failure (another node touched what a condition read) retries
+//! the whole group; it never commits part of one. With `synchronous_commit` on (checked
+//! at connection), the commit is the sync: [`Engine::sync`] has nothing left to do.
 //!
-//! A log position is `(xid, seq)`, 16 bytes big-endian: the writing transaction's id
-//! and a sequence value. Transactions commit out of id order, so a reader would skip a
+//! A log position is `(xid, n)`, 16 bytes big-endian: the writing transaction's id and
+//! the record's place among the group's appends. Transactions commit out of id order, so a reader would skip a
 //! record whose transaction commits after a later one was read; log scans therefore
 //! return only records of transactions below the snapshot's `xmin` (every transaction
 //! before it has ended), and a commit returns only once its own records are below it,
@@ -28,6 +29,7 @@
 //! ciphertext. Errors never carry the connection string (it may hold a password) nor
 //! the server's detail lines (they may quote a key).
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -74,99 +76,17 @@ CREATE TABLE IF NOT EXISTS tio_log (
     value bytea NOT NULL,
     PRIMARY KEY (space, xid, seq)
 );
-CREATE SEQUENCE IF NOT EXISTS tio_log_seq CACHE 100;
-
--- Applies a group of batches in the calling transaction. Conditions and operations
--- come as parallel arrays, each element naming its batch (0-based, in order). Returns
--- one row per batch: the index of its first failed condition (nothing of it applied),
--- or -1 and the positions of its appends.
--- Condition kinds: 0 absent, 1 equals. Operation kinds: 0 put, 1 delete, 2 append,
--- 3 put at position (key = key || position), 4 put position (value = value || position).
-CREATE OR REPLACE FUNCTION tio_apply_group(
-    batch_count integer,
-    c_batch integer[], c_kind smallint[], c_space smallint[], c_key bytea[], c_value bytea[],
-    o_batch integer[], o_kind smallint[], o_space smallint[], o_key bytea[], o_value bytea[],
-    o_append integer[])
-RETURNS TABLE (conflict integer, positions bytea[])
-LANGUAGE plpgsql AS $fn$
-DECLARE
-    b integer;
-    ci integer := 1;
-    oi integer := 1;
-    k integer;
-    failed integer;
-    found_value bytea;
-    holds boolean;
-    v_xid bigint;
-    v_seq bigint;
-    v_positions bytea[];
-    c_len integer := coalesce(array_length(c_batch, 1), 0);
-    o_len integer := coalesce(array_length(o_batch, 1), 0);
-BEGIN
-    FOR b IN 0 .. batch_count - 1 LOOP
-        failed := -1;
-        k := 0;
-        WHILE ci <= c_len AND c_batch[ci] = b LOOP
-            IF failed < 0 THEN
-                SELECT t.value INTO found_value FROM tio_kv t
-                    WHERE t.space = c_space[ci] AND t.key = c_key[ci];
-                IF c_kind[ci] = 0 THEN
-                    holds := NOT FOUND;
-                ELSE
-                    holds := FOUND AND found_value = c_value[ci];
-                END IF;
-                IF NOT holds THEN
-                    failed := k;
-                END IF;
-            END IF;
-            k := k + 1;
-            ci := ci + 1;
-        END LOOP;
-        IF failed >= 0 THEN
-            WHILE oi <= o_len AND o_batch[oi] = b LOOP
-                oi := oi + 1;
-            END LOOP;
-            conflict := failed;
-            positions := NULL;
-            RETURN NEXT;
-            CONTINUE;
-        END IF;
-        v_positions := ARRAY[]::bytea[];
-        WHILE oi <= o_len AND o_batch[oi] = b LOOP
-            CASE o_kind[oi]
-            WHEN 0 THEN
-                INSERT INTO tio_kv (space, key, value) VALUES (o_space[oi], o_key[oi], o_value[oi])
-                    ON CONFLICT (space, key) DO UPDATE SET value = EXCLUDED.value;
-            WHEN 1 THEN
-                DELETE FROM tio_kv WHERE space = o_space[oi] AND key = o_key[oi];
-            WHEN 2 THEN
-                IF v_xid IS NULL THEN
-                    v_xid := pg_current_xact_id()::text::bigint;
-                END IF;
-                v_seq := nextval('tio_log_seq');
-                INSERT INTO tio_log (space, xid, seq, value) VALUES (o_space[oi], v_xid, v_seq, o_value[oi]);
-                v_positions := array_append(v_positions, int8send(v_xid) || int8send(v_seq));
-            WHEN 3 THEN
-                INSERT INTO tio_kv (space, key, value)
-                    VALUES (o_space[oi], o_key[oi] || v_positions[o_append[oi] + 1], o_value[oi])
-                    ON CONFLICT (space, key) DO UPDATE SET value = EXCLUDED.value;
-            WHEN 4 THEN
-                INSERT INTO tio_kv (space, key, value)
-                    VALUES (o_space[oi], o_key[oi], o_value[oi] || v_positions[o_append[oi] + 1])
-                    ON CONFLICT (space, key) DO UPDATE SET value = EXCLUDED.value;
-            END CASE;
-            oi := oi + 1;
-        END LOOP;
-        conflict := -1;
-        positions := v_positions;
-        RETURN NEXT;
-    END LOOP;
-END
-$fn$;
 "#;
 
-const APPLY_GROUP: &str =
-    "SELECT conflict, positions FROM tio_apply_group($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+const XACT_ID: &str = "SELECT pg_current_xact_id()::text::bigint";
+const READ_CONDITIONS: &str = "SELECT c.s, c.k, t.value FROM unnest($1::int2[], $2::bytea[]) AS c(s, k) \
+     LEFT JOIN tio_kv t ON t.space = c.s AND t.key = c.k";
+const UPSERT: &str = "INSERT INTO tio_kv (space, key, value) SELECT * FROM unnest($1::int2[], $2::bytea[], $3::bytea[]) \
+     ON CONFLICT (space, key) DO UPDATE SET value = EXCLUDED.value";
+const DELETE: &str =
+    "DELETE FROM tio_kv t USING unnest($1::int2[], $2::bytea[]) AS d(s, k) WHERE t.space = d.s AND t.key = d.k";
+const APPEND: &str = "INSERT INTO tio_log (space, xid, seq, value) \
+     SELECT a.s, $1, a.q, a.v FROM unnest($2::int2[], $3::int8[], $4::bytea[]) AS a(s, q, v)";
 const XMIN: &str = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
 const GET_KV: &str = "SELECT value FROM tio_kv WHERE space = $1 AND key = $2";
 const GET_LOG: &str = "SELECT value FROM tio_log WHERE space = $1 AND xid = $2 AND seq = $3";
@@ -549,116 +469,156 @@ fn retryable(err: &tokio_postgres::Error) -> bool {
         .is_some_and(|code| *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED)
 }
 
-/// A group as the arrays `tio_apply_group` takes.
-#[derive(Default)]
-struct GroupArrays {
-    batches: i32,
-    c_batch: Vec<i32>,
-    c_kind: Vec<i16>,
-    c_space: Vec<i16>,
-    c_key: Vec<Vec<u8>>,
-    c_value: Vec<Vec<u8>>,
-    o_batch: Vec<i32>,
-    o_kind: Vec<i16>,
-    o_space: Vec<i16>,
-    o_key: Vec<Vec<u8>>,
-    o_value: Vec<Vec<u8>>,
-    o_append: Vec<i32>,
-}
-
-impl GroupArrays {
-    fn add(&mut self, batch: &Batch) {
-        let number = self.batches;
-        self.batches += 1;
-        for condition in &batch.conditions {
-            let (kind, space, key, value) = match condition {
-                Condition::Absent { space, key } => (0, space, key, Vec::new()),
-                Condition::Equals { space, key, value } => (1, space, key, value.clone()),
-            };
-            self.c_batch.push(number);
-            self.c_kind.push(kind);
-            self.c_space.push(space_code(*space));
-            self.c_key.push(key.clone());
-            self.c_value.push(value);
-        }
-        for op in &batch.ops {
-            let (kind, space, key, value, append) = match op {
-                Op::Put { space, key, value } => (0, space, key.clone(), value.clone(), 0),
-                Op::Delete { space, key } => (1, space, key.clone(), Vec::new(), 0),
-                Op::Append { space, value } => (2, space, Vec::new(), value.clone(), 0),
-                Op::PutAtPosition { space, prefix, append, value } => {
-                    (3, space, prefix.clone(), value.clone(), *append)
-                }
-                Op::PutPosition { space, key, prefix, append } => (4, space, key.clone(), prefix.clone(), *append),
-            };
-            self.o_batch.push(number);
-            self.o_kind.push(kind);
-            self.o_space.push(space_code(*space));
-            self.o_key.push(key);
-            self.o_value.push(value);
-            // validate_batch bounds `append` by the batch's append count.
-            self.o_append.push(i32::try_from(append).unwrap_or(i32::MAX));
-        }
-    }
-}
-
 /// What the database said of one batch: the failed condition, or the positions.
 type BatchOutcome = Result<Vec<Position>, usize>;
 
-async fn apply_group_arrays(pool: Pool, group: GroupArrays) -> Result<Vec<BatchOutcome>, StorageError> {
+/// A keyspace's code and a key.
+type SpaceKey = (i16, Vec<u8>);
+
+/// A group worked out against the values its conditions read: each batch's outcome,
+/// and the writes of those that hold, as the multi-row statements take them.
+#[derive(Default)]
+struct GroupWrites {
+    outcomes: Vec<BatchOutcome>,
+    /// Every key the group leaves set or removed, with its final value.
+    finals: BTreeMap<SpaceKey, Option<Vec<u8>>>,
+    log_space: Vec<i16>,
+    log_seq: Vec<i64>,
+    log_value: Vec<Vec<u8>>,
+}
+
+/// Decides each batch of `batches` in order, as a serial engine would: its conditions
+/// against the values read before the group (`read`) overlaid with the writes of the
+/// batches before it that held, and its appends at `(xid, n)`, n counting the group's
+/// appends.
+fn plan_group(batches: &[Batch], mut current: HashMap<SpaceKey, Option<Vec<u8>>>, xid: i64) -> GroupWrites {
+    let mut plan = GroupWrites::default();
+    let mut seq: i64 = 0;
+    for batch in batches {
+        let failed = batch.conditions.iter().position(|condition| {
+            let (Condition::Absent { space, key } | Condition::Equals { space, key, .. }) = condition;
+            let value = current.get(&(space_code(*space), key.clone())).cloned().flatten();
+            match condition {
+                Condition::Absent { .. } => value.is_some(),
+                Condition::Equals { value: expected, .. } => value.as_ref() != Some(expected),
+            }
+        });
+        if let Some(index) = failed {
+            plan.outcomes.push(Err(index));
+            continue;
+        }
+        let mut positions: Vec<Vec<u8>> = Vec::new();
+        let mut set = |space: Keyspace, key: Vec<u8>, value: Option<Vec<u8>>| {
+            let space_key = (space_code(space), key);
+            current.insert(space_key.clone(), value.clone());
+            plan.finals.insert(space_key, value);
+        };
+        for op in &batch.ops {
+            match op {
+                Op::Put { space, key, value } => set(*space, key.clone(), Some(value.clone())),
+                Op::Delete { space, key } => set(*space, key.clone(), None),
+                Op::Append { space, value } => {
+                    positions.push(position_bytes(xid, seq));
+                    plan.log_space.push(space_code(*space));
+                    plan.log_seq.push(seq);
+                    plan.log_value.push(value.clone());
+                    seq += 1;
+                }
+                // validate_batch bounds `append` by the batch's appends.
+                Op::PutAtPosition { space, prefix, append, value } => {
+                    let key = [prefix.as_slice(), positions[*append].as_slice()].concat();
+                    set(*space, key, Some(value.clone()));
+                }
+                Op::PutPosition { space, key, prefix, append } => {
+                    let value = [prefix.as_slice(), positions[*append].as_slice()].concat();
+                    set(*space, key.clone(), Some(value));
+                }
+            }
+        }
+        plan.outcomes.push(Ok(positions.into_iter().map(Position::from_bytes).collect()));
+    }
+    plan
+}
+
+/// Commits a group in one serializable transaction: reads every condition's key in
+/// one statement, decides the batches here, then writes with one statement per kind
+/// (sent together), and commits. A serialization failure retries the whole group.
+async fn commit_group(pool: Pool, batches: Vec<Batch>) -> Result<Vec<BatchOutcome>, StorageError> {
+    let condition_keys: BTreeSet<SpaceKey> = batches
+        .iter()
+        .flat_map(|batch| &batch.conditions)
+        .map(|condition| {
+            let (Condition::Absent { space, key } | Condition::Equals { space, key, .. }) = condition;
+            (space_code(*space), key.clone())
+        })
+        .collect();
+    let (c_space, c_key): (Vec<i16>, Vec<Vec<u8>>) = condition_keys.into_iter().unzip();
     let mut attempt = 0;
     loop {
         attempt += 1;
         let mut client = pool.get().await.map_err(pool_error)?;
         let outcome = async {
             let tx = client.build_transaction().isolation_level(IsolationLevel::Serializable).start().await?;
-            let statement = tx.prepare_cached(APPLY_GROUP).await?;
-            let rows = tx
-                .query(
-                    &statement,
-                    &[
-                        &group.batches,
-                        &group.c_batch,
-                        &group.c_kind,
-                        &group.c_space,
-                        &group.c_key,
-                        &group.c_value,
-                        &group.o_batch,
-                        &group.o_kind,
-                        &group.o_space,
-                        &group.o_key,
-                        &group.o_value,
-                        &group.o_append,
-                    ],
-                )
-                .await?;
+            let xact_id = tx.prepare_cached(XACT_ID).await?;
+            let read_conditions = tx.prepare_cached(READ_CONDITIONS).await?;
+            let xid = tx.query_one(&xact_id, &[]).await?.get::<_, i64>(0);
+            let rows =
+                if c_key.is_empty() { Vec::new() } else { tx.query(&read_conditions, &[&c_space, &c_key]).await? };
+            let current: HashMap<SpaceKey, Option<Vec<u8>>> =
+                rows.iter().map(|row| ((row.get(0), row.get(1)), row.get(2))).collect();
+            let plan = plan_group(&batches, current, xid);
+            let (mut u_space, mut u_key, mut u_value) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut d_space, mut d_key) = (Vec::new(), Vec::new());
+            for ((space, key), value) in &plan.finals {
+                match value {
+                    Some(value) => {
+                        u_space.push(*space);
+                        u_key.push(key.clone());
+                        u_value.push(value.clone());
+                    }
+                    None => {
+                        d_space.push(*space);
+                        d_key.push(key.clone());
+                    }
+                }
+            }
+            let upsert = tx.prepare_cached(UPSERT).await?;
+            let delete = tx.prepare_cached(DELETE).await?;
+            let append = tx.prepare_cached(APPEND).await?;
+            // Sent together; when one fails the others fail as "transaction aborted",
+            // so the error that says why (a serialization failure, to retry) is kept.
+            let written = tokio::join!(
+                async {
+                    if u_key.is_empty() { Ok(0) } else { tx.execute(&upsert, &[&u_space, &u_key, &u_value]).await }
+                },
+                async { if d_key.is_empty() { Ok(0) } else { tx.execute(&delete, &[&d_space, &d_key]).await } },
+                async {
+                    if plan.log_value.is_empty() {
+                        Ok(0)
+                    } else {
+                        tx.execute(&append, &[&xid, &plan.log_space, &plan.log_seq, &plan.log_value]).await
+                    }
+                },
+            );
+            let mut errors: Vec<tokio_postgres::Error> =
+                [written.0, written.1, written.2].into_iter().filter_map(Result::err).collect();
+            if !errors.is_empty() {
+                let why = errors.iter().position(retryable).unwrap_or(0);
+                return Err(errors.swap_remove(why));
+            }
             tx.commit().await?;
-            Ok::<_, tokio_postgres::Error>(rows)
+            Ok::<_, tokio_postgres::Error>((plan.outcomes, (!plan.log_value.is_empty()).then_some(xid)))
         }
         .await;
-        let rows = match outcome {
-            Ok(rows) => rows,
+        let (outcomes, appended) = match outcome {
+            Ok(done) => done,
             Err(err) if retryable(&err) && attempt < MAX_GROUP_ATTEMPTS => {
                 tokio::time::sleep(Duration::from_micros(200 << attempt.min(8))).await;
                 continue;
             }
             Err(err) => return Err(storage_error("committing a group", &err)),
         };
-        let mut outcomes = Vec::with_capacity(rows.len());
-        let mut newest_xid = None;
-        for row in rows {
-            let conflict: i32 = row.get(0);
-            if conflict >= 0 {
-                outcomes.push(Err(conflict as usize));
-                continue;
-            }
-            let positions: Vec<Vec<u8>> = row.get::<_, Option<Vec<Vec<u8>>>>(1).unwrap_or_default();
-            if let Some((xid, _)) = positions.first().and_then(|bytes| split_position(bytes)) {
-                newest_xid = Some(xid);
-            }
-            outcomes.push(Ok(positions.into_iter().map(Position::from_bytes).collect()));
-        }
-        if let Some(xid) = newest_xid {
+        if let Some(xid) = appended {
             wait_until_readable(&client, xid).await?;
         }
         return Ok(outcomes);
@@ -758,21 +718,21 @@ impl Engine for PostgresEngine {
 
     fn apply_group(&self, batches: &[&Batch]) -> Vec<Result<Applied, CommitError>> {
         let mut results: Vec<Option<Result<Applied, CommitError>>> = Vec::with_capacity(batches.len());
-        let mut group = GroupArrays::default();
+        let mut valid = Vec::new();
         for batch in batches {
             match validate_batch(batch) {
                 Ok(()) => {
-                    group.add(batch);
+                    valid.push((*batch).clone());
                     results.push(None);
                 }
                 Err(err) => results.push(Some(Err(err))),
             }
         }
-        let outcomes = if group.batches == 0 {
+        let outcomes = if valid.is_empty() {
             Ok(Vec::new())
         } else {
             let pool = self.pool.clone();
-            self.run(apply_group_arrays(pool, group)).and_then(|outcomes| outcomes)
+            self.run(commit_group(pool, valid)).and_then(|outcomes| outcomes)
         };
         match outcomes {
             Ok(outcomes) => {
@@ -785,7 +745,7 @@ impl Engine for PostgresEngine {
                             Some(Err(index)) => Err(CommitError::Conflict { index }),
                             None => Err(CommitError::Storage(StorageError::new(
                                 StorageErrorKind::Io,
-                                "PostgreSQL answered fewer batches than it was sent",
+                                "a group came back with fewer outcomes than batches",
                             ))),
                         })
                     })
@@ -823,6 +783,38 @@ mod tests {
         assert_eq!(split_position(&position), Some((5, 9)));
         assert_eq!(split_position(b"not-a-position"), None);
         assert_eq!(split_position(&[0xff; 16]), None, "not a pair of non-negative numbers");
+    }
+
+    /// A group is decided as a serial engine would decide it: a batch's conditions see
+    /// the writes of the batches before it that held, a failed batch writes nothing and
+    /// takes no position, and a key's last write is the one stored.
+    #[test]
+    fn a_group_is_decided_batch_by_batch_over_the_writes_before() {
+        let space = Keyspace::Idempotency;
+        let code = space_code(space);
+        let put = |key: &[u8], value: &[u8]| Op::Put { space, key: key.to_vec(), value: value.to_vec() };
+        let mut first = Batch::new();
+        first.require(Condition::Absent { space, key: b"k".to_vec() }).push(put(b"k", b"1"));
+        first.push(Op::Append { space: Keyspace::Updates, value: b"a".to_vec() });
+        let mut repeat = Batch::new();
+        repeat.require(Condition::Absent { space, key: b"k".to_vec() }).push(put(b"k", b"2"));
+        repeat.push(Op::Append { space: Keyspace::Updates, value: b"b".to_vec() });
+        let mut follow = Batch::new();
+        follow
+            .require(Condition::Equals { space, key: b"k".to_vec(), value: b"1".to_vec() })
+            .push(Op::Delete { space, key: b"gone".to_vec() })
+            .push(Op::Append { space: Keyspace::Audit, value: b"c".to_vec() })
+            .push(Op::PutPosition { space, key: b"k".to_vec(), prefix: b"p".to_vec(), append: 0 });
+        let read = HashMap::from([((code, b"k".to_vec()), None)]);
+        let plan = plan_group(&[first, repeat, follow], read, 42);
+        assert_eq!(plan.outcomes[0], Ok(vec![Position::from_bytes(position_bytes(42, 0))]));
+        assert_eq!(plan.outcomes[1], Err(0), "the first batch's key is no longer absent");
+        assert_eq!(plan.outcomes[2], Ok(vec![Position::from_bytes(position_bytes(42, 1))]), "no position skipped");
+        assert_eq!(plan.log_value, vec![b"a".to_vec(), b"c".to_vec()]);
+        assert_eq!(plan.log_seq, vec![0, 1]);
+        let expected = [position_bytes(42, 1)].concat();
+        assert_eq!(plan.finals[&(code, b"k".to_vec())], Some([b"p".as_slice(), &expected].concat()), "the last write");
+        assert_eq!(plan.finals[&(code, b"gone".to_vec())], None);
     }
 
     fn test_server() -> tio_pgtest::TestPostgres {
