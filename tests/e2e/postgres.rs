@@ -74,4 +74,35 @@ fn the_demo_tells_the_whole_story_on_postgresql_and_the_database_holds_no_nhs_nu
     }
     assert!(files.iter().any(|path| path.to_string_lossy().contains("pg_wal")), "the WAL was searched too");
     assert!(found.is_empty(), "NHS numbers in plain text in the database's files:\n{}", found.join("\n"));
+
+    // The stopped store moves off PostgreSQL with the offline commands, and checks out.
+    let url = server.tcp_url(&database);
+    let on_postgres = ["--engine", "postgres", "--postgres-url", &url, "--postgres-ca-file", &arg(&ca_file)];
+    let keys = data.join("dev-keys").join("tio.keys");
+    let (status, stdout, stderr) = run_tio(
+        &[&["store", "check", "--data-dir", &arg(&data), "--keys-file", &arg(&keys)], &on_postgres[..]].concat(),
+        &[],
+    );
+    assert!(status.success() && stdout.contains("checking the PostgreSQL database"), "{stdout}{stderr}");
+    let backup = dir.path().join("store.backup");
+    let (status, stdout, stderr) = run_tio(
+        &[&["store", "backup", "--data-dir", &arg(&data), "--out", &arg(&backup)], &on_postgres[..]].concat(),
+        &[],
+    );
+    assert!(status.success(), "{stdout}{stderr}");
+    let embedded = dir.path().join("embedded");
+    let (status, stdout, stderr) =
+        run_tio(&["store", "restore", "--in", &arg(&backup), "--data-dir", &arg(&embedded)], &[]);
+    assert!(status.success(), "{stdout}{stderr}");
+    let (status, stdout, stderr) =
+        run_tio(&["store", "check", "--data-dir", &arg(&embedded), "--keys-file", &arg(&keys)], &[]);
+    assert!(status.success() && !stdout.contains("DAMAGED"), "{stdout}{stderr}");
+    let (status, _, stderr) = run_tio(
+        &[&["store", "restore", "--in", &arg(&backup), "--data-dir", &arg(&embedded)], &on_postgres[..]].concat(),
+        &[],
+    );
+    assert!(!status.success() && stderr.contains("already holds a store"), "{stderr}");
+    let (status, _, stderr) =
+        run_tio(&["store", "backup", "--data-dir", &arg(&data), "--out", "x", "--engine", "postgres"], &[]);
+    assert!(!status.success() && stderr.contains("--postgres-url"), "{stderr}");
 }

@@ -177,6 +177,9 @@ pub fn restore_backup(
     options: &StoreOptions,
     mut progress: impl FnMut(u64),
 ) -> Result<BackupSummary, StorageError> {
+    if options.engine == crate::EngineKind::Postgres {
+        return restore_into_database(input, options, &mut progress);
+    }
     if dir.exists() {
         return Err(StorageError::new(
             StorageErrorKind::Io,
@@ -203,6 +206,38 @@ pub fn restore_backup(
             Err(err)
         }
     }
+}
+
+/// Restores a backup into the PostgreSQL database `options` names, which must hold no
+/// store yet. A database cannot be built beside and renamed into place as a directory
+/// can, so a restore that fails part way leaves part of the backup in it, and says so:
+/// the database is then to be dropped and made again before another try.
+fn restore_into_database(
+    input: &Path,
+    options: &StoreOptions,
+    progress: &mut impl FnMut(u64),
+) -> Result<BackupSummary, StorageError> {
+    let engine = options.open_engine(Path::new(""))?;
+    for space in Keyspace::ALL {
+        if !engine.scan(space, &[], None, 1)?.is_empty() {
+            return Err(StorageError::new(
+                StorageErrorKind::Io,
+                format!(
+                    "the database already holds a store (its {} are not empty): restore into an empty database",
+                    space.name()
+                ),
+            ));
+        }
+    }
+    restore_into(input, engine.as_ref(), progress).map_err(|err| {
+        StorageError::new(
+            err.kind,
+            format!(
+                "{}; the database now holds part of the backup: drop it and create it again before restoring again",
+                err.message
+            ),
+        )
+    })
 }
 
 /// Rebuilds the index store of the stopped group-log store in `dir` from its log: the

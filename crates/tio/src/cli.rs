@@ -1148,21 +1148,50 @@ pub(crate) struct KeysStoreArgs {
 }
 
 /// The engine a stopped store runs on: the configuration's `store.engine` and
-/// `store.index_engine`.
-#[derive(Debug, Clone, Copy, Args)]
+/// `store.index_engine` (and for PostgreSQL, `store.postgres`).
+#[derive(Debug, Clone, Args)]
 pub(crate) struct EngineArgs {
-    /// The storage engine: log (the default) or sled (a store not yet migrated).
+    /// The storage engine: log (the default), postgres (the database of
+    /// --postgres-url) or sled (a store not yet migrated).
     #[arg(long, value_name = "ENGINE", default_value = "log", value_parser = parse_engine, requires = "data_dir")]
     pub(crate) engine: EngineKind,
     /// The index store beside the group log: fjall (the default) or sled.
     #[arg(long, value_name = "INDEX", default_value = "fjall", value_parser = parse_index_engine, requires = "data_dir")]
     pub(crate) index_engine: IndexEngine,
+    /// The database's connection string, with --engine postgres (the password from
+    /// PGPASSWORD). Every broker node on it must be stopped: the command holds the
+    /// database as a node would.
+    #[arg(long, value_name = "URL", env = "TIO_STORE_POSTGRES_URL", hide_env_values = true)]
+    pub(crate) postgres_url: Option<String>,
+    /// The authority that verifies the database's certificate (TLS), with --engine postgres.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) postgres_ca_file: Option<PathBuf>,
 }
 
 impl EngineArgs {
     /// How to open the store.
-    pub(crate) fn options(self) -> StoreOptions {
-        StoreOptions { engine: self.engine, index_engine: self.index_engine, ..StoreOptions::default() }
+    pub(crate) fn options(&self) -> anyhow::Result<StoreOptions> {
+        let postgres = match (self.engine, &self.postgres_url) {
+            (EngineKind::Postgres, None) => anyhow::bail!("--engine postgres needs --postgres-url"),
+            (EngineKind::Postgres, Some(url)) => {
+                let tls = match &self.postgres_ca_file {
+                    Some(path) => Some(tio_store::PostgresTls {
+                        ca_pem: std::fs::read(path)
+                            .map_err(|err| anyhow::anyhow!("cannot read {}: {err}", path.display()))?,
+                        client: None,
+                    }),
+                    None => None,
+                };
+                Some(tio_store::PostgresOptions {
+                    password: std::env::var("PGPASSWORD").ok(),
+                    exclusive: true,
+                    tls,
+                    ..tio_store::PostgresOptions::new(url.clone())
+                })
+            }
+            _ => None,
+        };
+        Ok(StoreOptions { engine: self.engine, index_engine: self.index_engine, postgres, ..StoreOptions::default() })
     }
 }
 
@@ -1339,19 +1368,11 @@ pub(crate) struct HealthArgs {
 }
 
 /// Parses an engine name, listing the known ones if it is not one.
-/// The engines of a store directory (the offline commands' `--data-dir`).
 fn parse_engine(name: &str) -> Result<EngineKind, String> {
-    let on_disk: Vec<&str> =
-        EngineKind::ALL.iter().filter(|kind| **kind != EngineKind::Postgres).map(|kind| kind.name()).collect();
-    match EngineKind::from_name(name) {
-        Some(EngineKind::Postgres) => Err(format!(
-            "the offline store commands work on a store directory ({}); a store on PostgreSQL is backed up \
-             with the database's own tools (pg_basebackup and WAL archiving)",
-            on_disk.join(", ")
-        )),
-        Some(kind) => Ok(kind),
-        None => Err(format!("unknown engine `{name}`; known: {}", on_disk.join(", "))),
-    }
+    EngineKind::from_name(name).ok_or_else(|| {
+        let known: Vec<&str> = EngineKind::ALL.iter().map(|kind| kind.name()).collect();
+        format!("unknown engine `{name}`; known: {}", known.join(", "))
+    })
 }
 
 fn parse_index_engine(name: &str) -> Result<IndexEngine, String> {

@@ -48,7 +48,7 @@ pub(crate) fn store(command: StoreCommand) -> anyhow::Result<()> {
         StoreCommand::Check(args) => check(&args),
         StoreCommand::Retention { store, dry_run, config, on } => retention(&store, dry_run, config, on.as_deref()),
         StoreCommand::Backup { data_dir: Some(data_dir), engine, out, .. } => {
-            let options = engine.options();
+            let options = engine.options()?;
             let bar = spinner("backing up");
             let summary = tio_store::backup::backup_stopped_store(&store_dir(&data_dir), &options, &out, |entries| {
                 bar.set_position(entries)
@@ -65,19 +65,22 @@ pub(crate) fn store(command: StoreCommand) -> anyhow::Result<()> {
             crate::runtime()?.block_on(backup_online(&out, &connection))
         }
         StoreCommand::Restore { input, data_dir, engine } => {
-            let options = engine.options();
+            let options = engine.options()?;
             let bar = spinner("restoring");
             let summary = tio_store::backup::restore_backup(&input, &store_dir(&data_dir), &options, |entries| {
                 bar.set_position(entries)
             })?;
             bar.finish_and_clear();
-            println!("restored {} entries into {}", summary.entries, store_dir(&data_dir).display());
+            match options.engine {
+                EngineKind::Postgres => println!("restored {} entries into the PostgreSQL database", summary.entries),
+                _ => println!("restored {} entries into {}", summary.entries, store_dir(&data_dir).display()),
+            }
             Ok(())
         }
         StoreCommand::Reindex { data_dir, engine } => {
             let dir = store_dir(&data_dir);
             let bar = spinner("rebuilding the index store from the log");
-            let rebuilt = tio_store::backup::reindex_stopped_store(&dir, &engine.options());
+            let rebuilt = tio_store::backup::reindex_stopped_store(&dir, &engine.options()?);
             bar.finish_and_clear();
             rebuilt.context("cannot rebuild the index store (the server must be stopped)")?;
             println!(
@@ -118,13 +121,13 @@ fn offline(args: &KeyRotationArgs) -> Option<KeysStoreArgs> {
     args.data_dir.as_ref().map(|data_dir| KeysStoreArgs {
         keys_file: args.keys_file.clone(),
         data_dir: data_dir.clone(),
-        engine: args.engine,
+        engine: args.engine.clone(),
     })
 }
 
 impl KeysStoreArgs {
     /// How to open the stopped store.
-    fn options(&self) -> StoreOptions {
+    fn options(&self) -> anyhow::Result<StoreOptions> {
         self.engine.options()
     }
 }
@@ -258,7 +261,7 @@ async fn rotate(args: &KeysStoreArgs) -> anyhow::Result<()> {
     // The new version is saved before any data key uses it: a crash now leaves a ring
     // that still opens everything.
     ring.replace_file(&file)?;
-    let store = Store::open(&store_dir(&args.data_dir), &args.options(), ring).context(
+    let store = Store::open(&store_dir(&args.data_dir), &args.options()?, ring).context(
         "cannot open the store (if the server is running, leave out --data-dir to do this through the server)",
     )?;
     let bar = rewrap_bar();
@@ -287,7 +290,7 @@ async fn retire(args: &KeysStoreArgs, version: u32) -> anyhow::Result<()> {
         version != ring.current_version(),
         "version {version} is current: rotate to a new version before retiring it"
     );
-    let store = Store::open(&store_dir(&args.data_dir), &args.options(), ring.clone()).context(
+    let store = Store::open(&store_dir(&args.data_dir), &args.options()?, ring.clone()).context(
         "cannot open the store (if the server is running, leave out --data-dir to do this through the server)",
     )?;
     let still_used = store.keys_under_version(version)?;
@@ -314,7 +317,7 @@ fn retention(args: &KeysStoreArgs, dry_run: bool, config: Option<PathBuf>, on: O
         Some(text) => text.parse().map_err(|_| anyhow::anyhow!("--on `{text}`: expected a date such as 2030-09-01"))?,
         None => now.uk_date().context("the clock is out of range")?,
     };
-    let store = Store::open(&store_dir(&args.data_dir), &args.options(), KeyRing::load_file(&keys_file(args)?)?)
+    let store = Store::open(&store_dir(&args.data_dir), &args.options()?, KeyRing::load_file(&keys_file(args)?)?)
         .context("cannot open the store (stop the server first: the store is used by one process at a time)")?;
     let bar = spinner("reading every child's record");
     let plans = retention::plan(&store, &policy, |read| bar.set_message(format!("read {read} children")));
@@ -386,15 +389,20 @@ fn retention(args: &KeysStoreArgs, dry_run: bool, config: Option<PathBuf>, on: O
 /// Checks a copy of the store, so that looking never changes it.
 fn check(args: &KeysStoreArgs) -> anyhow::Result<()> {
     let source = store_dir(&args.data_dir);
-    anyhow::ensure!(source.is_dir(), "no store at {}", source.display());
     let ring = KeyRing::load_file(&keys_file(args)?)?;
     let scratch = tempfile::tempdir().context("cannot create a scratch directory for the copy")?;
     let copy = scratch.path().join("store");
-    copy_dir(&source, &copy).context("cannot copy the store")?;
-    println!("checking a copy of {}", source.display());
+    if args.engine.engine == EngineKind::Postgres {
+        // Nothing to copy: checking reads the database and changes nothing in it.
+        println!("checking the PostgreSQL database");
+    } else {
+        anyhow::ensure!(source.is_dir(), "no store at {}", source.display());
+        copy_dir(&source, &copy).context("cannot copy the store")?;
+        println!("checking a copy of {}", source.display());
+    }
     // The audit log's checkpoints are checked under the ring's own checkpoint key.
     let verifier = tio_broker::runtime::storage::audit_signer(&ring).ok().map(|signer| signer.verifier());
-    let store = match Store::open(&copy, &args.options(), ring) {
+    let store = match Store::open(&copy, &args.options()?, ring) {
         Ok(store) => store,
         Err(tio_store::StoreError::Storage(err)) if err.kind == tio_store::StorageErrorKind::Format => {
             println!("NOT CHECKED: {}", err.message);

@@ -1151,3 +1151,73 @@ fn dates_of_birth_have_a_stable_stored_form() {
     assert_eq!(super::decode_date(&[1, 0x07, 0xE1, 2, 29]), None, "not a date: 29 February 2017");
     assert_eq!(super::decode_date(&[1, 0x07, 0xE0, 2]), None, "too short");
 }
+
+/// Issue 15: a store moves between the embedded engines and PostgreSQL, both ways, by
+/// backup and restore: every update, index, cursor and audit entry comes across, and a
+/// database that already holds a store is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_moves_to_postgresql_and_back_by_backup_and_restore() {
+    let server = tio_pgtest::TestPostgres::start().expect("a test PostgreSQL starts (tests/run installs it)");
+    let postgres = crate::StoreOptions {
+        engine: crate::EngineKind::Postgres,
+        postgres: Some(crate::PostgresOptions::new(server.create_database().unwrap())),
+        ..Default::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live");
+    let (store, _, ring) = populated_sled_store(&live).await;
+    let before = store.updates_after(None, 1000).unwrap();
+    store.shutdown();
+    let without_position = |updates: &[StoredUpdate]| {
+        updates.iter().map(|u| (u.update_id, u.category, u.content.clone())).collect::<Vec<_>>()
+    };
+
+    let backup = dir.path().join("from-sled.backup");
+    let (from, to) = (live.clone(), backup.clone());
+    tokio::task::spawn_blocking(move || crate::backup::backup_stopped_store(&from, &sled_options(), &to, |_| {}))
+        .await
+        .unwrap()
+        .unwrap();
+    let (input, options) = (backup.clone(), postgres.clone());
+    let unused = dir.path().join("unused");
+    let restored =
+        tokio::task::spawn_blocking(move || crate::backup::restore_backup(&input, &unused, &options, |_| {}))
+            .await
+            .unwrap()
+            .unwrap();
+    assert!(restored.entries > 0);
+    assert!(!dir.path().join("unused").exists(), "nothing is written beside a database");
+    let on_postgres = Store::open(dir.path(), &postgres, ring.clone()).unwrap();
+    let moved = on_postgres.updates_after(None, 1000).unwrap();
+    assert_eq!(without_position(&moved), without_position(&before));
+    assert!(on_postgres.check().unwrap().is_healthy());
+    assert_eq!(on_postgres.profile(&child("9990079196")).unwrap().len(), 3);
+    on_postgres.shutdown();
+
+    let (input, options) = (backup.clone(), postgres.clone());
+    let unused = dir.path().join("unused");
+    let err = tokio::task::spawn_blocking(move || crate::backup::restore_backup(&input, &unused, &options, |_| {}))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(err.to_string().contains("already holds a store"), "{err}");
+
+    let back = dir.path().join("from-postgres.backup");
+    let (options, to) = (postgres.clone(), back.clone());
+    tokio::task::spawn_blocking(move || crate::backup::backup_stopped_store(Path::new(""), &options, &to, |_| {}))
+        .await
+        .unwrap()
+        .unwrap();
+    let embedded = dir.path().join("embedded");
+    let (input, target) = (back.clone(), embedded.clone());
+    tokio::task::spawn_blocking(move || {
+        crate::backup::restore_backup(&input, &target, &crate::StoreOptions::default(), |_| {})
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let returned = Store::open(&embedded, &crate::StoreOptions::default(), ring).unwrap();
+    assert_eq!(without_position(&returned.updates_after(None, 1000).unwrap()), without_position(&before));
+    assert!(returned.check().unwrap().is_healthy());
+    assert_eq!(returned.profile(&child("9990079196")).unwrap().len(), 3);
+}
