@@ -265,13 +265,24 @@ fn value(sequence: u64) -> v1::CategoryValue {
     }
 }
 
+/// A tag of this run, put before every idempotency key: run again against the same
+/// server (`--server`), a bench would otherwise repeat the last run's keys and measure
+/// the answers to duplicates instead of publishes.
+fn run_tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| {
+        let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        format!("{:x}.{}", started.as_nanos(), std::process::id())
+    })
+}
+
 fn publish_request(child: &NhsNumber, key: String, sequence: u64) -> v1::PublishRequest {
     v1::PublishRequest {
         child: Some(v1::ChildRef { nhs_number: child.digits() }),
         category: v1::Category::CommunicationNeeds as i32,
         value: Some(value(sequence)),
         source_reference: String::new(),
-        idempotency_key: key,
+        idempotency_key: format!("{}-{key}", run_tag()),
         recorded_at: None,
     }
 }
