@@ -52,6 +52,10 @@ const SCHEMA_VERSION: i32 = 1;
 /// (`tio` in ASCII, so that it is recognisable in `pg_locks`).
 const SCHEMA_LOCK: i64 = 0x74_69_6f;
 
+/// How long a connection may take to open when the connection string sets no
+/// `connect_timeout`.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How often a group is tried again after a serialization failure before the writers
 /// are told it failed.
 const MAX_GROUP_ATTEMPTS: u32 = 16;
@@ -223,6 +227,10 @@ impl PostgresEngine {
         }
         if config.get_application_name().is_none() {
             config.application_name("tio");
+        }
+        if config.get_connect_timeout().is_none() {
+            // A database that drops packets must not hang the node's start for ever.
+            config.connect_timeout(CONNECT_TIMEOUT);
         }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
