@@ -1002,6 +1002,17 @@ mod tests {
         assert!(err.to_string().contains("ca_file"), "{err}");
     }
 
+    /// A single-threaded runtime cannot lend its thread: the engine's own threads do the
+    /// work while the caller waits, and a read and a commit from it complete.
+    #[tokio::test(flavor = "current_thread")]
+    async fn reads_and_commits_from_a_single_threaded_runtime_complete() {
+        let server = test_server();
+        let engine = PostgresEngine::connect(&PostgresOptions::new(server.create_database().unwrap())).unwrap();
+        let put = Op::Put { space: Keyspace::Cursors, key: b"c".to_vec(), value: b"1".to_vec() };
+        engine.apply(Batch::new().push(put)).unwrap();
+        assert_eq!(engine.get(Keyspace::Cursors, b"c").unwrap(), Some(b"1".to_vec()));
+    }
+
     #[test]
     fn an_exclusive_engine_holds_the_database_until_it_is_dropped() {
         let server = test_server();
@@ -1018,10 +1029,11 @@ mod tests {
         }
     }
 
-    /// Called from async code on a multi-threaded runtime, the engine waits without
-    /// holding up the worker: many tasks reading at once on two workers all finish.
+    /// Called from async code on a multi-threaded runtime (where the engine waits
+    /// through `block_in_place`), many tasks reading at once on two workers all finish;
+    /// the single-threaded case is the next test.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn reads_from_async_tasks_wait_off_the_workers() {
+    async fn reads_from_many_async_tasks_on_two_workers_all_finish() {
         let server = test_server();
         let engine = std::sync::Arc::new(
             PostgresEngine::connect(&PostgresOptions::new(server.create_database().unwrap())).unwrap(),
