@@ -1,6 +1,8 @@
 //! The broker on the PostgreSQL engine (`store.engine = "postgres"`), against a real
 //! PostgreSQL started for the test (`initdb` in a temporary directory).
 
+use std::time::Duration;
+
 use crate::support::{arg, run_tio};
 
 /// Every place an NHS number of the story could be written in plain text: as digits,
@@ -105,4 +107,208 @@ fn the_demo_tells_the_whole_story_on_postgresql_and_the_database_holds_no_nhs_nu
     let (status, _, stderr) =
         run_tio(&["store", "backup", "--data-dir", &arg(&data), "--out", "x", "--engine", "postgres"], &[]);
     assert!(!status.success() && stderr.contains("--postgres-url"), "{stderr}");
+}
+
+/// Opens `name` as `client` on whichever node `client` talks to, trying again while
+/// the subscription is still held by a stream of a node that stopped (its lease has not
+/// lapsed); every refusal meanwhile says why. Returns the stream and the first
+/// delivery, if one came at once.
+async fn open_when_free(
+    client: &tio_client::Client,
+    name: &str,
+) -> (crate::support::stream::Stream, Option<tio_proto::v1::Delivery>) {
+    use tio_proto::v1::subscribe_response::Message;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut stream = crate::support::stream::Stream::open(client, name, 0).await.unwrap();
+        match tokio::time::timeout(Duration::from_secs(3), stream.responses.message()).await {
+            Err(_) => return (stream, None),
+            Ok(Ok(Some(message))) => {
+                let delivery = match message.message {
+                    Some(Message::Delivery(delivery)) => Some(delivery),
+                    _ => None,
+                };
+                return (stream, delivery);
+            }
+            Ok(Err(status)) => {
+                assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+                assert!(status.message().contains("already open"), "{status:?}");
+            }
+            Ok(Ok(None)) => panic!("the stream ended without a status"),
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the subscription was never freed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Two broker nodes on one database, as two machines would run them: changes made on
+/// either apply on both (consents, relationships, a suspension within a second),
+/// publishes on both reach subscribers on both, each update once per subscription and
+/// in the order published; and when one node is killed with SIGKILL mid-stream, its
+/// subscriber moves to the other once the stream's lease lapses and carries on from its
+/// last ack with no gap (unacked deliveries again, with their numbers).
+#[test]
+fn two_nodes_share_one_database_and_a_stream_moves_when_its_node_is_killed() {
+    use std::collections::BTreeMap;
+
+    use tio_proto::v1;
+
+    use crate::support::records::*;
+    use crate::support::stream::{Stream, create};
+    use crate::support::{Options, Sandbox};
+
+    let server = tio_pgtest::TestPostgres::start().expect("a test PostgreSQL starts (tests/run installs it)");
+    let url = server.create_database().unwrap();
+    let options = Options {
+        args: vec!["--set".into(), "store.postgres.stream_lease_seconds=2".into()],
+        env: vec![("TIO_STORE_ENGINE".into(), "postgres".into()), ("TIO_STORE_POSTGRES_URL".into(), url)],
+        ..Options::default()
+    };
+    let mut first = Sandbox::start_with(options);
+    let second = first.start_peer("second-node");
+    let on_second = |name: &str| {
+        let settings =
+            tio_client::ConnectionSettings { professional: Some(format!("{name}-staff-1")), ..second.settings(name) };
+        async move { tio_client::Client::connect(&settings).await.unwrap() }
+    };
+    runtime().block_on(async {
+        let hospital_1 = as_professional(&first, "hospital").await;
+        let hospital_2 = on_second("hospital").await;
+        let send_team_1 = as_professional(&first, "send-team").await;
+        let school_2 = on_second("school").await;
+
+        // Consent recorded on one node, involvement declared on the other.
+        hospital_1
+            .consents()
+            .record_consent(hospital_1.request(consent_request(&[v1::Category::HealthSummary])))
+            .await
+            .unwrap();
+        for client in [&send_team_1, &school_2] {
+            let declare = v1::DeclareRelationshipRequest {
+                child: child(AMY),
+                kind: v1::RelationshipKind::Allocation as i32,
+                reference: "caseworker".into(),
+            };
+            client.relationships().declare_relationship(client.request(declare)).await.unwrap();
+        }
+        create(&send_team_1, "main", &[v1::Category::HealthSummary], None).await;
+        create(&school_2, "main", &[v1::Category::HealthSummary], None).await;
+        let mut send_team_stream = Stream::open(&send_team_1, "main", 0).await.unwrap();
+        let mut school_stream = Stream::open(&school_2, "main", 0).await.unwrap();
+
+        // A suspension on the first node refuses the agency on the second within a second
+        // (polled here for at most five, so that a loaded machine reports the time it took).
+        let icb_2 = on_second("icb").await;
+        let list =
+            || async { icb_2.subscriptions().list_subscriptions(icb_2.request(v1::ListSubscriptionsRequest {})).await };
+        list().await.expect("icb may call before the suspension");
+        let admin_1 = first.client("admin").await;
+        let suspend = v1::SuspendAgencyRequest { agency_id: "icb".into(), reason: "test".into() };
+        admin_1.admin().suspend_agency(admin_1.request(suspend)).await.unwrap();
+        let suspended_at = std::time::Instant::now();
+        let refused = loop {
+            match list().await {
+                Err(status) => break status,
+                Ok(_) => {
+                    assert!(suspended_at.elapsed() < Duration::from_secs(5), "the suspension never reached node two");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        };
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+        eprintln!("the suspension applied on the other node after {:?}", suspended_at.elapsed());
+
+        // Publishes on both nodes, in turn.
+        const BEFORE: usize = 12;
+        const AFTER: usize = 12;
+        let mut published = Vec::new();
+        for i in 0..BEFORE {
+            let client = if i % 2 == 0 { &hospital_1 } else { &hospital_2 };
+            let request =
+                publish_request(AMY, v1::Category::HealthSummary, health_summary(&format!("u{i}")), &format!("p{i}"));
+            published.push(publish(client, request).await.unwrap().update_id);
+        }
+        let mut school_seen = Vec::new();
+        for number in 1..=BEFORE as u64 {
+            let delivery = school_stream.delivery().await;
+            assert_eq!((delivery.delivery_number, delivery.redelivery), (number, false));
+            school_seen.push(delivery.update_id);
+            school_stream.ack(&[number]).await;
+        }
+        assert_eq!(school_seen, published, "every update once, in the order published");
+        let mut send_team_seen: BTreeMap<u64, String> = BTreeMap::new();
+        for number in 1..=BEFORE as u64 {
+            let delivery = send_team_stream.delivery().await;
+            assert_eq!((delivery.delivery_number, delivery.redelivery), (number, false));
+            send_team_seen.insert(number, delivery.update_id);
+        }
+        // Half acked, and the acks stored, before the node dies.
+        let acked = BEFORE as u64 / 2;
+        send_team_stream.ack(&(1..=acked).collect::<Vec<_>>()).await;
+        let status_request = || send_team_1.request(v1::GetSubscriptionStatusRequest { name: "main".into() });
+        for _ in 0..400 {
+            let status = send_team_1.subscriptions().get_subscription_status(status_request()).await.unwrap();
+            if status.into_inner().last_acked_number == acked {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+
+        // While the first node serves the stream, the second refuses another on the
+        // same subscription, and says it is open.
+        let send_team_2 = on_second("send-team").await;
+        let mut rival = Stream::open(&send_team_2, "main", 0).await.unwrap();
+        let refused = tokio::time::timeout(Duration::from_secs(30), rival.end())
+            .await
+            .expect("a second stream on the subscription is refused, not served");
+        assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused:?}");
+        assert!(refused.message().contains("already open"), "{refused:?}");
+        let status_2 = send_team_2
+            .subscriptions()
+            .get_subscription_status(send_team_2.request(v1::GetSubscriptionStatusRequest { name: "main".into() }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(status_2.open, "the other node's stream is open");
+
+        // Kill the first node mid-stream; publishing goes on through the second.
+        first.signal(nix::sys::signal::Signal::SIGKILL);
+        first.wait_exit(Duration::from_secs(20));
+        drop(send_team_stream);
+        for i in BEFORE..BEFORE + AFTER {
+            let request =
+                publish_request(AMY, v1::Category::HealthSummary, health_summary(&format!("u{i}")), &format!("p{i}"));
+            published.push(publish(&hospital_2, request).await.unwrap().update_id);
+        }
+        for number in BEFORE as u64 + 1..=(BEFORE + AFTER) as u64 {
+            let delivery = school_stream.delivery().await;
+            assert_eq!((delivery.delivery_number, delivery.redelivery), (number, false));
+            school_seen.push(delivery.update_id);
+        }
+        assert_eq!(school_seen, published, "the second node's subscriber missed nothing");
+
+        // The SEND team's subscriber comes back on the second node.
+        let (mut moved, mut first_delivery) = open_when_free(&send_team_2, "main").await;
+        let mut numbers = Vec::new();
+        while numbers.len() < BEFORE - acked as usize + AFTER {
+            let delivery = match first_delivery.take() {
+                Some(delivery) => delivery,
+                None => moved.delivery().await,
+            };
+            let number = delivery.delivery_number;
+            if number <= BEFORE as u64 {
+                assert!(delivery.redelivery, "delivery {number} was sent before, unacked");
+                assert_eq!(send_team_seen.get(&number), Some(&delivery.update_id), "again with its own number");
+            } else {
+                assert!(!delivery.redelivery);
+                send_team_seen.insert(number, delivery.update_id);
+            }
+            numbers.push(number);
+            moved.ack(&[number]).await;
+        }
+        let expected: Vec<u64> = (acked + 1..=(BEFORE + AFTER) as u64).collect();
+        assert_eq!(numbers, expected, "from the last ack on, no gap and nothing twice");
+        assert_eq!(send_team_seen.into_values().collect::<Vec<_>>(), published, "every update once, in order");
+    });
+    assert!(!second.log_text().contains("ERROR"), "the surviving node logged an error:\n{}", second.log_text());
 }

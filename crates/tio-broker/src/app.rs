@@ -18,6 +18,7 @@ pub(crate) mod reporting;
 pub(crate) mod reviews;
 pub(crate) mod safeguarding;
 pub(crate) mod sharing;
+pub(crate) mod streams;
 pub(crate) mod subscriptions;
 #[cfg(test)]
 pub(crate) mod test_support;

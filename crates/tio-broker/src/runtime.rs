@@ -1,6 +1,7 @@
 //! What runs a node: configuration, TLS, telemetry, metrics, development certificates,
 //! opening the store, and [`node::Node`].
 
+pub(crate) mod cluster;
 pub mod config;
 pub(crate) mod dev;
 pub(crate) mod metrics;

@@ -348,6 +348,65 @@ impl StorageError {
     }
 }
 
+/// The keyspaces a commit wrote, as a set: what a node tells the other nodes on its
+/// database that it changed, so that each re-reads only what may have moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Touched(u32);
+
+impl Touched {
+    /// Every keyspace: said when commits may have been missed (a lost connection).
+    pub const EVERYTHING: Touched = Touched(u32::MAX);
+
+    /// Returns the keyspaces `batch` writes.
+    pub fn by(batch: &Batch) -> Touched {
+        let mut touched = Touched::default();
+        for op in &batch.ops {
+            let (Op::Put { space, .. }
+            | Op::Delete { space, .. }
+            | Op::Append { space, .. }
+            | Op::PutAtPosition { space, .. }
+            | Op::PutPosition { space, .. }) = op;
+            touched = touched.with(*space);
+        }
+        touched
+    }
+
+    /// Returns the set with `space` added.
+    pub fn with(self, space: Keyspace) -> Touched {
+        Touched(self.0 | 1 << space.index())
+    }
+
+    /// Returns the union of both sets.
+    pub fn union(self, other: Touched) -> Touched {
+        Touched(self.0 | other.0)
+    }
+
+    /// Whether `space` is in the set.
+    pub fn contains(self, space: Keyspace) -> bool {
+        self.0 & 1 << space.index() != 0
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The set as bits, one per keyspace by its place in [`Keyspace::ALL`] (for a
+    /// message between nodes).
+    pub fn bits(self) -> u32 {
+        self.0
+    }
+
+    /// The set of `bits`, as [`Touched::bits`] made them.
+    pub fn from_bits(bits: u32) -> Touched {
+        Touched(bits)
+    }
+}
+
+/// Told that another process committed to a shared database, with what it touched.
+/// Called on the engine's own threads: it must return quickly and never block.
+pub type ForeignCommits = std::sync::Arc<dyn Fn(Touched) + Send + Sync>;
+
 /// Key-value pairs in key order, as a scan returns them.
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 
@@ -396,6 +455,22 @@ pub trait Engine: Send + Sync + 'static {
     /// Changes nothing. Meant for a stopped store.
     fn check_files(&self) -> Result<Vec<String>, StorageError> {
         Ok(Vec::new())
+    }
+
+    /// Whether other processes may write the same data (broker nodes sharing one
+    /// database): then nothing read may be kept on the strength of this process's own
+    /// commits alone (a cached key, a registry held in memory).
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Calls `wake` after another process commits to a shared database, with what its
+    /// commit touched, and with [`Touched::EVERYTHING`] when such news may have been
+    /// missed (a lost connection). Best effort: the news can come late or not at all,
+    /// so whoever watches also reads again now and then. An engine nobody else writes
+    /// never calls it.
+    fn watch_foreign_commits(&self, wake: ForeignCommits) {
+        let _ = wake;
     }
 
     /// Describes the holes in log `space` that this engine can tell are damage (a dense
@@ -480,6 +555,21 @@ mod tests {
         assert_eq!(prefix_end(&[1, 0xff]), Some(vec![2]));
         assert_eq!(prefix_end(&[0xff, 0xff]), None);
         assert_eq!(key_after(b"a"), b"a\0".to_vec());
+    }
+
+    #[test]
+    fn touched_names_the_keyspaces_a_batch_writes() {
+        let mut batch = Batch::new();
+        batch.require(Condition::Absent { space: Keyspace::Consents, key: b"c".to_vec() });
+        batch.push(Op::Put { space: Keyspace::Agencies, key: b"a".to_vec(), value: Vec::new() });
+        batch.push(Op::Append { space: Keyspace::Audit, value: Vec::new() });
+        let touched = Touched::by(&batch);
+        assert!(touched.contains(Keyspace::Agencies) && touched.contains(Keyspace::Audit));
+        assert!(!touched.contains(Keyspace::Consents), "a condition reads, it does not write");
+        assert_eq!(Touched::from_bits(touched.bits()), touched);
+        assert!(Touched::default().is_empty());
+        assert!(Keyspace::ALL.iter().all(|space| Touched::EVERYTHING.contains(*space)));
+        assert_eq!(touched.union(Touched::default().with(Keyspace::Meta)).bits(), touched.bits() | 1);
     }
 
     #[test]

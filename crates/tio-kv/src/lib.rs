@@ -14,5 +14,8 @@ pub mod engine;
 mod group_commit;
 pub mod group_log;
 
-pub use engine::{Batch, CommitError, Condition, Engine, Keyspace, Op, Position, StorageError, StorageErrorKind};
+pub use engine::{
+    Batch, CommitError, Condition, Engine, ForeignCommits, Keyspace, Op, Position, StorageError, StorageErrorKind,
+    Touched,
+};
 pub use group_commit::{CommitObserver, CommitStats, GroupCommit};

@@ -8,6 +8,12 @@
 //! data: a head names categories and counters, an unacked delivery a position. A value
 //! written before the version byte existed (JSON alone) still reads.
 //!
+//! Leases (`l/{name}`): which broker node serves something that one node at a time
+//! may serve (a subscription's stream, on a database several nodes share), and until
+//! when. A lease is taken and renewed on condition that it is as read, so two nodes
+//! never both hold one, and a node's writes under it go on condition that it still
+//! holds it ([`StoredLease::unchanged`]).
+//!
 //! Also here, as the broker's own progress marks: `a/{watcher}` (the leaf through which
 //! a caller acked its alerts) and `r/{child's blind index, hex}/{age}` (empty: the
 //! alert that a parent's consents need review before that birthday was raised).
@@ -216,6 +222,67 @@ impl Store {
     }
 }
 
+/// Who holds a lease, and until when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// The holder: a node and what on it holds the lease.
+    pub holder: String,
+    /// When the lease lapses unless renewed, in microseconds since the Unix epoch.
+    pub expires_micros: i64,
+}
+
+/// A lease as read, with its bytes, for a change on condition that it is unchanged.
+#[derive(Debug, Clone)]
+pub struct StoredLease {
+    /// The lease.
+    pub lease: Lease,
+    name: String,
+    bytes: Vec<u8>,
+}
+
+impl StoredLease {
+    /// Returns the precondition that the lease is still as read: its holder has not
+    /// renewed, released or lost it since.
+    pub fn unchanged(&self) -> Condition {
+        Condition::Equals { space: Keyspace::Cursors, key: lease_key(&self.name), value: self.bytes.clone() }
+    }
+
+    /// Returns the lease as it is stored once `put_lease(name, lease)` commits.
+    pub fn after_put(name: &str, lease: Lease) -> StoredLease {
+        let bytes = encode(&lease);
+        StoredLease { lease, name: name.to_owned(), bytes }
+    }
+}
+
+/// Returns the operation that stores `lease` under `name`.
+pub fn put_lease(name: &str, lease: &Lease) -> Op {
+    Op::Put { space: Keyspace::Cursors, key: lease_key(name), value: encode(lease) }
+}
+
+/// Returns the precondition that nobody has ever held (or still holds a released)
+/// lease `name`.
+pub fn lease_absent(name: &str) -> Condition {
+    Condition::Absent { space: Keyspace::Cursors, key: lease_key(name) }
+}
+
+/// Returns the operation that releases lease `name`.
+pub fn delete_lease(name: &str) -> Op {
+    Op::Delete { space: Keyspace::Cursors, key: lease_key(name) }
+}
+
+impl Store {
+    /// Returns lease `name` as stored, if anyone holds or held it.
+    pub fn lease(&self, name: &str) -> Result<Option<StoredLease>, StoreError> {
+        let Some(bytes) = self.engine.get(Keyspace::Cursors, &lease_key(name))? else { return Ok(None) };
+        let lease = decode(&bytes, "lease")?;
+        Ok(Some(StoredLease { lease, name: name.to_owned(), bytes }))
+    }
+}
+
+fn lease_key(name: &str) -> Vec<u8> {
+    format!("l/{name}").into_bytes()
+}
+
 fn head_key(agency: &str, name: &str) -> Vec<u8> {
     format!("h/{agency}/{name}").into_bytes()
 }
@@ -257,6 +324,10 @@ pub(crate) fn restored_entry(
         let mut delivery: UnackedDelivery = decode(&value, "unacked delivery").map_err(|err| err.to_string())?;
         delivery.position = updates.get(&delivery.position)?;
         Ok((key, encode(&delivery)))
+    } else if key.starts_with(b"l/") {
+        // A lease of the nodes that ran on the backed-up store: long lapsed by the time
+        // a node runs on the restored one, and harmless if not.
+        Ok((key, value))
     } else if key.starts_with(b"a/") || key.starts_with(b"r/") {
         // A leaf index of the audit log, which a restore keeps dense and in order; a
         // review alert's mark, by blind index, which the restore keeps too.
@@ -340,5 +411,36 @@ mod tests {
         stale.push(delete_head("school", "main"));
         assert!(matches!(store.commit(stale).await, Err(StoreError::Conflict { .. })));
         assert_eq!(store.subscription_head("school", "main").unwrap().unwrap().head.last_acked, 3);
+    }
+
+    /// A lease is taken on condition that nobody holds it, renewed on condition that it
+    /// is as its holder last wrote it, and a write under it fails once another holder
+    /// took it over.
+    #[tokio::test]
+    async fn a_lease_has_one_holder_at_a_time() {
+        let store = Store::in_memory(crate::keys::KeyRing::generate().unwrap()).unwrap();
+        let name = "subscription/school/main";
+        assert!(store.lease(name).unwrap().is_none());
+        let first = Lease { holder: "node-a/1".into(), expires_micros: 10 };
+        let mut take = crate::Batch::new();
+        take.require(lease_absent(name)).push(put_lease(name, &first));
+        store.commit(take.clone()).await.unwrap();
+        assert!(matches!(store.commit(take).await, Err(StoreError::Conflict { index: 0 })), "held already");
+        let held = store.lease(name).unwrap().unwrap();
+        assert_eq!(held.lease, first);
+        assert_eq!(held.unchanged(), StoredLease::after_put(name, first.clone()).unchanged());
+
+        // Another node takes it over once lapsed, on condition that it is as read.
+        let second = Lease { holder: "node-b/1".into(), expires_micros: 20 };
+        let mut take_over = crate::Batch::new();
+        take_over.require(held.unchanged()).push(put_lease(name, &second));
+        store.commit(take_over).await.unwrap();
+        let mut renew = crate::Batch::new();
+        renew.require(held.unchanged()).push(put_lease(name, &Lease { expires_micros: 30, ..first }));
+        assert!(matches!(store.commit(renew).await, Err(StoreError::Conflict { index: 0 })), "lost to the other");
+        let mut release = crate::Batch::new();
+        release.require(store.lease(name).unwrap().unwrap().unchanged()).push(delete_lease(name));
+        store.commit(release).await.unwrap();
+        assert!(store.lease(name).unwrap().is_none());
     }
 }

@@ -38,14 +38,14 @@ pub use amendments::{BirthDate, NewAmendment};
 pub use options::{EngineKind, IndexEngine, StoreOptions};
 pub use retention::{ChildPages, CurrentValue, RetentionFacts};
 pub use store::{
-    Appended, CheckReport, Child, ChildIndex, ChildRef, Extra, NewUpdate, Problems, SealedRecord, Store, StoreError,
-    StoredUpdate, UpdateContent, UpdateId,
+    Appended, CheckReport, Child, ChildIndex, ChildRef, Extra, ForeignChange, NewUpdate, Problems, SealedRecord, Store,
+    StoreError, StoredUpdate, UpdateContent, UpdateId,
 };
 /// The engines, re-exported so that the store's users name one crate; the store is the
 /// only crate that depends on `tio-kv`.
 pub use tio_kv::engine;
 /// How to reach the database of the PostgreSQL engine (`store.postgres`), and over what TLS.
-pub use tio_kv::engine::postgres::{PostgresOptions, PostgresTls};
+pub use tio_kv::engine::postgres::{Hold as PostgresHold, PostgresOptions, PostgresTls};
 pub use tio_kv::{
     Batch, CommitError, CommitObserver, CommitStats, Condition, Engine, GroupCommit, Keyspace, Op, Position,
     StorageError, StorageErrorKind,

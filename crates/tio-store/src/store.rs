@@ -15,7 +15,8 @@ use tio_core::{AgencyId, Category, Date, FieldViolation, NhsNumber, Timestamp, l
 use crate::category_keys::{CategoryKey, is_child_key};
 use crate::engine::memory::MemoryEngine;
 use crate::engine::{
-    Batch, CommitError, Condition, Engine, Keyspace, Op, Position, StorageError, key_after, prefix_end,
+    Batch, CommitError, Condition, Engine, ForeignCommits, Keyspace, Op, Position, StorageError, Touched, key_after,
+    prefix_end,
 };
 use crate::keys::{KeyError, KeyRing, SecretKey, open_with, seal_with};
 use crate::update_record::{
@@ -259,6 +260,13 @@ pub struct SealedRecord {
     pub raw: Vec<u8>,
 }
 
+/// What another node's commit may have changed of what a node keeps in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForeignChange {
+    /// The registry: agencies and revoked certificates.
+    pub registry: bool,
+}
+
 /// The encrypted durable store.
 pub struct Store {
     pub(crate) engine: Arc<dyn Engine>,
@@ -289,7 +297,29 @@ impl Store {
     pub fn with_engine(engine: Arc<dyn Engine>, keys: KeyRing) -> Result<Store, StoreError> {
         let commit = GroupCommit::start(engine.clone())
             .map_err(|err| StorageError::from_io("cannot start commit thread", &err))?;
-        Ok(Store { engine, commit, keys: RwLock::new(keys), data_keys: std::sync::Mutex::new(KeyCache::default()) })
+        // Another node's erasure or rotation would not reach this one's cache: on a
+        // shared database every key is read from it each time.
+        let cache = KeyCache::holding(if engine.shared() { 0 } else { KEY_CACHE_ENTRIES });
+        Ok(Store { engine, commit, keys: RwLock::new(keys), data_keys: std::sync::Mutex::new(cache) })
+    }
+
+    /// Whether other broker nodes write the same store (a shared database): then what
+    /// this node holds in memory must be read again now and then, or when
+    /// [`Store::watch_foreign_commits`] says so.
+    pub fn shared(&self) -> bool {
+        self.engine.shared()
+    }
+
+    /// Calls `wake` after another node commits to the shared store, saying what of
+    /// what a node keeps in memory it may have changed. Best effort (see
+    /// [`Engine::watch_foreign_commits`]): the news can come late or not at all, so a
+    /// node also reads again now and then. Called on the engine's threads: `wake` must
+    /// return quickly.
+    pub fn watch_foreign_commits(&self, wake: std::sync::Arc<dyn Fn(ForeignChange) + Send + Sync>) {
+        let translate: ForeignCommits = std::sync::Arc::new(move |touched: Touched| {
+            wake(ForeignChange { registry: touched.contains(Keyspace::Agencies) });
+        });
+        self.engine.watch_foreign_commits(translate);
     }
 
     /// Returns the bytes the store occupies on disk (0 for a store in memory).
@@ -1023,8 +1053,9 @@ const KEY_CACHE_ENTRIES: usize = 4096;
 /// first); a key is zeroized when it leaves (`SecretKey` zeroizes on drop). An erasure
 /// or a key rotation moves the generation on, and a key unwrapped before that is not
 /// kept: a reader that raced an erasure cannot put the destroyed key back.
-#[derive(Default)]
 pub(crate) struct KeyCache {
+    /// The most children's keys kept (0: none).
+    capacity: usize,
     keys: HashMap<ChildIndex, SecretKey>,
     /// The key states of the categories of the children in `keys`, which go with them.
     categories: HashMap<(ChildIndex, Category), CategoryKey>,
@@ -1032,7 +1063,24 @@ pub(crate) struct KeyCache {
     generation: u64,
 }
 
+impl Default for KeyCache {
+    fn default() -> Self {
+        KeyCache::holding(KEY_CACHE_ENTRIES)
+    }
+}
+
 impl KeyCache {
+    /// An empty cache of at most `capacity` children's keys.
+    pub(crate) fn holding(capacity: usize) -> Self {
+        KeyCache {
+            capacity,
+            keys: HashMap::new(),
+            categories: HashMap::new(),
+            order: std::collections::VecDeque::new(),
+            generation: 0,
+        }
+    }
+
     /// The generation: read it before a key is read from the store, and hand it back
     /// to keep the key.
     pub(crate) fn generation(&self) -> u64 {
@@ -1066,10 +1114,10 @@ impl KeyCache {
 
     /// Keeps `key` if nothing was forgotten since `generation` was read.
     fn keep(&mut self, generation: u64, child: ChildIndex, key: &SecretKey) {
-        if generation != self.generation || self.keys.contains_key(&child) {
+        if generation != self.generation || self.keys.contains_key(&child) || self.capacity == 0 {
             return;
         }
-        while self.keys.len() >= KEY_CACHE_ENTRIES {
+        while self.keys.len() >= self.capacity {
             let Some(oldest) = self.order.pop_front() else { break };
             self.keys.remove(&oldest);
             self.categories.retain(|(child, _), _| *child != oldest);
@@ -1252,6 +1300,16 @@ mod key_cache_tests {
         assert!(cache.keys.is_empty(), "the destroyed key must not come back");
         cache.keep(cache.generation, index(1), &key);
         cache.forget(None);
+        assert!(cache.keys.is_empty() && cache.order.is_empty());
+    }
+
+    /// On a database other nodes write, whose erasures this node's cache would not
+    /// hear of, no key is kept.
+    #[test]
+    fn a_cache_of_no_entries_keeps_nothing() {
+        let mut cache = KeyCache::holding(0);
+        let key = SecretKey::generate().unwrap();
+        cache.keep(cache.generation, index(1), &key);
         assert!(cache.keys.is_empty() && cache.order.is_empty());
     }
 }

@@ -1184,7 +1184,7 @@ impl EngineArgs {
                 };
                 Some(tio_store::PostgresOptions {
                     password: std::env::var("PGPASSWORD").ok(),
-                    exclusive: true,
+                    hold: tio_store::PostgresHold::Maintenance,
                     tls,
                     ..tio_store::PostgresOptions::new(url.clone())
                 })

@@ -108,6 +108,8 @@ pub(crate) struct Options {
     pub(crate) env: Vec<(String, String)>,
     /// Certificates of the sandbox PKI (by name) whose fingerprints the server revokes.
     pub(crate) revoke: Vec<String>,
+    /// The server's log file in the sandbox (`server.log` unless given).
+    pub(crate) log_name: Option<String>,
 }
 
 /// A running `tio serve` child process and its files.
@@ -203,7 +205,7 @@ impl Sandbox {
     }
 
     fn start_again(&mut self, args: &[String]) {
-        let options = Options { args: args.to_vec(), env: self.options.env.clone(), revoke: Vec::new() };
+        let options = Options { args: args.to_vec(), env: self.options.env.clone(), ..Options::default() };
         let started = spawn_server(self.root.path(), &self.pki.dir, &options)
             .unwrap_or_else(|failure| panic!("server did not restart: {failure}"));
         (self.child, self.address, self.metrics, self.log) =
@@ -259,6 +261,50 @@ impl Sandbox {
     }
 }
 
+/// A second broker node beside a sandbox's server, on the same data directory, PKI and
+/// store (a database both share): what `tio serve` on another machine would be.
+pub(crate) struct Peer {
+    child: Child,
+    pub(crate) address: SocketAddr,
+    log: PathBuf,
+    pki: PathBuf,
+}
+
+impl Sandbox {
+    /// Starts another node with the sandbox's options (its store must be one that
+    /// several nodes share).
+    pub(crate) fn start_peer(&self, name: &str) -> Peer {
+        let options = Options {
+            args: self.options.args.clone(),
+            env: self.options.env.clone(),
+            log_name: Some(format!("{name}.log")),
+            ..Options::default()
+        };
+        let Started { child, address, log, .. } = spawn_server(self.root.path(), &self.pki.dir, &options)
+            .unwrap_or_else(|failure| panic!("node {name} did not start: {failure}"));
+        Peer { child, address, log, pki: self.pki.dir.clone() }
+    }
+}
+
+impl Peer {
+    /// Returns connection settings for certificate `name`, to this node.
+    pub(crate) fn settings(&self, name: &str) -> ConnectionSettings {
+        ConnectionSettings::from_dev_pki(format!("https://localhost:{}", self.address.port()), &self.pki, name)
+    }
+
+    /// Returns everything the node wrote to stderr so far.
+    pub(crate) fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Sandbox {
     fn drop(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
@@ -300,7 +346,7 @@ impl Drop for SmallFilesystem {
 /// Spawns `tio serve --dev` on `127.0.0.1:0` with the given PKI, and returns once it
 /// prints its address; `Err` holds the exit status and log if it exits first.
 pub(crate) fn spawn_server(root: &Path, pki: &Path, options: &Options) -> Result<Started, String> {
-    let log = root.join("server.log");
+    let log = root.join(options.log_name.as_deref().unwrap_or("server.log"));
     let mut command = Command::new(tio_binary());
     command
         .arg("serve")

@@ -104,7 +104,7 @@ impl Administrator<'_> {
             ),
             other => other,
         })?;
-        self.broker.registry().set_agency(record.agency.clone());
+        self.broker.change_registry(|registry| registry.set_agency(record.agency.clone())).await;
         Ok(record)
     }
 
@@ -158,7 +158,7 @@ impl Administrator<'_> {
         }
         batch.push(entry_op(&entry));
         self.broker.store().commit(batch).await?;
-        self.broker.registry().revoke(fingerprint.to_owned());
+        self.broker.change_registry(|registry| registry.revoke(fingerprint.to_owned())).await;
         tracing::info!(certificate.fingerprint = fingerprint, "certificate revoked");
         Ok(())
     }
@@ -226,7 +226,7 @@ impl Administrator<'_> {
             None => format!("{what} {id}"),
         };
         self.write(stored.unchanged(), &record, detail).await?;
-        self.broker.registry().set_agency(record.agency.clone());
+        self.broker.change_registry(|registry| registry.set_agency(record.agency.clone())).await;
         // A suspension closes the agency's open streams; any change re-decides deliveries.
         self.broker.notify_change();
         Ok(record)

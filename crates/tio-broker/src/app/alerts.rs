@@ -125,7 +125,7 @@ impl AlertReader<'_> {
 pub(crate) struct AlertWatch {
     broker: std::sync::Arc<Broker>,
     call: Call,
-    key: String,
+    claim: crate::app::streams::StreamClaim,
 }
 
 impl Broker {
@@ -133,14 +133,18 @@ impl Broker {
     /// refused while the caller has another open.
     pub(crate) async fn watch_alerts(self: &std::sync::Arc<Self>, call: Call) -> Result<AlertWatch, ServiceError> {
         let key = format!("alerts/{}", self.alert_reader(&call).await?.watcher());
-        if !self.claim_stream(&key) {
+        let Some(claim) = self.claim_stream(&key).await? else {
             return Err(ServiceError::failed_precondition(
                 "STREAM_ALREADY_OPEN",
                 "alerts",
-                "this caller's alerts are already open on another stream",
+                format!(
+                    "this caller's alerts are already open on another stream (a stream whose broker node stopped is \
+                     freed within {} s)",
+                    self.stream_lease().as_secs()
+                ),
             ));
-        }
-        Ok(AlertWatch { broker: self.clone(), call, key })
+        };
+        Ok(AlertWatch { broker: self.clone(), call, claim })
     }
 }
 
@@ -158,9 +162,15 @@ impl AlertWatch {
     }
 }
 
-impl Drop for AlertWatch {
-    fn drop(&mut self) {
-        self.broker.release_stream(&self.key);
+impl AlertWatch {
+    /// Renews the stream's lease when due (on a store other nodes share).
+    pub(crate) async fn keep(&mut self) -> Result<(), ServiceError> {
+        self.claim.keep("alerts").await
+    }
+
+    /// Ends the watch, releasing its lease at once.
+    pub(crate) async fn close(self) {
+        self.claim.release().await;
     }
 }
 

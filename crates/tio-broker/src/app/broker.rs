@@ -92,13 +92,36 @@ pub(crate) struct Broker {
     /// Bumped after every change that can alter a delivery (a publish, a consent or
     /// relationship change, a registry change), to wake open subscription streams.
     changes: tokio::sync::watch::Sender<u64>,
-    /// The subscriptions open on a stream now (`agency/name`): one stream each.
+    /// The subscriptions open on a stream of this node now (`agency/name`): one stream
+    /// each (on a shared store, a lease keeps other nodes off them too).
     open_streams: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// This node among the nodes of a shared store: the holder its leases name.
+    node: String,
+    /// How long a lease of this node lasts unrenewed.
+    stream_lease: std::time::Duration,
+    /// What the registry is loaded from besides the store: the configured admins,
+    /// auditors and revoked certificates.
+    seed: RegistrySeed,
+    /// Held while the registry is read afresh or changed by this node, so that a
+    /// reading begun before a change never lands after it.
+    registry_turn: tokio::sync::Mutex<()>,
     metrics: Arc<Metrics>,
     /// Where backups spool and where the key ring lives, for store maintenance.
     maintenance: crate::app::maintenance::Maintenance,
     /// How this deployment shares without consent.
     sharing: crate::app::sharing::Sharing,
+}
+
+/// How long a stream lease lasts unrenewed unless configured.
+const DEFAULT_STREAM_LEASE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Returns a name for this node that no other node's is likely to share (leases name
+/// their holder by it; nothing rests on it being secret).
+fn node_id() -> String {
+    use std::hash::BuildHasher;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let hash = std::collections::hash_map::RandomState::new().hash_one((std::process::id(), now.as_nanos()));
+    format!("node-{hash:016x}")
 }
 
 /// One call: its caller, its ids and the time it started.
@@ -133,6 +156,10 @@ impl Broker {
             clock,
             changes: tokio::sync::watch::Sender::new(0),
             open_streams: std::sync::Mutex::default(),
+            node: node_id(),
+            stream_lease: DEFAULT_STREAM_LEASE,
+            seed: RegistrySeed::default(),
+            registry_turn: tokio::sync::Mutex::new(()),
             maintenance: crate::app::maintenance::Maintenance::new(std::env::temp_dir(), None),
             sharing,
         }
@@ -178,7 +205,42 @@ impl Broker {
             tracing::info!("registry already in the store; configured agencies are not applied (use the admin API)");
         }
         let registry = admin::load_registry(&store, &seed.admins, &seed.auditors, &seed.revoked)?;
-        Ok(Broker::new(store, audit, Arc::new(registry), nhs_numbers, clock, sharing))
+        let broker = Broker::new(store, audit, Arc::new(registry), nhs_numbers, clock, sharing);
+        Ok(Broker { seed: RegistrySeed { agencies: Vec::new(), ..seed }, ..broker })
+    }
+
+    /// Sets how long this node's stream leases last unrenewed (on a shared store).
+    pub(crate) fn with_stream_lease(mut self, lease: std::time::Duration) -> Self {
+        self.stream_lease = lease;
+        self
+    }
+
+    /// How long this node's stream leases last unrenewed.
+    pub(crate) fn stream_lease(&self) -> std::time::Duration {
+        self.stream_lease
+    }
+
+    /// This node's name among the nodes of a shared store.
+    pub(crate) fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Reads the registry afresh from the store (on a shared store, where other nodes
+    /// change it): a suspension or a revocation made on another node applies here from
+    /// the next request.
+    pub(crate) async fn reload_registry(&self) -> Result<(), ServiceError> {
+        let _turn = self.registry_turn.lock().await;
+        let seed = &self.seed;
+        let registry = admin::load_registry(&self.store, &seed.admins, &seed.auditors, &seed.revoked)?;
+        self.registry.replace(registry);
+        Ok(())
+    }
+
+    /// Applies a change this node committed to the registry in memory, in turn with
+    /// [`Broker::reload_registry`].
+    pub(crate) async fn change_registry(&self, change: impl FnOnce(&Registry)) {
+        let _turn = self.registry_turn.lock().await;
+        change(&self.registry);
     }
 
     /// Wakes open subscription streams: something that can change a delivery committed.
@@ -191,8 +253,9 @@ impl Broker {
         self.changes.subscribe()
     }
 
-    /// Marks subscription `key` open; false if a stream has it open already.
-    pub(crate) fn claim_stream(&self, key: &str) -> bool {
+    /// Marks subscription `key` open on this node; false if a stream has it open
+    /// already. [`Broker::claim_stream`] is the whole claim.
+    pub(crate) fn mark_stream_open(&self, key: &str) -> bool {
         let claimed =
             self.open_streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key.to_owned());
         if claimed {
@@ -208,8 +271,8 @@ impl Broker {
         }
     }
 
-    /// Whether subscription `key` is open on a stream now.
-    pub(crate) fn stream_is_open(&self, key: &str) -> bool {
+    /// Whether subscription `key` is open on a stream of this node now.
+    pub(crate) fn stream_is_open_here(&self, key: &str) -> bool {
         self.open_streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(key)
     }
 

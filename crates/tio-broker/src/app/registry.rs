@@ -102,6 +102,13 @@ impl Registry {
         self.write().agencies.insert(agency.id.as_str().to_owned(), agency);
     }
 
+    /// Takes every entry of `other` in place of this registry's, at once: the next
+    /// request sees the registry as read afresh.
+    pub(crate) fn replace(&self, other: Registry) {
+        let state = other.state.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        *self.write() = state;
+    }
+
     /// Refuses the certificate with `fingerprint` from the next request on.
     pub(crate) fn revoke(&self, fingerprint: String) {
         self.write().revoked.insert(fingerprint);
@@ -127,7 +134,8 @@ impl Registry {
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, RegistryState> {
-        // As for `read`: every change is one insert, so a poisoned lock is consistent.
+        // As for `read`: every change is one insert or one whole replacement, so a
+        // poisoned lock is consistent.
         self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 

@@ -111,7 +111,7 @@ impl v1::alert_service_server::AlertService for Alerts {
                 )));
             }
         };
-        let watch = self.broker.watch_alerts(call).await.map_err(into_status)?;
+        let mut watch = self.broker.watch_alerts(call).await.map_err(into_status)?;
         let from = match open.from_leaf_index {
             Some(from) => from,
             None => watch
@@ -123,7 +123,9 @@ impl v1::alert_service_server::AlertService for Alerts {
         };
         let (sender, receiver) = tokio::sync::mpsc::channel(credit as usize + 1);
         tokio::spawn(async move {
-            if let Err(status) = run(watch, inbound, &sender, from, credit as usize).await {
+            let ended = run(&mut watch, inbound, &sender, from, credit as usize).await;
+            watch.close().await;
+            if let Err(status) = ended {
                 // Ignored error: the client has gone already.
                 let _ = sender.send(Err(status)).await;
             }
@@ -144,7 +146,7 @@ fn open_first() -> ServiceError {
 
 /// Runs an open watch until the client goes (`Ok`) or it must end with a status.
 async fn run(
-    watch: AlertWatch,
+    watch: &mut AlertWatch,
     mut inbound: tonic::Streaming<v1::WatchAlertsRequest>,
     sender: &Outbound,
     mut next: u64,
@@ -156,6 +158,7 @@ async fn run(
     let mut acked = watch.reader().await.and_then(|reader| reader.acked_through()).map_err(into_status)?;
     let mut quiet_since = tokio::time::Instant::now();
     loop {
+        watch.keep().await.map_err(into_status)?;
         let reader = watch.reader().await.map_err(into_status)?;
         if reader.suspended() {
             return Err(into_status(ServiceError::denied("AGENCY_SUSPENDED", "the agency is suspended")));

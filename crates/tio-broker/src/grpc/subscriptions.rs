@@ -104,7 +104,7 @@ pub(crate) async fn run(
     mut changes: tokio::sync::watch::Receiver<u64>,
     now: impl Fn() -> tio_core::Timestamp,
 ) -> StreamEnd {
-    if let Err(refused) = deliverer.claim() {
+    if let Err(refused) = deliverer.claim().await {
         return StreamEnd::Error(refused);
     }
     let end = pump(&mut deliverer, &mut inbound, &outbound, &mut changes, now).await;
@@ -133,6 +133,11 @@ async fn pump(
     }
     let mut quiet_since = tokio::time::Instant::now();
     loop {
+        // The lease first (on a store other nodes share): a stream busy delivering
+        // must not let it lapse.
+        if let Err(err) = deliverer.keep_claim().await {
+            return StreamEnd::Error(err);
+        }
         // Acks and credit first, without waiting.
         while let Some(message) = inbound.next().now_or_never() {
             if let Err(end) = handle(deliverer, message).await {
@@ -159,6 +164,7 @@ async fn pump(
         // Nothing to send now. What is pending (acks, a moved cursor) rides on the next
         // delivery's commit, or is stored on its own once it has waited long enough.
         let store_pending_at = deliverer.unstored_since().map(|since| since + ACK_STORE_DELAY);
+        let renew_at = deliverer.claim_renew_at();
         tokio::select! {
             message = inbound.next() => {
                 if let Err(end) = handle(deliverer, message).await {
@@ -170,6 +176,7 @@ async fn pump(
                     return StreamEnd::ClientGone;
                 }
             }
+            () = sleep_until_some(renew_at), if renew_at.is_some() => {}
             () = sleep_until_some(store_pending_at), if store_pending_at.is_some() => {
                 if let Err(err) = deliverer.flush().await {
                     return StreamEnd::Error(err);

@@ -238,6 +238,10 @@ pub struct PostgresConfig {
     pub cert_file: Option<PathBuf>,
     /// The PEM private key of `cert_file` (mode 0600).
     pub key_file: Option<PathBuf>,
+    /// How long a node holds a subscription's stream without renewing its lease (it
+    /// renews every third of it): after a node stops without closing its streams, the
+    /// longest wait before another node serves them.
+    pub stream_lease_seconds: u64,
 }
 
 impl std::fmt::Debug for PostgresConfig {
@@ -263,11 +267,15 @@ impl Default for PostgresConfig {
             ca_file: None,
             cert_file: None,
             key_file: None,
+            stream_lease_seconds: PostgresConfig::DEFAULT_STREAM_LEASE_SECONDS,
         }
     }
 }
 
 impl PostgresConfig {
+    /// The default of `stream_lease_seconds`.
+    pub const DEFAULT_STREAM_LEASE_SECONDS: u64 = 10;
+
     /// Returns the engine's options: the connection string, and the password from
     /// `password_file` or else from `env_password` (the `PGPASSWORD` variable).
     pub fn options(&self, env_password: Option<&str>) -> Result<Option<tio_store::PostgresOptions>, String> {
@@ -297,9 +305,8 @@ impl PostgresConfig {
             url: url.clone(),
             password,
             pool_size: usize::try_from(self.pool_size).unwrap_or(usize::MAX),
-            // One node per database until several can share one (the README says what
-            // is missing).
-            exclusive: true,
+            // One node of several: maintenance commands are refused while it runs.
+            hold: tio_store::PostgresHold::Node,
             tls,
         }))
     }
@@ -575,6 +582,7 @@ const SETTABLE_KEYS: &[(&str, Kind)] = &[
     ("store.postgres.ca_file", Kind::Text),
     ("store.postgres.cert_file", Kind::Text),
     ("store.postgres.key_file", Kind::Text),
+    ("store.postgres.stream_lease_seconds", Kind::Integer),
     ("audit.checkpoint_every_entries", Kind::Integer),
     ("audit.checkpoint_interval_seconds", Kind::Integer),
     ("retention.sweep_every_minutes", Kind::Integer),
@@ -758,6 +766,9 @@ impl Config {
         }
         if self.store.postgres.pool_size == 0 {
             return Err(fail("store.postgres.pool_size", "must be greater than 0".to_owned()));
+        }
+        if !(2..=300).contains(&self.store.postgres.stream_lease_seconds) {
+            return Err(fail("store.postgres.stream_lease_seconds", "must be from 2 to 300".to_owned()));
         }
         if self.store.log_segment_bytes < StoreOptions::MIN_LOG_SEGMENT_BYTES {
             return Err(fail(

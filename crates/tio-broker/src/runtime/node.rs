@@ -57,6 +57,8 @@ pub struct Node {
     checkpoints: JoinHandle<Result<(), AuditError>>,
     /// The retention sweeper, if it is on.
     sweeper: Option<JoinHandle<()>>,
+    /// What keeps this node in step with the others on a shared store, if it is one.
+    cluster: Option<JoinHandle<()>>,
     stop_checkpoints: watch::Sender<bool>,
 }
 
@@ -114,8 +116,12 @@ impl Node {
             let broker = Broker::open(store.clone(), audit.clone(), seed, nhs_numbers, sharing, clock)
                 .await
                 .map_err(|err| ServeError::Registry(err.to_string()))?;
-            let broker =
-                Arc::new(broker.with_maintenance(config.data_dir.clone(), key_ring_file(&config, secrets.keys)));
+            let lease = std::time::Duration::from_secs(config.store.postgres.stream_lease_seconds);
+            let broker = Arc::new(
+                broker
+                    .with_maintenance(config.data_dir.clone(), key_ring_file(&config, secrets.keys))
+                    .with_stream_lease(lease),
+            );
             let listen = |source| NodeError::Listen { what: "listen", address: config.listen, source };
             let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(listen)?;
             let address = listener.local_addr().map_err(listen)?;
@@ -149,6 +155,9 @@ impl Node {
                 metrics_stopped.clone(),
             ))),
         };
+        // In step with the other nodes until the metrics endpoint stops, before the store.
+        let cluster =
+            store.shared().then(|| tokio::spawn(crate::runtime::cluster::run(broker.clone(), metrics_stopped.clone())));
         let metrics_address = metrics.map(|(bound, listener)| {
             tokio::spawn(crate::runtime::metrics::serve(
                 listener,
@@ -181,6 +190,7 @@ impl Node {
             checkpoints,
             stop_checkpoints,
             sweeper,
+            cluster,
         })
     }
 
@@ -227,6 +237,9 @@ impl Node {
         let _ = self.stop_metrics.send(true);
         if let Some(sweeper) = self.sweeper {
             let _ = sweeper.await;
+        }
+        if let Some(cluster) = self.cluster {
+            let _ = cluster.await;
         }
         // Sign a last checkpoint, then finish queued commits, whatever happened to the server.
         let _ = self.stop_checkpoints.send(true);

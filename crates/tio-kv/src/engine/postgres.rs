@@ -32,6 +32,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -41,7 +42,7 @@ use tokio_postgres::{IsolationLevel, NoTls};
 
 use super::{
     Applied, Batch, CommitError, Condition, Engine, Entries, Entry, Keyspace, Op, Position, StorageError,
-    StorageErrorKind, validate_batch,
+    StorageErrorKind, Touched, validate_batch,
 };
 
 /// The schema this release creates and reads; a database at another version is
@@ -117,13 +118,25 @@ pub struct PostgresOptions {
     pub password: Option<String>,
     /// The most connections the engine opens.
     pub pool_size: usize,
-    /// Holds the database for this engine alone (a session advisory lock, kept on a
-    /// connection of its own for the engine's life): a second exclusive engine on the
-    /// same database is refused at connection.
-    pub exclusive: bool,
+    /// How the engine holds the database against maintenance: see [`Hold`].
+    pub hold: Hold,
     /// TLS to the database (rustls): required, and the server's certificate verified
     /// against these roots and the connection string's host name, when given.
     pub tls: Option<PostgresTls>,
+}
+
+/// How an engine holds its database, by a session advisory lock on a connection of
+/// its own kept for the engine's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// Not at all (tests, tools that only read).
+    Nothing,
+    /// As one broker node of several: a shared hold, which maintenance's exclusive one
+    /// refuses, on a connection that also listens for the other nodes' commits.
+    Node,
+    /// For maintenance alone (backup, restore, check): refused while any node runs, and
+    /// refusing every node while held.
+    Maintenance,
 }
 
 /// TLS to the database.
@@ -191,7 +204,7 @@ impl PostgresOptions {
             url: url.into(),
             password: None,
             pool_size: PostgresOptions::DEFAULT_POOL_SIZE,
-            exclusive: false,
+            hold: Hold::Nothing,
             tls: None,
         }
     }
@@ -202,8 +215,28 @@ pub struct PostgresEngine {
     runtime: Option<tokio::runtime::Runtime>,
     handle: tokio::runtime::Handle,
     pool: Pool,
-    /// The connection holding the exclusive lock, if the engine took one.
+    /// The connection holding the database for maintenance, if the engine took it.
     _holder: Option<tokio_postgres::Client>,
+    /// This engine among the nodes: its commits' notices carry it, so that it passes
+    /// over its own.
+    id: u64,
+    /// Who is told of other nodes' commits.
+    watchers: Watchers,
+    /// The keyspaces committed since the last notice was sent.
+    unannounced: std::sync::Arc<AtomicU32>,
+    /// Rung after each commit that wrote something, for the notice sender.
+    doorbell: std::sync::Arc<tokio::sync::Notify>,
+}
+
+/// The callbacks told of other nodes' commits.
+type Watchers = std::sync::Arc<std::sync::Mutex<Vec<super::ForeignCommits>>>;
+
+/// Tells every watcher that another node touched `touched`.
+fn wake(watchers: &Watchers, touched: Touched) {
+    let callbacks = watchers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+    for callback in callbacks {
+        callback(touched);
+    }
 }
 
 impl std::fmt::Debug for PostgresEngine {
@@ -259,12 +292,34 @@ impl PostgresEngine {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|err| StorageError::new(StorageErrorKind::Io, format!("PostgreSQL connection pool: {err}")))?;
-        let mut engine =
-            PostgresEngine { handle: runtime.handle().clone(), runtime: Some(runtime), pool, _holder: None };
+        let mut engine = PostgresEngine {
+            handle: runtime.handle().clone(),
+            runtime: Some(runtime),
+            pool,
+            _holder: None,
+            id: engine_id(),
+            watchers: Watchers::default(),
+            unannounced: std::sync::Arc::default(),
+            doorbell: std::sync::Arc::default(),
+        };
         let pool = engine.pool.clone();
         engine.run(async move { prepare_database(&pool).await })??;
-        if options.exclusive {
-            engine._holder = Some(engine.run(hold_exclusively(config, tls))??);
+        match options.hold {
+            Hold::Nothing => {}
+            Hold::Maintenance => engine._holder = Some(engine.run(hold_exclusively(config, tls))??),
+            Hold::Node => {
+                let (id, watchers) = (engine.id, engine.watchers.clone());
+                engine.run(async move {
+                    let session = open_node_session(&config, tls.as_ref(), id, &watchers).await?;
+                    tokio::spawn(keep_node_session(config, tls, id, watchers, session));
+                    Ok::<_, StorageError>(())
+                })??;
+            }
+        }
+        if options.hold != Hold::Maintenance {
+            let ring =
+                announce_commits(engine.pool.clone(), engine.id, engine.unannounced.clone(), engine.doorbell.clone());
+            engine.handle.spawn(ring);
         }
         Ok(engine)
     }
@@ -307,8 +362,158 @@ impl Drop for PostgresEngine {
     }
 }
 
-/// The session advisory lock of an exclusive engine (`tio1` in ASCII).
-const EXCLUSIVE_LOCK: i64 = 0x74_69_6f_31;
+/// The session advisory lock by which nodes (shared) and maintenance (exclusive) hold
+/// the database (`tio1` in ASCII).
+const HOLD_LOCK: i64 = 0x74_69_6f_31;
+
+/// The channel on which nodes tell each other of their commits.
+const CHANNEL: &str = "tio_changes";
+
+/// Returns an id for this engine that no other node's is likely to share (it names
+/// the sender of a notice; nothing rests on it being secret).
+fn engine_id() -> u64 {
+    use std::hash::BuildHasher;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    std::collections::hash_map::RandomState::new().hash_one((std::process::id(), now.as_nanos()))
+}
+
+/// A commit's notice: the sending engine and what its commits touched.
+fn notice(id: u64, touched: Touched) -> String {
+    format!("{id:016x} {:08x}", touched.bits())
+}
+
+/// What another engine's notice says it touched; `None` for this engine's own notice or
+/// one that does not parse.
+fn foreign_notice(payload: &str, own: u64) -> Option<Touched> {
+    let (sender, bits) = payload.split_once(' ')?;
+    let sender = u64::from_str_radix(sender, 16).ok()?;
+    let bits = u32::from_str_radix(bits, 16).ok()?;
+    (sender != own).then_some(Touched::from_bits(bits))
+}
+
+/// Sends a notice after commits, one at a time: commits made while one is on its way
+/// go in the next, so that a busy node sends at most one per round trip. Outside the
+/// writing transaction (a NOTIFY inside one takes a lock every commit then waits on).
+async fn announce_commits(
+    pool: Pool,
+    id: u64,
+    unannounced: std::sync::Arc<AtomicU32>,
+    doorbell: std::sync::Arc<tokio::sync::Notify>,
+) {
+    loop {
+        doorbell.notified().await;
+        let touched = Touched::from_bits(unannounced.swap(0, Ordering::AcqRel));
+        if touched.is_empty() {
+            continue;
+        }
+        let sent = async {
+            let client = pool.get().await.map_err(pool_error)?;
+            client
+                .execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &notice(id, touched)])
+                .await
+                .map_err(|err| storage_error("telling other nodes of a commit", &err))
+        };
+        if let Err(err) = sent.await {
+            // The other nodes read again on their own soon; nothing is lost.
+            tracing::debug!(error = %err, "could not tell other nodes of a commit");
+        }
+    }
+}
+
+/// The node's own connection: it holds the database (shared) and listens for the
+/// other nodes' notices. The task driving it ends when the connection does.
+struct NodeSession {
+    _client: tokio_postgres::Client,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+/// Connects, takes the shared hold and listens for notices.
+async fn open_node_session(
+    config: &tokio_postgres::Config,
+    tls: Option<&tokio_postgres_rustls::MakeRustlsConnect>,
+    id: u64,
+    watchers: &Watchers,
+) -> Result<NodeSession, StorageError> {
+    let failed = |err: tokio_postgres::Error| storage_error("connecting to hold the database", &err);
+    let (client, driver) = match tls {
+        Some(tls) => {
+            let (client, connection) = config.connect(tls.clone()).await.map_err(failed)?;
+            (client, tokio::spawn(forward_notices(connection, id, watchers.clone())))
+        }
+        None => {
+            let (client, connection) = config.connect(NoTls).await.map_err(failed)?;
+            (client, tokio::spawn(forward_notices(connection, id, watchers.clone())))
+        }
+    };
+    let held: bool = client
+        .query_one("SELECT pg_try_advisory_lock_shared($1)", &[&HOLD_LOCK])
+        .await
+        .map_err(|err| storage_error("holding the database", &err))?
+        .get(0);
+    if !held {
+        driver.abort();
+        return Err(StorageError::new(
+            StorageErrorKind::Io,
+            "a maintenance command (tio store backup, restore or check) holds this database: start the node \
+             once it has finished",
+        ));
+    }
+    client.batch_execute(&format!("LISTEN {CHANNEL}")).await.map_err(|err| storage_error("listening", &err))?;
+    Ok(NodeSession { _client: client, driver })
+}
+
+/// Keeps the node's connection: when it ends, connects again (backing off), then tells
+/// the watchers that anything may have changed meanwhile.
+async fn keep_node_session(
+    config: tokio_postgres::Config,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+    id: u64,
+    watchers: Watchers,
+    mut session: NodeSession,
+) {
+    loop {
+        let _ = (&mut session.driver).await;
+        tracing::warn!(
+            "the node's own connection to the database ended (it listens for other nodes' commits); \
+             connecting again"
+        );
+        let mut pause = Duration::from_millis(100);
+        session = loop {
+            tokio::time::sleep(pause).await;
+            match open_node_session(&config, tls.as_ref(), id, &watchers).await {
+                Ok(session) => break session,
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot connect again to listen for other nodes' commits");
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+            }
+        };
+        wake(&watchers, Touched::EVERYTHING);
+    }
+}
+
+/// Drives the node's connection, passing other engines' notices to the watchers.
+async fn forward_notices<S, T>(mut connection: tokio_postgres::Connection<S, T>, id: u64, watchers: Watchers)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            Some(Ok(tokio_postgres::AsyncMessage::Notification(note))) => {
+                if let Some(touched) = foreign_notice(note.payload(), id) {
+                    wake(&watchers, touched);
+                }
+            }
+            Some(Ok(_)) => {}
+            Some(Err(err)) => {
+                tracing::warn!(error = %err, "the node's own connection to the database failed");
+                return;
+            }
+            None => return,
+        }
+    }
+}
 
 /// Opens a connection of its own and takes the exclusive lock on it; the lock lasts
 /// as long as the connection.
@@ -333,15 +538,15 @@ async fn hold_exclusively(
         }
     };
     let held: bool = client
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&EXCLUSIVE_LOCK])
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&HOLD_LOCK])
         .await
         .map_err(|err| storage_error("holding the database", &err))?
         .get(0);
     if !held {
         return Err(StorageError::new(
             StorageErrorKind::Io,
-            "another broker node is using this database, and this release runs one node per database: \
-             stop the other node, or give this one a database of its own",
+            "a broker node (or another maintenance command) is using this database: stop every node before \
+             a backup, restore or check of the stopped store",
         ));
     }
     Ok(client)
@@ -736,12 +941,24 @@ impl Engine for PostgresEngine {
                 Err(err) => results.push(Some(Err(err))),
             }
         }
+        let touched_by: Vec<Touched> = valid.iter().map(Touched::by).collect();
         let outcomes = if valid.is_empty() {
             Ok(Vec::new())
         } else {
             let pool = self.pool.clone();
             self.run(commit_group(pool, valid)).and_then(|outcomes| outcomes)
         };
+        if let Ok(outcomes) = &outcomes {
+            let touched = outcomes
+                .iter()
+                .zip(&touched_by)
+                .filter(|(outcome, _)| outcome.is_ok())
+                .fold(Touched::default(), |all, (_, touched)| all.union(*touched));
+            if !touched.is_empty() {
+                self.unannounced.fetch_or(touched.bits(), Ordering::AcqRel);
+                self.doorbell.notify_one();
+            }
+        }
         match outcomes {
             Ok(outcomes) => {
                 let mut outcomes = outcomes.into_iter();
@@ -761,6 +978,14 @@ impl Engine for PostgresEngine {
             }
             Err(err) => results.into_iter().map(|result| result.unwrap_or_else(|| Err(err.clone().into()))).collect(),
         }
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn watch_foreign_commits(&self, wake: super::ForeignCommits) {
+        self.watchers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(wake);
     }
 
     fn sync(&self) -> Result<(), StorageError> {
@@ -1013,20 +1238,79 @@ mod tests {
         assert_eq!(engine.get(Keyspace::Cursors, b"c").unwrap(), Some(b"1".to_vec()));
     }
 
+    /// Nodes hold the database together; maintenance holds it alone: a maintenance
+    /// command is refused while a node runs, and a node while maintenance runs, each
+    /// saying why, and the hold goes with its engine.
     #[test]
-    fn an_exclusive_engine_holds_the_database_until_it_is_dropped() {
+    fn nodes_share_the_database_and_maintenance_has_it_alone() {
         let server = test_server();
         let url = server.create_database().unwrap();
-        let exclusive = PostgresOptions { exclusive: true, ..PostgresOptions::new(&url) };
-        let first = PostgresEngine::connect(&exclusive).unwrap();
-        let err = PostgresEngine::connect(&exclusive).expect_err("a second exclusive engine is refused");
-        assert!(err.to_string().contains("another broker node is using this database"), "{err}");
-        drop(first);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while PostgresEngine::connect(&exclusive).is_err() {
-            assert!(Instant::now() < deadline, "the lock went with the engine");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let node = PostgresOptions { hold: Hold::Node, ..PostgresOptions::new(&url) };
+        let maintenance = PostgresOptions { hold: Hold::Maintenance, ..PostgresOptions::new(&url) };
+        let first = PostgresEngine::connect(&node).unwrap();
+        let second = PostgresEngine::connect(&node).expect("a second node shares the database");
+        let err = PostgresEngine::connect(&maintenance).expect_err("maintenance is refused while nodes run");
+        assert!(err.to_string().contains("a broker node"), "{err}");
+        drop((first, second));
+        let connect_when_free = |options: &PostgresOptions| {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match PostgresEngine::connect(options) {
+                    Ok(engine) => return engine,
+                    Err(err) => assert!(Instant::now() < deadline, "the hold went with the engines: {err}"),
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        };
+        let held = connect_when_free(&maintenance);
+        let err = PostgresEngine::connect(&maintenance).expect_err("maintenance runs one at a time");
+        assert!(err.to_string().contains("is using this database"), "{err}");
+        let err = PostgresEngine::connect(&node).expect_err("a node is refused during maintenance");
+        assert!(err.to_string().contains("a maintenance command"), "{err}");
+        drop(held);
+        drop(connect_when_free(&node));
+    }
+
+    /// A node hears of another node's commits, with what they touched, and not of its
+    /// own; a commit that writes nothing (every batch refused) says nothing.
+    #[test]
+    fn a_node_hears_of_the_other_nodes_commits_and_not_its_own() {
+        let server = test_server();
+        let url = server.create_database().unwrap();
+        let node = PostgresOptions { hold: Hold::Node, ..PostgresOptions::new(&url) };
+        let (writer, listener) = (PostgresEngine::connect(&node).unwrap(), PostgresEngine::connect(&node).unwrap());
+        let (sender, heard) = std::sync::mpsc::channel::<(&str, Touched)>();
+        let to_listener = sender.clone();
+        listener.watch_foreign_commits(std::sync::Arc::new(move |touched| {
+            let _ = to_listener.send(("listener", touched));
+        }));
+        writer.watch_foreign_commits(std::sync::Arc::new(move |touched| {
+            let _ = sender.send(("writer", touched));
+        }));
+        let mut refused = Batch::new();
+        refused.require(Condition::Equals { space: Keyspace::Agencies, key: b"a".to_vec(), value: b"x".to_vec() });
+        refused.push(Op::Put { space: Keyspace::Consents, key: b"c".to_vec(), value: b"v".to_vec() });
+        assert!(matches!(writer.apply(&refused), Err(CommitError::Conflict { index: 0 })));
+        let mut batch = Batch::new();
+        batch.push(Op::Put { space: Keyspace::Agencies, key: b"a".to_vec(), value: b"v".to_vec() });
+        batch.push(Op::Append { space: Keyspace::Audit, value: b"e".to_vec() });
+        writer.apply(&batch).unwrap();
+        let (who, touched) = heard.recv_timeout(Duration::from_secs(10)).expect("the other node hears of the commit");
+        assert_eq!(who, "listener");
+        assert_eq!(touched, Touched::default().with(Keyspace::Agencies).with(Keyspace::Audit));
+        listener.apply(&batch).unwrap();
+        let (who, touched) = heard.recv_timeout(Duration::from_secs(10)).expect("and the first of the second's");
+        assert_eq!(who, "writer");
+        assert!(touched.contains(Keyspace::Agencies));
+        assert!(heard.recv_timeout(Duration::from_millis(500)).is_err(), "nobody hears of its own commits");
+    }
+
+    #[test]
+    fn a_notice_names_its_sender_and_what_it_touched() {
+        let touched = Touched::default().with(Keyspace::Consents);
+        assert_eq!(foreign_notice(&notice(7, touched), 8), Some(touched));
+        assert_eq!(foreign_notice(&notice(7, touched), 7), None, "its own");
+        assert_eq!(foreign_notice("garbage", 8), None);
     }
 
     /// Called from async code on a multi-threaded runtime (where the engine waits

@@ -22,6 +22,7 @@ use crate::app::error::ServiceError;
 use crate::app::facts::{ChildFacts, DomainFacts, load_facts};
 use crate::app::registry::AuthError;
 use crate::app::sharing::{fill_alert, fill_grant, fill_share_alert, flag_access_alert};
+use crate::app::streams::StreamClaim;
 
 /// Updates read from the store per step.
 const READ_PAGE: usize = 256;
@@ -118,7 +119,7 @@ pub(crate) struct Deliverer {
     /// Delivery numbers acked since the state was last stored.
     acked: Vec<u64>,
     /// The subscription's open-stream claim, held while the deliverer lives.
-    claim: Option<Claim>,
+    claim: Option<StreamClaim>,
     /// The children this stream has delivered about, by blind index, so that each
     /// child's number is unsealed once a stream rather than once a page. An erased
     /// child's updates have no content and are passed over before this is asked.
@@ -127,18 +128,6 @@ pub(crate) struct Deliverer {
 
 /// How many children a stream remembers before it starts again.
 const MAX_CHILDREN_REMEMBERED: usize = 4096;
-
-/// Releases the subscription's open-stream claim however the stream ends.
-struct Claim {
-    broker: Arc<Broker>,
-    key: String,
-}
-
-impl Drop for Claim {
-    fn drop(&mut self) {
-        self.broker.release_stream(&self.key);
-    }
-}
 
 impl Deliverer {
     /// Opens the calling agency's subscription `name` for delivery, with `credit`
@@ -173,18 +162,37 @@ impl Deliverer {
         })
     }
 
-    /// Claims the subscription for this stream: only one stream may have it open.
-    pub(crate) fn claim(&mut self) -> Result<(), ServiceError> {
+    /// Claims the subscription for this stream: only one stream may have it open. On a
+    /// store other nodes share, the head and unacked deliveries are read again once
+    /// the claim is held, as the stream that held it before may have moved them.
+    pub(crate) async fn claim(&mut self) -> Result<(), ServiceError> {
         let key = stream_key(&self.agency, &self.head.name);
-        if !self.broker.claim_stream(&key) {
+        let Some(claim) = self.broker.claim_stream(&key).await? else {
+            let lease = self.broker.stream_lease().as_secs();
             return Err(ServiceError::failed_precondition(
                 "STREAM_ALREADY_OPEN",
-                format!("subscription/{}", self.head.name),
-                format!("subscription `{}` is already open on another stream", self.head.name),
+                self.subject(),
+                format!(
+                    "subscription `{}` is already open on another stream (a stream whose broker node stopped is \
+                     freed within {lease} s)",
+                    self.head.name
+                ),
             ));
+        };
+        if claim.holds().is_some() {
+            let store = self.broker.store();
+            self.head =
+                store.subscription_head(&self.agency, &self.head.name)?.ok_or_else(|| not_found(&self.head.name))?.head;
+            self.unacked = store.unacked_deliveries(&self.agency, &self.head.name, MAX_MAX_IN_FLIGHT as usize + 1)?;
+            self.window = self.window.min(self.head.max_in_flight);
         }
-        self.claim = Some(Claim { broker: self.broker.clone(), key });
+        self.claim = Some(claim);
         Ok(())
+    }
+
+    /// What refusals about this stream name.
+    fn subject(&self) -> String {
+        format!("subscription/{}", self.head.name)
     }
 
     /// Refuses to deliver without the claim: two streams on one subscription would
@@ -194,6 +202,35 @@ impl Deliverer {
             Some(_) => Ok(()),
             None => Err(ServiceError::Internal("a subscription was delivered on without its claim".to_owned())),
         }
+    }
+
+    /// Renews the stream's lease when due (on a store other nodes share).
+    pub(crate) async fn keep_claim(&mut self) -> Result<(), ServiceError> {
+        let subject = self.subject();
+        match &mut self.claim {
+            Some(claim) => claim.keep(&subject).await,
+            None => Ok(()),
+        }
+    }
+
+    /// When the stream's lease is next due for renewal, if it has one.
+    pub(crate) fn claim_renew_at(&self) -> Option<tokio::time::Instant> {
+        self.claim.as_ref().and_then(StreamClaim::renew_at)
+    }
+
+    /// Starts `batch` with the precondition that the stream still holds its lease, if
+    /// it has one: condition 0, so that a conflict there is told apart.
+    fn fenced_batch(&self) -> Batch {
+        let mut batch = Batch::new();
+        if let Some(holds) = self.claim.as_ref().and_then(StreamClaim::holds) {
+            batch.require(holds);
+        }
+        batch
+    }
+
+    /// Whether a conflict on condition `index` of a fenced batch is the lost lease.
+    fn lost_claim(&self, index: usize) -> bool {
+        index == 0 && self.claim.as_ref().is_some_and(|claim| claim.holds().is_some())
     }
 
     /// Returns the number of the latest delivery and the live cursor, for a heartbeat.
@@ -278,6 +315,9 @@ impl Deliverer {
         // Keep the cursor moved past skipped updates, and the last error; a failure here
         // costs only a redelivery.
         let _ = self.flush().await;
+        if let Some(claim) = self.claim.take() {
+            claim.release().await;
+        }
     }
 
     /// Decides again every unacked delivery: those still allowed are returned to be
@@ -392,7 +432,7 @@ impl Deliverer {
     /// or `None`, having changed nothing, if a precondition failed.
     async fn commit_steps(&mut self, agency: &Agency, steps: &[Step]) -> Result<Option<Vec<Delivery>>, ServiceError> {
         let mut head = self.head.clone();
-        let mut batch = Batch::new();
+        let mut batch = self.fenced_batch();
         // A page's deliveries of one child rest on the same consent, relationship and
         // objections: each condition is checked once per batch, not once per delivery.
         let mut required = std::collections::HashSet::new();
@@ -530,6 +570,9 @@ impl Deliverer {
         batch.ops.extend(self.state_ops(&head));
         match self.broker.store().commit(batch).await {
             Ok(_) => {}
+            Err(tio_store::StoreError::Conflict { index }) if self.lost_claim(index) => {
+                return Err(crate::app::streams::taken_over(&self.subject()));
+            }
             Err(tio_store::StoreError::Conflict { .. }) => return Ok(None),
             Err(err) => return Err(err.into()),
         }
@@ -672,9 +715,15 @@ impl Deliverer {
     }
 
     async fn store_head(&mut self) -> Result<(), ServiceError> {
-        let mut batch = Batch::new();
+        let mut batch = self.fenced_batch();
         batch.ops.extend(self.state_ops(&self.head));
-        self.broker.store().commit(batch).await?;
+        match self.broker.store().commit(batch).await {
+            Ok(_) => {}
+            Err(tio_store::StoreError::Conflict { index }) if self.lost_claim(index) => {
+                return Err(crate::app::streams::taken_over(&self.subject()));
+            }
+            Err(err) => return Err(err.into()),
+        }
         self.acked.clear();
         self.dirty = None;
         Ok(())

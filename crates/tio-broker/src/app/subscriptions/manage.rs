@@ -165,7 +165,7 @@ impl Subscriber<'_> {
     pub(crate) async fn delete(&self, name: &str) -> Result<(), ServiceError> {
         let store = self.broker.store();
         let stored = store.subscription_head(self.id(), name)?.ok_or_else(|| not_found(name))?;
-        if self.broker.stream_is_open(&stream_key(self.id(), name)) {
+        if self.broker.stream_is_open(&stream_key(self.id(), name))? {
             return Err(ServiceError::failed_precondition(
                 "STREAM_OPEN",
                 format!("subscription/{name}"),
@@ -199,7 +199,7 @@ impl Subscriber<'_> {
             head,
             lag,
             unacked: u32::try_from(unacked).unwrap_or(u32::MAX),
-            open: self.broker.stream_is_open(&stream_key(self.id(), name)),
+            open: self.broker.stream_is_open(&stream_key(self.id(), name))?,
         })
     }
 }

@@ -166,7 +166,8 @@ fn every_settable_key_exists_in_the_defaults() {
     let table = default_table();
     for (key, _) in settable_keys() {
         let optional = ["telemetry.otlp_endpoint", "store.keys_file"];
-        let optional_postgres = key.starts_with("store.postgres.") && key != "store.postgres.pool_size";
+        let optional_postgres = key.starts_with("store.postgres.")
+            && !["store.postgres.pool_size", "store.postgres.stream_lease_seconds"].contains(&key);
         if optional.contains(&key) || optional_postgres || key.starts_with("tls.") {
             continue; // Optional keys, absent by default.
         }
