@@ -407,6 +407,38 @@ impl Touched {
 /// Called on the engine's own threads: it must return quickly and never block.
 pub type ForeignCommits = std::sync::Arc<dyn Fn(Touched) + Send + Sync>;
 
+/// One read of several made together ([`Engine::read_many`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Read {
+    /// [`Engine::get`].
+    Get {
+        /// Where.
+        space: Keyspace,
+        /// The key.
+        key: Vec<u8>,
+    },
+    /// [`Engine::scan`].
+    Scan {
+        /// Where.
+        space: Keyspace,
+        /// The first key.
+        start: Vec<u8>,
+        /// The key after the last (`None`: the end of the keyspace).
+        end: Option<Vec<u8>>,
+        /// The most entries.
+        limit: usize,
+    },
+}
+
+/// What one [`Read`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Found {
+    /// A get's value, if the key is set.
+    Value(Option<Vec<u8>>),
+    /// A scan's entries.
+    Entries(Entries),
+}
+
 /// Key-value pairs in key order, as a scan returns them.
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 
@@ -428,6 +460,22 @@ pub trait Engine: Send + Sync + 'static {
     /// Returns the entry with the greatest key in `space` (for a log, the latest
     /// record), if any.
     fn last(&self, space: Keyspace) -> Result<Option<Entry>, StorageError>;
+
+    /// Makes several reads at once, each as [`Engine::get`] or [`Engine::scan`] would,
+    /// and returns what each found, in order. An engine across a network sends them
+    /// together (one round trip, not one each); the reads are not one snapshot, as
+    /// separate reads are not.
+    fn read_many(&self, reads: &[Read]) -> Result<Vec<Found>, StorageError> {
+        reads
+            .iter()
+            .map(|read| match read {
+                Read::Get { space, key } => self.get(*space, key).map(Found::Value),
+                Read::Scan { space, start, end, limit } => {
+                    self.scan(*space, start, end.as_deref(), *limit).map(Found::Entries)
+                }
+            })
+            .collect()
+    }
 
     /// Applies `batch` atomically: checks its conditions, assigns positions to its
     /// appends (later than every position assigned before), and applies its operations.

@@ -15,7 +15,7 @@ mod group_commit;
 pub mod group_log;
 
 pub use engine::{
-    Batch, CommitError, Condition, Engine, ForeignCommits, Keyspace, Op, Position, StorageError, StorageErrorKind,
-    Touched,
+    Batch, CommitError, Condition, Engine, ForeignCommits, Found, Keyspace, Op, Position, Read, StorageError,
+    StorageErrorKind, Touched,
 };
 pub use group_commit::{CommitObserver, CommitStats, GroupCommit};

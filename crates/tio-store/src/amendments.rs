@@ -120,8 +120,7 @@ impl Store {
     /// Returns how many amendments (corrections, retractions, erasure notices) `child`
     /// has had.
     pub fn amendment_count(&self, child: ChildIndex) -> Result<u64, StoreError> {
-        let value = self.engine.get(Keyspace::Amendments, &child.0)?;
-        Ok(value.and_then(|bytes| Some(u64::from_be_bytes(bytes.as_slice().try_into().ok()?))).unwrap_or(0))
+        Ok(amendment_count_of(self.engine.get(Keyspace::Amendments, &child.0)?))
     }
 
     /// Returns the precondition that `child` has had exactly `count` amendments (what a
@@ -470,6 +469,11 @@ impl Store {
             }
         }
     }
+}
+
+/// A child's count of amendments as stored (none stored: 0).
+pub(crate) fn amendment_count_of(value: Option<Vec<u8>>) -> u64 {
+    value.and_then(|bytes| Some(u64::from_be_bytes(bytes.as_slice().try_into().ok()?))).unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -172,7 +172,7 @@ impl Store {
         child_key: &SecretKey,
     ) -> Result<CategoryKey, StoreError> {
         let generation = {
-            let cache = self.key_cache();
+            let mut cache = self.key_cache();
             if let Some(state) = cache.category(child, category) {
                 return Ok(state.clone());
             }

@@ -48,13 +48,7 @@ impl Store {
 
     /// Returns the latest revision of every consent of `child`, in id order.
     pub fn latest_consents(&self, child: &(impl ChildRef + ?Sized)) -> Result<Vec<ConsentRevision>, StoreError> {
-        let mut latest = BTreeMap::new();
-        for sealed in self.read_sealed(child, Keyspace::Consents, b"")? {
-            let revision = decode_revision(&sealed.plaintext)?;
-            // Revisions of one consent scan in order, so the last one read is the latest.
-            latest.insert(revision.consent.id.clone(), revision);
-        }
-        Ok(latest.into_values().collect())
+        latest_consents_of(self.read_sealed(child, Keyspace::Consents, b"")?)
     }
 
     /// Returns every revision of consent `id` of `child`, oldest first.
@@ -69,6 +63,17 @@ impl Store {
             .map(|sealed| decode_revision(&sealed.plaintext))
             .collect()
     }
+}
+
+/// The latest revision of each consent among a child's consent records, in id order.
+pub(crate) fn latest_consents_of(records: Vec<crate::SealedRecord>) -> Result<Vec<ConsentRevision>, StoreError> {
+    let mut latest = BTreeMap::new();
+    for sealed in records {
+        let revision = decode_revision(&sealed.plaintext)?;
+        // Revisions of one consent scan in order, so the last one read is the latest.
+        latest.insert(revision.consent.id.clone(), revision);
+    }
+    Ok(latest.into_values().collect())
 }
 
 /// Version 1's body: every enum by its stable name, every time in microseconds.
@@ -342,7 +347,7 @@ mod previous {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use tio_core::NhsNumber;
 
     use super::*;
@@ -350,7 +355,7 @@ mod tests {
 
     const T0: i64 = 1_800_000_000_000_000;
 
-    fn revision() -> ConsentRevision {
+    pub(crate) fn revision() -> ConsentRevision {
         let agency = |id: &str| AgencyId::parse("id", id).unwrap();
         ConsentRevision {
             consent: Consent {

@@ -16,6 +16,7 @@ mod assessments;
 pub mod audit_records;
 pub mod backup;
 mod category_keys;
+pub mod child_records;
 mod consents;
 pub mod cursors;
 

@@ -46,13 +46,7 @@ impl Store {
     /// Returns the latest revision of every objection of `child`, in the order they
     /// were raised (so the last one's number is how many have been).
     pub fn latest_objections(&self, child: &(impl ChildRef + ?Sized)) -> Result<Vec<ObjectionRevision>, StoreError> {
-        let mut latest = BTreeMap::new();
-        for plaintext in self.numbered_revisions(SPACE, child, None)? {
-            let revision = decode_revision(&plaintext)?;
-            // Revisions of one objection scan in order, so the last one read is the latest.
-            latest.insert(revision.objection.id, revision);
-        }
-        Ok(latest.into_values().collect())
+        latest_objections_of(self.numbered_revisions(SPACE, child, None)?)
     }
 
     /// Returns every revision of objection `id` of `child`, oldest first.
@@ -63,6 +57,18 @@ impl Store {
     ) -> Result<Vec<ObjectionRevision>, StoreError> {
         self.numbered_revisions(SPACE, child, Some(id.0))?.iter().map(|plaintext| decode_revision(plaintext)).collect()
     }
+}
+
+/// The latest revision of each record among a child's revisions (plaintexts in
+/// number and revision order), in number order.
+pub(crate) fn latest_objections_of(plaintexts: Vec<Vec<u8>>) -> Result<Vec<ObjectionRevision>, StoreError> {
+    let mut latest = BTreeMap::new();
+    for plaintext in plaintexts {
+        let revision = decode_revision(&plaintext)?;
+        // Revisions of one record scan in order, so the last one read is the latest.
+        latest.insert(revision.objection.id, revision);
+    }
+    Ok(latest.into_values().collect())
 }
 
 /// Version 1's body: every enum by its stable name, every time in microseconds.
@@ -158,7 +164,7 @@ fn decode_revision(plaintext: &[u8]) -> Result<ObjectionRevision, StoreError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use tio_core::NhsNumber;
 
     use super::*;
@@ -166,7 +172,7 @@ mod tests {
 
     const T0: i64 = 1_800_000_000_000_000;
 
-    fn revision() -> ObjectionRevision {
+    pub(crate) fn revision() -> ObjectionRevision {
         ObjectionRevision {
             objection: Objection {
                 id: ObjectionId(3),

@@ -55,7 +55,17 @@ impl Store {
 
     /// Returns every relationship with `child`, active and ended, in id order.
     pub fn relationships(&self, child: &(impl ChildRef + ?Sized)) -> Result<Vec<StoredRelationship>, StoreError> {
-        self.read_sealed(child, Keyspace::Relationships, b"")?
+        let records = self.read_sealed(child, Keyspace::Relationships, b"")?;
+        self.stored_relationships(child, records)
+    }
+
+    /// A child's relationship records as read, decoded.
+    pub(crate) fn stored_relationships(
+        &self,
+        child: &(impl ChildRef + ?Sized),
+        records: Vec<crate::SealedRecord>,
+    ) -> Result<Vec<StoredRelationship>, StoreError> {
+        records
             .into_iter()
             .map(|sealed| {
                 Ok(StoredRelationship {
@@ -166,13 +176,13 @@ mod previous {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use tio_core::NhsNumber;
 
     use super::*;
     use crate::keys::KeyRing;
 
-    fn record() -> RelationshipRecord {
+    pub(crate) fn record() -> RelationshipRecord {
         RelationshipRecord {
             relationship: CareRelationship {
                 id: RelationshipId("r-1".into()),

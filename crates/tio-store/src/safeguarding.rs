@@ -39,12 +39,7 @@ impl Store {
 
     /// Returns the latest revision of every share of `child`, in the order declared.
     pub fn latest_shares(&self, child: &(impl ChildRef + ?Sized)) -> Result<Vec<ShareRevision>, StoreError> {
-        let mut latest = BTreeMap::new();
-        for plaintext in self.numbered_revisions(SPACE, child, None)? {
-            let revision = decode_revision(&plaintext)?;
-            latest.insert(revision.share.id, revision);
-        }
-        Ok(latest.into_values().collect())
+        latest_shares_of(self.numbered_revisions(SPACE, child, None)?)
     }
 
     /// Returns every revision of share `id` of `child`, oldest first.
@@ -55,6 +50,18 @@ impl Store {
     ) -> Result<Vec<ShareRevision>, StoreError> {
         self.numbered_revisions(SPACE, child, Some(id.0))?.iter().map(|plaintext| decode_revision(plaintext)).collect()
     }
+}
+
+/// The latest revision of each record among a child's revisions (plaintexts in
+/// number and revision order), in number order.
+pub(crate) fn latest_shares_of(plaintexts: Vec<Vec<u8>>) -> Result<Vec<ShareRevision>, StoreError> {
+    let mut latest = BTreeMap::new();
+    for plaintext in plaintexts {
+        let revision = decode_revision(&plaintext)?;
+        // Revisions of one record scan in order, so the last one read is the latest.
+        latest.insert(revision.share.id, revision);
+    }
+    Ok(latest.into_values().collect())
 }
 
 /// Version 1's body: every enum by its stable name, every time in microseconds.
@@ -149,7 +156,7 @@ fn decode_revision(plaintext: &[u8]) -> Result<ShareRevision, StoreError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use tio_core::NhsNumber;
 
     use super::*;
@@ -157,7 +164,7 @@ mod tests {
 
     const T0: i64 = 1_800_000_000_000_000;
 
-    fn revision() -> ShareRevision {
+    pub(crate) fn revision() -> ShareRevision {
         ShareRevision {
             share: SafeguardingShare {
                 id: ShareId(2),

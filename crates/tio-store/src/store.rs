@@ -272,7 +272,7 @@ pub struct Store {
     pub(crate) engine: Arc<dyn Engine>,
     commit: GroupCommit,
     keys: RwLock<KeyRing>,
-    data_keys: std::sync::Mutex<KeyCache>,
+    data_keys: Arc<std::sync::Mutex<KeyCache>>,
 }
 
 impl fmt::Debug for Store {
@@ -297,10 +297,22 @@ impl Store {
     pub fn with_engine(engine: Arc<dyn Engine>, keys: KeyRing) -> Result<Store, StoreError> {
         let commit = GroupCommit::start(engine.clone())
             .map_err(|err| StorageError::from_io("cannot start commit thread", &err))?;
-        // Another node's erasure or rotation would not reach this one's cache: on a
-        // shared database every key is read from it each time.
-        let cache = KeyCache::holding(if engine.shared() { 0 } else { KEY_CACHE_ENTRIES });
-        Ok(Store { engine, commit, keys: RwLock::new(keys), data_keys: std::sync::Mutex::new(cache) })
+        // On a database other nodes share, another node's erasure or rotation reaches
+        // this cache by the notice of its commit, which empties it; a notice lost on
+        // the way is covered by every key's short life here.
+        let lifetime = engine.shared().then_some(SHARED_KEY_LIFETIME);
+        let data_keys = Arc::new(std::sync::Mutex::new(KeyCache::holding(KEY_CACHE_ENTRIES, lifetime)));
+        if engine.shared() {
+            let cache = Arc::downgrade(&data_keys);
+            engine.watch_foreign_commits(Arc::new(move |touched: Touched| {
+                if touched.contains(Keyspace::ChildKeys)
+                    && let Some(cache) = cache.upgrade()
+                {
+                    cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).forget(None);
+                }
+            }));
+        }
+        Ok(Store { engine, commit, keys: RwLock::new(keys), data_keys })
     }
 
     /// Whether other broker nodes write the same store (a shared database): then what
@@ -385,14 +397,30 @@ impl Store {
     /// Returns the child's data key, from the cache or unwrapped from the store; `None`
     /// if the child has none (never seen, or erased).
     pub(crate) fn data_key(&self, child: ChildIndex) -> Result<Option<SecretKey>, StoreError> {
-        let generation = {
-            let cache = self.key_cache();
-            if let Some(key) = cache.keys.get(&child) {
-                return Ok(Some(key.clone()));
-            }
-            cache.generation
+        let generation = match self.cached_data_key(child) {
+            Ok(key) => return Ok(Some(key)),
+            Err(generation) => generation,
         };
-        let Some(wrapped) = self.engine.get(Keyspace::ChildKeys, &child.0)? else { return Ok(None) };
+        let wrapped = self.engine.get(Keyspace::ChildKeys, &child.0)?;
+        self.unwrap_data_key(child, generation, wrapped)
+    }
+
+    /// Returns the child's data key from a cache hit, or else the generation to read its
+    /// wrapped key under ([`Store::unwrap_data_key`]).
+    pub(crate) fn cached_data_key(&self, child: ChildIndex) -> Result<SecretKey, u64> {
+        let mut cache = self.key_cache();
+        cache.key(child).ok_or(cache.generation)
+    }
+
+    /// Unwraps the child's data key as read (`None`: the child has none) and keeps it
+    /// if nothing was forgotten since `generation` was read.
+    pub(crate) fn unwrap_data_key(
+        &self,
+        child: ChildIndex,
+        generation: u64,
+        wrapped: Option<Vec<u8>>,
+    ) -> Result<Option<SecretKey>, StoreError> {
+        let Some(wrapped) = wrapped else { return Ok(None) };
         let key = self.keys().unwrap(&wrapped, &child.0)?;
         self.key_cache().keep(generation, child, &key);
         Ok(Some(key))
@@ -471,12 +499,8 @@ impl Store {
     pub(crate) fn date_of_birth_at(&self, index: ChildIndex) -> Result<Option<Date>, StoreError> {
         let mut keys = DataKeys::default();
         let Some(data_key) = keys.get(self, index)? else { return Ok(None) };
-        let key = date_of_birth_key(index);
-        let Some(sealed) = self.engine.get(Keyspace::Children, &key)? else { return Ok(None) };
-        let bytes = open_with(data_key, &sealed_record_context(Keyspace::Children, &key), &sealed)?;
-        decode_date(&bytes)
-            .map(Some)
-            .ok_or_else(|| StoreError::Corrupt("a sealed date of birth does not decode".to_owned()))
+        let sealed = self.engine.get(Keyspace::Children, &date_of_birth_key(index))?;
+        open_date_of_birth(data_key, index, sealed)
     }
 
     /// Returns the position of the latest stored update, if any.
@@ -574,20 +598,16 @@ impl Store {
         let Some(data_key) = keys.get(self, index)? else { return Ok(Vec::new()) };
         let start = [&index.0[..], prefix].concat();
         let end = prefix_end(&start);
-        const PAGE: usize = 1024;
         let mut records = Vec::new();
         let mut from = start.clone();
         loop {
-            let page = self.engine.scan(space, &from, end.as_deref(), PAGE)?;
+            let page = self.engine.scan(space, &from, end.as_deref(), SEALED_PAGE)?;
             let Some((last, _)) = page.last() else { break };
             from = key_after(last);
             // A short page is the last: no second scan to find the end (a decision
             // reads four of these per child, and a delivery's decision is on the path).
-            let more = page.len() == PAGE;
-            for (key, raw) in page {
-                let plaintext = open_with(data_key, &sealed_record_context(space, &key), &raw)?;
-                records.push(SealedRecord { suffix: key[index.0.len()..].to_vec(), plaintext, raw });
-            }
+            let more = page.len() == SEALED_PAGE;
+            records.extend(open_sealed(data_key, index, space, page)?);
             if !more {
                 break;
             }
@@ -1054,26 +1074,35 @@ const KEY_CACHE_ENTRIES: usize = 4096;
 /// or a key rotation moves the generation on, and a key unwrapped before that is not
 /// kept: a reader that raced an erasure cannot put the destroyed key back.
 pub(crate) struct KeyCache {
-    /// The most children's keys kept (0: none).
+    /// The most children's keys kept.
     capacity: usize,
-    keys: HashMap<ChildIndex, SecretKey>,
+    /// How long a key is kept, if not for as long as there is room.
+    lifetime: Option<std::time::Duration>,
+    /// Each key with when it was kept.
+    keys: HashMap<ChildIndex, (SecretKey, std::time::Instant)>,
     /// The key states of the categories of the children in `keys`, which go with them.
     categories: HashMap<(ChildIndex, Category), CategoryKey>,
     order: std::collections::VecDeque<ChildIndex>,
     generation: u64,
 }
 
+/// How long a key is kept on a database other nodes share: the longest another node's
+/// erasure or rotation can go unnoticed here should the notice of its commit be lost.
+const SHARED_KEY_LIFETIME: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Default for KeyCache {
     fn default() -> Self {
-        KeyCache::holding(KEY_CACHE_ENTRIES)
+        KeyCache::holding(KEY_CACHE_ENTRIES, None)
     }
 }
 
 impl KeyCache {
-    /// An empty cache of at most `capacity` children's keys.
-    pub(crate) fn holding(capacity: usize) -> Self {
+    /// An empty cache of at most `capacity` children's keys, each kept at most
+    /// `lifetime` if given.
+    pub(crate) fn holding(capacity: usize, lifetime: Option<std::time::Duration>) -> Self {
         KeyCache {
             capacity,
+            lifetime,
             keys: HashMap::new(),
             categories: HashMap::new(),
             order: std::collections::VecDeque::new(),
@@ -1087,8 +1116,22 @@ impl KeyCache {
         self.generation
     }
 
-    /// The cached key state of the child's `category`.
-    pub(crate) fn category(&self, child: ChildIndex, category: Category) -> Option<&CategoryKey> {
+    /// The child's key, if kept and not past its lifetime (then it goes, with its
+    /// categories' states).
+    pub(crate) fn key(&mut self, child: ChildIndex) -> Option<SecretKey> {
+        let (key, kept) = self.keys.get(&child)?;
+        if self.lifetime.is_none_or(|lifetime| kept.elapsed() < lifetime) {
+            return Some(key.clone());
+        }
+        self.keys.remove(&child);
+        self.order.retain(|held| *held != child);
+        self.categories.retain(|(held, _), _| *held != child);
+        None
+    }
+
+    /// The cached key state of the child's `category`, while the child's key is kept.
+    pub(crate) fn category(&mut self, child: ChildIndex, category: Category) -> Option<&CategoryKey> {
+        self.key(child)?;
         self.categories.get(&(child, category))
     }
 
@@ -1114,7 +1157,7 @@ impl KeyCache {
 
     /// Keeps `key` if nothing was forgotten since `generation` was read.
     fn keep(&mut self, generation: u64, child: ChildIndex, key: &SecretKey) {
-        if generation != self.generation || self.keys.contains_key(&child) || self.capacity == 0 {
+        if generation != self.generation || self.keys.contains_key(&child) {
             return;
         }
         while self.keys.len() >= self.capacity {
@@ -1122,7 +1165,7 @@ impl KeyCache {
             self.keys.remove(&oldest);
             self.categories.retain(|(child, _), _| *child != oldest);
         }
-        self.keys.insert(child, key.clone());
+        self.keys.insert(child, (key.clone(), std::time::Instant::now()));
         self.order.push_back(child);
     }
 
@@ -1148,6 +1191,20 @@ impl KeyCache {
 /// key (the child index), so that a child's records stay together.
 pub(crate) fn date_of_birth_key(index: ChildIndex) -> Vec<u8> {
     [&index.0[..], b"/date_of_birth"].concat()
+}
+
+/// Opens a child's date of birth as read (`None`: none was published).
+pub(crate) fn open_date_of_birth(
+    data_key: &SecretKey,
+    index: ChildIndex,
+    sealed: Option<Vec<u8>>,
+) -> Result<Option<Date>, StoreError> {
+    let Some(sealed) = sealed else { return Ok(None) };
+    let key = date_of_birth_key(index);
+    let bytes = open_with(data_key, &sealed_record_context(Keyspace::Children, &key), &sealed)?;
+    decode_date(&bytes)
+        .map(Some)
+        .ok_or_else(|| StoreError::Corrupt("a sealed date of birth does not decode".to_owned()))
 }
 
 /// A date as stored: version 1, year (i16 BE), month, day. Do not change: sealed
@@ -1189,6 +1246,24 @@ pub(crate) fn latest_key(child: ChildIndex, category: Category) -> Vec<u8> {
 }
 
 /// The keyspaces that hold sealed per-child records.
+/// How many sealed records of a child one scan reads.
+pub(crate) const SEALED_PAGE: usize = 1024;
+
+/// Opens the sealed records of child `index` in `space` that a scan returned.
+pub(crate) fn open_sealed(
+    data_key: &SecretKey,
+    index: ChildIndex,
+    space: Keyspace,
+    page: Vec<(Vec<u8>, Vec<u8>)>,
+) -> Result<Vec<SealedRecord>, StoreError> {
+    page.into_iter()
+        .map(|(key, raw)| {
+            let plaintext = open_with(data_key, &sealed_record_context(space, &key), &raw)?;
+            Ok(SealedRecord { suffix: key[index.0.len()..].to_vec(), plaintext, raw })
+        })
+        .collect()
+}
+
 fn check_sealed_space(space: Keyspace) -> Result<(), StoreError> {
     match space {
         Keyspace::Consents
@@ -1303,13 +1378,20 @@ mod key_cache_tests {
         assert!(cache.keys.is_empty() && cache.order.is_empty());
     }
 
-    /// On a database other nodes write, whose erasures this node's cache would not
-    /// hear of, no key is kept.
+    /// On a database other nodes share, a key (and its categories' states) is kept
+    /// no longer than its lifetime.
     #[test]
-    fn a_cache_of_no_entries_keeps_nothing() {
-        let mut cache = KeyCache::holding(0);
+    fn a_key_past_its_lifetime_is_read_again() {
+        let mut cache = KeyCache::holding(8, Some(std::time::Duration::from_millis(20)));
         let key = SecretKey::generate().unwrap();
         cache.keep(cache.generation, index(1), &key);
+        assert!(cache.key(index(1)).is_some(), "kept while young");
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        assert!(cache.key(index(1)).is_none(), "gone once past its lifetime");
         assert!(cache.keys.is_empty() && cache.order.is_empty());
+        let mut forever = KeyCache::holding(8, None);
+        forever.keep(forever.generation, index(1), &key);
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        assert!(forever.key(index(1)).is_some(), "without a lifetime, kept while there is room");
     }
 }

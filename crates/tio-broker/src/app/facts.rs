@@ -28,16 +28,18 @@ pub(crate) struct ChildFacts {
     pub(crate) amendments: u64,
 }
 
-/// Reads every relationship, the latest revision of every consent and objection, and
-/// the date of birth of `child`.
+/// Reads every relationship, the latest revision of every consent, objection and
+/// share, the date of birth and the count of amendments of `child`, together (one
+/// round trip to a database).
 pub(crate) fn load_facts(store: &Store, child: &(impl ChildRef + ?Sized)) -> Result<ChildFacts, ServiceError> {
+    let records = store.child_records(child)?;
     Ok(ChildFacts {
-        relationships: store.relationships(child)?,
-        consents: store.latest_consents(child)?,
-        objections: store.latest_objections(child)?,
-        shares: store.latest_shares(child)?,
-        date_of_birth: store.date_of_birth(child)?,
-        amendments: store.amendment_count(child.index_in(store))?,
+        relationships: records.relationships,
+        consents: records.consents,
+        objections: records.objections,
+        shares: records.shares,
+        date_of_birth: records.date_of_birth,
+        amendments: records.amendments,
     })
 }
 

@@ -3,12 +3,12 @@
 //!
 //! Run it from an engine's tests: `conformance::run_all(&|| MyEngine::new())`.
 
-use super::{Batch, CommitError, Condition, Engine, Keyspace, Op, Position, key_after, prefix_end};
+use super::{Batch, CommitError, Condition, Engine, Found, Keyspace, Op, Position, Read, key_after, prefix_end};
 
 /// Runs every case against fresh engines from `make`.
 pub fn run_all<E: Engine>(make: &dyn Fn() -> E) {
     type Case = fn(&dyn Engine);
-    let cases: [(&str, Case); 9] = [
+    let cases: [(&str, Case); 10] = [
         ("put, get and delete", put_get_delete),
         ("scans honour bounds and limits", scans_honour_bounds_and_limits),
         ("a failed condition applies nothing", a_failed_condition_applies_nothing),
@@ -18,6 +18,7 @@ pub fn run_all<E: Engine>(make: &dyn Fn() -> E) {
         ("malformed batches are refused", malformed_batches_are_refused),
         ("a group's appends read back from any position", a_groups_appends_read_back_from_any_position),
         ("child keys are values like any other", child_keys_are_values_like_any_other),
+        ("reads made together find what each alone finds", reads_made_together_find_what_each_alone_finds),
     ];
     for (name, case) in cases {
         let engine = make();
@@ -285,4 +286,42 @@ fn child_keys_are_values_like_any_other(engine: &dyn Engine) {
     let oversized = put(space, &key(8), &[0; super::MAX_CHILD_KEY_BYTES + 1]);
     assert!(matches!(engine.apply(Batch::new().push(oversized)), Err(CommitError::Invalid(_))));
     assert_eq!(engine.get(space, &key(8)).unwrap(), None);
+}
+
+fn reads_made_together_find_what_each_alone_finds(engine: &dyn Engine) {
+    let mut batch = Batch::new();
+    for key in [&b"a1"[..], b"a2", b"a3", b"b1"] {
+        batch.push(Op::Put { space: Keyspace::Consents, key: key.to_vec(), value: [key, b"-v"].concat() });
+    }
+    batch.push(Op::Put { space: Keyspace::ChildKeys, key: b"a".to_vec(), value: b"wrapped".to_vec() });
+    batch.push(Op::Append { space: Keyspace::Updates, value: b"u".to_vec() });
+    let positions = commit(engine, &batch);
+    let reads = [
+        Read::Get { space: Keyspace::ChildKeys, key: b"a".to_vec() },
+        Read::Get { space: Keyspace::ChildKeys, key: b"missing".to_vec() },
+        Read::Scan { space: Keyspace::Consents, start: b"a".to_vec(), end: Some(b"b".to_vec()), limit: 2 },
+        Read::Scan { space: Keyspace::Consents, start: b"a3".to_vec(), end: None, limit: 10 },
+        Read::Get { space: Keyspace::Updates, key: positions[0].as_bytes().to_vec() },
+        Read::Scan { space: Keyspace::Objections, start: Vec::new(), end: None, limit: 10 },
+    ];
+    let together = engine.read_many(&reads).expect("reads made together");
+    let alone: Vec<Found> = reads
+        .iter()
+        .map(|read| match read {
+            Read::Get { space, key } => Found::Value(engine.get(*space, key).unwrap()),
+            Read::Scan { space, start, end, limit } => {
+                Found::Entries(engine.scan(*space, start, end.as_deref(), *limit).unwrap())
+            }
+        })
+        .collect();
+    assert_eq!(together, alone);
+    assert_eq!(together[0], Found::Value(Some(b"wrapped".to_vec())));
+    assert_eq!(together[1], Found::Value(None));
+    assert_eq!(
+        together[2],
+        Found::Entries(vec![(b"a1".to_vec(), b"a1-v".to_vec()), (b"a2".to_vec(), b"a2-v".to_vec())])
+    );
+    assert_eq!(together[4], Found::Value(Some(b"u".to_vec())));
+    assert_eq!(together[5], Found::Entries(Vec::new()));
+    assert!(engine.read_many(&[]).unwrap().is_empty());
 }

@@ -41,7 +41,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{IsolationLevel, NoTls};
 
 use super::{
-    Applied, Batch, CommitError, Condition, Engine, Entries, Entry, Keyspace, Op, Position, StorageError,
+    Applied, Batch, CommitError, Condition, Engine, Entries, Entry, Found, Keyspace, Op, Position, Read, StorageError,
     StorageErrorKind, Touched, validate_batch,
 };
 
@@ -861,52 +861,85 @@ async fn wait_until_readable(client: &deadpool_postgres::Client, xid: i64) -> Re
     }
 }
 
+/// Reads one key on `client`.
+async fn get_on(
+    client: &deadpool_postgres::Client,
+    space: Keyspace,
+    key: &[u8],
+) -> Result<Option<Vec<u8>>, tokio_postgres::Error> {
+    let code = space_code(space);
+    if space.is_log() {
+        let Some((xid, seq)) = split_position(key) else { return Ok(None) };
+        let statement = client.prepare_cached(GET_LOG).await?;
+        return Ok(client.query_opt(&statement, &[&code, &xid, &seq]).await?.map(|row| row.get(0)));
+    }
+    let statement = client.prepare_cached(GET_KV).await?;
+    Ok(client.query_opt(&statement, &[&code, &key]).await?.map(|row| row.get(0)))
+}
+
+/// Scans on `client`, as [`Engine::scan`] does.
+async fn scan_on(
+    client: &deadpool_postgres::Client,
+    space: Keyspace,
+    start: &[u8],
+    end: Option<&[u8]>,
+    limit: usize,
+) -> Result<Entries, tokio_postgres::Error> {
+    let code = space_code(space);
+    let limit = clamp_limit(limit);
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    if space.is_log() {
+        let Some((from_xid, from_seq)) = first_position_from(start) else { return Ok(Vec::new()) };
+        let (to_xid, to_seq) = end.map_or((i64::MAX, i64::MAX), positions_before);
+        let statement = client.prepare_cached(SCAN_LOG).await?;
+        let rows = client.query(&statement, &[&code, &from_xid, &from_seq, &to_xid, &to_seq, &limit]).await?;
+        return Ok(rows.iter().map(|row| (position_bytes(row.get(0), row.get(1)), row.get(2))).collect());
+    }
+    let rows = match end {
+        Some(end) => {
+            let statement = client.prepare_cached(SCAN_KV_TO).await?;
+            client.query(&statement, &[&code, &start, &end, &limit]).await?
+        }
+        None => {
+            let statement = client.prepare_cached(SCAN_KV).await?;
+            client.query(&statement, &[&code, &start, &limit]).await?
+        }
+    };
+    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+}
+
 impl Engine for PostgresEngine {
     fn get(&self, space: Keyspace, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        let code = space_code(space);
-        if space.is_log() {
-            let Some((xid, seq)) = split_position(key) else { return Ok(None) };
-            return self.read(move |client| async move {
-                let statement = client.prepare_cached(GET_LOG).await?;
-                Ok(client.query_opt(&statement, &[&code, &xid, &seq]).await?.map(|row| row.get(0)))
-            });
-        }
         let key = key.to_vec();
-        self.read(move |client| async move {
-            let statement = client.prepare_cached(GET_KV).await?;
-            Ok(client.query_opt(&statement, &[&code, &key]).await?.map(|row| row.get(0)))
-        })
+        self.read(move |client| async move { get_on(&client, space, &key).await })
     }
 
     fn scan(&self, space: Keyspace, start: &[u8], end: Option<&[u8]>, limit: usize) -> Result<Entries, StorageError> {
-        let code = space_code(space);
-        let limit = clamp_limit(limit);
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        if space.is_log() {
-            let Some((from_xid, from_seq)) = first_position_from(start) else { return Ok(Vec::new()) };
-            let (to_xid, to_seq) = end.map_or((i64::MAX, i64::MAX), positions_before);
-            return self.read(move |client| async move {
-                let statement = client.prepare_cached(SCAN_LOG).await?;
-                let rows = client.query(&statement, &[&code, &from_xid, &from_seq, &to_xid, &to_seq, &limit]).await?;
-                Ok(rows.iter().map(|row| (position_bytes(row.get(0), row.get(1)), row.get(2))).collect())
-            });
-        }
         let start = start.to_vec();
         let end = end.map(<[u8]>::to_vec);
+        self.read(move |client| async move { scan_on(&client, space, &start, end.as_deref(), limit).await })
+    }
+
+    fn read_many(&self, reads: &[Read]) -> Result<Vec<Found>, StorageError> {
+        if reads.is_empty() {
+            return Ok(Vec::new());
+        }
+        let reads = reads.to_vec();
         self.read(move |client| async move {
-            let rows = match &end {
-                Some(end) => {
-                    let statement = client.prepare_cached(SCAN_KV_TO).await?;
-                    client.query(&statement, &[&code, &start, end, &limit]).await?
+            // Sent together on one connection: the server answers them in order, and
+            // the reads wait for one round trip, not one each.
+            let client = &client;
+            let each = reads.iter().map(|read| async move {
+                match read {
+                    Read::Get { space, key } => get_on(client, *space, key).await.map(Found::Value),
+                    Read::Scan { space, start, end, limit } => {
+                        scan_on(client, *space, start, end.as_deref(), *limit).await.map(Found::Entries)
+                    }
                 }
-                None => {
-                    let statement = client.prepare_cached(SCAN_KV).await?;
-                    client.query(&statement, &[&code, &start, &limit]).await?
-                }
-            };
-            Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+            });
+            futures_util::future::try_join_all(each).await
         })
     }
 

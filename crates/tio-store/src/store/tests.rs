@@ -1221,3 +1221,35 @@ async fn a_store_moves_to_postgresql_and_back_by_backup_and_restore() {
     assert!(returned.check().unwrap().is_healthy());
     assert_eq!(returned.profile(&child("9990079196")).unwrap().len(), 3);
 }
+
+/// Two stores on one PostgreSQL database stand for two nodes. A child's key that one
+/// node holds in memory is forgotten when the other erases the child: the notice of the
+/// erasure's commit empties the cache (a notice lost would leave it at most a second).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_nodes_erasure_empties_this_nodes_key_cache() {
+    let server = tio_pgtest::TestPostgres::start().expect("a test PostgreSQL starts (tests/run installs it)");
+    let url = server.create_database().unwrap();
+    let node = crate::StoreOptions {
+        engine: crate::EngineKind::Postgres,
+        postgres: Some(crate::PostgresOptions { hold: crate::PostgresHold::Node, ..crate::PostgresOptions::new(url) }),
+        ..Default::default()
+    };
+    let ring = KeyRing::generate().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let first = Store::open(dir.path(), &node, ring.clone()).unwrap();
+    let second = Store::open(dir.path(), &node, ring).unwrap();
+    let amy = child("9990079196");
+    let publisher = agency("hospital");
+    first.append_update(update(&amy, Category::HealthSummary, b"v", "k1", &publisher)).await.unwrap();
+    let index = first.child_index(&amy);
+    assert!(first.data_key(index).unwrap().is_some());
+    assert!(first.cached_data_key(index).is_ok(), "the first node holds the key in memory");
+    assert!(second.erase_child(&amy, T0).await.unwrap());
+    let started = std::time::Instant::now();
+    while first.cached_data_key(index).is_ok() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "the key stayed in the other node's memory");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(first.data_key(index).unwrap().is_none(), "and the store holds it no more");
+    assert!(first.child_records(&amy).unwrap().consents.is_empty());
+}

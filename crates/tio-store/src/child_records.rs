@@ -1,0 +1,158 @@
+//! Everything a decision reads about one child, read together: its care relationships,
+//! the latest revision of each consent, objection and safeguarding share, its date of
+//! birth and its count of amendments. One [`crate::Engine::read_many`] (one round trip
+//! on a database across a network), where reading them one after another costs a round
+//! trip each, twice over where the child's data key is read too.
+
+use tio_core::safeguarding::ShareRevision;
+use tio_core::{ConsentRevision, Date, ObjectionRevision};
+
+use crate::amendments::amendment_count_of;
+use crate::engine::{Found, Keyspace, Read, prefix_end};
+use crate::relationships::StoredRelationship;
+use crate::store::{SEALED_PAGE, date_of_birth_key, open_date_of_birth, open_sealed};
+use crate::{ChildRef, SealedRecord, Store, StoreError};
+
+/// What decisions read about one child. Empty (but for the amendments) once the child
+/// is erased.
+#[derive(Debug, Clone, Default)]
+pub struct ChildRecords {
+    /// Every care relationship, active and ended.
+    pub relationships: Vec<StoredRelationship>,
+    /// The latest revision of every consent, in id order.
+    pub consents: Vec<ConsentRevision>,
+    /// The latest revision of every objection, in the order raised.
+    pub objections: Vec<ObjectionRevision>,
+    /// The latest revision of every safeguarding share, in the order declared.
+    pub shares: Vec<ShareRevision>,
+    /// The date of birth as last published.
+    pub date_of_birth: Option<Date>,
+    /// How many amendments the child's updates have had.
+    pub amendments: u64,
+}
+
+/// The keyspaces of a child's sealed records that decisions read, in the order read.
+const SEALED: [Keyspace; 4] =
+    [Keyspace::Relationships, Keyspace::Consents, Keyspace::Objections, Keyspace::Safeguarding];
+
+impl Store {
+    /// Reads [`ChildRecords`] of `child` together.
+    pub fn child_records(&self, child: &(impl ChildRef + ?Sized)) -> Result<ChildRecords, StoreError> {
+        let index = child.index_in(self);
+        let cached = self.cached_data_key(index);
+        let mut reads = vec![
+            Read::Get { space: Keyspace::Amendments, key: index.0.to_vec() },
+            Read::Get { space: Keyspace::Children, key: date_of_birth_key(index) },
+        ];
+        let end = prefix_end(&index.0);
+        reads.extend(SEALED.iter().map(|space| Read::Scan {
+            space: *space,
+            start: index.0.to_vec(),
+            end: end.clone(),
+            limit: SEALED_PAGE,
+        }));
+        if cached.is_err() {
+            reads.push(Read::Get { space: Keyspace::ChildKeys, key: index.0.to_vec() });
+        }
+        let mut found = self.engine.read_many(&reads)?.into_iter();
+        let mut next_value = || match found.next() {
+            Some(Found::Value(value)) => Ok(value),
+            _ => Err(StoreError::Corrupt("reads made together came back out of shape".to_owned())),
+        };
+        let amendments = amendment_count_of(next_value()?);
+        let date_of_birth = next_value()?;
+        let mut scans = Vec::with_capacity(SEALED.len());
+        for _ in SEALED {
+            match found.next() {
+                Some(Found::Entries(entries)) => scans.push(entries),
+                _ => return Err(StoreError::Corrupt("reads made together came back out of shape".to_owned())),
+            }
+        }
+        let data_key = match cached {
+            Ok(key) => key,
+            Err(generation) => {
+                let wrapped = match found.next() {
+                    Some(Found::Value(value)) => value,
+                    _ => return Err(StoreError::Corrupt("reads made together came back out of shape".to_owned())),
+                };
+                match self.unwrap_data_key(index, generation, wrapped)? {
+                    Some(key) => key,
+                    // Never published about, or erased: nothing of it can be opened.
+                    None => return Ok(ChildRecords { amendments, ..ChildRecords::default() }),
+                }
+            }
+        };
+        let mut opened: Vec<Vec<SealedRecord>> = Vec::with_capacity(SEALED.len());
+        for (space, entries) in SEALED.iter().zip(scans) {
+            // A child with more records than a page (rare) reads the rest on its own.
+            opened.push(if entries.len() == SEALED_PAGE {
+                self.read_sealed(child, *space, b"")?
+            } else {
+                open_sealed(&data_key, index, *space, entries)?
+            });
+        }
+        let mut opened = opened.into_iter();
+        let mut take = || opened.next().unwrap_or_default();
+        let relationships = self.stored_relationships(child, take())?;
+        let consents = crate::consents::latest_consents_of(take())?;
+        let plaintexts = |records: Vec<SealedRecord>| records.into_iter().map(|record| record.plaintext).collect();
+        let objections = crate::objections::latest_objections_of(plaintexts(take()))?;
+        let shares = crate::safeguarding::latest_shares_of(plaintexts(take()))?;
+        Ok(ChildRecords {
+            relationships,
+            consents,
+            objections,
+            shares,
+            date_of_birth: open_date_of_birth(&data_key, index, date_of_birth)?,
+            amendments,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tio_core::Category;
+
+    use super::*;
+    use crate::NewUpdate;
+
+    /// Read together, a child's records are what the readers of each find one by one,
+    /// for a child with records of every kind and for one never seen.
+    #[tokio::test]
+    async fn a_childs_records_read_together_are_what_each_reader_finds() {
+        use crate::store::tests::{agency, child, update};
+        let store = Store::in_memory(crate::keys::KeyRing::generate().unwrap()).unwrap();
+        let amy = child("9990079196");
+        let publisher = agency("hospital");
+        let born = Date::constant(2015, 3, 1);
+        let first =
+            NewUpdate { date_of_birth: Some(born), ..update(&amy, Category::HealthSummary, b"v", "k1", &publisher) };
+        store.append_update(first).await.unwrap();
+        let mut batch = crate::Batch::new();
+        for (condition, op) in [
+            store.put_consent_revision(&amy, &crate::consents::tests::revision()).unwrap(),
+            store.put_objection_revision(&amy, &crate::objections::tests::revision()).unwrap(),
+            store.put_share_revision(&amy, &crate::safeguarding::tests::revision()).unwrap(),
+            store.put_new_relationship(&amy, &crate::relationships::tests::record()).unwrap(),
+        ] {
+            batch.require(condition);
+            batch.push(op);
+        }
+        store.commit(batch).await.unwrap();
+        let together = store.child_records(&amy).unwrap();
+        let records = |stored: &[StoredRelationship]| {
+            stored.iter().map(|one| (one.record.clone(), one.unchanged())).collect::<Vec<_>>()
+        };
+        assert_eq!(records(&together.relationships), records(&store.relationships(&amy).unwrap()));
+        assert_eq!(together.consents, store.latest_consents(&amy).unwrap());
+        assert_eq!(together.objections, store.latest_objections(&amy).unwrap());
+        assert_eq!(together.shares, store.latest_shares(&amy).unwrap());
+        assert_eq!(together.amendments, store.amendment_count(amy.index_in(&store)).unwrap());
+        assert_eq!(together.date_of_birth, Some(born));
+        let counts =
+            [together.relationships.len(), together.consents.len(), together.objections.len(), together.shares.len()];
+        assert_eq!(counts, [1, 1, 1, 1]);
+        let never = store.child_records(&child("9990237573")).unwrap();
+        assert!(never.relationships.is_empty() && never.consents.is_empty() && never.date_of_birth.is_none());
+    }
+}
