@@ -52,3 +52,19 @@ impl Store {
         Ok(records.into_iter().map(|record| record.plaintext).collect())
     }
 }
+
+/// The latest revision of each numbered record among a child's revisions (plaintexts in
+/// number and revision order, as [`Store::numbered_revisions`] reads them), in number
+/// order: revisions of one record scan in order, so the last one read is the latest.
+pub(crate) fn latest_by_number<T>(
+    plaintexts: Vec<Vec<u8>>,
+    decode: fn(&[u8]) -> Result<T, StoreError>,
+    number: fn(&T) -> u32,
+) -> Result<Vec<T>, StoreError> {
+    let mut latest = std::collections::BTreeMap::new();
+    for plaintext in plaintexts {
+        let revision = decode(&plaintext)?;
+        latest.insert(number(&revision), revision);
+    }
+    Ok(latest.into_values().collect())
+}

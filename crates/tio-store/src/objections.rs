@@ -6,8 +6,6 @@
 //! objection's number, the revision. Sealed value: a version byte, then JSON
 //! ([`crate::versioned`]).
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 use tio_core::{
     AgencyId, Category, CategorySet, ConsentEvidence, ConsentGiverRole, ConsentMethod, Objection, ObjectionId,
@@ -59,16 +57,9 @@ impl Store {
     }
 }
 
-/// The latest revision of each record among a child's revisions (plaintexts in
-/// number and revision order), in number order.
+/// The latest revision of each objection among a child's revisions, in number order.
 pub(crate) fn latest_objections_of(plaintexts: Vec<Vec<u8>>) -> Result<Vec<ObjectionRevision>, StoreError> {
-    let mut latest = BTreeMap::new();
-    for plaintext in plaintexts {
-        let revision = decode_revision(&plaintext)?;
-        // Revisions of one record scan in order, so the last one read is the latest.
-        latest.insert(revision.objection.id, revision);
-    }
-    Ok(latest.into_values().collect())
+    crate::numbered::latest_by_number(plaintexts, decode_revision, |revision| revision.objection.id.0)
 }
 
 /// Version 1's body: every enum by its stable name, every time in microseconds.

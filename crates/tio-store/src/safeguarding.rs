@@ -5,8 +5,6 @@
 //! Key: a numbered record's ([`crate::numbered`]): the child's blind index, the share's
 //! number, the revision. Sealed value: a version byte, then JSON ([`crate::versioned`]).
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 use tio_core::safeguarding::{SafeguardingShare, ShareId, ShareReason, ShareRevision, ShareState};
 use tio_core::{AgencyId, Category, CategorySet, Date, Sector, Timestamp};
@@ -52,16 +50,9 @@ impl Store {
     }
 }
 
-/// The latest revision of each record among a child's revisions (plaintexts in
-/// number and revision order), in number order.
+/// The latest revision of each share among a child's revisions, in number order.
 pub(crate) fn latest_shares_of(plaintexts: Vec<Vec<u8>>) -> Result<Vec<ShareRevision>, StoreError> {
-    let mut latest = BTreeMap::new();
-    for plaintext in plaintexts {
-        let revision = decode_revision(&plaintext)?;
-        // Revisions of one record scan in order, so the last one read is the latest.
-        latest.insert(revision.share.id, revision);
-    }
-    Ok(latest.into_values().collect())
+    crate::numbered::latest_by_number(plaintexts, decode_revision, |revision| revision.share.id.0)
 }
 
 /// Version 1's body: every enum by its stable name, every time in microseconds.
