@@ -24,10 +24,29 @@ fn fill_store_on(data_dir: &Path, keys: &Path, millis: u64, engine: &str) -> usi
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(millis));
+    // Writes for `millis` once the first is acknowledged: a loaded machine may take a
+    // while to start the writer, which a fixed sleep from the spawn would not allow.
+    let stdout = writer.stdout.take().unwrap();
+    let (first, acked) = std::sync::mpsc::channel();
+    let counter = std::thread::spawn(move || {
+        let mut acks = 0;
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+            if line.starts_with("ack ") {
+                acks += 1;
+                if acks == 1 {
+                    let _ = first.send(());
+                }
+            }
+        }
+        acks
+    });
+    let started = acked.recv_timeout(Duration::from_secs(60)).is_ok();
+    if started {
+        std::thread::sleep(Duration::from_millis(millis));
+    }
     writer.kill().unwrap();
-    let output = writer.wait_with_output().unwrap();
-    String::from_utf8_lossy(&output.stdout).lines().filter(|line| line.starts_with("ack ")).count()
+    writer.wait().unwrap();
+    counter.join().unwrap()
 }
 
 /// Every file under `dir` with its contents, to prove that nothing changed.

@@ -433,15 +433,63 @@ fn a_retraction_raced_against_queued_deliveries_always_comes_after_every_deliver
     race_a_stop_against_queued_deliveries(Stop::Retract);
 }
 
+/// The same races with two broker nodes on one PostgreSQL database: the subscriber on
+/// one node, and the consent, the objection, the share and the publishes on the other.
+#[test]
+fn across_two_nodes_a_withdrawal_raced_against_queued_deliveries_always_comes_after_every_delivery_it_allowed() {
+    race_across_nodes(Stop::WithdrawConsent);
+}
+
+#[test]
+fn across_two_nodes_an_objection_raced_against_queued_deliveries_always_comes_after_every_delivery_made_before_it() {
+    race_across_nodes(Stop::RaiseObjection);
+}
+
+#[test]
+fn across_two_nodes_a_safeguarding_share_ended_against_queued_deliveries_always_comes_after_every_delivery_it_allowed()
+{
+    race_across_nodes(Stop::EndShare);
+}
+
+#[test]
+fn across_two_nodes_a_retraction_raced_against_queued_deliveries_always_comes_after_every_delivery_of_the_update() {
+    race_across_nodes(Stop::Retract);
+}
+
+fn race_across_nodes(stop: Stop) {
+    let server = tio_pgtest::TestPostgres::start().expect("a test PostgreSQL starts (tests/run installs it)");
+    let options = crate::support::Options {
+        env: vec![
+            ("TIO_STORE_ENGINE".into(), "postgres".into()),
+            ("TIO_STORE_POSTGRES_URL".into(), server.create_database().unwrap()),
+        ],
+        ..Default::default()
+    };
+    let sandbox = Sandbox::start_with(options);
+    let other = sandbox.start_peer("other-node");
+    race_a_stop(stop, &sandbox, Some(&other));
+}
+
+fn race_a_stop_against_queued_deliveries(stop: Stop) {
+    race_a_stop(stop, &Sandbox::start(), None);
+}
+
 /// Stops deliveries by `stop` at a random moment while some are in flight and more are
 /// queued, twelve times over, and checks in the audit log that every delivery the
-/// consent allowed comes before the stop, and none after it.
-fn race_a_stop_against_queued_deliveries(stop: Stop) {
-    let sandbox = Sandbox::start();
+/// consent allowed comes before the stop, and none after it. With `other`, everyone
+/// but the subscriber and the auditor calls that node.
+fn race_a_stop(stop: Stop, sandbox: &Sandbox, other: Option<&crate::support::Peer>) {
+    let professional = |name: &str| {
+        let settings = match other {
+            Some(node) => node.settings(name),
+            None => sandbox.settings(name),
+        };
+        tio_client::ConnectionSettings { professional: Some(format!("{name}-staff-1")), ..settings }
+    };
     runtime().block_on(async {
-        let hospital = as_professional(&sandbox, "hospital").await;
-        let send_team = as_professional(&sandbox, "send-team").await;
-        let social_care = as_professional(&sandbox, "social-care").await;
+        let hospital = Client::connect(&professional("hospital")).await.unwrap();
+        let send_team = as_professional(sandbox, "send-team").await;
+        let social_care = Client::connect(&professional("social-care")).await.unwrap();
         let auditor = sandbox.client("auditor").await;
         let declare = v1::DeclareRelationshipRequest {
             child: child(AMY),

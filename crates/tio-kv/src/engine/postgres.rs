@@ -84,6 +84,18 @@ CREATE TABLE IF NOT EXISTS tio_log (
 "#;
 
 const XACT_ID: &str = "SELECT pg_current_xact_id()::text::bigint";
+const TAKE_COMMIT_TURN: &str = "SELECT pg_advisory_lock($1)";
+const GIVE_COMMIT_TURN: &str = "SELECT pg_advisory_unlock($1)";
+
+/// The session advisory lock a group holds from before its transaction begins until
+/// after it commits (`tio2` in ASCII): groups of every node commit one at a time, so a
+/// later group's transaction id, and so its records' log positions, come after every
+/// group committed before it. Without it, a group could take its snapshot and id
+/// before another node's group committed and itself commit after it: serialized
+/// before that group (it read what that group overwrote, as a delivery reads the
+/// consent a withdrawal revises) yet logged after it, so the audit log would show a
+/// delivery after the withdrawal that it preceded.
+const COMMIT_TURN_LOCK: i64 = 0x7469_6f32;
 const READ_CONDITIONS: &str = "SELECT c.s, c.k, t.value FROM unnest($1::int2[], $2::bytea[]) AS c(s, k) \
      LEFT JOIN tio_kv t ON t.space = c.s AND t.key = c.k";
 const UPSERT: &str = "INSERT INTO tio_kv (space, key, value) SELECT * FROM unnest($1::int2[], $2::bytea[], $3::bytea[]) \
@@ -770,6 +782,12 @@ async fn commit_group(pool: Pool, batches: Vec<Batch>) -> Result<Vec<BatchOutcom
     loop {
         attempt += 1;
         let mut client = pool.get().await.map_err(pool_error)?;
+        // The turn is taken before the transaction begins, so that its snapshot and
+        // id come after the previous group's commit.
+        client
+            .execute(TAKE_COMMIT_TURN, &[&COMMIT_TURN_LOCK])
+            .await
+            .map_err(|err| storage_error("waiting for the turn to commit", &err))?;
         let outcome = async {
             let tx = client.build_transaction().isolation_level(IsolationLevel::Serializable).start().await?;
             let xact_id = tx.prepare_cached(XACT_ID).await?;
@@ -823,6 +841,17 @@ async fn commit_group(pool: Pool, batches: Vec<Batch>) -> Result<Vec<BatchOutcom
             Ok::<_, tokio_postgres::Error>((plan.outcomes, (!plan.log_value.is_empty()).then_some(xid)))
         }
         .await;
+        if let Err(err) = client.execute(GIVE_COMMIT_TURN, &[&COMMIT_TURN_LOCK]).await {
+            // A connection that cannot give the turn back is closed, which gives it back.
+            tracing::warn!(error = %err, "a connection could not give back its turn to commit; closing it");
+            drop(deadpool_postgres::Object::take(client));
+            match outcome {
+                // Committed: durable, whatever became of the connection afterwards.
+                Ok((outcomes, _)) => return Ok(outcomes),
+                Err(err) if retryable(&err) && attempt < MAX_GROUP_ATTEMPTS => continue,
+                Err(err) => return Err(storage_error("committing a group", &err)),
+            }
+        }
         let (outcomes, appended) = match outcome {
             Ok(done) => done,
             Err(err) if retryable(&err) && attempt < MAX_GROUP_ATTEMPTS => {
@@ -1136,6 +1165,83 @@ mod tests {
         assert_eq!(wins.into_inner(), KEYS, "one claim of each key won");
         let records = nodes[0].scan(Keyspace::Updates, b"", None, usize::MAX).unwrap();
         assert_eq!(records.len(), KEYS as usize, "one record per winning claim, none from a losing one");
+    }
+
+    /// One node revises a key (as a withdrawal revises a consent) while another commits
+    /// records on condition that the key is as it read it (as a delivery commits on its
+    /// consent being unrevised): in log order, every record comes after the revision it
+    /// read and before the next one, however the two nodes' transactions interleave.
+    #[test]
+    fn a_record_decided_on_a_value_is_logged_before_the_value_is_revised() {
+        let server = test_server();
+        let url = server.create_database().unwrap();
+        let (reviser, decider) = (
+            PostgresEngine::connect(&PostgresOptions::new(&url)).unwrap(),
+            PostgresEngine::connect(&PostgresOptions::new(&url)).unwrap(),
+        );
+        const REVISIONS: u32 = 150;
+        let key = b"consent".to_vec();
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for revision in 1..=REVISIONS {
+                    let mut batch = Batch::new();
+                    batch.push(Op::Put {
+                        space: Keyspace::Consents,
+                        key: key.clone(),
+                        value: revision.to_be_bytes().to_vec(),
+                    });
+                    batch.push(Op::Append {
+                        space: Keyspace::Audit,
+                        value: [b"w".to_vec(), revision.to_be_bytes().to_vec()].concat(),
+                    });
+                    reviser.apply(&batch).unwrap();
+                    // Room between revisions for records decided on each.
+                    std::thread::sleep(Duration::from_millis(3));
+                }
+                done.store(true, std::sync::atomic::Ordering::Release);
+            });
+            scope.spawn(|| {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while !done.load(std::sync::atomic::Ordering::Acquire) && Instant::now() < deadline {
+                    let seen = reviser.get(Keyspace::Consents, &key).unwrap();
+                    let mut batch = Batch::new();
+                    batch.require(match &seen {
+                        Some(value) => {
+                            Condition::Equals { space: Keyspace::Consents, key: key.clone(), value: value.clone() }
+                        }
+                        None => Condition::Absent { space: Keyspace::Consents, key: key.clone() },
+                    });
+                    let revision = seen.map_or(0, |value| u32::from_be_bytes(value.try_into().unwrap()));
+                    batch.push(Op::Append {
+                        space: Keyspace::Audit,
+                        value: [b"d".to_vec(), revision.to_be_bytes().to_vec()].concat(),
+                    });
+                    match decider.apply(&batch) {
+                        Ok(_) | Err(CommitError::Conflict { index: 0 }) => {}
+                        Err(other) => panic!("{other}"),
+                    }
+                }
+            });
+        });
+        let log = decider.scan(Keyspace::Audit, b"", None, usize::MAX).unwrap();
+        let mut latest = 0;
+        let mut decided = 0;
+        for (_, record) in &log {
+            let revision = u32::from_be_bytes(record[1..].try_into().unwrap());
+            match record[0] {
+                b'w' => latest = revision,
+                _ => {
+                    assert_eq!(
+                        revision, latest,
+                        "a record decided on revision {revision} is logged after revision {latest}"
+                    );
+                    decided += 1;
+                }
+            }
+        }
+        assert_eq!(latest, REVISIONS);
+        assert!(decided > 10, "the two raced: {decided} records decided");
     }
 
     /// A reader paging through a log by cursor while two nodes append never skips a

@@ -164,8 +164,11 @@ impl Subscriber<'_> {
     /// Deletes a subscription and its unacked deliveries; it must not be open.
     pub(crate) async fn delete(&self, name: &str) -> Result<(), ServiceError> {
         let store = self.broker.store();
+        // Whether it is open first, then the head: a stream that closes in between
+        // stores its head as it goes, which a head read before would not be.
+        let open = self.broker.stream_is_open(&stream_key(self.id(), name))?;
         let stored = store.subscription_head(self.id(), name)?.ok_or_else(|| not_found(name))?;
-        if self.broker.stream_is_open(&stream_key(self.id(), name))? {
+        if open {
             return Err(ServiceError::failed_precondition(
                 "STREAM_OPEN",
                 format!("subscription/{name}"),
