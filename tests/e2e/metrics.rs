@@ -8,7 +8,7 @@ use tio_proto::v1;
 use crate::support::Sandbox;
 use crate::support::records::*;
 
-fn scrape(sandbox: &Sandbox, path: &str) -> String {
+pub(crate) fn scrape(sandbox: &Sandbox, path: &str) -> String {
     let address = sandbox.metrics.expect("the development server serves metrics");
     let mut stream = std::net::TcpStream::connect(address).unwrap();
     stream.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();

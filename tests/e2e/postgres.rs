@@ -312,3 +312,63 @@ fn two_nodes_share_one_database_and_a_stream_moves_when_its_node_is_killed() {
     });
     assert!(!second.log_text().contains("ERROR"), "the surviving node logged an error:\n{}", second.log_text());
 }
+
+/// A node reports its database's state: while the database is down, health checks say
+/// NOT_SERVING and the metrics `tio_store_reachable 0`; once it is back, SERVING and 1,
+/// and a publish is stored again.
+#[test]
+fn a_node_is_not_serving_while_its_database_is_down_and_serves_again_once_it_is_back() {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+
+    use crate::metrics::scrape;
+    use crate::support::records::*;
+    use crate::support::{Options, Sandbox};
+
+    let mut server = tio_pgtest::TestPostgres::start().expect("a test PostgreSQL starts (tests/run installs it)");
+    let options = Options {
+        env: vec![
+            ("TIO_STORE_ENGINE".into(), "postgres".into()),
+            ("TIO_STORE_POSTGRES_URL".into(), server.create_database().unwrap()),
+        ],
+        ..Options::default()
+    };
+    let sandbox = Sandbox::start_with(options);
+    runtime().block_on(async {
+        let hospital = as_professional(&sandbox, "hospital").await;
+        let status = || async {
+            let request = hospital.request(HealthCheckRequest { service: String::new() });
+            HealthClient::new(hospital.channel()).check(request).await.unwrap().into_inner().status()
+        };
+        let reachable =
+            |up: bool| scrape(&sandbox, "/metrics").contains(&format!("tio_store_reachable {}", u8::from(up)));
+        assert_eq!(status().await, ServingStatus::Serving);
+        assert!(reachable(true));
+        let wait_for = |wanted: ServingStatus| {
+            let (status, sandbox) = (&status, &sandbox);
+            async move {
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+                while status().await != wanted {
+                    assert!(
+                        tokio::time::Instant::now() < deadline,
+                        "the node never said {wanted:?}; its log:\n{}",
+                        sandbox.log_text()
+                    );
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+
+        server.kill();
+        wait_for(ServingStatus::NotServing).await;
+        assert!(reachable(false), "the metrics say the database does not answer");
+        server.restart().unwrap();
+        wait_for(ServingStatus::Serving).await;
+        assert!(reachable(true));
+        let request =
+            publish_request(AMY, tio_proto::v1::Category::HealthSummary, health_summary("back"), "after-restart");
+        publish(&hospital, request).await.expect("a publish once the database is back");
+    });
+    assert!(sandbox.log_text().contains("does not answer"), "the node said why it was not serving");
+}

@@ -493,6 +493,12 @@ pub trait Engine: Send + Sync + 'static {
     /// Makes every batch applied so far durable.
     fn sync(&self) -> Result<(), StorageError>;
 
+    /// Checks that the engine can reach its data now (a database across a network
+    /// answers), for health checks; quick, and an error says why not.
+    fn reachable(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
+
     /// Returns the bytes the engine occupies on disk (0 for memory).
     fn size_on_disk(&self) -> Result<u64, StorageError>;
 

@@ -365,13 +365,14 @@ impl TestPostgres {
         }
     }
 
-    /// Starts the server again on the same data directory (after [`TestPostgres::kill`]),
-    /// on a new port.
+    /// Starts the server again on the same data directory (after [`TestPostgres::kill`])
+    /// and the same port and socket, so that clients find it where they left it, as
+    /// after a database's crash and recovery.
     pub fn restart(&mut self) -> Result<(), HarnessError> {
         self.kill();
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            match self.start_server() {
+            match self.spawn_server(self.port) {
                 Ok(()) => return Ok(()),
                 Err(err) if Instant::now() > deadline => return Err(err),
                 Err(_) => std::thread::sleep(Duration::from_millis(200)),

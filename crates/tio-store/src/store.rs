@@ -315,6 +315,12 @@ impl Store {
         Ok(Store { engine, commit, keys: RwLock::new(keys), data_keys })
     }
 
+    /// Checks that the store can reach its data now (on PostgreSQL, that the database
+    /// answers within 2 s), for health checks.
+    pub fn reachable(&self) -> Result<(), StoreError> {
+        Ok(self.engine.reachable()?)
+    }
+
     /// Whether other broker nodes write the same store (a shared database): then what
     /// this node holds in memory must be read again now and then, or when
     /// [`Store::watch_foreign_commits`] says so.

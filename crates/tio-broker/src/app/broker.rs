@@ -105,6 +105,8 @@ pub(crate) struct Broker {
     /// Held while the registry is read afresh or changed by this node, so that a
     /// reading begun before a change never lands after it.
     registry_turn: tokio::sync::Mutex<()>,
+    /// Whether the store's database answered its last probe (health checks watch it).
+    store_reachable: tokio::sync::watch::Sender<bool>,
     metrics: Arc<Metrics>,
     /// Where backups spool and where the key ring lives, for store maintenance.
     maintenance: crate::app::maintenance::Maintenance,
@@ -160,6 +162,7 @@ impl Broker {
             stream_lease: DEFAULT_STREAM_LEASE,
             seed: RegistrySeed::default(),
             registry_turn: tokio::sync::Mutex::new(()),
+            store_reachable: tokio::sync::watch::Sender::new(true),
             maintenance: crate::app::maintenance::Maintenance::new(std::env::temp_dir(), None),
             sharing,
         }
@@ -274,6 +277,17 @@ impl Broker {
     /// Whether subscription `key` is open on a stream of this node now.
     pub(crate) fn stream_is_open_here(&self, key: &str) -> bool {
         self.open_streams.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(key)
+    }
+
+    /// Records whether the store's database answered its last probe.
+    pub(crate) fn set_store_reachable(&self, reachable: bool) {
+        self.metrics.store_reachable(reachable);
+        self.store_reachable.send_if_modified(|was| std::mem::replace(was, reachable) != reachable);
+    }
+
+    /// Returns a receiver that sees whether the store's database answers.
+    pub(crate) fn watch_store_reachable(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.store_reachable.subscribe()
     }
 
     /// Reads the clock (for each item of a stream, which is one call of many items).

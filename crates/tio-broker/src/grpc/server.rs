@@ -124,6 +124,17 @@ pub(crate) async fn serve(
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     set_health(&health_reporter, ServingStatus::Serving).await;
+    // Not serving while the store's database does not answer (a shared store's nodes
+    // probe it), serving again when it does.
+    let follow_store = tokio::spawn({
+        let (reporter, mut reachable) = (health_reporter.clone(), broker.watch_store_reachable());
+        async move {
+            while reachable.changed().await.is_ok() {
+                let up = *reachable.borrow_and_update();
+                set_health(&reporter, if up { ServingStatus::Serving } else { ServingStatus::NotServing }).await;
+            }
+        }
+    });
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(tio_proto::FILE_DESCRIPTOR_SET)
@@ -212,12 +223,14 @@ pub(crate) async fn serve(
         result = &mut server => {
             // The server stopped on its own: a transport failure.
             accept_task.abort();
+            follow_store.abort();
             return result.map_err(|err| ServeError::Task(err.to_string()))?.map_err(ServeError::from);
         }
     }
 
     let drain = Duration::from_secs(limits.drain_timeout_seconds);
     tracing::info!(drain.seconds = drain.as_secs(), "draining: not serving, no new connections");
+    follow_store.abort();
     set_health(&health_reporter, ServingStatus::NotServing).await;
     // Ignored error: every receiver gone means everything has stopped already.
     let _ = stop_sender.send(true);

@@ -31,6 +31,7 @@ pub(crate) struct Metrics {
     commit_sync: Histogram,
     open_streams: Gauge,
     store_bytes: Gauge<u64, AtomicU64>,
+    store_reachable: Gauge,
 }
 
 impl Default for Metrics {
@@ -67,7 +68,15 @@ impl Metrics {
         registry.register("open_streams", "Delivery streams open now", open_streams.clone());
         let store_bytes = Gauge::<u64, AtomicU64>::default();
         registry.register("store_size_bytes", "Size of the store on disk", store_bytes.clone());
+        let store_reachable = Gauge::default();
+        store_reachable.set(1);
+        registry.register(
+            "store_reachable",
+            "Whether the store's database answered its last probe (1) or not (0); always 1 on an embedded store",
+            store_reachable.clone(),
+        );
         Metrics {
+            store_reachable,
             registry,
             publishes,
             deliveries,
@@ -94,6 +103,11 @@ impl Metrics {
     pub(crate) fn delivered(&self, lag: Duration) {
         self.deliveries.inc();
         self.delivery_lag.observe(lag.as_secs_f64());
+    }
+
+    /// Records whether the store's database answered its last probe.
+    pub(crate) fn store_reachable(&self, reachable: bool) {
+        self.store_reachable.set(i64::from(reachable));
     }
 
     /// Counts a delivery stream opening (+1) or closing (-1).

@@ -57,6 +57,9 @@ const SCHEMA_LOCK: i64 = 0x74_69_6f;
 /// `connect_timeout`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The longest a probe of the database ([`Engine::reachable`]) waits for an answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// How often a group is tried again after a serialization failure before the writers
 /// are told it failed.
 const MAX_GROUP_ATTEMPTS: u32 = 16;
@@ -1044,6 +1047,23 @@ impl Engine for PostgresEngine {
 
     fn shared(&self) -> bool {
         true
+    }
+
+    fn reachable(&self) -> Result<(), StorageError> {
+        let pool = self.pool.clone();
+        self.run(async move {
+            let probe = async {
+                let client = pool.get().await.map_err(pool_error)?;
+                client.simple_query("SELECT 1").await.map_err(|err| storage_error("probing", &err))?;
+                Ok(())
+            };
+            tokio::time::timeout(PROBE_TIMEOUT, probe).await.unwrap_or_else(|_| {
+                Err(StorageError::new(
+                    StorageErrorKind::Io,
+                    format!("the database did not answer within {} s", PROBE_TIMEOUT.as_secs()),
+                ))
+            })
+        })?
     }
 
     fn watch_foreign_commits(&self, wake: super::ForeignCommits) {
