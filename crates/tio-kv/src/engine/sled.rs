@@ -449,16 +449,13 @@ fn poisoned() -> StorageError {
     StorageError::new(StorageErrorKind::Io, "engine lock poisoned")
 }
 
-/// Opens sled in `dir`, checks its format and log ends, and returns it with the next
-/// position of each log.
-fn open_sled(dir: &Path, cache_bytes: u64) -> Result<(Open, [u64; Keyspace::ALL.len()]), StorageError> {
-    let config = sled::Config::new().path(dir).segment_size(SEGMENT_SIZE).cache_capacity(cache_bytes);
-    // sled's background threads may hold the file lock for a moment after the last
-    // handle of a database is dropped, so an open right after a close (a reopen after a
-    // failure, a test, a restore) waits for it briefly. Another process holding it
-    // fails after the wait, as it should.
+/// Opens sled with `config`. sled's background threads may hold the file lock for a
+/// moment after the last handle of a database is dropped, so an open right after a
+/// close (a reopen after a failure, a test, a restore) waits for it briefly. Another
+/// process holding it fails after the wait, as it should.
+pub(crate) fn open_waiting_for_lock(config: &sled::Config) -> Result<sled::Db, sled::Error> {
     let mut attempts = 0;
-    let db = loop {
+    loop {
         match config.open() {
             // sled 0.34.7 (pinned) reports it only in the message of an `Other` error.
             Err(sled::Error::Io(err))
@@ -467,9 +464,16 @@ fn open_sled(dir: &Path, cache_bytes: u64) -> Result<(Open, [u64; Keyspace::ALL.
                 attempts += 1;
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            opened => break opened.map_err(|err| storage_error("cannot open store", &err))?,
+            opened => return opened,
         }
-    };
+    }
+}
+
+/// Opens sled in `dir`, checks its format and log ends, and returns it with the next
+/// position of each log.
+fn open_sled(dir: &Path, cache_bytes: u64) -> Result<(Open, [u64; Keyspace::ALL.len()]), StorageError> {
+    let config = sled::Config::new().path(dir).segment_size(SEGMENT_SIZE).cache_capacity(cache_bytes);
+    let db = open_waiting_for_lock(&config).map_err(|err| storage_error("cannot open store", &err))?;
     let trees = Keyspace::ALL
         .iter()
         .map(|space| db.open_tree(space.name()))

@@ -234,10 +234,8 @@ impl SledIndex {
     }
 
     fn open_db(dir: &Path, cache_bytes: u64) -> Result<SledOpen, StorageError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            .open()
+        let config = sled::Config::new().path(dir).cache_capacity(cache_bytes);
+        let db = crate::engine::sled::open_waiting_for_lock(&config)
             .map_err(sled_error("cannot open the sled index store"))?;
         let trees = Keyspace::ALL
             .iter()
