@@ -840,8 +840,18 @@ async fn commit_group(pool: Pool, batches: Vec<Batch>) -> Result<Vec<BatchOutcom
                 let why = errors.iter().position(retryable).unwrap_or(0);
                 return Err(errors.swap_remove(why));
             }
-            tx.commit().await?;
-            Ok::<_, tokio_postgres::Error>((plan.outcomes, (!plan.log_value.is_empty()).then_some(xid)))
+            if let Err(err) = tx.commit().await {
+                // No answer to COMMIT (the connection lost, the server failing over): the
+                // group may have committed or not, which its transaction's status says.
+                if err.as_db_error().is_none() {
+                    return Ok(Attempt::Unknown { outcomes: plan.outcomes, xid, error: err });
+                }
+                return Err(err);
+            }
+            Ok::<_, tokio_postgres::Error>(Attempt::Committed {
+                outcomes: plan.outcomes,
+                appended: (!plan.log_value.is_empty()).then_some(xid),
+            })
         }
         .await;
         if let Err(err) = client.execute(GIVE_COMMIT_TURN, &[&COMMIT_TURN_LOCK]).await {
@@ -850,13 +860,25 @@ async fn commit_group(pool: Pool, batches: Vec<Batch>) -> Result<Vec<BatchOutcom
             drop(deadpool_postgres::Object::take(client));
             match outcome {
                 // Committed: durable, whatever became of the connection afterwards.
-                Ok((outcomes, _)) => return Ok(outcomes),
+                Ok(Attempt::Committed { outcomes, .. }) => return Ok(outcomes),
+                Ok(Attempt::Unknown { outcomes, xid, error }) => match committed(&pool, xid, &error).await? {
+                    true => return Ok(outcomes),
+                    false if attempt < MAX_GROUP_ATTEMPTS => continue,
+                    false => return Err(storage_error("committing a group", &error)),
+                },
                 Err(err) if retryable(&err) && attempt < MAX_GROUP_ATTEMPTS => continue,
                 Err(err) => return Err(storage_error("committing a group", &err)),
             }
         }
         let (outcomes, appended) = match outcome {
-            Ok(done) => done,
+            Ok(Attempt::Committed { outcomes, appended }) => (outcomes, appended),
+            // Unreachable in practice (a connection that lost its COMMIT cannot give its
+            // turn back, above), and handled as there.
+            Ok(Attempt::Unknown { outcomes, xid, error }) => match committed(&pool, xid, &error).await? {
+                true => return Ok(outcomes),
+                false if attempt < MAX_GROUP_ATTEMPTS => continue,
+                false => return Err(storage_error("committing a group", &error)),
+            },
             Err(err) if retryable(&err) && attempt < MAX_GROUP_ATTEMPTS => {
                 tokio::time::sleep(Duration::from_micros(200 << attempt.min(8))).await;
                 continue;
@@ -867,6 +889,64 @@ async fn commit_group(pool: Pool, batches: Vec<Batch>) -> Result<Vec<BatchOutcom
             wait_until_readable(&client, xid).await?;
         }
         return Ok(outcomes);
+    }
+}
+
+/// What one try of a group came to.
+enum Attempt {
+    /// Committed: each batch's outcome, and the transaction id if it appended.
+    Committed { outcomes: Vec<BatchOutcome>, appended: Option<i64> },
+    /// COMMIT was sent and no answer came: the outcomes if it committed, and its id.
+    Unknown { outcomes: Vec<BatchOutcome>, xid: i64, error: tokio_postgres::Error },
+}
+
+/// How long the engine keeps asking, on new connections, whether a group whose COMMIT
+/// went unanswered committed (a failover takes some seconds).
+const OUTCOME_WAIT: Duration = Duration::from_secs(30);
+
+/// Whether transaction `xid`, whose COMMIT went unanswered (`lost`), committed: asked of
+/// the database on new connections until it can say (`pg_xact_status`). A transaction
+/// the database never heard of (an id in its future, as on a standby promoted before the
+/// transaction reached it) did not commit. So a group is never answered as failed when it
+/// committed, nor applied twice when it did not.
+async fn committed(pool: &Pool, xid: i64, lost: &tokio_postgres::Error) -> Result<bool, StorageError> {
+    tracing::warn!(error = %lost, "a group's COMMIT went unanswered; asking the database whether it committed");
+    let started = Instant::now();
+    loop {
+        match transaction_status(pool, xid).await {
+            Ok(Some(committed)) => return Ok(committed),
+            Ok(None) => {}
+            Err(err) => tracing::warn!(error = %err, "cannot yet ask whether a group committed"),
+        }
+        if started.elapsed() > OUTCOME_WAIT {
+            return Err(StorageError::new(
+                StorageErrorKind::Io,
+                format!(
+                    "a group's COMMIT went unanswered and the database could not say within {} s whether it \
+                     committed: {lost}",
+                    OUTCOME_WAIT.as_secs()
+                ),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Whether transaction `xid` committed (`Some(true)`), did not and never will
+/// (`Some(false)`: aborted, or unknown to the database), or is still in progress (`None`).
+async fn transaction_status(pool: &Pool, xid: i64) -> Result<Option<bool>, StorageError> {
+    let client = pool.get().await.map_err(pool_error)?;
+    match client.query_one("SELECT pg_xact_status($1::bigint::text::xid8)", &[&xid]).await {
+        Ok(row) => match row.get::<_, Option<String>>(0).as_deref() {
+            Some("committed") => Ok(Some(true)),
+            Some("aborted") => Ok(Some(false)),
+            Some(_) => Ok(None),
+            // Too old for the database to remember: never the case for a COMMIT just sent.
+            None => Err(StorageError::new(StorageErrorKind::Io, "the database no longer knows the transaction")),
+        },
+        // "transaction ID … is in the future": this database never assigned it.
+        Err(err) if err.code() == Some(&SqlState::INVALID_PARAMETER_VALUE) => Ok(Some(false)),
+        Err(err) => Err(storage_error("asking whether a group committed", &err)),
     }
 }
 
@@ -1262,6 +1342,38 @@ mod tests {
         }
         assert_eq!(latest, REVISIONS);
         assert!(decided > 10, "the two raced: {decided} records decided");
+    }
+
+    /// Whether a transaction whose COMMIT went unanswered committed is asked of the
+    /// database: committed, aborted, and never heard of (an id in its future, as on a
+    /// standby promoted before the transaction reached it).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_outcome_of_an_unanswered_commit_is_asked_of_the_database() {
+        let server = test_server();
+        let engine = PostgresEngine::connect(&PostgresOptions::new(server.create_database().unwrap())).unwrap();
+        let pool = engine.pool.clone();
+        let handle = engine.handle.clone();
+        let statuses = handle
+            .spawn(async move {
+                let mut client = pool.get().await.unwrap();
+                let mut xids = Vec::new();
+                for commit in [true, false] {
+                    let tx = client.transaction().await.unwrap();
+                    xids.push(tx.query_one(XACT_ID, &[]).await.unwrap().get::<_, i64>(0));
+                    if commit { tx.commit().await.unwrap() } else { tx.rollback().await.unwrap() }
+                }
+                let future = xids[0] + 1_000_000;
+                let mut statuses = Vec::new();
+                for xid in [xids[0], xids[1], future] {
+                    statuses.push(transaction_status(&pool, xid).await.unwrap());
+                }
+                let lost = pool.get().await.unwrap().query_one("SELECT 1/0", &[]).await.unwrap_err();
+                statuses.push(Some(committed(&pool, xids[0], &lost).await.unwrap()));
+                statuses
+            })
+            .await
+            .unwrap();
+        assert_eq!(statuses, [Some(true), Some(false), Some(false), Some(true)]);
     }
 
     /// A reader paging through a log by cursor while two nodes append never skips a
