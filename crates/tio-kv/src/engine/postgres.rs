@@ -854,28 +854,19 @@ async fn commit_group(pool: Pool, batches: Vec<Batch>) -> Result<Vec<BatchOutcom
             })
         }
         .await;
-        if let Err(err) = client.execute(GIVE_COMMIT_TURN, &[&COMMIT_TURN_LOCK]).await {
-            // A connection that cannot give the turn back is closed, which gives it back.
-            tracing::warn!(error = %err, "a connection could not give back its turn to commit; closing it");
-            drop(deadpool_postgres::Object::take(client));
-            match outcome {
-                // Committed: durable, whatever became of the connection afterwards.
-                Ok(Attempt::Committed { outcomes, .. }) => return Ok(outcomes),
-                Ok(Attempt::Unknown { outcomes, xid, error }) => match committed(&pool, xid, &error).await? {
-                    true => return Ok(outcomes),
-                    false if attempt < MAX_GROUP_ATTEMPTS => continue,
-                    false => return Err(storage_error("committing a group", &error)),
-                },
-                Err(err) if retryable(&err) && attempt < MAX_GROUP_ATTEMPTS => continue,
-                Err(err) => return Err(storage_error("committing a group", &err)),
+        // A connection that cannot give the turn back is closed, which gives it back.
+        let client = match client.execute(GIVE_COMMIT_TURN, &[&COMMIT_TURN_LOCK]).await {
+            Ok(_) => Some(client),
+            Err(err) => {
+                tracing::warn!(error = %err, "a connection could not give back its turn to commit; closing it");
+                drop(deadpool_postgres::Object::take(client));
+                None
             }
-        }
+        };
         let (outcomes, appended) = match outcome {
             Ok(Attempt::Committed { outcomes, appended }) => (outcomes, appended),
-            // Unreachable in practice (a connection that lost its COMMIT cannot give its
-            // turn back, above), and handled as there.
             Ok(Attempt::Unknown { outcomes, xid, error }) => match committed(&pool, xid, &error).await? {
-                true => return Ok(outcomes),
+                true => (outcomes, None),
                 false if attempt < MAX_GROUP_ATTEMPTS => continue,
                 false => return Err(storage_error("committing a group", &error)),
             },
@@ -885,8 +876,10 @@ async fn commit_group(pool: Pool, batches: Vec<Batch>) -> Result<Vec<BatchOutcom
             }
             Err(err) => return Err(storage_error("committing a group", &err)),
         };
-        if let Some(xid) = appended {
-            wait_until_readable(&client, xid).await?;
+        // Committed: durable, whatever became of the connection afterwards; readable in
+        // log order soon if this connection cannot wait for it.
+        if let (Some(xid), Some(client)) = (appended, &client) {
+            wait_until_readable(client, xid).await?;
         }
         return Ok(outcomes);
     }
