@@ -372,3 +372,256 @@ fn a_node_is_not_serving_while_its_database_is_down_and_serves_again_once_it_is_
     });
     assert!(sandbox.log_text().contains("does not answer"), "the node said why it was not serving");
 }
+
+/// Failover: a node connects to a primary and its synchronous standby with one
+/// multi-host URL (`target_session_attrs=read-write`); the primary is killed with
+/// SIGKILL under a publish load whose acknowledgements the clients count, and the
+/// standby promoted. The node carries on: every acknowledged publish is there and is
+/// delivered once, a publish retried under its idempotency key is stored once, a
+/// subscriber streaming through the failover misses nothing, and the audit log exported
+/// afterwards verifies against the checkpoint exported before.
+#[test]
+fn a_failover_to_the_synchronous_standby_loses_no_acknowledged_publish() {
+    use std::collections::{BTreeMap, HashSet};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex, OnceLock};
+
+    use tio_proto::v1;
+
+    use crate::support::records::*;
+    use crate::support::stream::{Stream, create};
+    use crate::support::{Options, Sandbox, tio_as};
+
+    const PUBLISHERS: usize = 8;
+    const BEFORE_KILL: usize = 80;
+    const AFTER_PROMOTION: usize = 80;
+    const LIMIT: Duration = Duration::from_secs(180);
+
+    let mut primary = tio_pgtest::TestPostgres::start().expect("a test PostgreSQL starts (tests/run installs it)");
+    let database = primary.create_database().unwrap().rsplit("dbname=").next().unwrap().to_owned();
+    let standby = primary.start_standby().unwrap();
+    let url = tio_pgtest::TestPostgres::url_across(&[&primary, &standby], &database);
+    let options = Options {
+        env: vec![("TIO_STORE_ENGINE".into(), "postgres".into()), ("TIO_STORE_POSTGRES_URL".into(), url)],
+        ..Options::default()
+    };
+    let sandbox = Sandbox::start_with(options);
+    let work = tempfile::tempdir().unwrap();
+    let keys = sandbox.data_dir().join("dev-keys").join("tio.keys");
+    let (status, public_key, stderr) = run_tio(&["audit", "public-key", "--keys-file", &arg(&keys)], &[]);
+    assert!(status.success(), "{stderr}");
+    let public_key_file = work.path().join("tio-audit.pub");
+    std::fs::write(&public_key_file, &public_key).unwrap();
+    let export = |name: &str| {
+        let dir = work.path().join(name);
+        let (ok, _, stderr) = tio_as(&sandbox, "auditor", &["audit", "export", "--out", &arg(&dir)]);
+        assert!(ok, "{stderr}");
+        dir
+    };
+
+    let runtime = runtime();
+    let (hospital, send_team) = runtime.block_on(async {
+        let hospital = as_professional(&sandbox, "hospital").await;
+        let send_team = as_professional(&sandbox, "send-team").await;
+        let consent = consent_request(&[v1::Category::HealthSummary]);
+        hospital.consents().record_consent(hospital.request(consent)).await.unwrap();
+        let declare = v1::DeclareRelationshipRequest {
+            child: child(AMY),
+            kind: v1::RelationshipKind::Allocation as i32,
+            reference: "caseworker".into(),
+        };
+        send_team.relationships().declare_relationship(send_team.request(declare)).await.unwrap();
+        create(&send_team, "main", &[v1::Category::HealthSummary], None).await;
+        (Arc::new(hospital), Arc::new(send_team))
+    });
+    let before = export("before");
+
+    let started = std::time::Instant::now();
+    // Idempotency key -> the update id its acknowledgement named.
+    let acked: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
+    let refusals: Arc<Mutex<Vec<String>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (delivered, subscriber_errors) = runtime.block_on(async {
+        // A subscriber streaming throughout, opening its stream again whenever it ends.
+        let expected: Arc<OnceLock<usize>> = Arc::default();
+        let subscriber = {
+            let (send_team, expected) = (send_team.clone(), expected.clone());
+            tokio::spawn(async move {
+                let mut delivered: Vec<v1::Delivery> = Vec::new();
+                let mut distinct = HashSet::new();
+                let mut errors = Vec::new();
+                'streams: loop {
+                    assert!(started.elapsed() < LIMIT, "the subscriber never caught up: {errors:?}");
+                    let mut stream = match Stream::open(&send_team, "main", 0).await {
+                        Ok(stream) => stream,
+                        Err(status) => {
+                            errors.push(format!("{:?}: {}", status.code(), status.message()));
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            continue;
+                        }
+                    };
+                    loop {
+                        if expected.get().is_some_and(|expected| distinct.len() >= *expected) {
+                            break 'streams;
+                        }
+                        assert!(started.elapsed() < LIMIT, "the subscriber never caught up: {errors:?}");
+                        let message = tokio::time::timeout(Duration::from_millis(500), stream.responses.message());
+                        match message.await {
+                            Err(_) => continue,
+                            Ok(Ok(Some(v1::SubscribeResponse {
+                                message: Some(v1::subscribe_response::Message::Delivery(delivery)),
+                            }))) => {
+                                let number = delivery.delivery_number;
+                                distinct.insert(delivery.update_id.clone());
+                                delivered.push(delivery);
+                                let ack = v1::Ack { delivery_numbers: vec![number] };
+                                let ack =
+                                    v1::SubscribeRequest { message: Some(v1::subscribe_request::Message::Ack(ack)) };
+                                let _ = stream.requests.send(ack).await;
+                            }
+                            Ok(Ok(Some(_))) => {}
+                            Ok(Ok(None)) => continue 'streams,
+                            Ok(Err(status)) => {
+                                errors.push(format!("{:?}: {}", status.code(), status.message()));
+                                continue 'streams;
+                            }
+                        }
+                    }
+                }
+                (delivered, errors)
+            })
+        };
+
+        // Publishers, each retrying a publish under its idempotency key until acknowledged.
+        let publishers: Vec<_> = (0..PUBLISHERS)
+            .map(|writer| {
+                let (hospital, acked, refusals, stop) =
+                    (hospital.clone(), acked.clone(), refusals.clone(), stop.clone());
+                tokio::spawn(async move {
+                    for i in 0.. {
+                        if stop.load(Ordering::Acquire) {
+                            break;
+                        }
+                        let key = format!("w{writer}-{i:04}");
+                        let value = health_summary(&key);
+                        let request = publish_request(AMY, v1::Category::HealthSummary, value, &key);
+                        loop {
+                            assert!(started.elapsed() < LIMIT, "a publish was never acknowledged");
+                            match publish(&hospital, request.clone()).await {
+                                Ok(response) => {
+                                    acked.lock().unwrap().insert(key, response.update_id);
+                                    break;
+                                }
+                                Err(status) => {
+                                    refusals.lock().unwrap().push(format!("{:?}: {}", status.code(), status.message()));
+                                    tokio::time::sleep(Duration::from_millis(100)).await;
+                                }
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        let count = || acked.lock().unwrap().len();
+        let wait_for = |count_at_least: usize| {
+            let count = &count;
+            async move {
+                while count() < count_at_least {
+                    assert!(started.elapsed() < LIMIT, "publishing stalled at {} acknowledgements", count());
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        };
+        wait_for(BEFORE_KILL).await;
+        // The standby hangs first, so that the primary is killed with a group's COMMIT
+        // waiting for the standby: a COMMIT that goes unanswered, to be settled.
+        standby.pause();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        primary.kill();
+        let killed = std::time::Instant::now();
+        let at_kill = count();
+        standby.resume();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::task::block_in_place(|| standby.promote()).unwrap();
+        eprintln!(
+            "promoted the standby {:?} after the kill; {at_kill} publishes acknowledged before it",
+            killed.elapsed()
+        );
+        wait_for(count() + AFTER_PROMOTION).await;
+        stop.store(true, Ordering::Release);
+        for publisher in publishers {
+            publisher.await.unwrap();
+        }
+        expected.set(count()).unwrap();
+        subscriber.await.unwrap()
+    });
+
+    let acked = Arc::try_unwrap(acked).unwrap().into_inner().unwrap();
+    let refusals = Arc::try_unwrap(refusals).unwrap().into_inner().unwrap();
+    eprintln!(
+        "{} publishes acknowledged; {} refused and retried; the subscriber's streams ended {} times",
+        acked.len(),
+        refusals.len(),
+        subscriber_errors.len()
+    );
+    assert!(
+        refusals.iter().all(|refusal| refusal.starts_with("Unavailable")),
+        "a publish refused during the failover is refused as UNAVAILABLE, to be tried again: {refusals:?}"
+    );
+
+    // Every acknowledged publish delivered, each update once (again only as a redelivery
+    // of an unacked one), and each publisher's updates in the order it published them.
+    let mut firsts: Vec<&v1::Delivery> = Vec::new();
+    let mut seen = HashSet::new();
+    for delivery in &delivered {
+        if seen.insert(delivery.update_id.clone()) {
+            firsts.push(delivery);
+        } else {
+            assert!(delivery.redelivery, "update {} delivered twice as new", delivery.update_id);
+        }
+    }
+    let acked_ids: HashSet<&String> = acked.values().collect();
+    assert_eq!(acked_ids.len(), acked.len(), "every acknowledged publish has an update of its own");
+    let delivered_ids: HashSet<&String> = firsts.iter().map(|delivery| &delivery.update_id).collect();
+    assert_eq!(delivered_ids, acked_ids, "exactly the acknowledged publishes are delivered");
+    let key_of: BTreeMap<&String, &String> = acked.iter().map(|(key, id)| (id, key)).collect();
+    let mut last_of_writer: BTreeMap<&str, &str> = BTreeMap::new();
+    for delivery in &firsts {
+        let key = key_of[&delivery.update_id];
+        let (writer, _) = key.split_once('-').unwrap();
+        if let Some(last) = last_of_writer.insert(writer, key) {
+            assert!(last < key.as_str(), "{key} delivered after {last}");
+        }
+    }
+
+    // Publishing an acknowledged key again gives its update, not a second one.
+    runtime.block_on(async {
+        for (key, update_id) in acked.iter().step_by(7) {
+            let value = health_summary(key);
+            let again =
+                publish(&hospital, publish_request(AMY, v1::Category::HealthSummary, value, key)).await.unwrap();
+            assert_eq!(&again.update_id, update_id, "{key} stored once");
+        }
+    });
+
+    // The audit log after the failover extends the one before it, and verifies.
+    let after = export("after");
+    let (status, report, stderr) = run_tio(
+        &[
+            "audit",
+            "verify",
+            &arg(&after),
+            "--public-key",
+            &arg(&public_key_file),
+            "--against",
+            &arg(&before.join("checkpoint")),
+        ],
+        &[],
+    );
+    assert!(status.success(), "{report}{stderr}");
+    assert!(report.contains("extends the older checkpoint"), "{report}");
+    let log = sandbox.log_text();
+    let settled: Vec<&str> = log.lines().filter(|line| line.contains("settled a group")).collect();
+    eprintln!("groups whose COMMIT went unanswered, settled: {settled:?}");
+    assert!(!settled.is_empty(), "a group's COMMIT went unanswered at the kill, and was settled:\n{log}");
+}

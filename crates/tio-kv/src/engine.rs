@@ -319,6 +319,11 @@ pub enum StorageErrorKind {
     Io,
     /// The store is shutting down.
     Closed,
+    /// The store's database does not answer (a connection refused, lost or timed out, a
+    /// server shutting down or failing over, a standby that takes no writes). The write
+    /// was not acknowledged; if its outcome could not be settled it may be stored, so a
+    /// caller tries it again under the same idempotency key once the database answers.
+    Unavailable,
 }
 
 /// A storage failure. Its message never contains stored values or identifiers.

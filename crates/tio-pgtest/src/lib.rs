@@ -354,14 +354,112 @@ impl TestPostgres {
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 
-    /// Stops the server at once, as a crash would (SIGKILL to the postmaster; its
-    /// backends notice and exit), leaving the data directory to be started again.
+    /// Stops the server at once, as a crash of its machine would: every process of it
+    /// (the postmaster, its backends, its WAL sender) is killed with SIGKILL together, so
+    /// that no backend answers a commit afterwards. The data directory is left to be
+    /// started again.
     pub fn kill(&mut self) {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
         if let Some(mut child) = self.server.take() {
+            let postmaster = Pid::from_raw(child.id() as i32);
+            // Stopped first, so that it starts no process while its children are found.
+            let _ = kill(postmaster, Signal::SIGSTOP);
+            for pid in children_of(child.id()) {
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
             let _ = child.kill();
             let _ = child.wait();
-            // The backends go when they notice the postmaster is gone; the next start
-            // waits for them through its own lock-file check.
+        }
+    }
+
+    /// Starts a streaming standby of this server (`pg_basebackup -R` into a directory of
+    /// its own, its own port and socket) and makes it synchronous: from then on this
+    /// server answers a commit only once the standby has flushed it
+    /// (`synchronous_standby_names`, set here and not on the standby, so that once
+    /// promoted it commits alone). Returns when the standby is streaming in sync.
+    pub fn start_standby(&self) -> Result<TestPostgres, HarnessError> {
+        let dir = tempfile::Builder::new()
+            .prefix("tio-pg-standby-")
+            .tempdir()
+            .map_err(|err| step("making a temporary directory", err))?;
+        self.run_as.give(dir.path())?;
+        let output = self
+            .run_as
+            .command(&self.bin.join("pg_basebackup"))
+            .arg("--host")
+            .arg(self.dir.path())
+            .args(["--port", &self.port.to_string(), "--username", USER, "--pgdata"])
+            .arg(dir.path().join("data"))
+            .args(["--write-recovery-conf", "--wal-method", "stream", "--checkpoint", "fast", "--no-sync"])
+            .output()
+            .map_err(|err| step("running pg_basebackup", err))?;
+        if !output.status.success() {
+            return Err(step("pg_basebackup", String::from_utf8_lossy(&output.stderr)));
+        }
+        let mut standby = TestPostgres {
+            dir,
+            bin: self.bin.clone(),
+            run_as: self.run_as.clone(),
+            port: 0,
+            server: None,
+            databases: AtomicU32::new(self.databases.load(Ordering::Relaxed)),
+            tls_ca: self.tls_ca.clone(),
+        };
+        standby.start_server()?;
+        self.psql("postgres", "ALTER SYSTEM SET synchronous_standby_names = '*'")?;
+        self.psql("postgres", "SELECT pg_reload_conf()")?;
+        let deadline = Instant::now() + START_TIMEOUT;
+        while self.psql("postgres", "SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'")?.trim() != "1"
+        {
+            if Instant::now() > deadline {
+                return Err(step("the standby did not stream in sync within 60 s", standby.server_log_tail()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(standby)
+    }
+
+    /// Promotes this standby to a primary that accepts writes, waiting until it does.
+    pub fn promote(&self) -> Result<(), HarnessError> {
+        let promoted = self.psql("postgres", "SELECT pg_promote(wait => true, wait_seconds => 60)")?;
+        if promoted.trim() != "t" {
+            return Err(step("pg_promote", format!("the standby was not promoted: {promoted}")));
+        }
+        Ok(())
+    }
+
+    /// A connection string naming every server in `servers` (their sockets, in order) for
+    /// `database`, taking whichever accepts writes (`target_session_attrs=read-write`), as
+    /// a node that outlives a failover connects.
+    pub fn url_across(servers: &[&TestPostgres], database: &str) -> String {
+        let hosts: Vec<String> = servers.iter().map(|server| server.dir.path().display().to_string()).collect();
+        let ports: Vec<String> = servers.iter().map(|server| server.port.to_string()).collect();
+        format!(
+            "host={} port={} user={USER} dbname={database} target_session_attrs=read-write",
+            hosts.join(","),
+            ports.join(",")
+        )
+    }
+
+    /// Stops every process of the server where it stands (SIGSTOP), as a machine that
+    /// hangs: connections stay open and nothing is answered until [`TestPostgres::resume`].
+    pub fn pause(&self) {
+        self.signal_all(nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// Lets a paused server run on (SIGCONT to every process of it).
+    pub fn resume(&self) {
+        self.signal_all(nix::sys::signal::Signal::SIGCONT);
+    }
+
+    fn signal_all(&self, signal: nix::sys::signal::Signal) {
+        use nix::unistd::Pid;
+        if let Some(child) = &self.server {
+            let _ = nix::sys::signal::kill(Pid::from_raw(child.id() as i32), signal);
+            for pid in children_of(child.id()) {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), signal);
+            }
         }
     }
 
@@ -379,6 +477,20 @@ impl TestPostgres {
             }
         }
     }
+}
+
+/// The processes whose parent is `parent`, read from `/proc`.
+fn children_of(parent: u32) -> Vec<u32> {
+    let entries = std::fs::read_dir("/proc").into_iter().flatten().flatten();
+    entries
+        .filter_map(|entry| {
+            let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // The command name, in parentheses, may hold spaces: fields follow its end.
+            let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+            (fields.get(1)?.parse::<u32>().ok()? == parent).then_some(pid)
+        })
+        .collect()
 }
 
 impl Drop for TestPostgres {
@@ -417,5 +529,29 @@ mod tests {
         assert!(data.join("PG_VERSION").is_file());
         drop(server);
         assert!(!data.exists(), "the directory goes with the server");
+    }
+
+    #[test]
+    fn a_synchronous_standby_has_every_commit_and_takes_writes_once_promoted() {
+        let mut primary = TestPostgres::start().expect("a test server starts (tests/run installs postgresql)");
+        let url = primary.create_database().unwrap();
+        let name = url.rsplit("dbname=").next().unwrap().to_owned();
+        primary.psql(&name, "CREATE TABLE t (n integer)").unwrap();
+        let standby = primary.start_standby().unwrap();
+        let state = primary.psql("postgres", "SELECT sync_state FROM pg_stat_replication").unwrap();
+        assert_eq!(state.trim(), "sync");
+        primary.psql(&name, "INSERT INTO t VALUES (1)").unwrap();
+        let refused = standby.psql(&name, "INSERT INTO t VALUES (2)").unwrap_err().to_string();
+        assert!(refused.contains("read-only"), "{refused}");
+
+        // The primary gone, the acknowledged row is on the standby, which takes writes
+        // once promoted.
+        primary.kill();
+        standby.promote().unwrap();
+        standby.psql(&name, "INSERT INTO t VALUES (3)").unwrap();
+        assert_eq!(standby.psql(&name, "SELECT string_agg(n::text, ',' ORDER BY n) FROM t").unwrap().trim(), "1,3");
+        let across = TestPostgres::url_across(&[&primary, &standby], &name);
+        assert!(across.contains(&format!("port={},{}", primary.port(), standby.port())), "{across}");
+        assert!(across.ends_with("target_session_attrs=read-write"), "{across}");
     }
 }

@@ -96,6 +96,17 @@ pub(crate) fn into_status(error: impl Into<ServiceError>) -> tonic::Status {
                 "SHUTTING_DOWN",
                 ErrorDetails::new(),
             ),
+            StoreError::Storage(storage) if storage.kind == StorageErrorKind::Unavailable => {
+                tracing::warn!(error = %storage, "the store's database does not answer");
+                with_reason(
+                    Code::Unavailable,
+                    "the broker's database does not answer (it may be failing over): try again; a write retried \
+                     with the same idempotency key is stored once"
+                        .to_owned(),
+                    "STORE_UNAVAILABLE",
+                    ErrorDetails::new(),
+                )
+            }
             StoreError::Storage(_) | StoreError::Corrupt(_) | StoreError::Key(_) => internal(&store.to_string()),
         },
     }
@@ -153,6 +164,7 @@ mod tests {
             (StoreError::IdempotencyMismatch, Code::AlreadyExists),
             (StoreError::Storage(StorageError::new(StorageErrorKind::NoSpace, "disk full")), Code::ResourceExhausted),
             (StoreError::Storage(StorageError::new(StorageErrorKind::Closed, "closing")), Code::Unavailable),
+            (StoreError::Storage(StorageError::new(StorageErrorKind::Unavailable, "i/o")), Code::Unavailable),
             (StoreError::Storage(StorageError::new(StorageErrorKind::Io, "i/o")), Code::Internal),
             (StoreError::Corrupt("bad record".into()), Code::Internal),
         ];

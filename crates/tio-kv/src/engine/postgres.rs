@@ -84,9 +84,26 @@ CREATE TABLE IF NOT EXISTS tio_log (
     value bytea NOT NULL,
     PRIMARY KEY (space, xid, seq)
 );
+CREATE TABLE IF NOT EXISTS tio_groups (
+    token bytea PRIMARY KEY,
+    at timestamptz NOT NULL DEFAULT now()
+);
 "#;
 
 const XACT_ID: &str = "SELECT pg_current_xact_id()::text::bigint";
+/// Every group's transaction writes a token of its own, so that a group whose COMMIT
+/// went unanswered can be settled by the token rather than by its transaction id,
+/// which a promoted standby may give again to another transaction.
+const WRITE_TOKEN: &str = "INSERT INTO tio_groups (token) VALUES ($1)";
+/// Settles an unanswered group: inserting its token waits for the group's transaction
+/// if it is still running, then inserts nothing if the group committed, or takes the
+/// token if it did not, so that the group can never commit afterwards.
+const CLAIM_TOKEN: &str = "INSERT INTO tio_groups (token) VALUES ($1) ON CONFLICT DO NOTHING";
+/// A token is needed only until its group is settled, within OUTCOME_WAIT; an hour
+/// leaves room for a node stalled far longer.
+const FORGET_TOKENS: &str = "DELETE FROM tio_groups WHERE at < now() - interval '1 hour'";
+/// How often a node forgets old tokens.
+const FORGET_EVERY: Duration = Duration::from_secs(300);
 const TAKE_COMMIT_TURN: &str = "SELECT pg_advisory_lock($1)";
 const GIVE_COMMIT_TURN: &str = "SELECT pg_advisory_unlock($1)";
 
@@ -335,6 +352,7 @@ impl PostgresEngine {
             let ring =
                 announce_commits(engine.pool.clone(), engine.id, engine.unannounced.clone(), engine.doorbell.clone());
             engine.handle.spawn(ring);
+            engine.handle.spawn(forget_old_tokens(engine.pool.clone()));
         }
         Ok(engine)
     }
@@ -667,7 +685,8 @@ fn clamp_limit(limit: usize) -> i64 {
 fn pool_error(err: deadpool_postgres::PoolError) -> StorageError {
     match err {
         deadpool_postgres::PoolError::Backend(err) => storage_error("connecting", &err),
-        other => StorageError::new(StorageErrorKind::Io, format!("PostgreSQL connection pool: {other}")),
+        // A connection not had in time: the database does not answer.
+        other => StorageError::new(StorageErrorKind::Unavailable, format!("PostgreSQL connection pool: {other}")),
     }
 }
 
@@ -675,21 +694,46 @@ fn pool_error(err: deadpool_postgres::PoolError) -> StorageError {
 /// line may quote a key.
 fn storage_error(context: &str, err: &tokio_postgres::Error) -> StorageError {
     let Some(db) = err.as_db_error() else {
-        // Not the server's answer: the connection (refused, lost, timed out). Its
-        // message names the failure, never the connection string.
-        return StorageError::new(StorageErrorKind::Io, format!("PostgreSQL {context}: {err}"));
+        // Not the server's answer: the connection (refused, lost, timed out), which may
+        // come back, or a certificate refused, which will not. Its message names the
+        // failure, never the connection string.
+        let kind = if refused_certificate(err) { StorageErrorKind::Io } else { StorageErrorKind::Unavailable };
+        return StorageError::new(kind, format!("PostgreSQL {context}: {err}"));
     };
     let code = db.code();
     let kind = if *code == SqlState::DISK_FULL || *code == SqlState::INSUFFICIENT_RESOURCES {
         StorageErrorKind::NoSpace
     } else if *code == SqlState::DATA_CORRUPTED || *code == SqlState::INDEX_CORRUPTED {
         StorageErrorKind::Corrupt
-    } else if *code == SqlState::ADMIN_SHUTDOWN || *code == SqlState::CANNOT_CONNECT_NOW {
-        StorageErrorKind::Closed
+    } else if [
+        SqlState::ADMIN_SHUTDOWN,
+        SqlState::CRASH_SHUTDOWN,
+        SqlState::CANNOT_CONNECT_NOW,
+        SqlState::READ_ONLY_SQL_TRANSACTION,
+    ]
+    .contains(code)
+    {
+        // Shutting down, recovering, or a standby: another server may take over.
+        StorageErrorKind::Unavailable
     } else {
         StorageErrorKind::Io
     };
     StorageError::new(kind, format!("PostgreSQL {context}: {} ({})", db.message(), code.code()))
+}
+
+/// Whether TLS refused the connection (the database's certificate not verified, or
+/// ours not accepted): a matter of configuration, not of the database's availability.
+fn refused_certificate(err: &tokio_postgres::Error) -> bool {
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        // TLS streams report rustls's errors inside an io::Error, whose `source` skips them.
+        let inner = cause.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref);
+        if cause.is::<rustls::Error>() || inner.is_some_and(|inner| inner.is::<rustls::Error>()) {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 fn retryable(err: &tokio_postgres::Error) -> bool {
@@ -784,6 +828,7 @@ async fn commit_group(pool: Pool, batches: Vec<Batch>) -> Result<Vec<BatchOutcom
     let mut attempt = 0;
     loop {
         attempt += 1;
+        let token = group_token()?;
         let mut client = pool.get().await.map_err(pool_error)?;
         // The turn is taken before the transaction begins, so that its snapshot and
         // id come after the previous group's commit.
@@ -819,9 +864,12 @@ async fn commit_group(pool: Pool, batches: Vec<Batch>) -> Result<Vec<BatchOutcom
             let upsert = tx.prepare_cached(UPSERT).await?;
             let delete = tx.prepare_cached(DELETE).await?;
             let append = tx.prepare_cached(APPEND).await?;
+            let write_token = tx.prepare_cached(WRITE_TOKEN).await?;
             // Sent together; when one fails the others fail as "transaction aborted",
             // so the error that says why (a serialization failure, to retry) is kept.
+            let token = token.as_slice();
             let written = tokio::join!(
+                async { tx.execute(&write_token, &[&token]).await },
                 async {
                     if u_key.is_empty() { Ok(0) } else { tx.execute(&upsert, &[&u_space, &u_key, &u_value]).await }
                 },
@@ -835,16 +883,16 @@ async fn commit_group(pool: Pool, batches: Vec<Batch>) -> Result<Vec<BatchOutcom
                 },
             );
             let mut errors: Vec<tokio_postgres::Error> =
-                [written.0, written.1, written.2].into_iter().filter_map(Result::err).collect();
+                [written.0, written.1, written.2, written.3].into_iter().filter_map(Result::err).collect();
             if !errors.is_empty() {
                 let why = errors.iter().position(retryable).unwrap_or(0);
                 return Err(errors.swap_remove(why));
             }
             if let Err(err) = tx.commit().await {
                 // No answer to COMMIT (the connection lost, the server failing over): the
-                // group may have committed or not, which its transaction's status says.
+                // group may have committed or not, which its token settles.
                 if err.as_db_error().is_none() {
-                    return Ok(Attempt::Unknown { outcomes: plan.outcomes, xid, error: err });
+                    return Ok(Attempt::Unknown { outcomes: plan.outcomes, error: err });
                 }
                 return Err(err);
             }
@@ -865,7 +913,7 @@ async fn commit_group(pool: Pool, batches: Vec<Batch>) -> Result<Vec<BatchOutcom
         };
         let (outcomes, appended) = match outcome {
             Ok(Attempt::Committed { outcomes, appended }) => (outcomes, appended),
-            Ok(Attempt::Unknown { outcomes, xid, error }) => match committed(&pool, xid, &error).await? {
+            Ok(Attempt::Unknown { outcomes, error }) => match committed(&pool, &token, &error).await? {
                 true => (outcomes, None),
                 false if attempt < MAX_GROUP_ATTEMPTS => continue,
                 false => return Err(storage_error("committing a group", &error)),
@@ -889,31 +937,43 @@ async fn commit_group(pool: Pool, batches: Vec<Batch>) -> Result<Vec<BatchOutcom
 enum Attempt {
     /// Committed: each batch's outcome, and the transaction id if it appended.
     Committed { outcomes: Vec<BatchOutcome>, appended: Option<i64> },
-    /// COMMIT was sent and no answer came: the outcomes if it committed, and its id.
-    Unknown { outcomes: Vec<BatchOutcome>, xid: i64, error: tokio_postgres::Error },
+    /// COMMIT was sent and no answer came: the outcomes if it committed, and why.
+    Unknown { outcomes: Vec<BatchOutcome>, error: tokio_postgres::Error },
 }
 
 /// How long the engine keeps asking, on new connections, whether a group whose COMMIT
 /// went unanswered committed (a failover takes some seconds).
 const OUTCOME_WAIT: Duration = Duration::from_secs(30);
 
-/// Whether transaction `xid`, whose COMMIT went unanswered (`lost`), committed: asked of
-/// the database on new connections until it can say (`pg_xact_status`). A transaction
-/// the database never heard of (an id in its future, as on a standby promoted before the
-/// transaction reached it) did not commit. So a group is never answered as failed when it
-/// committed, nor applied twice when it did not.
-async fn committed(pool: &Pool, xid: i64, lost: &tokio_postgres::Error) -> Result<bool, StorageError> {
+/// A token no other group, on any node, has or will have.
+fn group_token() -> Result<[u8; 16], StorageError> {
+    let mut token = [0u8; 16];
+    getrandom::fill(&mut token)
+        .map_err(|err| StorageError::new(StorageErrorKind::Io, format!("drawing a group's token: {err}")))?;
+    Ok(token)
+}
+
+/// Whether the group that wrote `token`, whose COMMIT went unanswered (`lost`),
+/// committed: settled on new connections until the database answers, by claiming the
+/// token (CLAIM_TOKEN). A promoted standby that never received the group's transaction
+/// says it did not commit, and the claim keeps it from ever committing on a server that
+/// still runs it. So a group is never answered as failed when it committed, nor applied
+/// twice when it did not.
+async fn committed(pool: &Pool, token: &[u8; 16], lost: &tokio_postgres::Error) -> Result<bool, StorageError> {
     tracing::warn!(error = %lost, "a group's COMMIT went unanswered; asking the database whether it committed");
     let started = Instant::now();
     loop {
-        match transaction_status(pool, xid).await {
-            Ok(Some(committed)) => return Ok(committed),
-            Ok(None) => {}
+        match claim_token(pool, token).await {
+            Ok(committed) => {
+                let waited_ms = started.elapsed().as_millis() as u64;
+                tracing::warn!(committed, waited_ms, "settled a group whose COMMIT went unanswered");
+                return Ok(committed);
+            }
             Err(err) => tracing::warn!(error = %err, "cannot yet ask whether a group committed"),
         }
         if started.elapsed() > OUTCOME_WAIT {
             return Err(StorageError::new(
-                StorageErrorKind::Io,
+                StorageErrorKind::Unavailable,
                 format!(
                     "a group's COMMIT went unanswered and the database could not say within {} s whether it \
                      committed: {lost}",
@@ -925,21 +985,28 @@ async fn committed(pool: &Pool, xid: i64, lost: &tokio_postgres::Error) -> Resul
     }
 }
 
-/// Whether transaction `xid` committed (`Some(true)`), did not and never will
-/// (`Some(false)`: aborted, or unknown to the database), or is still in progress (`None`).
-async fn transaction_status(pool: &Pool, xid: i64) -> Result<Option<bool>, StorageError> {
+/// Claims `token`: true if a committed group holds it, false if this claim took it.
+async fn claim_token(pool: &Pool, token: &[u8; 16]) -> Result<bool, StorageError> {
     let client = pool.get().await.map_err(pool_error)?;
-    match client.query_one("SELECT pg_xact_status($1::bigint::text::xid8)", &[&xid]).await {
-        Ok(row) => match row.get::<_, Option<String>>(0).as_deref() {
-            Some("committed") => Ok(Some(true)),
-            Some("aborted") => Ok(Some(false)),
-            Some(_) => Ok(None),
-            // Too old for the database to remember: never the case for a COMMIT just sent.
-            None => Err(StorageError::new(StorageErrorKind::Io, "the database no longer knows the transaction")),
-        },
-        // "transaction ID … is in the future": this database never assigned it.
-        Err(err) if err.code() == Some(&SqlState::INVALID_PARAMETER_VALUE) => Ok(Some(false)),
-        Err(err) => Err(storage_error("asking whether a group committed", &err)),
+    let claimed = client
+        .execute(CLAIM_TOKEN, &[&token.as_slice()])
+        .await
+        .map_err(|err| storage_error("asking whether a group committed", &err))?;
+    Ok(claimed == 0)
+}
+
+/// Forgets tokens of groups long settled, every FORGET_EVERY.
+async fn forget_old_tokens(pool: Pool) {
+    loop {
+        tokio::time::sleep(FORGET_EVERY).await;
+        let forgotten = async {
+            let client = pool.get().await.map_err(pool_error)?;
+            client.execute(FORGET_TOKENS, &[]).await.map_err(|err| storage_error("forgetting old tokens", &err))
+        };
+        if let Err(err) = forgotten.await {
+            // Tried again next time; the table only grows meanwhile.
+            tracing::debug!(error = %err, "could not forget old group tokens");
+        }
     }
 }
 
@@ -1337,36 +1404,50 @@ mod tests {
         assert!(decided > 10, "the two raced: {decided} records decided");
     }
 
-    /// Whether a transaction whose COMMIT went unanswered committed is asked of the
-    /// database: committed, aborted, and never heard of (an id in its future, as on a
-    /// standby promoted before the transaction reached it).
+    /// A group whose COMMIT went unanswered is settled by its token: committed when its
+    /// transaction committed; not when it never reached this database (a promoted
+    /// standby's case), and then it can never commit later; and when its transaction
+    /// still runs, the answer waits for it to end and follows its outcome.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_outcome_of_an_unanswered_commit_is_asked_of_the_database() {
+    async fn an_unanswered_commit_is_settled_by_its_groups_token() {
         let server = test_server();
         let engine = PostgresEngine::connect(&PostgresOptions::new(server.create_database().unwrap())).unwrap();
         let pool = engine.pool.clone();
         let handle = engine.handle.clone();
-        let statuses = handle
+        handle
             .spawn(async move {
-                let mut client = pool.get().await.unwrap();
-                let mut xids = Vec::new();
-                for commit in [true, false] {
-                    let tx = client.transaction().await.unwrap();
-                    xids.push(tx.query_one(XACT_ID, &[]).await.unwrap().get::<_, i64>(0));
-                    if commit { tx.commit().await.unwrap() } else { tx.rollback().await.unwrap() }
-                }
-                let future = xids[0] + 1_000_000;
-                let mut statuses = Vec::new();
-                for xid in [xids[0], xids[1], future] {
-                    statuses.push(transaction_status(&pool, xid).await.unwrap());
-                }
                 let lost = pool.get().await.unwrap().query_one("SELECT 1/0", &[]).await.unwrap_err();
-                statuses.push(Some(committed(&pool, xids[0], &lost).await.unwrap()));
-                statuses
+                let mut writer = pool.get().await.unwrap();
+
+                let done = group_token().unwrap();
+                let tx = writer.transaction().await.unwrap();
+                tx.execute(WRITE_TOKEN, &[&done.as_slice()]).await.unwrap();
+                tx.commit().await.unwrap();
+                assert!(committed(&pool, &done, &lost).await.unwrap(), "a committed group is settled as committed");
+
+                let never = group_token().unwrap();
+                assert!(!committed(&pool, &never, &lost).await.unwrap(), "a group the database never saw did not");
+                let late = writer.execute(WRITE_TOKEN, &[&never.as_slice()]).await.unwrap_err();
+                assert_eq!(late.code(), Some(&SqlState::UNIQUE_VIOLATION), "and cannot commit afterwards");
+
+                for commits in [true, false] {
+                    let running = group_token().unwrap();
+                    let tx = writer.transaction().await.unwrap();
+                    tx.execute(WRITE_TOKEN, &[&running.as_slice()]).await.unwrap();
+                    let (pool, lost) = (pool.clone(), pool.get().await.unwrap().query_one("SELECT 1/0", &[]).await);
+                    let settling = tokio::spawn(async move { committed(&pool, &running, &lost.unwrap_err()).await });
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    assert!(!settling.is_finished(), "the answer waits for a transaction still running");
+                    if commits {
+                        tx.commit().await.unwrap()
+                    } else {
+                        tx.rollback().await.unwrap()
+                    }
+                    assert_eq!(settling.await.unwrap().unwrap(), commits, "and follows its outcome");
+                }
             })
             .await
             .unwrap();
-        assert_eq!(statuses, [Some(true), Some(false), Some(false), Some(true)]);
     }
 
     /// A reader paging through a log by cursor while two nodes append never skips a
@@ -1442,7 +1523,7 @@ mod tests {
         let unreachable = "postgresql://tio:s3cret-pw@127.0.0.1:1/tio?connect_timeout=2";
         let err = PostgresEngine::connect(&PostgresOptions::new(unreachable)).expect_err("no server there");
         assert!(!err.to_string().contains("s3cret-pw"), "the password stays out of errors: {err}");
-        assert_eq!(err.kind, StorageErrorKind::Io, "{err}");
+        assert_eq!(err.kind, StorageErrorKind::Unavailable, "a server that does not answer may yet: {err}");
         let err = PostgresEngine::connect(&PostgresOptions::new("postgresql://tio:s3cret-pw@[::1")).err().unwrap();
         assert!(err.to_string().contains("store.postgres.url") && !err.to_string().contains("s3cret-pw"), "{err}");
     }
@@ -1480,7 +1561,7 @@ mod tests {
         let wrong = PostgresTls { ca_pem: other.tls_ca_pem().unwrap().as_bytes().to_vec(), client: None };
         let err = PostgresEngine::connect(&PostgresOptions { tls: Some(wrong), ..PostgresOptions::new(&tcp) })
             .expect_err("a certificate from another CA is refused");
-        assert_eq!(err.kind, StorageErrorKind::Io, "{err}");
+        assert_eq!(err.kind, StorageErrorKind::Io, "a refused certificate is no passing outage: {err}");
 
         let err = PostgresEngine::connect(&PostgresOptions::new(format!("{tcp} sslmode=require")))
             .expect_err("TLS asked for without a CA");
