@@ -72,3 +72,22 @@ fn gen_config_prints_a_commented_configuration_that_loads() {
         run_tio(&["serve", "--dev", "--config", &file.display().to_string(), "--print-config"], &[]);
     assert!(status.success(), "{stderr}");
 }
+
+/// `deploy/postgres/tio-node.toml` is the `[store]` of the example configuration for a
+/// node on the Patroni cluster: merged in, it loads and says what the runbook says.
+#[test]
+fn the_example_postgresql_node_configuration_loads() {
+    let example = include_str!("../../deploy/tio.toml");
+    let node = include_str!("../../deploy/postgres/tio-node.toml");
+    let start = example.find("\n[store]\n").expect("the example has a [store]");
+    let end = start + 1 + example[start + 1..].find("\n[").expect("a section after [store]");
+    let merged = format!("{}{}\n{node}", &example[..start + 1], &example[end + 1..]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tio.toml");
+    std::fs::write(&file, merged).unwrap();
+    let (status, stdout, stderr) = run_tio(&["serve", "--config", &file.display().to_string(), "--print-config"], &[]);
+    assert!(status.success(), "{stderr}");
+    assert!(stdout.contains("engine = \"postgres\""), "{stdout}");
+    assert!(stdout.contains("target_session_attrs=read-write"), "{stdout}");
+    assert!(stdout.contains("password_file = \"/etc/tio/postgres-password\""), "{stdout}");
+}

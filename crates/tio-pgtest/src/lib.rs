@@ -20,6 +20,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+mod patroni;
+
+pub use patroni::{MemberState, PatroniCluster};
+
 /// The database role the harness creates (trusted, local connections only).
 pub const USER: &str = "tio";
 
@@ -42,6 +46,12 @@ pub enum HarnessError {
          `apt-get install postgresql`) is needed to run the test server as"
     )]
     NoServerAccount,
+    /// Patroni or etcd is not installed.
+    #[error(
+        "Patroni and etcd were not found: install them with `apt-get install patroni python3-etcd \
+         etcd-server` (tests/run does so on a fresh machine)"
+    )]
+    PatroniNotInstalled,
     /// A step failed.
     #[error("{step}: {detail}")]
     Step {
@@ -239,10 +249,7 @@ impl TestPostgres {
         // reported by the server and retried.
         let mut last_error = None;
         for _ in 0..3 {
-            let port = std::net::TcpListener::bind(("127.0.0.1", 0))
-                .and_then(|listener| listener.local_addr())
-                .map_err(|err| step("finding a free loopback port", err))?
-                .port();
+            let port = free_port()?;
             match self.spawn_server(port) {
                 Ok(()) => return Ok(()),
                 Err(err) => last_error = Some(err),
@@ -477,6 +484,14 @@ impl TestPostgres {
             }
         }
     }
+}
+
+/// A loopback port free at the moment of asking.
+fn free_port() -> Result<u16, HarnessError> {
+    std::net::TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .map_err(|err| step("finding a free loopback port", err))
 }
 
 /// The processes whose parent is `parent`, read from `/proc`.

@@ -214,6 +214,17 @@ impl Administrator<'_> {
 
     /// Takes the one rotation-or-retirement slot, and returns the ring file to rewrite.
     fn key_ring_lock(&self) -> Result<(tokio::sync::MutexGuard<'_, ()>, PathBuf), ServiceError> {
+        if self.broker.store().shared() {
+            // Another node's ring would lack the new version, and could not read a key
+            // wrapped under it.
+            return Err(ServiceError::failed_precondition(
+                "KEY_RING_SHARED_STORE",
+                "key_ring",
+                "other broker nodes share this store, and this server cannot rewrite their key rings: stop \
+                 every node, rotate or retire with `tio keys rotate|retire --data-dir D --engine postgres \
+                 --postgres-url URL`, and give every node the new ring before starting them again",
+            ));
+        }
         let maintenance = self.broker.maintenance();
         let file = maintenance.key_ring_file.clone().ok_or_else(|| {
             ServiceError::failed_precondition(

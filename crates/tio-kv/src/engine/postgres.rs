@@ -942,8 +942,10 @@ enum Attempt {
 }
 
 /// How long the engine keeps asking, on new connections, whether a group whose COMMIT
-/// went unanswered committed (a failover takes some seconds).
-const OUTCOME_WAIT: Duration = Duration::from_secs(30);
+/// went unanswered committed: longer than a failover takes (Patroni's defaults promote a
+/// standby within ttl + loop_wait, 40 s). The node's writes wait meanwhile, as they
+/// would for any database that does not answer.
+const OUTCOME_WAIT: Duration = Duration::from_secs(90);
 
 /// A token no other group, on any node, has or will have.
 fn group_token() -> Result<[u8; 16], StorageError> {
