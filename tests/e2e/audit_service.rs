@@ -83,11 +83,7 @@ fn agencies_are_refused_the_audit_log_and_the_refusal_is_in_it() {
 fn an_auditor_exports_and_verifies_and_tampering_or_rollback_fails() {
     let sandbox = Sandbox::start();
     let work = tempfile::tempdir().unwrap();
-    let keys = sandbox.data_dir().join("dev-keys").join("tio.keys");
-    let (status, public_key, stderr) = run_tio(&["audit", "public-key", "--keys-file", &arg(&keys)], &[]);
-    assert!(status.success(), "{stderr}");
-    let public_key_file = work.path().join("tio-audit.pub");
-    std::fs::write(&public_key_file, &public_key).unwrap();
+    let public_key_file = sandbox.write_audit_public_key(work.path());
     let verify = |dir: &Path, against: Option<&Path>| {
         let mut args = vec!["audit".to_owned(), "verify".to_owned(), arg(dir), "--public-key".to_owned()];
         args.push(arg(&public_key_file));
@@ -157,7 +153,7 @@ fn an_auditor_exports_and_verifies_and_tampering_or_rollback_fails() {
     }
 
     // Proofs from the server check out against the signed checkpoints.
-    let verifier = Verifier::parse(&public_key).unwrap();
+    let verifier = Verifier::parse(&std::fs::read_to_string(&public_key_file).unwrap()).unwrap();
     let open =
         |dir: &Path| Checkpoint::open(&std::fs::read_to_string(dir.join("checkpoint")).unwrap(), &verifier).unwrap();
     let (old, new) = (open(&first), open(&second));

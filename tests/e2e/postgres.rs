@@ -516,11 +516,7 @@ fn publish_through_a_failover(url: String, fail_over: impl FnOnce()) {
     };
     let sandbox = Sandbox::start_with(options);
     let work = tempfile::tempdir().unwrap();
-    let keys = sandbox.data_dir().join("dev-keys").join("tio.keys");
-    let (status, public_key, stderr) = run_tio(&["audit", "public-key", "--keys-file", &arg(&keys)], &[]);
-    assert!(status.success(), "{stderr}");
-    let public_key_file = work.path().join("tio-audit.pub");
-    std::fs::write(&public_key_file, &public_key).unwrap();
+    let public_key_file = sandbox.write_audit_public_key(work.path());
     let export = |name: &str| {
         let dir = work.path().join(name);
         let (ok, _, stderr) = tio_as(&sandbox, "auditor", &["audit", "export", "--out", &arg(&dir)]);

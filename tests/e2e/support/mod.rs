@@ -217,6 +217,17 @@ impl Sandbox {
         self.root.path().join("data")
     }
 
+    /// Writes the key that verifies the sandbox's checkpoints (`tio audit public-key`) to
+    /// a file in `dir`, as an auditor keeps it, and returns the file.
+    pub(crate) fn write_audit_public_key(&self, dir: &Path) -> PathBuf {
+        let keys = self.data_dir().join("dev-keys").join("tio.keys");
+        let (status, public_key, stderr) = run_tio(&["audit", "public-key", "--keys-file", &arg(&keys)], &[]);
+        assert!(status.success(), "{stderr}");
+        let file = dir.join("tio-audit.pub");
+        std::fs::write(&file, &public_key).unwrap();
+        file
+    }
+
     /// Returns connection settings for certificate `name` of the sandbox PKI.
     pub(crate) fn settings(&self, name: &str) -> ConnectionSettings {
         ConnectionSettings::from_dev_pki(format!("https://localhost:{}", self.address.port()), &self.pki.dir, name)

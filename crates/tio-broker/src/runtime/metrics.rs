@@ -115,9 +115,13 @@ impl Metrics {
         self.open_streams.inc_by(change);
     }
 
-    /// Returns the metrics in the Prometheus text format, with the store's size now.
+    /// Returns the metrics in the Prometheus text format, with the store's size now (or,
+    /// while its database does not answer, as last read: asking would hold the scrape
+    /// until the connection attempt failed).
     pub(crate) fn render(&self, store: &Store) -> String {
-        if let Ok(bytes) = store.size_on_disk() {
+        if self.store_reachable.get() == 1
+            && let Ok(bytes) = store.size_on_disk()
+        {
             self.store_bytes.set(bytes);
         }
         let mut text = String::new();
