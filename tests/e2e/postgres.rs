@@ -373,6 +373,119 @@ fn a_node_is_not_serving_while_its_database_is_down_and_serves_again_once_it_is_
     assert!(sandbox.log_text().contains("does not answer"), "the node said why it was not serving");
 }
 
+/// One audit sequencer at a time across nodes: the first node to start takes the
+/// sequencer's lease and builds the tree and signs checkpoints; a second node leaves
+/// them to it. Killed, the first node's lease lapses and the second takes over: it signs
+/// checkpoints covering what was written since, and its export verifies against a
+/// checkpoint signed by the first.
+#[test]
+fn one_node_sequences_the_audit_log_and_another_takes_over_when_it_dies() {
+    use tio_proto::v1;
+
+    use crate::support::records::*;
+    use crate::support::{Options, Sandbox, tio_as};
+
+    const SEQUENCES: &str = "this node now sequences the audit log";
+    let server = tio_pgtest::TestPostgres::start().expect("a test PostgreSQL starts (tests/run installs it)");
+    let options = Options {
+        args: vec!["--set".into(), "audit.checkpoint_interval_seconds=1".into()],
+        env: vec![
+            ("TIO_STORE_ENGINE".into(), "postgres".into()),
+            ("TIO_STORE_POSTGRES_URL".into(), server.create_database().unwrap()),
+        ],
+        ..Options::default()
+    };
+    let mut first = Sandbox::start_with(options);
+    let wait_until = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "never: {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_until("the first node sequences", &|| first.log_text().contains(SEQUENCES));
+    let second = first.start_peer("second-node");
+    let work = tempfile::tempdir().unwrap();
+    let public_key_file = first.write_audit_public_key(work.path());
+    let before = work.path().join("before");
+    let (ok, _, stderr) = tio_as(&first, "auditor", &["audit", "export", "--out", &arg(&before)]);
+    assert!(ok, "{stderr}");
+
+    let runtime = runtime();
+    let on_second = |name: &str| {
+        let settings =
+            tio_client::ConnectionSettings { professional: Some(format!("{name}-staff-1")), ..second.settings(name) };
+        runtime.block_on(tio_client::Client::connect(&settings)).unwrap()
+    };
+    let (hospital, auditor) = (on_second("hospital"), on_second("auditor"));
+    let publish_some = |from: usize| {
+        runtime.block_on(async {
+            for i in from..from + 3 {
+                let key = format!("p{i}");
+                let request = publish_request(AMY, v1::Category::HealthSummary, health_summary(&key), &key);
+                publish(&hospital, request).await.unwrap();
+            }
+        })
+    };
+    let signed_size = || {
+        let request = auditor.request(v1::GetCheckpointRequest::default());
+        runtime.block_on(auditor.audit().get_checkpoint(request)).unwrap().into_inner().tree_size
+    };
+    // The publishes' entries, by leaf index, and the tree's size as the query saw it.
+    let publishes = || {
+        let request = v1::QueryEntriesRequest { action: v1::AuditAction::Publish as i32, ..Default::default() };
+        let page = runtime.block_on(auditor.audit().query_entries(auditor.request(request))).unwrap().into_inner();
+        let indexes: Vec<u64> = page.entries.iter().map(|entry| entry.leaf_index).collect();
+        (indexes, page.tree_size)
+    };
+    publish_some(0);
+    wait_until("the first node sequences the first publishes", &|| {
+        let (indexes, tree_size) = publishes();
+        indexes.iter().all(|index| *index < tree_size)
+    });
+    assert!(!second.log_text().contains(SEQUENCES), "the second node left sequencing to the first");
+
+    first.signal(nix::sys::signal::Signal::SIGKILL);
+    first.wait_exit(Duration::from_secs(20));
+    let killed = std::time::Instant::now();
+    let before_size = signed_size();
+    publish_some(3);
+    // With no sequencer, the publishes' entries are committed but not yet in the tree,
+    // and the query says so.
+    let (indexes, tree_size) = publishes();
+    assert_eq!(indexes.len(), 6, "{indexes:?}");
+    assert!(indexes[..3].iter().all(|index| *index < tree_size), "{indexes:?} {tree_size}");
+    assert!(indexes[3..].iter().all(|index| *index >= tree_size), "not yet sequenced: {indexes:?} {tree_size}");
+    wait_until("the second node takes over", &|| second.log_text().contains(SEQUENCES));
+    eprintln!("the second node took over sequencing {:?} after the first was killed", killed.elapsed());
+    // Three publishes and the checkpoint read are written after `before_size`.
+    wait_until("a checkpoint covering what was written since", &|| signed_size() > before_size + 3);
+    let (indexes, tree_size) = publishes();
+    assert!(indexes.iter().all(|index| *index < tree_size), "all sequenced now: {indexes:?} {tree_size}");
+
+    let after = work.path().join("after");
+    let server_address = format!("https://localhost:{}", second.address.port());
+    let pki = arg(&first.pki.dir);
+    let (status, _, stderr) = run_tio(
+        &["audit", "export", "--out", &arg(&after), "--server", &server_address, "--dev-pki", &pki, "--as", "auditor"],
+        &[],
+    );
+    assert!(status.success(), "{stderr}");
+    let (status, report, stderr) = run_tio(
+        &[
+            "audit",
+            "verify",
+            &arg(&after),
+            "--public-key",
+            &arg(&public_key_file),
+            "--against",
+            &arg(&before.join("checkpoint")),
+        ],
+        &[],
+    );
+    assert!(status.success() && report.contains("extends the older checkpoint"), "{report}{stderr}");
+}
+
 /// Keys on a shared store: a running node refuses to rotate (the other nodes' rings
 /// would lack the new version), and the offline commands rotate and retire on
 /// PostgreSQL with the node stopped; the node started again with the new ring reads

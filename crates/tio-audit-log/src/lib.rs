@@ -374,6 +374,12 @@ impl AuditLog {
     }
 
     /// Returns the stored frontier record and the frontier.
+    /// How many entries the tree holds now (sequenced; a checkpoint may cover fewer).
+    /// Entries at leaf indexes from it on are committed but not yet in the tree.
+    pub fn tree_size(&self) -> Result<u64, AuditError> {
+        Ok(self.frontier()?.1.size())
+    }
+
     fn frontier(&self) -> Result<(Option<Vec<u8>>, Frontier), AuditError> {
         match self.store.audit_tree(TreeRecord::Frontier)? {
             None => Ok((None, Frontier::new())),

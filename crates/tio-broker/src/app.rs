@@ -10,6 +10,7 @@ pub(crate) mod checkpoints;
 pub(crate) mod consents;
 pub(crate) mod error;
 pub(crate) mod facts;
+pub(crate) mod leases;
 pub(crate) mod maintenance;
 pub(crate) mod records;
 pub(crate) mod registry;

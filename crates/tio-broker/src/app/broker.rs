@@ -117,15 +117,6 @@ pub(crate) struct Broker {
 /// How long a stream lease lasts unrenewed unless configured.
 const DEFAULT_STREAM_LEASE: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Returns a name for this node that no other node's is likely to share (leases name
-/// their holder by it; nothing rests on it being secret).
-fn node_id() -> String {
-    use std::hash::BuildHasher;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let hash = std::collections::hash_map::RandomState::new().hash_one((std::process::id(), now.as_nanos()));
-    format!("node-{hash:016x}")
-}
-
 /// One call: its caller, its ids and the time it started.
 #[derive(Debug, Clone)]
 pub(crate) struct Call {
@@ -158,7 +149,7 @@ impl Broker {
             clock,
             changes: tokio::sync::watch::Sender::new(0),
             open_streams: std::sync::Mutex::default(),
-            node: node_id(),
+            node: crate::app::leases::holder_id(),
             stream_lease: DEFAULT_STREAM_LEASE,
             seed: RegistrySeed::default(),
             registry_turn: tokio::sync::Mutex::new(()),

@@ -1,24 +1,18 @@
 //! One stream at a time: a subscription is delivered on one stream, and a caller's
 //! alerts watched on one. On this node a set of what is open says so; on a store that
-//! several nodes share, a lease in the store says so across them ([`StreamClaim`]):
-//! taken when the stream opens, renewed every third of its length while the stream
-//! runs, released when it ends, and lapsing on its own when its node stops without
-//! releasing it (a crash), so that another node may then serve the stream. The
-//! stream's own writes go on condition that it still holds the lease, so a node that
-//! lost it (stalled past its length while another took over) can never deliver under
-//! it again.
-//!
-//! Lease times are read from the system clock (never the development clock, which
-//! nodes may set differently); nodes of one store keep their clocks in step (NTP).
+//! several nodes share, a lease in the store says so across them ([`StreamClaim`], over
+//! [`crate::app::leases`]): taken when the stream opens, renewed while it runs,
+//! released when it ends, lapsing on its own after a crash. The stream's own writes go
+//! on condition that it still holds the lease, so a node that lost it (stalled past its
+//! length while another took over) can never deliver under it again.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use tio_store::cursors::{self, Lease, StoredLease};
-use tio_store::{Batch, Condition, StoreError};
+use tio_store::Condition;
 
-use crate::app::broker::{Broker, Clock, SystemClock};
+use crate::app::broker::Broker;
 use crate::app::error::ServiceError;
+use crate::app::leases::{self, HeldLease};
 
 /// A stream's claim on what it serves: on this node, and on a shared store its lease.
 /// Dropping it gives up the claim on this node and lets the lease lapse (or releases it
@@ -26,10 +20,8 @@ use crate::app::error::ServiceError;
 pub(crate) struct StreamClaim {
     broker: Arc<Broker>,
     key: String,
-    /// The lease as this stream last wrote it; `None` on a store no other node writes.
-    lease: Option<StoredLease>,
-    /// When the lease is next to be renewed.
-    renew_at: tokio::time::Instant,
+    /// The stream's lease; `None` on a store no other node writes.
+    lease: Option<HeldLease>,
 }
 
 impl std::fmt::Debug for StreamClaim {
@@ -43,15 +35,6 @@ fn lease_name(key: &str) -> String {
     format!("stream/{key}")
 }
 
-/// The system clock now, in microseconds since the Unix epoch.
-fn now_micros() -> i64 {
-    SystemClock.now().unix_micros()
-}
-
-fn micros(duration: Duration) -> i64 {
-    i64::try_from(duration.as_micros()).unwrap_or(i64::MAX)
-}
-
 impl Broker {
     /// Claims stream `key` (`agency/name` for a subscription, `alerts/…` for alerts):
     /// `None` if a stream has it open already, on this node or, on a shared store,
@@ -61,33 +44,14 @@ impl Broker {
             return Ok(None);
         }
         // From here the claim releases the mark on this node however this ends.
-        let mut claim = StreamClaim {
-            broker: self.clone(),
-            key: key.to_owned(),
-            lease: None,
-            renew_at: tokio::time::Instant::now() + self.stream_lease() / 3,
-        };
+        let mut claim = StreamClaim { broker: self.clone(), key: key.to_owned(), lease: None };
         if !self.store().shared() {
             return Ok(Some(claim));
         }
-        let name = lease_name(key);
-        let store = self.store();
-        let now = now_micros();
-        let lease =
-            Lease { holder: self.node().to_owned(), expires_micros: now.saturating_add(micros(self.stream_lease())) };
-        let mut batch = Batch::new();
-        match store.lease(&name)? {
-            Some(held) if held.lease.expires_micros > now && held.lease.holder != self.node() => return Ok(None),
-            Some(lapsed) => batch.require(lapsed.unchanged()),
-            None => batch.require(cursors::lease_absent(&name)),
-        };
-        batch.push(cursors::put_lease(&name, &lease));
-        match store.commit(batch).await {
-            Ok(_) => {}
-            Err(StoreError::Conflict { .. }) => return Ok(None),
-            Err(err) => return Err(err.into()),
+        match leases::take(self.store(), &lease_name(key), self.node(), self.stream_lease()).await? {
+            Some(lease) => claim.lease = Some(lease),
+            None => return Ok(None),
         }
-        claim.lease = Some(StoredLease::after_put(&name, lease));
         Ok(Some(claim))
     }
 
@@ -100,8 +64,7 @@ impl Broker {
         if !self.store().shared() {
             return Ok(false);
         }
-        let held = self.store().lease(&lease_name(key))?;
-        Ok(held.is_some_and(|held| held.lease.expires_micros > now_micros()))
+        Ok(leases::is_held(self.store(), &lease_name(key))?)
     }
 }
 
@@ -109,48 +72,29 @@ impl StreamClaim {
     /// The precondition under which the stream's writes go: that it still holds its
     /// lease. `None` on a store no other node writes.
     pub(crate) fn holds(&self) -> Option<Condition> {
-        self.lease.as_ref().map(StoredLease::unchanged)
+        self.lease.as_ref().map(HeldLease::holds)
     }
 
     /// When the lease is next due for renewal, if there is one.
     pub(crate) fn renew_at(&self) -> Option<tokio::time::Instant> {
-        self.lease.as_ref().map(|_| self.renew_at)
+        self.lease.as_ref().map(HeldLease::renew_at)
     }
 
     /// Renews the lease if it is due; FAILED_PRECONDITION `STREAM_TAKEN_OVER` if another
     /// node has taken it over meanwhile (this one did not renew in time).
     pub(crate) async fn keep(&mut self, subject: &str) -> Result<(), ServiceError> {
-        let Some(held) = &self.lease else { return Ok(()) };
-        if tokio::time::Instant::now() < self.renew_at {
-            return Ok(());
+        let Some(lease) = &mut self.lease else { return Ok(()) };
+        if !lease.keep(self.broker.store()).await? {
+            return Err(taken_over(subject));
         }
-        let length = self.broker.stream_lease();
-        let lease = Lease { expires_micros: now_micros().saturating_add(micros(length)), ..held.lease.clone() };
-        let name = lease_name(&self.key);
-        let mut batch = Batch::new();
-        batch.require(held.unchanged());
-        batch.push(cursors::put_lease(&name, &lease));
-        match self.broker.store().commit(batch).await {
-            Ok(_) => {}
-            Err(StoreError::Conflict { .. }) => return Err(taken_over(subject)),
-            Err(err) => return Err(err.into()),
-        }
-        self.lease = Some(StoredLease::after_put(&name, lease));
-        self.renew_at = tokio::time::Instant::now() + length / 3;
         Ok(())
     }
 
     /// Releases the lease at once, so that another node may serve the stream without
     /// waiting for it to lapse; a failure only means that wait.
     pub(crate) async fn release(mut self) {
-        let Some(held) = self.lease.take() else { return };
-        let mut batch = Batch::new();
-        batch.require(held.unchanged());
-        batch.push(cursors::delete_lease(&lease_name(&self.key)));
-        if let Err(err) = self.broker.store().commit(batch).await
-            && !matches!(err, StoreError::Conflict { .. })
-        {
-            tracing::warn!(error = %err, "a stream's lease was not released; it lapses on its own");
+        if let Some(lease) = self.lease.take() {
+            lease.release(self.broker.store()).await;
         }
     }
 }

@@ -494,8 +494,11 @@ impl v1::audit_service_server::AuditService for Audit {
             let start = paging::open_token(self.broker.store(), "page.page_token", &scope, &page.page_token)?;
             reader.query(filter, child.as_ref(), start, size).await
         };
+        // Read before the page, so that no entry of it is said to be in the tree early.
+        let tree_size = self.broker.audit().tree_size().map_err(|err| into_status(ServiceError::from(err)))?;
         let page = query.await.map_err(into_status)?;
         Ok(Response::new(v1::QueryEntriesResponse {
+            tree_size,
             entries: page.entries.iter().map(entry_to_proto).collect(),
             page: Some(v1::PageResponse {
                 next_page_token: page

@@ -238,9 +238,10 @@ pub struct PostgresConfig {
     pub cert_file: Option<PathBuf>,
     /// The PEM private key of `cert_file` (mode 0600).
     pub key_file: Option<PathBuf>,
-    /// How long a node holds a subscription's stream without renewing its lease (it
-    /// renews every third of it): after a node stops without closing its streams, the
-    /// longest wait before another node serves them.
+    /// How long a node holds a subscription's stream, or the audit log's sequencing,
+    /// without renewing its lease (it renews every third of it): after a node stops
+    /// without closing its streams, the longest wait before another node serves them,
+    /// or takes over sequencing.
     pub stream_lease_seconds: u64,
 }
 

@@ -82,8 +82,16 @@ impl Node {
         let store = Arc::new(open_store(&config, keys, secrets.postgres_password)?);
         let audit = Arc::new(AuditLog::new(store.clone(), signer));
         let (stop_checkpoints, checkpoints_stopped) = watch::channel(false);
-        let checkpoints =
-            tokio::spawn(crate::app::checkpoints::run(audit.clone(), config.audit.clone(), checkpoints_stopped));
+        let sequencing = crate::app::checkpoints::Sequencing {
+            store: store.clone(),
+            lease: std::time::Duration::from_secs(config.store.postgres.stream_lease_seconds),
+        };
+        let checkpoints = tokio::spawn(crate::app::checkpoints::run(
+            audit.clone(),
+            config.audit.clone(),
+            sequencing,
+            checkpoints_stopped,
+        ));
         // Everything that can still fail; if it does, the checkpoint task stops first.
         let rest = async {
             let seed = RegistrySeed {
