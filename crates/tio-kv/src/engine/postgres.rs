@@ -104,6 +104,9 @@ const CLAIM_TOKEN: &str = "INSERT INTO tio_groups (token) VALUES ($1) ON CONFLIC
 const FORGET_TOKENS: &str = "DELETE FROM tio_groups WHERE at < now() - interval '1 hour'";
 /// How often a node forgets old tokens.
 const FORGET_EVERY: Duration = Duration::from_secs(300);
+/// How old a token may be and still settle its group: well inside the hour it is kept,
+/// since a token forgotten would be claimed as if its group had never committed.
+const TOKEN_TRUSTED: Duration = Duration::from_secs(30 * 60);
 const TAKE_COMMIT_TURN: &str = "SELECT pg_advisory_lock($1)";
 const GIVE_COMMIT_TURN: &str = "SELECT pg_advisory_unlock($1)";
 
@@ -829,6 +832,7 @@ async fn commit_group(pool: Pool, batches: Vec<Batch>) -> Result<Vec<BatchOutcom
     loop {
         attempt += 1;
         let token = group_token()?;
+        let trusted_until = Instant::now() + TOKEN_TRUSTED;
         let mut client = pool.get().await.map_err(pool_error)?;
         // The turn is taken before the transaction begins, so that its snapshot and
         // id come after the previous group's commit.
@@ -913,7 +917,7 @@ async fn commit_group(pool: Pool, batches: Vec<Batch>) -> Result<Vec<BatchOutcom
         };
         let (outcomes, appended) = match outcome {
             Ok(Attempt::Committed { outcomes, appended }) => (outcomes, appended),
-            Ok(Attempt::Unknown { outcomes, error }) => match committed(&pool, &token, &error).await? {
+            Ok(Attempt::Unknown { outcomes, error }) => match committed(&pool, &token, trusted_until, &error).await? {
                 true => (outcomes, None),
                 false if attempt < MAX_GROUP_ATTEMPTS => continue,
                 false => return Err(storage_error("committing a group", &error)),
@@ -960,11 +964,27 @@ fn group_token() -> Result<[u8; 16], StorageError> {
 /// token (CLAIM_TOKEN). A promoted standby that never received the group's transaction
 /// says it did not commit, and the claim keeps it from ever committing on a server that
 /// still runs it. So a group is never answered as failed when it committed, nor applied
-/// twice when it did not.
-async fn committed(pool: &Pool, token: &[u8; 16], lost: &tokio_postgres::Error) -> Result<bool, StorageError> {
+/// twice when it did not. After `trusted_until` the token may have been forgotten (a node
+/// stalled for half an hour mid-commit) and settles nothing: the group stays in doubt.
+async fn committed(
+    pool: &Pool,
+    token: &[u8; 16],
+    trusted_until: Instant,
+    lost: &tokio_postgres::Error,
+) -> Result<bool, StorageError> {
     tracing::warn!(error = %lost, "a group's COMMIT went unanswered; asking the database whether it committed");
     let started = Instant::now();
     loop {
+        if Instant::now() > trusted_until {
+            return Err(StorageError::new(
+                StorageErrorKind::Unavailable,
+                format!(
+                    "a group's COMMIT went unanswered more than {} minutes after it began, too late to settle \
+                     whether it committed: {lost}",
+                    TOKEN_TRUSTED.as_secs() / 60
+                ),
+            ));
+        }
         match claim_token(pool, token).await {
             Ok(committed) => {
                 let waited_ms = started.elapsed().as_millis() as u64;
@@ -1412,6 +1432,7 @@ mod tests {
     /// still runs, the answer waits for it to end and follows its outcome.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_unanswered_commit_is_settled_by_its_groups_token() {
+        let later = || Instant::now() + TOKEN_TRUSTED;
         let server = test_server();
         let engine = PostgresEngine::connect(&PostgresOptions::new(server.create_database().unwrap())).unwrap();
         let pool = engine.pool.clone();
@@ -1425,10 +1446,19 @@ mod tests {
                 let tx = writer.transaction().await.unwrap();
                 tx.execute(WRITE_TOKEN, &[&done.as_slice()]).await.unwrap();
                 tx.commit().await.unwrap();
-                assert!(committed(&pool, &done, &lost).await.unwrap(), "a committed group is settled as committed");
+                assert!(
+                    committed(&pool, &done, later(), &lost).await.unwrap(),
+                    "a committed group is settled as committed"
+                );
+
+                let too_late = committed(&pool, &done, Instant::now(), &lost).await.unwrap_err();
+                assert_eq!(too_late.kind, StorageErrorKind::Unavailable, "a token too old to trust settles nothing");
 
                 let never = group_token().unwrap();
-                assert!(!committed(&pool, &never, &lost).await.unwrap(), "a group the database never saw did not");
+                assert!(
+                    !committed(&pool, &never, later(), &lost).await.unwrap(),
+                    "a group the database never saw did not"
+                );
                 let late = writer.execute(WRITE_TOKEN, &[&never.as_slice()]).await.unwrap_err();
                 assert_eq!(late.code(), Some(&SqlState::UNIQUE_VIOLATION), "and cannot commit afterwards");
 
@@ -1437,7 +1467,8 @@ mod tests {
                     let tx = writer.transaction().await.unwrap();
                     tx.execute(WRITE_TOKEN, &[&running.as_slice()]).await.unwrap();
                     let (pool, lost) = (pool.clone(), pool.get().await.unwrap().query_one("SELECT 1/0", &[]).await);
-                    let settling = tokio::spawn(async move { committed(&pool, &running, &lost.unwrap_err()).await });
+                    let settling =
+                        tokio::spawn(async move { committed(&pool, &running, later(), &lost.unwrap_err()).await });
                     tokio::time::sleep(Duration::from_millis(300)).await;
                     assert!(!settling.is_finished(), "the answer waits for a transaction still running");
                     if commits {
