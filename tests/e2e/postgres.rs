@@ -471,19 +471,7 @@ fn one_node_sequences_the_audit_log_and_another_takes_over_when_it_dies() {
         &[],
     );
     assert!(status.success(), "{stderr}");
-    let (status, report, stderr) = run_tio(
-        &[
-            "audit",
-            "verify",
-            &arg(&after),
-            "--public-key",
-            &arg(&public_key_file),
-            "--against",
-            &arg(&before.join("checkpoint")),
-        ],
-        &[],
-    );
-    assert!(status.success() && report.contains("extends the older checkpoint"), "{report}{stderr}");
+    assert_export_extends(&after, &public_key_file, &before);
 }
 
 /// Keys on a shared store: a running node refuses to rotate (the other nodes' rings
@@ -542,6 +530,16 @@ fn keys_on_postgresql_are_rotated_and_retired_with_the_nodes_stopped() {
     // The child's key, wrapped under the new version, serves the next publish.
     sandbox.start_stopped();
     publish_one(&sandbox, "after");
+}
+
+/// Checks that the audit export in `after` verifies under the key in `public_key_file`
+/// and extends the checkpoint of the export in `before` (`tio audit verify --against`).
+fn assert_export_extends(after: &std::path::Path, public_key_file: &std::path::Path, before: &std::path::Path) {
+    let (after, key, against) = (arg(after), arg(public_key_file), arg(&before.join("checkpoint")));
+    let (status, report, stderr) =
+        run_tio(&["audit", "verify", &after, "--public-key", &key, "--against", &against], &[]);
+    assert!(status.success(), "{report}{stderr}");
+    assert!(report.contains("extends the older checkpoint"), "{report}");
 }
 
 /// Failover: a node connects to a primary and its synchronous standby with one
@@ -813,20 +811,7 @@ fn publish_through_a_failover(url: String, fail_over: impl FnOnce()) {
 
     // The audit log after the failover extends the one before it, and verifies.
     let after = export("after");
-    let (status, report, stderr) = run_tio(
-        &[
-            "audit",
-            "verify",
-            &arg(&after),
-            "--public-key",
-            &arg(&public_key_file),
-            "--against",
-            &arg(&before.join("checkpoint")),
-        ],
-        &[],
-    );
-    assert!(status.success(), "{report}{stderr}");
-    assert!(report.contains("extends the older checkpoint"), "{report}");
+    assert_export_extends(&after, &public_key_file, &before);
     let log = sandbox.log_text();
     let settled: Vec<&str> = log.lines().filter(|line| line.contains("settled a group")).collect();
     eprintln!("groups whose COMMIT went unanswered, settled: {settled:?}");
