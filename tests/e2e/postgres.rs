@@ -565,6 +565,30 @@ fn a_failover_to_the_synchronous_standby_loses_no_acknowledged_publish() {
     });
 }
 
+/// Failover to a standby that missed the last commit: its replication stream is cut
+/// (its WAL receiver killed, the standby hung before another connects), so that a
+/// group's COMMIT waits on it and never reaches it; the primary is then killed whole and
+/// the standby promoted. The group in doubt
+/// did not commit there, is settled so, and is committed again: its publishes are
+/// acknowledged once and delivered once. See `publish_through_a_failover`.
+#[test]
+fn a_failover_to_a_standby_that_missed_the_last_commit_commits_that_group_again() {
+    let mut primary = tio_pgtest::TestPostgres::start().expect("a test PostgreSQL starts (tests/run installs it)");
+    let database = primary.create_database().unwrap().rsplit("dbname=").next().unwrap().to_owned();
+    let standby = primary.start_standby().unwrap();
+    let url = tio_pgtest::TestPostgres::url_across(&[&primary, &standby], &database);
+    let settled = publish_through_a_failover(url, || {
+        // Cut, then hung at once, so that no new receiver reconnects before the kill.
+        standby.cut_replication();
+        standby.pause();
+        std::thread::sleep(Duration::from_millis(300));
+        primary.kill();
+        standby.resume();
+        standby.promote().unwrap();
+    });
+    assert!(settled.iter().all(|line| line.contains("committed=false")), "{settled:?}");
+}
+
 /// Failover under Patroni, as `deploy/postgres/` runs it: three members with
 /// `synchronous_mode` and `synchronous_mode_strict`, etcd for the leader's lock. The
 /// synchronous standby's PostgreSQL is made to hang, the leader's machine is lost (its
@@ -604,8 +628,8 @@ fn a_patroni_failover_loses_no_acknowledged_publish() {
 /// redelivery), each publisher's in the order published; a publish repeated under an
 /// acknowledged key gives the same update; a group's COMMIT went unanswered at the
 /// failover and was settled; and the audit log exported afterwards verifies against the
-/// checkpoint exported before.
-fn publish_through_a_failover(url: String, fail_over: impl FnOnce()) {
+/// checkpoint exported before. Returns the node's log lines that settled a group.
+fn publish_through_a_failover(url: String, fail_over: impl FnOnce()) -> Vec<String> {
     use std::collections::{BTreeMap, HashSet};
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex, OnceLock};
@@ -813,7 +837,8 @@ fn publish_through_a_failover(url: String, fail_over: impl FnOnce()) {
     let after = export("after");
     assert_export_extends(&after, &public_key_file, &before);
     let log = sandbox.log_text();
-    let settled: Vec<&str> = log.lines().filter(|line| line.contains("settled a group")).collect();
+    let settled: Vec<String> = log.lines().filter(|line| line.contains("settled a group")).map(str::to_owned).collect();
     eprintln!("groups whose COMMIT went unanswered, settled: {settled:?}");
     assert!(!settled.is_empty(), "a group's COMMIT went unanswered at the kill, and was settled:\n{log}");
+    settled
 }

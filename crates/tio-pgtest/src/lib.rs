@@ -294,12 +294,7 @@ impl TestPostgres {
             if let Some(status) = child.try_wait().map_err(|err| step("waiting for postgres", err))? {
                 return Err(step(format!("postgres exited at start ({status})"), self.server_log_tail()));
             }
-            let ready = Command::new(self.bin.join("pg_isready"))
-                .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", USER, "-d", "postgres"])
-                .status()
-                .map(|status| status.success())
-                .unwrap_or(false);
-            if ready {
+            if self.answers_on(port) {
                 self.port = port;
                 self.server = Some(child);
                 return Ok(());
@@ -311,6 +306,18 @@ impl TestPostgres {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Whether the server on `port` accepts connections now (`pg_isready`).
+    fn answers_on(&self, port: u16) -> bool {
+        Command::new(self.bin.join("pg_isready"))
+            .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", USER, "-d", "postgres"])
+            .status()
+            .is_ok_and(|status| status.success())
+    }
+
+    fn accepts_connections(&self) -> bool {
+        self.answers_on(self.port)
     }
 
     fn server_log_tail(&self) -> String {
@@ -427,8 +434,16 @@ impl TestPostgres {
         Ok(standby)
     }
 
-    /// Promotes this standby to a primary that accepts writes, waiting until it does.
+    /// Promotes this standby to a primary that accepts writes, waiting until it does
+    /// (and first until it accepts connections, as after a restart of its processes).
     pub fn promote(&self) -> Result<(), HarnessError> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        while !self.accepts_connections() {
+            if Instant::now() > deadline {
+                return Err(step("the standby did not accept connections within 60 s", self.server_log_tail()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let promoted = self.psql("postgres", "SELECT pg_promote(wait => true, wait_seconds => 60)")?;
         if promoted.trim() != "t" {
             return Err(step("pg_promote", format!("the standby was not promoted: {promoted}")));
@@ -458,6 +473,21 @@ impl TestPostgres {
     /// Lets a paused server run on (SIGCONT to every process of it).
     pub fn resume(&self) {
         self.signal_all(nix::sys::signal::Signal::SIGCONT);
+    }
+
+    /// Cuts this standby's replication stream where it stands: its WAL receiver is
+    /// killed with SIGKILL (the server restarts its processes and goes on recovering
+    /// from what it has), so that nothing more of the primary's WAL reaches it for some
+    /// seconds, until a new receiver connects.
+    pub fn cut_replication(&self) {
+        let Some(child) = &self.server else { return };
+        for pid in children_of(child.id()) {
+            let command = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&command).contains("walreceiver") {
+                let _ =
+                    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
     }
 
     fn signal_all(&self, signal: nix::sys::signal::Signal) {
