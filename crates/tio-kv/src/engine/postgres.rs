@@ -1221,7 +1221,7 @@ impl Engine for PostgresEngine {
             };
             tokio::time::timeout(PROBE_TIMEOUT, probe).await.unwrap_or_else(|_| {
                 Err(StorageError::new(
-                    StorageErrorKind::Io,
+                    StorageErrorKind::Unavailable,
                     format!("the database did not answer within {} s", PROBE_TIMEOUT.as_secs()),
                 ))
             })
