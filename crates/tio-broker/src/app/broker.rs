@@ -112,6 +112,9 @@ pub(crate) struct Broker {
     maintenance: crate::app::maintenance::Maintenance,
     /// How this deployment shares without consent.
     sharing: crate::app::sharing::Sharing,
+    /// Bumped after this node creates or deletes a subscription, so that open streams
+    /// read their agency's subscriptions again (the one-copy rule) only when they change.
+    subscriptions_changed: std::sync::atomic::AtomicU64,
 }
 
 /// How long a stream lease lasts unrenewed unless configured.
@@ -156,6 +159,7 @@ impl Broker {
             store_reachable: tokio::sync::watch::Sender::new(true),
             maintenance: crate::app::maintenance::Maintenance::new(std::env::temp_dir(), None),
             sharing,
+            subscriptions_changed: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -240,6 +244,18 @@ impl Broker {
     /// Wakes open subscription streams: something that can change a delivery committed.
     pub(crate) fn notify_change(&self) {
         self.changes.send_modify(|count| *count = count.wrapping_add(1));
+    }
+
+    /// Returns a number that changes whenever this node creates or deletes a
+    /// subscription: read it before [`Broker::agency_heads`], and what was read stays
+    /// current (on this node) while the number does not change.
+    pub(crate) fn subscriptions_generation(&self) -> u64 {
+        self.subscriptions_changed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Records that this node created or deleted a subscription.
+    pub(crate) fn note_subscriptions_changed(&self) {
+        self.subscriptions_changed.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
 
     /// Returns a receiver that sees every [`Broker::notify_change`].

@@ -124,7 +124,27 @@ pub(crate) struct Deliverer {
     /// child's number is unsealed once a stream rather than once a page. An erased
     /// child's updates have no content and are passed over before this is asked.
     children: std::sync::Mutex<std::collections::HashMap<ChildIndex, Child>>,
+    /// The one-copy rule's categories as last read, kept while the agency's
+    /// subscriptions are unchanged: reading them is a scan of heads that every delivery
+    /// rewrites, which in a log-structured index store walks each old version.
+    one_copy: Option<OneCopy>,
 }
+
+/// What the one-copy rule leaves a stream, as read at a moment.
+struct OneCopy {
+    /// [`Broker::subscriptions_generation`] when it was read.
+    generation: u64,
+    read_at: std::time::Instant,
+    /// Categories an earlier subscription of the agency delivers.
+    shadowed: Vec<Category>,
+    /// Categories no subscription of the agency takes, if this is its first one.
+    orphans: Vec<Category>,
+}
+
+/// How long the one-copy rule's reading holds on a store other nodes share, where a
+/// subscription may be created or deleted without this node knowing: changes there take
+/// effect within this time, as suspensions do.
+const ONE_COPY_FRESH_SHARED: Duration = Duration::from_secs(1);
 
 /// How many children a stream remembers before it starts again.
 const MAX_CHILDREN_REMEMBERED: usize = 4096;
@@ -159,6 +179,7 @@ impl Deliverer {
             acked: Vec::new(),
             claim: None,
             children: std::sync::Mutex::default(),
+            one_copy: None,
         })
     }
 
@@ -618,15 +639,26 @@ impl Deliverer {
     ///
     /// Also returns, if this is the agency's first subscription by name, the categories
     /// none of its subscriptions takes (empty otherwise).
-    fn shadowed_categories(&self) -> Result<(Vec<Category>, Vec<Category>), ServiceError> {
+    fn shadowed_categories(&mut self) -> Result<(Vec<Category>, Vec<Category>), ServiceError> {
+        let generation = self.broker.subscriptions_generation();
+        let fresh = |one_copy: &OneCopy| {
+            one_copy.generation == generation
+                && (!self.broker.store().shared() || one_copy.read_at.elapsed() < ONE_COPY_FRESH_SHARED)
+        };
+        if let Some(one_copy) = self.one_copy.as_ref().filter(|one_copy| fresh(one_copy)) {
+            return Ok((one_copy.shadowed.clone(), one_copy.orphans.clone()));
+        }
+        let read_at = std::time::Instant::now();
         let heads = self.broker.agency_heads(&self.agency)?;
-        let shadowed = heads.iter().filter(|head| head.name < self.head.name).flat_map(head_categories).collect();
-        let orphans = if heads.iter().all(|head| head.name >= self.head.name) {
+        let shadowed: Vec<Category> =
+            heads.iter().filter(|head| head.name < self.head.name).flat_map(head_categories).collect();
+        let orphans: Vec<Category> = if heads.iter().all(|head| head.name >= self.head.name) {
             let taken: Vec<Category> = heads.iter().flat_map(head_categories).collect();
             Category::ALL.into_iter().filter(|category| !taken.contains(category)).collect()
         } else {
             Vec::new()
         };
+        self.one_copy = Some(OneCopy { generation, read_at, shadowed: shadowed.clone(), orphans: orphans.clone() });
         Ok((shadowed, orphans))
     }
 
@@ -898,6 +930,47 @@ mod tests {
         recorder.withdraw(&consent.0, "", evidence()).await.unwrap();
         assert!(!commit_under(&broker, &decided).await, "decided before the withdrawal");
         assert_eq!(decide_for_school(&broker).decision, Decision::Deny(DenyReason::ConsentWithdrawn));
+    }
+
+    /// Creates the school's subscription `name` to communication needs, from now on.
+    async fn subscribe_school(broker: &Broker, name: &str) {
+        let school = call(broker, "school");
+        let new = crate::app::subscriptions::manage::NewSubscription {
+            name: name.into(),
+            categories: [Category::CommunicationNeeds].into_iter().collect(),
+            max_in_flight: 0,
+            start: crate::app::subscriptions::manage::Start::Live,
+        };
+        broker.subscriber(&school).await.unwrap().create(new).await.unwrap();
+    }
+
+    /// Publishes Amy's communication needs and returns how many deliveries the open
+    /// stream's next step sends.
+    async fn publish_and_deliver(broker: &Broker, deliverer: &mut Deliverer, key: &str) -> usize {
+        publish_communication_needs(broker, key).await;
+        let agency = deliverer.current_agency().unwrap();
+        deliverer.next(&agency).await.unwrap().map_or(0, |page| page.len())
+    }
+
+    /// The one-copy rule is read once and kept, yet a subscription created or deleted
+    /// while a stream is open changes what that stream sends from its next step on.
+    #[tokio::test]
+    async fn an_open_stream_follows_the_agencys_subscriptions_as_they_are_created_and_deleted() {
+        let broker = Arc::new(broker(Arc::new(TestClock(AtomicI64::new(T0)))));
+        publish_communication_needs(&broker, "k0").await;
+        record_education_consent(&broker, None).await;
+        declare_school(&broker).await;
+        subscribe_school(&broker, "later").await;
+        let school = call(&broker, "school");
+        let mut deliverer = Deliverer::open(broker.clone(), school.clone(), "later", 0).await.unwrap();
+        deliverer.claim().await.unwrap();
+
+        assert_eq!(publish_and_deliver(&broker, &mut deliverer, "k1").await, 1, "its own subscription alone");
+        assert_eq!(publish_and_deliver(&broker, &mut deliverer, "k2").await, 1, "read once, and kept");
+        subscribe_school(&broker, "earlier").await;
+        assert_eq!(publish_and_deliver(&broker, &mut deliverer, "k3").await, 0, "the earlier name delivers now");
+        broker.subscriber(&school).await.unwrap().delete("earlier").await.unwrap();
+        assert_eq!(publish_and_deliver(&broker, &mut deliverer, "k4").await, 1, "and no longer");
     }
 
     /// A delivery decided before its update is retracted never commits after it.

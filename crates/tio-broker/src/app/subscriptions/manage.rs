@@ -158,6 +158,7 @@ impl Subscriber<'_> {
             ),
             other => other.into(),
         })?;
+        self.broker.note_subscriptions_changed();
         Ok(head)
     }
 
@@ -183,6 +184,7 @@ impl Subscriber<'_> {
         }
         batch.push(entry_op(&self.entry(format!("delete_subscription {name}"))));
         store.commit(batch).await?;
+        self.broker.note_subscriptions_changed();
         Ok(())
     }
 
