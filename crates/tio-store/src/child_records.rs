@@ -36,9 +36,28 @@ const SEALED: [Keyspace; 4] =
     [Keyspace::Relationships, Keyspace::Consents, Keyspace::Objections, Keyspace::Safeguarding];
 
 impl Store {
-    /// Reads [`ChildRecords`] of `child` together.
+    /// Reads [`ChildRecords`] of `child` together, or returns them as kept from an
+    /// earlier reading that no commit has touched since (on a store no other node
+    /// writes; every commit forgets the records of the children it touches).
     pub fn child_records(&self, child: &(impl ChildRef + ?Sized)) -> Result<ChildRecords, StoreError> {
         let index = child.index_in(self);
+        let (kept, generation) = {
+            let mut cache = self.key_cache();
+            (cache.records(index), cache.generation())
+        };
+        if let Some(kept) = kept {
+            return Ok(ChildRecords::clone(&kept));
+        }
+        let records = self.read_child_records(child, index)?;
+        self.key_cache().keep_records(generation, index, &records);
+        Ok(records)
+    }
+
+    fn read_child_records(
+        &self,
+        child: &(impl ChildRef + ?Sized),
+        index: crate::ChildIndex,
+    ) -> Result<ChildRecords, StoreError> {
         let cached = self.cached_data_key(index);
         let mut reads = vec![
             Read::Get { space: Keyspace::Amendments, key: index.0.to_vec() },
@@ -154,5 +173,40 @@ mod tests {
         assert_eq!(counts, [1, 1, 1, 1]);
         let never = store.child_records(&child("9990237573")).unwrap();
         assert!(never.relationships.is_empty() && never.consents.is_empty() && never.date_of_birth.is_none());
+    }
+
+    /// A child's records are kept once read, until a commit touches the child: a new
+    /// consent is seen at once, another child's commit leaves them kept, and an erasure
+    /// leaves nothing of them in memory.
+    #[tokio::test]
+    async fn records_are_kept_until_a_commit_touches_their_child() {
+        use crate::store::tests::{agency, child, update};
+        let store = Store::in_memory(crate::keys::KeyRing::generate().unwrap()).unwrap();
+        let (amy, bob) = (child("9990079196"), child("9990237573"));
+        let publisher = agency("hospital");
+        store.append_update(update(&amy, Category::HealthSummary, b"v", "k1", &publisher)).await.unwrap();
+        store.append_update(update(&bob, Category::HealthSummary, b"v", "k2", &publisher)).await.unwrap();
+        let kept = |store: &Store| store.key_cache().records(amy.index_in(store)).is_some();
+        assert!(store.child_records(&amy).unwrap().consents.is_empty());
+        assert!(kept(&store), "kept once read");
+
+        let consent = |store: &Store, child| {
+            let (condition, op) = store.put_consent_revision(child, &crate::consents::tests::revision()).unwrap();
+            let mut batch = crate::Batch::new();
+            batch.require(condition);
+            batch.push(op);
+            batch
+        };
+        store.commit(consent(&store, &bob)).await.unwrap();
+        assert!(kept(&store), "another child's commit leaves them");
+        store.commit(consent(&store, &amy)).await.unwrap();
+        assert!(!kept(&store), "forgotten by a commit that touches the child");
+        assert_eq!(store.child_records(&amy).unwrap().consents.len(), 1, "the new consent is seen at once");
+        assert!(kept(&store));
+
+        assert!(store.erase_child(&amy, tio_core::Timestamp::from_unix_seconds(1)).await.unwrap());
+        assert!(!kept(&store), "nothing of an erased child stays in memory");
+        assert!(store.child_records(&amy).unwrap().consents.is_empty(), "and nothing can be read");
+        assert!(!kept(&store));
     }
 }

@@ -53,8 +53,13 @@ impl Store {
         self.sealed_put(child, Keyspace::Relationships, suffix, &encode_record(record))
     }
 
-    /// Returns every relationship with `child`, active and ended, in id order.
+    /// Returns every relationship with `child`, active and ended, in id order: from the
+    /// child's records if they are kept ([`Store::child_records`]), else read alone.
     pub fn relationships(&self, child: &(impl ChildRef + ?Sized)) -> Result<Vec<StoredRelationship>, StoreError> {
+        let kept = self.key_cache().records(child.index_in(self));
+        if let Some(kept) = kept {
+            return Ok(kept.relationships.clone());
+        }
         let records = self.read_sealed(child, Keyspace::Relationships, b"")?;
         self.stored_relationships(child, records)
     }

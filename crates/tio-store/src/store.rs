@@ -476,7 +476,7 @@ impl Store {
             .require(Condition::Absent { space: Keyspace::ChildKeys, key: index.0.to_vec() })
             .push(Op::Put { space: Keyspace::ChildKeys, key: index.0.to_vec(), value: wrapped })
             .push(child_number_op(&key, child, index)?);
-        match self.commit.commit(batch).await {
+        match self.submit(batch).await {
             // Another writer created it first: theirs is as good.
             Ok(_) | Err(CommitError::Conflict { .. }) => Ok(()),
             Err(other) => Err(other.into()),
@@ -734,7 +734,7 @@ impl Store {
             let extra = extra(&UpdateId(update_id));
             batch.conditions.extend(extra.conditions);
             batch.ops.extend(extra.ops);
-            let committed = self.commit.commit(batch).await;
+            let committed = self.submit(batch).await;
             if sealing.created || committed.is_err() {
                 // Its key state changed, or may have: read it afresh next time.
                 self.forget_category_key(child, update.category);
@@ -823,12 +823,25 @@ impl Store {
     /// Commits any batch durably, for records that are not updates (audit entries of
     /// reads and refusals, the audit tree). Returns the positions of its appends.
     pub async fn commit(&self, batch: Batch) -> Result<Vec<Position>, StoreError> {
-        Ok(self.commit.commit(batch).await?.positions)
+        Ok(self.submit(batch).await?.positions)
+    }
+
+    /// Every commit goes this way: through the group commit, then the records kept of
+    /// each child the batch touched are forgotten before its writer hears (whatever the
+    /// outcome: a failed sync may leave the batch applied), so that no decision begun
+    /// after a commit is answered can be made on what was true before it.
+    async fn submit(&self, batch: Batch) -> Result<crate::engine::Applied, CommitError> {
+        let touched = children_touched(&batch);
+        let committed = self.commit.commit(batch).await;
+        if !touched.is_empty() {
+            self.key_cache().forget_records(&touched);
+        }
+        committed
     }
 
     /// Commits a batch durably, telling a failed precondition apart (by its index).
     pub(crate) async fn commit_raw(&self, batch: Batch) -> Result<crate::engine::Applied, CommitError> {
-        self.commit.commit(batch).await
+        self.submit(batch).await
     }
 
     /// Erases a child by destroying its data key: its records stay (the log and its
@@ -865,7 +878,7 @@ impl Store {
             batch.conditions.extend(kept);
             batch.ops.extend(dropped);
             batch.ops.extend(extra.iter().cloned());
-            match self.commit.commit(batch).await {
+            match self.submit(batch).await {
                 Ok(_) => {
                     self.key_cache().forget(Some(index));
                     return Ok(true);
@@ -927,7 +940,7 @@ impl Store {
                     batch
                         .require(Condition::Equals { space: Keyspace::ChildKeys, key: child.clone(), value: wrapped })
                         .push(Op::Put { space: Keyspace::ChildKeys, key: child, value: new_wrapped });
-                    match self.commit.commit(batch).await {
+                    match self.submit(batch).await {
                         Ok(_) => rewrapped += 1,
                         Err(CommitError::Conflict { .. }) => {}
                         Err(other) => return Err(other.into()),
@@ -1088,6 +1101,10 @@ pub(crate) struct KeyCache {
     keys: HashMap<ChildIndex, (SecretKey, std::time::Instant)>,
     /// The key states of the categories of the children in `keys`, which go with them.
     categories: HashMap<(ChildIndex, Category), CategoryKey>,
+    /// What decisions read about the children in `keys` (plaintext, so it goes with
+    /// them), if records are kept at all: not on a store other nodes write, whose
+    /// commits this node does not see.
+    records: Option<HashMap<ChildIndex, std::sync::Arc<crate::child_records::ChildRecords>>>,
     order: std::collections::VecDeque<ChildIndex>,
     generation: u64,
 }
@@ -1111,6 +1128,9 @@ impl KeyCache {
             lifetime,
             keys: HashMap::new(),
             categories: HashMap::new(),
+            // Kept where keys are kept for as long as there is room: this node sees
+            // every commit that could change them.
+            records: lifetime.is_none().then(HashMap::new),
             order: std::collections::VecDeque::new(),
             generation: 0,
         }
@@ -1132,7 +1152,50 @@ impl KeyCache {
         self.keys.remove(&child);
         self.order.retain(|held| *held != child);
         self.categories.retain(|(held, _), _| *held != child);
+        self.drop_records(Some(child));
         None
+    }
+
+    /// The child's records as last kept, while its key is kept.
+    pub(crate) fn records(&mut self, child: ChildIndex) -> Option<std::sync::Arc<crate::child_records::ChildRecords>> {
+        self.key(child)?;
+        self.records.as_ref()?.get(&child).cloned()
+    }
+
+    /// Keeps a child's records if nothing was forgotten since `generation` was read
+    /// (before they were read) and its key is kept (they leave with it).
+    pub(crate) fn keep_records(
+        &mut self,
+        generation: u64,
+        child: ChildIndex,
+        records: &crate::child_records::ChildRecords,
+    ) {
+        if generation == self.generation
+            && self.keys.contains_key(&child)
+            && let Some(kept) = self.records.as_mut()
+        {
+            kept.insert(child, std::sync::Arc::new(records.clone()));
+        }
+    }
+
+    /// Forgets the records of these children, and moves the generation on: a commit
+    /// touched them, and a reading begun before it is not kept.
+    pub(crate) fn forget_records(&mut self, children: &[ChildIndex]) {
+        self.generation += 1;
+        for child in children {
+            self.drop_records(Some(*child));
+        }
+    }
+
+    fn drop_records(&mut self, child: Option<ChildIndex>) {
+        if let Some(kept) = self.records.as_mut() {
+            match child {
+                Some(child) => {
+                    kept.remove(&child);
+                }
+                None => kept.clear(),
+            }
+        }
     }
 
     /// The cached key state of the child's `category`, while the child's key is kept.
@@ -1170,6 +1233,7 @@ impl KeyCache {
             let Some(oldest) = self.order.pop_front() else { break };
             self.keys.remove(&oldest);
             self.categories.retain(|(child, _), _| *child != oldest);
+            self.drop_records(Some(oldest));
         }
         self.keys.insert(child, (key.clone(), std::time::Instant::now()));
         self.order.push_back(child);
@@ -1190,11 +1254,48 @@ impl KeyCache {
                 self.categories.clear();
             }
         }
+        self.drop_records(child);
     }
 }
 
 /// Where a child's date of birth lives in the `children` keyspace: after its number's
 /// key (the child index), so that a child's records stay together.
+/// The keyspaces of what [`crate::child_records::ChildRecords`] holds, each keyed by child index first.
+const RECORD_SPACES: [Keyspace; 7] = [
+    Keyspace::Relationships,
+    Keyspace::Consents,
+    Keyspace::Objections,
+    Keyspace::Safeguarding,
+    Keyspace::Amendments,
+    Keyspace::Children,
+    Keyspace::ChildKeys,
+];
+
+/// Returns the children whose records `batch` may change: every key it writes in a
+/// keyspace of theirs, read as a child index (a key there that is not one, such as an
+/// amended update's position, costs only a record read again).
+fn children_touched(batch: &Batch) -> Vec<ChildIndex> {
+    let mut touched = Vec::new();
+    for op in &batch.ops {
+        let (space, key) = match op {
+            Op::Put { space, key, .. } | Op::Delete { space, key } => (space, key.as_slice()),
+            Op::PutAtPosition { space, prefix, .. } => (space, prefix.as_slice()),
+            Op::PutPosition { space, key, .. } => (space, key.as_slice()),
+            Op::Append { .. } => continue,
+        };
+        if !RECORD_SPACES.contains(space) {
+            continue;
+        }
+        if let Some(index) =
+            key.get(..CHILD_INDEX_BYTES).and_then(|bytes| <[u8; CHILD_INDEX_BYTES]>::try_from(bytes).ok())
+            && !touched.contains(&ChildIndex(index))
+        {
+            touched.push(ChildIndex(index));
+        }
+    }
+    touched
+}
+
 pub(crate) fn date_of_birth_key(index: ChildIndex) -> Vec<u8> {
     [&index.0[..], b"/date_of_birth"].concat()
 }
@@ -1382,6 +1483,29 @@ mod key_cache_tests {
         cache.keep(cache.generation, index(1), &key);
         cache.forget(None);
         assert!(cache.keys.is_empty() && cache.order.is_empty());
+    }
+
+    /// Records read before a commit touched their child are not kept after it; on a
+    /// database other nodes share (whose commits this node does not see) none are.
+    #[test]
+    fn records_read_before_a_commit_are_not_kept_and_none_on_a_shared_store() {
+        let records = crate::child_records::ChildRecords::default();
+        let key = SecretKey::generate().unwrap();
+        let mut cache = KeyCache::default();
+        cache.keep(cache.generation, index(1), &key);
+        let before = cache.generation;
+        cache.forget_records(&[index(1)]); // a commit lands while the reader reads
+        cache.keep_records(before, index(1), &records);
+        assert!(cache.records(index(1)).is_none(), "read before the commit");
+        cache.keep_records(cache.generation, index(1), &records);
+        assert!(cache.records(index(1)).is_some());
+        cache.keep_records(cache.generation, index(2), &records);
+        assert!(cache.records(index(2)).is_none(), "kept only with the child's key");
+
+        let mut shared = KeyCache::holding(8, Some(std::time::Duration::from_secs(1)));
+        shared.keep(shared.generation, index(1), &key);
+        shared.keep_records(shared.generation, index(1), &records);
+        assert!(shared.key(index(1)).is_some() && shared.records(index(1)).is_none());
     }
 
     /// On a database other nodes share, a key (and its categories' states) is kept
