@@ -40,15 +40,23 @@ impl Store {
     /// earlier reading that no commit has touched since (on a store no other node
     /// writes; every commit forgets the records of the children it touches).
     pub fn child_records(&self, child: &(impl ChildRef + ?Sized)) -> Result<ChildRecords, StoreError> {
+        Ok(ChildRecords::clone(&*self.kept_child_records(child)?))
+    }
+
+    /// [`Store::child_records`], shared rather than copied.
+    pub(crate) fn kept_child_records(
+        &self,
+        child: &(impl ChildRef + ?Sized),
+    ) -> Result<std::sync::Arc<ChildRecords>, StoreError> {
         let index = child.index_in(self);
         let (kept, generation) = {
             let mut cache = self.key_cache();
             (cache.records(index), cache.generation())
         };
         if let Some(kept) = kept {
-            return Ok(ChildRecords::clone(&kept));
+            return Ok(kept);
         }
-        let records = self.read_child_records(child, index)?;
+        let records = std::sync::Arc::new(self.read_child_records(child, index)?);
         self.key_cache().keep_records(generation, index, &records);
         Ok(records)
     }
@@ -162,7 +170,7 @@ mod tests {
         let records = |stored: &[StoredRelationship]| {
             stored.iter().map(|one| (one.record.clone(), one.unchanged())).collect::<Vec<_>>()
         };
-        assert_eq!(records(&together.relationships), records(&store.relationships(&amy).unwrap()));
+        assert_eq!(records(&together.relationships), records(&store.relationships_read_alone(&amy).unwrap()));
         assert_eq!(together.consents, store.latest_consents(&amy).unwrap());
         assert_eq!(together.objections, store.latest_objections(&amy).unwrap());
         assert_eq!(together.shares, store.latest_shares(&amy).unwrap());
@@ -199,6 +207,8 @@ mod tests {
         };
         store.commit(consent(&store, &bob)).await.unwrap();
         assert!(kept(&store), "another child's commit leaves them");
+        assert!(store.relationships(&bob).unwrap().is_empty());
+        assert!(store.key_cache().records(bob.index_in(&store)).is_some(), "a publisher's check keeps them too");
         store.commit(consent(&store, &amy)).await.unwrap();
         assert!(!kept(&store), "forgotten by a commit that touches the child");
         assert_eq!(store.child_records(&amy).unwrap().consents.len(), 1, "the new consent is seen at once");

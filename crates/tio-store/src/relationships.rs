@@ -53,13 +53,23 @@ impl Store {
         self.sealed_put(child, Keyspace::Relationships, suffix, &encode_record(record))
     }
 
-    /// Returns every relationship with `child`, active and ended, in id order: from the
-    /// child's records if they are kept ([`Store::child_records`]), else read alone.
+    /// Returns every relationship with `child`, active and ended, in id order. Where
+    /// the store keeps children's records ([`Store::child_records`]) they come from
+    /// there, read whole and kept on a miss (every publish asks whether its publisher
+    /// is involved); elsewhere they are read alone.
     pub fn relationships(&self, child: &(impl ChildRef + ?Sized)) -> Result<Vec<StoredRelationship>, StoreError> {
-        let kept = self.key_cache().records(child.index_in(self));
-        if let Some(kept) = kept {
-            return Ok(kept.relationships.clone());
+        let keeps_records = self.key_cache().keeps_records();
+        if keeps_records {
+            return Ok(self.kept_child_records(child)?.relationships.clone());
         }
+        self.relationships_read_alone(child)
+    }
+
+    /// Reads every relationship with `child` from the store, nothing else.
+    pub(crate) fn relationships_read_alone(
+        &self,
+        child: &(impl ChildRef + ?Sized),
+    ) -> Result<Vec<StoredRelationship>, StoreError> {
         let records = self.read_sealed(child, Keyspace::Relationships, b"")?;
         self.stored_relationships(child, records)
     }

@@ -1168,14 +1168,19 @@ impl KeyCache {
         &mut self,
         generation: u64,
         child: ChildIndex,
-        records: &crate::child_records::ChildRecords,
+        records: &std::sync::Arc<crate::child_records::ChildRecords>,
     ) {
         if generation == self.generation
             && self.keys.contains_key(&child)
             && let Some(kept) = self.records.as_mut()
         {
-            kept.insert(child, std::sync::Arc::new(records.clone()));
+            kept.insert(child, records.clone());
         }
+    }
+
+    /// Whether records are kept at all (not on a store other nodes write).
+    pub(crate) fn keeps_records(&self) -> bool {
+        self.records.is_some()
     }
 
     /// Forgets the records of these children, and moves the generation on: a commit
@@ -1489,7 +1494,7 @@ mod key_cache_tests {
     /// database other nodes share (whose commits this node does not see) none are.
     #[test]
     fn records_read_before_a_commit_are_not_kept_and_none_on_a_shared_store() {
-        let records = crate::child_records::ChildRecords::default();
+        let records = std::sync::Arc::new(crate::child_records::ChildRecords::default());
         let key = SecretKey::generate().unwrap();
         let mut cache = KeyCache::default();
         cache.keep(cache.generation, index(1), &key);
