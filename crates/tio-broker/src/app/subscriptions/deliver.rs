@@ -966,7 +966,12 @@ mod tests {
         deliverer.claim().await.unwrap();
 
         assert_eq!(publish_and_deliver(&broker, &mut deliverer, "k1").await, 1, "its own subscription alone");
-        assert_eq!(publish_and_deliver(&broker, &mut deliverer, "k2").await, 1, "read once, and kept");
+        assert_eq!(publish_and_deliver(&broker, &mut deliverer, "k2").await, 1, "still its own alone");
+        let kept = |deliverer: &Deliverer| deliverer.one_copy.as_ref().map(|one_copy| one_copy.read_at);
+        let first_read = kept(&deliverer);
+        assert!(first_read.is_some(), "the rule's reading is kept");
+        assert_eq!(publish_and_deliver(&broker, &mut deliverer, "k2b").await, 1);
+        assert_eq!(kept(&deliverer), first_read, "and not read again while nothing changed");
         subscribe_school(&broker, "earlier").await;
         assert_eq!(publish_and_deliver(&broker, &mut deliverer, "k3").await, 0, "the earlier name delivers now");
         broker.subscriber(&school).await.unwrap().delete("earlier").await.unwrap();
