@@ -38,20 +38,38 @@ const SEALED: [Keyspace; 4] =
 impl Store {
     /// Reads [`ChildRecords`] of `child` together, or returns them as kept from an
     /// earlier reading that no commit has touched since (on a store no other node
-    /// writes; every commit forgets the records of the children it touches).
+    /// writes; every commit forgets the records of the children it touches). On a store
+    /// other nodes write they are read now.
     pub fn child_records(&self, child: &(impl ChildRef + ?Sized)) -> Result<ChildRecords, StoreError> {
-        Ok(ChildRecords::clone(&*self.kept_child_records(child)?))
+        let fresh = self.shared();
+        Ok(ChildRecords::clone(&*self.kept_child_records(child, fresh)?))
     }
 
-    /// [`Store::child_records`], shared rather than copied.
+    /// [`Store::child_records`] for a decision whose every disclosure is committed
+    /// under preconditions on the revisions it relied on (a delivery's grant), which
+    /// may come from what this node kept even on a store other nodes write: there a
+    /// reading is at most a second old (it goes with the child's key) and is forgotten
+    /// when another node's commit to some child's records is announced or a
+    /// precondition on the child's records fails, and a grant made on an out-of-date
+    /// reading fails its commit. A refusal made on it must be made again on
+    /// [`Store::child_records`]: nothing at commit would catch a consent given meanwhile.
+    pub fn child_records_for_guarded_commit(
+        &self,
+        child: &(impl ChildRef + ?Sized),
+    ) -> Result<std::sync::Arc<ChildRecords>, StoreError> {
+        self.kept_child_records(child, false)
+    }
+
+    /// The child's records as kept, or read now (always, if `fresh`) and kept.
     pub(crate) fn kept_child_records(
         &self,
         child: &(impl ChildRef + ?Sized),
+        fresh: bool,
     ) -> Result<std::sync::Arc<ChildRecords>, StoreError> {
         let index = child.index_in(self);
         let (kept, generation) = {
             let mut cache = self.key_cache();
-            (cache.records(index), cache.generation())
+            (if fresh { None } else { cache.records(index) }, cache.generation())
         };
         if let Some(kept) = kept {
             return Ok(kept);

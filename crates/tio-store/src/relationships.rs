@@ -53,14 +53,13 @@ impl Store {
         self.sealed_put(child, Keyspace::Relationships, suffix, &encode_record(record))
     }
 
-    /// Returns every relationship with `child`, active and ended, in id order. Where
-    /// the store keeps children's records ([`Store::child_records`]) they come from
-    /// there, read whole and kept on a miss (every publish asks whether its publisher
-    /// is involved); elsewhere they are read alone.
+    /// Returns every relationship with `child`, active and ended, in id order. On a
+    /// store no other node writes they come from the child's kept records
+    /// ([`Store::child_records`]), read whole and kept on a miss (every publish asks
+    /// whether its publisher is involved); on a shared store they are read alone, now.
     pub fn relationships(&self, child: &(impl ChildRef + ?Sized)) -> Result<Vec<StoredRelationship>, StoreError> {
-        let keeps_records = self.key_cache().keeps_records();
-        if keeps_records {
-            return Ok(self.kept_child_records(child)?.relationships.clone());
+        if !self.shared() {
+            return Ok(self.kept_child_records(child, false)?.relationships.clone());
         }
         self.relationships_read_alone(child)
     }

@@ -298,17 +298,20 @@ impl Store {
         let commit = GroupCommit::start(engine.clone())
             .map_err(|err| StorageError::from_io("cannot start commit thread", &err))?;
         // On a database other nodes share, another node's erasure or rotation reaches
-        // this cache by the notice of its commit, which empties it; a notice lost on
-        // the way is covered by every key's short life here.
+        // this cache by the notice of its commit, which empties it, and a commit to any
+        // child's records forgets every child's; a notice lost on the way is covered by
+        // every key's short life here (records go with their keys).
         let lifetime = engine.shared().then_some(SHARED_KEY_LIFETIME);
         let data_keys = Arc::new(std::sync::Mutex::new(KeyCache::holding(KEY_CACHE_ENTRIES, lifetime)));
         if engine.shared() {
             let cache = Arc::downgrade(&data_keys);
             engine.watch_foreign_commits(Arc::new(move |touched: Touched| {
-                if touched.contains(Keyspace::ChildKeys)
-                    && let Some(cache) = cache.upgrade()
-                {
-                    cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).forget(None);
+                let Some(cache) = cache.upgrade() else { return };
+                let mut cache = cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if touched.contains(Keyspace::ChildKeys) {
+                    cache.forget(None);
+                } else if RECORD_SPACES.iter().any(|space| touched.contains(*space)) {
+                    cache.forget_all_records();
                 }
             }));
         }
@@ -830,11 +833,18 @@ impl Store {
     /// each child the batch touched are forgotten before its writer hears (whatever the
     /// outcome: a failed sync may leave the batch applied), so that no decision begun
     /// after a commit is answered can be made on what was true before it.
+    ///
+    /// A failed precondition on a child's records also forgets them: on a store other
+    /// nodes write, it is how this node learns that what it kept is out of date.
     async fn submit(&self, batch: Batch) -> Result<crate::engine::Applied, CommitError> {
         let touched = children_touched(&batch);
+        let required = if self.shared() { children_required(&batch) } else { Vec::new() };
         let committed = self.commit.commit(batch).await;
         if !touched.is_empty() {
             self.key_cache().forget_records(&touched);
+        }
+        if matches!(committed, Err(CommitError::Conflict { .. })) && !required.is_empty() {
+            self.key_cache().forget_records(&required);
         }
         committed
     }
@@ -1102,9 +1112,8 @@ pub(crate) struct KeyCache {
     /// The key states of the categories of the children in `keys`, which go with them.
     categories: HashMap<(ChildIndex, Category), CategoryKey>,
     /// What decisions read about the children in `keys` (plaintext, so it goes with
-    /// them), if records are kept at all: not on a store other nodes write, whose
-    /// commits this node does not see.
-    records: Option<HashMap<ChildIndex, std::sync::Arc<crate::child_records::ChildRecords>>>,
+    /// them, and on a store other nodes write lives no longer than their keys).
+    records: HashMap<ChildIndex, std::sync::Arc<crate::child_records::ChildRecords>>,
     order: std::collections::VecDeque<ChildIndex>,
     generation: u64,
 }
@@ -1128,9 +1137,7 @@ impl KeyCache {
             lifetime,
             keys: HashMap::new(),
             categories: HashMap::new(),
-            // Kept where keys are kept for as long as there is room: this node sees
-            // every commit that could change them.
-            records: lifetime.is_none().then(HashMap::new),
+            records: HashMap::new(),
             order: std::collections::VecDeque::new(),
             generation: 0,
         }
@@ -1159,7 +1166,7 @@ impl KeyCache {
     /// The child's records as last kept, while its key is kept.
     pub(crate) fn records(&mut self, child: ChildIndex) -> Option<std::sync::Arc<crate::child_records::ChildRecords>> {
         self.key(child)?;
-        self.records.as_ref()?.get(&child).cloned()
+        self.records.get(&child).cloned()
     }
 
     /// Keeps a child's records if nothing was forgotten since `generation` was read
@@ -1170,17 +1177,9 @@ impl KeyCache {
         child: ChildIndex,
         records: &std::sync::Arc<crate::child_records::ChildRecords>,
     ) {
-        if generation == self.generation
-            && self.keys.contains_key(&child)
-            && let Some(kept) = self.records.as_mut()
-        {
-            kept.insert(child, records.clone());
+        if generation == self.generation && self.keys.contains_key(&child) {
+            self.records.insert(child, records.clone());
         }
-    }
-
-    /// Whether records are kept at all (not on a store other nodes write).
-    pub(crate) fn keeps_records(&self) -> bool {
-        self.records.is_some()
     }
 
     /// Forgets the records of these children, and moves the generation on: a commit
@@ -1192,14 +1191,19 @@ impl KeyCache {
         }
     }
 
+    /// Forgets every child's records, and moves the generation on: another node
+    /// committed to some child's.
+    pub(crate) fn forget_all_records(&mut self) {
+        self.generation += 1;
+        self.drop_records(None);
+    }
+
     fn drop_records(&mut self, child: Option<ChildIndex>) {
-        if let Some(kept) = self.records.as_mut() {
-            match child {
-                Some(child) => {
-                    kept.remove(&child);
-                }
-                None => kept.clear(),
+        match child {
+            Some(child) => {
+                self.records.remove(&child);
             }
+            None => self.records.clear(),
         }
     }
 
@@ -1263,8 +1267,6 @@ impl KeyCache {
     }
 }
 
-/// Where a child's date of birth lives in the `children` keyspace: after its number's
-/// key (the child index), so that a child's records stay together.
 /// The keyspaces of what [`crate::child_records::ChildRecords`] holds, each keyed by child index first.
 const RECORD_SPACES: [Keyspace; 7] = [
     Keyspace::Relationships,
@@ -1280,15 +1282,27 @@ const RECORD_SPACES: [Keyspace; 7] = [
 /// keyspace of theirs, read as a child index (a key there that is not one, such as an
 /// amended update's position, costs only a record read again).
 fn children_touched(batch: &Batch) -> Vec<ChildIndex> {
+    children_in(batch.ops.iter().filter_map(|op| match op {
+        Op::Put { space, key, .. } | Op::Delete { space, key } => Some((*space, key.as_slice())),
+        Op::PutAtPosition { space, prefix, .. } => Some((*space, prefix.as_slice())),
+        Op::PutPosition { space, key, .. } => Some((*space, key.as_slice())),
+        Op::Append { .. } => None,
+    }))
+}
+
+/// Returns the children whose records `batch`'s preconditions are about: when one
+/// fails, what this node kept of them is out of date.
+fn children_required(batch: &Batch) -> Vec<ChildIndex> {
+    children_in(batch.conditions.iter().map(|condition| match condition {
+        Condition::Absent { space, key } | Condition::Equals { space, key, .. } => (*space, key.as_slice()),
+    }))
+}
+
+/// The children of the keys among `keys` in a keyspace of their records.
+fn children_in<'a>(keys: impl Iterator<Item = (Keyspace, &'a [u8])>) -> Vec<ChildIndex> {
     let mut touched = Vec::new();
-    for op in &batch.ops {
-        let (space, key) = match op {
-            Op::Put { space, key, .. } | Op::Delete { space, key } => (space, key.as_slice()),
-            Op::PutAtPosition { space, prefix, .. } => (space, prefix.as_slice()),
-            Op::PutPosition { space, key, .. } => (space, key.as_slice()),
-            Op::Append { .. } => continue,
-        };
-        if !RECORD_SPACES.contains(space) {
+    for (space, key) in keys {
+        if !RECORD_SPACES.contains(&space) {
             continue;
         }
         if let Some(index) =
@@ -1301,6 +1315,8 @@ fn children_touched(batch: &Batch) -> Vec<ChildIndex> {
     touched
 }
 
+/// Where a child's date of birth lives in the `children` keyspace: after its number's
+/// key (the child index), so that a child's records stay together.
 pub(crate) fn date_of_birth_key(index: ChildIndex) -> Vec<u8> {
     [&index.0[..], b"/date_of_birth"].concat()
 }
@@ -1491,9 +1507,10 @@ mod key_cache_tests {
     }
 
     /// Records read before a commit touched their child are not kept after it; on a
-    /// database other nodes share (whose commits this node does not see) none are.
+    /// database other nodes share they live no longer than their child's key, and
+    /// another node's commit to any child's records forgets them all.
     #[test]
-    fn records_read_before_a_commit_are_not_kept_and_none_on_a_shared_store() {
+    fn records_read_before_a_commit_are_not_kept_and_on_a_shared_store_not_for_long() {
         let records = std::sync::Arc::new(crate::child_records::ChildRecords::default());
         let key = SecretKey::generate().unwrap();
         let mut cache = KeyCache::default();
@@ -1507,10 +1524,16 @@ mod key_cache_tests {
         cache.keep_records(cache.generation, index(2), &records);
         assert!(cache.records(index(2)).is_none(), "kept only with the child's key");
 
-        let mut shared = KeyCache::holding(8, Some(std::time::Duration::from_secs(1)));
+        let mut shared = KeyCache::holding(8, Some(std::time::Duration::from_millis(20)));
         shared.keep(shared.generation, index(1), &key);
         shared.keep_records(shared.generation, index(1), &records);
-        assert!(shared.key(index(1)).is_some() && shared.records(index(1)).is_none());
+        assert!(shared.records(index(1)).is_some());
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        assert!(shared.records(index(1)).is_none(), "on a shared store they go with the key, past its lifetime");
+        shared.keep(shared.generation, index(1), &key);
+        shared.keep_records(shared.generation, index(1), &records);
+        shared.forget_all_records();
+        assert!(shared.key(index(1)).is_some() && shared.records(index(1)).is_none(), "another node's commit");
     }
 
     /// On a database other nodes share, a key (and its categories' states) is kept

@@ -32,15 +32,31 @@ pub(crate) struct ChildFacts {
 /// share, the date of birth and the count of amendments of `child`, together (one
 /// round trip to a database).
 pub(crate) fn load_facts(store: &Store, child: &(impl ChildRef + ?Sized)) -> Result<ChildFacts, ServiceError> {
-    let records = store.child_records(child)?;
-    Ok(ChildFacts {
-        relationships: records.relationships,
-        consents: records.consents,
-        objections: records.objections,
-        shares: records.shares,
-        date_of_birth: records.date_of_birth,
-        amendments: records.amendments,
-    })
+    Ok(ChildFacts::from(store.child_records(child)?))
+}
+
+/// [`load_facts`] for a delivery, whose grants commit under preconditions on what they
+/// relied on: they may come from what this node kept of the child even on a store other
+/// nodes write (`Store::child_records_for_guarded_commit`), so a refusal decided on
+/// them must be decided again on [`load_facts`].
+pub(crate) fn load_facts_for_guarded_commit(
+    store: &Store,
+    child: &(impl ChildRef + ?Sized),
+) -> Result<ChildFacts, ServiceError> {
+    Ok(ChildFacts::from((*store.child_records_for_guarded_commit(child)?).clone()))
+}
+
+impl From<tio_store::child_records::ChildRecords> for ChildFacts {
+    fn from(records: tio_store::child_records::ChildRecords) -> Self {
+        ChildFacts {
+            relationships: records.relationships,
+            consents: records.consents,
+            objections: records.objections,
+            shares: records.shares,
+            date_of_birth: records.date_of_birth,
+            amendments: records.amendments,
+        }
+    }
 }
 
 /// A child's facts as the domain core takes them, owned: [`DomainFacts::facts`] lends

@@ -1253,3 +1253,78 @@ async fn another_nodes_erasure_empties_this_nodes_key_cache() {
     assert!(first.data_key(index).unwrap().is_none(), "and the store holds it no more");
     assert!(first.child_records(&amy).unwrap().consents.is_empty());
 }
+
+/// Two stores on one PostgreSQL database stand for two nodes. What a delivery may read
+/// of a child from this node's memory (`child_records_for_guarded_commit`) is forgotten
+/// when a precondition on the child's records fails here, and when the other node
+/// commits to some child's records (by the notice of its commit); reads that are not
+/// guarded by a commit's preconditions (`child_records`) are made now, every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_shared_database_kept_records_go_when_a_precondition_fails_or_another_node_changes_them() {
+    let server = tio_pgtest::TestPostgres::start().expect("a test PostgreSQL starts (tests/run installs it)");
+    let url = server.create_database().unwrap();
+    let node = crate::StoreOptions {
+        engine: crate::EngineKind::Postgres,
+        postgres: Some(crate::PostgresOptions { hold: crate::PostgresHold::Node, ..crate::PostgresOptions::new(url) }),
+        ..Default::default()
+    };
+    let ring = KeyRing::generate().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let first = Store::open(dir.path(), &node, ring.clone()).unwrap();
+    let second = Store::open(dir.path(), &node, ring).unwrap();
+    let amy = child("9990079196");
+    let index = first.child_index(&amy);
+    first.append_update(update(&amy, Category::HealthSummary, b"v", "k1", &agency("hospital"))).await.unwrap();
+    let relationship = |id: &str| tio_core::RelationshipRecord {
+        relationship: tio_core::CareRelationship {
+            id: tio_core::RelationshipId(id.into()),
+            ended_at: None,
+            ..crate::relationships::tests::record().relationship
+        },
+        end_reason: String::new(),
+        ..crate::relationships::tests::record()
+    };
+    let declare = |store: &Store, id: &str| {
+        let (absent, op) = store.put_new_relationship(&amy, &relationship(id)).unwrap();
+        let mut batch = Batch::new();
+        batch.require(absent);
+        batch.push(op);
+        batch
+    };
+    first.commit(declare(&first, "r-1")).await.unwrap();
+
+    let kept = first.child_records_for_guarded_commit(&amy).unwrap();
+    assert_eq!(kept.relationships.len(), 1);
+    assert!(Arc::ptr_eq(&kept, &first.child_records_for_guarded_commit(&amy).unwrap()), "kept");
+    // Only a guarded read answers from memory: an out-of-date reading stands in here.
+    {
+        let mut cache = first.key_cache();
+        let generation = cache.generation();
+        cache.keep_records(generation, index, &Arc::new(crate::child_records::ChildRecords::default()));
+    }
+    assert!(first.child_records_for_guarded_commit(&amy).unwrap().relationships.is_empty());
+    assert_eq!(first.child_records(&amy).unwrap().relationships.len(), 1, "an unguarded read is made now");
+    assert_eq!(first.child_records_for_guarded_commit(&amy).unwrap().relationships.len(), 1, "and kept");
+
+    // A precondition on the child's records fails (r-1 is not as a delivery read it),
+    // in a batch that writes none of them: they go.
+    let key = first.child_record_key(&amy, b"r-1");
+    let mut batch = Batch::new();
+    batch.require(Condition::Equals { space: Keyspace::Relationships, key, value: b"older".to_vec() });
+    let refused = first.commit(batch).await.unwrap_err();
+    assert!(matches!(refused, StoreError::Conflict { .. }), "{refused:?}");
+    assert!(first.key_cache().records(index).is_none(), "forgotten when a precondition on them failed");
+
+    // The other node declares r-2: the notice of its commit makes this node forget.
+    let kept = first.child_records_for_guarded_commit(&amy).unwrap();
+    assert_eq!(kept.relationships.len(), 1);
+    let generation = first.key_cache().generation();
+    second.commit(declare(&second, "r-2")).await.unwrap();
+    let started = std::time::Instant::now();
+    while first.key_cache().generation() == generation {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "the other node's commit was never announced");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(first.key_cache().records(index).is_none(), "forgotten on the other node's notice");
+    assert_eq!(first.child_records_for_guarded_commit(&amy).unwrap().relationships.len(), 2);
+}

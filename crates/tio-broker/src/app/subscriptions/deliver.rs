@@ -19,7 +19,7 @@ use tio_store::{AmendKind, Amends, Batch, Child, ChildIndex, Op, Position, Store
 use super::{MAX_MAX_IN_FLIGHT, head_categories, not_found, stream_key};
 use crate::app::broker::{Broker, Call};
 use crate::app::error::ServiceError;
-use crate::app::facts::{ChildFacts, DomainFacts, load_facts};
+use crate::app::facts::{ChildFacts, DomainFacts, load_facts, load_facts_for_guarded_commit};
 use crate::app::registry::AuthError;
 use crate::app::sharing::{fill_alert, fill_grant, fill_share_alert, flag_access_alert};
 use crate::app::streams::StreamClaim;
@@ -103,6 +103,10 @@ struct Loaded {
     child: Child,
     facts: ChildFacts,
     domain: DomainFacts,
+    /// Whether they were read now, or are what this node kept and known to be current
+    /// (on a store no other node writes). If not, a refusal is decided again on facts
+    /// read now, since no precondition would catch a consent given meanwhile.
+    current: bool,
 }
 
 /// The delivery state of one open subscription.
@@ -676,27 +680,34 @@ impl Deliverer {
         if update.content.is_none() {
             return Ok(None);
         }
+        let store = self.broker.store();
         let loaded = match cache.entry(update.child) {
             std::collections::hash_map::Entry::Occupied(slot) => slot.into_mut(),
             std::collections::hash_map::Entry::Vacant(slot) => {
                 let loaded = match self.child_at(update.child)? {
                     None => None,
                     Some(child) => {
-                        let facts = load_facts(self.broker.store(), &child)?;
-                        let domain = facts.domain();
-                        Some(Arc::new(Loaded { child, facts, domain }))
+                        let facts = load_facts_for_guarded_commit(store, &child)?;
+                        Some(Arc::new(Loaded { child, domain: facts.domain(), facts, current: !store.shared() }))
                     }
                 };
                 slot.insert(loaded)
             }
         };
-        let Some(loaded) = loaded else { return Ok(None) };
+        let Some(found) = loaded else { return Ok(None) };
         let flag = self.broker.flag_of(update);
-        let flag = self.broker.flag_share(self.broker.store(), update, flag.as_ref())?;
+        let flag = self.broker.flag_share(store, update, flag.as_ref())?;
         let question = AccessRequest { agency, action: Action::Receive, category: update.category, flag };
-        let decision = decide(&question, &loaded.domain.facts(), self.broker.now());
+        let mut decision = decide(&question, &found.domain.facts(), self.broker.now());
+        if matches!(decision, Decision::Deny(_)) && !found.current {
+            let facts = load_facts(store, &found.child)?;
+            let now_read = Arc::new(Loaded { child: found.child, domain: facts.domain(), facts, current: true });
+            decision = decide(&question, &now_read.domain.facts(), self.broker.now());
+            *loaded = Some(now_read);
+        }
+        let Some(found) = loaded else { return Ok(None) };
         // The facts are shared, not copied, by every update of the child in the batch.
-        Ok(Some((update.clone(), loaded.child, decision, loaded.clone())))
+        Ok(Some((update.clone(), found.child, decision, found.clone())))
     }
 
     /// Returns the child with blind index `index`, remembered from earlier pages.
@@ -841,7 +852,8 @@ mod tests {
 
     use super::*;
     use crate::app::test_support::{
-        T0, TestClock, amy, broker, call, declare_school, publish_communication_needs, record_education_consent,
+        T0, TestClock, amy, broker, brokers_sharing_one_store, call, declare_school, publish_communication_needs,
+        record_education_consent,
     };
 
     /// What a delivery to the school of Amy's latest communication needs is decided on.
@@ -976,6 +988,37 @@ mod tests {
         assert_eq!(publish_and_deliver(&broker, &mut deliverer, "k3").await, 0, "the earlier name delivers now");
         broker.subscriber(&school).await.unwrap().delete("earlier").await.unwrap();
         assert_eq!(publish_and_deliver(&broker, &mut deliverer, "k4").await, 1, "and no longer");
+    }
+
+    /// On a store other nodes share, a delivery is decided on what this node kept of
+    /// the child: a refusal so decided is decided again on records read now, so that a
+    /// consent given on another node is not missed while its notice is on the way (here
+    /// it never comes), and a grant made on an out-of-date reading fails its commit.
+    #[tokio::test]
+    async fn on_a_shared_store_a_refusal_on_kept_records_is_decided_again_on_records_read_now() {
+        let (here, there) = brokers_sharing_one_store(Arc::new(TestClock(AtomicI64::new(T0))));
+        let here = Arc::new(here);
+        publish_communication_needs(&here, "k0").await;
+        declare_school(&here).await;
+        subscribe_school(&here, "passport").await;
+        let mut deliverer = Deliverer::open(here.clone(), call(&here, "school"), "passport", 0).await.unwrap();
+        deliverer.claim().await.unwrap();
+        assert_eq!(publish_and_deliver(&here, &mut deliverer, "k1").await, 0, "no consent yet");
+        let child = here.store().child(&amy(&here));
+        assert!(here.store().child_records_for_guarded_commit(&child).unwrap().consents.is_empty(), "kept here");
+
+        let consent = record_education_consent(&there, None).await;
+        assert!(here.store().child_records_for_guarded_commit(&child).unwrap().consents.is_empty(), "still kept");
+        assert_eq!(publish_and_deliver(&here, &mut deliverer, "k2").await, 1, "the refusal is decided again");
+
+        let kept = here.store().child_records_for_guarded_commit(&child).unwrap();
+        let (hospital, amy) = (call(&there, "hospital"), amy(&there));
+        let recorder = there.consent_recorder(&hospital, AuditAction::ConsentWithdrawn, &amy).await.unwrap();
+        recorder.withdraw(&consent.0, "", evidence()).await.unwrap();
+        let still = here.store().child_records_for_guarded_commit(&child).unwrap();
+        assert!(Arc::ptr_eq(&kept, &still), "the reading from before the withdrawal is kept here");
+        assert_eq!(publish_and_deliver(&here, &mut deliverer, "k3").await, 0, "its grant fails at commit");
+        assert_eq!(deliverer.progress().0, 1, "one delivery in all");
     }
 
     /// A delivery decided before its update is retracted never commits after it.
