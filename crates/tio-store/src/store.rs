@@ -293,6 +293,14 @@ impl Store {
         Store::with_engine(Arc::new(MemoryEngine::new()), keys)
     }
 
+    /// Returns `nodes` stores over one empty in-memory database that says other nodes
+    /// write it and never announces their commits, standing for broker nodes on a
+    /// shared database whose commit notices are late: for tests of what a node keeps.
+    pub fn in_memory_nodes(keys: KeyRing, nodes: usize) -> Result<Vec<Store>, StoreError> {
+        let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::shared());
+        (0..nodes).map(|_| Store::with_engine(engine.clone(), keys.clone())).collect()
+    }
+
     /// Returns a store over any engine.
     pub fn with_engine(engine: Arc<dyn Engine>, keys: KeyRing) -> Result<Store, StoreError> {
         let commit = GroupCommit::start(engine.clone())

@@ -47,49 +47,9 @@ pub(crate) fn broker(clock: Arc<TestClock>) -> Broker {
 /// on one database whose commit notices never come: what one node keeps in memory,
 /// only its own commits, its failed preconditions and time make it read again.
 pub(crate) fn brokers_sharing_one_store(clock: Arc<TestClock>) -> (Broker, Broker) {
-    let engine: Arc<dyn tio_store::Engine> = Arc::new(SharedMemory(tio_store::engine::memory::MemoryEngine::new()));
-    let keys = KeyRing::generate().unwrap();
-    let node = || Arc::new(Store::with_engine(engine.clone(), keys.clone()).unwrap());
-    (broker_on(node(), clock.clone()), broker_on(node(), clock))
-}
-
-/// An in-memory engine that other nodes are said to write.
-struct SharedMemory(tio_store::engine::memory::MemoryEngine);
-
-impl tio_store::Engine for SharedMemory {
-    fn get(&self, space: tio_store::Keyspace, key: &[u8]) -> Result<Option<Vec<u8>>, tio_store::StorageError> {
-        self.0.get(space, key)
-    }
-
-    fn scan(
-        &self,
-        space: tio_store::Keyspace,
-        start: &[u8],
-        end: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<tio_store::engine::Entries, tio_store::StorageError> {
-        self.0.scan(space, start, end, limit)
-    }
-
-    fn last(&self, space: tio_store::Keyspace) -> Result<Option<tio_store::engine::Entry>, tio_store::StorageError> {
-        self.0.last(space)
-    }
-
-    fn apply(&self, batch: &tio_store::Batch) -> Result<tio_store::engine::Applied, tio_store::CommitError> {
-        self.0.apply(batch)
-    }
-
-    fn sync(&self) -> Result<(), tio_store::StorageError> {
-        self.0.sync()
-    }
-
-    fn size_on_disk(&self) -> Result<u64, tio_store::StorageError> {
-        self.0.size_on_disk()
-    }
-
-    fn shared(&self) -> bool {
-        true
-    }
+    let mut nodes = Store::in_memory_nodes(KeyRing::generate().unwrap(), 2).unwrap().into_iter().map(Arc::new);
+    let (here, there) = (nodes.next().unwrap(), nodes.next().unwrap());
+    (broker_on(here, clock.clone()), broker_on(there, clock))
 }
 
 fn broker_on(store: Arc<Store>, clock: Arc<TestClock>) -> Broker {

@@ -18,6 +18,8 @@ use super::{
 pub struct MemoryEngine {
     state: Mutex<State>,
     shape: PositionShape,
+    /// Whether it says other nodes write it (and never announces their commits).
+    shared: bool,
 }
 
 /// How an engine's positions look.
@@ -41,6 +43,14 @@ impl MemoryEngine {
     /// Returns an empty engine whose positions are dense counters.
     pub fn new() -> Self {
         MemoryEngine::default()
+    }
+
+    /// Returns an empty engine that says other nodes write it, as a shared database
+    /// does, yet never announces their commits: for tests of what a node may keep in
+    /// memory, with several stores over one engine standing for several nodes whose
+    /// commit notices are late.
+    pub fn shared() -> Self {
+        MemoryEngine { shared: true, ..MemoryEngine::default() }
     }
 
     /// Returns an empty engine whose positions are `(epoch, sequence)` pairs with gaps.
@@ -148,6 +158,10 @@ impl Engine for MemoryEngine {
 
     fn size_on_disk(&self) -> Result<u64, StorageError> {
         Ok(0)
+    }
+
+    fn shared(&self) -> bool {
+        self.shared
     }
 }
 
