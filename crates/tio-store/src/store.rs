@@ -452,11 +452,24 @@ impl Store {
     /// readable while the child's key exists, unreadable once the child is erased.
     /// `None` when the store holds no key for the child (nothing was ever published
     /// about it); the entry then names the child by blind index alone.
+    ///
+    /// While the child's key is kept in memory the sealing is kept with it and given
+    /// again: the entries that carry it name the child by blind index too, so a
+    /// sealing shared between them tells nothing more.
     pub fn seal_child_reference(&self, child: &(impl ChildRef + ?Sized)) -> Result<Option<Vec<u8>>, StoreError> {
         let index = child.index_in(self);
+        let generation = {
+            let mut cache = self.key_cache();
+            if let Some(sealed) = cache.reference(index) {
+                return Ok(Some(sealed));
+            }
+            cache.generation()
+        };
         let mut keys = DataKeys::default();
         let Some(data_key) = keys.get(self, index)? else { return Ok(None) };
-        Ok(Some(seal_with(data_key, &child_reference_context(index), child.number().digits().as_bytes())?))
+        let sealed = seal_with(data_key, &child_reference_context(index), child.number().digits().as_bytes())?;
+        self.key_cache().keep_reference(generation, index, &sealed);
+        Ok(Some(sealed))
     }
 
     /// Opens a reference made by [`Store::seal_child_reference`]: the NHS number's ten
@@ -1115,8 +1128,8 @@ pub(crate) struct KeyCache {
     capacity: usize,
     /// How long a key is kept, if not for as long as there is room.
     lifetime: Option<std::time::Duration>,
-    /// Each key with when it was kept.
-    keys: HashMap<ChildIndex, (SecretKey, std::time::Instant)>,
+    /// Each key with when it was kept and the child's number sealed under it.
+    keys: HashMap<ChildIndex, KeptKey>,
     /// The key states of the categories of the children in `keys`, which go with them.
     categories: HashMap<(ChildIndex, Category), CategoryKey>,
     /// What decisions read about the children in `keys` (plaintext, so it goes with
@@ -1129,6 +1142,17 @@ pub(crate) struct KeyCache {
 /// How long a key is kept on a database other nodes share: the longest another node's
 /// erasure or rotation can go unnoticed here should the notice of its commit be lost.
 const SHARED_KEY_LIFETIME: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A child's unwrapped key, with when it was kept and what is sealed under it once.
+struct KeptKey {
+    key: SecretKey,
+    since: std::time::Instant,
+    /// The child's number sealed for audit entries ([`Store::seal_child_reference`]):
+    /// every entry about the child carries its blind index anyway, so one sealing
+    /// serves them all while the key is kept (sealing for every delivery entry was an
+    /// eighth of a stream's CPU in catch-up), and it goes with the key.
+    reference: Option<Vec<u8>>,
+}
 
 impl Default for KeyCache {
     fn default() -> Self {
@@ -1160,7 +1184,7 @@ impl KeyCache {
     /// The child's key, if kept and not past its lifetime (then it goes, with its
     /// categories' states).
     pub(crate) fn key(&mut self, child: ChildIndex) -> Option<SecretKey> {
-        let (key, kept) = self.keys.get(&child)?;
+        let KeptKey { key, since: kept, .. } = self.keys.get(&child)?;
         if self.lifetime.is_none_or(|lifetime| kept.elapsed() < lifetime) {
             return Some(key.clone());
         }
@@ -1175,6 +1199,22 @@ impl KeyCache {
     pub(crate) fn records(&mut self, child: ChildIndex) -> Option<std::sync::Arc<crate::child_records::ChildRecords>> {
         self.key(child)?;
         self.records.get(&child).cloned()
+    }
+
+    /// The child's number as sealed under its kept key, if sealed since it was kept.
+    pub(crate) fn reference(&mut self, child: ChildIndex) -> Option<Vec<u8>> {
+        self.key(child)?;
+        self.keys.get(&child)?.reference.clone()
+    }
+
+    /// Keeps the child's number as sealed under its key, if nothing was forgotten since
+    /// `generation` was read (before the key was) and the key is kept.
+    pub(crate) fn keep_reference(&mut self, generation: u64, child: ChildIndex, sealed: &[u8]) {
+        if generation == self.generation
+            && let Some(kept) = self.keys.get_mut(&child)
+        {
+            kept.reference = Some(sealed.to_vec());
+        }
     }
 
     /// Keeps a child's records if nothing was forgotten since `generation` was read
@@ -1252,7 +1292,7 @@ impl KeyCache {
             self.categories.retain(|(child, _), _| *child != oldest);
             self.drop_records(Some(oldest));
         }
-        self.keys.insert(child, (key.clone(), std::time::Instant::now()));
+        self.keys.insert(child, KeptKey { key: key.clone(), since: std::time::Instant::now(), reference: None });
         self.order.push_back(child);
     }
 
@@ -1542,6 +1582,25 @@ mod key_cache_tests {
         shared.keep_records(shared.generation, index(1), &records);
         shared.forget_all_records();
         assert!(shared.key(index(1)).is_some() && shared.records(index(1)).is_none(), "another node's commit");
+    }
+
+    /// The child's number sealed for audit entries goes with its key, and a sealing
+    /// made under a key an erasure destroyed meanwhile is not kept.
+    #[test]
+    fn a_sealed_reference_is_kept_with_its_key_and_goes_with_it() {
+        let mut cache = KeyCache::default();
+        let key = SecretKey::generate().unwrap();
+        cache.keep(cache.generation, index(1), &key);
+        let before = cache.generation;
+        cache.keep_reference(before, index(1), b"sealed");
+        assert_eq!(cache.reference(index(1)).as_deref(), Some(&b"sealed"[..]));
+        cache.keep_reference(before, index(2), b"other");
+        assert!(cache.reference(index(2)).is_none(), "only beside a kept key");
+        cache.forget(Some(index(1)));
+        assert!(cache.reference(index(1)).is_none(), "gone with the key");
+        cache.keep(cache.generation, index(1), &key);
+        cache.keep_reference(before, index(1), b"under the destroyed key");
+        assert!(cache.reference(index(1)).is_none(), "sealed before the erasure");
     }
 
     /// On a database other nodes share, a key (and its categories' states) is kept
