@@ -91,8 +91,13 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
     if text.is_empty() {
         return None;
     }
-    // Only lowercase spellings, so that spelling the bytes again gives the same text.
-    hex::decode(text).ok().filter(|bytes| hex::encode(bytes) == text)
+    // Only lowercase spellings, so that spelling the bytes again gives the same text:
+    // checked on the characters rather than by spelling them again, since every
+    // delivery's entry carries three hex fields.
+    if !text.bytes().all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte)) {
+        return None;
+    }
+    hex::decode(text).ok()
 }
 
 fn compact(text: &str) -> Option<Text> {
