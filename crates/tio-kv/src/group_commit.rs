@@ -5,6 +5,10 @@
 //! It never waits to fill a group: a lone writer is synced at once, and under load the
 //! batches that arrive during one sync form the next group, so throughput grows with
 //! concurrency while each commit waits for at most one sync in progress and its own.
+//!
+//! A [`GroupFollower`] may add batches of its own to a group once the group's batches
+//! are applied and before its sync: work that follows from a commit (a delivery decided
+//! on the update just published) is then durable with it, for the price of no sync more.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,9 +65,25 @@ pub trait CommitObserver: Send + Sync {
     fn group_committed(&self, batches: u64, sync: std::time::Duration);
 }
 
+/// Adds batches to a group after its batches are applied and before its one sync, on
+/// the commit thread: what it adds is durable with the group or not at all, and commits
+/// in the order of the groups. Keep it short: every writer of the group waits for it.
+pub trait GroupFollower: Send + Sync {
+    /// Returns batches to apply in this group, given the group's batches that applied
+    /// (in order, with the positions each was given). Each returned batch applies on its
+    /// own terms (a failed precondition applies nothing of it), after the group's.
+    fn follow(&self, applied: &[(&Batch, &Applied)]) -> Vec<Batch>;
+
+    /// Tells what became of the batches the last [`GroupFollower::follow`] returned, in
+    /// its order, once the group's sync is over: `Ok` only if applied and durable.
+    /// Called before any writer of the group is answered.
+    fn settled(&self, outcomes: Vec<Result<Applied, CommitError>>);
+}
+
 #[derive(Default)]
 struct Counters {
     observer: std::sync::OnceLock<Arc<dyn CommitObserver>>,
+    follower: std::sync::OnceLock<Arc<dyn GroupFollower>>,
     commits: AtomicU64,
     syncs: AtomicU64,
     sync_micros: AtomicU64,
@@ -127,6 +147,11 @@ impl GroupCommit {
         self.counters.observer.set(observer).is_ok()
     }
 
+    /// Sets the follower of every group; only the first call takes effect.
+    pub fn set_follower(&self, follower: Arc<dyn GroupFollower>) -> bool {
+        self.counters.follower.set(follower).is_ok()
+    }
+
     /// Returns the counters so far.
     pub fn stats(&self) -> CommitStats {
         CommitStats {
@@ -185,17 +210,31 @@ fn run(engine: &dyn Engine, mut receiver: mpsc::Receiver<Job>, counters: &Counte
     }
 }
 
-/// Applies `group`, syncs once, and answers every writer.
+/// Applies `group` and what its follower adds, syncs once, and answers every writer.
 fn commit_group(engine: &dyn Engine, group: &mut Vec<Request>, counters: &Counters) {
     let batches: Vec<&Batch> = group.iter().map(|request| &request.batch).collect();
     let applying = Instant::now();
     let results = engine.apply_group(&batches);
+    let follower = counters.follower.get();
+    let followed = match follower {
+        Some(follower) if results.iter().any(Result::is_ok) => {
+            let applied: Vec<(&Batch, &Applied)> = batches
+                .iter()
+                .zip(&results)
+                .filter_map(|(batch, result)| result.as_ref().ok().map(|applied| (*batch, applied)))
+                .collect();
+            let added = follower.follow(&applied);
+            let added: Vec<&Batch> = added.iter().collect();
+            if added.is_empty() { Vec::new() } else { engine.apply_group(&added) }
+        }
+        _ => Vec::new(),
+    };
     counters
         .apply_micros
         .fetch_add(u64::try_from(applying.elapsed().as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
     counters.groups.fetch_add(1, Ordering::Relaxed);
     let mut sync_time = std::time::Duration::ZERO;
-    let sync = if results.iter().any(Result::is_ok) {
+    let sync = if results.iter().chain(&followed).any(Result::is_ok) {
         let started = Instant::now();
         let synced = engine.sync();
         sync_time = started.elapsed();
@@ -208,14 +247,17 @@ fn commit_group(engine: &dyn Engine, group: &mut Vec<Request>, counters: &Counte
     if let Err(err) = &sync {
         tracing::error!(error = %err, group.size = group.len(), "sync failed; commits in this group are not acknowledged");
     }
-    let replies: Vec<Result<Applied, CommitError>> = results
-        .into_iter()
-        .map(|result| match (result, &sync) {
-            (Ok(applied), Ok(())) => Ok(applied),
-            (Ok(_), Err(err)) => Err(CommitError::Storage(err.clone())),
-            (Err(err), _) => Err(err),
-        })
-        .collect();
+    let durable = |result: Result<Applied, CommitError>| match (result, &sync) {
+        (Ok(applied), Ok(())) => Ok(applied),
+        (Ok(_), Err(err)) => Err(CommitError::Storage(err.clone())),
+        (Err(err), _) => Err(err),
+    };
+    if let Some(follower) = follower
+        && !followed.is_empty()
+    {
+        follower.settled(followed.into_iter().map(durable).collect());
+    }
+    let replies: Vec<Result<Applied, CommitError>> = results.into_iter().map(durable).collect();
     // Count before answering, so that a writer holding its answer sees it counted.
     let committed = replies.iter().filter(|reply| reply.is_ok()).count() as u64;
     counters.commits.fetch_add(committed, Ordering::Relaxed);
@@ -314,6 +356,72 @@ mod tests {
         assert_eq!(job.await.unwrap().unwrap(), (10, 10), "no commit changed the engine under the job");
         writer.await.unwrap().unwrap();
         assert_eq!(engine.scan(Keyspace::Updates, &[], None, 100).unwrap().len(), 11);
+    }
+
+    /// Adds, for each applied batch, a batch that records its first position, and one
+    /// batch whose precondition never holds; keeps what it is told.
+    #[derive(Default)]
+    struct Recorder {
+        settled: std::sync::Mutex<Vec<Vec<bool>>>,
+    }
+
+    impl GroupFollower for Recorder {
+        fn follow(&self, applied: &[(&Batch, &Applied)]) -> Vec<Batch> {
+            let mut added: Vec<Batch> = applied
+                .iter()
+                .map(|(_, applied)| {
+                    let mut batch = Batch::new();
+                    batch.push(Op::Put {
+                        space: Keyspace::Cursors,
+                        key: applied.positions[0].as_bytes().to_vec(),
+                        value: b"followed".to_vec(),
+                    });
+                    batch
+                })
+                .collect();
+            let mut never = Batch::new();
+            never
+                .require(crate::engine::Condition::Equals {
+                    space: Keyspace::Cursors,
+                    key: b"never".to_vec(),
+                    value: b"1".to_vec(),
+                })
+                .push(Op::Put { space: Keyspace::Cursors, key: b"never".to_vec(), value: b"2".to_vec() });
+            added.push(never);
+            added
+        }
+
+        fn settled(&self, outcomes: Vec<Result<Applied, CommitError>>) {
+            self.settled.lock().unwrap().push(outcomes.iter().map(Result::is_ok).collect());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_follower_adds_to_the_group_what_its_one_sync_makes_durable() {
+        let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
+        let commit = GroupCommit::start(engine.clone()).unwrap();
+        let follower = Arc::new(Recorder::default());
+        assert!(commit.set_follower(follower.clone()));
+        let mut batch = Batch::new();
+        batch.push(Op::Append { space: Keyspace::Updates, value: b"update".to_vec() });
+        let position = commit.commit(batch).await.unwrap().positions[0].clone();
+        assert_eq!(
+            engine.get(Keyspace::Cursors, position.as_bytes()).unwrap(),
+            Some(b"followed".to_vec()),
+            "what the follower added was applied"
+        );
+        assert_eq!(engine.get(Keyspace::Cursors, b"never").unwrap(), None, "a failed precondition applies nothing");
+        assert_eq!(commit.stats().syncs, 1, "the group and what followed it share one sync");
+        assert_eq!(*follower.settled.lock().unwrap(), vec![vec![true, false]], "told of each outcome, in order");
+
+        // A group none of whose batches applies is not followed.
+        let mut failing = Batch::new();
+        failing
+            .require(crate::engine::Condition::Absent { space: Keyspace::Cursors, key: position.as_bytes().to_vec() });
+        assert!(matches!(commit.commit(failing).await, Err(CommitError::Conflict { index: 0 })));
+        assert_eq!(follower.settled.lock().unwrap().len(), 1);
+        assert_eq!(commit.stats().syncs, 1);
+        commit.shutdown();
     }
 
     #[tokio::test]

@@ -18,4 +18,4 @@ pub use engine::{
     Batch, CommitError, Condition, Engine, ForeignCommits, Found, Keyspace, Op, Position, Read, StorageError,
     StorageErrorKind, Touched,
 };
-pub use group_commit::{CommitObserver, CommitStats, GroupCommit};
+pub use group_commit::{CommitObserver, CommitStats, GroupCommit, GroupFollower};

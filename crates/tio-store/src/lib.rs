@@ -19,6 +19,7 @@ mod category_keys;
 pub mod child_records;
 mod consents;
 pub mod cursors;
+mod follow;
 
 pub mod keys;
 mod numbered;
@@ -36,6 +37,7 @@ pub use update_record::{AmendKind, Amends};
 mod versioned;
 
 pub use amendments::{BirthDate, NewAmendment};
+pub use follow::{AppendedUpdate, UpdateFollower};
 pub use options::{EngineKind, IndexEngine, StoreOptions};
 pub use retention::{ChildPages, CurrentValue, RetentionFacts};
 pub use store::{
@@ -48,6 +50,6 @@ pub use tio_kv::engine;
 /// How to reach the database of the PostgreSQL engine (`store.postgres`), and over what TLS.
 pub use tio_kv::engine::postgres::{Hold as PostgresHold, PostgresOptions, PostgresTls};
 pub use tio_kv::{
-    Batch, CommitError, CommitObserver, CommitStats, Condition, Engine, GroupCommit, Keyspace, Op, Position,
-    StorageError, StorageErrorKind,
+    Batch, CommitError, CommitObserver, CommitStats, Condition, Engine, GroupCommit, GroupFollower, Keyspace, Op,
+    Position, StorageError, StorageErrorKind,
 };

@@ -361,6 +361,11 @@ impl Store {
         self.commit.set_observer(observer)
     }
 
+    /// The commit path, for what plugs into it.
+    pub(crate) fn commit_path(&self) -> &GroupCommit {
+        &self.commit
+    }
+
     /// Returns the group commit counters.
     pub fn commit_stats(&self) -> CommitStats {
         self.commit.stats()
@@ -1045,7 +1050,12 @@ impl Store {
         Ok(stored)
     }
 
-    fn open_record(&self, position: Position, bytes: &[u8], keys: &mut DataKeys) -> Result<StoredUpdate, StoreError> {
+    pub(crate) fn open_record(
+        &self,
+        position: Position,
+        bytes: &[u8],
+        keys: &mut DataKeys,
+    ) -> Result<StoredUpdate, StoreError> {
         let record = UpdateRecord::decode(bytes)
             .ok_or_else(|| StoreError::Corrupt("an update record does not decode".to_owned()))?;
         let child = ChildIndex(record.child_index);

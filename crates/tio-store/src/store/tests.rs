@@ -1329,3 +1329,84 @@ async fn on_a_shared_database_kept_records_go_when_a_precondition_fails_or_anoth
     assert!(first.key_cache().records(index).is_none(), "forgotten on the other node's notice");
     assert_eq!(first.child_records_for_guarded_commit(&amy).unwrap().relationships.len(), 2);
 }
+
+/// Opens every update a group appends and, for each, puts a marker under its position;
+/// keeps what it opened and what became of its batches.
+struct Marker {
+    store: std::sync::OnceLock<std::sync::Weak<Store>>,
+    opened: std::sync::Mutex<Vec<(Position, Category, Vec<u8>)>>,
+    settled: std::sync::Mutex<Vec<bool>>,
+}
+
+impl crate::UpdateFollower for Marker {
+    fn follow(&self, appended: &[crate::AppendedUpdate<'_>]) -> Vec<Batch> {
+        let store = self.store.get().and_then(std::sync::Weak::upgrade).unwrap();
+        appended
+            .iter()
+            .map(|appended| {
+                let update = store.open_appended(appended).unwrap();
+                let value = update.content.unwrap().value;
+                self.opened.lock().unwrap().push((appended.position.clone(), update.category, value));
+                let mut batch = Batch::new();
+                batch.push(Op::Put {
+                    space: Keyspace::Cursors,
+                    key: appended.position.as_bytes().to_vec(),
+                    value: b"followed".to_vec(),
+                });
+                batch
+            })
+            .collect()
+    }
+
+    fn settled(&self, outcomes: Vec<Result<(), StoreError>>) {
+        self.settled.lock().unwrap().extend(outcomes.iter().map(Result::is_ok));
+    }
+}
+
+#[tokio::test]
+async fn a_follower_opens_each_appended_update_and_its_batches_share_the_publish_sync() {
+    let store = Arc::new(Store::in_memory(KeyRing::generate().unwrap()).unwrap());
+    let marker = Arc::new(Marker {
+        store: std::sync::OnceLock::new(),
+        opened: std::sync::Mutex::default(),
+        settled: std::sync::Mutex::default(),
+    });
+    marker.store.set(Arc::downgrade(&store)).unwrap();
+    assert!(store.follow_updates(marker.clone()));
+    let (amy, hospital) = (child("9990079196"), agency("hospital"));
+    let syncs = store.commit_stats().syncs;
+    let first = store.append_update(update(&amy, Category::HealthSummary, b"v1", "k1", &hospital)).await.unwrap();
+    assert_eq!(store.commit_stats().syncs, syncs + 1, "the follower's batch rode on the publish's sync");
+    assert_eq!(
+        store.engine.get(Keyspace::Cursors, first.position.as_bytes()).unwrap(),
+        Some(b"followed".to_vec()),
+        "the follower's batch is committed"
+    );
+    // A batch with no update in it is not shown to the follower; a repeat appends nothing.
+    let mut other = Batch::new();
+    other.push(Op::Put { space: Keyspace::Cursors, key: b"x".to_vec(), value: vec![1] });
+    store.commit(other).await.unwrap();
+    store.append_update(update(&amy, Category::HealthSummary, b"v1", "k1", &hospital)).await.unwrap();
+    let second = store.append_update(update(&amy, Category::CommunicationNeeds, b"v2", "k2", &hospital)).await.unwrap();
+    assert_eq!(
+        *marker.opened.lock().unwrap(),
+        vec![
+            (first.position, Category::HealthSummary, b"v1".to_vec()),
+            (second.position, Category::CommunicationNeeds, b"v2".to_vec())
+        ],
+        "each appended update, opened, in order"
+    );
+    assert_eq!(*marker.settled.lock().unwrap(), vec![true, true]);
+}
+
+#[test]
+fn a_store_other_nodes_share_takes_no_follower() {
+    let mut nodes = Store::in_memory_nodes(KeyRing::generate().unwrap(), 1).unwrap();
+    let store = nodes.pop().unwrap();
+    let marker = Arc::new(Marker {
+        store: std::sync::OnceLock::new(),
+        opened: std::sync::Mutex::default(),
+        settled: std::sync::Mutex::default(),
+    });
+    assert!(!store.follow_updates(marker), "another node's appends would not pass its follower");
+}
