@@ -33,6 +33,51 @@ async fn consent_and_involve(hospital: &Client, send_team: &Client) -> v1::Conse
     consent
 }
 
+/// The hospital, and the SEND team consented and involved with a stream open on its
+/// subscription `main` to communication needs.
+async fn send_team_streaming(sandbox: &Sandbox) -> (Client, Client, Stream) {
+    let hospital = as_professional(sandbox, "hospital").await;
+    let send_team = as_professional(sandbox, "send-team").await;
+    consent_and_involve(&hospital, &send_team).await;
+    create(&send_team, "main", &[v1::Category::CommunicationNeeds], None).await;
+    let stream = Stream::open(&send_team, "main", 0).await.unwrap();
+    (hospital, send_team, stream)
+}
+
+/// The server's count of durable syncs so far, from its metrics.
+fn syncs(sandbox: &Sandbox) -> u64 {
+    let text = crate::metrics::scrape(sandbox, "/metrics");
+    let line = text.lines().find(|line| line.starts_with("tio_commit_sync_seconds_count")).expect(&text);
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// Issue 14: a subscriber that has read everything gets each new update with no sync of
+/// its own: its delivery (audit entry, unacked record, cursor) commits with the publish.
+#[test]
+fn a_caught_up_subscriber_is_delivered_each_update_in_its_publishs_own_sync() {
+    const PUBLISHES: u64 = 20;
+    let sandbox = Sandbox::start();
+    runtime().block_on(async {
+        let (hospital, _send_team, mut stream) = send_team_streaming(&sandbox).await;
+        let needs = |text: &str, key: &str| {
+            publish_request(AMY, v1::Category::CommunicationNeeds, communication_needs(text), key)
+        };
+        publish(&hospital, needs("first", "s0")).await.unwrap();
+        assert_eq!(stream.delivery().await.delivery_number, 1);
+
+        let before = syncs(&sandbox);
+        for n in 1..=PUBLISHES {
+            let published = publish(&hospital, needs(&format!("v{n}"), &format!("s{n}"))).await.unwrap();
+            let delivery = stream.delivery().await;
+            assert_eq!((delivery.delivery_number, delivery.update_id), (n + 1, published.update_id));
+        }
+        let spent = syncs(&sandbox) - before;
+        // Two syncs a delivery (the publish's, then the delivery's own) would be 40; a
+        // few more are the server's own (audit checkpoints).
+        assert!(spent < PUBLISHES * 3 / 2, "{spent} syncs for {PUBLISHES} publishes and their deliveries");
+    });
+}
+
 #[test]
 fn live_deliveries_arrive_in_order_and_unacked_ones_come_again_after_a_reconnect() {
     let sandbox = Sandbox::start();
@@ -251,11 +296,7 @@ fn an_ack_never_sent_and_a_zero_credit_are_refused_and_repeated_acks_are_not() {
     let sandbox = Sandbox::start();
     runtime().block_on(async {
         use tonic_types::StatusExt;
-        let hospital = as_professional(&sandbox, "hospital").await;
-        let send_team = as_professional(&sandbox, "send-team").await;
-        consent_and_involve(&hospital, &send_team).await;
-        create(&send_team, "main", &[v1::Category::CommunicationNeeds], None).await;
-        let mut stream = Stream::open(&send_team, "main", 0).await.unwrap();
+        let (hospital, send_team, mut stream) = send_team_streaming(&sandbox).await;
         publish(&hospital, publish_request(AMY, v1::Category::CommunicationNeeds, communication_needs("one"), "k1"))
             .await
             .unwrap();

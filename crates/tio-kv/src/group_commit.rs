@@ -171,7 +171,10 @@ impl GroupCommit {
 
     fn stop(&mut self) {
         self.sender.take();
+        // Dropped on the commit thread itself (its follower let go of the store's last
+        // holder): the thread ends once it returns, and cannot wait for itself.
         if let Some(thread) = self.thread.take()
+            && thread.thread().id() != std::thread::current().id()
             && thread.join().is_err()
         {
             tracing::error!("group commit thread panicked");

@@ -115,6 +115,9 @@ pub(crate) struct Broker {
     /// Bumped after this node creates or deletes a subscription, so that open streams
     /// read their agency's subscriptions again (the one-copy rule) only when they change.
     subscriptions_changed: std::sync::atomic::AtomicU64,
+    /// Where streams with nothing to read wait for deliveries decided with their
+    /// publish; `None` on a store other nodes share.
+    live: Option<Arc<crate::app::subscriptions::live::Live>>,
 }
 
 /// How long a stream lease lasts unrenewed unless configured.
@@ -143,7 +146,9 @@ impl Broker {
     ) -> Broker {
         let metrics = Arc::new(Metrics::new());
         store.set_commit_observer(metrics.clone());
+        let live = crate::app::subscriptions::live::Live::install(&store);
         Broker {
+            live,
             metrics,
             store,
             audit,
@@ -251,6 +256,12 @@ impl Broker {
     /// current (on this node) while the number does not change.
     pub(crate) fn subscriptions_generation(&self) -> u64 {
         self.subscriptions_changed.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Where open streams wait for deliveries decided with their publish, if this
+    /// node's commits are every commit of its store.
+    pub(crate) fn live(&self) -> Option<&Arc<crate::app::subscriptions::live::Live>> {
+        self.live.as_ref()
     }
 
     /// Records that this node created or deleted a subscription.

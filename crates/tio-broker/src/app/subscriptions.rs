@@ -11,8 +11,11 @@
 //! committed (head, unacked record and audit entry) before it is sent, under
 //! preconditions that the consent and relationship that allowed it are unchanged: a
 //! withdrawal or ended relationship that commits first stops it, and one that commits
-//! after it comes after it in the log. The stream itself (messages, credit, heartbeats)
-//! is the gRPC adapter's (`grpc::subscriptions`).
+//! after it comes after it in the log. On a store no other node writes, a stream that has
+//! read everything waits in [`live`], where its deliveries are decided with their
+//! publish and committed in the publish's own group (one sync between a publish and its
+//! delivery), and checked again at the moment of sending. The stream itself (messages,
+//! credit, heartbeats) is the gRPC adapter's (`grpc::subscriptions`).
 
 use tio_core::Category;
 use tio_store::cursors::SubscriptionHead;
@@ -20,6 +23,7 @@ use tio_store::cursors::SubscriptionHead;
 use crate::app::error::ServiceError;
 
 pub(crate) mod deliver;
+pub(crate) mod live;
 pub(crate) mod manage;
 
 /// Deliveries in flight when the subscription does not say.

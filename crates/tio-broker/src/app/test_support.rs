@@ -139,3 +139,15 @@ pub(crate) async fn declare_school(broker: &Broker) {
     let school = call(broker, "school");
     broker.declare_relationship(&school, &amy, Some(tio_core::RelationshipKind::Enrolment), "").await.unwrap();
 }
+
+/// Creates the school's subscription `name` to communication needs, from now on.
+pub(crate) async fn subscribe_school(broker: &Broker, name: &str) {
+    let school = call(broker, "school");
+    let new = crate::app::subscriptions::manage::NewSubscription {
+        name: name.into(),
+        categories: [tio_core::Category::CommunicationNeeds].into_iter().collect(),
+        max_in_flight: 0,
+        start: crate::app::subscriptions::manage::Start::Live,
+    };
+    broker.subscriber(&school).await.unwrap().create(new).await.unwrap();
+}

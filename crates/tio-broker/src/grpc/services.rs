@@ -441,7 +441,9 @@ impl v1::subscription_service_server::SubscriptionService for Subscriptions {
         let broker = self.broker.clone();
         tokio::spawn(async move {
             let changes = broker.watch_changes();
-            let status = match subscriptions::run(deliverer, inbound, sender.clone(), changes, || broker.now()).await {
+            let live = broker.live().cloned();
+            let ended = subscriptions::run(deliverer, live, inbound, sender.clone(), changes, || broker.now()).await;
+            let status = match ended {
                 StreamEnd::ClientGone => return,
                 StreamEnd::Error(err) => into_status(err),
                 StreamEnd::Refused(status) => status,

@@ -12,7 +12,9 @@ use tokio::sync::mpsc::Sender;
 
 use crate::app::error::ServiceError;
 use crate::app::subscriptions::deliver::{ACK_STORE_DELAY, Deliverer, Delivery};
+use crate::app::subscriptions::deliver::{Decider, Planned};
 use crate::app::subscriptions::head_categories;
+use crate::app::subscriptions::live::{Live, Registration};
 use crate::app::subscriptions::manage::{NewSubscription, Start, SubscriptionState};
 use crate::grpc::convert::{categories_from_proto, category_to_proto, optional_timestamp, timestamp_to_proto};
 
@@ -96,34 +98,60 @@ impl From<ServiceError> for StreamEnd {
 
 /// Runs an open stream: redelivers what is unacked, then delivers as credit allows,
 /// handles acks and credit, heartbeats when quiet, and stops when the client goes, the
-/// agency is suspended or the certificate revoked. Records how it ended.
+/// agency is suspended or the certificate revoked. Records how it ended. With `live`,
+/// a stream that has read everything waits there for deliveries decided with their
+/// publish (`app::subscriptions::live`).
 pub(crate) async fn run(
-    mut deliverer: Deliverer,
+    deliverer: Deliverer,
+    live: Option<std::sync::Arc<Live>>,
     mut inbound: tonic::Streaming<v1::SubscribeRequest>,
     outbound: Outbound,
     mut changes: tokio::sync::watch::Receiver<u64>,
     now: impl Fn() -> tio_core::Timestamp,
 ) -> StreamEnd {
-    if let Err(refused) = deliverer.claim().await {
+    let registration = match live {
+        Some(live) => live.register(deliverer),
+        None => Registration::alone(deliverer),
+    };
+    if let Err(refused) = registration.deliverer().await.claim().await {
         return StreamEnd::Error(refused);
     }
-    let end = pump(&mut deliverer, &mut inbound, &outbound, &mut changes, now).await;
+    let end = pump(&registration, &mut inbound, &outbound, &mut changes, now).await;
     let error = match &end {
         StreamEnd::Error(err) => Some(err.to_string()),
         StreamEnd::Refused(status) => Some(status.message().to_owned()),
         StreamEnd::ClientGone => None,
     };
+    let mut deliverer = registration.deliverer().await;
+    // Acks that waited for the follower are stored with the rest; deliveries committed
+    // and not sent stay unacked, to come again on the next stream.
+    registration.unpark(&mut deliverer);
     deliverer.close(error).await;
     end
 }
 
+/// What woke a stream with nothing to send.
+enum Event {
+    Message(Option<Result<v1::SubscribeRequest, tonic::Status>>),
+    /// Something that can change a delivery committed (`false`: the broker is going).
+    Changed(bool),
+    /// The update follower has deliveries for the stream, or left it to read (or a
+    /// parked stream's message was handled).
+    Woken,
+    Renew,
+    StorePending,
+    Heartbeat,
+}
+
 async fn pump(
-    deliverer: &mut Deliverer,
+    registration: &Registration,
     inbound: &mut tonic::Streaming<v1::SubscribeRequest>,
     outbound: &Outbound,
     changes: &mut tokio::sync::watch::Receiver<u64>,
     now: impl Fn() -> tio_core::Timestamp,
 ) -> StreamEnd {
+    let mut deliverer = registration.deliverer().await;
+    let decider = deliverer.decider();
     let sent = async {
         let redeliveries = deliverer.redeliver().await?;
         send_all(outbound, redeliveries).await
@@ -140,7 +168,7 @@ async fn pump(
         }
         // Acks and credit first, without waiting.
         while let Some(message) = inbound.next().now_or_never() {
-            if let Err(end) = handle(deliverer, message).await {
+            if let Err(end) = handle(&mut deliverer, message).await {
                 return end;
             }
         }
@@ -148,7 +176,11 @@ async fn pump(
             Ok(agency) => agency,
             Err(err) => return StreamEnd::Error(err),
         };
-        if deliverer.has_room() {
+        // A stream that has read every update there is parks at once: reading again
+        // could only find the update a group is committing now, which the follower
+        // decides with its publish. Parked, the deliverer is the follower's until woken.
+        let mut parked = registration.park(&deliverer);
+        if !parked && deliverer.has_room() {
             match deliverer.next(&agency).await {
                 Ok(Some(deliveries)) => {
                     if let Err(end) = send_all(outbound, deliveries).await {
@@ -157,7 +189,7 @@ async fn pump(
                     quiet_since = tokio::time::Instant::now();
                     continue;
                 }
-                Ok(None) => {}
+                Ok(None) => parked = registration.park(&deliverer),
                 Err(err) => return StreamEnd::Error(err),
             }
         }
@@ -165,24 +197,81 @@ async fn pump(
         // delivery's commit, or is stored on its own once it has waited long enough.
         let store_pending_at = deliverer.unstored_since().map(|since| since + ACK_STORE_DELAY);
         let renew_at = deliverer.claim_renew_at();
-        tokio::select! {
-            message = inbound.next() => {
-                if let Err(end) = handle(deliverer, message).await {
+        let mut waiting =
+            Waiting { registration, store_pending_at, renew_at, heartbeat_at: quiet_since + HEARTBEAT_INTERVAL };
+        let event;
+        (event, deliverer) = if parked {
+            drop(deliverer);
+            let event = loop {
+                let event = waiting.next(inbound, changes, true).await;
+                // Acks and the agency's standing are seen to without leaving the
+                // follower's reach, and without taking the deliverer from it (each
+                // publish wakes every stream, and every delivery is acked): it passes
+                // over a stream only while the stream holds its deliverer.
+                let handled = match event {
+                    Event::Message(message) => match incoming(message) {
+                        Ok(Incoming::Ack(numbers)) => match registration.queue_acks(&numbers, MAX_ACKS_PER_MESSAGE) {
+                            Ok(queued) if queued >= MAX_ACKS_PER_MESSAGE => break Event::Woken,
+                            Ok(_) => {
+                                let due = tokio::time::Instant::now() + ACK_STORE_DELAY;
+                                waiting.store_pending_at.get_or_insert(due);
+                                Ok(())
+                            }
+                            Err(err) => Err(StreamEnd::Error(err)),
+                        },
+                        Ok(Incoming::Credit(additional)) => {
+                            registration.deliverer().await.credit(additional).map_err(StreamEnd::Error)
+                        }
+                        Err(end) => Err(end),
+                    },
+                    Event::Changed(true) => decider.current_agency().map(|_| ()).map_err(StreamEnd::Error),
+                    // Deliveries the follower committed go out while it goes on deciding:
+                    // checked without its deliverer, which it needs only to decide again.
+                    Event::Woken => {
+                        match send_followed(registration, &decider, registration.take_ready(), outbound).await {
+                            Ok(true) => {
+                                quiet_since = tokio::time::Instant::now();
+                                waiting.heartbeat_at = quiet_since + HEARTBEAT_INTERVAL;
+                                Ok(())
+                            }
+                            Ok(false) => Ok(()),
+                            Err(end) => Err(end),
+                        }
+                    }
+                    other => break other,
+                };
+                if let Err(end) = handled {
+                    return end;
+                }
+                if !registration.parked() {
+                    break Event::Woken;
+                }
+            };
+            let mut deliverer = registration.deliverer().await;
+            let ready = registration.unpark(&mut deliverer);
+            match send_ready(&mut deliverer, ready, outbound).await {
+                Ok(true) => quiet_since = tokio::time::Instant::now(),
+                Ok(false) => {}
+                Err(end) => return end,
+            }
+            (event, deliverer)
+        } else {
+            (waiting.next(inbound, changes, false).await, deliverer)
+        };
+        match event {
+            Event::Message(message) => {
+                if let Err(end) = handle(&mut deliverer, message).await {
                     return end;
                 }
             }
-            changed = changes.changed() => {
-                if changed.is_err() {
-                    return StreamEnd::ClientGone;
-                }
-            }
-            () = sleep_until_some(renew_at), if renew_at.is_some() => {}
-            () = sleep_until_some(store_pending_at), if store_pending_at.is_some() => {
+            Event::Changed(false) => return StreamEnd::ClientGone,
+            Event::Changed(true) | Event::Woken | Event::Renew => {}
+            Event::StorePending => {
                 if let Err(err) = deliverer.flush().await {
                     return StreamEnd::Error(err);
                 }
             }
-            () = tokio::time::sleep_until(quiet_since + HEARTBEAT_INTERVAL) => {
+            Event::Heartbeat => {
                 if let Err(err) = deliverer.flush().await {
                     return StreamEnd::Error(err);
                 }
@@ -192,12 +281,73 @@ async fn pump(
                     latest_position: cursor.map(|token| v1::Position { token }),
                     at: Some(timestamp_to_proto(now())),
                 };
-                let message = v1::SubscribeResponse { message: Some(v1::subscribe_response::Message::Heartbeat(heartbeat)) };
+                let message =
+                    v1::SubscribeResponse { message: Some(v1::subscribe_response::Message::Heartbeat(heartbeat)) };
                 if outbound.send(Ok(message)).await.is_err() {
                     return StreamEnd::ClientGone;
                 }
                 quiet_since = tokio::time::Instant::now();
             }
+        }
+    }
+}
+
+/// Checks and sends deliveries the update follower committed for a parked stream,
+/// taking its deliverer only to decide again those whose grants changed; returns
+/// whether any went.
+async fn send_followed(
+    registration: &Registration,
+    decider: &Decider,
+    ready: Vec<Planned>,
+    outbound: &Outbound,
+) -> Result<bool, StreamEnd> {
+    if ready.is_empty() {
+        return Ok(false);
+    }
+    let agency = decider.current_agency()?;
+    let (sending, again) = decider.check(&agency, ready)?;
+    send_all(outbound, sending).await?;
+    if !again.is_empty() {
+        let deliveries = registration.deliverer().await.decide_again(&agency, again).await?;
+        send_all(outbound, deliveries).await?;
+    }
+    Ok(true)
+}
+
+/// Checks and sends deliveries the update follower committed; returns whether any went.
+async fn send_ready(deliverer: &mut Deliverer, ready: Vec<Planned>, outbound: &Outbound) -> Result<bool, StreamEnd> {
+    if ready.is_empty() {
+        return Ok(false);
+    }
+    let agency = deliverer.current_agency()?;
+    let deliveries = deliverer.checked(&agency, ready).await?;
+    send_all(outbound, deliveries).await?;
+    Ok(true)
+}
+
+/// What a stream with nothing to send waits for.
+struct Waiting<'a> {
+    registration: &'a Registration,
+    store_pending_at: Option<tokio::time::Instant>,
+    renew_at: Option<tokio::time::Instant>,
+    heartbeat_at: tokio::time::Instant,
+}
+
+impl Waiting<'_> {
+    /// Waits for the next thing to do; `parked`: the update follower may wake it too.
+    async fn next(
+        &self,
+        inbound: &mut tonic::Streaming<v1::SubscribeRequest>,
+        changes: &mut tokio::sync::watch::Receiver<u64>,
+        parked: bool,
+    ) -> Event {
+        tokio::select! {
+            message = inbound.next() => Event::Message(message),
+            changed = changes.changed() => Event::Changed(changed.is_ok()),
+            () = self.registration.woken(), if parked => Event::Woken,
+            () = sleep_until_some(self.renew_at), if self.renew_at.is_some() => Event::Renew,
+            () = sleep_until_some(self.store_pending_at), if self.store_pending_at.is_some() => Event::StorePending,
+            () = tokio::time::sleep_until(self.heartbeat_at) => Event::Heartbeat,
         }
     }
 }
@@ -215,6 +365,20 @@ async fn handle(
     deliverer: &mut Deliverer,
     message: Option<Result<v1::SubscribeRequest, tonic::Status>>,
 ) -> Result<(), StreamEnd> {
+    match incoming(message)? {
+        Incoming::Ack(numbers) => Ok(deliverer.ack(&numbers, MAX_ACKS_PER_MESSAGE).await?),
+        Incoming::Credit(additional) => Ok(deliverer.credit(additional)?),
+    }
+}
+
+/// What a client may send once its stream is open.
+enum Incoming {
+    Ack(Vec<u64>),
+    Credit(u32),
+}
+
+/// Reads one client message, or how the stream ends because of it.
+fn incoming(message: Option<Result<v1::SubscribeRequest, tonic::Status>>) -> Result<Incoming, StreamEnd> {
     use v1::subscribe_request::Message;
     let message = match message {
         None => return Err(StreamEnd::ClientGone),
@@ -230,8 +394,8 @@ async fn handle(
         Some(Ok(message)) => message,
     };
     match message.message {
-        Some(Message::Ack(ack)) => Ok(deliverer.ack(&ack.delivery_numbers, MAX_ACKS_PER_MESSAGE).await?),
-        Some(Message::Credit(credit)) => Ok(deliverer.credit(credit.additional)?),
+        Some(Message::Ack(ack)) => Ok(Incoming::Ack(ack.delivery_numbers)),
+        Some(Message::Credit(credit)) => Ok(Incoming::Credit(credit.additional)),
         Some(Message::Open(_)) | None => Err(StreamEnd::Error(open_first())),
     }
 }

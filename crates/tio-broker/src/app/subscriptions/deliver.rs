@@ -81,6 +81,9 @@ struct Step {
     update: Option<StoredUpdate>,
     /// A redelivery's number, or `None` for a new delivery.
     redelivery: Option<u64>,
+    /// Whether the delivery numbered `redelivery` was committed and never sent: it is
+    /// decided again because what allowed it changed before it could be sent.
+    resend: bool,
     from_profile: bool,
     /// Whether only a notice of an amendment may go (the subscription takes the
     /// category only for amendments no subscription of the agency would carry).
@@ -96,6 +99,46 @@ enum Advance {
     Cursor(Vec<u8>),
     /// The profile phase moves past this latest-value key.
     Profile(Vec<u8>),
+}
+
+/// One step's decisions, as [`Deliverer::plan_steps`] makes them: the batch that commits
+/// them, and what the stream becomes once it has.
+pub(crate) struct Plan {
+    batch: Batch,
+    head: Head,
+    /// The deliveries to send.
+    deliveries: Vec<Planned>,
+    new_unacked: Vec<(u64, Unacked)>,
+    withdrawn: Vec<u64>,
+    denials: Vec<DenyReason>,
+}
+
+impl Plan {
+    /// The batch that commits the plan.
+    pub(crate) fn batch_mut(&mut self) -> &mut Batch {
+        &mut self.batch
+    }
+}
+
+/// A delivery committed and not yet sent, with what its grant relied on.
+#[derive(Debug, Clone)]
+pub(crate) struct Planned {
+    delivery: Delivery,
+    /// The preconditions its grant committed under (none for a notice that carries no
+    /// value): while they all still hold, so does the grant.
+    relied_on: Vec<tio_store::Condition>,
+    /// Its step's `notice_only`, to decide it again the same way.
+    notice_only: bool,
+}
+
+/// What the update follower made of a parked stream's next updates.
+pub(crate) enum Followed {
+    /// Nothing for the stream among them: its cursor moved past them.
+    Moved,
+    /// Deliveries (or refusals worth auditing) to commit with the publish.
+    Commit(Box<Plan>),
+    /// The stream must read and decide for itself.
+    Wake,
 }
 
 /// A child's facts as read for decisions: `None` once the child is erased.
@@ -124,14 +167,35 @@ pub(crate) struct Deliverer {
     acked: Vec<u64>,
     /// The subscription's open-stream claim, held while the deliverer lives.
     claim: Option<StreamClaim>,
-    /// The children this stream has delivered about, by blind index, so that each
-    /// child's number is unsealed once a stream rather than once a page. An erased
-    /// child's updates have no content and are passed over before this is asked.
-    children: std::sync::Mutex<std::collections::HashMap<ChildIndex, Child>>,
+    /// What decides its deliveries.
+    decider: Arc<Decider>,
     /// The one-copy rule's categories as last read, kept while the agency's
     /// subscriptions are unchanged: reading them is a scan of heads that every delivery
     /// rewrites, which in a log-structured index store walks each old version.
     one_copy: Option<OneCopy>,
+}
+
+/// What a subscription takes: its categories less those an earlier subscription of the
+/// agency delivers, and amendments of categories none of the agency's takes if it is the
+/// first.
+struct Takes {
+    categories: Vec<Category>,
+    shadowed: Vec<Category>,
+    orphans: Vec<Category>,
+}
+
+impl Takes {
+    /// Whether the subscription delivers values of `update`'s category.
+    fn subscribed(&self, update: &StoredUpdate) -> bool {
+        self.categories.contains(&update.category) && !self.shadowed.contains(&update.category)
+    }
+
+    /// Whether `update` goes on this subscription at all: a value it subscribes to, or
+    /// an amendment of a category no subscription of the agency takes (it was shown in a
+    /// profile read), which goes on the agency's first subscription.
+    fn taken(&self, update: &StoredUpdate) -> bool {
+        self.subscribed(update) || (update.amends.is_some() && self.orphans.contains(&update.category))
+    }
 }
 
 /// What the one-copy rule leaves a stream, as read at a moment.
@@ -172,6 +236,12 @@ impl Deliverer {
             0 => head.max_in_flight,
             credit => credit.min(head.max_in_flight),
         };
+        let decider = Arc::new(Decider {
+            broker: broker.clone(),
+            call: call.clone(),
+            agency: id.clone(),
+            children: std::sync::Mutex::default(),
+        });
         Ok(Deliverer {
             broker,
             call,
@@ -182,7 +252,7 @@ impl Deliverer {
             dirty: None,
             acked: Vec::new(),
             claim: None,
-            children: std::sync::Mutex::default(),
+            decider,
             one_copy: None,
         })
     }
@@ -271,11 +341,12 @@ impl Deliverer {
     /// Returns the agency as registered now, or the refusal a new call would get if it
     /// may no longer connect (suspended, certificate revoked, removed).
     pub(crate) fn current_agency(&self) -> Result<Agency, ServiceError> {
-        let registry = self.broker.registry();
-        registry.admit(&self.call.caller.identity, &self.call.caller.certificate_fingerprint)?;
-        registry.agency(&self.agency).ok_or_else(|| {
-            ServiceError::Unauthenticated(AuthError::Unknown { role: "agency", id: self.agency.clone() })
-        })
+        self.decider.current_agency()
+    }
+
+    /// What decides this stream's deliveries, to use without the deliverer.
+    pub(crate) fn decider(&self) -> Arc<Decider> {
+        self.decider.clone()
     }
 
     /// Frees the slots of acked deliveries. A number never sent is the client's fault;
@@ -284,17 +355,16 @@ impl Deliverer {
     /// they have waited [`ACK_STORE_DELAY`]: an ack lost to a crash only means one more
     /// redelivery (at least once).
     pub(crate) async fn ack(&mut self, numbers: &[u64], max_per_message: usize) -> Result<(), ServiceError> {
-        let field = "ack.delivery_numbers";
-        if numbers.len() > max_per_message {
-            return Err(invalid(field, format!("at most {max_per_message} per message")));
+        check_acks(numbers, max_per_message, self.progress().0)?;
+        self.apply_acks(numbers);
+        if self.acked.len() >= max_per_message {
+            self.store_head().await?;
         }
-        let latest = self.head.next_number - 1;
-        if let Some(never_sent) = numbers.iter().find(|&&number| number == 0 || number > latest) {
-            return Err(invalid(
-                field,
-                format!("delivery number {never_sent} was never sent on this subscription (latest: {latest})"),
-            ));
-        }
+        Ok(())
+    }
+
+    /// Frees the slots of acked deliveries already checked ([`check_acks`]).
+    pub(crate) fn apply_acks(&mut self, numbers: &[u64]) {
         for number in numbers {
             if self.unacked.remove(number).is_some() {
                 self.acked.push(*number);
@@ -302,10 +372,6 @@ impl Deliverer {
                 self.mark_dirty();
             }
         }
-        if self.acked.len() >= max_per_message {
-            self.store_head().await?;
-        }
-        Ok(())
     }
 
     /// Widens the window by `additional` deliveries, up to the subscription's maximum.
@@ -332,7 +398,7 @@ impl Deliverer {
     }
 
     /// Records why the stream ended (`None`: the client went away) and stores the head.
-    pub(crate) async fn close(mut self, error: Option<String>) {
+    pub(crate) async fn close(&mut self, error: Option<String>) {
         if let Some(error) = error {
             self.head.last_error = error;
             self.mark_dirty();
@@ -357,6 +423,7 @@ impl Deliverer {
             steps.push(Step {
                 update,
                 redelivery: Some(*number),
+                resend: false,
                 from_profile: unacked.from_profile,
                 notice_only: false,
                 advance: Advance::None,
@@ -369,16 +436,8 @@ impl Deliverer {
     /// `None` when there is nothing new.
     pub(crate) async fn next(&mut self, agency: &Agency) -> Result<Option<Vec<Delivery>>, ServiceError> {
         self.claimed()?;
-        let categories = head_categories(&self.head);
-        let (shadowed, orphans) = self.shadowed_categories()?;
+        let takes = self.takes()?;
         let store = self.broker.store().clone();
-        // An amendment of a category no subscription of the agency takes (it was shown
-        // in a profile read) goes on the agency's first subscription.
-        let subscribed =
-            |update: &StoredUpdate| categories.contains(&update.category) && !shadowed.contains(&update.category);
-        let taken = |update: &StoredUpdate| {
-            subscribed(update) || (update.amends.is_some() && orphans.contains(&update.category))
-        };
         let mut steps = Vec::new();
         if let ProfilePhase::Sending { after } = &self.head.profile {
             let page = store.latest_after(after.as_deref(), READ_PAGE)?;
@@ -390,11 +449,12 @@ impl Deliverer {
             for (latest_key, position) in page {
                 // Values newer than the live cursor come in the live phase: no duplicate.
                 let before_cursor = self.head.cursor.as_deref().is_some_and(|cursor| position.as_bytes() <= cursor);
-                let update = if before_cursor { store.update_at(&position)?.filter(|u| taken(u)) } else { None };
-                let notice_only = update.as_ref().is_some_and(|update| !subscribed(update));
+                let update = if before_cursor { store.update_at(&position)?.filter(|u| takes.taken(u)) } else { None };
+                let notice_only = update.as_ref().is_some_and(|update| !takes.subscribed(update));
                 steps.push(Step {
                     update,
                     redelivery: None,
+                    resend: false,
                     from_profile: true,
                     notice_only,
                     advance: Advance::Profile(latest_key),
@@ -406,22 +466,119 @@ impl Deliverer {
             if page.is_empty() {
                 return Ok(None);
             }
-            let since_micros = self.head.since_micros;
-            for update in page {
+            steps = self.live_steps(&takes, page);
+        }
+        self.deliver(agency, steps).await.map(Some)
+    }
+
+    /// What this subscription takes now, by the one-copy rule.
+    fn takes(&mut self) -> Result<Takes, ServiceError> {
+        let (shadowed, orphans) = self.shadowed_categories()?;
+        Ok(Takes { categories: head_categories(&self.head), shadowed, orphans })
+    }
+
+    /// The steps of live updates, in log order, each moving the cursor past it.
+    fn live_steps(&self, takes: &Takes, page: Vec<StoredUpdate>) -> Vec<Step> {
+        let since_micros = self.head.since_micros;
+        page.into_iter()
+            .map(|update| {
                 let advance = Advance::Cursor(update.position.as_bytes().to_vec());
                 let wanted =
-                    taken(&update) && since_micros.is_none_or(|since| update.committed_at.unix_micros() >= since);
-                let notice_only = !subscribed(&update);
-                steps.push(Step {
+                    takes.taken(&update) && since_micros.is_none_or(|since| update.committed_at.unix_micros() >= since);
+                let notice_only = !takes.subscribed(&update);
+                Step {
                     update: wanted.then_some(update),
                     redelivery: None,
+                    resend: false,
                     from_profile: false,
                     notice_only,
                     advance,
-                });
-            }
+                }
+            })
+            .collect()
+    }
+
+    /// The live cursor: every update up to it has been read.
+    pub(crate) fn cursor(&self) -> Option<&[u8]> {
+        self.head.cursor.as_deref()
+    }
+
+    /// The store deliveries are read from and committed to.
+    pub(crate) fn store(&self) -> &tio_store::Store {
+        self.broker.store()
+    }
+
+    /// Whether the update follower may decide this stream's next updates: it is in its
+    /// live phase, holds its claim, and has room for a delivery.
+    pub(crate) fn parkable(&self) -> bool {
+        self.claim.is_some() && matches!(self.head.profile, ProfilePhase::Done) && self.has_room()
+    }
+
+    /// Decides, on the commit thread, the updates a group has just appended (`appended`,
+    /// in log order) as [`Deliverer::next`] would, for a parked stream that has read
+    /// every update before them: the plan to commit in the same group, or that only its
+    /// cursor moves, or that it must read for itself.
+    pub(crate) fn follow(&mut self, appended: &[StoredUpdate]) -> Result<Followed, ServiceError> {
+        if !self.parkable() {
+            return Ok(Followed::Wake);
         }
-        self.deliver(agency, steps).await.map(Some)
+        let cursor = self.head.cursor.clone();
+        let page: Vec<StoredUpdate> = appended
+            .iter()
+            .filter(|update| cursor.as_deref().is_none_or(|cursor| update.position.as_bytes() > cursor))
+            .cloned()
+            .collect();
+        let Some(last) = page.last().map(|update| update.position.as_bytes().to_vec()) else {
+            return Ok(Followed::Moved);
+        };
+        let agency = self.current_agency()?;
+        let takes = self.takes()?;
+        let steps = self.live_steps(&takes, page);
+        if steps.iter().all(|step| step.update.is_none()) {
+            self.head.cursor = Some(last);
+            self.mark_dirty();
+            return Ok(Followed::Moved);
+        }
+        Ok(Followed::Commit(Box::new(self.plan_steps(&agency, &steps)?)))
+    }
+
+    /// Checks, at the moment of sending, deliveries committed with their publish
+    /// ([`Decider::check`]), and decides again those whose grants no longer rest on
+    /// the same records ([`Deliverer::decide_again`]); returns those to send, in order.
+    pub(crate) async fn checked(
+        &mut self,
+        agency: &Agency,
+        ready: Vec<Planned>,
+    ) -> Result<Vec<Delivery>, ServiceError> {
+        let (mut sending, again) = self.decider.check(agency, ready)?;
+        sending.extend(self.decide_again(agency, again).await?);
+        Ok(sending)
+    }
+
+    /// Decides again, each under its own number, deliveries committed and not sent
+    /// whose grants no longer rest on the records they relied on: each is sent only if
+    /// still allowed, its refusal committed otherwise, so that a withdrawal committed
+    /// meanwhile still stops it.
+    pub(crate) async fn decide_again(
+        &mut self,
+        agency: &Agency,
+        again: Vec<Planned>,
+    ) -> Result<Vec<Delivery>, ServiceError> {
+        if again.is_empty() {
+            return Ok(Vec::new());
+        }
+        let steps = again
+            .into_iter()
+            .map(|Planned { delivery, notice_only, .. }| Step {
+                update: Some(delivery.update),
+                redelivery: Some(delivery.number),
+                resend: true,
+                from_profile: delivery.from_profile,
+                notice_only,
+                advance: Advance::None,
+            })
+            .collect();
+        self.deliver(agency, steps).await
     }
 
     /// Delivers `steps`: all in one commit, or, if what allowed one of them changed
@@ -456,6 +613,21 @@ impl Deliverer {
     /// steps move it, stopping when the window is full. Returns the deliveries to send,
     /// or `None`, having changed nothing, if a precondition failed.
     async fn commit_steps(&mut self, agency: &Agency, steps: &[Step]) -> Result<Option<Vec<Delivery>>, ServiceError> {
+        let mut plan = self.plan_steps(agency, steps)?;
+        match self.broker.store().commit(std::mem::take(&mut plan.batch)).await {
+            Ok(_) => {}
+            Err(tio_store::StoreError::Conflict { index }) if self.lost_claim(index) => {
+                return Err(crate::app::streams::taken_over(&self.subject()));
+            }
+            Err(tio_store::StoreError::Conflict { .. }) => return Ok(None),
+            Err(err) => return Err(err.into()),
+        }
+        Ok(Some(self.planned(plan).into_iter().map(|planned| planned.delivery).collect()))
+    }
+
+    /// Decides `steps` for `agency` now, as [`Deliverer::commit_steps`] commits them:
+    /// the batch to commit, and what the stream becomes once it has.
+    fn plan_steps(&self, agency: &Agency, steps: &[Step]) -> Result<Plan, ServiceError> {
         let mut head = self.head.clone();
         let mut batch = self.fenced_batch();
         // A page's deliveries of one child rest on the same consent, relationship and
@@ -497,14 +669,15 @@ impl Deliverer {
                         &mut entry,
                     );
                     batch.push(entry_op(&entry));
-                    deliveries.push(Delivery {
+                    let delivery = Delivery {
                         number,
-                        redelivery: step.redelivery.is_some(),
+                        redelivery: step.redelivery.is_some() && !step.resend,
                         update: update.clone(),
                         child: None,
                         from_profile: step.from_profile,
                         amendment: Some(Notice { amends, with_value: false }),
-                    });
+                    };
+                    deliveries.push(Planned { delivery, relied_on: Vec::new(), notice_only: step.notice_only });
                 } else if let Some(number) = step.redelivery {
                     batch.push(cursors::delete_unacked(&self.agency, &head.name, number));
                     withdrawn.push(number);
@@ -512,7 +685,7 @@ impl Deliverer {
                 continue;
             }
             let decided = match &step.update {
-                Some(update) => self.decide(agency, update, &mut cache)?,
+                Some(update) => self.decider.decide(agency, update, &mut cache)?,
                 None => None,
             };
             let Some((update, child, decision, loaded)) = decided else {
@@ -566,14 +739,16 @@ impl Deliverer {
                 .code()
                 .to_owned();
             }
+            let mut relied_on = Vec::new();
             if let Some(grant) = &grant {
                 fill_grant(&mut entry, grant);
                 let alert_to = flag_access_alert(self.broker.flag_of(&update).as_ref(), &agency.id);
                 fill_alert(&mut entry, alert_to.as_ref());
                 fill_share_alert(&mut entry, grant);
-                for condition in grant_conditions(&self.broker, &update, &child, grant, &loaded.facts) {
+                relied_on = grant_conditions(&self.broker, &update, &child, grant, &loaded.facts);
+                for condition in &relied_on {
                     if required.insert(condition.clone()) {
-                        batch.require(condition);
+                        batch.require(condition.clone());
                     }
                 }
                 // Known to have been disclosed, so that a later amendment reaches this agency.
@@ -582,25 +757,25 @@ impl Deliverer {
             let number =
                 number_delivery(&self.agency, step, &update, &mut head, &mut batch, &mut new_unacked, &mut entry);
             batch.push(entry_op(&entry));
-            deliveries.push(Delivery {
+            let delivery = Delivery {
                 number,
-                redelivery: step.redelivery.is_some(),
+                redelivery: step.redelivery.is_some() && !step.resend,
                 update,
                 child: Some(child),
                 from_profile: step.from_profile,
                 amendment: notice
                     .map(|(amends, with_value)| Notice { amends, with_value: with_value && grant.is_some() }),
-            });
+            };
+            deliveries.push(Planned { delivery, relied_on, notice_only: step.notice_only });
         }
         batch.ops.extend(self.state_ops(&head));
-        match self.broker.store().commit(batch).await {
-            Ok(_) => {}
-            Err(tio_store::StoreError::Conflict { index }) if self.lost_claim(index) => {
-                return Err(crate::app::streams::taken_over(&self.subject()));
-            }
-            Err(tio_store::StoreError::Conflict { .. }) => return Ok(None),
-            Err(err) => return Err(err.into()),
-        }
+        Ok(Plan { batch, head, deliveries, new_unacked, withdrawn, denials })
+    }
+
+    /// Makes the stream what `plan` leaves it, once its batch is committed, and returns
+    /// its deliveries to send, each with the preconditions its grant committed under.
+    pub(crate) fn planned(&mut self, plan: Plan) -> Vec<Planned> {
+        let Plan { head, deliveries, new_unacked, withdrawn, denials, .. } = plan;
         self.head = head;
         self.acked.clear();
         self.dirty = None;
@@ -613,11 +788,11 @@ impl Deliverer {
             metrics.denied(AuditAction::Delivery.code(), reason.code());
         }
         let now = self.broker.now().unix_micros();
-        for delivery in deliveries.iter().filter(|delivery| !delivery.redelivery) {
+        for Planned { delivery, .. } in deliveries.iter().filter(|planned| !planned.delivery.redelivery) {
             let lag = now.saturating_sub(delivery.update.committed_at.unix_micros());
             metrics.delivered(Duration::from_micros(u64::try_from(lag).unwrap_or(0)));
         }
-        Ok(Some(deliveries))
+        deliveries
     }
 
     /// Routes `update` for this agency: past recipients of an amended update get a
@@ -664,66 +839,6 @@ impl Deliverer {
         };
         self.one_copy = Some(OneCopy { generation, read_at, shadowed: shadowed.clone(), orphans: orphans.clone() });
         Ok((shadowed, orphans))
-    }
-
-    /// Decides one update for this agency now, reading each child's facts once per
-    /// `cache`; `None` if its child was erased. A batch's deliveries commit under
-    /// preconditions on what allowed them, so facts that changed meanwhile fail the
-    /// commit rather than slip through.
-    #[allow(clippy::type_complexity)]
-    fn decide(
-        &self,
-        agency: &Agency,
-        update: &StoredUpdate,
-        cache: &mut std::collections::HashMap<ChildIndex, Option<Arc<Loaded>>>,
-    ) -> Result<Option<(StoredUpdate, Child, Decision, Arc<Loaded>)>, ServiceError> {
-        if update.content.is_none() {
-            return Ok(None);
-        }
-        let store = self.broker.store();
-        let loaded = match cache.entry(update.child) {
-            std::collections::hash_map::Entry::Occupied(slot) => slot.into_mut(),
-            std::collections::hash_map::Entry::Vacant(slot) => {
-                let loaded = match self.child_at(update.child)? {
-                    None => None,
-                    Some(child) => {
-                        let facts = load_facts_for_guarded_commit(store, &child)?;
-                        Some(Arc::new(Loaded { child, domain: facts.domain(), facts, current: !store.shared() }))
-                    }
-                };
-                slot.insert(loaded)
-            }
-        };
-        let Some(found) = loaded else { return Ok(None) };
-        let flag = self.broker.flag_of(update);
-        let flag = self.broker.flag_share(store, update, flag.as_ref())?;
-        let question = AccessRequest { agency, action: Action::Receive, category: update.category, flag };
-        let mut decision = decide(&question, &found.domain.facts(), self.broker.now());
-        if matches!(decision, Decision::Deny(_)) && !found.current {
-            let facts = load_facts(store, &found.child)?;
-            let now_read = Arc::new(Loaded { child: found.child, domain: facts.domain(), facts, current: true });
-            decision = decide(&question, &now_read.domain.facts(), self.broker.now());
-            *loaded = Some(now_read);
-        }
-        let Some(found) = loaded else { return Ok(None) };
-        // The facts are shared, not copied, by every update of the child in the batch.
-        Ok(Some((update.clone(), found.child, decision, found.clone())))
-    }
-
-    /// Returns the child with blind index `index`, remembered from earlier pages.
-    fn child_at(&self, index: ChildIndex) -> Result<Option<Child>, ServiceError> {
-        // Each change is one insert or a clear: a poisoned lock is still consistent.
-        let remembered = self.children.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&index).copied();
-        if remembered.is_some() {
-            return Ok(remembered);
-        }
-        let Some(child) = self.broker.store().child_at(index)? else { return Ok(None) };
-        let mut children = self.children.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if children.len() >= MAX_CHILDREN_REMEMBERED {
-            children.clear();
-        }
-        children.insert(index, child);
-        Ok(Some(child))
     }
 
     fn delivery_entry(
@@ -785,7 +900,7 @@ fn number_delivery(
     entry: &mut AuditEntry,
 ) -> u64 {
     if let Some(number) = step.redelivery {
-        entry.detail = "redelivery".to_owned();
+        entry.detail = if step.resend { "decided again before sending" } else { "redelivery" }.to_owned();
         return number;
     }
     let number = head.next_number;
@@ -794,6 +909,146 @@ fn number_delivery(
     batch.push(cursors::put_unacked(agency, &head.name, number, &unacked));
     new_unacked.push((number, unacked));
     number
+}
+
+/// What decides a stream's deliveries for its agency: shared by the stream and the
+/// update follower, and used without the stream's deliverer at the moment of sending.
+pub(crate) struct Decider {
+    broker: Arc<Broker>,
+    call: Call,
+    agency: String,
+    /// The children this stream has delivered about, by blind index, so that each
+    /// child's number is unsealed once a stream rather than once a page. An erased
+    /// child's updates have no content and are passed over before this is asked.
+    children: std::sync::Mutex<std::collections::HashMap<ChildIndex, Child>>,
+}
+
+impl Decider {
+    /// Returns the agency as registered now, or the refusal a new call would get if it
+    /// may no longer connect (suspended, certificate revoked, removed).
+    pub(crate) fn current_agency(&self) -> Result<Agency, ServiceError> {
+        let registry = self.broker.registry();
+        registry.admit(&self.call.caller.identity, &self.call.caller.certificate_fingerprint)?;
+        registry.agency(&self.agency).ok_or_else(|| {
+            ServiceError::Unauthenticated(AuthError::Unknown { role: "agency", id: self.agency.clone() })
+        })
+    }
+
+    /// Checks, at the moment of sending, deliveries committed with their publish, in
+    /// order: each whose grant's preconditions all still hold (decided now, on the
+    /// facts as they are, it is allowed on the same ones) is returned to send as
+    /// committed; from the first whose consent, relationship, objections or amendments
+    /// changed since, every one is returned to decide again
+    /// ([`Deliverer::decide_again`]), so that none overtakes another.
+    pub(crate) fn check(
+        &self,
+        agency: &Agency,
+        ready: Vec<Planned>,
+    ) -> Result<(Vec<Delivery>, Vec<Planned>), ServiceError> {
+        let mut cache = std::collections::HashMap::new();
+        let mut sending = Vec::with_capacity(ready.len());
+        let mut ready = ready.into_iter();
+        while let Some(planned) = ready.next() {
+            if planned.relied_on.is_empty() || self.still_allowed(agency, &planned, &mut cache)? {
+                sending.push(planned.delivery);
+                continue;
+            }
+            return Ok((sending, std::iter::once(planned).chain(ready).collect()));
+        }
+        Ok((sending, Vec::new()))
+    }
+
+    /// Whether what allowed `planned` is unchanged: decided now on the facts as they are,
+    /// it is allowed on the same preconditions.
+    fn still_allowed(
+        &self,
+        agency: &Agency,
+        planned: &Planned,
+        cache: &mut std::collections::HashMap<ChildIndex, Option<Arc<Loaded>>>,
+    ) -> Result<bool, ServiceError> {
+        Ok(match self.decide(agency, &planned.delivery.update, cache)? {
+            Some((update, child, Decision::Allow(grant), loaded)) => {
+                grant_conditions(&self.broker, &update, &child, &grant, &loaded.facts) == planned.relied_on
+            }
+            _ => false,
+        })
+    }
+
+    /// Decides one update for this agency now, reading each child's facts once per
+    /// `cache`; `None` if its child was erased. A batch's deliveries commit under
+    /// preconditions on what allowed them, so facts that changed meanwhile fail the
+    /// commit rather than slip through.
+    #[allow(clippy::type_complexity)]
+    fn decide(
+        &self,
+        agency: &Agency,
+        update: &StoredUpdate,
+        cache: &mut std::collections::HashMap<ChildIndex, Option<Arc<Loaded>>>,
+    ) -> Result<Option<(StoredUpdate, Child, Decision, Arc<Loaded>)>, ServiceError> {
+        if update.content.is_none() {
+            return Ok(None);
+        }
+        let store = self.broker.store();
+        let loaded = match cache.entry(update.child) {
+            std::collections::hash_map::Entry::Occupied(slot) => slot.into_mut(),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                let loaded = match self.child_at(update.child)? {
+                    None => None,
+                    Some(child) => {
+                        let facts = load_facts_for_guarded_commit(store, &child)?;
+                        Some(Arc::new(Loaded { child, domain: facts.domain(), facts, current: !store.shared() }))
+                    }
+                };
+                slot.insert(loaded)
+            }
+        };
+        let Some(found) = loaded else { return Ok(None) };
+        let flag = self.broker.flag_of(update);
+        let flag = self.broker.flag_share(store, update, flag.as_ref())?;
+        let question = AccessRequest { agency, action: Action::Receive, category: update.category, flag };
+        let mut decision = decide(&question, &found.domain.facts(), self.broker.now());
+        if matches!(decision, Decision::Deny(_)) && !found.current {
+            let facts = load_facts(store, &found.child)?;
+            let now_read = Arc::new(Loaded { child: found.child, domain: facts.domain(), facts, current: true });
+            decision = decide(&question, &now_read.domain.facts(), self.broker.now());
+            *loaded = Some(now_read);
+        }
+        let Some(found) = loaded else { return Ok(None) };
+        // The facts are shared, not copied, by every update of the child in the batch.
+        Ok(Some((update.clone(), found.child, decision, found.clone())))
+    }
+
+    /// Returns the child with blind index `index`, remembered from earlier pages.
+    fn child_at(&self, index: ChildIndex) -> Result<Option<Child>, ServiceError> {
+        // Each change is one insert or a clear: a poisoned lock is still consistent.
+        let remembered = self.children.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&index).copied();
+        if remembered.is_some() {
+            return Ok(remembered);
+        }
+        let Some(child) = self.broker.store().child_at(index)? else { return Ok(None) };
+        let mut children = self.children.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if children.len() >= MAX_CHILDREN_REMEMBERED {
+            children.clear();
+        }
+        children.insert(index, child);
+        Ok(Some(child))
+    }
+}
+
+/// Refuses acks a client may not send: more than `max_per_message`, or a number never
+/// sent (0, or after `latest`, the subscription's latest delivery).
+pub(crate) fn check_acks(numbers: &[u64], max_per_message: usize, latest: u64) -> Result<(), ServiceError> {
+    let field = "ack.delivery_numbers";
+    if numbers.len() > max_per_message {
+        return Err(invalid(field, format!("at most {max_per_message} per message")));
+    }
+    if let Some(never_sent) = numbers.iter().find(|&&number| number == 0 || number > latest) {
+        return Err(invalid(
+            field,
+            format!("delivery number {never_sent} was never sent on this subscription (latest: {latest})"),
+        ));
+    }
+    Ok(())
 }
 
 fn invalid(field: &str, reason: impl Into<String>) -> ServiceError {
@@ -853,7 +1108,7 @@ mod tests {
     use super::*;
     use crate::app::test_support::{
         T0, TestClock, amy, broker, brokers_sharing_one_store, call, declare_school, publish_communication_needs,
-        record_education_consent,
+        record_education_consent, subscribe_school,
     };
 
     /// What a delivery to the school of Amy's latest communication needs is decided on.
@@ -942,18 +1197,6 @@ mod tests {
         recorder.withdraw(&consent.0, "", evidence()).await.unwrap();
         assert!(!commit_under(&broker, &decided).await, "decided before the withdrawal");
         assert_eq!(decide_for_school(&broker).decision, Decision::Deny(DenyReason::ConsentWithdrawn));
-    }
-
-    /// Creates the school's subscription `name` to communication needs, from now on.
-    async fn subscribe_school(broker: &Broker, name: &str) {
-        let school = call(broker, "school");
-        let new = crate::app::subscriptions::manage::NewSubscription {
-            name: name.into(),
-            categories: [Category::CommunicationNeeds].into_iter().collect(),
-            max_in_flight: 0,
-            start: crate::app::subscriptions::manage::Start::Live,
-        };
-        broker.subscriber(&school).await.unwrap().create(new).await.unwrap();
     }
 
     /// Publishes Amy's communication needs and returns how many deliveries the open
