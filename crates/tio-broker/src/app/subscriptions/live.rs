@@ -119,15 +119,20 @@ impl Live {
 
 impl UpdateFollower for Live {
     fn follow(&self, appended: &[AppendedUpdate<'_>]) -> Vec<Batch> {
-        let mut state = lock(&self.state);
-        let before = state.last_seen.clone();
-        if let Some(last) = appended.last() {
-            state.last_seen = Some(last.position.as_bytes().to_vec());
-        }
+        // From here on a stream parks only if it has read these updates too; one that
+        // parked before is among `slots`, and decided for below.
+        let (slots, before) = {
+            let mut state = lock(&self.state);
+            let before = state.last_seen.clone();
+            if let Some(last) = appended.last() {
+                state.last_seen = Some(last.position.as_bytes().to_vec());
+            }
+            (state.slots.clone(), before)
+        };
         let mut updates = None;
         let mut batches = Vec::new();
         let mut following = lock(&self.following);
-        for slot in &state.slots {
+        for slot in &slots {
             if !lock(&slot.parked).followable {
                 continue;
             }
@@ -153,7 +158,7 @@ impl UpdateFollower for Live {
                         Err(err) => {
                             tracing::warn!(error = %err, "an update just appended does not open; its streams read it");
                             drop(deliverer);
-                            state.slots.iter().for_each(|slot| Live::wake(slot));
+                            slots.iter().for_each(|slot| Live::wake(slot));
                             return batches;
                         }
                     }
