@@ -361,6 +361,19 @@ mod tests {
         assert_eq!(engine.scan(Keyspace::Updates, &[], None, 100).unwrap().len(), 11);
     }
 
+    /// A batch that puts `key` on condition that it holds a value it never holds.
+    fn conflicting(key: &[u8]) -> Batch {
+        let mut batch = Batch::new();
+        batch
+            .require(crate::engine::Condition::Equals {
+                space: Keyspace::Cursors,
+                key: key.to_vec(),
+                value: b"1".to_vec(),
+            })
+            .push(Op::Put { space: Keyspace::Cursors, key: key.to_vec(), value: b"2".to_vec() });
+        batch
+    }
+
     /// Adds, for each applied batch, a batch that records its first position, and one
     /// batch whose precondition never holds; keeps what it is told.
     #[derive(Default)]
@@ -382,15 +395,7 @@ mod tests {
                     batch
                 })
                 .collect();
-            let mut never = Batch::new();
-            never
-                .require(crate::engine::Condition::Equals {
-                    space: Keyspace::Cursors,
-                    key: b"never".to_vec(),
-                    value: b"1".to_vec(),
-                })
-                .push(Op::Put { space: Keyspace::Cursors, key: b"never".to_vec(), value: b"2".to_vec() });
-            added.push(never);
+            added.push(conflicting(b"never"));
             added
         }
 
@@ -431,15 +436,7 @@ mod tests {
     async fn a_conflict_fails_alone_and_commit_after_shutdown_is_refused() {
         let engine: Arc<dyn Engine> = Arc::new(MemoryEngine::new());
         let commit = GroupCommit::start(engine.clone()).unwrap();
-        let mut conflicting = Batch::new();
-        conflicting
-            .require(crate::engine::Condition::Equals {
-                space: Keyspace::Cursors,
-                key: b"x".to_vec(),
-                value: b"1".to_vec(),
-            })
-            .push(Op::Put { space: Keyspace::Cursors, key: b"x".to_vec(), value: b"2".to_vec() });
-        assert!(matches!(commit.commit(conflicting).await, Err(CommitError::Conflict { index: 0 })));
+        assert!(matches!(commit.commit(conflicting(b"x")).await, Err(CommitError::Conflict { index: 0 })));
         let mut fine = Batch::new();
         fine.push(Op::Put { space: Keyspace::Cursors, key: b"y".to_vec(), value: b"1".to_vec() });
         commit.commit(fine.clone()).await.unwrap();
