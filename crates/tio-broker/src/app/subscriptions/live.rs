@@ -65,6 +65,17 @@ struct Parked {
     latest: u64,
 }
 
+impl Slot {
+    /// A place for `deliverer`, not parked.
+    fn new(deliverer: Deliverer) -> Arc<Slot> {
+        Arc::new(Slot {
+            deliverer: Arc::new(tokio::sync::Mutex::new(deliverer)),
+            parked: Mutex::default(),
+            wake: Notify::new(),
+        })
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Each holder leaves the state whole between its statements.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -88,11 +99,7 @@ impl Live {
 
     /// Gives `deliverer` a place here, for as long as the returned registration lives.
     pub(crate) fn register(self: &Arc<Self>, deliverer: Deliverer) -> Registration {
-        let slot = Arc::new(Slot {
-            deliverer: Arc::new(tokio::sync::Mutex::new(deliverer)),
-            parked: Mutex::default(),
-            wake: Notify::new(),
-        });
+        let slot = Slot::new(deliverer);
         lock(&self.state).slots.push(slot.clone());
         Registration { live: Some(self.clone()), slot }
     }
@@ -212,14 +219,7 @@ pub(crate) struct Registration {
 impl Registration {
     /// A stream with no follower to park with (a store other nodes share).
     pub(crate) fn alone(deliverer: Deliverer) -> Registration {
-        Registration {
-            live: None,
-            slot: Arc::new(Slot {
-                deliverer: Arc::new(tokio::sync::Mutex::new(deliverer)),
-                parked: Mutex::default(),
-                wake: Notify::new(),
-            }),
-        }
+        Registration { live: None, slot: Slot::new(deliverer) }
     }
 
     /// Takes the deliverer to work with; waits while the follower has it.
